@@ -1,0 +1,18 @@
+// `cargo leptos end-to-end` starts the server and the tests at the same moment; wait until the
+// server answers its health check before any test runs.
+export default async function globalSetup() {
+  const base = process.env.BASE_URL ?? "http://127.0.0.1:3000";
+  const deadline = Date.now() + 60_000;
+  let last = "";
+  while (Date.now() < deadline) {
+    try {
+      const r = await fetch(`${base}/api/v1/health`);
+      if (r.ok) return;
+      last = `status ${r.status}: ${await r.text()}`;
+    } catch (e) {
+      last = String(e);
+    }
+    await new Promise((res) => setTimeout(res, 250));
+  }
+  throw new Error(`server at ${base} not healthy after 60 s: ${last}`);
+}

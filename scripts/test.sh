@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Sets everything up (first run only) and runs the whole test suite: clippy, the Rust unit and
+# integration tests, the Python model-tooling tests, and the Playwright browser tests against the
+# real server. Exits non-zero when anything fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh test
+export PATH="$HOME/.cargo/bin:$PATH"
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "clippy (server and browser builds)"
+cargo clippy --features ssr --all-targets -- -D warnings
+cargo clippy --features hydrate --lib --target wasm32-unknown-unknown -- -D warnings
+
+step "Rust unit and integration tests"
+cargo test --features ssr
+
+if [ -x models/sdtool ]; then
+  step "model tooling tests (Python)"
+  models/sdtool test
+fi
+
+step "browser tests (Playwright in Debian chromium, against the real server)"
+e2e_data="$(mktemp -d)"
+trap 'rm -rf "$e2e_data"' EXIT
+EASEL_DATA_DIR="$e2e_data" EASEL_MODELS_DIR="$PWD/models" cargo leptos end-to-end

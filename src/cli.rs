@@ -1,0 +1,170 @@
+//! The `easel` command line: argument parsing and the glue that starts each subcommand.
+//! Every subcommand is a thin call into a module that could stand alone.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{LogFormat, Settings, SettingsLayer};
+
+#[derive(Parser, Debug)]
+#[command(name = "easel", version = VERSION, about = "Local Stable Diffusion: a web UI and an HTTP API on ONNX Runtime.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve the web UI and the HTTP API (the default).
+    Serve(SettingsArgs),
+    /// Print what Easel finds: ONNX Runtime, models, data dir, free disk, threads.
+    Doctor(SettingsArgs),
+}
+
+/// The settings flags, shared by every subcommand that needs settings.
+#[derive(Args, Debug, Default, Clone)]
+pub struct SettingsArgs {
+    /// Configuration file (default: easel.toml in the data dir).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to bind [default: 127.0.0.1].
+    #[arg(long)]
+    pub host: Option<std::net::IpAddr>,
+    /// Port to bind [default: 3000].
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Folder of models in the diffusers ONNX layout [default: models].
+    #[arg(long, value_name = "DIR")]
+    pub models_dir: Option<PathBuf>,
+    /// Folder for generated images [default: <data-dir>/outputs].
+    #[arg(long, value_name = "DIR")]
+    pub outputs_dir: Option<PathBuf>,
+    /// Folder for Easel's state [default: ~/.local/share/easel].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// ONNX Runtime intra-op threads [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Log filter, e.g. info, debug, easel=debug [default: info].
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
+    /// Log line format [default: text].
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+impl SettingsArgs {
+    fn layer(&self) -> SettingsLayer {
+        SettingsLayer {
+            host: self.host,
+            port: self.port,
+            models_dir: self.models_dir.clone(),
+            outputs_dir: self.outputs_dir.clone(),
+            data_dir: self.data_dir.clone(),
+            threads: self.threads,
+            log_level: self.log_level.clone(),
+            log_format: self.log_format,
+        }
+    }
+
+    /// The effective settings: defaults < file < `EASEL_*` env < these flags.
+    pub fn resolve(&self) -> anyhow::Result<Settings> {
+        let env = SettingsLayer::from_env(|k| std::env::var(k).ok())?;
+        Ok(Settings::resolve(env, self.layer(), self.config.as_deref())?)
+    }
+}
+
+/// `easel --version`: Easel's version and the ONNX Runtime release it is built for
+/// (kept equal to [`crate::engine::runtime::ORT_VERSION`] by a test).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (ONNX Runtime 1.31.1)");
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Command::Serve(SettingsArgs::default())) {
+        Command::Serve(args) => serve(&args),
+        Command::Doctor(args) => args.resolve().map(|s| crate::doctor::print_report(&s)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: &SettingsArgs) -> anyhow::Result<()> {
+    let settings = args.resolve()?;
+    crate::logging::init(&settings.log_level, settings.log_format).map_err(anyhow::Error::msg)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let addr = SocketAddr::new(settings.host, settings.port);
+        let state = crate::server::AppState::new(crate::server::leptos_options(addr), settings);
+        if let Err(e) = &state.runtime {
+            tracing::warn!("{e}");
+        }
+        crate::server::serve(
+            state,
+            addr,
+            |bound| {
+                tracing::info!(%bound, "listening");
+                println!("Easel is running at http://{bound}/");
+            },
+            shutdown_signal(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot serve on {addr}: {e} (is another program using the port? try --port)"))
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn version_names_the_onnx_runtime_release() {
+        assert!(VERSION.contains(crate::engine::runtime::ORT_VERSION));
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn no_subcommand_means_serve() {
+        let cli = Cli::try_parse_from(["easel"]).unwrap();
+        assert!(cli.command.is_none());
+        let cli = Cli::try_parse_from(["easel", "serve", "--port", "0", "--log-format", "json"]).unwrap();
+        match cli.command {
+            Some(Command::Serve(a)) => {
+                assert_eq!(a.port, Some(0));
+                assert_eq!(a.log_format, Some(LogFormat::Json));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

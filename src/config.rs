@@ -1,0 +1,280 @@
+//! Effective settings of one Easel process and where each value came from.
+//!
+//! Precedence, lowest first: built-in defaults < `easel.toml` (in the data dir, or the file given by
+//! `--config`) < `EASEL_*` environment variables < command-line flags. Every layer is a
+//! [`SettingsLayer`] of optional values; [`Settings::resolve`] folds them in that order. Nothing here
+//! reads the process environment directly, so the precedence rules are unit-testable.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Name of the configuration file looked up in the data dir.
+pub const CONFIG_FILE_NAME: &str = "easel.toml";
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines for a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// One layer of settings: every value optional, so a layer only overrides what it names.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsLayer {
+    pub host: Option<IpAddr>,
+    pub port: Option<u16>,
+    pub models_dir: Option<PathBuf>,
+    pub outputs_dir: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub threads: Option<usize>,
+    pub log_level: Option<String>,
+    pub log_format: Option<LogFormat>,
+}
+
+/// The settings a process runs with, after all layers are applied.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Settings {
+    /// Address the HTTP server binds.
+    pub host: IpAddr,
+    /// Port the HTTP server binds (0 picks a free one).
+    pub port: u16,
+    /// Folder scanned for models in the diffusers ONNX layout.
+    pub models_dir: PathBuf,
+    /// Folder generated images are written to.
+    pub outputs_dir: PathBuf,
+    /// Folder for Easel's own state (job database, config file).
+    pub data_dir: PathBuf,
+    /// Intra-op threads for ONNX Runtime.
+    pub threads: usize,
+    /// `tracing` filter directive, e.g. `info` or `easel=debug,tower_http=info`.
+    pub log_level: String,
+    pub log_format: LogFormat,
+    /// The configuration file that was read, if any.
+    pub config_file: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid: {message}")]
+    ParseFile { path: PathBuf, message: String },
+    #[error("environment variable {name}={value:?} is not valid: {expected}")]
+    BadEnv { name: String, value: String, expected: String },
+    #[error("threads must be at least 1 (got 0); leave it unset to use every core")]
+    ZeroThreads,
+}
+
+impl SettingsLayer {
+    /// Values from `EASEL_*` variables; `lookup` is `std::env::var` in production.
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        fn parsed<T: std::str::FromStr>(
+            lookup: &impl Fn(&str) -> Option<String>,
+            name: &str,
+            expected: &str,
+        ) -> Result<Option<T>, ConfigError> {
+            match lookup(name) {
+                None => Ok(None),
+                Some(value) if value.is_empty() => Ok(None),
+                Some(value) => value.trim().parse().map(Some).map_err(|_| ConfigError::BadEnv {
+                    name: name.to_string(),
+                    value,
+                    expected: expected.to_string(),
+                }),
+            }
+        }
+        let path = |name: &str| lookup(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let log_format = match lookup("EASEL_LOG_FORMAT").filter(|v| !v.is_empty()) {
+            None => None,
+            Some(v) => Some(match v.to_ascii_lowercase().as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => {
+                    return Err(ConfigError::BadEnv {
+                        name: "EASEL_LOG_FORMAT".into(),
+                        value: v,
+                        expected: "text or json".into(),
+                    })
+                }
+            }),
+        };
+        Ok(Self {
+            host: parsed(&lookup, "EASEL_HOST", "an IP address such as 127.0.0.1")?,
+            port: parsed(&lookup, "EASEL_PORT", "a port number 0..65535")?,
+            models_dir: path("EASEL_MODELS_DIR"),
+            outputs_dir: path("EASEL_OUTPUTS_DIR"),
+            data_dir: path("EASEL_DATA_DIR"),
+            threads: parsed(&lookup, "EASEL_THREADS", "a whole number of threads")?,
+            log_level: lookup("EASEL_LOG_LEVEL").filter(|v| !v.is_empty()),
+            log_format,
+        })
+    }
+
+    /// Values from a TOML file.
+    pub fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::ReadFile { path: path.to_path_buf(), source })?;
+        toml::from_str(&text).map_err(|e| ConfigError::ParseFile {
+            path: path.to_path_buf(),
+            message: e.message().to_string(),
+        })
+    }
+
+    /// `self` with every value that `over` sets replaced by it.
+    fn overlaid(self, over: SettingsLayer) -> SettingsLayer {
+        SettingsLayer {
+            host: over.host.or(self.host),
+            port: over.port.or(self.port),
+            models_dir: over.models_dir.or(self.models_dir),
+            outputs_dir: over.outputs_dir.or(self.outputs_dir),
+            data_dir: over.data_dir.or(self.data_dir),
+            threads: over.threads.or(self.threads),
+            log_level: over.log_level.or(self.log_level),
+            log_format: over.log_format.or(self.log_format),
+        }
+    }
+}
+
+/// Where the data dir is when nothing sets it: the platform's data dir (`~/.local/share/easel` on
+/// Linux), or `./easel-data` when the platform has none.
+pub fn default_data_dir() -> PathBuf {
+    dirs::data_dir().map(|d| d.join("easel")).unwrap_or_else(|| PathBuf::from("easel-data"))
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+impl Settings {
+    /// Folds the layers in precedence order. The config file is `config_file` when given (it must
+    /// exist), otherwise `easel.toml` in the data dir chosen by env/flags/default (read if present).
+    pub fn resolve(
+        env: SettingsLayer,
+        flags: SettingsLayer,
+        config_file: Option<&Path>,
+    ) -> Result<Settings, ConfigError> {
+        let (file_layer, file_used) = match config_file {
+            Some(path) => (SettingsLayer::from_toml_file(path)?, Some(path.to_path_buf())),
+            None => {
+                let data_dir = flags.data_dir.clone().or_else(|| env.data_dir.clone()).unwrap_or_else(default_data_dir);
+                let candidate = data_dir.join(CONFIG_FILE_NAME);
+                if candidate.is_file() {
+                    (SettingsLayer::from_toml_file(&candidate)?, Some(candidate))
+                } else {
+                    (SettingsLayer::default(), None)
+                }
+            }
+        };
+        let merged = file_layer.overlaid(env).overlaid(flags);
+        let data_dir = merged.data_dir.unwrap_or_else(default_data_dir);
+        let threads = merged.threads.unwrap_or_else(default_threads);
+        if threads == 0 {
+            return Err(ConfigError::ZeroThreads);
+        }
+        Ok(Settings {
+            host: merged.host.unwrap_or(IpAddr::from([127, 0, 0, 1])),
+            port: merged.port.unwrap_or(3000),
+            models_dir: merged.models_dir.unwrap_or_else(|| PathBuf::from("models")),
+            outputs_dir: merged.outputs_dir.unwrap_or_else(|| data_dir.join("outputs")),
+            data_dir,
+            threads,
+            log_level: merged.log_level.unwrap_or_else(|| "info".to_string()),
+            log_format: merged.log_format.unwrap_or_default(),
+            config_file: file_used,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> SettingsLayer {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        SettingsLayer::from_env(|k| map.get(k).cloned()).unwrap()
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("easel-config-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let data = temp_dir("defaults");
+        let flags = SettingsLayer { data_dir: Some(data.clone()), ..Default::default() };
+        let s = Settings::resolve(SettingsLayer::default(), flags, None).unwrap();
+        assert_eq!(s.host, IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(s.port, 3000);
+        assert_eq!(s.models_dir, PathBuf::from("models"));
+        assert_eq!(s.outputs_dir, data.join("outputs"));
+        assert_eq!(s.log_level, "info");
+        assert_eq!(s.log_format, LogFormat::Text);
+        assert!(s.threads >= 1);
+        assert_eq!(s.config_file, None);
+    }
+
+    #[test]
+    fn file_overrides_defaults_env_overrides_file_flags_override_env() {
+        let data = temp_dir("precedence");
+        std::fs::write(
+            data.join(CONFIG_FILE_NAME),
+            "port = 4000\nthreads = 3\nlog_level = \"debug\"\nhost = \"0.0.0.0\"\n",
+        )
+        .unwrap();
+        let env = env_of(&[("EASEL_PORT", "5000"), ("EASEL_THREADS", "5"), ("EASEL_DATA_DIR", data.to_str().unwrap())]);
+        let flags = SettingsLayer { port: Some(6000), ..Default::default() };
+        let s = Settings::resolve(env, flags, None).unwrap();
+        assert_eq!(s.port, 6000, "flag beats env and file");
+        assert_eq!(s.threads, 5, "env beats file");
+        assert_eq!(s.log_level, "debug", "file beats default");
+        assert_eq!(s.host, IpAddr::from([0, 0, 0, 0]), "file beats default");
+        assert_eq!(s.config_file, Some(data.join(CONFIG_FILE_NAME)));
+    }
+
+    #[test]
+    fn explicit_config_file_is_used_and_must_exist() {
+        let dir = temp_dir("explicit");
+        let file = dir.join("other.toml");
+        std::fs::write(&file, "log_format = \"json\"\n").unwrap();
+        let s = Settings::resolve(SettingsLayer::default(), SettingsLayer::default(), Some(&file)).unwrap();
+        assert_eq!(s.log_format, LogFormat::Json);
+        let missing = dir.join("missing.toml");
+        let err = Settings::resolve(SettingsLayer::default(), SettingsLayer::default(), Some(&missing)).unwrap_err();
+        assert!(err.to_string().contains("missing.toml"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_in_file_is_an_error_naming_the_file() {
+        let dir = temp_dir("unknown");
+        let file = dir.join("easel.toml");
+        std::fs::write(&file, "prot = 1\n").unwrap();
+        let err = Settings::resolve(SettingsLayer::default(), SettingsLayer::default(), Some(&file)).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("easel.toml") && msg.contains("prot"), "{msg}");
+    }
+
+    #[test]
+    fn bad_env_value_names_variable_and_value() {
+        let err = SettingsLayer::from_env(|k| (k == "EASEL_PORT").then(|| "70000".to_string())).unwrap_err();
+        assert_eq!(err.to_string(), "environment variable EASEL_PORT=\"70000\" is not valid: a port number 0..65535");
+        let err = SettingsLayer::from_env(|k| (k == "EASEL_LOG_FORMAT").then(|| "xml".to_string())).unwrap_err();
+        assert!(err.to_string().contains("text or json"));
+    }
+
+    #[test]
+    fn zero_threads_is_rejected() {
+        let flags = SettingsLayer { threads: Some(0), data_dir: Some(temp_dir("zero")), ..Default::default() };
+        assert!(matches!(Settings::resolve(SettingsLayer::default(), flags, None), Err(ConfigError::ZeroThreads)));
+    }
+}

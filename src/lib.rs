@@ -1,0 +1,34 @@
+//! Easel: a local Stable Diffusion platform, one crate compiled twice.
+//!
+//! Layout (see ARCHITECTURE.md for the full map):
+//! - [`app`]: the Leptos UI, rendered on the server (SSR) and hydrated in the browser (wasm).
+//! - `config` (server): settings and their precedence (defaults < file < env < flags).
+//! - `engine` (server): the inference engine on ONNX Runtime. Knows nothing of HTTP or the UI.
+//! - `server` (server): the axum router, REST API, request tracing.
+//! - `cli` (server): the `easel` command line, thin glue over the modules above.
+//!
+//! Everything server-only sits behind the `ssr` feature so the `hydrate` (wasm32) build never
+//! compiles it.
+
+pub mod app;
+
+#[cfg(feature = "ssr")]
+pub mod cli;
+#[cfg(feature = "ssr")]
+pub mod config;
+#[cfg(feature = "ssr")]
+pub mod doctor;
+#[cfg(feature = "ssr")]
+pub mod engine;
+#[cfg(feature = "ssr")]
+pub mod logging;
+#[cfg(feature = "ssr")]
+pub mod server;
+
+/// Browser entry point: attaches the server-rendered page to the wasm app.
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(app::App);
+}

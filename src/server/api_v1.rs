@@ -1,0 +1,62 @@
+//! REST API v1 handlers (`/api/v1/...`): JSON in, JSON out, errors as [`ApiError`].
+
+use axum::extract::State;
+use axum::http::{StatusCode, Uri};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+use super::{ApiError, AppState};
+use crate::config::Settings;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/config", get(config))
+        .fallback(not_found)
+}
+
+/// Liveness is implied by answering; readiness needs ONNX Runtime loaded and the models dir readable.
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    version: &'static str,
+    onnxruntime: Check,
+    models_dir: Check,
+}
+
+#[derive(Serialize)]
+struct Check {
+    ok: bool,
+    detail: String,
+}
+
+async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+    let onnxruntime = match &state.runtime {
+        Ok(rt) => Check { ok: true, detail: format!("{} at {}", rt.version, rt.library.display()) },
+        Err(e) => Check { ok: false, detail: e.to_string() },
+    };
+    let dir = &state.settings.models_dir;
+    let models_dir = match std::fs::read_dir(dir) {
+        Ok(_) => Check { ok: true, detail: dir.display().to_string() },
+        Err(e) => Check { ok: false, detail: format!("cannot read models dir {}: {e}", dir.display()) },
+    };
+    let ready = onnxruntime.ok && models_dir.ok;
+    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = Health {
+        status: if ready { "ready" } else { "unavailable" },
+        version: env!("CARGO_PKG_VERSION"),
+        onnxruntime,
+        models_dir,
+    };
+    (code, Json(body))
+}
+
+/// The effective settings. There are no secrets among them yet; when there are, they are redacted here.
+async fn config(State(state): State<AppState>) -> Json<Settings> {
+    Json(state.settings.as_ref().clone())
+}
+
+pub async fn not_found(uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no API endpoint at {}", uri.path()))
+}

@@ -1,0 +1,58 @@
+//! The HTTP layer: the axum router (REST API v1, server functions, SSR pages, static files),
+//! request tracing, and the serve loop with graceful shutdown. It translates HTTP to calls on the
+//! services in [`AppState`]; it holds no generation logic of its own.
+
+mod api_v1;
+mod error;
+mod request_trace;
+mod site;
+mod state;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use axum::Router;
+use leptos::prelude::*;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+
+pub use error::ApiError;
+pub use site::leptos_options;
+pub use state::AppState;
+
+use crate::app::{shell, App};
+
+/// The whole HTTP surface for one [`AppState`]. Kept apart from [`serve`] so tests can drive it.
+pub fn app(state: AppState) -> Router {
+    let routes = generate_route_list(App);
+    let leptos_options = state.leptos_options.clone();
+    Router::new()
+        .nest("/api/v1", api_v1::router())
+        .route("/api/{*rest}", axum::routing::any(api_v1::not_found))
+        .leptos_routes_with_context(
+            &state,
+            routes,
+            {
+                let state = state.clone();
+                move || provide_context(state.clone())
+            },
+            move || shell(leptos_options.clone()),
+        )
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(axum::middleware::from_fn(request_trace::trace_request))
+        .with_state(state)
+}
+
+/// Binds `addr`, serves until `shutdown` resolves, then lets in-flight requests finish.
+/// `on_bound` receives the real address (useful with port 0).
+pub async fn serve(
+    state: AppState,
+    addr: SocketAddr,
+    on_bound: impl FnOnce(SocketAddr),
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    on_bound(listener.local_addr()?);
+    axum::serve(listener, app(state).into_make_service())
+        .with_graceful_shutdown(shutdown)
+        .await
+}

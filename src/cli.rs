@@ -22,6 +22,13 @@ pub enum Command {
     Serve(SettingsArgs),
     /// Print what Easel finds: ONNX Runtime, models, data dir, free disk, threads.
     Doctor(SettingsArgs),
+    /// Generate images from a prompt on the command line.
+    Generate {
+        #[command(flatten)]
+        generate: crate::generate_cmd::GenerateArgs,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
 }
 
 /// The settings flags, shared by every subcommand that needs settings.
@@ -86,6 +93,22 @@ pub fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve(SettingsArgs::default())) {
         Command::Serve(args) => serve(&args),
         Command::Doctor(args) => args.resolve().map(|s| crate::doctor::print_report(&s)),
+        Command::Generate { generate, settings } => {
+            let settings = match settings.resolve() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return ExitCode::from(2);
+                }
+            };
+            return match crate::generate_cmd::run(&generate, &settings) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(e.exit_code())
+                }
+            };
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,6 +11,7 @@
 //! compiles it.
 
 pub mod app;
+pub mod request;
 
 #[cfg(feature = "ssr")]
 pub mod cli;
@@ -20,6 +21,8 @@ pub mod config;
 pub mod doctor;
 #[cfg(feature = "ssr")]
 pub mod engine;
+#[cfg(feature = "ssr")]
+pub mod generate_cmd;
 #[cfg(feature = "ssr")]
 pub mod logging;
 #[cfg(feature = "ssr")]

@@ -1,6 +1,22 @@
-//! The inference engine: Stable Diffusion on ONNX Runtime, as a library.
+//! The inference engine: Stable Diffusion 1.x on ONNX Runtime, as a library.
 //!
 //! **Invariant:** the engine knows nothing of HTTP, SQL or Leptos, and it is the only module that
-//! touches `ort`. Callers give it a model, a request, a cancel token and a progress sink.
+//! touches `ort`. One call does the work: [`pipeline::txt2img`] takes a loaded [`model::SdModel`],
+//! resolved settings, a [`CancelToken`] and a progress sink, and returns images.
 
+pub mod cancel;
+pub mod clip_tokenizer;
+mod error;
+pub mod infotext;
+pub mod model;
+pub mod npy;
+pub mod onnx_model;
+pub mod pipeline;
+pub mod png_meta;
+pub mod preview;
 pub mod runtime;
+pub mod scheduler;
+pub mod torch_rng;
+
+pub use cancel::CancelToken;
+pub use error::EngineError;

@@ -1,0 +1,32 @@
+//! The engine's error type: what can go wrong between a model folder and a finished image.
+
+use std::path::PathBuf;
+
+use super::runtime::RuntimeError;
+use super::scheduler::SchedulerError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("{path} is not a Stable Diffusion model in the diffusers ONNX layout: missing {}", .missing.join(", "))]
+    NotAModel { path: PathBuf, missing: Vec<String> },
+    #[error("cannot read {path}: {message}")]
+    ReadFile { path: PathBuf, message: String },
+    #[error("cannot load the tokenizer in {path}: {message}")]
+    Tokenizer { path: PathBuf, message: String },
+    #[error("cannot load ONNX model {path}: {message}")]
+    LoadSession { path: PathBuf, message: String },
+    #[error("the {model} model does not look like Stable Diffusion's: {message}")]
+    UnexpectedModelIo { model: &'static str, message: String },
+    #[error("running the {model} model failed: {message}")]
+    Inference { model: &'static str, message: String },
+    #[error(transparent)]
+    Scheduler(#[from] SchedulerError),
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("cancelled")]
+    Cancelled,
+    #[error("cannot encode the PNG: {0}")]
+    Png(String),
+}

@@ -1,0 +1,112 @@
+//! The A1111 "parameters" text every Easel PNG carries, so civitai, `sd-parsers` and A1111's PNG
+//! Info read our settings. Layout (A1111 `create_infotext`): the prompt; `Negative prompt: …` when
+//! there is one; then one line of `Key: value` pairs in A1111's key order. A value is written as a
+//! JSON string only when it contains `,`, `:` or a newline.
+
+use crate::request::GenerationSettings;
+
+/// A1111's display name of a sampler (its `Sampler` key).
+pub fn a1111_sampler_name(sampler: &str) -> &'static str {
+    match sampler {
+        "pndm" => "PLMS",
+        "ddim" => "DDIM",
+        "euler" => "Euler",
+        "euler_a" => "Euler a",
+        "heun" => "Heun",
+        "lms" => "LMS",
+        "dpmpp_2m" => "DPM++ 2M",
+        "unipc" => "UniPC",
+        _ => "Unknown",
+    }
+}
+
+/// A1111's `Schedule type` value.
+fn a1111_schedule_name(schedule: &str) -> &'static str {
+    if schedule == "karras" {
+        "Karras"
+    } else {
+        "Automatic"
+    }
+}
+
+fn quote(value: &str) -> String {
+    if value.contains([',', ':', '\n']) {
+        serde_json::to_string(value).unwrap_or_else(|_| format!("\"{value}\""))
+    } else {
+        value.to_string()
+    }
+}
+
+/// Python's `str(float)` for the values we write (`7.0`, `7.5`).
+fn python_float(x: f32) -> String {
+    let s = format!("{x}");
+    if s.contains(['.', 'e', 'i', 'N']) {
+        s
+    } else {
+        format!("{s}.0")
+    }
+}
+
+/// The infotext for one image of a generation.
+pub fn infotext(settings: &GenerationSettings, model_name: &str, model_hash: &str) -> String {
+    let mut lines = vec![settings.prompt.clone()];
+    if !settings.negative_prompt.is_empty() {
+        lines.push(format!("Negative prompt: {}", settings.negative_prompt));
+    }
+    let pairs: [(&str, String); 9] = [
+        ("Steps", settings.steps.to_string()),
+        ("Sampler", a1111_sampler_name(&settings.sampler).to_string()),
+        ("Schedule type", a1111_schedule_name(&settings.schedule).to_string()),
+        ("CFG scale", python_float(settings.cfg_scale)),
+        ("Seed", settings.seed.to_string()),
+        ("Size", format!("{}x{}", settings.width, settings.height)),
+        ("Model hash", model_hash.to_string()),
+        ("Model", model_name.to_string()),
+        // Not A1111's GPU Philox noise: tells readers which generator made the noise.
+        ("RNG", "CPU".to_string()),
+    ];
+    let params: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}: {}", quote(v))).collect();
+    lines.push(params.join(", "));
+    lines.join("\n").trim().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> GenerationSettings {
+        GenerationSettings {
+            prompt: "a watercolor fox, soft light".into(),
+            negative_prompt: "blurry".into(),
+            seed: 1234567890,
+            steps: 20,
+            cfg_scale: 7.0,
+            width: 512,
+            height: 768,
+            sampler: "dpmpp_2m".into(),
+            schedule: "karras".into(),
+            batch_size: 1,
+            model: None,
+        }
+    }
+
+    #[test]
+    fn matches_a1111_layout_and_key_order() {
+        assert_eq!(
+            infotext(&settings(), "tiny-sd", "0123456789"),
+            "a watercolor fox, soft light\nNegative prompt: blurry\nSteps: 20, Sampler: DPM++ 2M, Schedule type: Karras, \
+             CFG scale: 7.0, Seed: 1234567890, Size: 512x768, Model hash: 0123456789, Model: tiny-sd, RNG: CPU"
+        );
+    }
+
+    #[test]
+    fn negative_line_is_omitted_when_empty_and_odd_values_are_quoted() {
+        let mut s = settings();
+        s.negative_prompt.clear();
+        s.cfg_scale = 7.5;
+        let text = infotext(&s, "my: model, v2", "abc");
+        assert!(!text.contains("Negative prompt"));
+        assert!(text.contains("CFG scale: 7.5"));
+        assert!(text.contains(r#"Model: "my: model, v2""#), "{text}");
+    }
+}

@@ -1,0 +1,208 @@
+//! A Stable Diffusion 1.x model folder in the diffusers ONNX layout: checking it, and holding its
+//! sessions, tokenizer and scheduler config while it is in use.
+//!
+//! By default every session is created once and kept warm. In low-memory mode each sub-model is
+//! loaded only while it runs (text encoder, then UNet, then VAE decoder), so at most one of them is
+//! resident at a time.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::clip_tokenizer::ClipTokenizer;
+use super::onnx_model::OnnxModel;
+use super::runtime::Runtime;
+use super::scheduler::SchedulerConfig;
+use super::EngineError;
+
+/// The parts txt2img needs, relative to the model folder.
+const REQUIRED: [&str; 5] = [
+    "model_index.json",
+    "scheduler/scheduler_config.json",
+    "text_encoder/model.onnx",
+    "unet/model.onnx",
+    "vae_decoder/model.onnx",
+];
+
+/// How sessions are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Residency {
+    /// Create every session once and keep it (fastest).
+    #[default]
+    Warm,
+    /// Create each session only while it is needed (lowest peak memory).
+    LowMemory,
+}
+
+/// A sub-model that is either resident or loaded on demand.
+enum Slot {
+    Resident(OnnxModel),
+    OnDemand { role: &'static str, path: PathBuf },
+}
+
+pub struct SdModel {
+    /// The folder name, used in metadata (`Model: tiny-sd`).
+    pub name: String,
+    pub dir: PathBuf,
+    /// First 10 hex digits of the model's sha256, as A1111 writes `Model hash`.
+    pub short_hash: String,
+    pub tokenizer: ClipTokenizer,
+    pub scheduler_config: SchedulerConfig,
+    runtime: &'static Runtime,
+    threads: usize,
+    text_encoder: Slot,
+    unet: Slot,
+    vae_decoder: Slot,
+}
+
+/// Checks the folder holds every part txt2img needs; the error names all missing parts at once.
+pub fn check_layout(dir: &Path) -> Result<(), EngineError> {
+    if !dir.is_dir() {
+        return Err(EngineError::NotAModel { path: dir.to_path_buf(), missing: vec!["the folder itself".into()] });
+    }
+    let mut missing: Vec<String> = REQUIRED.iter().filter(|p| !dir.join(p).is_file()).map(|p| p.to_string()).collect();
+    let tokenizer = dir.join("tokenizer");
+    if !tokenizer.join("tokenizer.json").is_file()
+        && !(tokenizer.join("vocab.json").is_file() && tokenizer.join("merges.txt").is_file())
+    {
+        missing.push("tokenizer/tokenizer.json (or tokenizer/vocab.json + merges.txt)".into());
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(EngineError::NotAModel { path: dir.to_path_buf(), missing })
+    }
+}
+
+/// The identity hash of a model: the checkpoint's sha256 recorded by the converter in
+/// `easel-model.json` when present (so it equals what A1111 shows for the same checkpoint),
+/// otherwise the sha256 of the UNet graph file.
+fn model_hash(dir: &Path) -> Result<String, EngineError> {
+    if let Ok(text) = std::fs::read_to_string(dir.join("easel-model.json")) {
+        if let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) {
+            if let Some(h) = json["source_sha256"].as_str().filter(|h| h.len() >= 10) {
+                return Ok(h.to_string());
+            }
+        }
+    }
+    let path = dir.join("unet/model.onnx");
+    let read_err = |e: std::io::Error| EngineError::ReadFile { path: path.clone(), message: e.to_string() };
+    let mut file = std::fs::File::open(&path).map_err(read_err)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(read_err)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
+impl Slot {
+    fn get(&mut self, runtime: &Runtime, threads: usize) -> Result<SlotGuard<'_>, EngineError> {
+        match self {
+            Slot::Resident(model) => Ok(SlotGuard::Borrowed(model)),
+            Slot::OnDemand { role, path } => Ok(SlotGuard::Owned(OnnxModel::load(runtime, role, path, threads)?)),
+        }
+    }
+}
+
+/// A sub-model for the duration of one use: borrowed when resident, owned (and dropped after use)
+/// in low-memory mode.
+pub enum SlotGuard<'a> {
+    Borrowed(&'a mut OnnxModel),
+    Owned(OnnxModel),
+}
+
+impl std::ops::Deref for SlotGuard<'_> {
+    type Target = OnnxModel;
+    fn deref(&self) -> &OnnxModel {
+        match self {
+            SlotGuard::Borrowed(m) => m,
+            SlotGuard::Owned(m) => m,
+        }
+    }
+}
+
+impl std::ops::DerefMut for SlotGuard<'_> {
+    fn deref_mut(&mut self) -> &mut OnnxModel {
+        match self {
+            SlotGuard::Borrowed(m) => m,
+            SlotGuard::Owned(m) => m,
+        }
+    }
+}
+
+impl SdModel {
+    /// Checks the layout, reads the tokenizer and scheduler config, and creates the sessions
+    /// (all of them in [`Residency::Warm`], none in [`Residency::LowMemory`]).
+    pub fn load(dir: &Path, runtime: &'static Runtime, threads: usize, residency: Residency) -> Result<Self, EngineError> {
+        check_layout(dir)?;
+        let tokenizer = ClipTokenizer::load(&dir.join("tokenizer"))?;
+        let scheduler_path = dir.join("scheduler/scheduler_config.json");
+        let scheduler_text = std::fs::read_to_string(&scheduler_path)
+            .map_err(|e| EngineError::ReadFile { path: scheduler_path.clone(), message: e.to_string() })?;
+        let scheduler_config = SchedulerConfig::from_json(&scheduler_text)?;
+        let slot = |role: &'static str, sub: &str| -> Result<Slot, EngineError> {
+            let path = dir.join(sub).join("model.onnx");
+            Ok(match residency {
+                Residency::Warm => Slot::Resident(OnnxModel::load(runtime, role, &path, threads)?),
+                Residency::LowMemory => Slot::OnDemand { role, path },
+            })
+        };
+        let name = std::fs::canonicalize(dir)
+            .ok()
+            .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| dir.display().to_string());
+        Ok(Self {
+            name,
+            dir: dir.to_path_buf(),
+            short_hash: model_hash(dir)?[..10].to_string(),
+            tokenizer,
+            scheduler_config,
+            runtime,
+            threads,
+            text_encoder: slot("text_encoder", "text_encoder")?,
+            unet: slot("unet", "unet")?,
+            vae_decoder: slot("vae_decoder", "vae_decoder")?,
+        })
+    }
+
+    pub fn text_encoder(&mut self) -> Result<SlotGuard<'_>, EngineError> {
+        self.text_encoder.get(self.runtime, self.threads)
+    }
+
+    pub fn unet(&mut self) -> Result<SlotGuard<'_>, EngineError> {
+        self.unet.get(self.runtime, self.threads)
+    }
+
+    pub fn vae_decoder(&mut self) -> Result<SlotGuard<'_>, EngineError> {
+        self.vae_decoder.get(self.runtime, self.threads)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_parts_are_all_named() {
+        let dir = std::env::temp_dir().join(format!("easel-layout-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("unet")).unwrap();
+        std::fs::write(dir.join("model_index.json"), "{}").unwrap();
+        std::fs::write(dir.join("unet/model.onnx"), "").unwrap();
+        let msg = check_layout(&dir).unwrap_err().to_string();
+        for part in ["text_encoder/model.onnx", "vae_decoder/model.onnx", "scheduler/scheduler_config.json", "tokenizer/tokenizer.json"] {
+            assert!(msg.contains(part), "{msg}");
+        }
+        assert!(!msg.contains("unet/model.onnx"), "{msg}");
+    }
+
+    #[test]
+    fn tiny_model_layout_is_complete() {
+        check_layout(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/tiny-sd")).unwrap();
+    }
+}

@@ -1,0 +1,96 @@
+//! Writing images as PNG with their settings inside: the A1111 `parameters` text chunk (tEXt when
+//! the text is Latin-1, iTXt otherwise, as PIL does) and Easel's own `easel` iTXt chunk holding the
+//! JSON needed to reproduce the image exactly.
+
+use super::EngineError;
+
+/// Encodes RGB8 pixels as a PNG with the two metadata chunks.
+pub fn encode_png(rgb: &[u8], width: u32, height: u32, parameters: &str, easel_json: &str) -> Result<Vec<u8>, EngineError> {
+    let err = |e: png::EncodingError| EngineError::Png(e.to_string());
+    let mut out = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut out, width, height);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        if parameters.chars().all(|c| (c as u32) < 256) {
+            encoder.add_text_chunk("parameters".into(), parameters.into()).map_err(err)?;
+        } else {
+            encoder.add_itxt_chunk("parameters".into(), parameters.into()).map_err(err)?;
+        }
+        encoder.add_itxt_chunk("easel".into(), easel_json.into()).map_err(err)?;
+        let mut writer = encoder.write_header().map_err(err)?;
+        writer.write_image_data(rgb).map_err(err)?;
+        writer.finish().map_err(err)?;
+    }
+    Ok(out)
+}
+
+/// The text chunks of a PNG, keyword -> text (tEXt, zTXt and iTXt), for reading settings back.
+pub fn read_text_chunks(png_bytes: &[u8]) -> Result<Vec<(String, String)>, EngineError> {
+    let reader = png::Decoder::new(std::io::Cursor::new(png_bytes)).read_info().map_err(|e| EngineError::Png(e.to_string()))?;
+    let info = reader.info();
+    let mut chunks: Vec<(String, String)> =
+        info.uncompressed_latin1_text.iter().map(|t| (t.keyword.clone(), t.text.clone())).collect();
+    for t in &info.compressed_latin1_text {
+        if let Ok(text) = t.get_text() {
+            chunks.push((t.keyword.clone(), text));
+        }
+    }
+    for t in &info.utf8_text {
+        if let Ok(text) = t.get_text() {
+            chunks.push((t.keyword.clone(), text));
+        }
+    }
+    Ok(chunks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_and_pixels_round_trip() {
+        let rgb: Vec<u8> = (0..4 * 2 * 3).map(|i| (i * 10) as u8).collect();
+        for params in ["a cat\nSteps: 20, Seed: 1", "日本語の猫\nSteps: 20, Seed: 1"] {
+            let bytes = encode_png(&rgb, 4, 2, params, r#"{"seed":1}"#).unwrap();
+            let chunks = read_text_chunks(&bytes).unwrap();
+            assert!(chunks.contains(&("parameters".to_string(), params.to_string())), "{chunks:?}");
+            assert!(chunks.contains(&("easel".to_string(), r#"{"seed":1}"#.to_string())));
+            let decoded = image::load_from_memory_with_format(&bytes, image::ImageFormat::Png).unwrap().to_rgb8();
+            assert_eq!(decoded.as_raw(), &rgb);
+        }
+    }
+}
+
+/// Everything needed to reproduce one image, stored as JSON in the `easel` chunk.
+#[derive(serde::Serialize)]
+struct Provenance<'a> {
+    easel_version: &'static str,
+    settings: &'a crate::request::GenerationSettings,
+    batch_index: usize,
+    model_name: &'a str,
+    model_hash: &'a str,
+    rng: &'static str,
+    onnxruntime: &'a str,
+}
+
+/// The PNG for image `image` of a generation, with the A1111 infotext and Easel's provenance JSON.
+pub fn image_png(
+    settings: &crate::request::GenerationSettings,
+    model: &super::model::SdModel,
+    image: &super::pipeline::DecodedImage,
+) -> Result<Vec<u8>, EngineError> {
+    let parameters = super::infotext::infotext(settings, &model.name, &model.short_hash);
+    let onnxruntime = super::runtime::runtime().map(|r| r.version.clone()).unwrap_or_default();
+    let provenance = Provenance {
+        easel_version: env!("CARGO_PKG_VERSION"),
+        settings,
+        batch_index: image.index,
+        model_name: &model.name,
+        model_hash: &model.short_hash,
+        rng: "torch.Generator(\"cpu\").manual_seed(seed), one randn over the batch",
+        onnxruntime: &onnxruntime,
+    };
+    let json = serde_json::to_string(&provenance).map_err(|e| EngineError::Png(e.to_string()))?;
+    encode_png(&image.rgb, image.width, image.height, &parameters, &json)
+}

@@ -1,0 +1,186 @@
+//! Owns DPM-Solver++(2M), diffusers `DPMSolverMultistepScheduler` with its defaults
+//! (`algorithm_type="dpmsolver++"`, `solver_order=2`, `solver_type="midpoint"`,
+//! `final_sigmas_type="zero"`; `diffusers/schedulers/scheduling_dpmsolver_multistep.py`,
+//! `set_timesteps`, `convert_model_output`, `dpm_solver_first_order_update`,
+//! `multistep_dpm_solver_second_order_update`). Works in variance-preserving space with
+//! α = 1/sqrt(σ² + 1), σ_t = σα and λ = ln α − ln σ_t; integer timesteps (Karras t rounded);
+//! the first step and the last (σ → 0) are first order.
+
+use super::sigmas::{
+    karras_sigmas, np_arange_f64, np_linspace, np_round, sigma_to_t, vp_alpha_sigma, vp_lambda,
+    BetaSchedule, Spacing, TrainSchedule,
+};
+use super::{ResolvedConfig, Scheduler, SchedulerError};
+use crate::engine::torch_rng::TorchGenerator;
+
+pub(crate) struct DpmSolverMultistep {
+    /// N + 1 float32 σ, the last 0.
+    sigmas: Vec<f32>,
+    timesteps: Vec<f64>,
+    /// Use the "heun" second-order formula (config `solver_type: "heun"`).
+    heun: bool,
+    /// The previous step's data prediction x0.
+    previous_x0: Option<Vec<f32>>,
+}
+
+/// Integer timesteps and σ of the multistep solvers (DPM-Solver, UniPC): N + 1 spaced points
+/// with the last dropped; Karras σ use the whole training table's range, and their fractional
+/// t is rounded when `round_karras_t` (UniPC always; DPM-Solver unless `squaredcos_cap_v2`,
+/// where the int64 cast truncates instead).
+pub(super) fn multistep_schedule(
+    config: &ResolvedConfig,
+    steps: usize,
+    karras: bool,
+    round_karras_t: bool,
+) -> Result<(Vec<i64>, Vec<f32>), SchedulerError> {
+    let train = TrainSchedule::new(&config.betas, config.num_train_timesteps)?;
+    let t_train = config.num_train_timesteps;
+    // `lambda_min_clipped = -inf` keeps every training step: last_timestep = T.
+    let last_timestep = t_train as f64;
+    let mut timesteps: Vec<i64> = match config.spacing {
+        Spacing::Linspace => {
+            let mut ts: Vec<i64> = np_linspace(0.0, last_timestep - 1.0, steps + 1)
+                .into_iter()
+                .rev()
+                .map(|t| np_round(t) as i64)
+                .collect();
+            ts.pop();
+            ts
+        }
+        Spacing::Leading => {
+            let ratio = t_train / (steps + 1);
+            (1..=steps)
+                .rev()
+                .map(|i| (i * ratio) as i64 + config.steps_offset)
+                .collect()
+        }
+        Spacing::Trailing => np_arange_f64(last_timestep, 0.0, -(t_train as f64 / steps as f64))
+            .into_iter()
+            .map(|t| np_round(t) as i64 - 1)
+            .collect(),
+    };
+    let sigmas: Vec<f64> = if karras {
+        let sigma_min = config.sigma_min.unwrap_or(f64::from(train.sigmas[0]));
+        let sigma_max = config
+            .sigma_max
+            .unwrap_or(f64::from(train.sigmas[t_train - 1]));
+        let sigmas = karras_sigmas(sigma_min, sigma_max, steps);
+        let log_sigmas = train.log_sigmas();
+        timesteps = sigmas
+            .iter()
+            .map(|s| {
+                let t = sigma_to_t(*s, &log_sigmas);
+                (if round_karras_t {
+                    np_round(t)
+                } else {
+                    t.trunc()
+                }) as i64
+            })
+            .collect();
+        sigmas
+    } else {
+        timesteps
+            .iter()
+            .map(|t| train.interp_sigma(*t as f64))
+            .collect()
+    };
+    let mut sigmas: Vec<f32> = sigmas.into_iter().map(|s| s as f32).collect();
+    sigmas.push(0.0);
+    Ok((timesteps, sigmas))
+}
+
+/// `convert_model_output` for ε models: x0 = (x − σ_t ε)/α.
+pub(super) fn data_prediction(sample: &[f32], eps: &[f32], sigma: f32) -> Vec<f32> {
+    let (alpha_t, sigma_t) = vp_alpha_sigma(sigma);
+    sample
+        .iter()
+        .zip(eps)
+        .map(|(x, e)| (x - sigma_t * e) / alpha_t)
+        .collect()
+}
+
+impl DpmSolverMultistep {
+    pub(crate) fn new(
+        config: &ResolvedConfig,
+        steps: usize,
+        karras: bool,
+    ) -> Result<Self, SchedulerError> {
+        let round_karras_t = config.betas != BetaSchedule::SquaredCosCapV2;
+        let (timesteps, sigmas) = multistep_schedule(config, steps, karras, round_karras_t)?;
+        Ok(Self {
+            sigmas,
+            timesteps: timesteps.iter().map(|t| *t as f64).collect(),
+            heun: config.dpm_heun,
+            previous_x0: None,
+        })
+    }
+}
+
+impl Scheduler for DpmSolverMultistep {
+    fn timesteps(&self) -> &[f64] {
+        &self.timesteps
+    }
+
+    fn init_noise_sigma(&self) -> f64 {
+        1.0
+    }
+
+    fn scale_model_input(&self, _sample: &mut [f32], _index: usize) {}
+
+    fn step(
+        &mut self,
+        model_output: &[f32],
+        index: usize,
+        sample: &[f32],
+        _rng: &mut TorchGenerator,
+    ) -> Vec<f32> {
+        let x0 = data_prediction(sample, model_output, self.sigmas[index]);
+        // `final_sigmas_type == "zero"` makes the last step first order.
+        let last = index == self.timesteps.len() - 1;
+        let (alpha_t, sigma_t) = vp_alpha_sigma(self.sigmas[index + 1]);
+        let (alpha_s0, sigma_s0) = vp_alpha_sigma(self.sigmas[index]);
+        let lambda_t = vp_lambda(alpha_t, sigma_t);
+        let lambda_s0 = vp_lambda(alpha_s0, sigma_s0);
+        let h = lambda_t - lambda_s0;
+        let ratio = sigma_t / sigma_s0;
+        let phi = alpha_t * ((-h).exp() - 1.0);
+
+        let out = match self.previous_x0.as_deref() {
+            Some(m1) if !last => {
+                // Second order: r0 = h_prev/h, D1 = (m0 − m1)/r0;
+                // midpoint x' = (σ_t/σ_s0)x − φ·D0 − ½φ·D1 with φ = α_t(e^{−h} − 1).
+                let (alpha_s1, sigma_s1) = vp_alpha_sigma(self.sigmas[index - 1]);
+                let lambda_s1 = vp_lambda(alpha_s1, sigma_s1);
+                let h_0 = lambda_s0 - lambda_s1;
+                let r0 = h_0 / h;
+                let inv_r0 = 1.0 / r0;
+                let d1_coeff = if self.heun {
+                    alpha_t * (((-h).exp() - 1.0) / h + 1.0)
+                } else {
+                    0.5 * phi
+                };
+                sample
+                    .iter()
+                    .zip(&x0)
+                    .zip(m1)
+                    .map(|((x, m0), m1)| {
+                        let d1 = inv_r0 * (m0 - m1);
+                        if self.heun {
+                            ratio * x - phi * m0 + d1_coeff * d1
+                        } else {
+                            ratio * x - phi * m0 - d1_coeff * d1
+                        }
+                    })
+                    .collect()
+            }
+            // First order: x' = (σ_t/σ_s)x − α_t(e^{−h} − 1)·x0.
+            _ => sample
+                .iter()
+                .zip(&x0)
+                .map(|(x, m0)| ratio * x - phi * m0)
+                .collect(),
+        };
+        self.previous_x0 = Some(x0);
+        out
+    }
+}

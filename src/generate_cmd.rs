@@ -1,0 +1,178 @@
+//! `easel generate`: one text-to-image run from the command line, with a progress bar.
+//! Glue only: settings come from [`crate::request`], the work from [`crate::engine`].
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::engine::model::{Residency, SdModel};
+use crate::engine::pipeline::txt2img;
+use crate::engine::{npy, png_meta, runtime, CancelToken, EngineError};
+use crate::request::{FieldError, GenerateRequest, GenerationSettings};
+
+#[derive(Args, Debug, Clone)]
+pub struct GenerateArgs {
+    /// Model folder, or the name of a model in the models dir [default: tiny-sd].
+    #[arg(long, default_value = "tiny-sd")]
+    pub model: String,
+    #[arg(long)]
+    pub prompt: String,
+    #[arg(long)]
+    pub negative_prompt: Option<String>,
+    /// Noise seed (u64); random when absent. Always printed and recorded.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Denoising steps [default: 20].
+    #[arg(long)]
+    pub steps: Option<u32>,
+    /// Classifier-free guidance scale [default: 7.0].
+    #[arg(long)]
+    pub cfg_scale: Option<f32>,
+    /// Image width, a multiple of 8 in 64..2048 [default: 512].
+    #[arg(long)]
+    pub width: Option<u32>,
+    /// Image height, a multiple of 8 in 64..2048 [default: 512].
+    #[arg(long)]
+    pub height: Option<u32>,
+    /// pndm, ddim, euler, euler_a, heun, lms, dpmpp_2m or unipc [default: dpmpp_2m].
+    #[arg(long)]
+    pub sampler: Option<String>,
+    /// default or karras [default: karras for dpmpp_2m, default otherwise].
+    #[arg(long)]
+    pub schedule: Option<String>,
+    /// Images generated together [default: 1].
+    #[arg(long)]
+    pub batch_size: Option<u32>,
+    /// A .png file, or a folder [default: the outputs dir].
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// Save the final latents (before the VAE) as a NumPy .npy file.
+    #[arg(long, value_name = "FILE.npy")]
+    pub save_latents: Option<PathBuf>,
+    /// Load each sub-model only while it runs (lower peak memory, slower).
+    #[arg(long)]
+    pub low_memory: bool,
+}
+
+/// Failures of `easel generate`, split by exit code: bad input (2) or a failed run (1).
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error("{}", .0.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<FieldError>),
+    #[error("{0}")]
+    BadModel(EngineError),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl GenerateError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            GenerateError::Invalid(_) | GenerateError::BadModel(_) => 2,
+            GenerateError::Failed(_) => 1,
+        }
+    }
+}
+
+/// A folder path as given, or a name looked up in the models dir.
+pub fn resolve_model_dir(model: &str, models_dir: &Path) -> PathBuf {
+    let direct = PathBuf::from(model);
+    if direct.is_dir() {
+        direct
+    } else {
+        models_dir.join(model)
+    }
+}
+
+fn output_paths(output: &Path, settings: &GenerationSettings) -> Vec<PathBuf> {
+    let n = settings.batch_size as usize;
+    let is_file = output.extension().is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    (0..n)
+        .map(|i| {
+            if is_file && n == 1 {
+                output.to_path_buf()
+            } else if is_file {
+                let stem = output.file_stem().unwrap_or_default().to_string_lossy();
+                output.with_file_name(format!("{stem}-{i}.png"))
+            } else {
+                output.join(format!("easel-{}-{i}.png", settings.seed))
+            }
+        })
+        .collect()
+}
+
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.finish()
+}
+
+pub fn run(args: &GenerateArgs, settings: &crate::config::Settings) -> Result<(), GenerateError> {
+    let request = GenerateRequest {
+        prompt: args.prompt.clone(),
+        negative_prompt: args.negative_prompt.clone(),
+        seed: args.seed,
+        steps: args.steps,
+        cfg_scale: args.cfg_scale,
+        width: args.width,
+        height: args.height,
+        sampler: args.sampler.clone(),
+        schedule: args.schedule.clone(),
+        batch_size: args.batch_size,
+        model: Some(args.model.clone()),
+    };
+    let resolved = request.resolve(random_seed).map_err(GenerateError::Invalid)?;
+    let failed = |e: EngineError| GenerateError::Failed(e.to_string());
+    let rt = runtime::runtime().map_err(|e| failed(e.into()))?;
+    let dir = resolve_model_dir(&args.model, &settings.models_dir);
+    crate::engine::model::check_layout(&dir).map_err(GenerateError::BadModel)?;
+    let residency = if args.low_memory { Residency::LowMemory } else { Residency::Warm };
+    let load_started = Instant::now();
+    let mut model = SdModel::load(&dir, rt, settings.threads, residency).map_err(failed)?;
+    eprintln!("model {} ({}) loaded in {:.2} s; seed {}", model.name, model.short_hash, load_started.elapsed().as_secs_f64(), resolved.seed);
+    if model.tokenizer.count_tokens(&resolved.prompt) > 75 {
+        eprintln!("warning: the prompt is longer than CLIP's 75 tokens; the rest is ignored");
+    }
+
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} step {pos}/{len}  {per_sec}  ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let output = txt2img(&mut model, &resolved, &CancelToken::new(), &mut |p| {
+        bar.set_length(p.total as u64);
+        bar.set_position(p.step as u64);
+    })
+    .map_err(failed)?;
+    bar.finish_and_clear();
+
+    let out = args.output.clone().unwrap_or_else(|| settings.outputs_dir.clone());
+    for (image, path) in output.images.iter().zip(output_paths(&out, &resolved)) {
+        let bytes = png_meta::image_png(&resolved, &model, image).map_err(failed)?;
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| GenerateError::Failed(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        std::fs::write(&path, bytes).map_err(|e| GenerateError::Failed(format!("cannot write {}: {e}", path.display())))?;
+        println!("{}", path.display());
+    }
+    if let Some(path) = &args.save_latents {
+        npy::write_f32(path, &output.latent_shape, &output.latents)
+            .map_err(|e| GenerateError::Failed(format!("cannot write {}: {e}", path.display())))?;
+        eprintln!("latents saved to {}", path.display());
+    }
+    let t = &output.timings;
+    let unet: f64 = t.unet_steps.iter().map(|d| d.as_secs_f64()).sum();
+    eprintln!(
+        "seed {}; text encoder {:.2} s, unet {:.2} s ({} calls), vae {:.2} s, total {:.2} s",
+        resolved.seed,
+        t.text_encoding.as_secs_f64(),
+        unet,
+        t.unet_steps.len(),
+        t.vae_decode.as_secs_f64(),
+        t.total.as_secs_f64()
+    );
+    Ok(())
+}

@@ -25,7 +25,7 @@ pub enum Command {
     /// Generate images from a prompt on the command line.
     Generate {
         #[command(flatten)]
-        generate: crate::generate_cmd::GenerateArgs,
+        generate: Box<crate::generate_cmd::GenerateArgs>,
         #[command(flatten)]
         settings: SettingsArgs,
     },

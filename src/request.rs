@@ -99,7 +99,7 @@ pub fn default_schedule(sampler: &str) -> &'static str {
 fn check_size(field: &str, value: u32, errors: &mut Vec<FieldError>) {
     if !(MIN_SIZE..=MAX_SIZE).contains(&value) {
         errors.push(FieldError::new(field, format!("{field} {value} is outside {MIN_SIZE}..{MAX_SIZE}")));
-    } else if value % 8 != 0 {
+    } else if !value.is_multiple_of(8) {
         let down = value / 8 * 8;
         let up = down + 8;
         let suggestion = if down >= MIN_SIZE { format!("{down} or {up}") } else { up.to_string() };

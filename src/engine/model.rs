@@ -63,9 +63,9 @@ pub fn check_layout(dir: &Path) -> Result<(), EngineError> {
     }
     let mut missing: Vec<String> = REQUIRED.iter().filter(|p| !dir.join(p).is_file()).map(|p| p.to_string()).collect();
     let tokenizer = dir.join("tokenizer");
-    if !tokenizer.join("tokenizer.json").is_file()
-        && !(tokenizer.join("vocab.json").is_file() && tokenizer.join("merges.txt").is_file())
-    {
+    let has_json = tokenizer.join("tokenizer.json").is_file();
+    let has_bpe_files = tokenizer.join("vocab.json").is_file() && tokenizer.join("merges.txt").is_file();
+    if !(has_json || has_bpe_files) {
         missing.push("tokenizer/tokenizer.json (or tokenizer/vocab.json + merges.txt)".into());
     }
     if missing.is_empty() {

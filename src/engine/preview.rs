@@ -18,7 +18,7 @@ pub fn latents_to_rgb(latents: &[f32], shape: [usize; 4], index: usize) -> Vec<u
     let mut rgb = Vec::with_capacity(plane * 3);
     for p in 0..plane {
         for c in 0..3 {
-            let v: f32 = (0..4).map(|k| image[k * plane + p] * LATENT_TO_RGB[k][c]).sum();
+            let v: f32 = LATENT_TO_RGB.iter().enumerate().map(|(k, row)| image[k * plane + p] * row[c]).sum();
             rgb.push(((v + 1.0) * 127.5).clamp(0.0, 255.0) as u8);
         }
     }

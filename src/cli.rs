@@ -22,6 +22,13 @@ pub enum Command {
     Serve(SettingsArgs),
     /// Print what Easel finds: ONNX Runtime, models, data dir, free disk, threads.
     Doctor(SettingsArgs),
+    /// Time one generation stage by stage and report peak memory (numbers, no pass/fail).
+    Bench {
+        #[command(flatten)]
+        bench: crate::bench_cmd::BenchArgs,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
     /// Generate images from a prompt on the command line.
     Generate {
         #[command(flatten)]
@@ -93,6 +100,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve(SettingsArgs::default())) {
         Command::Serve(args) => serve(&args),
         Command::Doctor(args) => args.resolve().map(|s| crate::doctor::print_report(&s)),
+        Command::Bench { bench, settings } => settings.resolve().and_then(|s| crate::bench_cmd::run(&bench, &s)),
         Command::Generate { generate, settings } => {
             let settings = match settings.resolve() {
                 Ok(s) => s,

@@ -14,6 +14,8 @@ pub mod app;
 pub mod request;
 
 #[cfg(feature = "ssr")]
+pub mod bench_cmd;
+#[cfg(feature = "ssr")]
 pub mod cli;
 #[cfg(feature = "ssr")]
 pub mod config;
@@ -25,6 +27,8 @@ pub mod engine;
 pub mod generate_cmd;
 #[cfg(feature = "ssr")]
 pub mod logging;
+#[cfg(feature = "ssr")]
+pub mod model_catalog;
 #[cfg(feature = "ssr")]
 pub mod server;
 

@@ -81,7 +81,8 @@ pub fn check_layout(dir: &Path) -> Result<(), EngineError> {
 fn model_hash(dir: &Path) -> Result<String, EngineError> {
     if let Ok(text) = std::fs::read_to_string(dir.join("easel-model.json")) {
         if let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) {
-            if let Some(h) = json["source_sha256"].as_str().filter(|h| h.len() >= 10) {
+            let recorded = json["source"]["sha256"].as_str().or_else(|| json["source_sha256"].as_str());
+            if let Some(h) = recorded.filter(|h| h.len() >= 10 && h.chars().all(|c| c.is_ascii_hexdigit())) {
                 return Ok(h.to_string());
             }
         }

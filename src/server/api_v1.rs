@@ -13,6 +13,8 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/health", get(health))
         .route("/config", get(config))
+        .route("/samplers", get(samplers))
+        .route("/models", get(models))
         .fallback(not_found)
 }
 
@@ -59,4 +61,38 @@ async fn config(State(state): State<AppState>) -> Json<Settings> {
 
 pub async fn not_found(uri: Uri) -> ApiError {
     ApiError::not_found(format!("no API endpoint at {}", uri.path()))
+}
+
+#[derive(Serialize)]
+struct SamplerInfo {
+    name: &'static str,
+    /// The name AUTOMATIC1111 shows for it.
+    a1111_name: &'static str,
+    default_schedule: &'static str,
+    schedules: Vec<&'static str>,
+}
+
+async fn samplers() -> Json<Vec<SamplerInfo>> {
+    use crate::request::{default_schedule, KARRAS_SAMPLERS, SAMPLER_NAMES};
+    Json(
+        SAMPLER_NAMES
+            .iter()
+            .map(|&name| SamplerInfo {
+                name,
+                a1111_name: crate::engine::infotext::a1111_sampler_name(name),
+                default_schedule: default_schedule(name),
+                schedules: if KARRAS_SAMPLERS.contains(&name) { vec!["default", "karras"] } else { vec!["default"] },
+            })
+            .collect(),
+    )
+}
+
+async fn models(State(state): State<AppState>) -> Json<Vec<crate::model_catalog::ModelEntry>> {
+    let dir = state.settings.models_dir.clone();
+    let list = tokio::task::spawn_blocking(move || {
+        crate::model_catalog::list_models(&dir, crate::model_catalog::FALLBACK_DEFAULT_MODEL)
+    })
+    .await
+    .unwrap_or_default();
+    Json(list)
 }

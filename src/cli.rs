@@ -133,7 +133,8 @@ fn serve(args: &SettingsArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let addr = SocketAddr::new(settings.host, settings.port);
-        let state = crate::server::AppState::new(crate::server::leptos_options(addr), settings);
+        let state = crate::server::AppState::start(crate::server::leptos_options(addr), settings)?;
+        let jobs = state.jobs.clone();
         if let Err(e) = &state.runtime {
             tracing::warn!("{e}");
         }
@@ -147,7 +148,10 @@ fn serve(args: &SettingsArgs) -> anyhow::Result<()> {
             shutdown_signal(),
         )
         .await
-        .map_err(|e| anyhow::anyhow!("cannot serve on {addr}: {e} (is another program using the port? try --port)"))
+        .map_err(|e| anyhow::anyhow!("cannot serve on {addr}: {e} (is another program using the port? try --port)"))?;
+        // Hand the running job back to the queue; it runs again at the next start.
+        tokio::task::spawn_blocking(move || jobs.shutdown(crate::jobs::ShutdownMode::InterruptCurrentJob)).await?;
+        Ok(())
     })
 }
 

@@ -26,6 +26,10 @@ pub mod engine;
 #[cfg(feature = "ssr")]
 pub mod generate_cmd;
 #[cfg(feature = "ssr")]
+pub mod job_runner;
+#[cfg(feature = "ssr")]
+pub mod jobs;
+#[cfg(feature = "ssr")]
 pub mod logging;
 #[cfg(feature = "ssr")]
 pub mod model_catalog;

@@ -176,9 +176,103 @@ impl GenerateRequest {
     }
 }
 
+/// Field names a request body may contain.
+pub const REQUEST_FIELDS: [&str; 11] = [
+    "prompt", "negative_prompt", "seed", "steps", "cfg_scale", "width", "height", "sampler", "schedule", "batch_size", "model",
+];
+
+impl GenerateRequest {
+    /// Reads a JSON request body, reporting every wrong field with its name and what it must be,
+    /// instead of serde's first error. `null` counts as absent for optional fields.
+    pub fn from_json(value: &serde_json::Value) -> Result<GenerateRequest, Vec<FieldError>> {
+        let Some(object) = value.as_object() else {
+            return Err(vec![FieldError::new("body", "the body must be a JSON object such as {\"prompt\": \"a cat\"}")]);
+        };
+        let mut errors: Vec<FieldError> = object
+            .keys()
+            .filter(|k| !REQUEST_FIELDS.contains(&k.as_str()))
+            .map(|k| FieldError::new(k, format!("unknown field {k:?}; accepted: {}", REQUEST_FIELDS.join(", "))))
+            .collect();
+        let present = |name: &str| object.get(name).filter(|v| !v.is_null());
+        let mut text = |name: &str| -> Option<String> {
+            let v = present(name)?;
+            match v.as_str() {
+                Some(s) => Some(s.to_string()),
+                None => {
+                    errors.push(FieldError::new(name, format!("{name} must be a string, got {v}")));
+                    None
+                }
+            }
+        };
+        let prompt = text("prompt");
+        let negative_prompt = text("negative_prompt");
+        let sampler = text("sampler");
+        let schedule = text("schedule");
+        let model = text("model");
+        let mut whole = |name: &str, max: u64| -> Option<u64> {
+            let v = present(name)?;
+            match v.as_u64() {
+                Some(n) if n <= max => Some(n),
+                _ => {
+                    errors.push(FieldError::new(name, format!("{name} must be a whole number from 0 to {max}, got {v}")));
+                    None
+                }
+            }
+        };
+        let seed = whole("seed", u64::MAX);
+        let small = u64::from(u32::MAX);
+        let steps = whole("steps", small).map(|n| n as u32);
+        let width = whole("width", small).map(|n| n as u32);
+        let height = whole("height", small).map(|n| n as u32);
+        let batch_size = whole("batch_size", small).map(|n| n as u32);
+        let cfg_scale = match present("cfg_scale") {
+            None => None,
+            Some(v) => match v.as_f64() {
+                Some(x) => Some(x as f32),
+                None => {
+                    errors.push(FieldError::new("cfg_scale", format!("cfg_scale must be a number, got {v}")));
+                    None
+                }
+            },
+        };
+        if prompt.is_none() && !errors.iter().any(|e| e.field == "prompt") {
+            errors.push(FieldError::new("prompt", "prompt is required (it may be an empty string)"));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(GenerateRequest {
+            prompt: prompt.unwrap_or_default(),
+            negative_prompt,
+            seed,
+            steps,
+            cfg_scale,
+            width,
+            height,
+            sampler,
+            schedule,
+            batch_size,
+            model,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_body_errors_name_each_field() {
+        let v = serde_json::json!({"prompt": 3, "steps": "ten", "width": -64, "cfg_scale": "x", "stpes": 3});
+        let errs = GenerateRequest::from_json(&v).unwrap_err();
+        let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["stpes", "prompt", "steps", "width", "cfg_scale"]);
+        assert!(errs[3].message.contains("-64"), "{}", errs[3].message);
+        assert_eq!(GenerateRequest::from_json(&serde_json::json!({})).unwrap_err()[0].field, "prompt");
+        assert_eq!(GenerateRequest::from_json(&serde_json::json!([1])).unwrap_err()[0].field, "body");
+        let ok = GenerateRequest::from_json(&serde_json::json!({"prompt": "a", "seed": u64::MAX, "negative_prompt": null})).unwrap();
+        assert_eq!((ok.seed, ok.negative_prompt), (Some(u64::MAX), None));
+    }
 
     fn fields(req: &GenerateRequest) -> Vec<String> {
         req.resolve(|| 1).unwrap_err().into_iter().map(|e| e.field).collect()

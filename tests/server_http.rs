@@ -1,58 +1,10 @@
 //! The HTTP skeleton over real TCP: health, effective config, JSON 404s, request ids.
 #![cfg(feature = "ssr")]
 
-use std::net::SocketAddr;
+mod common;
+
+use common::{models_dir, start, temp_dir};
 use std::path::PathBuf;
-
-use easel::config::{Settings, SettingsLayer};
-use easel::server::{leptos_options, serve, AppState};
-
-struct TestServer {
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("easel-http-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-async fn start(models_dir: PathBuf, data_dir: PathBuf) -> TestServer {
-    let flags = SettingsLayer {
-        port: Some(0),
-        models_dir: Some(models_dir),
-        data_dir: Some(data_dir),
-        threads: Some(1),
-        ..Default::default()
-    };
-    let settings = Settings::resolve(SettingsLayer::default(), flags, None).unwrap();
-    let addr = SocketAddr::new(settings.host, settings.port);
-    let state = AppState::new(leptos_options(addr), settings);
-    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        serve(state, addr, |a| bound_tx.send(a).unwrap(), async {
-            let _ = stop_rx.await;
-        })
-        .await
-        .unwrap();
-    });
-    TestServer { addr: bound_rx.await.unwrap(), stop: Some(stop_tx) }
-}
-
-fn models_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models")
-}
 
 #[tokio::test]
 async fn health_is_ready_with_runtime_and_models_dir() {

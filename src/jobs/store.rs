@@ -413,7 +413,8 @@ impl JobStore {
         let fetch = i64::from(limit) + 1;
         let raws: Vec<RawJob> = match before {
             Some(before) => {
-                let mut stmt = conn.prepare_cached(&format!("{JOB_SELECT} WHERE j.seq < ?1 ORDER BY j.seq DESC LIMIT ?2"))?;
+                let mut stmt =
+                    conn.prepare_cached(&format!("{JOB_SELECT} WHERE j.seq < ?1 ORDER BY j.seq DESC LIMIT ?2"))?;
                 let rows = stmt.query_map(params![before, fetch], RawJob::from_row)?;
                 rows.collect::<Result<_, _>>()?
             }
@@ -424,11 +425,8 @@ impl JobStore {
             }
         };
         let more = raws.len() > limit as usize;
-        let jobs = raws
-            .into_iter()
-            .take(limit as usize)
-            .map(|raw| finish_job(&conn, raw))
-            .collect::<Result<Vec<_>, _>>()?;
+        let jobs =
+            raws.into_iter().take(limit as usize).map(|raw| finish_job(&conn, raw)).collect::<Result<Vec<_>, _>>()?;
         let next_before = if more { jobs.last().map(|j| j.seq) } else { None };
         Ok(JobPage { jobs, next_before })
     }
@@ -623,10 +621,8 @@ impl JobStore {
 
     /// The image with this id.
     pub fn image(&self, image_id: &str) -> Result<Option<ImageRecord>, StoreError> {
-        let raw = self
-            .conn()
-            .query_row(&format!("{IMAGE_SELECT} WHERE id = ?1"), [image_id], image_from_row)
-            .optional()?;
+        let raw =
+            self.conn().query_row(&format!("{IMAGE_SELECT} WHERE id = ?1"), [image_id], image_from_row).optional()?;
         raw.map(finish_image).transpose()
     }
 
@@ -721,10 +717,8 @@ fn load_status(conn: &Connection, id: &str) -> Result<Option<JobStatus>, StoreEr
 }
 
 fn load_job(conn: &Connection, id: &str) -> Result<Option<JobRecord>, StoreError> {
-    let raw = conn
-        .prepare_cached(&format!("{JOB_SELECT} WHERE j.id = ?1"))?
-        .query_row([id], RawJob::from_row)
-        .optional()?;
+    let raw =
+        conn.prepare_cached(&format!("{JOB_SELECT} WHERE j.id = ?1"))?.query_row([id], RawJob::from_row).optional()?;
     raw.map(|raw| finish_job(conn, raw)).transpose()
 }
 
@@ -933,7 +927,10 @@ pub(crate) mod tests {
         store.mark_running(&failing).unwrap();
         assert!(store.mark_failed(&failing, "out of memory: the model needs 4 GiB").unwrap());
         let failed = store.get(&failing).unwrap().unwrap();
-        assert_eq!((failed.status, failed.error.as_deref()), (JobStatus::Failed, Some("out of memory: the model needs 4 GiB")));
+        assert_eq!(
+            (failed.status, failed.error.as_deref()),
+            (JobStatus::Failed, Some("out of memory: the model needs 4 GiB"))
+        );
         let counts = store.counts().unwrap();
         assert_eq!((counts.succeeded, counts.failed, counts.queued, counts.running), (1, 1, 0, 0));
     }

@@ -15,6 +15,7 @@ pub fn router() -> Router<AppState> {
         .route("/config", get(config))
         .route("/samplers", get(samplers))
         .route("/models", get(models))
+        .merge(super::api_jobs::router())
         .fallback(not_found)
 }
 

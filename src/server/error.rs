@@ -4,12 +4,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-/// One problem with one input field, for `422` answers.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
+pub use crate::request::FieldError;
 
 #[derive(Debug, Clone)]
 pub struct ApiError {

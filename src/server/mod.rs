@@ -2,6 +2,7 @@
 //! request tracing, and the serve loop with graceful shutdown. It translates HTTP to calls on the
 //! services in [`AppState`]; it holds no generation logic of its own.
 
+mod api_jobs;
 mod api_v1;
 mod error;
 mod request_trace;
@@ -15,6 +16,7 @@ use axum::Router;
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 
+pub use api_jobs::{resolve_request, JobView, ProgressView};
 pub use error::ApiError;
 pub use site::leptos_options;
 pub use state::AppState;
@@ -28,6 +30,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", api_v1::router())
         .route("/api/{*rest}", axum::routing::any(api_v1::not_found))
+        .nest_service("/outputs", outputs_service(&state.settings.outputs_dir))
         .leptos_routes_with_context(
             &state,
             routes,
@@ -40,6 +43,22 @@ pub fn app(state: AppState) -> Router {
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(axum::middleware::from_fn(request_trace::trace_request))
         .with_state(state)
+}
+
+/// Generated images. File names are unique per job and never rewritten with other content, so
+/// browsers may cache them for good. `ServeDir` refuses `..` and absolute paths.
+fn outputs_service(dir: &std::path::Path) -> axum::routing::MethodRouter {
+    use axum::http::{header, HeaderValue};
+    let files = tower::ServiceBuilder::new()
+        .map_response(|mut response: axum::http::Response<_>| {
+            if response.status().is_success() {
+                let forever = HeaderValue::from_static("public, max-age=31536000, immutable");
+                response.headers_mut().insert(header::CACHE_CONTROL, forever);
+            }
+            response
+        })
+        .service(tower_http::services::ServeDir::new(dir));
+    axum::routing::get_service(files)
 }
 
 /// Binds `addr`, serves until `shutdown` resolves, then lets in-flight requests finish.

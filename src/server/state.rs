@@ -1,12 +1,17 @@
-//! Shared server state handed to every handler, server function and SSR render.
+//! Shared server state handed to every handler, server function and SSR render, and the start-up
+//! sequence that builds it (data dir lock, job database, worker).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 
 use crate::config::Settings;
+use crate::engine::model::Residency;
 use crate::engine::runtime::{self, Runtime, RuntimeError};
+use crate::job_runner::{remove_leftover_temp_files, EngineExecutor};
+use crate::jobs::{JobQueue, JobStore};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -16,11 +21,61 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// The ONNX Runtime, or why it could not be loaded (reported by /api/v1/health and the UI).
     pub runtime: Result<&'static Runtime, RuntimeError>,
+    /// The durable queue and its worker; every generation goes through it.
+    pub jobs: Arc<JobQueue>,
+    /// Held open for the process lifetime: its exclusive lock keeps a second server off this data dir.
+    _data_dir_lock: Arc<std::fs::File>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot use data dir {path}: {message}")]
+    DataDir { path: PathBuf, message: String },
+    #[error("another Easel server is already using data dir {0}; stop it or pass a different --data-dir")]
+    DataDirInUse(PathBuf),
+    #[error("cannot open the job database: {0}")]
+    Jobs(String),
+}
+
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, StartupError> {
+    use fs4::fs_std::FileExt;
+    let fail = |e: std::io::Error| StartupError::DataDir { path: dir.to_path_buf(), message: e.to_string() };
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("easel.lock")).map_err(fail)?;
+    match file.try_lock_exclusive() {
+        Ok(true) => Ok(file),
+        Ok(false) => Err(StartupError::DataDirInUse(dir.to_path_buf())),
+        Err(e) => Err(fail(e)),
+    }
 }
 
 impl AppState {
-    pub fn new(leptos_options: LeptosOptions, settings: Settings) -> Self {
-        Self { leptos_options, settings: Arc::new(settings), runtime: runtime::runtime() }
+    /// Locks the data dir, opens the job database (recovering jobs a crash left running), cleans
+    /// half-written images, and starts the worker.
+    pub fn start(leptos_options: LeptosOptions, settings: Settings) -> Result<Self, StartupError> {
+        let lock = lock_data_dir(&settings.data_dir)?;
+        std::fs::create_dir_all(&settings.outputs_dir)
+            .map_err(|e| StartupError::DataDir { path: settings.outputs_dir.clone(), message: e.to_string() })?;
+        let removed = remove_leftover_temp_files(&settings.outputs_dir);
+        if removed > 0 {
+            tracing::info!(removed, "removed half-written images left by an earlier crash");
+        }
+        let store = JobStore::open(&settings.data_dir).map_err(|e| StartupError::Jobs(e.to_string()))?;
+        let executor = EngineExecutor::new(
+            settings.models_dir.clone(),
+            settings.outputs_dir.clone(),
+            settings.threads,
+            Residency::Warm,
+        );
+        let (jobs, recovery) = JobQueue::start(Arc::new(store), executor).map_err(|e| StartupError::Jobs(e.to_string()))?;
+        tracing::info!(?recovery, "job queue started");
+        Ok(Self {
+            leptos_options,
+            settings: Arc::new(settings),
+            runtime: runtime::runtime(),
+            jobs: Arc::new(jobs),
+            _data_dir_lock: Arc::new(lock),
+        })
     }
 }
 

@@ -1,0 +1,171 @@
+//! The bridge from the job system to the engine: [`EngineExecutor`] runs one job's settings
+//! through [`crate::engine`] and writes its PNGs durably into the outputs dir
+//! (`YYYY-MM-DD/<job>-<n>.png`, written to a temp name, fsynced, then renamed).
+//!
+//! It keeps one model resident and switches when a job names another (the previous model's
+//! sessions are dropped first, so two models are never resident together).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::engine::model::{Residency, SdModel};
+use crate::engine::pipeline::txt2img;
+use crate::engine::{infotext, png_meta, preview, runtime, CancelToken, EngineError};
+use crate::jobs::{ExecError, JobExecutor, JobProgress, JobRecord, NewImage};
+use crate::model_catalog::{find_model, FALLBACK_DEFAULT_MODEL};
+
+/// Suffix of files being written; leftovers from a crash are removed at start-up.
+pub const TEMP_SUFFIX: &str = ".part";
+
+pub struct EngineExecutor {
+    /// Where model folders are looked up by name.
+    pub models_dir: PathBuf,
+    /// Root of the image files.
+    pub outputs_dir: PathBuf,
+    pub threads: usize,
+    pub residency: Residency,
+    /// The resident model, if any.
+    loaded: Option<SdModel>,
+}
+
+impl EngineExecutor {
+    pub fn new(models_dir: PathBuf, outputs_dir: PathBuf, threads: usize, residency: Residency) -> Self {
+        Self { models_dir, outputs_dir, threads, residency, loaded: None }
+    }
+
+    fn model(&mut self, name: &str) -> Result<&mut SdModel, ExecError> {
+        if self.loaded.as_ref().is_some_and(|m| m.name != name) {
+            // Free the old sessions before creating the new ones: peak memory is one model.
+            self.loaded = None;
+        }
+        if self.loaded.is_none() {
+            let dir = find_model(&self.models_dir, name)
+                .ok_or_else(|| ExecError::Failed(format!("model {name:?} is not in {}", self.models_dir.display())))?;
+            let rt = runtime::runtime().map_err(|e| ExecError::Failed(e.to_string()))?;
+            let started = std::time::Instant::now();
+            let model = SdModel::load(&dir, rt, self.threads, self.residency).map_err(|e| ExecError::Failed(e.to_string()))?;
+            tracing::info!(model = name, seconds = started.elapsed().as_secs_f64(), "model loaded");
+            self.loaded = Some(model);
+        }
+        Ok(self.loaded.as_mut().expect("loaded above"))
+    }
+}
+
+/// `YYYY-MM-DD` (UTC) for a unix time in milliseconds (days-from-civil, inverted).
+pub fn utc_date(unix_ms: i64) -> String {
+    let days = unix_ms.div_euclid(86_400_000);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// Writes `bytes` to `path` so that a reader sees either nothing or the whole file: temp file,
+/// fsync, rename over any old file, fsync the folder.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut temp_name = path.file_name().unwrap_or_default().to_os_string();
+    temp_name.push(TEMP_SUFFIX);
+    let temp = dir.join(temp_name);
+    let result = (|| {
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+/// Removes `*.part` files a crash left under the outputs dir; returns how many.
+pub fn remove_leftover_temp_files(outputs_dir: &Path) -> usize {
+    let Ok(days) = std::fs::read_dir(outputs_dir) else { return 0 };
+    let mut removed = 0;
+    for day in days.filter_map(Result::ok).filter(|d| d.path().is_dir()) {
+        let Ok(files) = std::fs::read_dir(day.path()) else { continue };
+        for file in files.filter_map(Result::ok) {
+            if file.file_name().to_string_lossy().ends_with(TEMP_SUFFIX) && std::fs::remove_file(file.path()).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
+
+fn disk_error(path: &Path, e: std::io::Error) -> ExecError {
+    let hint = if e.raw_os_error() == Some(28) { " (the disk is full; free some space and submit again)" } else { "" };
+    ExecError::Failed(format!("cannot write {}: {e}{hint}", path.display()))
+}
+
+impl JobExecutor for EngineExecutor {
+    fn execute(&mut self, job: &JobRecord, cancel: &CancelToken, progress: &mut dyn FnMut(JobProgress)) -> Result<Vec<NewImage>, ExecError> {
+        let settings = job.settings.clone();
+        let name = settings.model.clone().unwrap_or_else(|| FALLBACK_DEFAULT_MODEL.to_string());
+        let outputs_dir = self.outputs_dir.clone();
+        let model = self.model(&name)?;
+        let output = txt2img(model, &settings, cancel, &mut |p| {
+            let rgb = preview::latents_to_rgb(p.latents, p.latent_shape, 0);
+            let [_, _, h, w] = p.latent_shape;
+            let preview_png = png_meta::encode_png(&rgb, w as u32, h as u32, "", "").ok();
+            progress(JobProgress { step: p.step as u32, total: p.total as u32, preview_png });
+        })
+        .map_err(|e| match e {
+            EngineError::Cancelled => ExecError::Cancelled,
+            other => ExecError::Failed(other.to_string()),
+        })?;
+        let day = utc_date(job.created_at_ms);
+        let mut saved = Vec::with_capacity(output.images.len());
+        for image in &output.images {
+            let bytes = png_meta::image_png(&settings, model, image).map_err(|e| ExecError::Failed(e.to_string()))?;
+            let relative = format!("{day}/{}-{}.png", job.id, image.index);
+            let path = outputs_dir.join(&relative);
+            write_atomically(&path, &bytes).map_err(|e| disk_error(&path, e))?;
+            saved.push(NewImage {
+                batch_index: image.index as u32,
+                path: relative,
+                seed: settings.seed,
+                width: image.width,
+                height: image.height,
+                sha256: format!("{:x}", Sha256::digest(&bytes)),
+                infotext: infotext::infotext(&settings, &model.name, &model.short_hash),
+            });
+        }
+        Ok(saved)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc_date(0), "1970-01-01");
+        assert_eq!(utc_date(951_782_400_000), "2000-02-29");
+        assert_eq!(utc_date(1_795_651_200_000), "2026-11-26");
+    }
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp() {
+        let dir = std::env::temp_dir().join(format!("easel-atomic-{}", std::process::id()));
+        let path = dir.join("2026-01-01/a.png");
+        write_atomically(&path, b"one").unwrap();
+        write_atomically(&path, b"two").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        std::fs::write(dir.join("2026-01-01/b.png.part"), b"x").unwrap();
+        assert_eq!(remove_leftover_temp_files(&dir), 1);
+        assert!(path.exists());
+    }
+}

@@ -1,0 +1,29 @@
+//! The job system: every accepted generation, stored durably and run one at a time.
+//!
+//! Layout:
+//! - [`store`]: the SQLite database (`<data_dir>/easel.db`): schema and migrations, the job state
+//!   machine as stored, crash recovery. Synchronous; no threads.
+//! - [`queue`]: the worker thread that runs queued jobs in submission order through a
+//!   [`JobExecutor`] (the engine, supplied by the server), cancellation, shutdown.
+//! - [`events`]: the live [`JobEvent`]s the SSE stream forwards.
+//!
+//! **Invariant:** the job system knows nothing of HTTP or the engine's insides: it stores
+//! [`GenerationSettings`](crate::request::GenerationSettings), hands them to a [`JobExecutor`],
+//! and records the images it reports. **Invariant:** the database is the truth; an event is sent
+//! only after the change it announces has committed.
+//!
+//! Durability, in short: a job is in the database before its submit returns; it is `succeeded`
+//! only after the executor has returned (its PNGs are on disk) and the transaction that records
+//! its images has committed; a job found `running` at start-up runs again from the start with
+//! the same seed ([`JobStore::recover_at_start`], called by [`JobQueue::start`]).
+
+pub mod events;
+pub mod queue;
+pub mod store;
+
+pub use events::{EventImage, JobEvent, JobEventKind};
+pub use queue::{ExecError, JobExecutor, JobProgress, JobQueue, LiveProgress, ShutdownMode, StartError, Submitted};
+pub use store::{
+    CancelOutcome, ImageRecord, JobPage, JobRecord, JobStatus, JobStore, NewImage, RecoveryReport, StatusCounts,
+    StoreError,
+};

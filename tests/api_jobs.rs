@@ -1,0 +1,281 @@
+//! The generation API over real HTTP against the tiny model: ordering, positions, SSE, cancel,
+//! idempotency, bad input, and a crash (SIGKILL) in the middle of a job.
+#![cfg(feature = "ssr")]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{models_dir, start, temp_dir, TestServer};
+use serde_json::{json, Value};
+
+async fn submit(client: &reqwest::Client, server: &TestServer, body: Value) -> Value {
+    let resp = client.post(server.url("/api/v1/generate")).json(&body).send().await.unwrap();
+    assert_eq!(resp.status(), 202, "{:?}", resp.text().await);
+    resp.json().await.unwrap()
+}
+
+async fn wait_until_done(client: &reqwest::Client, url: &str, base: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let job: Value = client.get(format!("{base}{url}")).send().await.unwrap().json().await.unwrap();
+        if ["succeeded", "failed", "cancelled"].contains(&job["status"].as_str().unwrap()) {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "job never finished: {job}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn small(prompt: &str, seed: u64) -> Value {
+    json!({"prompt": prompt, "seed": seed, "width": 64, "height": 64, "steps": 4, "sampler": "euler"})
+}
+
+/// Long enough to cancel while it runs.
+fn slow(seed: u64) -> Value {
+    json!({"prompt": "slow", "seed": seed, "width": 256, "height": 256, "steps": 150, "sampler": "euler"})
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn five_jobs_finish_in_submission_order_with_positions() {
+    let server = start(models_dir(), temp_dir("order")).await;
+    let client = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let sub = submit(&client, &server, small(&format!("job {i}"), i)).await;
+        assert_eq!(sub["status"], "queued");
+        ids.push(sub["id"].as_str().unwrap().to_string());
+    }
+    // Positions count the jobs ahead and never exceed the submission index.
+    for (i, id) in ids.iter().enumerate() {
+        let job: Value = client.get(server.url(&format!("/api/v1/generate/{id}"))).send().await.unwrap().json().await.unwrap();
+        if job["status"] == "queued" {
+            assert!(job["position"].as_u64().unwrap() <= i as u64, "{job}");
+        }
+    }
+    let mut finished = Vec::new();
+    for id in &ids {
+        let job = wait_until_done(&client, &format!("/api/v1/generate/{id}"), &server.url("")).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+        finished.push(job["finished_at_ms"].as_i64().unwrap());
+        let image = &job["images"][0];
+        assert_eq!((image["width"].as_u64(), image["height"].as_u64()), (Some(64), Some(64)));
+        let png = client.get(server.url(image["url"].as_str().unwrap())).send().await.unwrap();
+        assert_eq!(png.status(), 200);
+        assert!(png.headers()["cache-control"].to_str().unwrap().contains("immutable"));
+        let bytes = png.bytes().await.unwrap();
+        assert_eq!(&bytes[1..4], b"PNG");
+    }
+    assert!(finished.windows(2).all(|w| w[0] <= w[1]), "finished out of order: {finished:?}");
+    // History: newest first, paginated.
+    let page: Value = client.get(server.url("/api/v1/generate?limit=2")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(page["jobs"][0]["id"], ids[4].as_str());
+    assert_eq!(page["jobs"][1]["id"], ids[3].as_str());
+    let next = page["next_before"].as_i64().unwrap();
+    let page2: Value =
+        client.get(server.url(&format!("/api/v1/generate?limit=2&before={next}"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(page2["jobs"][0]["id"], ids[2].as_str());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn same_seed_gives_byte_identical_png_and_idempotency_key_dedupes() {
+    let server = start(models_dir(), temp_dir("idem")).await;
+    let client = reqwest::Client::new();
+    let body = small("same", 99);
+    let first: Value = client.post(server.url("/api/v1/generate")).header("Idempotency-Key", "k-1").json(&body).send().await.unwrap().json().await.unwrap();
+    let retry = client.post(server.url("/api/v1/generate")).header("Idempotency-Key", "k-1").json(&body).send().await.unwrap();
+    assert_eq!(retry.status(), 200, "a retried submit returns the first job");
+    let retry: Value = retry.json().await.unwrap();
+    assert_eq!(retry["id"], first["id"]);
+    let second = submit(&client, &server, body).await;
+    let mut images = Vec::new();
+    for id in [&first["id"], &second["id"]] {
+        let job = wait_until_done(&client, &format!("/api/v1/generate/{}", id.as_str().unwrap()), &server.url("")).await;
+        let url = job["images"][0]["url"].as_str().unwrap().to_string();
+        images.push(client.get(server.url(&url)).send().await.unwrap().bytes().await.unwrap());
+    }
+    // The embedded JSON differs only by nothing: same settings, same seed -> same file.
+    assert_eq!(images[0], images[1]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sse_stream_carries_events_in_order_and_late_subscribers_get_state() {
+    let server = start(models_dir(), temp_dir("sse")).await;
+    let client = reqwest::Client::new();
+    let sub = submit(&client, &server, small("sse", 5)).await;
+    let id = sub["id"].as_str().unwrap();
+    let text = client.get(server.url(&format!("/api/v1/generate/{id}/events"))).send().await.unwrap().text().await.unwrap();
+    let names: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("event: ")).collect();
+    assert_eq!(names.last(), Some(&"succeeded"), "{text}");
+    let started = names.iter().position(|n| *n == "started");
+    let first_progress = names.iter().position(|n| *n == "progress");
+    if let (Some(s), Some(p)) = (started, first_progress) {
+        assert!(s < p, "{names:?}");
+    }
+    assert!(names.iter().filter(|n| **n == "progress").count() >= 1, "{names:?}");
+    // A late subscriber gets the terminal state at once, and the stream ends.
+    let late = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.get(server.url(&format!("/api/v1/generate/{id}/events"))).send().await.unwrap().text(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let late_names: Vec<&str> = late.lines().filter_map(|l| l.strip_prefix("event: ")).collect();
+    assert_eq!(late_names, ["succeeded"]);
+    assert!(late.contains("/outputs/"), "{late}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_a_queued_job_and_a_running_one() {
+    let server = start(models_dir(), temp_dir("cancel")).await;
+    let client = reqwest::Client::new();
+    let running = submit(&client, &server, slow(1)).await;
+    let queued = submit(&client, &server, small("behind", 2)).await;
+    let running_url = format!("/api/v1/generate/{}", running["id"].as_str().unwrap());
+    let queued_url = format!("/api/v1/generate/{}", queued["id"].as_str().unwrap());
+
+    let resp = client.delete(server.url(&queued_url)).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    // Wait until the slow job has made progress, then cancel it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let job: Value = client.get(server.url(&running_url)).send().await.unwrap().json().await.unwrap();
+        if job["status"] == "running" && job["progress"]["step"].as_u64().unwrap_or(0) >= 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{job}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let resp = client.delete(server.url(&running_url)).send().await.unwrap();
+    assert_eq!(resp.status(), 202);
+    let job = wait_until_done(&client, &running_url, &server.url("")).await;
+    assert_eq!(job["status"], "cancelled");
+    assert!(job["progress"]["step"].as_u64().unwrap() < 150);
+    let job: Value = client.get(server.url(&queued_url)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(job["status"], "cancelled");
+    assert!(job["images"].as_array().unwrap().is_empty());
+    // Cancelling a finished job is a conflict; an unknown id is 404.
+    assert_eq!(client.delete(server.url(&queued_url)).send().await.unwrap().status(), 409);
+    assert_eq!(client.delete(server.url("/api/v1/generate/nope")).send().await.unwrap().status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_get_the_right_4xx_with_field_messages() {
+    let server = start(models_dir(), temp_dir("bad")).await;
+    let client = reqwest::Client::new();
+    let huge = "x".repeat(10_001);
+    let cases: Vec<(Value, u16, &str)> = vec![
+        (json!({}), 422, "prompt"),
+        (json!({"prompt": 5}), 422, "prompt"),
+        (json!({"prompt": "a", "steps": "ten"}), 422, "steps"),
+        (json!({"prompt": "a", "steps": 0}), 422, "steps"),
+        (json!({"prompt": "a", "steps": 151}), 422, "steps"),
+        (json!({"prompt": "a", "steps": 2.5}), 422, "steps"),
+        (json!({"prompt": "a", "width": 513}), 422, "width"),
+        (json!({"prompt": "a", "width": -64}), 422, "width"),
+        (json!({"prompt": "a", "height": 4096}), 422, "height"),
+        (json!({"prompt": "a", "height": 0}), 422, "height"),
+        (json!({"prompt": "a", "cfg_scale": 31}), 422, "cfg_scale"),
+        (json!({"prompt": "a", "cfg_scale": -1}), 422, "cfg_scale"),
+        (json!({"prompt": "a", "cfg_scale": "high"}), 422, "cfg_scale"),
+        (json!({"prompt": "a", "sampler": "k_euler"}), 422, "sampler"),
+        (json!({"prompt": "a", "schedule": "cosine"}), 422, "schedule"),
+        (json!({"prompt": "a", "sampler": "ddim", "schedule": "karras"}), 422, "schedule"),
+        (json!({"prompt": "a", "batch_size": 0}), 422, "batch_size"),
+        (json!({"prompt": "a", "batch_size": 100}), 422, "batch_size"),
+        (json!({"prompt": "a", "seed": -1}), 422, "seed"),
+        (json!({"prompt": "a", "seed": "abc"}), 422, "seed"),
+        (json!({"prompt": "a", "model": "../../etc"}), 422, "model"),
+        (json!({"prompt": "a", "model": "missing-model"}), 422, "model"),
+        (json!({"prompt": "a", "stepz": 3}), 422, "stepz"),
+        (json!({"prompt": huge}), 422, "prompt"),
+        (json!(["a"]), 422, "body"),
+    ];
+    assert!(cases.len() >= 20);
+    for (body, code, field) in &cases {
+        let resp = client.post(server.url("/api/v1/generate")).json(body).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), *code, "{body}");
+        let v: Value = resp.json().await.unwrap();
+        let fields: Vec<&str> = v["fields"].as_array().unwrap().iter().map(|f| f["field"].as_str().unwrap()).collect();
+        assert!(fields.contains(field), "{body} -> {v}");
+        assert!(v["fields"][0]["message"].as_str().unwrap().len() > 5);
+    }
+    // Not JSON, wrong content type, too big, unknown ids, traversal.
+    let resp = client.post(server.url("/api/v1/generate")).header("content-type", "application/json").body("{not json").send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let resp = client.post(server.url("/api/v1/generate")).header("content-type", "text/plain").body("{}").send().await.unwrap();
+    assert_eq!(resp.status(), 415);
+    let big = format!("{{\"prompt\":\"{}\"}}", "y".repeat(100_000));
+    let resp = client.post(server.url("/api/v1/generate")).header("content-type", "application/json").body(big).send().await.unwrap();
+    assert_eq!(resp.status(), 413);
+    for path in ["/api/v1/generate/unknown", "/api/v1/generate/unknown/events"] {
+        assert_eq!(client.get(server.url(path)).send().await.unwrap().status(), 404, "{path}");
+    }
+    assert_eq!(client.delete(server.url("/api/v1/images/unknown")).send().await.unwrap().status(), 404);
+    assert_eq!(client.get(server.url("/api/v1/generate?limit=0")).send().await.unwrap().status(), 422);
+    assert_eq!(client.get(server.url("/api/v1/generate?before=x")).send().await.unwrap().status(), 422);
+    for traversal in ["/outputs/../easel.db", "/outputs/%2e%2e/easel.db", "/outputs/..%2Feasel.db", "/outputs//etc/passwd"] {
+        let status = client.get(server.url(traversal)).send().await.unwrap().status();
+        assert!(status == 404 || status == 400, "{traversal}: {status}");
+    }
+    // Nothing was queued by any of it, and the server still works.
+    let page: Value = client.get(server.url("/api/v1/generate")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(page["jobs"].as_array().unwrap().len(), 0);
+    assert_eq!(client.get(server.url("/api/v1/health")).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_an_image_removes_record_and_file() {
+    let server = start(models_dir(), temp_dir("delimg")).await;
+    let client = reqwest::Client::new();
+    let sub = submit(&client, &server, small("delete me", 3)).await;
+    let job = wait_until_done(&client, &format!("/api/v1/generate/{}", sub["id"].as_str().unwrap()), &server.url("")).await;
+    let image = &job["images"][0];
+    let file = server.state.settings.outputs_dir.join(image["url"].as_str().unwrap().trim_start_matches("/outputs/"));
+    assert!(file.is_file());
+    let resp = client.delete(server.url(&format!("/api/v1/images/{}", image["id"].as_str().unwrap()))).send().await.unwrap();
+    assert_eq!(resp.status(), 204);
+    assert!(!file.exists());
+}
+
+/// Property test of the request parser: arbitrary JSON never panics, and whatever it accepts
+/// passes validation or is rejected with field messages, never anything else.
+#[test]
+fn request_parser_never_panics_on_arbitrary_json() {
+    use easel::request::GenerateRequest;
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let fields = ["prompt", "negative_prompt", "seed", "steps", "cfg_scale", "width", "height", "sampler", "schedule", "batch_size", "model", "x"];
+    for _ in 0..20_000 {
+        let mut object = serde_json::Map::new();
+        for _ in 0..(next() % 6) {
+            let field = fields[(next() % fields.len() as u64) as usize];
+            let value = match next() % 9 {
+                0 => json!(null),
+                1 => json!(next() % 3000),
+                2 => json!(-((next() % 3000) as i64)),
+                3 => json!((next() % 10_000) as f64 / 7.0),
+                4 => json!("dpmpp_2m"),
+                5 => json!("karras"),
+                6 => json!([1, 2]),
+                7 => json!({"a": 1}),
+                _ => json!(u64::MAX - next() % 5),
+            };
+            object.insert(field.to_string(), value);
+        }
+        match GenerateRequest::from_json(&Value::Object(object)) {
+            Ok(request) => {
+                if let Err(errors) = request.resolve(|| 1) {
+                    assert!(errors.iter().all(|e| !e.field.is_empty() && !e.message.is_empty()));
+                }
+            }
+            Err(errors) => assert!(!errors.is_empty()),
+        }
+    }
+}

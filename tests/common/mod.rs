@@ -1,0 +1,63 @@
+//! Shared by the HTTP integration tests: a real server on 127.0.0.1:0 with its own data dir.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use easel::config::{Settings, SettingsLayer};
+use easel::server::{leptos_options, serve, AppState};
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl TestServer {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("easel-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub fn models_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models")
+}
+
+pub async fn start(models_dir: PathBuf, data_dir: PathBuf) -> TestServer {
+    let flags = SettingsLayer {
+        port: Some(0),
+        models_dir: Some(models_dir),
+        data_dir: Some(data_dir),
+        threads: Some(1),
+        ..Default::default()
+    };
+    let settings = Settings::resolve(SettingsLayer::default(), flags, None).unwrap();
+    let addr = SocketAddr::new(settings.host, settings.port);
+    let state = AppState::start(leptos_options(addr), settings).unwrap();
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let served = state.clone();
+    tokio::spawn(async move {
+        serve(served, addr, |a| bound_tx.send(a).unwrap(), async {
+            let _ = stop_rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    TestServer { addr: bound_rx.await.unwrap(), state, stop: Some(stop_tx) }
+}

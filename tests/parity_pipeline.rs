@@ -1,0 +1,145 @@
+//! The acceptance bar: Easel's txt2img on `models/tiny-sd` against diffusers'
+//! `StableDiffusionPipeline` (float32, CPU, `torch.Generator("cpu").manual_seed(seed)`), for every
+//! case in `tests/fixtures/pipeline/cases.json` (made by `models/sdtool reference --all-fixtures`).
+//!
+//! Per case: text embeddings within 1e-4; the latents after every step within 1e-4, or within 1e-5
+//! of that step's largest latent when that is larger (sigma-scaled latents reach ~100, where one
+//! float32 ulp is 8e-6, and the UNet's ~1e-6 ONNX-vs-torch difference is multiplied by sigma); the
+//! PNG pixels within 1/255 on at least 99.9% of values and never more than 2/255 apart.
+#![cfg(feature = "ssr")]
+
+use std::path::{Path, PathBuf};
+
+use easel::engine::model::{Residency, SdModel};
+use easel::engine::npy;
+use easel::engine::pipeline::txt2img;
+use easel::engine::runtime::runtime;
+use easel::engine::CancelToken;
+use easel::request::GenerateRequest;
+
+const EMBEDDING_TOL: f32 = 1e-4;
+const LATENT_TOL: f32 = 1e-4;
+const LATENT_REL_TOL: f32 = 1e-5;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+fn request_of(settings: &serde_json::Value) -> GenerateRequest {
+    GenerateRequest {
+        prompt: settings["prompt"].as_str().unwrap().to_string(),
+        negative_prompt: settings["negative_prompt"].as_str().map(str::to_string),
+        seed: settings["seed"].as_u64(),
+        steps: settings["steps"].as_u64().map(|v| v as u32),
+        cfg_scale: settings["cfg_scale"].as_f64().map(|v| v as f32),
+        width: settings["width"].as_u64().map(|v| v as u32),
+        height: settings["height"].as_u64().map(|v| v as u32),
+        sampler: settings["sampler"].as_str().map(str::to_string),
+        schedule: settings["schedule"].as_str().map(str::to_string),
+        batch_size: settings["batch_size"].as_u64().map(|v| v as u32),
+        model: None,
+    }
+}
+
+/// Returns a description of every way the case misses the bar (empty when it passes).
+fn check_case(model: &mut SdModel, dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join("settings.json")).unwrap().replace("-Infinity", "null");
+    let settings: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let resolved = request_of(&settings).resolve(|| unreachable!("fixtures give a seed")).unwrap();
+    let mut steps: Vec<Vec<f32>> = Vec::new();
+    let out = txt2img(model, &resolved, &CancelToken::new(), &mut |p| steps.push(p.latents.to_vec())).unwrap();
+    let mut problems = Vec::new();
+
+    // Text embeddings: the fixture holds the UNet context [uncond×B; cond×B] (or [cond×B]).
+    let (emb_shape, emb) = npy::read_f32(dir.join("text_embeddings.npy")).unwrap();
+    let per = emb_shape[1] * emb_shape[2];
+    let batch = resolved.batch_size as usize;
+    let halves = out.text_embeddings.len() / per;
+    for h in 0..halves {
+        let want = &emb[h * batch * per..h * batch * per + per];
+        let got = &out.text_embeddings[h * per..(h + 1) * per];
+        let d = max_abs_diff(got, want);
+        if d > EMBEDDING_TOL {
+            problems.push(format!("text embeddings half {h}: max diff {d:e}"));
+        }
+    }
+
+    // Latents after each step.
+    let (lat_shape, latents) = npy::read_f32(dir.join("latents.npy")).unwrap();
+    if lat_shape[0] != steps.len() {
+        problems.push(format!("{} steps reported, diffusers has {}", steps.len(), lat_shape[0]));
+    } else {
+        let per_step = latents.len() / lat_shape[0];
+        for (i, got) in steps.iter().enumerate() {
+            let want = &latents[i * per_step..(i + 1) * per_step];
+            let scale = want.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+            let tol = LATENT_TOL.max(LATENT_REL_TOL * scale);
+            let d = max_abs_diff(got, want);
+            if d > tol {
+                problems.push(format!("latents after step {}: max diff {d:e} over tolerance {tol:e}", i + 1));
+                break;
+            }
+        }
+    }
+
+    // Pixels.
+    for image in &out.images {
+        let png = dir.join(format!("image_{}.png", image.index));
+        let want = image::open(&png).unwrap().to_rgb8();
+        assert_eq!((want.width(), want.height()), (image.width, image.height), "{}", png.display());
+        let diffs: Vec<u8> = want.as_raw().iter().zip(&image.rgb).map(|(a, b)| a.abs_diff(*b)).collect();
+        let off_by_more_than_one = diffs.iter().filter(|&&d| d > 1).count();
+        let max = diffs.iter().copied().max().unwrap_or(0);
+        if max > 2 || off_by_more_than_one as f64 > diffs.len() as f64 * 0.001 {
+            problems.push(format!("image {}: max diff {max}/255, {off_by_more_than_one} values off by >1", image.index));
+        }
+    }
+    problems
+}
+
+#[test]
+fn txt2img_matches_diffusers_on_every_fixture_case() {
+    let fixtures = root().join("tests/fixtures/pipeline");
+    let index: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixtures.join("cases.json")).unwrap()).unwrap();
+    let cases = index["cases"].as_array().unwrap();
+    assert!(cases.len() >= 15, "expected the full fixture set, found {} cases", cases.len());
+    let mut model = SdModel::load(&root().join("models/tiny-sd"), runtime().unwrap(), 1, Residency::Warm).unwrap();
+    let mut failures = Vec::new();
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        for problem in check_case(&mut model, &fixtures.join(name)) {
+            failures.push(format!("{name}: {problem}"));
+        }
+    }
+    assert!(failures.is_empty(), "parity failures:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn low_memory_mode_gives_the_same_image() {
+    let dir = root().join("tests/fixtures/pipeline/euler_a");
+    let mut model = SdModel::load(&root().join("models/tiny-sd"), runtime().unwrap(), 1, Residency::LowMemory).unwrap();
+    assert_eq!(check_case(&mut model, &dir), Vec::<String>::new());
+}
+
+#[test]
+fn cancel_stops_within_one_step() {
+    let mut model = SdModel::load(&root().join("models/tiny-sd"), runtime().unwrap(), 1, Residency::Warm).unwrap();
+    let settings = GenerateRequest { prompt: "a".into(), width: Some(64), height: Some(64), steps: Some(10), ..Default::default() }
+        .resolve(|| 5)
+        .unwrap();
+    let cancel = CancelToken::new();
+    let mut seen = 0;
+    let result = txt2img(&mut model, &settings, &cancel, &mut |p| {
+        seen = p.step;
+        if p.step == 3 {
+            cancel.cancel();
+        }
+    });
+    assert!(matches!(result, Err(easel::engine::EngineError::Cancelled)));
+    assert_eq!(seen, 3, "no step ran after the cancel");
+}

@@ -10,6 +10,8 @@
 //! Everything server-only sits behind the `ssr` feature so the `hydrate` (wasm32) build never
 //! compiles it.
 
+#![recursion_limit = "256"]
+
 pub mod app;
 pub mod request;
 

@@ -87,6 +87,21 @@ impl FieldError {
     }
 }
 
+/// The name AUTOMATIC1111 shows for a sampler (and writes as `Sampler` in its infotext).
+pub fn sampler_display_name(sampler: &str) -> &'static str {
+    match sampler {
+        "pndm" => "PLMS",
+        "ddim" => "DDIM",
+        "euler" => "Euler",
+        "euler_a" => "Euler a",
+        "heun" => "Heun",
+        "lms" => "LMS",
+        "dpmpp_2m" => "DPM++ 2M",
+        "unipc" => "UniPC",
+        _ => "Unknown",
+    }
+}
+
 /// The sampler's own schedule when the request names none.
 pub fn default_schedule(sampler: &str) -> &'static str {
     if sampler == "dpmpp_2m" {

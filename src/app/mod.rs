@@ -2,9 +2,12 @@
 //! per page. Compiled twice: on the server for SSR (`ssr`) and to wasm for hydration (`hydrate`).
 //! It talks to the server only through server functions and the SSE endpoints.
 
+pub mod api;
+mod browser;
 mod gallery;
-mod generate;
+pub mod generate;
 mod models;
+mod queue;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
@@ -44,6 +47,7 @@ pub fn App() -> impl IntoView {
                 <nav aria-label="Main">
                     <A href="/">"Generate"</A>
                     <A href="/gallery">"Gallery"</A>
+                    <A href="/queue">"Queue"</A>
                     <A href="/models">"Models"</A>
                 </nav>
             </header>
@@ -52,6 +56,7 @@ pub fn App() -> impl IntoView {
                     <Route path=StaticSegment("") view=generate::GeneratePage/>
                     <Route path=StaticSegment("gallery") view=gallery::GalleryPage/>
                     <Route path=StaticSegment("models") view=models::ModelsPage/>
+                    <Route path=StaticSegment("queue") view=queue::QueuePage/>
                 </Routes>
             </main>
         </Router>

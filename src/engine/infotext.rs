@@ -6,19 +6,7 @@
 use crate::request::GenerationSettings;
 
 /// A1111's display name of a sampler (its `Sampler` key).
-pub fn a1111_sampler_name(sampler: &str) -> &'static str {
-    match sampler {
-        "pndm" => "PLMS",
-        "ddim" => "DDIM",
-        "euler" => "Euler",
-        "euler_a" => "Euler a",
-        "heun" => "Heun",
-        "lms" => "LMS",
-        "dpmpp_2m" => "DPM++ 2M",
-        "unipc" => "UniPC",
-        _ => "Unknown",
-    }
-}
+pub use crate::request::sampler_display_name as a1111_sampler_name;
 
 /// A1111's `Schedule type` value.
 fn a1111_schedule_name(schedule: &str) -> &'static str {

@@ -1,0 +1,151 @@
+import { test, expect, Page } from "@playwright/test";
+
+// All generations use the bundled tiny model at small sizes so the suite stays fast.
+async function openGenerate(page: Page) {
+  await page.goto("/");
+  await expect(page.locator("section.generate")).toHaveAttribute("data-hydrated", "true");
+}
+
+async function fillForm(page: Page, o: { prompt: string; width?: number; height?: number; steps?: number; seed?: string }) {
+  await page.getByLabel("Prompt", { exact: true }).fill(o.prompt);
+  await page.getByLabel("Width").fill(String(o.width ?? 64));
+  await page.getByLabel("Height").fill(String(o.height ?? 64));
+  await page.getByLabel("Steps").fill(String(o.steps ?? 4));
+  await page.getByLabel("Seed").fill(o.seed ?? "");
+}
+
+function card(page: Page, prompt: string) {
+  return page.locator("article.job-card").filter({ hasText: prompt }).first();
+}
+
+test("golden path: generate, watch progress, find it in the gallery with its settings", async ({ page }) => {
+  await openGenerate(page);
+  await fillForm(page, { prompt: "golden path lighthouse", width: 128, height: 128, steps: 12, seed: "4242" });
+  await page.getByRole("button", { name: "Generate" }).click();
+  const job = card(page, "golden path lighthouse");
+  await expect(job).toBeVisible();
+  await expect(job.locator(".job-state")).toHaveText(/Step \d+\/12|Done/, { timeout: 60_000 });
+  await expect(job).toHaveAttribute("data-status", "succeeded", { timeout: 60_000 });
+  const img = job.locator(".job-images img").first();
+  await expect(img).toBeVisible();
+  await page.screenshot({ path: "test-results/screenshots/generate.png", fullPage: true });
+
+  await page.reload();
+  await page.getByRole("link", { name: "Gallery" }).click();
+  await page.getByLabel("Filter by prompt").fill("golden path");
+  const tile = page.locator(".tile").filter({ hasText: "golden path lighthouse" }).first();
+  await expect(tile).toBeVisible();
+  await page.screenshot({ path: "test-results/screenshots/gallery.png", fullPage: true });
+  await tile.click();
+  const detail = page.getByRole("dialog", { name: "Image details" });
+  await expect(detail.locator('dd[data-field="Seed"]')).toHaveText("4242");
+  await expect(detail.locator('dd[data-field="Prompt"]')).toHaveText("golden path lighthouse");
+  await expect(detail.locator('dd[data-field="Size"]')).toHaveText("128×128");
+  await page.screenshot({ path: "test-results/screenshots/detail.png", fullPage: true });
+});
+
+test("gallery thumbnails are in the server-rendered HTML", async ({ page }) => {
+  const html = await (await page.request.get("/gallery")).text();
+  expect(html).toContain("/outputs/");
+});
+
+test("cancel a running job", async ({ page }) => {
+  await openGenerate(page);
+  await fillForm(page, { prompt: "cancel me please", width: 256, height: 256, steps: 150 });
+  await page.getByRole("button", { name: "Generate" }).click();
+  const job = card(page, "cancel me please");
+  await expect(job.locator(".job-state")).toHaveText(/Step [1-9]\d*\/150/, { timeout: 60_000 });
+  await job.getByRole("button", { name: "Cancel" }).click();
+  await expect(job).toHaveAttribute("data-status", "cancelled", { timeout: 30_000 });
+  await expect(job.locator(".job-state")).toHaveText("Cancelled");
+});
+
+test("three queued jobs finish in order", async ({ page }) => {
+  await openGenerate(page);
+  for (const n of [1, 2, 3]) {
+    await fillForm(page, { prompt: `queued order ${n}`, steps: 6 });
+    await page.getByRole("button", { name: "Generate" }).click();
+    await expect(card(page, `queued order ${n}`)).toBeVisible();
+  }
+  for (const n of [1, 2, 3]) {
+    await expect(card(page, `queued order ${n}`)).toHaveAttribute("data-status", "succeeded", { timeout: 60_000 });
+  }
+  const history = await (await page.request.get("/api/v1/generate?limit=3")).json();
+  const finished = history.jobs.map((j: any) => [j.request.prompt, j.finished_at_ms]).reverse();
+  expect(finished.map((f: any) => f[0])).toEqual(["queued order 1", "queued order 2", "queued order 3"]);
+  expect(finished[0][1]).toBeLessThanOrEqual(finished[1][1]);
+  expect(finished[1][1]).toBeLessThanOrEqual(finished[2][1]);
+});
+
+test("width 513 is refused on the field and nothing is submitted", async ({ page }) => {
+  await openGenerate(page);
+  let submitted = 0;
+  page.on("request", (r) => { if (r.url().includes("/api/ui/submit")) submitted++; });
+  await fillForm(page, { prompt: "bad width", width: 513 });
+  await page.getByRole("button", { name: "Generate" }).click();
+  await expect(page.locator("#width-error")).toHaveText("width 513 is not a multiple of 8; use 512 or 520");
+  await expect(page.getByLabel("Width")).toHaveAttribute("aria-invalid", "true");
+  await page.waitForTimeout(300);
+  expect(submitted).toBe(0);
+  await expect(page.locator("article.job-card").filter({ hasText: "bad width" })).toHaveCount(0);
+});
+
+test("'Use these settings' fills the form and regenerates a byte-identical image", async ({ page }) => {
+  await openGenerate(page);
+  await fillForm(page, { prompt: "reproduce me exactly", steps: 5 });
+  await page.getByRole("button", { name: "Generate" }).click();
+  const first = card(page, "reproduce me exactly");
+  await expect(first).toHaveAttribute("data-status", "succeeded", { timeout: 60_000 });
+  await page.getByLabel("Prompt", { exact: true }).fill("something else");
+  await first.getByRole("button", { name: "Use these settings" }).click();
+  await expect(page.getByLabel("Prompt", { exact: true })).toHaveValue("reproduce me exactly");
+  const seed = await page.getByLabel("Seed").inputValue();
+  expect(seed).toMatch(/^\d+$/);
+  await page.getByRole("button", { name: "Generate" }).click();
+  const cards = page.locator("article.job-card").filter({ hasText: "reproduce me exactly" });
+  await expect(cards).toHaveCount(2);
+  await expect(cards.nth(0)).toHaveAttribute("data-status", "succeeded", { timeout: 60_000 });
+  const urls = await cards.locator(".job-images img").evaluateAll((imgs) => imgs.map((i) => (i as HTMLImageElement).getAttribute("src")));
+  expect(urls.length).toBe(2);
+  expect(urls[0]).not.toEqual(urls[1]);
+  const [a, b] = await Promise.all(urls.map(async (u) => (await page.request.get(u!)).body()));
+  expect(Buffer.compare(a, b)).toBe(0);
+});
+
+test("settings persist across a reload", async ({ page }) => {
+  await openGenerate(page);
+  await fillForm(page, { prompt: "remember me", width: 96, steps: 7 });
+  await page.reload();
+  await expect(page.locator("section.generate")).toHaveAttribute("data-hydrated", "true");
+  await expect(page.getByLabel("Prompt", { exact: true })).toHaveValue("remember me");
+  await expect(page.getByLabel("Width")).toHaveValue("96");
+  await expect(page.getByLabel("Steps")).toHaveValue("7");
+});
+
+test.describe("phone", () => {
+  test.use({ viewport: { width: 390, height: 844 } });
+  test("form and gallery are usable at 390 px", async ({ page }) => {
+    await openGenerate(page);
+    const noHorizontalScroll = async () =>
+      expect(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth + 1)).toBe(true);
+    await expect(page.getByRole("button", { name: "Generate" })).toBeVisible();
+    await noHorizontalScroll();
+    await fillForm(page, { prompt: "phone sized", steps: 4 });
+    await page.getByRole("button", { name: "Generate" }).click();
+    await expect(card(page, "phone sized")).toHaveAttribute("data-status", "succeeded", { timeout: 60_000 });
+    await page.screenshot({ path: "test-results/screenshots/phone-generate.png", fullPage: true });
+    await page.getByRole("link", { name: "Gallery" }).click();
+    await expect(page.locator(".tile").first()).toBeVisible();
+    await noHorizontalScroll();
+    await page.screenshot({ path: "test-results/screenshots/phone-gallery.png", fullPage: true });
+  });
+});
+
+test("queue and models pages", async ({ page }) => {
+  await page.goto("/models");
+  await expect(page.getByRole("cell", { name: /tiny-sd/ })).toBeVisible();
+  await page.screenshot({ path: "test-results/screenshots/models.png", fullPage: true });
+  await page.goto("/queue");
+  await expect(page.getByRole("heading", { name: "Queue" })).toBeVisible();
+  await page.screenshot({ path: "test-results/screenshots/queue.png", fullPage: true });
+});

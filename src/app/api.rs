@@ -1,0 +1,161 @@
+//! The UI's RPC: plain data types shared by the server and the browser, and the server functions
+//! the pages call. Each server function is a thin door onto the same services the REST API uses
+//! (`crate::server::resolve_request`, the job queue), so both doors behave the same.
+
+use leptos::prelude::*;
+use leptos::server_fn::codec::Json;
+use serde::{Deserialize, Serialize};
+
+use crate::request::{FieldError, GenerateRequest, GenerationSettings};
+
+/// One image as the UI shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageRef {
+    pub id: String,
+    pub url: String,
+    pub seed: u64,
+    pub width: u32,
+    pub height: u32,
+    /// The A1111 parameters text embedded in the PNG.
+    pub infotext: String,
+}
+
+/// One job as the UI shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSummary {
+    pub id: String,
+    /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
+    pub status: String,
+    pub position: Option<u64>,
+    pub step: u32,
+    pub total: u32,
+    pub settings: GenerationSettings,
+    pub images: Vec<ImageRef>,
+    pub error: Option<String>,
+    pub created_at_ms: i64,
+    pub started_at_ms: Option<i64>,
+    pub finished_at_ms: Option<i64>,
+}
+
+/// A page of history, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryPage {
+    pub jobs: Vec<JobSummary>,
+    /// Cursor for the next (older) page.
+    pub next_before: Option<i64>,
+}
+
+/// A model the UI can offer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSummary {
+    pub name: String,
+    pub precision: String,
+    pub source: String,
+    pub size_bytes: u64,
+    pub is_default: bool,
+}
+
+/// What submitting the form gave: a queued job, or the fields to fix.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum SubmitOutcome {
+    Queued { id: String, position: Option<u64>, settings: GenerationSettings },
+    Invalid(Vec<FieldError>),
+}
+
+#[cfg(feature = "ssr")]
+fn state() -> Result<crate::server::AppState, ServerFnError> {
+    use_context::<crate::server::AppState>().ok_or_else(|| ServerFnError::new("server state is missing"))
+}
+
+#[cfg(feature = "ssr")]
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::jobs::StoreError> + Send + 'static,
+) -> Result<T, ServerFnError> {
+    tokio::task::spawn_blocking(f).await.map_err(ServerFnError::new)?.map_err(ServerFnError::new)
+}
+
+#[cfg(feature = "ssr")]
+fn summary(job: crate::jobs::JobRecord) -> JobSummary {
+    JobSummary {
+        images: job
+            .images
+            .iter()
+            .map(|i| ImageRef {
+                id: i.id.clone(),
+                url: format!("/outputs/{}", i.path),
+                seed: i.seed,
+                width: i.width,
+                height: i.height,
+                infotext: i.infotext.clone(),
+            })
+            .collect(),
+        status: serde_json::to_value(job.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+        id: job.id,
+        position: job.position,
+        step: job.progress_step,
+        total: job.progress_total,
+        settings: job.settings,
+        error: job.error,
+        created_at_ms: job.created_at_ms,
+        started_at_ms: job.started_at_ms,
+        finished_at_ms: job.finished_at_ms,
+    }
+}
+
+#[server(prefix = "/api/ui", endpoint = "submit", input = Json)]
+pub async fn submit_generation(request: GenerateRequest) -> Result<SubmitOutcome, ServerFnError> {
+    let state = state()?;
+    let settings = match crate::server::resolve_request(&state, &request) {
+        Ok(s) => s,
+        Err(fields) => return Ok(SubmitOutcome::Invalid(fields)),
+    };
+    let jobs = state.jobs.clone();
+    let queued = settings.clone();
+    let submitted = blocking(move || jobs.submit(&queued, None)).await?;
+    Ok(SubmitOutcome::Queued { id: submitted.job.id, position: submitted.job.position, settings })
+}
+
+#[server(prefix = "/api/ui", endpoint = "history", input = Json)]
+pub async fn list_history(limit: u32, before: Option<i64>) -> Result<HistoryPage, ServerFnError> {
+    let state = state()?;
+    let store = state.jobs.store().clone();
+    let page = blocking(move || store.list(limit.clamp(1, 100), before)).await?;
+    Ok(HistoryPage { jobs: page.jobs.into_iter().map(summary).collect(), next_before: page.next_before })
+}
+
+#[server(prefix = "/api/ui", endpoint = "job", input = Json)]
+pub async fn get_job(id: String) -> Result<Option<JobSummary>, ServerFnError> {
+    let store = state()?.jobs.store().clone();
+    Ok(blocking(move || store.get(&id)).await?.map(summary))
+}
+
+#[server(prefix = "/api/ui", endpoint = "cancel", input = Json)]
+pub async fn cancel_job(id: String) -> Result<(), ServerFnError> {
+    let jobs = state()?.jobs.clone();
+    blocking(move || jobs.cancel(&id)).await?;
+    Ok(())
+}
+
+#[server(prefix = "/api/ui", endpoint = "delete_image", input = Json)]
+pub async fn delete_image(id: String) -> Result<(), ServerFnError> {
+    let state = state()?;
+    let store = state.jobs.store().clone();
+    if let Some(path) = blocking(move || store.delete_image(&id)).await? {
+        let _ = tokio::fs::remove_file(state.settings.outputs_dir.join(path)).await;
+    }
+    Ok(())
+}
+
+#[server(prefix = "/api/ui", endpoint = "models", input = Json)]
+pub async fn list_models() -> Result<Vec<ModelSummary>, ServerFnError> {
+    let dir = state()?.settings.models_dir.clone();
+    let models = tokio::task::spawn_blocking(move || {
+        crate::model_catalog::list_models(&dir, crate::model_catalog::FALLBACK_DEFAULT_MODEL)
+    })
+    .await
+    .map_err(ServerFnError::new)?;
+    Ok(models
+        .into_iter()
+        .map(|m| ModelSummary { name: m.name, precision: m.precision, source: m.source, size_bytes: m.size_bytes, is_default: m.is_default })
+        .collect())
+}

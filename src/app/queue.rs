@@ -1,0 +1,55 @@
+//! The Queue page: what is queued and running, with cancel; refreshed every two seconds.
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+use super::api::{cancel_job, list_history};
+
+#[component]
+pub fn QueuePage() -> impl IntoView {
+    let tick = RwSignal::new(0u32);
+    let jobs = Resource::new(move || tick.get(), |_| list_history(100, None));
+    Effect::new(move |_| {
+        set_interval(move || tick.update(|t| *t += 1), std::time::Duration::from_secs(2));
+    });
+    view! {
+        <section class="page queue">
+            <h1>"Queue"</h1>
+            <Transition fallback=|| view! { <p class="empty">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    let active: Vec<_> = jobs
+                        .await
+                        .map(|p| p.jobs)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|j| j.status == "queued" || j.status == "running")
+                        .rev()
+                        .collect();
+                    if active.is_empty() {
+                        return view! { <p class="empty">"Nothing queued."</p> }.into_any();
+                    }
+                    view! {
+                        <ul class="queue-list">
+                            {active.into_iter().map(|job| {
+                                let id = job.id.clone();
+                                view! {
+                                    <li data-status=job.status.clone()>
+                                        <span>{format!("{} — {}", job.status, job.settings.prompt)}</span>
+                                        {(job.status == "running").then(|| format!(" step {}/{}", job.step, job.total))}
+                                        <button type="button" class="danger" on:click=move |_| {
+                                            let id = id.clone();
+                                            spawn_local(async move {
+                                                let _ = cancel_job(id).await;
+                                                tick.update(|t| *t += 1);
+                                            });
+                                        }>"Cancel"</button>
+                                    </li>
+                                }
+                            }).collect_view()}
+                        </ul>
+                    }.into_any()
+                })}
+            </Transition>
+        </section>
+    }
+}

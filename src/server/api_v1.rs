@@ -15,6 +15,7 @@ pub fn router() -> Router<AppState> {
         .route("/config", get(config))
         .route("/samplers", get(samplers))
         .route("/models", get(models))
+        .route("/openapi.json", get(|| async { Json(super::openapi::document()) }))
         .merge(super::api_jobs::router())
         .fallback(not_found)
 }
@@ -61,7 +62,7 @@ async fn config(State(state): State<AppState>) -> Json<Settings> {
 }
 
 pub async fn not_found(uri: Uri) -> ApiError {
-    ApiError::not_found(format!("no API endpoint at {}", uri.path()))
+    ApiError::not_found(format!("no API endpoint at {}; see /api/v1/openapi.json", uri.path()))
 }
 
 #[derive(Serialize)]

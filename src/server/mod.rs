@@ -5,6 +5,7 @@
 mod api_jobs;
 mod api_v1;
 mod error;
+mod openapi;
 mod request_trace;
 mod site;
 mod state;

@@ -68,6 +68,9 @@ pub struct SettingsArgs {
     /// Log line format [default: text].
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Allow binding a non-loopback address without EASEL_API_TOKEN.
+    #[arg(long)]
+    pub insecure_no_auth: bool,
 }
 
 impl SettingsArgs {
@@ -81,6 +84,8 @@ impl SettingsArgs {
             threads: self.threads,
             log_level: self.log_level.clone(),
             log_format: self.log_format,
+            api_token: None,
+            insecure_no_auth: self.insecure_no_auth.then_some(true),
         }
     }
 

@@ -36,6 +36,10 @@ pub struct SettingsLayer {
     pub threads: Option<usize>,
     pub log_level: Option<String>,
     pub log_format: Option<LogFormat>,
+    /// Bearer token required on every request when set (`EASEL_API_TOKEN`).
+    pub api_token: Option<String>,
+    /// Serve a non-loopback address without a token (the operator's explicit choice).
+    pub insecure_no_auth: Option<bool>,
 }
 
 /// The settings a process runs with, after all layers are applied.
@@ -56,6 +60,10 @@ pub struct Settings {
     /// `tracing` filter directive, e.g. `info` or `easel=debug,tower_http=info`.
     pub log_level: String,
     pub log_format: LogFormat,
+    /// Bearer token clients must send; never shown by `/api/v1/config`.
+    #[serde(skip_serializing)]
+    pub api_token: Option<String>,
+    pub insecure_no_auth: bool,
     /// The configuration file that was read, if any.
     pub config_file: Option<PathBuf>,
 }
@@ -70,6 +78,8 @@ pub enum ConfigError {
     BadEnv { name: String, value: String, expected: String },
     #[error("threads must be at least 1 (got 0); leave it unset to use every core")]
     ZeroThreads,
+    #[error("binding {host} exposes Easel to the network without authentication; set EASEL_API_TOKEN, or pass --insecure-no-auth if that is really what you want")]
+    UnprotectedPublicBind { host: IpAddr },
 }
 
 impl SettingsLayer {
@@ -114,6 +124,8 @@ impl SettingsLayer {
             threads: parsed(&lookup, "EASEL_THREADS", "a whole number of threads")?,
             log_level: lookup("EASEL_LOG_LEVEL").filter(|v| !v.is_empty()),
             log_format,
+            api_token: lookup("EASEL_API_TOKEN").filter(|v| !v.is_empty()),
+            insecure_no_auth: None,
         })
     }
 
@@ -138,6 +150,8 @@ impl SettingsLayer {
             threads: over.threads.or(self.threads),
             log_level: over.log_level.or(self.log_level),
             log_format: over.log_format.or(self.log_format),
+            api_token: over.api_token.or(self.api_token),
+            insecure_no_auth: over.insecure_no_auth.or(self.insecure_no_auth),
         }
     }
 }
@@ -178,8 +192,13 @@ impl Settings {
         if threads == 0 {
             return Err(ConfigError::ZeroThreads);
         }
+        let host = merged.host.unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let insecure_no_auth = merged.insecure_no_auth.unwrap_or(false);
+        if !host.is_loopback() && merged.api_token.is_none() && !insecure_no_auth {
+            return Err(ConfigError::UnprotectedPublicBind { host });
+        }
         Ok(Settings {
-            host: merged.host.unwrap_or(IpAddr::from([127, 0, 0, 1])),
+            host,
             port: merged.port.unwrap_or(3000),
             models_dir: merged.models_dir.unwrap_or_else(|| PathBuf::from("models")),
             outputs_dir: merged.outputs_dir.unwrap_or_else(|| data_dir.join("outputs")),
@@ -187,6 +206,8 @@ impl Settings {
             threads,
             log_level: merged.log_level.unwrap_or_else(|| "info".to_string()),
             log_format: merged.log_format.unwrap_or_default(),
+            api_token: merged.api_token,
+            insecure_no_auth,
             config_file: file_used,
         })
     }
@@ -232,7 +253,12 @@ mod tests {
             "port = 4000\nthreads = 3\nlog_level = \"debug\"\nhost = \"0.0.0.0\"\n",
         )
         .unwrap();
-        let env = env_of(&[("EASEL_PORT", "5000"), ("EASEL_THREADS", "5"), ("EASEL_DATA_DIR", data.to_str().unwrap())]);
+        let env = env_of(&[
+            ("EASEL_PORT", "5000"),
+            ("EASEL_THREADS", "5"),
+            ("EASEL_DATA_DIR", data.to_str().unwrap()),
+            ("EASEL_API_TOKEN", "secret"),
+        ]);
         let flags = SettingsLayer { port: Some(6000), ..Default::default() };
         let s = Settings::resolve(env, flags, None).unwrap();
         assert_eq!(s.port, 6000, "flag beats env and file");
@@ -270,6 +296,23 @@ mod tests {
         assert_eq!(err.to_string(), "environment variable EASEL_PORT=\"70000\" is not valid: a port number 0..65535");
         let err = SettingsLayer::from_env(|k| (k == "EASEL_LOG_FORMAT").then(|| "xml".to_string())).unwrap_err();
         assert!(err.to_string().contains("text or json"));
+    }
+
+    #[test]
+    fn public_bind_needs_a_token_or_an_explicit_opt_out() {
+        let public = |token: Option<&str>, insecure: Option<bool>| SettingsLayer {
+            host: Some(IpAddr::from([0, 0, 0, 0])),
+            data_dir: Some(temp_dir("public")),
+            api_token: token.map(str::to_string),
+            insecure_no_auth: insecure,
+            ..Default::default()
+        };
+        let err = Settings::resolve(SettingsLayer::default(), public(None, None), None).unwrap_err();
+        assert!(err.to_string().contains("EASEL_API_TOKEN"), "{err}");
+        assert!(Settings::resolve(SettingsLayer::default(), public(Some("t"), None), None).is_ok());
+        assert!(Settings::resolve(SettingsLayer::default(), public(None, Some(true)), None).is_ok());
+        let shown = serde_json::to_string(&Settings::resolve(SettingsLayer::default(), public(Some("t0ken"), None), None).unwrap()).unwrap();
+        assert!(!shown.contains("t0ken"), "the token is never serialized");
     }
 
     #[test]

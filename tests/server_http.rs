@@ -72,3 +72,30 @@ async fn home_page_is_server_rendered() {
     let html = reqwest::get(format!("http://{}/", server.addr)).await.unwrap().text().await.unwrap();
     assert!(html.contains("<h1>Generate</h1>") && html.contains("Gallery"), "{html}");
 }
+
+#[tokio::test]
+async fn api_token_is_required_when_configured() {
+    use easel::config::{Settings, SettingsLayer};
+    let flags = SettingsLayer {
+        port: Some(0),
+        models_dir: Some(models_dir()),
+        data_dir: Some(temp_dir("token")),
+        threads: Some(1),
+        api_token: Some("s3cret".into()),
+        ..Default::default()
+    };
+    let server = common::start_with(Settings::resolve(SettingsLayer::default(), flags, None).unwrap()).await;
+    let client = reqwest::Client::new();
+    let config = server.url("/api/v1/config");
+    assert_eq!(client.get(&config).send().await.unwrap().status(), 401);
+    assert_eq!(client.get(&config).bearer_auth("wrong").send().await.unwrap().status(), 401);
+    let ok = client.get(&config).bearer_auth("s3cret").send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert!(!ok.text().await.unwrap().contains("s3cret"), "the token is never echoed");
+    assert_eq!(client.get(server.url("/api/v1/health")).send().await.unwrap().status(), 200);
+    let page = client.get(server.url("/?token=s3cret")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.headers()["set-cookie"].to_str().unwrap().starts_with("easel_token=s3cret"));
+    let with_cookie = client.get(&config).header("cookie", "easel_token=s3cret").send().await.unwrap();
+    assert_eq!(with_cookie.status(), 200);
+}

@@ -4,6 +4,7 @@
 
 mod api_jobs;
 mod api_v1;
+mod auth;
 mod error;
 mod openapi;
 mod request_trace;
@@ -42,6 +43,7 @@ pub fn app(state: AppState) -> Router {
             move || shell(leptos_options.clone()),
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
         .layer(axum::middleware::from_fn(request_trace::trace_request))
         .with_state(state)
 }

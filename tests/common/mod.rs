@@ -46,7 +46,10 @@ pub async fn start(models_dir: PathBuf, data_dir: PathBuf) -> TestServer {
         threads: Some(1),
         ..Default::default()
     };
-    let settings = Settings::resolve(SettingsLayer::default(), flags, None).unwrap();
+    start_with(Settings::resolve(SettingsLayer::default(), flags, None).unwrap()).await
+}
+
+pub async fn start_with(settings: Settings) -> TestServer {
     let addr = SocketAddr::new(settings.host, settings.port);
     let state = AppState::start(leptos_options(addr), settings).unwrap();
     let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();

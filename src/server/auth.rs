@@ -1,0 +1,68 @@
+//! Optional bearer-token authentication. With `EASEL_API_TOKEN` set, every request except the
+//! health check must carry `Authorization: Bearer <token>` or the `easel_token` cookie. A browser
+//! gets the cookie by opening any page once with `?token=<token>`. Without a token configured
+//! (the loopback default) this layer lets everything through.
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::{ApiError, AppState};
+
+const COOKIE: &str = "easel_token";
+
+/// Compares in time independent of where the strings first differ.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn presented(request: &Request) -> (Option<String>, bool) {
+    let headers = request.headers();
+    if let Some(bearer) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")) {
+        return (Some(bearer.trim().to_string()), false);
+    }
+    let cookie = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix(&format!("{COOKIE}=")).map(str::to_string));
+    if cookie.is_some() {
+        return (cookie, false);
+    }
+    let query = request.uri().query().unwrap_or("");
+    let from_query = query.split('&').find_map(|p| p.strip_prefix("token=")).map(str::to_string);
+    let set_cookie = from_query.is_some();
+    (from_query, set_cookie)
+}
+
+pub async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(expected) = state.settings.api_token.clone() else {
+        return next.run(request).await;
+    };
+    if request.uri().path() == "/api/v1/health" {
+        return next.run(request).await;
+    }
+    match presented(&request) {
+        (Some(token), set_cookie) if same(&token, &expected) => {
+            let mut response = next.run(request).await;
+            if set_cookie {
+                let cookie = format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict");
+                if let Ok(value) = HeaderValue::from_str(&cookie) {
+                    response.headers_mut().append(header::SET_COOKIE, value);
+                }
+            }
+            response
+        }
+        _ => {
+            let mut response = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "this server requires a token: send Authorization: Bearer <EASEL_API_TOKEN>, or open the UI once with ?token=<EASEL_API_TOKEN>",
+            )
+            .into_response();
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+        }
+    }
+}

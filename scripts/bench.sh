@@ -13,8 +13,8 @@ export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$(scripts/setup-onnxruntime.sh)}"
 cargo build --release --features ssr --bin easel >&2
 results="$(mktemp)"
 for size in ${sizes[@]}; do
-  target/release/easel bench --model "$onnx_dir" --size "$size" --steps "$steps" --threads "$threads" --json >> "$results"
-  target/release/easel bench --model "$onnx_dir" --size "$size" --steps "$steps" --threads "$threads" --low-memory --json >> "$results"
+  target/release/easel bench --model "$onnx_dir" --size "$size" --steps "$steps" --threads "$threads" --sampler pndm --json >> "$results"
+  target/release/easel bench --model "$onnx_dir" --size "$size" --steps "$steps" --threads "$threads" --sampler pndm --low-memory --json >> "$results"
   (cd models && ./sdtool --help >/dev/null && .venv/bin/python -m tooling.bench_reference onnx "$onnx_dir" --size "$size" --steps "$steps" --threads "$threads") >> "$results"
   (cd models && .venv/bin/python -m tooling.bench_reference torch "$torch_dir" --size "$size" --steps "$steps" --threads "$threads") >> "$results"
 done

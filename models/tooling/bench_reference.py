@@ -4,7 +4,9 @@
 
 `onnx`: diffusers' OnnxStableDiffusionPipeline on the ONNX folder (the same onnxruntime version
 Easel loads); `torch`: diffusers' StableDiffusionPipeline (float32, CPU) on the torch folder. Both
-use EulerDiscreteScheduler, like `easel bench`'s default. Each stage is timed by wrapping the
+keep the model's own PNDM scheduler (N + 1 UNet calls); `scripts/bench.sh` runs `easel bench
+--sampler pndm` to match. (diffusers' ONNX pipeline cannot run Euler: it multiplies numpy latents
+by Euler's tensor-valued init_noise_sigma.) Each stage is timed by wrapping the
 component's call; peak resident memory is the process's ru_maxrss. Prints one JSON object.
 """
 import argparse
@@ -24,7 +26,7 @@ def timed(record, key, fn):
 
 def run_onnx(model, size, steps, threads):
     import onnxruntime as ort
-    from diffusers import EulerDiscreteScheduler, OnnxStableDiffusionPipeline
+    from diffusers import OnnxStableDiffusionPipeline
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
@@ -32,11 +34,31 @@ def run_onnx(model, size, steps, threads):
     t = time.perf_counter()
     pipe = OnnxStableDiffusionPipeline.from_pretrained(model, provider="CPUExecutionProvider", sess_options=so)
     load = time.perf_counter() - t
-    pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     rec = {}
-    pipe.text_encoder.model.run = timed(rec, "text", pipe.text_encoder.model.run)
-    pipe.unet.model.run = timed(rec, "unet", pipe.unet.model.run)
+    # diffusers' ONNX pipeline always feeds int32 ids (the legacy exporter's type); optimum-style
+    # exports such as `sdtool random` take int64, so cast to what the graph declares.
+    encoder = pipe.text_encoder.model
+    ids_type = encoder.get_inputs()[0].type
+    original_run = encoder.run
+
+    def run_with_declared_ids(names, feed, *rest):
+        if ids_type == "tensor(int64)":
+            feed = {k: v.astype("int64") if k == "input_ids" else v for k, v in feed.items()}
+        return original_run(names, feed, *rest)
+
+    pipe.text_encoder.model.run = timed(rec, "text", run_with_declared_ids)
+    # It also feeds the timestep as shape [1]; optimum-style UNets declare a scalar.
+    unet = pipe.unet.model
+    scalar_timestep = len(unet.get_inputs()[1].shape) == 0
+    unet_run = unet.run
+
+    def run_with_declared_timestep(names, feed, *rest):
+        if scalar_timestep:
+            feed = {k: v.reshape(()) if k == "timestep" else v for k, v in feed.items()}
+        return unet_run(names, feed, *rest)
+
+    pipe.unet.model.run = timed(rec, "unet", run_with_declared_timestep)
     pipe.vae_decoder.model.run = timed(rec, "vae", pipe.vae_decoder.model.run)
     t = time.perf_counter()
     pipe("a photograph of an astronaut riding a horse", height=size, width=size, num_inference_steps=steps, guidance_scale=7.0)
@@ -45,13 +67,12 @@ def run_onnx(model, size, steps, threads):
 
 def run_torch(model, size, steps, threads):
     import torch
-    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
+    from diffusers import StableDiffusionPipeline
 
     torch.set_num_threads(threads)
     t = time.perf_counter()
     pipe = StableDiffusionPipeline.from_pretrained(model, torch_dtype=torch.float32, safety_checker=None, requires_safety_checker=False)
     load = time.perf_counter() - t
-    pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     rec = {}
     pipe.text_encoder.forward = timed(rec, "text", pipe.text_encoder.forward)

@@ -13,15 +13,16 @@ step "clippy (server and browser builds)"
 cargo clippy --features ssr --all-targets -- -D warnings
 cargo clippy --features hydrate --lib --target wasm32-unknown-unknown -- -D warnings
 
+# Every stage is time-bounded so a hung test fails the run instead of stalling CI.
 step "Rust unit and integration tests"
-cargo test --features ssr
+timeout 2400 cargo test --features ssr
 
 if [ -x models/sdtool ]; then
   step "model tooling tests (Python)"
-  models/sdtool test
+  timeout 1800 models/sdtool test
 fi
 
 step "browser tests (Playwright in Debian chromium, against the real server)"
 e2e_data="$(mktemp -d)"
 trap 'rm -rf "$e2e_data"' EXIT
-EASEL_DATA_DIR="$e2e_data" EASEL_MODELS_DIR="$PWD/models" cargo leptos end-to-end
+EASEL_DATA_DIR="$e2e_data" EASEL_MODELS_DIR="$PWD/models" timeout 1800 cargo leptos end-to-end

@@ -149,3 +149,23 @@ test("queue and models pages", async ({ page }) => {
   await expect(page.getByRole("heading", { name: "Queue" })).toBeVisible();
   await page.screenshot({ path: "test-results/screenshots/queue.png", fullPage: true });
 });
+
+test("the gallery loads the next page when scrolled to the end", async ({ page }) => {
+  const ids: string[] = [];
+  for (let n = 0; n < 26; n++) {
+    const r = await page.request.post("/api/v1/generate", {
+      data: { prompt: `scroll page ${n}`, seed: n, width: 64, height: 64, steps: 2, sampler: "euler" },
+    });
+    expect(r.status()).toBe(202);
+    ids.push((await r.json()).id);
+  }
+  await expect.poll(async () => (await (await page.request.get(`/api/v1/generate/${ids[25]}`)).json()).status, { timeout: 60_000 }).toBe("succeeded");
+  await page.goto("/gallery");
+  const tiles = page.locator(".tile");
+  await expect(tiles.first()).toBeVisible();
+  await page.waitForTimeout(500); // hydration
+  const before = await tiles.count();
+  expect(before).toBeGreaterThanOrEqual(24);
+  await page.mouse.wheel(0, 100_000);
+  await expect.poll(async () => tiles.count(), { timeout: 10_000 }).toBeGreaterThan(before);
+});

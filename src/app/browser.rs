@@ -89,3 +89,20 @@ pub fn subscribe(url: &str, names: &[&'static str], terminal: &[&'static str], o
         None
     }
 }
+
+/// Whether the page is scrolled to within `margin_px` of its end (the gallery loads more then).
+pub fn near_page_bottom(margin_px: f64) -> bool {
+    #[cfg(feature = "hydrate")]
+    {
+        let Some(window) = web_sys::window() else { return false };
+        let viewport = window.inner_height().ok().and_then(|h| h.as_f64()).unwrap_or(0.0);
+        let scrolled = window.scroll_y().unwrap_or(0.0);
+        let height = window.document().and_then(|d| d.document_element()).map(|e| f64::from(e.scroll_height())).unwrap_or(0.0);
+        scrolled + viewport >= height - margin_px
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        let _ = margin_px;
+        false
+    }
+}

@@ -1,5 +1,5 @@
-//! The Gallery page: every finished image, newest first, one page at a time ("Load more", and
-//! automatically when the end of the list scrolls into view), a prompt filter over what is loaded,
+//! The Gallery page: every finished image, newest first, one page at a time (automatically when
+//! the end of the list scrolls into view, or with "Load more"), a prompt filter over what is loaded,
 //! and a detail view with all the settings and the actions on one image.
 
 use leptos::prelude::*;
@@ -38,6 +38,14 @@ pub fn GalleryPage() -> impl IntoView {
             loading.set(false);
         });
     };
+
+    // Load the next page when the end of the list scrolls into view.
+    let on_scroll = leptos::leptos_dom::helpers::window_event_listener(leptos::ev::scroll, move |_| {
+        if browser::near_page_bottom(300.0) {
+            load_more(first.get_untracked().and_then(|r| r.ok()).and_then(|p| p.next_before));
+        }
+    });
+    on_cleanup(move || on_scroll.remove());
 
     let tiles = move |jobs: Vec<JobSummary>| {
         let needle = filter.get().to_lowercase();

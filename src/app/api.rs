@@ -138,11 +138,7 @@ pub async fn cancel_job(id: String) -> Result<(), ServerFnError> {
 
 #[server(prefix = "/api/ui", endpoint = "delete_image", input = Json)]
 pub async fn delete_image(id: String) -> Result<(), ServerFnError> {
-    let state = state()?;
-    let store = state.jobs.store().clone();
-    if let Some(path) = blocking(move || store.delete_image(&id)).await? {
-        let _ = tokio::fs::remove_file(state.settings.outputs_dir.join(path)).await;
-    }
+    crate::server::delete_image_and_file(&state()?, id).await.map_err(|e| ServerFnError::new(e.message))?;
     Ok(())
 }
 

@@ -222,17 +222,26 @@ async fn history(State(state): State<AppState>, Query(q): Query<HistoryQuery>) -
     Ok(Json(HistoryPage { jobs: page.jobs.into_iter().map(|j| view(&state, j)).collect(), next_before: page.next_before }))
 }
 
-async fn delete_image(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+/// Deletes an image's record, then its file; `false` if there is no such image. The one
+/// implementation behind `DELETE /api/v1/images/{id}` and the UI's `delete_image`.
+pub async fn delete_image_and_file(state: &AppState, id: String) -> Result<bool, ApiError> {
     let store = state.jobs.store().clone();
-    let lookup = id.clone();
-    let path = blocking(move || store.delete_image(&lookup)).await?.ok_or_else(|| ApiError::not_found(format!("no image {id}")))?;
+    let deleted = blocking(move || store.delete_image(&id)).await?;
+    let Some(path) = deleted else { return Ok(false) };
     let file = state.settings.outputs_dir.join(path);
     if let Err(e) = tokio::fs::remove_file(&file).await {
         if e.kind() != std::io::ErrorKind::NotFound {
             tracing::warn!(file = %file.display(), "image record deleted but the file stays: {e}");
         }
     }
-    Ok(StatusCode::NO_CONTENT)
+    Ok(true)
+}
+
+async fn delete_image(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    match delete_image_and_file(&state, id.clone()).await? {
+        true => Ok(StatusCode::NO_CONTENT),
+        false => Err(ApiError::not_found(format!("no image {id}"))),
+    }
 }
 
 /// Server-Sent Events for one job: its current state first, then every change until it ends.

@@ -18,7 +18,7 @@ use axum::Router;
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 
-pub use api_jobs::{resolve_request, JobView, ProgressView};
+pub use api_jobs::{delete_image_and_file, resolve_request, JobView, ProgressView};
 pub use error::ApiError;
 pub use site::leptos_options;
 pub use state::AppState;

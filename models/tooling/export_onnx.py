@@ -246,6 +246,9 @@ def quantize_int8(path: Path) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    import logging
+
+    logging.getLogger().setLevel(logging.ERROR)  # the quantizer logs advice on the root logger
     with tempfile.TemporaryDirectory(prefix="easel-int8-") as tmp:
         src = Path(tmp) / "in.onnx"
         dst = Path(tmp) / "out.onnx"

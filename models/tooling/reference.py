@@ -122,6 +122,13 @@ def make_scheduler(pipe, sampler: str, schedule: str):
     return cls.from_config(pipe.easel_original_scheduler.config, **extra)
 
 
+def _json_safe(config) -> dict:
+    """The config as strict JSON: non-finite floats (diffusers' `-inf` defaults) become strings."""
+    def fix(v):
+        return str(v) if isinstance(v, float) and not np.isfinite(v) else v
+    return {k: fix(v) for k, v in json.loads(json.dumps(dict(config), default=str)).items()}
+
+
 def _f32(t) -> np.ndarray:
     a = t.detach().cpu().float().numpy() if hasattr(t, "detach") else np.asarray(t, dtype=np.float32)
     return np.ascontiguousarray(a.astype("<f4"))
@@ -206,7 +213,7 @@ def run_case(model_dir: Path, s: CaseSettings, out_dir: Path, log=print, pipe=No
     settings["meta"] = {
         "generator": "torch.Generator('cpu').manual_seed(seed); whole batch in one randn call",
         "scheduler_class": type(sched).__name__,
-        "scheduler_config_used": json.loads(json.dumps(used_config, default=str)),
+        "scheduler_config_used": _json_safe(used_config),
         "init_noise_sigma": float(sched.init_noise_sigma),
         "unet_calls": captured["unet_calls"],
         "num_timesteps": int(len(sched.timesteps)),

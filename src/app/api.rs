@@ -67,11 +67,12 @@ fn state() -> Result<crate::server::AppState, ServerFnError> {
     use_context::<crate::server::AppState>().ok_or_else(|| ServerFnError::new("server state is missing"))
 }
 
+/// The server's job-store runner, with its error as a server-function error.
 #[cfg(feature = "ssr")]
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, crate::jobs::StoreError> + Send + 'static,
 ) -> Result<T, ServerFnError> {
-    tokio::task::spawn_blocking(f).await.map_err(ServerFnError::new)?.map_err(ServerFnError::new)
+    crate::server::blocking(f).await.map_err(|e| ServerFnError::new(e.message))
 }
 
 #[cfg(feature = "ssr")]

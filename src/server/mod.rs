@@ -18,6 +18,7 @@ use axum::Router;
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 
+pub(crate) use api_jobs::blocking;
 pub use api_jobs::{delete_image_and_file, resolve_request, JobView, ProgressView};
 pub use error::ApiError;
 pub use site::leptos_options;

@@ -13,7 +13,7 @@ use crate::request::GenerateRequest;
 
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// Model folder, or a name in the models dir.
+    /// Model folder, or a model name or alias from `easel models list`.
     #[arg(long, default_value = "tiny-sd")]
     pub model: String,
     /// Image size (square).
@@ -41,7 +41,7 @@ pub fn peak_rss_bytes() -> Option<u64> {
 
 pub fn run(args: &BenchArgs, settings: &crate::config::Settings) -> anyhow::Result<()> {
     let rt = runtime::runtime()?;
-    let dir = crate::generate_cmd::resolve_model_dir(&args.model, &settings.models_dir);
+    let (dir, _) = crate::generate_cmd::resolve_model_dir(Some(&args.model), settings)?;
     let residency = if args.low_memory { Residency::LowMemory } else { Residency::Warm };
     let load_started = Instant::now();
     let mut model = SdModel::load(&dir, rt, settings.threads, residency)?;

@@ -36,7 +36,29 @@ pub enum Command {
         #[command(flatten)]
         settings: SettingsArgs,
     },
+    /// Download a model from the Hugging Face hub into its cache (resumable, verified).
+    #[command(after_help = PULL_HELP)]
+    Pull {
+        #[command(flatten)]
+        pull: crate::models_cmd::PullArgs,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+    /// List, inspect, delete models and choose the default.
+    Models {
+        #[command(subcommand)]
+        command: crate::models_cmd::ModelsCommand,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
 }
+
+const PULL_HELP: &str = "Aliases:
+  sd15       stable-diffusion-v1-5/stable-diffusion-v1-5@onnx (fp32, for CPU)
+  sd15-fp16  nmkd/stable-diffusion-1.5-onnx-fp16 (fp16, for GPUs)
+
+Environment: HF_ENDPOINT (hub or mirror URL), HF_TOKEN (access token),
+HF_HOME / HF_HUB_CACHE (cache location, shared with Python tools).";
 
 /// The settings flags, shared by every subcommand that needs settings.
 #[derive(Args, Debug, Default, Clone)]
@@ -71,6 +93,12 @@ pub struct SettingsArgs {
     /// Allow binding a non-loopback address without EASEL_API_TOKEN.
     #[arg(long)]
     pub insecure_no_auth: bool,
+    /// Model used when a request names none [default: the stored choice, else tiny-sd].
+    #[arg(long, value_name = "NAME")]
+    pub default_model: Option<String>,
+    /// Models kept loaded at once; 1 frees the previous model on a switch [default: 1].
+    #[arg(long, value_name = "N")]
+    pub resident_models: Option<usize>,
 }
 
 impl SettingsArgs {
@@ -86,6 +114,11 @@ impl SettingsArgs {
             log_format: self.log_format,
             api_token: None,
             insecure_no_auth: self.insecure_no_auth.then_some(true),
+            default_model: self.default_model.clone(),
+            resident_models: self.resident_models,
+            hub_cache: None,
+            hub_endpoint: None,
+            hub_token: None,
         }
     }
 
@@ -105,6 +138,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve(SettingsArgs::default())) {
         Command::Serve(args) => serve(&args),
         Command::Doctor(args) => args.resolve().map(|s| crate::doctor::print_report(&s)),
+        Command::Pull { pull, settings } => settings.resolve().and_then(|s| crate::models_cmd::pull_command(&pull, &s)),
+        Command::Models { command, settings } => settings.resolve().and_then(|s| crate::models_cmd::models_command(&command, &s)),
         Command::Bench { bench, settings } => settings.resolve().and_then(|s| crate::bench_cmd::run(&bench, &s)),
         Command::Generate { generate, settings } => {
             let settings = match settings.resolve() {
@@ -192,6 +227,14 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn pull_help_lists_every_alias() {
+        for alias in &crate::hub::pull::ALIASES {
+            let line = PULL_HELP.lines().find(|l| l.trim_start().starts_with(alias.name)).unwrap_or_else(|| panic!("{} missing", alias.name));
+            assert!(line.contains(alias.repo_id), "{line}");
+        }
     }
 
     #[test]

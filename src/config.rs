@@ -40,6 +40,17 @@ pub struct SettingsLayer {
     pub api_token: Option<String>,
     /// Serve a non-loopback address without a token (the operator's explicit choice).
     pub insecure_no_auth: Option<bool>,
+    /// Model used when a request names none (a choice made in the UI or with
+    /// `easel models default` is stored in the data dir and wins over this).
+    pub default_model: Option<String>,
+    /// How many models keep their sessions loaded at once (1 frees the previous model on a switch).
+    pub resident_models: Option<usize>,
+    /// The Hugging Face hub cache (from `HF_HUB_CACHE` / `HF_HOME`, as Python tools use).
+    pub hub_cache: Option<PathBuf>,
+    /// The hub to pull from (`HF_ENDPOINT`).
+    pub hub_endpoint: Option<String>,
+    /// Hub access token (`HF_TOKEN`); never shown.
+    pub hub_token: Option<String>,
 }
 
 /// The settings a process runs with, after all layers are applied.
@@ -64,6 +75,12 @@ pub struct Settings {
     #[serde(skip_serializing)]
     pub api_token: Option<String>,
     pub insecure_no_auth: bool,
+    pub default_model: Option<String>,
+    pub resident_models: usize,
+    pub hub_cache: PathBuf,
+    pub hub_endpoint: String,
+    #[serde(skip_serializing)]
+    pub hub_token: Option<String>,
     /// The configuration file that was read, if any.
     pub config_file: Option<PathBuf>,
 }
@@ -78,6 +95,8 @@ pub enum ConfigError {
     BadEnv { name: String, value: String, expected: String },
     #[error("threads must be at least 1 (got 0); leave it unset to use every core")]
     ZeroThreads,
+    #[error("resident_models must be at least 1 (got 0)")]
+    ZeroResidentModels,
     #[error("binding {host} exposes Easel to the network without authentication; set EASEL_API_TOKEN, or pass --insecure-no-auth if that is really what you want")]
     UnprotectedPublicBind { host: IpAddr },
 }
@@ -126,6 +145,11 @@ impl SettingsLayer {
             log_format,
             api_token: lookup("EASEL_API_TOKEN").filter(|v| !v.is_empty()),
             insecure_no_auth: None,
+            default_model: lookup("EASEL_DEFAULT_MODEL").filter(|v| !v.is_empty()),
+            resident_models: parsed(&lookup, "EASEL_RESIDENT_MODELS", "a whole number of models, at least 1")?,
+            hub_cache: Some(crate::hub::HubCache::from_env(&lookup).root().to_path_buf()),
+            hub_endpoint: crate::hub::client::env_endpoint(&lookup),
+            hub_token: crate::hub::client::env_token(&lookup),
         })
     }
 
@@ -152,6 +176,11 @@ impl SettingsLayer {
             log_format: over.log_format.or(self.log_format),
             api_token: over.api_token.or(self.api_token),
             insecure_no_auth: over.insecure_no_auth.or(self.insecure_no_auth),
+            default_model: over.default_model.or(self.default_model),
+            resident_models: over.resident_models.or(self.resident_models),
+            hub_cache: over.hub_cache.or(self.hub_cache),
+            hub_endpoint: over.hub_endpoint.or(self.hub_endpoint),
+            hub_token: over.hub_token.or(self.hub_token),
         }
     }
 }
@@ -192,6 +221,10 @@ impl Settings {
         if threads == 0 {
             return Err(ConfigError::ZeroThreads);
         }
+        let resident_models = merged.resident_models.unwrap_or(1);
+        if resident_models == 0 {
+            return Err(ConfigError::ZeroResidentModels);
+        }
         let host = merged.host.unwrap_or(IpAddr::from([127, 0, 0, 1]));
         let insecure_no_auth = merged.insecure_no_auth.unwrap_or(false);
         if !host.is_loopback() && merged.api_token.is_none() && !insecure_no_auth {
@@ -208,6 +241,11 @@ impl Settings {
             log_format: merged.log_format.unwrap_or_default(),
             api_token: merged.api_token,
             insecure_no_auth,
+            default_model: merged.default_model,
+            resident_models,
+            hub_cache: merged.hub_cache.unwrap_or_else(|| crate::hub::HubCache::from_env(|_| None).root().to_path_buf()),
+            hub_endpoint: merged.hub_endpoint.unwrap_or_else(|| crate::hub::client::DEFAULT_ENDPOINT.to_string()),
+            hub_token: merged.hub_token,
             config_file: file_used,
         })
     }
@@ -313,6 +351,9 @@ mod tests {
         assert!(Settings::resolve(SettingsLayer::default(), public(None, Some(true)), None).is_ok());
         let shown = serde_json::to_string(&Settings::resolve(SettingsLayer::default(), public(Some("t0ken"), None), None).unwrap()).unwrap();
         assert!(!shown.contains("t0ken"), "the token is never serialized");
+        let hub = SettingsLayer { hub_token: Some("hf_s3cret".into()), ..public(Some("t"), None) };
+        let shown = serde_json::to_string(&Settings::resolve(SettingsLayer::default(), hub, None).unwrap()).unwrap();
+        assert!(!shown.contains("hf_s3cret"), "the hub token is never serialized");
     }
 
     #[test]

@@ -13,30 +13,19 @@ pub fn print_report(settings: &Settings) {
     }
     println!("config file   {}", settings.config_file.as_ref().map_or("(none)".into(), |p| p.display().to_string()));
     println!("models dir    {}", settings.models_dir.display());
-    for line in model_lines(&settings.models_dir) {
-        println!("  {line}");
+    println!("hub cache     {}", settings.hub_cache.display());
+    let registry = crate::model_registry::ModelRegistry::from_settings(settings);
+    let models = registry.list();
+    if models.is_empty() {
+        println!("  (no models found; pull one with `easel pull sd15`)");
+    }
+    for m in models {
+        println!("  {}{} ({}, {})", m.name, if m.is_default { " [default]" } else { "" }, m.precision, crate::models_cmd::human_bytes(m.size_bytes));
     }
     println!("data dir      {}", settings.data_dir.display());
     println!("outputs dir   {}", settings.outputs_dir.display());
     println!("free disk     {}", free_disk(&settings.data_dir));
     println!("threads       {}", settings.threads);
-}
-
-/// One line per sub-folder that looks like a diffusers ONNX model (has `model_index.json`).
-fn model_lines(dir: &Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return vec![format!("(cannot read {})", dir.display())];
-    };
-    let mut names: Vec<String> = entries
-        .filter_map(Result::ok)
-        .filter(|e| e.path().join("model_index.json").is_file())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    if names.is_empty() {
-        names.push("(no models found)".into());
-    }
-    names
 }
 
 /// Free space on the file system holding `dir` (or its nearest existing parent).

@@ -14,9 +14,9 @@ use crate::request::{FieldError, GenerateRequest, GenerationSettings};
 
 #[derive(Args, Debug, Clone)]
 pub struct GenerateArgs {
-    /// Model folder, or the name of a model in the models dir [default: tiny-sd].
-    #[arg(long, default_value = "tiny-sd")]
-    pub model: String,
+    /// Model folder, or a model name or alias from `easel models list` [default: the default model].
+    #[arg(long)]
+    pub model: Option<String>,
     #[arg(long)]
     pub prompt: String,
     #[arg(long)]
@@ -76,13 +76,17 @@ impl GenerateError {
     }
 }
 
-/// A folder path as given, or a name looked up in the models dir.
-pub fn resolve_model_dir(model: &str, models_dir: &Path) -> PathBuf {
-    let direct = PathBuf::from(model);
-    if direct.is_dir() {
-        direct
-    } else {
-        models_dir.join(model)
+/// A folder path as given, or a model name (models dir, hub cache, alias) from the registry.
+/// Returns the folder and the name to record in image metadata.
+pub fn resolve_model_dir(model: Option<&str>, settings: &crate::config::Settings) -> Result<(PathBuf, String), EngineError> {
+    let direct = PathBuf::from(model.unwrap_or_default());
+    if model.is_some() && direct.is_dir() {
+        let name = direct.canonicalize().unwrap_or(direct.clone()).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        return Ok((direct, name));
+    }
+    match crate::model_registry::ModelRegistry::from_settings(settings).resolve(model) {
+        Ok(entry) => Ok((entry.path, entry.name)),
+        Err(e) => Err(EngineError::UnknownModel(e.to_string())),
     }
 }
 
@@ -122,16 +126,17 @@ pub fn run(args: &GenerateArgs, settings: &crate::config::Settings) -> Result<()
         sampler: args.sampler.clone(),
         schedule: args.schedule.clone(),
         batch_size: args.batch_size,
-        model: Some(args.model.clone()),
+        model: args.model.clone(),
     };
     let resolved = request.resolve(random_seed).map_err(GenerateError::Invalid)?;
     let failed = |e: EngineError| GenerateError::Failed(e.to_string());
     let rt = runtime::runtime().map_err(|e| failed(e.into()))?;
-    let dir = resolve_model_dir(&args.model, &settings.models_dir);
+    let (dir, name) = resolve_model_dir(args.model.as_deref(), settings).map_err(GenerateError::BadModel)?;
     crate::engine::model::check_layout(&dir).map_err(GenerateError::BadModel)?;
     let residency = if args.low_memory { Residency::LowMemory } else { Residency::Warm };
     let load_started = Instant::now();
     let mut model = SdModel::load(&dir, rt, settings.threads, residency).map_err(failed)?;
+    model.name = name;
     eprintln!("model {} ({}) loaded in {:.2} s; seed {}", model.name, model.short_hash, load_started.elapsed().as_secs_f64(), resolved.seed);
     if model.tokenizer.count_tokens(&resolved.prompt) > 75 {
         eprintln!("warning: the prompt is longer than CLIP's 75 tokens; the rest is ignored");

@@ -2,8 +2,8 @@
 //! through [`crate::engine`] and writes its PNGs durably into the outputs dir
 //! (`YYYY-MM-DD/<job>-<n>.png`, written to a temp name, fsynced, then renamed).
 //!
-//! It keeps one model resident and switches when a job names another (the previous model's
-//! sessions are dropped first, so two models are never resident together).
+//! It keeps up to `resident_models` models loaded (one by default) and, when a job names another,
+//! drops the least recently used one before loading the new one, so peak memory stays at N models.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,42 +14,60 @@ use crate::engine::model::{Residency, SdModel};
 use crate::engine::pipeline::txt2img;
 use crate::engine::{infotext, png_meta, preview, runtime, CancelToken, EngineError};
 use crate::jobs::{ExecError, JobExecutor, JobProgress, JobRecord, NewImage};
-use crate::model_catalog::{find_model, FALLBACK_DEFAULT_MODEL};
+use crate::model_registry::ModelRegistry;
 
 /// Suffix of files being written; leftovers from a crash are removed at start-up.
 pub const TEMP_SUFFIX: &str = ".part";
 
 pub struct EngineExecutor {
-    /// Where model folders are looked up by name.
-    pub models_dir: PathBuf,
+    /// Where models are looked up by name.
+    pub registry: ModelRegistry,
     /// Root of the image files.
     pub outputs_dir: PathBuf,
     pub threads: usize,
     pub residency: Residency,
-    /// The resident model, if any.
-    loaded: Option<SdModel>,
+    /// How many models stay loaded at once (at least 1).
+    pub resident_models: usize,
+    /// Loaded models, least recently used first.
+    loaded: Vec<SdModel>,
+    /// Seconds each model load took, for `/metrics`.
+    pub on_model_loaded: Option<Box<dyn Fn(&str, f64) + Send>>,
 }
 
 impl EngineExecutor {
-    pub fn new(models_dir: PathBuf, outputs_dir: PathBuf, threads: usize, residency: Residency) -> Self {
-        Self { models_dir, outputs_dir, threads, residency, loaded: None }
+    pub fn new(registry: ModelRegistry, outputs_dir: PathBuf, threads: usize, residency: Residency, resident_models: usize) -> Self {
+        Self { registry, outputs_dir, threads, residency, resident_models: resident_models.max(1), loaded: Vec::new(), on_model_loaded: None }
+    }
+
+    /// Names of the models whose sessions are loaded, least recently used first.
+    pub fn loaded_models(&self) -> Vec<String> {
+        self.loaded.iter().map(|m| m.name.clone()).collect()
     }
 
     fn model(&mut self, name: &str) -> Result<&mut SdModel, ExecError> {
-        if self.loaded.as_ref().is_some_and(|m| m.name != name) {
-            // Free the old sessions before creating the new ones: peak memory is one model.
-            self.loaded = None;
-        }
-        if self.loaded.is_none() {
-            let dir = find_model(&self.models_dir, name)
-                .ok_or_else(|| ExecError::Failed(format!("model {name:?} is not in {}", self.models_dir.display())))?;
+        if let Some(i) = self.loaded.iter().position(|m| m.name == name) {
+            let model = self.loaded.remove(i);
+            self.loaded.push(model);
+        } else {
+            let entry = self.registry.resolve(Some(name)).map_err(|e| ExecError::Failed(e.to_string()))?;
+            // Free the least recently used sessions before creating new ones: peak memory is
+            // `resident_models` models, never one more.
+            while self.loaded.len() >= self.resident_models {
+                let evicted = self.loaded.remove(0);
+                tracing::info!(model = %evicted.name, "model unloaded");
+            }
             let rt = runtime::runtime().map_err(|e| ExecError::Failed(e.to_string()))?;
             let started = std::time::Instant::now();
-            let model = SdModel::load(&dir, rt, self.threads, self.residency).map_err(|e| ExecError::Failed(e.to_string()))?;
-            tracing::info!(model = name, seconds = started.elapsed().as_secs_f64(), "model loaded");
-            self.loaded = Some(model);
+            let mut model = SdModel::load(&entry.path, rt, self.threads, self.residency).map_err(|e| ExecError::Failed(e.to_string()))?;
+            model.name = entry.name;
+            let seconds = started.elapsed().as_secs_f64();
+            tracing::info!(model = name, seconds, "model loaded");
+            if let Some(hook) = &self.on_model_loaded {
+                hook(name, seconds);
+            }
+            self.loaded.push(model);
         }
-        Ok(self.loaded.as_mut().expect("loaded above"))
+        Ok(self.loaded.last_mut().expect("loaded above"))
     }
 }
 
@@ -112,7 +130,7 @@ fn disk_error(path: &Path, e: std::io::Error) -> ExecError {
 impl JobExecutor for EngineExecutor {
     fn execute(&mut self, job: &JobRecord, cancel: &CancelToken, progress: &mut dyn FnMut(JobProgress)) -> Result<Vec<NewImage>, ExecError> {
         let settings = job.settings.clone();
-        let name = settings.model.clone().unwrap_or_else(|| FALLBACK_DEFAULT_MODEL.to_string());
+        let name = settings.model.clone().unwrap_or_else(|| self.registry.default_name());
         let outputs_dir = self.outputs_dir.clone();
         let model = self.model(&name)?;
         let output = txt2img(model, &settings, cancel, &mut |p| {

@@ -4,6 +4,8 @@
 //! - [`app`]: the Leptos UI, rendered on the server (SSR) and hydrated in the browser (wasm).
 //! - `config` (server): settings and their precedence (defaults < file < env < flags).
 //! - `engine` (server): the inference engine on ONNX Runtime. Knows nothing of HTTP or the UI.
+//! - `hub` (server): pulling models from the Hugging Face hub into its shared cache.
+//! - `model_registry` (server): every model Easel can run (models dir + hub cache), the default.
 //! - `server` (server): the axum router, REST API, request tracing.
 //! - `cli` (server): the `easel` command line, thin glue over the modules above.
 //!
@@ -13,6 +15,7 @@
 #![recursion_limit = "256"]
 
 pub mod app;
+pub mod pull_status;
 pub mod request;
 
 #[cfg(feature = "ssr")]
@@ -30,11 +33,15 @@ pub mod generate_cmd;
 #[cfg(feature = "ssr")]
 pub mod job_runner;
 #[cfg(feature = "ssr")]
+pub mod hub;
+#[cfg(feature = "ssr")]
 pub mod jobs;
 #[cfg(feature = "ssr")]
 pub mod logging;
 #[cfg(feature = "ssr")]
-pub mod model_catalog;
+pub mod models_cmd;
+#[cfg(feature = "ssr")]
+pub mod model_registry;
 #[cfg(feature = "ssr")]
 pub mod server;
 

@@ -53,6 +53,18 @@ pub struct ModelSummary {
     pub source: String,
     pub size_bytes: u64,
     pub is_default: bool,
+    pub aliases: Vec<String>,
+    /// Whether Easel may delete it (models dir folders, hub snapshots Easel pulled).
+    pub removable: bool,
+    pub path: String,
+}
+
+/// A short name for a known-good hub repository, offered on the Models page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AliasSummary {
+    pub name: String,
+    pub target: String,
+    pub description: String,
 }
 
 /// What submitting the form gave: a queued job, or the fields to fix.
@@ -145,14 +157,52 @@ pub async fn delete_image(id: String) -> Result<(), ServerFnError> {
 
 #[server(prefix = "/api/ui", endpoint = "models", input = Json)]
 pub async fn list_models() -> Result<Vec<ModelSummary>, ServerFnError> {
-    let dir = state()?.settings.models_dir.clone();
-    let models = tokio::task::spawn_blocking(move || {
-        crate::model_catalog::list_models(&dir, crate::model_catalog::FALLBACK_DEFAULT_MODEL)
-    })
-    .await
-    .map_err(ServerFnError::new)?;
+    let registry = state()?.registry.clone();
+    let models = tokio::task::spawn_blocking(move || registry.list()).await.map_err(ServerFnError::new)?;
     Ok(models
         .into_iter()
-        .map(|m| ModelSummary { name: m.name, precision: m.precision, source: m.source, size_bytes: m.size_bytes, is_default: m.is_default })
+        .map(|m| ModelSummary {
+            name: m.name,
+            precision: m.precision,
+            source: m.source,
+            size_bytes: m.size_bytes,
+            is_default: m.is_default,
+            aliases: m.aliases,
+            removable: m.removable,
+            path: m.path.display().to_string(),
+        })
         .collect())
+}
+
+#[server(prefix = "/api/ui", endpoint = "model_aliases", input = Json)]
+pub async fn model_aliases() -> Result<Vec<AliasSummary>, ServerFnError> {
+    Ok(crate::hub::pull::ALIASES
+        .iter()
+        .map(|a| AliasSummary { name: a.name.into(), target: format!("{}@{}", a.repo_id, a.revision), description: a.description.into() })
+        .collect())
+}
+
+/// Starts a background pull; `Err` carries a message for the form (a bad name).
+#[server(prefix = "/api/ui", endpoint = "pull_model", input = Json)]
+pub async fn pull_model(model: String) -> Result<Result<crate::pull_status::PullStatus, String>, ServerFnError> {
+    Ok(state()?.pulls.start(&model).map_err(|e| e.to_string()))
+}
+
+#[server(prefix = "/api/ui", endpoint = "model_pulls", input = Json)]
+pub async fn list_pulls() -> Result<Vec<crate::pull_status::PullStatus>, ServerFnError> {
+    Ok(state()?.pulls.list())
+}
+
+#[server(prefix = "/api/ui", endpoint = "set_default_model", input = Json)]
+pub async fn set_default_model(name: String) -> Result<(), ServerFnError> {
+    let registry = state()?.registry.clone();
+    tokio::task::spawn_blocking(move || registry.set_default(&name)).await.map_err(ServerFnError::new)?.map_err(ServerFnError::new)?;
+    Ok(())
+}
+
+/// Deletes a model Easel owns; returns the bytes freed.
+#[server(prefix = "/api/ui", endpoint = "delete_model", input = Json)]
+pub async fn delete_model(name: String) -> Result<u64, ServerFnError> {
+    let registry = state()?.registry.clone();
+    tokio::task::spawn_blocking(move || registry.remove(&name)).await.map_err(ServerFnError::new)?.map_err(ServerFnError::new)
 }

@@ -11,6 +11,9 @@ pub enum EngineError {
     Runtime(#[from] RuntimeError),
     #[error("{path} is not a Stable Diffusion model in the diffusers ONNX layout: missing {}", .missing.join(", "))]
     NotAModel { path: PathBuf, missing: Vec<String> },
+    /// A model name that selects nothing; the message lists what is available.
+    #[error("{0}")]
+    UnknownModel(String),
     #[error("cannot read {path}: {message}")]
     ReadFile { path: PathBuf, message: String },
     #[error("cannot load the tokenizer in {path}: {message}")]

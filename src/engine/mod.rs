@@ -10,6 +10,7 @@ mod error;
 pub mod infotext;
 pub mod model;
 pub mod npy;
+pub mod onnx_inspect;
 pub mod onnx_model;
 pub mod pipeline;
 pub mod png_meta;

@@ -16,8 +16,8 @@ use super::runtime::Runtime;
 use super::scheduler::SchedulerConfig;
 use super::EngineError;
 
-/// The parts txt2img needs, relative to the model folder.
-const REQUIRED: [&str; 5] = [
+/// The parts txt2img needs, relative to the model folder (plus a tokenizer, see [`check_layout`]).
+pub const REQUIRED_FILES: [&str; 5] = [
     "model_index.json",
     "scheduler/scheduler_config.json",
     "text_encoder/model.onnx",
@@ -61,7 +61,7 @@ pub fn check_layout(dir: &Path) -> Result<(), EngineError> {
     if !dir.is_dir() {
         return Err(EngineError::NotAModel { path: dir.to_path_buf(), missing: vec!["the folder itself".into()] });
     }
-    let mut missing: Vec<String> = REQUIRED.iter().filter(|p| !dir.join(p).is_file()).map(|p| p.to_string()).collect();
+    let mut missing: Vec<String> = REQUIRED_FILES.iter().filter(|p| !dir.join(p).is_file()).map(|p| p.to_string()).collect();
     let tokenizer = dir.join("tokenizer");
     let has_json = tokenizer.join("tokenizer.json").is_file();
     let has_bpe_files = tokenizer.join("vocab.json").is_file() && tokenizer.join("merges.txt").is_file();

@@ -100,14 +100,9 @@ fn unprocessable(errors: Vec<FieldError>) -> ApiError {
 /// for both doors: the REST API and the UI's server functions call it.
 pub fn resolve_request(state: &AppState, request: &GenerateRequest) -> Result<GenerationSettings, Vec<FieldError>> {
     let mut settings = request.resolve(random_seed)?;
-    let name = settings.model.clone().unwrap_or_else(|| crate::model_catalog::FALLBACK_DEFAULT_MODEL.to_string());
-    if crate::model_catalog::find_model(&state.settings.models_dir, &name).is_none() {
-        return Err(vec![FieldError {
-            field: "model".into(),
-            message: format!("no model named {name:?}; see GET /api/v1/models"),
-        }]);
-    }
-    settings.model = Some(name);
+    // Aliases and the default resolve now, so the job records the exact model it ran on.
+    let entry = state.registry.resolve(settings.model.as_deref()).map_err(|e| vec![FieldError { field: "model".into(), message: e.to_string() }])?;
+    settings.model = Some(entry.name);
     Ok(settings)
 }
 

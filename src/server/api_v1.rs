@@ -14,7 +14,7 @@ pub fn router() -> Router<AppState> {
         .route("/health", get(health))
         .route("/config", get(config))
         .route("/samplers", get(samplers))
-        .route("/models", get(models))
+        .merge(super::api_models::router())
         .route("/openapi.json", get(|| async { Json(super::openapi::document()) }))
         .merge(super::api_jobs::router())
         .fallback(not_found)
@@ -89,12 +89,3 @@ async fn samplers() -> Json<Vec<SamplerInfo>> {
     )
 }
 
-async fn models(State(state): State<AppState>) -> Json<Vec<crate::model_catalog::ModelEntry>> {
-    let dir = state.settings.models_dir.clone();
-    let list = tokio::task::spawn_blocking(move || {
-        crate::model_catalog::list_models(&dir, crate::model_catalog::FALLBACK_DEFAULT_MODEL)
-    })
-    .await
-    .unwrap_or_default();
-    Json(list)
-}

@@ -3,10 +3,12 @@
 //! services in [`AppState`]; it holds no generation logic of its own.
 
 mod api_jobs;
+mod api_models;
 mod api_v1;
 mod auth;
 mod error;
 mod openapi;
+pub mod pulls;
 mod request_trace;
 mod site;
 mod state;

@@ -12,6 +12,8 @@ use crate::engine::model::Residency;
 use crate::engine::runtime::{self, Runtime, RuntimeError};
 use crate::job_runner::{remove_leftover_temp_files, EngineExecutor};
 use crate::jobs::{JobQueue, JobStore};
+use crate::model_registry::ModelRegistry;
+use crate::server::pulls::PullManager;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -23,6 +25,10 @@ pub struct AppState {
     pub runtime: Result<&'static Runtime, RuntimeError>,
     /// The durable queue and its worker; every generation goes through it.
     pub jobs: Arc<JobQueue>,
+    /// Every model that can be named in a request, and the default.
+    pub registry: ModelRegistry,
+    /// Model downloads running in the background.
+    pub pulls: Arc<PullManager>,
     /// Held open for the process lifetime: its exclusive lock keeps a second server off this data dir.
     _data_dir_lock: Arc<std::fs::File>,
 }
@@ -61,19 +67,24 @@ impl AppState {
             tracing::info!(removed, "removed half-written images left by an earlier crash");
         }
         let store = JobStore::open(&settings.data_dir).map_err(|e| StartupError::Jobs(e.to_string()))?;
+        let registry = ModelRegistry::from_settings(&settings);
         let executor = EngineExecutor::new(
-            settings.models_dir.clone(),
+            registry.clone(),
             settings.outputs_dir.clone(),
             settings.threads,
             Residency::Warm,
+            settings.resident_models,
         );
         let (jobs, recovery) = JobQueue::start(Arc::new(store), executor).map_err(|e| StartupError::Jobs(e.to_string()))?;
         tracing::info!(?recovery, "job queue started");
+        let pulls = Arc::new(PullManager::new(registry.clone(), settings.hub_endpoint.clone(), settings.hub_token.clone()));
         Ok(Self {
             leptos_options,
             settings: Arc::new(settings),
             runtime: runtime::runtime(),
             jobs: Arc::new(jobs),
+            pulls,
+            registry,
             _data_dir_lock: Arc::new(lock),
         })
     }

@@ -1,0 +1,374 @@
+//! Every model Easel can run, wherever it lives: folders under the models dir (converted models,
+//! the bundled `tiny-sd`) and snapshots in the Hugging Face hub cache (pulled by Easel, or by
+//! Python tools sharing the cache). Also owns the default-model choice and the list of hub
+//! snapshots Easel pulled (the only hub models it will delete), both in `<data dir>/models.json`.
+//!
+//! Cheap to call: it reads directory entries and small files, never weights.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Settings;
+use crate::engine::model::check_layout;
+use crate::hub::pull::ALIASES;
+use crate::hub::HubCache;
+
+/// The model used when a request names none and no default is configured.
+pub const FALLBACK_DEFAULT_MODEL: &str = "tiny-sd";
+const STATE_FILE: &str = "models.json";
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelLocation {
+    ModelsDir,
+    HubCache,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ModelEntry {
+    /// What requests put in `model`: the folder name, or the hub repo id (`org/name`, with
+    /// `@revision` when it is not `main`).
+    pub name: String,
+    pub path: PathBuf,
+    pub location: ModelLocation,
+    /// `float32`, `float16`, `int8`, or `unknown`.
+    pub precision: String,
+    /// Where it came from, in words (`converted`, `random`, `pulled from the hub`, ...).
+    pub source: String,
+    pub repo_id: Option<String>,
+    pub commit: Option<String>,
+    /// Short names that also select this model (`sd15`).
+    pub aliases: Vec<String>,
+    pub size_bytes: u64,
+    pub is_default: bool,
+    /// Whether `easel models rm` may delete it: folders in the models dir, and hub snapshots
+    /// Easel pulled itself (never ones another tool put in the shared cache).
+    pub removable: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("no model named {name:?}; available: {}. Pull one with `easel pull sd15` or put a diffusers ONNX folder in the models dir", if known.is_empty() { "none".to_string() } else { known.join(", ") })]
+    NotFound { name: String, known: Vec<String> },
+    #[error("{name} is in the shared Hugging Face cache but was not pulled by Easel, so Easel leaves it alone; remove it with the tool that downloaded it (e.g. `huggingface-cli delete-cache`)")]
+    NotOwned { name: String },
+    #[error("cannot update {path}: {message}")]
+    Io { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StoredState {
+    #[serde(default)]
+    default_model: Option<String>,
+    /// `repo_id@commit` of every snapshot Easel pulled.
+    #[serde(default)]
+    pulled: BTreeSet<String>,
+}
+
+#[derive(Clone)]
+pub struct ModelRegistry {
+    models_dir: PathBuf,
+    hub: HubCache,
+    state_path: PathBuf,
+    configured_default: Option<String>,
+    /// Serialises read-modify-write of the state file within this process.
+    state_lock: Arc<Mutex<()>>,
+}
+
+/// A model found on disk before its size and precision are read.
+struct Candidate {
+    name: String,
+    path: PathBuf,
+    location: ModelLocation,
+    repo_id: Option<String>,
+    commit: Option<String>,
+    aliases: Vec<String>,
+}
+
+impl ModelRegistry {
+    pub fn new(models_dir: PathBuf, hub: HubCache, data_dir: &Path, configured_default: Option<String>) -> Self {
+        Self { models_dir, hub, state_path: data_dir.join(STATE_FILE), configured_default, state_lock: Arc::new(Mutex::new(())) }
+    }
+
+    pub fn from_settings(settings: &Settings) -> Self {
+        Self::new(settings.models_dir.clone(), HubCache::new(&settings.hub_cache), &settings.data_dir, settings.default_model.clone())
+    }
+
+    pub fn models_dir(&self) -> &Path {
+        &self.models_dir
+    }
+
+    pub fn hub_cache(&self) -> &HubCache {
+        &self.hub
+    }
+
+    fn state(&self) -> StoredState {
+        std::fs::read_to_string(&self.state_path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
+    }
+
+    fn update_state(&self, change: impl FnOnce(&mut StoredState)) -> Result<(), RegistryError> {
+        let _guard = self.state_lock.lock().expect("registry state lock");
+        let mut state = self.state();
+        change(&mut state);
+        let json = serde_json::to_vec_pretty(&state).expect("state serialises");
+        crate::job_runner::write_atomically(&self.state_path, &json)
+            .map_err(|e| RegistryError::Io { path: self.state_path.clone(), message: e.to_string() })
+    }
+
+    /// The default model's name: the stored choice, else the configured one, else `tiny-sd`.
+    pub fn default_name(&self) -> String {
+        self.state().default_model.or_else(|| self.configured_default.clone()).unwrap_or_else(|| FALLBACK_DEFAULT_MODEL.to_string())
+    }
+
+    fn candidates(&self) -> Vec<Candidate> {
+        let mut found = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(&self.models_dir) {
+            for path in entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| check_layout(p).is_ok()) {
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                found.push(Candidate { name, path, location: ModelLocation::ModelsDir, repo_id: None, commit: None, aliases: Vec::new() });
+            }
+        }
+        for snapshot in self.hub.snapshots().into_iter().filter(|s| check_layout(&s.dir).is_ok()) {
+            let name = hub_model_name(&snapshot.repo_id, &snapshot.refs, &snapshot.commit);
+            let aliases = ALIASES
+                .iter()
+                .filter(|a| a.repo_id == snapshot.repo_id && snapshot.refs.iter().any(|r| r == a.revision))
+                .map(|a| a.name.to_string())
+                .collect();
+            found.push(Candidate {
+                name,
+                path: snapshot.dir,
+                location: ModelLocation::HubCache,
+                repo_id: Some(snapshot.repo_id),
+                commit: Some(snapshot.commit),
+                aliases,
+            });
+        }
+        found.sort_by(|a, b| a.name.cmp(&b.name));
+        found
+    }
+
+    /// Every runnable model, sorted by name.
+    pub fn list(&self) -> Vec<ModelEntry> {
+        let state = self.state();
+        let default = state.default_model.clone().or_else(|| self.configured_default.clone()).unwrap_or_else(|| FALLBACK_DEFAULT_MODEL.to_string());
+        self.candidates().into_iter().map(|c| self.describe(c, &default, &state)).collect()
+    }
+
+    fn describe(&self, c: Candidate, default: &str, state: &StoredState) -> ModelEntry {
+        let (precision, source) = provenance(&c.path);
+        let pulled = match (&c.repo_id, &c.commit) {
+            (Some(repo), Some(commit)) => state.pulled.contains(&format!("{repo}@{commit}")),
+            _ => false,
+        };
+        let source = match c.location {
+            ModelLocation::ModelsDir => source.unwrap_or_else(|| "local folder".into()),
+            ModelLocation::HubCache if pulled => "pulled from the hub by Easel".into(),
+            ModelLocation::HubCache => "hub cache (downloaded by another tool)".into(),
+        };
+        ModelEntry {
+            is_default: c.name == default || c.aliases.iter().any(|a| a == default),
+            removable: c.location == ModelLocation::ModelsDir || pulled,
+            size_bytes: dir_size(&c.path),
+            precision,
+            source,
+            name: c.name,
+            path: c.path,
+            location: c.location,
+            repo_id: c.repo_id,
+            commit: c.commit,
+            aliases: c.aliases,
+        }
+    }
+
+    /// The model `name` selects: a folder name, a hub name (`org/name`, `org/name@revision`,
+    /// `org/name@<commit>`), or an alias (`sd15`).
+    pub fn find(&self, name: &str) -> Option<ModelEntry> {
+        let name = name.trim();
+        let candidate = self.candidates().into_iter().find(|c| {
+            c.name == name
+                || c.aliases.iter().any(|a| a == name)
+                || matches!((&c.repo_id, &c.commit), (Some(repo), Some(commit)) if name == format!("{repo}@{commit}"))
+        })?;
+        let state = self.state();
+        Some(self.describe(candidate, &self.default_name(), &state))
+    }
+
+    /// `name`, or the default model when `None`; the error lists what is available.
+    pub fn resolve(&self, name: Option<&str>) -> Result<ModelEntry, RegistryError> {
+        let wanted = name.map(str::to_string).unwrap_or_else(|| self.default_name());
+        self.find(&wanted).ok_or_else(|| RegistryError::NotFound { name: wanted, known: self.candidates().into_iter().map(|c| c.name).collect() })
+    }
+
+    /// Makes `name` the default (stored in the data dir, so it survives restarts).
+    pub fn set_default(&self, name: &str) -> Result<ModelEntry, RegistryError> {
+        let entry = self.resolve(Some(name))?;
+        let chosen = entry.name.clone();
+        self.update_state(|s| s.default_model = Some(chosen))?;
+        Ok(ModelEntry { is_default: true, ..entry })
+    }
+
+    /// Remembers that Easel pulled this snapshot (so `rm` may delete it later).
+    pub fn record_pull(&self, repo_id: &str, commit: &str) -> Result<(), RegistryError> {
+        let key = format!("{repo_id}@{commit}");
+        self.update_state(|s| {
+            s.pulled.insert(key);
+        })
+    }
+
+    /// Deletes a model Easel owns; returns the bytes freed. A hub snapshot loses only the blobs no
+    /// other snapshot shares. If it was the default, the default falls back.
+    pub fn remove(&self, name: &str) -> Result<u64, RegistryError> {
+        let entry = self.resolve(Some(name))?;
+        if !entry.removable {
+            return Err(RegistryError::NotOwned { name: entry.name });
+        }
+        let io = |e: std::io::Error| RegistryError::Io { path: entry.path.clone(), message: e.to_string() };
+        let freed = match (&entry.repo_id, &entry.commit) {
+            (Some(repo), Some(commit)) => self.hub.remove_snapshot(repo, commit).map_err(io)?,
+            _ => {
+                let size = entry.size_bytes;
+                std::fs::remove_dir_all(&entry.path).map_err(io)?;
+                size
+            }
+        };
+        let (key, names) = (entry.repo_id.as_ref().zip(entry.commit.as_ref()).map(|(r, c)| format!("{r}@{c}")), {
+            let mut n = entry.aliases.clone();
+            n.push(entry.name.clone());
+            n
+        });
+        self.update_state(|s| {
+            if let Some(key) = key {
+                s.pulled.remove(&key);
+            }
+            if s.default_model.as_ref().is_some_and(|d| names.contains(d)) {
+                s.default_model = None;
+            }
+        })?;
+        Ok(freed)
+    }
+}
+
+/// `org/name` for the snapshot `main` points to, `org/name@<ref>` for another branch or tag, and
+/// `org/name@<commit>` for one pulled by commit.
+pub fn hub_model_name(repo_id: &str, refs: &[String], commit: &str) -> String {
+    if refs.iter().any(|r| r == "main") {
+        repo_id.to_string()
+    } else if let Some(first) = refs.first() {
+        format!("{repo_id}@{first}")
+    } else {
+        format!("{repo_id}@{commit}")
+    }
+}
+
+/// Total size of the files under `path`, following symlinks (hub snapshots are links to blobs).
+pub fn dir_size(path: &Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| match std::fs::metadata(e.path()) {
+                    Ok(m) if m.is_dir() => dir_size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// `(precision, source)`: from `easel-model.json` (written by `models/sdtool`) when present,
+/// otherwise the precision read from the UNet graph.
+fn provenance(path: &Path) -> (String, Option<String>) {
+    let json = std::fs::read_to_string(path.join("easel-model.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+    let recorded = json.as_ref().and_then(|j| j["dtype"].as_str()).map(str::to_string);
+    let source = json.as_ref().and_then(|j| j["source"]["kind"].as_str()).map(str::to_string);
+    let precision = recorded.unwrap_or_else(|| {
+        crate::engine::onnx_inspect::summarize(&path.join("unet/model.onnx"))
+            .map(|s| s.precision("sample").to_string())
+            .unwrap_or_else(|_| "unknown".into())
+    });
+    (precision, source)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry(data: &Path) -> ModelRegistry {
+        let models = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
+        ModelRegistry::new(models, HubCache::new(data.join("hub")), data, None)
+    }
+
+    fn temp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("easel-registry-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn tiny_model_is_listed_as_default() {
+        let data = temp("tiny");
+        let models = registry(&data).list();
+        let tiny = models.iter().find(|m| m.name == "tiny-sd").expect("tiny-sd listed");
+        assert!(tiny.is_default && tiny.removable);
+        assert_eq!((tiny.precision.as_str(), tiny.location), ("float32", ModelLocation::ModelsDir));
+        assert!(tiny.size_bytes > 1_000_000 && tiny.size_bytes < 20_000_000, "{}", tiny.size_bytes);
+    }
+
+    #[test]
+    fn names_cannot_escape_the_models_dir() {
+        let data = temp("escape");
+        let r = registry(&data);
+        assert!(r.find("tiny-sd").is_some());
+        for bad in ["../models/tiny-sd", "/etc", "..", "", "tiny-sd/../tiny-sd", "nonexistent"] {
+            assert!(r.find(bad).is_none(), "{bad}");
+        }
+        let err = r.resolve(Some("nonexistent")).unwrap_err().to_string();
+        assert!(err.contains("tiny-sd") && err.contains("easel pull"), "{err}");
+    }
+
+    #[test]
+    fn hub_snapshots_are_named_by_repo_and_ref_and_only_pulled_ones_are_removable() {
+        let data = temp("hub");
+        let r = registry(&data);
+        let tiny = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/tiny-sd");
+        let commit = "a".repeat(40);
+        let snapshot = r.hub_cache().snapshot_dir(ALIASES[0].repo_id, &commit);
+        copy_dir(&tiny, &snapshot);
+        r.hub_cache().write_ref(ALIASES[0].repo_id, "onnx", &commit).unwrap();
+
+        let entry = r.find("sd15").expect("alias finds the snapshot");
+        assert_eq!(entry.name, format!("{}@onnx", ALIASES[0].repo_id));
+        assert_eq!(entry.aliases, vec!["sd15".to_string()]);
+        assert!(!entry.removable, "not pulled by Easel");
+        assert!(matches!(r.remove("sd15"), Err(RegistryError::NotOwned { .. })));
+        assert!(r.find(&format!("{}@{commit}", ALIASES[0].repo_id)).is_some());
+
+        r.set_default("sd15").unwrap();
+        assert_eq!(r.default_name(), entry.name);
+        assert!(r.list().iter().any(|m| m.is_default && m.name == entry.name));
+        r.record_pull(ALIASES[0].repo_id, &commit).unwrap();
+        assert!(r.find("sd15").unwrap().removable);
+        assert!(r.remove("sd15").unwrap() > 1_000_000);
+        assert!(r.find("sd15").is_none());
+        assert_eq!(r.default_name(), FALLBACK_DEFAULT_MODEL, "removing the default falls back");
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap().filter_map(Result::ok) {
+            if e.path().is_dir() {
+                copy_dir(&e.path(), &to.join(e.file_name()));
+            } else {
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+    }
+}

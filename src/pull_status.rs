@@ -1,0 +1,85 @@
+//! The progress of one model pull, as the server streams it over SSE and the browser and CLI
+//! show it. Shared by the server and the wasm build, so it holds data only.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PullState {
+    /// Asking the hub for the file list and each file's metadata.
+    Resolving,
+    Downloading,
+    Done,
+    Failed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileState {
+    Waiting,
+    Downloading,
+    Verifying,
+    /// Already in the cache (this pull or another tool fetched it before): nothing downloaded.
+    Cached,
+    Done,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PullFile {
+    pub path: String,
+    pub size: u64,
+    /// Bytes on disk so far (a resumed download starts above zero).
+    pub done: u64,
+    pub state: FileState,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PullStatus {
+    /// Set by the server for background pulls; empty on the command line.
+    pub id: String,
+    pub repo_id: String,
+    pub revision: String,
+    pub commit: Option<String>,
+    pub state: PullState,
+    pub files: Vec<PullFile>,
+    pub total_bytes: u64,
+    pub done_bytes: u64,
+    /// Bytes fetched over the network by this pull (0 when everything was cached).
+    pub downloaded_bytes: u64,
+    /// The registry name to put in a generate request, once done.
+    pub model: Option<String>,
+    /// What went wrong, in words a user can act on.
+    pub error: Option<String>,
+}
+
+impl PullStatus {
+    pub fn new(id: String, repo_id: String, revision: String) -> Self {
+        Self {
+            id,
+            repo_id,
+            revision,
+            commit: None,
+            state: PullState::Resolving,
+            files: Vec::new(),
+            total_bytes: 0,
+            done_bytes: 0,
+            downloaded_bytes: 0,
+            model: None,
+            error: None,
+        }
+    }
+
+    pub fn finished(&self) -> bool {
+        matches!(self.state, PullState::Done | PullState::Failed)
+    }
+
+    /// 0.0 ..= 1.0 over all bytes.
+    pub fn fraction(&self) -> f64 {
+        if self.total_bytes == 0 {
+            if self.state == PullState::Done { 1.0 } else { 0.0 }
+        } else {
+            self.done_bytes as f64 / self.total_bytes as f64
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Model pulls running in the background for the HTTP API and the UI: start one, watch its
+//! progress, list recent ones. A second request for a repo and revision already being pulled
+//! joins the running pull instead of starting another. Pulls live in memory: after a restart a
+//! repeated pull resumes from the partial files in the hub cache.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+use crate::hub::pull::{pull, PullRequest};
+use crate::hub::{HubClient, HubError};
+use crate::model_registry::ModelRegistry;
+use crate::pull_status::{PullState, PullStatus};
+
+/// Finished pulls kept for `GET /api/v1/models/pulls`.
+const KEEP_FINISHED: usize = 20;
+
+pub struct PullManager {
+    registry: ModelRegistry,
+    endpoint: String,
+    token: Option<String>,
+    pulls: Mutex<VecDeque<Arc<watch::Sender<PullStatus>>>>,
+}
+
+impl PullManager {
+    pub fn new(registry: ModelRegistry, endpoint: String, token: Option<String>) -> Self {
+        Self { registry, endpoint, token, pulls: Mutex::new(VecDeque::new()) }
+    }
+
+    /// Starts pulling `spec` (an alias or `org/name[@revision]`), or returns the pull of the same
+    /// repo and revision that is already running. Only a bad spec fails here; everything else
+    /// shows up in the status.
+    pub fn start(&self, spec: &str) -> Result<PullStatus, HubError> {
+        let request = PullRequest::parse(spec)?;
+        let mut pulls = self.pulls.lock().expect("pulls lock");
+        if let Some(running) = pulls.iter().find(|p| {
+            let s = p.borrow();
+            !s.finished() && s.repo_id == request.repo_id && s.revision == request.revision
+        }) {
+            return Ok(running.borrow().clone());
+        }
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let (sender, _) = watch::channel(PullStatus::new(id.clone(), request.repo_id.clone(), request.revision.clone()));
+        let sender = Arc::new(sender);
+        pulls.push_back(sender.clone());
+        while pulls.len() > KEEP_FINISHED && pulls.front().is_some_and(|p| p.borrow().finished()) {
+            pulls.pop_front();
+        }
+        drop(pulls);
+        let first = sender.borrow().clone();
+        tokio::spawn(run(self.registry.clone(), (self.endpoint.clone(), self.token.clone()), request, sender, id));
+        Ok(first)
+    }
+
+    pub fn get(&self, id: &str) -> Option<PullStatus> {
+        self.find(id).map(|p| p.borrow().clone())
+    }
+
+    pub fn watch(&self, id: &str) -> Option<watch::Receiver<PullStatus>> {
+        self.find(id).map(|p| p.subscribe())
+    }
+
+    /// Recent pulls, newest first.
+    pub fn list(&self) -> Vec<PullStatus> {
+        self.pulls.lock().expect("pulls lock").iter().rev().map(|p| p.borrow().clone()).collect()
+    }
+
+    /// Pulls still running (for `/metrics`).
+    pub fn running(&self) -> usize {
+        self.pulls.lock().expect("pulls lock").iter().filter(|p| !p.borrow().finished()).count()
+    }
+
+    fn find(&self, id: &str) -> Option<Arc<watch::Sender<PullStatus>>> {
+        self.pulls.lock().expect("pulls lock").iter().find(|p| p.borrow().id == id).cloned()
+    }
+}
+
+async fn run(registry: ModelRegistry, (endpoint, token): (String, Option<String>), request: PullRequest, sender: Arc<watch::Sender<PullStatus>>, id: String) {
+    tracing::info!(repo = %request.repo_id, revision = %request.revision, "pull started");
+    let report = {
+        let sender = sender.clone();
+        let id = id.clone();
+        Arc::new(move |status: &PullStatus| {
+            let mut status = PullStatus { id: id.clone(), ..status.clone() };
+            // "done" is announced below, once the model is registered and has its name.
+            if status.state == PullState::Done {
+                status.state = PullState::Downloading;
+            }
+            sender.send_replace(status);
+        })
+    };
+    let outcome = async {
+        let client = Arc::new(HubClient::new(&endpoint, token)?);
+        let cache = Arc::new(registry.hub_cache().clone());
+        pull(client, cache, &request, report).await
+    }
+    .await;
+    match outcome {
+        Ok(pulled) => {
+            if !pulled.already_cached {
+                if let Err(e) = registry.record_pull(&pulled.repo_id, &pulled.commit) {
+                    tracing::warn!("{e}");
+                }
+            }
+            let name = registry.find(&format!("{}@{}", pulled.repo_id, pulled.commit)).map(|m| m.name);
+            tracing::info!(repo = %pulled.repo_id, downloaded = pulled.downloaded_bytes, offline = pulled.offline, "pull finished");
+            sender.send_modify(|s| {
+                s.state = PullState::Done;
+                s.commit = Some(pulled.commit.clone());
+                s.downloaded_bytes = pulled.downloaded_bytes;
+                s.model = name;
+                if pulled.offline {
+                    s.error = Some("the hub could not be reached; using the copy already in the cache".into());
+                }
+            });
+        }
+        Err(e) => {
+            tracing::warn!(repo = %request.repo_id, "pull failed: {e}");
+            sender.send_modify(|s| {
+                s.state = PullState::Failed;
+                s.error = Some(e.to_string());
+            });
+        }
+    }
+}

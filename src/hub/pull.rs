@@ -191,7 +191,9 @@ pub async fn pull(
         last_report: Mutex::new(Instant::now() - Duration::from_secs(1)),
         report,
     });
-    let mut to_download = Vec::new();
+    // Files with the same content (identical configs in two folders) share one blob: it is
+    // downloaded once, by the first of them, and the others wait for it.
+    let mut to_download: Vec<(usize, Vec<usize>)> = Vec::new();
     let mut bytes_needed = 0u64;
     let files_status: Vec<PullFile> = metas
         .iter()
@@ -199,9 +201,14 @@ pub async fn pull(
         .map(|(i, meta)| {
             let cached = cache.blob_path(repo_id, &meta.etag).is_file();
             if !cached {
-                let partial = std::fs::metadata(cache.incomplete_path(repo_id, &meta.etag)).map(|m| m.len()).unwrap_or(0);
-                bytes_needed += meta.size.saturating_sub(partial);
-                to_download.push(i);
+                match to_download.iter_mut().find(|(first, _)| metas[*first].etag == meta.etag) {
+                    Some((_, sharing)) => sharing.push(i),
+                    None => {
+                        let partial = std::fs::metadata(cache.incomplete_path(repo_id, &meta.etag)).map(|m| m.len()).unwrap_or(0);
+                        bytes_needed += meta.size.saturating_sub(partial);
+                        to_download.push((i, vec![i]));
+                    }
+                }
             }
             let state = if cached { FileState::Cached } else { FileState::Waiting };
             PullFile { path: meta.path.clone(), size: meta.size, done: if cached { meta.size } else { 0 }, state }
@@ -225,13 +232,21 @@ pub async fn pull(
     let downloaded = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let limit = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_DOWNLOADS));
     let mut tasks = JoinSet::new();
-    for index in to_download {
+    for (index, sharing) in to_download {
         let (client, cache, progress, downloaded, limit) = (client.clone(), cache.clone(), progress.clone(), downloaded.clone(), limit.clone());
         let (meta, repo_id) = (metas[index].clone(), repo_id.to_string());
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await.expect("semaphore never closed");
             let result = fetch_blob(&client, &cache, &repo_id, &meta, index, &progress, &downloaded).await;
-            progress.file(index, true, |f| f.state = if result.is_ok() { FileState::Done } else { FileState::Failed });
+            progress.update(true, |s| {
+                for &i in &sharing {
+                    let file = &mut s.files[i];
+                    file.state = if result.is_ok() { FileState::Done } else { FileState::Failed };
+                    if result.is_ok() {
+                        file.done = file.size;
+                    }
+                }
+            });
             result
         });
     }

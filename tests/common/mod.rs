@@ -1,6 +1,8 @@
 //! Shared by the HTTP integration tests: a real server on 127.0.0.1:0 with its own data dir.
 #![allow(dead_code)]
 
+pub mod fake_hub;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -38,15 +40,22 @@ pub fn models_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models")
 }
 
+/// A server on the given models dir, with its own hub cache (`<data_dir>/hub`) so the user's
+/// Hugging Face cache is never touched.
 pub async fn start(models_dir: PathBuf, data_dir: PathBuf) -> TestServer {
+    start_with(settings(models_dir, data_dir)).await
+}
+
+pub fn settings(models_dir: PathBuf, data_dir: PathBuf) -> Settings {
     let flags = SettingsLayer {
         port: Some(0),
+        hub_cache: Some(data_dir.join("hub")),
         models_dir: Some(models_dir),
         data_dir: Some(data_dir),
         threads: Some(1),
         ..Default::default()
     };
-    start_with(Settings::resolve(SettingsLayer::default(), flags, None).unwrap()).await
+    Settings::resolve(SettingsLayer::default(), flags, None).unwrap()
 }
 
 pub async fn start_with(settings: Settings) -> TestServer {

@@ -1,0 +1,326 @@
+//! Pulling models from a hub: a local fake hub on 127.0.0.1 serves `models/tiny-sd` the way the
+//! Hugging Face hub does, with faults injected (dropped connection, corrupted byte, 401, 404,
+//! unreachable). The cache layout is checked against the real `huggingface_hub` Python client
+//! (from `models/.venv`), both ways.
+#![cfg(feature = "ssr")]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::fake_hub::{self, FakeHub};
+use common::{models_dir, temp_dir};
+use easel::hub::pull::{pull, PullRequest, Pulled};
+use easel::hub::{HubCache, HubClient, HubError};
+use easel::model_registry::ModelRegistry;
+use serde_json::{json, Value};
+
+const REPO: &str = "easel-test/tiny-sd";
+
+fn request(repo: &str, revision: &str) -> PullRequest {
+    PullRequest { repo_id: repo.into(), revision: revision.into(), with_safety_checker: false }
+}
+
+async fn pull_from(hub_url: &str, token: Option<&str>, cache: &Path, req: &PullRequest) -> Result<Pulled, HubError> {
+    let client = Arc::new(HubClient::new(hub_url, token.map(str::to_string)).unwrap());
+    pull(client, Arc::new(HubCache::new(cache)), req, Arc::new(|_: &_| {})).await
+}
+
+fn tiny_file(path: &str) -> Vec<u8> {
+    std::fs::read(models_dir().join("tiny-sd").join(path)).unwrap()
+}
+
+fn registry(data: &Path) -> ModelRegistry {
+    ModelRegistry::new(data.join("models"), HubCache::new(data.join("hub")), data, None)
+}
+
+/// Files the pipeline needs from tiny-sd (everything but the README, PyTorch weights and
+/// `easel-model.json`, which the hub repo layout does not include in the wanted set).
+fn expected_files() -> Vec<String> {
+    let mut files: Vec<String> = fake_hub::read_folder(&models_dir().join("tiny-sd")).into_keys().filter(|f| f != "easel-model.json").collect();
+    files.sort();
+    files
+}
+
+fn snapshot_files(dir: &Path) -> Vec<String> {
+    let mut files: Vec<String> = fake_hub::read_folder(dir).into_keys().collect();
+    files.sort();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clean_pull_links_a_verified_snapshot_and_a_second_pull_downloads_nothing() {
+    let hub = fake_hub::start_serving_tiny(REPO, "main").await;
+    let data = temp_dir("pull-clean");
+    let pulled = pull_from(&hub.url(), None, &data.join("hub"), &request(REPO, "main")).await.unwrap();
+
+    assert_eq!(snapshot_files(&pulled.dir), expected_files(), "only the pipeline's files");
+    for file in expected_files() {
+        assert_eq!(std::fs::read(pulled.dir.join(&file)).unwrap(), tiny_file(&file), "{file}");
+        assert!(std::fs::symlink_metadata(pulled.dir.join(&file)).unwrap().file_type().is_symlink());
+    }
+    let cache = HubCache::new(data.join("hub"));
+    assert_eq!(cache.read_ref(REPO, "main").as_deref(), Some(pulled.commit.as_str()));
+    assert_eq!(hub.state.served("README.md") + hub.state.served("unet/diffusion_pytorch_model.bin"), 0);
+    let served = hub.state.total_served();
+    assert_eq!(served, pulled.downloaded_bytes, "every byte downloaded once");
+    // tiny-sd's two VAE config.json files are identical: one blob, fetched once.
+    assert_eq!(pulled.total_bytes - pulled.downloaded_bytes, tiny_file("vae_encoder/config.json").len() as u64);
+    assert!(!pulled.already_cached);
+
+    let again = pull_from(&hub.url(), None, &data.join("hub"), &request(REPO, "main")).await.unwrap();
+    assert_eq!(again.downloaded_bytes, 0);
+    assert!(again.already_cached);
+    assert_eq!(hub.state.total_served(), served, "the second pull fetched no content");
+
+    let entry = registry(&data).find(REPO).expect("the pulled model is registered");
+    assert_eq!((entry.precision.as_str(), entry.path.as_path()), ("float32", pulled.dir.as_path()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dropped_connection_resumes_where_it_stopped() {
+    let hub = fake_hub::start_serving_tiny(REPO, "main").await;
+    let data = temp_dir("pull-resume");
+    let unet = tiny_file("unet/model.onnx");
+    // Within one pull: the first try is cut at 1 MB, the retry asks for the rest.
+    hub.state.faults.lock().unwrap().drop_after = Some(("unet/model.onnx".into(), 1_000_000, 1));
+    let pulled = pull_from(&hub.url(), None, &data.join("hub"), &request(REPO, "main")).await.unwrap();
+    assert_eq!(std::fs::read(pulled.dir.join("unet/model.onnx")).unwrap(), unet);
+    let starts = hub.state.content_requests("unet/model.onnx");
+    assert_eq!(starts.len(), 2, "{starts:?}");
+    assert_eq!(starts[0], 0);
+    assert!(starts[1] > 0 && starts[1] <= 1_000_000, "resumed from byte {}", starts[1]);
+    let served = hub.state.served("unet/model.onnx");
+    assert!(served <= unet.len() as u64 + 1_000_000 - starts[1], "bytes sent twice: {served} for {}", unet.len());
+
+    // Across pulls: every try of the first pull is cut, so it fails and leaves the partial file;
+    // the next pull continues from it.
+    let data = temp_dir("pull-resume-2");
+    let hub = fake_hub::start_serving_tiny(REPO, "main").await;
+    hub.state.faults.lock().unwrap().drop_after = Some(("unet/model.onnx".into(), 500_000, 100));
+    let err = pull_from(&hub.url(), None, &data.join("hub"), &request(REPO, "main")).await.unwrap_err();
+    assert!(matches!(err, HubError::Interrupted { .. }), "{err}");
+    assert!(err.to_string().contains("run the pull again to resume"), "{err}");
+    assert!(registry(&data).find(REPO).is_none(), "a failed pull registers nothing");
+    hub.state.faults.lock().unwrap().drop_after = None;
+    let before = hub.state.served("unet/model.onnx");
+    let pulled = pull_from(&hub.url(), None, &data.join("hub"), &request(REPO, "main")).await.unwrap();
+    let last_start = *hub.state.content_requests("unet/model.onnx").last().unwrap();
+    assert!(last_start > 0, "the second pull resumed");
+    assert_eq!(hub.state.served("unet/model.onnx") - before, unet.len() as u64 - last_start);
+    assert_eq!(std::fs::read(pulled.dir.join("unet/model.onnx")).unwrap(), unet);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupted_byte_fails_the_checksum_and_nothing_is_registered() {
+    for file in ["unet/model.onnx", "model_index.json"] {
+        // An LFS file (sha256) and a small git file (blob sha1).
+        let hub = fake_hub::start_serving_tiny(REPO, "main").await;
+        let data = temp_dir(&format!("pull-corrupt-{}", file.len()));
+        hub.state.faults.lock().unwrap().corrupt = Some(file.into());
+        let err = pull_from(&hub.url(), None, &data.join("hub"), &request(REPO, "main")).await.unwrap_err();
+        assert!(matches!(err, HubError::ChecksumMismatch { .. }), "{err}");
+        assert!(err.to_string().contains(file) && err.to_string().contains("discarded"), "{err}");
+        let cache = HubCache::new(data.join("hub"));
+        assert!(!cache.repo_dir(REPO).join("snapshots").exists(), "no snapshot is linked");
+        assert!(cache.read_ref(REPO, "main").is_none());
+        assert!(registry(&data).find(REPO).is_none());
+        let leftovers: Vec<String> = std::fs::read_dir(cache.repo_dir(REPO).join("blobs"))
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".incomplete"))
+            .collect();
+        assert!(leftovers.is_empty() || file == "model_index.json", "the corrupt file is discarded: {leftovers:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_private_repo_needs_the_token() {
+    let hub = fake_hub::start_serving_tiny(REPO, "main").await;
+    hub.state.faults.lock().unwrap().token = Some("hf_secret".into());
+    let data = temp_dir("pull-401");
+    let err = pull_from(&hub.url(), None, &data.join("hub"), &request(REPO, "main")).await.unwrap_err();
+    assert!(matches!(err, HubError::Unauthorized { had_token: false, .. }), "{err}");
+    assert!(err.to_string().contains("set HF_TOKEN"), "{err}");
+    let err = pull_from(&hub.url(), Some("hf_wrong"), &data.join("hub"), &request(REPO, "main")).await.unwrap_err();
+    assert!(err.to_string().contains("refused access"), "{err}");
+    pull_from(&hub.url(), Some("hf_secret"), &data.join("hub"), &request(REPO, "main")).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_repos_revisions_and_files_are_named() {
+    let hub = fake_hub::start_serving_tiny(REPO, "main").await;
+    let data = temp_dir("pull-404");
+    let cache = data.join("hub");
+    let err = pull_from(&hub.url(), None, &cache, &request("easel-test/nope", "main")).await.unwrap_err();
+    assert!(matches!(err, HubError::NotFound { .. }) && err.to_string().contains("easel-test/nope"), "{err}");
+    let err = pull_from(&hub.url(), None, &cache, &request(REPO, "v2")).await.unwrap_err();
+    assert!(err.to_string().contains("revision v2"), "{err}");
+    hub.state.faults.lock().unwrap().hidden = Some("vae_decoder/model.onnx".into());
+    let err = pull_from(&hub.url(), None, &cache, &request(REPO, "main")).await.unwrap_err();
+    assert!(err.to_string().contains("vae_decoder/model.onnx"), "{err}");
+    assert!(registry(&data).find(REPO).is_none());
+
+    // A repository that is not an ONNX export at all.
+    hub.state.repos.lock().unwrap().get_mut(REPO).unwrap().files.retain(|f, _| !f.starts_with("unet/"));
+    hub.state.faults.lock().unwrap().hidden = None;
+    let err = pull_from(&hub.url(), None, &cache, &request(REPO, "main")).await.unwrap_err();
+    assert!(matches!(err, HubError::NotAModel { .. }), "{err}");
+    assert!(err.to_string().contains("unet/model.onnx") && err.to_string().contains("sdtool convert"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_hub_says_so_and_falls_back_to_the_cache() {
+    let hub = fake_hub::start_serving_tiny(REPO, "main").await;
+    let data = temp_dir("pull-offline");
+    let cache = data.join("hub");
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dead = format!("http://{closed}");
+    let err = pull_from(&dead, None, &cache, &request(REPO, "main")).await.unwrap_err();
+    assert!(err.to_string().contains(&format!("could not reach the hub at {dead}")) && err.to_string().contains("HF_ENDPOINT"), "{err}");
+    let online = pull_from(&hub.url(), None, &cache, &request(REPO, "main")).await.unwrap();
+    let offline = pull_from(&dead, None, &cache, &request(REPO, "main")).await.unwrap();
+    assert!(offline.offline);
+    assert_eq!(offline.dir, online.dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pull_over_the_api_with_progress_then_generate_with_the_pulled_model() {
+    let hub = fake_hub::start_serving_tiny(REPO, "main").await;
+    let data = temp_dir("pull-api");
+    let mut settings = common::settings(models_dir(), data.clone());
+    settings.hub_endpoint = hub.url();
+    let server = common::start_with(settings).await;
+    let client = reqwest::Client::new();
+
+    let bad = client.post(server.url("/api/v1/models/pull")).json(&json!({"model": "not a repo"})).send().await.unwrap();
+    assert_eq!(bad.status(), 422);
+    let body: Value = bad.json().await.unwrap();
+    assert_eq!(body["fields"][0]["field"], "model", "{body}");
+
+    let resp = client.post(server.url("/api/v1/models/pull")).json(&json!({"model": REPO})).send().await.unwrap();
+    assert_eq!(resp.status(), 202);
+    let started: Value = resp.json().await.unwrap();
+    let id = started["id"].as_str().unwrap().to_string();
+    let events = tokio::time::timeout(
+        Duration::from_secs(60),
+        client.get(server.url(&format!("/api/v1/models/pulls/{id}/events"))).send().await.unwrap().text(),
+    )
+    .await
+    .expect("the event stream ends when the pull does")
+    .unwrap();
+    let names: Vec<&str> = events.lines().filter_map(|l| l.strip_prefix("event: ")).collect();
+    assert_eq!(names.last(), Some(&"done"), "{events}");
+    assert!(names.iter().filter(|n| **n == "progress").count() >= 1, "{names:?}");
+    let last: Value = serde_json::from_str(events.lines().filter_map(|l| l.strip_prefix("data: ")).last().unwrap()).unwrap();
+    assert_eq!(last["model"], REPO);
+    assert_eq!(last["done_bytes"], last["total_bytes"]);
+
+    let models: Value = client.get(server.url("/api/v1/models")).send().await.unwrap().json().await.unwrap();
+    let pulled = models.as_array().unwrap().iter().find(|m| m["name"] == REPO).expect("listed");
+    assert_eq!(pulled["location"], "hub_cache");
+    assert_eq!(pulled["removable"], true);
+    let shown: Value = client.get(server.url(&format!("/api/v1/models/{REPO}"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(shown["repo_id"], REPO);
+
+    // The same seed on the pulled copy and on the bundled folder gives the same pixels.
+    let mut pixels = Vec::new();
+    for model in [REPO, "tiny-sd"] {
+        let body = json!({"prompt": "pulled", "seed": 11, "width": 64, "height": 64, "steps": 3, "sampler": "euler", "model": model});
+        let sub: Value = client.post(server.url("/api/v1/generate")).json(&body).send().await.unwrap().json().await.unwrap();
+        let job = wait_for_job(&client, &server, sub["id"].as_str().unwrap()).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+        assert_eq!(job["request"]["model"], model);
+        let png = client.get(server.url(job["images"][0]["url"].as_str().unwrap())).send().await.unwrap().bytes().await.unwrap();
+        pixels.push(image::load_from_memory(&png).unwrap().to_rgb8().into_raw());
+    }
+    assert_eq!(pixels[0], pixels[1]);
+
+    let set = client.put(server.url("/api/v1/models/default")).json(&json!({"model": REPO})).send().await.unwrap();
+    assert_eq!(set.status(), 200);
+    let deleted = client.delete(server.url(&format!("/api/v1/models/{REPO}"))).send().await.unwrap();
+    assert_eq!(deleted.status(), 200);
+    let gone = client.get(server.url(&format!("/api/v1/models/{REPO}"))).send().await.unwrap();
+    assert_eq!(gone.status(), 404);
+    let models: Value = client.get(server.url("/api/v1/models")).send().await.unwrap().json().await.unwrap();
+    let default: Vec<&Value> = models.as_array().unwrap().iter().filter(|m| m["is_default"] == true).collect();
+    assert_eq!(default.len(), 1);
+    assert_eq!(default[0]["name"], "tiny-sd", "deleting the default falls back");
+}
+
+async fn wait_for_job(client: &reqwest::Client, server: &common::TestServer, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let job: Value = client.get(server.url(&format!("/api/v1/generate/{id}"))).send().await.unwrap().json().await.unwrap();
+        if ["succeeded", "failed", "cancelled"].contains(&job["status"].as_str().unwrap()) {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "job never finished: {job}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The Python client of the hub, from the model tooling's venv (built by the test command's setup).
+fn python() -> PathBuf {
+    let python = models_dir().join(".venv/bin/python");
+    assert!(python.is_file(), "{} is missing: run `models/sdtool --help` once to build the tooling venv", python.display());
+    python
+}
+
+async fn run_python(hub: &FakeHub, cache: &Path, script: &str) -> String {
+    let (python, endpoint, cache, script) = (python(), hub.url(), cache.to_path_buf(), script.to_string());
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .args(["-c", &script])
+            .env("HF_ENDPOINT", endpoint)
+            .env("HF_HUB_CACHE", cache)
+            .env("HF_HUB_DISABLE_TELEMETRY", "1")
+            .env("HF_HUB_DISABLE_XET", "1")
+            .env_remove("HF_TOKEN")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "python failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cache_is_shared_with_huggingface_hub_both_ways() {
+    // Python's huggingface_hub downloads first; Easel finds the model and fetches nothing.
+    let hub = fake_hub::start_serving_tiny(REPO, "main").await;
+    let data = temp_dir("pull-python");
+    let cache = data.join("hub");
+    let patterns = r#"["model_index.json", "scheduler/*", "text_encoder/*", "tokenizer/*", "unet/*.onnx", "unet/*.json", "vae_decoder/*", "vae_encoder/*"]"#;
+    let printed = run_python(&hub, &cache, &format!("from huggingface_hub import snapshot_download\nprint(snapshot_download('{REPO}', allow_patterns={patterns}))")).await;
+    let python_dir = PathBuf::from(printed.trim());
+    let found = registry(&data).find(REPO).expect("a model another tool downloaded is found");
+    assert_eq!(found.path, python_dir);
+    assert!(!found.removable, "Easel does not delete what another tool downloaded");
+    let served = hub.state.total_served();
+    let pulled = pull_from(&hub.url(), None, &cache, &request(REPO, "main")).await.unwrap();
+    assert_eq!((pulled.downloaded_bytes, hub.state.total_served()), (0, served), "nothing fetched again");
+    assert!(pulled.already_cached);
+
+    // Easel downloads first; Python finds every file offline, with the same bytes.
+    let hub = fake_hub::start_serving_tiny(REPO, "main").await;
+    let data = temp_dir("pull-python-2");
+    let cache = data.join("hub");
+    let pulled = pull_from(&hub.url(), None, &cache, &request(REPO, "main")).await.unwrap();
+    let script = format!(
+        "import hashlib\nfrom huggingface_hub import snapshot_download, hf_hub_download\n\
+         d = snapshot_download('{REPO}', local_files_only=True)\nprint(d)\n\
+         print(hashlib.sha256(open(hf_hub_download('{REPO}', 'unet/model.onnx', local_files_only=True), 'rb').read()).hexdigest())"
+    );
+    let printed = run_python(&hub, &cache, &script).await;
+    let mut lines = printed.lines();
+    assert_eq!(PathBuf::from(lines.next().unwrap()), pulled.dir);
+    use sha2::Digest;
+    assert_eq!(lines.next().unwrap(), format!("{:x}", sha2::Sha256::digest(tiny_file("unet/model.onnx"))));
+}

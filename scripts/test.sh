@@ -25,4 +25,7 @@ fi
 step "browser tests (Playwright in Debian chromium, against the real server)"
 e2e_data="$(mktemp -d)"
 trap 'rm -rf "$e2e_data"' EXIT
-EASEL_DATA_DIR="$e2e_data" EASEL_MODELS_DIR="$PWD/models" timeout 1800 cargo leptos end-to-end
+# The Models page pulls from a fake hub the Playwright setup starts on this free port.
+hub_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+EASEL_E2E_HUB_PORT="$hub_port" HF_ENDPOINT="http://127.0.0.1:$hub_port" HF_HUB_CACHE="$e2e_data/hub" \
+  EASEL_DATA_DIR="$e2e_data" EASEL_MODELS_DIR="$PWD/models" timeout 1800 cargo leptos end-to-end

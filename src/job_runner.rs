@@ -19,6 +19,8 @@ use crate::model_registry::ModelRegistry;
 /// Suffix of files being written; leftovers from a crash are removed at start-up.
 pub const TEMP_SUFFIX: &str = ".part";
 
+pub type ModelLoadHook = Box<dyn Fn(&str, f64) + Send>;
+
 pub struct EngineExecutor {
     /// Where models are looked up by name.
     pub registry: ModelRegistry,
@@ -30,8 +32,8 @@ pub struct EngineExecutor {
     pub resident_models: usize,
     /// Loaded models, least recently used first.
     loaded: Vec<SdModel>,
-    /// Seconds each model load took, for `/metrics`.
-    pub on_model_loaded: Option<Box<dyn Fn(&str, f64) + Send>>,
+    /// Told of each model load and its seconds (for `/metrics`).
+    pub on_model_loaded: Option<ModelLoadHook>,
 }
 
 impl EngineExecutor {

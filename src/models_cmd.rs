@@ -12,7 +12,7 @@ use crate::config::Settings;
 use crate::hub::pull::{pull, PullRequest};
 use crate::hub::HubClient;
 use crate::model_registry::{ModelEntry, ModelRegistry};
-use crate::pull_status::{FileState, PullStatus};
+use crate::pull_status::{human_bytes, FileState, PullStatus};
 
 #[derive(Args, Debug)]
 pub struct PullArgs {
@@ -44,21 +44,6 @@ pub enum ModelsCommand {
     },
     /// Set the model used when a request names none (stored in the data dir).
     Default { name: String },
-}
-
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit < UNITS.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }
 
 /// Progress bars for a pull: one overall, one per file while it downloads.
@@ -269,13 +254,6 @@ fn table(models: &[ModelEntry]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bytes_are_shown_in_decimal_units() {
-        assert_eq!(human_bytes(999), "999 B");
-        assert_eq!(human_bytes(3_440_000_000), "3.4 GB");
-        assert_eq!(human_bytes(19_400_000), "19.4 MB");
-    }
 
     #[test]
     fn table_marks_the_default_and_shows_aliases() {

@@ -83,3 +83,43 @@ impl PullStatus {
         }
     }
 }
+
+/// `999 B`, `19.4 MB`, `3.4 GB`: decimal units, as disks and the hub's pages count.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_are_shown_in_decimal_units() {
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(3_440_000_000), "3.4 GB");
+        assert_eq!(human_bytes(19_400_000), "19.4 MB");
+    }
+
+    #[test]
+    fn fraction_covers_empty_and_finished_pulls() {
+        let mut s = PullStatus::new("id".into(), "a/b".into(), "main".into());
+        assert_eq!(s.fraction(), 0.0);
+        s.total_bytes = 200;
+        s.done_bytes = 50;
+        assert_eq!(s.fraction(), 0.25);
+        s.total_bytes = 0;
+        s.state = PullState::Done;
+        assert_eq!(s.fraction(), 1.0);
+    }
+}

@@ -216,7 +216,7 @@ async fn pull_over_the_api_with_progress_then_generate_with_the_pulled_model() {
     let names: Vec<&str> = events.lines().filter_map(|l| l.strip_prefix("event: ")).collect();
     assert_eq!(names.last(), Some(&"done"), "{events}");
     assert!(names.iter().filter(|n| **n == "progress").count() >= 1, "{names:?}");
-    let last: Value = serde_json::from_str(events.lines().filter_map(|l| l.strip_prefix("data: ")).last().unwrap()).unwrap();
+    let last: Value = serde_json::from_str(events.lines().filter_map(|l| l.strip_prefix("data: ")).next_back().unwrap()).unwrap();
     assert_eq!(last["model"], REPO);
     assert_eq!(last["done_bytes"], last["total_bytes"]);
 

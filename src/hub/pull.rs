@@ -31,7 +31,7 @@ pub const ALIASES: [Alias; 2] = [
         name: "sd15",
         repo_id: "stable-diffusion-v1-5/stable-diffusion-v1-5",
         revision: "onnx",
-        description: "Stable Diffusion 1.5, fp32 ONNX export (the diffusers reference; for CPU), about 5.2 GB",
+        description: "Stable Diffusion 1.5, fp32 ONNX export (the one diffusers tests against; for CPU), about 4.3 GB",
     },
     Alias {
         name: "sd15-fp16",

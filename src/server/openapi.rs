@@ -16,6 +16,11 @@ fn error_response(description: &str) -> Value {
     json!({ "description": description, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } })
 }
 
+fn model_name_param() -> Value {
+    json!({ "name": "name", "in": "path", "required": true, "schema": { "type": "string" },
+            "description": "may contain `/` (hub models are named org/name)" })
+}
+
 fn job_id_param() -> Value {
     json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "string", "format": "uuid" } })
 }
@@ -37,7 +42,34 @@ pub fn document() -> Value {
                 "200": { "description": "ready" }, "503": { "description": "ONNX Runtime or the models dir is not usable" } } } },
             "/api/v1/config": { "get": { "summary": "The effective settings", "responses": { "200": { "description": "settings" } } } },
             "/api/v1/samplers": { "get": { "summary": "Samplers and their schedules", "responses": { "200": { "description": "list" } } } },
-            "/api/v1/models": { "get": { "summary": "Models in the models dir", "responses": { "200": { "description": "list" } } } },
+            "/api/v1/models": { "get": { "summary": "Every model that can be named in a request: folders in the models dir and snapshots in the Hugging Face cache",
+                "responses": { "200": { "description": "list", "content": { "application/json": { "schema": { "type": "array", "items": { "$ref": "#/components/schemas/Model" } } } } } } } },
+            "/api/v1/models/{name}": {
+                "get": { "summary": "One model, by name, alias (sd15) or org/name@commit", "parameters": [model_name_param()], "responses": {
+                    "200": { "description": "the model", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Model" } } } },
+                    "404": error_response("no such model") } },
+                "delete": { "summary": "Delete a model Easel owns (a models-dir folder, or a hub snapshot Easel pulled)", "parameters": [model_name_param()], "responses": {
+                    "200": { "description": "`{name, freed_bytes}`" }, "404": error_response("no such model"),
+                    "409": error_response("in the shared hub cache but downloaded by another tool: Easel leaves it alone") } }
+            },
+            "/api/v1/models/default": { "put": { "summary": "Choose the model used when a request names none (kept across restarts)",
+                "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ModelChoice" } } } },
+                "responses": { "200": { "description": "the new default" }, "404": error_response("no such model"), "422": error_response("no `model` field") } } },
+            "/api/v1/models/aliases": { "get": { "summary": "Short names for known-good SD 1.5 ONNX repositories", "responses": { "200": { "description": "list" } } } },
+            "/api/v1/models/pull": { "post": { "summary": "Start pulling a model from the Hugging Face hub (HF_ENDPOINT) in the background",
+                "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ModelChoice" } } } },
+                "responses": {
+                    "202": { "description": "started (or joined: the same repo and revision already being pulled); `Location` is the status URL",
+                             "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Pull" } } } },
+                    "422": error_response("not an alias or org/name[@revision]") } } },
+            "/api/v1/models/pulls": { "get": { "summary": "Recent pulls, newest first", "responses": { "200": { "description": "list of Pull" } } } },
+            "/api/v1/models/pulls/{id}": { "get": { "summary": "One pull", "parameters": [job_id_param()], "responses": {
+                "200": { "description": "the pull", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Pull" } } } },
+                "404": error_response("no such pull") } } },
+            "/api/v1/models/pulls/{id}/events": { "get": {
+                "summary": "Server-Sent Events: `progress` (at most ten a second), then one `done` or `failed`; each carries the whole Pull",
+                "parameters": [job_id_param()],
+                "responses": { "200": { "description": "text/event-stream" }, "404": error_response("no such pull") } } },
             "/api/v1/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3" } } } },
             "/api/v1/generate": {
                 "post": {
@@ -96,7 +128,7 @@ pub fn document() -> Value {
                     "sampler": { "type": "string", "enum": SAMPLER_NAMES, "default": DEFAULT_SAMPLER },
                     "schedule": { "type": "string", "enum": SCHEDULE_NAMES, "description": "default: karras for dpmpp_2m, default otherwise" },
                     "batch_size": { "type": "integer", "minimum": 1, "maximum": MAX_BATCH_SIZE, "default": 1 },
-                    "model": { "type": "string", "description": "a name from GET /api/v1/models" }
+                    "model": { "type": "string", "description": "a name or alias from GET /api/v1/models; the default model when absent" }
                 }
             },
             "Submitted": { "type": "object", "properties": {
@@ -112,6 +144,24 @@ pub fn document() -> Value {
                     "width": { "type": "integer" }, "height": { "type": "integer" }, "batch_index": { "type": "integer" } } } },
                 "error": { "type": "string", "nullable": true }
             } },
+            "ModelChoice": { "type": "object", "required": ["model"], "properties": {
+                "model": { "type": "string", "description": "a model name, an alias (sd15, sd15-fp16), or for pulls org/name[@revision]" } } },
+            "Model": { "type": "object", "properties": {
+                "name": { "type": "string" }, "path": { "type": "string" },
+                "location": { "type": "string", "enum": ["models_dir", "hub_cache"] },
+                "precision": { "type": "string", "enum": ["float32", "float16", "bfloat16", "int8", "unknown"] },
+                "source": { "type": "string" }, "repo_id": { "type": "string", "nullable": true }, "commit": { "type": "string", "nullable": true },
+                "aliases": { "type": "array", "items": { "type": "string" } },
+                "size_bytes": { "type": "integer" }, "is_default": { "type": "boolean" }, "removable": { "type": "boolean" } } },
+            "Pull": { "type": "object", "properties": {
+                "id": { "type": "string" }, "repo_id": { "type": "string" }, "revision": { "type": "string" }, "commit": { "type": "string", "nullable": true },
+                "state": { "type": "string", "enum": ["resolving", "downloading", "done", "failed"] },
+                "files": { "type": "array", "items": { "type": "object", "properties": {
+                    "path": { "type": "string" }, "size": { "type": "integer" }, "done": { "type": "integer" },
+                    "state": { "type": "string", "enum": ["waiting", "downloading", "verifying", "cached", "done", "failed"] } } } },
+                "total_bytes": { "type": "integer" }, "done_bytes": { "type": "integer" }, "downloaded_bytes": { "type": "integer" },
+                "model": { "type": "string", "nullable": true, "description": "the name to generate with, once done" },
+                "error": { "type": "string", "nullable": true } } },
             "Error": { "type": "object", "required": ["error"], "properties": {
                 "error": { "type": "string" },
                 "fields": { "type": "array", "items": { "type": "object", "properties": { "field": { "type": "string" }, "message": { "type": "string" } } } }

@@ -8,18 +8,20 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
 use sha2::{Digest, Sha256};
 
 use crate::engine::model::{Residency, SdModel};
 use crate::engine::pipeline::txt2img;
 use crate::engine::{infotext, png_meta, preview, runtime, CancelToken, EngineError};
 use crate::jobs::{ExecError, JobExecutor, JobProgress, JobRecord, NewImage};
+use crate::metrics::EngineMetrics;
 use crate::model_registry::ModelRegistry;
 
 /// Suffix of files being written; leftovers from a crash are removed at start-up.
 pub const TEMP_SUFFIX: &str = ".part";
-
-pub type ModelLoadHook = Box<dyn Fn(&str, f64) + Send>;
 
 pub struct EngineExecutor {
     /// Where models are looked up by name.
@@ -32,13 +34,21 @@ pub struct EngineExecutor {
     pub resident_models: usize,
     /// Loaded models, least recently used first.
     loaded: Vec<SdModel>,
-    /// Told of each model load and its seconds (for `/metrics`).
-    pub on_model_loaded: Option<ModelLoadHook>,
+    /// Step and load times, for `/metrics`.
+    pub metrics: Arc<EngineMetrics>,
 }
 
 impl EngineExecutor {
     pub fn new(registry: ModelRegistry, outputs_dir: PathBuf, threads: usize, residency: Residency, resident_models: usize) -> Self {
-        Self { registry, outputs_dir, threads, residency, resident_models: resident_models.max(1), loaded: Vec::new(), on_model_loaded: None }
+        Self {
+            registry,
+            outputs_dir,
+            threads,
+            residency,
+            resident_models: resident_models.max(1),
+            loaded: Vec::new(),
+            metrics: Arc::new(EngineMetrics::default()),
+        }
     }
 
     /// Names of the models whose sessions are loaded, least recently used first.
@@ -64,11 +74,10 @@ impl EngineExecutor {
             model.name = entry.name;
             let seconds = started.elapsed().as_secs_f64();
             tracing::info!(model = name, seconds, "model loaded");
-            if let Some(hook) = &self.on_model_loaded {
-                hook(name, seconds);
-            }
+            self.metrics.model_load_seconds.observe(seconds);
             self.loaded.push(model);
         }
+        self.metrics.models_loaded.store(self.loaded.len() as u64, Ordering::Relaxed);
         Ok(self.loaded.last_mut().expect("loaded above"))
     }
 }
@@ -134,8 +143,15 @@ impl JobExecutor for EngineExecutor {
         let settings = job.settings.clone();
         let name = settings.model.clone().unwrap_or_else(|| self.registry.default_name());
         let outputs_dir = self.outputs_dir.clone();
+        let metrics = self.metrics.clone();
         let model = self.model(&name)?;
+        // Step time: between consecutive step callbacks (the first would include the text encoder).
+        let mut last_step: Option<std::time::Instant> = None;
         let output = txt2img(model, &settings, cancel, &mut |p| {
+            let now = std::time::Instant::now();
+            if let Some(previous) = last_step.replace(now) {
+                metrics.step_seconds.observe(now.duration_since(previous).as_secs_f64());
+            }
             let rgb = preview::latents_to_rgb(p.latents, p.latent_shape, 0);
             let [_, _, h, w] = p.latent_shape;
             let preview_png = png_meta::encode_png(&rgb, w as u32, h as u32, "", "").ok();

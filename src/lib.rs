@@ -39,6 +39,8 @@ pub mod jobs;
 #[cfg(feature = "ssr")]
 pub mod logging;
 #[cfg(feature = "ssr")]
+pub mod metrics;
+#[cfg(feature = "ssr")]
 pub mod models_cmd;
 #[cfg(feature = "ssr")]
 pub mod model_registry;

@@ -279,3 +279,37 @@ fn request_parser_never_panics_on_arbitrary_json() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_show_jobs_steps_model_loads_and_memory_in_prometheus_format() {
+    let server = start(models_dir(), temp_dir("metrics")).await;
+    let client = reqwest::Client::new();
+    let sub = submit(&client, &server, small("metrics", 3)).await;
+    let job = wait_until_done(&client, &format!("/api/v1/generate/{}", sub["id"].as_str().unwrap()), &server.url("")).await;
+    assert_eq!(job["status"], "succeeded");
+
+    let resp = client.get(server.url("/metrics")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    let text = resp.text().await.unwrap();
+    let value = |series: &str| -> f64 {
+        let line = text.lines().find(|l| l.starts_with(series) && l[series.len()..].starts_with(' ')).unwrap_or_else(|| panic!("{series} missing:\n{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    // Every sample line is `name{labels} value`, and every family is typed before its samples.
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (series, number) = line.rsplit_once(' ').unwrap();
+        assert!(number.parse::<f64>().is_ok(), "{line}");
+        let family = series.split('{').next().unwrap();
+        let base = family.trim_end_matches("_bucket").trim_end_matches("_sum").trim_end_matches("_count");
+        assert!(text.contains(&format!("# TYPE {base} ")) || text.contains(&format!("# TYPE {family} ")), "{line} has no TYPE");
+    }
+    assert_eq!(value("easel_jobs{status=\"succeeded\"}"), 1.0);
+    assert_eq!(value("easel_queue_depth"), 0.0);
+    // 4 steps: three measured gaps between step callbacks.
+    assert_eq!(value("easel_step_seconds_count"), 3.0);
+    assert_eq!(value("easel_step_seconds_bucket{le=\"+Inf\"}"), 3.0);
+    assert_eq!(value("easel_model_load_seconds_count"), 1.0);
+    assert_eq!(value("easel_models_loaded"), 1.0);
+    assert!(value("process_resident_memory_bytes") > 10e6);
+}

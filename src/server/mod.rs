@@ -34,6 +34,7 @@ pub fn app(state: AppState) -> Router {
     let leptos_options = state.leptos_options.clone();
     Router::new()
         .nest("/api/v1", api_v1::router())
+        .route("/metrics", axum::routing::get(metrics))
         .route("/api/{*rest}", axum::routing::any(api_v1::not_found))
         .nest_service("/outputs", outputs_service(&state.settings.outputs_dir))
         .leptos_routes_with_context(
@@ -49,6 +50,25 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
         .layer(axum::middleware::from_fn(request_trace::trace_request))
         .with_state(state)
+}
+
+/// `GET /metrics`: Prometheus text format (queue depth, jobs by status, step and model-load time
+/// histograms, loaded models, running pulls, resident memory).
+async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let store = state.jobs.store().clone();
+    let counts = blocking(move || store.counts()).await?;
+    let snapshot = crate::metrics::ProcessSnapshot {
+        queued: counts.queued,
+        running: counts.running,
+        succeeded: counts.succeeded,
+        failed: counts.failed,
+        cancelled: counts.cancelled,
+        pulls_running: state.pulls.running(),
+        resident_memory_bytes: crate::metrics::resident_memory_bytes(),
+    };
+    let body = crate::metrics::render(&state.engine_metrics, &snapshot);
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response())
 }
 
 /// Generated images. File names are unique per job and never rewritten with other content, so

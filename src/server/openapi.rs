@@ -110,6 +110,8 @@ pub fn document() -> Value {
             "/api/v1/images/{id}": { "delete": { "summary": "Delete an image (record and file)",
                 "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
                 "responses": { "204": { "description": "deleted" }, "404": error_response("no such image") } } },
+            "/metrics": { "get": { "summary": "Prometheus text format: queue depth, jobs by status, step and model-load time histograms, loaded models, running pulls, resident memory",
+                "responses": { "200": { "description": "text/plain; version=0.0.4" } } } },
             "/outputs/{path}": { "get": { "summary": "An image file (cached for a year: names are never reused)",
                 "parameters": [{ "name": "path", "in": "path", "required": true, "schema": { "type": "string" } }],
                 "responses": { "200": { "description": "image/png" }, "404": { "description": "no such file" } } } }

@@ -29,6 +29,8 @@ pub struct AppState {
     pub registry: ModelRegistry,
     /// Model downloads running in the background.
     pub pulls: Arc<PullManager>,
+    /// Step and model-load times the worker records, for `/metrics`.
+    pub engine_metrics: Arc<crate::metrics::EngineMetrics>,
     /// Held open for the process lifetime: its exclusive lock keeps a second server off this data dir.
     _data_dir_lock: Arc<std::fs::File>,
 }
@@ -75,6 +77,7 @@ impl AppState {
             Residency::Warm,
             settings.resident_models,
         );
+        let engine_metrics = executor.metrics.clone();
         let (jobs, recovery) = JobQueue::start(Arc::new(store), executor).map_err(|e| StartupError::Jobs(e.to_string()))?;
         tracing::info!(?recovery, "job queue started");
         let pulls = Arc::new(PullManager::new(registry.clone(), settings.hub_endpoint.clone(), settings.hub_token.clone()));
@@ -84,6 +87,7 @@ impl AppState {
             runtime: runtime::runtime(),
             jobs: Arc::new(jobs),
             pulls,
+            engine_metrics,
             registry,
             _data_dir_lock: Arc::new(lock),
         })

@@ -13,6 +13,9 @@ step "clippy (server and browser builds)"
 cargo clippy --features ssr --all-targets -- -D warnings
 cargo clippy --features hydrate --lib --target wasm32-unknown-unknown -- -D warnings
 
+step "Dockerfile lint (hadolint; no container engine needed)"
+scripts/lint-dockerfile.sh
+
 # Every stage is time-bounded so a hung test fails the run instead of stalling CI.
 step "Rust unit and integration tests"
 timeout 2400 cargo test --features ssr

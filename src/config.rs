@@ -191,6 +191,17 @@ pub fn default_data_dir() -> PathBuf {
     dirs::data_dir().map(|d| d.join("easel")).unwrap_or_else(|| PathBuf::from("easel-data"))
 }
 
+/// `./models` when the current directory has one (a checkout of the repository), otherwise
+/// `<data dir>/models`, so an installed `easel` works from any directory.
+pub fn default_models_dir(data_dir: &Path) -> PathBuf {
+    let local = PathBuf::from("models");
+    if local.is_dir() {
+        local
+    } else {
+        data_dir.join("models")
+    }
+}
+
 fn default_threads() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
@@ -233,7 +244,7 @@ impl Settings {
         Ok(Settings {
             host,
             port: merged.port.unwrap_or(3000),
-            models_dir: merged.models_dir.unwrap_or_else(|| PathBuf::from("models")),
+            models_dir: merged.models_dir.unwrap_or_else(|| default_models_dir(&data_dir)),
             outputs_dir: merged.outputs_dir.unwrap_or_else(|| data_dir.join("outputs")),
             data_dir,
             threads,
@@ -275,7 +286,8 @@ mod tests {
         let s = Settings::resolve(SettingsLayer::default(), flags, None).unwrap();
         assert_eq!(s.host, IpAddr::from([127, 0, 0, 1]));
         assert_eq!(s.port, 3000);
-        assert_eq!(s.models_dir, PathBuf::from("models"));
+        assert_eq!(s.models_dir, PathBuf::from("models"), "tests run in the checkout, which has ./models");
+        assert_eq!(default_models_dir(Path::new("/nonexistent-data")), PathBuf::from("models"));
         assert_eq!(s.outputs_dir, data.join("outputs"));
         assert_eq!(s.log_level, "info");
         assert_eq!(s.log_format, LogFormat::Text);

@@ -64,6 +64,9 @@ impl AppState {
         let lock = lock_data_dir(&settings.data_dir)?;
         std::fs::create_dir_all(&settings.outputs_dir)
             .map_err(|e| StartupError::DataDir { path: settings.outputs_dir.clone(), message: e.to_string() })?;
+        if let Err(e) = std::fs::create_dir_all(&settings.models_dir) {
+            tracing::warn!("cannot create models dir {}: {e}", settings.models_dir.display());
+        }
         let removed = remove_leftover_temp_files(&settings.outputs_dir);
         if removed > 0 {
             tracing::info!(removed, "removed half-written images left by an earlier crash");

@@ -25,6 +25,12 @@ if [ -x models/sdtool ]; then
   timeout 1800 models/sdtool test
 fi
 
+# Both start their own server (the debug binary the tests just built) on loopback; about a minute each.
+step "load test: 50 clients, 500 jobs followed over SSE; nothing lost or duplicated"
+timeout 900 python3 scripts/load_test.py --binary target/debug/easel
+step "leak test: 1,000 jobs in a row; resident memory within 5% of after the first 50"
+timeout 900 python3 scripts/leak_test.py --binary target/debug/easel
+
 step "browser tests (Playwright in Debian chromium, against the real server)"
 e2e_data="$(mktemp -d)"
 trap 'rm -rf "$e2e_data"' EXIT

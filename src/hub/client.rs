@@ -210,7 +210,9 @@ impl HubClient {
         if !resumed {
             have = 0;
         }
-        let mut file = tokio::fs::OpenOptions::new().create(true).write(true).truncate(!resumed).append(resumed).open(dest).await.map_err(disk)?;
+        let file = tokio::fs::OpenOptions::new().create(true).write(true).truncate(!resumed).append(resumed).open(dest).await.map_err(disk)?;
+        // Network chunks are small (~16 KiB); batch them so each disk write is one blocking call.
+        let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
         on_progress(have);
         loop {
             let chunk = match response.chunk().await {
@@ -226,7 +228,7 @@ impl HubClient {
             on_progress(have);
         }
         file.flush().await.map_err(disk)?;
-        file.sync_all().await.map_err(disk)?;
+        file.get_ref().sync_all().await.map_err(disk)?;
         if have != meta.size {
             return Err(HubError::Interrupted {
                 file: meta.path.clone(),

@@ -30,3 +30,16 @@ async fn every_documented_path_is_served() {
     accepted.sort();
     assert_eq!(documented, accepted);
 }
+
+/// `docs/openapi.json` is the served document, kept in the repository for readers without a
+/// running server. `EASEL_UPDATE_DOCS=1 cargo test --features ssr --test openapi` rewrites it.
+#[test]
+fn the_committed_openapi_file_is_current() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json");
+    let current = serde_json::to_string_pretty(&easel::server::openapi_document()).unwrap() + "\n";
+    if std::env::var_os("EASEL_UPDATE_DOCS").is_some() {
+        std::fs::write(&path, &current).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(committed == current, "docs/openapi.json is stale: run EASEL_UPDATE_DOCS=1 cargo test --features ssr --test openapi");
+}

@@ -23,6 +23,7 @@ use leptos_axum::{generate_route_list, LeptosRoutes};
 pub(crate) use api_jobs::blocking;
 pub use api_jobs::{delete_image_and_file, resolve_request, JobView, ProgressView};
 pub use error::ApiError;
+pub use openapi::document as openapi_document;
 pub use site::leptos_options;
 pub use state::AppState;
 

@@ -23,9 +23,6 @@ pub struct BenchArgs {
     pub steps: u32,
     #[arg(long, default_value = "euler")]
     pub sampler: String,
-    /// Load each sub-model only while it runs.
-    #[arg(long)]
-    pub low_memory: bool,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -42,7 +39,7 @@ pub fn peak_rss_bytes() -> Option<u64> {
 pub fn run(args: &BenchArgs, settings: &crate::config::Settings) -> anyhow::Result<()> {
     let rt = runtime::runtime()?;
     let (dir, _) = crate::generate_cmd::resolve_model_dir(Some(&args.model), settings)?;
-    let residency = if args.low_memory { Residency::LowMemory } else { Residency::Warm };
+    let residency = if settings.low_memory { Residency::LowMemory } else { Residency::Warm };
     let load_started = Instant::now();
     let mut model = SdModel::load(&dir, rt, settings.threads, residency)?;
     let load_s = load_started.elapsed().as_secs_f64();
@@ -67,7 +64,7 @@ pub fn run(args: &BenchArgs, settings: &crate::config::Settings) -> anyhow::Resu
             "{}",
             serde_json::json!({
                 "impl": "easel", "model": model.name, "size": args.size, "steps": args.steps,
-                "threads": settings.threads, "low_memory": args.low_memory, "load_s": load_s,
+                "threads": settings.threads, "low_memory": settings.low_memory, "load_s": load_s,
                 "text_encoding_s": t.text_encoding.as_secs_f64(), "unet_step_s": unet_mean,
                 "unet_steps_s": steps, "vae_decode_s": t.vae_decode.as_secs_f64(),
                 "total_s": t.total.as_secs_f64(), "peak_rss_gb": peak,
@@ -75,7 +72,7 @@ pub fn run(args: &BenchArgs, settings: &crate::config::Settings) -> anyhow::Resu
         );
     } else {
         println!("model {} {}x{} {} steps, {} threads{}", model.name, args.size, args.size, args.steps, settings.threads,
-            if args.low_memory { ", low memory" } else { "" });
+            if settings.low_memory { ", low memory" } else { "" });
         println!("load            {load_s:8.3} s");
         println!("text encoding   {:8.3} s", t.text_encoding.as_secs_f64());
         println!("unet per step   {unet_mean:8.3} s");

@@ -72,7 +72,7 @@ pub struct SettingsArgs {
     /// Port to bind [default: 3000].
     #[arg(long)]
     pub port: Option<u16>,
-    /// Folder of models in the diffusers ONNX layout [default: models].
+    /// Folder of models in the diffusers ONNX layout [default: ./models if it exists, else <data-dir>/models].
     #[arg(long, value_name = "DIR")]
     pub models_dir: Option<PathBuf>,
     /// Folder for generated images [default: <data-dir>/outputs].
@@ -99,6 +99,9 @@ pub struct SettingsArgs {
     /// Models kept loaded at once; 1 frees the previous model on a switch [default: 1].
     #[arg(long, value_name = "N")]
     pub resident_models: Option<usize>,
+    /// Load each sub-model only while it runs: lower peak memory, slower jobs.
+    #[arg(long)]
+    pub low_memory: bool,
 }
 
 impl SettingsArgs {
@@ -116,6 +119,7 @@ impl SettingsArgs {
             insecure_no_auth: self.insecure_no_auth.then_some(true),
             default_model: self.default_model.clone(),
             resident_models: self.resident_models,
+            low_memory: self.low_memory.then_some(true),
             hub_cache: None,
             hub_endpoint: None,
             hub_token: None,
@@ -138,7 +142,12 @@ pub fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve(SettingsArgs::default())) {
         Command::Serve(args) => serve(&args),
         Command::Doctor(args) => args.resolve().map(|s| crate::doctor::print_report(&s)),
-        Command::Pull { pull, settings } => settings.resolve().and_then(|s| crate::models_cmd::pull_command(&pull, &s)),
+        Command::Pull { pull, settings } => settings.resolve().and_then(|s| {
+            // Retries and other warnings go to stderr beside the progress bars.
+            let level = if settings.log_level.is_some() { s.log_level.clone() } else { "warn".to_string() };
+            crate::logging::init(&level, s.log_format).map_err(anyhow::Error::msg)?;
+            crate::models_cmd::pull_command(&pull, &s)
+        }),
         Command::Models { command, settings } => settings.resolve().and_then(|s| crate::models_cmd::models_command(&command, &s)),
         Command::Bench { bench, settings } => settings.resolve().and_then(|s| crate::bench_cmd::run(&bench, &s)),
         Command::Generate { generate, settings } => {
@@ -196,22 +205,18 @@ fn serve(args: &SettingsArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let addr = SocketAddr::new(settings.host, settings.port);
-        let state = crate::server::AppState::start(crate::server::leptos_options(addr), settings)?;
+        // Bind first: if the port is taken, stop before the worker could start a queued job.
+        let port_error = |e: std::io::Error| anyhow::anyhow!("cannot serve on {addr}: {e} (is another program using the port? try --port)");
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(port_error)?;
+        let bound = listener.local_addr().map_err(port_error)?;
+        let state = crate::server::AppState::start(crate::server::leptos_options(bound), settings)?;
         let jobs = state.jobs.clone();
         if let Err(e) = &state.runtime {
             tracing::warn!("{e}");
         }
-        crate::server::serve(
-            state,
-            addr,
-            |bound| {
-                tracing::info!(%bound, "listening");
-                println!("Easel is running at http://{bound}/");
-            },
-            shutdown_signal(),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot serve on {addr}: {e} (is another program using the port? try --port)"))?;
+        tracing::info!(%bound, "listening");
+        println!("Easel is running at http://{bound}/");
+        crate::server::serve_on(listener, state, shutdown_signal()).await.map_err(port_error)?;
         // Hand the running job back to the queue; it runs again at the next start.
         tokio::task::spawn_blocking(move || jobs.shutdown(crate::jobs::ShutdownMode::InterruptCurrentJob)).await?;
         Ok(())

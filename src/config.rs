@@ -45,6 +45,8 @@ pub struct SettingsLayer {
     pub default_model: Option<String>,
     /// How many models keep their sessions loaded at once (1 frees the previous model on a switch).
     pub resident_models: Option<usize>,
+    /// Load each sub-model only while it runs (lower peak memory, slower jobs).
+    pub low_memory: Option<bool>,
     /// The Hugging Face hub cache (from `HF_HUB_CACHE` / `HF_HOME`, as Python tools use).
     pub hub_cache: Option<PathBuf>,
     /// The hub to pull from (`HF_ENDPOINT`).
@@ -77,6 +79,7 @@ pub struct Settings {
     pub insecure_no_auth: bool,
     pub default_model: Option<String>,
     pub resident_models: usize,
+    pub low_memory: bool,
     pub hub_cache: PathBuf,
     pub hub_endpoint: String,
     #[serde(skip_serializing)]
@@ -147,7 +150,12 @@ impl SettingsLayer {
             insecure_no_auth: None,
             default_model: lookup("EASEL_DEFAULT_MODEL").filter(|v| !v.is_empty()),
             resident_models: parsed(&lookup, "EASEL_RESIDENT_MODELS", "a whole number of models, at least 1")?,
-            hub_cache: Some(crate::hub::HubCache::from_env(&lookup).root().to_path_buf()),
+            low_memory: parsed(&lookup, "EASEL_LOW_MEMORY", "true or false")?,
+            // Only when the user pointed somewhere: otherwise `hub_cache` in easel.toml may set it.
+            hub_cache: ["HF_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME"]
+                .iter()
+                .any(|k| lookup(k).is_some_and(|v| !v.is_empty()))
+                .then(|| crate::hub::HubCache::from_env(&lookup).root().to_path_buf()),
             hub_endpoint: crate::hub::client::env_endpoint(&lookup),
             hub_token: crate::hub::client::env_token(&lookup),
         })
@@ -178,6 +186,7 @@ impl SettingsLayer {
             insecure_no_auth: over.insecure_no_auth.or(self.insecure_no_auth),
             default_model: over.default_model.or(self.default_model),
             resident_models: over.resident_models.or(self.resident_models),
+            low_memory: over.low_memory.or(self.low_memory),
             hub_cache: over.hub_cache.or(self.hub_cache),
             hub_endpoint: over.hub_endpoint.or(self.hub_endpoint),
             hub_token: over.hub_token.or(self.hub_token),
@@ -254,6 +263,7 @@ impl Settings {
             insecure_no_auth,
             default_model: merged.default_model,
             resident_models,
+            low_memory: merged.low_memory.unwrap_or(false),
             hub_cache: merged.hub_cache.unwrap_or_else(|| crate::hub::HubCache::from_env(|_| None).root().to_path_buf()),
             hub_endpoint: merged.hub_endpoint.unwrap_or_else(|| crate::hub::client::DEFAULT_ENDPOINT.to_string()),
             hub_token: merged.hub_token,
@@ -366,6 +376,19 @@ mod tests {
         let hub = SettingsLayer { hub_token: Some("hf_s3cret".into()), ..public(Some("t"), None) };
         let shown = serde_json::to_string(&Settings::resolve(SettingsLayer::default(), hub, None).unwrap()).unwrap();
         assert!(!shown.contains("hf_s3cret"), "the hub token is never serialized");
+    }
+
+    #[test]
+    fn hub_cache_comes_from_hf_variables_else_the_file_else_the_default() {
+        let data = temp_dir("hubcache");
+        std::fs::write(data.join(CONFIG_FILE_NAME), "hub_cache = \"/from/file\"\n").unwrap();
+        let flags = || SettingsLayer { data_dir: Some(data.clone()), ..Default::default() };
+        let s = Settings::resolve(env_of(&[]), flags(), None).unwrap();
+        assert_eq!(s.hub_cache, PathBuf::from("/from/file"));
+        let s = Settings::resolve(env_of(&[("HF_HOME", "/hf")]), flags(), None).unwrap();
+        assert_eq!(s.hub_cache, PathBuf::from("/hf/hub"));
+        let s = Settings::resolve(env_of(&[("EASEL_LOW_MEMORY", "true")]), flags(), None).unwrap();
+        assert!(s.low_memory);
     }
 
     #[test]

@@ -51,9 +51,6 @@ pub struct GenerateArgs {
     /// Save the final latents (before the VAE) as a NumPy .npy file.
     #[arg(long, value_name = "FILE.npy")]
     pub save_latents: Option<PathBuf>,
-    /// Load each sub-model only while it runs (lower peak memory, slower).
-    #[arg(long)]
-    pub low_memory: bool,
 }
 
 /// Failures of `easel generate`, split by exit code: bad input (2) or a failed run (1).
@@ -133,7 +130,7 @@ pub fn run(args: &GenerateArgs, settings: &crate::config::Settings) -> Result<()
     let rt = runtime::runtime().map_err(|e| failed(e.into()))?;
     let (dir, name) = resolve_model_dir(args.model.as_deref(), settings).map_err(GenerateError::BadModel)?;
     crate::engine::model::check_layout(&dir).map_err(GenerateError::BadModel)?;
-    let residency = if args.low_memory { Residency::LowMemory } else { Residency::Warm };
+    let residency = if settings.low_memory { Residency::LowMemory } else { Residency::Warm };
     let load_started = Instant::now();
     let mut model = SdModel::load(&dir, rt, settings.threads, residency).map_err(failed)?;
     model.name = name;

@@ -57,6 +57,8 @@ pub enum RegistryError {
     NotOwned { name: String },
     #[error("cannot update {path}: {message}")]
     Io { path: PathBuf, message: String },
+    #[error("the default model is fixed to {fixed:?} by --default-model, EASEL_DEFAULT_MODEL or default_model in easel.toml; remove that setting to choose the default here")]
+    DefaultFixed { fixed: String },
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -118,9 +120,10 @@ impl ModelRegistry {
             .map_err(|e| RegistryError::Io { path: self.state_path.clone(), message: e.to_string() })
     }
 
-    /// The default model's name: the stored choice, else the configured one, else `tiny-sd`.
+    /// The default model's name: the configured one (flag, env, easel.toml), else the choice
+    /// stored by `set_default`, else `tiny-sd`.
     pub fn default_name(&self) -> String {
-        self.state().default_model.or_else(|| self.configured_default.clone()).unwrap_or_else(|| FALLBACK_DEFAULT_MODEL.to_string())
+        self.configured_default.clone().or_else(|| self.state().default_model).unwrap_or_else(|| FALLBACK_DEFAULT_MODEL.to_string())
     }
 
     fn candidates(&self) -> Vec<Candidate> {
@@ -154,7 +157,7 @@ impl ModelRegistry {
     /// Every runnable model, sorted by name.
     pub fn list(&self) -> Vec<ModelEntry> {
         let state = self.state();
-        let default = state.default_model.clone().or_else(|| self.configured_default.clone()).unwrap_or_else(|| FALLBACK_DEFAULT_MODEL.to_string());
+        let default = self.default_name();
         self.candidates().into_iter().map(|c| self.describe(c, &default, &state)).collect()
     }
 
@@ -203,8 +206,12 @@ impl ModelRegistry {
         self.find(&wanted).ok_or_else(|| RegistryError::NotFound { name: wanted, known: self.candidates().into_iter().map(|c| c.name).collect() })
     }
 
-    /// Makes `name` the default (stored in the data dir, so it survives restarts).
+    /// Makes `name` the default (stored in the data dir, so it survives restarts). Refused while
+    /// a setting fixes the default.
     pub fn set_default(&self, name: &str) -> Result<ModelEntry, RegistryError> {
+        if let Some(fixed) = &self.configured_default {
+            return Err(RegistryError::DefaultFixed { fixed: fixed.clone() });
+        }
         let entry = self.resolve(Some(name))?;
         let chosen = entry.name.clone();
         self.update_state(|s| s.default_model = Some(chosen))?;
@@ -359,6 +366,16 @@ mod tests {
         assert!(r.remove("sd15").unwrap() > 1_000_000);
         assert!(r.find("sd15").is_none());
         assert_eq!(r.default_name(), FALLBACK_DEFAULT_MODEL, "removing the default falls back");
+    }
+
+    #[test]
+    fn a_configured_default_wins_and_cannot_be_changed_here() {
+        let data = temp("fixed");
+        let models = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
+        let r = ModelRegistry::new(models, HubCache::new(data.join("hub")), &data, Some("tiny-sd".into()));
+        assert_eq!(r.default_name(), "tiny-sd");
+        let err = r.set_default("tiny-sd").unwrap_err();
+        assert!(matches!(err, RegistryError::DefaultFixed { .. }) && err.to_string().contains("EASEL_DEFAULT_MODEL"), "{err}");
     }
 
     fn copy_dir(from: &Path, to: &Path) {

@@ -143,7 +143,7 @@ pub fn pull_command(args: &PullArgs, settings: &Settings) -> anyhow::Result<()> 
         registry.set_default(&entry.name)?;
         println!("{} is now the default model", entry.name);
     } else {
-        println!("generate with it: easel generate --model {} \"a prompt\"", entry.aliases.first().unwrap_or(&entry.name));
+        println!("generate with it: easel generate --model {} --prompt \"a prompt\"", entry.aliases.first().unwrap_or(&entry.name));
     }
     Ok(())
 }

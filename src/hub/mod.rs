@@ -55,22 +55,6 @@ impl HubError {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_full_disk_is_reported_as_such_with_the_fix() {
-        let err = HubError::from_io(Path::new("/cache/blobs/x"), std::io::Error::from_raw_os_error(28));
-        assert!(matches!(err, HubError::DiskFull { .. }));
-        assert!(err.to_string().contains("disk is full") && err.to_string().contains("HF_HUB_CACHE"), "{err}");
-        let err = HubError::DiskFull { path: "/cache".into(), needed: Some(3 << 30), available: Some(1 << 30) };
-        assert!(err.to_string().contains("needs 3.00 GiB more, 1.00 GiB is free"), "{err}");
-        let other = HubError::from_io(Path::new("/x"), std::io::Error::from_raw_os_error(13));
-        assert!(matches!(other, HubError::Io { .. }));
-    }
-}
-
 fn unauthorized_message(repo_id: &str, had_token: bool) -> String {
     if had_token {
         format!("the hub refused access to {repo_id} with the token given: accept the model's licence on its hub page, or set HF_TOKEN to a token with read access")
@@ -89,5 +73,21 @@ fn disk_full_message(path: &Path, needed: Option<u64>, available: Option<u64>) -
             gib(a)
         ),
         _ => format!("the disk is full while writing {}; free some space or set HF_HUB_CACHE to a bigger disk, then pull again (it resumes)", path.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_reported_as_such_with_the_fix() {
+        let err = HubError::from_io(Path::new("/cache/blobs/x"), std::io::Error::from_raw_os_error(28));
+        assert!(matches!(err, HubError::DiskFull { .. }));
+        assert!(err.to_string().contains("disk is full") && err.to_string().contains("HF_HUB_CACHE"), "{err}");
+        let err = HubError::DiskFull { path: "/cache".into(), needed: Some(3 << 30), available: Some(1 << 30) };
+        assert!(err.to_string().contains("needs 3.00 GiB more, 1.00 GiB is free"), "{err}");
+        let other = HubError::from_io(Path::new("/x"), std::io::Error::from_raw_os_error(13));
+        assert!(matches!(other, HubError::Io { .. }));
     }
 }

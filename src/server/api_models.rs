@@ -50,7 +50,7 @@ fn body(json: Result<Json<ModelBody>, axum::extract::rejection::JsonRejection>) 
 fn registry_error(e: RegistryError) -> ApiError {
     let status = match e {
         RegistryError::NotFound { .. } => StatusCode::NOT_FOUND,
-        RegistryError::NotOwned { .. } => StatusCode::CONFLICT,
+        RegistryError::NotOwned { .. } | RegistryError::DefaultFixed { .. } => StatusCode::CONFLICT,
         RegistryError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
     };
     ApiError::new(status, e.to_string())

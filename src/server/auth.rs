@@ -37,6 +37,27 @@ fn presented(request: &Request) -> (Option<String>, bool) {
     (from_query, set_cookie)
 }
 
+/// Undoes `%XX` escapes (as a browser writes them in a URL); anything malformed stays as it is.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|_| text.to_string())
+}
+
 pub async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let Some(expected) = state.settings.api_token.clone() else {
         return next.run(request).await;
@@ -45,7 +66,9 @@ pub async fn require_token(State(state): State<AppState>, request: Request, next
         return next.run(request).await;
     }
     match presented(&request) {
-        (Some(token), set_cookie) if same(&token, &expected) => {
+        // Query and cookie values arrive percent-encoded (a header value is taken as it is, and
+        // has no `%` escapes to undo unless the token itself holds one).
+        (Some(token), set_cookie) if same(&token, &expected) || same(&percent_decode(&token), &expected) => {
             let mut response = next.run(request).await;
             if set_cookie {
                 let cookie = format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict");
@@ -64,5 +87,17 @@ pub async fn require_token(State(state): State<AppState>, request: Request, next
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             response
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_tokens_are_percent_decoded() {
+        assert_eq!(percent_decode("a%2Fb%3D%3D"), "a/b==");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
     }
 }

@@ -98,6 +98,16 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     on_bound(listener.local_addr()?);
+    serve_on(listener, state, shutdown).await
+}
+
+/// Serves on a listener bound earlier (the CLI binds before it starts the job worker, so a port
+/// in use stops Easel before any job can start).
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     axum::serve(listener, app(state).into_make_service())
         .with_graceful_shutdown(shutdown)
         .await

@@ -77,7 +77,7 @@ impl AppState {
             registry.clone(),
             settings.outputs_dir.clone(),
             settings.threads,
-            Residency::Warm,
+            if settings.low_memory { Residency::LowMemory } else { Residency::Warm },
             settings.resident_models,
         );
         let engine_metrics = executor.metrics.clone();

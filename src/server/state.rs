@@ -64,8 +64,12 @@ impl AppState {
         let lock = lock_data_dir(&settings.data_dir)?;
         std::fs::create_dir_all(&settings.outputs_dir)
             .map_err(|e| StartupError::DataDir { path: settings.outputs_dir.clone(), message: e.to_string() })?;
-        if let Err(e) = std::fs::create_dir_all(&settings.models_dir) {
-            tracing::warn!("cannot create models dir {}: {e}", settings.models_dir.display());
+        // The fallback models dir inside the data dir is Easel's to create; a configured one is not
+        // (a typo should show up as an unhealthy server, not as a new empty folder).
+        if settings.models_dir == settings.data_dir.join("models") {
+            if let Err(e) = std::fs::create_dir_all(&settings.models_dir) {
+                tracing::warn!("cannot create models dir {}: {e}", settings.models_dir.display());
+            }
         }
         let removed = remove_leftover_temp_files(&settings.outputs_dir);
         if removed > 0 {

@@ -37,8 +37,14 @@ if [ ! -x "$TOOLS_DIR/node_modules/.bin/wasm-opt" ]; then
   npm install --silent --no-audit --no-fund --prefix "$TOOLS_DIR" "binaryen@$BINARYEN_VERSION" >&2
 fi
 
-step "ONNX Runtime library"
-scripts/setup-onnxruntime.sh >&2
+if [ -n "${ORT_DYLIB_PATH:-}" ]; then
+  # The user's own library (e.g. on macOS, where no wheel is pinned here); easel checks it at start.
+  [ -f "$ORT_DYLIB_PATH" ] || { echo "ORT_DYLIB_PATH=$ORT_DYLIB_PATH does not exist" >&2; exit 1; }
+  step "ONNX Runtime library: using ORT_DYLIB_PATH=$ORT_DYLIB_PATH"
+else
+  step "ONNX Runtime library"
+  scripts/setup-onnxruntime.sh >&2
+fi
 
 if [ "$mode" = "test" ]; then
   if [ ! -x /usr/bin/chromium ]; then

@@ -11,6 +11,8 @@ pub enum PullState {
     Downloading,
     Done,
     Failed,
+    /// Stopped by a user; the partial files stay in the cache for the next pull to resume.
+    Cancelled,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,7 +73,7 @@ impl PullStatus {
     }
 
     pub fn finished(&self) -> bool {
-        matches!(self.state, PullState::Done | PullState::Failed)
+        matches!(self.state, PullState::Done | PullState::Failed | PullState::Cancelled)
     }
 
     /// 0.0 ..= 1.0 over all bytes.

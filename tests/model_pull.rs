@@ -258,6 +258,50 @@ async fn pull_over_the_api_with_progress_then_generate_with_the_pulled_model() {
     assert_eq!(default[0]["name"], "tiny-sd", "deleting the default falls back");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pull_can_be_cancelled_and_the_next_pull_resumes_it() {
+    let hub = fake_hub::start_serving_tiny(REPO, "main").await;
+    hub.state.faults.lock().unwrap().slow = true;
+    let data = temp_dir("pull-cancel");
+    let mut settings = common::settings(models_dir(), data.clone());
+    settings.hub_endpoint = hub.url();
+    let server = common::start_with(settings).await;
+    let client = reqwest::Client::new();
+    let started: Value = client.post(server.url("/api/v1/models/pull")).json(&json!({"model": REPO})).send().await.unwrap().json().await.unwrap();
+    let id = started["id"].as_str().unwrap().to_string();
+    let status_url = server.url(&format!("/api/v1/models/pulls/{id}"));
+    // Wait until some bytes are on disk, then cancel.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status: Value = client.get(&status_url).send().await.unwrap().json().await.unwrap();
+        if status["done_bytes"].as_u64().unwrap_or(0) > 3_000_000 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no progress: {status}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let cancelled = client.delete(&status_url).send().await.unwrap();
+    assert_eq!(cancelled.status(), 200);
+    let events = client.get(server.url(&format!("/api/v1/models/pulls/{id}/events"))).send().await.unwrap().text().await.unwrap();
+    assert_eq!(events.lines().filter_map(|l| l.strip_prefix("event: ")).collect::<Vec<_>>(), ["cancelled"]);
+    assert_eq!(client.delete(&status_url).send().await.unwrap().status(), 409, "already ended");
+    let models: Value = client.get(server.url("/api/v1/models")).send().await.unwrap().json().await.unwrap();
+    assert!(!models.as_array().unwrap().iter().any(|m| m["name"] == REPO), "a cancelled pull registers nothing");
+    // The served byte count stops growing once the tasks are aborted.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after_cancel = hub.state.total_served();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(hub.state.total_served(), after_cancel, "downloads stopped");
+
+    hub.state.faults.lock().unwrap().slow = false;
+    let again: Value = client.post(server.url("/api/v1/models/pull")).json(&json!({"model": REPO})).send().await.unwrap().json().await.unwrap();
+    let id = again["id"].as_str().unwrap();
+    let events = client.get(server.url(&format!("/api/v1/models/pulls/{id}/events"))).send().await.unwrap().text().await.unwrap();
+    assert!(events.contains("event: done"), "{events}");
+    let resumed = hub.state.requests.lock().unwrap().iter().any(|(_, start)| *start > 0);
+    assert!(resumed, "the second pull resumed a partial file with a Range request");
+}
+
 async fn wait_for_job(client: &reqwest::Client, server: &common::TestServer, id: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {

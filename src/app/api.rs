@@ -188,6 +188,13 @@ pub async fn pull_model(model: String) -> Result<Result<crate::pull_status::Pull
     Ok(state()?.pulls.start(&model).map_err(|e| e.to_string()))
 }
 
+/// Stops a running pull (no-op when it already ended).
+#[server(prefix = "/api/ui", endpoint = "cancel_pull", input = Json)]
+pub async fn cancel_pull(id: String) -> Result<(), ServerFnError> {
+    state()?.pulls.cancel(&id);
+    Ok(())
+}
+
 #[server(prefix = "/api/ui", endpoint = "model_pulls", input = Json)]
 pub async fn list_pulls() -> Result<Vec<crate::pull_status::PullStatus>, ServerFnError> {
     Ok(state()?.pulls.list())

@@ -5,7 +5,7 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use super::api::{delete_model, list_models, list_pulls, model_aliases, pull_model, set_default_model, ModelSummary};
+use super::api::{cancel_pull, delete_model, list_models, list_pulls, model_aliases, pull_model, set_default_model, ModelSummary};
 use super::browser;
 use crate::pull_status::{human_bytes, FileState, PullState, PullStatus};
 
@@ -174,6 +174,7 @@ fn state_text(s: &PullStatus) -> String {
         PullState::Done if s.downloaded_bytes == 0 => "Ready (already in the cache)".into(),
         PullState::Done => format!("Ready: {} downloaded", human_bytes(s.downloaded_bytes)),
         PullState::Failed => "Failed".into(),
+        PullState::Cancelled => "Cancelled".into(),
     }
 }
 
@@ -187,7 +188,7 @@ fn PullCard(status: PullStatus, on_finished: Callback<()>) -> impl IntoView {
         if stream.with_value(|s| s.is_some()) {
             return;
         }
-        let opened = browser::subscribe(&url, &["progress", "done", "failed"], &["done", "failed"], move |name, data| {
+        let opened = browser::subscribe(&url, &["progress", "done", "failed", "cancelled"], &["done", "failed", "cancelled"], move |name, data| {
             if let Ok(update) = serde_json::from_str::<PullStatus>(&data) {
                 current.set(update);
             }
@@ -198,6 +199,13 @@ fn PullCard(status: PullStatus, on_finished: Callback<()>) -> impl IntoView {
         stream.set_value(opened);
     });
     let title = format!("{}@{}", status.repo_id, status.revision);
+    let id = status.id.clone();
+    let cancel = move |_| {
+        let id = id.clone();
+        spawn_local(async move {
+            let _ = cancel_pull(id).await;
+        });
+    };
     view! {
         <article class="pull-card" data-state=move || format!("{:?}", current.get().state).to_lowercase()>
             <header>
@@ -213,6 +221,7 @@ fn PullCard(status: PullStatus, on_finished: Callback<()>) -> impl IntoView {
                     })
                     .collect_view()}
             </ul>
+            {move || (!current.get().finished()).then(|| view! { <button type="button" class="danger" on:click=cancel.clone()>"Cancel"</button> })}
             {move || current.get().error.map(|e| view! { <p class="field-error" role="alert">{e}</p> })}
             {move || current.get().model.map(|m| view! { <p class="hint">"Use it as model "<code>{m}</code></p> })}
         </article>

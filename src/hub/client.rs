@@ -212,7 +212,8 @@ impl HubClient {
         }
         let file = tokio::fs::OpenOptions::new().create(true).write(true).truncate(!resumed).append(resumed).open(dest).await.map_err(disk)?;
         // Network chunks are small (~16 KiB); batch them so each disk write is one blocking call.
-        let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
+        // (A cancelled pull loses at most this buffer per file from what it can resume.)
+        let mut file = tokio::io::BufWriter::with_capacity(256 << 10, file);
         on_progress(have);
         loop {
             let chunk = match response.chunk().await {

@@ -27,7 +27,7 @@ pub fn router() -> Router<AppState> {
         .route("/models/default", put(set_default))
         .route("/models/pull", post(start_pull))
         .route("/models/pulls", get(pulls))
-        .route("/models/pulls/{id}", get(pull_status))
+        .route("/models/pulls/{id}", get(pull_status).delete(cancel_pull))
         .route("/models/pulls/{id}/events", get(pull_events))
         .route("/models/{*name}", get(show).delete(remove))
 }
@@ -131,8 +131,17 @@ async fn pull_status(State(state): State<AppState>, Path(id): Path<String>) -> R
     state.pulls.get(&id).map(Json).ok_or_else(|| ApiError::not_found(format!("no pull {id}")))
 }
 
-/// Server-Sent Events for one pull: `progress` events (at most ten a second), then one `done` or
-/// `failed` event, then the stream ends.
+async fn cancel_pull(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<PullStatus>, ApiError> {
+    use crate::server::pulls::PullCancel;
+    match state.pulls.cancel(&id) {
+        Some(PullCancel::Cancelled(status)) => Ok(Json(status)),
+        Some(PullCancel::AlreadyFinished(status)) => Err(ApiError::new(StatusCode::CONFLICT, format!("pull {id} already ended ({:?})", status.state).to_lowercase())),
+        None => Err(ApiError::not_found(format!("no pull {id}"))),
+    }
+}
+
+/// Server-Sent Events for one pull: `progress` events (at most ten a second), then one `done`,
+/// `failed` or `cancelled` event, then the stream ends.
 async fn pull_events(State(state): State<AppState>, Path(id): Path<String>) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let receiver = state.pulls.watch(&id).ok_or_else(|| ApiError::not_found(format!("no pull {id}")))?;
     let stream = futures::stream::unfold((receiver, true, false), |(mut receiver, first, done)| async move {
@@ -147,6 +156,7 @@ async fn pull_events(State(state): State<AppState>, Path(id): Path<String>) -> R
         let name = match status.state {
             crate::pull_status::PullState::Done => "done",
             crate::pull_status::PullState::Failed => "failed",
+            crate::pull_status::PullState::Cancelled => "cancelled",
             _ => "progress",
         };
         let event = Event::default().event(name).data(serde_json::to_string(&status).unwrap_or_default());

@@ -63,11 +63,14 @@ pub fn document() -> Value {
                              "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Pull" } } } },
                     "422": error_response("not an alias or org/name[@revision]") } } },
             "/api/v1/models/pulls": { "get": { "summary": "Recent pulls, newest first", "responses": { "200": { "description": "list of Pull" } } } },
-            "/api/v1/models/pulls/{id}": { "get": { "summary": "One pull", "parameters": [job_id_param()], "responses": {
-                "200": { "description": "the pull", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Pull" } } } },
-                "404": error_response("no such pull") } } },
+            "/api/v1/models/pulls/{id}": {
+                "get": { "summary": "One pull", "parameters": [job_id_param()], "responses": {
+                    "200": { "description": "the pull", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Pull" } } } },
+                    "404": error_response("no such pull") } },
+                "delete": { "summary": "Cancel a running pull (its partial files stay in the cache; pulling again resumes them)", "parameters": [job_id_param()], "responses": {
+                    "200": { "description": "cancelled" }, "404": error_response("no such pull"), "409": error_response("already ended") } } },
             "/api/v1/models/pulls/{id}/events": { "get": {
-                "summary": "Server-Sent Events: `progress` (at most ten a second), then one `done` or `failed`; each carries the whole Pull",
+                "summary": "Server-Sent Events: `progress` (at most ten a second), then one `done`, `failed` or `cancelled`; each carries the whole Pull",
                 "parameters": [job_id_param()],
                 "responses": { "200": { "description": "text/event-stream" }, "404": error_response("no such pull") } } },
             "/api/v1/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3" } } } },
@@ -157,7 +160,7 @@ pub fn document() -> Value {
                 "size_bytes": { "type": "integer" }, "is_default": { "type": "boolean" }, "removable": { "type": "boolean" } } },
             "Pull": { "type": "object", "properties": {
                 "id": { "type": "string" }, "repo_id": { "type": "string" }, "revision": { "type": "string" }, "commit": { "type": "string", "nullable": true },
-                "state": { "type": "string", "enum": ["resolving", "downloading", "done", "failed"] },
+                "state": { "type": "string", "enum": ["resolving", "downloading", "done", "failed", "cancelled"] },
                 "files": { "type": "array", "items": { "type": "object", "properties": {
                     "path": { "type": "string" }, "size": { "type": "integer" }, "done": { "type": "integer" },
                     "state": { "type": "string", "enum": ["waiting", "downloading", "verifying", "cached", "done", "failed"] } } } },

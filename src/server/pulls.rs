@@ -20,7 +20,20 @@ pub struct PullManager {
     registry: ModelRegistry,
     endpoint: String,
     token: Option<String>,
-    pulls: Mutex<VecDeque<Arc<watch::Sender<PullStatus>>>>,
+    pulls: Mutex<VecDeque<Pull>>,
+}
+
+/// One pull: its status channel and the handle that stops its task.
+struct Pull {
+    status: Arc<watch::Sender<PullStatus>>,
+    task: tokio::task::AbortHandle,
+}
+
+/// What cancelling a pull did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PullCancel {
+    Cancelled(PullStatus),
+    AlreadyFinished(PullStatus),
 }
 
 impl PullManager {
@@ -35,22 +48,40 @@ impl PullManager {
         let request = PullRequest::parse(spec)?;
         let mut pulls = self.pulls.lock().expect("pulls lock");
         if let Some(running) = pulls.iter().find(|p| {
-            let s = p.borrow();
+            let s = p.status.borrow();
             !s.finished() && s.repo_id == request.repo_id && s.revision == request.revision
         }) {
-            return Ok(running.borrow().clone());
+            return Ok(running.status.borrow().clone());
         }
         let id = uuid::Uuid::new_v4().simple().to_string();
         let (sender, _) = watch::channel(PullStatus::new(id.clone(), request.repo_id.clone(), request.revision.clone()));
         let sender = Arc::new(sender);
-        pulls.push_back(sender.clone());
-        while pulls.len() > KEEP_FINISHED && pulls.front().is_some_and(|p| p.borrow().finished()) {
+        let first = sender.borrow().clone();
+        // Spawned while the lock is held, so a cancel cannot find the pull without its handle.
+        let task = tokio::spawn(run(self.registry.clone(), (self.endpoint.clone(), self.token.clone()), request, sender.clone(), id));
+        pulls.push_back(Pull { status: sender, task: task.abort_handle() });
+        while pulls.len() > KEEP_FINISHED && pulls.front().is_some_and(|p| p.status.borrow().finished()) {
             pulls.pop_front();
         }
-        drop(pulls);
-        let first = sender.borrow().clone();
-        tokio::spawn(run(self.registry.clone(), (self.endpoint.clone(), self.token.clone()), request, sender, id));
         Ok(first)
+    }
+
+    /// Stops a running pull. Its partial files stay in the hub cache, so pulling again resumes.
+    pub fn cancel(&self, id: &str) -> Option<PullCancel> {
+        let pulls = self.pulls.lock().expect("pulls lock");
+        let pull = pulls.iter().find(|p| p.status.borrow().id == id)?;
+        let current = pull.status.borrow().clone();
+        if current.finished() {
+            return Some(PullCancel::AlreadyFinished(current));
+        }
+        pull.task.abort();
+        pull.status.send_modify(|s| {
+            s.state = PullState::Cancelled;
+            s.error = Some("cancelled; the partial download stays in the cache, and pulling again resumes it".into());
+        });
+        tracing::info!(repo = %current.repo_id, "pull cancelled");
+        let cancelled = pull.status.borrow().clone();
+        Some(PullCancel::Cancelled(cancelled))
     }
 
     pub fn get(&self, id: &str) -> Option<PullStatus> {
@@ -63,16 +94,16 @@ impl PullManager {
 
     /// Recent pulls, newest first.
     pub fn list(&self) -> Vec<PullStatus> {
-        self.pulls.lock().expect("pulls lock").iter().rev().map(|p| p.borrow().clone()).collect()
+        self.pulls.lock().expect("pulls lock").iter().rev().map(|p| p.status.borrow().clone()).collect()
     }
 
     /// Pulls still running (for `/metrics`).
     pub fn running(&self) -> usize {
-        self.pulls.lock().expect("pulls lock").iter().filter(|p| !p.borrow().finished()).count()
+        self.pulls.lock().expect("pulls lock").iter().filter(|p| !p.status.borrow().finished()).count()
     }
 
     fn find(&self, id: &str) -> Option<Arc<watch::Sender<PullStatus>>> {
-        self.pulls.lock().expect("pulls lock").iter().find(|p| p.borrow().id == id).cloned()
+        self.pulls.lock().expect("pulls lock").iter().find(|p| p.status.borrow().id == id).map(|p| p.status.clone())
     }
 }
 
@@ -87,7 +118,13 @@ async fn run(registry: ModelRegistry, (endpoint, token): (String, Option<String>
             if status.state == PullState::Done {
                 status.state = PullState::Downloading;
             }
-            sender.send_replace(status);
+            sender.send_if_modified(|current| {
+                if current.finished() {
+                    return false;
+                }
+                *current = status;
+                true
+            });
         })
     };
     let outcome = async {

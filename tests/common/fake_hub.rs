@@ -36,6 +36,9 @@ pub struct Faults {
     pub corrupt: Option<String>,
     /// Listed by the API but answered 404 on resolve.
     pub hidden: Option<String>,
+    /// Content is sent with a pause after every 64 KiB (a slow link), so a pull can be caught
+    /// mid-way.
+    pub slow: bool,
 }
 
 #[derive(Default)]
@@ -250,6 +253,7 @@ fn content(state: &HubState, path: &str, mut bytes: Vec<u8>, headers: &HeaderMap
         let middle = total / 2;
         bytes[middle] ^= 0xff;
     }
+    let slow = faults.slow;
     let mut cut = None;
     if let Some((file, after, times)) = &mut faults.drop_after {
         if file == path && *times > 0 {
@@ -275,5 +279,12 @@ fn content(state: &HubState, path: &str, mut bytes: Vec<u8>, headers: &HeaderMap
     if status == StatusCode::PARTIAL_CONTENT {
         response = response.header(header::CONTENT_RANGE, format!("bytes {from}-{}/{total}", total - 1));
     }
-    response.body(Body::from_stream(futures::stream::iter(chunks))).unwrap()
+    use futures::StreamExt;
+    let stream = futures::stream::iter(chunks).then(move |chunk| async move {
+        if slow {
+            tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+        }
+        chunk
+    });
+    response.body(Body::from_stream(stream)).unwrap()
 }

@@ -169,3 +169,18 @@ test("the gallery loads the next page when scrolled to the end", async ({ page }
   await page.mouse.wheel(0, 100_000);
   await expect.poll(async () => tiles.count(), { timeout: 10_000 }).toBeGreaterThan(before);
 });
+
+test("a reload brings back the cards of jobs still running, and the queue page lists them", async ({ page }) => {
+  await openGenerate(page);
+  await fillForm(page, { prompt: "survives a reload", width: 256, height: 256, steps: 150 });
+  await page.getByRole("button", { name: "Generate" }).click();
+  await expect(card(page, "survives a reload").locator(".job-state")).toHaveText(/Step [1-9]\d*\/150/, { timeout: 60_000 });
+  await page.reload();
+  await expect(page.locator("section.generate")).toHaveAttribute("data-hydrated", "true");
+  await expect(card(page, "survives a reload").locator(".job-state")).toHaveText(/Step [1-9]\d*\/150/, { timeout: 30_000 });
+  await page.goto("/queue");
+  const row = page.locator(".queue-list li").filter({ hasText: "survives a reload" });
+  await expect(row).toBeVisible();
+  await row.getByRole("button", { name: "Cancel" }).click();
+  await expect(row).toHaveCount(0, { timeout: 15_000 });
+});

@@ -136,6 +136,13 @@ pub async fn list_history(limit: u32, before: Option<i64>) -> Result<HistoryPage
     Ok(HistoryPage { jobs: page.jobs.into_iter().map(summary).collect(), next_before: page.next_before })
 }
 
+/// Queued and running jobs in run order (the Queue page, and the job cards a reload restores).
+#[server(prefix = "/api/ui", endpoint = "active_jobs", input = Json)]
+pub async fn list_active_jobs() -> Result<Vec<JobSummary>, ServerFnError> {
+    let store = state()?.jobs.store().clone();
+    Ok(blocking(move || store.active(500)).await?.into_iter().map(summary).collect())
+}
+
 #[server(prefix = "/api/ui", endpoint = "job", input = Json)]
 pub async fn get_job(id: String) -> Result<Option<JobSummary>, ServerFnError> {
     let store = state()?.jobs.store().clone();

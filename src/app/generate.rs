@@ -6,7 +6,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use serde::{Deserialize, Serialize};
 
-use super::api::{cancel_job, list_models, submit_generation, ImageRef, SubmitOutcome};
+use super::api::{cancel_job, list_active_jobs, list_models, submit_generation, ImageRef, SubmitOutcome};
 use super::browser;
 use crate::request::{FieldError, GenerateRequest, GenerationSettings, KARRAS_SAMPLERS, SAMPLER_NAMES};
 
@@ -131,6 +131,21 @@ pub fn GeneratePage() -> impl IntoView {
     let submitting = RwSignal::new(false);
     let hydrated = RwSignal::new(false);
     let models = Resource::new(|| (), |_| list_models());
+
+    // Browser only: after a reload, jobs still queued or running get their live cards back.
+    Effect::new(move |_| {
+        spawn_local(async move {
+            if let Ok(active) = list_active_jobs().await {
+                jobs.update(|shown| {
+                    for job in active.into_iter().rev() {
+                        if !shown.iter().any(|s| s.id == job.id) {
+                            shown.push(SubmittedJob { id: job.id, settings: job.settings, position: job.position });
+                        }
+                    }
+                });
+            }
+        });
+    });
 
     // Browser only: restore the saved form once, then save every change.
     let restored = StoredValue::new(false);

@@ -1,14 +1,15 @@
-//! The Queue page: what is queued and running, with cancel; refreshed every two seconds.
+//! The Queue page: everything queued and running, in run order, with cancel; refreshed every
+//! two seconds.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use super::api::{cancel_job, list_history};
+use super::api::{cancel_job, list_active_jobs};
 
 #[component]
 pub fn QueuePage() -> impl IntoView {
     let tick = RwSignal::new(0u32);
-    let jobs = Resource::new(move || tick.get(), |_| list_history(100, None));
+    let jobs = Resource::new(move || tick.get(), |_| list_active_jobs());
     Effect::new(move |_| {
         set_interval(move || tick.update(|t| *t += 1), std::time::Duration::from_secs(2));
     });
@@ -17,14 +18,7 @@ pub fn QueuePage() -> impl IntoView {
             <h1>"Queue"</h1>
             <Transition fallback=|| view! { <p class="empty">"Loading…"</p> }>
                 {move || Suspend::new(async move {
-                    let active: Vec<_> = jobs
-                        .await
-                        .map(|p| p.jobs)
-                        .unwrap_or_default()
-                        .into_iter()
-                        .filter(|j| j.status == "queued" || j.status == "running")
-                        .rev()
-                        .collect();
+                    let active = jobs.await.unwrap_or_default();
                     if active.is_empty() {
                         return view! { <p class="empty">"Nothing queued."</p> }.into_any();
                     }

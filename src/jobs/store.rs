@@ -463,6 +463,14 @@ impl JobStore {
         Ok(positions)
     }
 
+    /// Every queued or running job, in run order (the running one first), at most `limit`.
+    pub fn active(&self, limit: u32) -> Result<Vec<JobRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!("{JOB_SELECT} WHERE j.status IN ('queued', 'running') ORDER BY j.seq LIMIT ?1"))?;
+        let raws: Vec<RawJob> = stmt.query_map([i64::from(limit)], RawJob::from_row)?.collect::<Result<_, _>>()?;
+        raws.into_iter().map(|raw| finish_job(&conn, raw)).collect()
+    }
+
     /// The queued job that runs next (smallest seq).
     pub fn next_queued(&self) -> Result<Option<JobRecord>, StoreError> {
         let conn = self.conn();
@@ -826,6 +834,20 @@ pub(crate) mod tests {
         let store = JobStore::open(&dir.0.join("nested")).unwrap();
         assert_eq!(store.get(&id).unwrap().unwrap().settings.prompt, "kept");
         assert!(dir.0.join("nested").join(DB_FILE_NAME).exists());
+    }
+
+    #[test]
+    fn active_lists_running_then_queued_in_run_order_and_nothing_finished() {
+        let dir = TempDir::new("active");
+        let store = JobStore::open(&dir.0).unwrap();
+        let ids: Vec<String> = ["one", "two", "three", "four"].iter().map(|p| submit(&store, p).id).collect();
+        assert!(store.mark_running(&ids[0]).unwrap());
+        store.mark_succeeded(&ids[0], &[image(0, 1)]).unwrap();
+        assert!(store.mark_running(&ids[1]).unwrap());
+        store.cancel(&ids[3]).unwrap();
+        let active: Vec<(String, JobStatus)> = store.active(10).unwrap().into_iter().map(|j| (j.id, j.status)).collect();
+        assert_eq!(active, vec![(ids[1].clone(), JobStatus::Running), (ids[2].clone(), JobStatus::Queued)]);
+        assert_eq!(store.active(1).unwrap().len(), 1);
     }
 
     #[test]

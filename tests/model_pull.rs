@@ -314,6 +314,50 @@ async fn wait_for_job(client: &reqwest::Client, server: &common::TestServer, id:
     }
 }
 
+/// The pipeline's files for `models/tiny-sd` with the UNet's weights moved into an external
+/// `unet/weights.pb`, as the fp32 SD 1.5 exports on the hub store them (made with `onnx`).
+async fn tiny_with_external_weights(dir: &Path) {
+    let (python, tiny, dir) = (python(), models_dir().join("tiny-sd"), dir.to_path_buf());
+    let script = "import onnx, shutil, sys\n\
+        src, dst = sys.argv[1], sys.argv[2]\n\
+        shutil.copytree(src, dst)\n\
+        m = onnx.load(dst + '/unet/model.onnx')\n\
+        onnx.save_model(m, dst + '/unet/model.onnx', save_as_external_data=True, all_tensors_to_one_file=True, location='weights.pb', size_threshold=0)\n";
+    let output = tokio::task::spawn_blocking(move || std::process::Command::new(python).args(["-c", script]).arg(&tiny).arg(&dir).output().unwrap()).await.unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_model_with_external_weights_runs_from_the_linked_snapshot() {
+    let data = temp_dir("pull-external");
+    let folder = data.join("tiny-external");
+    tiny_with_external_weights(&folder).await;
+    assert!(std::fs::metadata(folder.join("unet/weights.pb")).unwrap().len() > 1_000_000);
+    assert!(std::fs::metadata(folder.join("unet/model.onnx")).unwrap().len() < tiny_file("unet/model.onnx").len() as u64 / 2);
+    let hub = fake_hub::start_serving(&folder, REPO, "main").await;
+    let mut settings = common::settings(models_dir(), data.clone());
+    settings.hub_endpoint = hub.url();
+    let server = common::start_with(settings).await;
+    let client = reqwest::Client::new();
+    let started: Value = client.post(server.url("/api/v1/models/pull")).json(&json!({"model": REPO})).send().await.unwrap().json().await.unwrap();
+    let events = client.get(server.url(&format!("/api/v1/models/pulls/{}/events", started["id"].as_str().unwrap()))).send().await.unwrap().text().await.unwrap();
+    assert!(events.contains("event: done"), "{events}");
+    let snapshot = HubCache::new(data.join("hub")).snapshot_dir(REPO, &format!("{}c0ff", "c0ffee".repeat(6)));
+    assert!(std::fs::symlink_metadata(snapshot.join("unet/weights.pb")).unwrap().file_type().is_symlink());
+    // ONNX Runtime finds the external weights through the snapshot's symlink; same pixels as the
+    // bundled folder.
+    let mut pixels = Vec::new();
+    for model in [REPO, "tiny-sd"] {
+        let body = json!({"prompt": "external", "seed": 5, "width": 64, "height": 64, "steps": 2, "sampler": "euler", "model": model});
+        let sub: Value = client.post(server.url("/api/v1/generate")).json(&body).send().await.unwrap().json().await.unwrap();
+        let job = wait_for_job(&client, &server, sub["id"].as_str().unwrap()).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+        let png = client.get(server.url(job["images"][0]["url"].as_str().unwrap())).send().await.unwrap().bytes().await.unwrap();
+        pixels.push(image::load_from_memory(&png).unwrap().to_rgb8().into_raw());
+    }
+    assert_eq!(pixels[0], pixels[1]);
+}
+
 /// The Python client of the hub, from the model tooling's venv (built by the test command's setup).
 fn python() -> PathBuf {
     let python = models_dir().join(".venv/bin/python");

@@ -99,7 +99,12 @@ pub fn read_folder(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 /// A hub serving `models/tiny-sd` as `repo` at branch `revision`, plus a README and a PyTorch
 /// weight file that a pull must skip.
 pub async fn start_serving_tiny(repo: &str, revision: &str) -> FakeHub {
-    let mut files = read_folder(&super::models_dir().join("tiny-sd"));
+    start_serving(&super::models_dir().join("tiny-sd"), repo, revision).await
+}
+
+/// A hub serving `folder` as `repo` at branch `revision` (plus a README and a PyTorch file).
+pub async fn start_serving(folder: &Path, repo: &str, revision: &str) -> FakeHub {
+    let mut files = read_folder(folder);
     files.insert("README.md".into(), b"# tiny\n".to_vec());
     files.insert("unet/diffusion_pytorch_model.bin".into(), vec![7u8; 200_000]);
     let hub = start().await;

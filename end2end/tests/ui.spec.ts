@@ -163,7 +163,7 @@ test("the gallery loads the next page when scrolled to the end", async ({ page }
   await page.goto("/gallery");
   const tiles = page.locator(".tile");
   await expect(tiles.first()).toBeVisible();
-  await page.waitForTimeout(500); // hydration
+  await expect(page.locator("section.gallery")).toHaveAttribute("data-hydrated", "true");
   const before = await tiles.count();
   expect(before).toBeGreaterThanOrEqual(24);
   await page.mouse.wheel(0, 100_000);
@@ -179,8 +179,24 @@ test("a reload brings back the cards of jobs still running, and the queue page l
   await expect(page.locator("section.generate")).toHaveAttribute("data-hydrated", "true");
   await expect(card(page, "survives a reload").locator(".job-state")).toHaveText(/Step [1-9]\d*\/150/, { timeout: 30_000 });
   await page.goto("/queue");
+  await expect(page.locator("section.queue")).toHaveAttribute("data-hydrated", "true");
   const row = page.locator(".queue-list li").filter({ hasText: "survives a reload" });
   await expect(row).toBeVisible();
   await row.getByRole("button", { name: "Cancel" }).click();
   await expect(row).toHaveCount(0, { timeout: 15_000 });
+});
+
+test("the prompt filter searches the whole history, not just the loaded page", async ({ page }) => {
+  // An image older than the first gallery page (the scroll test above made 26 newer jobs).
+  const r = await page.request.get("/api/v1/generate?limit=24");
+  const firstPage = (await r.json()).jobs.map((j: { request: { prompt: string } }) => j.request.prompt);
+  expect(firstPage).not.toContain("golden path lighthouse");
+  await page.goto("/gallery");
+  await expect(page.locator("section.gallery")).toHaveAttribute("data-hydrated", "true");
+  await page.getByLabel("Filter by prompt").fill("GOLDEN path");
+  const tiles = page.locator(".tile");
+  await expect(tiles.filter({ hasText: "golden path lighthouse" })).toHaveCount(1);
+  await expect(tiles).toHaveCount(1);
+  await page.getByLabel("Filter by prompt").fill("no such prompt anywhere");
+  await expect(page.locator(".gallery .empty")).toContainText("No images whose prompt contains");
 });

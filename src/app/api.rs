@@ -129,10 +129,10 @@ pub async fn submit_generation(request: GenerateRequest) -> Result<SubmitOutcome
 }
 
 #[server(prefix = "/api/ui", endpoint = "history", input = Json)]
-pub async fn list_history(limit: u32, before: Option<i64>) -> Result<HistoryPage, ServerFnError> {
+pub async fn list_history(limit: u32, before: Option<i64>, prompt: Option<String>) -> Result<HistoryPage, ServerFnError> {
     let state = state()?;
     let store = state.jobs.store().clone();
-    let page = blocking(move || store.list(limit.clamp(1, 100), before)).await?;
+    let page = blocking(move || store.list_matching(limit.clamp(1, 100), before, prompt.as_deref())).await?;
     Ok(HistoryPage { jobs: page.jobs.into_iter().map(summary).collect(), next_before: page.next_before })
 }
 

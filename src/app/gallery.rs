@@ -1,5 +1,6 @@
 //! The Gallery page: every finished image, newest first, one page at a time (automatically when
-//! the end of the list scrolls into view, or with "Load more"), a prompt filter over what is loaded,
+//! the end of the list scrolls into view, or with "Load more"), a prompt filter the server applies
+//! to the whole history,
 //! and a detail view with all the settings and the actions on one image.
 
 use leptos::prelude::*;
@@ -15,11 +16,23 @@ const PAGE: u32 = 24;
 
 #[component]
 pub fn GalleryPage() -> impl IntoView {
-    let first = Resource::new(|| (), |_| list_history(PAGE, None));
+    let hydrated = RwSignal::new(false);
+    Effect::new(move |_| hydrated.set(true));
+    let filter = RwSignal::new(String::new());
+    let query = move || Some(filter.get().trim().to_string()).filter(|q| !q.is_empty());
+    let first = Resource::new(query, |q| list_history(PAGE, None, q));
     let more = RwSignal::new(Vec::<JobSummary>::new());
     let cursor = RwSignal::new(None::<Option<i64>>);
     let loading = RwSignal::new(false);
-    let filter = RwSignal::new(String::new());
+    // A new filter starts again from its own first page.
+    Effect::new(move |previous: Option<Option<String>>| {
+        let current = query();
+        if previous.is_some_and(|p| p != current) {
+            more.set(Vec::new());
+            cursor.set(None);
+        }
+        current
+    });
     let deleted = RwSignal::new(Vec::<String>::new());
     let selected = RwSignal::new(None::<(JobSummary, ImageRef)>);
 
@@ -30,8 +43,9 @@ pub fn GalleryPage() -> impl IntoView {
             return;
         }
         loading.set(true);
+        let prompt = Some(filter.get_untracked().trim().to_string()).filter(|q| !q.is_empty());
         spawn_local(async move {
-            if let Ok(page) = list_history(PAGE, Some(before)).await {
+            if let Ok(page) = list_history(PAGE, Some(before), prompt).await {
                 more.update(|m| m.extend(page.jobs));
                 cursor.set(Some(page.next_before));
             }
@@ -48,10 +62,8 @@ pub fn GalleryPage() -> impl IntoView {
     on_cleanup(move || on_scroll.remove());
 
     let tiles = move |jobs: Vec<JobSummary>| {
-        let needle = filter.get().to_lowercase();
         let gone = deleted.get();
         jobs.into_iter()
-            .filter(|j| needle.is_empty() || j.settings.prompt.to_lowercase().contains(&needle))
             .flat_map(|job| job.images.clone().into_iter().map(move |image| (job.clone(), image)))
             .filter(|(_, image)| !gone.contains(&image.id))
             .map(|(job, image)| {
@@ -69,7 +81,7 @@ pub fn GalleryPage() -> impl IntoView {
     };
 
     view! {
-        <section class="page gallery">
+        <section class="page gallery" data-hydrated=move || hydrated.get().to_string()>
             <h1>"Gallery"</h1>
             <label for="gallery-filter">"Filter by prompt"</label>
             <input
@@ -83,7 +95,11 @@ pub fn GalleryPage() -> impl IntoView {
                 {move || Suspend::new(async move {
                     match first.await {
                         Ok(page) if page.jobs.iter().all(|j| j.images.is_empty()) && more.with(Vec::is_empty) => {
-                            view! { <p class="empty">"No images yet. Generate one!"</p> }.into_any()
+                            let message = match query() {
+                                Some(q) => format!("No images whose prompt contains “{q}”."),
+                                None => "No images yet. Generate one!".to_string(),
+                            };
+                            view! { <p class="empty">{message}</p> }.into_any()
                         }
                         Ok(page) => view! {
                             <ul class="grid" aria-label="Images">

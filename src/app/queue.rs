@@ -9,12 +9,14 @@ use super::api::{cancel_job, list_active_jobs};
 #[component]
 pub fn QueuePage() -> impl IntoView {
     let tick = RwSignal::new(0u32);
+    let hydrated = RwSignal::new(false);
+    Effect::new(move |_| hydrated.set(true));
     let jobs = Resource::new(move || tick.get(), |_| list_active_jobs());
     Effect::new(move |_| {
         set_interval(move || tick.update(|t| *t += 1), std::time::Duration::from_secs(2));
     });
     view! {
-        <section class="page queue">
+        <section class="page queue" data-hydrated=move || hydrated.get().to_string()>
             <h1>"Queue"</h1>
             <Transition fallback=|| view! { <p class="empty">"Loading…"</p> }>
                 {move || Suspend::new(async move {

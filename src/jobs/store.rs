@@ -407,23 +407,23 @@ impl JobStore {
     /// `seq` below `before` (all when `None`). The cursor is `seq`, which never changes, so pages
     /// neither skip nor repeat jobs while new ones arrive.
     pub fn list(&self, limit: u32, before: Option<i64>) -> Result<JobPage, StoreError> {
+        self.list_matching(limit, before, None)
+    }
+
+    /// [`Self::list`] restricted to jobs whose prompt contains `prompt` (ASCII case-insensitive),
+    /// searched in the database, so the filter covers the whole history and not one page.
+    pub fn list_matching(&self, limit: u32, before: Option<i64>, prompt: Option<&str>) -> Result<JobPage, StoreError> {
         let limit = limit.clamp(1, MAX_LIST_LIMIT);
         let conn = self.conn();
         // One extra row tells whether an older page exists, so the last page has no cursor.
         let fetch = i64::from(limit) + 1;
-        let raws: Vec<RawJob> = match before {
-            Some(before) => {
-                let mut stmt =
-                    conn.prepare_cached(&format!("{JOB_SELECT} WHERE j.seq < ?1 ORDER BY j.seq DESC LIMIT ?2"))?;
-                let rows = stmt.query_map(params![before, fetch], RawJob::from_row)?;
-                rows.collect::<Result<_, _>>()?
-            }
-            None => {
-                let mut stmt = conn.prepare_cached(&format!("{JOB_SELECT} ORDER BY j.seq DESC LIMIT ?1"))?;
-                let rows = stmt.query_map(params![fetch], RawJob::from_row)?;
-                rows.collect::<Result<_, _>>()?
-            }
-        };
+        let prompt = prompt.map(str::trim).filter(|p| !p.is_empty());
+        let mut stmt = conn.prepare_cached(&format!(
+            "{JOB_SELECT} WHERE (?1 IS NULL OR j.seq < ?1) \
+             AND (?2 IS NULL OR instr(lower(json_extract(j.request, '$.prompt')), lower(?2)) > 0) \
+             ORDER BY j.seq DESC LIMIT ?3"
+        ))?;
+        let raws: Vec<RawJob> = stmt.query_map(params![before, prompt, fetch], RawJob::from_row)?.collect::<Result<_, _>>()?;
         let more = raws.len() > limit as usize;
         let jobs =
             raws.into_iter().take(limit as usize).map(|raw| finish_job(&conn, raw)).collect::<Result<Vec<_>, _>>()?;
@@ -848,6 +848,23 @@ pub(crate) mod tests {
         let active: Vec<(String, JobStatus)> = store.active(10).unwrap().into_iter().map(|j| (j.id, j.status)).collect();
         assert_eq!(active, vec![(ids[1].clone(), JobStatus::Running), (ids[2].clone(), JobStatus::Queued)]);
         assert_eq!(store.active(1).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn list_matching_searches_prompts_across_pages() {
+        let dir = TempDir::new("matching");
+        let store = JobStore::open(&dir.0).unwrap();
+        for n in 0..30 {
+            submit(&store, &if n % 10 == 0 { format!("A Red Fox {n}") } else { format!("lighthouse {n}") });
+        }
+        let page = store.list_matching(2, None, Some("red fox")).unwrap();
+        let prompts: Vec<&str> = page.jobs.iter().map(|j| j.settings.prompt.as_str()).collect();
+        assert_eq!(prompts, ["A Red Fox 20", "A Red Fox 10"]);
+        let rest = store.list_matching(2, page.next_before, Some("red fox")).unwrap();
+        assert_eq!(rest.jobs.iter().map(|j| j.settings.prompt.as_str()).collect::<Vec<_>>(), ["A Red Fox 0"]);
+        assert_eq!(rest.next_before, None);
+        assert_eq!(store.list_matching(100, None, Some("  ")).unwrap().jobs.len(), 30, "a blank filter matches all");
+        assert!(store.list_matching(10, None, Some("%")).unwrap().jobs.is_empty(), "no wildcard characters");
     }
 
     #[test]

@@ -179,6 +179,8 @@ async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result
 struct HistoryQuery {
     limit: Option<String>,
     before: Option<String>,
+    /// Only jobs whose prompt contains this text (case-insensitive for ASCII).
+    q: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -213,7 +215,8 @@ async fn history(State(state): State<AppState>, Query(q): Query<HistoryQuery>) -
         return Err(unprocessable(errors));
     }
     let store = state.jobs.store().clone();
-    let page = blocking(move || store.list(limit, before)).await?;
+    let prompt = q.q;
+    let page = blocking(move || store.list_matching(limit, before, prompt.as_deref())).await?;
     Ok(Json(HistoryPage { jobs: page.jobs.into_iter().map(|j| view(&state, j)).collect(), next_before: page.next_before }))
 }
 

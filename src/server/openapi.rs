@@ -93,7 +93,8 @@ pub fn document() -> Value {
                     "summary": "History, newest first",
                     "parameters": [
                         { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": super::api_jobs::MAX_PAGE, "default": 20 } },
-                        { "name": "before", "in": "query", "schema": { "type": "integer" }, "description": "`next_before` of the previous page" }
+                        { "name": "before", "in": "query", "schema": { "type": "integer" }, "description": "`next_before` of the previous page" },
+                        { "name": "q", "in": "query", "schema": { "type": "string" }, "description": "only jobs whose prompt contains this text (ASCII case-insensitive)" }
                     ],
                     "responses": { "200": { "description": "a page of jobs" }, "422": error_response("bad limit or cursor") }
                 }

@@ -207,6 +207,13 @@ impl HubClient {
         if !status.is_success() {
             return Err(self.status_error(status, repo_id, format!("file {} in {repo_id}", meta.path)));
         }
+        if resumed {
+            // The part must start exactly where the file on disk ends, or appending would corrupt it.
+            let range = header(response.headers(), "content-range").unwrap_or_default();
+            if !range.starts_with(&format!("bytes {have}-")) {
+                return Err(HubError::Protocol(format!("the server answered a resume of {} from byte {have} with range {range:?}", meta.path)));
+            }
+        }
         if !resumed {
             have = 0;
         }

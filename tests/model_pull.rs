@@ -144,6 +144,32 @@ async fn a_corrupted_byte_fails_the_checksum_and_nothing_is_registered() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_file_another_process_is_downloading_is_waited_for_not_written_twice() {
+    use fs4::fs_std::FileExt;
+    let hub = fake_hub::start_serving_tiny(REPO, "main").await;
+    let data = temp_dir("pull-lock");
+    let cache = HubCache::new(data.join("hub"));
+    use sha2::Digest;
+    let etag = format!("{:x}", sha2::Sha256::digest(tiny_file("unet/model.onnx")));
+    // Hold the lock huggingface_hub would hold while it downloads the UNet.
+    let lock_path = cache.lock_path(REPO, &etag);
+    std::fs::create_dir_all(lock_path.parent().unwrap()).unwrap();
+    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).unwrap();
+    lock.lock_exclusive().unwrap();
+    let (url, root) = (hub.url(), data.join("hub"));
+    let pulling = tokio::spawn(async move { pull_from(&url, None, &root, &request(REPO, "main")).await });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!pulling.is_finished(), "the pull waits for the lock");
+    assert_eq!(hub.state.served("unet/model.onnx"), 0);
+    // The other process finishes the file, then lets go.
+    std::fs::write(cache.blob_path(REPO, &etag), tiny_file("unet/model.onnx")).unwrap();
+    drop(lock);
+    let pulled = pulling.await.unwrap().unwrap();
+    assert_eq!(hub.state.served("unet/model.onnx"), 0, "not downloaded again");
+    assert_eq!(std::fs::read(pulled.dir.join("unet/model.onnx")).unwrap(), tiny_file("unet/model.onnx"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_private_repo_needs_the_token() {
     let hub = fake_hub::start_serving_tiny(REPO, "main").await;
     hub.state.faults.lock().unwrap().token = Some("hf_secret".into());

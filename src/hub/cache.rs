@@ -68,6 +68,13 @@ impl HubCache {
         self.repo_dir(repo_id).join("blobs").join(format!("{etag}.incomplete"))
     }
 
+    /// The lock file `huggingface_hub` holds (an exclusive `flock`) while it downloads a blob;
+    /// Easel takes the same lock, so two pulls of one file (two Easel processes, or Easel and a
+    /// Python tool) never write it at once.
+    pub fn lock_path(&self, repo_id: &str, etag: &str) -> PathBuf {
+        self.root.join(".locks").join(format!("models--{}", repo_id.replace('/', "--"))).join(format!("{etag}.lock"))
+    }
+
     pub fn snapshot_dir(&self, repo_id: &str, commit: &str) -> PathBuf {
         self.repo_dir(repo_id).join("snapshots").join(commit)
     }

@@ -322,6 +322,24 @@ async fn fetch_blob(
     downloaded: &std::sync::atomic::AtomicU64,
 ) -> Result<(), HubError> {
     let partial = cache.incomplete_path(repo_id, &meta.etag);
+    let blob = cache.blob_path(repo_id, &meta.etag);
+    let lock_path = cache.lock_path(repo_id, &meta.etag);
+    let _lock = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+        use fs4::fs_std::FileExt;
+        if let Some(parent) = lock_path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?;
+        file.lock_exclusive()?;
+        Ok(file)
+    })
+    .await
+    .map_err(|e| HubError::Protocol(format!("lock task failed: {e}")))?
+    .map_err(|e| HubError::from_io(&cache.lock_path(repo_id, &meta.etag), e))?;
+    if blob.is_file() {
+        // Another process finished this file while we waited for its lock.
+        return Ok(());
+    }
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -348,7 +366,6 @@ async fn fetch_blob(
     tokio::task::spawn_blocking(move || verify(&path, &etag, &file))
         .await
         .map_err(|e| HubError::Protocol(format!("verification task failed: {e}")))??;
-    let blob = cache.blob_path(repo_id, &meta.etag);
     std::fs::rename(&partial, &blob).map_err(|e| HubError::from_io(&blob, e))
 }
 

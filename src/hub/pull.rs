@@ -66,11 +66,10 @@ impl PullRequest {
         }
         let (repo_id, revision) = spec.split_once('@').unwrap_or((spec, "main"));
         if !repo_id.contains('/') {
-            let known: Vec<&str> = ALIASES.iter().map(|a| a.name).collect();
             return Err(HubError::BadName {
                 what: "model",
                 value: spec.to_string(),
-                hint: if known.is_empty() { "use org/name" } else { "use a repository id (org/name[@revision]) or an alias: sd15, sd15-fp16" },
+                hint: "use a repository id (org/name[@revision]) or an alias: sd15, sd15-fp16",
             });
         }
         check_repo_id(repo_id)?;
@@ -414,6 +413,14 @@ fn hash_file<D: Digest>(path: &std::path::Path, prefix: Option<&[u8]>) -> std::i
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bad_name_hint_lists_every_alias() {
+        let err = PullRequest::parse("sd16").unwrap_err().to_string();
+        for alias in &ALIASES {
+            assert!(err.contains(alias.name), "{err}");
+        }
+    }
 
     #[test]
     fn specs_parse_to_repo_and_revision() {

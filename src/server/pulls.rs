@@ -135,12 +135,18 @@ async fn run(registry: ModelRegistry, (endpoint, token): (String, Option<String>
     .await;
     match outcome {
         Ok(pulled) => {
-            if !pulled.already_cached {
-                if let Err(e) = registry.record_pull(&pulled.repo_id, &pulled.commit) {
-                    tracing::warn!("{e}");
+            let (registry, record) = (registry.clone(), pulled.clone());
+            let name = tokio::task::spawn_blocking(move || {
+                if !record.already_cached {
+                    if let Err(e) = registry.record_pull(&record.repo_id, &record.commit) {
+                        tracing::warn!("{e}");
+                    }
                 }
-            }
-            let name = registry.find(&format!("{}@{}", pulled.repo_id, pulled.commit)).map(|m| m.name);
+                registry.find(&format!("{}@{}", record.repo_id, record.commit)).map(|m| m.name)
+            })
+            .await
+            .ok()
+            .flatten();
             tracing::info!(repo = %pulled.repo_id, downloaded = pulled.downloaded_bytes, offline = pulled.offline, "pull finished");
             sender.send_modify(|s| {
                 s.state = PullState::Done;

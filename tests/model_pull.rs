@@ -260,17 +260,7 @@ async fn pull_over_the_api_with_progress_then_generate_with_the_pulled_model() {
     assert_eq!(shown["repo_id"], REPO);
 
     // The same seed on the pulled copy and on the bundled folder gives the same pixels.
-    let mut pixels = Vec::new();
-    for model in [REPO, "tiny-sd"] {
-        let body = json!({"prompt": "pulled", "seed": 11, "width": 64, "height": 64, "steps": 3, "sampler": "euler", "model": model});
-        let sub: Value = client.post(server.url("/api/v1/generate")).json(&body).send().await.unwrap().json().await.unwrap();
-        let job = wait_for_job(&client, &server, sub["id"].as_str().unwrap()).await;
-        assert_eq!(job["status"], "succeeded", "{job}");
-        assert_eq!(job["request"]["model"], model);
-        let png = client.get(server.url(job["images"][0]["url"].as_str().unwrap())).send().await.unwrap().bytes().await.unwrap();
-        pixels.push(image::load_from_memory(&png).unwrap().to_rgb8().into_raw());
-    }
-    assert_eq!(pixels[0], pixels[1]);
+    assert_eq!(generate_pixels(&client, &server, REPO, 11).await, generate_pixels(&client, &server, "tiny-sd", 11).await);
 
     let set = client.put(server.url("/api/v1/models/default")).json(&json!({"model": REPO})).send().await.unwrap();
     assert_eq!(set.status(), 200);
@@ -328,6 +318,18 @@ async fn a_pull_can_be_cancelled_and_the_next_pull_resumes_it() {
     assert!(resumed, "the second pull resumed a partial file with a Range request");
 }
 
+/// Runs a small job on `model` and returns its image's RGB pixels (the PNG metadata names the
+/// model, so pixels are what two copies of one model must share).
+async fn generate_pixels(client: &reqwest::Client, server: &common::TestServer, model: &str, seed: u64) -> Vec<u8> {
+    let body = json!({"prompt": "same pixels", "seed": seed, "width": 64, "height": 64, "steps": 3, "sampler": "euler", "model": model});
+    let sub: Value = client.post(server.url("/api/v1/generate")).json(&body).send().await.unwrap().json().await.unwrap();
+    let job = wait_for_job(client, server, sub["id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["request"]["model"], model);
+    let png = client.get(server.url(job["images"][0]["url"].as_str().unwrap())).send().await.unwrap().bytes().await.unwrap();
+    image::load_from_memory(&png).unwrap().to_rgb8().into_raw()
+}
+
 async fn wait_for_job(client: &reqwest::Client, server: &common::TestServer, id: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -372,16 +374,7 @@ async fn a_model_with_external_weights_runs_from_the_linked_snapshot() {
     assert!(std::fs::symlink_metadata(snapshot.join("unet/weights.pb")).unwrap().file_type().is_symlink());
     // ONNX Runtime finds the external weights through the snapshot's symlink; same pixels as the
     // bundled folder.
-    let mut pixels = Vec::new();
-    for model in [REPO, "tiny-sd"] {
-        let body = json!({"prompt": "external", "seed": 5, "width": 64, "height": 64, "steps": 2, "sampler": "euler", "model": model});
-        let sub: Value = client.post(server.url("/api/v1/generate")).json(&body).send().await.unwrap().json().await.unwrap();
-        let job = wait_for_job(&client, &server, sub["id"].as_str().unwrap()).await;
-        assert_eq!(job["status"], "succeeded", "{job}");
-        let png = client.get(server.url(job["images"][0]["url"].as_str().unwrap())).send().await.unwrap().bytes().await.unwrap();
-        pixels.push(image::load_from_memory(&png).unwrap().to_rgb8().into_raw());
-    }
-    assert_eq!(pixels[0], pixels[1]);
+    assert_eq!(generate_pixels(&client, &server, REPO, 5).await, generate_pixels(&client, &server, "tiny-sd", 5).await);
 }
 
 /// The Python client of the hub, from the model tooling's venv (built by the test command's setup).

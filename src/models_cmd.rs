@@ -122,7 +122,7 @@ pub fn pull_command(args: &PullArgs, settings: &Settings) -> anyhow::Result<()> 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(pull(client, cache, &request, report));
     bars.lock().expect("bars lock").overall.finish_and_clear();
-    let pulled = result?;
+    let pulled = result.map_err(|e| anyhow::anyhow!(e.explain(registry.models_dir())))?;
     if !pulled.already_cached {
         registry.record_pull(&pulled.repo_id, &pulled.commit)?;
     }

@@ -49,6 +49,14 @@ impl HubError {
         }
     }
 
+    /// The message with the models dir named where the fix is to copy a model there.
+    pub fn explain(&self, models_dir: &Path) -> String {
+        match self {
+            HubError::Unreachable { .. } => format!("{self} (the models dir is {})", models_dir.display()),
+            other => other.to_string(),
+        }
+    }
+
     /// Worth trying again as it is (the network hiccuped), as opposed to needing the user.
     pub fn is_transient(&self) -> bool {
         matches!(self, HubError::Interrupted { .. } | HubError::Unreachable { .. })
@@ -89,5 +97,14 @@ mod tests {
         assert!(err.to_string().contains("needs 3.00 GiB more, 1.00 GiB is free"), "{err}");
         let other = HubError::from_io(Path::new("/x"), std::io::Error::from_raw_os_error(13));
         assert!(matches!(other, HubError::Io { .. }));
+    }
+
+    #[test]
+    fn an_unreachable_hub_names_the_models_dir_to_copy_into() {
+        let err = HubError::Unreachable { endpoint: "https://hub".into(), detail: "dns error".into() };
+        let text = err.explain(Path::new("/data/models"));
+        assert!(text.contains("could not reach the hub at https://hub") && text.ends_with("(the models dir is /data/models)"), "{text}");
+        let other = HubError::NotFound { what: "x".into() };
+        assert_eq!(other.explain(Path::new("/m")), other.to_string());
     }
 }

@@ -162,7 +162,7 @@ async fn run(registry: ModelRegistry, (endpoint, token): (String, Option<String>
             tracing::warn!(repo = %request.repo_id, "pull failed: {e}");
             sender.send_modify(|s| {
                 s.state = PullState::Failed;
-                s.error = Some(e.to_string());
+                s.error = Some(e.explain(registry.models_dir()));
             });
         }
     }

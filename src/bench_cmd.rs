@@ -28,14 +28,6 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
-/// Peak resident set size of this process in bytes (`VmHWM`), where the OS reports it.
-pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
 pub fn run(args: &BenchArgs, settings: &crate::config::Settings) -> anyhow::Result<()> {
     let rt = runtime::runtime()?;
     let (dir, _) = crate::generate_cmd::resolve_model_dir(Some(&args.model), settings)?;
@@ -58,7 +50,7 @@ pub fn run(args: &BenchArgs, settings: &crate::config::Settings) -> anyhow::Resu
     let t = &out.timings;
     let steps: Vec<f64> = t.unet_steps.iter().map(|d| d.as_secs_f64()).collect();
     let unet_mean = steps.iter().sum::<f64>() / steps.len().max(1) as f64;
-    let peak = peak_rss_bytes().unwrap_or(0) as f64 / 1e9;
+    let peak = crate::metrics::peak_resident_memory_bytes().unwrap_or(0) as f64 / 1e9;
     if args.json {
         println!(
             "{}",

@@ -152,10 +152,7 @@ impl SettingsLayer {
             resident_models: parsed(&lookup, "EASEL_RESIDENT_MODELS", "a whole number of models, at least 1")?,
             low_memory: parsed(&lookup, "EASEL_LOW_MEMORY", "true or false")?,
             // Only when the user pointed somewhere: otherwise `hub_cache` in easel.toml may set it.
-            hub_cache: ["HF_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME"]
-                .iter()
-                .any(|k| lookup(k).is_some_and(|v| !v.is_empty()))
-                .then(|| crate::hub::HubCache::from_env(&lookup).root().to_path_buf()),
+            hub_cache: crate::hub::HubCache::set_in_env(&lookup).map(|c| c.root().to_path_buf()),
             hub_endpoint: crate::hub::client::env_endpoint(&lookup),
             hub_token: crate::hub::client::env_token(&lookup),
         })

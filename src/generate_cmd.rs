@@ -104,13 +104,6 @@ fn output_paths(output: &Path, settings: &GenerationSettings) -> Vec<PathBuf> {
         .collect()
 }
 
-fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
-    h.finish()
-}
-
 pub fn run(args: &GenerateArgs, settings: &crate::config::Settings) -> Result<(), GenerateError> {
     let request = GenerateRequest {
         prompt: args.prompt.clone(),
@@ -125,7 +118,7 @@ pub fn run(args: &GenerateArgs, settings: &crate::config::Settings) -> Result<()
         batch_size: args.batch_size,
         model: args.model.clone(),
     };
-    let resolved = request.resolve(random_seed).map_err(GenerateError::Invalid)?;
+    let resolved = request.resolve(crate::request::random_seed).map_err(GenerateError::Invalid)?;
     let failed = |e: EngineError| GenerateError::Failed(e.to_string());
     let rt = runtime::runtime().map_err(|e| failed(e.into()))?;
     let (dir, name) = resolve_model_dir(args.model.as_deref(), settings).map_err(GenerateError::BadModel)?;

@@ -82,8 +82,19 @@ pub struct ProcessSnapshot {
 
 /// Resident memory of this process (Linux `/proc`; `None` elsewhere).
 pub fn resident_memory_bytes() -> Option<u64> {
+    proc_status_bytes("VmRSS")
+}
+
+/// Peak resident memory of this process (`VmHWM`; Linux only).
+pub fn peak_resident_memory_bytes() -> Option<u64> {
+    proc_status_bytes("VmHWM")
+}
+
+/// A `kB` field of `/proc/self/status`, in bytes.
+fn proc_status_bytes(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: u64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    let line = status.lines().find(|l| l.strip_prefix(field).is_some_and(|rest| rest.starts_with(':')))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
 

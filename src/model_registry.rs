@@ -123,7 +123,11 @@ impl ModelRegistry {
     /// The default model's name: the configured one (flag, env, easel.toml), else the choice
     /// stored by `set_default`, else `tiny-sd`.
     pub fn default_name(&self) -> String {
-        self.configured_default.clone().or_else(|| self.state().default_model).unwrap_or_else(|| FALLBACK_DEFAULT_MODEL.to_string())
+        self.default_in(&self.state())
+    }
+
+    fn default_in(&self, state: &StoredState) -> String {
+        self.configured_default.clone().or_else(|| state.default_model.clone()).unwrap_or_else(|| FALLBACK_DEFAULT_MODEL.to_string())
     }
 
     fn candidates(&self) -> Vec<Candidate> {
@@ -157,7 +161,7 @@ impl ModelRegistry {
     /// Every runnable model, sorted by name.
     pub fn list(&self) -> Vec<ModelEntry> {
         let state = self.state();
-        let default = self.default_name();
+        let default = self.default_in(&state);
         self.candidates().into_iter().map(|c| self.describe(c, &default, &state)).collect()
     }
 
@@ -197,7 +201,7 @@ impl ModelRegistry {
                 || matches!((&c.repo_id, &c.commit), (Some(repo), Some(commit)) if name == format!("{repo}@{commit}"))
         })?;
         let state = self.state();
-        Some(self.describe(candidate, &self.default_name(), &state))
+        Some(self.describe(candidate, &self.default_in(&state), &state))
     }
 
     /// `name`, or the default model when `None`; the error lists what is available.

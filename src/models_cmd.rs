@@ -11,7 +11,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::config::Settings;
 use crate::hub::pull::{pull, PullRequest};
 use crate::hub::HubClient;
-use crate::model_registry::{ModelEntry, ModelRegistry};
+use crate::model_registry::{ModelEntry, ModelRegistry, RegistryError};
 use crate::pull_status::{human_bytes, FileState, PullStatus};
 
 #[derive(Args, Debug)]
@@ -180,8 +180,7 @@ pub fn models_command(command: &ModelsCommand, settings: &Settings) -> anyhow::R
         ModelsCommand::Rm { name, yes } => {
             let m = registry.resolve(Some(name))?;
             if !m.removable {
-                // The registry refuses with the reason; ask nothing.
-                registry.remove(name)?;
+                return Err(RegistryError::NotOwned { name: m.name }.into());
             }
             if !yes && !confirm(&format!("delete {} ({}) at {}?", m.name, human_bytes(m.size_bytes), m.path.display()))? {
                 println!("nothing deleted");

@@ -272,6 +272,13 @@ impl GenerateRequest {
     }
 }
 
+/// A seed for requests that give none: 64 of the 122 random bits of a v4 uuid (from the OS).
+#[cfg(feature = "ssr")]
+pub fn random_seed() -> u64 {
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

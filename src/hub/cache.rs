@@ -40,15 +40,20 @@ impl HubCache {
     /// `HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`: the same lookup as
     /// `huggingface_hub`.
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Self {
+        Self::set_in_env(&get).unwrap_or_else(|| Self::new(default_home(None).join("hub")))
+    }
+
+    /// The cache the environment points at, or `None` when no variable that moves it is set
+    /// (so a settings file may choose instead).
+    pub fn set_in_env(get: &impl Fn(&str) -> Option<String>) -> Option<Self> {
         let non_empty = |k: &str| get(k).filter(|v| !v.is_empty());
         if let Some(cache) = non_empty("HF_HUB_CACHE") {
-            return Self::new(cache);
+            return Some(Self::new(cache));
         }
-        let home = non_empty("HF_HOME").map(PathBuf::from).unwrap_or_else(|| {
-            let cache = non_empty("XDG_CACHE_HOME").map(PathBuf::from).or_else(|| dirs::home_dir().map(|h| h.join(".cache")));
-            cache.unwrap_or_else(|| PathBuf::from(".cache")).join("huggingface")
-        });
-        Self::new(home.join("hub"))
+        if let Some(home) = non_empty("HF_HOME") {
+            return Some(Self::new(PathBuf::from(home).join("hub")));
+        }
+        non_empty("XDG_CACHE_HOME").map(|xdg| Self::new(default_home(Some(PathBuf::from(xdg))).join("hub")))
     }
 
     pub fn root(&self) -> &Path {
@@ -174,6 +179,12 @@ impl HubCache {
         }
         Ok(freed)
     }
+}
+
+/// `<cache>/huggingface`, the cache being `XDG_CACHE_HOME` or `~/.cache`.
+fn default_home(xdg_cache: Option<PathBuf>) -> PathBuf {
+    let cache = xdg_cache.or_else(|| dirs::home_dir().map(|h| h.join(".cache")));
+    cache.unwrap_or_else(|| PathBuf::from(".cache")).join("huggingface")
 }
 
 /// `(revision, commit)` for every ref file under `refs/` (revisions may hold `/`).

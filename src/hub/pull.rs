@@ -157,7 +157,8 @@ impl Progress {
     }
 }
 
-/// Pulls `request` into `cache`, calling `report` with the progress as it goes.
+/// Pulls `request` into `cache`, calling `report` with the progress as it goes (never with a
+/// finished state: what the caller does with the result comes first).
 pub async fn pull(
     client: Arc<HubClient>,
     cache: Arc<HubCache>,
@@ -265,10 +266,8 @@ pub async fn pull(
     }
     let downloaded_bytes = downloaded.load(std::sync::atomic::Ordering::Relaxed);
     let total_bytes = metas.iter().map(|m| m.size).sum();
-    progress.update(true, |s| {
-        s.downloaded_bytes = downloaded_bytes;
-        s.state = PullState::Done;
-    });
+    // The state stays `downloading`: the caller announces `done` once it has registered the model.
+    progress.update(true, |s| s.downloaded_bytes = downloaded_bytes);
     Ok(Pulled { repo_id: repo_id.into(), revision: revision.into(), commit, dir: snapshot, downloaded_bytes, total_bytes, offline: false, already_cached })
 }
 

@@ -90,7 +90,7 @@ pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, St
         .map_err(store_error)
 }
 
-fn unprocessable(errors: Vec<FieldError>) -> ApiError {
+pub(crate) fn unprocessable(errors: Vec<FieldError>) -> ApiError {
     let mut e = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "the request has invalid fields");
     e.fields = errors.into_iter().map(|f| FieldError { field: f.field, message: f.message }).collect();
     e
@@ -99,17 +99,11 @@ fn unprocessable(errors: Vec<FieldError>) -> ApiError {
 /// Validates a request body against the settings rules and the model list. One implementation
 /// for both doors: the REST API and the UI's server functions call it.
 pub fn resolve_request(state: &AppState, request: &GenerateRequest) -> Result<GenerationSettings, Vec<FieldError>> {
-    let mut settings = request.resolve(random_seed)?;
+    let mut settings = request.resolve(crate::request::random_seed)?;
     // Aliases and the default resolve now, so the job records the exact model it ran on.
     let entry = state.registry.resolve(settings.model.as_deref()).map_err(|e| vec![FieldError { field: "model".into(), message: e.to_string() }])?;
     settings.model = Some(entry.name);
     Ok(settings)
-}
-
-fn random_seed() -> u64 {
-    // A v4 uuid is 122 random bits from the OS; 64 of them make the seed.
-    let bytes = uuid::Uuid::new_v4().into_bytes();
-    u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"))
 }
 
 #[derive(Serialize)]

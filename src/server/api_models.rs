@@ -14,6 +14,7 @@ use axum::{Json, Router};
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 
+use super::api_jobs::unprocessable;
 use super::{ApiError, AppState};
 use crate::hub::HubError;
 use crate::model_registry::{ModelEntry, RegistryError};
@@ -40,9 +41,7 @@ struct ModelBody {
 
 fn body(json: Result<Json<ModelBody>, axum::extract::rejection::JsonRejection>) -> Result<String, ApiError> {
     let Json(body) = json.map_err(|e| {
-        let mut err = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "the request has invalid fields");
-        err.fields = vec![FieldError { field: "model".into(), message: format!("send {{\"model\": \"<name>\"}} ({})", e.body_text()) }];
-        err
+        unprocessable(vec![FieldError { field: "model".into(), message: format!("send {{\"model\": \"<name>\"}} ({})", e.body_text()) }])
     })?;
     Ok(body.model)
 }
@@ -112,11 +111,7 @@ async fn aliases() -> Json<Vec<AliasView>> {
 async fn start_pull(State(state): State<AppState>, json: Result<Json<ModelBody>, axum::extract::rejection::JsonRejection>) -> Result<Response, ApiError> {
     let spec = body(json)?;
     let status = state.pulls.start(&spec).map_err(|e| match e {
-        HubError::BadName { .. } => {
-            let mut err = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "the request has invalid fields");
-            err.fields = vec![FieldError { field: "model".into(), message: e.to_string() }];
-            err
-        }
+        HubError::BadName { .. } => unprocessable(vec![FieldError { field: "model".into(), message: e.to_string() }]),
         other => ApiError::new(StatusCode::BAD_GATEWAY, other.to_string()),
     })?;
     let location = format!("/api/v1/models/pulls/{}", status.id);

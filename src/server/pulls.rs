@@ -113,11 +113,8 @@ async fn run(registry: ModelRegistry, (endpoint, token): (String, Option<String>
         let sender = sender.clone();
         let id = id.clone();
         Arc::new(move |status: &PullStatus| {
-            let mut status = PullStatus { id: id.clone(), ..status.clone() };
-            // "done" is announced below, once the model is registered and has its name.
-            if status.state == PullState::Done {
-                status.state = PullState::Downloading;
-            }
+            let status = PullStatus { id: id.clone(), ..status.clone() };
+            // A cancel may have ended the pull while a last report was on its way.
             sender.send_if_modified(|current| {
                 if current.finished() {
                     return false;

@@ -5,23 +5,19 @@
 //! It keeps up to `resident_models` models loaded (one by default) and, when a job names another,
 //! drops the least recently used one before loading the new one, so peak memory stays at N models.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use crate::atomic_file::write_atomically;
 use crate::engine::model::{Residency, SdModel};
 use crate::engine::pipeline::txt2img;
 use crate::engine::{infotext, png_meta, preview, runtime, CancelToken, EngineError};
 use crate::jobs::{ExecError, JobExecutor, JobProgress, JobRecord, NewImage};
 use crate::metrics::EngineMetrics;
 use crate::model_registry::ModelRegistry;
-
-/// Suffix of files being written; leftovers from a crash are removed at start-up.
-pub const TEMP_SUFFIX: &str = ".part";
 
 pub struct EngineExecutor {
     /// Where models are looked up by name.
@@ -97,42 +93,6 @@ pub fn utc_date(unix_ms: i64) -> String {
     format!("{year:04}-{month:02}-{day:02}")
 }
 
-/// Writes `bytes` to `path` so that a reader sees either nothing or the whole file: temp file,
-/// fsync, rename over any old file, fsync the folder.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut temp_name = path.file_name().unwrap_or_default().to_os_string();
-    temp_name.push(TEMP_SUFFIX);
-    let temp = dir.join(temp_name);
-    let result = (|| {
-        let mut file = std::fs::File::create(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result
-}
-
-/// Removes `*.part` files a crash left under the outputs dir; returns how many.
-pub fn remove_leftover_temp_files(outputs_dir: &Path) -> usize {
-    let Ok(days) = std::fs::read_dir(outputs_dir) else { return 0 };
-    let mut removed = 0;
-    for day in days.filter_map(Result::ok).filter(|d| d.path().is_dir()) {
-        let Ok(files) = std::fs::read_dir(day.path()) else { continue };
-        for file in files.filter_map(Result::ok) {
-            if file.file_name().to_string_lossy().ends_with(TEMP_SUFFIX) && std::fs::remove_file(file.path()).is_ok() {
-                removed += 1;
-            }
-        }
-    }
-    removed
-}
-
 fn disk_error(path: &Path, e: std::io::Error) -> ExecError {
     let hint = if e.raw_os_error() == Some(28) { " (the disk is full; free some space and submit again)" } else { "" };
     ExecError::Failed(format!("cannot write {}: {e}{hint}", path.display()))
@@ -163,8 +123,10 @@ impl JobExecutor for EngineExecutor {
         })?;
         let day = utc_date(job.created_at_ms);
         let mut saved = Vec::with_capacity(output.images.len());
+        // One infotext per generation: every image of a batch shares the settings and the seed.
+        let infotext = infotext::infotext(&settings, &model.name, &model.short_hash);
         for image in &output.images {
-            let bytes = png_meta::image_png(&settings, model, image).map_err(|e| ExecError::Failed(e.to_string()))?;
+            let bytes = png_meta::image_png(&settings, model, image, &infotext).map_err(|e| ExecError::Failed(e.to_string()))?;
             let relative = format!("{day}/{}-{}.png", job.id, image.index);
             let path = outputs_dir.join(&relative);
             write_atomically(&path, &bytes).map_err(|e| disk_error(&path, e))?;
@@ -175,7 +137,7 @@ impl JobExecutor for EngineExecutor {
                 width: image.width,
                 height: image.height,
                 sha256: format!("{:x}", Sha256::digest(&bytes)),
-                infotext: infotext::infotext(&settings, &model.name, &model.short_hash),
+                infotext: infotext.clone(),
             });
         }
         Ok(saved)
@@ -191,17 +153,5 @@ mod tests {
         assert_eq!(utc_date(0), "1970-01-01");
         assert_eq!(utc_date(951_782_400_000), "2000-02-29");
         assert_eq!(utc_date(1_795_651_200_000), "2026-11-26");
-    }
-
-    #[test]
-    fn atomic_write_replaces_and_leaves_no_temp() {
-        let dir = std::env::temp_dir().join(format!("easel-atomic-{}", std::process::id()));
-        let path = dir.join("2026-01-01/a.png");
-        write_atomically(&path, b"one").unwrap();
-        write_atomically(&path, b"two").unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"two");
-        std::fs::write(dir.join("2026-01-01/b.png.part"), b"x").unwrap();
-        assert_eq!(remove_leftover_temp_files(&dir), 1);
-        assert!(path.exists());
     }
 }

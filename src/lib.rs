@@ -1,39 +1,36 @@
 //! Easel: a local Stable Diffusion platform, one crate compiled twice.
 //!
-//! Layout (see ARCHITECTURE.md for the full map):
+//! Layout, top-down (see ARCHITECTURE.md for the full map):
 //! - [`app`]: the Leptos UI, rendered on the server (SSR) and hydrated in the browser (wasm).
-//! - `config` (server): settings and their precedence (defaults < file < env < flags).
-//! - `engine` (server): the inference engine on ONNX Runtime. Knows nothing of HTTP or the UI.
-//! - `hub` (server): pulling models from the Hugging Face hub into its shared cache.
-//! - `model_registry` (server): every model Easel can run (models dir + hub cache), the default.
-//! - `server` (server): the axum router, REST API, request tracing.
-//! - `cli` (server): the `easel` command line, thin glue over the modules above.
+//! - [`api`]: the wire types every door speaks, compiled for both builds, and the UI's server functions.
+//! - `cli` (server): the `easel` command line, thin glue over the modules below.
+//! - `server` (server): the axum router (REST API, SSE, server functions, pages), request tracing.
+//! - `service` (server): [`service::Easel`], the one service behind every door; background pulls.
+//! - `jobs` (server): the durable queue; `job_runner` (server): the bridge from a job to the engine.
+//! - `model_registry`, `hub` (server): every model Easel can run; pulls from the Hugging Face hub.
+//! - `engine` (server): the inference engine on ONNX Runtime. Knows nothing of HTTP, SQL or the UI.
+//! - `config`, `logging`, `metrics`, `atomic_file` (server): settings and plumbing.
 //!
 //! Everything server-only sits behind the `ssr` feature so the `hydrate` (wasm32) build never
-//! compiles it.
+//! compiles it. No top-level module imports one that imports it back.
 
 #![recursion_limit = "256"]
 
+pub mod api;
 pub mod app;
-pub mod pull_status;
-pub mod request;
 
 #[cfg(feature = "ssr")]
-pub mod bench_cmd;
+pub mod atomic_file;
 #[cfg(feature = "ssr")]
 pub mod cli;
 #[cfg(feature = "ssr")]
 pub mod config;
 #[cfg(feature = "ssr")]
-pub mod doctor;
-#[cfg(feature = "ssr")]
 pub mod engine;
 #[cfg(feature = "ssr")]
-pub mod generate_cmd;
+pub mod hub;
 #[cfg(feature = "ssr")]
 pub mod job_runner;
-#[cfg(feature = "ssr")]
-pub mod hub;
 #[cfg(feature = "ssr")]
 pub mod jobs;
 #[cfg(feature = "ssr")]
@@ -41,11 +38,11 @@ pub mod logging;
 #[cfg(feature = "ssr")]
 pub mod metrics;
 #[cfg(feature = "ssr")]
-pub mod models_cmd;
-#[cfg(feature = "ssr")]
 pub mod model_registry;
 #[cfg(feature = "ssr")]
 pub mod server;
+#[cfg(feature = "ssr")]
+pub mod service;
 
 /// Browser entry point: attaches the server-rendered page to the wasm app.
 #[cfg(feature = "hydrate")]

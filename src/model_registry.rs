@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
+use crate::api::{ModelEntry, ModelLocation};
 use crate::config::Settings;
 use crate::engine::model::check_layout;
 use crate::hub::pull::ALIASES;
@@ -19,35 +20,6 @@ use crate::hub::HubCache;
 /// The model used when a request names none and no default is configured.
 pub const FALLBACK_DEFAULT_MODEL: &str = "tiny-sd";
 const STATE_FILE: &str = "models.json";
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum ModelLocation {
-    ModelsDir,
-    HubCache,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ModelEntry {
-    /// What requests put in `model`: the folder name, or the hub repo id (`org/name`, with
-    /// `@revision` when it is not `main`).
-    pub name: String,
-    pub path: PathBuf,
-    pub location: ModelLocation,
-    /// `float32`, `float16`, `int8`, or `unknown`.
-    pub precision: String,
-    /// Where it came from, in words (`converted`, `random`, `pulled from the hub`, ...).
-    pub source: String,
-    pub repo_id: Option<String>,
-    pub commit: Option<String>,
-    /// Short names that also select this model (`sd15`).
-    pub aliases: Vec<String>,
-    pub size_bytes: u64,
-    pub is_default: bool,
-    /// Whether `easel models rm` may delete it: folders in the models dir, and hub snapshots
-    /// Easel pulled itself (never ones another tool put in the shared cache).
-    pub removable: bool,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -116,7 +88,7 @@ impl ModelRegistry {
         let mut state = self.state();
         change(&mut state);
         let json = serde_json::to_vec_pretty(&state).expect("state serialises");
-        crate::job_runner::write_atomically(&self.state_path, &json)
+        crate::atomic_file::write_atomically(&self.state_path, &json)
             .map_err(|e| RegistryError::Io { path: self.state_path.clone(), message: e.to_string() })
     }
 

@@ -40,24 +40,33 @@ fn slow(seed: u64) -> Value {
 async fn five_jobs_finish_in_submission_order_with_positions() {
     let server = start(models_dir(), temp_dir("order")).await;
     let client = reqwest::Client::new();
+    // The slow job holds the single worker for far longer than the submits and reads below take,
+    // so the five jobs are certainly queued behind it, at positions known in advance.
+    let blocker = submit(&client, &server, slow(100)).await;
+    let blocker_url = format!("/api/v1/generate/{}", blocker["id"].as_str().unwrap());
+    // Every job's events in the order the worker sends them: one broadcast channel, and every
+    // event but progress is sent under one lock right after its change committed.
+    let mut events = server.state.easel.queue().subscribe();
     let mut ids = Vec::new();
-    for i in 0..5 {
+    for i in 0..5u64 {
         let sub = submit(&client, &server, small(&format!("job {i}"), i)).await;
-        assert_eq!(sub["status"], "queued");
+        assert_eq!(sub["status"], "queued", "{sub}");
+        // Ahead of it: the slow job and the `i` jobs submitted before it.
+        assert_eq!(sub["position"], i + 1, "{sub}");
         ids.push(sub["id"].as_str().unwrap().to_string());
     }
-    // Positions count the jobs ahead and never exceed the submission index.
     for (i, id) in ids.iter().enumerate() {
         let job: Value = client.get(server.url(&format!("/api/v1/generate/{id}"))).send().await.unwrap().json().await.unwrap();
-        if job["status"] == "queued" {
-            assert!(job["position"].as_u64().unwrap() <= i as u64, "{job}");
-        }
+        assert_eq!(job["status"], "queued", "{job}");
+        assert_eq!(job["position"], i as u64 + 1, "{job}");
     }
-    let mut finished = Vec::new();
+    // 200: cancelled while still queued; 202: stopped while running. A 409 would mean it had
+    // already finished, and the positions above were read against a moving queue.
+    let resp = client.delete(server.url(&blocker_url)).send().await.unwrap();
+    assert!([200, 202].contains(&resp.status().as_u16()), "the slow job ended too soon: {}", resp.status());
     for id in &ids {
         let job = wait_until_done(&client, &format!("/api/v1/generate/{id}"), &server.url("")).await;
         assert_eq!(job["status"], "succeeded", "{job}");
-        finished.push(job["finished_at_ms"].as_i64().unwrap());
         let image = &job["images"][0];
         assert_eq!((image["width"].as_u64(), image["height"].as_u64()), (Some(64), Some(64)));
         let png = client.get(server.url(image["url"].as_str().unwrap())).send().await.unwrap();
@@ -66,7 +75,26 @@ async fn five_jobs_finish_in_submission_order_with_positions() {
         let bytes = png.bytes().await.unwrap();
         assert_eq!(&bytes[1..4], b"PNG");
     }
-    assert!(finished.windows(2).all(|w| w[0] <= w[1]), "finished out of order: {finished:?}");
+    // One at a time, in submission order: each job started only after the one before it
+    // succeeded. Compared by the order of the worker's events, not by millisecond timestamps,
+    // which tie when jobs are this fast.
+    let mut order = Vec::new();
+    let mut terminal = 0;
+    while terminal < ids.len() {
+        let event = tokio::time::timeout(Duration::from_secs(60), events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no terminal event for every job; saw {order:?}"))
+            .expect("the test fell behind the event channel");
+        let Some(index) = ids.iter().position(|id| *id == event.job_id) else { continue };
+        if event.kind.is_terminal() {
+            terminal += 1;
+        }
+        if event.kind.name() != "queued" && event.kind.name() != "progress" {
+            order.push(format!("{} {index}", event.kind.name()));
+        }
+    }
+    let expected: Vec<String> = (0..ids.len()).flat_map(|i| [format!("started {i}"), format!("succeeded {i}")]).collect();
+    assert_eq!(order, expected);
     // History: newest first, paginated.
     let page: Value = client.get(server.url("/api/v1/generate?limit=2")).send().await.unwrap().json().await.unwrap();
     assert_eq!(page["jobs"][0]["id"], ids[4].as_str());
@@ -102,17 +130,30 @@ async fn same_seed_gives_byte_identical_png_and_idempotency_key_dedupes() {
 async fn sse_stream_carries_events_in_order_and_late_subscribers_get_state() {
     let server = start(models_dir(), temp_dir("sse")).await;
     let client = reqwest::Client::new();
+    // Behind a slow job, the job is certainly still queued when the stream opens, so the stream
+    // must carry its whole life; a stream opened after the start would begin at the latest step.
+    let blocker = submit(&client, &server, slow(100)).await;
     let sub = submit(&client, &server, small("sse", 5)).await;
     let id = sub["id"].as_str().unwrap();
-    let text = client.get(server.url(&format!("/api/v1/generate/{id}/events"))).send().await.unwrap().text().await.unwrap();
+    // The handler subscribes before it answers, so once the headers are here nothing is missed.
+    let stream = client.get(server.url(&format!("/api/v1/generate/{id}/events"))).send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    let resp = client.delete(server.url(&format!("/api/v1/generate/{}", blocker["id"].as_str().unwrap()))).send().await.unwrap();
+    assert!([200, 202].contains(&resp.status().as_u16()), "the slow job ended too soon: {}", resp.status());
+    let text = tokio::time::timeout(Duration::from_secs(120), stream.text()).await.expect("the stream ends").unwrap();
     let names: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("event: ")).collect();
-    assert_eq!(names.last(), Some(&"succeeded"), "{text}");
-    let started = names.iter().position(|n| *n == "started");
-    let first_progress = names.iter().position(|n| *n == "progress");
-    if let (Some(s), Some(p)) = (started, first_progress) {
-        assert!(s < p, "{names:?}");
-    }
-    assert!(names.iter().filter(|n| **n == "progress").count() >= 1, "{names:?}");
+    // queued (its position as the queue moves), then started, one progress per step, succeeded.
+    let waiting = names.iter().take_while(|n| **n == "queued").count();
+    assert!(waiting >= 1, "{names:?}");
+    assert_eq!(names[waiting..], ["started", "progress", "progress", "progress", "progress", "succeeded"], "{text}");
+    let steps: Vec<u64> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str::<Value>(d).unwrap())
+        .filter(|e| e["event"] == "progress")
+        .map(|e| e["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, [1, 2, 3, 4], "{text}");
     // A late subscriber gets the terminal state at once, and the stream ends.
     let late = tokio::time::timeout(
         Duration::from_secs(10),
@@ -190,9 +231,11 @@ async fn bad_requests_get_the_right_4xx_with_field_messages() {
         (json!({"prompt": "a", "model": "missing-model"}), 422, "model"),
         (json!({"prompt": "a", "stepz": 3}), 422, "stepz"),
         (json!({"prompt": huge}), 422, "prompt"),
+        (json!({"prompt": "a", "negative_prompt": 5}), 422, "negative_prompt"),
+        (json!({"prompt": "a", "negative_prompt": huge}), 422, "negative_prompt"),
         (json!(["a"]), 422, "body"),
     ];
-    assert!(cases.len() >= 20);
+    let mut refused_fields = std::collections::BTreeSet::new();
     for (body, code, field) in &cases {
         let resp = client.post(server.url("/api/v1/generate")).json(body).send().await.unwrap();
         assert_eq!(resp.status().as_u16(), *code, "{body}");
@@ -200,6 +243,15 @@ async fn bad_requests_get_the_right_4xx_with_field_messages() {
         let fields: Vec<&str> = v["fields"].as_array().unwrap().iter().map(|f| f["field"].as_str().unwrap()).collect();
         assert!(fields.contains(field), "{body} -> {v}");
         assert!(v["fields"][0]["message"].as_str().unwrap().len() > 5);
+        refused_fields.extend(fields.iter().map(|f| f.to_string()));
+    }
+    // Every field the server documents for a request has a rule the server enforced above, so a
+    // field added to the API without its refusal here fails this test.
+    let doc: Value = client.get(server.url("/api/v1/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let documented = doc["components"]["schemas"]["GenerateRequest"]["properties"].as_object().unwrap();
+    assert!(!documented.is_empty());
+    for field in documented.keys() {
+        assert!(refused_fields.contains(field), "no bad value of documented field {field:?} was refused: {refused_fields:?}");
     }
     // Not JSON, wrong content type, too big, unknown ids, traversal.
     let resp = client.post(server.url("/api/v1/generate")).header("content-type", "application/json").body("{not json").send().await.unwrap();
@@ -232,7 +284,7 @@ async fn deleting_an_image_removes_record_and_file() {
     let sub = submit(&client, &server, small("delete me", 3)).await;
     let job = wait_until_done(&client, &format!("/api/v1/generate/{}", sub["id"].as_str().unwrap()), &server.url("")).await;
     let image = &job["images"][0];
-    let file = server.state.settings.outputs_dir.join(image["url"].as_str().unwrap().trim_start_matches("/outputs/"));
+    let file = server.state.easel.settings().outputs_dir.join(image["url"].as_str().unwrap().trim_start_matches("/outputs/"));
     assert!(file.is_file());
     let resp = client.delete(server.url(&format!("/api/v1/images/{}", image["id"].as_str().unwrap()))).send().await.unwrap();
     assert_eq!(resp.status(), 204);
@@ -243,7 +295,7 @@ async fn deleting_an_image_removes_record_and_file() {
 /// passes validation or is rejected with field messages, never anything else.
 #[test]
 fn request_parser_never_panics_on_arbitrary_json() {
-    use easel::request::GenerateRequest;
+    use easel::api::GenerateRequest;
     let mut state = 0x9E37_79B9_7F4A_7C15u64;
     let mut next = move || {
         state ^= state << 13;

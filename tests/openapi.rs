@@ -25,7 +25,7 @@ async fn every_documented_path_is_served() {
     }
     let mut documented: Vec<&str> =
         doc["components"]["schemas"]["GenerateRequest"]["properties"].as_object().unwrap().keys().map(String::as_str).collect();
-    let mut accepted = easel::request::REQUEST_FIELDS.to_vec();
+    let mut accepted = easel::api::request::REQUEST_FIELDS.to_vec();
     documented.sort();
     accepted.sort();
     assert_eq!(documented, accepted);

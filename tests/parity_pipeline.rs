@@ -15,7 +15,7 @@ use easel::engine::npy;
 use easel::engine::pipeline::txt2img;
 use easel::engine::runtime::runtime;
 use easel::engine::CancelToken;
-use easel::request::GenerateRequest;
+use easel::api::request::GenerateRequest;
 
 const EMBEDDING_TOL: f32 = 1e-4;
 const LATENT_TOL: f32 = 1e-4;

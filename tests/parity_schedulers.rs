@@ -19,7 +19,7 @@
 use std::path::PathBuf;
 
 use easel::engine::npy;
-use easel::engine::scheduler::{build_scheduler, SamplerKind, Schedule, SchedulerConfig};
+use easel::engine::scheduler::{build_scheduler, Sampler, Schedule, SchedulerConfig};
 use easel::engine::torch_rng::TorchGenerator;
 
 fn fixture_dir() -> PathBuf {
@@ -57,16 +57,8 @@ fn samplers_match_diffusers() {
         let variant = case["variant"].as_str().expect("variant");
         let config =
             SchedulerConfig::from_json(&manifest["variants"][variant].to_string()).expect("config");
-        let kind: SamplerKind = case["sampler"]
-            .as_str()
-            .expect("sampler")
-            .parse()
-            .expect("sampler name");
-        let schedule: Schedule = case["schedule"]
-            .as_str()
-            .expect("schedule")
-            .parse()
-            .expect("schedule name");
+        let kind = Sampler::parse(case["sampler"].as_str().expect("sampler")).expect("sampler name");
+        let schedule = Schedule::parse(case["schedule"].as_str().expect("schedule")).expect("schedule name");
         let steps = case["steps"].as_u64().expect("steps") as usize;
         let mut scheduler = match build_scheduler(kind, schedule, &config, steps) {
             Ok(s) => s,

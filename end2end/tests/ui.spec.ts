@@ -71,23 +71,38 @@ test("three queued jobs finish in order", async ({ page }) => {
     await expect(card(page, `queued order ${n}`)).toHaveAttribute("data-status", "succeeded", { timeout: 60_000 });
   }
   const history = await (await page.request.get("/api/v1/generate?limit=3")).json();
-  const finished = history.jobs.map((j: any) => [j.request.prompt, j.finished_at_ms]).reverse();
-  expect(finished.map((f: any) => f[0])).toEqual(["queued order 1", "queued order 2", "queued order 3"]);
-  expect(finished[0][1]).toBeLessThanOrEqual(finished[1][1]);
-  expect(finished[1][1]).toBeLessThanOrEqual(finished[2][1]);
+  const jobs = history.jobs.reverse();
+  expect(jobs.map((j: any) => j.request.prompt)).toEqual(["queued order 1", "queued order 2", "queued order 3"]);
+  // One worker, in submission order: each job started no earlier than the one before it
+  // finished, and (a job takes well over a millisecond) finished strictly later than it, so
+  // equal timestamps cannot pass for an order.
+  for (const n of [1, 2]) {
+    expect(jobs[n].started_at_ms).toBeGreaterThanOrEqual(jobs[n - 1].finished_at_ms);
+    expect(jobs[n].finished_at_ms).toBeGreaterThan(jobs[n - 1].finished_at_ms);
+  }
 });
 
 test("width 513 is refused on the field and nothing is submitted", async ({ page }) => {
   await openGenerate(page);
-  let submitted = 0;
-  page.on("request", (r) => { if (r.url().includes("/api/ui/submit")) submitted++; });
+  const submits: string[] = [];
+  page.on("request", (r) => { if (r.url().includes("/api/ui/submit")) submits.push(r.postData() ?? ""); });
   await fillForm(page, { prompt: "bad width", width: 513 });
   await page.getByRole("button", { name: "Generate" }).click();
   await expect(page.locator("#width-error")).toHaveText("width 513 is not a multiple of 8; use 512 or 520");
   await expect(page.getByLabel("Width")).toHaveAttribute("aria-invalid", "true");
-  await page.waitForTimeout(300);
-  expect(submitted).toBe(0);
+  // Instead of waiting an arbitrary time for a request that should never come: submit a valid
+  // form and wait for its request. Clicks are handled in order, so a submit from the refused
+  // click would have been sent before this one.
+  await fillForm(page, { prompt: "fixed width", width: 512 });
+  const valid = page.waitForRequest((r) => r.url().includes("/api/ui/submit"));
+  await page.getByRole("button", { name: "Generate" }).click();
+  await valid;
+  expect(submits).toHaveLength(1);
+  expect(submits[0]).toContain("fixed width");
+  await expect(card(page, "fixed width")).toBeVisible();
+  await expect(page.locator("#width-error")).toHaveCount(0);
   await expect(page.locator("article.job-card").filter({ hasText: "bad width" })).toHaveCount(0);
+  await expect(card(page, "fixed width")).toHaveAttribute("data-status", "succeeded", { timeout: 60_000 });
 });
 
 test("'Use these settings' fills the form and regenerates a byte-identical image", async ({ page }) => {

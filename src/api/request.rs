@@ -6,17 +6,11 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Sampler names accepted in requests (the engine's `SamplerKind` parses exactly these).
-pub const SAMPLER_NAMES: [&str; 8] = ["pndm", "ddim", "euler", "euler_a", "heun", "lms", "dpmpp_2m", "unipc"];
-/// Schedule names accepted in requests.
-pub const SCHEDULE_NAMES: [&str; 2] = ["default", "karras"];
-/// Samplers whose sigma schedule can be switched to Karras.
-pub const KARRAS_SAMPLERS: [&str; 5] = ["euler", "heun", "lms", "dpmpp_2m", "unipc"];
+use super::sampler::{Sampler, Schedule};
 
 pub const DEFAULT_STEPS: u32 = 20;
 pub const DEFAULT_CFG_SCALE: f32 = 7.0;
 pub const DEFAULT_SIZE: u32 = 512;
-pub const DEFAULT_SAMPLER: &str = "dpmpp_2m";
 pub const MIN_SIZE: u32 = 64;
 pub const MAX_SIZE: u32 = 2048;
 pub const MAX_STEPS: u32 = 150;
@@ -45,9 +39,10 @@ pub struct GenerateRequest {
     pub width: Option<u32>,
     #[serde(default)]
     pub height: Option<u32>,
+    /// A [`Sampler`] name; parsed by [`GenerateRequest::resolve`] so a bad one is a field error.
     #[serde(default)]
     pub sampler: Option<String>,
-    /// `default` or `karras`; when absent, `karras` for `dpmpp_2m` and `default` otherwise.
+    /// A [`Schedule`] name; when absent, the sampler's [`Sampler::default_schedule`].
     #[serde(default)]
     pub schedule: Option<String>,
     #[serde(default)]
@@ -68,8 +63,8 @@ pub struct GenerationSettings {
     pub cfg_scale: f32,
     pub width: u32,
     pub height: u32,
-    pub sampler: String,
-    pub schedule: String,
+    pub sampler: Sampler,
+    pub schedule: Schedule,
     pub batch_size: u32,
     pub model: Option<String>,
 }
@@ -82,32 +77,8 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    fn new(field: &str, message: impl Into<String>) -> Self {
+    pub fn new(field: &str, message: impl Into<String>) -> Self {
         Self { field: field.to_string(), message: message.into() }
-    }
-}
-
-/// The name AUTOMATIC1111 shows for a sampler (and writes as `Sampler` in its infotext).
-pub fn sampler_display_name(sampler: &str) -> &'static str {
-    match sampler {
-        "pndm" => "PLMS",
-        "ddim" => "DDIM",
-        "euler" => "Euler",
-        "euler_a" => "Euler a",
-        "heun" => "Heun",
-        "lms" => "LMS",
-        "dpmpp_2m" => "DPM++ 2M",
-        "unipc" => "UniPC",
-        _ => "Unknown",
-    }
-}
-
-/// The sampler's own schedule when the request names none.
-pub fn default_schedule(sampler: &str) -> &'static str {
-    if sampler == "dpmpp_2m" {
-        "karras"
-    } else {
-        "default"
     }
 }
 
@@ -153,25 +124,29 @@ impl GenerateRequest {
         if !(1..=MAX_BATCH_SIZE).contains(&batch_size) {
             errors.push(FieldError::new("batch_size", format!("batch_size {batch_size} is outside 1..{MAX_BATCH_SIZE}")));
         }
-        let sampler = self.sampler.clone().unwrap_or_else(|| DEFAULT_SAMPLER.to_string());
-        if !SAMPLER_NAMES.contains(&sampler.as_str()) {
-            errors.push(FieldError::new(
-                "sampler",
-                format!("unknown sampler {sampler:?}; use one of {}", SAMPLER_NAMES.join(", ")),
-            ));
+        let sampler = match self.sampler.as_deref() {
+            None => Some(Sampler::DEFAULT),
+            Some(name) => Sampler::parse(name).or_else(|| {
+                errors.push(FieldError::new("sampler", format!("unknown sampler {name:?}; use one of {}", Sampler::names())));
+                None
+            }),
+        };
+        let schedule = match self.schedule.as_deref() {
+            None => sampler.map(Sampler::default_schedule),
+            Some(name) => Schedule::parse(name).or_else(|| {
+                errors.push(FieldError::new("schedule", format!("unknown schedule {name:?}; use one of {}", Schedule::names())));
+                None
+            }),
+        };
+        if let (Some(sampler), Some(Schedule::Karras)) = (sampler, schedule) {
+            if !sampler.supports_karras() {
+                errors.push(FieldError::new(
+                    "schedule",
+                    format!("sampler {sampler} has no karras schedule; use default, or one of {}", Sampler::karras_names()),
+                ));
+            }
         }
-        let schedule = self.schedule.clone().unwrap_or_else(|| default_schedule(&sampler).to_string());
-        if !SCHEDULE_NAMES.contains(&schedule.as_str()) {
-            errors.push(FieldError::new(
-                "schedule",
-                format!("unknown schedule {schedule:?}; use one of {}", SCHEDULE_NAMES.join(", ")),
-            ));
-        } else if schedule == "karras" && SAMPLER_NAMES.contains(&sampler.as_str()) && !KARRAS_SAMPLERS.contains(&sampler.as_str()) {
-            errors.push(FieldError::new(
-                "schedule",
-                format!("sampler {sampler} has no karras schedule; use default, or one of {}", KARRAS_SAMPLERS.join(", ")),
-            ));
-        }
+        let (Some(sampler), Some(schedule)) = (sampler, schedule) else { return Err(errors) };
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -304,11 +279,11 @@ mod tests {
     fn defaults_fill_what_is_absent() {
         let s = GenerateRequest { prompt: "a cat".into(), ..Default::default() }.resolve(|| 42).unwrap();
         assert_eq!((s.width, s.height, s.steps, s.cfg_scale, s.batch_size), (512, 512, 20, 7.0, 1));
-        assert_eq!((s.sampler.as_str(), s.schedule.as_str(), s.seed), ("dpmpp_2m", "karras", 42));
+        assert_eq!((s.sampler, s.schedule, s.seed), (Sampler::Dpmpp2m, Schedule::Karras, 42));
         let s = GenerateRequest { prompt: "a".into(), sampler: Some("euler".into()), seed: Some(7), ..Default::default() }
             .resolve(|| unreachable!("seed was given"))
             .unwrap();
-        assert_eq!((s.schedule.as_str(), s.seed), ("default", 7));
+        assert_eq!((s.sampler, s.schedule, s.seed), (Sampler::Euler, Schedule::Default, 7));
     }
 
     #[test]

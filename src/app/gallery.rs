@@ -6,10 +6,10 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use super::api::{delete_image, list_history, ImageRef, JobSummary};
 use super::browser;
 use super::generate::{FormValues, FORM_STORAGE_KEY};
-use crate::request::sampler_display_name;
+use super::rpc::{delete_image, list_history};
+use crate::api::{ImageView, JobView};
 
 /// Jobs per page.
 const PAGE: u32 = 24;
@@ -21,7 +21,7 @@ pub fn GalleryPage() -> impl IntoView {
     let filter = RwSignal::new(String::new());
     let query = move || Some(filter.get().trim().to_string()).filter(|q| !q.is_empty());
     let first = Resource::new(query, |q| list_history(PAGE, None, q));
-    let more = RwSignal::new(Vec::<JobSummary>::new());
+    let more = RwSignal::new(Vec::<JobView>::new());
     let cursor = RwSignal::new(None::<Option<i64>>);
     let loading = RwSignal::new(false);
     // A new filter starts again from its own first page.
@@ -34,7 +34,7 @@ pub fn GalleryPage() -> impl IntoView {
         current
     });
     let deleted = RwSignal::new(Vec::<String>::new());
-    let selected = RwSignal::new(None::<(JobSummary, ImageRef)>);
+    let selected = RwSignal::new(None::<(JobView, ImageView)>);
 
     // `first_next` is the first page's cursor; after a "Load more" the newest page's cursor wins.
     let load_more = move |first_next: Option<i64>| {
@@ -61,7 +61,7 @@ pub fn GalleryPage() -> impl IntoView {
     });
     on_cleanup(move || on_scroll.remove());
 
-    let tiles = move |jobs: Vec<JobSummary>| {
+    let tiles = move |jobs: Vec<JobView>| {
         let gone = deleted.get();
         jobs.into_iter()
             .flat_map(|job| job.images.clone().into_iter().map(move |image| (job.clone(), image)))
@@ -71,8 +71,8 @@ pub fn GalleryPage() -> impl IntoView {
                 view! {
                     <li>
                         <button type="button" class="tile" on:click=move |_| selected.set(Some(pick.clone()))>
-                            <img src=image.url.clone() alt=job.settings.prompt.clone() loading="lazy" width=image.width height=image.height/>
-                            <span class="tile-caption">{job.settings.prompt.clone()}</span>
+                            <img src=image.url.clone() alt=job.request.prompt.clone() loading="lazy" width=image.width height=image.height/>
+                            <span class="tile-caption">{job.request.prompt.clone()}</span>
                         </button>
                     </li>
                 }
@@ -125,12 +125,12 @@ pub fn GalleryPage() -> impl IntoView {
 /// The large view of one image with its settings and actions.
 #[component]
 fn Detail(
-    job: JobSummary,
-    image: ImageRef,
-    selected: RwSignal<Option<(JobSummary, ImageRef)>>,
+    job: JobView,
+    image: ImageView,
+    selected: RwSignal<Option<(JobView, ImageView)>>,
     deleted: RwSignal<Vec<String>>,
 ) -> impl IntoView {
-    let s = job.settings.clone();
+    let s = job.request.clone();
     let took = match (job.started_at_ms, job.finished_at_ms) {
         (Some(a), Some(b)) => format!("{:.1} s", (b - a) as f64 / 1000.0),
         _ => "—".into(),
@@ -139,8 +139,8 @@ fn Detail(
         ("Prompt", s.prompt.clone()),
         ("Negative prompt", s.negative_prompt.clone()),
         ("Seed", image.seed.to_string()),
-        ("Sampler", sampler_display_name(&s.sampler).to_string()),
-        ("Schedule", s.schedule.clone()),
+        ("Sampler", s.sampler.a1111_name().to_string()),
+        ("Schedule", s.schedule.name().to_string()),
         ("Steps", s.steps.to_string()),
         ("CFG scale", s.cfg_scale.to_string()),
         ("Size", format!("{}×{}", s.width, s.height)),

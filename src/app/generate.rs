@@ -6,9 +6,9 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use serde::{Deserialize, Serialize};
 
-use super::api::{cancel_job, list_active_jobs, list_models, submit_generation, ImageRef, SubmitOutcome};
 use super::browser;
-use crate::request::{FieldError, GenerateRequest, GenerationSettings, KARRAS_SAMPLERS, SAMPLER_NAMES};
+use super::rpc::{cancel_job, list_active_jobs, list_models, submit_generation, SubmitOutcome};
+use crate::api::{FieldError, GenerateRequest, GenerationSettings, ImageView, JobEvent, JobEventKind, JobStatus, Sampler};
 
 /// Local-storage key of the form's last values (also written by "Use these settings" elsewhere).
 pub const FORM_STORAGE_KEY: &str = "easel.form";
@@ -39,7 +39,7 @@ impl Default for FormValues {
         Self {
             prompt: String::new(),
             negative_prompt: String::new(),
-            sampler: "dpmpp_2m".into(),
+            sampler: Sampler::DEFAULT.name().into(),
             schedule: "auto".into(),
             steps: "20".into(),
             cfg_scale: "7".into(),
@@ -58,8 +58,8 @@ impl FormValues {
         Self {
             prompt: s.prompt.clone(),
             negative_prompt: s.negative_prompt.clone(),
-            sampler: s.sampler.clone(),
-            schedule: s.schedule.clone(),
+            sampler: s.sampler.name().into(),
+            schedule: s.schedule.name().into(),
             steps: s.steps.to_string(),
             cfg_scale: s.cfg_scale.to_string(),
             width: s.width.to_string(),
@@ -139,7 +139,7 @@ pub fn GeneratePage() -> impl IntoView {
                 jobs.update(|shown| {
                     for job in active.into_iter().rev() {
                         if !shown.iter().any(|s| s.id == job.id) {
-                            shown.push(SubmittedJob { id: job.id, settings: job.settings, position: job.position });
+                            shown.push(SubmittedJob { id: job.id, settings: job.request, position: job.position });
                         }
                     }
                 });
@@ -181,9 +181,10 @@ pub fn GeneratePage() -> impl IntoView {
         submitting.set(true);
         spawn_local(async move {
             match submit_generation(request).await {
-                Ok(SubmitOutcome::Queued { id, position, settings }) => {
-                    last_seed.set(Some(settings.seed));
-                    jobs.update(|j| j.insert(0, SubmittedJob { id, settings, position }));
+                Ok(SubmitOutcome::Queued(job)) => {
+                    let job = *job;
+                    last_seed.set(Some(job.request.seed));
+                    jobs.update(|j| j.insert(0, SubmittedJob { id: job.id, settings: job.request, position: job.position }));
                 }
                 Ok(SubmitOutcome::Invalid(e)) => errors.set(e),
                 Err(e) => errors.set(vec![FieldError { field: "form".into(), message: format!("could not reach the server: {e}") }]),
@@ -266,7 +267,7 @@ pub fn GeneratePage() -> impl IntoView {
                                 prop:value=move || form.with(|f| f.sampler.clone())
                                 on:change=move |ev| form.update(|f| f.sampler = event_target_value(&ev))
                             >
-                                {SAMPLER_NAMES.iter().map(|s| view! { <option value=*s>{crate::request::sampler_display_name(s)}</option> }).collect_view()}
+                                {Sampler::ALL.map(|s| view! { <option value=s.name()>{s.a1111_name()}</option> }).collect_view()}
                             </select>
                             {field_error("sampler")}
                         </div>
@@ -281,7 +282,7 @@ pub fn GeneratePage() -> impl IntoView {
                                 <option value="default">"Default"</option>
                                 <option
                                     value="karras"
-                                    disabled=move || form.with(|f| !KARRAS_SAMPLERS.contains(&f.sampler.as_str()))
+                                    disabled=move || form.with(|f| !Sampler::parse(&f.sampler).is_some_and(Sampler::supports_karras))
                                 >
                                     "Karras"
                                 </option>
@@ -404,35 +405,16 @@ pub fn GeneratePage() -> impl IntoView {
     }
 }
 
-/// Parses the `images` array of a `succeeded` event.
-fn images_of(event: &serde_json::Value) -> Vec<ImageRef> {
-    event["images"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|i| ImageRef {
-                    id: i["id"].as_str().unwrap_or_default().into(),
-                    url: i["url"].as_str().unwrap_or_default().into(),
-                    seed: i["seed"].as_u64().unwrap_or_default(),
-                    width: i["width"].as_u64().unwrap_or_default() as u32,
-                    height: i["height"].as_u64().unwrap_or_default() as u32,
-                    infotext: String::new(),
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// One job, followed live.
 #[component]
 fn JobCard(id: String, settings: GenerationSettings, position: Option<u64>, on_use: Callback<GenerationSettings>) -> impl IntoView {
-    let status = RwSignal::new("queued".to_string());
+    let status = RwSignal::new(JobStatus::Queued);
     let queue_position = RwSignal::new(position);
     let step = RwSignal::new(0u64);
     let total = RwSignal::new(0u64);
     let eta = RwSignal::new(None::<f64>);
     let preview = RwSignal::new(None::<String>);
-    let images = RwSignal::new(Vec::<ImageRef>::new());
+    let images = RwSignal::new(Vec::<ImageView>::new());
     let error = RwSignal::new(None::<String>);
     let stream = StoredValue::new_local(None::<browser::EventStream>);
 
@@ -441,36 +423,31 @@ fn JobCard(id: String, settings: GenerationSettings, position: Option<u64>, on_u
         if stream.with_value(|s| s.is_some()) {
             return;
         }
-        let opened = browser::subscribe(
-            &events_url,
-            &["queued", "started", "progress", "succeeded", "failed", "cancelled"],
-            &["succeeded", "failed", "cancelled"],
-            move |name, data| {
-                let event: serde_json::Value = serde_json::from_str(&data).unwrap_or_default();
-                match name {
-                    "queued" => queue_position.set(event["position"].as_u64()),
-                    "started" => status.set("running".into()),
-                    "progress" => {
-                        status.set("running".into());
-                        step.set(event["step"].as_u64().unwrap_or(0));
-                        total.set(event["total"].as_u64().unwrap_or(0));
-                        eta.set(event["eta_seconds"].as_f64());
-                        if let Some(png) = event["preview_png_base64"].as_str() {
-                            preview.set(Some(format!("data:image/png;base64,{png}")));
-                        }
+        let opened = browser::subscribe(&events_url, &JobEventKind::NAMES, &JobEventKind::TERMINAL_NAMES, move |_name, data| {
+            let Ok(event) = serde_json::from_str::<JobEvent>(&data) else { return };
+            match event.kind {
+                JobEventKind::Queued { position } => queue_position.set(Some(position)),
+                JobEventKind::Started => status.set(JobStatus::Running),
+                JobEventKind::Progress { step: done, total: of, eta_seconds, preview_png_base64 } => {
+                    status.set(JobStatus::Running);
+                    step.set(u64::from(done));
+                    total.set(u64::from(of));
+                    eta.set(eta_seconds);
+                    if let Some(png) = preview_png_base64 {
+                        preview.set(Some(format!("data:image/png;base64,{png}")));
                     }
-                    "succeeded" => {
-                        images.set(images_of(&event));
-                        status.set("succeeded".into());
-                    }
-                    "failed" => {
-                        error.set(event["error"].as_str().map(str::to_string));
-                        status.set("failed".into());
-                    }
-                    _ => status.set("cancelled".into()),
                 }
-            },
-        );
+                JobEventKind::Succeeded { images: done } => {
+                    images.set(done);
+                    status.set(JobStatus::Succeeded);
+                }
+                JobEventKind::Failed { error: message } => {
+                    error.set(Some(message));
+                    status.set(JobStatus::Failed);
+                }
+                JobEventKind::Cancelled => status.set(JobStatus::Cancelled),
+            }
+        });
         stream.set_value(opened);
     });
 
@@ -484,7 +461,7 @@ fn JobCard(id: String, settings: GenerationSettings, position: Option<u64>, on_u
     let summary = format!(
         "{} · {} · {} steps · {}×{} · seed {}",
         if settings.prompt.is_empty() { "(empty prompt)".to_string() } else { settings.prompt.clone() },
-        crate::request::sampler_display_name(&settings.sampler),
+        settings.sampler.a1111_name(),
         settings.steps,
         settings.width,
         settings.height,
@@ -493,28 +470,28 @@ fn JobCard(id: String, settings: GenerationSettings, position: Option<u64>, on_u
     let percent = move || if total.get() == 0 { 0 } else { step.get() * 100 / total.get() };
     let reuse = settings.clone();
     view! {
-        <article class="job-card" data-job-id=id.clone() data-status=move || status.get()>
+        <article class="job-card" data-job-id=id.clone() data-status=move || status.get().as_str()>
             <p class="job-summary">{summary}</p>
             <p class="job-state" aria-live="polite">
-                {move || match status.get().as_str() {
-                    "queued" => match queue_position.get() {
+                {move || match status.get() {
+                    JobStatus::Queued => match queue_position.get() {
                         Some(0) | None => "Queued: next".to_string(),
                         Some(n) => format!("Queued: {n} ahead"),
                     },
-                    "running" => match eta.get() {
+                    JobStatus::Running => match eta.get() {
                         Some(s) => format!("Step {}/{} · ETA {:.0} s", step.get(), total.get(), s.ceil()),
                         None => format!("Step {}/{}", step.get(), total.get()),
                     },
-                    "succeeded" => "Done".to_string(),
-                    "failed" => "Failed".to_string(),
-                    _ => "Cancelled".to_string(),
+                    JobStatus::Succeeded => "Done".to_string(),
+                    JobStatus::Failed => "Failed".to_string(),
+                    JobStatus::Cancelled => "Cancelled".to_string(),
                 }}
             </p>
-            <Show when=move || status.get() == "running" || status.get() == "queued">
+            <Show when=move || !status.get().is_terminal()>
                 <progress max="100" value=percent aria-label="Progress"></progress>
                 <button type="button" class="danger" on:click=cancel.clone()>"Cancel"</button>
             </Show>
-            <Show when=move || status.get() == "running" && preview.get().is_some()>
+            <Show when=move || status.get() == JobStatus::Running && preview.get().is_some()>
                 <img class="preview" alt="Live preview" src=move || preview.get().unwrap_or_default()/>
             </Show>
             {move || error.get().map(|e| view! { <p class="field-error" role="alert">{e}</p> })}
@@ -528,7 +505,7 @@ fn JobCard(id: String, settings: GenerationSettings, position: Option<u64>, on_u
                     </figure>
                 </For>
             </div>
-            <Show when=move || status.get() == "succeeded">
+            <Show when=move || status.get() == JobStatus::Succeeded>
                 {
                     let reuse = reuse.clone();
                     view! {
@@ -556,8 +533,8 @@ mod tests {
             cfg_scale: 6.5,
             width: 640,
             height: 512,
-            sampler: "euler".into(),
-            schedule: "karras".into(),
+            sampler: Sampler::Euler,
+            schedule: crate::api::Schedule::Karras,
             batch_size: 2,
             model: Some("tiny-sd".into()),
         };

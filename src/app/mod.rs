@@ -1,13 +1,14 @@
 //! The web UI: the HTML shell, the top-level `App` with its router and navigation, and one module
 //! per page. Compiled twice: on the server for SSR (`ssr`) and to wasm for hydration (`hydrate`).
-//! It talks to the server only through server functions and the SSE endpoints.
+//! It talks to the server only through its server functions ([`rpc`]) and the SSE endpoints,
+//! and reads the wire types of [`crate::api`].
 
-pub mod api;
 mod browser;
 mod gallery;
 pub mod generate;
 mod models;
 mod queue;
+pub mod rpc;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};

@@ -5,9 +5,10 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use super::api::{cancel_pull, delete_model, list_models, list_pulls, model_aliases, pull_model, set_default_model, ModelSummary};
 use super::browser;
-use crate::pull_status::{human_bytes, FileState, PullState, PullStatus};
+use crate::api::pull::{human_bytes, FileState, PullState, PullStatus};
+use super::rpc::{cancel_pull, delete_model, list_models, list_pulls, model_aliases, pull_model, set_default_model};
+use crate::api::ModelEntry;
 
 #[component]
 pub fn ModelsPage() -> impl IntoView {
@@ -83,7 +84,7 @@ pub fn ModelsPage() -> impl IntoView {
                         let list = aliases.await.unwrap_or_default();
                         view! {
                             <datalist id="model-aliases">
-                                {list.iter().map(|a| view! { <option value=a.name.clone()>{a.target.clone()}</option> }).collect_view()}
+                                {list.iter().map(|a| view! { <option value=a.name.clone()>{a.target()}</option> }).collect_view()}
                             </datalist>
                             <ul class="hint alias-list">
                                 {list.into_iter().map(|a| view! { <li><code>{a.name}</code>": "{a.description}</li> }).collect_view()}
@@ -114,7 +115,7 @@ pub fn ModelsPage() -> impl IntoView {
 }
 
 #[component]
-fn ModelTable(models: Vec<ModelSummary>, reload: Callback<()>, action_error: RwSignal<Option<String>>) -> impl IntoView {
+fn ModelTable(models: Vec<ModelEntry>, reload: Callback<()>, action_error: RwSignal<Option<String>>) -> impl IntoView {
     view! {
         <table class="model-table">
             <thead><tr><th>"Name"</th><th>"Precision"</th><th>"Source"</th><th>"Size"</th><th></th></tr></thead>
@@ -148,7 +149,7 @@ fn ModelTable(models: Vec<ModelSummary>, reload: Callback<()>, action_error: RwS
                     view! {
                         <tr data-model=m.name.clone() data-default=m.is_default.to_string()>
                             <td>
-                                <span class="model-name" title=m.path.clone()>{m.name.clone()}</span>
+                                <span class="model-name" title=m.path.display().to_string()>{m.name.clone()}</span>
                                 {(!m.aliases.is_empty()).then(|| view! { <span class="muted">{format!(" ({})", m.aliases.join(", "))}</span> })}
                                 {m.is_default.then(|| view! { <span class="badge">"default"</span> })}
                             </td>

@@ -4,7 +4,8 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use super::api::{cancel_job, list_active_jobs};
+use super::rpc::{cancel_job, list_active_jobs};
+use crate::api::JobStatus;
 
 #[component]
 pub fn QueuePage() -> impl IntoView {
@@ -29,9 +30,9 @@ pub fn QueuePage() -> impl IntoView {
                             {active.into_iter().map(|job| {
                                 let id = job.id.clone();
                                 view! {
-                                    <li data-status=job.status.clone()>
-                                        <span>{format!("{} — {}", job.status, job.settings.prompt)}</span>
-                                        {(job.status == "running").then(|| format!(" step {}/{}", job.step, job.total))}
+                                    <li data-status=job.status.as_str()>
+                                        <span>{format!("{} — {}", job.status, job.request.prompt)}</span>
+                                        {(job.status == JobStatus::Running).then(|| format!(" step {}/{}", job.progress.step, job.progress.total))}
                                         <button type="button" class="danger" on:click=move |_| {
                                             let id = id.clone();
                                             spawn_local(async move {

@@ -9,7 +9,7 @@ use clap::Args;
 use crate::engine::model::{Residency, SdModel};
 use crate::engine::pipeline::txt2img;
 use crate::engine::{runtime, CancelToken};
-use crate::request::GenerateRequest;
+use crate::api::request::GenerateRequest;
 
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
@@ -30,7 +30,7 @@ pub struct BenchArgs {
 
 pub fn run(args: &BenchArgs, settings: &crate::config::Settings) -> anyhow::Result<()> {
     let rt = runtime::runtime()?;
-    let (dir, _) = crate::generate_cmd::resolve_model_dir(Some(&args.model), settings)?;
+    let (dir, _) = crate::cli::generate::resolve_model_dir(Some(&args.model), settings)?;
     let residency = if settings.low_memory { Residency::LowMemory } else { Residency::Warm };
     let load_started = Instant::now();
     let mut model = SdModel::load(&dir, rt, settings.threads, residency)?;

@@ -11,6 +11,7 @@ pub fn print_report(settings: &Settings) {
         Ok(rt) => println!("onnxruntime   {} ({})", rt.version, rt.library.display()),
         Err(e) => println!("onnxruntime   MISSING: {e}"),
     }
+    println!("web UI        {}", crate::server::site_root().describe());
     println!("config file   {}", settings.config_file.as_ref().map_or("(none)".into(), |p| p.display().to_string()));
     println!("models dir    {}", settings.models_dir.display());
     println!("hub cache     {}", settings.hub_cache.display());
@@ -20,7 +21,7 @@ pub fn print_report(settings: &Settings) {
         println!("  (no models found; pull one with `easel pull sd15`)");
     }
     for m in models {
-        println!("  {}{} ({}, {})", m.name, if m.is_default { " [default]" } else { "" }, m.precision, crate::pull_status::human_bytes(m.size_bytes));
+        println!("  {}{} ({}, {})", m.name, if m.is_default { " [default]" } else { "" }, m.precision, crate::api::pull::human_bytes(m.size_bytes));
     }
     println!("data dir      {}", settings.data_dir.display());
     println!("outputs dir   {}", settings.outputs_dir.display());

@@ -1,5 +1,5 @@
 //! `easel generate`: one text-to-image run from the command line, with a progress bar.
-//! Glue only: settings come from [`crate::request`], the work from [`crate::engine`].
+//! Glue only: settings come from [`crate::api::request`], the work from [`crate::engine`].
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -9,8 +9,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::engine::model::{Residency, SdModel};
 use crate::engine::pipeline::txt2img;
-use crate::engine::{npy, png_meta, runtime, CancelToken, EngineError};
-use crate::request::{FieldError, GenerateRequest, GenerationSettings};
+use crate::engine::{infotext, npy, png_meta, runtime, CancelToken, EngineError};
+use crate::api::request::{FieldError, GenerateRequest, GenerationSettings};
 
 #[derive(Args, Debug, Clone)]
 pub struct GenerateArgs {
@@ -118,7 +118,7 @@ pub fn run(args: &GenerateArgs, settings: &crate::config::Settings) -> Result<()
         batch_size: args.batch_size,
         model: args.model.clone(),
     };
-    let resolved = request.resolve(crate::request::random_seed).map_err(GenerateError::Invalid)?;
+    let resolved = request.resolve(crate::api::request::random_seed).map_err(GenerateError::Invalid)?;
     let failed = |e: EngineError| GenerateError::Failed(e.to_string());
     let rt = runtime::runtime().map_err(|e| failed(e.into()))?;
     let (dir, name) = resolve_model_dir(args.model.as_deref(), settings).map_err(GenerateError::BadModel)?;
@@ -145,8 +145,9 @@ pub fn run(args: &GenerateArgs, settings: &crate::config::Settings) -> Result<()
     bar.finish_and_clear();
 
     let out = args.output.clone().unwrap_or_else(|| settings.outputs_dir.clone());
+    let parameters = infotext::infotext(&resolved, &model.name, &model.short_hash);
     for (image, path) in output.images.iter().zip(output_paths(&out, &resolved)) {
-        let bytes = png_meta::image_png(&resolved, &model, image).map_err(failed)?;
+        let bytes = png_meta::image_png(&resolved, &model, image, &parameters).map_err(failed)?;
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| GenerateError::Failed(format!("cannot create {}: {e}", parent.display())))?;
         }

@@ -1,6 +1,11 @@
 //! The `easel` command line: argument parsing and the glue that starts each subcommand.
 //! Every subcommand is a thin call into a module that could stand alone.
 
+pub mod bench;
+pub mod doctor;
+pub mod generate;
+pub mod models;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,40 +30,40 @@ pub enum Command {
     /// Time one generation stage by stage and report peak memory (numbers, no pass/fail).
     Bench {
         #[command(flatten)]
-        bench: crate::bench_cmd::BenchArgs,
+        bench: crate::cli::bench::BenchArgs,
         #[command(flatten)]
         settings: SettingsArgs,
     },
     /// Generate images from a prompt on the command line.
     Generate {
         #[command(flatten)]
-        generate: Box<crate::generate_cmd::GenerateArgs>,
+        generate: Box<crate::cli::generate::GenerateArgs>,
         #[command(flatten)]
         settings: SettingsArgs,
     },
     /// Download a model from the Hugging Face hub into its cache (resumable, verified).
-    #[command(after_help = PULL_HELP)]
+    #[command(after_help = pull_help())]
     Pull {
         #[command(flatten)]
-        pull: crate::models_cmd::PullArgs,
+        pull: crate::cli::models::PullArgs,
         #[command(flatten)]
         settings: SettingsArgs,
     },
     /// List, inspect, delete models and choose the default.
     Models {
         #[command(subcommand)]
-        command: crate::models_cmd::ModelsCommand,
+        command: crate::cli::models::ModelsCommand,
         #[command(flatten)]
         settings: SettingsArgs,
     },
 }
 
-const PULL_HELP: &str = "Aliases:
-  sd15       stable-diffusion-v1-5/stable-diffusion-v1-5@onnx (fp32, for CPU)
-  sd15-fp16  nmkd/stable-diffusion-1.5-onnx-fp16 (fp16, for GPUs)
-
-Environment: HF_ENDPOINT (hub or mirror URL), HF_TOKEN (access token),
-HF_HOME / HF_HUB_CACHE (cache location, shared with Python tools).";
+/// `easel pull --help`'s epilogue, derived from the alias table and the hub's environment names.
+fn pull_help() -> String {
+    let aliases: Vec<String> =
+        crate::hub::pull::ALIASES.iter().map(|a| format!("  {:<10} {}@{}", a.name, a.repo_id, a.revision)).collect();
+    format!("Aliases:\n{}\n\n{}", aliases.join("\n"), crate::hub::ENVIRONMENT_HELP)
+}
 
 /// The settings flags, shared by every subcommand that needs settings.
 #[derive(Args, Debug, Default, Clone)]
@@ -141,15 +146,15 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Serve(SettingsArgs::default())) {
         Command::Serve(args) => serve(&args),
-        Command::Doctor(args) => args.resolve().map(|s| crate::doctor::print_report(&s)),
+        Command::Doctor(args) => args.resolve().map(|s| crate::cli::doctor::print_report(&s)),
         Command::Pull { pull, settings } => settings.resolve().and_then(|s| {
             // Retries and other warnings go to stderr beside the progress bars.
             let level = if settings.log_level.is_some() { s.log_level.clone() } else { "warn".to_string() };
             crate::logging::init(&level, s.log_format).map_err(anyhow::Error::msg)?;
-            crate::models_cmd::pull_command(&pull, &s)
+            crate::cli::models::pull_command(&pull, &s)
         }),
-        Command::Models { command, settings } => settings.resolve().and_then(|s| crate::models_cmd::models_command(&command, &s)),
-        Command::Bench { bench, settings } => settings.resolve().and_then(|s| crate::bench_cmd::run(&bench, &s)),
+        Command::Models { command, settings } => settings.resolve().and_then(|s| crate::cli::models::models_command(&command, &s)),
+        Command::Bench { bench, settings } => settings.resolve().and_then(|s| crate::cli::bench::run(&bench, &s)),
         Command::Generate { generate, settings } => {
             let settings = match settings.resolve() {
                 Ok(s) => s,
@@ -158,7 +163,7 @@ pub fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            return match crate::generate_cmd::run(&generate, &settings) {
+            return match crate::cli::generate::run(&generate, &settings) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -210,8 +215,8 @@ fn serve(args: &SettingsArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(port_error)?;
         let bound = listener.local_addr().map_err(port_error)?;
         let state = crate::server::AppState::start(crate::server::leptos_options(bound), settings)?;
-        let jobs = state.jobs.clone();
-        if let Err(e) = &state.runtime {
+        let jobs = state.easel.queue().clone();
+        if let Err(e) = state.easel.runtime() {
             tracing::warn!("{e}");
         }
         tracing::info!(%bound, "listening");
@@ -255,14 +260,6 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn pull_help_lists_every_alias() {
-        for alias in &crate::hub::pull::ALIASES {
-            let line = PULL_HELP.lines().find(|l| l.trim_start().starts_with(alias.name)).unwrap_or_else(|| panic!("{} missing", alias.name));
-            assert!(line.contains(alias.repo_id), "{line}");
-        }
     }
 
     #[test]

@@ -11,8 +11,9 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::config::Settings;
 use crate::hub::pull::{pull, PullRequest};
 use crate::hub::HubClient;
-use crate::model_registry::{ModelEntry, ModelRegistry, RegistryError};
-use crate::pull_status::{human_bytes, FileState, PullStatus};
+use crate::api::ModelEntry;
+use crate::model_registry::{ModelRegistry, RegistryError};
+use crate::api::pull::{human_bytes, FileState, PullStatus};
 
 #[derive(Args, Debug)]
 pub struct PullArgs {
@@ -111,7 +112,7 @@ pub fn pull_command(args: &PullArgs, settings: &Settings) -> anyhow::Result<()> 
     let registry = ModelRegistry::from_settings(settings);
     let mut request = PullRequest::parse(&args.model)?;
     request.with_safety_checker = args.with_safety_checker;
-    let client = Arc::new(HubClient::from_settings(settings)?);
+    let client = Arc::new(HubClient::new(&settings.hub_endpoint, settings.hub_token.clone())?);
     let cache = Arc::new(registry.hub_cache().clone());
     eprintln!("pulling {}@{} from {} into {}", request.repo_id, request.revision, client.endpoint(), cache.root().display());
     let bars = Arc::new(Mutex::new(Bars::new()));
@@ -259,7 +260,7 @@ mod tests {
         let entry = |name: &str, default: bool| ModelEntry {
             name: name.into(),
             path: name.into(),
-            location: crate::model_registry::ModelLocation::ModelsDir,
+            location: crate::api::ModelLocation::ModelsDir,
             precision: "float32".into(),
             source: "random".into(),
             repo_id: None,

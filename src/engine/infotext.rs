@@ -3,19 +3,7 @@
 //! there is one; then one line of `Key: value` pairs in A1111's key order. A value is written as a
 //! JSON string only when it contains `,`, `:` or a newline.
 
-use crate::request::GenerationSettings;
-
-/// A1111's display name of a sampler (its `Sampler` key).
-pub use crate::request::sampler_display_name as a1111_sampler_name;
-
-/// A1111's `Schedule type` value.
-fn a1111_schedule_name(schedule: &str) -> &'static str {
-    if schedule == "karras" {
-        "Karras"
-    } else {
-        "Automatic"
-    }
-}
+use crate::api::request::GenerationSettings;
 
 fn quote(value: &str) -> String {
     if value.contains([',', ':', '\n']) {
@@ -43,8 +31,8 @@ pub fn infotext(settings: &GenerationSettings, model_name: &str, model_hash: &st
     }
     let pairs: [(&str, String); 9] = [
         ("Steps", settings.steps.to_string()),
-        ("Sampler", a1111_sampler_name(&settings.sampler).to_string()),
-        ("Schedule type", a1111_schedule_name(&settings.schedule).to_string()),
+        ("Sampler", settings.sampler.a1111_name().to_string()),
+        ("Schedule type", settings.schedule.a1111_name().to_string()),
         ("CFG scale", python_float(settings.cfg_scale)),
         ("Seed", settings.seed.to_string()),
         ("Size", format!("{}x{}", settings.width, settings.height)),
@@ -71,8 +59,8 @@ mod tests {
             cfg_scale: 7.0,
             width: 512,
             height: 768,
-            sampler: "dpmpp_2m".into(),
-            schedule: "karras".into(),
+            sampler: crate::api::Sampler::Dpmpp2m,
+            schedule: crate::api::Schedule::Karras,
             batch_size: 1,
             model: None,
         }

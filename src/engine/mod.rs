@@ -21,19 +21,3 @@ pub mod torch_rng;
 
 pub use cancel::CancelToken;
 pub use error::EngineError;
-
-#[cfg(test)]
-mod tests {
-    use super::scheduler::SamplerKind;
-    use crate::request::{KARRAS_SAMPLERS, SAMPLER_NAMES};
-
-    #[test]
-    fn request_sampler_names_are_exactly_the_engine_samplers() {
-        let engine: Vec<&str> = SamplerKind::ALL.iter().map(|k| k.name()).collect();
-        assert_eq!(engine, SAMPLER_NAMES);
-        let karras: Vec<&str> = SamplerKind::ALL.iter().filter(|k| k.supports_karras()).map(|k| k.name()).collect();
-        let mut want = KARRAS_SAMPLERS.to_vec();
-        want.sort_by_key(|n| SAMPLER_NAMES.iter().position(|s| s == n));
-        assert_eq!(karras, want);
-    }
-}

@@ -1,27 +1,31 @@
-//! Text-to-image: the denoising loop of diffusers' `StableDiffusionPipeline`, step for step.
+//! Text-to-image: the denoising loop of diffusers' `StableDiffusionPipeline`, step for step, as
+//! four stages that the other pipelines can reuse (img2img starts [`denoise`] later from encoded
+//! image latents; inpainting blends known latents in its per-step hook; a hires fix runs a second
+//! [`denoise`] on upscaled latents).
 //!
-//! 1. Tokenize the prompt and the negative prompt (`""` when none) to 77 ids each and run the text
-//!    encoder on each. With classifier-free guidance (CFG > 1) the UNet batch is
-//!    `[uncond × B, cond × B]`; at CFG ≤ 1 only the conditional half runs.
-//! 2. Initial latents: `randn([B, 4, H/8, W/8])` from a generator equal to
+//! 1. [`encode_prompt`]: tokenize the prompt and the negative prompt (`""` when none) to 77 ids
+//!    each and run the text encoder on each. With classifier-free guidance (CFG > 1) the UNet
+//!    batch is `[uncond × B, cond × B]`; at CFG ≤ 1 only the conditional half runs.
+//! 2. [`prepare_latents`]: `randn([B, 4, H/8, W/8])` from a generator equal to
 //!    `torch.Generator("cpu").manual_seed(seed)`, times the scheduler's `init_noise_sigma`.
-//! 3. For each scheduler timestep: scale the input, run the UNet, combine
+//! 3. [`denoise`]: for each scheduler timestep: scale the input, run the UNet, combine
 //!    `uncond + cfg · (cond − uncond)`, and let the scheduler step (ancestral samplers draw their
 //!    noise from the same generator, continuing the stream, as diffusers does).
-//! 4. Decode `latents / scaling_factor` with the VAE decoder, then pixels are
+//! 4. [`decode_latents`]: decode `latents / scaling_factor` with the VAE decoder, then pixels are
 //!    `round(clamp(x / 2 + 0.5, 0, 1) · 255)` (numpy rounds half to even).
 //!
 //! Cancellation is checked before every model call; progress is reported after every step.
 
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use super::cancel::CancelToken;
 use super::model::SdModel;
 use super::onnx_model::{spec, InputData};
-use super::scheduler::{build_scheduler, SamplerKind, Schedule};
+use super::scheduler::{build_scheduler, Scheduler};
 use super::torch_rng::TorchGenerator;
 use super::EngineError;
-use crate::request::GenerationSettings;
+use crate::api::request::GenerationSettings;
 
 /// The VAE latent scale of SD 1.x (`AutoencoderKL.scaling_factor`), used when the model's VAE
 /// config does not give one.
@@ -102,6 +106,165 @@ fn encode_text(model: &mut SdModel, text: &str) -> Result<(Vec<f32>, usize), Eng
     }
 }
 
+/// The text conditioning of a request, from [`encode_prompt`].
+pub struct TextConditioning {
+    /// The embeddings for one image: `[uncond; cond]` (`[2, 77, dim]`) with guidance, `[cond]`
+    /// (`[1, 77, dim]`) without.
+    pub embeddings: Vec<f32>,
+    /// The UNet's `encoder_hidden_states` for the whole batch: `[uncond × B, cond × B]` with
+    /// guidance, `[cond × B]` without.
+    pub unet_context: Vec<f32>,
+    /// The text encoder's hidden size (768 for SD 1.x).
+    pub dim: usize,
+    /// Whether the unconditional half is there, i.e. classifier-free guidance is on.
+    pub guided: bool,
+}
+
+/// Stage 1: encodes `prompt` and, when `guided`, `negative_prompt`, laid out for a UNet batch
+/// of `batch` images.
+pub fn encode_prompt(
+    model: &mut SdModel,
+    prompt: &str,
+    negative_prompt: &str,
+    guided: bool,
+    batch: usize,
+    cancel: &CancelToken,
+) -> Result<TextConditioning, EngineError> {
+    check_cancel(cancel)?;
+    let (cond, dim) = encode_text(model, prompt)?;
+    let uncond = if guided {
+        check_cancel(cancel)?;
+        Some(encode_text(model, negative_prompt)?.0)
+    } else {
+        None
+    };
+    let mut embeddings = uncond.unwrap_or_default();
+    embeddings.extend_from_slice(&cond);
+    let mut unet_context = Vec::with_capacity(embeddings.len() * batch);
+    for half in embeddings.chunks(cond.len()) {
+        for _ in 0..batch {
+            unet_context.extend_from_slice(half);
+        }
+    }
+    Ok(TextConditioning { embeddings, unet_context, dim, guided })
+}
+
+/// Stage 2: the starting latents of txt2img, `randn(latent_shape)` drawn from `rng` times the
+/// scheduler's `init_noise_sigma` (as float32, as diffusers multiplies a float32 tensor).
+pub fn prepare_latents(rng: &mut TorchGenerator, latent_shape: [usize; 4], init_noise_sigma: f64) -> Vec<f32> {
+    let init_sigma = init_noise_sigma as f32;
+    rng.randn(latent_shape.iter().product()).into_iter().map(|x| x * init_sigma).collect()
+}
+
+/// What stays fixed over the scheduler calls of one [`denoise`] run.
+pub struct DenoiseRun<'a> {
+    /// From [`encode_prompt`] with the batch size `latent_shape[0]`.
+    pub text: &'a TextConditioning,
+    pub cfg_scale: f32,
+    /// `[batch, 4, height/8, width/8]`.
+    pub latent_shape: [usize; 4],
+    /// The scheduler calls to make, as indices into [`Scheduler::timesteps`]: all of them for
+    /// txt2img; img2img starts later, at the timestep its strength gives.
+    pub calls: Range<usize>,
+}
+
+/// What the per-step hook of [`denoise`] sees after each scheduler call.
+pub struct DenoiseStep<'a> {
+    /// The scheduler call just made (an index into [`Scheduler::timesteps`]).
+    pub index: usize,
+    /// The latents after it. The hook may change them (inpainting puts the known region back).
+    pub latents: &'a mut [f32],
+}
+
+/// The result of a [`denoise`] run.
+pub struct Denoised {
+    pub latents: Vec<f32>,
+    /// Wall time of each scheduler call (UNet and step, not the hook).
+    pub unet_steps: Vec<Duration>,
+}
+
+/// Stage 3: the denoising loop. Starting from `latents`, runs the scheduler calls
+/// `run.calls` over the UNet with classifier-free guidance; the ancestral samplers' noise comes
+/// from `rng`. `on_step` runs after every call.
+pub fn denoise(
+    model: &mut SdModel,
+    scheduler: &mut dyn Scheduler,
+    run: &DenoiseRun<'_>,
+    mut latents: Vec<f32>,
+    rng: &mut TorchGenerator,
+    cancel: &CancelToken,
+    on_step: &mut dyn FnMut(DenoiseStep<'_>),
+) -> Result<Denoised, EngineError> {
+    let text = run.text;
+    let [batch, channels, latent_h, latent_w] = run.latent_shape;
+    let unet_batch = if text.guided { 2 * batch } else { batch };
+    let timesteps = scheduler.timesteps().to_vec();
+    let mut unet_steps = Vec::with_capacity(run.calls.len());
+    let mut unet = model.unet()?;
+    let sample_in = spec(&unet, "sample", 0)?;
+    let timestep_in = spec(&unet, "timestep", 1)?;
+    let context_in = spec(&unet, "encoder_hidden_states", 2)?;
+    for index in run.calls.clone() {
+        check_cancel(cancel)?;
+        let step_started = Instant::now();
+        let mut model_input = latents.clone();
+        scheduler.scale_model_input(&mut model_input, index);
+        if text.guided {
+            model_input.extend_from_within(..);
+        }
+        let (_, noise) = unet.run(
+            vec![
+                (&sample_in, InputData::Float { shape: vec![unet_batch, channels, latent_h, latent_w], data: &model_input }),
+                (&timestep_in, InputData::Timestep { value: timesteps[index], batch: unet_batch }),
+                (&context_in, InputData::Float { shape: vec![unet_batch, 77, text.dim], data: &text.unet_context }),
+            ],
+            "out_sample",
+        )?;
+        let guided_noise: Vec<f32> = if text.guided {
+            let (u, c) = noise.split_at(latents.len());
+            let g = run.cfg_scale;
+            u.iter().zip(c).map(|(&u, &c)| u + g * (c - u)).collect()
+        } else {
+            noise
+        };
+        latents = scheduler.step(&guided_noise, index, &latents, rng);
+        unet_steps.push(step_started.elapsed());
+        on_step(DenoiseStep { index, latents: &mut latents });
+    }
+    Ok(Denoised { latents, unet_steps })
+}
+
+/// Stage 4: decodes `latents` (`[batch, 4, h, w]`) with the VAE, one image at a time to bound
+/// memory.
+pub fn decode_latents(
+    model: &mut SdModel,
+    latents: &[f32],
+    latent_shape: [usize; 4],
+    cancel: &CancelToken,
+) -> Result<Vec<DecodedImage>, EngineError> {
+    let [batch, channels, latent_h, latent_w] = latent_shape;
+    let scale = vae_scaling_factor(model);
+    let mut decoder = model.vae_decoder()?;
+    let latent_in = spec(&decoder, "latent_sample", 0)?;
+    let mut images = Vec::with_capacity(batch);
+    for (index, one) in latents.chunks(channels * latent_h * latent_w).enumerate() {
+        check_cancel(cancel)?;
+        let scaled: Vec<f32> = one.iter().map(|&x| x / scale).collect();
+        let (shape, pixels) = decoder.run(
+            vec![(&latent_in, InputData::Float { shape: vec![1, channels, latent_h, latent_w], data: &scaled })],
+            "sample",
+        )?;
+        let [_, 3, h, w] = shape[..] else {
+            return Err(EngineError::UnexpectedModelIo {
+                model: "vae_decoder",
+                message: format!("output has shape {shape:?}, expected [1, 3, H, W]"),
+            });
+        };
+        images.push(DecodedImage { index, width: w as u32, height: h as u32, rgb: to_rgb8(&pixels, w, h) });
+    }
+    Ok(images)
+}
+
 /// Converts the decoder's `[3, H, W]` floats in about [-1, 1] to interleaved RGB8.
 fn to_rgb8(chw: &[f32], width: usize, height: usize) -> Vec<u8> {
     let plane = width * height;
@@ -123,112 +286,38 @@ pub fn txt2img(
     progress: &mut dyn FnMut(&StepProgress<'_>),
 ) -> Result<Txt2ImgOutput, EngineError> {
     let started = Instant::now();
-    let sampler: SamplerKind = settings.sampler.parse()?;
-    let schedule: Schedule = settings.schedule.parse()?;
     let batch = settings.batch_size as usize;
-    let (latent_h, latent_w) = (settings.height as usize / 8, settings.width as usize / 8);
-    let latent_shape = [batch, LATENT_CHANNELS, latent_h, latent_w];
+    let latent_shape = [batch, LATENT_CHANNELS, settings.height as usize / 8, settings.width as usize / 8];
     let guided = settings.cfg_scale > 1.0;
 
-    // 1. Text conditioning.
-    check_cancel(cancel)?;
-    let (cond, dim) = encode_text(model, &settings.prompt)?;
-    let uncond = if guided {
-        check_cancel(cancel)?;
-        Some(encode_text(model, &settings.negative_prompt)?.0)
-    } else {
-        None
-    };
+    let text = encode_prompt(model, &settings.prompt, &settings.negative_prompt, guided, batch, cancel)?;
     let text_encoding = started.elapsed();
-    let mut text_embeddings = uncond.clone().unwrap_or_default();
-    text_embeddings.extend_from_slice(&cond);
-    let mut unet_context = Vec::with_capacity(text_embeddings.len() * batch);
-    for half in text_embeddings.chunks(cond.len()) {
-        for _ in 0..batch {
-            unet_context.extend_from_slice(half);
-        }
-    }
-    let unet_batch = if guided { 2 * batch } else { batch };
 
-    // 2. Scheduler and initial noise.
-    let mut scheduler = build_scheduler(sampler, schedule, &model.scheduler_config, settings.steps as usize)?;
+    let mut scheduler = build_scheduler(settings.sampler, settings.schedule, &model.scheduler_config, settings.steps as usize)?;
     let mut rng = TorchGenerator::new(settings.seed);
-    let init_sigma = scheduler.init_noise_sigma() as f32;
-    let mut latents: Vec<f32> = rng.randn(latent_shape.iter().product()).into_iter().map(|x| x * init_sigma).collect();
+    let latents = prepare_latents(&mut rng, latent_shape, scheduler.init_noise_sigma());
 
-    // 3. Denoising loop.
-    let timesteps = scheduler.timesteps().to_vec();
-    let mut unet_steps = Vec::with_capacity(timesteps.len());
-    {
-        let mut unet = model.unet()?;
-        let sample_in = spec(&unet, "sample", 0)?;
-        let timestep_in = spec(&unet, "timestep", 1)?;
-        let context_in = spec(&unet, "encoder_hidden_states", 2)?;
-        for (index, &t) in timesteps.iter().enumerate() {
-            check_cancel(cancel)?;
-            let step_started = Instant::now();
-            let mut model_input = latents.clone();
-            scheduler.scale_model_input(&mut model_input, index);
-            if guided {
-                model_input.extend_from_within(..);
-            }
-            let (_, noise) = unet.run(
-                vec![
-                    (&sample_in, InputData::Float { shape: vec![unet_batch, LATENT_CHANNELS, latent_h, latent_w], data: &model_input }),
-                    (&timestep_in, InputData::Timestep { value: t, batch: unet_batch }),
-                    (&context_in, InputData::Float { shape: vec![unet_batch, 77, dim], data: &unet_context }),
-                ],
-                "out_sample",
-            )?;
-            let guided_noise: Vec<f32> = if guided {
-                let (u, c) = noise.split_at(latents.len());
-                let g = settings.cfg_scale;
-                u.iter().zip(c).map(|(&u, &c)| u + g * (c - u)).collect()
-            } else {
-                noise
-            };
-            latents = scheduler.step(&guided_noise, index, &latents, &mut rng);
-            unet_steps.push(step_started.elapsed());
-            progress(&StepProgress {
-                step: index + 1,
-                total: timesteps.len(),
-                elapsed: started.elapsed(),
-                latents: &latents,
-                latent_shape,
-            });
-        }
-    }
+    let total = scheduler.timesteps().len();
+    let run = DenoiseRun { text: &text, cfg_scale: settings.cfg_scale, latent_shape, calls: 0..total };
+    let denoised = denoise(model, scheduler.as_mut(), &run, latents, &mut rng, cancel, &mut |step| {
+        progress(&StepProgress {
+            step: step.index + 1,
+            total,
+            elapsed: started.elapsed(),
+            latents: step.latents,
+            latent_shape,
+        })
+    })?;
 
-    // 4. Decode, one image at a time to bound memory.
     let decode_started = Instant::now();
-    let scale = vae_scaling_factor(model);
-    let mut decoder = model.vae_decoder()?;
-    let latent_in = spec(&decoder, "latent_sample", 0)?;
-    let per_image = LATENT_CHANNELS * latent_h * latent_w;
-    let mut images = Vec::with_capacity(batch);
-    for (index, one) in latents.chunks(per_image).enumerate() {
-        check_cancel(cancel)?;
-        let scaled: Vec<f32> = one.iter().map(|&x| x / scale).collect();
-        let (shape, pixels) = decoder.run(
-            vec![(&latent_in, InputData::Float { shape: vec![1, LATENT_CHANNELS, latent_h, latent_w], data: &scaled })],
-            "sample",
-        )?;
-        let [_, 3, h, w] = shape[..] else {
-            return Err(EngineError::UnexpectedModelIo {
-                model: "vae_decoder",
-                message: format!("output has shape {shape:?}, expected [1, 3, H, W]"),
-            });
-        };
-        images.push(DecodedImage { index, width: w as u32, height: h as u32, rgb: to_rgb8(&pixels, w, h) });
-    }
-    drop(decoder);
+    let images = decode_latents(model, &denoised.latents, latent_shape, cancel)?;
     let vae_decode = decode_started.elapsed();
     Ok(Txt2ImgOutput {
         images,
-        latents,
+        latents: denoised.latents,
         latent_shape,
-        text_embeddings,
-        timings: Timings { text_encoding, unet_steps, vae_decode, total: started.elapsed() },
+        text_embeddings: text.embeddings,
+        timings: Timings { text_encoding, unet_steps: denoised.unet_steps, vae_decode, total: started.elapsed() },
     })
 }
 

@@ -66,7 +66,7 @@ mod tests {
 #[derive(serde::Serialize)]
 struct Provenance<'a> {
     easel_version: &'static str,
-    settings: &'a crate::request::GenerationSettings,
+    settings: &'a crate::api::request::GenerationSettings,
     batch_index: usize,
     model_name: &'a str,
     model_hash: &'a str,
@@ -74,13 +74,14 @@ struct Provenance<'a> {
     onnxruntime: &'a str,
 }
 
-/// The PNG for image `image` of a generation, with the A1111 infotext and Easel's provenance JSON.
+/// The PNG for image `image` of a generation, with `parameters` (the A1111 infotext, computed
+/// once by the caller, which also records it) and Easel's provenance JSON.
 pub fn image_png(
-    settings: &crate::request::GenerationSettings,
+    settings: &crate::api::request::GenerationSettings,
     model: &super::model::SdModel,
     image: &super::pipeline::DecodedImage,
+    parameters: &str,
 ) -> Result<Vec<u8>, EngineError> {
-    let parameters = super::infotext::infotext(settings, &model.name, &model.short_hash);
     let onnxruntime = super::runtime::runtime().map(|r| r.version.clone()).unwrap_or_default();
     let provenance = Provenance {
         easel_version: env!("CARGO_PKG_VERSION"),
@@ -92,5 +93,5 @@ pub fn image_png(
         onnxruntime: &onnxruntime,
     };
     let json = serde_json::to_string(&provenance).map_err(|e| EngineError::Png(e.to_string()))?;
-    encode_png(&image.rgb, image.width, image.height, &parameters, &json)
+    encode_png(&image.rgb, image.width, image.height, parameters, &json)
 }

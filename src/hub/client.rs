@@ -74,11 +74,6 @@ impl HubClient {
         })
     }
 
-    /// A client for the endpoint and token the settings name.
-    pub fn from_settings(settings: &crate::config::Settings) -> Result<Self, HubError> {
-        Self::new(&settings.hub_endpoint, settings.hub_token.clone())
-    }
-
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }

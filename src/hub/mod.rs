@@ -1,6 +1,6 @@
 //! Pulling models from the Hugging Face hub into the shared hub cache. Knows nothing of HTTP
 //! serving, jobs or the UI: the CLI and the server both call [`pull::pull`] and watch its
-//! [`crate::pull_status::PullStatus`] reports.
+//! [`crate::api::pull::PullStatus`] reports.
 //!
 //! - [`cache`]: the on-disk cache layout `huggingface_hub` uses (blobs, snapshots, refs).
 //! - [`client`]: the hub protocol (file list, `HEAD` metadata, resumable downloads).
@@ -14,6 +14,11 @@ use std::path::{Path, PathBuf};
 
 pub use cache::HubCache;
 pub use client::HubClient;
+
+/// The environment variables the hub client and cache read, as `huggingface_hub` does (help texts
+/// quote this; [`client::env_endpoint`], [`client::env_token`] and [`HubCache::from_env`] read them).
+pub const ENVIRONMENT_HELP: &str = "Environment: HF_ENDPOINT (hub or mirror URL), HF_TOKEN (access token),
+HF_HOME / HF_HUB_CACHE (cache location, shared with Python tools).";
 
 /// Every way a pull can fail, each worded so the user knows what to do next.
 #[derive(Debug, thiserror::Error)]

@@ -16,7 +16,7 @@ use super::cache::{check_file_path, check_repo_id, check_revision};
 use super::{HubCache, HubClient, HubError};
 use crate::engine::model::{check_layout, REQUIRED_FILES};
 use crate::hub::client::FileMeta;
-use crate::pull_status::{FileState, PullFile, PullState, PullStatus};
+use crate::api::pull::{FileState, PullFile, PullState, PullStatus};
 
 /// Short names for known-good SD 1.5 ONNX repositories.
 pub struct Alias {

@@ -5,10 +5,13 @@
 //!   machine as stored, crash recovery. Synchronous; no threads.
 //! - [`queue`]: the worker thread that runs queued jobs in submission order through a
 //!   [`JobExecutor`] (the engine, supplied by the server), cancellation, shutdown.
-//! - [`events`]: the live [`JobEvent`]s the SSE stream forwards.
+//! - [`base64`]: the encoding of preview PNGs inside events.
+//!
+//! The events it sends ([`crate::api::JobEvent`]) and a job's status ([`crate::api::JobStatus`])
+//! are wire types, defined once in [`crate::api`].
 //!
 //! **Invariant:** the job system knows nothing of HTTP or the engine's insides: it stores
-//! [`GenerationSettings`](crate::request::GenerationSettings), hands them to a [`JobExecutor`],
+//! [`GenerationSettings`](crate::api::GenerationSettings), hands them to a [`JobExecutor`],
 //! and records the images it reports. **Invariant:** the database is the truth; an event is sent
 //! only after the change it announces has committed.
 //!
@@ -17,13 +20,12 @@
 //! its images has committed; a job found `running` at start-up runs again from the start with
 //! the same seed ([`JobStore::recover_at_start`], called by [`JobQueue::start`]).
 
-pub mod events;
+pub mod base64;
 pub mod queue;
 pub mod store;
 
-pub use events::{EventImage, JobEvent, JobEventKind};
 pub use queue::{ExecError, JobExecutor, JobProgress, JobQueue, LiveProgress, ShutdownMode, StartError, Submitted};
 pub use store::{
-    CancelOutcome, ImageRecord, JobPage, JobRecord, JobStatus, JobStore, NewImage, RecoveryReport, StatusCounts,
+    CancelOutcome, ImageRecord, JobPage, JobRecord, JobStore, NewImage, RecoveryReport, StatusCounts,
     StoreError,
 };

@@ -21,10 +21,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use super::events::{base64_encode, EventImage, JobEvent, JobEventKind};
-use super::store::{CancelOutcome, JobRecord, JobStatus, JobStore, NewImage, RecoveryReport, StoreError};
+use super::base64::base64_encode;
+use super::store::{CancelOutcome, JobRecord, JobStore, NewImage, RecoveryReport, StoreError};
 use crate::engine::CancelToken;
-use crate::request::GenerationSettings;
+use crate::api::{GenerationSettings, ImageView, JobEvent, JobEventKind, JobStatus};
 
 /// Progress is written to the database at most this often (and always on the last step); events
 /// go out on every step.
@@ -474,7 +474,7 @@ fn run_one(shared: &Shared, executor: &mut dyn JobExecutor, job: JobRecord) -> R
         Ok(images) => match shared.store.mark_succeeded(id, &images) {
             Ok(records) => {
                 tracing::info!(job = %id, images = records.len(), elapsed_s, "job succeeded");
-                shared.emit(id, JobEventKind::Succeeded { images: records.iter().map(EventImage::from).collect() });
+                shared.emit(id, JobEventKind::Succeeded { images: records.iter().map(ImageView::from).collect() });
                 Ok(())
             }
             Err(e) => {
@@ -533,7 +533,7 @@ fn snapshot_event(job: JobRecord, state: &WorkerState) -> JobEvent {
                 JobEventKind::Started
             })
         }
-        JobStatus::Succeeded => JobEventKind::Succeeded { images: job.images.iter().map(EventImage::from).collect() },
+        JobStatus::Succeeded => JobEventKind::Succeeded { images: job.images.iter().map(ImageView::from).collect() },
         JobStatus::Failed => JobEventKind::Failed { error: job.error.unwrap_or_else(|| "failed".into()) },
         JobStatus::Cancelled => JobEventKind::Cancelled,
     };

@@ -27,7 +27,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
-use crate::request::GenerationSettings;
+use crate::api::{image_url, GenerationSettings, ImageView, JobStatus};
 
 /// File name of the database inside the data dir.
 pub const DB_FILE_NAME: &str = "easel.db";
@@ -42,47 +42,6 @@ pub const MAX_ATTEMPTS: u32 = 3;
 
 /// The schema, one migration per released version; `PRAGMA user_version` counts those applied.
 const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_jobs_and_images.sql")];
-
-/// Where a job is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobStatus {
-    Queued,
-    Running,
-    Succeeded,
-    Failed,
-    Cancelled,
-}
-
-impl JobStatus {
-    pub const ALL: [JobStatus; 5] = [Self::Queued, Self::Running, Self::Succeeded, Self::Failed, Self::Cancelled];
-
-    /// The name stored in the database and used in the API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Running => "running",
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
-    /// Succeeded, failed or cancelled: nothing will change any more.
-    pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
-    }
-
-    fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.as_str() == name)
-    }
-}
-
-impl std::fmt::Display for JobStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// One job as stored, with its images (empty unless it succeeded).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -143,6 +102,21 @@ pub struct ImageRecord {
     pub sha256: String,
     pub infotext: String,
     pub created_at_ms: i64,
+}
+
+/// The wire view of a stored image: its URL under the outputs prefix, without the file path.
+impl From<&ImageRecord> for ImageView {
+    fn from(image: &ImageRecord) -> Self {
+        Self {
+            id: image.id.clone(),
+            batch_index: image.batch_index,
+            url: image_url(&image.path),
+            seed: image.seed,
+            width: image.width,
+            height: image.height,
+            infotext: image.infotext.clone(),
+        }
+    }
 }
 
 /// One page of history, newest first.
@@ -791,8 +765,8 @@ pub(crate) mod tests {
             cfg_scale: 7.5,
             width: 64,
             height: 64,
-            sampler: "euler".into(),
-            schedule: "default".into(),
+            sampler: crate::api::Sampler::Euler,
+            schedule: crate::api::Schedule::Default,
             batch_size: 1,
             model: None,
         }

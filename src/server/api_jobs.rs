@@ -1,6 +1,6 @@
 //! The generation endpoints of REST API v1: submit, read, cancel, history, live events (SSE),
-//! and image deletion. Handlers only translate HTTP to [`crate::jobs::JobQueue`] calls; every
-//! database call runs on the blocking pool.
+//! and image deletion. Each handler translates HTTP to one [`crate::service::Easel`] call and
+//! its error to an [`ApiError`].
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -16,15 +16,11 @@ use futures::Stream;
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState};
-use crate::jobs::{CancelOutcome, EventImage, JobRecord, JobStatus, StoreError};
-use crate::request::{FieldError, GenerateRequest, GenerationSettings};
+use crate::api::{FieldError, GenerateRequest, HistoryPage, JobStatus, JobView};
+use crate::service::{Cancelled, HistoryQuery};
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-/// Longest accepted `Idempotency-Key`.
-const MAX_IDEMPOTENCY_KEY: usize = 200;
-/// Largest history page.
-pub const MAX_PAGE: u32 = 100;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -35,77 +31,7 @@ pub fn router() -> Router<AppState> {
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
-/// A job as the API shows it.
-#[derive(Debug, Serialize, Deserialize, Clone, PartialEq)]
-pub struct JobView {
-    pub id: String,
-    pub status: JobStatus,
-    pub position: Option<u64>,
-    pub progress: ProgressView,
-    pub request: GenerationSettings,
-    pub images: Vec<EventImage>,
-    pub error: Option<String>,
-    pub created_at_ms: i64,
-    pub started_at_ms: Option<i64>,
-    pub finished_at_ms: Option<i64>,
-}
-
-#[derive(Debug, Serialize, Deserialize, Clone, PartialEq)]
-pub struct ProgressView {
-    pub step: u32,
-    pub total: u32,
-    pub eta_seconds: Option<f64>,
-}
-
-fn view(state: &AppState, job: JobRecord) -> JobView {
-    let live = state.jobs.live_progress(&job.id);
-    let progress = match live {
-        Some(p) => ProgressView { step: p.step, total: p.total, eta_seconds: p.eta_seconds },
-        None => ProgressView { step: job.progress_step, total: job.progress_total, eta_seconds: None },
-    };
-    JobView {
-        images: job.images.iter().map(EventImage::from).collect(),
-        id: job.id,
-        status: job.status,
-        position: job.position,
-        progress,
-        request: job.settings,
-        error: job.error,
-        created_at_ms: job.created_at_ms,
-        started_at_ms: job.started_at_ms,
-        finished_at_ms: job.finished_at_ms,
-    }
-}
-
-fn store_error(e: StoreError) -> ApiError {
-    tracing::error!("job store: {e}");
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("the job database is not available: {e}"))
-}
-
-/// Runs blocking job-store work off the async runtime.
-pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("internal task failed: {e}")))?
-        .map_err(store_error)
-}
-
-pub(crate) fn unprocessable(errors: Vec<FieldError>) -> ApiError {
-    let mut e = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "the request has invalid fields");
-    e.fields = errors.into_iter().map(|f| FieldError { field: f.field, message: f.message }).collect();
-    e
-}
-
-/// Validates a request body against the settings rules and the model list. One implementation
-/// for both doors: the REST API and the UI's server functions call it.
-pub fn resolve_request(state: &AppState, request: &GenerateRequest) -> Result<GenerationSettings, Vec<FieldError>> {
-    let mut settings = request.resolve(crate::request::random_seed)?;
-    // Aliases and the default resolve now, so the job records the exact model it ran on.
-    let entry = state.registry.resolve(settings.model.as_deref()).map_err(|e| vec![FieldError { field: "model".into(), message: e.to_string() }])?;
-    settings.model = Some(entry.name);
-    Ok(settings)
-}
-
+/// The body of a 202 to `POST /generate`.
 #[derive(Serialize)]
 struct Submitted {
     id: String,
@@ -123,24 +49,10 @@ async fn submit(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
     }
     let value: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("the body is not valid JSON: {e}")))?;
-    let request = GenerateRequest::from_json(&value).map_err(unprocessable)?;
-    let settings = resolve_request(&state, &request).map_err(unprocessable)?;
-    let key = match headers.get("idempotency-key") {
-        None => None,
-        Some(v) => match v.to_str() {
-            Ok(k) if !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY => Some(k.to_string()),
-            _ => {
-                let mut e = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "the request has invalid fields");
-                e.fields.push(FieldError {
-                    field: "Idempotency-Key".into(),
-                    message: format!("must be 1..{MAX_IDEMPOTENCY_KEY} printable ASCII characters"),
-                });
-                return Err(e);
-            }
-        },
-    };
-    let jobs = state.jobs.clone();
-    let submitted = blocking(move || jobs.submit(&settings, key.as_deref())).await?;
+    let request = GenerateRequest::from_json(&value).map_err(ApiError::unprocessable)?;
+    // A header that is not text is passed on as an empty key, which the service refuses by name.
+    let key = headers.get("idempotency-key").map(|v| v.to_str().unwrap_or_default().to_string());
+    let submitted = state.easel.submit(request, key).await?;
     let code = if submitted.created { StatusCode::ACCEPTED } else { StatusCode::OK };
     let job = submitted.job;
     let location = format!("/api/v1/generate/{}", job.id);
@@ -149,103 +61,63 @@ async fn submit(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
 }
 
 async fn job(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
-    let store = state.jobs.store().clone();
-    let lookup = id.clone();
-    let job = blocking(move || store.get(&lookup)).await?.ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
-    Ok(Json(view(&state, job)))
+    Ok(Json(state.easel.job(&id).await?))
 }
 
 async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let jobs = state.jobs.clone();
-    let lookup = id.clone();
-    let outcome = blocking(move || jobs.cancel(&lookup)).await?.ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
-    let (code, status) = match outcome {
-        CancelOutcome::Cancelled => (StatusCode::OK, "cancelled"),
-        CancelOutcome::CancelRequested => (StatusCode::ACCEPTED, "cancelling"),
-        CancelOutcome::AlreadyFinished(s) => {
-            return Err(ApiError::new(StatusCode::CONFLICT, format!("job {id} already finished ({})", serde_json::to_string(&s).unwrap_or_default().trim_matches('"'))));
-        }
+    let (code, status) = match state.easel.cancel(&id).await? {
+        Cancelled::Now => (StatusCode::OK, "cancelled"),
+        Cancelled::Requested => (StatusCode::ACCEPTED, "cancelling"),
     };
     Ok((code, Json(serde_json::json!({ "id": id, "status": status }))).into_response())
 }
 
 #[derive(Deserialize)]
-struct HistoryQuery {
+struct HistoryParams {
     limit: Option<String>,
     before: Option<String>,
     /// Only jobs whose prompt contains this text (case-insensitive for ASCII).
     q: Option<String>,
 }
 
-#[derive(Serialize)]
-struct HistoryPage {
-    jobs: Vec<JobView>,
-    next_before: Option<i64>,
-}
-
-async fn history(State(state): State<AppState>, Query(q): Query<HistoryQuery>) -> Result<Json<HistoryPage>, ApiError> {
+async fn history(State(state): State<AppState>, Query(q): Query<HistoryParams>) -> Result<Json<HistoryPage>, ApiError> {
     let mut errors = Vec::new();
     let limit = match q.limit.as_deref() {
         None => 20,
-        Some(s) => match s.parse::<u32>() {
-            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
-            _ => {
-                errors.push(FieldError { field: "limit".into(), message: format!("limit must be 1..{MAX_PAGE}, got {s:?}") });
-                0
-            }
-        },
+        Some(s) => s.parse::<u32>().unwrap_or_else(|_| {
+            errors.push(FieldError::new("limit", format!("limit must be a whole number, got {s:?}")));
+            0
+        }),
     };
     let before = match q.before.as_deref() {
         None => None,
         Some(s) => match s.parse::<i64>() {
             Ok(n) => Some(n),
             Err(_) => {
-                errors.push(FieldError { field: "before".into(), message: format!("before must be a cursor from next_before, got {s:?}") });
+                errors.push(FieldError::new("before", format!("before must be a cursor from next_before, got {s:?}")));
                 None
             }
         },
     };
     if !errors.is_empty() {
-        return Err(unprocessable(errors));
+        return Err(ApiError::unprocessable(errors));
     }
-    let store = state.jobs.store().clone();
-    let prompt = q.q;
-    let page = blocking(move || store.list_matching(limit, before, prompt.as_deref())).await?;
-    Ok(Json(HistoryPage { jobs: page.jobs.into_iter().map(|j| view(&state, j)).collect(), next_before: page.next_before }))
-}
-
-/// Deletes an image's record, then its file; `false` if there is no such image. The one
-/// implementation behind `DELETE /api/v1/images/{id}` and the UI's `delete_image`.
-pub async fn delete_image_and_file(state: &AppState, id: String) -> Result<bool, ApiError> {
-    let store = state.jobs.store().clone();
-    let deleted = blocking(move || store.delete_image(&id)).await?;
-    let Some(path) = deleted else { return Ok(false) };
-    let file = state.settings.outputs_dir.join(path);
-    if let Err(e) = tokio::fs::remove_file(&file).await {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!(file = %file.display(), "image record deleted but the file stays: {e}");
-        }
-    }
-    Ok(true)
+    Ok(Json(state.easel.history(HistoryQuery { limit, before, prompt: q.q }).await?))
 }
 
 async fn delete_image(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    match delete_image_and_file(&state, id.clone()).await? {
-        true => Ok(StatusCode::NO_CONTENT),
-        false => Err(ApiError::not_found(format!("no image {id}"))),
-    }
+    state.easel.delete_image(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Server-Sent Events for one job: its current state first, then every change until it ends.
 async fn events(State(state): State<AppState>, Path(id): Path<String>) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let jobs = state.jobs.clone();
-    let lookup = id.clone();
-    let (first, receiver) = blocking(move || jobs.watch(&lookup)).await?.ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
-    let jobs = state.jobs.clone();
+    let (first, receiver) = state.easel.watch(&id).await?;
+    let easel = state.easel.clone();
     let stream = futures::stream::unfold(
         (Some(first), Some(receiver), false),
         move |(pending, receiver, done)| {
-            let jobs = jobs.clone();
+            let easel = easel.clone();
             let id = id.clone();
             async move {
                 if done {
@@ -265,9 +137,7 @@ async fn events(State(state): State<AppState>, Path(id): Path<String>) -> Result
                         Ok(_) => continue,
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                             // Fell behind: resynchronise from the current state.
-                            let lookup = id.clone();
-                            let watched = tokio::task::spawn_blocking(move || jobs.watch(&lookup)).await.ok()?.ok()??;
-                            let (event, fresh) = watched;
+                            let (event, fresh) = easel.watch(&id).await.ok()?;
                             let terminal = event.kind.is_terminal();
                             return Some((Ok(to_sse(&event)), (None, Some(fresh), terminal)));
                         }
@@ -280,6 +150,6 @@ async fn events(State(state): State<AppState>, Path(id): Path<String>) -> Result
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
-fn to_sse(event: &crate::jobs::JobEvent) -> Event {
+fn to_sse(event: &crate::api::JobEvent) -> Event {
     Event::default().event(event.kind.name()).data(serde_json::to_string(event).unwrap_or_default())
 }

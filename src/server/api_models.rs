@@ -1,6 +1,6 @@
 //! The model endpoints of REST API v1: list, show, delete, the default model, and background
-//! pulls from the Hugging Face hub with progress over SSE. Registry calls touch the disk, so
-//! they run on the blocking pool.
+//! pulls from the Hugging Face hub with progress over SSE. Each handler is one
+//! [`crate::service::Easel`] call.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -14,12 +14,8 @@ use axum::{Json, Router};
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 
-use super::api_jobs::unprocessable;
 use super::{ApiError, AppState};
-use crate::hub::HubError;
-use crate::model_registry::{ModelEntry, RegistryError};
-use crate::pull_status::PullStatus;
-use crate::request::FieldError;
+use crate::api::{AliasView, FieldError, ModelEntry, PullState, PullStatus};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -41,34 +37,17 @@ struct ModelBody {
 
 fn body(json: Result<Json<ModelBody>, axum::extract::rejection::JsonRejection>) -> Result<String, ApiError> {
     let Json(body) = json.map_err(|e| {
-        unprocessable(vec![FieldError { field: "model".into(), message: format!("send {{\"model\": \"<name>\"}} ({})", e.body_text()) }])
+        ApiError::unprocessable(vec![FieldError::new("model", format!("send {{\"model\": \"<name>\"}} ({})", e.body_text()))])
     })?;
     Ok(body.model)
 }
 
-fn registry_error(e: RegistryError) -> ApiError {
-    let status = match e {
-        RegistryError::NotFound { .. } => StatusCode::NOT_FOUND,
-        RegistryError::NotOwned { .. } | RegistryError::DefaultFixed { .. } => StatusCode::CONFLICT,
-        RegistryError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    ApiError::new(status, e.to_string())
-}
-
-async fn on_registry<T: Send + 'static>(state: &AppState, f: impl FnOnce(&crate::model_registry::ModelRegistry) -> Result<T, RegistryError> + Send + 'static) -> Result<T, ApiError> {
-    let registry = state.registry.clone();
-    tokio::task::spawn_blocking(move || f(&registry))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("internal task failed: {e}")))?
-        .map_err(registry_error)
-}
-
 async fn list(State(state): State<AppState>) -> Result<Json<Vec<ModelEntry>>, ApiError> {
-    on_registry(&state, |r| Ok(r.list())).await.map(Json)
+    Ok(Json(state.easel.models().await?))
 }
 
 async fn show(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<ModelEntry>, ApiError> {
-    on_registry(&state, move |r| r.resolve(Some(&name))).await.map(Json)
+    Ok(Json(state.easel.model(&name).await?))
 }
 
 #[derive(Serialize)]
@@ -78,67 +57,42 @@ struct Removed {
 }
 
 async fn remove(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Removed>, ApiError> {
-    on_registry(&state, move |r| {
-        let freed_bytes = r.remove(&name)?;
-        Ok(Removed { name, freed_bytes })
-    })
-    .await
-    .map(Json)
+    let freed_bytes = state.easel.remove_model(&name).await?;
+    Ok(Json(Removed { name, freed_bytes }))
 }
 
 async fn set_default(State(state): State<AppState>, json: Result<Json<ModelBody>, axum::extract::rejection::JsonRejection>) -> Result<Json<ModelEntry>, ApiError> {
     let name = body(json)?;
-    on_registry(&state, move |r| r.set_default(&name)).await.map(Json)
+    Ok(Json(state.easel.set_default(&name).await?))
 }
 
-#[derive(Serialize)]
-struct AliasView {
-    name: &'static str,
-    repo_id: &'static str,
-    revision: &'static str,
-    description: &'static str,
-}
-
-async fn aliases() -> Json<Vec<AliasView>> {
-    Json(
-        crate::hub::pull::ALIASES
-            .iter()
-            .map(|a| AliasView { name: a.name, repo_id: a.repo_id, revision: a.revision, description: a.description })
-            .collect(),
-    )
+async fn aliases(State(state): State<AppState>) -> Json<Vec<AliasView>> {
+    Json(state.easel.aliases())
 }
 
 async fn start_pull(State(state): State<AppState>, json: Result<Json<ModelBody>, axum::extract::rejection::JsonRejection>) -> Result<Response, ApiError> {
     let spec = body(json)?;
-    let status = state.pulls.start(&spec).map_err(|e| match e {
-        HubError::BadName { .. } => unprocessable(vec![FieldError { field: "model".into(), message: e.to_string() }]),
-        other => ApiError::new(StatusCode::BAD_GATEWAY, other.to_string()),
-    })?;
+    let status = state.easel.pull(&spec)?;
     let location = format!("/api/v1/models/pulls/{}", status.id);
     Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(status)).into_response())
 }
 
 async fn pulls(State(state): State<AppState>) -> Json<Vec<PullStatus>> {
-    Json(state.pulls.list())
+    Json(state.easel.pulls())
 }
 
 async fn pull_status(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<PullStatus>, ApiError> {
-    state.pulls.get(&id).map(Json).ok_or_else(|| ApiError::not_found(format!("no pull {id}")))
+    Ok(Json(state.easel.pull_status(&id)?))
 }
 
 async fn cancel_pull(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<PullStatus>, ApiError> {
-    use crate::server::pulls::PullCancel;
-    match state.pulls.cancel(&id) {
-        Some(PullCancel::Cancelled(status)) => Ok(Json(status)),
-        Some(PullCancel::AlreadyFinished(status)) => Err(ApiError::new(StatusCode::CONFLICT, format!("pull {id} already ended ({:?})", status.state).to_lowercase())),
-        None => Err(ApiError::not_found(format!("no pull {id}"))),
-    }
+    Ok(Json(state.easel.cancel_pull(&id)?))
 }
 
 /// Server-Sent Events for one pull: `progress` events (at most ten a second), then one `done`,
 /// `failed` or `cancelled` event, then the stream ends.
 async fn pull_events(State(state): State<AppState>, Path(id): Path<String>) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let receiver = state.pulls.watch(&id).ok_or_else(|| ApiError::not_found(format!("no pull {id}")))?;
+    let receiver = state.easel.watch_pull(&id)?;
     let stream = futures::stream::unfold((receiver, true, false), |(mut receiver, first, done)| async move {
         if done {
             return None;
@@ -149,9 +103,9 @@ async fn pull_events(State(state): State<AppState>, Path(id): Path<String>) -> R
         let status = receiver.borrow_and_update().clone();
         let finished = status.finished();
         let name = match status.state {
-            crate::pull_status::PullState::Done => "done",
-            crate::pull_status::PullState::Failed => "failed",
-            crate::pull_status::PullState::Cancelled => "cancelled",
+            PullState::Done => "done",
+            PullState::Failed => "failed",
+            PullState::Cancelled => "cancelled",
             _ => "progress",
         };
         let event = Event::default().event(name).data(serde_json::to_string(&status).unwrap_or_default());

@@ -7,6 +7,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 
 use super::{ApiError, AppState};
+use crate::api::{Sampler, Schedule};
 use crate::config::Settings;
 
 pub fn router() -> Router<AppState> {
@@ -36,11 +37,11 @@ struct Check {
 }
 
 async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
-    let onnxruntime = match &state.runtime {
+    let onnxruntime = match state.easel.runtime() {
         Ok(rt) => Check { ok: true, detail: format!("{} at {}", rt.version, rt.library.display()) },
         Err(e) => Check { ok: false, detail: e.to_string() },
     };
-    let dir = &state.settings.models_dir;
+    let dir = &state.easel.settings().models_dir;
     let models_dir = match std::fs::read_dir(dir) {
         Ok(_) => Check { ok: true, detail: dir.display().to_string() },
         Err(e) => Check { ok: false, detail: format!("cannot read models dir {}: {e}", dir.display()) },
@@ -58,7 +59,7 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
 
 /// The effective settings. There are no secrets among them yet; when there are, they are redacted here.
 async fn config(State(state): State<AppState>) -> Json<Settings> {
-    Json(state.settings.as_ref().clone())
+    Json(state.easel.settings().clone())
 }
 
 pub async fn not_found(uri: Uri) -> ApiError {
@@ -67,23 +68,22 @@ pub async fn not_found(uri: Uri) -> ApiError {
 
 #[derive(Serialize)]
 struct SamplerInfo {
-    name: &'static str,
+    name: Sampler,
     /// The name AUTOMATIC1111 shows for it.
     a1111_name: &'static str,
-    default_schedule: &'static str,
-    schedules: Vec<&'static str>,
+    default_schedule: Schedule,
+    schedules: Vec<Schedule>,
 }
 
 async fn samplers() -> Json<Vec<SamplerInfo>> {
-    use crate::request::{default_schedule, KARRAS_SAMPLERS, SAMPLER_NAMES};
     Json(
-        SAMPLER_NAMES
-            .iter()
-            .map(|&name| SamplerInfo {
-                name,
-                a1111_name: crate::engine::infotext::a1111_sampler_name(name),
-                default_schedule: default_schedule(name),
-                schedules: if KARRAS_SAMPLERS.contains(&name) { vec!["default", "karras"] } else { vec!["default"] },
+        Sampler::ALL
+            .into_iter()
+            .map(|sampler| SamplerInfo {
+                name: sampler,
+                a1111_name: sampler.a1111_name(),
+                default_schedule: sampler.default_schedule(),
+                schedules: sampler.schedules(),
             })
             .collect(),
     )

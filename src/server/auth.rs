@@ -59,7 +59,7 @@ fn percent_decode(text: &str) -> String {
 }
 
 pub async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(expected) = state.settings.api_token.clone() else {
+    let Some(expected) = state.easel.settings().api_token.clone() else {
         return next.run(request).await;
     };
     if request.uri().path() == "/api/v1/health" {

@@ -1,10 +1,13 @@
-//! The one JSON error shape every API failure is returned in: `{error, fields?}` plus a status.
+//! The one JSON error shape every API failure is returned in: `{error, fields?}` plus a status,
+//! and the mapping from the service's domain errors to it.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-pub use crate::request::FieldError;
+use crate::api::FieldError;
+use crate::model_registry::RegistryError;
+use crate::service::ServiceError;
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -20,6 +23,30 @@ impl ApiError {
 
     pub fn not_found(what: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, what)
+    }
+
+    /// 422 naming every bad field.
+    pub fn unprocessable(fields: Vec<FieldError>) -> Self {
+        Self { fields, ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "the request has invalid fields") }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        let status = match &e {
+            ServiceError::Invalid(fields) => return Self::unprocessable(fields.clone()),
+            ServiceError::JobNotFound(_) | ServiceError::ImageNotFound(_) | ServiceError::PullNotFound(_) => StatusCode::NOT_FOUND,
+            ServiceError::JobAlreadyFinished { .. } | ServiceError::PullAlreadyEnded { .. } => StatusCode::CONFLICT,
+            ServiceError::Registry(RegistryError::NotFound { .. }) => StatusCode::NOT_FOUND,
+            ServiceError::Registry(RegistryError::NotOwned { .. } | RegistryError::DefaultFixed { .. }) => StatusCode::CONFLICT,
+            ServiceError::Registry(RegistryError::Io { .. }) | ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ServiceError::Hub(_) => StatusCode::BAD_GATEWAY,
+            ServiceError::Store(_) => {
+                tracing::error!("job store: {e}");
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        };
+        Self::new(status, e.to_string())
     }
 }
 

@@ -1,6 +1,6 @@
 //! The HTTP layer: the axum router (REST API v1, server functions, SSR pages, static files),
 //! request tracing, and the serve loop with graceful shutdown. It translates HTTP to calls on the
-//! services in [`AppState`]; it holds no generation logic of its own.
+//! one service, [`crate::service::Easel`] (in [`AppState`]); it holds no generation logic of its own.
 
 mod api_jobs;
 mod api_models;
@@ -8,7 +8,6 @@ mod api_v1;
 mod auth;
 mod error;
 mod openapi;
-pub mod pulls;
 mod request_trace;
 mod site;
 mod state;
@@ -20,11 +19,9 @@ use axum::Router;
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 
-pub(crate) use api_jobs::blocking;
-pub use api_jobs::{delete_image_and_file, resolve_request, JobView, ProgressView};
 pub use error::ApiError;
 pub use openapi::document as openapi_document;
-pub use site::leptos_options;
+pub use site::{leptos_options, site_root, SiteRoot};
 pub use state::AppState;
 
 use crate::app::{shell, App};
@@ -37,13 +34,13 @@ pub fn app(state: AppState) -> Router {
         .nest("/api/v1", api_v1::router())
         .route("/metrics", axum::routing::get(metrics))
         .route("/api/{*rest}", axum::routing::any(api_v1::not_found))
-        .nest_service("/outputs", outputs_service(&state.settings.outputs_dir))
+        .nest_service(crate::api::OUTPUTS_URL_PREFIX, outputs_service(&state.easel.settings().outputs_dir))
         .leptos_routes_with_context(
             &state,
             routes,
             {
-                let state = state.clone();
-                move || provide_context(state.clone())
+                let easel = state.easel.clone();
+                move || provide_context(easel.clone())
             },
             move || shell(leptos_options.clone()),
         )
@@ -57,18 +54,17 @@ pub fn app(state: AppState) -> Router {
 /// histograms, loaded models, running pulls, resident memory).
 async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
-    let store = state.jobs.store().clone();
-    let counts = blocking(move || store.counts()).await?;
+    let counts = state.easel.status_counts().await?;
     let snapshot = crate::metrics::ProcessSnapshot {
         queued: counts.queued,
         running: counts.running,
         succeeded: counts.succeeded,
         failed: counts.failed,
         cancelled: counts.cancelled,
-        pulls_running: state.pulls.running(),
+        pulls_running: state.easel.pulls_running(),
         resident_memory_bytes: crate::metrics::resident_memory_bytes(),
     };
-    let body = crate::metrics::render(&state.engine_metrics, &snapshot);
+    let body = crate::metrics::render(state.easel.engine_metrics(), &snapshot);
     Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response())
 }
 

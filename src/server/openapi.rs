@@ -1,16 +1,18 @@
 //! The OpenAPI 3 document served at `/api/v1/openapi.json`.
 //!
 //! Written in code next to the handlers rather than derived by a macro crate: every limit and
-//! enum in it comes from the same constants the validation uses (`crate::request`), so the
+//! enum in it comes from the same constants the validation uses (`crate::api`), so the
 //! document cannot drift from what the server accepts, and `tests/openapi.rs` checks that every
 //! documented path answers on a live server.
 
 use serde_json::{json, Value};
 
-use crate::request::{
-    DEFAULT_CFG_SCALE, DEFAULT_SAMPLER, DEFAULT_SIZE, DEFAULT_STEPS, MAX_BATCH_SIZE, MAX_CFG_SCALE, MAX_PROMPT_CHARS,
-    MAX_SIZE, MAX_STEPS, MIN_SIZE, SAMPLER_NAMES, SCHEDULE_NAMES,
+use crate::api::request::{
+    DEFAULT_CFG_SCALE, DEFAULT_SIZE, DEFAULT_STEPS, MAX_BATCH_SIZE, MAX_CFG_SCALE, MAX_PROMPT_CHARS, MAX_SIZE, MAX_STEPS,
+    MIN_SIZE,
 };
+use crate::api::{Sampler, Schedule};
+use crate::service::MAX_PAGE;
 
 fn error_response(description: &str) -> Value {
     json!({ "description": description, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } })
@@ -92,7 +94,7 @@ pub fn document() -> Value {
                 "get": {
                     "summary": "History, newest first",
                     "parameters": [
-                        { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": super::api_jobs::MAX_PAGE, "default": 20 } },
+                        { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 20 } },
                         { "name": "before", "in": "query", "schema": { "type": "integer" }, "description": "`next_before` of the previous page" },
                         { "name": "q", "in": "query", "schema": { "type": "string" }, "description": "only jobs whose prompt contains this text (ASCII case-insensitive)" }
                     ],
@@ -131,8 +133,8 @@ pub fn document() -> Value {
                     "cfg_scale": { "type": "number", "minimum": 0, "maximum": MAX_CFG_SCALE, "default": DEFAULT_CFG_SCALE },
                     "width": size("width"),
                     "height": size("height"),
-                    "sampler": { "type": "string", "enum": SAMPLER_NAMES, "default": DEFAULT_SAMPLER },
-                    "schedule": { "type": "string", "enum": SCHEDULE_NAMES, "description": "default: karras for dpmpp_2m, default otherwise" },
+                    "sampler": { "type": "string", "enum": Sampler::ALL, "default": Sampler::DEFAULT },
+                    "schedule": { "type": "string", "enum": Schedule::ALL, "description": "default: karras for dpmpp_2m, default otherwise" },
                     "batch_size": { "type": "integer", "minimum": 1, "maximum": MAX_BATCH_SIZE, "default": 1 },
                     "model": { "type": "string", "description": "a name or alias from GET /api/v1/models; the default model when absent" }
                 }
@@ -147,7 +149,8 @@ pub fn document() -> Value {
                 "request": { "type": "object", "description": "the settings the job runs with, every default filled in and the seed chosen" },
                 "images": { "type": "array", "items": { "type": "object", "properties": {
                     "id": { "type": "string" }, "url": { "type": "string" }, "seed": { "type": "integer" },
-                    "width": { "type": "integer" }, "height": { "type": "integer" }, "batch_index": { "type": "integer" } } } },
+                    "width": { "type": "integer" }, "height": { "type": "integer" }, "batch_index": { "type": "integer" },
+                    "infotext": { "type": "string", "description": "the A1111 parameters text embedded in the PNG" } } } },
                 "error": { "type": "string", "nullable": true }
             } },
             "ModelChoice": { "type": "object", "required": ["model"], "properties": {

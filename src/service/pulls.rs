@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use crate::hub::pull::{pull, PullRequest};
 use crate::hub::{HubClient, HubError};
 use crate::model_registry::ModelRegistry;
-use crate::pull_status::{PullState, PullStatus};
+use crate::api::{PullState, PullStatus};
 
 /// Finished pulls kept for `GET /api/v1/models/pulls`.
 const KEEP_FINISHED: usize = 20;

@@ -2,9 +2,48 @@
 //! `set_timesteps`, `step`): predict x0 from ε, then move deterministically to the previous
 //! timestep, `x' = sqrt(ᾱ')·x0 + sqrt(1 − ᾱ')·ε`.
 
+use super::config::{
+    clip_sample_range, ClassConfig, ClassDefaults, CommonConfig, SchedulerConfig, Unimplemented,
+};
 use super::sigmas::{np_arange_f64, np_linspace, np_round, Spacing, TrainSchedule};
-use super::{ResolvedConfig, Scheduler, SchedulerError};
+use super::{Sampler, Scheduler, SchedulerError};
 use crate::engine::torch_rng::TorchGenerator;
+
+/// `DDIMScheduler`'s constructor arguments. Beyond the shared keys it reads `set_alpha_to_one`
+/// and `clip_sample`, both true by default (SD files turn both off), and `clip_sample_range`.
+pub(crate) struct DdimConfig {
+    common: CommonConfig,
+    /// ᾱ used after the last step is 1 instead of ᾱ_0.
+    set_alpha_to_one: bool,
+    /// Clamp the predicted x0 to ±this.
+    clip_sample_range: Option<f32>,
+}
+
+impl ClassConfig for DdimConfig {
+    const SAMPLER: Sampler = Sampler::Ddim;
+    const DEFAULTS: ClassDefaults = ClassDefaults {
+        timestep_spacing: Spacing::Leading,
+        ..ClassDefaults::USUAL
+    };
+    const UNIMPLEMENTED: &'static [Unimplemented] =
+        &[Unimplemented::ZeroSnrRescaling, Unimplemented::Thresholding];
+
+    fn from_config(common: CommonConfig, c: &SchedulerConfig) -> Result<Self, SchedulerError> {
+        Ok(Self {
+            common,
+            set_alpha_to_one: c.set_alpha_to_one.unwrap_or(true),
+            clip_sample_range: clip_sample_range(c, true),
+        })
+    }
+
+    fn common(&self) -> &CommonConfig {
+        &self.common
+    }
+
+    fn build(&self, steps: usize, _karras: bool) -> Result<Box<dyn Scheduler>, SchedulerError> {
+        Ok(Box::new(Ddim::new(self, steps)?))
+    }
+}
 
 pub(crate) struct Ddim {
     alphas_cumprod: Vec<f32>,
@@ -16,11 +55,12 @@ pub(crate) struct Ddim {
 }
 
 impl Ddim {
-    pub(crate) fn new(config: &ResolvedConfig, steps: usize) -> Result<Self, SchedulerError> {
-        let train = TrainSchedule::new(&config.betas, config.num_train_timesteps)?;
-        let t_train = config.num_train_timesteps as i64;
+    fn new(config: &DdimConfig, steps: usize) -> Result<Self, SchedulerError> {
+        let common = &config.common;
+        let train = TrainSchedule::new(&common.betas, common.num_train_timesteps)?;
+        let t_train = common.num_train_timesteps as i64;
         let n = steps as i64;
-        let timesteps_int: Vec<i64> = match config.spacing {
+        let timesteps_int: Vec<i64> = match common.spacing {
             Spacing::Linspace => np_linspace(0.0, (t_train - 1) as f64, steps)
                 .into_iter()
                 .rev()
@@ -28,7 +68,7 @@ impl Ddim {
                 .collect(),
             Spacing::Leading => (0..n)
                 .rev()
-                .map(|i| i * (t_train / n) + config.steps_offset)
+                .map(|i| i * (t_train / n) + common.steps_offset)
                 .collect(),
             Spacing::Trailing => {
                 np_arange_f64(t_train as f64, 0.0, -(t_train as f64 / steps as f64))
@@ -37,7 +77,7 @@ impl Ddim {
                     .collect()
             }
         };
-        super::check_timesteps(timesteps_int.iter().copied(), config, steps)?;
+        common.check_timesteps(timesteps_int.iter().copied(), steps)?;
         let final_alpha_cumprod = if config.set_alpha_to_one {
             1.0
         } else {
@@ -100,5 +140,21 @@ impl Scheduler for Ddim {
                 sqrt_a_prev * x0 + direction_coeff * eps
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::config::resolve;
+    use super::*;
+
+    #[test]
+    fn class_defaults_clip_and_end_on_alpha_one_until_the_file_says_otherwise() {
+        let ddim_default: DdimConfig = resolve(&SchedulerConfig::default()).expect("ddim");
+        assert!(ddim_default.set_alpha_to_one);
+        assert_eq!(ddim_default.clip_sample_range, Some(1.0));
+        let ddim_sd: DdimConfig = resolve(&SchedulerConfig::sd15()).expect("ddim");
+        assert!(!ddim_sd.set_alpha_to_one);
+        assert_eq!(ddim_sd.clip_sample_range, None);
     }
 }

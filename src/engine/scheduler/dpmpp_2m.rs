@@ -6,12 +6,91 @@
 //! α = 1/sqrt(σ² + 1), σ_t = σα and λ = ln α − ln σ_t; integer timesteps (Karras t rounded);
 //! the first step and the last (σ → 0) are first order.
 
+use super::config::{
+    ClassConfig, ClassDefaults, CommonConfig, KarrasBounds, SchedulerConfig, Unimplemented,
+};
 use super::sigmas::{
     karras_sigmas, np_arange_f64, np_linspace, np_round, sigma_to_t, vp_alpha_sigma, vp_lambda,
     BetaSchedule, Spacing, TrainSchedule,
 };
-use super::{ResolvedConfig, Scheduler, SchedulerError};
+use super::{Sampler, Scheduler, SchedulerError};
 use crate::engine::torch_rng::TorchGenerator;
+
+/// `DPMSolverMultistepScheduler`'s constructor arguments. Beyond the shared keys it reads
+/// `solver_type` (`"midpoint"` by default, or `"heun"`) and the Karras end points; it refuses
+/// what would make it another solver: `solver_order` other than 2, `algorithm_type` other than
+/// `"dpmsolver++"` (`"deis"` is accepted: diffusers swaps it for `"dpmsolver++"`), a finite
+/// `lambda_min_clipped`, and any `variance_type`.
+pub(crate) struct DpmSolverConfig {
+    common: CommonConfig,
+    /// Use the "heun" second-order formula instead of "midpoint".
+    heun: bool,
+    karras_bounds: KarrasBounds,
+}
+
+impl ClassConfig for DpmSolverConfig {
+    const SAMPLER: Sampler = Sampler::Dpmpp2m;
+    const DEFAULTS: ClassDefaults = ClassDefaults::USUAL;
+    const UNIMPLEMENTED: &'static [Unimplemented] = &[
+        Unimplemented::ZeroSnrRescaling,
+        Unimplemented::Thresholding,
+        Unimplemented::ExponentialSigmas,
+        Unimplemented::BetaSigmas,
+        Unimplemented::LuLambdas,
+        Unimplemented::FlowSigmas,
+        Unimplemented::FinalSigmasType,
+    ];
+
+    fn from_config(common: CommonConfig, c: &SchedulerConfig) -> Result<Self, SchedulerError> {
+        let unsupported =
+            |key, value, supported| SchedulerError::unsupported(Self::SAMPLER, key, value, supported);
+        if let Some(order) = c.solver_order.filter(|o| *o != 2) {
+            return Err(unsupported(
+                "solver_order",
+                order.to_string(),
+                "dpmpp_2m is the second-order solver",
+            ));
+        }
+        if let Some(a) = c
+            .algorithm_type
+            .as_deref()
+            .filter(|a| !matches!(*a, "dpmsolver++" | "deis"))
+        {
+            return Err(unsupported(
+                "algorithm_type",
+                format!("{a:?}"),
+                "only \"dpmsolver++\" is implemented",
+            ));
+        }
+        if c.lambda_min_clipped.is_some_and(f64::is_finite) {
+            return Err(unsupported(
+                "lambda_min_clipped",
+                format!("{:?}", c.lambda_min_clipped),
+                "only -inf is implemented",
+            ));
+        }
+        if let Some(v) = c.variance_type.as_deref() {
+            return Err(unsupported(
+                "variance_type",
+                format!("{v:?}"),
+                "learned variance is not implemented",
+            ));
+        }
+        Ok(Self {
+            common,
+            heun: c.solver_type.as_deref() == Some("heun"),
+            karras_bounds: KarrasBounds::from_config(c),
+        })
+    }
+
+    fn common(&self) -> &CommonConfig {
+        &self.common
+    }
+
+    fn build(&self, steps: usize, karras: bool) -> Result<Box<dyn Scheduler>, SchedulerError> {
+        Ok(Box::new(DpmSolverMultistep::new(self, steps, karras)?))
+    }
+}
 
 pub(crate) struct DpmSolverMultistep {
     /// N + 1 float32 σ, the last 0.
@@ -28,9 +107,9 @@ pub(crate) struct DpmSolverMultistep {
 /// t is rounded when `round_karras_t` (UniPC always; DPM-Solver unless `squaredcos_cap_v2`,
 /// where the int64 cast truncates instead).
 pub(super) fn multistep_schedule(
-    config: &ResolvedConfig,
+    config: &CommonConfig,
+    karras: Option<KarrasBounds>,
     steps: usize,
-    karras: bool,
     round_karras_t: bool,
 ) -> Result<(Vec<i64>, Vec<f32>), SchedulerError> {
     let train = TrainSchedule::new(&config.betas, config.num_train_timesteps)?;
@@ -59,9 +138,9 @@ pub(super) fn multistep_schedule(
             .map(|t| np_round(t) as i64 - 1)
             .collect(),
     };
-    let sigmas: Vec<f64> = if karras {
-        let sigma_min = config.sigma_min.unwrap_or(f64::from(train.sigmas[0]));
-        let sigma_max = config
+    let sigmas: Vec<f64> = if let Some(bounds) = karras {
+        let sigma_min = bounds.sigma_min.unwrap_or(f64::from(train.sigmas[0]));
+        let sigma_max = bounds
             .sigma_max
             .unwrap_or(f64::from(train.sigmas[t_train - 1]));
         let sigmas = karras_sigmas(sigma_min, sigma_max, steps);
@@ -100,17 +179,15 @@ pub(super) fn data_prediction(sample: &[f32], eps: &[f32], sigma: f32) -> Vec<f3
 }
 
 impl DpmSolverMultistep {
-    pub(crate) fn new(
-        config: &ResolvedConfig,
-        steps: usize,
-        karras: bool,
-    ) -> Result<Self, SchedulerError> {
-        let round_karras_t = config.betas != BetaSchedule::SquaredCosCapV2;
-        let (timesteps, sigmas) = multistep_schedule(config, steps, karras, round_karras_t)?;
+    fn new(config: &DpmSolverConfig, steps: usize, karras: bool) -> Result<Self, SchedulerError> {
+        let round_karras_t = config.common.betas != BetaSchedule::SquaredCosCapV2;
+        let bounds = karras.then_some(config.karras_bounds);
+        let (timesteps, sigmas) =
+            multistep_schedule(&config.common, bounds, steps, round_karras_t)?;
         Ok(Self {
             sigmas,
             timesteps: timesteps.iter().map(|t| *t as f64).collect(),
-            heun: config.dpm_heun,
+            heun: config.heun,
             previous_x0: None,
         })
     }

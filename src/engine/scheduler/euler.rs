@@ -4,11 +4,57 @@
 //! interpolated linearly from the training table (or Karras σ mapped back to fractional t),
 //! a final σ of 0, `init_noise_sigma` and the `x / sqrt(σ² + 1)` input scaling.
 
+use super::config::{
+    ClassConfig, ClassDefaults, CommonConfig, KarrasBounds, SchedulerConfig, Unimplemented,
+};
 use super::sigmas::{
     karras_sigmas, np_arange_f64, np_linspace, np_round, sigma_to_t, Spacing, TrainSchedule,
 };
-use super::{ResolvedConfig, Scheduler, SchedulerError};
+use super::{Sampler, Scheduler, SchedulerError};
 use crate::engine::torch_rng::TorchGenerator;
+
+/// `EulerDiscreteScheduler`'s constructor arguments. Beyond the shared keys it accepts
+/// `interpolation_type`, of which only the default `"linear"` is implemented, and reads the
+/// Karras end points from the file.
+pub(crate) struct EulerConfig {
+    common: CommonConfig,
+    karras_bounds: KarrasBounds,
+}
+
+impl ClassConfig for EulerConfig {
+    const SAMPLER: Sampler = Sampler::Euler;
+    const DEFAULTS: ClassDefaults = ClassDefaults::USUAL;
+    const UNIMPLEMENTED: &'static [Unimplemented] = &[
+        Unimplemented::ZeroSnrRescaling,
+        Unimplemented::ExponentialSigmas,
+        Unimplemented::BetaSigmas,
+        Unimplemented::FinalSigmasType,
+    ];
+
+    fn from_config(common: CommonConfig, c: &SchedulerConfig) -> Result<Self, SchedulerError> {
+        if let Some(t) = c.interpolation_type.as_deref().filter(|t| *t != "linear") {
+            return Err(SchedulerError::unsupported(
+                Self::SAMPLER,
+                "interpolation_type",
+                format!("{t:?}"),
+                "only \"linear\" is implemented",
+            ));
+        }
+        Ok(Self {
+            common,
+            karras_bounds: KarrasBounds::from_config(c),
+        })
+    }
+
+    fn common(&self) -> &CommonConfig {
+        &self.common
+    }
+
+    fn build(&self, steps: usize, karras: bool) -> Result<Box<dyn Scheduler>, SchedulerError> {
+        let schedule = SigmaSchedule::new(&self.common, karras.then_some(self.karras_bounds), steps)?;
+        Ok(Box::new(Euler::new(schedule)))
+    }
+}
 
 /// The σ-space schedule of Euler, Euler a, Heun and LMS for N steps.
 pub(super) struct SigmaSchedule {
@@ -22,12 +68,12 @@ pub(super) struct SigmaSchedule {
 
 impl SigmaSchedule {
     /// `set_timesteps` of the four σ-space classes: spacing as float32, σ by `np.interp` in
-    /// float64; with Karras, σ from `_convert_to_karras` over the *spaced* σ range (or the
-    /// config's `sigma_min`/`sigma_max`) and t from `_sigma_to_t`.
+    /// float64; with Karras (`karras` is `Some`), σ from `_convert_to_karras` over the *spaced*
+    /// σ range (or the bounds the file pins) and t from `_sigma_to_t`.
     pub(super) fn new(
-        config: &ResolvedConfig,
+        config: &CommonConfig,
+        karras: Option<KarrasBounds>,
         steps: usize,
-        karras: bool,
     ) -> Result<Self, SchedulerError> {
         let train = TrainSchedule::new(&config.betas, config.num_train_timesteps)?;
         let t_train = config.num_train_timesteps;
@@ -55,9 +101,9 @@ impl SigmaSchedule {
             .iter()
             .map(|t| train.interp_sigma(f64::from(*t)))
             .collect();
-        if karras {
-            let sigma_min = config.sigma_min.unwrap_or(sigmas[sigmas.len() - 1]);
-            let sigma_max = config.sigma_max.unwrap_or(sigmas[0]);
+        if let Some(bounds) = karras {
+            let sigma_min = bounds.sigma_min.unwrap_or(sigmas[sigmas.len() - 1]);
+            let sigma_max = bounds.sigma_max.unwrap_or(sigmas[0]);
             sigmas = karras_sigmas(sigma_min, sigma_max, steps);
             let log_sigmas = train.log_sigmas();
             timesteps = sigmas
@@ -94,17 +140,12 @@ pub(crate) struct Euler {
 }
 
 impl Euler {
-    pub(crate) fn new(
-        config: &ResolvedConfig,
-        steps: usize,
-        karras: bool,
-    ) -> Result<Self, SchedulerError> {
-        let schedule = SigmaSchedule::new(config, steps, karras)?;
+    fn new(schedule: SigmaSchedule) -> Self {
         let timesteps = schedule.timesteps.iter().map(|t| f64::from(*t)).collect();
-        Ok(Self {
+        Self {
             schedule,
             timesteps,
-        })
+        }
     }
 }
 

@@ -3,9 +3,35 @@
 //! plus fresh noise of size σ_up, drawn from the generator on **every** step (also the last,
 //! where σ_up = 0), as diffusers does.
 
+use super::config::{ClassConfig, ClassDefaults, CommonConfig, SchedulerConfig, Unimplemented};
 use super::euler::{scale_by_sigma, SigmaSchedule};
-use super::{ResolvedConfig, Scheduler, SchedulerError};
+use super::{Sampler, Scheduler, SchedulerError};
 use crate::engine::torch_rng::TorchGenerator;
+
+/// `EulerAncestralDiscreteScheduler`'s constructor arguments: the shared keys only.
+pub(crate) struct EulerAncestralConfig {
+    common: CommonConfig,
+}
+
+impl ClassConfig for EulerAncestralConfig {
+    const SAMPLER: Sampler = Sampler::EulerA;
+    const DEFAULTS: ClassDefaults = ClassDefaults::USUAL;
+    const UNIMPLEMENTED: &'static [Unimplemented] = &[Unimplemented::ZeroSnrRescaling];
+
+    fn from_config(common: CommonConfig, _c: &SchedulerConfig) -> Result<Self, SchedulerError> {
+        Ok(Self { common })
+    }
+
+    fn common(&self) -> &CommonConfig {
+        &self.common
+    }
+
+    /// The class has no `use_karras_sigmas`; `build_scheduler` refuses Karras before here.
+    fn build(&self, steps: usize, _karras: bool) -> Result<Box<dyn Scheduler>, SchedulerError> {
+        let schedule = SigmaSchedule::new(&self.common, None, steps)?;
+        Ok(Box::new(EulerAncestral::new(schedule)))
+    }
+}
 
 pub(crate) struct EulerAncestral {
     schedule: SigmaSchedule,
@@ -13,14 +39,12 @@ pub(crate) struct EulerAncestral {
 }
 
 impl EulerAncestral {
-    pub(crate) fn new(config: &ResolvedConfig, steps: usize) -> Result<Self, SchedulerError> {
-        // The class has no `use_karras_sigmas`; `build_scheduler` refuses Karras before here.
-        let schedule = SigmaSchedule::new(config, steps, false)?;
+    fn new(schedule: SigmaSchedule) -> Self {
         let timesteps = schedule.timesteps.iter().map(|t| f64::from(*t)).collect();
-        Ok(Self {
+        Self {
             schedule,
             timesteps,
-        })
+        }
     }
 }
 

@@ -3,9 +3,51 @@
 //! followed by a trapezoidal corrector, so the UNet is called 2N − 1 times on the interleaved
 //! σ list `[σ0, σ1, σ1, σ2, σ2, …, σN−1, σN−1, 0]` (the last step is Euler only).
 
+use super::config::{
+    clip_sample_range, ClassConfig, ClassDefaults, CommonConfig, KarrasBounds, SchedulerConfig,
+    Unimplemented,
+};
 use super::euler::{scale_by_sigma, SigmaSchedule};
-use super::{ResolvedConfig, Scheduler, SchedulerError};
+use super::{Sampler, Scheduler, SchedulerError};
 use crate::engine::torch_rng::TorchGenerator;
+
+/// `HeunDiscreteScheduler`'s constructor arguments. Unlike the other classes it defaults to
+/// SD's betas (`beta_start=0.00085`, `beta_end=0.012`); beyond the shared keys it reads
+/// `clip_sample` (default false) with `clip_sample_range`, and the Karras end points.
+pub(crate) struct HeunConfig {
+    common: CommonConfig,
+    /// Clamp the predicted x0 to ±this.
+    clip_sample_range: Option<f32>,
+    karras_bounds: KarrasBounds,
+}
+
+impl ClassConfig for HeunConfig {
+    const SAMPLER: Sampler = Sampler::Heun;
+    const DEFAULTS: ClassDefaults = ClassDefaults {
+        beta_start: 0.00085,
+        beta_end: 0.012,
+        ..ClassDefaults::USUAL
+    };
+    const UNIMPLEMENTED: &'static [Unimplemented] =
+        &[Unimplemented::ExponentialSigmas, Unimplemented::BetaSigmas];
+
+    fn from_config(common: CommonConfig, c: &SchedulerConfig) -> Result<Self, SchedulerError> {
+        Ok(Self {
+            common,
+            clip_sample_range: clip_sample_range(c, false),
+            karras_bounds: KarrasBounds::from_config(c),
+        })
+    }
+
+    fn common(&self) -> &CommonConfig {
+        &self.common
+    }
+
+    fn build(&self, steps: usize, karras: bool) -> Result<Box<dyn Scheduler>, SchedulerError> {
+        let base = SigmaSchedule::new(&self.common, karras.then_some(self.karras_bounds), steps)?;
+        Ok(Box::new(Heun::new(base, self.clip_sample_range)))
+    }
+}
 
 pub(crate) struct Heun {
     /// Interleaved σ, 2N entries.
@@ -25,12 +67,7 @@ struct FirstOrder {
 }
 
 impl Heun {
-    pub(crate) fn new(
-        config: &ResolvedConfig,
-        steps: usize,
-        karras: bool,
-    ) -> Result<Self, SchedulerError> {
-        let base = SigmaSchedule::new(config, steps, karras)?;
+    fn new(base: SigmaSchedule, clip_sample_range: Option<f32>) -> Self {
         let n = base.sigmas.len();
         let mut sigmas = vec![base.sigmas[0]];
         for s in &base.sigmas[1..n - 1] {
@@ -41,13 +78,13 @@ impl Heun {
         for t in &base.timesteps[1..] {
             timesteps.extend([f64::from(*t), f64::from(*t)]);
         }
-        Ok(Self {
+        Self {
             sigmas,
             timesteps,
             init_noise_sigma: base.init_noise_sigma,
-            clip_sample_range: config.clip_sample_range,
+            clip_sample_range,
             pending: None,
-        })
+        }
     }
 
     fn predict_x0(&self, x: f32, eps: f32, sigma: f32) -> f32 {
@@ -118,5 +155,23 @@ impl Scheduler for Heun {
                     .collect()
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::config::resolve;
+    use super::super::sigmas::BetaSchedule;
+    use super::*;
+
+    #[test]
+    fn absent_betas_default_to_sd_values_unlike_the_other_classes() {
+        let heun: HeunConfig = resolve(&SchedulerConfig::default()).expect("heun");
+        let sd_betas = BetaSchedule::Linear {
+            start: 0.00085,
+            end: 0.012,
+        };
+        assert_eq!(heun.common.betas, sd_betas);
+        assert_eq!(heun.clip_sample_range, None);
     }
 }

@@ -8,11 +8,42 @@
 //! first 21-point Gauss–Kronrod estimate, so [`lms_coefficient`] evaluates that same rule
 //! (QUADPACK `dqk21` nodes, weights and summation order) on the same float32 integrand.
 
+use super::config::{
+    ClassConfig, ClassDefaults, CommonConfig, KarrasBounds, SchedulerConfig, Unimplemented,
+};
 use super::euler::{scale_by_sigma, SigmaSchedule};
-use super::{ResolvedConfig, Scheduler, SchedulerError};
+use super::{Sampler, Scheduler, SchedulerError};
 use crate::engine::torch_rng::TorchGenerator;
 
 const MAX_ORDER: usize = 4;
+
+/// `LMSDiscreteScheduler`'s constructor arguments: the shared keys only.
+pub(crate) struct LmsConfig {
+    common: CommonConfig,
+}
+
+impl ClassConfig for LmsConfig {
+    const SAMPLER: Sampler = Sampler::Lms;
+    const DEFAULTS: ClassDefaults = ClassDefaults::USUAL;
+    const UNIMPLEMENTED: &'static [Unimplemented] =
+        &[Unimplemented::ExponentialSigmas, Unimplemented::BetaSigmas];
+
+    fn from_config(common: CommonConfig, _c: &SchedulerConfig) -> Result<Self, SchedulerError> {
+        Ok(Self { common })
+    }
+
+    fn common(&self) -> &CommonConfig {
+        &self.common
+    }
+
+    /// LMS's `_convert_to_karras` always spans the spaced σ range: it never looks up the
+    /// file's `sigma_min`/`sigma_max`.
+    fn build(&self, steps: usize, karras: bool) -> Result<Box<dyn Scheduler>, SchedulerError> {
+        let bounds = karras.then_some(KarrasBounds::default());
+        let schedule = SigmaSchedule::new(&self.common, bounds, steps)?;
+        Ok(Box::new(Lms::new(schedule)))
+    }
+}
 
 pub(crate) struct Lms {
     schedule: SigmaSchedule,
@@ -22,18 +53,13 @@ pub(crate) struct Lms {
 }
 
 impl Lms {
-    pub(crate) fn new(
-        config: &ResolvedConfig,
-        steps: usize,
-        karras: bool,
-    ) -> Result<Self, SchedulerError> {
-        let schedule = SigmaSchedule::new(config, steps, karras)?;
+    fn new(schedule: SigmaSchedule) -> Self {
         let timesteps = schedule.timesteps.iter().map(|t| f64::from(*t)).collect();
-        Ok(Self {
+        Self {
             schedule,
             timesteps,
             derivatives: Vec::new(),
-        })
+        }
     }
 }
 

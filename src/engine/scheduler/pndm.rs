@@ -3,9 +3,54 @@
 //! `_get_prev_sample`): a linear multistep method on ε with a pseudo improved-Euler warm-up,
 //! N + 1 UNet calls (the second timestep is evaluated twice).
 
+use super::config::{ClassConfig, ClassDefaults, CommonConfig, SchedulerConfig, Unimplemented};
 use super::sigmas::{np_arange_f64, np_linspace, np_round, Spacing, TrainSchedule};
-use super::{ResolvedConfig, Scheduler, SchedulerError};
+use super::{Sampler, Scheduler, SchedulerError};
 use crate::engine::torch_rng::TorchGenerator;
+
+/// `PNDMScheduler`'s constructor arguments. Beyond the shared keys it reads `set_alpha_to_one`
+/// (default false) and `skip_prk_steps`, which must be true: the Runge–Kutta warm-up
+/// (`step_prk`, the class default) is not implemented.
+pub(crate) struct PndmConfig {
+    common: CommonConfig,
+    /// ᾱ used after the last step is 1 instead of ᾱ_0.
+    set_alpha_to_one: bool,
+}
+
+impl ClassConfig for PndmConfig {
+    const SAMPLER: Sampler = Sampler::Pndm;
+    const DEFAULTS: ClassDefaults = ClassDefaults {
+        timestep_spacing: Spacing::Leading,
+        ..ClassDefaults::USUAL
+    };
+    const UNIMPLEMENTED: &'static [Unimplemented] = &[];
+
+    fn from_config(common: CommonConfig, c: &SchedulerConfig) -> Result<Self, SchedulerError> {
+        if c.skip_prk_steps != Some(true) {
+            let value = c
+                .skip_prk_steps
+                .map_or("absent (default false)".to_string(), |v| v.to_string());
+            return Err(SchedulerError::unsupported(
+                Self::SAMPLER,
+                "skip_prk_steps",
+                value,
+                "only PLMS (skip_prk_steps true, as in SD 1.x) is implemented",
+            ));
+        }
+        Ok(Self {
+            common,
+            set_alpha_to_one: c.set_alpha_to_one.unwrap_or(false),
+        })
+    }
+
+    fn common(&self) -> &CommonConfig {
+        &self.common
+    }
+
+    fn build(&self, steps: usize, _karras: bool) -> Result<Box<dyn Scheduler>, SchedulerError> {
+        Ok(Box::new(Pndm::new(self, steps)?))
+    }
+}
 
 pub(crate) struct Pndm {
     alphas_cumprod: Vec<f32>,
@@ -25,18 +70,19 @@ pub(crate) struct Pndm {
 }
 
 impl Pndm {
-    pub(crate) fn new(config: &ResolvedConfig, steps: usize) -> Result<Self, SchedulerError> {
-        let train = TrainSchedule::new(&config.betas, config.num_train_timesteps)?;
-        let t_train = config.num_train_timesteps as i64;
+    fn new(config: &PndmConfig, steps: usize) -> Result<Self, SchedulerError> {
+        let common = &config.common;
+        let train = TrainSchedule::new(&common.betas, common.num_train_timesteps)?;
+        let t_train = common.num_train_timesteps as i64;
         let n = steps as i64;
         // `_timesteps`, ascending.
-        let base: Vec<i64> = match config.spacing {
+        let base: Vec<i64> = match common.spacing {
             Spacing::Linspace => np_linspace(0.0, (t_train - 1) as f64, steps)
                 .into_iter()
                 .map(|t| np_round(t) as i64)
                 .collect(),
             Spacing::Leading => (0..n)
-                .map(|i| i * (t_train / n) + config.steps_offset)
+                .map(|i| i * (t_train / n) + common.steps_offset)
                 .collect(),
             Spacing::Trailing => {
                 let ratio = t_train as f64 / steps as f64;
@@ -59,7 +105,7 @@ impl Pndm {
 
         // The second (warm-up) call looks one stride ahead of its timestep.
         let warm_up = plms.get(1).map(|t| t + t_train / n);
-        super::check_timesteps(plms.iter().copied().chain(warm_up), config, steps)?;
+        common.check_timesteps(plms.iter().copied().chain(warm_up), steps)?;
         let final_alpha_cumprod = if config.set_alpha_to_one {
             1.0
         } else {

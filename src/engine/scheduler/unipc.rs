@@ -5,10 +5,75 @@
 //! new model output (UniC), then predicts the next sample (UniP); both in variance-preserving
 //! space with the same timesteps and σ as DPM-Solver.
 
+use super::config::{
+    ClassConfig, ClassDefaults, CommonConfig, KarrasBounds, SchedulerConfig, Unimplemented,
+};
 use super::dpmpp_2m::{data_prediction, multistep_schedule};
 use super::sigmas::{vp_alpha_sigma, vp_lambda};
-use super::{ResolvedConfig, Scheduler, SchedulerError};
+use super::{Sampler, Scheduler, SchedulerError};
 use crate::engine::torch_rng::TorchGenerator;
+
+/// `UniPCMultistepScheduler`'s constructor arguments. Beyond the shared keys it reads
+/// `solver_order` (1 to 3, default 2), `solver_type` (`"bh2"` by default, or `"bh1"`),
+/// `lower_order_final` (default true), `disable_corrector` (default none) and the Karras end
+/// points; `predict_x0: false` (the noise-prediction form) is refused.
+pub(crate) struct UniPcConfig {
+    common: CommonConfig,
+    solver_order: usize,
+    bh1: bool,
+    lower_order_final: bool,
+    disable_corrector: Vec<usize>,
+    karras_bounds: KarrasBounds,
+}
+
+impl ClassConfig for UniPcConfig {
+    const SAMPLER: Sampler = Sampler::Unipc;
+    const DEFAULTS: ClassDefaults = ClassDefaults::USUAL;
+    const UNIMPLEMENTED: &'static [Unimplemented] = &[
+        Unimplemented::ZeroSnrRescaling,
+        Unimplemented::Thresholding,
+        Unimplemented::ExponentialSigmas,
+        Unimplemented::BetaSigmas,
+        Unimplemented::FlowSigmas,
+        Unimplemented::FinalSigmasType,
+    ];
+
+    fn from_config(common: CommonConfig, c: &SchedulerConfig) -> Result<Self, SchedulerError> {
+        let solver_order = c.solver_order.unwrap_or(2);
+        if !(1..=3).contains(&solver_order) {
+            return Err(SchedulerError::unsupported(
+                Self::SAMPLER,
+                "solver_order",
+                solver_order.to_string(),
+                "unipc supports orders 1 to 3",
+            ));
+        }
+        if c.predict_x0 == Some(false) {
+            return Err(SchedulerError::unsupported(
+                Self::SAMPLER,
+                "predict_x0",
+                "false".into(),
+                "only the data-prediction (predict_x0) form is implemented",
+            ));
+        }
+        Ok(Self {
+            common,
+            solver_order,
+            bh1: c.solver_type.as_deref() == Some("bh1"),
+            lower_order_final: c.lower_order_final.unwrap_or(true),
+            disable_corrector: c.disable_corrector.clone().unwrap_or_default(),
+            karras_bounds: KarrasBounds::from_config(c),
+        })
+    }
+
+    fn common(&self) -> &CommonConfig {
+        &self.common
+    }
+
+    fn build(&self, steps: usize, karras: bool) -> Result<Box<dyn Scheduler>, SchedulerError> {
+        Ok(Box::new(UniPc::new(self, steps, karras)?))
+    }
+}
 
 pub(crate) struct UniPc {
     sigmas: Vec<f32>,
@@ -27,19 +92,16 @@ pub(crate) struct UniPc {
 }
 
 impl UniPc {
-    pub(crate) fn new(
-        config: &ResolvedConfig,
-        steps: usize,
-        karras: bool,
-    ) -> Result<Self, SchedulerError> {
-        let (timesteps, sigmas) = multistep_schedule(config, steps, karras, true)?;
+    fn new(config: &UniPcConfig, steps: usize, karras: bool) -> Result<Self, SchedulerError> {
+        let bounds = karras.then_some(config.karras_bounds);
+        let (timesteps, sigmas) = multistep_schedule(&config.common, bounds, steps, true)?;
         Ok(Self {
             sigmas,
             timesteps: timesteps.iter().map(|t| *t as f64).collect(),
-            solver_order: config.unipc_order,
-            bh1: config.unipc_bh1,
-            lower_order_final: config.unipc_lower_order_final,
-            disable_corrector: config.unipc_disable_corrector.clone(),
+            solver_order: config.solver_order,
+            bh1: config.bh1,
+            lower_order_final: config.lower_order_final,
+            disable_corrector: config.disable_corrector.clone(),
             model_outputs: Vec::new(),
             lower_order_nums: 0,
             last_sample: None,

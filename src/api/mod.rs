@@ -1,0 +1,25 @@
+//! The wire: every type that crosses between Easel and its clients, defined once and compiled for
+//! both builds (the server and the browser's wasm). The REST API, the UI's server functions
+//! (`app::rpc`), the SSE streams and the CLI all speak these types.
+//!
+//! - [`sampler`]: [`Sampler`] and [`Schedule`], which own their names and their parsing.
+//! - [`request`]: [`GenerateRequest`] (what arrives), [`GenerationSettings`] (what runs and is
+//!   recorded), the validation rules and their limits, [`FieldError`].
+//! - [`job`]: [`JobStatus`], [`JobView`], [`ImageView`], [`HistoryPage`], [`JobEvent`].
+//! - [`model`]: [`ModelEntry`] and [`AliasView`].
+//! - [`pull`]: [`PullStatus`], the progress of a model download.
+//!
+//! **Invariant:** plain data and its rules only. Nothing here reaches a database, a model or the
+//! network, and nothing here imports another Easel module: every other module may import `api`.
+
+pub mod job;
+pub mod model;
+pub mod pull;
+pub mod request;
+pub mod sampler;
+
+pub use job::{image_url, HistoryPage, ImageView, JobEvent, JobEventKind, JobStatus, JobView, ProgressView, OUTPUTS_URL_PREFIX};
+pub use model::{AliasView, ModelEntry, ModelLocation};
+pub use pull::{FileState, PullFile, PullState, PullStatus};
+pub use request::{FieldError, GenerateRequest, GenerationSettings};
+pub use sampler::{Sampler, Schedule};

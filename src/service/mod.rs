@@ -1,0 +1,411 @@
+//! The one service behind every door: [`Easel`] accepts generations, answers for jobs, images,
+//! models and pulls, and returns typed [`ServiceError`]s. The REST handlers, the UI's server
+//! functions (and, later, the A1111 and ComfyUI APIs) are adapters of a few lines over it that
+//! only translate their transport, so every door applies the same limits, idempotency and
+//! validation. Blocking work (SQLite, registry scans, ONNX inspection) runs here on tokio's
+//! blocking pool, once, so no caller can forget to.
+//!
+//! Server-only; knows nothing of HTTP or Leptos.
+
+pub mod pulls;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::{broadcast, watch};
+
+use crate::api::{
+    AliasView, FieldError, GenerateRequest, HistoryPage, ImageView, JobEvent, JobStatus, JobView, ModelEntry,
+    ProgressView, PullState, PullStatus,
+};
+use crate::atomic_file::remove_leftover_temp_files;
+use crate::config::Settings;
+use crate::engine::model::Residency;
+use crate::engine::runtime::{self, Runtime, RuntimeError};
+use crate::hub::HubError;
+use crate::job_runner::EngineExecutor;
+use crate::jobs::{CancelOutcome, JobQueue, JobRecord, JobStore, LiveProgress, StatusCounts, StoreError};
+use crate::metrics::EngineMetrics;
+use crate::model_registry::{ModelRegistry, RegistryError};
+use pulls::{PullCancel, PullManager};
+
+/// Longest accepted idempotency key, in bytes.
+pub const MAX_IDEMPOTENCY_KEY: usize = 200;
+/// Largest history page.
+pub const MAX_PAGE: u32 = 100;
+/// Most queued and running jobs one [`Easel::active_jobs`] call returns.
+pub const MAX_ACTIVE_LISTED: u32 = 500;
+
+/// Everything a door can be told, in domain terms; each door maps it to its transport.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The request broke rules; every broken field is named.
+    #[error("the request has invalid fields")]
+    Invalid(Vec<FieldError>),
+    #[error("no job {0}")]
+    JobNotFound(String),
+    #[error("no image {0}")]
+    ImageNotFound(String),
+    #[error("no pull {0}")]
+    PullNotFound(String),
+    #[error("job {id} already finished ({status})")]
+    JobAlreadyFinished { id: String, status: JobStatus },
+    #[error("pull {id} already ended ({})", state_name(*state))]
+    PullAlreadyEnded { id: String, state: PullState },
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The hub could not start a pull (a bad name is reported as [`ServiceError::Invalid`]).
+    #[error(transparent)]
+    Hub(HubError),
+    #[error("the job database is not available: {0}")]
+    Store(#[from] StoreError),
+    #[error("internal task failed: {0}")]
+    Internal(String),
+}
+
+fn state_name(state: PullState) -> String {
+    serde_json::to_value(state).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+/// Why [`Easel::start`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot use data dir {path}: {message}")]
+    DataDir { path: PathBuf, message: String },
+    #[error("another Easel server is already using data dir {0}; stop it or pass a different --data-dir")]
+    DataDirInUse(PathBuf),
+    #[error("cannot open the job database: {0}")]
+    Jobs(String),
+}
+
+/// What a submit did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submitted {
+    /// The job, with its queue position at the time of the submit.
+    pub job: JobView,
+    /// False when the idempotency key named an existing job, which is returned instead.
+    pub created: bool,
+}
+
+/// What a cancel did to a job that had not finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancelled {
+    /// It was queued and will never run.
+    Now,
+    /// It is running; the worker stops it within one step and sends `cancelled` then.
+    Requested,
+}
+
+/// Which page of history to read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HistoryQuery {
+    /// 1..=[`MAX_PAGE`] jobs.
+    pub limit: u32,
+    /// `next_before` of the previous page.
+    pub before: Option<i64>,
+    /// Only jobs whose prompt contains this text (case-insensitive for ASCII).
+    pub prompt: Option<String>,
+}
+
+/// The running Easel: settings, the job queue and its worker, the model registry, pulls.
+/// Cheap to clone (every field is shared).
+#[derive(Clone)]
+pub struct Easel {
+    /// The effective settings this process started with (read-only).
+    settings: Arc<Settings>,
+    /// The ONNX Runtime, or why it could not be loaded (reported by health checks and the UI).
+    runtime: Result<&'static Runtime, RuntimeError>,
+    /// The durable queue and its worker; every generation goes through it.
+    jobs: Arc<JobQueue>,
+    /// Every model that can be named in a request, and the default.
+    registry: ModelRegistry,
+    /// Model downloads running in the background.
+    pulls: Arc<PullManager>,
+    /// Step and model-load times the worker records, for `/metrics`.
+    engine_metrics: Arc<EngineMetrics>,
+    /// Held open for the process lifetime: its exclusive lock keeps a second server off this data dir.
+    _data_dir_lock: Arc<std::fs::File>,
+}
+
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, StartupError> {
+    use fs4::fs_std::FileExt;
+    let fail = |e: std::io::Error| StartupError::DataDir { path: dir.to_path_buf(), message: e.to_string() };
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("easel.lock")).map_err(fail)?;
+    match file.try_lock_exclusive() {
+        Ok(true) => Ok(file),
+        Ok(false) => Err(StartupError::DataDirInUse(dir.to_path_buf())),
+        Err(e) => Err(fail(e)),
+    }
+}
+
+/// Runs blocking work (SQLite, the file system) on tokio's blocking pool.
+async fn blocking<T: Send + 'static, E: Into<ServiceError> + Send + 'static>(f: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, ServiceError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(Into::into),
+        Err(e) => Err(ServiceError::Internal(e.to_string())),
+    }
+}
+
+/// A stored job as the wire shows it; `live` is the worker's in-memory progress when it runs.
+fn job_view(job: JobRecord, live: Option<LiveProgress>) -> JobView {
+    let progress = match live {
+        Some(p) => ProgressView { step: p.step, total: p.total, eta_seconds: p.eta_seconds },
+        None => ProgressView { step: job.progress_step, total: job.progress_total, eta_seconds: None },
+    };
+    JobView {
+        images: job.images.iter().map(ImageView::from).collect(),
+        id: job.id,
+        status: job.status,
+        position: job.position,
+        progress,
+        request: job.settings,
+        error: job.error,
+        created_at_ms: job.created_at_ms,
+        started_at_ms: job.started_at_ms,
+        finished_at_ms: job.finished_at_ms,
+    }
+}
+
+impl Easel {
+    /// Locks the data dir, opens the job database (recovering jobs a crash left running), cleans
+    /// half-written images, and starts the worker.
+    pub fn start(settings: Settings) -> Result<Self, StartupError> {
+        let lock = lock_data_dir(&settings.data_dir)?;
+        std::fs::create_dir_all(&settings.outputs_dir)
+            .map_err(|e| StartupError::DataDir { path: settings.outputs_dir.clone(), message: e.to_string() })?;
+        // The fallback models dir inside the data dir is Easel's to create; a configured one is not
+        // (a typo should show up as an unhealthy server, not as a new empty folder).
+        if settings.models_dir == settings.data_dir.join("models") {
+            if let Err(e) = std::fs::create_dir_all(&settings.models_dir) {
+                tracing::warn!("cannot create models dir {}: {e}", settings.models_dir.display());
+            }
+        }
+        let removed = remove_leftover_temp_files(&settings.outputs_dir);
+        if removed > 0 {
+            tracing::info!(removed, "removed half-written images left by an earlier crash");
+        }
+        let store = JobStore::open(&settings.data_dir).map_err(|e| StartupError::Jobs(e.to_string()))?;
+        let registry = ModelRegistry::from_settings(&settings);
+        let executor = EngineExecutor::new(
+            registry.clone(),
+            settings.outputs_dir.clone(),
+            settings.threads,
+            if settings.low_memory { Residency::LowMemory } else { Residency::Warm },
+            settings.resident_models,
+        );
+        let engine_metrics = executor.metrics.clone();
+        let (jobs, recovery) = JobQueue::start(Arc::new(store), executor).map_err(|e| StartupError::Jobs(e.to_string()))?;
+        tracing::info!(?recovery, "job queue started");
+        let pulls = Arc::new(PullManager::new(registry.clone(), settings.hub_endpoint.clone(), settings.hub_token.clone()));
+        Ok(Self {
+            settings: Arc::new(settings),
+            runtime: runtime::runtime(),
+            jobs: Arc::new(jobs),
+            pulls,
+            engine_metrics,
+            registry,
+            _data_dir_lock: Arc::new(lock),
+        })
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn runtime(&self) -> &Result<&'static Runtime, RuntimeError> {
+        &self.runtime
+    }
+
+    pub fn engine_metrics(&self) -> &EngineMetrics {
+        &self.engine_metrics
+    }
+
+    /// The job queue itself, for shutdown and tests.
+    pub fn queue(&self) -> &Arc<JobQueue> {
+        &self.jobs
+    }
+
+    fn view(&self, job: JobRecord) -> JobView {
+        let live = self.jobs.live_progress(&job.id);
+        job_view(job, live)
+    }
+
+    /// Validates `request` (settings rules, the model list, the idempotency key), resolves its
+    /// defaults, seed and model, and queues it; with a key already used, returns that job.
+    pub async fn submit(&self, request: GenerateRequest, idempotency_key: Option<String>) -> Result<Submitted, ServiceError> {
+        let mut errors = Vec::new();
+        let mut settings = match request.resolve(crate::api::request::random_seed) {
+            Ok(s) => Some(s),
+            Err(fields) => {
+                errors.extend(fields);
+                None
+            }
+        };
+        if let Some(key) = &idempotency_key {
+            if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || !key.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+                errors.push(FieldError::new(
+                    "Idempotency-Key",
+                    format!("must be 1..{MAX_IDEMPOTENCY_KEY} printable ASCII characters"),
+                ));
+            }
+        }
+        if let Some(s) = settings.as_mut() {
+            // Aliases and the default resolve now, so the job records the exact model it runs on.
+            let registry = self.registry.clone();
+            let wanted = s.model.clone();
+            match blocking(move || registry.resolve(wanted.as_deref())).await {
+                Ok(entry) => s.model = Some(entry.name),
+                Err(e) => errors.push(FieldError::new("model", e.to_string())),
+            }
+        }
+        let Some(settings) = settings.filter(|_| errors.is_empty()) else { return Err(ServiceError::Invalid(errors)) };
+        let jobs = self.jobs.clone();
+        let submitted = blocking(move || jobs.submit(&settings, idempotency_key.as_deref())).await?;
+        Ok(Submitted { created: submitted.created, job: self.view(submitted.job) })
+    }
+
+    pub async fn job(&self, id: &str) -> Result<JobView, ServiceError> {
+        let store = self.jobs.store().clone();
+        let lookup = id.to_string();
+        let job = blocking(move || store.get(&lookup)).await?.ok_or_else(|| ServiceError::JobNotFound(id.to_string()))?;
+        Ok(self.view(job))
+    }
+
+    /// A page of history, newest first.
+    pub async fn history(&self, query: HistoryQuery) -> Result<HistoryPage, ServiceError> {
+        if !(1..=MAX_PAGE).contains(&query.limit) {
+            let message = format!("limit must be 1..{MAX_PAGE}, got {}", query.limit);
+            return Err(ServiceError::Invalid(vec![FieldError::new("limit", message)]));
+        }
+        let store = self.jobs.store().clone();
+        let page = blocking(move || store.list_matching(query.limit, query.before, query.prompt.as_deref())).await?;
+        Ok(HistoryPage { jobs: page.jobs.into_iter().map(|j| self.view(j)).collect(), next_before: page.next_before })
+    }
+
+    /// Queued and running jobs in run order.
+    pub async fn active_jobs(&self) -> Result<Vec<JobView>, ServiceError> {
+        let store = self.jobs.store().clone();
+        let jobs = blocking(move || store.active(MAX_ACTIVE_LISTED)).await?;
+        Ok(jobs.into_iter().map(|j| self.view(j)).collect())
+    }
+
+    /// A user's cancel; a job that already finished is an error naming its status.
+    pub async fn cancel(&self, id: &str) -> Result<Cancelled, ServiceError> {
+        let jobs = self.jobs.clone();
+        let lookup = id.to_string();
+        match blocking(move || jobs.cancel(&lookup)).await? {
+            Some(CancelOutcome::Cancelled) => Ok(Cancelled::Now),
+            Some(CancelOutcome::CancelRequested) => Ok(Cancelled::Requested),
+            Some(CancelOutcome::AlreadyFinished(status)) => Err(ServiceError::JobAlreadyFinished { id: id.to_string(), status }),
+            None => Err(ServiceError::JobNotFound(id.to_string())),
+        }
+    }
+
+    /// A job's current state as one event, and a receiver of every later event of every job
+    /// (filter by id; on `Lagged`, watch again). See [`JobQueue::watch`].
+    pub async fn watch(&self, id: &str) -> Result<(JobEvent, broadcast::Receiver<JobEvent>), ServiceError> {
+        let jobs = self.jobs.clone();
+        let lookup = id.to_string();
+        blocking(move || jobs.watch(&lookup)).await?.ok_or_else(|| ServiceError::JobNotFound(id.to_string()))
+    }
+
+    /// Job counts by status (for `/metrics`).
+    pub async fn status_counts(&self) -> Result<StatusCounts, ServiceError> {
+        let store = self.jobs.store().clone();
+        blocking(move || store.counts()).await
+    }
+
+    /// Deletes an image's record, then its file.
+    pub async fn delete_image(&self, id: &str) -> Result<(), ServiceError> {
+        let store = self.jobs.store().clone();
+        let lookup = id.to_string();
+        let path = blocking(move || store.delete_image(&lookup)).await?.ok_or_else(|| ServiceError::ImageNotFound(id.to_string()))?;
+        let file = self.settings.outputs_dir.join(path);
+        if let Err(e) = tokio::fs::remove_file(&file).await {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(file = %file.display(), "image record deleted but the file stays: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_registry<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&ModelRegistry) -> Result<T, RegistryError> + Send + 'static,
+    ) -> Result<T, ServiceError> {
+        let registry = self.registry.clone();
+        blocking(move || f(&registry)).await
+    }
+
+    /// Every runnable model (scans the models dir and the hub cache, inspects ONNX headers).
+    pub async fn models(&self) -> Result<Vec<ModelEntry>, ServiceError> {
+        self.on_registry(|r| Ok(r.list())).await
+    }
+
+    /// The model a name (folder, `org/name[@rev]`, alias) selects.
+    pub async fn model(&self, name: &str) -> Result<ModelEntry, ServiceError> {
+        let name = name.to_string();
+        self.on_registry(move |r| r.resolve(Some(&name))).await
+    }
+
+    pub async fn set_default(&self, name: &str) -> Result<ModelEntry, ServiceError> {
+        let name = name.to_string();
+        self.on_registry(move |r| r.set_default(&name)).await
+    }
+
+    /// Deletes a model Easel owns; returns the bytes freed.
+    pub async fn remove_model(&self, name: &str) -> Result<u64, ServiceError> {
+        let name = name.to_string();
+        self.on_registry(move |r| r.remove(&name)).await
+    }
+
+    /// The short names `pull` accepts.
+    pub fn aliases(&self) -> Vec<AliasView> {
+        crate::hub::pull::ALIASES
+            .iter()
+            .map(|a| AliasView {
+                name: a.name.into(),
+                repo_id: a.repo_id.into(),
+                revision: a.revision.into(),
+                description: a.description.into(),
+            })
+            .collect()
+    }
+
+    /// Starts a background pull of `spec` (an alias or `org/name[@revision]`), or joins the one
+    /// already running for that repo and revision.
+    pub fn pull(&self, spec: &str) -> Result<PullStatus, ServiceError> {
+        self.pulls.start(spec).map_err(|e| match e {
+            HubError::BadName { .. } => ServiceError::Invalid(vec![FieldError::new("model", e.to_string())]),
+            other => ServiceError::Hub(other),
+        })
+    }
+
+    /// Recent pulls, newest first.
+    pub fn pulls(&self) -> Vec<PullStatus> {
+        self.pulls.list()
+    }
+
+    pub fn pull_status(&self, id: &str) -> Result<PullStatus, ServiceError> {
+        self.pulls.get(id).ok_or_else(|| ServiceError::PullNotFound(id.to_string()))
+    }
+
+    /// Stops a running pull; its partial files stay for the next pull to resume.
+    pub fn cancel_pull(&self, id: &str) -> Result<PullStatus, ServiceError> {
+        match self.pulls.cancel(id) {
+            Some(PullCancel::Cancelled(status)) => Ok(status),
+            Some(PullCancel::AlreadyFinished(status)) => Err(ServiceError::PullAlreadyEnded { id: id.to_string(), state: status.state }),
+            None => Err(ServiceError::PullNotFound(id.to_string())),
+        }
+    }
+
+    pub fn watch_pull(&self, id: &str) -> Result<watch::Receiver<PullStatus>, ServiceError> {
+        self.pulls.watch(id).ok_or_else(|| ServiceError::PullNotFound(id.to_string()))
+    }
+
+    /// Pulls still running (for `/metrics`).
+    pub fn pulls_running(&self) -> usize {
+        self.pulls.running()
+    }
+}

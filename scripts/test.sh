@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets everything up (first run only) and runs the whole test suite: a RustSec audit of Cargo.lock,
-# clippy, the Rust unit and integration tests, the Python model-tooling tests, and the Playwright
+# rustfmt, clippy, the Rust unit and integration tests, the Python model-tooling tests, and the Playwright
 # browser tests against the real server. Exits non-zero when anything fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +13,9 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 # Fails on any known vulnerability in Cargo.lock; unmaintained/unsound notices are only warnings.
 step "supply chain: Cargo.lock against the RustSec advisory database (cargo audit)"
 cargo audit --db .ci/advisory-db --no-fetch --no-yanked --file Cargo.lock
+
+step "formatting (cargo fmt --check; rustfmt.toml)"
+cargo fmt --check
 
 step "clippy (server and browser builds)"
 cargo clippy --features ssr --all-targets -- -D warnings

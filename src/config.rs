@@ -128,13 +128,7 @@ impl SettingsLayer {
             Some(v) => Some(match v.to_ascii_lowercase().as_str() {
                 "text" => LogFormat::Text,
                 "json" => LogFormat::Json,
-                _ => {
-                    return Err(ConfigError::BadEnv {
-                        name: "EASEL_LOG_FORMAT".into(),
-                        value: v,
-                        expected: "text or json".into(),
-                    })
-                }
+                _ => return Err(ConfigError::BadEnv { name: "EASEL_LOG_FORMAT".into(), value: v, expected: "text or json".into() }),
             }),
         };
         Ok(Self {
@@ -160,12 +154,8 @@ impl SettingsLayer {
 
     /// Values from a TOML file.
     pub fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::ReadFile { path: path.to_path_buf(), source })?;
-        toml::from_str(&text).map_err(|e| ConfigError::ParseFile {
-            path: path.to_path_buf(),
-            message: e.message().to_string(),
-        })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile { path: path.to_path_buf(), source })?;
+        toml::from_str(&text).map_err(|e| ConfigError::ParseFile { path: path.to_path_buf(), message: e.message().to_string() })
     }
 
     /// `self` with every value that `over` sets replaced by it.
@@ -215,11 +205,7 @@ fn default_threads() -> usize {
 impl Settings {
     /// Folds the layers in precedence order. The config file is `config_file` when given (it must
     /// exist), otherwise `easel.toml` in the data dir chosen by env/flags/default (read if present).
-    pub fn resolve(
-        env: SettingsLayer,
-        flags: SettingsLayer,
-        config_file: Option<&Path>,
-    ) -> Result<Settings, ConfigError> {
+    pub fn resolve(env: SettingsLayer, flags: SettingsLayer, config_file: Option<&Path>) -> Result<Settings, ConfigError> {
         let (file_layer, file_used) = match config_file {
             Some(path) => (SettingsLayer::from_toml_file(path)?, Some(path.to_path_buf())),
             None => {
@@ -305,11 +291,7 @@ mod tests {
     #[test]
     fn file_overrides_defaults_env_overrides_file_flags_override_env() {
         let data = temp_dir("precedence");
-        std::fs::write(
-            data.join(CONFIG_FILE_NAME),
-            "port = 4000\nthreads = 3\nlog_level = \"debug\"\nhost = \"0.0.0.0\"\n",
-        )
-        .unwrap();
+        std::fs::write(data.join(CONFIG_FILE_NAME), "port = 4000\nthreads = 3\nlog_level = \"debug\"\nhost = \"0.0.0.0\"\n").unwrap();
         let env = env_of(&[
             ("EASEL_PORT", "5000"),
             ("EASEL_THREADS", "5"),
@@ -368,7 +350,8 @@ mod tests {
         assert!(err.to_string().contains("EASEL_API_TOKEN"), "{err}");
         assert!(Settings::resolve(SettingsLayer::default(), public(Some("t"), None), None).is_ok());
         assert!(Settings::resolve(SettingsLayer::default(), public(None, Some(true)), None).is_ok());
-        let shown = serde_json::to_string(&Settings::resolve(SettingsLayer::default(), public(Some("t0ken"), None), None).unwrap()).unwrap();
+        let shown =
+            serde_json::to_string(&Settings::resolve(SettingsLayer::default(), public(Some("t0ken"), None), None).unwrap()).unwrap();
         assert!(!shown.contains("t0ken"), "the token is never serialized");
         let hub = SettingsLayer { hub_token: Some("hf_s3cret".into()), ..public(Some("t"), None) };
         let shown = serde_json::to_string(&Settings::resolve(SettingsLayer::default(), hub, None).unwrap()).unwrap();

@@ -99,7 +99,12 @@ fn disk_error(path: &Path, e: std::io::Error) -> ExecError {
 }
 
 impl JobExecutor for EngineExecutor {
-    fn execute(&mut self, job: &JobRecord, cancel: &CancelToken, progress: &mut dyn FnMut(JobProgress)) -> Result<Vec<NewImage>, ExecError> {
+    fn execute(
+        &mut self,
+        job: &JobRecord,
+        cancel: &CancelToken,
+        progress: &mut dyn FnMut(JobProgress),
+    ) -> Result<Vec<NewImage>, ExecError> {
         let settings = job.settings.clone();
         let name = settings.model.clone().unwrap_or_else(|| self.registry.default_name());
         let outputs_dir = self.outputs_dir.clone();

@@ -65,7 +65,11 @@ pub struct EngineMetrics {
 
 impl Default for EngineMetrics {
     fn default() -> Self {
-        Self { step_seconds: Histogram::new(STEP_BOUNDS), model_load_seconds: Histogram::new(LOAD_BOUNDS), models_loaded: AtomicU64::new(0) }
+        Self {
+            step_seconds: Histogram::new(STEP_BOUNDS),
+            model_load_seconds: Histogram::new(LOAD_BOUNDS),
+            models_loaded: AtomicU64::new(0),
+        }
     }
 }
 

@@ -179,7 +179,8 @@ impl ModelRegistry {
     /// `name`, or the default model when `None`; the error lists what is available.
     pub fn resolve(&self, name: Option<&str>) -> Result<ModelEntry, RegistryError> {
         let wanted = name.map(str::to_string).unwrap_or_else(|| self.default_name());
-        self.find(&wanted).ok_or_else(|| RegistryError::NotFound { name: wanted, known: self.candidates().into_iter().map(|c| c.name).collect() })
+        self.find(&wanted)
+            .ok_or_else(|| RegistryError::NotFound { name: wanted, known: self.candidates().into_iter().map(|c| c.name).collect() })
     }
 
     /// Makes `name` the default (stored in the data dir, so it survives restarts). Refused while
@@ -266,9 +267,7 @@ pub fn dir_size(path: &Path) -> u64 {
 /// `(precision, source)`: from `easel-model.json` (written by `models/sdtool`) when present,
 /// otherwise the precision read from the UNet graph.
 fn provenance(path: &Path) -> (String, Option<String>) {
-    let json = std::fs::read_to_string(path.join("easel-model.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+    let json = std::fs::read_to_string(path.join("easel-model.json")).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
     let recorded = json.as_ref().and_then(|j| j["dtype"].as_str()).map(str::to_string);
     let source = json.as_ref().and_then(|j| j["source"]["kind"].as_str()).map(str::to_string);
     let precision = recorded.unwrap_or_else(|| {

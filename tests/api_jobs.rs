@@ -110,7 +110,16 @@ async fn same_seed_gives_byte_identical_png_and_idempotency_key_dedupes() {
     let server = start(models_dir(), temp_dir("idem")).await;
     let client = reqwest::Client::new();
     let body = small("same", 99);
-    let first: Value = client.post(server.url("/api/v1/generate")).header("Idempotency-Key", "k-1").json(&body).send().await.unwrap().json().await.unwrap();
+    let first: Value = client
+        .post(server.url("/api/v1/generate"))
+        .header("Idempotency-Key", "k-1")
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let retry = client.post(server.url("/api/v1/generate")).header("Idempotency-Key", "k-1").json(&body).send().await.unwrap();
     assert_eq!(retry.status(), 200, "a retried submit returns the first job");
     let retry: Value = retry.json().await.unwrap();
@@ -254,7 +263,8 @@ async fn bad_requests_get_the_right_4xx_with_field_messages() {
         assert!(refused_fields.contains(field), "no bad value of documented field {field:?} was refused: {refused_fields:?}");
     }
     // Not JSON, wrong content type, too big, unknown ids, traversal.
-    let resp = client.post(server.url("/api/v1/generate")).header("content-type", "application/json").body("{not json").send().await.unwrap();
+    let resp =
+        client.post(server.url("/api/v1/generate")).header("content-type", "application/json").body("{not json").send().await.unwrap();
     assert_eq!(resp.status(), 400);
     let resp = client.post(server.url("/api/v1/generate")).header("content-type", "text/plain").body("{}").send().await.unwrap();
     assert_eq!(resp.status(), 415);
@@ -303,7 +313,8 @@ fn request_parser_never_panics_on_arbitrary_json() {
         state ^= state << 17;
         state
     };
-    let fields = ["prompt", "negative_prompt", "seed", "steps", "cfg_scale", "width", "height", "sampler", "schedule", "batch_size", "model", "x"];
+    let fields =
+        ["prompt", "negative_prompt", "seed", "steps", "cfg_scale", "width", "height", "sampler", "schedule", "batch_size", "model", "x"];
     for _ in 0..20_000 {
         let mut object = serde_json::Map::new();
         for _ in 0..(next() % 6) {
@@ -345,7 +356,10 @@ async fn metrics_show_jobs_steps_model_loads_and_memory_in_prometheus_format() {
     assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
     let text = resp.text().await.unwrap();
     let value = |series: &str| -> f64 {
-        let line = text.lines().find(|l| l.starts_with(series) && l[series.len()..].starts_with(' ')).unwrap_or_else(|| panic!("{series} missing:\n{text}"));
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+            .unwrap_or_else(|| panic!("{series} missing:\n{text}"));
         line.rsplit(' ').next().unwrap().parse().unwrap()
     };
     // Every sample line is `name{labels} value`, and every family is typed before its samples.

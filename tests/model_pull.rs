@@ -39,7 +39,8 @@ fn registry(data: &Path) -> ModelRegistry {
 /// Files the pipeline needs from tiny-sd (everything but the README, PyTorch weights and
 /// `easel-model.json`, which the hub repo layout does not include in the wanted set).
 fn expected_files() -> Vec<String> {
-    let mut files: Vec<String> = fake_hub::read_folder(&models_dir().join("tiny-sd")).into_keys().filter(|f| f != "easel-model.json").collect();
+    let mut files: Vec<String> =
+        fake_hub::read_folder(&models_dir().join("tiny-sd")).into_keys().filter(|f| f != "easel-model.json").collect();
     files.sort();
     files
 }
@@ -283,7 +284,8 @@ async fn a_pull_can_be_cancelled_and_the_next_pull_resumes_it() {
     settings.hub_endpoint = hub.url();
     let server = common::start_with(settings).await;
     let client = reqwest::Client::new();
-    let started: Value = client.post(server.url("/api/v1/models/pull")).json(&json!({"model": REPO})).send().await.unwrap().json().await.unwrap();
+    let started: Value =
+        client.post(server.url("/api/v1/models/pull")).json(&json!({"model": REPO})).send().await.unwrap().json().await.unwrap();
     let id = started["id"].as_str().unwrap().to_string();
     let status_url = server.url(&format!("/api/v1/models/pulls/{id}"));
     // Wait until some bytes are on disk, then cancel.
@@ -310,7 +312,8 @@ async fn a_pull_can_be_cancelled_and_the_next_pull_resumes_it() {
     assert_eq!(hub.state.total_served(), after_cancel, "downloads stopped");
 
     hub.state.faults.lock().unwrap().slow = false;
-    let again: Value = client.post(server.url("/api/v1/models/pull")).json(&json!({"model": REPO})).send().await.unwrap().json().await.unwrap();
+    let again: Value =
+        client.post(server.url("/api/v1/models/pull")).json(&json!({"model": REPO})).send().await.unwrap().json().await.unwrap();
     let id = again["id"].as_str().unwrap();
     let events = client.get(server.url(&format!("/api/v1/models/pulls/{id}/events"))).send().await.unwrap().text().await.unwrap();
     assert!(events.contains("event: done"), "{events}");
@@ -351,7 +354,10 @@ async fn tiny_with_external_weights(dir: &Path) {
         shutil.copytree(src, dst)\n\
         m = onnx.load(dst + '/unet/model.onnx')\n\
         onnx.save_model(m, dst + '/unet/model.onnx', save_as_external_data=True, all_tensors_to_one_file=True, location='weights.pb', size_threshold=0)\n";
-    let output = tokio::task::spawn_blocking(move || std::process::Command::new(python).args(["-c", script]).arg(&tiny).arg(&dir).output().unwrap()).await.unwrap();
+    let output =
+        tokio::task::spawn_blocking(move || std::process::Command::new(python).args(["-c", script]).arg(&tiny).arg(&dir).output().unwrap())
+            .await
+            .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 }
 
@@ -367,8 +373,16 @@ async fn a_model_with_external_weights_runs_from_the_linked_snapshot() {
     settings.hub_endpoint = hub.url();
     let server = common::start_with(settings).await;
     let client = reqwest::Client::new();
-    let started: Value = client.post(server.url("/api/v1/models/pull")).json(&json!({"model": REPO})).send().await.unwrap().json().await.unwrap();
-    let events = client.get(server.url(&format!("/api/v1/models/pulls/{}/events", started["id"].as_str().unwrap()))).send().await.unwrap().text().await.unwrap();
+    let started: Value =
+        client.post(server.url("/api/v1/models/pull")).json(&json!({"model": REPO})).send().await.unwrap().json().await.unwrap();
+    let events = client
+        .get(server.url(&format!("/api/v1/models/pulls/{}/events", started["id"].as_str().unwrap())))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(events.contains("event: done"), "{events}");
     let snapshot = HubCache::new(data.join("hub")).snapshot_dir(REPO, &format!("{}c0ff", "c0ffee".repeat(6)));
     assert!(std::fs::symlink_metadata(snapshot.join("unet/weights.pb")).unwrap().file_type().is_symlink());
@@ -411,7 +425,12 @@ async fn the_cache_is_shared_with_huggingface_hub_both_ways() {
     let data = temp_dir("pull-python");
     let cache = data.join("hub");
     let patterns = r#"["model_index.json", "scheduler/*", "text_encoder/*", "tokenizer/*", "unet/*.onnx", "unet/*.json", "vae_decoder/*", "vae_encoder/*"]"#;
-    let printed = run_python(&hub, &cache, &format!("from huggingface_hub import snapshot_download\nprint(snapshot_download('{REPO}', allow_patterns={patterns}))")).await;
+    let printed = run_python(
+        &hub,
+        &cache,
+        &format!("from huggingface_hub import snapshot_download\nprint(snapshot_download('{REPO}', allow_patterns={patterns}))"),
+    )
+    .await;
     let python_dir = PathBuf::from(printed.trim());
     let found = registry(&data).find(REPO).expect("a model another tool downloaded is found");
     assert_eq!(found.path, python_dir);

@@ -12,12 +12,7 @@ fn linear_model_runs_on_the_provisioned_library() {
     let rt = easel::engine::runtime::runtime().expect("ONNX Runtime must be installed: run scripts/setup-onnxruntime.sh");
     assert!(rt.version.starts_with("1."), "version {}", rt.version);
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/linear.onnx");
-    let mut session = Session::builder(&rt.environment)
-        .unwrap()
-        .with_intra_threads(1)
-        .unwrap()
-        .commit_from_file(&model)
-        .unwrap();
+    let mut session = Session::builder(&rt.environment).unwrap().with_intra_threads(1).unwrap().commit_from_file(&model).unwrap();
     let x = ndarray::array![[1.0f32, 0.0, 0.0], [0.5, -2.0, 3.0], [0.0, 0.0, 0.0]];
     let y = {
         let outputs = session.run(ort::inputs!["x" => TensorRef::from_array_view(&x).unwrap()]).unwrap();

@@ -16,7 +16,8 @@ async fn every_documented_path_is_served() {
     assert!(paths.len() >= 10);
     for (path, ops) in paths {
         for method in ops.as_object().unwrap().keys() {
-            let url = server.url(&path.replace("{id}", "00000000-0000-0000-0000-000000000000").replace("{path}", "none.png").replace("{name}", "none"));
+            let url = server
+                .url(&path.replace("{id}", "00000000-0000-0000-0000-000000000000").replace("{path}", "none.png").replace("{name}", "none"));
             let resp = client.request(method.to_uppercase().parse().unwrap(), &url).send().await.unwrap();
             let body = resp.text().await.unwrap_or_default();
             // A documented 404 (unknown id/file) is fine; a routing 404 says "no API endpoint".

@@ -10,12 +10,12 @@
 
 use std::path::{Path, PathBuf};
 
+use easel::api::request::GenerateRequest;
 use easel::engine::model::{Residency, SdModel};
 use easel::engine::npy;
 use easel::engine::pipeline::txt2img;
 use easel::engine::runtime::runtime;
 use easel::engine::CancelToken;
-use easel::api::request::GenerateRequest;
 
 const EMBEDDING_TOL: f32 = 1e-4;
 const LATENT_TOL: f32 = 1e-4;

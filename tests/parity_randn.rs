@@ -16,11 +16,9 @@ fn fixture_dir() -> PathBuf {
 #[test]
 fn randn_matches_torch_cpu_generator() {
     let dir = fixture_dir();
-    let manifest: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("manifest.json"))
-            .expect("run models/tooling/ref_randn.py first"),
-    )
-    .expect("manifest.json");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).expect("run models/tooling/ref_randn.py first"))
+            .expect("manifest.json");
     let cases = manifest["cases"].as_array().expect("cases");
     assert!(!cases.is_empty());
 
@@ -28,18 +26,12 @@ fn randn_matches_torch_cpu_generator() {
     for case in cases {
         let name = case["name"].as_str().expect("name");
         let seed = case["seed"].as_u64().expect("seed");
-        let (_, expected) =
-            npy::read_f32(dir.join(case["file"].as_str().expect("file"))).expect("npy");
+        let (_, expected) = npy::read_f32(dir.join(case["file"].as_str().expect("file"))).expect("npy");
 
         let mut generator = TorchGenerator::new(seed);
         let mut actual = Vec::new();
         for draw in case["draws"].as_array().expect("draws") {
-            let numel: usize = draw
-                .as_array()
-                .expect("shape")
-                .iter()
-                .map(|d| d.as_u64().expect("dim") as usize)
-                .product();
+            let numel: usize = draw.as_array().expect("shape").iter().map(|d| d.as_u64().expect("dim") as usize).product();
             actual.extend(generator.randn(numel));
         }
         assert_eq!(actual.len(), expected.len(), "{name}: element count");
@@ -67,7 +59,11 @@ fn ulp_distance(a: f32, b: f32) -> u64 {
     // Maps the float's bits to an integer that increases with the float, -0.0 and 0.0 both to 0.
     let ordered = |x: f32| {
         let bits = i64::from(x.to_bits() as i32);
-        if bits < 0 { i64::from(i32::MIN) - bits } else { bits }
+        if bits < 0 {
+            i64::from(i32::MIN) - bits
+        } else {
+            bits
+        }
     };
     ordered(a).abs_diff(ordered(b))
 }

@@ -29,34 +29,26 @@ fn fixture_dir() -> PathBuf {
 /// The stand-in UNet of `ref_schedulers.py`, operation for operation in float32.
 fn fake_denoiser(x: &[f32], t: f64) -> Vec<f32> {
     let c = (0.01 * t / 1000.0) as f32;
-    x.iter()
-        .map(|v| v * 0.9 / (v * v * 0.1 + 1.0) + c)
-        .collect()
+    x.iter().map(|v| v * 0.9 / (v * v * 0.1 + 1.0) + c).collect()
 }
 
 #[test]
 fn samplers_match_diffusers() {
     let dir = fixture_dir();
-    let manifest: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("manifest.json"))
-            .expect("run models/tooling/ref_schedulers.py first"),
-    )
-    .expect("manifest.json");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).expect("run models/tooling/ref_schedulers.py first"))
+            .expect("manifest.json");
     let seed = manifest["seed"].as_u64().expect("seed");
     let cases = manifest["cases"].as_array().expect("cases");
     assert!(!cases.is_empty());
 
     let mut failures = Vec::new();
     let (mut values, mut identical) = (0usize, 0usize);
-    println!(
-        "{:<34} {:>5} {:>12} {:>12}",
-        "case", "calls", "max |diff|", "max rel"
-    );
+    println!("{:<34} {:>5} {:>12} {:>12}", "case", "calls", "max |diff|", "max rel");
     for case in cases {
         let name = case["name"].as_str().expect("name");
         let variant = case["variant"].as_str().expect("variant");
-        let config =
-            SchedulerConfig::from_json(&manifest["variants"][variant].to_string()).expect("config");
+        let config = SchedulerConfig::from_json(&manifest["variants"][variant].to_string()).expect("config");
         let kind = Sampler::parse(case["sampler"].as_str().expect("sampler")).expect("sampler name");
         let schedule = Schedule::parse(case["schedule"].as_str().expect("schedule")).expect("schedule name");
         let steps = case["steps"].as_u64().expect("steps") as usize;
@@ -68,41 +60,25 @@ fn samplers_match_diffusers() {
             }
         };
 
-        let expected_t: Vec<f64> = case["timesteps"]
-            .as_array()
-            .expect("timesteps")
-            .iter()
-            .map(|t| t.as_f64().expect("t"))
-            .collect();
+        let expected_t: Vec<f64> = case["timesteps"].as_array().expect("timesteps").iter().map(|t| t.as_f64().expect("t")).collect();
         let ours_t = scheduler.timesteps().to_vec();
         let t_close = |a: &f64, e: &f64| (a - e).abs() <= 1e-6 * e.abs().max(1.0);
-        if ours_t.len() != expected_t.len()
-            || !ours_t.iter().zip(&expected_t).all(|(a, e)| t_close(a, e))
-        {
-            failures.push(format!(
-                "{name}: timesteps {ours_t:?} != diffusers {expected_t:?}"
-            ));
+        if ours_t.len() != expected_t.len() || !ours_t.iter().zip(&expected_t).all(|(a, e)| t_close(a, e)) {
+            failures.push(format!("{name}: timesteps {ours_t:?} != diffusers {expected_t:?}"));
             continue;
         }
         let expected_sigma = case["init_noise_sigma"].as_f64().expect("init_noise_sigma");
         let init = scheduler.init_noise_sigma();
         if (init - expected_sigma).abs() > 1e-6 * expected_sigma.abs().max(1.0) {
-            failures.push(format!(
-                "{name}: init_noise_sigma {init} != diffusers {expected_sigma}"
-            ));
+            failures.push(format!("{name}: init_noise_sigma {init} != diffusers {expected_sigma}"));
         }
 
-        let (shape, expected) =
-            npy::read_f32(dir.join(case["file"].as_str().expect("file"))).expect("npy");
+        let (shape, expected) = npy::read_f32(dir.join(case["file"].as_str().expect("file"))).expect("npy");
         let per_call: usize = shape[1..].iter().product();
         assert_eq!(shape[0], ours_t.len(), "{name}: one saved sample per call");
 
         let mut rng = TorchGenerator::new(seed);
-        let mut latents: Vec<f32> = rng
-            .randn(per_call)
-            .into_iter()
-            .map(|v| v * init as f32)
-            .collect();
+        let mut latents: Vec<f32> = rng.randn(per_call).into_iter().map(|v| v * init as f32).collect();
         let (mut worst_abs, mut worst_rel) = (0.0f32, 0.0f32);
         for (i, t) in ours_t.iter().enumerate() {
             let mut model_input = latents.clone();
@@ -118,14 +94,9 @@ fn samplers_match_diffusers() {
                 values += 1;
             }
         }
-        println!(
-            "{name:<34} {:>5} {worst_abs:>12.3e} {worst_rel:>12.3e}",
-            ours_t.len()
-        );
+        println!("{name:<34} {:>5} {worst_abs:>12.3e} {worst_rel:>12.3e}", ours_t.len());
         if worst_rel.is_nan() || worst_rel > 1e-5 {
-            failures.push(format!(
-                "{name}: samples differ from diffusers by up to {worst_rel:e} (relative)"
-            ));
+            failures.push(format!("{name}: samples differ from diffusers by up to {worst_rel:e} (relative)"));
         }
     }
     println!(
@@ -134,11 +105,5 @@ fn samplers_match_diffusers() {
         manifest["diffusers_version"],
         manifest["torch_version"],
     );
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases differ:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
 }

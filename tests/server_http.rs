@@ -31,8 +31,7 @@ async fn health_is_503_when_models_dir_is_unreadable() {
 async fn config_returns_effective_settings() {
     let data = temp_dir("config");
     let server = start(models_dir(), data.clone()).await;
-    let body: serde_json::Value =
-        reqwest::get(format!("http://{}/api/v1/config", server.addr)).await.unwrap().json().await.unwrap();
+    let body: serde_json::Value = reqwest::get(format!("http://{}/api/v1/config", server.addr)).await.unwrap().json().await.unwrap();
     assert_eq!(body["host"], "127.0.0.1");
     assert_eq!(body["threads"], 1);
     assert_eq!(body["data_dir"], data.to_str().unwrap());

@@ -176,10 +176,7 @@ mod tests {
             job_id: "j1".into(),
             kind: JobEventKind::Progress { step: 3, total: 20, eta_seconds: Some(1.5), preview_png_base64: None },
         };
-        assert_eq!(
-            serde_json::to_string(&event).unwrap(),
-            r#"{"job_id":"j1","event":"progress","step":3,"total":20,"eta_seconds":1.5}"#
-        );
+        assert_eq!(serde_json::to_string(&event).unwrap(), r#"{"job_id":"j1","event":"progress","step":3,"total":20,"eta_seconds":1.5}"#);
         let cancelled = JobEvent { job_id: "j1".into(), kind: JobEventKind::Cancelled };
         assert_eq!(serde_json::to_string(&cancelled).unwrap(), r#"{"job_id":"j1","event":"cancelled"}"#);
         let queued = JobEvent { job_id: "j2".into(), kind: JobEventKind::Queued { position: 0 } };

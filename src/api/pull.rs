@@ -79,7 +79,11 @@ impl PullStatus {
     /// 0.0 ..= 1.0 over all bytes.
     pub fn fraction(&self) -> f64 {
         if self.total_bytes == 0 {
-            if self.state == PullState::Done { 1.0 } else { 0.0 }
+            if self.state == PullState::Done {
+                1.0
+            } else {
+                0.0
+            }
         } else {
             self.done_bytes as f64 / self.total_bytes as f64
         }

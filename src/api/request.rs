@@ -103,10 +103,7 @@ impl GenerateRequest {
         }
         let negative_prompt = self.negative_prompt.clone().unwrap_or_default();
         if negative_prompt.chars().count() > MAX_PROMPT_CHARS {
-            errors.push(FieldError::new(
-                "negative_prompt",
-                format!("negative prompt is longer than {MAX_PROMPT_CHARS} characters"),
-            ));
+            errors.push(FieldError::new("negative_prompt", format!("negative prompt is longer than {MAX_PROMPT_CHARS} characters")));
         }
         let steps = self.steps.unwrap_or(DEFAULT_STEPS);
         if !(1..=MAX_STEPS).contains(&steps) {
@@ -167,9 +164,8 @@ impl GenerateRequest {
 }
 
 /// Field names a request body may contain.
-pub const REQUEST_FIELDS: [&str; 11] = [
-    "prompt", "negative_prompt", "seed", "steps", "cfg_scale", "width", "height", "sampler", "schedule", "batch_size", "model",
-];
+pub const REQUEST_FIELDS: [&str; 11] =
+    ["prompt", "negative_prompt", "seed", "steps", "cfg_scale", "width", "height", "sampler", "schedule", "batch_size", "model"];
 
 impl GenerateRequest {
     /// Reads a JSON request body, reporting every wrong field with its name and what it must be,
@@ -312,7 +308,8 @@ mod tests {
 
     #[test]
     fn karras_only_for_sigma_samplers() {
-        let req = GenerateRequest { prompt: "a".into(), sampler: Some("ddim".into()), schedule: Some("karras".into()), ..Default::default() };
+        let req =
+            GenerateRequest { prompt: "a".into(), sampler: Some("ddim".into()), schedule: Some("karras".into()), ..Default::default() };
         assert_eq!(fields(&req), ["schedule"]);
     }
 

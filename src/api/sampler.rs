@@ -35,16 +35,8 @@ pub enum Sampler {
 
 impl Sampler {
     /// Every sampler, in the order lists show them.
-    pub const ALL: [Sampler; 8] = [
-        Sampler::Pndm,
-        Sampler::Ddim,
-        Sampler::Euler,
-        Sampler::EulerA,
-        Sampler::Heun,
-        Sampler::Lms,
-        Sampler::Dpmpp2m,
-        Sampler::Unipc,
-    ];
+    pub const ALL: [Sampler; 8] =
+        [Sampler::Pndm, Sampler::Ddim, Sampler::Euler, Sampler::EulerA, Sampler::Heun, Sampler::Lms, Sampler::Dpmpp2m, Sampler::Unipc];
 
     /// What a request gets when it names no sampler.
     pub const DEFAULT: Sampler = Sampler::Dpmpp2m;

@@ -60,7 +60,12 @@ impl Drop for EventStream {
 /// Subscribes to `url` and calls `on_event(name, data)` for each of the named events.
 /// The stream is closed after any of `terminal` arrives (otherwise the browser would reconnect
 /// when the server ends the stream, and replay it).
-pub fn subscribe(url: &str, names: &[&'static str], terminal: &[&'static str], on_event: impl Fn(&str, String) + 'static) -> Option<EventStream> {
+pub fn subscribe(
+    url: &str,
+    names: &[&'static str],
+    terminal: &[&'static str],
+    on_event: impl Fn(&str, String) + 'static,
+) -> Option<EventStream> {
     #[cfg(feature = "hydrate")]
     {
         use std::rc::Rc;

@@ -90,7 +90,10 @@ impl FormValues {
         let cfg_scale = match self.cfg_scale.trim().parse::<f32>() {
             Ok(x) => Some(x),
             Err(_) => {
-                errors.push(FieldError { field: "cfg_scale".into(), message: format!("CFG scale must be a number, got {:?}", self.cfg_scale) });
+                errors.push(FieldError {
+                    field: "cfg_scale".into(),
+                    message: format!("CFG scale must be a number, got {:?}", self.cfg_scale),
+                });
                 None
             }
         };

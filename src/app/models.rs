@@ -6,8 +6,8 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use super::browser;
-use crate::api::pull::{human_bytes, FileState, PullState, PullStatus};
 use super::rpc::{cancel_pull, delete_model, list_models, list_pulls, model_aliases, pull_model, set_default_model};
+use crate::api::pull::{human_bytes, FileState, PullState, PullStatus};
 use crate::api::ModelEntry;
 
 #[component]
@@ -189,14 +189,15 @@ fn PullCard(status: PullStatus, on_finished: Callback<()>) -> impl IntoView {
         if stream.with_value(|s| s.is_some()) {
             return;
         }
-        let opened = browser::subscribe(&url, &["progress", "done", "failed", "cancelled"], &["done", "failed", "cancelled"], move |name, data| {
-            if let Ok(update) = serde_json::from_str::<PullStatus>(&data) {
-                current.set(update);
-            }
-            if name != "progress" {
-                on_finished.run(());
-            }
-        });
+        let opened =
+            browser::subscribe(&url, &["progress", "done", "failed", "cancelled"], &["done", "failed", "cancelled"], move |name, data| {
+                if let Ok(update) = serde_json::from_str::<PullStatus>(&data) {
+                    current.set(update);
+                }
+                if name != "progress" {
+                    on_finished.run(());
+                }
+            });
         stream.set_value(opened);
     });
     let title = format!("{}@{}", status.repo_id, status.revision);

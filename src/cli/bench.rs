@@ -6,10 +6,10 @@ use std::time::Instant;
 
 use clap::Args;
 
+use crate::api::request::GenerateRequest;
 use crate::engine::model::{Residency, SdModel};
 use crate::engine::pipeline::txt2img;
 use crate::engine::{runtime, CancelToken};
-use crate::api::request::GenerateRequest;
 
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
@@ -63,8 +63,15 @@ pub fn run(args: &BenchArgs, settings: &crate::config::Settings) -> anyhow::Resu
             })
         );
     } else {
-        println!("model {} {}x{} {} steps, {} threads{}", model.name, args.size, args.size, args.steps, settings.threads,
-            if settings.low_memory { ", low memory" } else { "" });
+        println!(
+            "model {} {}x{} {} steps, {} threads{}",
+            model.name,
+            args.size,
+            args.size,
+            args.steps,
+            settings.threads,
+            if settings.low_memory { ", low memory" } else { "" }
+        );
         println!("load            {load_s:8.3} s");
         println!("text encoding   {:8.3} s", t.text_encoding.as_secs_f64());
         println!("unet per step   {unet_mean:8.3} s");

@@ -21,7 +21,13 @@ pub fn print_report(settings: &Settings) {
         println!("  (no models found; pull one with `easel pull sd15`)");
     }
     for m in models {
-        println!("  {}{} ({}, {})", m.name, if m.is_default { " [default]" } else { "" }, m.precision, crate::api::pull::human_bytes(m.size_bytes));
+        println!(
+            "  {}{} ({}, {})",
+            m.name,
+            if m.is_default { " [default]" } else { "" },
+            m.precision,
+            crate::api::pull::human_bytes(m.size_bytes)
+        );
     }
     println!("data dir      {}", settings.data_dir.display());
     println!("outputs dir   {}", settings.outputs_dir.display());

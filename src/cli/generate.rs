@@ -7,10 +7,10 @@ use std::time::Instant;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::api::request::{FieldError, GenerateRequest, GenerationSettings};
 use crate::engine::model::{Residency, SdModel};
 use crate::engine::pipeline::txt2img;
 use crate::engine::{infotext, npy, png_meta, runtime, CancelToken, EngineError};
-use crate::api::request::{FieldError, GenerateRequest, GenerationSettings};
 
 #[derive(Args, Debug, Clone)]
 pub struct GenerateArgs {
@@ -78,7 +78,8 @@ impl GenerateError {
 pub fn resolve_model_dir(model: Option<&str>, settings: &crate::config::Settings) -> Result<(PathBuf, String), EngineError> {
     let direct = PathBuf::from(model.unwrap_or_default());
     if model.is_some() && direct.is_dir() {
-        let name = direct.canonicalize().unwrap_or(direct.clone()).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name =
+            direct.canonicalize().unwrap_or(direct.clone()).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         return Ok((direct, name));
     }
     match crate::model_registry::ModelRegistry::from_settings(settings).resolve(model) {
@@ -127,15 +128,20 @@ pub fn run(args: &GenerateArgs, settings: &crate::config::Settings) -> Result<()
     let load_started = Instant::now();
     let mut model = SdModel::load(&dir, rt, settings.threads, residency).map_err(failed)?;
     model.name = name;
-    eprintln!("model {} ({}) loaded in {:.2} s; seed {}", model.name, model.short_hash, load_started.elapsed().as_secs_f64(), resolved.seed);
+    eprintln!(
+        "model {} ({}) loaded in {:.2} s; seed {}",
+        model.name,
+        model.short_hash,
+        load_started.elapsed().as_secs_f64(),
+        resolved.seed
+    );
     if model.tokenizer.count_tokens(&resolved.prompt) > 75 {
         eprintln!("warning: the prompt is longer than CLIP's 75 tokens; the rest is ignored");
     }
 
     let bar = ProgressBar::new(0);
     bar.set_style(
-        ProgressStyle::with_template("{bar:30} step {pos}/{len}  {per_sec}  ETA {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template("{bar:30} step {pos}/{len}  {per_sec}  ETA {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let output = txt2img(&mut model, &resolved, &CancelToken::new(), &mut |p| {
         bar.set_length(p.total as u64);

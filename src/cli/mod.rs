@@ -60,8 +60,7 @@ pub enum Command {
 
 /// `easel pull --help`'s epilogue, derived from the alias table and the hub's environment names.
 fn pull_help() -> String {
-    let aliases: Vec<String> =
-        crate::hub::pull::ALIASES.iter().map(|a| format!("  {:<10} {}@{}", a.name, a.repo_id, a.revision)).collect();
+    let aliases: Vec<String> = crate::hub::pull::ALIASES.iter().map(|a| format!("  {:<10} {}@{}", a.name, a.repo_id, a.revision)).collect();
     format!("Aliases:\n{}\n\n{}", aliases.join("\n"), crate::hub::ENVIRONMENT_HELP)
 }
 

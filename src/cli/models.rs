@@ -8,12 +8,12 @@ use std::sync::{Arc, Mutex};
 use clap::{Args, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::api::pull::{human_bytes, FileState, PullStatus};
+use crate::api::ModelEntry;
 use crate::config::Settings;
 use crate::hub::pull::{pull, PullRequest};
 use crate::hub::HubClient;
-use crate::api::ModelEntry;
 use crate::model_registry::{ModelRegistry, RegistryError};
-use crate::api::pull::{human_bytes, FileState, PullStatus};
 
 #[derive(Args, Debug)]
 pub struct PullArgs {
@@ -90,7 +90,11 @@ impl Bars {
             if file.state == FileState::Downloading || file.state == FileState::Verifying {
                 let bar = self.files.entry(file.path.clone()).or_insert_with(|| {
                     let bar = self.multi.add(ProgressBar::new(file.size));
-                    bar.set_style(ProgressStyle::with_template("  {msg:<26} [{bar:30}] {bytes}/{total_bytes}").expect("valid template").progress_chars("=> "));
+                    bar.set_style(
+                        ProgressStyle::with_template("  {msg:<26} [{bar:30}] {bytes}/{total_bytes}")
+                            .expect("valid template")
+                            .progress_chars("=> "),
+                    );
                     bar.set_message(file.path.clone());
                     bar
                 });

@@ -86,12 +86,13 @@ impl ClipTokenizer {
         let mut tokenizer = Tokenizer::new(bpe);
         let whitespace = Replace::new(tokenizers::normalizers::replace::ReplacePattern::Regex(r"\s+".into()), " ")
             .map_err(|e| tokenizer_error(dir, e))?;
-        tokenizer.with_normalizer(Some(NormalizerWrapper::Sequence(NormSequence::new(vec![
-            NormalizerWrapper::NFC(NFC),
-            NormalizerWrapper::Replace(whitespace),
-            NormalizerWrapper::Lowercase(Lowercase),
-        ]))))
-        .map_err(|e| tokenizer_error(dir, e))?;
+        tokenizer
+            .with_normalizer(Some(NormalizerWrapper::Sequence(NormSequence::new(vec![
+                NormalizerWrapper::NFC(NFC),
+                NormalizerWrapper::Replace(whitespace),
+                NormalizerWrapper::Lowercase(Lowercase),
+            ]))))
+            .map_err(|e| tokenizer_error(dir, e))?;
         let split = Split::new(SplitPattern::Regex(CLIP_SPLIT.into()), SplitDelimiterBehavior::Removed, true)
             .map_err(|e| tokenizer_error(dir, e))?;
         tokenizer.with_pre_tokenizer(Some(PreTokenizerWrapper::Sequence(PreSequence::new(vec![
@@ -104,19 +105,15 @@ impl ClipTokenizer {
             model.token_to_id(EOS).ok_or_else(|| tokenizer_error(dir, "vocab.json has no <|endoftext|>"))?,
         );
         tokenizer.with_post_processor(Some(
-            RobertaProcessing::new((EOS.to_string(), eos), (BOS.to_string(), bos))
-                .trim_offsets(false)
-                .add_prefix_space(false),
+            RobertaProcessing::new((EOS.to_string(), eos), (BOS.to_string(), bos)).trim_offsets(false).add_prefix_space(false),
         ));
         Ok(tokenizer)
     }
 
     /// Exactly [`CLIP_TOKENS`] ids for `text`: BOS, up to 75 tokens, EOS, padding.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, EngineError> {
-        let encoding = self
-            .inner
-            .encode(text, false)
-            .map_err(|e| EngineError::InvalidRequest(format!("cannot tokenize the prompt: {e}")))?;
+        let encoding =
+            self.inner.encode(text, false).map_err(|e| EngineError::InvalidRequest(format!("cannot tokenize the prompt: {e}")))?;
         let mut ids = Vec::with_capacity(CLIP_TOKENS);
         ids.push(self.bos_id);
         ids.extend(encoding.get_ids().iter().take(CLIP_TOKENS - 2));

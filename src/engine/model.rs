@@ -17,13 +17,8 @@ use super::scheduler::SchedulerConfig;
 use super::EngineError;
 
 /// The parts txt2img needs, relative to the model folder (plus a tokenizer, see [`check_layout`]).
-pub const REQUIRED_FILES: [&str; 5] = [
-    "model_index.json",
-    "scheduler/scheduler_config.json",
-    "text_encoder/model.onnx",
-    "unet/model.onnx",
-    "vae_decoder/model.onnx",
-];
+pub const REQUIRED_FILES: [&str; 5] =
+    ["model_index.json", "scheduler/scheduler_config.json", "text_encoder/model.onnx", "unet/model.onnx", "vae_decoder/model.onnx"];
 
 /// How sessions are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -13,10 +13,7 @@ const MAGIC: &[u8] = b"\x93NUMPY";
 #[derive(Debug, thiserror::Error)]
 pub enum NpyError {
     #[error("cannot read or write {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{path} is not an .npy file: {reason}")]
     Format { path: PathBuf, reason: String },
     #[error("{path} holds dtype {descr}; only '<f4' and '<f8' can be read")]
@@ -24,24 +21,14 @@ pub enum NpyError {
     #[error("{path} is stored in Fortran order; only C order is supported")]
     FortranOrder { path: PathBuf },
     #[error("shape {shape:?} has {expected} elements but {actual} values were given")]
-    ShapeMismatch {
-        shape: Vec<usize>,
-        expected: usize,
-        actual: usize,
-    },
+    ShapeMismatch { shape: Vec<usize>, expected: usize, actual: usize },
 }
 
 /// Reads a float32 (or float64, narrowed) C-order array: returns (shape, values).
 pub fn read_f32(path: impl AsRef<Path>) -> Result<(Vec<usize>, Vec<f32>), NpyError> {
     let path = path.as_ref();
-    let bytes = fs::read(path).map_err(|source| NpyError::Io {
-        path: path.into(),
-        source,
-    })?;
-    let format_error = |reason: &str| NpyError::Format {
-        path: path.into(),
-        reason: reason.into(),
-    };
+    let bytes = fs::read(path).map_err(|source| NpyError::Io { path: path.into(), source })?;
+    let format_error = |reason: &str| NpyError::Format { path: path.into(), reason: reason.into() };
 
     if bytes.len() < 10 || &bytes[..6] != MAGIC {
         return Err(format_error("missing the \\x93NUMPY magic"));
@@ -61,20 +48,15 @@ pub fn read_f32(path: impl AsRef<Path>) -> Result<(Vec<usize>, Vec<f32>), NpyErr
     if bytes.len() < data_start {
         return Err(format_error("truncated header"));
     }
-    let header = std::str::from_utf8(&bytes[header_start..data_start])
-        .map_err(|_| format_error("header is not text"))?;
+    let header = std::str::from_utf8(&bytes[header_start..data_start]).map_err(|_| format_error("header is not text"))?;
 
-    let descr = header_value(header, "descr")
-        .and_then(parse_quoted)
-        .ok_or_else(|| format_error("header has no 'descr' string"))?;
-    let fortran =
-        header_value(header, "fortran_order").ok_or_else(|| format_error("no 'fortran_order'"))?;
+    let descr = header_value(header, "descr").and_then(parse_quoted).ok_or_else(|| format_error("header has no 'descr' string"))?;
+    let fortran = header_value(header, "fortran_order").ok_or_else(|| format_error("no 'fortran_order'"))?;
     if fortran.starts_with("True") {
         return Err(NpyError::FortranOrder { path: path.into() });
     }
-    let shape =
-        parse_shape(header_value(header, "shape").ok_or_else(|| format_error("no 'shape'"))?)
-            .ok_or_else(|| format_error("unreadable 'shape'"))?;
+    let shape = parse_shape(header_value(header, "shape").ok_or_else(|| format_error("no 'shape'"))?)
+        .ok_or_else(|| format_error("unreadable 'shape'"))?;
     let count: usize = shape.iter().product();
 
     let payload = &bytes[data_start..];
@@ -83,28 +65,15 @@ pub fn read_f32(path: impl AsRef<Path>) -> Result<(Vec<usize>, Vec<f32>), NpyErr
             if payload.len() != count * 4 {
                 return Err(format_error("data length does not match the shape"));
             }
-            payload
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect()
+            payload.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
         }
         "<f8" => {
             if payload.len() != count * 8 {
                 return Err(format_error("data length does not match the shape"));
             }
-            payload
-                .chunks_exact(8)
-                .map(|b| {
-                    f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
-                })
-                .collect()
+            payload.chunks_exact(8).map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32).collect()
         }
-        _ => {
-            return Err(NpyError::Dtype {
-                path: path.into(),
-                descr,
-            })
-        }
+        _ => return Err(NpyError::Dtype { path: path.into(), descr }),
     };
     Ok((shape, values))
 }
@@ -114,31 +83,16 @@ pub fn write_f32(path: impl AsRef<Path>, shape: &[usize], data: &[f32]) -> Resul
     let path = path.as_ref();
     let expected: usize = shape.iter().product();
     if expected != data.len() {
-        return Err(NpyError::ShapeMismatch {
-            shape: shape.to_vec(),
-            expected,
-            actual: data.len(),
-        });
+        return Err(NpyError::ShapeMismatch { shape: shape.to_vec(), expected, actual: data.len() });
     }
     let shape_text = match shape {
         [] => "()".to_string(),
         [n] => format!("({n},)"),
-        _ => format!(
-            "({})",
-            shape
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        _ => format!("({})", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
     };
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_text}, }}");
     // Pad with spaces and a final newline so the data starts on a 64-byte boundary.
-    let (version, prefix) = if header.len() + 11 <= usize::from(u16::MAX) {
-        (1u8, 10)
-    } else {
-        (2u8, 12)
-    };
+    let (version, prefix) = if header.len() + 11 <= usize::from(u16::MAX) { (1u8, 10) } else { (2u8, 12) };
     let total = (prefix + header.len() + 1).div_ceil(64) * 64;
     header.push_str(&" ".repeat(total - prefix - header.len() - 1));
     header.push('\n');
@@ -155,10 +109,7 @@ pub fn write_f32(path: impl AsRef<Path>, shape: &[usize], data: &[f32]) -> Resul
     for v in data {
         out.extend_from_slice(&v.to_le_bytes());
     }
-    let io_error = |source| NpyError::Io {
-        path: path.into(),
-        source,
-    };
+    let io_error = |source| NpyError::Io { path: path.into(), source };
     let mut file = fs::File::create(path).map_err(io_error)?;
     file.write_all(&out).map_err(io_error)
 }
@@ -166,9 +117,7 @@ pub fn write_f32(path: impl AsRef<Path>, shape: &[usize], data: &[f32]) -> Resul
 /// The text after `'key':` in a header dict, up to the end of the header.
 fn header_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
     let quoted = [format!("'{key}'"), format!("\"{key}\"")];
-    let start = quoted
-        .iter()
-        .find_map(|q| header.find(q.as_str()).map(|i| i + q.len()))?;
+    let start = quoted.iter().find_map(|q| header.find(q.as_str()).map(|i| i + q.len()))?;
     let rest = header[start..].trim_start();
     Some(rest.strip_prefix(':')?.trim_start())
 }
@@ -184,12 +133,7 @@ fn parse_quoted(text: &str) -> Option<String> {
 fn parse_shape(text: &str) -> Option<Vec<usize>> {
     let inner = text.strip_prefix('(')?;
     let inner = &inner[..inner.find(')')?];
-    inner
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.trim_end_matches('L').parse().ok())
-        .collect()
+    inner.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| s.trim_end_matches('L').parse().ok()).collect()
 }
 
 #[cfg(test)]
@@ -239,14 +183,7 @@ mod tests {
 
     #[test]
     fn rejects_other_dtypes_and_bad_shapes() {
-        assert!(matches!(
-            write_f32(temp_path("bad.npy"), &[2, 2], &[1.0]),
-            Err(NpyError::ShapeMismatch {
-                expected: 4,
-                actual: 1,
-                ..
-            })
-        ));
+        assert!(matches!(write_f32(temp_path("bad.npy"), &[2, 2], &[1.0]), Err(NpyError::ShapeMismatch { expected: 4, actual: 1, .. })));
         let header = "{'descr': '<i8', 'fortran_order': False, 'shape': (1,), }\n";
         let mut bytes = MAGIC.to_vec();
         bytes.extend_from_slice(&[1, 0]);

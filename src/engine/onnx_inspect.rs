@@ -18,7 +18,8 @@ impl GraphSummary {
     /// `int8` when the graph has integer-quantised operators, otherwise the element type of
     /// `input` (`float16`, `float32`), or `unknown`.
     pub fn precision(&self, input: &str) -> &'static str {
-        const QUANTIZED: [&str; 6] = ["MatMulInteger", "ConvInteger", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul", "MatMulNBits"];
+        const QUANTIZED: [&str; 6] =
+            ["MatMulInteger", "ConvInteger", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul", "MatMulNBits"];
         if QUANTIZED.iter().any(|op| self.op_types.contains(*op)) {
             return "int8";
         }

@@ -58,9 +58,7 @@ impl OnnxModel {
             .inputs()
             .iter()
             .map(|input| match input.dtype() {
-                ValueType::Tensor { ty, shape, .. } => {
-                    Ok(InputSpec { name: input.name().to_string(), element: *ty, rank: shape.len() })
-                }
+                ValueType::Tensor { ty, shape, .. } => Ok(InputSpec { name: input.name().to_string(), element: *ty, rank: shape.len() }),
                 other => Err(EngineError::UnexpectedModelIo {
                     model: role,
                     message: format!("input {} is a {other:?}, not a tensor", input.name()),
@@ -77,8 +75,9 @@ impl OnnxModel {
 
     /// The input called `name`, or else the input at `position` (exporters rename inputs).
     pub fn input(&self, name: &str, position: usize) -> Result<&InputSpec, EngineError> {
-        self.inputs.iter().find(|i| i.name == name).or_else(|| self.inputs.get(position)).ok_or_else(|| {
-            EngineError::UnexpectedModelIo { model: self.role, message: format!("no input {name:?} (has {})", self.describe_inputs()) }
+        self.inputs.iter().find(|i| i.name == name).or_else(|| self.inputs.get(position)).ok_or_else(|| EngineError::UnexpectedModelIo {
+            model: self.role,
+            message: format!("no input {name:?} (has {})", self.describe_inputs()),
         })
     }
 
@@ -102,7 +101,9 @@ impl OnnxModel {
         let (shape, floats, ints): (Vec<usize>, Option<Vec<f64>>, Option<&[i64]>) = match data {
             InputData::Float { shape, data } => {
                 return match spec.element {
-                    TensorElementType::Float32 => Tensor::from_array((shape, data.to_vec())).map(|t| t.upcast().into_dyn()).map_err(ort_err),
+                    TensorElementType::Float32 => {
+                        Tensor::from_array((shape, data.to_vec())).map(|t| t.upcast().into_dyn()).map_err(ort_err)
+                    }
                     TensorElementType::Float16 => {
                         let halves: Vec<f16> = data.iter().map(|&x| f16::from_f32(x)).collect();
                         Tensor::from_array((shape, halves)).map(|t| t.upcast().into_dyn()).map_err(ort_err)

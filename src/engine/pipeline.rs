@@ -250,10 +250,8 @@ pub fn decode_latents(
     for (index, one) in latents.chunks(channels * latent_h * latent_w).enumerate() {
         check_cancel(cancel)?;
         let scaled: Vec<f32> = one.iter().map(|&x| x / scale).collect();
-        let (shape, pixels) = decoder.run(
-            vec![(&latent_in, InputData::Float { shape: vec![1, channels, latent_h, latent_w], data: &scaled })],
-            "sample",
-        )?;
+        let (shape, pixels) =
+            decoder.run(vec![(&latent_in, InputData::Float { shape: vec![1, channels, latent_h, latent_w], data: &scaled })], "sample")?;
         let [_, 3, h, w] = shape[..] else {
             return Err(EngineError::UnexpectedModelIo {
                 model: "vae_decoder",
@@ -300,13 +298,7 @@ pub fn txt2img(
     let total = scheduler.timesteps().len();
     let run = DenoiseRun { text: &text, cfg_scale: settings.cfg_scale, latent_shape, calls: 0..total };
     let denoised = denoise(model, scheduler.as_mut(), &run, latents, &mut rng, cancel, &mut |step| {
-        progress(&StepProgress {
-            step: step.index + 1,
-            total,
-            elapsed: started.elapsed(),
-            latents: step.latents,
-            latent_shape,
-        })
+        progress(&StepProgress { step: step.index + 1, total, elapsed: started.elapsed(), latents: step.latents, latent_shape })
     })?;
 
     let decode_started = Instant::now();

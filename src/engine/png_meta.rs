@@ -29,8 +29,7 @@ pub fn encode_png(rgb: &[u8], width: u32, height: u32, parameters: &str, easel_j
 pub fn read_text_chunks(png_bytes: &[u8]) -> Result<Vec<(String, String)>, EngineError> {
     let reader = png::Decoder::new(std::io::Cursor::new(png_bytes)).read_info().map_err(|e| EngineError::Png(e.to_string()))?;
     let info = reader.info();
-    let mut chunks: Vec<(String, String)> =
-        info.uncompressed_latin1_text.iter().map(|t| (t.keyword.clone(), t.text.clone())).collect();
+    let mut chunks: Vec<(String, String)> = info.uncompressed_latin1_text.iter().map(|t| (t.keyword.clone(), t.text.clone())).collect();
     for t in &info.compressed_latin1_text {
         if let Ok(text) = t.get_text() {
             chunks.push((t.keyword.clone(), text));

@@ -3,12 +3,7 @@
 //! fit that several UIs use for their "cheap" previews); good enough to watch composition emerge.
 
 /// Rows: latent channels; columns: R, G, B contribution.
-const LATENT_TO_RGB: [[f32; 3]; 4] = [
-    [0.298, 0.207, 0.208],
-    [0.187, 0.286, 0.173],
-    [-0.158, 0.189, 0.264],
-    [-0.184, -0.271, -0.473],
-];
+const LATENT_TO_RGB: [[f32; 3]; 4] = [[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]];
 
 /// RGB8 pixels (`height/8 × width/8`) for image `index` of latents shaped `[batch, 4, h, w]`.
 pub fn latents_to_rgb(latents: &[f32], shape: [usize; 4], index: usize) -> Vec<u8> {

@@ -33,7 +33,9 @@ pub enum RuntimeError {
     EnvPathMissing { path: PathBuf },
     #[error("could not load the ONNX Runtime library at {path}: {message}; reinstall it with `{ORT_FIX_COMMAND}`")]
     Load { path: PathBuf, message: String },
-    #[error("the ONNX Runtime library at {path} is version {found}, Easel needs {ORT_VERSION} or newer; install it with `{ORT_FIX_COMMAND}`")]
+    #[error(
+        "the ONNX Runtime library at {path} is version {found}, Easel needs {ORT_VERSION} or newer; install it with `{ORT_FIX_COMMAND}`"
+    )]
     WrongVersion { path: PathBuf, found: String },
     #[error("could not create the ONNX Runtime environment: {0}")]
     Environment(String),
@@ -111,16 +113,11 @@ pub fn runtime() -> Result<&'static Runtime, RuntimeError> {
     }
     let library = find_library()?;
     let builder = ort::init_from(&library).map_err(|e| match e {
-        ort::LoadDynamicError::BadVersion { version_str, path } => {
-            RuntimeError::WrongVersion { path, found: version_str }
-        }
+        ort::LoadDynamicError::BadVersion { version_str, path } => RuntimeError::WrongVersion { path, found: version_str },
         other => RuntimeError::Load { path: library.clone(), message: other.to_string() },
     })?;
     let version = version_from_file_name(&library).unwrap_or_else(|| format!("1.{ORT_MIN_MINOR} or newer"));
-    let environment = builder
-        .with_name("easel")
-        .build()
-        .map_err(|e| RuntimeError::Environment(e.to_string()))?;
+    let environment = builder.with_name("easel").build().map_err(|e| RuntimeError::Environment(e.to_string()))?;
     Ok(RUNTIME.get_or_init(|| Runtime { library, version, environment }))
 }
 

@@ -52,10 +52,7 @@ pub struct TorchGenerator {
 
 impl std::fmt::Debug for TorchGenerator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TorchGenerator")
-            .field("seed", &self.seed)
-            .field("kernel", &self.kernel)
-            .finish_non_exhaustive()
+        f.debug_struct("TorchGenerator").field("seed", &self.seed).field("kernel", &self.kernel).finish_non_exhaustive()
     }
 }
 
@@ -67,12 +64,7 @@ impl TorchGenerator {
 
     /// Like [`TorchGenerator::new`], reproducing a chosen float32 normal kernel.
     pub fn with_kernel(seed: u64, kernel: NormalKernel) -> Self {
-        Self {
-            seed,
-            engine: Mt19937::new(seed as u32),
-            cached_normal: None,
-            kernel,
-        }
+        Self { seed, engine: Mt19937::new(seed as u32), cached_normal: None, kernel }
     }
 
     /// The seed this generator was created with (torch `initial_seed()`).
@@ -211,11 +203,7 @@ fn cephes_sincos(theta: f32) -> (f32, f32) {
     const DP2: f32 = -2.4187564849853515625e-4;
     const DP3: f32 = -3.77489497744594108e-8;
     const SIN: [f32; 3] = [-1.9515295891E-4, 8.3321608736E-3, -1.6666654611E-1];
-    const COS: [f32; 3] = [
-        2.443315711809948E-005,
-        -1.388731625493765E-003,
-        4.166664568298827E-002,
-    ];
+    const COS: [f32; 3] = [2.443315711809948E-005, -1.388731625493765E-003, 4.166664568298827E-002];
 
     let sign_in = theta.to_bits() & 0x8000_0000;
     let mut x = theta.abs();
@@ -247,10 +235,7 @@ fn cephes_sincos(theta: f32) -> (f32, f32) {
     s = s.mul_add(x, x);
 
     let (sin_abs, cos_abs) = if use_sin_poly { (s, c) } else { (c, s) };
-    (
-        f32::from_bits(sin_abs.to_bits() ^ sign_sin),
-        f32::from_bits(cos_abs.to_bits() ^ sign_cos),
-    )
+    (f32::from_bits(sin_abs.to_bits() ^ sign_sin), f32::from_bits(cos_abs.to_bits() ^ sign_cos))
 }
 
 /// The reference 32-bit Mersenne Twister (`init_genrand` seeding), as torch's `mt19937`.
@@ -267,9 +252,7 @@ impl Mt19937 {
         state[0] = seed;
         for i in 1..624 {
             let prev = state[i - 1];
-            state[i] = 1_812_433_253u32
-                .wrapping_mul(prev ^ (prev >> 30))
-                .wrapping_add(i as u32);
+            state[i] = 1_812_433_253u32.wrapping_mul(prev ^ (prev >> 30)).wrapping_add(i as u32);
         }
         Self { state, index: 624 }
     }
@@ -337,10 +320,7 @@ mod tests {
     fn cephes_log_and_sincos_are_close_to_libm() {
         for i in 1..=1000 {
             let u = i as f32 / 1000.0;
-            assert!(
-                (cephes_log(u) - u.ln()).abs() <= 2e-7 * (1.0 + u.ln().abs()),
-                "log {u}"
-            );
+            assert!((cephes_log(u) - u.ln()).abs() <= 2e-7 * (1.0 + u.ln().abs()), "log {u}");
             let theta = u * std::f32::consts::TAU;
             let (s, c) = cephes_sincos(theta);
             assert!((s - theta.sin()).abs() < 3e-7, "sin {theta}");
@@ -353,11 +333,7 @@ mod tests {
         let values = TorchGenerator::new(0).randn(64 * 64 * 4);
         let n = values.len() as f64;
         let mean = values.iter().map(|v| f64::from(*v)).sum::<f64>() / n;
-        let var = values
-            .iter()
-            .map(|v| (f64::from(*v) - mean).powi(2))
-            .sum::<f64>()
-            / n;
+        let var = values.iter().map(|v| (f64::from(*v) - mean).powi(2)).sum::<f64>() / n;
         assert!(mean.abs() < 0.03, "mean {mean}");
         assert!((var - 1.0).abs() < 0.05, "variance {var}");
     }

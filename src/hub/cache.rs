@@ -237,14 +237,22 @@ fn collect_blob_names(dir: &Path, out: &mut std::collections::HashSet<String>) {
 /// `org/name` (or a bare `name`) of letters, digits, `-`, `_`, `.`; no `..`.
 pub fn check_repo_id(repo_id: &str) -> Result<(), HubError> {
     let part_ok = |p: &str| {
-        !p.is_empty() && p.len() <= 96 && !p.starts_with(['.', '-']) && !p.contains("..") && !p.contains("--")
+        !p.is_empty()
+            && p.len() <= 96
+            && !p.starts_with(['.', '-'])
+            && !p.contains("..")
+            && !p.contains("--")
             && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     };
     let parts: Vec<&str> = repo_id.split('/').collect();
     if (1..=2).contains(&parts.len()) && parts.iter().all(|p| part_ok(p)) {
         Ok(())
     } else {
-        Err(HubError::BadName { what: "repository id", value: repo_id.to_string(), hint: "use the form org/name, e.g. nmkd/stable-diffusion-1.5-onnx-fp16" })
+        Err(HubError::BadName {
+            what: "repository id",
+            value: repo_id.to_string(),
+            hint: "use the form org/name, e.g. nmkd/stable-diffusion-1.5-onnx-fp16",
+        })
     }
 }
 
@@ -280,9 +288,7 @@ pub fn check_etag(etag: &str) -> Result<(), HubError> {
 
 /// A repository file path: relative, no `..`, no empty segments.
 pub fn check_file_path(path: &str) -> Result<(), HubError> {
-    let ok = !path.is_empty()
-        && !path.contains('\\')
-        && Path::new(path).components().all(|c| matches!(c, Component::Normal(_)));
+    let ok = !path.is_empty() && !path.contains('\\') && Path::new(path).components().all(|c| matches!(c, Component::Normal(_)));
     if ok {
         Ok(())
     } else {
@@ -296,7 +302,8 @@ mod tests {
 
     #[test]
     fn cache_root_follows_the_huggingface_hub_lookup() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());
+        let env =
+            |pairs: &'static [(&'static str, &'static str)]| move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());
         assert_eq!(HubCache::from_env(env(&[("HF_HUB_CACHE", "/c"), ("HF_HOME", "/h")])).root(), Path::new("/c"));
         assert_eq!(HubCache::from_env(env(&[("HF_HOME", "/h")])).root(), Path::new("/h/hub"));
         assert_eq!(HubCache::from_env(env(&[("XDG_CACHE_HOME", "/x")])).root(), Path::new("/x/huggingface/hub"));

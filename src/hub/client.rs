@@ -125,10 +125,8 @@ impl HubClient {
             #[serde(default)]
             siblings: Vec<Sibling>,
         }
-        let answer: Answer = response
-            .json()
-            .await
-            .map_err(|e| HubError::Protocol(format!("unexpected answer from {url}: {}", root_cause(&e))))?;
+        let answer: Answer =
+            response.json().await.map_err(|e| HubError::Protocol(format!("unexpected answer from {url}: {}", root_cause(&e))))?;
         check_commit(&answer.sha)?;
         Ok(RepoInfo { commit: answer.sha, files: answer.siblings.into_iter().map(|s| s.rfilename).collect() })
     }
@@ -180,7 +178,13 @@ impl HubClient {
     /// Downloads `meta`'s content into `dest`, resuming from the bytes already there (a `Range`
     /// request; a server that answers 200 instead of 206 restarts it). `on_progress` hears the
     /// bytes on disk after every chunk. Returns once the file has `meta.size` bytes.
-    pub async fn download(&self, repo_id: &str, meta: &FileMeta, dest: &Path, on_progress: &mut (dyn FnMut(u64) + Send)) -> Result<(), HubError> {
+    pub async fn download(
+        &self,
+        repo_id: &str,
+        meta: &FileMeta,
+        dest: &Path,
+        on_progress: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<(), HubError> {
         let disk = |e: std::io::Error| HubError::from_io(dest, e);
         let mut have = tokio::fs::metadata(dest).await.map(|m| m.len()).unwrap_or(0);
         if have > meta.size {
@@ -206,13 +210,17 @@ impl HubClient {
             // The part must start exactly where the file on disk ends, or appending would corrupt it.
             let range = header(response.headers(), "content-range").unwrap_or_default();
             if !range.starts_with(&format!("bytes {have}-")) {
-                return Err(HubError::Protocol(format!("the server answered a resume of {} from byte {have} with range {range:?}", meta.path)));
+                return Err(HubError::Protocol(format!(
+                    "the server answered a resume of {} from byte {have} with range {range:?}",
+                    meta.path
+                )));
             }
         }
         if !resumed {
             have = 0;
         }
-        let file = tokio::fs::OpenOptions::new().create(true).write(true).truncate(!resumed).append(resumed).open(dest).await.map_err(disk)?;
+        let file =
+            tokio::fs::OpenOptions::new().create(true).write(true).truncate(!resumed).append(resumed).open(dest).await.map_err(disk)?;
         // Network chunks are small (~16 KiB); batch them so each disk write is one blocking call.
         // (A cancelled pull loses at most this buffer per file from what it can resume.)
         let mut file = tokio::io::BufWriter::with_capacity(256 << 10, file);
@@ -289,7 +297,8 @@ mod tests {
 
     #[test]
     fn token_comes_from_the_environment_in_huggingface_hub_order() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());
+        let env =
+            |pairs: &'static [(&'static str, &'static str)]| move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());
         assert_eq!(env_token(&env(&[("HF_TOKEN", "t1"), ("HUGGING_FACE_HUB_TOKEN", "t2")])).as_deref(), Some("t1"));
         assert_eq!(env_token(&env(&[("HUGGING_FACE_HUB_TOKEN", "t2"), ("HF_HOME", "/nonexistent")])).as_deref(), Some("t2"));
         assert_eq!(env_token(&env(&[("HF_HOME", "/nonexistent"), ("HF_TOKEN", " ")])), None);

@@ -14,9 +14,9 @@ use tokio::task::JoinSet;
 
 use super::cache::{check_file_path, check_repo_id, check_revision};
 use super::{HubCache, HubClient, HubError};
+use crate::api::pull::{FileState, PullFile, PullState, PullStatus};
 use crate::engine::model::{check_layout, REQUIRED_FILES};
 use crate::hub::client::FileMeta;
-use crate::api::pull::{FileState, PullFile, PullState, PullStatus};
 
 /// Short names for known-good SD 1.5 ONNX repositories.
 pub struct Alias {
@@ -233,7 +233,8 @@ pub async fn pull(
     let limit = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_DOWNLOADS));
     let mut tasks = JoinSet::new();
     for (index, sharing) in to_download {
-        let (client, cache, progress, downloaded, limit) = (client.clone(), cache.clone(), progress.clone(), downloaded.clone(), limit.clone());
+        let (client, cache, progress, downloaded, limit) =
+            (client.clone(), cache.clone(), progress.clone(), downloaded.clone(), limit.clone());
         let (meta, repo_id) = (metas[index].clone(), repo_id.to_string());
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await.expect("semaphore never closed");
@@ -268,7 +269,16 @@ pub async fn pull(
     let total_bytes = metas.iter().map(|m| m.size).sum();
     // The state stays `downloading`: the caller announces `done` once it has registered the model.
     progress.update(true, |s| s.downloaded_bytes = downloaded_bytes);
-    Ok(Pulled { repo_id: repo_id.into(), revision: revision.into(), commit, dir: snapshot, downloaded_bytes, total_bytes, offline: false, already_cached })
+    Ok(Pulled {
+        repo_id: repo_id.into(),
+        revision: revision.into(),
+        commit,
+        dir: snapshot,
+        downloaded_bytes,
+        total_bytes,
+        offline: false,
+        already_cached,
+    })
 }
 
 /// The cached snapshot `request.revision` pointed to last time, if it is a complete model.
@@ -436,17 +446,31 @@ mod tests {
     #[test]
     fn only_pipeline_files_are_pulled() {
         let listing: Vec<String> = [
-            ".gitattributes", "README.md", "model_index.json", "v1-5-pruned.safetensors",
-            "unet/model.onnx", "unet/weights.pb", "unet/diffusion_pytorch_model.bin", "unet/config.json",
-            "text_encoder/model.onnx", "vae_decoder/model.onnx", "vae_encoder/model.onnx",
-            "tokenizer/vocab.json", "tokenizer/merges.txt", "scheduler/scheduler_config.json",
-            "safety_checker/model.onnx", "feature_extractor/preprocessor_config.json", "unet/sub/x.onnx",
+            ".gitattributes",
+            "README.md",
+            "model_index.json",
+            "v1-5-pruned.safetensors",
+            "unet/model.onnx",
+            "unet/weights.pb",
+            "unet/diffusion_pytorch_model.bin",
+            "unet/config.json",
+            "text_encoder/model.onnx",
+            "vae_decoder/model.onnx",
+            "vae_encoder/model.onnx",
+            "tokenizer/vocab.json",
+            "tokenizer/merges.txt",
+            "scheduler/scheduler_config.json",
+            "safety_checker/model.onnx",
+            "feature_extractor/preprocessor_config.json",
+            "unet/sub/x.onnx",
         ]
         .map(String::from)
         .to_vec();
         let needed = needed_files(&listing, false);
         assert!(needed.contains(&"unet/weights.pb".to_string()));
-        assert!(!needed.iter().any(|f| f.contains("safety") || f.contains("feature") || f.ends_with(".bin") || f.ends_with(".safetensors")));
+        assert!(!needed
+            .iter()
+            .any(|f| f.contains("safety") || f.contains("feature") || f.ends_with(".bin") || f.ends_with(".safetensors")));
         assert!(!needed.contains(&"README.md".to_string()) && !needed.contains(&"unet/sub/x.onnx".to_string()));
         assert!(missing_required(&needed).is_empty());
         assert_eq!(needed_files(&listing, true).len(), needed.len() + 2);

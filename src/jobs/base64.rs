@@ -26,15 +26,8 @@ mod tests {
     #[test]
     fn base64_matches_the_rfc_4648_test_vectors() {
         // RFC 4648 section 10.
-        let vectors = [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ];
+        let vectors =
+            [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE="), ("foobar", "Zm9vYmFy")];
         for (input, expected) in vectors {
             assert_eq!(base64_encode(input.as_bytes()), expected, "{input:?}");
         }

@@ -23,8 +23,8 @@ use tokio::sync::broadcast;
 
 use super::base64::base64_encode;
 use super::store::{CancelOutcome, JobRecord, JobStore, NewImage, RecoveryReport, StoreError};
-use crate::engine::CancelToken;
 use crate::api::{GenerationSettings, ImageView, JobEvent, JobEventKind, JobStatus};
+use crate::engine::CancelToken;
 
 /// Progress is written to the database at most this often (and always on the last step); events
 /// go out on every step.
@@ -71,12 +71,8 @@ pub trait JobExecutor: Send + 'static {
     /// was saved. Progress goes to `progress`; must return `Err(ExecError::Cancelled)` soon after
     /// `cancel` fires. A job that was running when the server stopped is executed again from the
     /// start with the same settings, so files from the earlier try may already exist: overwrite.
-    fn execute(
-        &mut self,
-        job: &JobRecord,
-        cancel: &CancelToken,
-        progress: &mut dyn FnMut(JobProgress),
-    ) -> Result<Vec<NewImage>, ExecError>;
+    fn execute(&mut self, job: &JobRecord, cancel: &CancelToken, progress: &mut dyn FnMut(JobProgress))
+        -> Result<Vec<NewImage>, ExecError>;
 }
 
 /// So a boxed executor chosen at run time (engine or fake) can be passed to [`JobQueue::start`].
@@ -222,11 +218,7 @@ impl JobQueue {
     /// Records a job and wakes the worker. With an `idempotency_key` seen before, returns that
     /// job instead (`created == false`) and sends nothing. Still records after a shutdown: the
     /// job runs at the next start.
-    pub fn submit(
-        &self,
-        settings: &GenerationSettings,
-        idempotency_key: Option<&str>,
-    ) -> Result<Submitted, StoreError> {
+    pub fn submit(&self, settings: &GenerationSettings, idempotency_key: Option<&str>) -> Result<Submitted, StoreError> {
         let _announce = lock(&self.shared.announce);
         let (job, created) = self.shared.store.submit(settings, idempotency_key)?;
         if created {
@@ -307,9 +299,7 @@ impl JobQueue {
     pub fn live_progress(&self, id: &str) -> Option<LiveProgress> {
         let state = lock(&self.shared.state);
         match state.running.as_ref().filter(|r| r.id == id)?.last_progress {
-            Some(JobEventKind::Progress { step, total, eta_seconds, .. }) => {
-                Some(LiveProgress { step, total, eta_seconds })
-            }
+            Some(JobEventKind::Progress { step, total, eta_seconds, .. }) => Some(LiveProgress { step, total, eta_seconds }),
             _ => None,
         }
     }
@@ -371,8 +361,7 @@ impl Shared {
     /// Waits `delay` unless shutdown comes first.
     fn pause(&self, delay: Duration) {
         let state = lock(&self.state);
-        let _unused =
-            self.wake.wait_timeout_while(state, delay, |s| !s.shutting_down).unwrap_or_else(PoisonError::into_inner);
+        let _unused = self.wake.wait_timeout_while(state, delay, |s| !s.shutting_down).unwrap_or_else(PoisonError::into_inner);
     }
 
     fn finish_running(&self) {
@@ -425,12 +414,7 @@ fn run_one(shared: &Shared, executor: &mut dyn JobExecutor, job: JobRecord) -> R
             return Ok(());
         }
         // Registered before the claim: a cancel that finds the job running finds its token.
-        state.running = Some(RunningJob {
-            id: job.id.clone(),
-            cancel: cancel.clone(),
-            cancelled_by_user: false,
-            last_progress: None,
-        });
+        state.running = Some(RunningJob { id: job.id.clone(), cancel: cancel.clone(), cancelled_by_user: false, last_progress: None });
     }
     {
         let _announce = lock(&shared.announce);
@@ -455,15 +439,14 @@ fn run_one(shared: &Shared, executor: &mut dyn JobExecutor, job: JobRecord) -> R
 
     let started = Instant::now();
     let mut sink = ProgressSink::new(shared, id);
-    let result = catch_unwind(AssertUnwindSafe(|| executor.execute(&job, &cancel, &mut |p| sink.report(p))))
-        .unwrap_or_else(|panic| {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "no message".into());
-            Err(ExecError::Failed(format!("the engine crashed while running this job: {message}")))
-        });
+    let result = catch_unwind(AssertUnwindSafe(|| executor.execute(&job, &cancel, &mut |p| sink.report(p)))).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        Err(ExecError::Failed(format!("the engine crashed while running this job: {message}")))
+    });
     let elapsed_s = started.elapsed().as_secs_f64();
 
     // Unregistered as its result is recorded, under `announce`: a cancel now waits and then finds
@@ -523,12 +506,7 @@ fn snapshot_event(job: JobRecord, state: &WorkerState) -> JobEvent {
         JobStatus::Running => {
             let live = state.running.as_ref().filter(|r| r.id == job.id).and_then(|r| r.last_progress.clone());
             live.unwrap_or(if job.progress_step > 0 {
-                JobEventKind::Progress {
-                    step: job.progress_step,
-                    total: job.progress_total,
-                    eta_seconds: None,
-                    preview_png_base64: None,
-                }
+                JobEventKind::Progress { step: job.progress_step, total: job.progress_total, eta_seconds: None, preview_png_base64: None }
             } else {
                 JobEventKind::Started
             })
@@ -670,12 +648,7 @@ mod tests {
     }
 
     impl FakeExecutor {
-        fn run(
-            &self,
-            job: &JobRecord,
-            cancel: &CancelToken,
-            progress: &mut dyn FnMut(JobProgress),
-        ) -> Result<Vec<NewImage>, ExecError> {
+        fn run(&self, job: &JobRecord, cancel: &CancelToken, progress: &mut dyn FnMut(JobProgress)) -> Result<Vec<NewImage>, ExecError> {
             let total = job.settings.steps;
             let deadline = Instant::now() + Duration::from_secs(20);
             let mut step = 0;
@@ -827,8 +800,7 @@ mod tests {
         queue.cancel(&first.id).unwrap();
         let kinds = events_until_terminal(&mut rx, &third.id);
         // Submitted behind two; one ahead once `second` runs; then its own turn.
-        let expected =
-            [JobEventKind::Queued { position: 2 }, JobEventKind::Queued { position: 1 }, JobEventKind::Started];
+        let expected = [JobEventKind::Queued { position: 2 }, JobEventKind::Queued { position: 1 }, JobEventKind::Started];
         assert_eq!(kinds[..3], expected, "{kinds:?}");
         assert!(matches!(kinds.last(), Some(JobEventKind::Succeeded { .. })));
     }
@@ -927,9 +899,7 @@ mod tests {
         queue.cancel(&running.id).unwrap();
         wait_for(&queue, &queued.id, JobStatus::Succeeded);
         assert_eq!(queue.snapshot(&running.id).unwrap().unwrap().kind, JobEventKind::Cancelled);
-        let JobEventKind::Succeeded { images } = queue.snapshot(&queued.id).unwrap().unwrap().kind else {
-            panic!("not succeeded")
-        };
+        let JobEventKind::Succeeded { images } = queue.snapshot(&queued.id).unwrap().unwrap().kind else { panic!("not succeeded") };
         assert_eq!(images.len(), 1);
         let failed = submit(&queue, FAIL);
         wait_for(&queue, &failed.id, JobStatus::Failed);

@@ -217,8 +217,7 @@ const JOB_SELECT: &str = "SELECT j.seq, j.id, j.request, j.status, j.created_at,
      END \
      FROM jobs j";
 
-const IMAGE_SELECT: &str =
-    "SELECT id, job_id, batch_index, path, seed, width, height, sha256, infotext, created_at FROM images";
+const IMAGE_SELECT: &str = "SELECT id, job_id, batch_index, path, seed, width, height, sha256, infotext, created_at FROM images";
 
 /// A job row before its JSON and status are checked (row closures can only return sqlite errors).
 struct RawJob {
@@ -308,8 +307,7 @@ fn check_image_path(path: &str) -> Result<(), StoreError> {
 impl JobStore {
     /// Opens (creating if needed) `<data_dir>/easel.db` and brings its schema up to date.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        fs::create_dir_all(data_dir)
-            .map_err(|source| StoreError::CreateDataDir { path: data_dir.to_path_buf(), source })?;
+        fs::create_dir_all(data_dir).map_err(|source| StoreError::CreateDataDir { path: data_dir.to_path_buf(), source })?;
         Self::open_file(&data_dir.join(DB_FILE_NAME))
     }
 
@@ -318,8 +316,7 @@ impl JobStore {
         let open_err = |source| StoreError::Open { path: path.to_path_buf(), source };
         let mut conn = Connection::open(path).map_err(open_err)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(open_err)?;
-        let mode: String =
-            conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0)).map_err(open_err)?;
+        let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0)).map_err(open_err)?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::NoWal { path: path.to_path_buf(), mode });
         }
@@ -345,13 +342,8 @@ impl JobStore {
     ///
     /// The earlier job is returned even if the settings differ: a retry of a request without a
     /// seed resolves to a different random seed, so comparing would reject honest retries.
-    pub fn submit(
-        &self,
-        settings: &GenerationSettings,
-        idempotency_key: Option<&str>,
-    ) -> Result<(JobRecord, bool), StoreError> {
-        let request = serde_json::to_string(settings)
-            .map_err(|source| StoreError::BadRequestJson { id: "(new)".into(), source })?;
+    pub fn submit(&self, settings: &GenerationSettings, idempotency_key: Option<&str>) -> Result<(JobRecord, bool), StoreError> {
+        let request = serde_json::to_string(settings).map_err(|source| StoreError::BadRequestJson { id: "(new)".into(), source })?;
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         if let Some(key) = idempotency_key {
@@ -399,8 +391,7 @@ impl JobStore {
         ))?;
         let raws: Vec<RawJob> = stmt.query_map(params![before, prompt, fetch], RawJob::from_row)?.collect::<Result<_, _>>()?;
         let more = raws.len() > limit as usize;
-        let jobs =
-            raws.into_iter().take(limit as usize).map(|raw| finish_job(&conn, raw)).collect::<Result<Vec<_>, _>>()?;
+        let jobs = raws.into_iter().take(limit as usize).map(|raw| finish_job(&conn, raw)).collect::<Result<Vec<_>, _>>()?;
         let next_before = if more { jobs.last().map(|j| j.seq) } else { None };
         Ok(JobPage { jobs, next_before })
     }
@@ -422,9 +413,7 @@ impl JobStore {
     /// The first `limit` queued jobs in run order with their positions, for position updates.
     pub fn queued_positions(&self, limit: u32) -> Result<Vec<(String, u64)>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, status FROM jobs WHERE status IN ('queued', 'running') ORDER BY seq LIMIT ?1",
-        )?;
+        let mut stmt = conn.prepare_cached("SELECT id, status FROM jobs WHERE status IN ('queued', 'running') ORDER BY seq LIMIT ?1")?;
         // A running job counts as ahead of every queued one; limit + 1 covers it.
         let rows = stmt.query_map([i64::from(limit) + 1], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
         let mut positions = Vec::new();
@@ -448,9 +437,8 @@ impl JobStore {
     /// The queued job that runs next (smallest seq).
     pub fn next_queued(&self) -> Result<Option<JobRecord>, StoreError> {
         let conn = self.conn();
-        let raw = conn
-            .query_row(&format!("{JOB_SELECT} WHERE j.status = 'queued' ORDER BY j.seq LIMIT 1"), [], RawJob::from_row)
-            .optional()?;
+        let raw =
+            conn.query_row(&format!("{JOB_SELECT} WHERE j.status = 'queued' ORDER BY j.seq LIMIT 1"), [], RawJob::from_row).optional()?;
         raw.map(|raw| finish_job(&conn, raw)).transpose()
     }
 
@@ -524,10 +512,7 @@ impl JobStore {
                 records.push(record);
             }
         }
-        tx.execute(
-            "UPDATE jobs SET status = 'succeeded', finished_at = ?2, error = NULL WHERE id = ?1",
-            params![id, now],
-        )?;
+        tx.execute("UPDATE jobs SET status = 'succeeded', finished_at = ?2, error = NULL WHERE id = ?1", params![id, now])?;
         tx.commit()?;
         Ok(records)
     }
@@ -585,10 +570,7 @@ impl JobStore {
         };
         let outcome = match status {
             JobStatus::Queued => {
-                tx.execute(
-                    "UPDATE jobs SET status = 'cancelled', finished_at = ?2 WHERE id = ?1",
-                    params![id, now_ms()],
-                )?;
+                tx.execute("UPDATE jobs SET status = 'cancelled', finished_at = ?2 WHERE id = ?1", params![id, now_ms()])?;
                 CancelOutcome::Cancelled
             }
             JobStatus::Running => {
@@ -603,8 +585,7 @@ impl JobStore {
 
     /// The image with this id.
     pub fn image(&self, image_id: &str) -> Result<Option<ImageRecord>, StoreError> {
-        let raw =
-            self.conn().query_row(&format!("{IMAGE_SELECT} WHERE id = ?1"), [image_id], image_from_row).optional()?;
+        let raw = self.conn().query_row(&format!("{IMAGE_SELECT} WHERE id = ?1"), [image_id], image_from_row).optional()?;
         raw.map(finish_image).transpose()
     }
 
@@ -612,10 +593,7 @@ impl JobStore {
     /// delete the file; `None` if unknown. Row first, file second: a crash in between leaves an
     /// orphan file, never a row pointing at nothing.
     pub fn delete_image(&self, image_id: &str) -> Result<Option<String>, StoreError> {
-        let path = self
-            .conn()
-            .query_row("DELETE FROM images WHERE id = ?1 RETURNING path", [image_id], |r| r.get(0))
-            .optional()?;
+        let path = self.conn().query_row("DELETE FROM images WHERE id = ?1 RETURNING path", [image_id], |r| r.get(0)).optional()?;
         Ok(path)
     }
 
@@ -647,10 +625,8 @@ impl JobStore {
         let now = now_ms();
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let cancelled = tx.execute(
-            "UPDATE jobs SET status = 'cancelled', finished_at = ?1 WHERE status = 'running' AND cancel_requested = 1",
-            [now],
-        )?;
+        let cancelled =
+            tx.execute("UPDATE jobs SET status = 'cancelled', finished_at = ?1 WHERE status = 'running' AND cancel_requested = 1", [now])?;
         let failed = tx.execute(
             "UPDATE jobs SET status = 'failed', finished_at = ?1, \
              error = 'the server stopped while running this job ' || attempts || \
@@ -692,15 +668,12 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
 }
 
 fn load_status(conn: &Connection, id: &str) -> Result<Option<JobStatus>, StoreError> {
-    let name: Option<String> =
-        conn.query_row("SELECT status FROM jobs WHERE id = ?1", [id], |r| r.get(0)).optional()?;
-    name.map(|status| JobStatus::parse(&status).ok_or_else(|| StoreError::UnknownStatus { id: id.to_string(), status }))
-        .transpose()
+    let name: Option<String> = conn.query_row("SELECT status FROM jobs WHERE id = ?1", [id], |r| r.get(0)).optional()?;
+    name.map(|status| JobStatus::parse(&status).ok_or_else(|| StoreError::UnknownStatus { id: id.to_string(), status })).transpose()
 }
 
 fn load_job(conn: &Connection, id: &str) -> Result<Option<JobRecord>, StoreError> {
-    let raw =
-        conn.prepare_cached(&format!("{JOB_SELECT} WHERE j.id = ?1"))?.query_row([id], RawJob::from_row).optional()?;
+    let raw = conn.prepare_cached(&format!("{JOB_SELECT} WHERE j.id = ?1"))?.query_row([id], RawJob::from_row).optional()?;
     raw.map(|raw| finish_job(conn, raw)).transpose()
 }
 
@@ -711,10 +684,9 @@ fn load_images(conn: &Connection, job_id: &str) -> Result<Vec<ImageRecord>, Stor
 }
 
 fn finish_job(conn: &Connection, raw: RawJob) -> Result<JobRecord, StoreError> {
-    let status = JobStatus::parse(&raw.status)
-        .ok_or_else(|| StoreError::UnknownStatus { id: raw.id.clone(), status: raw.status.clone() })?;
-    let settings = serde_json::from_str(&raw.request)
-        .map_err(|source| StoreError::BadRequestJson { id: raw.id.clone(), source })?;
+    let status =
+        JobStatus::parse(&raw.status).ok_or_else(|| StoreError::UnknownStatus { id: raw.id.clone(), status: raw.status.clone() })?;
+    let settings = serde_json::from_str(&raw.request).map_err(|source| StoreError::BadRequestJson { id: raw.id.clone(), source })?;
     let images = if status == JobStatus::Succeeded { load_images(conn, &raw.id)? } else { Vec::new() };
     Ok(JobRecord {
         id: raw.id,
@@ -940,10 +912,7 @@ pub(crate) mod tests {
         store.mark_running(&failing).unwrap();
         assert!(store.mark_failed(&failing, "out of memory: the model needs 4 GiB").unwrap());
         let failed = store.get(&failing).unwrap().unwrap();
-        assert_eq!(
-            (failed.status, failed.error.as_deref()),
-            (JobStatus::Failed, Some("out of memory: the model needs 4 GiB"))
-        );
+        assert_eq!((failed.status, failed.error.as_deref()), (JobStatus::Failed, Some("out of memory: the model needs 4 GiB")));
         let counts = store.counts().unwrap();
         assert_eq!((counts.succeeded, counts.failed, counts.queued, counts.running), (1, 1, 0, 0));
     }

@@ -47,8 +47,8 @@ async fn submit(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
             format!("content type {content_type:?} is not supported; send application/json"),
         ));
     }
-    let value: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("the body is not valid JSON: {e}")))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("the body is not valid JSON: {e}")))?;
     let request = GenerateRequest::from_json(&value).map_err(ApiError::unprocessable)?;
     // A header that is not text is passed on as an empty key, which the service refuses by name.
     let key = headers.get("idempotency-key").map(|v| v.to_str().unwrap_or_default().to_string());
@@ -111,42 +111,42 @@ async fn delete_image(State(state): State<AppState>, Path(id): Path<String>) -> 
 }
 
 /// Server-Sent Events for one job: its current state first, then every change until it ends.
-async fn events(State(state): State<AppState>, Path(id): Path<String>) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+async fn events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let (first, receiver) = state.easel.watch(&id).await?;
     let easel = state.easel.clone();
-    let stream = futures::stream::unfold(
-        (Some(first), Some(receiver), false),
-        move |(pending, receiver, done)| {
-            let easel = easel.clone();
-            let id = id.clone();
-            async move {
-                if done {
-                    return None;
-                }
-                if let Some(event) = pending {
-                    let terminal = event.kind.is_terminal();
-                    return Some((Ok(to_sse(&event)), (None, receiver, terminal)));
-                }
-                let mut receiver = receiver?;
-                loop {
-                    match receiver.recv().await {
-                        Ok(event) if event.job_id == id => {
-                            let terminal = event.kind.is_terminal();
-                            return Some((Ok(to_sse(&event)), (None, Some(receiver), terminal)));
-                        }
-                        Ok(_) => continue,
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                            // Fell behind: resynchronise from the current state.
-                            let (event, fresh) = easel.watch(&id).await.ok()?;
-                            let terminal = event.kind.is_terminal();
-                            return Some((Ok(to_sse(&event)), (None, Some(fresh), terminal)));
-                        }
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+    let stream = futures::stream::unfold((Some(first), Some(receiver), false), move |(pending, receiver, done)| {
+        let easel = easel.clone();
+        let id = id.clone();
+        async move {
+            if done {
+                return None;
+            }
+            if let Some(event) = pending {
+                let terminal = event.kind.is_terminal();
+                return Some((Ok(to_sse(&event)), (None, receiver, terminal)));
+            }
+            let mut receiver = receiver?;
+            loop {
+                match receiver.recv().await {
+                    Ok(event) if event.job_id == id => {
+                        let terminal = event.kind.is_terminal();
+                        return Some((Ok(to_sse(&event)), (None, Some(receiver), terminal)));
                     }
+                    Ok(_) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        // Fell behind: resynchronise from the current state.
+                        let (event, fresh) = easel.watch(&id).await.ok()?;
+                        let terminal = event.kind.is_terminal();
+                        return Some((Ok(to_sse(&event)), (None, Some(fresh), terminal)));
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                 }
             }
-        },
-    );
+        }
+    });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 

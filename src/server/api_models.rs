@@ -61,7 +61,10 @@ async fn remove(State(state): State<AppState>, Path(name): Path<String>) -> Resu
     Ok(Json(Removed { name, freed_bytes }))
 }
 
-async fn set_default(State(state): State<AppState>, json: Result<Json<ModelBody>, axum::extract::rejection::JsonRejection>) -> Result<Json<ModelEntry>, ApiError> {
+async fn set_default(
+    State(state): State<AppState>,
+    json: Result<Json<ModelBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<ModelEntry>, ApiError> {
     let name = body(json)?;
     Ok(Json(state.easel.set_default(&name).await?))
 }
@@ -70,7 +73,10 @@ async fn aliases(State(state): State<AppState>) -> Json<Vec<AliasView>> {
     Json(state.easel.aliases())
 }
 
-async fn start_pull(State(state): State<AppState>, json: Result<Json<ModelBody>, axum::extract::rejection::JsonRejection>) -> Result<Response, ApiError> {
+async fn start_pull(
+    State(state): State<AppState>,
+    json: Result<Json<ModelBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
     let spec = body(json)?;
     let status = state.easel.pull(&spec)?;
     let location = format!("/api/v1/models/pulls/{}", status.id);
@@ -91,7 +97,10 @@ async fn cancel_pull(State(state): State<AppState>, Path(id): Path<String>) -> R
 
 /// Server-Sent Events for one pull: `progress` events (at most ten a second), then one `done`,
 /// `failed` or `cancelled` event, then the stream ends.
-async fn pull_events(State(state): State<AppState>, Path(id): Path<String>) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+async fn pull_events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let receiver = state.easel.watch_pull(&id)?;
     let stream = futures::stream::unfold((receiver, true, false), |(mut receiver, first, done)| async move {
         if done {

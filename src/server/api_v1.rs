@@ -48,12 +48,7 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     };
     let ready = onnxruntime.ok && models_dir.ok;
     let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let body = Health {
-        status: if ready { "ready" } else { "unavailable" },
-        version: env!("CARGO_PKG_VERSION"),
-        onnxruntime,
-        models_dir,
-    };
+    let body = Health { status: if ready { "ready" } else { "unavailable" }, version: env!("CARGO_PKG_VERSION"), onnxruntime, models_dir };
     (code, Json(body))
 }
 
@@ -88,4 +83,3 @@ async fn samplers() -> Json<Vec<SamplerInfo>> {
             .collect(),
     )
 }
-

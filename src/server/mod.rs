@@ -104,7 +104,5 @@ pub async fn serve_on(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state).into_make_service())
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, app(state).into_make_service()).with_graceful_shutdown(shutdown).await
 }

@@ -8,8 +8,7 @@
 use serde_json::{json, Value};
 
 use crate::api::request::{
-    DEFAULT_CFG_SCALE, DEFAULT_SIZE, DEFAULT_STEPS, MAX_BATCH_SIZE, MAX_CFG_SCALE, MAX_PROMPT_CHARS, MAX_SIZE, MAX_STEPS,
-    MIN_SIZE,
+    DEFAULT_CFG_SCALE, DEFAULT_SIZE, DEFAULT_STEPS, MAX_BATCH_SIZE, MAX_CFG_SCALE, MAX_PROMPT_CHARS, MAX_SIZE, MAX_STEPS, MIN_SIZE,
 };
 use crate::api::{Sampler, Schedule};
 use crate::service::MAX_PAGE;

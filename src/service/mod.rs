@@ -15,8 +15,8 @@ use std::sync::Arc;
 use tokio::sync::{broadcast, watch};
 
 use crate::api::{
-    AliasView, FieldError, GenerateRequest, HistoryPage, ImageView, JobEvent, JobStatus, JobView, ModelEntry,
-    ProgressView, PullState, PullStatus,
+    AliasView, FieldError, GenerateRequest, HistoryPage, ImageView, JobEvent, JobStatus, JobView, ModelEntry, ProgressView, PullState,
+    PullStatus,
 };
 use crate::atomic_file::remove_leftover_temp_files;
 use crate::config::Settings;
@@ -140,7 +140,9 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, StartupError> {
 }
 
 /// Runs blocking work (SQLite, the file system) on tokio's blocking pool.
-async fn blocking<T: Send + 'static, E: Into<ServiceError> + Send + 'static>(f: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, ServiceError> {
+async fn blocking<T: Send + 'static, E: Into<ServiceError> + Send + 'static>(
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, ServiceError> {
     match tokio::task::spawn_blocking(f).await {
         Ok(result) => result.map_err(Into::into),
         Err(e) => Err(ServiceError::Internal(e.to_string())),
@@ -244,10 +246,7 @@ impl Easel {
         };
         if let Some(key) = &idempotency_key {
             if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || !key.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
-                errors.push(FieldError::new(
-                    "Idempotency-Key",
-                    format!("must be 1..{MAX_IDEMPOTENCY_KEY} printable ASCII characters"),
-                ));
+                errors.push(FieldError::new("Idempotency-Key", format!("must be 1..{MAX_IDEMPOTENCY_KEY} printable ASCII characters")));
             }
         }
         if let Some(s) = settings.as_mut() {

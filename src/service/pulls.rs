@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
+use crate::api::{PullState, PullStatus};
 use crate::hub::pull::{pull, PullRequest};
 use crate::hub::{HubClient, HubError};
 use crate::model_registry::ModelRegistry;
-use crate::api::{PullState, PullStatus};
 
 /// Finished pulls kept for `GET /api/v1/models/pulls`.
 const KEEP_FINISHED: usize = 20;
@@ -107,7 +107,13 @@ impl PullManager {
     }
 }
 
-async fn run(registry: ModelRegistry, (endpoint, token): (String, Option<String>), request: PullRequest, sender: Arc<watch::Sender<PullStatus>>, id: String) {
+async fn run(
+    registry: ModelRegistry,
+    (endpoint, token): (String, Option<String>),
+    request: PullRequest,
+    sender: Arc<watch::Sender<PullStatus>>,
+    id: String,
+) {
     tracing::info!(repo = %request.repo_id, revision = %request.revision, "pull started");
     let report = {
         let sender = sender.clone();

@@ -108,7 +108,11 @@ pub async fn start_serving(folder: &Path, repo: &str, revision: &str) -> FakeHub
     files.insert("README.md".into(), b"# tiny\n".to_vec());
     files.insert("unet/diffusion_pytorch_model.bin".into(), vec![7u8; 200_000]);
     let hub = start().await;
-    hub.state.repos.lock().unwrap().insert(repo.into(), Repo { commit: "c0ffee".repeat(6) + "c0ff", revisions: vec![revision.into()], files });
+    hub.state
+        .repos
+        .lock()
+        .unwrap()
+        .insert(repo.into(), Repo { commit: "c0ffee".repeat(6) + "c0ff", revisions: vec![revision.into()], files });
     hub
 }
 
@@ -157,7 +161,11 @@ fn git_sha1_hex(bytes: &[u8]) -> String {
     format!("{:x}", h.finalize())
 }
 
-async fn repo_info(State(state): State<Arc<HubState>>, UrlPath((org, name, rev)): UrlPath<(String, String, String)>, headers: HeaderMap) -> Response {
+async fn repo_info(
+    State(state): State<Arc<HubState>>,
+    UrlPath((org, name, rev)): UrlPath<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
     if !authorized(&state, &headers) {
         return error(StatusCode::UNAUTHORIZED, "Unauthorized");
     }
@@ -226,7 +234,11 @@ async fn resolve(
     response
 }
 
-async fn cdn(State(state): State<Arc<HubState>>, UrlPath((org, name, sha, path)): UrlPath<(String, String, String, String)>, headers: HeaderMap) -> Response {
+async fn cdn(
+    State(state): State<Arc<HubState>>,
+    UrlPath((org, name, sha, path)): UrlPath<(String, String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
     let bytes = {
         let repos = state.repos.lock().unwrap();
         let found = repos.get(&format!("{org}/{name}")).and_then(|r| r.files.get(&path)).filter(|b| sha256_hex(b) == sha);
@@ -277,10 +289,8 @@ fn content(state: &HubState, path: &str, mut bytes: Vec<u8>, headers: &HeaderMap
     if sent < length {
         chunks.push(Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected drop")));
     }
-    let mut response = Response::builder()
-        .status(status)
-        .header(header::CONTENT_LENGTH, length.to_string())
-        .header(header::ACCEPT_RANGES, "bytes");
+    let mut response =
+        Response::builder().status(status).header(header::CONTENT_LENGTH, length.to_string()).header(header::ACCEPT_RANGES, "bytes");
     if status == StatusCode::PARTIAL_CONTENT {
         response = response.header(header::CONTENT_RANGE, format!("bytes {from}-{}/{total}", total - 1));
     }

@@ -120,11 +120,7 @@ pub(crate) struct ClassDefaults {
 impl ClassDefaults {
     /// What most classes declare: `beta_start=0.0001`, `beta_end=0.02`,
     /// `timestep_spacing="linspace"`.
-    pub(crate) const USUAL: Self = Self {
-        beta_start: 0.0001,
-        beta_end: 0.02,
-        timestep_spacing: Spacing::Linspace,
-    };
+    pub(crate) const USUAL: Self = Self { beta_start: 0.0001, beta_end: 0.02, timestep_spacing: Spacing::Linspace };
 }
 
 /// The keys every one of the eight classes accepts, resolved: file values where present, the
@@ -141,11 +137,7 @@ impl CommonConfig {
     /// Reads `num_train_timesteps`, the betas (`trained_betas` wins over `beta_schedule`,
     /// `beta_start`, `beta_end`), `prediction_type` (only `epsilon`), `timestep_spacing` and
     /// `steps_offset`.
-    pub(crate) fn resolve(
-        sampler: Sampler,
-        c: &SchedulerConfig,
-        defaults: ClassDefaults,
-    ) -> Result<Self, SchedulerError> {
+    pub(crate) fn resolve(sampler: Sampler, c: &SchedulerConfig, defaults: ClassDefaults) -> Result<Self, SchedulerError> {
         let num_train_timesteps = c.num_train_timesteps.unwrap_or(1000);
         if num_train_timesteps < 2 {
             return Err(SchedulerError::InvalidConfig {
@@ -156,10 +148,7 @@ impl CommonConfig {
         }
         let start = c.beta_start.unwrap_or(defaults.beta_start);
         let end = c.beta_end.unwrap_or(defaults.beta_end);
-        let betas = match (
-            &c.trained_betas,
-            c.beta_schedule.as_deref().unwrap_or("linear"),
-        ) {
+        let betas = match (&c.trained_betas, c.beta_schedule.as_deref().unwrap_or("linear")) {
             (Some(values), _) => BetaSchedule::Trained(values.clone()),
             (None, "linear") => BetaSchedule::Linear { start, end },
             (None, "scaled_linear") => BetaSchedule::ScaledLinear { start, end },
@@ -184,29 +173,15 @@ impl CommonConfig {
             Some(text) => Spacing::parse(text)?,
             None => defaults.timestep_spacing,
         };
-        Ok(Self {
-            num_train_timesteps,
-            betas,
-            spacing,
-            steps_offset: c.steps_offset.unwrap_or(0),
-        })
+        Ok(Self { num_train_timesteps, betas, spacing, steps_offset: c.steps_offset.unwrap_or(0) })
     }
 
     /// Refuses integer timesteps that would index past the ᾱ table (diffusers would raise an
     /// `IndexError`, or silently wrap a negative index).
-    pub(crate) fn check_timesteps(
-        &self,
-        timesteps: impl IntoIterator<Item = i64>,
-        steps: usize,
-    ) -> Result<(), SchedulerError> {
+    pub(crate) fn check_timesteps(&self, timesteps: impl IntoIterator<Item = i64>, steps: usize) -> Result<(), SchedulerError> {
         let max = self.num_train_timesteps - 1;
         match timesteps.into_iter().find(|t| *t < 0 || *t > max as i64) {
-            Some(timestep) => Err(SchedulerError::TimestepOutOfRange {
-                steps_offset: self.steps_offset,
-                steps,
-                timestep,
-                max,
-            }),
+            Some(timestep) => Err(SchedulerError::TimestepOutOfRange { steps_offset: self.steps_offset, steps, timestep, max }),
             None => Ok(()),
         }
     }
@@ -247,11 +222,7 @@ impl Unimplemented {
     ];
 
     /// Refuses the first of the `accepted` switches that the file turns on.
-    pub(crate) fn refuse(
-        sampler: Sampler,
-        c: &SchedulerConfig,
-        accepted: &[Self],
-    ) -> Result<(), SchedulerError> {
+    pub(crate) fn refuse(sampler: Sampler, c: &SchedulerConfig, accepted: &[Self]) -> Result<(), SchedulerError> {
         for switch in Self::ORDER.into_iter().filter(|s| accepted.contains(s)) {
             if let Some((key, value, supported)) = switch.turned_on(c) {
                 return Err(SchedulerError::unsupported(sampler, key, value, supported));
@@ -263,23 +234,13 @@ impl Unimplemented {
     /// The key, its value and what Easel supports instead, when the file turns this on.
     fn turned_on(self, c: &SchedulerConfig) -> Option<(&'static str, String, &'static str)> {
         const SCHEDULES: &str = "only the default and karras schedules are implemented";
-        let flag = |key, value: Option<bool>, supported| {
-            (value == Some(true)).then(|| (key, "true".to_string(), supported))
-        };
+        let flag = |key, value: Option<bool>, supported| (value == Some(true)).then(|| (key, "true".to_string(), supported));
         match self {
-            Self::ZeroSnrRescaling => flag(
-                "rescale_betas_zero_snr",
-                c.rescale_betas_zero_snr,
-                "zero-terminal-SNR rescaling is not implemented",
-            ),
-            Self::Thresholding => flag(
-                "thresholding",
-                c.thresholding,
-                "dynamic thresholding is not implemented",
-            ),
-            Self::ExponentialSigmas => {
-                flag("use_exponential_sigmas", c.use_exponential_sigmas, SCHEDULES)
+            Self::ZeroSnrRescaling => {
+                flag("rescale_betas_zero_snr", c.rescale_betas_zero_snr, "zero-terminal-SNR rescaling is not implemented")
             }
+            Self::Thresholding => flag("thresholding", c.thresholding, "dynamic thresholding is not implemented"),
+            Self::ExponentialSigmas => flag("use_exponential_sigmas", c.use_exponential_sigmas, SCHEDULES),
             Self::BetaSigmas => flag("use_beta_sigmas", c.use_beta_sigmas, SCHEDULES),
             Self::LuLambdas => flag("use_lu_lambdas", c.use_lu_lambdas, SCHEDULES),
             Self::FlowSigmas => flag("use_flow_sigmas", c.use_flow_sigmas, SCHEDULES),
@@ -287,13 +248,7 @@ impl Unimplemented {
                 .final_sigmas_type
                 .as_deref()
                 .filter(|t| *t != "zero")
-                .map(|t| {
-                    (
-                        "final_sigmas_type",
-                        format!("{t:?}"),
-                        "only \"zero\" is implemented",
-                    )
-                }),
+                .map(|t| ("final_sigmas_type", format!("{t:?}"), "only \"zero\" is implemented")),
         }
     }
 }
@@ -316,9 +271,6 @@ pub(crate) struct KarrasBounds {
 
 impl KarrasBounds {
     pub(crate) fn from_config(c: &SchedulerConfig) -> Self {
-        Self {
-            sigma_min: c.sigma_min,
-            sigma_max: c.sigma_max,
-        }
+        Self { sigma_min: c.sigma_min, sigma_max: c.sigma_max }
     }
 }

@@ -2,9 +2,7 @@
 //! `set_timesteps`, `step`): predict x0 from ε, then move deterministically to the previous
 //! timestep, `x' = sqrt(ᾱ')·x0 + sqrt(1 − ᾱ')·ε`.
 
-use super::config::{
-    clip_sample_range, ClassConfig, ClassDefaults, CommonConfig, SchedulerConfig, Unimplemented,
-};
+use super::config::{clip_sample_range, ClassConfig, ClassDefaults, CommonConfig, SchedulerConfig, Unimplemented};
 use super::sigmas::{np_arange_f64, np_linspace, np_round, Spacing, TrainSchedule};
 use super::{Sampler, Scheduler, SchedulerError};
 use crate::engine::torch_rng::TorchGenerator;
@@ -21,19 +19,11 @@ pub(crate) struct DdimConfig {
 
 impl ClassConfig for DdimConfig {
     const SAMPLER: Sampler = Sampler::Ddim;
-    const DEFAULTS: ClassDefaults = ClassDefaults {
-        timestep_spacing: Spacing::Leading,
-        ..ClassDefaults::USUAL
-    };
-    const UNIMPLEMENTED: &'static [Unimplemented] =
-        &[Unimplemented::ZeroSnrRescaling, Unimplemented::Thresholding];
+    const DEFAULTS: ClassDefaults = ClassDefaults { timestep_spacing: Spacing::Leading, ..ClassDefaults::USUAL };
+    const UNIMPLEMENTED: &'static [Unimplemented] = &[Unimplemented::ZeroSnrRescaling, Unimplemented::Thresholding];
 
     fn from_config(common: CommonConfig, c: &SchedulerConfig) -> Result<Self, SchedulerError> {
-        Ok(Self {
-            common,
-            set_alpha_to_one: c.set_alpha_to_one.unwrap_or(true),
-            clip_sample_range: clip_sample_range(c, true),
-        })
+        Ok(Self { common, set_alpha_to_one: c.set_alpha_to_one.unwrap_or(true), clip_sample_range: clip_sample_range(c, true) })
     }
 
     fn common(&self) -> &CommonConfig {
@@ -61,28 +51,14 @@ impl Ddim {
         let t_train = common.num_train_timesteps as i64;
         let n = steps as i64;
         let timesteps_int: Vec<i64> = match common.spacing {
-            Spacing::Linspace => np_linspace(0.0, (t_train - 1) as f64, steps)
-                .into_iter()
-                .rev()
-                .map(|t| np_round(t) as i64)
-                .collect(),
-            Spacing::Leading => (0..n)
-                .rev()
-                .map(|i| i * (t_train / n) + common.steps_offset)
-                .collect(),
+            Spacing::Linspace => np_linspace(0.0, (t_train - 1) as f64, steps).into_iter().rev().map(|t| np_round(t) as i64).collect(),
+            Spacing::Leading => (0..n).rev().map(|i| i * (t_train / n) + common.steps_offset).collect(),
             Spacing::Trailing => {
-                np_arange_f64(t_train as f64, 0.0, -(t_train as f64 / steps as f64))
-                    .into_iter()
-                    .map(|t| np_round(t) as i64 - 1)
-                    .collect()
+                np_arange_f64(t_train as f64, 0.0, -(t_train as f64 / steps as f64)).into_iter().map(|t| np_round(t) as i64 - 1).collect()
             }
         };
         common.check_timesteps(timesteps_int.iter().copied(), steps)?;
-        let final_alpha_cumprod = if config.set_alpha_to_one {
-            1.0
-        } else {
-            train.alphas_cumprod[0]
-        };
+        let final_alpha_cumprod = if config.set_alpha_to_one { 1.0 } else { train.alphas_cumprod[0] };
         Ok(Self {
             final_alpha_cumprod,
             alphas_cumprod: train.alphas_cumprod,
@@ -105,21 +81,11 @@ impl Scheduler for Ddim {
 
     fn scale_model_input(&self, _sample: &mut [f32], _index: usize) {}
 
-    fn step(
-        &mut self,
-        model_output: &[f32],
-        index: usize,
-        sample: &[f32],
-        _rng: &mut TorchGenerator,
-    ) -> Vec<f32> {
+    fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], _rng: &mut TorchGenerator) -> Vec<f32> {
         let t = self.timesteps_int[index];
         let prev_t = t - self.step_ratio;
         let a_t = self.alphas_cumprod[t as usize];
-        let a_prev = if prev_t >= 0 {
-            self.alphas_cumprod[prev_t as usize]
-        } else {
-            self.final_alpha_cumprod
-        };
+        let a_prev = if prev_t >= 0 { self.alphas_cumprod[prev_t as usize] } else { self.final_alpha_cumprod };
         let beta_t = 1.0 - a_t;
         let sqrt_beta_t = beta_t.sqrt();
         let sqrt_a_t = a_t.sqrt();

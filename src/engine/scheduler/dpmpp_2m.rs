@@ -6,12 +6,9 @@
 //! α = 1/sqrt(σ² + 1), σ_t = σα and λ = ln α − ln σ_t; integer timesteps (Karras t rounded);
 //! the first step and the last (σ → 0) are first order.
 
-use super::config::{
-    ClassConfig, ClassDefaults, CommonConfig, KarrasBounds, SchedulerConfig, Unimplemented,
-};
+use super::config::{ClassConfig, ClassDefaults, CommonConfig, KarrasBounds, SchedulerConfig, Unimplemented};
 use super::sigmas::{
-    karras_sigmas, np_arange_f64, np_linspace, np_round, sigma_to_t, vp_alpha_sigma, vp_lambda,
-    BetaSchedule, Spacing, TrainSchedule,
+    karras_sigmas, np_arange_f64, np_linspace, np_round, sigma_to_t, vp_alpha_sigma, vp_lambda, BetaSchedule, Spacing, TrainSchedule,
 };
 use super::{Sampler, Scheduler, SchedulerError};
 use crate::engine::torch_rng::TorchGenerator;
@@ -42,45 +39,20 @@ impl ClassConfig for DpmSolverConfig {
     ];
 
     fn from_config(common: CommonConfig, c: &SchedulerConfig) -> Result<Self, SchedulerError> {
-        let unsupported =
-            |key, value, supported| SchedulerError::unsupported(Self::SAMPLER, key, value, supported);
+        let unsupported = |key, value, supported| SchedulerError::unsupported(Self::SAMPLER, key, value, supported);
         if let Some(order) = c.solver_order.filter(|o| *o != 2) {
-            return Err(unsupported(
-                "solver_order",
-                order.to_string(),
-                "dpmpp_2m is the second-order solver",
-            ));
+            return Err(unsupported("solver_order", order.to_string(), "dpmpp_2m is the second-order solver"));
         }
-        if let Some(a) = c
-            .algorithm_type
-            .as_deref()
-            .filter(|a| !matches!(*a, "dpmsolver++" | "deis"))
-        {
-            return Err(unsupported(
-                "algorithm_type",
-                format!("{a:?}"),
-                "only \"dpmsolver++\" is implemented",
-            ));
+        if let Some(a) = c.algorithm_type.as_deref().filter(|a| !matches!(*a, "dpmsolver++" | "deis")) {
+            return Err(unsupported("algorithm_type", format!("{a:?}"), "only \"dpmsolver++\" is implemented"));
         }
         if c.lambda_min_clipped.is_some_and(f64::is_finite) {
-            return Err(unsupported(
-                "lambda_min_clipped",
-                format!("{:?}", c.lambda_min_clipped),
-                "only -inf is implemented",
-            ));
+            return Err(unsupported("lambda_min_clipped", format!("{:?}", c.lambda_min_clipped), "only -inf is implemented"));
         }
         if let Some(v) = c.variance_type.as_deref() {
-            return Err(unsupported(
-                "variance_type",
-                format!("{v:?}"),
-                "learned variance is not implemented",
-            ));
+            return Err(unsupported("variance_type", format!("{v:?}"), "learned variance is not implemented"));
         }
-        Ok(Self {
-            common,
-            heun: c.solver_type.as_deref() == Some("heun"),
-            karras_bounds: KarrasBounds::from_config(c),
-        })
+        Ok(Self { common, heun: c.solver_type.as_deref() == Some("heun"), karras_bounds: KarrasBounds::from_config(c) })
     }
 
     fn common(&self) -> &CommonConfig {
@@ -118,50 +90,33 @@ pub(super) fn multistep_schedule(
     let last_timestep = t_train as f64;
     let mut timesteps: Vec<i64> = match config.spacing {
         Spacing::Linspace => {
-            let mut ts: Vec<i64> = np_linspace(0.0, last_timestep - 1.0, steps + 1)
-                .into_iter()
-                .rev()
-                .map(|t| np_round(t) as i64)
-                .collect();
+            let mut ts: Vec<i64> = np_linspace(0.0, last_timestep - 1.0, steps + 1).into_iter().rev().map(|t| np_round(t) as i64).collect();
             ts.pop();
             ts
         }
         Spacing::Leading => {
             let ratio = t_train / (steps + 1);
-            (1..=steps)
-                .rev()
-                .map(|i| (i * ratio) as i64 + config.steps_offset)
-                .collect()
+            (1..=steps).rev().map(|i| (i * ratio) as i64 + config.steps_offset).collect()
         }
-        Spacing::Trailing => np_arange_f64(last_timestep, 0.0, -(t_train as f64 / steps as f64))
-            .into_iter()
-            .map(|t| np_round(t) as i64 - 1)
-            .collect(),
+        Spacing::Trailing => {
+            np_arange_f64(last_timestep, 0.0, -(t_train as f64 / steps as f64)).into_iter().map(|t| np_round(t) as i64 - 1).collect()
+        }
     };
     let sigmas: Vec<f64> = if let Some(bounds) = karras {
         let sigma_min = bounds.sigma_min.unwrap_or(f64::from(train.sigmas[0]));
-        let sigma_max = bounds
-            .sigma_max
-            .unwrap_or(f64::from(train.sigmas[t_train - 1]));
+        let sigma_max = bounds.sigma_max.unwrap_or(f64::from(train.sigmas[t_train - 1]));
         let sigmas = karras_sigmas(sigma_min, sigma_max, steps);
         let log_sigmas = train.log_sigmas();
         timesteps = sigmas
             .iter()
             .map(|s| {
                 let t = sigma_to_t(*s, &log_sigmas);
-                (if round_karras_t {
-                    np_round(t)
-                } else {
-                    t.trunc()
-                }) as i64
+                (if round_karras_t { np_round(t) } else { t.trunc() }) as i64
             })
             .collect();
         sigmas
     } else {
-        timesteps
-            .iter()
-            .map(|t| train.interp_sigma(*t as f64))
-            .collect()
+        timesteps.iter().map(|t| train.interp_sigma(*t as f64)).collect()
     };
     let mut sigmas: Vec<f32> = sigmas.into_iter().map(|s| s as f32).collect();
     sigmas.push(0.0);
@@ -171,25 +126,15 @@ pub(super) fn multistep_schedule(
 /// `convert_model_output` for ε models: x0 = (x − σ_t ε)/α.
 pub(super) fn data_prediction(sample: &[f32], eps: &[f32], sigma: f32) -> Vec<f32> {
     let (alpha_t, sigma_t) = vp_alpha_sigma(sigma);
-    sample
-        .iter()
-        .zip(eps)
-        .map(|(x, e)| (x - sigma_t * e) / alpha_t)
-        .collect()
+    sample.iter().zip(eps).map(|(x, e)| (x - sigma_t * e) / alpha_t).collect()
 }
 
 impl DpmSolverMultistep {
     fn new(config: &DpmSolverConfig, steps: usize, karras: bool) -> Result<Self, SchedulerError> {
         let round_karras_t = config.common.betas != BetaSchedule::SquaredCosCapV2;
         let bounds = karras.then_some(config.karras_bounds);
-        let (timesteps, sigmas) =
-            multistep_schedule(&config.common, bounds, steps, round_karras_t)?;
-        Ok(Self {
-            sigmas,
-            timesteps: timesteps.iter().map(|t| *t as f64).collect(),
-            heun: config.heun,
-            previous_x0: None,
-        })
+        let (timesteps, sigmas) = multistep_schedule(&config.common, bounds, steps, round_karras_t)?;
+        Ok(Self { sigmas, timesteps: timesteps.iter().map(|t| *t as f64).collect(), heun: config.heun, previous_x0: None })
     }
 }
 
@@ -204,13 +149,7 @@ impl Scheduler for DpmSolverMultistep {
 
     fn scale_model_input(&self, _sample: &mut [f32], _index: usize) {}
 
-    fn step(
-        &mut self,
-        model_output: &[f32],
-        index: usize,
-        sample: &[f32],
-        _rng: &mut TorchGenerator,
-    ) -> Vec<f32> {
+    fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], _rng: &mut TorchGenerator) -> Vec<f32> {
         let x0 = data_prediction(sample, model_output, self.sigmas[index]);
         // `final_sigmas_type == "zero"` makes the last step first order.
         let last = index == self.timesteps.len() - 1;
@@ -231,11 +170,7 @@ impl Scheduler for DpmSolverMultistep {
                 let h_0 = lambda_s0 - lambda_s1;
                 let r0 = h_0 / h;
                 let inv_r0 = 1.0 / r0;
-                let d1_coeff = if self.heun {
-                    alpha_t * (((-h).exp() - 1.0) / h + 1.0)
-                } else {
-                    0.5 * phi
-                };
+                let d1_coeff = if self.heun { alpha_t * (((-h).exp() - 1.0) / h + 1.0) } else { 0.5 * phi };
                 sample
                     .iter()
                     .zip(&x0)
@@ -251,11 +186,7 @@ impl Scheduler for DpmSolverMultistep {
                     .collect()
             }
             // First order: x' = (σ_t/σ_s)x − α_t(e^{−h} − 1)·x0.
-            _ => sample
-                .iter()
-                .zip(&x0)
-                .map(|(x, m0)| ratio * x - phi * m0)
-                .collect(),
+            _ => sample.iter().zip(&x0).map(|(x, m0)| ratio * x - phi * m0).collect(),
         };
         self.previous_x0 = Some(x0);
         out

@@ -4,12 +4,8 @@
 //! interpolated linearly from the training table (or Karras σ mapped back to fractional t),
 //! a final σ of 0, `init_noise_sigma` and the `x / sqrt(σ² + 1)` input scaling.
 
-use super::config::{
-    ClassConfig, ClassDefaults, CommonConfig, KarrasBounds, SchedulerConfig, Unimplemented,
-};
-use super::sigmas::{
-    karras_sigmas, np_arange_f64, np_linspace, np_round, sigma_to_t, Spacing, TrainSchedule,
-};
+use super::config::{ClassConfig, ClassDefaults, CommonConfig, KarrasBounds, SchedulerConfig, Unimplemented};
+use super::sigmas::{karras_sigmas, np_arange_f64, np_linspace, np_round, sigma_to_t, Spacing, TrainSchedule};
 use super::{Sampler, Scheduler, SchedulerError};
 use crate::engine::torch_rng::TorchGenerator;
 
@@ -24,12 +20,8 @@ pub(crate) struct EulerConfig {
 impl ClassConfig for EulerConfig {
     const SAMPLER: Sampler = Sampler::Euler;
     const DEFAULTS: ClassDefaults = ClassDefaults::USUAL;
-    const UNIMPLEMENTED: &'static [Unimplemented] = &[
-        Unimplemented::ZeroSnrRescaling,
-        Unimplemented::ExponentialSigmas,
-        Unimplemented::BetaSigmas,
-        Unimplemented::FinalSigmasType,
-    ];
+    const UNIMPLEMENTED: &'static [Unimplemented] =
+        &[Unimplemented::ZeroSnrRescaling, Unimplemented::ExponentialSigmas, Unimplemented::BetaSigmas, Unimplemented::FinalSigmasType];
 
     fn from_config(common: CommonConfig, c: &SchedulerConfig) -> Result<Self, SchedulerError> {
         if let Some(t) = c.interpolation_type.as_deref().filter(|t| *t != "linear") {
@@ -40,10 +32,7 @@ impl ClassConfig for EulerConfig {
                 "only \"linear\" is implemented",
             ));
         }
-        Ok(Self {
-            common,
-            karras_bounds: KarrasBounds::from_config(c),
-        })
+        Ok(Self { common, karras_bounds: KarrasBounds::from_config(c) })
     }
 
     fn common(&self) -> &CommonConfig {
@@ -70,46 +59,26 @@ impl SigmaSchedule {
     /// `set_timesteps` of the four σ-space classes: spacing as float32, σ by `np.interp` in
     /// float64; with Karras (`karras` is `Some`), σ from `_convert_to_karras` over the *spaced*
     /// σ range (or the bounds the file pins) and t from `_sigma_to_t`.
-    pub(super) fn new(
-        config: &CommonConfig,
-        karras: Option<KarrasBounds>,
-        steps: usize,
-    ) -> Result<Self, SchedulerError> {
+    pub(super) fn new(config: &CommonConfig, karras: Option<KarrasBounds>, steps: usize) -> Result<Self, SchedulerError> {
         let train = TrainSchedule::new(&config.betas, config.num_train_timesteps)?;
         let t_train = config.num_train_timesteps;
         let mut timesteps: Vec<f32> = match config.spacing {
-            Spacing::Linspace => np_linspace(0.0, (t_train - 1) as f64, steps)
-                .into_iter()
-                .rev()
-                .map(|t| t as f32)
-                .collect(),
+            Spacing::Linspace => np_linspace(0.0, (t_train - 1) as f64, steps).into_iter().rev().map(|t| t as f32).collect(),
             Spacing::Leading => {
                 let ratio = t_train / steps;
-                (0..steps)
-                    .rev()
-                    .map(|i| (i * ratio) as f32 + config.steps_offset as f32)
-                    .collect()
+                (0..steps).rev().map(|i| (i * ratio) as f32 + config.steps_offset as f32).collect()
             }
             Spacing::Trailing => {
-                np_arange_f64(t_train as f64, 0.0, -(t_train as f64 / steps as f64))
-                    .into_iter()
-                    .map(|t| np_round(t) as f32 - 1.0)
-                    .collect()
+                np_arange_f64(t_train as f64, 0.0, -(t_train as f64 / steps as f64)).into_iter().map(|t| np_round(t) as f32 - 1.0).collect()
             }
         };
-        let mut sigmas: Vec<f64> = timesteps
-            .iter()
-            .map(|t| train.interp_sigma(f64::from(*t)))
-            .collect();
+        let mut sigmas: Vec<f64> = timesteps.iter().map(|t| train.interp_sigma(f64::from(*t))).collect();
         if let Some(bounds) = karras {
             let sigma_min = bounds.sigma_min.unwrap_or(sigmas[sigmas.len() - 1]);
             let sigma_max = bounds.sigma_max.unwrap_or(sigmas[0]);
             sigmas = karras_sigmas(sigma_min, sigma_max, steps);
             let log_sigmas = train.log_sigmas();
-            timesteps = sigmas
-                .iter()
-                .map(|s| sigma_to_t(*s, &log_sigmas) as f32)
-                .collect();
+            timesteps = sigmas.iter().map(|s| sigma_to_t(*s, &log_sigmas) as f32).collect();
         }
         let mut sigmas: Vec<f32> = sigmas.into_iter().map(|s| s as f32).collect();
         sigmas.push(0.0);
@@ -118,11 +87,7 @@ impl SigmaSchedule {
             Spacing::Linspace | Spacing::Trailing => max,
             Spacing::Leading => (max * max + 1.0).sqrt(),
         };
-        Ok(Self {
-            timesteps,
-            sigmas,
-            init_noise_sigma,
-        })
+        Ok(Self { timesteps, sigmas, init_noise_sigma })
     }
 }
 
@@ -142,10 +107,7 @@ pub(crate) struct Euler {
 impl Euler {
     fn new(schedule: SigmaSchedule) -> Self {
         let timesteps = schedule.timesteps.iter().map(|t| f64::from(*t)).collect();
-        Self {
-            schedule,
-            timesteps,
-        }
+        Self { schedule, timesteps }
     }
 }
 
@@ -164,13 +126,7 @@ impl Scheduler for Euler {
 
     /// `step` with `s_churn = 0` (γ = 0, so σ̂ = σ and no noise is drawn):
     /// x0 = x − σ̂ε, d = (x − x0)/σ̂, x' = x + d·(σ_next − σ̂).
-    fn step(
-        &mut self,
-        model_output: &[f32],
-        index: usize,
-        sample: &[f32],
-        _rng: &mut TorchGenerator,
-    ) -> Vec<f32> {
+    fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], _rng: &mut TorchGenerator) -> Vec<f32> {
         let sigma = self.schedule.sigmas[index];
         let sigma_hat = sigma * (0.0 + 1.0);
         let dt = self.schedule.sigmas[index + 1] - sigma_hat;

@@ -41,10 +41,7 @@ pub(crate) struct EulerAncestral {
 impl EulerAncestral {
     fn new(schedule: SigmaSchedule) -> Self {
         let timesteps = schedule.timesteps.iter().map(|t| f64::from(*t)).collect();
-        Self {
-            schedule,
-            timesteps,
-        }
+        Self { schedule, timesteps }
     }
 }
 
@@ -63,13 +60,7 @@ impl Scheduler for EulerAncestral {
 
     /// σ_up = sqrt(σ_to²(σ_from² − σ_to²)/σ_from²), σ_down = sqrt(σ_to² − σ_up²);
     /// x' = x + ((x − x0)/σ)(σ_down − σ) + z·σ_up with z ~ N(0, 1) from `rng`.
-    fn step(
-        &mut self,
-        model_output: &[f32],
-        index: usize,
-        sample: &[f32],
-        rng: &mut TorchGenerator,
-    ) -> Vec<f32> {
+    fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], rng: &mut TorchGenerator) -> Vec<f32> {
         let sigma = self.schedule.sigmas[index];
         let sigma_from = sigma;
         let sigma_to = self.schedule.sigmas[index + 1];

@@ -3,10 +3,7 @@
 //! followed by a trapezoidal corrector, so the UNet is called 2N − 1 times on the interleaved
 //! σ list `[σ0, σ1, σ1, σ2, σ2, …, σN−1, σN−1, 0]` (the last step is Euler only).
 
-use super::config::{
-    clip_sample_range, ClassConfig, ClassDefaults, CommonConfig, KarrasBounds, SchedulerConfig,
-    Unimplemented,
-};
+use super::config::{clip_sample_range, ClassConfig, ClassDefaults, CommonConfig, KarrasBounds, SchedulerConfig, Unimplemented};
 use super::euler::{scale_by_sigma, SigmaSchedule};
 use super::{Sampler, Scheduler, SchedulerError};
 use crate::engine::torch_rng::TorchGenerator;
@@ -23,20 +20,11 @@ pub(crate) struct HeunConfig {
 
 impl ClassConfig for HeunConfig {
     const SAMPLER: Sampler = Sampler::Heun;
-    const DEFAULTS: ClassDefaults = ClassDefaults {
-        beta_start: 0.00085,
-        beta_end: 0.012,
-        ..ClassDefaults::USUAL
-    };
-    const UNIMPLEMENTED: &'static [Unimplemented] =
-        &[Unimplemented::ExponentialSigmas, Unimplemented::BetaSigmas];
+    const DEFAULTS: ClassDefaults = ClassDefaults { beta_start: 0.00085, beta_end: 0.012, ..ClassDefaults::USUAL };
+    const UNIMPLEMENTED: &'static [Unimplemented] = &[Unimplemented::ExponentialSigmas, Unimplemented::BetaSigmas];
 
     fn from_config(common: CommonConfig, c: &SchedulerConfig) -> Result<Self, SchedulerError> {
-        Ok(Self {
-            common,
-            clip_sample_range: clip_sample_range(c, false),
-            karras_bounds: KarrasBounds::from_config(c),
-        })
+        Ok(Self { common, clip_sample_range: clip_sample_range(c, false), karras_bounds: KarrasBounds::from_config(c) })
     }
 
     fn common(&self) -> &CommonConfig {
@@ -78,13 +66,7 @@ impl Heun {
         for t in &base.timesteps[1..] {
             timesteps.extend([f64::from(*t), f64::from(*t)]);
         }
-        Self {
-            sigmas,
-            timesteps,
-            init_noise_sigma: base.init_noise_sigma,
-            clip_sample_range,
-            pending: None,
-        }
+        Self { sigmas, timesteps, init_noise_sigma: base.init_noise_sigma, clip_sample_range, pending: None }
     }
 
     fn predict_x0(&self, x: f32, eps: f32, sigma: f32) -> f32 {
@@ -109,35 +91,18 @@ impl Scheduler for Heun {
         scale_by_sigma(sample, self.sigmas[index]);
     }
 
-    fn step(
-        &mut self,
-        model_output: &[f32],
-        index: usize,
-        sample: &[f32],
-        _rng: &mut TorchGenerator,
-    ) -> Vec<f32> {
+    fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], _rng: &mut TorchGenerator) -> Vec<f32> {
         match self.pending.take() {
             None => {
                 // First order: d = (x − x0)/σ̂, dt = σ_next − σ̂, x' = x + d·dt.
                 let sigma = self.sigmas[index];
                 let sigma_next = self.sigmas[index + 1];
                 let sigma_hat = sigma * (0.0 + 1.0);
-                let derivative: Vec<f32> = sample
-                    .iter()
-                    .zip(model_output)
-                    .map(|(x, eps)| (x - self.predict_x0(*x, *eps, sigma_hat)) / sigma_hat)
-                    .collect();
+                let derivative: Vec<f32> =
+                    sample.iter().zip(model_output).map(|(x, eps)| (x - self.predict_x0(*x, *eps, sigma_hat)) / sigma_hat).collect();
                 let dt = sigma_next - sigma_hat;
-                let out = sample
-                    .iter()
-                    .zip(&derivative)
-                    .map(|(x, d)| x + d * dt)
-                    .collect();
-                self.pending = Some(FirstOrder {
-                    derivative,
-                    dt,
-                    sample: sample.to_vec(),
-                });
+                let out = sample.iter().zip(&derivative).map(|(x, d)| x + d * dt).collect();
+                self.pending = Some(FirstOrder { derivative, dt, sample: sample.to_vec() });
                 out
             }
             Some(first) => {
@@ -167,10 +132,7 @@ mod tests {
     #[test]
     fn absent_betas_default_to_sd_values_unlike_the_other_classes() {
         let heun: HeunConfig = resolve(&SchedulerConfig::default()).expect("heun");
-        let sd_betas = BetaSchedule::Linear {
-            start: 0.00085,
-            end: 0.012,
-        };
+        let sd_betas = BetaSchedule::Linear { start: 0.00085, end: 0.012 };
         assert_eq!(heun.common.betas, sd_betas);
         assert_eq!(heun.clip_sample_range, None);
     }

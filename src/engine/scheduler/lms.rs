@@ -8,9 +8,7 @@
 //! first 21-point Gauss–Kronrod estimate, so [`lms_coefficient`] evaluates that same rule
 //! (QUADPACK `dqk21` nodes, weights and summation order) on the same float32 integrand.
 
-use super::config::{
-    ClassConfig, ClassDefaults, CommonConfig, KarrasBounds, SchedulerConfig, Unimplemented,
-};
+use super::config::{ClassConfig, ClassDefaults, CommonConfig, KarrasBounds, SchedulerConfig, Unimplemented};
 use super::euler::{scale_by_sigma, SigmaSchedule};
 use super::{Sampler, Scheduler, SchedulerError};
 use crate::engine::torch_rng::TorchGenerator;
@@ -25,8 +23,7 @@ pub(crate) struct LmsConfig {
 impl ClassConfig for LmsConfig {
     const SAMPLER: Sampler = Sampler::Lms;
     const DEFAULTS: ClassDefaults = ClassDefaults::USUAL;
-    const UNIMPLEMENTED: &'static [Unimplemented] =
-        &[Unimplemented::ExponentialSigmas, Unimplemented::BetaSigmas];
+    const UNIMPLEMENTED: &'static [Unimplemented] = &[Unimplemented::ExponentialSigmas, Unimplemented::BetaSigmas];
 
     fn from_config(common: CommonConfig, _c: &SchedulerConfig) -> Result<Self, SchedulerError> {
         Ok(Self { common })
@@ -55,11 +52,7 @@ pub(crate) struct Lms {
 impl Lms {
     fn new(schedule: SigmaSchedule) -> Self {
         let timesteps = schedule.timesteps.iter().map(|t| f64::from(*t)).collect();
-        Self {
-            schedule,
-            timesteps,
-            derivatives: Vec::new(),
-        }
+        Self { schedule, timesteps, derivatives: Vec::new() }
     }
 }
 
@@ -77,13 +70,7 @@ impl Scheduler for Lms {
     }
 
     /// d = (x − x0)/σ with x0 = x − σε; x' = x + Σ_j c_j·d_{i−j}.
-    fn step(
-        &mut self,
-        model_output: &[f32],
-        index: usize,
-        sample: &[f32],
-        _rng: &mut TorchGenerator,
-    ) -> Vec<f32> {
+    fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], _rng: &mut TorchGenerator) -> Vec<f32> {
         let sigma = self.schedule.sigmas[index];
         let derivative: Vec<f32> = sample
             .iter()
@@ -100,9 +87,7 @@ impl Scheduler for Lms {
         let order = (index + 1).min(MAX_ORDER);
         // `sum(coeff * d for coeff, d in zip(coeffs, reversed(derivatives)))`: newest first,
         // each Python-float coefficient applied as float32.
-        let coeffs: Vec<f32> = (0..order)
-            .map(|j| lms_coefficient(&self.schedule.sigmas, order, index, j) as f32)
-            .collect();
+        let coeffs: Vec<f32> = (0..order).map(|j| lms_coefficient(&self.schedule.sigmas, order, index, j) as f32).collect();
         let mut out = sample.to_vec();
         let mut sum = vec![0.0f32; sample.len()];
         for (coeff, d) in coeffs.iter().zip(self.derivatives.iter().rev()) {

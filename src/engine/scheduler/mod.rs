@@ -54,41 +54,17 @@ pub enum SchedulerError {
     #[error("steps {steps} is out of range; use 1 to {max}")]
     Steps { steps: usize, max: usize },
     #[error("scheduler_config.json has {key} = {value}; expected {expected}")]
-    InvalidConfig {
-        key: &'static str,
-        value: String,
-        expected: &'static str,
-    },
+    InvalidConfig { key: &'static str, value: String, expected: &'static str },
     #[error("steps_offset {steps_offset} with {steps} steps puts timestep {timestep} outside the training range 0 to {max}; use a smaller steps_offset")]
-    TimestepOutOfRange {
-        steps_offset: i64,
-        steps: usize,
-        timestep: i64,
-        max: usize,
-    },
+    TimestepOutOfRange { steps_offset: i64, steps: usize, timestep: i64, max: usize },
     #[error("scheduler_config.json has {key} = {value}, which sampler {sampler} does not support; {supported}")]
-    Unsupported {
-        key: &'static str,
-        value: String,
-        sampler: Sampler,
-        supported: &'static str,
-    },
+    Unsupported { key: &'static str, value: String, sampler: Sampler, supported: &'static str },
 }
 
 impl SchedulerError {
     /// A key the sampler's class accepts, with a value Easel cannot reproduce.
-    pub(crate) fn unsupported(
-        sampler: Sampler,
-        key: &'static str,
-        value: String,
-        supported: &'static str,
-    ) -> Self {
-        Self::Unsupported {
-            key,
-            value,
-            sampler,
-            supported,
-        }
+    pub(crate) fn unsupported(sampler: Sampler, key: &'static str, value: String, supported: &'static str) -> Self {
+        Self::Unsupported { key, value, sampler, supported }
     }
 }
 
@@ -103,13 +79,7 @@ pub trait Scheduler: Send {
     fn scale_model_input(&self, sample: &mut [f32], index: usize);
     /// diffusers `step` for call `index`: returns the new sample. Ancestral samplers draw their noise with
     /// `rng.randn(sample.len())` at exactly the point diffusers draws it.
-    fn step(
-        &mut self,
-        model_output: &[f32],
-        index: usize,
-        sample: &[f32],
-        rng: &mut TorchGenerator,
-    ) -> Vec<f32>;
+    fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], rng: &mut TorchGenerator) -> Vec<f32>;
 }
 
 /// Builds `kind` for `steps` inference steps from the model's scheduler config.
@@ -132,11 +102,7 @@ pub fn build_scheduler(
 }
 
 /// Resolves class `C` from the file, checks the request against it, and builds it.
-fn build<C: ClassConfig>(
-    schedule: Schedule,
-    config: &SchedulerConfig,
-    steps: usize,
-) -> Result<Box<dyn Scheduler>, SchedulerError> {
+fn build<C: ClassConfig>(schedule: Schedule, config: &SchedulerConfig, steps: usize) -> Result<Box<dyn Scheduler>, SchedulerError> {
     let class: C = config::resolve(config)?;
     if schedule == Schedule::Karras && !C::SAMPLER.supports_karras() {
         return Err(SchedulerError::KarrasUnsupported(C::SAMPLER));
@@ -171,9 +137,7 @@ mod tests {
     fn refuses_a_switch_only_where_the_class_accepts_it() {
         let mut c = SchedulerConfig::sd15();
         c.thresholding = Some(true);
-        let err = build_scheduler(Sampler::Ddim, Schedule::Default, &c, 10)
-            .err()
-            .expect("ddim accepts thresholding");
+        let err = build_scheduler(Sampler::Ddim, Schedule::Default, &c, 10).err().expect("ddim accepts thresholding");
         assert!(err.to_string().contains("thresholding"), "{err}");
         assert!(build_scheduler(Sampler::Euler, Schedule::Default, &c, 10).is_ok());
     }
@@ -184,41 +148,28 @@ mod tests {
             "beta_schedule":"scaled_linear","beta_start":0.00085,"num_train_timesteps":1000,
             "set_alpha_to_one":false,"skip_prk_steps":true,"steps_offset":1,"trained_betas":null,
             "clip_sample":false}"#;
-        assert_eq!(
-            SchedulerConfig::from_json(text).expect("parse"),
-            SchedulerConfig::sd15()
-        );
+        assert_eq!(SchedulerConfig::from_json(text).expect("parse"), SchedulerConfig::sd15());
         assert!(SchedulerConfig::from_json("{").is_err());
     }
 
     #[test]
     fn refuses_what_it_cannot_reproduce() {
         let c = SchedulerConfig::sd15();
-        let err = build_scheduler(Sampler::EulerA, Schedule::Karras, &c, 10)
-            .err()
-            .expect("karras");
+        let err = build_scheduler(Sampler::EulerA, Schedule::Karras, &c, 10).err().expect("karras");
         assert!(err.to_string().contains("euler_a"), "{err}");
-        let err = build_scheduler(Sampler::Euler, Schedule::Default, &c, 0)
-            .err()
-            .expect("0 steps");
+        let err = build_scheduler(Sampler::Euler, Schedule::Default, &c, 0).err().expect("0 steps");
         assert!(err.to_string().contains("steps 0"), "{err}");
         let mut v = c.clone();
         v.prediction_type = Some("v_prediction".into());
-        let err = build_scheduler(Sampler::Ddim, Schedule::Default, &v, 10)
-            .err()
-            .expect("v-pred");
+        let err = build_scheduler(Sampler::Ddim, Schedule::Default, &v, 10).err().expect("v-pred");
         assert!(err.to_string().contains("v_prediction"), "{err}");
         let mut offset = c.clone();
         offset.steps_offset = Some(500);
-        let err = build_scheduler(Sampler::Ddim, Schedule::Default, &offset, 2)
-            .err()
-            .expect("offset");
+        let err = build_scheduler(Sampler::Ddim, Schedule::Default, &offset, 2).err().expect("offset");
         assert!(err.to_string().contains("steps_offset 500"), "{err}");
         let mut s = c.clone();
         s.timestep_spacing = Some("uniform".into());
-        let err = build_scheduler(Sampler::Euler, Schedule::Default, &s, 10)
-            .err()
-            .expect("spacing");
+        let err = build_scheduler(Sampler::Euler, Schedule::Default, &s, 10).err().expect("spacing");
         assert!(err.to_string().contains("\"uniform\""), "{err}");
     }
 
@@ -226,11 +177,7 @@ mod tests {
     fn every_sampler_runs_and_counts_its_calls() {
         let c = SchedulerConfig::sd15();
         for kind in Sampler::ALL {
-            let schedules: &[Schedule] = if kind.supports_karras() {
-                &[Schedule::Default, Schedule::Karras]
-            } else {
-                &[Schedule::Default]
-            };
+            let schedules: &[Schedule] = if kind.supports_karras() { &[Schedule::Default, Schedule::Karras] } else { &[Schedule::Default] };
             for &schedule in schedules {
                 let steps = 7;
                 let mut s = build_scheduler(kind, schedule, &c, steps).expect("build");
@@ -249,10 +196,7 @@ mod tests {
                     s.scale_model_input(&mut input, i);
                     let eps: Vec<f32> = input.iter().map(|v| v * 0.9).collect();
                     x = s.step(&eps, i, &x, &mut rng);
-                    assert!(
-                        x.iter().all(|v| v.is_finite()),
-                        "{kind} {schedule} call {i}"
-                    );
+                    assert!(x.iter().all(|v| v.is_finite()), "{kind} {schedule} call {i}");
                 }
             }
         }

@@ -19,17 +19,12 @@ pub(crate) struct PndmConfig {
 
 impl ClassConfig for PndmConfig {
     const SAMPLER: Sampler = Sampler::Pndm;
-    const DEFAULTS: ClassDefaults = ClassDefaults {
-        timestep_spacing: Spacing::Leading,
-        ..ClassDefaults::USUAL
-    };
+    const DEFAULTS: ClassDefaults = ClassDefaults { timestep_spacing: Spacing::Leading, ..ClassDefaults::USUAL };
     const UNIMPLEMENTED: &'static [Unimplemented] = &[];
 
     fn from_config(common: CommonConfig, c: &SchedulerConfig) -> Result<Self, SchedulerError> {
         if c.skip_prk_steps != Some(true) {
-            let value = c
-                .skip_prk_steps
-                .map_or("absent (default false)".to_string(), |v| v.to_string());
+            let value = c.skip_prk_steps.map_or("absent (default false)".to_string(), |v| v.to_string());
             return Err(SchedulerError::unsupported(
                 Self::SAMPLER,
                 "skip_prk_steps",
@@ -37,10 +32,7 @@ impl ClassConfig for PndmConfig {
                 "only PLMS (skip_prk_steps true, as in SD 1.x) is implemented",
             ));
         }
-        Ok(Self {
-            common,
-            set_alpha_to_one: c.set_alpha_to_one.unwrap_or(false),
-        })
+        Ok(Self { common, set_alpha_to_one: c.set_alpha_to_one.unwrap_or(false) })
     }
 
     fn common(&self) -> &CommonConfig {
@@ -77,19 +69,11 @@ impl Pndm {
         let n = steps as i64;
         // `_timesteps`, ascending.
         let base: Vec<i64> = match common.spacing {
-            Spacing::Linspace => np_linspace(0.0, (t_train - 1) as f64, steps)
-                .into_iter()
-                .map(|t| np_round(t) as i64)
-                .collect(),
-            Spacing::Leading => (0..n)
-                .map(|i| i * (t_train / n) + common.steps_offset)
-                .collect(),
+            Spacing::Linspace => np_linspace(0.0, (t_train - 1) as f64, steps).into_iter().map(|t| np_round(t) as i64).collect(),
+            Spacing::Leading => (0..n).map(|i| i * (t_train / n) + common.steps_offset).collect(),
             Spacing::Trailing => {
                 let ratio = t_train as f64 / steps as f64;
-                let mut ts: Vec<i64> = np_arange_f64(t_train as f64, 0.0, -ratio)
-                    .into_iter()
-                    .map(|t| np_round(t) as i64 - 1)
-                    .collect();
+                let mut ts: Vec<i64> = np_arange_f64(t_train as f64, 0.0, -ratio).into_iter().map(|t| np_round(t) as i64 - 1).collect();
                 ts.reverse();
                 ts
             }
@@ -106,11 +90,7 @@ impl Pndm {
         // The second (warm-up) call looks one stride ahead of its timestep.
         let warm_up = plms.get(1).map(|t| t + t_train / n);
         common.check_timesteps(plms.iter().copied().chain(warm_up), steps)?;
-        let final_alpha_cumprod = if config.set_alpha_to_one {
-            1.0
-        } else {
-            train.alphas_cumprod[0]
-        };
+        let final_alpha_cumprod = if config.set_alpha_to_one { 1.0 } else { train.alphas_cumprod[0] };
         Ok(Self {
             final_alpha_cumprod,
             alphas_cumprod: train.alphas_cumprod,
@@ -141,11 +121,7 @@ impl Pndm {
         let sample_coeff = (a_prev / a_t).sqrt();
         let denom = a_t * beta_prev.sqrt() + (a_t * beta_t * a_prev).sqrt();
         let diff = a_prev - a_t;
-        sample
-            .iter()
-            .zip(eps)
-            .map(|(x, e)| sample_coeff * x - diff * e / denom)
-            .collect()
+        sample.iter().zip(eps).map(|(x, e)| sample_coeff * x - diff * e / denom).collect()
     }
 }
 
@@ -160,13 +136,7 @@ impl Scheduler for Pndm {
 
     fn scale_model_input(&self, _sample: &mut [f32], _index: usize) {}
 
-    fn step(
-        &mut self,
-        model_output: &[f32],
-        index: usize,
-        sample: &[f32],
-        _rng: &mut TorchGenerator,
-    ) -> Vec<f32> {
+    fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], _rng: &mut TorchGenerator) -> Vec<f32> {
         let mut t = self.plms_timesteps[index];
         let mut prev_t = t - self.step_ratio;
         if self.counter != 1 {
@@ -181,8 +151,7 @@ impl Scheduler for Pndm {
 
         let ets = &self.ets;
         let n = ets.len();
-        let combine =
-            |f: &dyn Fn(usize) -> f32| (0..model_output.len()).map(f).collect::<Vec<f32>>();
+        let combine = |f: &dyn Fn(usize) -> f32| (0..model_output.len()).map(f).collect::<Vec<f32>>();
         let mut x = sample;
         let cur;
         let eps: Vec<f32> = if n == 1 && self.counter == 0 {
@@ -199,9 +168,7 @@ impl Scheduler for Pndm {
         } else {
             // `(1 / 24) * (...)`: the Python double 1/24 meets a float32 tensor as a float32.
             let one_24 = (1.0f64 / 24.0) as f32;
-            combine(&|i| {
-                one_24 * (55.0 * ets[3][i] - 59.0 * ets[2][i] + 37.0 * ets[1][i] - 9.0 * ets[0][i])
-            })
+            combine(&|i| one_24 * (55.0 * ets[3][i] - 59.0 * ets[2][i] + 37.0 * ets[1][i] - 9.0 * ets[0][i]))
         };
         let out = self.prev_sample(x, t, prev_t, &eps);
         self.counter += 1;

@@ -53,23 +53,13 @@ pub(crate) struct TrainSchedule {
 }
 
 impl TrainSchedule {
-    pub(crate) fn new(
-        betas: &BetaSchedule,
-        num_train_timesteps: usize,
-    ) -> Result<Self, SchedulerError> {
+    pub(crate) fn new(betas: &BetaSchedule, num_train_timesteps: usize) -> Result<Self, SchedulerError> {
         let betas: Vec<f32> = match betas {
-            BetaSchedule::Linear { start, end } => {
-                torch_linspace_f32(*start as f32, *end as f32, num_train_timesteps)
-            }
+            BetaSchedule::Linear { start, end } => torch_linspace_f32(*start as f32, *end as f32, num_train_timesteps),
             // `torch.linspace(beta_start**0.5, beta_end**0.5, T, dtype=float32) ** 2`
-            BetaSchedule::ScaledLinear { start, end } => torch_linspace_f32(
-                start.powf(0.5) as f32,
-                end.powf(0.5) as f32,
-                num_train_timesteps,
-            )
-            .into_iter()
-            .map(|b| b * b)
-            .collect(),
+            BetaSchedule::ScaledLinear { start, end } => {
+                torch_linspace_f32(start.powf(0.5) as f32, end.powf(0.5) as f32, num_train_timesteps).into_iter().map(|b| b * b).collect()
+            }
             BetaSchedule::SquaredCosCapV2 => betas_for_cosine_alpha_bar(num_train_timesteps),
             BetaSchedule::Trained(values) => {
                 if values.len() != num_train_timesteps {
@@ -91,14 +81,8 @@ impl TrainSchedule {
                 running as f32
             })
             .collect();
-        let sigmas = alphas_cumprod
-            .iter()
-            .map(|a| ((1.0 - a) / a).sqrt())
-            .collect();
-        Ok(Self {
-            alphas_cumprod,
-            sigmas,
-        })
+        let sigmas = alphas_cumprod.iter().map(|a| ((1.0 - a) / a).sqrt()).collect();
+        Ok(Self { alphas_cumprod, sigmas })
     }
 
     /// `np.log(sigmas)` of the float32 table, kept float32 (numpy keeps the dtype).
@@ -119,11 +103,7 @@ impl TrainSchedule {
 
 /// `betas_for_alpha_bar(T)` with the cosine transform (float64 maths, stored as float32).
 fn betas_for_cosine_alpha_bar(n: usize) -> Vec<f32> {
-    let alpha_bar = |t: f64| {
-        ((t + 0.008) / 1.008 * std::f64::consts::PI / 2.0)
-            .cos()
-            .powi(2)
-    };
+    let alpha_bar = |t: f64| ((t + 0.008) / 1.008 * std::f64::consts::PI / 2.0).cos().powi(2);
     (0..n)
         .map(|i| {
             let t1 = i as f64 / n as f64;
@@ -145,13 +125,7 @@ pub(crate) fn torch_linspace_f32(start: f32, end: f32, steps: usize) -> Vec<f32>
             let step = (end - start) / (steps - 1) as f32;
             let halfway = steps / 2;
             (0..steps)
-                .map(|i| {
-                    if i < halfway {
-                        step.mul_add(i as f32, start)
-                    } else {
-                        (-step).mul_add((steps - i - 1) as f32, end)
-                    }
-                })
+                .map(|i| if i < halfway { step.mul_add(i as f32, start) } else { (-step).mul_add((steps - i - 1) as f32, end) })
                 .collect()
         }
     }
@@ -167,9 +141,7 @@ pub(crate) fn np_linspace(start: f64, stop: f64, num: usize) -> Vec<f64> {
     }
     let step = (stop - start) / (num - 1) as f64;
     let mut out: Vec<f64> = if step == 0.0 {
-        (0..num)
-            .map(|i| i as f64 / (num - 1) as f64 * (stop - start) + start)
-            .collect()
+        (0..num).map(|i| i as f64 / (num - 1) as f64 * (stop - start) + start).collect()
     } else {
         (0..num).map(|i| i as f64 * step + start).collect()
     };
@@ -259,18 +231,8 @@ pub(crate) fn numpy_simd_log_f32(value: f32) -> f32 {
         exponent -= 1.0;
     }
     let x = m - 1.0;
-    let num = P[5]
-        .mul_add(x, P[4])
-        .mul_add(x, P[3])
-        .mul_add(x, P[2])
-        .mul_add(x, P[1])
-        .mul_add(x, P[0]);
-    let den = Q[5]
-        .mul_add(x, Q[4])
-        .mul_add(x, Q[3])
-        .mul_add(x, Q[2])
-        .mul_add(x, Q[1])
-        .mul_add(x, Q[0]);
+    let num = P[5].mul_add(x, P[4]).mul_add(x, P[3]).mul_add(x, P[2]).mul_add(x, P[1]).mul_add(x, P[0]);
+    let den = Q[5].mul_add(x, Q[4]).mul_add(x, Q[3]).mul_add(x, Q[2]).mul_add(x, Q[1]).mul_add(x, Q[0]);
     exponent.mul_add(LN_2, num / den)
 }
 
@@ -281,10 +243,7 @@ pub(crate) fn sigma_to_t(sigma: f64, log_sigmas: &[f32]) -> f64 {
     let log_sigma = sigma.max(1e-10).ln();
     // argmax of the cumulative count of `log σ − log_sigmas[i] >= 0` is the last i where it
     // holds (the table ascends, so those i form a prefix), or 0 when there is none.
-    let low_idx = log_sigmas
-        .iter()
-        .rposition(|ls| log_sigma - f64::from(*ls) >= 0.0)
-        .unwrap_or(0);
+    let low_idx = log_sigmas.iter().rposition(|ls| log_sigma - f64::from(*ls) >= 0.0).unwrap_or(0);
     let low_idx = low_idx.min(log_sigmas.len() - 2);
     let high_idx = low_idx + 1;
     let low = log_sigmas[low_idx];
@@ -298,10 +257,7 @@ pub(crate) fn karras_sigmas(sigma_min: f64, sigma_max: f64, n: usize) -> Vec<f64
     let rho = 7.0f64;
     let min_inv_rho = sigma_min.powf(1.0 / rho);
     let max_inv_rho = sigma_max.powf(1.0 / rho);
-    np_linspace(0.0, 1.0, n)
-        .into_iter()
-        .map(|ramp| (max_inv_rho + ramp * (min_inv_rho - max_inv_rho)).powf(rho))
-        .collect()
+    np_linspace(0.0, 1.0, n).into_iter().map(|ramp| (max_inv_rho + ramp * (min_inv_rho - max_inv_rho)).powf(rho)).collect()
 }
 
 /// `_sigma_to_alpha_sigma_t` for variance-preserving samplers: α = 1/sqrt(σ² + 1) and
@@ -321,14 +277,7 @@ mod tests {
     use super::*;
 
     fn sd15() -> TrainSchedule {
-        TrainSchedule::new(
-            &BetaSchedule::ScaledLinear {
-                start: 0.00085,
-                end: 0.012,
-            },
-            1000,
-        )
-        .expect("schedule")
+        TrainSchedule::new(&BetaSchedule::ScaledLinear { start: 0.00085, end: 0.012 }, 1000).expect("schedule")
     }
 
     #[test]
@@ -344,29 +293,18 @@ mod tests {
     #[test]
     fn sd15_alphas_cumprod_match_diffusers_bit_for_bit() {
         // Written by models/tooling/ref_schedulers.py from PNDMScheduler(SD 1.5 config).
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/schedulers/sd15_alphas_cumprod.npy");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/schedulers/sd15_alphas_cumprod.npy");
         let (_, expected) = crate::engine::npy::read_f32(path).expect("fixture");
         let ours = sd15().alphas_cumprod;
-        let differing: Vec<usize> = (0..1000)
-            .filter(|i| ours[*i].to_bits() != expected[*i].to_bits())
-            .collect();
-        assert!(
-            differing.is_empty(),
-            "{} entries differ, first at {:?}",
-            differing.len(),
-            differing.first()
-        );
+        let differing: Vec<usize> = (0..1000).filter(|i| ours[*i].to_bits() != expected[*i].to_bits()).collect();
+        assert!(differing.is_empty(), "{} entries differ, first at {:?}", differing.len(), differing.first());
     }
 
     #[test]
     fn numpy_helpers_behave_like_numpy() {
         assert_eq!(np_linspace(0.0, 999.0, 1), vec![0.0]);
         assert_eq!(np_linspace(0.0, 1.0, 3), vec![0.0, 0.5, 1.0]);
-        assert_eq!(
-            np_arange_f64(1000.0, 0.0, -1000.0 / 4.0),
-            vec![1000.0, 750.0, 500.0, 250.0]
-        );
+        assert_eq!(np_arange_f64(1000.0, 0.0, -1000.0 / 4.0), vec![1000.0, 750.0, 500.0, 250.0]);
         assert_eq!(np_round(0.5), 0.0);
         assert_eq!(np_round(1.5), 2.0);
         assert_eq!(np_round(62.5), 62.0);
@@ -391,10 +329,7 @@ mod tests {
         for i in 1..20_000 {
             let x = i as f32 * 0.001_37;
             let (ours, exact) = (numpy_simd_log_f32(x), x.ln());
-            assert!(
-                (ours - exact).abs() <= 4.0 * f32::EPSILON * exact.abs().max(1.0),
-                "{x}: {ours} vs {exact}"
-            );
+            assert!((ours - exact).abs() <= 4.0 * f32::EPSILON * exact.abs().max(1.0), "{x}: {ours} vs {exact}");
         }
     }
 

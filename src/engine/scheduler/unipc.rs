@@ -5,9 +5,7 @@
 //! new model output (UniC), then predicts the next sample (UniP); both in variance-preserving
 //! space with the same timesteps and σ as DPM-Solver.
 
-use super::config::{
-    ClassConfig, ClassDefaults, CommonConfig, KarrasBounds, SchedulerConfig, Unimplemented,
-};
+use super::config::{ClassConfig, ClassDefaults, CommonConfig, KarrasBounds, SchedulerConfig, Unimplemented};
 use super::dpmpp_2m::{data_prediction, multistep_schedule};
 use super::sigmas::{vp_alpha_sigma, vp_lambda};
 use super::{Sampler, Scheduler, SchedulerError};
@@ -123,10 +121,7 @@ impl UniPc {
         let lambda_t = vp_lambda(alpha_t, sigma_t);
         let lambda_s0 = vp_lambda(alpha_s0, sigma_s0);
         let h = lambda_t - lambda_s0;
-        let mut rks: Vec<f32> = older
-            .iter()
-            .map(|si| (self.lambda_at(*si) - lambda_s0) / h)
-            .collect();
+        let mut rks: Vec<f32> = older.iter().map(|si| (self.lambda_at(*si) - lambda_s0) / h).collect();
         rks.push(1.0);
         let hh = -h;
         let h_phi_1 = hh.exp_m1();
@@ -141,15 +136,7 @@ impl UniPc {
             factorial_i *= i as u64 + 1;
             h_phi_k = h_phi_k / hh - (1.0 / factorial_i as f64) as f32;
         }
-        Coefficients {
-            alpha_t,
-            ratio: sigma_t / sigma_s0,
-            rks,
-            h_phi_1,
-            b_h,
-            rows,
-            b,
-        }
+        Coefficients { alpha_t, ratio: sigma_t / sigma_s0, rks, h_phi_1, b_h, rows, b }
     }
 }
 
@@ -183,21 +170,14 @@ fn solve(rows: &[Vec<f32>], b: &[f32]) -> Vec<f32> {
     let mut a: Vec<Vec<f32>> = rows.iter().map(|r| r[..n].to_vec()).collect();
     let mut x = b.to_vec();
     for col in 0..n {
-        let pivot = (col..n).fold(col, |best, r| {
-            if a[r][col].abs() > a[best][col].abs() {
-                r
-            } else {
-                best
-            }
-        });
+        let pivot = (col..n).fold(col, |best, r| if a[r][col].abs() > a[best][col].abs() { r } else { best });
         a.swap(col, pivot);
         x.swap(col, pivot);
         let inv = 1.0 / a[col][col];
         for r in col + 1..n {
             let l = a[r][col] * inv;
             let (upper, lower) = a.split_at_mut(r);
-            for (target, pivot_value) in lower[0][col + 1..].iter_mut().zip(&upper[col][col + 1..])
-            {
+            for (target, pivot_value) in lower[0][col + 1..].iter_mut().zip(&upper[col][col + 1..]) {
                 *target -= l * pivot_value;
             }
             x[r] -= l * x[col];
@@ -223,17 +203,9 @@ impl Scheduler for UniPc {
 
     fn scale_model_input(&self, _sample: &mut [f32], _index: usize) {}
 
-    fn step(
-        &mut self,
-        model_output: &[f32],
-        index: usize,
-        sample: &[f32],
-        _rng: &mut TorchGenerator,
-    ) -> Vec<f32> {
+    fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], _rng: &mut TorchGenerator) -> Vec<f32> {
         let x0 = data_prediction(sample, model_output, self.sigmas[index]);
-        let use_corrector = index > 0
-            && !self.disable_corrector.contains(&(index - 1))
-            && self.last_sample.is_some();
+        let use_corrector = index > 0 && !self.disable_corrector.contains(&(index - 1)) && self.last_sample.is_some();
         let corrected;
         let sample = match (use_corrector, self.last_sample.as_deref()) {
             (true, Some(last)) => {
@@ -248,11 +220,7 @@ impl Scheduler for UniPc {
             self.model_outputs.remove(0);
         }
         let remaining = self.timesteps.len() - index;
-        let this_order = if self.lower_order_final {
-            self.solver_order.min(remaining)
-        } else {
-            self.solver_order
-        };
+        let this_order = if self.lower_order_final { self.solver_order.min(remaining) } else { self.solver_order };
         self.this_order = this_order.min(self.lower_order_nums + 1);
         self.last_sample = Some(sample.to_vec());
         let out = self.predict(sample, index);
@@ -275,10 +243,7 @@ impl UniPc {
         let d1s: Vec<Vec<f32>> = (1..order)
             .map(|i| {
                 let mi = &outputs[outputs.len() - 1 - i];
-                mi.iter()
-                    .zip(m0)
-                    .map(|(a, b)| (a - b) / c.rks[i - 1])
-                    .collect()
+                mi.iter().zip(m0).map(|(a, b)| (a - b) / c.rks[i - 1]).collect()
             })
             .collect();
         let rhos: Vec<f32> = match order {
@@ -306,13 +271,7 @@ impl UniPc {
 
     /// UniC (`multistep_uni_c_bh_update`) with the previous predictor's order: corrects
     /// `this_sample` using the new data prediction `model_t`.
-    fn correct(
-        &self,
-        model_t: &[f32],
-        last_sample: &[f32],
-        this_sample: &[f32],
-        index: usize,
-    ) -> Vec<f32> {
+    fn correct(&self, model_t: &[f32], last_sample: &[f32], this_sample: &[f32], index: usize) -> Vec<f32> {
         let order = self.this_order;
         let outputs = &self.model_outputs;
         let m0 = &outputs[outputs.len() - 1];
@@ -321,17 +280,10 @@ impl UniPc {
         let d1s: Vec<Vec<f32>> = (1..order)
             .map(|i| {
                 let mi = &outputs[outputs.len() - 1 - i];
-                mi.iter()
-                    .zip(m0)
-                    .map(|(a, b)| (a - b) / c.rks[i - 1])
-                    .collect()
+                mi.iter().zip(m0).map(|(a, b)| (a - b) / c.rks[i - 1]).collect()
             })
             .collect();
-        let rhos = if order == 1 {
-            vec![0.5]
-        } else {
-            solve(&c.rows, &c.b)
-        };
+        let rhos = if order == 1 { vec![0.5] } else { solve(&c.rows, &c.b) };
         let rho_last = rhos[rhos.len() - 1];
         let first = c.alpha_t * c.h_phi_1;
         let last = c.alpha_t * c.b_h;
@@ -340,11 +292,7 @@ impl UniPc {
             .map(|e| {
                 let x_t_ = c.ratio * last_sample[e] - first * m0[e];
                 let d1_t = model_t[e] - m0[e];
-                let corr = if d1s.is_empty() {
-                    0.0
-                } else {
-                    weighted_sum(&rhos[..rhos.len() - 1], &d1s, e)
-                };
+                let corr = if d1s.is_empty() { 0.0 } else { weighted_sum(&rhos[..rhos.len() - 1], &d1s, e) };
                 x_t_ - last * (corr + rho_last * d1_t)
             })
             .collect()
@@ -368,9 +316,6 @@ mod tests {
     fn solve_handles_pivoting() {
         let rows = vec![vec![1.0f32, 1.0], vec![-2.0, 1.0]];
         let x = solve(&rows, &[3.0, 0.0]);
-        assert!(
-            (x[0] - 1.0).abs() < 1e-6 && (x[1] - 2.0).abs() < 1e-6,
-            "{x:?}"
-        );
+        assert!((x[0] - 1.0).abs() < 1e-6 && (x[1] - 2.0).abs() < 1e-6, "{x:?}");
     }
 }

@@ -163,7 +163,10 @@ async fn a_file_another_process_is_downloading_is_waited_for_not_written_twice()
     assert!(!pulling.is_finished(), "the pull waits for the lock");
     assert_eq!(hub.state.served("unet/model.onnx"), 0);
     // The other process finishes the file, then lets go.
-    std::fs::write(cache.blob_path(REPO, &etag), tiny_file("unet/model.onnx")).unwrap();
+    // (huggingface_hub makes the blobs folder itself; the pull may not have made it yet.)
+    let blob = cache.blob_path(REPO, &etag);
+    std::fs::create_dir_all(blob.parent().unwrap()).unwrap();
+    std::fs::write(blob, tiny_file("unet/model.onnx")).unwrap();
     drop(lock);
     let pulled = pulling.await.unwrap().unwrap();
     assert_eq!(hub.state.served("unet/model.onnx"), 0, "not downloaded again");

@@ -94,12 +94,12 @@ def cmd_reference(a) -> int:
     from . import reference
 
     target = a.target
-    if target and target[0] in ("randn", "schedulers"):
+    if target and target[0] in ("randn", "schedulers", "img2img"):
         if len(target) != 2:
             raise ToolError(f"usage: sdtool reference {target[0]} OUT")
         return reference.run_helper(target[0], Path(target[1]))
     if target:
-        raise ToolError(f"unknown reference target {target[0]!r} (expected randn, schedulers, or flags)")
+        raise ToolError(f"unknown reference target {target[0]!r} (expected randn, schedulers, img2img, or flags)")
     if a.all_fixtures:
         reference.all_fixtures(
             Path(a.out) if a.out else REPO_ROOT / "tests" / "fixtures" / "pipeline",
@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_random)
 
     f = sub.add_parser("reference", help="diffusers reference outputs (fixtures for the engine's parity tests)")
-    f.add_argument("target", nargs="*", help="'randn OUT' or 'schedulers OUT' for the helper generators")
+    f.add_argument("target", nargs="*", help="'randn OUT', 'schedulers OUT' or 'img2img OUT' for the helper generators")
     f.add_argument("--all-fixtures", action="store_true", help="regenerate tests/fixtures/pipeline (tiny model, seed 0)")
     f.add_argument("--only", action="append", help="with --all-fixtures: only this case (repeatable)")
     f.add_argument("--model", help="torch diffusers model folder (default: models/tiny-sd-torch, rebuilt if absent)")

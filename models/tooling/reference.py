@@ -300,8 +300,8 @@ def all_fixtures(out_dir: Path, model: Path | None = None, only: list[str] | Non
 
 
 def run_helper(which: str, out: Path) -> int:
-    """``reference randn OUT`` / ``reference schedulers OUT``: generators written as separate modules."""
-    module_name = {"randn": "ref_randn", "schedulers": "ref_schedulers"}[which]
+    """``reference randn|schedulers|img2img OUT``: generators written as separate modules."""
+    module_name = {"randn": "ref_randn", "schedulers": "ref_schedulers", "img2img": "ref_img2img"}[which]
     if importlib.util.find_spec(f"tooling.{module_name}") is None:
         raise ToolError(f"tooling/{module_name}.py is not present in this checkout")
     mod = importlib.import_module(f"tooling.{module_name}")

@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::api::request::{FieldError, GenerateRequest, GenerationSettings};
 use crate::engine::model::{Residency, SdModel};
-use crate::engine::pipeline::txt2img;
+use crate::engine::pipeline::{img2img, txt2img, InitImage};
 use crate::engine::{infotext, npy, png_meta, runtime, CancelToken, EngineError};
 
 #[derive(Args, Debug, Clone)]
@@ -51,6 +51,39 @@ pub struct GenerateArgs {
     /// Save the final latents (before the VAE) as a NumPy .npy file.
     #[arg(long, value_name = "FILE.npy")]
     pub save_latents: Option<PathBuf>,
+    /// Image-to-image: start from this PNG instead of noise. It sets width and height unless they
+    /// are given (rounded down to multiples of 8); otherwise it is resized (Lanczos).
+    #[arg(long, value_name = "IN.png")]
+    pub init_image: Option<PathBuf>,
+    /// Image-to-image: how much of the init image is repainted, in (0, 1]; int(steps x strength)
+    /// steps run [default: 0.75].
+    #[arg(long, requires = "init_image")]
+    pub strength: Option<f64>,
+}
+
+/// Default image-to-image strength (A1111's default denoising strength).
+pub const DEFAULT_STRENGTH: f64 = 0.75;
+/// Largest init image accepted, in pixels per side (decoded).
+pub const MAX_INIT_IMAGE_SIDE: u32 = 4096;
+
+/// Reads an init image, RGB8, refusing what is not an image or is larger than
+/// [`MAX_INIT_IMAGE_SIDE`] on a side (the decoder's limits stop decompression bombs).
+fn read_init_image(path: &Path) -> Result<image::RgbImage, GenerateError> {
+    let invalid = |message: String| GenerateError::Invalid(vec![FieldError::new("init_image", message)]);
+    let reader = image::ImageReader::open(path).map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?;
+    let mut reader = reader.with_guessed_format().map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_INIT_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_INIT_IMAGE_SIDE);
+    limits.max_alloc = Some(512 << 20);
+    reader.limits(limits);
+    let decoded = reader.decode().map_err(|e| {
+        invalid(format!(
+            "{} is not an image Easel can read (PNG, at most {MAX_INIT_IMAGE_SIDE}x{MAX_INIT_IMAGE_SIDE}): {e}",
+            path.display()
+        ))
+    })?;
+    Ok(decoded.to_rgb8())
 }
 
 /// Failures of `easel generate`, split by exit code: bad input (2) or a failed run (1).
@@ -106,14 +139,24 @@ fn output_paths(output: &Path, settings: &GenerationSettings) -> Vec<PathBuf> {
 }
 
 pub fn run(args: &GenerateArgs, settings: &crate::config::Settings) -> Result<(), GenerateError> {
+    let init_image = args.init_image.as_deref().map(read_init_image).transpose()?;
+    let strength = args.strength.unwrap_or(DEFAULT_STRENGTH);
+    if init_image.is_some() && !(strength > 0.0 && strength <= 1.0) {
+        return Err(GenerateError::Invalid(vec![FieldError::new(
+            "strength",
+            format!("strength {strength} is outside (0, 1]; 0.75 repaints three quarters"),
+        )]));
+    }
+    // diffusers' image processor: the image's own size, rounded down to multiples of 8.
+    let image_size = |side: u32| Some(side / 8 * 8).filter(|s| *s > 0);
     let request = GenerateRequest {
         prompt: args.prompt.clone(),
         negative_prompt: args.negative_prompt.clone(),
         seed: args.seed,
         steps: args.steps,
         cfg_scale: args.cfg_scale,
-        width: args.width,
-        height: args.height,
+        width: args.width.or_else(|| init_image.as_ref().and_then(|i| image_size(i.width()))),
+        height: args.height.or_else(|| init_image.as_ref().and_then(|i| image_size(i.height()))),
         sampler: args.sampler.clone(),
         schedule: args.schedule.clone(),
         batch_size: args.batch_size,
@@ -143,15 +186,28 @@ pub fn run(args: &GenerateArgs, settings: &crate::config::Settings) -> Result<()
     bar.set_style(
         ProgressStyle::with_template("{bar:30} step {pos}/{len}  {per_sec}  ETA {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let output = txt2img(&mut model, &resolved, &CancelToken::new(), &mut |p| {
+    let mut on_step = |p: &crate::engine::pipeline::StepProgress<'_>| {
         bar.set_length(p.total as u64);
         bar.set_position(p.step as u64);
-    })
+    };
+    let output = match &init_image {
+        None => txt2img(&mut model, &resolved, &CancelToken::new(), &mut on_step),
+        Some(image) => {
+            let (width, height) = (resolved.width, resolved.height);
+            let sized = if image.dimensions() == (width, height) {
+                image.clone()
+            } else {
+                image::imageops::resize(image, width, height, image::imageops::FilterType::Lanczos3)
+            };
+            let init = InitImage { width, height, rgb: sized.as_raw() };
+            img2img(&mut model, &resolved, &init, strength, &CancelToken::new(), &mut on_step)
+        }
+    }
     .map_err(failed)?;
     bar.finish_and_clear();
 
     let out = args.output.clone().unwrap_or_else(|| settings.outputs_dir.clone());
-    let parameters = infotext::infotext(&resolved, &model.name, &model.short_hash);
+    let parameters = infotext::infotext_with(&resolved, &model.name, &model.short_hash, init_image.as_ref().map(|_| strength));
     for (image, path) in output.images.iter().zip(output_paths(&out, &resolved)) {
         let bytes = png_meta::image_png(&resolved, &model, image, &parameters).map_err(failed)?;
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {

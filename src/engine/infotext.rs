@@ -25,11 +25,16 @@ fn python_float(x: f32) -> String {
 
 /// The infotext for one image of a generation.
 pub fn infotext(settings: &GenerationSettings, model_name: &str, model_hash: &str) -> String {
+    infotext_with(settings, model_name, model_hash, None)
+}
+
+/// The infotext of an image-to-image generation: A1111 writes `Denoising strength` after `Model`.
+pub fn infotext_with(settings: &GenerationSettings, model_name: &str, model_hash: &str, denoising_strength: Option<f64>) -> String {
     let mut lines = vec![settings.prompt.clone()];
     if !settings.negative_prompt.is_empty() {
         lines.push(format!("Negative prompt: {}", settings.negative_prompt));
     }
-    let pairs: [(&str, String); 9] = [
+    let mut pairs: Vec<(&str, String)> = vec![
         ("Steps", settings.steps.to_string()),
         ("Sampler", settings.sampler.a1111_name().to_string()),
         ("Schedule type", settings.schedule.a1111_name().to_string()),
@@ -38,9 +43,12 @@ pub fn infotext(settings: &GenerationSettings, model_name: &str, model_hash: &st
         ("Size", format!("{}x{}", settings.width, settings.height)),
         ("Model hash", model_hash.to_string()),
         ("Model", model_name.to_string()),
-        // Not A1111's GPU Philox noise: tells readers which generator made the noise.
-        ("RNG", "CPU".to_string()),
     ];
+    if let Some(strength) = denoising_strength {
+        pairs.push(("Denoising strength", python_float(strength as f32)));
+    }
+    // Not A1111's GPU Philox noise: tells readers which generator made the noise.
+    pairs.push(("RNG", "CPU".to_string()));
     let params: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}: {}", quote(v))).collect();
     lines.push(params.join(", "));
     lines.join("\n").trim().to_string()
@@ -73,6 +81,12 @@ mod tests {
             "a watercolor fox, soft light\nNegative prompt: blurry\nSteps: 20, Sampler: DPM++ 2M, Schedule type: Karras, \
              CFG scale: 7.0, Seed: 1234567890, Size: 512x768, Model hash: 0123456789, Model: tiny-sd, RNG: CPU"
         );
+    }
+
+    #[test]
+    fn img2img_writes_denoising_strength_after_the_model_as_a1111_does() {
+        let text = infotext_with(&settings(), "tiny-sd", "0123456789", Some(0.75));
+        assert!(text.ends_with("Model hash: 0123456789, Model: tiny-sd, Denoising strength: 0.75, RNG: CPU"), "{text}");
     }
 
     #[test]

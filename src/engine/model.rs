@@ -33,7 +33,16 @@ pub enum Residency {
 /// A sub-model that is either resident or loaded on demand.
 enum Slot {
     Resident(OnnxModel),
-    OnDemand { role: &'static str, path: PathBuf },
+    OnDemand {
+        role: &'static str,
+        path: PathBuf,
+    },
+    /// Loaded at its first use, then kept (the VAE encoder: only image-to-image needs it).
+    Lazy {
+        role: &'static str,
+        path: PathBuf,
+        model: Option<OnnxModel>,
+    },
 }
 
 pub struct SdModel {
@@ -49,6 +58,8 @@ pub struct SdModel {
     text_encoder: Slot,
     unet: Slot,
     vae_decoder: Slot,
+    /// `None` when the folder has no `vae_encoder/model.onnx` (txt2img does not need one).
+    vae_encoder: Option<Slot>,
 }
 
 /// Checks the folder holds every part txt2img needs; the error names all missing parts at once.
@@ -102,6 +113,12 @@ impl Slot {
         match self {
             Slot::Resident(model) => Ok(SlotGuard::Borrowed(model)),
             Slot::OnDemand { role, path } => Ok(SlotGuard::Owned(OnnxModel::load(runtime, role, path, threads)?)),
+            Slot::Lazy { role, path, model } => {
+                if model.is_none() {
+                    *model = Some(OnnxModel::load(runtime, role, path, threads)?);
+                }
+                Ok(SlotGuard::Borrowed(model.as_mut().expect("loaded above")))
+            }
         }
     }
 }
@@ -164,6 +181,13 @@ impl SdModel {
             text_encoder: slot("text_encoder", "text_encoder")?,
             unet: slot("unet", "unet")?,
             vae_decoder: slot("vae_decoder", "vae_decoder")?,
+            vae_encoder: dir.join("vae_encoder/model.onnx").is_file().then(|| {
+                let (role, path) = ("vae_encoder", dir.join("vae_encoder/model.onnx"));
+                match residency {
+                    Residency::Warm => Slot::Lazy { role, path, model: None },
+                    Residency::LowMemory => Slot::OnDemand { role, path },
+                }
+            }),
         })
     }
 
@@ -177,6 +201,17 @@ impl SdModel {
 
     pub fn vae_decoder(&mut self) -> Result<SlotGuard<'_>, EngineError> {
         self.vae_decoder.get(self.runtime, self.threads)
+    }
+
+    /// The VAE encoder (image-to-image); an error naming the folder when the model has none.
+    pub fn vae_encoder(&mut self) -> Result<SlotGuard<'_>, EngineError> {
+        match self.vae_encoder.as_mut() {
+            Some(slot) => slot.get(self.runtime, self.threads),
+            None => Err(EngineError::NotAModel {
+                path: self.dir.clone(),
+                missing: vec!["vae_encoder/model.onnx (image-to-image needs it)".into()],
+            }),
+        }
     }
 }
 

@@ -313,9 +313,141 @@ pub fn txt2img(
     })
 }
 
+/// An image to start from: RGB8, row-major, at the generation's width and height.
+pub struct InitImage<'a> {
+    pub width: u32,
+    pub height: u32,
+    pub rgb: &'a [u8],
+}
+
+/// Stage 2 from an image: the VAE encoder's latents of `image`, `[1, 4, H/8, W/8]`, times the
+/// VAE scaling factor. As diffusers' `retrieve_latents(vae.encode(x), generator)`: pixels become
+/// `2·(p/255) − 1`; the encoder's `latent_parameters` are mean ‖ log-variance, the log-variance is
+/// clamped to [−30, 20] and the latents are *sampled*, `mean + exp(½·logvar)·randn`, with the
+/// noise drawn from `rng` (the first draw of the run, as in diffusers). A legacy export whose
+/// encoder outputs `latent_sample` draws inside the graph instead, so its latents cannot equal
+/// diffusers'; they are used as they are.
+pub fn encode_image(
+    model: &mut SdModel,
+    image: &InitImage<'_>,
+    rng: &mut TorchGenerator,
+    cancel: &CancelToken,
+) -> Result<Vec<f32>, EngineError> {
+    check_cancel(cancel)?;
+    let (width, height) = (image.width as usize, image.height as usize);
+    let plane = width * height;
+    if image.rgb.len() != plane * 3 {
+        return Err(EngineError::InvalidRequest(format!("the init image has {} bytes, expected {width}x{height}x3", image.rgb.len())));
+    }
+    let mut chw = vec![0.0f32; plane * 3];
+    for (i, pixel) in image.rgb.chunks_exact(3).enumerate() {
+        for (c, &value) in pixel.iter().enumerate() {
+            chw[c * plane + i] = 2.0 * (f32::from(value) / 255.0) - 1.0;
+        }
+    }
+    let scale = vae_scaling_factor(model);
+    let mut encoder = model.vae_encoder()?;
+    let sample_in = spec(&encoder, "sample", 0)?;
+    let output = encoder.output_name("latent_parameters")?;
+    let (shape, values) = encoder.run(vec![(&sample_in, InputData::Float { shape: vec![1, 3, height, width], data: &chw })], &output)?;
+    let latents: Vec<f32> = match shape[..] {
+        [1, 8, h, w] if h * 8 == height && w * 8 == width => {
+            let (mean, logvar) = values.split_at(values.len() / 2);
+            let noise = rng.randn(mean.len());
+            mean.iter().zip(logvar).zip(&noise).map(|((m, lv), n)| m + (0.5 * lv.clamp(-30.0, 20.0)).exp() * n).collect()
+        }
+        [1, 4, h, w] if h * 8 == height && w * 8 == width => values,
+        _ => {
+            return Err(EngineError::UnexpectedModelIo {
+                model: "vae_encoder",
+                message: format!("output {output} has shape {shape:?}, expected [1, 8, H/8, W/8] (mean and log-variance)"),
+            })
+        }
+    };
+    Ok(latents.into_iter().map(|x| scale * x).collect())
+}
+
+/// How many of `steps` inference steps an img2img run of `strength` makes: diffusers'
+/// `init_timestep = min(int(steps · strength), steps)` (the product in double precision, as
+/// Python computes it, then truncated). Zero means nothing would be denoised.
+pub fn img2img_steps(steps: u32, strength: f64) -> u32 {
+    ((f64::from(steps) * strength) as u32).min(steps)
+}
+
+/// Image-to-image: `init` (at the settings' width and height) encoded, noised to the level
+/// `strength` selects, and denoised from there, as diffusers' `StableDiffusionImg2ImgPipeline`
+/// with `torch.Generator("cpu").manual_seed(seed)`. `progress` counts the calls that run.
+pub fn img2img(
+    model: &mut SdModel,
+    settings: &GenerationSettings,
+    init: &InitImage<'_>,
+    strength: f64,
+    cancel: &CancelToken,
+    progress: &mut dyn FnMut(&StepProgress<'_>),
+) -> Result<Txt2ImgOutput, EngineError> {
+    let started = Instant::now();
+    if (init.width, init.height) != (settings.width, settings.height) {
+        return Err(EngineError::InvalidRequest(format!(
+            "the init image is {}x{}, the generation {}x{}; resize it first",
+            init.width, init.height, settings.width, settings.height
+        )));
+    }
+    let denoised_steps = img2img_steps(settings.steps, strength);
+    if denoised_steps == 0 {
+        return Err(EngineError::InvalidRequest(format!(
+            "strength {strength} with {} steps denoises no step (int(steps x strength) = 0); raise the strength or the steps",
+            settings.steps
+        )));
+    }
+    let batch = settings.batch_size as usize;
+    let latent_shape = [batch, LATENT_CHANNELS, settings.height as usize / 8, settings.width as usize / 8];
+    let guided = settings.cfg_scale > 1.0;
+    let text = encode_prompt(model, &settings.prompt, &settings.negative_prompt, guided, batch, cancel)?;
+    let text_encoding = started.elapsed();
+
+    let mut scheduler = build_scheduler(settings.sampler, settings.schedule, &model.scheduler_config, settings.steps as usize)?;
+    let begin = (settings.steps - denoised_steps) as usize * scheduler.order();
+    let total = scheduler.timesteps().len();
+    let mut rng = TorchGenerator::new(settings.seed);
+    // diffusers' order of draws: the VAE posterior sample for the one image, then the noise for
+    // the whole batch; the image's latents are repeated for every image of the batch.
+    let image_latents = encode_image(model, init, &mut rng, cancel)?;
+    let batch_latents: Vec<f32> = image_latents.iter().copied().cycle().take(image_latents.len() * batch).collect();
+    let noise = rng.randn(batch_latents.len());
+    let latents = scheduler.add_noise(&batch_latents, &noise, begin);
+
+    let run = DenoiseRun { text: &text, cfg_scale: settings.cfg_scale, latent_shape, calls: begin..total };
+    let calls = total - begin;
+    let denoised = denoise(model, scheduler.as_mut(), &run, latents, &mut rng, cancel, &mut |step| {
+        let done = step.index + 1 - begin;
+        progress(&StepProgress { step: done, total: calls, elapsed: started.elapsed(), latents: step.latents, latent_shape })
+    })?;
+
+    let decode_started = Instant::now();
+    let images = decode_latents(model, &denoised.latents, latent_shape, cancel)?;
+    let vae_decode = decode_started.elapsed();
+    Ok(Txt2ImgOutput {
+        images,
+        latents: denoised.latents,
+        latent_shape,
+        text_embeddings: text.embeddings,
+        timings: Timings { text_encoding, unet_steps: denoised.unet_steps, vae_decode, total: started.elapsed() },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn img2img_runs_int_of_steps_times_strength_in_double_precision() {
+        // Python: int(10 * 0.7) = int(7.000000000000001) = 7; in float32 0.7 would give 6.
+        assert_eq!(img2img_steps(10, 0.7), 7);
+        assert_eq!(img2img_steps(20, 0.75), 15);
+        assert_eq!(img2img_steps(50, 0.8), 40);
+        assert_eq!(img2img_steps(3, 0.3), 0);
+        assert_eq!(img2img_steps(7, 1.0), 7);
+    }
 
     #[test]
     fn pixels_round_half_to_even_like_numpy() {

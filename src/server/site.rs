@@ -49,7 +49,11 @@ fn candidates(env_root: Option<&Path>, exe: Option<&Path>, cwd: &Path) -> Vec<(P
             found.push((up.join("site"), "the cargo-leptos build next to the executable"));
         }
     }
-    found.push((cwd.join("target/site"), "target/site in the working directory"));
+    let local = cwd.join("target/site");
+    // From inside `target/<profile>/` the cargo-leptos candidate is this same folder: try it once.
+    if !found.iter().any(|(root, _)| *root == local) {
+        found.push((local, "target/site in the working directory"));
+    }
     found
 }
 
@@ -132,5 +136,10 @@ mod tests {
         let base = std::env::temp_dir().join(format!("easel-nosite-{}", std::process::id()));
         let SiteRoot::Missing { tried } = locate(None, Some(&base.join("bin/easel")), &base, "pkg") else { panic!("found a site") };
         assert_eq!(tried, [base.join("bin/site"), base.join("site"), base.join("target/site")]);
+        // A binary in target/debug run from the checkout: target/site is tried once.
+        let SiteRoot::Missing { tried } = locate(None, Some(&base.join("target/debug/easel")), &base, "pkg") else {
+            panic!("found a site")
+        };
+        assert_eq!(tried, [base.join("target/debug/site"), base.join("target/site")]);
     }
 }

@@ -3,7 +3,7 @@
 //! timestep, `x' = sqrt(ᾱ')·x0 + sqrt(1 − ᾱ')·ε`.
 
 use super::config::{clip_sample_range, ClassConfig, ClassDefaults, CommonConfig, SchedulerConfig, Unimplemented};
-use super::sigmas::{np_arange_f64, np_linspace, np_round, Spacing, TrainSchedule};
+use super::sigmas::{add_noise_alpha, np_arange_f64, np_linspace, np_round, Spacing, TrainSchedule};
 use super::{Sampler, Scheduler, SchedulerError};
 use crate::engine::torch_rng::TorchGenerator;
 
@@ -71,6 +71,10 @@ impl Ddim {
 }
 
 impl Scheduler for Ddim {
+    fn add_noise(&self, original: &[f32], noise: &[f32], index: usize) -> Vec<f32> {
+        add_noise_alpha(original, noise, self.alphas_cumprod[self.timesteps_int[index] as usize])
+    }
+
     fn timesteps(&self) -> &[f64] {
         &self.timesteps
     }

@@ -8,7 +8,8 @@
 
 use super::config::{ClassConfig, ClassDefaults, CommonConfig, KarrasBounds, SchedulerConfig, Unimplemented};
 use super::sigmas::{
-    karras_sigmas, np_arange_f64, np_linspace, np_round, sigma_to_t, vp_alpha_sigma, vp_lambda, BetaSchedule, Spacing, TrainSchedule,
+    add_noise_vp, karras_sigmas, np_arange_f64, np_linspace, np_round, sigma_to_t, vp_alpha_sigma, vp_lambda, BetaSchedule, Spacing,
+    TrainSchedule,
 };
 use super::{Sampler, Scheduler, SchedulerError};
 use crate::engine::torch_rng::TorchGenerator;
@@ -139,6 +140,10 @@ impl DpmSolverMultistep {
 }
 
 impl Scheduler for DpmSolverMultistep {
+    fn add_noise(&self, original: &[f32], noise: &[f32], index: usize) -> Vec<f32> {
+        add_noise_vp(original, noise, self.sigmas[index])
+    }
+
     fn timesteps(&self) -> &[f64] {
         &self.timesteps
     }

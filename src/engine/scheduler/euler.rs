@@ -5,7 +5,7 @@
 //! a final σ of 0, `init_noise_sigma` and the `x / sqrt(σ² + 1)` input scaling.
 
 use super::config::{ClassConfig, ClassDefaults, CommonConfig, KarrasBounds, SchedulerConfig, Unimplemented};
-use super::sigmas::{karras_sigmas, np_arange_f64, np_linspace, np_round, sigma_to_t, Spacing, TrainSchedule};
+use super::sigmas::{add_noise_sigma, karras_sigmas, np_arange_f64, np_linspace, np_round, sigma_to_t, Spacing, TrainSchedule};
 use super::{Sampler, Scheduler, SchedulerError};
 use crate::engine::torch_rng::TorchGenerator;
 
@@ -112,6 +112,10 @@ impl Euler {
 }
 
 impl Scheduler for Euler {
+    fn add_noise(&self, original: &[f32], noise: &[f32], index: usize) -> Vec<f32> {
+        add_noise_sigma(original, noise, self.schedule.sigmas[index])
+    }
+
     fn timesteps(&self) -> &[f64] {
         &self.timesteps
     }

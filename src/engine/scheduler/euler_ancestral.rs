@@ -5,6 +5,7 @@
 
 use super::config::{ClassConfig, ClassDefaults, CommonConfig, SchedulerConfig, Unimplemented};
 use super::euler::{scale_by_sigma, SigmaSchedule};
+use super::sigmas::add_noise_sigma;
 use super::{Sampler, Scheduler, SchedulerError};
 use crate::engine::torch_rng::TorchGenerator;
 
@@ -46,6 +47,10 @@ impl EulerAncestral {
 }
 
 impl Scheduler for EulerAncestral {
+    fn add_noise(&self, original: &[f32], noise: &[f32], index: usize) -> Vec<f32> {
+        add_noise_sigma(original, noise, self.schedule.sigmas[index])
+    }
+
     fn timesteps(&self) -> &[f64] {
         &self.timesteps
     }

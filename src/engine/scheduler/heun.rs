@@ -5,6 +5,7 @@
 
 use super::config::{clip_sample_range, ClassConfig, ClassDefaults, CommonConfig, KarrasBounds, SchedulerConfig, Unimplemented};
 use super::euler::{scale_by_sigma, SigmaSchedule};
+use super::sigmas::add_noise_sigma;
 use super::{Sampler, Scheduler, SchedulerError};
 use crate::engine::torch_rng::TorchGenerator;
 
@@ -79,6 +80,14 @@ impl Heun {
 }
 
 impl Scheduler for Heun {
+    fn add_noise(&self, original: &[f32], noise: &[f32], index: usize) -> Vec<f32> {
+        add_noise_sigma(original, noise, self.sigmas[index])
+    }
+
+    fn order(&self) -> usize {
+        2
+    }
+
     fn timesteps(&self) -> &[f64] {
         &self.timesteps
     }

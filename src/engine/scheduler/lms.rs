@@ -10,6 +10,7 @@
 
 use super::config::{ClassConfig, ClassDefaults, CommonConfig, KarrasBounds, SchedulerConfig, Unimplemented};
 use super::euler::{scale_by_sigma, SigmaSchedule};
+use super::sigmas::add_noise_sigma;
 use super::{Sampler, Scheduler, SchedulerError};
 use crate::engine::torch_rng::TorchGenerator;
 
@@ -57,6 +58,10 @@ impl Lms {
 }
 
 impl Scheduler for Lms {
+    fn add_noise(&self, original: &[f32], noise: &[f32], index: usize) -> Vec<f32> {
+        add_noise_sigma(original, noise, self.schedule.sigmas[index])
+    }
+
     fn timesteps(&self) -> &[f64] {
         &self.timesteps
     }

@@ -80,6 +80,15 @@ pub trait Scheduler: Send {
     /// diffusers `step` for call `index`: returns the new sample. Ancestral samplers draw their noise with
     /// `rng.randn(sample.len())` at exactly the point diffusers draws it.
     fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], rng: &mut TorchGenerator) -> Vec<f32>;
+    /// diffusers `add_noise(original, noise, t)` for a run that starts at call `index` (img2img:
+    /// the pipeline's `set_begin_index(index)`, or the timestep at `index` for the classes
+    /// without it): `original` noised to that call's noise level.
+    fn add_noise(&self, original: &[f32], noise: &[f32], index: usize) -> Vec<f32>;
+    /// UNet calls per inference step (diffusers' class attribute `order`: 2 for Heun, else 1);
+    /// img2img skips `order ×` the steps its strength leaves out.
+    fn order(&self) -> usize {
+        1
+    }
 }
 
 /// Builds `kind` for `steps` inference steps from the model's scheduler config.

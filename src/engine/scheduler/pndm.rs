@@ -4,7 +4,7 @@
 //! N + 1 UNet calls (the second timestep is evaluated twice).
 
 use super::config::{ClassConfig, ClassDefaults, CommonConfig, SchedulerConfig, Unimplemented};
-use super::sigmas::{np_arange_f64, np_linspace, np_round, Spacing, TrainSchedule};
+use super::sigmas::{add_noise_alpha, np_arange_f64, np_linspace, np_round, Spacing, TrainSchedule};
 use super::{Sampler, Scheduler, SchedulerError};
 use crate::engine::torch_rng::TorchGenerator;
 
@@ -126,6 +126,10 @@ impl Pndm {
 }
 
 impl Scheduler for Pndm {
+    fn add_noise(&self, original: &[f32], noise: &[f32], index: usize) -> Vec<f32> {
+        add_noise_alpha(original, noise, self.alpha_at(self.timesteps[index] as i64))
+    }
+
     fn timesteps(&self) -> &[f64] {
         &self.timesteps
     }

@@ -262,6 +262,25 @@ pub(crate) fn karras_sigmas(sigma_min: f64, sigma_max: f64, n: usize) -> Vec<f64
 
 /// `_sigma_to_alpha_sigma_t` for variance-preserving samplers: α = 1/sqrt(σ² + 1) and
 /// σ_t = σ·α, in float32.
+/// diffusers `add_noise` of the σ (variance-exploding) schedulers: `x0 + n·σ` in float32.
+pub(crate) fn add_noise_sigma(original: &[f32], noise: &[f32], sigma: f32) -> Vec<f32> {
+    original.iter().zip(noise).map(|(x, n)| x + n * sigma).collect()
+}
+
+/// diffusers `add_noise` of the DDPM-family schedulers (PNDM, DDIM): `√ᾱ_t·x0 + √(1−ᾱ_t)·n`, with
+/// ᾱ_t the float32 `alphas_cumprod[t]` (`** 0.5` is a square root in torch).
+pub(crate) fn add_noise_alpha(original: &[f32], noise: &[f32], alpha_cumprod: f32) -> Vec<f32> {
+    let (a, b) = (alpha_cumprod.sqrt(), (1.0 - alpha_cumprod).sqrt());
+    original.iter().zip(noise).map(|(x, n)| a * x + b * n).collect()
+}
+
+/// diffusers `add_noise` of the multistep solvers (DPM-Solver, UniPC): σ turned into the VP
+/// pair (α_t, σ_t) by [`vp_alpha_sigma`], then `α_t·x0 + σ_t·n`.
+pub(crate) fn add_noise_vp(original: &[f32], noise: &[f32], sigma: f32) -> Vec<f32> {
+    let (alpha_t, sigma_t) = vp_alpha_sigma(sigma);
+    original.iter().zip(noise).map(|(x, n)| alpha_t * x + sigma_t * n).collect()
+}
+
 pub(crate) fn vp_alpha_sigma(sigma: f32) -> (f32, f32) {
     let alpha = 1.0 / (sigma * sigma + 1.0).sqrt();
     (alpha, sigma * alpha)

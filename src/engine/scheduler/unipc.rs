@@ -7,7 +7,7 @@
 
 use super::config::{ClassConfig, ClassDefaults, CommonConfig, KarrasBounds, SchedulerConfig, Unimplemented};
 use super::dpmpp_2m::{data_prediction, multistep_schedule};
-use super::sigmas::{vp_alpha_sigma, vp_lambda};
+use super::sigmas::{add_noise_vp, vp_alpha_sigma, vp_lambda};
 use super::{Sampler, Scheduler, SchedulerError};
 use crate::engine::torch_rng::TorchGenerator;
 
@@ -193,6 +193,10 @@ fn solve(rows: &[Vec<f32>], b: &[f32]) -> Vec<f32> {
 }
 
 impl Scheduler for UniPc {
+    fn add_noise(&self, original: &[f32], noise: &[f32], index: usize) -> Vec<f32> {
+        add_noise_vp(original, noise, self.sigmas[index])
+    }
+
     fn timesteps(&self) -> &[f64] {
         &self.timesteps
     }

@@ -1,0 +1,77 @@
+//! `easel generate` as a user runs it: image-to-image from a PNG on the command line gives
+//! diffusers' picture for the same settings (the `lms_96x64` img2img fixture), sizes itself from
+//! the init image, and records the strength in the PNG's A1111 parameters; bad input exits 2
+//! naming the flag.
+#![cfg(feature = "ssr")]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::temp_dir;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn easel(data: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_easel"));
+    command.env("EASEL_DATA_DIR", data).env("EASEL_MODELS_DIR", root().join("models")).arg("generate");
+    command
+}
+
+/// The `parameters` text chunk of a PNG.
+fn parameters(png: &Path) -> String {
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(png).unwrap()));
+    let reader = decoder.read_info().unwrap();
+    let info = reader.info();
+    info.uncompressed_latin1_text
+        .iter()
+        .map(|t| (t.keyword.clone(), t.text.clone()))
+        .chain(info.utf8_text.iter().map(|t| (t.keyword.clone(), t.get_text().unwrap())))
+        .find(|(k, _)| k == "parameters")
+        .map(|(_, v)| v)
+        .unwrap_or_default()
+}
+
+#[test]
+fn init_image_on_the_command_line_gives_diffusers_picture() {
+    let case_dir = root().join("tests/fixtures/img2img/lms_96x64");
+    let case: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(case_dir.join("settings.json")).unwrap()).unwrap();
+    let data = temp_dir("cli-img2img");
+    let out = data.join("out.png");
+    let output = easel(&data)
+        .args(["--model", "tiny-sd", "--prompt", case["prompt"].as_str().unwrap()])
+        .args(["--seed", &case["seed"].to_string(), "--steps", &case["steps"].to_string(), "--sampler", "lms"])
+        .args(["--cfg-scale", &case["cfg_scale"].to_string(), "--strength", &case["strength"].to_string()])
+        .arg("--init-image")
+        .arg(case_dir.join("init.png"))
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let got = image::open(&out).unwrap().to_rgb8();
+    let want = image::open(case_dir.join("image_0.png")).unwrap().to_rgb8();
+    assert_eq!(got.dimensions(), (96, 64), "the size comes from the init image");
+    let max = got.as_raw().iter().zip(want.as_raw()).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
+    assert!(max <= 2, "max pixel difference from diffusers {max}/255");
+    let text = parameters(&out);
+    assert!(text.contains("Denoising strength: 0.7") && text.contains("Size: 96x64"), "{text}");
+}
+
+#[test]
+fn bad_strength_and_unreadable_images_exit_2_naming_the_flag() {
+    let data = temp_dir("cli-img2img-bad");
+    let init = root().join("tests/fixtures/img2img/euler_s05/init.png");
+    let output =
+        easel(&data).args(["--model", "tiny-sd", "--prompt", "x", "--strength", "1.5", "--init-image"]).arg(&init).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("strength 1.5"), "{}", String::from_utf8_lossy(&output.stderr));
+    let not_an_image = data.join("notes.png");
+    std::fs::write(&not_an_image, b"hello").unwrap();
+    let output = easel(&data).args(["--model", "tiny-sd", "--prompt", "x", "--init-image"]).arg(&not_an_image).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("notes.png"), "{}", String::from_utf8_lossy(&output.stderr));
+}

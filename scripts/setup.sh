@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
 # Installs what building and testing Easel needs, skipping everything already present.
 #   scripts/setup.sh run    toolchain pieces + ONNX Runtime (enough to build and serve)
-#   scripts/setup.sh test   the above + cargo-audit, chromium, Playwright, the Python model tooling's venv
+#   scripts/setup.sh test   the above + chromium, Playwright, the Python model tooling's venv
 # Versions are pinned here and must match Cargo.lock (wasm-bindgen) and the build recipe.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CARGO_LEPTOS_VERSION="0.3.10"   # 0.3.11 needs a newer rustc than 1.95
-CARGO_AUDIT_VERSION="0.22.2"    # checks Cargo.lock against the vendored .ci/advisory-db
 BINARYEN_VERSION="132.0.0"      # wasm-opt for release builds; Debian's binaryen 108 breaks hydration
 TOOLS_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/easel/tools"
 mode="${1:-run}"
@@ -48,10 +47,6 @@ else
 fi
 
 if [ "$mode" = "test" ]; then
-  if ! cargo audit --version 2>/dev/null | grep -q "$CARGO_AUDIT_VERSION"; then
-    step "installing cargo-audit $CARGO_AUDIT_VERSION (compiles ~300 crates once; 24 min at 1 job on a busy 2-core machine)"
-    cargo install cargo-audit --version "$CARGO_AUDIT_VERSION" --locked
-  fi
   if [ ! -x /usr/bin/chromium ]; then
     step "installing Debian's chromium for the browser tests"
     sudo_cmd=""

@@ -8,8 +8,11 @@
 //! PNG pixels within 1/255 on at least 99.9% of values and never more than 2/255 apart.
 #![cfg(feature = "ssr")]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
+use common::parity::{check_latents, check_pixels, max_abs_diff, request_of};
 use easel::api::request::GenerateRequest;
 use easel::engine::model::{Residency, SdModel};
 use easel::engine::npy;
@@ -18,32 +21,9 @@ use easel::engine::runtime::runtime;
 use easel::engine::CancelToken;
 
 const EMBEDDING_TOL: f32 = 1e-4;
-const LATENT_TOL: f32 = 1e-4;
-const LATENT_REL_TOL: f32 = 1e-5;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "length");
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
-}
-
-fn request_of(settings: &serde_json::Value) -> GenerateRequest {
-    GenerateRequest {
-        prompt: settings["prompt"].as_str().unwrap().to_string(),
-        negative_prompt: settings["negative_prompt"].as_str().map(str::to_string),
-        seed: settings["seed"].as_u64(),
-        steps: settings["steps"].as_u64().map(|v| v as u32),
-        cfg_scale: settings["cfg_scale"].as_f64().map(|v| v as f32),
-        width: settings["width"].as_u64().map(|v| v as u32),
-        height: settings["height"].as_u64().map(|v| v as u32),
-        sampler: settings["sampler"].as_str().map(str::to_string),
-        schedule: settings["schedule"].as_str().map(str::to_string),
-        batch_size: settings["batch_size"].as_u64().map(|v| v as u32),
-        model: None,
-    }
 }
 
 /// Returns a description of every way the case misses the bar (empty when it passes).
@@ -68,36 +48,8 @@ fn check_case(model: &mut SdModel, dir: &Path) -> Vec<String> {
         }
     }
 
-    // Latents after each step.
-    let (lat_shape, latents) = npy::read_f32(dir.join("latents.npy")).unwrap();
-    if lat_shape[0] != steps.len() {
-        problems.push(format!("{} steps reported, diffusers has {}", steps.len(), lat_shape[0]));
-    } else {
-        let per_step = latents.len() / lat_shape[0];
-        for (i, got) in steps.iter().enumerate() {
-            let want = &latents[i * per_step..(i + 1) * per_step];
-            let scale = want.iter().fold(0.0f32, |m, x| m.max(x.abs()));
-            let tol = LATENT_TOL.max(LATENT_REL_TOL * scale);
-            let d = max_abs_diff(got, want);
-            if d > tol {
-                problems.push(format!("latents after step {}: max diff {d:e} over tolerance {tol:e}", i + 1));
-                break;
-            }
-        }
-    }
-
-    // Pixels.
-    for image in &out.images {
-        let png = dir.join(format!("image_{}.png", image.index));
-        let want = image::open(&png).unwrap().to_rgb8();
-        assert_eq!((want.width(), want.height()), (image.width, image.height), "{}", png.display());
-        let diffs: Vec<u8> = want.as_raw().iter().zip(&image.rgb).map(|(a, b)| a.abs_diff(*b)).collect();
-        let off_by_more_than_one = diffs.iter().filter(|&&d| d > 1).count();
-        let max = diffs.iter().copied().max().unwrap_or(0);
-        if max > 2 || off_by_more_than_one as f64 > diffs.len() as f64 * 0.001 {
-            problems.push(format!("image {}: max diff {max}/255, {off_by_more_than_one} values off by >1", image.index));
-        }
-    }
+    check_latents(dir, &steps, &mut problems);
+    check_pixels(dir, &out.images, &mut problems);
     problems
 }
 

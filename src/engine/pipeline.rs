@@ -283,6 +283,27 @@ pub fn txt2img(
     cancel: &CancelToken,
     progress: &mut dyn FnMut(&StepProgress<'_>),
 ) -> Result<Txt2ImgOutput, EngineError> {
+    generate(model, settings, Start::Noise, cancel, progress)
+}
+
+/// Where a run's latents come from.
+enum Start<'a> {
+    /// txt2img: seeded noise times `init_noise_sigma`, every scheduler call.
+    Noise,
+    /// img2img: the image's latents noised to the level of the first call that runs.
+    Image { init: &'a InitImage<'a>, denoised_steps: u32 },
+}
+
+/// The stages in order, for every mode: encode the prompt, build the scheduler and the seeded
+/// generator, the start latents (from noise, or from an image with a late start), denoise,
+/// decode. `progress` counts the calls that run from 1.
+fn generate(
+    model: &mut SdModel,
+    settings: &GenerationSettings,
+    start: Start<'_>,
+    cancel: &CancelToken,
+    progress: &mut dyn FnMut(&StepProgress<'_>),
+) -> Result<Txt2ImgOutput, EngineError> {
     let started = Instant::now();
     let batch = settings.batch_size as usize;
     let latent_shape = [batch, LATENT_CHANNELS, settings.height as usize / 8, settings.width as usize / 8];
@@ -293,12 +314,25 @@ pub fn txt2img(
 
     let mut scheduler = build_scheduler(settings.sampler, settings.schedule, &model.scheduler_config, settings.steps as usize)?;
     let mut rng = TorchGenerator::new(settings.seed);
-    let latents = prepare_latents(&mut rng, latent_shape, scheduler.init_noise_sigma());
-
     let total = scheduler.timesteps().len();
-    let run = DenoiseRun { text: &text, cfg_scale: settings.cfg_scale, latent_shape, calls: 0..total };
+    let (latents, begin) = match start {
+        Start::Noise => (prepare_latents(&mut rng, latent_shape, scheduler.init_noise_sigma()), 0),
+        Start::Image { init, denoised_steps } => {
+            let begin = (settings.steps - denoised_steps) as usize * scheduler.order();
+            // diffusers' order of draws: the VAE posterior sample for the one image, then the
+            // noise for the whole batch; the image's latents are repeated for every image.
+            let image_latents = encode_image(model, init, &mut rng, cancel)?;
+            let batch_latents: Vec<f32> = image_latents.iter().copied().cycle().take(image_latents.len() * batch).collect();
+            let noise = rng.randn(batch_latents.len());
+            (scheduler.add_noise(&batch_latents, &noise, begin), begin)
+        }
+    };
+
+    let run = DenoiseRun { text: &text, cfg_scale: settings.cfg_scale, latent_shape, calls: begin..total };
+    let calls = total - begin;
     let denoised = denoise(model, scheduler.as_mut(), &run, latents, &mut rng, cancel, &mut |step| {
-        progress(&StepProgress { step: step.index + 1, total, elapsed: started.elapsed(), latents: step.latents, latent_shape })
+        let done = step.index + 1 - begin;
+        progress(&StepProgress { step: done, total: calls, elapsed: started.elapsed(), latents: step.latents, latent_shape })
     })?;
 
     let decode_started = Instant::now();
@@ -385,7 +419,6 @@ pub fn img2img(
     cancel: &CancelToken,
     progress: &mut dyn FnMut(&StepProgress<'_>),
 ) -> Result<Txt2ImgOutput, EngineError> {
-    let started = Instant::now();
     if (init.width, init.height) != (settings.width, settings.height) {
         return Err(EngineError::InvalidRequest(format!(
             "the init image is {}x{}, the generation {}x{}; resize it first",
@@ -399,40 +432,7 @@ pub fn img2img(
             settings.steps
         )));
     }
-    let batch = settings.batch_size as usize;
-    let latent_shape = [batch, LATENT_CHANNELS, settings.height as usize / 8, settings.width as usize / 8];
-    let guided = settings.cfg_scale > 1.0;
-    let text = encode_prompt(model, &settings.prompt, &settings.negative_prompt, guided, batch, cancel)?;
-    let text_encoding = started.elapsed();
-
-    let mut scheduler = build_scheduler(settings.sampler, settings.schedule, &model.scheduler_config, settings.steps as usize)?;
-    let begin = (settings.steps - denoised_steps) as usize * scheduler.order();
-    let total = scheduler.timesteps().len();
-    let mut rng = TorchGenerator::new(settings.seed);
-    // diffusers' order of draws: the VAE posterior sample for the one image, then the noise for
-    // the whole batch; the image's latents are repeated for every image of the batch.
-    let image_latents = encode_image(model, init, &mut rng, cancel)?;
-    let batch_latents: Vec<f32> = image_latents.iter().copied().cycle().take(image_latents.len() * batch).collect();
-    let noise = rng.randn(batch_latents.len());
-    let latents = scheduler.add_noise(&batch_latents, &noise, begin);
-
-    let run = DenoiseRun { text: &text, cfg_scale: settings.cfg_scale, latent_shape, calls: begin..total };
-    let calls = total - begin;
-    let denoised = denoise(model, scheduler.as_mut(), &run, latents, &mut rng, cancel, &mut |step| {
-        let done = step.index + 1 - begin;
-        progress(&StepProgress { step: done, total: calls, elapsed: started.elapsed(), latents: step.latents, latent_shape })
-    })?;
-
-    let decode_started = Instant::now();
-    let images = decode_latents(model, &denoised.latents, latent_shape, cancel)?;
-    let vae_decode = decode_started.elapsed();
-    Ok(Txt2ImgOutput {
-        images,
-        latents: denoised.latents,
-        latent_shape,
-        text_embeddings: text.embeddings,
-        timings: Timings { text_encoding, unet_steps: denoised.unet_steps, vae_decode, total: started.elapsed() },
-    })
+    generate(model, settings, Start::Image { init, denoised_steps }, cancel, progress)
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod fake_hub;
+pub mod parity;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -44,3 +44,11 @@ def tiny_components(tiny_torch_dir):
     from tooling.random_model import load_torch_folder
 
     return load_torch_folder(tiny_torch_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_inpaint_torch_dir() -> Path:
+    """models/tiny-sd-inpaint-torch (9-channel UNet), rebuilt from seed 0 if needed, checked against models/tiny-sd-inpaint."""
+    from tooling.reference import default_torch_model
+
+    return default_torch_model(log=lambda *_: None, name="tiny-sd-inpaint")

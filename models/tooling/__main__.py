@@ -94,12 +94,12 @@ def cmd_reference(a) -> int:
     from . import reference
 
     target = a.target
-    if target and target[0] in ("randn", "schedulers", "img2img"):
+    if target and target[0] in reference.HELPERS:
         if len(target) != 2:
             raise ToolError(f"usage: sdtool reference {target[0]} OUT")
         return reference.run_helper(target[0], Path(target[1]))
     if target:
-        raise ToolError(f"unknown reference target {target[0]!r} (expected randn, schedulers, img2img, or flags)")
+        raise ToolError(f"unknown reference target {target[0]!r} (expected {', '.join(reference.HELPERS)}, or flags)")
     if a.all_fixtures:
         reference.all_fixtures(
             Path(a.out) if a.out else REPO_ROOT / "tests" / "fixtures" / "pipeline",
@@ -143,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_convert)
 
     r = sub.add_parser("random", help="build a seeded random model with the SD 1.5 architecture")
-    r.add_argument("arch", choices=["tiny", "sd15"])
+    r.add_argument("arch", choices=["tiny", "sd15", "tiny-inpaint", "sd15-inpaint"],
+                   help="tiny or sd15; *-inpaint: the same with a 9-input-channel (inpainting) UNet")
     r.add_argument("out", help="ONNX output folder")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--torch-out", help="where to save the torch diffusers form (default: OUT-torch)")
@@ -156,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_random)
 
     f = sub.add_parser("reference", help="diffusers reference outputs (fixtures for the engine's parity tests)")
-    f.add_argument("target", nargs="*", help="'randn OUT', 'schedulers OUT' or 'img2img OUT' for the helper generators")
+    f.add_argument("target", nargs="*",
+                   help="'randn|schedulers|img2img|inpaint|hires|imageops OUT' for the helper fixture generators")
     f.add_argument("--all-fixtures", action="store_true", help="regenerate tests/fixtures/pipeline (tiny model, seed 0)")
     f.add_argument("--only", action="append", help="with --all-fixtures: only this case (repeatable)")
     f.add_argument("--model", help="torch diffusers model folder (default: models/tiny-sd-torch, rebuilt if absent)")

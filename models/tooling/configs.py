@@ -137,11 +137,16 @@ def write_json(path: Path, obj: dict) -> None:
     path.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n", encoding="utf-8")
 
 
-def model_index(kind: str, scheduler_class: str = "PNDMScheduler") -> dict:
+# Pipeline classes for a 9-input-channel (inpainting) UNet; the components are the same.
+INPAINT_PIPELINE_CLASS = {"torch": "StableDiffusionInpaintPipeline", "onnx": "OnnxStableDiffusionInpaintPipeline"}
+
+
+def model_index(kind: str, scheduler_class: str = "PNDMScheduler", inpaint: bool = False) -> dict:
     import diffusers
 
     base = TORCH_MODEL_INDEX if kind == "torch" else ONNX_MODEL_INDEX
-    out = {"_class_name": base["_class_name"], "_diffusers_version": diffusers.__version__}
+    cls = INPAINT_PIPELINE_CLASS[kind] if inpaint else base["_class_name"]
+    out = {"_class_name": cls, "_diffusers_version": diffusers.__version__}
     out.update({k: v for k, v in base.items() if k != "_class_name"})
     out["scheduler"] = ["diffusers", scheduler_class]
     return out

@@ -11,12 +11,15 @@ Graphs (float32 unless converted):
 graph         inputs                                                 outputs
 ============  =====================================================  ==================================
 text_encoder  ``input_ids`` int64 [batch, sequence]                  ``last_hidden_state``, ``pooler_output``
-unet          ``sample`` [b,4,h,w], ``timestep`` float rank 0,       ``out_sample`` [b,4,h,w]
+unet          ``sample`` [b,C,h,w], ``timestep`` float rank 0,       ``out_sample`` [b,4,h,w]
               ``encoder_hidden_states`` [b, sequence, dim]
 vae_encoder   ``sample`` [b,3,H,W]                                   ``latent_parameters`` [b,8,H/8,W/8]
                                                                      (posterior mean ‖ logvar)
 vae_decoder   ``latent_sample`` [b,4,h,w]                            ``sample`` [b,3,8h,8w]
 ============  =====================================================  ==================================
+
+The UNet's channel count C is static: 4, or 9 for inpainting UNets (latents ‖ mask ‖ masked-image
+latents); their ``model_index.json`` names ``OnnxStableDiffusionInpaintPipeline``.
 """
 
 from __future__ import annotations
@@ -333,7 +336,11 @@ def write_layout(
     sched_dir = out_dir / "scheduler"
     sched_dir.mkdir(parents=True, exist_ok=True)
     (sched_dir / "scheduler_config.json").write_text(json.dumps(scheduler_config, indent=2) + "\n", encoding="utf-8")
-    write_json(out_dir / "model_index.json", model_index("onnx", scheduler_config.get("_class_name", "PNDMScheduler")))
+    inpaint = int(components["unet"].config.in_channels) == 9  # latents 4 + mask 1 + masked-image latents 4
+    write_json(
+        out_dir / "model_index.json",
+        model_index("onnx", scheduler_config.get("_class_name", "PNDMScheduler"), inpaint=inpaint),
+    )
     return report
 
 

@@ -79,11 +79,45 @@ def _is_norm_scale(module: torch.nn.Module, param_name: str) -> bool:
     return isinstance(owner, (torch.nn.LayerNorm, torch.nn.GroupNorm))
 
 
+INPAINT_ARCHS = {"tiny-inpaint": "tiny", "sd15-inpaint": "sd15"}
+ARCH_NAMES = ("tiny", "sd15", *INPAINT_ARCHS)
+INPAINT_IN_CHANNELS = 9
+INPAINT_SEED_SALT = 0x1A9A1  # the extra conv_in channels' generator: seed + salt
+
+
 def build_random(arch_name: str, seed: int) -> dict:
+    if arch_name in INPAINT_ARCHS:
+        return widen_to_inpaint(build_random(INPAINT_ARCHS[arch_name], seed), seed)
     torch.manual_seed(seed)  # only affects anything constructed before init_weights overwrites it
     components = build_modules(arch_name)
     init_weights(components, seed)
     return components
+
+
+@torch.no_grad()
+def widen_to_inpaint(components: dict, seed: int) -> dict:
+    """Replace the UNet by a 9-input-channel copy: same weights, conv_in widened with seeded new channels."""
+    from diffusers import UNet2DConditionModel
+
+    old = components["unet"]
+    if old.config.in_channels != 4:
+        raise ValueError(f"expected a 4-channel UNet to widen, got {old.config.in_channels} channels")
+    cfg = {k: v for k, v in dict(old.config).items() if not k.startswith("_")}
+    cfg["in_channels"] = INPAINT_IN_CHANNELS
+    unet = UNet2DConditionModel(**cfg).eval()
+    state = old.state_dict()
+    w = state["conv_in.weight"]  # [out, 4, k, k]
+    extra = torch.empty((w.shape[0], INPAINT_IN_CHANNELS - w.shape[1], *w.shape[2:]), dtype=w.dtype)
+    fan_in = INPAINT_IN_CHANNELS * w.shape[2] * w.shape[3]
+    g = torch.Generator("cpu").manual_seed(seed + INPAINT_SEED_SALT)
+    _uniform_(extra, 1.0 / math.sqrt(fan_in), g)
+    state["conv_in.weight"] = torch.cat([w, extra], dim=1).contiguous()
+    unet.load_state_dict(state, strict=True)
+    return {**components, "unet": unet}
+
+
+def is_inpaint(components: dict) -> bool:
+    return int(components["unet"].config.in_channels) == INPAINT_IN_CHANNELS
 
 
 def weights_sha256(module: torch.nn.Module) -> str:
@@ -111,7 +145,7 @@ def save_torch_folder(components: dict, out_dir: Path) -> None:
     components["text_encoder"].save_pretrained(out_dir / "text_encoder", safe_serialization=True)
     write_tokenizer_dir(out_dir / "tokenizer")
     write_json(out_dir / "scheduler" / "scheduler_config.json", SD15_SCHEDULER)
-    write_json(out_dir / "model_index.json", model_index("torch"))
+    write_json(out_dir / "model_index.json", model_index("torch", inpaint=is_inpaint(components)))
 
 
 def load_torch_folder(src: Path, dtype=torch.float32) -> dict:

@@ -248,32 +248,47 @@ def load_pipeline(model_dir: Path):
     return pipe.to("cpu")
 
 
-def default_torch_model(log=print) -> Path:
-    """models/tiny-sd-torch, rebuilt from the seed when absent, and checked against models/tiny-sd."""
+# The committed random ONNX models under models/ and how their torch forms are rebuilt:
+# ONNX folder name -> (torch folder, `sdtool random` architecture, seed).
+TINY_MODELS = {
+    "tiny-sd": (TINY_TORCH, "tiny", TINY_SEED),
+    "tiny-sd-inpaint": (MODELS_DIR / "tiny-sd-inpaint-torch", "tiny-inpaint", TINY_SEED),
+}
+
+
+def default_torch_model(log=print, name: str = "tiny-sd") -> Path:
+    """models/<name>-torch, rebuilt from the seed when absent, and checked against models/<name>.
+
+    ``name`` is one of ``TINY_MODELS``: "tiny-sd" (4-channel UNet) or "tiny-sd-inpaint" (9-channel UNet).
+    """
     from .provenance import read_record
     from .random_model import build_random, component_hashes, load_torch_folder, save_torch_folder
 
+    if name not in TINY_MODELS:
+        raise ToolError(f"unknown tiny model {name!r}; one of {', '.join(TINY_MODELS)}")
+    torch_dir, arch_name, seed = TINY_MODELS[name]
+    onnx_dir = MODELS_DIR / name
     try:
-        expected = read_record(TINY_ONNX)["source"]["weights_sha256"]
+        expected = read_record(onnx_dir)["source"]["weights_sha256"]
     except (OSError, KeyError, json.JSONDecodeError):
-        raise ToolError(f"{TINY_ONNX}: missing or without weight hashes in easel-model.json") from None
-    if TINY_TORCH.is_dir():
-        have = component_hashes(load_torch_folder(TINY_TORCH))
+        raise ToolError(f"{onnx_dir}: missing or without weight hashes in easel-model.json") from None
+    if torch_dir.is_dir():
+        have = component_hashes(load_torch_folder(torch_dir))
         if have == expected:
-            return TINY_TORCH
-        log(f"{TINY_TORCH} does not match {TINY_ONNX}; rebuilding it")
-        shutil.rmtree(TINY_TORCH)
-    log(f"building {TINY_TORCH} from seed {TINY_SEED} ...")
-    components = build_random("tiny", TINY_SEED)
+            return torch_dir
+        log(f"{torch_dir} does not match {onnx_dir}; rebuilding it")
+        shutil.rmtree(torch_dir)
+    log(f"building {torch_dir} from seed {seed} ...")
+    components = build_random(arch_name, seed)
     have = component_hashes(components)
     if have != expected:
         raise ToolError(
-            f"the tiny model rebuilt from seed {TINY_SEED} does not match {TINY_ONNX}/easel-model.json "
+            f"the {arch_name} model rebuilt from seed {seed} does not match {onnx_dir}/easel-model.json "
             f"(weights differ: {', '.join(k for k in have if have[k] != expected.get(k))}); "
-            "regenerate both with `sdtool random tiny --seed 0 models/tiny-sd --force`"
+            f"regenerate both with `sdtool random {arch_name} --seed {seed} models/{name} --force`"
         )
-    save_torch_folder(components, TINY_TORCH)
-    return TINY_TORCH
+    save_torch_folder(components, torch_dir)
+    return torch_dir
 
 
 def all_fixtures(out_dir: Path, model: Path | None = None, only: list[str] | None = None, log=print) -> None:
@@ -299,9 +314,20 @@ def all_fixtures(out_dir: Path, model: Path | None = None, only: list[str] | Non
     (out_dir / "cases.json").write_text(json.dumps(index, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+# ``sdtool reference <target> OUT`` -> the module that writes that fixture set (its ``main(out)``).
+HELPERS = {
+    "randn": "ref_randn",
+    "schedulers": "ref_schedulers",
+    "img2img": "ref_img2img",
+    "inpaint": "ref_inpaint",
+    "hires": "ref_hires",
+    "imageops": "ref_imageops",
+}
+
+
 def run_helper(which: str, out: Path) -> int:
-    """``reference randn|schedulers|img2img OUT``: generators written as separate modules."""
-    module_name = {"randn": "ref_randn", "schedulers": "ref_schedulers", "img2img": "ref_img2img"}[which]
+    """``reference randn|schedulers|img2img|inpaint|hires|imageops OUT``: generators in separate modules."""
+    module_name = HELPERS[which]
     if importlib.util.find_spec(f"tooling.{module_name}") is None:
         raise ToolError(f"tooling/{module_name}.py is not present in this checkout")
     mod = importlib.import_module(f"tooling.{module_name}")

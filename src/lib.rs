@@ -9,6 +9,7 @@
 //! - `jobs` (server): the durable queue; `job_runner` (server): the bridge from a job to the engine.
 //! - `model_registry`, `hub` (server): every model Easel can run; pulls from the Hugging Face hub.
 //! - `engine` (server): the inference engine on ONNX Runtime. Knows nothing of HTTP, SQL or the UI.
+//! - `uploads` (server): untrusted pictures decoded within bounds; the uploads folder.
 //! - `config`, `logging`, `metrics`, `atomic_file` (server): settings and plumbing.
 //!
 //! Everything server-only sits behind the `ssr` feature so the `hydrate` (wasm32) build never
@@ -43,6 +44,8 @@ pub mod model_registry;
 pub mod server;
 #[cfg(feature = "ssr")]
 pub mod service;
+#[cfg(feature = "ssr")]
+pub mod uploads;
 
 /// Browser entry point: attaches the server-rendered page to the wasm app.
 #[cfg(feature = "hydrate")]

@@ -14,14 +14,18 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::parity::{check_latents, check_pixels, request_of};
-use easel::api::request::GenerateRequest;
+use easel::api::request::{GenerateRequest, GenerationSettings};
 use easel::engine::model::{Residency, SdModel};
-use easel::engine::pipeline::{img2img, txt2img, InitImage};
+use easel::engine::pipeline::{generate, txt2img, SourceImages};
 use easel::engine::runtime::runtime;
 use easel::engine::CancelToken;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn grey(width: u32, height: u32, value: u8) -> SourceImages {
+    SourceImages { init: Some(image::RgbImage::from_pixel(width, height, image::Rgb([value; 3]))), mask: None }
 }
 
 fn tiny_model() -> SdModel {
@@ -31,12 +35,11 @@ fn tiny_model() -> SdModel {
 /// Every way the case misses the bar (empty when it passes).
 fn check_case(model: &mut SdModel, dir: &Path) -> Vec<String> {
     let case: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("settings.json")).unwrap()).unwrap();
-    let settings = request_of(&case).resolve(|| unreachable!("fixtures give a seed")).unwrap();
-    let init = image::open(dir.join("init.png")).unwrap().to_rgb8();
-    let init = InitImage { width: init.width(), height: init.height(), rgb: init.as_raw() };
-    let strength = case["strength"].as_f64().unwrap();
+    let request = GenerateRequest { init_image: Some("up_fixture".into()), ..request_of(&case) };
+    let settings = request.resolve(|| unreachable!("fixtures give a seed")).unwrap();
+    let images = SourceImages { init: Some(image::open(dir.join("init.png")).unwrap().to_rgb8()), mask: None };
     let mut steps: Vec<Vec<f32>> = Vec::new();
-    let out = img2img(model, &settings, &init, strength, &CancelToken::new(), &mut |p| steps.push(p.latents.to_vec())).unwrap();
+    let out = generate(model, &settings, &images, &CancelToken::new(), &mut |p| steps.push(p.latents.to_vec())).unwrap();
     let mut problems = Vec::new();
     check_latents(dir, &steps, &mut problems);
     check_pixels(dir, &out.images, &mut problems);
@@ -65,13 +68,19 @@ fn img2img_matches_diffusers_on_every_fixture_case() {
 #[test]
 fn a_strength_that_denoises_nothing_is_refused() {
     let mut model = tiny_model();
-    let settings =
-        GenerateRequest { prompt: "a".into(), width: Some(64), height: Some(64), steps: Some(3), seed: Some(1), ..Default::default() }
-            .resolve(|| 1)
-            .unwrap();
-    let rgb = vec![128u8; 64 * 64 * 3];
-    let init = InitImage { width: 64, height: 64, rgb: &rgb };
-    let err = img2img(&mut model, &settings, &init, 0.3, &CancelToken::new(), &mut |_| {}).err().expect("refused");
+    let settings = GenerateRequest {
+        prompt: "a".into(),
+        width: Some(64),
+        height: Some(64),
+        steps: Some(3),
+        seed: Some(1),
+        init_image: Some("up_grey".into()),
+        strength: Some(0.3),
+        ..Default::default()
+    }
+    .resolve(|| 1)
+    .unwrap();
+    let err = generate(&mut model, &settings, &grey(64, 64, 128), &CancelToken::new(), &mut |_| {}).err().expect("refused");
     assert!(err.to_string().contains("0.3") && err.to_string().contains("3 steps"), "{err}");
 }
 
@@ -91,10 +100,10 @@ fn strength_one_runs_every_call_of_the_schedule() {
     }
     .resolve(|| 1)
     .unwrap();
-    let rgb = vec![200u8; 64 * 64 * 3];
-    let init = InitImage { width: 64, height: 64, rgb: &rgb };
+    let img2img = GenerateRequest { init_image: Some("up_grey".into()), strength: Some(1.0), ..Default::default() };
+    let img2img = GenerationSettings { init_image: img2img.init_image, strength: img2img.strength, ..settings.clone() };
     let mut calls = 0;
-    img2img(&mut model, &settings, &init, 1.0, &CancelToken::new(), &mut |_| calls += 1).unwrap();
+    generate(&mut model, &img2img, &grey(64, 64, 200), &CancelToken::new(), &mut |_| calls += 1).unwrap();
     let mut txt_calls = 0;
     txt2img(&mut model, &settings, &CancelToken::new(), &mut |_| txt_calls += 1).unwrap();
     assert_eq!((calls, txt_calls), (6, 6));

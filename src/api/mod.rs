@@ -5,6 +5,8 @@
 //! - [`sampler`]: [`Sampler`] and [`Schedule`], which own their names and their parsing.
 //! - [`request`]: [`GenerateRequest`] (what arrives), [`GenerationSettings`] (what runs and is
 //!   recorded), the validation rules and their limits, [`FieldError`].
+//! - [`image_modes`]: the image-to-image part of a request (init image, mask, strength,
+//!   [`Outpaint`], [`Hires`] and its [`Upscaler`]), its defaults and limits.
 //! - [`job`]: [`JobStatus`], [`JobView`], [`ImageView`], [`HistoryPage`], [`JobEvent`].
 //! - [`model`]: [`ModelEntry`] and [`AliasView`].
 //! - [`pull`]: [`PullStatus`], the progress of a model download.
@@ -12,12 +14,14 @@
 //! **Invariant:** plain data and its rules only. Nothing here reaches a database, a model or the
 //! network, and nothing here imports another Easel module: every other module may import `api`.
 
+pub mod image_modes;
 pub mod job;
 pub mod model;
 pub mod pull;
 pub mod request;
 pub mod sampler;
 
+pub use image_modes::{Hires, HiresRequest, Outpaint, Upscaler};
 pub use job::{image_url, HistoryPage, ImageView, JobEvent, JobEventKind, JobStatus, JobView, ProgressView, OUTPUTS_URL_PREFIX};
 pub use model::{AliasView, ModelEntry, ModelLocation};
 pub use pull::{FileState, PullFile, PullState, PullStatus};

@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::image_modes::{Hires, HiresRequest, ImageFields, Outpaint};
 use super::sampler::{Sampler, Schedule};
 
 pub const DEFAULT_STEPS: u32 = 20;
@@ -19,7 +20,9 @@ pub const MAX_BATCH_SIZE: u32 = 8;
 /// Longest prompt accepted, in characters (far beyond CLIP's 77 tokens; guards memory).
 pub const MAX_PROMPT_CHARS: usize = 10_000;
 
-/// A text-to-image request as it arrives: every setting optional, defaults filled by [`resolve`].
+/// A generation request as it arrives: every setting optional, defaults filled by [`resolve`].
+/// Without `init_image` it is text-to-image; with it image-to-image, inpainting (`mask`) or
+/// outpainting (`outpaint`); `hires` adds a second, larger pass to text-to-image.
 ///
 /// [`resolve`]: GenerateRequest::resolve
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -50,6 +53,25 @@ pub struct GenerateRequest {
     /// A model name from the model list; the default model when absent.
     #[serde(default)]
     pub model: Option<String>,
+    /// Image to start from: an upload id or a gallery image id. It sets width and height when
+    /// they are absent; otherwise it is resized to them.
+    #[serde(default)]
+    pub init_image: Option<String>,
+    /// Inpainting mask (an image id): white is repainted, black kept; grey is binarised at 50%.
+    #[serde(default)]
+    pub mask: Option<String>,
+    /// Blur of the mask in pixels before it is binarised [default: 4 with a mask].
+    #[serde(default)]
+    pub mask_blur: Option<u32>,
+    /// How much of the init image is repainted, in (0, 1] [default: 0.75].
+    #[serde(default)]
+    pub strength: Option<f64>,
+    /// Extend the init image by these pixels per side and paint the new area.
+    #[serde(default)]
+    pub outpaint: Option<Outpaint>,
+    /// Hires fix: refine the text-to-image result at a larger size.
+    #[serde(default)]
+    pub hires: Option<HiresRequest>,
 }
 
 /// A request with every default applied and every rule checked: what the engine runs and what is
@@ -67,6 +89,42 @@ pub struct GenerationSettings {
     pub schedule: Schedule,
     pub batch_size: u32,
     pub model: Option<String>,
+    /// The upload id of the init image (image-to-image modes only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_image: Option<String>,
+    /// The upload id of the inpainting mask.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask: Option<String>,
+    /// Mask blur in pixels (with a mask or outpainting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask_blur: Option<u32>,
+    /// Denoising strength (with an init image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strength: Option<f64>,
+    /// Outpainting: `width` x `height` is the canvas *after* extension; the init image is
+    /// resized to the canvas minus the extension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outpaint: Option<Outpaint>,
+    /// Hires fix: `width` x `height` is the first pass; the images come out at
+    /// [`Hires::target_size`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hires: Option<Hires>,
+}
+
+impl GenerationSettings {
+    /// The size of the images this generation produces.
+    pub fn output_size(&self) -> (u32, u32) {
+        match &self.hires {
+            Some(h) => h.target_size(self.width, self.height),
+            None => (self.width, self.height),
+        }
+    }
+
+    /// The size the init image is resized to before it is used (the canvas minus any outpaint).
+    pub fn init_size(&self) -> (u32, u32) {
+        let o = self.outpaint.unwrap_or_default();
+        (self.width - o.left - o.right, self.height - o.top - o.bottom)
+    }
 }
 
 /// One problem with one field, in words a user can act on.
@@ -113,10 +171,38 @@ impl GenerateRequest {
         if !cfg_scale.is_finite() || !(0.0..=MAX_CFG_SCALE).contains(&cfg_scale) {
             errors.push(FieldError::new("cfg_scale", format!("cfg_scale {cfg_scale} is outside 0..{MAX_CFG_SCALE}")));
         }
-        let width = self.width.unwrap_or(DEFAULT_SIZE);
-        let height = self.height.unwrap_or(DEFAULT_SIZE);
+        let images = ImageFields {
+            init_image: self.init_image.as_deref(),
+            mask: self.mask.as_deref(),
+            mask_blur: self.mask_blur,
+            strength: self.strength,
+            outpaint: self.outpaint.as_ref(),
+            hires: self.hires.as_ref(),
+        }
+        .resolve(MAX_STEPS, &mut errors);
+        let mut width = self.width.unwrap_or(DEFAULT_SIZE);
+        let mut height = self.height.unwrap_or(DEFAULT_SIZE);
         check_size("width", width, &mut errors);
         check_size("height", height, &mut errors);
+        if let Some(o) = &images.outpaint {
+            // The request's size is the picture's; the canvas grows around it.
+            width += o.left + o.right;
+            height += o.top + o.bottom;
+            for (field, side) in [("width", width), ("height", height)] {
+                if side > MAX_SIZE {
+                    errors.push(FieldError::new("outpaint", format!("outpainting makes the {field} {side}, over {MAX_SIZE}; extend less")));
+                }
+            }
+        }
+        if let Some(h) = &images.hires {
+            let (w, hh) = h.target_size(width, height);
+            if w > MAX_SIZE || hh > MAX_SIZE || w < MIN_SIZE || hh < MIN_SIZE {
+                errors.push(FieldError::new(
+                    "hires.scale",
+                    format!("hires.scale {} makes {w}x{hh}; each side must stay within {MIN_SIZE}..{MAX_SIZE}", h.scale),
+                ));
+            }
+        }
         let batch_size = self.batch_size.unwrap_or(1);
         if !(1..=MAX_BATCH_SIZE).contains(&batch_size) {
             errors.push(FieldError::new("batch_size", format!("batch_size {batch_size} is outside 1..{MAX_BATCH_SIZE}")));
@@ -159,13 +245,48 @@ impl GenerateRequest {
             schedule,
             batch_size,
             model: self.model.clone(),
+            init_image: self.init_image.clone(),
+            mask: self.mask.clone(),
+            mask_blur: images.mask_blur,
+            strength: images.strength,
+            outpaint: images.outpaint,
+            hires: images.hires,
         })
+    }
+
+    /// Fills an absent width or height from an init image of `width` x `height` pixels, rounded
+    /// down to a multiple of 8 (as diffusers' image processor does), at least [`MIN_SIZE`].
+    pub fn size_from_image(&mut self, width: u32, height: u32) {
+        let side = |s: u32| (s / 8 * 8).max(MIN_SIZE);
+        if self.width.is_none() {
+            self.width = Some(side(width));
+        }
+        if self.height.is_none() {
+            self.height = Some(side(height));
+        }
     }
 }
 
 /// Field names a request body may contain.
-pub const REQUEST_FIELDS: [&str; 11] =
-    ["prompt", "negative_prompt", "seed", "steps", "cfg_scale", "width", "height", "sampler", "schedule", "batch_size", "model"];
+pub const REQUEST_FIELDS: [&str; 17] = [
+    "prompt",
+    "negative_prompt",
+    "seed",
+    "steps",
+    "cfg_scale",
+    "width",
+    "height",
+    "sampler",
+    "schedule",
+    "batch_size",
+    "model",
+    "init_image",
+    "mask",
+    "mask_blur",
+    "strength",
+    "outpaint",
+    "hires",
+];
 
 impl GenerateRequest {
     /// Reads a JSON request body, reporting every wrong field with its name and what it must be,
@@ -195,6 +316,8 @@ impl GenerateRequest {
         let sampler = text("sampler");
         let schedule = text("schedule");
         let model = text("model");
+        let init_image = text("init_image");
+        let mask = text("mask");
         let mut whole = |name: &str, max: u64| -> Option<u64> {
             let v = present(name)?;
             match v.as_u64() {
@@ -211,16 +334,23 @@ impl GenerateRequest {
         let width = whole("width", small).map(|n| n as u32);
         let height = whole("height", small).map(|n| n as u32);
         let batch_size = whole("batch_size", small).map(|n| n as u32);
-        let cfg_scale = match present("cfg_scale") {
-            None => None,
-            Some(v) => match v.as_f64() {
-                Some(x) => Some(x as f32),
-                None => {
-                    errors.push(FieldError::new("cfg_scale", format!("cfg_scale must be a number, got {v}")));
-                    None
-                }
-            },
+        let mask_blur = whole("mask_blur", small).map(|n| n as u32);
+        let mut number = |name: &str| -> Option<f64> {
+            let v = present(name)?;
+            v.as_f64().or_else(|| {
+                errors.push(FieldError::new(name, format!("{name} must be a number, got {v}")));
+                None
+            })
         };
+        let cfg_scale = number("cfg_scale").map(|x| x as f32);
+        let strength = number("strength");
+        let outpaint = object_field::<Outpaint>(present("outpaint"), "outpaint", r#"{"left": 64, "right": 64}"#, &mut errors);
+        let hires = object_field::<HiresRequest>(
+            present("hires"),
+            "hires",
+            r#"{"scale": 2, "strength": 0.55, "steps": 0, "upscaler": "latent"}"#,
+            &mut errors,
+        );
         if prompt.is_none() && !errors.iter().any(|e| e.field == "prompt") {
             errors.push(FieldError::new("prompt", "prompt is required (it may be an empty string)"));
         }
@@ -239,8 +369,31 @@ impl GenerateRequest {
             schedule,
             batch_size,
             model,
+            init_image,
+            mask,
+            mask_blur,
+            strength,
+            outpaint,
+            hires,
         })
     }
+}
+
+/// Reads an optional JSON object field into `T`, or records why it cannot.
+fn object_field<T: serde::de::DeserializeOwned>(
+    value: Option<&serde_json::Value>,
+    name: &str,
+    example: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<T> {
+    let v = value?;
+    if !v.is_object() {
+        errors.push(FieldError::new(name, format!("{name} must be an object such as {example}, got {v}")));
+        return None;
+    }
+    serde_json::from_value::<T>(v.clone())
+        .map_err(|e| errors.push(FieldError::new(name, format!("{name}: {e}; for example {example}"))))
+        .ok()
 }
 
 /// A seed for requests that give none: 64 of the 122 random bits of a v4 uuid (from the OS).
@@ -311,6 +464,85 @@ mod tests {
         let req =
             GenerateRequest { prompt: "a".into(), sampler: Some("ddim".into()), schedule: Some("karras".into()), ..Default::default() };
         assert_eq!(fields(&req), ["schedule"]);
+    }
+
+    #[test]
+    fn image_fields_resolve_with_defaults_and_name_each_problem() {
+        let s = GenerateRequest { prompt: "a".into(), init_image: Some("up_1".into()), ..Default::default() }.resolve(|| 1).unwrap();
+        assert_eq!((s.strength, s.mask_blur), (Some(0.75), None));
+        let s = GenerateRequest { prompt: "a".into(), init_image: Some("up_1".into()), mask: Some("up_2".into()), ..Default::default() }
+            .resolve(|| 1)
+            .unwrap();
+        assert_eq!(s.mask_blur, Some(4));
+        let req = GenerateRequest {
+            prompt: "a".into(),
+            mask: Some("../etc".into()),
+            strength: Some(1.5),
+            hires: Some(HiresRequest { scale: Some(9.0), upscaler: Some("esrgan".into()), ..Default::default() }),
+            ..Default::default()
+        };
+        assert_eq!(fields(&req), ["mask", "mask", "strength", "hires.scale", "hires.upscaler"]);
+        let req = GenerateRequest {
+            prompt: "a".into(),
+            init_image: Some("up_1".into()),
+            strength: Some(0.0),
+            outpaint: Some(Outpaint { left: 12, ..Default::default() }),
+            ..Default::default()
+        };
+        assert_eq!(fields(&req), ["outpaint.left", "strength"]);
+    }
+
+    #[test]
+    fn outpaint_grows_the_canvas_and_hires_the_output() {
+        let s = GenerateRequest {
+            prompt: "a".into(),
+            init_image: Some("up_1".into()),
+            width: Some(512),
+            height: Some(512),
+            outpaint: Some(Outpaint { left: 64, top: 128, ..Default::default() }),
+            ..Default::default()
+        }
+        .resolve(|| 1)
+        .unwrap();
+        assert_eq!((s.width, s.height, s.init_size()), (576, 640, (512, 512)));
+        let s = GenerateRequest {
+            prompt: "a".into(),
+            width: Some(512),
+            height: Some(512),
+            hires: Some(HiresRequest { scale: Some(1.5), ..Default::default() }),
+            ..Default::default()
+        }
+        .resolve(|| 1)
+        .unwrap();
+        assert_eq!((s.width, s.output_size()), (512, (768, 768)));
+        assert_eq!(s.hires.map(|h| (h.strength, h.upscaler)), Some((0.7, crate::api::Upscaler::Latent)));
+        let too_big = GenerateRequest {
+            prompt: "a".into(),
+            width: Some(1024),
+            hires: Some(HiresRequest { scale: Some(4.0), ..Default::default() }),
+            ..Default::default()
+        };
+        assert_eq!(fields(&too_big), ["hires.scale"]);
+    }
+
+    #[test]
+    fn json_image_fields_are_read_and_checked() {
+        let v = serde_json::json!({"prompt": "a", "init_image": "up_1", "strength": 0.5, "outpaint": {"left": 64},
+            "hires": {"scale": 2}});
+        let r = GenerateRequest::from_json(&v).unwrap();
+        assert_eq!((r.strength, r.outpaint.map(|o| o.left), r.hires.and_then(|h| h.scale)), (Some(0.5), Some(64), Some(2.0)));
+        let v = serde_json::json!({"prompt": "a", "outpaint": {"lft": 64}, "hires": 2, "strength": "x"});
+        let errs = GenerateRequest::from_json(&v).unwrap_err();
+        let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["strength", "outpaint", "hires"]);
+        assert!(errs[1].message.contains("lft"), "{}", errs[1].message);
+    }
+
+    #[test]
+    fn size_comes_from_the_image_unless_given() {
+        let mut r = GenerateRequest { prompt: "a".into(), height: Some(256), ..Default::default() };
+        r.size_from_image(333, 40);
+        assert_eq!((r.width, r.height), (Some(328), Some(256)));
     }
 
     #[test]

@@ -113,6 +113,7 @@ impl FormValues {
             schedule: Some(self.schedule.clone()).filter(|s| s != "auto"),
             batch_size: small(batch_size),
             model: Some(self.model.clone()).filter(|m| !m.is_empty()),
+            ..Default::default()
         })
     }
 }
@@ -540,6 +541,12 @@ mod tests {
             schedule: crate::api::Schedule::Karras,
             batch_size: 2,
             model: Some("tiny-sd".into()),
+            init_image: None,
+            mask: None,
+            mask_blur: None,
+            strength: None,
+            outpaint: None,
+            hires: None,
         };
         let again = FormValues::from_settings(&settings).to_request().unwrap().resolve(|| 0).unwrap();
         assert_eq!(again, settings);

@@ -1,5 +1,7 @@
-//! `easel generate`: one text-to-image run from the command line, with a progress bar.
-//! Glue only: settings come from [`crate::api::request`], the work from [`crate::engine`].
+//! `easel generate`: one generation from the command line (text-to-image, image-to-image,
+//! inpainting, outpainting, hires fix), with a progress bar. Glue only: settings come from
+//! [`crate::api::request`], pictures are read by [`crate::uploads`], the work is
+//! [`crate::engine::pipeline::generate`].
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -7,10 +9,12 @@ use std::time::Instant;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::api::image_modes::{HiresRequest, Outpaint};
 use crate::api::request::{FieldError, GenerateRequest, GenerationSettings};
 use crate::engine::model::{Residency, SdModel};
-use crate::engine::pipeline::{img2img, txt2img, InitImage};
+use crate::engine::pipeline::{generate, SourceImages};
 use crate::engine::{infotext, npy, png_meta, runtime, CancelToken, EngineError};
+use crate::uploads;
 
 #[derive(Args, Debug, Clone)]
 pub struct GenerateArgs {
@@ -51,39 +55,58 @@ pub struct GenerateArgs {
     /// Save the final latents (before the VAE) as a NumPy .npy file.
     #[arg(long, value_name = "FILE.npy")]
     pub save_latents: Option<PathBuf>,
-    /// Image-to-image: start from this PNG instead of noise. It sets width and height unless they
-    /// are given (rounded down to multiples of 8); otherwise it is resized (Lanczos).
+    /// Image-to-image: start from this picture (PNG, JPEG or WebP) instead of noise. It sets
+    /// width and height unless they are given; otherwise it is resized (Lanczos).
     #[arg(long, value_name = "IN.png")]
     pub init_image: Option<PathBuf>,
     /// Image-to-image: how much of the init image is repainted, in (0, 1]; int(steps x strength)
     /// steps run [default: 0.75].
     #[arg(long, requires = "init_image")]
     pub strength: Option<f64>,
+    /// Inpainting: white repaints, black keeps (a transparent PNG: its alpha). Resized to the
+    /// init image.
+    #[arg(long, value_name = "MASK.png", requires = "init_image")]
+    pub mask: Option<PathBuf>,
+    /// Blur of the mask in pixels before it is binarised at 50% [default: 4]; with --outpaint,
+    /// the width of the soft seam is twice this.
+    #[arg(long)]
+    pub mask_blur: Option<u32>,
+    /// Outpainting: extend the init image, e.g. left=64,right=64,top=0,bottom=0 (multiples of 8).
+    #[arg(long, value_name = "SIDES", requires = "init_image", value_parser = Outpaint::parse)]
+    pub outpaint: Option<Outpaint>,
+    /// Hires fix: upscale the text-to-image result by this factor, in (1, 4], and refine it.
+    #[arg(long)]
+    pub hires_scale: Option<f32>,
+    /// Hires fix: strength of the second pass [default: 0.7].
+    #[arg(long)]
+    pub hires_strength: Option<f64>,
+    /// Hires fix: steps of the second pass; 0 = the same as --steps [default: 0].
+    #[arg(long)]
+    pub hires_steps: Option<u32>,
+    /// Hires fix: latent or lanczos [default: latent].
+    #[arg(long)]
+    pub hires_upscaler: Option<String>,
 }
 
-/// Default image-to-image strength (A1111's default denoising strength).
-pub const DEFAULT_STRENGTH: f64 = 0.75;
-/// Largest init image accepted, in pixels per side (decoded).
-pub const MAX_INIT_IMAGE_SIDE: u32 = 4096;
+/// Reads a picture given on the command line, as [`uploads::decode`] does for uploads.
+fn read_picture(field: &str, path: &Path) -> Result<(image::DynamicImage, String), GenerateError> {
+    let invalid = |message: String| GenerateError::Invalid(vec![FieldError::new(field, message)]);
+    let bytes = std::fs::read(path).map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?;
+    let image = uploads::decode(&bytes).map_err(|e| invalid(format!("{}: {e}", path.display())))?;
+    Ok((image, uploads::content_id("file_", &bytes)))
+}
 
-/// Reads an init image, RGB8, refusing what is not an image or is larger than
-/// [`MAX_INIT_IMAGE_SIDE`] on a side (the decoder's limits stop decompression bombs).
-fn read_init_image(path: &Path) -> Result<image::RgbImage, GenerateError> {
-    let invalid = |message: String| GenerateError::Invalid(vec![FieldError::new("init_image", message)]);
-    let reader = image::ImageReader::open(path).map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?;
-    let mut reader = reader.with_guessed_format().map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?;
-    let mut limits = image::Limits::default();
-    limits.max_image_width = Some(MAX_INIT_IMAGE_SIDE);
-    limits.max_image_height = Some(MAX_INIT_IMAGE_SIDE);
-    limits.max_alloc = Some(512 << 20);
-    reader.limits(limits);
-    let decoded = reader.decode().map_err(|e| {
-        invalid(format!(
-            "{} is not an image Easel can read (PNG, at most {MAX_INIT_IMAGE_SIDE}x{MAX_INIT_IMAGE_SIDE}): {e}",
-            path.display()
-        ))
-    })?;
-    Ok(decoded.to_rgb8())
+impl GenerateArgs {
+    fn hires(&self) -> Option<HiresRequest> {
+        let any =
+            self.hires_scale.is_some() || self.hires_strength.is_some() || self.hires_steps.is_some() || self.hires_upscaler.is_some();
+        any.then(|| HiresRequest {
+            scale: self.hires_scale,
+            strength: self.hires_strength,
+            steps: self.hires_steps,
+            upscaler: self.hires_upscaler.clone(),
+        })
+    }
 }
 
 /// Failures of `easel generate`, split by exit code: bad input (2) or a failed run (1).
@@ -139,29 +162,30 @@ fn output_paths(output: &Path, settings: &GenerationSettings) -> Vec<PathBuf> {
 }
 
 pub fn run(args: &GenerateArgs, settings: &crate::config::Settings) -> Result<(), GenerateError> {
-    let init_image = args.init_image.as_deref().map(read_init_image).transpose()?;
-    let strength = args.strength.unwrap_or(DEFAULT_STRENGTH);
-    if init_image.is_some() && !(strength > 0.0 && strength <= 1.0) {
-        return Err(GenerateError::Invalid(vec![FieldError::new(
-            "strength",
-            format!("strength {strength} is outside (0, 1]; 0.75 repaints three quarters"),
-        )]));
-    }
-    // diffusers' image processor: the image's own size, rounded down to multiples of 8.
-    let image_size = |side: u32| Some(side / 8 * 8).filter(|s| *s > 0);
-    let request = GenerateRequest {
+    let init = args.init_image.as_deref().map(|p| read_picture("init_image", p)).transpose()?;
+    let mask = args.mask.as_deref().map(|p| read_picture("mask", p)).transpose()?;
+    let mut request = GenerateRequest {
         prompt: args.prompt.clone(),
         negative_prompt: args.negative_prompt.clone(),
         seed: args.seed,
         steps: args.steps,
         cfg_scale: args.cfg_scale,
-        width: args.width.or_else(|| init_image.as_ref().and_then(|i| image_size(i.width()))),
-        height: args.height.or_else(|| init_image.as_ref().and_then(|i| image_size(i.height()))),
+        width: args.width,
+        height: args.height,
         sampler: args.sampler.clone(),
         schedule: args.schedule.clone(),
         batch_size: args.batch_size,
         model: args.model.clone(),
+        init_image: init.as_ref().map(|(_, id)| id.clone()),
+        mask: mask.as_ref().map(|(_, id)| id.clone()),
+        mask_blur: args.mask_blur,
+        strength: args.strength,
+        outpaint: args.outpaint,
+        hires: args.hires(),
     };
+    if let Some((image, _)) = &init {
+        request.size_from_image(image.width(), image.height());
+    }
     let resolved = request.resolve(crate::api::request::random_seed).map_err(GenerateError::Invalid)?;
     let failed = |e: EngineError| GenerateError::Failed(e.to_string());
     let rt = runtime::runtime().map_err(|e| failed(e.into()))?;
@@ -190,24 +214,15 @@ pub fn run(args: &GenerateArgs, settings: &crate::config::Settings) -> Result<()
         bar.set_length(p.total as u64);
         bar.set_position(p.step as u64);
     };
-    let output = match &init_image {
-        None => txt2img(&mut model, &resolved, &CancelToken::new(), &mut on_step),
-        Some(image) => {
-            let (width, height) = (resolved.width, resolved.height);
-            let sized = if image.dimensions() == (width, height) {
-                image.clone()
-            } else {
-                image::imageops::resize(image, width, height, image::imageops::FilterType::Lanczos3)
-            };
-            let init = InitImage { width, height, rgb: sized.as_raw() };
-            img2img(&mut model, &resolved, &init, strength, &CancelToken::new(), &mut on_step)
-        }
-    }
-    .map_err(failed)?;
+    let images = SourceImages { init: init.map(|(i, _)| uploads::to_rgb(&i)), mask: mask.map(|(m, _)| uploads::to_mask(&m)) };
+    let output = generate(&mut model, &resolved, &images, &CancelToken::new(), &mut on_step).map_err(|e| match e {
+        EngineError::InvalidRequest(message) => GenerateError::Invalid(vec![FieldError::new("request", message)]),
+        other => failed(other),
+    })?;
     bar.finish_and_clear();
 
     let out = args.output.clone().unwrap_or_else(|| settings.outputs_dir.clone());
-    let parameters = infotext::infotext_with(&resolved, &model.name, &model.short_hash, init_image.as_ref().map(|_| strength));
+    let parameters = infotext::infotext(&resolved, &model.name, &model.short_hash);
     for (image, path) in output.images.iter().zip(output_paths(&out, &resolved)) {
         let bytes = png_meta::image_png(&resolved, &model, image, &parameters).map_err(failed)?;
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {

@@ -23,13 +23,20 @@ fn python_float(x: f32) -> String {
     }
 }
 
-/// The infotext for one image of a generation.
-pub fn infotext(settings: &GenerationSettings, model_name: &str, model_hash: &str) -> String {
-    infotext_with(settings, model_name, model_hash, None)
+/// A number as A1111 writes a slider value: `2` for a whole number, `1.5` otherwise.
+fn python_number(x: f32) -> String {
+    if x.fract() == 0.0 {
+        format!("{}", x as i64)
+    } else {
+        format!("{x}")
+    }
 }
 
-/// The infotext of an image-to-image generation: A1111 writes `Denoising strength` after `Model`.
-pub fn infotext_with(settings: &GenerationSettings, model_name: &str, model_hash: &str, denoising_strength: Option<f64>) -> String {
+/// The infotext for one image of a generation. Image-to-image modes add `Denoising strength`
+/// after `Model` (the hires fix's second-pass strength for a hires generation, as A1111 does),
+/// then, after `RNG`, A1111's extra parameters: `Mask blur`, `Hires upscale`, `Hires steps`
+/// (only when not 0) and `Hires upscaler`. `Size` is the first pass's, as in A1111.
+pub fn infotext(settings: &GenerationSettings, model_name: &str, model_hash: &str) -> String {
     let mut lines = vec![settings.prompt.clone()];
     if !settings.negative_prompt.is_empty() {
         lines.push(format!("Negative prompt: {}", settings.negative_prompt));
@@ -44,11 +51,21 @@ pub fn infotext_with(settings: &GenerationSettings, model_name: &str, model_hash
         ("Model hash", model_hash.to_string()),
         ("Model", model_name.to_string()),
     ];
-    if let Some(strength) = denoising_strength {
+    if let Some(strength) = settings.strength.or(settings.hires.map(|h| h.strength)) {
         pairs.push(("Denoising strength", python_float(strength as f32)));
     }
     // Not A1111's GPU Philox noise: tells readers which generator made the noise.
     pairs.push(("RNG", "CPU".to_string()));
+    if let Some(blur) = settings.mask_blur {
+        pairs.push(("Mask blur", blur.to_string()));
+    }
+    if let Some(h) = &settings.hires {
+        pairs.push(("Hires upscale", python_number(h.scale)));
+        if h.steps != 0 {
+            pairs.push(("Hires steps", h.steps.to_string()));
+        }
+        pairs.push(("Hires upscaler", h.upscaler.a1111_name().to_string()));
+    }
     let params: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}: {}", quote(v))).collect();
     lines.push(params.join(", "));
     lines.join("\n").trim().to_string()
@@ -71,6 +88,12 @@ mod tests {
             schedule: crate::api::Schedule::Karras,
             batch_size: 1,
             model: None,
+            init_image: None,
+            mask: None,
+            mask_blur: None,
+            strength: None,
+            outpaint: None,
+            hires: None,
         }
     }
 
@@ -85,8 +108,24 @@ mod tests {
 
     #[test]
     fn img2img_writes_denoising_strength_after_the_model_as_a1111_does() {
-        let text = infotext_with(&settings(), "tiny-sd", "0123456789", Some(0.75));
-        assert!(text.ends_with("Model hash: 0123456789, Model: tiny-sd, Denoising strength: 0.75, RNG: CPU"), "{text}");
+        let mut s = settings();
+        s.init_image = Some("up_1".into());
+        s.mask = Some("up_2".into());
+        s.strength = Some(0.75);
+        s.mask_blur = Some(4);
+        let text = infotext(&s, "tiny-sd", "0123456789");
+        assert!(text.ends_with("Model hash: 0123456789, Model: tiny-sd, Denoising strength: 0.75, RNG: CPU, Mask blur: 4"), "{text}");
+    }
+
+    #[test]
+    fn hires_writes_a1111_keys() {
+        let mut s = settings();
+        s.hires = Some(crate::api::Hires { scale: 2.0, strength: 0.55, steps: 0, upscaler: crate::api::Upscaler::Latent });
+        let text = infotext(&s, "tiny-sd", "0123456789");
+        assert!(text.ends_with("Denoising strength: 0.55, RNG: CPU, Hires upscale: 2, Hires upscaler: Latent"), "{text}");
+        s.hires = Some(crate::api::Hires { scale: 1.5, strength: 0.55, steps: 12, upscaler: crate::api::Upscaler::Lanczos });
+        let text = infotext(&s, "tiny-sd", "0123456789");
+        assert!(text.ends_with("Hires upscale: 1.5, Hires steps: 12, Hires upscaler: Lanczos"), "{text}");
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! The inference engine: Stable Diffusion 1.x on ONNX Runtime, as a library.
 //!
 //! **Invariant:** the engine knows nothing of HTTP, SQL or Leptos, and it is the only module that
-//! touches `ort`. One call does the work: [`pipeline::txt2img`] takes a loaded [`model::SdModel`],
-//! resolved settings, a [`CancelToken`] and a progress sink, and returns images.
+//! touches `ort`. One call does the work: [`pipeline::generate`] takes a loaded [`model::SdModel`],
+//! resolved settings, the source images, a [`CancelToken`] and a progress sink, and returns images.
 
 pub mod cancel;
 pub mod clip_tokenizer;
 mod error;
+pub mod imageops;
 pub mod infotext;
 pub mod model;
 pub mod npy;

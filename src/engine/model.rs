@@ -60,6 +60,8 @@ pub struct SdModel {
     vae_decoder: Slot,
     /// `None` when the folder has no `vae_encoder/model.onnx` (txt2img does not need one).
     vae_encoder: Option<Slot>,
+    /// The UNet's input channels once read (4, or 9 for an inpainting UNet).
+    unet_in_channels: Option<usize>,
 }
 
 /// Checks the folder holds every part txt2img needs; the error names all missing parts at once.
@@ -188,6 +190,7 @@ impl SdModel {
                     Residency::LowMemory => Slot::OnDemand { role, path },
                 }
             }),
+            unet_in_channels: None,
         })
     }
 
@@ -197,6 +200,23 @@ impl SdModel {
 
     pub fn unet(&mut self) -> Result<SlotGuard<'_>, EngineError> {
         self.unet.get(self.runtime, self.threads)
+    }
+
+    /// The UNet's input channels: 4, or 9 for an inpainting UNet (latents, mask, masked-image
+    /// latents). Read from the session once (in low-memory mode that loads the UNet once more).
+    pub fn unet_in_channels(&mut self) -> Result<usize, EngineError> {
+        if let Some(channels) = self.unet_in_channels {
+            return Ok(channels);
+        }
+        let unet = self.unet()?;
+        let sample = super::onnx_model::spec(&unet, "sample", 0)?;
+        let channels = match sample.dims.get(1) {
+            Some(&c) if c > 0 => c as usize,
+            _ => 4,
+        };
+        drop(unet);
+        self.unet_in_channels = Some(channels);
+        Ok(channels)
     }
 
     pub fn vae_decoder(&mut self) -> Result<SlotGuard<'_>, EngineError> {

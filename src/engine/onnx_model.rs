@@ -31,6 +31,8 @@ pub struct InputSpec {
     pub name: String,
     pub element: TensorElementType,
     pub rank: usize,
+    /// The declared dimensions (-1 where dynamic).
+    pub dims: Vec<i64>,
 }
 
 pub struct OnnxModel {
@@ -58,7 +60,9 @@ impl OnnxModel {
             .inputs()
             .iter()
             .map(|input| match input.dtype() {
-                ValueType::Tensor { ty, shape, .. } => Ok(InputSpec { name: input.name().to_string(), element: *ty, rank: shape.len() }),
+                ValueType::Tensor { ty, shape, .. } => {
+                    Ok(InputSpec { name: input.name().to_string(), element: *ty, rank: shape.len(), dims: shape.iter().copied().collect() })
+                }
                 other => Err(EngineError::UnexpectedModelIo {
                     model: role,
                     message: format!("input {} is a {other:?}, not a tensor", input.name()),

@@ -741,6 +741,12 @@ pub(crate) mod tests {
             schedule: crate::api::Schedule::Default,
             batch_size: 1,
             model: None,
+            init_image: None,
+            mask: None,
+            mask_blur: None,
+            strength: None,
+            outpaint: None,
+            hires: None,
         }
     }
 

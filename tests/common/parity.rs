@@ -31,7 +31,8 @@ pub fn request_of(settings: &serde_json::Value) -> GenerateRequest {
         sampler: settings["sampler"].as_str().map(str::to_string),
         schedule: settings["schedule"].as_str().map(str::to_string),
         batch_size: settings["batch_size"].as_u64().map(|v| v as u32),
-        model: None,
+        strength: settings["strength"].as_f64(),
+        ..Default::default()
     }
 }
 

@@ -1,0 +1,322 @@
+//! Owns the image-to-image part of a request: the init image, the mask, the strength,
+//! outpainting and the hires fix — their names, defaults, limits and rules, for every door.
+//!
+//! Images travel by id: an upload id from `POST /api/v1/uploads` (or the gallery id of a
+//! generated image, which the service turns into an upload when it accepts the job, so a queued
+//! job never loses its input).
+
+use serde::{Deserialize, Serialize};
+
+/// How much of the init image is repainted when the request does not say (A1111's default).
+pub const DEFAULT_STRENGTH: f64 = 0.75;
+/// Mask blur in pixels when a mask is given without one (A1111's default).
+pub const DEFAULT_MASK_BLUR: u32 = 4;
+pub const MAX_MASK_BLUR: u32 = 64;
+/// Largest extension of one side when outpainting, in pixels.
+pub const MAX_OUTPAINT: u32 = 1024;
+/// The hires fix's defaults (A1111's: upscale by 2, denoising strength 0.7, the same steps).
+pub const DEFAULT_HIRES_SCALE: f32 = 2.0;
+pub const DEFAULT_HIRES_STRENGTH: f64 = 0.7;
+pub const MAX_HIRES_SCALE: f32 = 4.0;
+/// Largest upload accepted, in bytes (encoded).
+pub const MAX_UPLOAD_BYTES: usize = 20 << 20;
+/// Largest image accepted, in pixels per side (decoded).
+pub const MAX_IMAGE_SIDE: u32 = 4096;
+/// Longest image id accepted.
+pub const MAX_IMAGE_ID: usize = 64;
+
+/// How the first pass of a hires fix is enlarged before the second pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Upscaler {
+    /// The latents resized bilinearly (`torch.nn.functional.interpolate`, `align_corners=False`).
+    Latent,
+    /// The decoded image resized with Lanczos (Pillow's filter), then encoded again.
+    Lanczos,
+}
+
+impl Upscaler {
+    pub const ALL: [Upscaler; 2] = [Upscaler::Latent, Upscaler::Lanczos];
+    pub const DEFAULT: Upscaler = Upscaler::Latent;
+
+    /// Easel's name (CLI, REST, stored settings).
+    pub fn name(self) -> &'static str {
+        match self {
+            Upscaler::Latent => "latent",
+            Upscaler::Lanczos => "lanczos",
+        }
+    }
+
+    /// A1111's name, as its infotext writes `Hires upscaler`.
+    pub fn a1111_name(self) -> &'static str {
+        match self {
+            Upscaler::Latent => "Latent",
+            Upscaler::Lanczos => "Lanczos",
+        }
+    }
+
+    /// Either spelling, any case.
+    pub fn parse(name: &str) -> Option<Upscaler> {
+        let name = name.trim();
+        Self::ALL.into_iter().find(|u| u.name().eq_ignore_ascii_case(name) || u.a1111_name().eq_ignore_ascii_case(name))
+    }
+
+    pub fn names() -> String {
+        Self::ALL.map(Upscaler::name).join(", ")
+    }
+}
+
+impl std::fmt::Display for Upscaler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Pixels added on each side of the init image when outpainting (multiples of 8).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Outpaint {
+    #[serde(default)]
+    pub left: u32,
+    #[serde(default)]
+    pub right: u32,
+    #[serde(default)]
+    pub top: u32,
+    #[serde(default)]
+    pub bottom: u32,
+}
+
+impl Outpaint {
+    pub const SIDES: [&'static str; 4] = ["left", "right", "top", "bottom"];
+
+    fn sides(&self) -> [u32; 4] {
+        [self.left, self.right, self.top, self.bottom]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sides() == [0; 4]
+    }
+
+    /// Parses the CLI form `left=64,right=64,top=0,bottom=0` (any subset, any order).
+    pub fn parse(text: &str) -> Result<Outpaint, String> {
+        let mut out = Outpaint::default();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (side, value) =
+                part.split_once('=').ok_or_else(|| format!("{part:?} is not side=pixels; write e.g. left=64,right=64,top=0,bottom=0"))?;
+            let value: u32 = value.trim().parse().map_err(|_| format!("{value:?} in {part:?} is not a whole number of pixels"))?;
+            match side.trim().to_ascii_lowercase().as_str() {
+                "left" => out.left = value,
+                "right" => out.right = value,
+                "top" => out.top = value,
+                "bottom" => out.bottom = value,
+                other => return Err(format!("unknown side {other:?}; use {}", Self::SIDES.join(", "))),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The field errors of this extension (each side a multiple of 8, at most [`MAX_OUTPAINT`],
+    /// at least one side extended).
+    fn check(&self, errors: &mut Vec<FieldError>) {
+        for (name, value) in Self::SIDES.iter().zip(self.sides()) {
+            if value > MAX_OUTPAINT || !value.is_multiple_of(8) {
+                errors.push(FieldError::new(
+                    &format!("outpaint.{name}"),
+                    format!("outpaint.{name} {value} must be a multiple of 8 from 0 to {MAX_OUTPAINT}"),
+                ));
+            }
+        }
+        if self.is_empty() {
+            errors.push(FieldError::new("outpaint", "outpaint extends no side; give at least one of left, right, top, bottom in pixels"));
+        }
+    }
+}
+
+/// The hires fix as requested: every field optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HiresRequest {
+    /// Upscale factor of the first pass, in (1, 4] [default: 2].
+    #[serde(default)]
+    pub scale: Option<f32>,
+    /// Strength of the second pass, in (0, 1] [default: 0.7].
+    #[serde(default)]
+    pub strength: Option<f64>,
+    /// Steps of the second pass; 0 or absent = the request's steps.
+    #[serde(default)]
+    pub steps: Option<u32>,
+    /// `latent` or `lanczos` [default: latent].
+    #[serde(default)]
+    pub upscaler: Option<String>,
+}
+
+/// The hires fix resolved: a second, image-to-image pass at `scale` times the size.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Hires {
+    pub scale: f32,
+    pub strength: f64,
+    /// Inference steps of the second pass (of which `int(steps × strength)` run); 0 = the
+    /// first pass's steps.
+    pub steps: u32,
+    pub upscaler: Upscaler,
+}
+
+impl Hires {
+    /// The second pass's size: each side times the scale, rounded down to a multiple of 8.
+    pub fn target_size(&self, width: u32, height: u32) -> (u32, u32) {
+        let side = |s: u32| ((f64::from(s) * f64::from(self.scale)) as u32) / 8 * 8;
+        (side(width), side(height))
+    }
+
+    /// The second pass's inference steps given the first pass's.
+    pub fn steps_or(&self, first_pass_steps: u32) -> u32 {
+        if self.steps == 0 {
+            first_pass_steps
+        } else {
+            self.steps
+        }
+    }
+}
+
+/// Whether `id` could name an image (an upload or a gallery image): 1 to [`MAX_IMAGE_ID`]
+/// ASCII letters, digits, `-` and `_`. It never becomes a path unchecked.
+pub fn is_image_id(id: &str) -> bool {
+    (1..=MAX_IMAGE_ID).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+use super::request::FieldError;
+
+/// The image fields of a request, checked: `(strength, mask_blur)` resolved, errors pushed.
+pub(crate) struct ImageFields<'a> {
+    pub init_image: Option<&'a str>,
+    pub mask: Option<&'a str>,
+    pub mask_blur: Option<u32>,
+    pub strength: Option<f64>,
+    pub outpaint: Option<&'a Outpaint>,
+    pub hires: Option<&'a HiresRequest>,
+}
+
+/// What [`ImageFields::resolve`] settles.
+pub(crate) struct ResolvedImageFields {
+    pub strength: Option<f64>,
+    pub mask_blur: Option<u32>,
+    pub outpaint: Option<Outpaint>,
+    pub hires: Option<Hires>,
+}
+
+fn check_strength(field: &str, value: f64, errors: &mut Vec<FieldError>) {
+    if !(value.is_finite() && value > 0.0 && value <= 1.0) {
+        errors.push(FieldError::new(field, format!("{field} {value} is outside (0, 1]; 0.75 repaints three quarters")));
+    }
+}
+
+impl ImageFields<'_> {
+    pub fn resolve(&self, max_steps: u32, errors: &mut Vec<FieldError>) -> ResolvedImageFields {
+        for (field, id) in [("init_image", self.init_image), ("mask", self.mask)] {
+            if let Some(id) = id.filter(|id| !is_image_id(id)) {
+                errors.push(FieldError::new(field, format!("{id:?} is not an image id; upload the image with POST /api/v1/uploads first")));
+            }
+        }
+        let has_init = self.init_image.is_some();
+        let needs_init = |field: &str, errors: &mut Vec<FieldError>| {
+            if !has_init {
+                errors.push(FieldError::new(field, format!("{field} needs an init_image to work on")));
+            }
+        };
+        if self.mask.is_some() {
+            needs_init("mask", errors);
+        }
+        if let Some(outpaint) = self.outpaint {
+            needs_init("outpaint", errors);
+            outpaint.check(errors);
+            if self.mask.is_some() {
+                errors.push(FieldError::new("outpaint", "outpaint makes its own mask; send either mask or outpaint, not both"));
+            }
+        }
+        let strength = if has_init {
+            let strength = self.strength.unwrap_or(DEFAULT_STRENGTH);
+            check_strength("strength", strength, errors);
+            Some(strength)
+        } else {
+            if self.strength.is_some() {
+                needs_init("strength", errors);
+            }
+            None
+        };
+        let masked = self.mask.is_some() || self.outpaint.is_some();
+        let mask_blur = match self.mask_blur {
+            Some(blur) if !masked => {
+                errors.push(FieldError::new("mask_blur", format!("mask_blur {blur} needs a mask (or outpaint) to blur")));
+                None
+            }
+            Some(blur) if blur > MAX_MASK_BLUR => {
+                errors.push(FieldError::new("mask_blur", format!("mask_blur {blur} is outside 0..{MAX_MASK_BLUR} pixels")));
+                None
+            }
+            blur => masked.then(|| blur.unwrap_or(DEFAULT_MASK_BLUR)),
+        };
+        let hires = self.hires.and_then(|h| {
+            if has_init {
+                errors.push(FieldError::new("hires", "the hires fix refines text-to-image results; drop init_image or hires"));
+            }
+            let scale = h.scale.unwrap_or(DEFAULT_HIRES_SCALE);
+            if !(scale.is_finite() && scale > 1.0 && scale <= MAX_HIRES_SCALE) {
+                errors.push(FieldError::new("hires.scale", format!("hires.scale {scale} is outside (1, {MAX_HIRES_SCALE}]")));
+            }
+            let strength = h.strength.unwrap_or(DEFAULT_HIRES_STRENGTH);
+            check_strength("hires.strength", strength, errors);
+            let steps = h.steps.unwrap_or(0);
+            if steps > max_steps {
+                errors.push(FieldError::new("hires.steps", format!("hires.steps {steps} is outside 0..{max_steps} (0 = the same steps)")));
+            }
+            let upscaler = match h.upscaler.as_deref() {
+                None => Some(Upscaler::DEFAULT),
+                Some(name) => Upscaler::parse(name).or_else(|| {
+                    errors.push(FieldError::new("hires.upscaler", format!("unknown upscaler {name:?}; use one of {}", Upscaler::names())));
+                    None
+                }),
+            };
+            Some(Hires { scale, strength, steps, upscaler: upscaler? })
+        });
+        ResolvedImageFields { strength, mask_blur, outpaint: self.outpaint.copied(), hires }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outpaint_parses_the_cli_form_and_names_bad_parts() {
+        assert_eq!(Outpaint::parse("left=64,right=64,top=0,bottom=0").unwrap(), Outpaint { left: 64, right: 64, top: 0, bottom: 0 });
+        assert_eq!(Outpaint::parse(" top=8 ").unwrap(), Outpaint { top: 8, ..Default::default() });
+        assert!(Outpaint::parse("up=8").unwrap_err().contains("up"));
+        assert!(Outpaint::parse("left=x").unwrap_err().contains("\"x\""));
+        assert!(Outpaint::parse("left").unwrap_err().contains("side=pixels"));
+    }
+
+    #[test]
+    fn hires_target_rounds_down_to_multiples_of_8() {
+        let h = Hires { scale: 1.25, strength: 0.5, steps: 0, upscaler: Upscaler::Latent };
+        assert_eq!(h.target_size(64, 48), (80, 56)); // 60 -> 56
+        let h = Hires { scale: 1.5, ..h };
+        assert_eq!(h.target_size(512, 512), (768, 768));
+        assert_eq!(h.steps_or(20), 20);
+        assert_eq!(Hires { steps: 7, ..h }.steps_or(20), 7);
+    }
+
+    #[test]
+    fn upscalers_parse_both_spellings() {
+        assert_eq!(Upscaler::parse("Latent"), Some(Upscaler::Latent));
+        assert_eq!(Upscaler::parse("lanczos"), Some(Upscaler::Lanczos));
+        assert_eq!(Upscaler::parse("ESRGAN_4x"), None);
+    }
+
+    #[test]
+    fn image_ids_are_safe_names() {
+        assert!(is_image_id("up_0123abcd"));
+        for bad in ["", "../x", "a/b", "a.png", &"x".repeat(65)] {
+            assert!(!is_image_id(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! Owns the pixel and latent operations the image-to-image modes share, each reproducing the
+//! exact arithmetic of the library diffusers (and A1111) call for it, so inputs prepared here are
+//! the bytes the reference pipelines see:
+//!
+//! - [`resize_lanczos`]: Pillow's `Image.resize(size, Image.LANCZOS)` on 8-bit images (separable,
+//!   horizontal pass first, coefficients in double precision, then 22-bit fixed point).
+//! - [`gaussian_blur`]: Pillow's `ImageFilter.GaussianBlur(radius)` on 8-bit images (three
+//!   extended box blurs per axis, 24-bit fixed point).
+//! - [`to_gray`]: Pillow's `convert("L")` (ITU-R 601-2 luma in 16-bit fixed point).
+//! - [`resize_latents_bilinear`]: torch's `interpolate(mode="bilinear", align_corners=False)`
+//!   to a given size, float32.
+//!
+//! Images are row-major, interleaved 8-bit channels; latents `[batch, channels, h, w]` float32.
+
+use std::f64::consts::PI;
+
+/// Fixed-point precision of Pillow's 8-bit resampling: 32 bits less 8 for the value and 2 for
+/// overshoot of the filter's negative lobes.
+const PRECISION_BITS: u32 = 32 - 8 - 2;
+const LANCZOS_SUPPORT: f64 = 3.0;
+
+fn sinc(x: f64) -> f64 {
+    if x == 0.0 {
+        1.0
+    } else {
+        let x = x * PI;
+        x.sin() / x
+    }
+}
+
+fn lanczos(x: f64) -> f64 {
+    if (-LANCZOS_SUPPORT..LANCZOS_SUPPORT).contains(&x) {
+        sinc(x) * sinc(x / 3.0)
+    } else {
+        0.0
+    }
+}
+
+/// The fixed-point taps of one axis: for each output position, the first input index and the
+/// integer weights.
+struct Taps {
+    first: Vec<usize>,
+    weights: Vec<Vec<i32>>,
+}
+
+fn lanczos_taps(in_size: usize, out_size: usize) -> Taps {
+    let scale = in_size as f64 / out_size as f64;
+    let filter_scale = scale.max(1.0);
+    let support = LANCZOS_SUPPORT * filter_scale;
+    let inv_filter_scale = 1.0 / filter_scale;
+    let mut first = Vec::with_capacity(out_size);
+    let mut weights = Vec::with_capacity(out_size);
+    for xx in 0..out_size {
+        let center = (xx as f64 + 0.5) * scale;
+        // C's (int) cast truncates toward zero; negative starts are clamped to 0 anyway.
+        let xmin = ((center - support + 0.5) as i64).max(0) as usize;
+        let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
+        let raw: Vec<f64> = (xmin..xmax.max(xmin)).map(|x| lanczos((x as f64 - center + 0.5) * inv_filter_scale)).collect();
+        let total: f64 = raw.iter().sum();
+        let fixed = raw
+            .iter()
+            .map(|&w| {
+                let w = if total != 0.0 { w / total } else { w };
+                let scaled = w * f64::from(1u32 << PRECISION_BITS);
+                (if w < 0.0 { -0.5 + scaled } else { 0.5 + scaled }) as i32
+            })
+            .collect();
+        first.push(xmin);
+        weights.push(fixed);
+    }
+    Taps { first, weights }
+}
+
+fn clip8(acc: i32) -> u8 {
+    (acc >> PRECISION_BITS).clamp(0, 255) as u8
+}
+
+/// Resamples along one axis. `stride_out` / `stride_in` step between the samples of a line,
+/// `line_step_*` between lines.
+#[allow(clippy::too_many_arguments)]
+fn resample_axis(
+    src: &[u8],
+    dst: &mut [u8],
+    channels: usize,
+    lines: usize,
+    taps: &Taps,
+    in_stride: usize,
+    line_in: usize,
+    out_stride: usize,
+    line_out: usize,
+) {
+    for line in 0..lines {
+        for (xx, (first, weights)) in taps.first.iter().zip(&taps.weights).enumerate() {
+            for c in 0..channels {
+                let mut acc: i32 = 1 << (PRECISION_BITS - 1);
+                for (k, &w) in weights.iter().enumerate() {
+                    let v = src[line * line_in + (first + k) * in_stride + c];
+                    acc = acc.wrapping_add(i32::from(v).wrapping_mul(w));
+                }
+                dst[line * line_out + xx * out_stride + c] = clip8(acc);
+            }
+        }
+    }
+}
+
+/// Pillow's Lanczos resize of an 8-bit image with `channels` interleaved channels.
+pub fn resize_lanczos(pixels: &[u8], channels: usize, width: usize, height: usize, new_width: usize, new_height: usize) -> Vec<u8> {
+    assert_eq!(pixels.len(), width * height * channels, "image buffer size");
+    let mut current = pixels.to_vec();
+    let mut cur_w = width;
+    if new_width != width {
+        let taps = lanczos_taps(width, new_width);
+        let mut out = vec![0u8; new_width * height * channels];
+        resample_axis(&current, &mut out, channels, height, &taps, channels, width * channels, channels, new_width * channels);
+        current = out;
+        cur_w = new_width;
+    }
+    if new_height != height {
+        let taps = lanczos_taps(height, new_height);
+        let mut out = vec![0u8; cur_w * new_height * channels];
+        // Vertical: a "line" is one column position (x, channel); samples step by rows.
+        for x in 0..cur_w {
+            for (yy, (first, weights)) in taps.first.iter().zip(&taps.weights).enumerate() {
+                for c in 0..channels {
+                    let mut acc: i32 = 1 << (PRECISION_BITS - 1);
+                    for (k, &w) in weights.iter().enumerate() {
+                        let v = current[((first + k) * cur_w + x) * channels + c];
+                        acc = acc.wrapping_add(i32::from(v).wrapping_mul(w));
+                    }
+                    out[(yy * cur_w + x) * channels + c] = clip8(acc);
+                }
+            }
+        }
+        current = out;
+    }
+    current
+}
+
+/// Pillow's box-blur radius for one of `passes` box blurs approximating a Gaussian of standard
+/// deviation `radius` (the "extended box" of Gwosdek et al.), in float32 as Pillow computes it.
+fn box_radius(radius: f32, passes: u32) -> f32 {
+    let sigma2 = radius * radius / passes as f32;
+    let big_l = (12.0 * f64::from(sigma2) + 1.0).sqrt() as f32;
+    let l = ((f64::from(big_l) - 1.0) / 2.0).floor() as f32;
+    let mut a = (2.0 * l + 1.0) * (l * (l + 1.0) - 3.0 * sigma2);
+    a /= 6.0 * (sigma2 - (l + 1.0) * (l + 1.0));
+    l + a
+}
+
+/// One horizontal extended-box-blur pass over a line, Pillow's integer arithmetic (wrapping
+/// u32 accumulators, 24-bit weights).
+fn box_blur_line(line: &[u8], out: &mut [u8], radius: usize, ww: u32, fw: u32) {
+    let n = line.len();
+    let last = n - 1;
+    let edge_a = (radius + 1).min(n);
+    let edge_b = n.saturating_sub(radius + 1);
+    let px = |i: usize| u32::from(line[i]);
+    let mut acc: u32 = px(0).wrapping_mul(radius as u32 + 1);
+    for x in 0..edge_a.saturating_sub(1) {
+        acc = acc.wrapping_add(px(x));
+    }
+    acc = acc.wrapping_add(px(last).wrapping_mul((radius + 1 - edge_a) as u32));
+    let mut step = |x: usize, sub: usize, add: usize, far_left: usize, far_right: usize, acc: &mut u32| {
+        *acc = acc.wrapping_add(px(add)).wrapping_sub(px(sub));
+        let bulk = acc.wrapping_mul(ww).wrapping_add((px(far_left) + px(far_right)).wrapping_mul(fw));
+        out[x] = (bulk.wrapping_add(1 << 23) >> 24) as u8;
+    };
+    if edge_a <= edge_b {
+        for x in 0..edge_a {
+            step(x, 0, x + radius, 0, x + radius + 1, &mut acc);
+        }
+        for x in edge_a..edge_b {
+            step(x, x - radius - 1, x + radius, x - radius - 1, x + radius + 1, &mut acc);
+        }
+        for x in edge_b..=last {
+            step(x, x - radius - 1, last, x - radius - 1, last, &mut acc);
+        }
+    } else {
+        for x in 0..edge_b {
+            step(x, 0, x + radius, 0, x + radius + 1, &mut acc);
+        }
+        for x in edge_b..edge_a {
+            step(x, 0, last, 0, last, &mut acc);
+        }
+        for x in edge_a..=last {
+            step(x, x - radius - 1, last, x - radius - 1, last, &mut acc);
+        }
+    }
+}
+
+/// Blurs every row of a single-channel image `passes` times with a box of fractional `radius`.
+fn box_blur_rows(pixels: &mut [u8], width: usize, radius: f32, passes: u32) {
+    let whole = radius as usize;
+    let ww = (16_777_216.0f32 / (radius * 2.0 + 1.0)) as u32;
+    let fw = (16_777_216u32 - (whole as u32 * 2 + 1) * ww) / 2;
+    let mut out = vec![0u8; width];
+    for row in pixels.chunks_mut(width) {
+        for _ in 0..passes {
+            box_blur_line(row, &mut out, whole, ww, fw);
+            row.copy_from_slice(&out);
+        }
+    }
+}
+
+fn transpose(pixels: &[u8], width: usize, height: usize) -> Vec<u8> {
+    let mut out = vec![0u8; pixels.len()];
+    for y in 0..height {
+        for x in 0..width {
+            out[x * height + y] = pixels[y * width + x];
+        }
+    }
+    out
+}
+
+/// Pillow's `GaussianBlur(radius)` on a single-channel 8-bit image (3 passes per axis).
+pub fn gaussian_blur(gray: &[u8], width: usize, height: usize, radius: f32) -> Vec<u8> {
+    assert_eq!(gray.len(), width * height, "image buffer size");
+    if radius == 0.0 || width == 0 || height == 0 {
+        return gray.to_vec();
+    }
+    const PASSES: u32 = 3;
+    let r = box_radius(radius, PASSES);
+    let mut pixels = gray.to_vec();
+    if r != 0.0 {
+        box_blur_rows(&mut pixels, width, r, PASSES);
+        let mut columns = transpose(&pixels, width, height);
+        box_blur_rows(&mut columns, height, r, PASSES);
+        pixels = transpose(&columns, height, width);
+    }
+    pixels
+}
+
+/// Pillow's `convert("L")` of interleaved RGB8.
+pub fn to_gray(rgb: &[u8]) -> Vec<u8> {
+    rgb.chunks_exact(3)
+        .map(|p| ((u32::from(p[0]) * 19595 + u32::from(p[1]) * 38470 + u32::from(p[2]) * 7471 + 0x8000) >> 16) as u8)
+        .collect()
+}
+
+/// Source index and weights of one output position of torch's bilinear interpolation
+/// (`align_corners=False`, scale taken as `in / out` in float32).
+fn linear_taps(in_size: usize, out_size: usize) -> Vec<(usize, usize, f32, f32)> {
+    let scale = in_size as f32 / out_size as f32;
+    (0..out_size)
+        .map(|i| {
+            let real = (scale * (i as f32 + 0.5) - 0.5).max(0.0);
+            let index = (real.floor() as usize).min(in_size - 1);
+            let lambda = (real - index as f32).clamp(0.0, 1.0);
+            let next = if index < in_size - 1 { index + 1 } else { index };
+            (index, next, 1.0 - lambda, lambda)
+        })
+        .collect()
+}
+
+/// torch's `interpolate(x, size=(out_h, out_w), mode="bilinear", align_corners=False)` of
+/// `[batch, channels, h, w]` latents.
+pub fn resize_latents_bilinear(latents: &[f32], shape: [usize; 4], out_h: usize, out_w: usize) -> Vec<f32> {
+    let [b, c, h, w] = shape;
+    assert_eq!(latents.len(), b * c * h * w, "latent buffer size");
+    let rows = linear_taps(h, out_h);
+    let cols = linear_taps(w, out_w);
+    let mut out = Vec::with_capacity(b * c * out_h * out_w);
+    for plane in latents.chunks_exact(h * w) {
+        for &(y0, y1, hy0, hy1) in &rows {
+            for &(x0, x1, wx0, wx1) in &cols {
+                let top = plane[y0 * w + x0] * wx0 + plane[y0 * w + x1] * wx1;
+                let bottom = plane[y1 * w + x0] * wx0 + plane[y1 * w + x1] * wx1;
+                out.push(top * hy0 + bottom * hy1);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_size_resize_is_the_identity_and_flat_stays_flat() {
+        let img: Vec<u8> = (0..6 * 4 * 3).map(|i| (i * 7 % 256) as u8).collect();
+        assert_eq!(resize_lanczos(&img, 3, 6, 4, 6, 4), img);
+        let flat = vec![77u8; 10 * 10];
+        assert!(resize_lanczos(&flat, 1, 10, 10, 17, 6).iter().all(|&v| v == 77));
+    }
+
+    #[test]
+    fn blur_keeps_flat_images_and_spreads_an_edge() {
+        let flat = vec![200u8; 12 * 9];
+        assert_eq!(gaussian_blur(&flat, 12, 9, 4.0), flat);
+        let mut edge = vec![0u8; 16 * 4];
+        for row in edge.chunks_mut(16) {
+            row[8..].fill(255);
+        }
+        let blurred = gaussian_blur(&edge, 16, 4, 2.0);
+        assert!(blurred[7] > 0 && blurred[7] < 128 && blurred[8] >= 128 && blurred[8] < 255, "{:?}", &blurred[..16]);
+    }
+
+    #[test]
+    fn bilinear_doubling_matches_hand_computed_values() {
+        // One 2x2 plane [[0, 1], [2, 3]] to 4x4: source index (i + 0.5) / 2 - 0.5, clamped at 0.
+        let out = resize_latents_bilinear(&[0.0, 1.0, 2.0, 3.0], [1, 1, 2, 2], 4, 4);
+        assert_eq!(&out[..4], &[0.0, 0.25, 0.75, 1.0]);
+        assert_eq!(&out[12..], &[2.0, 2.25, 2.75, 3.0]);
+    }
+
+    #[test]
+    fn gray_uses_pillows_weights() {
+        assert_eq!(to_gray(&[255, 255, 255, 0, 0, 0, 255, 0, 0, 0, 255, 0]), vec![255, 0, 76, 150]);
+    }
+}

@@ -1,0 +1,202 @@
+//! Owns pictures that come from outside: decoding untrusted bytes (PNG, JPEG, WebP) within
+//! bounds — encoded size, pixel size checked from the header before decoding, and the decoder's
+//! own allocation limits, so a decompression bomb is refused rather than decoded — and the
+//! uploads folder (`<data dir>/uploads/`) where accepted pictures are kept, re-encoded as PNG and
+//! named by their content hash (`up_<hex>`), so the same picture uploaded twice is one file and
+//! a queued job's input cannot change under it.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use image::{DynamicImage, GrayImage, ImageFormat, ImageReader, RgbImage};
+use sha2::{Digest, Sha256};
+
+use crate::api::image_modes::{is_image_id, MAX_IMAGE_SIDE, MAX_UPLOAD_BYTES};
+use crate::atomic_file::write_atomically;
+use crate::engine::imageops;
+
+/// Every upload id starts with this.
+pub const UPLOAD_ID_PREFIX: &str = "up_";
+/// The decoder may allocate at most this much for one image (a 4096² RGBA image with room to spare).
+const MAX_DECODE_ALLOC: u64 = 512 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageInputError {
+    #[error("the file is {bytes} bytes; the limit is {limit} bytes ({} MB)", limit >> 20)]
+    TooLarge { bytes: usize, limit: usize },
+    #[error("the image is {width}x{height} pixels; the limit is {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE}; scale it down first")]
+    TooBig { width: u32, height: u32 },
+    #[error("not an image Easel can read (PNG, JPEG or WebP): {0}")]
+    Unreadable(String),
+    #[error("no uploaded image {0:?}; upload it with POST /api/v1/uploads")]
+    Unknown(String),
+    #[error("cannot store the image in {path}: {message}")]
+    Io { path: PathBuf, message: String },
+}
+
+/// Decodes `bytes` as PNG, JPEG or WebP, refusing anything over [`MAX_UPLOAD_BYTES`] encoded or
+/// [`MAX_IMAGE_SIDE`] on a side.
+pub fn decode(bytes: &[u8]) -> Result<DynamicImage, ImageInputError> {
+    if bytes.len() > MAX_UPLOAD_BYTES {
+        return Err(ImageInputError::TooLarge { bytes: bytes.len(), limit: MAX_UPLOAD_BYTES });
+    }
+    let unreadable = |e: &dyn std::fmt::Display| ImageInputError::Unreadable(e.to_string());
+    let reader = || ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| unreadable(&e));
+    match reader()?.format() {
+        Some(ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::WebP) => {}
+        Some(other) => return Err(ImageInputError::Unreadable(format!("{other:?} is not accepted"))),
+        None => return Err(ImageInputError::Unreadable("the bytes are not a known image format".into())),
+    }
+    let (width, height) = reader()?.into_dimensions().map_err(|e| unreadable(&e))?;
+    if width > MAX_IMAGE_SIDE || height > MAX_IMAGE_SIDE {
+        return Err(ImageInputError::TooBig { width, height });
+    }
+    if width == 0 || height == 0 {
+        return Err(ImageInputError::Unreadable(format!("the image is {width}x{height} pixels")));
+    }
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_ALLOC);
+    let mut reader = reader()?;
+    reader.limits(limits);
+    reader.decode().map_err(|e| unreadable(&e))
+}
+
+/// The picture as RGB (any alpha dropped).
+pub fn to_rgb(image: &DynamicImage) -> RgbImage {
+    image.to_rgb8()
+}
+
+/// The picture as an inpainting mask (white = repaint), A1111's rule: an image with a
+/// transparent part is masked by its alpha channel; any other is converted to grey as Pillow's
+/// `convert("L")` does.
+pub fn to_mask(image: &DynamicImage) -> GrayImage {
+    if image.color().has_alpha() {
+        let rgba = image.to_rgba8();
+        if rgba.pixels().any(|p| p.0[3] != 255) {
+            let alpha = rgba.pixels().map(|p| p.0[3]).collect();
+            return GrayImage::from_raw(rgba.width(), rgba.height(), alpha).expect("one value per pixel");
+        }
+    }
+    if let DynamicImage::ImageLuma8(gray) = image {
+        return gray.clone();
+    }
+    let rgb = image.to_rgb8();
+    GrayImage::from_raw(rgb.width(), rgb.height(), imageops::to_gray(rgb.as_raw())).expect("one value per pixel")
+}
+
+/// A short content id for `bytes` (16 bytes of sha256 in hex) after `prefix`.
+pub fn content_id(prefix: &str, bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    format!("{prefix}{}", digest[..16].iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+/// An accepted upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    pub id: String,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// The uploads folder.
+#[derive(Debug, Clone)]
+pub struct Uploads {
+    dir: PathBuf,
+}
+
+impl Uploads {
+    pub fn new(data_dir: &Path) -> Self {
+        Self { dir: data_dir.join("uploads") }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path(&self, id: &str) -> Option<PathBuf> {
+        (id.starts_with(UPLOAD_ID_PREFIX) && is_image_id(id)).then(|| self.dir.join(format!("{id}.png")))
+    }
+
+    /// Decodes `bytes`, keeps the picture as PNG and returns its id (the same id for the same
+    /// picture).
+    pub fn store(&self, bytes: &[u8]) -> Result<Upload, ImageInputError> {
+        let image = decode(bytes)?;
+        let normalized = match image.color().has_alpha() {
+            true => DynamicImage::ImageRgba8(image.to_rgba8()),
+            false if matches!(image, DynamicImage::ImageLuma8(_)) => image,
+            false => DynamicImage::ImageRgb8(image.to_rgb8()),
+        };
+        let mut png = Vec::new();
+        normalized.write_to(&mut Cursor::new(&mut png), ImageFormat::Png).map_err(|e| ImageInputError::Unreadable(e.to_string()))?;
+        let id = content_id(UPLOAD_ID_PREFIX, &png);
+        let path = self.path(&id).expect("a content id is a valid upload id");
+        if !path.is_file() {
+            write_atomically(&path, &png).map_err(|e| ImageInputError::Io { path: path.clone(), message: e.to_string() })?;
+        }
+        Ok(Upload { id, width: normalized.width(), height: normalized.height() })
+    }
+
+    /// Reads an upload back.
+    pub fn load(&self, id: &str) -> Result<DynamicImage, ImageInputError> {
+        let path = self.path(id).ok_or_else(|| ImageInputError::Unknown(id.to_string()))?;
+        let bytes = std::fs::read(&path).map_err(|_| ImageInputError::Unknown(id.to_string()))?;
+        decode(&bytes)
+    }
+
+    /// The size of an upload, from its header.
+    pub fn size(&self, id: &str) -> Result<(u32, u32), ImageInputError> {
+        let path = self.path(id).ok_or_else(|| ImageInputError::Unknown(id.to_string()))?;
+        image::image_dimensions(&path).map_err(|_| ImageInputError::Unknown(id.to_string()))
+    }
+
+    /// Whether `id` names a stored upload.
+    pub fn contains(&self, id: &str) -> bool {
+        self.path(id).is_some_and(|p| p.is_file())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(width: u32, height: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        RgbImage::from_pixel(width, height, image::Rgb([1, 2, 3])).write_to(&mut Cursor::new(&mut out), ImageFormat::Png).unwrap();
+        out
+    }
+
+    #[test]
+    fn refuses_what_is_not_an_image_or_too_big() {
+        assert!(matches!(decode(b"hello"), Err(ImageInputError::Unreadable(_))));
+        assert!(matches!(decode(&png(MAX_IMAGE_SIDE + 1, 8)), Err(ImageInputError::TooBig { width: 4097, height: 8 })));
+        assert!(matches!(decode(&vec![0u8; MAX_UPLOAD_BYTES + 1]), Err(ImageInputError::TooLarge { .. })));
+        assert_eq!(decode(&png(8, 4)).unwrap().width(), 8);
+    }
+
+    #[test]
+    fn uploads_are_content_addressed_and_ids_never_become_other_paths() {
+        let dir = std::env::temp_dir().join(format!("easel-uploads-{}", std::process::id()));
+        let uploads = Uploads::new(&dir);
+        let a = uploads.store(&png(8, 8)).unwrap();
+        let b = uploads.store(&png(8, 8)).unwrap();
+        assert_eq!(a, b);
+        assert!(a.id.starts_with(UPLOAD_ID_PREFIX) && uploads.contains(&a.id));
+        assert_eq!(uploads.size(&a.id).unwrap(), (8, 8));
+        assert_eq!(uploads.load(&a.id).unwrap().to_rgb8().get_pixel(0, 0).0, [1, 2, 3]);
+        for bad in ["../easel.db", "up_../../x", "x_123"] {
+            assert!(matches!(uploads.load(bad), Err(ImageInputError::Unknown(_))), "{bad}");
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn masks_use_alpha_when_transparent_else_grey() {
+        let mut rgba = image::RgbaImage::from_pixel(2, 1, image::Rgba([0, 0, 0, 0]));
+        rgba.put_pixel(1, 0, image::Rgba([0, 0, 0, 255]));
+        assert_eq!(to_mask(&DynamicImage::ImageRgba8(rgba)).as_raw(), &vec![0, 255]);
+        let rgb = RgbImage::from_pixel(1, 1, image::Rgb([255, 0, 0]));
+        assert_eq!(to_mask(&DynamicImage::ImageRgb8(rgb)).as_raw(), &vec![76]);
+    }
+}

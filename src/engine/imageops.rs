@@ -75,8 +75,8 @@ fn clip8(acc: i32) -> u8 {
     (acc >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
-/// Resamples along one axis. `stride_out` / `stride_in` step between the samples of a line,
-/// `line_step_*` between lines.
+/// Resamples along rows: `in_stride` / `out_stride` step between the samples of a line,
+/// `line_in` / `line_out` between lines.
 #[allow(clippy::too_many_arguments)]
 fn resample_axis(
     src: &[u8],
@@ -103,35 +103,51 @@ fn resample_axis(
     }
 }
 
-/// Pillow's Lanczos resize of an 8-bit image with `channels` interleaved channels.
-pub fn resize_lanczos(pixels: &[u8], channels: usize, width: usize, height: usize, new_width: usize, new_height: usize) -> Vec<u8> {
-    assert_eq!(pixels.len(), width * height * channels, "image buffer size");
-    let mut current = pixels.to_vec();
-    let mut cur_w = width;
-    if new_width != width {
-        let taps = lanczos_taps(width, new_width);
-        let mut out = vec![0u8; new_width * height * channels];
-        resample_axis(&current, &mut out, channels, height, &taps, channels, width * channels, channels, new_width * channels);
-        current = out;
-        cur_w = new_width;
-    }
-    if new_height != height {
-        let taps = lanczos_taps(height, new_height);
-        let mut out = vec![0u8; cur_w * new_height * channels];
-        // Vertical: a "line" is one column position (x, channel); samples step by rows.
-        for x in 0..cur_w {
-            for (yy, (first, weights)) in taps.first.iter().zip(&taps.weights).enumerate() {
-                for c in 0..channels {
-                    let mut acc: i32 = 1 << (PRECISION_BITS - 1);
-                    for (k, &w) in weights.iter().enumerate() {
-                        let v = current[((first + k) * cur_w + x) * channels + c];
-                        acc = acc.wrapping_add(i32::from(v).wrapping_mul(w));
-                    }
-                    out[(yy * cur_w + x) * channels + c] = clip8(acc);
+/// Resamples the rows of an image to `new_width`.
+fn resize_rows(pixels: &[u8], channels: usize, width: usize, height: usize, new_width: usize) -> Vec<u8> {
+    let taps = lanczos_taps(width, new_width);
+    let mut out = vec![0u8; new_width * height * channels];
+    resample_axis(pixels, &mut out, channels, height, &taps, channels, width * channels, channels, new_width * channels);
+    out
+}
+
+/// Resamples the columns of an image to `new_height`.
+fn resize_columns(pixels: &[u8], channels: usize, width: usize, height: usize, new_height: usize) -> Vec<u8> {
+    let taps = lanczos_taps(height, new_height);
+    let mut out = vec![0u8; width * new_height * channels];
+    // A "line" is one column (its x and channel); its samples step by whole rows.
+    for x in 0..width {
+        for (yy, (first, weights)) in taps.first.iter().zip(&taps.weights).enumerate() {
+            for c in 0..channels {
+                let mut acc: i32 = 1 << (PRECISION_BITS - 1);
+                for (k, &w) in weights.iter().enumerate() {
+                    let v = pixels[((first + k) * width + x) * channels + c];
+                    acc = acc.wrapping_add(i32::from(v).wrapping_mul(w));
                 }
+                out[(yy * width + x) * channels + c] = clip8(acc);
             }
         }
-        current = out;
+    }
+    out
+}
+
+/// Pillow's Lanczos resize of an 8-bit image with `channels` interleaved channels. Pillow 13
+/// resamples the rows first, except when the width grows while the height shrinks: then the
+/// columns first (the rounding to 8 bits between the passes makes the order visible).
+pub fn resize_lanczos(pixels: &[u8], channels: usize, width: usize, height: usize, new_width: usize, new_height: usize) -> Vec<u8> {
+    assert_eq!(pixels.len(), width * height * channels, "image buffer size");
+    let rows_first = !(new_width > width && new_height < height);
+    let mut current = pixels.to_vec();
+    if rows_first {
+        if new_width != width {
+            current = resize_rows(&current, channels, width, height, new_width);
+        }
+        if new_height != height {
+            current = resize_columns(&current, channels, new_width, height, new_height);
+        }
+    } else {
+        current = resize_columns(&current, channels, width, height, new_height);
+        current = resize_rows(&current, channels, width, new_height, new_width);
     }
     current
 }

@@ -39,9 +39,14 @@ pub fn request_of(settings: &serde_json::Value) -> GenerateRequest {
 /// Compares the latents reported after each call with the fixture's `latents.npy`
 /// (`[calls, B, 4, h, w]`); adds a line to `problems` for the first call over the bar.
 pub fn check_latents(dir: &Path, steps: &[Vec<f32>], problems: &mut Vec<String>) {
-    let (shape, latents) = npy::read_f32(dir.join("latents.npy")).unwrap();
+    check_latents_in(dir, "latents.npy", steps, problems)
+}
+
+/// [`check_latents`] against another file of per-call latents (the hires fix's second pass).
+pub fn check_latents_in(dir: &Path, file: &str, steps: &[Vec<f32>], problems: &mut Vec<String>) {
+    let (shape, latents) = npy::read_f32(dir.join(file)).unwrap();
     if shape[0] != steps.len() {
-        problems.push(format!("{} scheduler calls reported, diffusers made {}", steps.len(), shape[0]));
+        problems.push(format!("{file}: {} scheduler calls reported, diffusers made {}", steps.len(), shape[0]));
         return;
     }
     let per_step = latents.len() / shape[0];
@@ -51,7 +56,7 @@ pub fn check_latents(dir: &Path, steps: &[Vec<f32>], problems: &mut Vec<String>)
         let tol = LATENT_TOL.max(LATENT_REL_TOL * scale);
         let d = max_abs_diff(got, want);
         if d > tol {
-            problems.push(format!("latents after call {}: max diff {d:e} over tolerance {tol:e}", i + 1));
+            problems.push(format!("{file}: latents after call {}: max diff {d:e} over tolerance {tol:e}", i + 1));
             return;
         }
     }

@@ -13,15 +13,18 @@ use sha2::{Digest, Sha256};
 
 use crate::atomic_file::write_atomically;
 use crate::engine::model::{Residency, SdModel};
-use crate::engine::pipeline::txt2img;
+use crate::engine::pipeline::{generate, SourceImages};
 use crate::engine::{infotext, png_meta, preview, runtime, CancelToken, EngineError};
 use crate::jobs::{ExecError, JobExecutor, JobProgress, JobRecord, NewImage};
 use crate::metrics::EngineMetrics;
 use crate::model_registry::ModelRegistry;
+use crate::uploads::{self, Uploads};
 
 pub struct EngineExecutor {
     /// Where models are looked up by name.
     pub registry: ModelRegistry,
+    /// Where a job's init image and mask are read from.
+    pub uploads: Uploads,
     /// Root of the image files.
     pub outputs_dir: PathBuf,
     pub threads: usize,
@@ -35,9 +38,17 @@ pub struct EngineExecutor {
 }
 
 impl EngineExecutor {
-    pub fn new(registry: ModelRegistry, outputs_dir: PathBuf, threads: usize, residency: Residency, resident_models: usize) -> Self {
+    pub fn new(
+        registry: ModelRegistry,
+        uploads: Uploads,
+        outputs_dir: PathBuf,
+        threads: usize,
+        residency: Residency,
+        resident_models: usize,
+    ) -> Self {
         Self {
             registry,
+            uploads,
             outputs_dir,
             threads,
             residency,
@@ -106,13 +117,19 @@ impl JobExecutor for EngineExecutor {
         progress: &mut dyn FnMut(JobProgress),
     ) -> Result<Vec<NewImage>, ExecError> {
         let settings = job.settings.clone();
+        let read =
+            |field: &str, id: &str| self.uploads.load(id).map_err(|e| ExecError::Failed(format!("the {field} {id} cannot be read: {e}")));
+        let images = SourceImages {
+            init: settings.init_image.as_deref().map(|id| read("init image", id)).transpose()?.as_ref().map(uploads::to_rgb),
+            mask: settings.mask.as_deref().map(|id| read("mask", id)).transpose()?.as_ref().map(uploads::to_mask),
+        };
         let name = settings.model.clone().unwrap_or_else(|| self.registry.default_name());
         let outputs_dir = self.outputs_dir.clone();
         let metrics = self.metrics.clone();
         let model = self.model(&name)?;
         // Step time: between consecutive step callbacks (the first would include the text encoder).
         let mut last_step: Option<std::time::Instant> = None;
-        let output = txt2img(model, &settings, cancel, &mut |p| {
+        let output = generate(model, &settings, &images, cancel, &mut |p| {
             let now = std::time::Instant::now();
             if let Some(previous) = last_step.replace(now) {
                 metrics.step_seconds.observe(now.duration_since(previous).as_secs_f64());

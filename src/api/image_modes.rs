@@ -25,6 +25,15 @@ pub const MAX_IMAGE_SIDE: u32 = 4096;
 /// Longest image id accepted.
 pub const MAX_IMAGE_ID: usize = 64;
 
+/// An accepted upload: what `POST /api/v1/uploads` returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadView {
+    /// Pass as `init_image` or `mask`.
+    pub id: String,
+    pub width: u32,
+    pub height: u32,
+}
+
 /// How the first pass of a hires fix is enlarged before the second pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -21,7 +21,7 @@ pub mod pull;
 pub mod request;
 pub mod sampler;
 
-pub use image_modes::{Hires, HiresRequest, Outpaint, Upscaler};
+pub use image_modes::{Hires, HiresRequest, Outpaint, UploadView, Upscaler};
 pub use job::{image_url, HistoryPage, ImageView, JobEvent, JobEventKind, JobStatus, JobView, ProgressView, OUTPUTS_URL_PREFIX};
 pub use model::{AliasView, ModelEntry, ModelLocation};
 pub use pull::{FileState, PullFile, PullState, PullStatus};

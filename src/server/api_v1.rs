@@ -18,6 +18,7 @@ pub fn router() -> Router<AppState> {
         .merge(super::api_models::router())
         .route("/openapi.json", get(|| async { Json(super::openapi::document()) }))
         .merge(super::api_jobs::router())
+        .merge(super::api_uploads::router())
         .fallback(not_found)
 }
 

@@ -4,6 +4,7 @@
 
 mod api_jobs;
 mod api_models;
+mod api_uploads;
 mod api_v1;
 mod auth;
 mod error;

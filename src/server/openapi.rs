@@ -7,10 +7,14 @@
 
 use serde_json::{json, Value};
 
+use crate::api::image_modes::{
+    DEFAULT_HIRES_SCALE, DEFAULT_HIRES_STRENGTH, DEFAULT_MASK_BLUR, DEFAULT_STRENGTH, MAX_HIRES_SCALE, MAX_IMAGE_ID, MAX_IMAGE_SIDE,
+    MAX_MASK_BLUR, MAX_OUTPAINT, MAX_UPLOAD_BYTES,
+};
 use crate::api::request::{
     DEFAULT_CFG_SCALE, DEFAULT_SIZE, DEFAULT_STEPS, MAX_BATCH_SIZE, MAX_CFG_SCALE, MAX_PROMPT_CHARS, MAX_SIZE, MAX_STEPS, MIN_SIZE,
 };
-use crate::api::{Sampler, Schedule};
+use crate::api::{Sampler, Schedule, Upscaler};
 use crate::service::MAX_PAGE;
 
 fn error_response(description: &str) -> Value {
@@ -77,7 +81,7 @@ pub fn document() -> Value {
             "/api/v1/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3" } } } },
             "/api/v1/generate": {
                 "post": {
-                    "summary": "Queue a text-to-image job",
+                    "summary": "Queue a generation: text-to-image; image-to-image with `init_image`; inpainting with `mask`; outpainting with `outpaint`; a hires fix with `hires`",
                     "parameters": [{ "name": "Idempotency-Key", "in": "header", "required": false, "schema": { "type": "string", "maxLength": 200 },
                                      "description": "A retried submit with the same key returns the first job (200) instead of a new one" }],
                     "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/GenerateRequest" } } } },
@@ -112,6 +116,19 @@ pub fn document() -> Value {
                 "summary": "Server-Sent Events: the current state first, then queued, started, progress, succeeded, failed or cancelled",
                 "parameters": [job_id_param()],
                 "responses": { "200": { "description": "text/event-stream" }, "404": error_response("no such job") } } },
+            "/api/v1/uploads": { "post": {
+                "summary": "Upload a picture for init_image or mask: PNG, JPEG or WebP, at most 20 MB and 4096x4096 pixels",
+                "requestBody": { "required": true, "content": {
+                    "multipart/form-data": { "schema": { "type": "object", "required": ["file"], "properties": { "file": { "type": "string", "format": "binary" } } } },
+                    "image/png": { "schema": { "type": "string", "format": "binary" } },
+                    "image/jpeg": { "schema": { "type": "string", "format": "binary" } },
+                    "image/webp": { "schema": { "type": "string", "format": "binary" } } } },
+                "responses": {
+                    "201": { "description": "stored (the same picture always gets the same id)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Upload" } } } },
+                    "413": error_response(&format!("larger than {} MB", MAX_UPLOAD_BYTES >> 20)),
+                    "415": error_response("not multipart/form-data or image/*"),
+                    "422": error_response(&format!("`file` is not a PNG, JPEG or WebP picture, or is larger than {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE}"))
+                } } },
             "/api/v1/images/{id}": { "delete": { "summary": "Delete an image (record and file)",
                 "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
                 "responses": { "204": { "description": "deleted" }, "404": error_response("no such image") } } },
@@ -135,9 +152,31 @@ pub fn document() -> Value {
                     "sampler": { "type": "string", "enum": Sampler::ALL, "default": Sampler::DEFAULT },
                     "schedule": { "type": "string", "enum": Schedule::ALL, "description": "default: karras for dpmpp_2m, default otherwise" },
                     "batch_size": { "type": "integer", "minimum": 1, "maximum": MAX_BATCH_SIZE, "default": 1 },
-                    "model": { "type": "string", "description": "a name or alias from GET /api/v1/models; the default model when absent" }
+                    "model": { "type": "string", "description": "a name or alias from GET /api/v1/models; the default model when absent" },
+                    "init_image": { "type": "string", "maxLength": MAX_IMAGE_ID, "description": "image-to-image: an upload id from POST /api/v1/uploads or the id of a generated image; sets width and height when they are absent, else it is resized (Lanczos)" },
+                    "strength": { "type": "number", "exclusiveMinimum": true, "minimum": 0, "maximum": 1, "default": DEFAULT_STRENGTH, "description": "with init_image: how much is repainted; int(steps x strength) steps run" },
+                    "mask": { "type": "string", "maxLength": MAX_IMAGE_ID, "description": "inpainting (needs init_image): an upload id; white repaints, black keeps, grey is binarised at 50%; a picture with transparency is masked by its alpha" },
+                    "mask_blur": { "type": "integer", "minimum": 0, "maximum": MAX_MASK_BLUR, "default": DEFAULT_MASK_BLUR, "description": "with mask: Gaussian blur in pixels before binarising; with outpaint: half the width of the soft seam" },
+                    "outpaint": { "$ref": "#/components/schemas/Outpaint" },
+                    "hires": { "$ref": "#/components/schemas/Hires" }
                 }
             },
+            "Outpaint": { "type": "object", "additionalProperties": false,
+                "description": "extend init_image by these pixels per side and paint the new area; width and height are the picture's size before extension",
+                "properties": {
+                    "left": { "type": "integer", "minimum": 0, "maximum": MAX_OUTPAINT, "multipleOf": 8, "default": 0 },
+                    "right": { "type": "integer", "minimum": 0, "maximum": MAX_OUTPAINT, "multipleOf": 8, "default": 0 },
+                    "top": { "type": "integer", "minimum": 0, "maximum": MAX_OUTPAINT, "multipleOf": 8, "default": 0 },
+                    "bottom": { "type": "integer", "minimum": 0, "maximum": MAX_OUTPAINT, "multipleOf": 8, "default": 0 } } },
+            "Hires": { "type": "object", "additionalProperties": false,
+                "description": "text-to-image only: upscale the result and refine it with a second, image-to-image pass from the same seed",
+                "properties": {
+                    "scale": { "type": "number", "exclusiveMinimum": true, "minimum": 1, "maximum": MAX_HIRES_SCALE, "default": DEFAULT_HIRES_SCALE, "description": "each side times this, rounded down to a multiple of 8" },
+                    "strength": { "type": "number", "exclusiveMinimum": true, "minimum": 0, "maximum": 1, "default": DEFAULT_HIRES_STRENGTH },
+                    "steps": { "type": "integer", "minimum": 0, "maximum": MAX_STEPS, "default": 0, "description": "0 = the same steps as the first pass" },
+                    "upscaler": { "type": "string", "enum": Upscaler::ALL, "default": Upscaler::DEFAULT } } },
+            "Upload": { "type": "object", "properties": {
+                "id": { "type": "string", "description": "pass as init_image or mask" }, "width": { "type": "integer" }, "height": { "type": "integer" } } },
             "Submitted": { "type": "object", "properties": {
                 "id": { "type": "string" }, "status": { "type": "string" }, "position": { "type": "integer", "nullable": true } } },
             "Job": { "type": "object", "properties": {

@@ -16,7 +16,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::api::{
     AliasView, FieldError, GenerateRequest, HistoryPage, ImageView, JobEvent, JobStatus, JobView, ModelEntry, ProgressView, PullState,
-    PullStatus,
+    PullStatus, UploadView,
 };
 use crate::atomic_file::remove_leftover_temp_files;
 use crate::config::Settings;
@@ -27,6 +27,7 @@ use crate::job_runner::EngineExecutor;
 use crate::jobs::{CancelOutcome, JobQueue, JobRecord, JobStore, LiveProgress, StatusCounts, StoreError};
 use crate::metrics::EngineMetrics;
 use crate::model_registry::{ModelRegistry, RegistryError};
+use crate::uploads::{ImageInputError, Uploads};
 use pulls::{PullCancel, PullManager};
 
 /// Longest accepted idempotency key, in bytes.
@@ -123,6 +124,8 @@ pub struct Easel {
     pulls: Arc<PullManager>,
     /// Step and model-load times the worker records, for `/metrics`.
     engine_metrics: Arc<EngineMetrics>,
+    /// Pictures uploaded for image-to-image requests.
+    uploads: Uploads,
     /// Held open for the process lifetime: its exclusive lock keeps a second server off this data dir.
     _data_dir_lock: Arc<std::fs::File>,
 }
@@ -147,6 +150,22 @@ async fn blocking<T: Send + 'static, E: Into<ServiceError> + Send + 'static>(
         Ok(result) => result.map_err(Into::into),
         Err(e) => Err(ServiceError::Internal(e.to_string())),
     }
+}
+
+/// The upload id for an image a request names: an upload as it is, or a generated image (its
+/// gallery id) copied into the uploads so the job keeps its input if the image is deleted.
+/// `Err(None)` when `id` is not an image id at all (the request rules report that).
+fn image_as_upload(uploads: &Uploads, store: &JobStore, outputs: &std::path::Path, id: &str) -> Result<String, Option<String>> {
+    if !crate::api::image_modes::is_image_id(id) {
+        return Err(None);
+    }
+    if uploads.contains(id) {
+        return Ok(id.to_string());
+    }
+    let missing = || Some(format!("no uploaded or generated image {id:?}; upload it with POST /api/v1/uploads"));
+    let record = store.image(id).ok().flatten().ok_or_else(missing)?;
+    let bytes = std::fs::read(outputs.join(&record.path)).map_err(|_| missing())?;
+    uploads.store(&bytes).map(|u| u.id).map_err(|e| Some(e.to_string()))
 }
 
 /// A stored job as the wire shows it; `live` is the worker's in-memory progress when it runs.
@@ -189,8 +208,10 @@ impl Easel {
         }
         let store = JobStore::open(&settings.data_dir).map_err(|e| StartupError::Jobs(e.to_string()))?;
         let registry = ModelRegistry::from_settings(&settings);
+        let uploads = Uploads::new(&settings.data_dir);
         let executor = EngineExecutor::new(
             registry.clone(),
+            uploads.clone(),
             settings.outputs_dir.clone(),
             settings.threads,
             if settings.low_memory { Residency::LowMemory } else { Residency::Warm },
@@ -207,6 +228,7 @@ impl Easel {
             pulls,
             engine_metrics,
             registry,
+            uploads,
             _data_dir_lock: Arc::new(lock),
         })
     }
@@ -235,8 +257,31 @@ impl Easel {
 
     /// Validates `request` (settings rules, the model list, the idempotency key), resolves its
     /// defaults, seed and model, and queues it; with a key already used, returns that job.
-    pub async fn submit(&self, request: GenerateRequest, idempotency_key: Option<String>) -> Result<Submitted, ServiceError> {
+    pub async fn submit(&self, mut request: GenerateRequest, idempotency_key: Option<String>) -> Result<Submitted, ServiceError> {
         let mut errors = Vec::new();
+        if request.init_image.is_some() || request.mask.is_some() {
+            let (uploads, store, outputs) = (self.uploads.clone(), self.jobs.store().clone(), self.settings.outputs_dir.clone());
+            let (resolved, image_errors) = blocking(move || {
+                let mut errors = Vec::new();
+                let mut request = request;
+                for (field, id) in [("init_image", &mut request.init_image), ("mask", &mut request.mask)] {
+                    if let Some(given) = id.as_mut() {
+                        match image_as_upload(&uploads, &store, &outputs, given) {
+                            Ok(upload) => *given = upload,
+                            Err(Some(message)) => errors.push(FieldError::new(field, message)),
+                            Err(None) => {} // not an id at all: resolve names it
+                        }
+                    }
+                }
+                if let Some(Ok((w, h))) = request.init_image.as_deref().map(|id| uploads.size(id)) {
+                    request.size_from_image(w, h);
+                }
+                Ok::<_, ServiceError>((request, errors))
+            })
+            .await?;
+            request = resolved;
+            errors.extend(image_errors);
+        }
         let mut settings = match request.resolve(crate::api::request::random_seed) {
             Ok(s) => Some(s),
             Err(fields) => {
@@ -307,6 +352,20 @@ impl Easel {
         let jobs = self.jobs.clone();
         let lookup = id.to_string();
         blocking(move || jobs.watch(&lookup)).await?.ok_or_else(|| ServiceError::JobNotFound(id.to_string()))
+    }
+
+    /// Keeps an uploaded picture (PNG, JPEG or WebP) for image-to-image requests and returns its
+    /// id; a picture that cannot be read or is too large is a field error on `file`.
+    pub async fn upload(&self, bytes: Vec<u8>) -> Result<UploadView, ServiceError> {
+        let uploads = self.uploads.clone();
+        let stored = blocking(move || Ok::<_, ServiceError>(uploads.store(&bytes))).await?;
+        match stored {
+            Ok(u) => Ok(UploadView { id: u.id, width: u.width, height: u.height }),
+            Err(ImageInputError::Io { path, message }) => {
+                Err(ServiceError::Internal(format!("cannot store the upload in {}: {message}", path.display())))
+            }
+            Err(e) => Err(ServiceError::Invalid(vec![FieldError::new("file", e.to_string())])),
+        }
     }
 
     /// Job counts by status (for `/metrics`).

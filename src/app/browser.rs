@@ -44,6 +44,14 @@ pub fn confirm(question: &str) -> bool {
     }
 }
 
+/// Scrolls the page back to its top (where the Generate form starts).
+pub fn scroll_to_top() {
+    #[cfg(feature = "hydrate")]
+    if let Some(window) = web_sys::window() {
+        window.scroll_to_with_x_and_y(0.0, 0.0);
+    }
+}
+
 /// An open SSE subscription; closes the stream when dropped.
 pub struct EventStream {
     #[cfg(feature = "hydrate")]

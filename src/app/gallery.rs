@@ -157,6 +157,17 @@ fn Detail(
         let navigate = leptos_router::hooks::use_navigate();
         navigate("/", Default::default());
     };
+    let send_init = super::image_input::InitImage::from(&image);
+    // The Generate page reads the saved form when it opens.
+    let send_to_img2img = move |_| {
+        let mut values = browser::load(FORM_STORAGE_KEY).and_then(|t| serde_json::from_str::<FormValues>(&t).ok()).unwrap_or_default();
+        values.start_from(send_init.clone());
+        if let Ok(text) = serde_json::to_string(&values) {
+            browser::save(FORM_STORAGE_KEY, &text);
+        }
+        let navigate = leptos_router::hooks::use_navigate();
+        navigate("/", Default::default());
+    };
     let remove = move |_| {
         if !browser::confirm("Delete this image? This cannot be undone.") {
             return;
@@ -182,6 +193,7 @@ fn Detail(
                 <a class="button" href=image.url.clone() download="">"Download"</a>
                 <button type="button" on:click=move |_| browser::copy_to_clipboard(&infotext)>"Copy parameters"</button>
                 <button type="button" on:click=use_settings>"Use these settings"</button>
+                <button type="button" on:click=send_to_img2img>"Send to img2img"</button>
                 <button type="button" class="danger" on:click=remove>"Delete"</button>
                 <button type="button" on:click=move |_| selected.set(None)>"Close"</button>
             </div>

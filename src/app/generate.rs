@@ -7,8 +7,16 @@ use leptos::task::spawn_local;
 use serde::{Deserialize, Serialize};
 
 use super::browser;
+use super::image_input::{ImageInput, InitImage};
+use super::mask_editor::{MaskCanvas, MaskHandle, MaskTools};
 use super::rpc::{cancel_job, list_active_jobs, list_models, submit_generation, SubmitOutcome};
-use crate::api::{FieldError, GenerateRequest, GenerationSettings, ImageView, JobEvent, JobEventKind, JobStatus, Sampler};
+use crate::api::image_modes::{
+    DEFAULT_HIRES_SCALE, DEFAULT_HIRES_STRENGTH, DEFAULT_MASK_BLUR, DEFAULT_STRENGTH, MAX_HIRES_SCALE, MAX_MASK_BLUR, MAX_OUTPAINT,
+};
+use crate::api::{
+    FieldError, GenerateRequest, GenerationSettings, HiresRequest, ImageView, JobEvent, JobEventKind, JobStatus, Outpaint, Sampler,
+    Upscaler,
+};
 
 /// Local-storage key of the form's last values (also written by "Use these settings" elsewhere).
 pub const FORM_STORAGE_KEY: &str = "easel.form";
@@ -32,6 +40,43 @@ pub struct FormValues {
     pub seed: String,
     pub batch_size: String,
     pub model: String,
+    /// `img2img` for image-to-image (inpainting, outpainting); anything else is text-to-image.
+    pub mode: String,
+    /// The picture image-to-image starts from.
+    pub init: Option<InitImage>,
+    pub strength: String,
+    /// A mask id from earlier settings; a painted mask replaces it at submit.
+    pub mask: String,
+    pub mask_blur: String,
+    /// Outpainting per side in pixels: left, right, top, bottom ([`Outpaint::SIDES`]).
+    pub outpaint: [String; 4],
+    pub hires: bool,
+    pub hires_scale: String,
+    pub hires_strength: String,
+    /// 0 = the same steps as the first pass.
+    pub hires_steps: String,
+    pub hires_upscaler: String,
+}
+
+/// The mode value of image-to-image.
+pub const IMG2IMG: &str = "img2img";
+/// The hires scale input's step (A1111's slider step); its minimum is one step above 1.
+const HIRES_SCALE_STEP: f32 = 0.25;
+/// The field names of the outpaint sides, in [`Outpaint::SIDES`] order.
+const OUTPAINT_FIELDS: [&str; 4] = ["outpaint.left", "outpaint.right", "outpaint.top", "outpaint.bottom"];
+
+/// Uploads the painted mask; `None` when nothing is painted after all.
+async fn painted_mask_id(mask: MaskHandle) -> Result<Option<String>, String> {
+    #[cfg(feature = "hydrate")]
+    {
+        let Some(png) = mask.export_png().await? else { return Ok(None) };
+        super::image_input::upload(&png, "mask.png").await.map(|u| Some(u.id))
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        let _ = mask;
+        Ok(None)
+    }
 }
 
 impl Default for FormValues {
@@ -48,22 +93,62 @@ impl Default for FormValues {
             seed: String::new(),
             batch_size: "1".into(),
             model: String::new(),
+            mode: "txt2img".into(),
+            init: None,
+            strength: DEFAULT_STRENGTH.to_string(),
+            mask: String::new(),
+            mask_blur: DEFAULT_MASK_BLUR.to_string(),
+            outpaint: ["0", "0", "0", "0"].map(String::from),
+            hires: false,
+            hires_scale: DEFAULT_HIRES_SCALE.to_string(),
+            hires_strength: DEFAULT_HIRES_STRENGTH.to_string(),
+            hires_steps: "0".into(),
+            hires_upscaler: Upscaler::DEFAULT.name().into(),
         }
     }
 }
 
 impl FormValues {
+    pub fn is_img2img(&self) -> bool {
+        self.mode == IMG2IMG
+    }
+
+    /// Image-to-image from `init`, its size in the width and height fields.
+    pub fn start_from(&mut self, init: InitImage) {
+        let (w, h) = init.request_size();
+        self.width = w.to_string();
+        self.height = h.to_string();
+        self.mode = IMG2IMG.into();
+        self.mask.clear();
+        self.init = Some(init);
+    }
+
     /// The values that reproduce `settings` (seed included).
     pub fn from_settings(s: &GenerationSettings) -> Self {
+        let defaults = Self::default();
+        // The request's size is the picture's; outpainting's canvas is larger.
+        let (width, height) = s.init_size();
+        let o = s.outpaint.unwrap_or_default();
         Self {
+            mode: if s.init_image.is_some() { IMG2IMG.into() } else { defaults.mode.clone() },
+            init: s.init_image.clone().map(|id| InitImage { id, url: String::new(), width, height }),
+            strength: s.strength.map_or(defaults.strength.clone(), |x| x.to_string()),
+            mask: s.mask.clone().unwrap_or_default(),
+            mask_blur: s.mask_blur.map_or(defaults.mask_blur.clone(), |x| x.to_string()),
+            outpaint: [o.left, o.right, o.top, o.bottom].map(|x| x.to_string()),
+            hires: s.hires.is_some(),
+            hires_scale: s.hires.map_or(defaults.hires_scale.clone(), |h| h.scale.to_string()),
+            hires_strength: s.hires.map_or(defaults.hires_strength.clone(), |h| h.strength.to_string()),
+            hires_steps: s.hires.map_or(defaults.hires_steps.clone(), |h| h.steps.to_string()),
+            hires_upscaler: s.hires.map_or(defaults.hires_upscaler.clone(), |h| h.upscaler.name().to_string()),
             prompt: s.prompt.clone(),
             negative_prompt: s.negative_prompt.clone(),
             sampler: s.sampler.name().into(),
             schedule: s.schedule.name().into(),
             steps: s.steps.to_string(),
             cfg_scale: s.cfg_scale.to_string(),
-            width: s.width.to_string(),
-            height: s.height.to_string(),
+            width: width.to_string(),
+            height: height.to_string(),
             seed: s.seed.to_string(),
             batch_size: s.batch_size.to_string(),
             model: s.model.clone().unwrap_or_default(),
@@ -82,21 +167,60 @@ impl FormValues {
                 }
             }
         };
+        let img2img = self.is_img2img();
         let steps = number("steps", &self.steps);
-        let width = number("width", &self.width);
-        let height = number("height", &self.height);
+        // In image-to-image an empty size means the picture's own.
+        let optional = |text: &str| img2img && text.trim().is_empty();
+        let width = if optional(&self.width) { None } else { number("width", &self.width) };
+        let height = if optional(&self.height) { None } else { number("height", &self.height) };
         let batch_size = number("batch_size", &self.batch_size);
         let seed = if self.seed.trim().is_empty() { None } else { number("seed", &self.seed) };
-        let cfg_scale = match self.cfg_scale.trim().parse::<f32>() {
-            Ok(x) => Some(x),
-            Err(_) => {
-                errors.push(FieldError {
-                    field: "cfg_scale".into(),
-                    message: format!("CFG scale must be a number, got {:?}", self.cfg_scale),
-                });
-                None
+        let mut image = ImageRequest::default();
+        if img2img {
+            let sides: Vec<Option<u64>> = Outpaint::SIDES
+                .iter()
+                .zip(&self.outpaint)
+                .map(|(side, text)| if text.trim().is_empty() { Some(0) } else { number(&format!("outpaint.{side}"), text) })
+                .collect();
+            let mask_blur = number("mask_blur", &self.mask_blur);
+            if let [Some(left), Some(right), Some(top), Some(bottom)] = sides[..] {
+                let side = |n: u64| n.min(u64::from(u32::MAX)) as u32;
+                let o = Outpaint { left: side(left), right: side(right), top: side(top), bottom: side(bottom) };
+                image.outpaint = Some(o).filter(|o| !o.is_empty());
+            }
+            image.mask = Some(self.mask.clone()).filter(|m| !m.is_empty());
+            if image.mask.is_some() || image.outpaint.is_some() {
+                image.mask_blur = mask_blur.map(|n| n.min(u64::from(u32::MAX)) as u32);
+            }
+            match &self.init {
+                Some(init) => image.init_image = Some(init.id.clone()),
+                None => errors.push(FieldError::new("init_image", "drop, paste or pick an image to start from")),
+            }
+        } else if self.hires {
+            let hires_steps = number("hires.steps", &self.hires_steps);
+            image.hires = Some(HiresRequest {
+                scale: None,
+                strength: None,
+                steps: hires_steps.map(|n| n.min(u64::from(u32::MAX)) as u32),
+                upscaler: Some(self.hires_upscaler.clone()),
+            });
+        }
+        let mut decimal = |field: &str, label: &str, text: &str| -> Option<f64> {
+            match text.trim().parse::<f64>() {
+                Ok(x) => Some(x),
+                Err(_) => {
+                    errors.push(FieldError::new(field, format!("{label} must be a number, got {text:?}")));
+                    None
+                }
             }
         };
+        let cfg_scale = decimal("cfg_scale", "CFG scale", &self.cfg_scale).map(|x| x as f32);
+        if img2img {
+            image.strength = decimal("strength", "strength", &self.strength);
+        } else if let Some(h) = image.hires.as_mut() {
+            h.scale = decimal("hires.scale", "hires scale", &self.hires_scale).map(|x| x as f32);
+            h.strength = decimal("hires.strength", "hires strength", &self.hires_strength);
+        }
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -113,9 +237,25 @@ impl FormValues {
             schedule: Some(self.schedule.clone()).filter(|s| s != "auto"),
             batch_size: small(batch_size),
             model: Some(self.model.clone()).filter(|m| !m.is_empty()),
-            ..Default::default()
+            init_image: image.init_image,
+            mask: image.mask,
+            mask_blur: image.mask_blur,
+            strength: image.strength,
+            outpaint: image.outpaint,
+            hires: image.hires,
         })
     }
+}
+
+/// The image-mode fields of a request, gathered by [`FormValues::to_request`].
+#[derive(Default)]
+struct ImageRequest {
+    init_image: Option<String>,
+    mask: Option<String>,
+    mask_blur: Option<u32>,
+    strength: Option<f64>,
+    outpaint: Option<Outpaint>,
+    hires: Option<HiresRequest>,
 }
 
 /// A job submitted from this page.
@@ -135,6 +275,10 @@ pub fn GeneratePage() -> impl IntoView {
     let submitting = RwSignal::new(false);
     let hydrated = RwSignal::new(false);
     let models = Resource::new(|| (), |_| list_models());
+    let mask = MaskHandle::new();
+    // Only a new picture re-renders the preview and the mask canvas (not every keystroke).
+    let init = Memo::new(move |_| form.with(|f| f.init.clone()));
+    let img2img = Memo::new(move |_| form.with(FormValues::is_img2img));
 
     // Browser only: after a reload, jobs still queued or running get their live cards back.
     Effect::new(move |_| {
@@ -158,7 +302,11 @@ pub fn GeneratePage() -> impl IntoView {
         if !restored.get_value() {
             restored.set_value(true);
             hydrated.set(true);
-            if let Some(saved) = browser::load(FORM_STORAGE_KEY).and_then(|t| serde_json::from_str::<FormValues>(&t).ok()) {
+            if let Some(mut saved) = browser::load(FORM_STORAGE_KEY).and_then(|t| serde_json::from_str::<FormValues>(&t).ok()) {
+                // An object URL does not outlive the page that made it.
+                if let Some(init) = saved.init.as_mut().filter(|i| i.url.starts_with("blob:")) {
+                    init.url.clear();
+                }
                 form.set(saved);
             }
             return;
@@ -172,7 +320,12 @@ pub fn GeneratePage() -> impl IntoView {
         if submitting.get_untracked() {
             return;
         }
-        let values = form.get_untracked();
+        let mut values = form.get_untracked();
+        let painted = values.is_img2img() && mask.painted.get_untracked();
+        if painted {
+            // Checked with a stand-in id; the painted mask is uploaded only when all else is valid.
+            values.mask = "painted-mask".into();
+        }
         let request = match values.to_request() {
             Ok(r) => r,
             Err(e) => return errors.set(e),
@@ -184,6 +337,23 @@ pub fn GeneratePage() -> impl IntoView {
         errors.set(Vec::new());
         submitting.set(true);
         spawn_local(async move {
+            let mut request = request;
+            if painted {
+                match painted_mask_id(mask).await {
+                    Ok(Some(id)) => request.mask = Some(id),
+                    Ok(None) => {
+                        request.mask = None;
+                        if request.outpaint.is_none() {
+                            request.mask_blur = None;
+                        }
+                    }
+                    Err(e) => {
+                        errors.set(vec![FieldError::new("mask", format!("could not upload the mask: {e}"))]);
+                        submitting.set(false);
+                        return;
+                    }
+                }
+            }
             match submit_generation(request).await {
                 Ok(SubmitOutcome::Queued(job)) => {
                     let job = *job;
@@ -196,6 +366,12 @@ pub fn GeneratePage() -> impl IntoView {
             submitting.set(false);
         });
     };
+
+    let send_to_img2img = Callback::new(move |image: InitImage| {
+        form.update(|f| f.start_from(image));
+        errors.set(Vec::new());
+        browser::scroll_to_top();
+    });
 
     let use_settings = Callback::new(move |settings: GenerationSettings| {
         form.set(FormValues::from_settings(&settings));
@@ -216,11 +392,35 @@ pub fn GeneratePage() -> impl IntoView {
                 id=field
                 name=field
                 inputmode="decimal"
+                placeholder=move || (img2img.get() && (field == "width" || field == "height")).then_some("image size")
                 aria-invalid=invalid(field)
                 aria-describedby=format!("{field}-error")
                 prop:value=move || form.with(|f| get(f).clone())
                 on:input=move |ev| form.update(|f| set(f, event_target_value(&ev)))
             />
+        }
+    };
+    let number_input =
+        move |field: &'static str, get: fn(&FormValues) -> &String, set: fn(&mut FormValues, String), max: u32, step: u32| {
+            view! {
+                <input
+                    id=field
+                    name=field
+                    type="number"
+                    min="0"
+                    max=max
+                    step=step
+                    aria-invalid=invalid(field)
+                    aria-describedby=format!("{field}-error")
+                    prop:value=move || form.with(|f| get(f).clone())
+                    on:input=move |ev| form.update(|f| set(f, event_target_value(&ev)))
+                />
+            }
+        };
+    let set_mode = move |mode: &'static str| {
+        move |_| {
+            form.update(|f| f.mode = mode.into());
+            errors.set(Vec::new());
         }
     };
 
@@ -254,6 +454,76 @@ pub fn GeneratePage() -> impl IntoView {
                         {move || format!("{} words", form.with(|f| f.prompt.split_whitespace().count()))}
                     </p>
                     {field_error("prompt")}
+                    <div class="mode-switch" role="radiogroup" aria-label="Mode">
+                        <label>
+                            <input type="radio" name="mode" value="txt2img" prop:checked=move || !img2img.get() on:change=set_mode("txt2img")/>
+                            "Text to image"
+                        </label>
+                        <label>
+                            <input type="radio" name="mode" value=IMG2IMG prop:checked=move || img2img.get() on:change=set_mode(IMG2IMG)/>
+                            "Image to image"
+                        </label>
+                    </div>
+                    <Show when=move || img2img.get()>
+                        <fieldset class="img2img">
+                            <legend>"Init image"</legend>
+                            <ImageInput init=init.into() on_change=send_to_img2img>
+                                {move || {
+                                    init.get_untracked().map(|i| view! { <MaskCanvas handle=mask width=i.width height=i.height/> })
+                                }}
+                            </ImageInput>
+                            {field_error("init_image")}
+                            <Show when=move || init.with(Option::is_some)>
+                                <MaskTools handle=mask/>
+                                <Show when=move || form.with(|f| !f.mask.is_empty())>
+                                    <p class="hint">
+                                        "Using the mask of the earlier job. "
+                                        <button type="button" class="chip" on:click=move |_| form.update(|f| f.mask.clear())>
+                                            "Drop it"
+                                        </button>
+                                    </p>
+                                </Show>
+                            </Show>
+                            {field_error("mask")}
+                            <label for="strength">{move || format!("Strength {}", form.with(|f| f.strength.clone()))}</label>
+                            <input
+                                id="strength"
+                                name="strength"
+                                type="range"
+                                min="0.01"
+                                max="1"
+                                step="0.01"
+                                aria-invalid=invalid("strength")
+                                prop:value=move || form.with(|f| f.strength.clone())
+                                on:input=move |ev| form.update(|f| f.strength = event_target_value(&ev))
+                            />
+                            {field_error("strength")}
+                            <label for="mask_blur">"Mask blur (px)"</label>
+                            {number_input("mask_blur", |f| &f.mask_blur, |f, v| f.mask_blur = v, MAX_MASK_BLUR, 1)}
+                            {field_error("mask_blur")}
+                            <p class="label">"Outpaint (px per side; not with a painted mask)"</p>
+                            <div class="outpaint">
+                                <div>
+                                    <label for="outpaint.left">"Left"</label>
+                                    {number_input("outpaint.left", |f| &f.outpaint[0], |f, v| f.outpaint[0] = v, MAX_OUTPAINT, 8)}
+                                </div>
+                                <div>
+                                    <label for="outpaint.right">"Right"</label>
+                                    {number_input("outpaint.right", |f| &f.outpaint[1], |f, v| f.outpaint[1] = v, MAX_OUTPAINT, 8)}
+                                </div>
+                                <div>
+                                    <label for="outpaint.top">"Top"</label>
+                                    {number_input("outpaint.top", |f| &f.outpaint[2], |f, v| f.outpaint[2] = v, MAX_OUTPAINT, 8)}
+                                </div>
+                                <div>
+                                    <label for="outpaint.bottom">"Bottom"</label>
+                                    {number_input("outpaint.bottom", |f| &f.outpaint[3], |f, v| f.outpaint[3] = v, MAX_OUTPAINT, 8)}
+                                </div>
+                            </div>
+                            {field_error("outpaint")}
+                            {OUTPAINT_FIELDS.map(field_error).collect_view()}
+                        </fieldset>
+                    </Show>
                     <label for="negative_prompt">"Negative prompt"</label>
                     <textarea
                         id="negative_prompt"
@@ -393,6 +663,60 @@ pub fn GeneratePage() -> impl IntoView {
                         </Suspense>
                     </select>
                     {field_error("model")}
+                    <Show when=move || !img2img.get()>
+                        <details class="hires" open=move || form.with_untracked(|f| f.hires)>
+                            <summary>"Hires fix"</summary>
+                            <label class="check">
+                                <input
+                                    type="checkbox"
+                                    id="hires"
+                                    prop:checked=move || form.with(|f| f.hires)
+                                    on:change=move |ev| form.update(|f| f.hires = event_target_checked(&ev))
+                                />
+                                "Enable hires fix"
+                            </label>
+                            {field_error("hires")}
+                            <div class="row">
+                                <div>
+                                    <label for="hires.scale">"Upscale by"</label>
+                                    <input
+                                        id="hires.scale"
+                                        type="number"
+                                        min=1.0 + HIRES_SCALE_STEP
+                                        max=MAX_HIRES_SCALE
+                                        step=HIRES_SCALE_STEP
+                                        aria-invalid=invalid("hires.scale")
+                                        prop:value=move || form.with(|f| f.hires_scale.clone())
+                                        on:input=move |ev| form.update(|f| f.hires_scale = event_target_value(&ev))
+                                    />
+                                    {field_error("hires.scale")}
+                                </div>
+                                <div>
+                                    <label for="hires.upscaler">"Upscaler"</label>
+                                    <select
+                                        id="hires.upscaler"
+                                        prop:value=move || form.with(|f| f.hires_upscaler.clone())
+                                        on:change=move |ev| form.update(|f| f.hires_upscaler = event_target_value(&ev))
+                                    >
+                                        {Upscaler::ALL.map(|u| view! { <option value=u.name()>{u.a1111_name()}</option> }).collect_view()}
+                                    </select>
+                                    {field_error("hires.upscaler")}
+                                </div>
+                            </div>
+                            <div class="row">
+                                <div>
+                                    <label for="hires.strength">"Denoising (hires)"</label>
+                                    {text_input("hires.strength", |f| &f.hires_strength, |f, v| f.hires_strength = v)}
+                                    {field_error("hires.strength")}
+                                </div>
+                                <div>
+                                    <label for="hires.steps">"Hires steps (0 = same)"</label>
+                                    {text_input("hires.steps", |f| &f.hires_steps, |f, v| f.hires_steps = v)}
+                                    {field_error("hires.steps")}
+                                </div>
+                            </div>
+                        </details>
+                    </Show>
                     {field_error("form")}
                     <button type="submit" class="primary" id="generate" disabled=move || submitting.get()>
                         "Generate"
@@ -401,7 +725,7 @@ pub fn GeneratePage() -> impl IntoView {
                 </form>
                 <div class="jobs" aria-label="Jobs" aria-live="polite">
                     <For each=move || jobs.get() key=|j| j.id.clone() let:job>
-                        <JobCard id=job.id settings=job.settings position=job.position on_use=use_settings/>
+                        <JobCard id=job.id settings=job.settings position=job.position on_use=use_settings on_send=send_to_img2img/>
                     </For>
                 </div>
             </div>
@@ -411,7 +735,13 @@ pub fn GeneratePage() -> impl IntoView {
 
 /// One job, followed live.
 #[component]
-fn JobCard(id: String, settings: GenerationSettings, position: Option<u64>, on_use: Callback<GenerationSettings>) -> impl IntoView {
+fn JobCard(
+    id: String,
+    settings: GenerationSettings,
+    position: Option<u64>,
+    on_use: Callback<GenerationSettings>,
+    on_send: Callback<InitImage>,
+) -> impl IntoView {
     let status = RwSignal::new(JobStatus::Queued);
     let queue_position = RwSignal::new(position);
     let step = RwSignal::new(0u64);
@@ -505,6 +835,14 @@ fn JobCard(id: String, settings: GenerationSettings, position: Option<u64>, on_u
                         <img src=image.url.clone() alt=format!("Generated image, seed {}", image.seed) width=image.width height=image.height/>
                         <figcaption>
                             <a class="button" href=image.url.clone() download="">"Download"</a>
+                            {
+                                let init = InitImage::from(&image);
+                                view! {
+                                    <button type="button" class="send-img2img" on:click=move |_| on_send.run(init.clone())>
+                                        "Send to img2img"
+                                    </button>
+                                }
+                            }
                         </figcaption>
                     </figure>
                 </For>
@@ -550,6 +888,72 @@ mod tests {
         };
         let again = FormValues::from_settings(&settings).to_request().unwrap().resolve(|| 0).unwrap();
         assert_eq!(again, settings);
+    }
+
+    fn txt2img_settings() -> GenerationSettings {
+        FormValues { prompt: "a".into(), seed: "7".into(), ..Default::default() }.to_request().unwrap().resolve(|| 0).unwrap()
+    }
+
+    #[test]
+    fn image_modes_round_trip_settings() {
+        let base = txt2img_settings();
+        let img2img = GenerationSettings { init_image: Some("up_1".into()), strength: Some(0.35), width: 64, height: 72, ..base.clone() };
+        let inpaint = GenerationSettings { mask: Some("up_2".into()), mask_blur: Some(9), ..img2img.clone() };
+        let outpaint = GenerationSettings {
+            outpaint: Some(Outpaint { left: 8, right: 16, top: 0, bottom: 64 }),
+            mask_blur: Some(4),
+            width: 64 + 24,
+            height: 72 + 64,
+            ..img2img.clone()
+        };
+        let hires = GenerationSettings {
+            hires: Some(crate::api::Hires { scale: 1.75, strength: 0.45, steps: 3, upscaler: Upscaler::Lanczos }),
+            ..base.clone()
+        };
+        for settings in [base, img2img, inpaint, outpaint, hires] {
+            let values = FormValues::from_settings(&settings);
+            let again = values.to_request().unwrap().resolve(|| 0).unwrap();
+            assert_eq!(again, settings);
+        }
+    }
+
+    #[test]
+    fn img2img_size_is_optional_and_needs_an_image() {
+        let mut values = FormValues { mode: IMG2IMG.into(), width: " ".into(), height: String::new(), ..Default::default() };
+        let fields: Vec<String> = values.to_request().unwrap_err().into_iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["init_image"]);
+        values.init = Some(InitImage { id: "up_9".into(), url: String::new(), width: 100, height: 60 });
+        let request = values.to_request().unwrap();
+        assert_eq!((request.width, request.height, request.strength), (None, None, Some(DEFAULT_STRENGTH)));
+        // No mask and no outpaint: no blur is sent (the server refuses a blur with nothing to blur).
+        assert_eq!((request.mask, request.mask_blur, request.outpaint), (None, None, None));
+        values.start_from(InitImage { id: "img_1".into(), url: "/outputs/x.png".into(), width: 100, height: 60 });
+        assert_eq!((values.width.as_str(), values.height.as_str()), ("96", "64"));
+    }
+
+    #[test]
+    fn mask_and_outpaint_together_are_refused_on_the_outpaint_field() {
+        let values = FormValues {
+            mode: IMG2IMG.into(),
+            init: Some(InitImage { id: "up_9".into(), url: String::new(), width: 64, height: 64 }),
+            mask: "painted-mask".into(),
+            outpaint: ["8".into(), "0".into(), "0".into(), "0".into()],
+            ..Default::default()
+        };
+        let errors = values.to_request().unwrap().resolve(|| 0).unwrap_err();
+        assert!(errors.iter().any(|e| e.field == "outpaint"), "{errors:?}");
+        let bad_side = FormValues { mask: String::new(), outpaint: ["9".into(), "x".into(), "0".into(), "0".into()], ..values };
+        let fields: Vec<String> = bad_side.to_request().unwrap_err().into_iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["outpaint.right"]);
+    }
+
+    #[test]
+    fn hires_fields_are_sent_only_in_text_to_image_when_enabled() {
+        let values = FormValues { hires: true, hires_scale: "big".into(), ..Default::default() };
+        let fields: Vec<String> = values.to_request().unwrap_err().into_iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["hires.scale"]);
+        let off = FormValues { hires: false, hires_scale: "big".into(), ..Default::default() };
+        assert_eq!(off.to_request().unwrap().hires, None);
     }
 
     #[test]

@@ -6,6 +6,8 @@
 mod browser;
 mod gallery;
 pub mod generate;
+mod image_input;
+mod mask_editor;
 mod models;
 mod queue;
 pub mod rpc;

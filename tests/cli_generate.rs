@@ -1,4 +1,5 @@
-//! `easel generate` as a user runs it: image-to-image from a PNG on the command line gives
+//! `easel generate` as a user runs it: image-to-image and inpainting from files on the command
+//! line give diffusers' pictures, outpainting grows the canvas; image-to-image from a PNG gives
 //! diffusers' picture for the same settings (the `lms_96x64` img2img fixture), sizes itself from
 //! the init image, and records the strength in the PNG's A1111 parameters; bad input exits 2
 //! naming the flag.
@@ -74,4 +75,74 @@ fn bad_strength_and_unreadable_images_exit_2_naming_the_flag() {
     let output = easel(&data).args(["--model", "tiny-sd", "--prompt", "x", "--init-image"]).arg(&not_an_image).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("notes.png"), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// Inpainting from the command line gives diffusers' picture (the 9-channel `inpaint9_euler_s1`
+/// fixture); outpainting grows the canvas and keeps the original away from the seam.
+#[test]
+fn mask_and_outpaint_on_the_command_line() {
+    let case_dir = root().join("tests/fixtures/inpaint/inpaint9_euler_s1");
+    let case: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(case_dir.join("settings.json")).unwrap()).unwrap();
+    let data = temp_dir("cli-inpaint");
+    let out = data.join("inpainted.png");
+    let output = easel(&data)
+        .args(["--model", "tiny-sd-inpaint", "--prompt", case["prompt"].as_str().unwrap()])
+        .args(["--seed", &case["seed"].to_string(), "--steps", &case["steps"].to_string(), "--sampler", "euler"])
+        .args(["--cfg-scale", &case["cfg_scale"].to_string(), "--strength", "1", "--mask-blur", "0"])
+        .arg("--init-image")
+        .arg(case_dir.join("init.png"))
+        .arg("--mask")
+        .arg(case_dir.join("mask.png"))
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let got = image::open(&out).unwrap().to_rgb8();
+    let want = image::open(case_dir.join("image_0.png")).unwrap().to_rgb8();
+    let max = got.as_raw().iter().zip(want.as_raw()).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
+    assert!(max <= 2, "max pixel difference from diffusers {max}/255");
+    assert!(parameters(&out).contains("Mask blur: 0"), "{}", parameters(&out));
+
+    let grown = data.join("outpainted.png");
+    let output = easel(&data)
+        .args(["--model", "tiny-sd", "--prompt", "a meadow", "--seed", "3", "--steps", "4", "--sampler", "euler"])
+        .args(["--outpaint", "left=16,bottom=8", "--mask-blur", "2"])
+        .arg("--init-image")
+        .arg(case_dir.join("init.png"))
+        .arg("-o")
+        .arg(&grown)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let grown = image::open(&grown).unwrap().to_rgb8();
+    let init = image::open(case_dir.join("init.png")).unwrap().to_rgb8();
+    assert_eq!(grown.dimensions(), (init.width() + 16, init.height() + 8));
+    // Beyond the 4-pixel seam the original is pasted back exactly.
+    for (x, y) in [(10u32, 10u32), (40, 20), (60, 50)] {
+        assert_eq!(grown.get_pixel(x + 16, y), init.get_pixel(x, y), "({x}, {y})");
+    }
+}
+
+#[test]
+fn image_mode_flags_that_conflict_or_overflow_exit_2_naming_the_field() {
+    let data = temp_dir("cli-modes-bad");
+    let init = root().join("tests/fixtures/inpaint/euler_s1/init.png");
+    let mask = root().join("tests/fixtures/inpaint/euler_s1/mask.png");
+    let cases: [(&[&str], &str); 3] = [
+        (&["--outpaint", "left=64", "--mask"], "not both"),
+        (&["--outpaint", "left=12"], "outpaint.left 12"),
+        (&["--hires-scale", "9"], "hires"),
+    ];
+    for (args, expect) in cases {
+        let mut command = easel(&data);
+        command.args(["--model", "tiny-sd", "--prompt", "x", "--init-image"]).arg(&init).args(args);
+        if args.last() == Some(&"--mask") {
+            command.arg(&mask);
+        }
+        let output = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expect), "{args:?}: {stderr}");
+    }
 }

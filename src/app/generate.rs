@@ -664,8 +664,8 @@ pub fn GeneratePage() -> impl IntoView {
                     </select>
                     {field_error("model")}
                     <Show when=move || !img2img.get()>
-                        <details class="hires" open=move || form.with_untracked(|f| f.hires)>
-                            <summary>"Hires fix"</summary>
+                        <fieldset class="hires">
+                            <legend>"Hires fix"</legend>
                             <label class="check">
                                 <input
                                     type="checkbox"
@@ -676,46 +676,48 @@ pub fn GeneratePage() -> impl IntoView {
                                 "Enable hires fix"
                             </label>
                             {field_error("hires")}
-                            <div class="row">
-                                <div>
-                                    <label for="hires.scale">"Upscale by"</label>
-                                    <input
-                                        id="hires.scale"
-                                        type="number"
-                                        min=1.0 + HIRES_SCALE_STEP
-                                        max=MAX_HIRES_SCALE
-                                        step=HIRES_SCALE_STEP
-                                        aria-invalid=invalid("hires.scale")
-                                        prop:value=move || form.with(|f| f.hires_scale.clone())
-                                        on:input=move |ev| form.update(|f| f.hires_scale = event_target_value(&ev))
-                                    />
-                                    {field_error("hires.scale")}
+                            <Show when=move || form.with(|f| f.hires)>
+                                <div class="row">
+                                    <div>
+                                        <label for="hires.scale">"Upscale by"</label>
+                                        <input
+                                            id="hires.scale"
+                                            type="number"
+                                            min=1.0 + HIRES_SCALE_STEP
+                                            max=MAX_HIRES_SCALE
+                                            step=HIRES_SCALE_STEP
+                                            aria-invalid=invalid("hires.scale")
+                                            prop:value=move || form.with(|f| f.hires_scale.clone())
+                                            on:input=move |ev| form.update(|f| f.hires_scale = event_target_value(&ev))
+                                        />
+                                        {field_error("hires.scale")}
+                                    </div>
+                                    <div>
+                                        <label for="hires.upscaler">"Upscaler"</label>
+                                        <select
+                                            id="hires.upscaler"
+                                            prop:value=move || form.with(|f| f.hires_upscaler.clone())
+                                            on:change=move |ev| form.update(|f| f.hires_upscaler = event_target_value(&ev))
+                                        >
+                                            {Upscaler::ALL.map(|u| view! { <option value=u.name()>{u.a1111_name()}</option> }).collect_view()}
+                                        </select>
+                                        {field_error("hires.upscaler")}
+                                    </div>
                                 </div>
-                                <div>
-                                    <label for="hires.upscaler">"Upscaler"</label>
-                                    <select
-                                        id="hires.upscaler"
-                                        prop:value=move || form.with(|f| f.hires_upscaler.clone())
-                                        on:change=move |ev| form.update(|f| f.hires_upscaler = event_target_value(&ev))
-                                    >
-                                        {Upscaler::ALL.map(|u| view! { <option value=u.name()>{u.a1111_name()}</option> }).collect_view()}
-                                    </select>
-                                    {field_error("hires.upscaler")}
+                                <div class="row">
+                                    <div>
+                                        <label for="hires.strength">"Denoising (hires)"</label>
+                                        {text_input("hires.strength", |f| &f.hires_strength, |f, v| f.hires_strength = v)}
+                                        {field_error("hires.strength")}
+                                    </div>
+                                    <div>
+                                        <label for="hires.steps">"Hires steps (0 = same)"</label>
+                                        {text_input("hires.steps", |f| &f.hires_steps, |f, v| f.hires_steps = v)}
+                                        {field_error("hires.steps")}
+                                    </div>
                                 </div>
-                            </div>
-                            <div class="row">
-                                <div>
-                                    <label for="hires.strength">"Denoising (hires)"</label>
-                                    {text_input("hires.strength", |f| &f.hires_strength, |f, v| f.hires_strength = v)}
-                                    {field_error("hires.strength")}
-                                </div>
-                                <div>
-                                    <label for="hires.steps">"Hires steps (0 = same)"</label>
-                                    {text_input("hires.steps", |f| &f.hires_steps, |f, v| f.hires_steps = v)}
-                                    {field_error("hires.steps")}
-                                </div>
-                            </div>
-                        </details>
+                            </Show>
+                        </fieldset>
                     </Show>
                     {field_error("form")}
                     <button type="submit" class="primary" id="generate" disabled=move || submitting.get()>

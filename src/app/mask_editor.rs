@@ -15,16 +15,18 @@ pub const BRUSH_DEFAULT: u32 = 24;
 #[cfg(feature = "hydrate")]
 const PAINT: &str = "rgb(255, 48, 96)";
 
+/// Undo snapshots: canvas pixels in the browser (not `Send`, so local storage); nothing on the
+/// server, where a local value dropped by another thread would panic.
 #[cfg(feature = "hydrate")]
-type Snapshot = web_sys::ImageData;
+type UndoStack = StoredValue<Vec<web_sys::ImageData>, LocalStorage>;
 #[cfg(not(feature = "hydrate"))]
-type Snapshot = ();
+type UndoStack = StoredValue<Vec<()>>;
 
 /// The editor's state, shared by the canvas, its tools and the form that exports it.
 #[derive(Clone, Copy)]
 pub struct MaskHandle {
     canvas: NodeRef<leptos::html::Canvas>,
-    undo: StoredValue<Vec<Snapshot>, LocalStorage>,
+    undo: UndoStack,
     /// The last point of the stroke in progress, in canvas pixels.
     #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
     stroke: StoredValue<Option<(f64, f64)>>,
@@ -39,7 +41,10 @@ impl MaskHandle {
     pub fn new() -> Self {
         Self {
             canvas: NodeRef::new(),
+            #[cfg(feature = "hydrate")]
             undo: StoredValue::new_local(Vec::new()),
+            #[cfg(not(feature = "hydrate"))]
+            undo: StoredValue::new(Vec::new()),
             stroke: StoredValue::new(None),
             painted: RwSignal::new(false),
             undo_depth: RwSignal::new(0),

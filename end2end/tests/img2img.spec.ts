@@ -96,6 +96,33 @@ test("img2img: pick a PNG, see the preview and strength, generate", async ({ pag
   expect(request.mask ?? null).toBeNull();
 });
 
+test("img2img: drop a file on the drop zone, or paste one", async ({ page }) => {
+  await openGenerate(page);
+  await switchToImg2img(page);
+  const png = (await makePng(page, 48, 40)).toString("base64");
+  // The browser's own DataTransfer carries the file, as a real drop or paste does.
+  const deliver = (kind: "drop" | "paste") =>
+    page.evaluate(([b64, kind]) => {
+      const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+      const dt = new DataTransfer();
+      dt.items.add(new File([bytes], `${kind}.png`, { type: "image/png" }));
+      if (kind === "drop") {
+        document.querySelector(".drop-zone")!.dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true }));
+      } else {
+        window.dispatchEvent(new ClipboardEvent("paste", { clipboardData: dt, bubbles: true, cancelable: true }));
+      }
+    }, [png, kind] as const);
+  await deliver("drop");
+  await expect(page.locator("#init-size")).toHaveText("48×40 px");
+  await expect(page.locator("img.init-preview")).toBeVisible();
+  // Rounded down to multiples of 8, at least the smallest size.
+  await expect(page.getByLabel("Width")).toHaveValue("64");
+  await page.locator("#init-file").setInputFiles({ name: "init.png", mimeType: "image/png", buffer: await makePng(page) });
+  await expect(page.locator("#init-size")).toHaveText("64×64 px");
+  await deliver("paste");
+  await expect(page.locator("#init-size")).toHaveText("48×40 px");
+});
+
 test("img2img: an upload the server refuses shows its message", async ({ page }) => {
   await openGenerate(page);
   await switchToImg2img(page);

@@ -275,12 +275,12 @@ pub fn MaskCanvas(handle: MaskHandle, width: u32, height: u32) -> impl IntoView 
 /// Brush size, paint/erase, invert, clear and undo.
 #[component]
 pub fn MaskTools(handle: MaskHandle) -> impl IntoView {
-    let act = move |what: fn(&MaskHandle)| move |_| what(&handle);
+    type Action = fn(&MaskHandle);
+    let act = move |what: Action| move |_| what(&handle);
     #[cfg(feature = "hydrate")]
-    let (undo, clear, invert): (fn(&MaskHandle), fn(&MaskHandle), fn(&MaskHandle)) =
-        (MaskHandle::undo_once, MaskHandle::clear, MaskHandle::invert);
+    let (undo, clear, invert): (Action, Action, Action) = (MaskHandle::undo_once, MaskHandle::clear, MaskHandle::invert);
     #[cfg(not(feature = "hydrate"))]
-    let (undo, clear, invert): (fn(&MaskHandle), fn(&MaskHandle), fn(&MaskHandle)) = (|_| (), |_| (), |_| ());
+    let (undo, clear, invert): (Action, Action, Action) = (|_| (), |_| (), |_| ());
     view! {
         <div class="mask-tools" role="group" aria-label="Mask tools">
             <label for="brush-size">{move || format!("Brush {} px", handle.brush.get())}</label>

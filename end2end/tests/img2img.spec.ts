@@ -221,6 +221,27 @@ test("'Send to img2img' loads a generated image as the init image (job card and 
   await expect(page.locator("img.init-preview")).toHaveAttribute("src", detailUrl!);
 });
 
+test("hires fix: enable it in text to image, the image comes out larger", async ({ page }) => {
+  await openGenerate(page);
+  await fill(page, "hires fix twice the size");
+  await page.getByLabel("Width").fill("64");
+  await page.getByLabel("Height").fill("64");
+  await page.getByLabel("Enable hires fix").check();
+  await page.getByLabel("Upscale by").fill("2");
+  await page.getByLabel("Hires steps (0 = same)").fill("2");
+  await page.getByLabel("Upscaler").selectOption("lanczos");
+  await page.getByRole("button", { name: "Generate" }).click();
+  const job = card(page, "hires fix twice the size");
+  await expect(job).toHaveAttribute("data-status", "succeeded", { timeout: 60_000 });
+  const request = await jobRequest(page, job);
+  expect(request.hires).toEqual({ scale: 2, strength: 0.7, steps: 2, upscaler: "lanczos" });
+  await expect(job.locator(".job-images img").first()).toHaveAttribute("width", "128");
+  // Not offered in image to image (the server refuses it there).
+  await switchToImg2img(page);
+  await expect(page.getByLabel("Enable hires fix")).toHaveCount(0);
+  await page.getByLabel("Text to image").check();
+});
+
 test.describe("phone", () => {
   test.use({ viewport: { width: 390, height: 844 }, hasTouch: true });
   test("paint the mask with a finger at 390 px", async ({ page }) => {

@@ -108,15 +108,19 @@ fn an_all_black_mask_returns_the_vae_round_trip() {
     assert_eq!(out.images[0].rgb, round_trip[0].rgb);
 }
 
-/// A mask on a model whose UNet has 4 channels works (blend); an inpainting model refuses to
-/// run text-to-image with a message that says what it needs.
+/// An inpainting model also does text-to-image (inpainting everything, as A1111 allows), and
+/// refuses only the hires fix, saying why.
 #[test]
-fn an_inpainting_model_without_a_mask_says_what_it_needs() {
+fn an_inpainting_model_does_text_to_image_and_refuses_hires() {
     let mut model = load("tiny-sd-inpaint");
-    let settings =
-        GenerateRequest { prompt: "a".into(), seed: Some(1), steps: Some(2), width: Some(64), height: Some(64), ..Default::default() }
-            .resolve(|| 1)
-            .unwrap();
-    let err = generate(&mut model, &settings, &SourceImages::default(), &CancelToken::new(), &mut |_| {}).err().expect("refused");
-    assert!(err.to_string().contains("inpainting model") && err.to_string().contains("mask"), "{err}");
+    let request =
+        GenerateRequest { prompt: "a".into(), seed: Some(1), steps: Some(3), width: Some(64), height: Some(64), ..Default::default() };
+    let settings = request.clone().resolve(|| 1).unwrap();
+    let out = generate(&mut model, &settings, &SourceImages::default(), &CancelToken::new(), &mut |_| {}).unwrap();
+    assert_eq!((out.images[0].width, out.images[0].height), (64, 64));
+    let distinct: std::collections::BTreeSet<u8> = out.images[0].rgb.iter().copied().collect();
+    assert!(distinct.len() > 16, "a flat image: {} distinct values", distinct.len());
+    let hires = GenerateRequest { hires: Some(Default::default()), ..request }.resolve(|| 1).unwrap();
+    let err = generate(&mut model, &hires, &SourceImages::default(), &CancelToken::new(), &mut |_| {}).err().expect("refused");
+    assert!(err.to_string().contains("hires fix needs a normal"), "{err}");
 }

@@ -8,7 +8,8 @@
 //!    run, diffusers' `StableDiffusionImg2ImgPipeline`), with a mask for inpainting
 //!    ([`inpaint`], diffusers' `StableDiffusionInpaintPipeline`: a 4-channel UNet gets the known
 //!    region re-noised and blended back after every call; a 9-channel inpainting UNet gets the
-//!    mask and the masked image's latents as extra input channels);
+//!    mask and the masked image's latents as extra input channels; asked for text-to-image or
+//!    image-to-image without a mask, it inpaints everything);
 //! 3. denoise from that call ([`stages::denoise`]);
 //! 4. for the hires fix ([`hires`]), enlarge the result (latents bilinearly, or the decoded
 //!    image with Lanczos and encoded again) and run 2–3 once more from a generator re-seeded
@@ -186,16 +187,30 @@ pub fn generate(
         (Some(_), None) => return Err(missing("a mask")),
         (None, _) => None,
     };
-    let strength = settings.strength.unwrap_or(DEFAULT_STRENGTH);
+    let mut strength = settings.strength.unwrap_or(DEFAULT_STRENGTH);
     // Outpainting is inpainting of a grown canvas whose mask is the new area.
     let canvas = match (&init, &settings.outpaint) {
         (Some(init), Some(o)) => Some(outpaint::extend(init, o, settings.seed)),
         _ => None,
     };
-    let (init, mask_image, mask_blur) = match (&canvas, init) {
+    let (mut init, mut mask_image, mut mask_blur) = match (&canvas, init) {
         (Some(c), _) => (Some(c.rgb.clone()), Some(c.mask.clone()), 0),
         (None, init) => (init, mask.map(|m| sized_gray(m, settings.width, settings.height)), settings.mask_blur.unwrap_or(0)),
     };
+    if mask_image.is_none() && model.unet_in_channels()? != LATENT_CHANNELS {
+        // An inpainting UNet asked for text-to-image or image-to-image (A1111 allows both):
+        // inpaint everything. Without an init image that is diffusers' inpainting at strength 1
+        // with a white mask, where the picture is never encoded (a black one stands in).
+        if settings.hires.is_some() {
+            return Err(EngineError::InvalidRequest("the hires fix needs a normal (4-channel) model, not an inpainting model".into()));
+        }
+        mask_image = Some(GrayImage::from_pixel(settings.width, settings.height, image::Luma([255])));
+        mask_blur = 0;
+        if init.is_none() {
+            init = Some(RgbImage::new(settings.width, settings.height));
+            strength = 1.0;
+        }
+    }
 
     let batch = settings.batch_size as usize;
     let guided = settings.cfg_scale > 1.0;

@@ -158,7 +158,9 @@ test.describe("phone", () => {
 
 test("queue and models pages", async ({ page }) => {
   await page.goto("/models");
-  await expect(page.getByRole("cell", { name: /tiny-sd/ })).toBeVisible();
+  // Both bundled models are listed: the default one and the 9-channel inpainting one.
+  await expect(page.locator('tr[data-model="tiny-sd"]')).toBeVisible();
+  await expect(page.locator('tr[data-model="tiny-sd-inpaint"]')).toBeVisible();
   await page.screenshot({ path: "test-results/screenshots/models.png", fullPage: true });
   await page.goto("/queue");
   await expect(page.getByRole("heading", { name: "Queue" })).toBeVisible();

@@ -62,6 +62,9 @@ pub struct SdModel {
     vae_encoder: Option<Slot>,
     /// The UNet's input channels once read (4, or 9 for an inpainting UNet).
     unet_in_channels: Option<usize>,
+    /// Above this many latent positions the two halves of classifier-free guidance run as two
+    /// UNet calls (see `pipeline::stages::SPLIT_GUIDANCE_TOKENS`, the default).
+    pub split_guidance_tokens: usize,
 }
 
 /// Checks the folder holds every part txt2img needs; the error names all missing parts at once.
@@ -191,6 +194,7 @@ impl SdModel {
                 }
             }),
             unet_in_channels: None,
+            split_guidance_tokens: super::pipeline::stages::SPLIT_GUIDANCE_TOKENS,
         })
     }
 

@@ -5,7 +5,8 @@
 //! diffusers' order of random draws:
 //!
 //! - 4-channel UNet: the init image's VAE sample; the noise; the masked image's VAE sample
-//!   (drawn, then unused, as diffusers does). Start: pure noise × `init_noise_sigma` at strength
+//!   (diffusers draws it, then never uses it: Easel draws the same count without running the
+//!   encoder). Start: pure noise × `init_noise_sigma` at strength
 //!   1, otherwise the image latents noised to the first call's level. After every call the known
 //!   region is put back: `(1 − m)·noised_init + m·latents`, the init noised to the *next* call's
 //!   level (not at all after the last call).
@@ -133,24 +134,26 @@ pub(super) fn prepare(
             noise.iter().map(|x| x * sigma).collect()
         }
     };
+    if !inpainting_unet {
+        // diffusers encodes the masked image here and never uses it with a 4-channel UNet; only
+        // its posterior draw matters to the stream, so draw the same count without running the
+        // encoder (an export that samples inside the graph draws nothing).
+        if model.vae_encoder()?.output_name("latent_parameters")? == "latent_parameters" {
+            rng.randn(mask.latent.len() * pass.shape[1]);
+        }
+        let scheduler = build_scheduler(pass.sampler, pass.schedule, &model.scheduler_config, pass.steps as usize)?;
+        let image_latents = image_latents.expect("4-channel inpainting encodes the init image");
+        let blend = Blend { scheduler, image_latents, noise, mask: mask.latent.clone() };
+        return Ok(Setup { start, conditioning: Vec::new(), blend: Some(blend) });
+    }
     let masked: Vec<f32> = chw.iter().enumerate().map(|(i, &x)| x * (1.0 - mask.pixels[i % plane])).collect();
     let masked_latents = encode(model, &masked, rng)?;
-    if inpainting_unet {
-        let mut conditioning = Vec::with_capacity(batch * 5 * mask.latent.len());
-        for _ in 0..batch {
-            conditioning.extend_from_slice(&mask.latent);
-            conditioning.extend_from_slice(&masked_latents);
-        }
-        return Ok(Setup { start, conditioning, blend: None });
+    let mut conditioning = Vec::with_capacity(batch * 5 * mask.latent.len());
+    for _ in 0..batch {
+        conditioning.extend_from_slice(&mask.latent);
+        conditioning.extend_from_slice(&masked_latents);
     }
-    let scheduler = build_scheduler(pass.sampler, pass.schedule, &model.scheduler_config, pass.steps as usize)?;
-    let blend = Blend {
-        scheduler,
-        image_latents: image_latents.expect("4-channel inpainting encodes the init image"),
-        noise,
-        mask: mask.latent.clone(),
-    };
-    Ok(Setup { start, conditioning: Vec::new(), blend: Some(blend) })
+    Ok(Setup { start, conditioning, blend: None })
 }
 
 #[cfg(test)]

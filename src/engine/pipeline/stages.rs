@@ -106,6 +106,10 @@ pub fn prepare_latents(rng: &mut TorchGenerator, latent_shape: [usize; 4], init_
     rng.randn(latent_shape.iter().product()).into_iter().map(|x| x * init_sigma).collect()
 }
 
+/// Latent positions (h/8 × w/8) above which the two halves of classifier-free guidance run as
+/// separate UNet calls: 64² (512² pixels) and below run as one call of twice the batch.
+pub const SPLIT_GUIDANCE_TOKENS: usize = 64 * 64;
+
 /// What stays fixed over the scheduler calls of one [`denoise`] run.
 pub struct DenoiseRun<'a> {
     /// From [`encode_prompt`] with the batch size `latent_shape[0]`.
@@ -156,6 +160,7 @@ pub fn denoise(
     let mut unet_steps = Vec::with_capacity(run.calls.len());
     let plane = latent_h * latent_w;
     let extra = run.conditioning.len() / (batch * plane).max(1);
+    let split_above = model.split_guidance_tokens;
     let mut unet = model.unet()?;
     let sample_in = spec(&unet, "sample", 0)?;
     let unet_channels = sample_in.dims.get(1).copied().unwrap_or(-1);
@@ -184,17 +189,35 @@ pub fn denoise(
             }
             joined
         };
-        if text.guided {
+        // With guidance both halves get the same input. Above `SdModel::split_guidance_tokens`
+        // latent positions (default [`SPLIT_GUIDANCE_TOKENS`]) they run as two UNet calls instead of one of twice the batch: the UNet's
+        // self-attention holds a tokens² matrix per head and image (17 GB for the pair at
+        // 1024², which does not fit in 24 GB), and each half's result is the same.
+        let tokens = latent_h * latent_w;
+        let halves = if text.guided && tokens > split_above { 2 } else { 1 };
+        let per_call = unet_batch / halves;
+        let context_half = text.unet_context.len() / halves;
+        if text.guided && halves == 1 {
             model_input.extend_from_within(..);
         }
-        let (_, noise) = unet.run(
-            vec![
-                (&sample_in, InputData::Float { shape: vec![unet_batch, channels + extra, latent_h, latent_w], data: &model_input }),
-                (&timestep_in, InputData::Timestep { value: timesteps[index], batch: unet_batch }),
-                (&context_in, InputData::Float { shape: vec![unet_batch, 77, text.dim], data: &text.unet_context }),
-            ],
-            "out_sample",
-        )?;
+        let mut noise = Vec::with_capacity(latents.len() * if text.guided { 2 } else { 1 });
+        for half in 0..halves {
+            let (_, part) = unet.run(
+                vec![
+                    (&sample_in, InputData::Float { shape: vec![per_call, channels + extra, latent_h, latent_w], data: &model_input }),
+                    (&timestep_in, InputData::Timestep { value: timesteps[index], batch: per_call }),
+                    (
+                        &context_in,
+                        InputData::Float {
+                            shape: vec![per_call, 77, text.dim],
+                            data: &text.unet_context[half * context_half..(half + 1) * context_half],
+                        },
+                    ),
+                ],
+                "out_sample",
+            )?;
+            noise.extend(part);
+        }
         let guided_noise: Vec<f32> = if text.guided {
             let (u, c) = noise.split_at(latents.len());
             let g = run.cfg_scale;

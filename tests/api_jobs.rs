@@ -243,6 +243,16 @@ async fn bad_requests_get_the_right_4xx_with_field_messages() {
         (json!({"prompt": "a", "negative_prompt": 5}), 422, "negative_prompt"),
         (json!({"prompt": "a", "negative_prompt": huge}), 422, "negative_prompt"),
         (json!(["a"]), 422, "body"),
+        (json!({"prompt": "a", "init_image": "../easel.db"}), 422, "init_image"),
+        (json!({"prompt": "a", "init_image": "up_nothing_here"}), 422, "init_image"),
+        (json!({"prompt": "a", "strength": 0.5}), 422, "strength"),
+        (json!({"prompt": "a", "mask": "up_nothing_here"}), 422, "mask"),
+        (json!({"prompt": "a", "mask_blur": 4}), 422, "mask_blur"),
+        (json!({"prompt": "a", "outpaint": 64}), 422, "outpaint"),
+        (json!({"prompt": "a", "outpaint": {"left": 12}}), 422, "outpaint.left"),
+        (json!({"prompt": "a", "hires": [2]}), 422, "hires"),
+        (json!({"prompt": "a", "hires": {"scale": 9}}), 422, "hires.scale"),
+        (json!({"prompt": "a", "hires": {"upscaler": "esrgan"}}), 422, "hires.upscaler"),
     ];
     let mut refused_fields = std::collections::BTreeSet::new();
     for (body, code, field) in &cases {

@@ -283,7 +283,7 @@ pub fn generate(
 
     let decode_started = Instant::now();
     let mut decoded = decode_latents(model, &latents, shape, cancel)?;
-    timings.vae_decode = decode_started.elapsed();
+    timings.vae_decode += decode_started.elapsed();
     if let (Some(o), Some(original)) = (&settings.outpaint, &images.init) {
         let original = sized_rgb(original, settings.init_size());
         for image in &mut decoded {

@@ -145,6 +145,12 @@ impl Uploads {
         decode(&bytes)
     }
 
+    /// The stored PNG of an upload, as it is on disk.
+    pub fn png(&self, id: &str) -> Result<Vec<u8>, ImageInputError> {
+        let path = self.path(id).ok_or_else(|| ImageInputError::Unknown(id.to_string()))?;
+        std::fs::read(&path).map_err(|_| ImageInputError::Unknown(id.to_string()))
+    }
+
     /// The size of an upload, from its header.
     pub fn size(&self, id: &str) -> Result<(u32, u32), ImageInputError> {
         let path = self.path(id).ok_or_else(|| ImageInputError::Unknown(id.to_string()))?;

@@ -76,6 +76,16 @@ async fn uploads_are_stored_by_content_and_bad_pictures_are_refused_by_field() {
     let raw = client.post(server.url("/api/v1/uploads")).header("content-type", "image/png").body(picture.clone()).send().await.unwrap();
     assert_eq!(raw.status(), 201);
     assert_eq!(raw.json::<Value>().await.unwrap()["id"], first["id"], "the same picture gets the same id");
+    // Served back as the stored PNG (the UI shows an earlier job's init image from it).
+    let served = client.get(server.url(&format!("/api/v1/uploads/{}", first["id"].as_str().unwrap()))).send().await.unwrap();
+    assert_eq!(served.status(), 200);
+    assert_eq!(served.headers()["content-type"], "image/png");
+    let back = image::load_from_memory(&served.bytes().await.unwrap()).unwrap().to_rgb8();
+    assert_eq!(back.as_raw(), image::load_from_memory(&picture).unwrap().to_rgb8().as_raw());
+    for unknown in ["up_0000", "..%2F..%2Feasel.db", "easel"] {
+        let resp = client.get(server.url(&format!("/api/v1/uploads/{unknown}"))).send().await.unwrap();
+        assert_eq!(resp.status(), 404, "{unknown}");
+    }
 
     for (what, bytes) in [("text", b"not a picture".to_vec()), ("bomb", bomb_header()), ("too many pixels", png(4097, 8, |_, _| [0; 3]))] {
         let resp = upload(&client, &server, &bytes).await;

@@ -25,6 +25,14 @@ pub const MAX_IMAGE_SIDE: u32 = 4096;
 /// Longest image id accepted.
 pub const MAX_IMAGE_ID: usize = 64;
 
+/// Where uploads are posted and served (`GET {UPLOADS_PATH}/{id}` returns the PNG).
+pub const UPLOADS_PATH: &str = "/api/v1/uploads";
+
+/// The URL an upload is served at.
+pub fn upload_url(id: &str) -> String {
+    format!("{UPLOADS_PATH}/{id}")
+}
+
 /// An accepted upload: what `POST /api/v1/uploads` returns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadView {

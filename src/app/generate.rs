@@ -131,7 +131,8 @@ impl FormValues {
         let o = s.outpaint.unwrap_or_default();
         Self {
             mode: if s.init_image.is_some() { IMG2IMG.into() } else { defaults.mode.clone() },
-            init: s.init_image.clone().map(|id| InitImage { id, url: String::new(), width, height }),
+            // An upload is served back at its URL; a gallery id never reaches stored settings.
+            init: s.init_image.clone().map(|id| InitImage { url: crate::api::image_modes::upload_url(&id), id, width, height }),
             strength: s.strength.map_or(defaults.strength.clone(), |x| x.to_string()),
             mask: s.mask.clone().unwrap_or_default(),
             mask_blur: s.mask_blur.map_or(defaults.mask_blur.clone(), |x| x.to_string()),

@@ -2,13 +2,14 @@
 //! `multipart/form-data` (the first file part, usually named `file`) or as a raw body with an
 //! `image/png`, `image/jpeg` or `image/webp` content type. Answers 201 with the upload's id, width
 //! and height; a picture that cannot be read or is too large is a 422 naming `file`; a body over
-//! the limit is a 413.
+//! the limit is a 413. `GET /api/v1/uploads/{id}` serves the stored PNG back (immutable: an
+//! id is the hash of its content).
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use super::{ApiError, AppState};
@@ -19,7 +20,15 @@ use crate::api::FieldError;
 const MULTIPART_OVERHEAD: usize = 64 * 1024;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/uploads", post(upload)).layer(axum::extract::DefaultBodyLimit::max(MAX_UPLOAD_BYTES + MULTIPART_OVERHEAD))
+    Router::new()
+        .route("/uploads", post(upload))
+        .route("/uploads/{id}", get(stored))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_UPLOAD_BYTES + MULTIPART_OVERHEAD))
+}
+
+async fn stored(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let png = state.easel.upload_png(&id).await?;
+    Ok(([(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "public, max-age=31536000, immutable")], png).into_response())
 }
 
 fn too_large() -> ApiError {

@@ -129,6 +129,9 @@ pub fn document() -> Value {
                     "415": error_response("not multipart/form-data or image/*"),
                     "422": error_response(&format!("`file` is not a PNG, JPEG or WebP picture, or is larger than {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE}"))
                 } } },
+            "/api/v1/uploads/{id}": { "get": { "summary": "An uploaded picture, as the stored PNG (cached for a year: an id is the hash of its content)",
+                "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "responses": { "200": { "description": "image/png" }, "404": error_response("no such upload") } } },
             "/api/v1/images/{id}": { "delete": { "summary": "Delete an image (record and file)",
                 "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
                 "responses": { "204": { "description": "deleted" }, "404": error_response("no such image") } } },

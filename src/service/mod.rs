@@ -368,6 +368,12 @@ impl Easel {
         }
     }
 
+    /// An upload's PNG bytes (to show it again); unknown ids are [`ServiceError::ImageNotFound`].
+    pub async fn upload_png(&self, id: &str) -> Result<Vec<u8>, ServiceError> {
+        let (uploads, lookup) = (self.uploads.clone(), id.to_string());
+        blocking(move || Ok::<_, ServiceError>(uploads.png(&lookup).ok())).await?.ok_or_else(|| ServiceError::ImageNotFound(id.to_string()))
+    }
+
     /// Job counts by status (for `/metrics`).
     pub async fn status_counts(&self) -> Result<StatusCounts, ServiceError> {
         let store = self.jobs.store().clone();

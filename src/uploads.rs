@@ -111,10 +111,6 @@ impl Uploads {
         Self { dir: data_dir.join("uploads") }
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     fn path(&self, id: &str) -> Option<PathBuf> {
         (id.starts_with(UPLOAD_ID_PREFIX) && is_image_id(id)).then(|| self.dir.join(format!("{id}.png")))
     }

@@ -40,6 +40,11 @@ async fn run_job(client: &reqwest::Client, server: &TestServer, body: Value) -> 
     let resp = client.post(server.url("/api/v1/generate")).json(&body).send().await.unwrap();
     assert_eq!(resp.status(), 202, "{:?}", resp.text().await);
     let id = resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    wait_for(client, server, &id).await
+}
+
+/// Polls a job until it has ended.
+async fn wait_for(client: &reqwest::Client, server: &TestServer, id: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let job: Value = client.get(server.url(&format!("/api/v1/generate/{id}"))).send().await.unwrap().json().await.unwrap();
@@ -155,15 +160,7 @@ async fn every_image_mode_runs_from_uploads_and_gallery_images() {
     assert_eq!(resp.status(), 202);
     let job_id = resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
     assert_eq!(client.delete(server.url(&format!("/api/v1/images/{gallery_id}"))).send().await.unwrap().status(), 204);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let job = loop {
-        let job: Value = client.get(server.url(&format!("/api/v1/generate/{job_id}"))).send().await.unwrap().json().await.unwrap();
-        if job["status"] != "queued" && job["status"] != "running" {
-            break job;
-        }
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let job = wait_for(&client, &server, &job_id).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     assert!(job["request"]["init_image"].as_str().unwrap().starts_with("up_"), "{job}");
     assert_eq!(job["images"][0]["width"].as_u64(), Some(96), "the init image set the size");

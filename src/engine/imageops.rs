@@ -75,8 +75,9 @@ fn clip8(acc: i32) -> u8 {
     (acc >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
-/// Resamples along rows: `in_stride` / `out_stride` step between the samples of a line,
-/// `line_in` / `line_out` between lines.
+/// Resamples along one axis: `in_stride` / `out_stride` step between the samples of a line,
+/// `line_in` / `line_out` between lines (rows: samples are pixels of a row; columns: samples are
+/// rows, lines are the pixels of a row).
 #[allow(clippy::too_many_arguments)]
 fn resample_axis(
     src: &[u8],
@@ -115,19 +116,8 @@ fn resize_rows(pixels: &[u8], channels: usize, width: usize, height: usize, new_
 fn resize_columns(pixels: &[u8], channels: usize, width: usize, height: usize, new_height: usize) -> Vec<u8> {
     let taps = lanczos_taps(height, new_height);
     let mut out = vec![0u8; width * new_height * channels];
-    // A "line" is one column (its x and channel); its samples step by whole rows.
-    for x in 0..width {
-        for (yy, (first, weights)) in taps.first.iter().zip(&taps.weights).enumerate() {
-            for c in 0..channels {
-                let mut acc: i32 = 1 << (PRECISION_BITS - 1);
-                for (k, &w) in weights.iter().enumerate() {
-                    let v = pixels[((first + k) * width + x) * channels + c];
-                    acc = acc.wrapping_add(i32::from(v).wrapping_mul(w));
-                }
-                out[(yy * width + x) * channels + c] = clip8(acc);
-            }
-        }
-    }
+    let row = width * channels;
+    resample_axis(pixels, &mut out, channels, width, &taps, row, channels, row, channels);
     out
 }
 

@@ -61,6 +61,11 @@ impl HubState {
         self.served.lock().unwrap().values().sum()
     }
 
+    /// The bytes of every file of every repo served (what a complete pull of them downloads).
+    pub fn total_file_bytes(&self) -> u64 {
+        self.repos.lock().unwrap().values().flat_map(|r| r.files.values()).map(|f| f.len() as u64).sum()
+    }
+
     pub fn content_requests(&self, file: &str) -> Vec<u64> {
         self.requests.lock().unwrap().iter().filter(|(f, _)| f == file).map(|(_, start)| *start).collect()
     }

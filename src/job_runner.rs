@@ -79,6 +79,7 @@ impl EngineExecutor {
             let started = std::time::Instant::now();
             let mut model = SdModel::load(&entry.path, rt, self.threads, self.residency).map_err(|e| ExecError::Failed(e.to_string()))?;
             model.name = entry.name;
+            model.add_embeddings_dir(self.registry.embeddings_dir());
             let seconds = started.elapsed().as_secs_f64();
             tracing::info!(model = name, seconds, "model loaded");
             self.metrics.model_load_seconds.observe(seconds);

@@ -14,9 +14,24 @@ test("the app shell renders on the server, hydrates, and reacts to input", async
   await expect(page.getByRole("navigation", { name: "Main" })).toBeVisible();
   await expect(page.locator("section.generate")).toHaveAttribute("data-hydrated", "true");
 
-  // A client-side interaction: the word count follows the prompt without a server round trip.
-  await page.getByLabel("Prompt", { exact: true }).fill("a lighthouse at dawn");
-  await expect(page.locator("#prompt-count")).toHaveText("4 words");
+  // The token counter follows the prompt (the server's tokenizer, A1111's count and chunks).
+  const prompt = page.getByLabel("Prompt", { exact: true });
+  await prompt.fill("a lighthouse at dawn");
+  await expect(page.locator("#prompt-count")).toHaveText("4/75");
+  await prompt.fill("red ".repeat(100).trim());
+  await expect(page.locator("#prompt-count")).toHaveText("100/150 · 2 chunks");
+
+  // Ctrl+Up / Ctrl+Down weight the selection as A1111 does.
+  await prompt.fill("a lighthouse at dawn");
+  await prompt.evaluate((el: HTMLTextAreaElement) => el.setSelectionRange(2, 12));
+  await prompt.press("Control+ArrowUp");
+  await expect(prompt).toHaveValue("a (lighthouse:1.1) at dawn");
+  await prompt.press("Control+ArrowUp");
+  await expect(prompt).toHaveValue("a (lighthouse:1.2) at dawn");
+  await prompt.press("Control+ArrowDown");
+  await prompt.press("Control+ArrowDown");
+  await expect(prompt).toHaveValue("a lighthouse at dawn");
+  await expect(page.locator("#prompt-count")).toHaveText("4/75");
 
   // Client-side navigation between the pages.
   for (const name of ["Gallery", "Queue", "Models"]) {

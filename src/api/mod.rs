@@ -9,6 +9,7 @@
 //!   [`Outpaint`], [`Hires`] and its [`Upscaler`]), its defaults and limits.
 //! - [`job`]: [`JobStatus`], [`JobView`], [`ImageView`], [`HistoryPage`], [`JobEvent`].
 //! - [`model`]: [`ModelEntry`] and [`AliasView`].
+//! - [`prompt`]: [`PromptSyntax`], CLIP skip, and [`PromptTokens`] (the prompt box's token counter).
 //! - [`pull`]: [`PullStatus`], the progress of a model download.
 //!
 //! **Invariant:** plain data and its rules only. Nothing here reaches a database, a model or the
@@ -17,6 +18,7 @@
 pub mod image_modes;
 pub mod job;
 pub mod model;
+pub mod prompt;
 pub mod pull;
 pub mod request;
 pub mod sampler;
@@ -24,6 +26,7 @@ pub mod sampler;
 pub use image_modes::{Hires, HiresRequest, Outpaint, UploadView, Upscaler};
 pub use job::{image_url, HistoryPage, ImageView, JobEvent, JobEventKind, JobStatus, JobView, ProgressView, OUTPUTS_URL_PREFIX};
 pub use model::{AliasView, ModelEntry, ModelLocation};
+pub use prompt::{PromptSyntax, PromptTokens};
 pub use pull::{FileState, PullFile, PullState, PullStatus};
 pub use request::{FieldError, GenerateRequest, GenerationSettings};
 pub use sampler::{Sampler, Schedule};

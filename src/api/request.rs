@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::image_modes::{Hires, HiresRequest, ImageFields, Outpaint};
+use super::prompt::{default_clip_skip, recorded_prompt_syntax, PromptSyntax, MAX_CLIP_SKIP};
 use super::sampler::{Sampler, Schedule};
 
 pub const DEFAULT_STEPS: u32 = 20;
@@ -17,7 +18,7 @@ pub const MAX_SIZE: u32 = 2048;
 pub const MAX_STEPS: u32 = 150;
 pub const MAX_CFG_SCALE: f32 = 30.0;
 pub const MAX_BATCH_SIZE: u32 = 8;
-/// Longest prompt accepted, in characters (far beyond CLIP's 77 tokens; guards memory).
+/// Longest prompt accepted, in characters (about 30 chunks of 75 tokens; guards memory and time).
 pub const MAX_PROMPT_CHARS: usize = 10_000;
 
 /// A generation request as it arrives: every setting optional, defaults filled by [`resolve`].
@@ -72,6 +73,12 @@ pub struct GenerateRequest {
     /// Hires fix: refine the text-to-image result at a larger size.
     #[serde(default)]
     pub hires: Option<HiresRequest>,
+    /// A [`PromptSyntax`] name [default: a1111].
+    #[serde(default)]
+    pub prompt_syntax: Option<String>,
+    /// CLIP skip, A1111's count: 1 = the last layer, 2 = the one before [default: 1].
+    #[serde(default)]
+    pub clip_skip: Option<u32>,
 }
 
 /// A request with every default applied and every rule checked: what the engine runs and what is
@@ -109,6 +116,12 @@ pub struct GenerationSettings {
     /// [`Hires::target_size`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hires: Option<Hires>,
+    /// How the prompts are read (jobs recorded before this field ran as `plain`).
+    #[serde(default = "recorded_prompt_syntax")]
+    pub prompt_syntax: PromptSyntax,
+    /// CLIP skip (1 = last layer).
+    #[serde(default = "default_clip_skip")]
+    pub clip_skip: u32,
 }
 
 impl GenerationSettings {
@@ -229,7 +242,24 @@ impl GenerateRequest {
                 ));
             }
         }
-        let (Some(sampler), Some(schedule)) = (sampler, schedule) else { return Err(errors) };
+        let prompt_syntax = match self.prompt_syntax.as_deref() {
+            None => Some(PromptSyntax::DEFAULT),
+            Some(name) => PromptSyntax::parse(name).or_else(|| {
+                errors.push(FieldError::new(
+                    "prompt_syntax",
+                    format!("unknown prompt_syntax {name:?}; use one of {}", PromptSyntax::names()),
+                ));
+                None
+            }),
+        };
+        let clip_skip = self.clip_skip.unwrap_or(super::prompt::DEFAULT_CLIP_SKIP);
+        if !(1..=MAX_CLIP_SKIP).contains(&clip_skip) {
+            errors.push(FieldError::new(
+                "clip_skip",
+                format!("clip_skip {clip_skip} is outside 1..{MAX_CLIP_SKIP} (1 = last layer, 2 = the one before)"),
+            ));
+        }
+        let (Some(sampler), Some(schedule), Some(prompt_syntax)) = (sampler, schedule, prompt_syntax) else { return Err(errors) };
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -251,6 +281,8 @@ impl GenerateRequest {
             strength: images.strength,
             outpaint: images.outpaint,
             hires: images.hires,
+            prompt_syntax,
+            clip_skip,
         })
     }
 
@@ -268,7 +300,7 @@ impl GenerateRequest {
 }
 
 /// Field names a request body may contain.
-pub const REQUEST_FIELDS: [&str; 17] = [
+pub const REQUEST_FIELDS: [&str; 19] = [
     "prompt",
     "negative_prompt",
     "seed",
@@ -286,6 +318,8 @@ pub const REQUEST_FIELDS: [&str; 17] = [
     "strength",
     "outpaint",
     "hires",
+    "prompt_syntax",
+    "clip_skip",
 ];
 
 impl GenerateRequest {
@@ -318,6 +352,7 @@ impl GenerateRequest {
         let model = text("model");
         let init_image = text("init_image");
         let mask = text("mask");
+        let prompt_syntax = text("prompt_syntax");
         let mut whole = |name: &str, max: u64| -> Option<u64> {
             let v = present(name)?;
             match v.as_u64() {
@@ -335,6 +370,7 @@ impl GenerateRequest {
         let height = whole("height", small).map(|n| n as u32);
         let batch_size = whole("batch_size", small).map(|n| n as u32);
         let mask_blur = whole("mask_blur", small).map(|n| n as u32);
+        let clip_skip = whole("clip_skip", small).map(|n| n as u32);
         let mut number = |name: &str| -> Option<f64> {
             let v = present(name)?;
             v.as_f64().or_else(|| {
@@ -375,6 +411,8 @@ impl GenerateRequest {
             strength,
             outpaint,
             hires,
+            prompt_syntax,
+            clip_skip,
         })
     }
 }

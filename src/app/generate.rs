@@ -9,13 +9,15 @@ use serde::{Deserialize, Serialize};
 use super::browser;
 use super::image_input::{ImageInput, InitImage};
 use super::mask_editor::{MaskCanvas, MaskHandle, MaskTools};
+use super::prompt_box::PromptBox;
 use super::rpc::{cancel_job, list_active_jobs, list_models, submit_generation, SubmitOutcome};
 use crate::api::image_modes::{
     DEFAULT_HIRES_SCALE, DEFAULT_HIRES_STRENGTH, DEFAULT_MASK_BLUR, DEFAULT_STRENGTH, MAX_HIRES_SCALE, MAX_MASK_BLUR, MAX_OUTPAINT,
 };
+use crate::api::prompt::{DEFAULT_CLIP_SKIP, MAX_CLIP_SKIP};
 use crate::api::{
-    FieldError, GenerateRequest, GenerationSettings, HiresRequest, ImageView, JobEvent, JobEventKind, JobStatus, Outpaint, Sampler,
-    Upscaler,
+    FieldError, GenerateRequest, GenerationSettings, HiresRequest, ImageView, JobEvent, JobEventKind, JobStatus, Outpaint, PromptSyntax,
+    Sampler, Upscaler,
 };
 
 /// Local-storage key of the form's last values (also written by "Use these settings" elsewhere).
@@ -56,6 +58,9 @@ pub struct FormValues {
     /// 0 = the same steps as the first pass.
     pub hires_steps: String,
     pub hires_upscaler: String,
+    /// A [`PromptSyntax`] name.
+    pub prompt_syntax: String,
+    pub clip_skip: String,
 }
 
 /// The mode value of image-to-image.
@@ -104,6 +109,8 @@ impl Default for FormValues {
             hires_strength: DEFAULT_HIRES_STRENGTH.to_string(),
             hires_steps: "0".into(),
             hires_upscaler: Upscaler::DEFAULT.name().into(),
+            prompt_syntax: PromptSyntax::DEFAULT.name().into(),
+            clip_skip: DEFAULT_CLIP_SKIP.to_string(),
         }
     }
 }
@@ -153,6 +160,8 @@ impl FormValues {
             seed: s.seed.to_string(),
             batch_size: s.batch_size.to_string(),
             model: s.model.clone().unwrap_or_default(),
+            prompt_syntax: s.prompt_syntax.name().into(),
+            clip_skip: s.clip_skip.to_string(),
         }
     }
 
@@ -176,6 +185,7 @@ impl FormValues {
         let height = if optional(&self.height) { None } else { number("height", &self.height) };
         let batch_size = number("batch_size", &self.batch_size);
         let seed = if self.seed.trim().is_empty() { None } else { number("seed", &self.seed) };
+        let clip_skip = number("clip_skip", &self.clip_skip);
         let mut image = ImageRequest::default();
         if img2img {
             let sides: Vec<Option<u64>> = Outpaint::SIDES
@@ -244,6 +254,8 @@ impl FormValues {
             strength: image.strength,
             outpaint: image.outpaint,
             hires: image.hires,
+            prompt_syntax: Some(self.prompt_syntax.clone()),
+            clip_skip: small(clip_skip),
         })
     }
 }
@@ -442,18 +454,7 @@ pub fn GeneratePage() -> impl IntoView {
                         }
                     }
                 >
-                    <label for="prompt">"Prompt"</label>
-                    <textarea
-                        id="prompt"
-                        name="prompt"
-                        rows="3"
-                        placeholder="a watercolor painting of a lighthouse at dawn"
-                        prop:value=move || form.with(|f| f.prompt.clone())
-                        on:input=move |ev| form.update(|f| f.prompt = event_target_value(&ev))
-                    ></textarea>
-                    <p id="prompt-count" class="hint" aria-live="polite">
-                        {move || format!("{} words", form.with(|f| f.prompt.split_whitespace().count()))}
-                    </p>
+                    <PromptBox form=form/>
                     {field_error("prompt")}
                     <div class="mode-switch" role="radiogroup" aria-label="Mode">
                         <label>
@@ -563,6 +564,26 @@ pub fn GeneratePage() -> impl IntoView {
                                 </option>
                             </select>
                             {field_error("schedule")}
+                        </div>
+                    </div>
+                    <div class="row">
+                        <div>
+                            <label for="prompt_syntax">"Prompt syntax"</label>
+                            <select
+                                id="prompt_syntax"
+                                prop:value=move || form.with(|f| f.prompt_syntax.clone())
+                                on:change=move |ev| form.update(|f| f.prompt_syntax = event_target_value(&ev))
+                            >
+                                {PromptSyntax::ALL
+                                    .map(|s| view! { <option value=s.name() title=s.description()>{s.label()}</option> })
+                                    .collect_view()}
+                            </select>
+                            {field_error("prompt_syntax")}
+                        </div>
+                        <div>
+                            <label for="clip_skip">"CLIP skip"</label>
+                            {number_input("clip_skip", |f| &f.clip_skip, |f, v| f.clip_skip = v, MAX_CLIP_SKIP, 1)}
+                            {field_error("clip_skip")}
                         </div>
                     </div>
                     <div class="row">
@@ -888,6 +909,8 @@ mod tests {
             strength: None,
             outpaint: None,
             hires: None,
+            prompt_syntax: crate::api::PromptSyntax::A1111,
+            clip_skip: 1,
         };
         let again = FormValues::from_settings(&settings).to_request().unwrap().resolve(|| 0).unwrap();
         assert_eq!(again, settings);

@@ -9,6 +9,7 @@ pub mod generate;
 mod image_input;
 mod mask_editor;
 mod models;
+mod prompt_box;
 mod queue;
 pub mod rpc;
 

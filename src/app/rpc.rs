@@ -6,7 +6,8 @@ use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
 use serde::{Deserialize, Serialize};
 
-use crate::api::{AliasView, FieldError, GenerateRequest, HistoryPage, JobView, ModelEntry, PullStatus};
+use crate::api::prompt::EmbeddingView;
+use crate::api::{AliasView, FieldError, GenerateRequest, HistoryPage, JobView, ModelEntry, PromptTokens, PullStatus};
 
 /// What submitting the form gave: a queued job, or the fields to fix.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,6 +60,25 @@ pub async fn delete_image(id: String) -> Result<(), ServerFnError> {
 #[server(prefix = "/api/ui", endpoint = "models", input = Json)]
 pub async fn list_models() -> Result<Vec<ModelEntry>, ServerFnError> {
     easel()?.models().await.map_err(to_server_error)
+}
+
+/// The token counter under the prompt box; `Err` carries a message (a bad syntax name).
+#[server(prefix = "/api/ui", endpoint = "prompt_tokens", input = Json)]
+pub async fn count_prompt_tokens(
+    text: String,
+    syntax: String,
+    model: Option<String>,
+) -> Result<Result<PromptTokens, String>, ServerFnError> {
+    match easel()?.prompt_tokens(text, Some(syntax), model).await {
+        Ok(tokens) => Ok(Ok(tokens)),
+        Err(crate::service::ServiceError::Invalid(fields)) => Ok(Err(fields.into_iter().map(|f| f.message).collect::<Vec<_>>().join("; "))),
+        Err(e) => Ok(Err(e.to_string())),
+    }
+}
+
+#[server(prefix = "/api/ui", endpoint = "embeddings", input = Json)]
+pub async fn list_embeddings() -> Result<Vec<EmbeddingView>, ServerFnError> {
+    easel()?.embeddings().await.map_err(to_server_error)
 }
 
 #[server(prefix = "/api/ui", endpoint = "model_aliases", input = Json)]

@@ -13,6 +13,7 @@ use crate::api::image_modes::{HiresRequest, Outpaint};
 use crate::api::request::{FieldError, GenerateRequest, GenerationSettings};
 use crate::engine::model::{Residency, SdModel};
 use crate::engine::pipeline::{generate, SourceImages};
+use crate::engine::prompt::embeddings::{EmbeddingFile, EMBEDDING_EXTENSIONS};
 use crate::engine::{infotext, npy, png_meta, runtime, CancelToken, EngineError};
 use crate::uploads;
 
@@ -86,6 +87,24 @@ pub struct GenerateArgs {
     /// Hires fix: latent or lanczos [default: latent].
     #[arg(long)]
     pub hires_upscaler: Option<String>,
+    /// How the prompts are read: a1111 ((word:1.2), [a:b:0.5], BREAK, AND; any length), comfyui
+    /// ((word:1.2), embedding:name; any length) or plain (literal, cut at 77 tokens, as
+    /// diffusers) [default: a1111].
+    #[arg(long, value_name = "SYNTAX")]
+    pub prompt_syntax: Option<String>,
+    /// CLIP skip as A1111 counts it: 1 = the text encoder's last layer, 2 = the one before
+    /// (through the final layer norm) [default: 1].
+    #[arg(long, value_name = "N")]
+    pub clip_skip: Option<u32>,
+    /// A textual-inversion embedding file (.pt, .bin or .safetensors) the prompt may use by its
+    /// file name, besides the models dir's embeddings/ folder. Repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub embedding: Vec<PathBuf>,
+    /// Save the text conditioning the UNet gets at the first step as a NumPy .npy file:
+    /// [branches x batch, tokens, hidden], the negative prompt's first, then each AND part's
+    /// (a shorter one padded by repeating its last token).
+    #[arg(long, value_name = "FILE.npy")]
+    pub save_embeddings: Option<PathBuf>,
 }
 
 /// Reads a picture given on the command line, as [`uploads::decode`] does for uploads.
@@ -161,6 +180,25 @@ fn output_paths(output: &Path, settings: &GenerationSettings) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The `--embedding` files, checked to exist and to be embedding files.
+fn embedding_files(paths: &[PathBuf]) -> Result<Vec<EmbeddingFile>, GenerateError> {
+    paths
+        .iter()
+        .map(|path| {
+            let invalid = |message: String| GenerateError::Invalid(vec![FieldError::new("embedding", message)]);
+            let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+            if !EMBEDDING_EXTENSIONS.contains(&ext.as_str()) {
+                return Err(invalid(format!("{}: an embedding is a .{} file", path.display(), EMBEDDING_EXTENSIONS.join(", ."))));
+            }
+            if !path.is_file() {
+                return Err(invalid(format!("{}: no such file", path.display())));
+            }
+            let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            Ok(EmbeddingFile { name, path: path.clone() })
+        })
+        .collect()
+}
+
 pub fn run(args: &GenerateArgs, settings: &crate::config::Settings) -> Result<(), GenerateError> {
     let init = args.init_image.as_deref().map(|p| read_picture("init_image", p)).transpose()?;
     let mask = args.mask.as_deref().map(|p| read_picture("mask", p)).transpose()?;
@@ -182,6 +220,8 @@ pub fn run(args: &GenerateArgs, settings: &crate::config::Settings) -> Result<()
         strength: args.strength,
         outpaint: args.outpaint,
         hires: args.hires(),
+        prompt_syntax: args.prompt_syntax.clone(),
+        clip_skip: args.clip_skip,
     };
     if let Some((image, _)) = &init {
         request.size_from_image(image.width(), image.height());
@@ -195,6 +235,8 @@ pub fn run(args: &GenerateArgs, settings: &crate::config::Settings) -> Result<()
     let load_started = Instant::now();
     let mut model = SdModel::load(&dir, rt, settings.threads, residency).map_err(failed)?;
     model.name = name;
+    model.add_embeddings_dir(crate::model_registry::ModelRegistry::from_settings(settings).embeddings_dir());
+    model.embedding_sources.files.extend(embedding_files(&args.embedding)?);
     eprintln!(
         "model {} ({}) loaded in {:.2} s; seed {}",
         model.name,
@@ -202,9 +244,6 @@ pub fn run(args: &GenerateArgs, settings: &crate::config::Settings) -> Result<()
         load_started.elapsed().as_secs_f64(),
         resolved.seed
     );
-    if model.tokenizer.count_tokens(&resolved.prompt) > 75 {
-        eprintln!("warning: the prompt is longer than CLIP's 75 tokens; the rest is ignored");
-    }
 
     let bar = ProgressBar::new(0);
     bar.set_style(
@@ -220,6 +259,9 @@ pub fn run(args: &GenerateArgs, settings: &crate::config::Settings) -> Result<()
         other => failed(other),
     })?;
     bar.finish_and_clear();
+    for note in &output.prompt_notes {
+        eprintln!("note: {note}");
+    }
 
     let out = args.output.clone().unwrap_or_else(|| settings.outputs_dir.clone());
     let parameters = infotext::infotext(&resolved, &model.name, &model.short_hash);
@@ -235,6 +277,20 @@ pub fn run(args: &GenerateArgs, settings: &crate::config::Settings) -> Result<()
         npy::write_f32(path, &output.latent_shape, &output.latents)
             .map_err(|e| GenerateError::Failed(format!("cannot write {}: {e}", path.display())))?;
         eprintln!("latents saved to {}", path.display());
+    }
+    if let Some(path) = &args.save_embeddings {
+        let [branches, tokens, dim] = output.text_embeddings_shape;
+        let batch = resolved.batch_size as usize;
+        let per_branch = tokens * dim;
+        let mut all = Vec::with_capacity(branches * batch * per_branch);
+        for branch in output.text_embeddings.chunks(per_branch.max(1)) {
+            for _ in 0..batch {
+                all.extend_from_slice(branch);
+            }
+        }
+        npy::write_f32(path, &[branches * batch, tokens, dim], &all)
+            .map_err(|e| GenerateError::Failed(format!("cannot write {}: {e}", path.display())))?;
+        eprintln!("text conditioning saved to {}", path.display());
     }
     let t = &output.timings;
     let unet: f64 = t.unet_steps.iter().map(|d| d.as_secs_f64()).sum();

@@ -20,6 +20,7 @@ use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::processors::roberta::RobertaProcessing;
 use tokenizers::{Model, NormalizerWrapper, PreTokenizerWrapper, SplitDelimiterBehavior, Tokenizer};
 
+use super::prompt::chunks::Vocabulary;
 use super::EngineError;
 
 /// CLIP's context length.
@@ -58,11 +59,15 @@ impl ClipTokenizer {
     /// Loads the tokenizer in a model's `tokenizer/` folder.
     pub fn load(dir: &Path) -> Result<Self, EngineError> {
         let json = dir.join("tokenizer.json");
-        let inner = if json.is_file() {
+        let mut inner = if json.is_file() {
             Tokenizer::from_file(&json).map_err(|e| tokenizer_error(dir, e))?
         } else {
             Self::from_vocab_and_merges(dir)?
         };
+        // Long prompts are chunked by the caller: a tokenizer.json that truncates or pads
+        // (some exports set max_length 77) would hide tokens from it.
+        inner.with_truncation(None).map_err(|e| tokenizer_error(dir, e))?;
+        inner.with_padding(None);
         let id = |token: &str| inner.token_to_id(token).ok_or_else(|| tokenizer_error(dir, format!("no {token} token")));
         let bos_id = id(BOS)?;
         let eos_id = id(EOS)?;
@@ -125,6 +130,29 @@ impl ClipTokenizer {
     /// How many prompt tokens `text` has (without BOS/EOS), to warn about truncation.
     pub fn count_tokens(&self, text: &str) -> usize {
         self.inner.encode(text, false).map(|e| e.get_ids().len()).unwrap_or(0)
+    }
+
+    /// The vocabulary entry of an id (`cat</w>`), for token views.
+    pub fn token_text(&self, id: u32) -> String {
+        self.inner.id_to_token(id).unwrap_or_else(|| format!("<{id}>"))
+    }
+}
+
+impl Vocabulary for ClipTokenizer {
+    fn ids(&self, text: &str) -> Vec<u32> {
+        self.inner.encode(text, false).map(|e| e.get_ids().to_vec()).unwrap_or_default()
+    }
+
+    fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    fn start_id(&self) -> u32 {
+        self.bos_id
+    }
+
+    fn end_id(&self) -> u32 {
+        self.eos_id
     }
 }
 

@@ -54,6 +54,9 @@ pub fn infotext(settings: &GenerationSettings, model_name: &str, model_hash: &st
     if let Some(strength) = settings.strength.or(settings.hires.map(|h| h.strength)) {
         pairs.push(("Denoising strength", python_float(strength as f32)));
     }
+    if settings.clip_skip > 1 {
+        pairs.push(("Clip skip", settings.clip_skip.to_string()));
+    }
     // Not A1111's GPU Philox noise: tells readers which generator made the noise.
     pairs.push(("RNG", "CPU".to_string()));
     if let Some(blur) = settings.mask_blur {
@@ -94,6 +97,8 @@ mod tests {
             strength: None,
             outpaint: None,
             hires: None,
+            prompt_syntax: crate::api::PromptSyntax::A1111,
+            clip_skip: 1,
         }
     }
 

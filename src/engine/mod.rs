@@ -11,13 +11,16 @@ pub mod imageops;
 pub mod infotext;
 pub mod model;
 pub mod npy;
+pub mod onnx_edit;
 pub mod onnx_inspect;
 pub mod onnx_model;
 pub mod pipeline;
 pub mod png_meta;
 pub mod preview;
+pub mod prompt;
 pub mod runtime;
 pub mod scheduler;
+pub mod torch_file;
 pub mod torch_rng;
 
 pub use cancel::CancelToken;

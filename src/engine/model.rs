@@ -7,11 +7,14 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
 use super::clip_tokenizer::ClipTokenizer;
+use super::onnx_edit;
 use super::onnx_model::OnnxModel;
+use super::prompt::EmbeddingSources;
 use super::runtime::Runtime;
 use super::scheduler::SchedulerConfig;
 use super::EngineError;
@@ -19,6 +22,11 @@ use super::EngineError;
 /// The parts txt2img needs, relative to the model folder (plus a tokenizer, see [`check_layout`]).
 pub const REQUIRED_FILES: [&str; 5] =
     ["model_index.json", "scheduler/scheduler_config.json", "text_encoder/model.onnx", "unet/model.onnx", "vae_decoder/model.onnx"];
+
+/// The folder of textual-inversion embeddings in a models dir (A1111 and ComfyUI both use it).
+pub const EMBEDDINGS_DIR: &str = "embeddings";
+/// The text encoder's width when its config does not say (SD 1.x: 768).
+const SD15_TEXT_HIDDEN: usize = 768;
 
 /// How sessions are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -51,7 +59,10 @@ pub struct SdModel {
     pub dir: PathBuf,
     /// First 10 hex digits of the model's sha256, as A1111 writes `Model hash`.
     pub short_hash: String,
-    pub tokenizer: ClipTokenizer,
+    pub tokenizer: Arc<ClipTokenizer>,
+    /// Where textual-inversion embeddings for this model are found (by default the
+    /// `embeddings/` folder beside the model's folder, i.e. in the models dir).
+    pub embedding_sources: EmbeddingSources,
     pub scheduler_config: SchedulerConfig,
     runtime: &'static Runtime,
     threads: usize,
@@ -65,6 +76,28 @@ pub struct SdModel {
     /// Above this many latent positions the two halves of classifier-free guidance run as two
     /// UNet calls (see `pipeline::stages::SPLIT_GUIDANCE_TOKENS`, the default).
     pub split_guidance_tokens: usize,
+    /// The text encoder edited for CLIP skip and embedding vectors (see [`onnx_edit`]), for the
+    /// last CLIP skip asked for (kept only in [`Residency::Warm`]).
+    edited_text_encoder: Option<(usize, OnnxModel, EncoderEdit)>,
+}
+
+/// What an edited text encoder takes besides `input_ids` (see [`onnx_edit::EditedEncoder`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncoderEdit {
+    /// Ids from here up read rows of the extra-embeddings input.
+    pub vocab_rows: usize,
+    /// Width of one embedding vector.
+    pub hidden: usize,
+}
+
+/// The text encoder's hidden size of the model in `dir` (`hidden_size` in
+/// `text_encoder/config.json`, else SD 1.x's 768).
+pub fn text_hidden_size(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("text_encoder/config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|j| j["hidden_size"].as_u64())
+        .map_or(SD15_TEXT_HIDDEN, |h| h as usize)
 }
 
 /// Checks the folder holds every part txt2img needs; the error names all missing parts at once.
@@ -159,7 +192,9 @@ impl SdModel {
     /// (all of them in [`Residency::Warm`], none in [`Residency::LowMemory`]).
     pub fn load(dir: &Path, runtime: &'static Runtime, threads: usize, residency: Residency) -> Result<Self, EngineError> {
         check_layout(dir)?;
-        let tokenizer = ClipTokenizer::load(&dir.join("tokenizer"))?;
+        let tokenizer = Arc::new(ClipTokenizer::load(&dir.join("tokenizer"))?);
+        let embedding_sources =
+            EmbeddingSources { dirs: dir.parent().map(|models| models.join(EMBEDDINGS_DIR)).into_iter().collect(), files: Vec::new() };
         let scheduler_path = dir.join("scheduler/scheduler_config.json");
         let scheduler_text = std::fs::read_to_string(&scheduler_path)
             .map_err(|e| EngineError::ReadFile { path: scheduler_path.clone(), message: e.to_string() })?;
@@ -180,6 +215,7 @@ impl SdModel {
             dir: dir.to_path_buf(),
             short_hash: model_hash(dir)?[..10].to_string(),
             tokenizer,
+            embedding_sources,
             scheduler_config,
             runtime,
             threads,
@@ -195,11 +231,46 @@ impl SdModel {
             }),
             unet_in_channels: None,
             split_guidance_tokens: super::pipeline::stages::SPLIT_GUIDANCE_TOKENS,
+            edited_text_encoder: None,
         })
+    }
+
+    /// Adds a folder of embeddings (the models dir's) unless it is already searched.
+    pub fn add_embeddings_dir(&mut self, dir: PathBuf) {
+        if !self.embedding_sources.dirs.contains(&dir) {
+            self.embedding_sources.dirs.insert(0, dir);
+        }
+    }
+
+    /// See [`text_hidden_size`].
+    pub fn text_hidden_size(&self) -> usize {
+        text_hidden_size(&self.dir)
     }
 
     pub fn text_encoder(&mut self) -> Result<SlotGuard<'_>, EngineError> {
         self.text_encoder.get(self.runtime, self.threads)
+    }
+
+    /// The text encoder with an extra-embeddings input and, for `clip_skip` > 1, its output taken
+    /// from an earlier layer: the model's graph edited in memory (no re-export, no file written).
+    pub fn edited_text_encoder(&mut self, clip_skip: usize) -> Result<(SlotGuard<'_>, EncoderEdit), EngineError> {
+        let cached = matches!(&self.edited_text_encoder, Some((skip, _, _)) if *skip == clip_skip);
+        if !cached {
+            self.edited_text_encoder = None;
+            let path = self.dir.join("text_encoder/model.onnx");
+            let bytes = std::fs::read(&path).map_err(|e| EngineError::ReadFile { path: path.clone(), message: e.to_string() })?;
+            let edited = onnx_edit::edit_text_encoder(&bytes, clip_skip)
+                .map_err(|e| EngineError::LoadSession { path: path.clone(), message: e.to_string() })?;
+            drop(bytes);
+            let model = OnnxModel::load_from_memory(self.runtime, "text_encoder", &path, &edited.bytes, self.threads)?;
+            let edit = EncoderEdit { vocab_rows: edited.vocab_rows, hidden: edited.hidden };
+            if matches!(self.text_encoder, Slot::OnDemand { .. }) {
+                return Ok((SlotGuard::Owned(model), edit));
+            }
+            self.edited_text_encoder = Some((clip_skip, model, edit));
+        }
+        let (_, model, edit) = self.edited_text_encoder.as_mut().expect("cached above");
+        Ok((SlotGuard::Borrowed(model), *edit))
     }
 
     pub fn unet(&mut self) -> Result<SlotGuard<'_>, EngineError> {

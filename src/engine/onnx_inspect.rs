@@ -94,7 +94,7 @@ fn invalid(what: &str) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, format!("not an ONNX protobuf: {what}"))
 }
 
-fn read_varint(reader: &mut impl Read) -> std::io::Result<u64> {
+pub(crate) fn read_varint(reader: &mut impl Read) -> std::io::Result<u64> {
     let mut value = 0u64;
     for shift in (0..64).step_by(7) {
         let mut byte = [0u8];
@@ -127,7 +127,7 @@ fn skip(reader: &mut BufReader<File>, wire: u8) -> std::io::Result<()> {
 
 /// The fields of an in-memory message: `(field, wire type, payload)` where the payload of a
 /// varint is its encoding and that of a length-delimited field is its bytes.
-fn fields(mut bytes: &[u8]) -> impl Iterator<Item = (u64, u8, &[u8])> {
+pub(crate) fn fields(mut bytes: &[u8]) -> impl Iterator<Item = (u64, u8, &[u8])> {
     std::iter::from_fn(move || {
         if bytes.is_empty() {
             return None;

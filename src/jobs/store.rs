@@ -747,6 +747,8 @@ pub(crate) mod tests {
             strength: None,
             outpaint: None,
             hires: None,
+            prompt_syntax: crate::api::PromptSyntax::Plain,
+            clip_skip: 1,
         }
     }
 

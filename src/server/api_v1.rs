@@ -1,13 +1,14 @@
 //! REST API v1 handlers (`/api/v1/...`): JSON in, JSON out, errors as [`ApiError`].
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{StatusCode, Uri};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState};
-use crate::api::{Sampler, Schedule};
+use crate::api::prompt::EmbeddingView;
+use crate::api::{PromptTokens, Sampler, Schedule};
 use crate::config::Settings;
 
 pub fn router() -> Router<AppState> {
@@ -15,6 +16,8 @@ pub fn router() -> Router<AppState> {
         .route("/health", get(health))
         .route("/config", get(config))
         .route("/samplers", get(samplers))
+        .route("/prompt/tokens", get(prompt_tokens))
+        .route("/embeddings", get(embeddings))
         .merge(super::api_models::router())
         .route("/openapi.json", get(|| async { Json(super::openapi::document()) }))
         .merge(super::api_jobs::router())
@@ -83,4 +86,22 @@ async fn samplers() -> Json<Vec<SamplerInfo>> {
             })
             .collect(),
     )
+}
+
+#[derive(Deserialize)]
+struct TokensParams {
+    #[serde(default)]
+    text: String,
+    syntax: Option<String>,
+    model: Option<String>,
+}
+
+/// `GET /api/v1/prompt/tokens?text=&syntax=&model=`: the prompt's chunks, tokens and weights.
+async fn prompt_tokens(State(state): State<AppState>, Query(q): Query<TokensParams>) -> Result<Json<PromptTokens>, ApiError> {
+    Ok(Json(state.easel.prompt_tokens(q.text, q.syntax, q.model).await?))
+}
+
+/// `GET /api/v1/embeddings`: the textual-inversion embeddings prompts can use.
+async fn embeddings(State(state): State<AppState>) -> Result<Json<Vec<EmbeddingView>>, ApiError> {
+    Ok(Json(state.easel.embeddings().await?))
 }

@@ -11,10 +11,11 @@ use crate::api::image_modes::{
     DEFAULT_HIRES_SCALE, DEFAULT_HIRES_STRENGTH, DEFAULT_MASK_BLUR, DEFAULT_STRENGTH, MAX_HIRES_SCALE, MAX_IMAGE_ID, MAX_IMAGE_SIDE,
     MAX_MASK_BLUR, MAX_OUTPAINT, MAX_UPLOAD_BYTES,
 };
+use crate::api::prompt::{DEFAULT_CLIP_SKIP, MAX_CLIP_SKIP};
 use crate::api::request::{
     DEFAULT_CFG_SCALE, DEFAULT_SIZE, DEFAULT_STEPS, MAX_BATCH_SIZE, MAX_CFG_SCALE, MAX_PROMPT_CHARS, MAX_SIZE, MAX_STEPS, MIN_SIZE,
 };
-use crate::api::{Sampler, Schedule, Upscaler};
+use crate::api::{PromptSyntax, Sampler, Schedule, Upscaler};
 use crate::service::MAX_PAGE;
 
 fn error_response(description: &str) -> Value {
@@ -47,6 +48,15 @@ pub fn document() -> Value {
                 "200": { "description": "ready" }, "503": { "description": "ONNX Runtime or the models dir is not usable" } } } },
             "/api/v1/config": { "get": { "summary": "The effective settings", "responses": { "200": { "description": "settings" } } } },
             "/api/v1/samplers": { "get": { "summary": "Samplers and their schedules", "responses": { "200": { "description": "list" } } } },
+            "/api/v1/prompt/tokens": { "get": { "summary": "How a prompt is cut into chunks and tokens, with each token's weight (the prompt box's token counter)",
+                "parameters": [
+                    { "name": "text", "in": "query", "required": true, "schema": { "type": "string", "maxLength": MAX_PROMPT_CHARS } },
+                    { "name": "syntax", "in": "query", "schema": { "type": "string", "enum": PromptSyntax::ALL, "default": PromptSyntax::DEFAULT } },
+                    { "name": "model", "in": "query", "schema": { "type": "string" }, "description": "whose tokenizer; the default model when absent" } ],
+                "responses": { "200": { "description": "`{syntax, token_count, chunk_size, chunks: [{tokens: [{text, weight}]}], truncated, embeddings}`" },
+                    "422": error_response("an unknown syntax or a text over the limit") } } },
+            "/api/v1/embeddings": { "get": { "summary": "Textual-inversion embeddings in the models dir's embeddings/ folder (used in prompts by name)",
+                "responses": { "200": { "description": "list of `{name, file, bytes}`" } } } },
             "/api/v1/models": { "get": { "summary": "Every model that can be named in a request: folders in the models dir and snapshots in the Hugging Face cache",
                 "responses": { "200": { "description": "list", "content": { "application/json": { "schema": { "type": "array", "items": { "$ref": "#/components/schemas/Model" } } } } } } } },
             "/api/v1/models/{name}": {
@@ -161,7 +171,11 @@ pub fn document() -> Value {
                     "mask": { "type": "string", "maxLength": MAX_IMAGE_ID, "description": "inpainting (needs init_image): an upload id; white repaints, black keeps, grey is binarised at 50%; a picture with transparency is masked by its alpha" },
                     "mask_blur": { "type": "integer", "minimum": 0, "maximum": MAX_MASK_BLUR, "default": DEFAULT_MASK_BLUR, "description": "with mask: Gaussian blur in pixels before binarising; with outpaint: half the width of the soft seam" },
                     "outpaint": { "$ref": "#/components/schemas/Outpaint" },
-                    "hires": { "$ref": "#/components/schemas/Hires" }
+                    "hires": { "$ref": "#/components/schemas/Hires" },
+                    "prompt_syntax": { "type": "string", "enum": PromptSyntax::ALL, "default": PromptSyntax::DEFAULT,
+                        "description": "a1111: (word:1.2), [word], BREAK, [a:b:0.5], [a|b], AND, embeddings by file name, any length; comfyui: (word:1.2), embedding:name, any length; plain: literal text cut at 77 tokens (diffusers)" },
+                    "clip_skip": { "type": "integer", "minimum": 1, "maximum": MAX_CLIP_SKIP, "default": DEFAULT_CLIP_SKIP,
+                        "description": "A1111's CLIP skip: 1 = the text encoder's last layer, 2 = the one before (through the final layer norm)" }
                 }
             },
             "Outpaint": { "type": "object", "additionalProperties": false,

@@ -14,12 +14,15 @@ use std::sync::Arc;
 
 use tokio::sync::{broadcast, watch};
 
+use crate::api::prompt::EmbeddingView;
+use crate::api::request::MAX_PROMPT_CHARS;
 use crate::api::{
-    AliasView, FieldError, GenerateRequest, HistoryPage, ImageView, JobEvent, JobStatus, JobView, ModelEntry, ProgressView, PullState,
-    PullStatus, UploadView,
+    AliasView, FieldError, GenerateRequest, HistoryPage, ImageView, JobEvent, JobStatus, JobView, ModelEntry, ProgressView, PromptSyntax,
+    PromptTokens, PullState, PullStatus, UploadView,
 };
 use crate::atomic_file::remove_leftover_temp_files;
 use crate::config::Settings;
+use crate::engine::clip_tokenizer::ClipTokenizer;
 use crate::engine::model::Residency;
 use crate::engine::runtime::{self, Runtime, RuntimeError};
 use crate::hub::HubError;
@@ -128,6 +131,7 @@ pub struct Easel {
     uploads: Uploads,
     /// Held open for the process lifetime: its exclusive lock keeps a second server off this data dir.
     _data_dir_lock: Arc<std::fs::File>,
+    tokenizers: TokenizerCache,
 }
 
 fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, StartupError> {
@@ -149,6 +153,25 @@ async fn blocking<T: Send + 'static, E: Into<ServiceError> + Send + 'static>(
     match tokio::task::spawn_blocking(f).await {
         Ok(result) => result.map_err(Into::into),
         Err(e) => Err(ServiceError::Internal(e.to_string())),
+    }
+}
+
+/// The tokenizer of the model the token counter last asked about (loading one takes ~50 ms;
+/// the prompt box asks on every pause in typing).
+#[derive(Clone, Default)]
+struct TokenizerCache(Arc<std::sync::Mutex<Option<(PathBuf, Arc<ClipTokenizer>)>>>);
+
+impl TokenizerCache {
+    fn get(&self, model_dir: &std::path::Path) -> Result<Arc<ClipTokenizer>, crate::engine::EngineError> {
+        let mut slot = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((dir, tokenizer)) = slot.as_ref() {
+            if dir == model_dir {
+                return Ok(tokenizer.clone());
+            }
+        }
+        let tokenizer = Arc::new(ClipTokenizer::load(&model_dir.join("tokenizer"))?);
+        *slot = Some((model_dir.to_path_buf(), tokenizer.clone()));
+        Ok(tokenizer)
     }
 }
 
@@ -230,6 +253,7 @@ impl Easel {
             registry,
             uploads,
             _data_dir_lock: Arc::new(lock),
+            tokenizers: TokenizerCache::default(),
         })
     }
 
@@ -422,6 +446,47 @@ impl Easel {
     pub async fn remove_model(&self, name: &str) -> Result<u64, ServiceError> {
         let name = name.to_string();
         self.on_registry(move |r| r.remove(&name)).await
+    }
+
+    /// How `text` is cut into chunks and tokens in `syntax` (default a1111) by the named (or
+    /// default) model's tokenizer: the prompt box's token counter.
+    pub async fn prompt_tokens(&self, text: String, syntax: Option<String>, model: Option<String>) -> Result<PromptTokens, ServiceError> {
+        let mut errors = Vec::new();
+        let syntax = match syntax.as_deref() {
+            None | Some("") => Some(PromptSyntax::DEFAULT),
+            Some(name) => PromptSyntax::parse(name).or_else(|| {
+                errors.push(FieldError::new("syntax", format!("unknown syntax {name:?}; use one of {}", PromptSyntax::names())));
+                None
+            }),
+        };
+        if text.chars().count() > MAX_PROMPT_CHARS {
+            errors.push(FieldError::new("text", format!("text is longer than {MAX_PROMPT_CHARS} characters")));
+        }
+        let (Some(syntax), true) = (syntax, errors.is_empty()) else { return Err(ServiceError::Invalid(errors)) };
+        let (registry, tokenizers) = (self.registry.clone(), self.tokenizers.clone());
+        blocking(move || -> Result<PromptTokens, ServiceError> {
+            let entry = registry.resolve(model.as_deref())?;
+            let tokenizer = tokenizers.get(&entry.path).map_err(|e| ServiceError::Internal(e.to_string()))?;
+            let dim = crate::engine::model::text_hidden_size(&entry.path);
+            let files = crate::engine::prompt::embeddings::scan_dir(&registry.embeddings_dir());
+            Ok(crate::engine::prompt::tokens_view(&tokenizer, &files, dim, &text, syntax))
+        })
+        .await
+    }
+
+    /// The textual-inversion embeddings in the models dir's `embeddings/` folder.
+    pub async fn embeddings(&self) -> Result<Vec<EmbeddingView>, ServiceError> {
+        self.on_registry(|registry| {
+            Ok(crate::engine::prompt::embeddings::scan_dir(&registry.embeddings_dir())
+                .into_iter()
+                .map(|f| EmbeddingView {
+                    bytes: std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0),
+                    file: f.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                    name: f.name,
+                })
+                .collect())
+        })
+        .await
     }
 
     /// The short names `pull` accepts.

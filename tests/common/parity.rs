@@ -32,6 +32,8 @@ pub fn request_of(settings: &serde_json::Value) -> GenerateRequest {
         schedule: settings["schedule"].as_str().map(str::to_string),
         batch_size: settings["batch_size"].as_u64().map(|v| v as u32),
         strength: settings["strength"].as_f64(),
+        // diffusers reads prompts literally and cuts them at 77 tokens.
+        prompt_syntax: Some("plain".into()),
         ..Default::default()
     }
 }

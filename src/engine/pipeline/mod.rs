@@ -2,7 +2,7 @@
 //! fix) as one composition of the stages in [`stages`], step for step what diffusers' pipelines
 //! do with `torch.Generator("cpu").manual_seed(seed)`:
 //!
-//! 1. encode the prompt ([`stages::encode_prompt`]);
+//! 1. encode the prompt in the request's syntax ([`stages::encode_prompt`], `engine::prompt`);
 //! 2. the start latents: seeded noise times `init_noise_sigma` (txt2img), or the init image's
 //!    VAE latents noised to the level of the first call that runs (`int(steps × strength)` steps
 //!    run, diffusers' `StableDiffusionImg2ImgPipeline`), with a mask for inpainting
@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 use image::{GrayImage, RgbImage};
 
 pub use stages::{
-    decode_latents, denoise, encode_pixels, encode_prompt, pixels_to_chw, prepare_latents, DenoiseRun, DenoiseStep, Denoised,
-    TextConditioning, LATENT_CHANNELS, SD15_VAE_SCALING_FACTOR,
+    decode_latents, denoise, encode_pixels, encode_prompt, needs_guidance, pixels_to_chw, prepare_latents, DenoiseRun, DenoiseStep,
+    Denoised, TextConditioning, LATENT_CHANNELS, SD15_VAE_SCALING_FACTOR,
 };
 
 use super::cancel::CancelToken;
@@ -42,7 +42,7 @@ use super::torch_rng::TorchGenerator;
 use super::EngineError;
 use crate::api::image_modes::DEFAULT_STRENGTH;
 use crate::api::request::GenerationSettings;
-use crate::api::{Sampler, Schedule};
+use crate::api::{PromptSyntax, Sampler, Schedule};
 
 /// What the progress sink sees after each scheduler step.
 pub struct StepProgress<'a> {
@@ -81,9 +81,16 @@ pub struct Output {
     /// Final latents before the VAE, `[batch, 4, h, w]`.
     pub latents: Vec<f32>,
     pub latent_shape: [usize; 4],
-    /// The embeddings fed to the UNet for one image: `[uncond; cond]` (`[2, 77, dim]`) with CFG,
-    /// `[cond]` (`[1, 77, dim]`) without.
+    /// The text conditioning fed to the UNet at the first call, for one image:
+    /// `[uncond; cond per AND part]` with guidance, `[cond]` without; see
+    /// [`TextConditioning::first_call_embeddings`] (shorter ones padded).
     pub text_embeddings: Vec<f32>,
+    /// `[branches, tokens, dim]` of `text_embeddings`.
+    pub text_embeddings_shape: [usize; 3],
+    /// What the prompt stage wants the user to know (an embedding it could not use, truncation).
+    pub prompt_notes: Vec<String>,
+    /// Textual-inversion embeddings the prompts used, by name.
+    pub embeddings_used: Vec<String>,
     pub timings: Timings,
 }
 
@@ -161,6 +168,11 @@ impl Pass {
         Ok(Pass { scheduler, sampler: settings.sampler, schedule: settings.schedule, steps, begin, shape })
     }
 
+    /// The steps prompt editing divides: steps × evaluations per step.
+    fn evaluation_steps(&self) -> u32 {
+        self.steps * self.scheduler.order() as u32
+    }
+
     fn calls(&self) -> usize {
         self.scheduler.timesteps().len() - self.begin
     }
@@ -212,11 +224,6 @@ pub fn generate(
         }
     }
 
-    let batch = settings.batch_size as usize;
-    let guided = settings.cfg_scale > 1.0;
-    let text = encode_prompt(model, &settings.prompt, &settings.negative_prompt, guided, batch, cancel)?;
-    let mut timings = Timings { text_encoding: started.elapsed(), ..Timings::default() };
-
     let denoised = match &init {
         Some(_) => denoised_steps(settings.steps, strength, "strength")?,
         None => settings.steps,
@@ -230,6 +237,12 @@ pub fn generate(
         }
         None => None,
     };
+    // Prompt editing counts model evaluations, as A1111's denoiser does: a second-order
+    // sampler's schedule has twice the steps.
+    let guided = needs_guidance(settings);
+    let encode_started = Instant::now();
+    let text = encode_prompt(model, settings, guided, first.evaluation_steps(), None, cancel)?;
+    let mut timings = Timings { text_encoding: encode_started.elapsed(), ..Timings::default() };
     let total = first.calls() + second.as_ref().map_or(0, Pass::calls);
     let mut progress = Progress { sink: progress, started, done: 0, total };
 
@@ -277,7 +290,18 @@ pub fn generate(
         let mut rng = TorchGenerator::new(settings.seed);
         let image_latents = hires::enlarge(model, h.upscaler, &latents, shape, second.shape, &mut rng, cancel, &mut timings)?;
         let start = noised(second, &image_latents, &mut rng);
-        latents = run_pass(model, second, &text, settings.cfg_scale, start, &[], None, &mut rng, cancel, &mut progress, &mut timings)?;
+        // A1111 reads prompt editing anew for the second pass (`[a:b:1.5]` counts both passes).
+        let encode_started = Instant::now();
+        let hires_text = match settings.prompt_syntax {
+            PromptSyntax::A1111 => {
+                Some(encode_prompt(model, settings, guided, first.evaluation_steps(), Some(second.evaluation_steps()), cancel)?)
+            }
+            PromptSyntax::ComfyUi | PromptSyntax::Plain => None,
+        };
+        timings.text_encoding += encode_started.elapsed();
+        let second_text = hires_text.as_ref().unwrap_or(&text);
+        latents =
+            run_pass(model, second, second_text, settings.cfg_scale, start, &[], None, &mut rng, cancel, &mut progress, &mut timings)?;
         shape = second.shape;
     }
 
@@ -291,7 +315,17 @@ pub fn generate(
         }
     }
     timings.total = started.elapsed();
-    Ok(Output { images: decoded, latents, latent_shape: shape, text_embeddings: text.embeddings, timings })
+    let (text_embeddings, text_embeddings_shape) = text.first_call_embeddings();
+    Ok(Output {
+        images: decoded,
+        latents,
+        latent_shape: shape,
+        text_embeddings,
+        text_embeddings_shape,
+        prompt_notes: text.prompt.notes.clone(),
+        embeddings_used: text.prompt.embeddings_used.clone(),
+        timings,
+    })
 }
 
 /// The start of an image-to-image pass: `image_latents` (one image's, repeated over the batch,

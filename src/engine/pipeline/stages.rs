@@ -10,9 +10,12 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use super::DecodedImage;
+use crate::api::request::GenerationSettings;
+use crate::api::PromptSyntax;
 use crate::engine::cancel::CancelToken;
 use crate::engine::model::SdModel;
 use crate::engine::onnx_model::{spec, InputData};
+use crate::engine::prompt::{self, Encoding, PromptConditioning, PromptRequest};
 use crate::engine::scheduler::Scheduler;
 use crate::engine::torch_rng::TorchGenerator;
 use crate::engine::EngineError;
@@ -23,7 +26,7 @@ pub const SD15_VAE_SCALING_FACTOR: f32 = 0.18215;
 /// Latent channels of SD 1.x.
 pub const LATENT_CHANNELS: usize = 4;
 
-pub(super) fn check_cancel(cancel: &CancelToken) -> Result<(), EngineError> {
+pub(crate) fn check_cancel(cancel: &CancelToken) -> Result<(), EngineError> {
     if cancel.is_cancelled() {
         Err(EngineError::Cancelled)
     } else {
@@ -41,62 +44,82 @@ pub(super) fn vae_scaling_factor(model: &SdModel) -> f32 {
         .unwrap_or(SD15_VAE_SCALING_FACTOR)
 }
 
-/// Runs the text encoder on one prompt: `[77, dim]` hidden states.
-fn encode_text(model: &mut SdModel, text: &str) -> Result<(Vec<f32>, usize), EngineError> {
-    let ids: Vec<i64> = model.tokenizer.encode(text)?.into_iter().map(i64::from).collect();
-    let mut encoder = model.text_encoder()?;
-    let input = spec(&encoder, "input_ids", 0)?;
-    let (shape, hidden) = encoder.run(vec![(&input, InputData::Int { shape: vec![1, ids.len()], data: &ids })], "last_hidden_state")?;
-    match shape.as_slice() {
-        [1, tokens, dim] if *tokens == ids.len() => Ok((hidden, *dim)),
-        other => Err(EngineError::UnexpectedModelIo {
-            model: "text_encoder",
-            message: format!("last_hidden_state has shape {other:?}, expected [1, 77, dim]"),
-        }),
-    }
-}
-
-/// The text conditioning of a request, from [`encode_prompt`].
+/// The text conditioning of a request, from [`encode_prompt`]: the negative prompt's (with
+/// guidance) and one per `AND` part, each possibly changing over the calls of the pass.
 pub struct TextConditioning {
-    /// The embeddings for one image: `[uncond; cond]` (`[2, 77, dim]`) with guidance, `[cond]`
-    /// (`[1, 77, dim]`) without.
-    pub embeddings: Vec<f32>,
-    /// The UNet's `encoder_hidden_states` for the whole batch: `[uncond × B, cond × B]` with
-    /// guidance, `[cond × B]` without.
-    pub unet_context: Vec<f32>,
-    /// The text encoder's hidden size (768 for SD 1.x).
-    pub dim: usize,
-    /// Whether the unconditional half is there, i.e. classifier-free guidance is on.
+    pub prompt: PromptConditioning,
+    /// Whether the unconditional branch is there, i.e. classifier-free guidance is on.
     pub guided: bool,
 }
 
-/// Stage 1: encodes `prompt` and, when `guided`, `negative_prompt`, laid out for a UNet batch
-/// of `batch` images.
+impl TextConditioning {
+    /// The text encoder's hidden size (768 for SD 1.x).
+    pub fn dim(&self) -> usize {
+        self.prompt.dim
+    }
+
+    /// The guidance branches at call `call` of the pass (from 0): the unconditional one first
+    /// (weight 0) when guided, then each `AND` part with its weight.
+    pub fn branches(&self, call: usize) -> Vec<(f32, &Encoding)> {
+        let uncond = self.prompt.uncond.as_ref().filter(|_| self.guided).map(|u| (0.0, u.at(call)));
+        uncond.into_iter().chain(self.prompt.parts.iter().map(|(w, s)| (*w, s.at(call)))).collect()
+    }
+
+    /// The branches' encodings at the first call, `[branches, tokens, dim]`: each padded to the
+    /// longest by repeating its last token (the padding is never fed to the UNet).
+    pub fn first_call_embeddings(&self) -> (Vec<f32>, [usize; 3]) {
+        let dim = self.dim();
+        let branches = self.branches(0);
+        let tokens = branches.iter().map(|(_, e)| e.len() / dim).max().unwrap_or(0);
+        let mut out = Vec::with_capacity(branches.len() * tokens * dim);
+        for (_, e) in &branches {
+            out.extend_from_slice(e);
+            let last = &e[e.len().saturating_sub(dim)..];
+            for _ in e.len() / dim..tokens {
+                out.extend_from_slice(last);
+            }
+        }
+        (out, [branches.len(), tokens, dim])
+    }
+}
+
+/// Whether a request needs classifier-free guidance: a CFG scale above 1, or an A1111 prompt
+/// whose `AND` parts or part weight make the guidance sum something other than the prompt alone.
+pub fn needs_guidance(settings: &GenerationSettings) -> bool {
+    if settings.cfg_scale > 1.0 {
+        return true;
+    }
+    match settings.prompt_syntax {
+        PromptSyntax::A1111 => {
+            let parts = prompt::a1111::and_parts(&settings.prompt);
+            parts.len() > 1 || parts.iter().any(|p| p.weight != 1.0)
+        }
+        _ => false,
+    }
+}
+
+/// Stage 1: encodes the prompt and, when `guided`, the negative prompt, in the request's syntax
+/// and CLIP skip, for a pass of `steps` (the hires fix's second pass gives `hires_steps`).
 pub fn encode_prompt(
     model: &mut SdModel,
-    prompt: &str,
-    negative_prompt: &str,
+    settings: &GenerationSettings,
     guided: bool,
-    batch: usize,
+    steps: u32,
+    hires_steps: Option<u32>,
     cancel: &CancelToken,
 ) -> Result<TextConditioning, EngineError> {
     check_cancel(cancel)?;
-    let (cond, dim) = encode_text(model, prompt)?;
-    let uncond = if guided {
-        check_cancel(cancel)?;
-        Some(encode_text(model, negative_prompt)?.0)
-    } else {
-        None
+    let request = PromptRequest {
+        prompt: &settings.prompt,
+        negative_prompt: &settings.negative_prompt,
+        syntax: settings.prompt_syntax,
+        clip_skip: settings.clip_skip.max(1) as usize,
+        steps: steps as usize,
+        hires_steps: hires_steps.map(|h| h as usize),
+        guided,
     };
-    let mut embeddings = uncond.unwrap_or_default();
-    embeddings.extend_from_slice(&cond);
-    let mut unet_context = Vec::with_capacity(embeddings.len() * batch);
-    for half in embeddings.chunks(cond.len()) {
-        for _ in 0..batch {
-            unet_context.extend_from_slice(half);
-        }
-    }
-    Ok(TextConditioning { embeddings, unet_context, dim, guided })
+    let prompt = prompt::encode(model, &request, cancel)?;
+    Ok(TextConditioning { prompt, guided })
 }
 
 /// Stage 2: the starting latents of txt2img, `randn(latent_shape)` drawn from `rng` times the
@@ -106,13 +129,13 @@ pub fn prepare_latents(rng: &mut TorchGenerator, latent_shape: [usize; 4], init_
     rng.randn(latent_shape.iter().product()).into_iter().map(|x| x * init_sigma).collect()
 }
 
-/// Latent positions (h/8 × w/8) above which the two halves of classifier-free guidance run as
+/// Latent positions (h/8 × w/8) above which the branches of classifier-free guidance run as
 /// separate UNet calls: 64² (512² pixels) and below run as one call of twice the batch.
 pub const SPLIT_GUIDANCE_TOKENS: usize = 64 * 64;
 
 /// What stays fixed over the scheduler calls of one [`denoise`] run.
 pub struct DenoiseRun<'a> {
-    /// From [`encode_prompt`] with the batch size `latent_shape[0]`.
+    /// From [`encode_prompt`]; call `calls.start` is the conditioning's call 0.
     pub text: &'a TextConditioning,
     pub cfg_scale: f32,
     /// `[batch, 4, height/8, width/8]`.
@@ -155,7 +178,6 @@ pub fn denoise(
 ) -> Result<Denoised, EngineError> {
     let text = run.text;
     let [batch, channels, latent_h, latent_w] = run.latent_shape;
-    let unet_batch = if text.guided { 2 * batch } else { batch };
     let timesteps = scheduler.timesteps().to_vec();
     let mut unet_steps = Vec::with_capacity(run.calls.len());
     let plane = latent_h * latent_w;
@@ -178,7 +200,7 @@ pub fn denoise(
         let step_started = Instant::now();
         let mut scaled = latents.clone();
         scheduler.scale_model_input(&mut scaled, index);
-        let mut model_input = if extra == 0 {
+        let model_input = if extra == 0 {
             scaled
         } else {
             // Per image: its scaled latents, then its conditioning channels.
@@ -189,41 +211,59 @@ pub fn denoise(
             }
             joined
         };
-        // With guidance both halves get the same input. Above `SdModel::split_guidance_tokens`
-        // latent positions (default [`SPLIT_GUIDANCE_TOKENS`]) they run as two UNet calls instead of one of twice the batch: the UNet's
-        // self-attention holds a tokens² matrix per head and image (17 GB for the pair at
-        // 1024², which does not fit in 24 GB), and each half's result is the same.
-        let tokens = latent_h * latent_w;
-        let halves = if text.guided && tokens > split_above { 2 } else { 1 };
-        let per_call = unet_batch / halves;
-        let context_half = text.unet_context.len() / halves;
-        if text.guided && halves == 1 {
-            model_input.extend_from_within(..);
+        // One UNet call per run of branches whose conditionings have the same length (A1111
+        // runs the halves of guidance separately when the prompt and the negative prompt have
+        // different chunk counts). Above `SdModel::split_guidance_tokens` latent positions
+        // (default [`SPLIT_GUIDANCE_TOKENS`]) every branch is its own call instead: the UNet's
+        // self-attention holds a positions² matrix per head and image (17 GB for a pair at
+        // 1024², which does not fit in 24 GB), and each branch's result is the same.
+        let branches = text.branches(index - run.calls.start);
+        let dim = text.dim();
+        let tokens_of = |e: &Encoding| e.len() / dim;
+        let split = branches.len() > 1 && latent_h * latent_w > split_above;
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        for j in 0..branches.len() {
+            match groups.last_mut() {
+                Some(group) if !split && tokens_of(branches[group[0]].1) == tokens_of(branches[j].1) => group.push(j),
+                _ => groups.push(vec![j]),
+            }
         }
-        let mut noise = Vec::with_capacity(latents.len() * if text.guided { 2 } else { 1 });
-        for half in 0..halves {
-            let (_, part) = unet.run(
+        let mut noise: Vec<Vec<f32>> = vec![Vec::new(); branches.len()];
+        for group in &groups {
+            let per_call = batch * group.len();
+            let tokens = tokens_of(branches[group[0]].1);
+            let sample: Vec<f32> = model_input.iter().copied().cycle().take(model_input.len() * group.len()).collect();
+            let mut context = Vec::with_capacity(per_call * tokens * dim);
+            for &j in group {
+                for _ in 0..batch {
+                    context.extend_from_slice(branches[j].1);
+                }
+            }
+            let (_, out) = unet.run(
                 vec![
-                    (&sample_in, InputData::Float { shape: vec![per_call, channels + extra, latent_h, latent_w], data: &model_input }),
+                    (&sample_in, InputData::Float { shape: vec![per_call, channels + extra, latent_h, latent_w], data: &sample }),
                     (&timestep_in, InputData::Timestep { value: timesteps[index], batch: per_call }),
-                    (
-                        &context_in,
-                        InputData::Float {
-                            shape: vec![per_call, 77, text.dim],
-                            data: &text.unet_context[half * context_half..(half + 1) * context_half],
-                        },
-                    ),
+                    (&context_in, InputData::Float { shape: vec![per_call, tokens, dim], data: &context }),
                 ],
                 "out_sample",
             )?;
-            noise.extend(part);
+            for (k, &j) in group.iter().enumerate() {
+                noise[j] = out[k * latents.len()..(k + 1) * latents.len()].to_vec();
+            }
         }
+        // ε = ε_u + Σ_j w_j·g·(ε_j − ε_u): diffusers' `u + g·(c − u)` for one part of weight 1
+        // (bit for bit), A1111's composable guidance for `AND` parts.
         let guided_noise: Vec<f32> = if text.guided {
-            let (u, c) = noise.split_at(latents.len());
-            let g = run.cfg_scale;
-            u.iter().zip(c).map(|(&u, &c)| u + g * (c - u)).collect()
+            let mut sum = noise[0].clone();
+            for (j, (weight, _)) in branches.iter().enumerate().skip(1) {
+                let scale = weight * run.cfg_scale;
+                for ((acc, &u), &c) in sum.iter_mut().zip(&noise[0]).zip(&noise[j]) {
+                    *acc += scale * (c - u);
+                }
+            }
+            sum
         } else {
-            noise
+            noise.swap_remove(0)
         };
         latents = scheduler.step(&guided_noise, index, &latents, rng);
         unet_steps.push(step_started.elapsed());

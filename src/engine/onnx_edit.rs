@@ -1,0 +1,366 @@
+//! Owns the edits Easel makes to a CLIP text encoder's ONNX graph when it creates the session,
+//! so that exports people already have (whose only output is the last layer) support CLIP skip
+//! and textual inversion without a re-export:
+//!
+//! * **extra token rows**: a new graph input [`EXTRA_EMBEDDINGS_INPUT`] (`[rows, hidden]`) is
+//!   appended to the token-embedding table (`Concat` on axis 0) before the token lookup, so ids
+//!   from the vocabulary size upwards read embedding vectors;
+//! * **CLIP skip N**: the final layer norm reads the residual stream after `layers − N + 1`
+//!   layers instead of after the last (A1111's `hidden_states[-N]` through `final_layer_norm`).
+//!
+//! The edit works on the protobuf bytes: untouched messages (weights included) are copied as they
+//! are; the few nodes that change are re-encoded. The residual stream is found from the graph's
+//! structure (the `Add` chain after the token lookup), not from node names.
+
+use std::collections::{HashMap, HashSet};
+
+use super::onnx_inspect::{fields, read_varint};
+
+/// The input that carries textual-inversion vectors (rows appended to the vocabulary).
+pub const EXTRA_EMBEDDINGS_INPUT: &str = "easel_extra_token_embeddings";
+const EXTENDED_TABLE: &str = "easel_extended_token_table";
+const UNUSED_SUFFIX: &str = "_easel_unused";
+
+const MODEL_GRAPH: u64 = 7;
+const GRAPH_NODE: u64 = 1;
+const GRAPH_INITIALIZER: u64 = 5;
+const GRAPH_INPUT: u64 = 11;
+const NODE_INPUT: u64 = 1;
+const NODE_OUTPUT: u64 = 2;
+const NODE_OP_TYPE: u64 = 4;
+const TENSOR_DIMS: u64 = 1;
+const TENSOR_DATA_TYPE: u64 = 2;
+const TENSOR_NAME: u64 = 8;
+const VALUE_NAME: u64 = 1;
+
+/// What the edited graph looks like from outside.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EditedEncoder {
+    /// The edited model, to create a session from.
+    pub bytes: Vec<u8>,
+    /// Rows of the original token table: the first id of the extra rows.
+    pub vocab_rows: usize,
+    /// Hidden size (the width of an embedding vector).
+    pub hidden: usize,
+    /// ONNX element type of the table (1 = float32, 10 = float16).
+    pub element: i64,
+    /// Transformer layers found on the residual stream.
+    pub layers: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot prepare this text encoder for {what}: {reason}")]
+pub struct EditError {
+    what: String,
+    reason: String,
+}
+
+#[derive(Debug, Clone)]
+struct Node<'a> {
+    raw: &'a [u8],
+    inputs: Vec<String>,
+    outputs: Vec<String>,
+    op: String,
+}
+
+fn parse_node(raw: &[u8]) -> Node<'_> {
+    let mut node = Node { raw, inputs: Vec::new(), outputs: Vec::new(), op: String::new() };
+    for (field, wire, payload) in fields(raw) {
+        let text = || String::from_utf8_lossy(payload).into_owned();
+        match (field, wire) {
+            (NODE_INPUT, 2) => node.inputs.push(text()),
+            (NODE_OUTPUT, 2) => node.outputs.push(text()),
+            (NODE_OP_TYPE, 2) => node.op = text(),
+            _ => {}
+        }
+    }
+    node
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_field(out: &mut Vec<u8>, field: u64, wire: u8, payload: &[u8]) {
+    put_varint(out, (field << 3) | wire as u64);
+    if wire == 2 {
+        put_varint(out, payload.len() as u64);
+    }
+    out.extend_from_slice(payload);
+}
+
+fn put_bytes(out: &mut Vec<u8>, field: u64, payload: &[u8]) {
+    put_field(out, field, 2, payload);
+}
+
+fn put_uint(out: &mut Vec<u8>, field: u64, v: u64) {
+    put_varint(out, field << 3);
+    put_varint(out, v);
+}
+
+/// A node re-encoded with the string `from` replaced by `to` among its inputs (`field` 1) or
+/// outputs (2).
+fn rename_in_node(raw: &[u8], field_no: u64, from: &str, to: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + to.len());
+    for (field, wire, payload) in fields(raw) {
+        if field == field_no && wire == 2 && payload == from.as_bytes() {
+            put_bytes(&mut out, field, to.as_bytes());
+        } else {
+            put_field(&mut out, field, wire, payload);
+        }
+    }
+    out
+}
+
+fn node_bytes(inputs: &[&str], outputs: &[&str], op: &str, int_attribute: Option<(&str, i64)>) -> Vec<u8> {
+    let mut node = Vec::new();
+    for input in inputs {
+        put_bytes(&mut node, NODE_INPUT, input.as_bytes());
+    }
+    for output in outputs {
+        put_bytes(&mut node, NODE_OUTPUT, output.as_bytes());
+    }
+    put_bytes(&mut node, 3, format!("easel_{op}_{}", outputs[0]).as_bytes());
+    put_bytes(&mut node, NODE_OP_TYPE, op.as_bytes());
+    if let Some((name, value)) = int_attribute {
+        let mut attribute = Vec::new();
+        put_bytes(&mut attribute, 1, name.as_bytes());
+        put_uint(&mut attribute, 3, value as u64);
+        put_uint(&mut attribute, 20, 2); // AttributeProto.INT
+        put_bytes(&mut node, 5, &attribute);
+    }
+    node
+}
+
+/// `ValueInfoProto` of a tensor input with a symbolic first dimension.
+fn tensor_input(name: &str, element: i64, hidden: usize) -> Vec<u8> {
+    let mut rows = Vec::new();
+    put_bytes(&mut rows, 2, b"easel_extra_rows");
+    let mut width = Vec::new();
+    put_uint(&mut width, 1, hidden as u64);
+    let mut shape = Vec::new();
+    put_bytes(&mut shape, 1, &rows);
+    put_bytes(&mut shape, 1, &width);
+    let mut tensor = Vec::new();
+    put_uint(&mut tensor, 1, element as u64);
+    put_bytes(&mut tensor, 2, &shape);
+    let mut ty = Vec::new();
+    put_bytes(&mut ty, 1, &tensor);
+    let mut info = Vec::new();
+    put_bytes(&mut info, VALUE_NAME, name.as_bytes());
+    put_bytes(&mut info, 2, &ty);
+    info
+}
+
+/// Name, dims and element type of an initializer (`TensorProto`), without reading its data.
+fn initializer_info(raw: &[u8]) -> (String, Vec<i64>, i64) {
+    let (mut name, mut dims, mut element) = (String::new(), Vec::new(), 0);
+    for (field, wire, mut payload) in fields(raw) {
+        match (field, wire) {
+            (TENSOR_NAME, 2) => name = String::from_utf8_lossy(payload).into_owned(),
+            (TENSOR_DIMS, 0) => dims.extend(read_varint(&mut payload).ok().map(|v| v as i64)),
+            (TENSOR_DIMS, 2) => {
+                while !payload.is_empty() {
+                    match read_varint(&mut payload) {
+                        Ok(v) => dims.push(v as i64),
+                        Err(_) => break,
+                    }
+                }
+            }
+            (TENSOR_DATA_TYPE, 0) => element = read_varint(&mut payload).map(|v| v as i64).unwrap_or(0),
+            _ => {}
+        }
+    }
+    (name, dims, element)
+}
+
+/// Edits a text encoder: always adds the extra-rows input; with `clip_skip` > 1 also moves the
+/// final layer norm down the residual stream. `clip_skip` counts like A1111 (1 = last layer).
+pub fn edit_text_encoder(model: &[u8], clip_skip: usize) -> Result<EditedEncoder, EditError> {
+    let what = if clip_skip > 1 { format!("CLIP skip {clip_skip}") } else { "textual inversion".to_string() };
+    let fail = |reason: String| EditError { what: what.clone(), reason };
+    let model_fields: Vec<(u64, u8, &[u8])> = fields(model).collect();
+    let graph = model_fields
+        .iter()
+        .find(|(f, w, _)| *f == MODEL_GRAPH && *w == 2)
+        .map(|(_, _, p)| *p)
+        .ok_or_else(|| fail("the file has no graph".into()))?;
+    let graph_fields: Vec<(u64, u8, &[u8])> = fields(graph).collect();
+
+    let nodes: Vec<Node<'_>> = graph_fields.iter().filter(|(f, w, _)| *f == GRAPH_NODE && *w == 2).map(|(_, _, p)| parse_node(p)).collect();
+    let initializers: HashMap<String, (Vec<i64>, i64)> = graph_fields
+        .iter()
+        .filter(|(f, w, _)| *f == GRAPH_INITIALIZER && *w == 2)
+        .map(|(_, _, p)| {
+            let (name, dims, element) = initializer_info(p);
+            (name, (dims, element))
+        })
+        .collect();
+    let inputs: Vec<String> = graph_fields
+        .iter()
+        .filter(|(f, w, _)| *f == GRAPH_INPUT && *w == 2)
+        .filter_map(|(_, _, p)| {
+            fields(p).find(|(f, w, _)| *f == VALUE_NAME && *w == 2).map(|(_, _, n)| String::from_utf8_lossy(n).into_owned())
+        })
+        .collect();
+    let mut consumers: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, node) in nodes.iter().enumerate() {
+        for input in &node.inputs {
+            consumers.entry(input.as_str()).or_default().push(i);
+        }
+    }
+
+    // The token lookup: a Gather of an initializer by `input_ids` (through casts and reshapes).
+    let ids = inputs.iter().find(|n| n.as_str() == "input_ids").or(inputs.first()).ok_or_else(|| fail("the graph has no inputs".into()))?;
+    let mut id_tensors: HashSet<&str> = HashSet::from([ids.as_str()]);
+    let mut frontier = vec![ids.as_str()];
+    let mut gather = None;
+    while let Some(tensor) = frontier.pop() {
+        for &i in consumers.get(tensor).map(Vec::as_slice).unwrap_or_default() {
+            let node = &nodes[i];
+            match node.op.as_str() {
+                "Cast" | "Reshape" | "Unsqueeze" | "Squeeze" | "Flatten" | "Identity" => {
+                    for out in &node.outputs {
+                        if id_tensors.insert(out.as_str()) {
+                            frontier.push(out.as_str());
+                        }
+                    }
+                }
+                "Gather"
+                    if node.inputs.len() == 2
+                        && id_tensors.contains(node.inputs[1].as_str())
+                        && initializers.contains_key(&node.inputs[0]) =>
+                {
+                    gather = Some(i);
+                }
+                _ => {}
+            }
+        }
+    }
+    let gather = gather.ok_or_else(|| fail("no token-embedding lookup (Gather of a weight by input_ids) was found".into()))?;
+    let table = nodes[gather].inputs[0].clone();
+    let (dims, element) = initializers[&table].clone();
+    let [vocab_rows, hidden] = dims[..] else {
+        return Err(fail(format!("the token table {table} has shape {dims:?}, expected [vocab, hidden]")));
+    };
+
+    // The residual stream: from the token lookup's sum with the positions, each Add that takes
+    // the stream and another computed tensor (attention, then MLP output) continues it.
+    let is_initializer = |t: &str| initializers.contains_key(t);
+    let first = nodes[gather].outputs[0].as_str();
+    let start = consumers
+        .get(first)
+        .and_then(|c| c.iter().find(|&&i| nodes[i].op == "Add"))
+        .map(|&i| nodes[i].outputs[0].clone())
+        .ok_or_else(|| fail("the token embeddings are not added to position embeddings".into()))?;
+    let mut stream = vec![start];
+    let mut producers: Vec<usize> = Vec::new();
+    loop {
+        let current = stream.last().map(String::as_str).unwrap_or_default();
+        let next: Vec<usize> = consumers
+            .get(current)
+            .map(|c| {
+                c.iter()
+                    .copied()
+                    .filter(|&i| {
+                        let n = &nodes[i];
+                        n.op == "Add" && n.inputs.len() == 2 && n.inputs.iter().all(|t| !is_initializer(t)) && n.inputs[0] != n.inputs[1]
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        match next.as_slice() {
+            [one] if stream.len() < 1000 => {
+                producers.push(*one);
+                stream.push(nodes[*one].outputs[0].clone());
+            }
+            _ => break,
+        }
+    }
+    if producers.len() < 2 || producers.len() % 2 != 0 {
+        return Err(fail(format!("the residual stream has {} additions, expected two per layer", producers.len())));
+    }
+    let layers = producers.len() / 2;
+    if clip_skip > layers {
+        return Err(fail(format!("the text encoder has {layers} layers; CLIP skip can be 1 to {layers}")));
+    }
+
+    // The edits, by node index: re-encoded nodes and nodes inserted before them.
+    let mut replaced: HashMap<usize, Vec<u8>> = HashMap::new();
+    let mut inserted: HashMap<usize, Vec<Vec<u8>>> = HashMap::new();
+    replaced.insert(gather, rename_in_node(nodes[gather].raw, NODE_INPUT, &table, EXTENDED_TABLE));
+    inserted.entry(gather).or_default().push(node_bytes(&[&table, EXTRA_EMBEDDINGS_INPUT], &[EXTENDED_TABLE], "Concat", Some(("axis", 0))));
+    if clip_skip > 1 {
+        let last = stream[2 * layers].clone();
+        let target = stream[2 * (layers + 1 - clip_skip)].clone();
+        let producer = producers[2 * layers - 1];
+        replaced.insert(producer, rename_in_node(nodes[producer].raw, NODE_OUTPUT, &last, &format!("{last}{UNUSED_SUFFIX}")));
+        let first_reader = consumers
+            .get(last.as_str())
+            .and_then(|c| c.iter().min().copied())
+            .ok_or_else(|| fail("the last layer's output is unused".into()))?;
+        inserted.entry(first_reader).or_default().push(node_bytes(&[&target], &[&last], "Identity", None));
+    }
+
+    let mut new_graph = Vec::with_capacity(graph.len() + 1024);
+    let mut node_index = 0;
+    let last_input_field = graph_fields.iter().rposition(|(f, w, _)| *f == GRAPH_INPUT && *w == 2);
+    for (position, (field, wire, payload)) in graph_fields.iter().enumerate() {
+        if *field == GRAPH_NODE && *wire == 2 {
+            for extra in inserted.get(&node_index).map(Vec::as_slice).unwrap_or_default() {
+                put_bytes(&mut new_graph, GRAPH_NODE, extra);
+            }
+            match replaced.get(&node_index) {
+                Some(bytes) => put_bytes(&mut new_graph, GRAPH_NODE, bytes),
+                None => put_field(&mut new_graph, *field, *wire, payload),
+            }
+            node_index += 1;
+        } else {
+            put_field(&mut new_graph, *field, *wire, payload);
+        }
+        if Some(position) == last_input_field {
+            put_bytes(&mut new_graph, GRAPH_INPUT, &tensor_input(EXTRA_EMBEDDINGS_INPUT, element, hidden as usize));
+        }
+    }
+    let mut bytes = Vec::with_capacity(model.len() + 1024);
+    for (field, wire, payload) in &model_fields {
+        if *field == MODEL_GRAPH && *wire == 2 {
+            put_bytes(&mut bytes, MODEL_GRAPH, &new_graph);
+        } else {
+            put_field(&mut bytes, *field, *wire, payload);
+        }
+    }
+    Ok(EditedEncoder { bytes, vocab_rows: vocab_rows as usize, hidden: hidden as usize, element, layers })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny_encoder() -> Vec<u8> {
+        std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny-sd/text_encoder/model.onnx")).unwrap()
+    }
+
+    #[test]
+    fn finds_the_token_table_and_the_residual_stream_of_an_export() {
+        let bytes = tiny_encoder();
+        let plain = edit_text_encoder(&bytes, 1).unwrap();
+        assert_eq!((plain.vocab_rows, plain.hidden, plain.layers, plain.element), (49408, 32, 2, 1));
+        let skipped = edit_text_encoder(&bytes, 2).unwrap();
+        assert!(skipped.bytes.len() > plain.bytes.len(), "an Identity node more");
+        let text = String::from_utf8_lossy(&skipped.bytes);
+        assert!(text.contains(EXTRA_EMBEDDINGS_INPUT) && text.contains(UNUSED_SUFFIX));
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_edit_with_the_reason() {
+        let too_deep = edit_text_encoder(&tiny_encoder(), 3).unwrap_err().to_string();
+        assert!(too_deep.contains("CLIP skip 3") && too_deep.contains("2 layers"), "{too_deep}");
+        let garbage = edit_text_encoder(b"not an onnx file", 1).unwrap_err().to_string();
+        assert!(garbage.contains("textual inversion"), "{garbage}");
+    }
+}

@@ -144,6 +144,9 @@ impl JobExecutor for EngineExecutor {
             EngineError::Cancelled => ExecError::Cancelled,
             other => ExecError::Failed(other.to_string()),
         })?;
+        for note in &output.prompt_notes {
+            tracing::warn!(job = %job.id, "prompt: {note}");
+        }
         let day = utc_date(job.created_at_ms);
         let mut saved = Vec::with_capacity(output.images.len());
         // One infotext per generation: every image of a batch shares the settings and the seed.

@@ -52,6 +52,15 @@ pub struct BenchArgs {
     /// latent or lanczos.
     #[arg(long, default_value = "latent")]
     pub hires_upscaler: String,
+    #[arg(long, default_value = "a photograph of an astronaut riding a horse")]
+    pub prompt: String,
+    #[arg(long, default_value = "")]
+    pub negative_prompt: String,
+    /// a1111, comfyui or plain.
+    #[arg(long, default_value = "a1111")]
+    pub prompt_syntax: String,
+    #[arg(long, default_value_t = 1)]
+    pub clip_skip: u32,
 }
 
 /// A picture with smooth and sharp parts, and a mask of its right half.
@@ -77,7 +86,10 @@ pub fn run(args: &BenchArgs, settings: &crate::config::Settings) -> anyhow::Resu
     let load_s = load_started.elapsed().as_secs_f64();
     let image_mode = matches!(args.mode, BenchMode::Img2img | BenchMode::Inpaint);
     let resolved = GenerateRequest {
-        prompt: "a photograph of an astronaut riding a horse".into(),
+        prompt: args.prompt.clone(),
+        negative_prompt: Some(args.negative_prompt.clone()),
+        prompt_syntax: Some(args.prompt_syntax.clone()),
+        clip_skip: Some(args.clip_skip),
         seed: Some(0),
         steps: Some(args.steps),
         width: Some(args.size),

@@ -281,7 +281,7 @@ pub fn edit_text_encoder(model: &[u8], clip_skip: usize) -> Result<EditedEncoder
             _ => break,
         }
     }
-    if producers.len() < 2 || producers.len() % 2 != 0 {
+    if producers.len() < 2 || !producers.len().is_multiple_of(2) {
         return Err(fail(format!("the residual stream has {} additions, expected two per layer", producers.len())));
     }
     let layers = producers.len() / 2;

@@ -564,7 +564,7 @@ impl Unpickler<'_> {
 }
 
 fn pairs(items: Vec<Value>) -> Result<Vec<(Value, Value)>, TorchFileError> {
-    if items.len() % 2 != 0 {
+    if !items.len().is_multiple_of(2) {
         return Err(damaged("odd number of dict items"));
     }
     let mut out = Vec::with_capacity(items.len() / 2);

@@ -159,7 +159,10 @@ async fn blocking<T: Send + 'static, E: Into<ServiceError> + Send + 'static>(
 /// The tokenizer of the model the token counter last asked about (loading one takes ~50 ms;
 /// the prompt box asks on every pause in typing).
 #[derive(Clone, Default)]
-struct TokenizerCache(Arc<std::sync::Mutex<Option<(PathBuf, Arc<ClipTokenizer>)>>>);
+struct TokenizerCache(Arc<std::sync::Mutex<Option<CachedTokenizer>>>);
+
+/// A model folder and its tokenizer.
+type CachedTokenizer = (PathBuf, Arc<ClipTokenizer>);
 
 impl TokenizerCache {
     fn get(&self, model_dir: &std::path::Path) -> Result<Arc<ClipTokenizer>, crate::engine::EngineError> {

@@ -119,7 +119,9 @@ pub fn words(runs: &[(String, f64)], vocab: &dyn Vocabulary, embeddings: &Embedd
                     None => {
                         let stripped = name.trim_matches(',');
                         if stripped.len() < name.len() {
-                            (embeddings.find_by_name(stripped), name[stripped.len()..].to_string())
+                            // ComfyUI's leftover is `name[len(stripped):]`, counted from the start
+                            // even when commas were stripped there.
+                            (embeddings.find_by_name(stripped), name.chars().skip(stripped.chars().count()).collect())
                         } else {
                             (None, String::new())
                         }

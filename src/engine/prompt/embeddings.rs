@@ -188,7 +188,7 @@ impl EmbeddingSet {
     /// A set of embeddings already read, in lookup order (A1111 tries longer names first where
     /// several start with the same token).
     pub fn new(mut embeddings: Vec<Embedding>) -> Self {
-        embeddings.sort_by(|a, b| b.name_ids.len().cmp(&a.name_ids.len()));
+        embeddings.sort_by_key(|e| std::cmp::Reverse(e.name_ids.len()));
         EmbeddingSet { embeddings, skipped: Vec::new() }
     }
 

@@ -96,7 +96,7 @@ impl<'a> WindowEncoder<'a> {
         // The extra rows input needs at least one row; a zero row nobody reads when there are none.
         let zero_row = vec![0.0f32; edit.hidden];
         let rows: &[f32] = if self.extra_rows.is_empty() { &zero_row } else { &self.extra_rows };
-        if rows.len() % edit.hidden != 0 {
+        if !rows.len().is_multiple_of(edit.hidden) {
             return Err(EngineError::InvalidRequest(format!(
                 "embedding vectors of {} values do not divide into rows of the text encoder's width {}",
                 rows.len(),

@@ -146,3 +146,42 @@ fn image_mode_flags_that_conflict_or_overflow_exit_2_naming_the_field() {
         assert!(stderr.contains(expect), "{args:?}: {stderr}");
     }
 }
+
+/// `--save-embeddings` writes `[branches x batch, tokens, hidden]`: the negative prompt's first,
+/// each compared on its own tokens with A1111's conditioning (recorded by
+/// `tooling.ref_prompts`); an embedding comes from `--embedding`.
+#[test]
+fn save_embeddings_writes_a1111_conditioning_for_each_half() {
+    let fixtures = root().join("tests/fixtures/prompts");
+    for (case, embedding) in [("a1111_negative_longer", None), ("a1111_embedding_pt", Some("tinyneg.pt"))] {
+        let dir = fixtures.join("conditioning").join(case);
+        let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("settings.json")).unwrap()).unwrap();
+        let data = temp_dir(&format!("cli-save-embeddings-{case}"));
+        let saved = data.join("cond.npy");
+        let mut command = easel(&data);
+        command
+            .args(["--model", "tiny-sd", "--prompt", s["prompt"].as_str().unwrap()])
+            .args(["--negative-prompt", s["negative_prompt"].as_str().unwrap()])
+            .args(["--steps", "2", "--width", "64", "--height", "64", "--batch-size", "2", "--seed", "1"])
+            .arg("--save-embeddings")
+            .arg(&saved)
+            .arg("-o")
+            .arg(data.join("out.png"));
+        if let Some(file) = embedding {
+            command.arg("--embedding").arg(fixtures.join("embeddings").join(file));
+        }
+        let output = command.output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let (shape, got) = easel::engine::npy::read_f32(&saved).unwrap();
+        let (_, uncond) = easel::engine::npy::read_f32(dir.join("uncond_e20.npy")).unwrap();
+        let (_, cond) = easel::engine::npy::read_f32(dir.join("cond_p0_e20.npy")).unwrap();
+        let tokens = uncond.len().max(cond.len()) / 32;
+        assert_eq!(shape, [4, tokens, 32], "{case}: uncond x 2, cond x 2");
+        let row = tokens * 32;
+        for (image, want) in [(0, &uncond), (1, &uncond), (2, &cond), (3, &cond)] {
+            let half = &got[image * row..image * row + want.len()];
+            let d = half.iter().zip(want.iter()).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(d < 1e-4, "{case} row {image}: max difference {d:e}");
+        }
+    }
+}

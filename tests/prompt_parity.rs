@@ -72,6 +72,12 @@ fn a1111_parser_matches_a1111_on_every_fixture_prompt() {
             }
         }
         for (text, want) in case["attention"].as_object().unwrap() {
+            if want.get("error").is_some() {
+                // A1111 raises on this text (e.g. `(x:1.2.3)`) and cannot generate; Easel
+                // reads it (the weight as text, ×1.1) rather than fail the job.
+                assert!(!a1111::attention(text).is_empty());
+                continue;
+            }
             let got: Vec<(String, f64)> = a1111::attention(text).into_iter().map(|w| (w.text, w.weight)).collect();
             if !same_runs(&got, &runs_of(want)) {
                 problems.push(format!("{text:?}: attention {got:?}, A1111 {:?}", runs_of(want)));
@@ -193,7 +199,8 @@ fn comfyui_parser_and_windows_match_comfyui() {
 fn comfy_fixture_embeddings(vocab: &dyn Vocabulary) -> EmbeddingSet {
     let files = embeddings::scan_dir(&fixtures().join("embeddings"));
     let files: Vec<EmbeddingFile> = files.into_iter().filter(|f| f.name != "evil").collect();
-    EmbeddingSet::for_texts(&files, &["embedding:tinyneg embedding:tinystyle"], 32, vocab)
+    let every_name = files.iter().map(|f| f.name.clone()).collect::<Vec<_>>().join(" ");
+    EmbeddingSet::for_texts(&files, &[&every_name], 32, vocab)
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {

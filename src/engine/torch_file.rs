@@ -178,6 +178,7 @@ const ALLOWED_GLOBALS: &[&str] = &[
     "torch.nn.modules.container.ParameterDict",
     "collections.OrderedDict",
     "builtins.set",
+    "__builtin__.set",
     "copyreg._reconstructor",
     "builtins.object",
     "__builtin__.object",
@@ -508,7 +509,7 @@ impl Unpickler<'_> {
                 _ => Err(damaged("bad _rebuild_from_type_v2")),
             },
             "collections.OrderedDict" => Ok(Value::Dict(Vec::new())),
-            "builtins.set" => Ok(args.into_iter().next().unwrap_or(Value::List(Vec::new()))),
+            "builtins.set" | "__builtin__.set" => Ok(args.into_iter().next().unwrap_or(Value::List(Vec::new()))),
             "copyreg._reconstructor" => match args.first() {
                 Some(Value::Global(class)) => Ok(Value::Object { class: class.clone(), state: Box::new(Value::None) }),
                 _ => Err(damaged("bad _reconstructor")),

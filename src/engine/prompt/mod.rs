@@ -3,9 +3,10 @@
 //!
 //! - `a1111` ([`a1111`], [`chunks::a1111_chunks`]): `AND` parts, each a schedule of texts over
 //!   the steps (prompt editing, alternation); each text cut into 75-token chunks with weights.
-//!   All texts of one prompt are encoded as one batch per chunk index: a text with fewer chunks
-//!   gets the empty chunk there, so every text has the batch's chunk count, and "Original"
-//!   emphasis multiplies by the weights and restores the mean taken over the whole batch.
+//!   The texts of one part's schedule (repeats included) are encoded as one batch per chunk
+//!   index, as A1111 calls its encoder once per part: a text with fewer chunks gets the empty
+//!   chunk there, so every text has the batch's chunk count, and "Original" emphasis multiplies
+//!   by the weights and restores the mean taken over the whole batch.
 //! - `comfyui` ([`comfyui`], [`chunks::comfy_windows`]): words kept whole across 77-token
 //!   windows; a weight `w ≠ 1` moves a token's state away from the empty prompt's, `(z − e)·w + e`.
 //! - `plain`: the text cut at 77 tokens, as diffusers encodes it.
@@ -19,7 +20,6 @@ pub mod comfyui;
 pub mod embeddings;
 mod encode;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use self::chunks::{empty_window, Chunk, Token, Vocabulary, CHUNK_TOKENS};
@@ -135,22 +135,18 @@ pub fn encode(model: &mut SdModel, request: &PromptRequest<'_>, cancel: &CancelT
             (vec![(1.0, cond)], uncond)
         }
         PromptSyntax::A1111 => {
-            let parts = a1111::and_parts(request.prompt);
-            let schedules: Vec<a1111::PromptSchedule> =
-                parts.iter().map(|p| a1111::schedule(&p.text, request.steps, request.hires_steps)).collect();
-            let encoded =
-                a1111_batch(&mut encoder, tokenizer.as_ref(), &embeddings, schedules.iter().flatten().map(|(_, t)| t.as_str()), cancel)?;
-            let scheduled = |schedule: &a1111::PromptSchedule, encoded: &HashMap<String, Encoding>| Scheduled {
-                entries: schedule.iter().map(|(end, text)| (*end, encoded[text].clone())).collect(),
+            // One encoder call per AND part (and one for the negative prompt), as A1111 makes.
+            let mut scheduled = |text: &str| -> Result<Scheduled, EngineError> {
+                let schedule = a1111::schedule(text, request.steps, request.hires_steps);
+                let texts: Vec<&str> = schedule.iter().map(|(_, t)| t.as_str()).collect();
+                let encoded = a1111_batch(&mut encoder, &*tokenizer, &embeddings, &texts, cancel)?;
+                Ok(Scheduled { entries: schedule.iter().map(|(end, _)| *end).zip(encoded).collect() })
             };
-            let conds = parts.iter().zip(&schedules).map(|(p, s)| (p.weight as f32, scheduled(s, &encoded))).collect();
-            let uncond = if request.guided {
-                let schedule = a1111::schedule(request.negative_prompt, request.steps, request.hires_steps);
-                let encoded = a1111_batch(&mut encoder, &*tokenizer, &embeddings, schedule.iter().map(|(_, t)| t.as_str()), cancel)?;
-                Some(scheduled(&schedule, &encoded))
-            } else {
-                None
-            };
+            let conds = a1111::and_parts(request.prompt)
+                .iter()
+                .map(|p| Ok((p.weight as f32, scheduled(&p.text)?)))
+                .collect::<Result<Vec<_>, EngineError>>()?;
+            let uncond = if request.guided { Some(scheduled(request.negative_prompt)?) } else { None };
             (conds, uncond)
         }
         PromptSyntax::ComfyUi => {
@@ -180,25 +176,21 @@ fn plain_window(tokenizer: &ClipTokenizer, text: &str, notes: &mut Vec<String>) 
     Ok(Chunk { weights: vec![1.0; ids.len()], tokens: ids.into_iter().map(Token::Id).collect() })
 }
 
-/// A1111's encoding of a batch of texts (`FrozenCLIPEmbedderWithCustomWords.forward`): every
-/// distinct text chunked; per chunk index the batch encoded, weighted and its mean restored.
-fn a1111_batch<'t>(
+/// A1111's encoding of one call's texts (`FrozenCLIPEmbedderWithCustomWords.forward` on the
+/// texts of one prompt's schedule, repeats included): every text chunked; per chunk index the
+/// batch encoded (a text with fewer chunks gets the empty chunk), weighted and its mean restored.
+/// One encoding per text, in order, each with the batch's chunk count.
+fn a1111_batch(
     encoder: &mut WindowEncoder<'_>,
     vocab: &dyn Vocabulary,
     embeddings: &EmbeddingSet,
-    texts: impl Iterator<Item = &'t str>,
+    texts: &[&str],
     cancel: &CancelToken,
-) -> Result<HashMap<String, Encoding>, EngineError> {
-    let mut distinct: Vec<&str> = Vec::new();
-    for text in texts {
-        if !distinct.contains(&text) {
-            distinct.push(text);
-        }
-    }
-    let chunked: Vec<Vec<Chunk>> = distinct.iter().map(|t| chunks::a1111_chunks(&a1111::attention(t), vocab, embeddings).0).collect();
+) -> Result<Vec<Encoding>, EngineError> {
+    let chunked: Vec<Vec<Chunk>> = texts.iter().map(|t| chunks::a1111_chunks(&a1111::attention(t), vocab, embeddings).0).collect();
     let count = chunked.iter().map(Vec::len).max().unwrap_or(1);
     let empty = empty_window(vocab);
-    let mut out: Vec<Vec<f32>> = vec![Vec::new(); distinct.len()];
+    let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
     for index in 0..count {
         let batch: Vec<&Chunk> = chunked.iter().map(|c| c.get(index).unwrap_or(&empty)).collect();
         let states = batch.iter().map(|chunk| encoder.encode(chunk, cancel)).collect::<Result<Vec<_>, _>>()?;
@@ -207,7 +199,7 @@ fn a1111_batch<'t>(
             text_out.extend(z);
         }
     }
-    Ok(distinct.into_iter().map(str::to_string).zip(out.into_iter().map(Arc::new)).collect())
+    Ok(out.into_iter().map(Arc::new).collect())
 }
 
 /// A1111's "Original" emphasis over one chunk index of a batch: `z · weight` per token, then

@@ -127,6 +127,16 @@ def cmd_reference(a) -> int:
     return 0
 
 
+def cmd_template(a) -> int:
+    from .template import GRAPHS, write_templates
+
+    for g in a.only or []:
+        if g not in GRAPHS:
+            raise ToolError(f"unknown graph {g!r}; one of {', '.join(GRAPHS)}")
+    write_templates(Path(a.src), a.torch, Path(a.out), only=a.only, verify=a.verify, log=_log)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sdtool", description="Easel model tooling (SD 1.5 -> ONNX, test models, reference fixtures)")
     sub = p.add_subparsers(dest="command", required=True)
@@ -156,9 +166,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--force", action="store_true")
     r.set_defaults(func=cmd_random)
 
+    t = sub.add_parser("template", help="weight-free ONNX graphs + weights.json (checkpoint key of every weight)")
+    t.add_argument("src", help="ONNX folder exported by this tool (float32)")
+    t.add_argument("torch", help="the diffusers folder it was exported from, or random:ARCH:SEED")
+    t.add_argument("out", help="output folder: OUT/<graph>/model.onnx and weights.json")
+    t.add_argument("--only", action="append", help="only this graph (repeatable): text_encoder unet vae_encoder vae_decoder")
+    t.add_argument("--verify", action="store_true",
+                   help="run each template with the weights supplied (LDM layout) and require outputs identical to SRC's")
+    t.set_defaults(func=cmd_template)
+
     f = sub.add_parser("reference", help="diffusers reference outputs (fixtures for the engine's parity tests)")
     f.add_argument("target", nargs="*",
-                   help="'randn|schedulers|img2img|inpaint|hires|imageops|prompts OUT' for the helper fixture generators")
+                   help="'randn|schedulers|img2img|inpaint|hires|imageops|checkpoints|prompts OUT' for the helper fixture generators")
     f.add_argument("--all-fixtures", action="store_true", help="regenerate tests/fixtures/pipeline (tiny model, seed 0)")
     f.add_argument("--only", action="append", help="with --all-fixtures: only this case (repeatable)")
     f.add_argument("--model", help="torch diffusers model folder (default: models/tiny-sd-torch, rebuilt if absent)")

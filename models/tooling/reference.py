@@ -322,12 +322,13 @@ HELPERS = {
     "inpaint": "ref_inpaint",
     "hires": "ref_hires",
     "imageops": "ref_imageops",
+    "checkpoints": "ref_checkpoints",
     "prompts": "ref_prompts",  # needs EASEL_A1111 and EASEL_COMFYUI (upstream checkouts)
 }
 
 
 def run_helper(which: str, out: Path) -> int:
-    """``reference randn|schedulers|img2img|inpaint|hires|imageops|prompts OUT``: generators in separate modules."""
+    """``reference randn|schedulers|img2img|inpaint|hires|imageops|checkpoints|prompts OUT``: generators in separate modules."""
     module_name = HELPERS[which]
     if importlib.util.find_spec(f"tooling.{module_name}") is None:
         raise ToolError(f"tooling/{module_name}.py is not present in this checkout")

@@ -5,6 +5,7 @@
 //! resolved settings, the source images, a [`CancelToken`] and a progress sink, and returns images.
 
 pub mod cancel;
+pub mod checkpoint;
 pub mod clip_tokenizer;
 mod error;
 pub mod imageops;

@@ -47,13 +47,25 @@ pub struct OnnxModel {
 impl OnnxModel {
     /// Creates the session. External data files next to `model.onnx` are read from disk by ONNX Runtime.
     pub fn load(runtime: &Runtime, role: &'static str, path: &Path, threads: usize) -> Result<Self, EngineError> {
-        Self::create(runtime, role, path, threads, |mut builder| builder.commit_from_file(path))
+        Self::create(runtime, role, path, threads, Vec::new(), |mut builder| builder.commit_from_file(path))
+    }
+
+    /// Creates the session of a weight-free template graph (`sdtool template`), its weights
+    /// supplied as external initializers (ONNX Runtime keeps the values; nothing is written).
+    pub fn load_template(
+        runtime: &Runtime,
+        role: &'static str,
+        path: &Path,
+        initializers: Vec<(String, DynValue)>,
+        threads: usize,
+    ) -> Result<Self, EngineError> {
+        Self::create(runtime, role, path, threads, initializers, |mut builder| builder.commit_from_file(path))
     }
 
     /// Creates the session from a graph held in memory (an edited copy of the model at `path`,
     /// which names it in messages). The graph must carry its weights inside.
     pub fn load_from_memory(runtime: &Runtime, role: &'static str, path: &Path, bytes: &[u8], threads: usize) -> Result<Self, EngineError> {
-        Self::create(runtime, role, path, threads, |mut builder| builder.commit_from_memory(bytes))
+        Self::create(runtime, role, path, threads, Vec::new(), |mut builder| builder.commit_from_memory(bytes))
     }
 
     fn create(
@@ -61,15 +73,19 @@ impl OnnxModel {
         role: &'static str,
         path: &Path,
         threads: usize,
+        initializers: Vec<(String, DynValue)>,
         commit: impl FnOnce(ort::session::builder::SessionBuilder) -> ort::Result<Session>,
     ) -> Result<Self, EngineError> {
         let fail = |e: &dyn std::fmt::Display| EngineError::LoadSession { path: path.to_path_buf(), message: e.to_string() };
-        let builder = Session::builder(&runtime.environment)
+        let mut builder = Session::builder(&runtime.environment)
             .map_err(|e| fail(&e))?
             .with_intra_threads(threads)
             .map_err(|e| fail(&e))?
             .with_inter_threads(1)
             .map_err(|e| fail(&e))?;
+        for (name, value) in initializers {
+            builder = builder.with_external_initializer(&name, value).map_err(|e| fail(&e))?;
+        }
         let session = commit(builder).map_err(|e| fail(&e))?;
         let inputs = session
             .inputs()

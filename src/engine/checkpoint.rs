@@ -1,0 +1,272 @@
+//! Owns single-file Stable Diffusion checkpoints (`.safetensors`) as weights for a known graph:
+//! recognising what a file is from its keys (SD 1.x, with its UNet's input channels and context
+//! width; SD 2.x, SDXL, a LoRA, a standalone VAE), refusing pickles, and turning its tensors into
+//! the initializers a weight-free template graph (`models/templates/<arch>/<graph>/`, made by
+//! `sdtool template`) declares as external, following the template's `weights.json`: the tensor
+//! under its LDM key (or diffusers key), cast, reshaped and transposed as recorded.
+//!
+//! Untrusted input: the header and every size are checked by the `safetensors` crate before any
+//! tensor is read, and every tensor's shape against the template before it is used.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use half::f16;
+use ort::value::{DynValue, Tensor};
+use serde::Deserialize;
+
+use super::torch_file::{self, DType};
+
+/// What a template's weights file says (`models/tooling/template.py` writes it).
+#[derive(Debug, Clone, Deserialize)]
+pub struct TemplateWeights {
+    pub format: String,
+    pub version: u32,
+    pub graph: String,
+    pub initializers: Vec<TemplateInitializer>,
+}
+
+/// One external initializer of a template and the checkpoint tensor it comes from.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TemplateInitializer {
+    pub name: String,
+    pub diffusers: String,
+    pub ldm: String,
+    pub diffusers_shape: Vec<usize>,
+    pub ldm_shape: Vec<usize>,
+    /// Transpose the (2-D) diffusers-shaped tensor: `nn.Linear` weights are `MatMul` operands.
+    pub transpose: bool,
+    /// The initializer's shape in the graph.
+    pub shape: Vec<usize>,
+    /// `float32` or `float16`.
+    pub dtype: String,
+}
+
+/// The format tag and version of `weights.json` this reader understands.
+const WEIGHTS_FORMAT: (&str, u32) = ("easel-template-weights", 1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("cannot read {path}: {message}")]
+    Io { path: PathBuf, message: String },
+    #[error(
+        "{path} is a pickle (.ckpt/.pt); Easel does not load pickles because they can run code. Convert it once with \
+         `models/sdtool convert {path} OUT` (or save it as .safetensors) and load that"
+    )]
+    Pickle { path: PathBuf },
+    #[error("{path} is not a readable .safetensors file ({message}); it may be truncated or damaged")]
+    Damaged { path: PathBuf, message: String },
+    #[error("{path} is {kind}, not a Stable Diffusion 1.x checkpoint")]
+    NotSd1 { path: PathBuf, kind: CheckpointKind },
+    #[error("{path} has no tensor {ldm} (nor {diffusers}) for the {graph} graph")]
+    Missing { path: PathBuf, graph: String, ldm: String, diffusers: String },
+    #[error("{path}: tensor {key} has shape {got:?}; the {graph} graph needs {want:?}")]
+    Shape { path: PathBuf, graph: String, key: String, got: Vec<usize>, want: Vec<usize> },
+    #[error("{path}: tensor {key} is {dtype}; checkpoint weights are float32, float16 or bfloat16")]
+    Dtype { path: PathBuf, key: String, dtype: String },
+    #[error("template {path}: {message}")]
+    Template { path: PathBuf, message: String },
+}
+
+/// What a file of weights is, from its keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckpointKind {
+    /// An SD 1.x checkpoint: the UNet's input channels (4, or 9 for inpainting) and its
+    /// cross-attention width (768 for SD 1.x; 32 for the tiny test model).
+    Sd1 {
+        in_channels: usize,
+        context_dim: usize,
+    },
+    Sd2,
+    Sdxl,
+    Lora,
+    Vae,
+    Unknown,
+}
+
+impl std::fmt::Display for CheckpointKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CheckpointKind::Sd1 { in_channels: 9, .. } => f.write_str("an SD 1.x inpainting checkpoint"),
+            CheckpointKind::Sd1 { .. } => f.write_str("an SD 1.x checkpoint"),
+            CheckpointKind::Sd2 => f.write_str("an SD 2.x checkpoint (not supported yet)"),
+            CheckpointKind::Sdxl => f.write_str("an SDXL checkpoint (not supported yet)"),
+            CheckpointKind::Lora => f.write_str("a LoRA (load it with a model, not as one)"),
+            CheckpointKind::Vae => f.write_str("a standalone VAE (choose it as a model's VAE)"),
+            CheckpointKind::Unknown => f.write_str("not a Stable Diffusion checkpoint Easel knows"),
+        }
+    }
+}
+
+const UNET_CONV_IN: &str = "model.diffusion_model.input_blocks.0.0.weight";
+const UNET_CROSS_ATTENTION: &str = "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight";
+
+/// Recognises a checkpoint from its keys and a few shapes.
+pub fn classify(shapes: &HashMap<String, Vec<usize>>) -> CheckpointKind {
+    let any = |f: &dyn Fn(&str) -> bool| shapes.keys().any(|k| f(k));
+    if any(&|k| k.starts_with("conditioner.embedders.")) {
+        return CheckpointKind::Sdxl;
+    }
+    if any(&|k| k.starts_with("cond_stage_model.model.")) {
+        return CheckpointKind::Sd2;
+    }
+    if let Some(conv_in) = shapes.get(UNET_CONV_IN) {
+        let context = shapes.get(UNET_CROSS_ATTENTION).and_then(|s| s.get(1).copied()).unwrap_or(0);
+        if context == 1024 {
+            return CheckpointKind::Sd2;
+        }
+        return CheckpointKind::Sd1 { in_channels: conv_in.get(1).copied().unwrap_or(0), context_dim: context };
+    }
+    if any(&|k| k.starts_with("lora_") || k.contains(".lora_down.") || k.contains(".lora_A.")) {
+        return CheckpointKind::Lora;
+    }
+    if any(&|k| k.starts_with("encoder.conv_in.") || k.starts_with("decoder.conv_in.")) {
+        return CheckpointKind::Vae;
+    }
+    CheckpointKind::Unknown
+}
+
+/// A checkpoint file read into memory (its tensors are converted from these bytes).
+pub struct Checkpoint {
+    pub path: PathBuf,
+    bytes: Vec<u8>,
+}
+
+fn dtype_of(dtype: safetensors::Dtype) -> Option<DType> {
+    match dtype {
+        safetensors::Dtype::F32 => Some(DType::F32),
+        safetensors::Dtype::F16 => Some(DType::F16),
+        safetensors::Dtype::BF16 => Some(DType::BF16),
+        safetensors::Dtype::F64 => Some(DType::F64),
+        _ => None,
+    }
+}
+
+impl Checkpoint {
+    /// Reads a `.safetensors` file and checks its header; a pickle is refused by its extension
+    /// or its first bytes (a zip or a pickle protocol marker), before anything else.
+    pub fn open(path: &Path) -> Result<Self, CheckpointError> {
+        let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+        if matches!(ext.as_str(), "ckpt" | "pt" | "pth" | "bin" | "pkl") {
+            return Err(CheckpointError::Pickle { path: path.to_path_buf() });
+        }
+        let bytes = std::fs::read(path).map_err(|e| CheckpointError::Io { path: path.to_path_buf(), message: e.to_string() })?;
+        if bytes.starts_with(b"PK\x03\x04") || bytes.first() == Some(&0x80) {
+            return Err(CheckpointError::Pickle { path: path.to_path_buf() });
+        }
+        let checkpoint = Self { path: path.to_path_buf(), bytes };
+        checkpoint.tensors()?;
+        Ok(checkpoint)
+    }
+
+    fn tensors(&self) -> Result<safetensors::SafeTensors<'_>, CheckpointError> {
+        safetensors::SafeTensors::deserialize(&self.bytes)
+            .map_err(|e| CheckpointError::Damaged { path: self.path.clone(), message: e.to_string() })
+    }
+
+    /// Every tensor's shape, by key.
+    pub fn shapes(&self) -> Result<HashMap<String, Vec<usize>>, CheckpointError> {
+        Ok(self.tensors()?.tensors().into_iter().map(|(k, v)| (k, v.shape().to_vec())).collect())
+    }
+
+    pub fn kind(&self) -> Result<CheckpointKind, CheckpointError> {
+        Ok(classify(&self.shapes()?))
+    }
+
+    /// The initializers `template` declares, from this checkpoint's tensors, ready for ONNX
+    /// Runtime's external-initializer API (load the runtime first: the values are ort tensors).
+    /// `template_path` names the template in messages.
+    pub fn initializers(&self, template: &TemplateWeights, template_path: &Path) -> Result<Vec<(String, DynValue)>, CheckpointError> {
+        if (template.format.as_str(), template.version) != WEIGHTS_FORMAT {
+            return Err(CheckpointError::Template {
+                path: template_path.to_path_buf(),
+                message: format!(
+                    "format {} version {}; this Easel reads {} version {}",
+                    template.format, template.version, WEIGHTS_FORMAT.0, WEIGHTS_FORMAT.1
+                ),
+            });
+        }
+        let tensors = self.tensors()?;
+        let mut out = Vec::with_capacity(template.initializers.len());
+        for init in &template.initializers {
+            let (key, view) =
+                [&init.ldm, &init.diffusers].into_iter().find_map(|k| tensors.tensor(k).ok().map(|v| (k, v))).ok_or_else(|| {
+                    CheckpointError::Missing {
+                        path: self.path.clone(),
+                        graph: template.graph.clone(),
+                        ldm: init.ldm.clone(),
+                        diffusers: init.diffusers.clone(),
+                    }
+                })?;
+            if view.shape() != init.ldm_shape.as_slice() && view.shape() != init.diffusers_shape.as_slice() {
+                return Err(CheckpointError::Shape {
+                    path: self.path.clone(),
+                    graph: template.graph.clone(),
+                    key: key.clone(),
+                    got: view.shape().to_vec(),
+                    want: init.ldm_shape.clone(),
+                });
+            }
+            let dtype = dtype_of(view.dtype()).ok_or_else(|| CheckpointError::Dtype {
+                path: self.path.clone(),
+                key: key.clone(),
+                dtype: format!("{:?}", view.dtype()),
+            })?;
+            let mut values = torch_file::to_f32(view.data(), dtype);
+            if init.transpose {
+                let [rows, cols] = init.diffusers_shape[..] else {
+                    return Err(CheckpointError::Template {
+                        path: template_path.to_path_buf(),
+                        message: format!("{} is transposed but not 2-D", init.name),
+                    });
+                };
+                values = (0..cols).flat_map(|c| (0..rows).map(move |r| (r, c))).map(|(r, c)| values[r * cols + c]).collect();
+            }
+            let shape = init.shape.clone();
+            if shape.iter().product::<usize>() != values.len() {
+                return Err(CheckpointError::Template {
+                    path: template_path.to_path_buf(),
+                    message: format!("{} has shape {shape:?} but {key} has {} values", init.name, values.len()),
+                });
+            }
+            let ort_err = |e: ort::Error| CheckpointError::Template { path: template_path.to_path_buf(), message: e.to_string() };
+            let value: DynValue = match init.dtype.as_str() {
+                "float16" => {
+                    Tensor::from_array((shape, values.into_iter().map(f16::from_f32).collect::<Vec<_>>())).map_err(ort_err)?.into_dyn()
+                }
+                _ => Tensor::from_array((shape, values)).map_err(ort_err)?.into_dyn(),
+            };
+            out.push((init.name.clone(), value));
+        }
+        Ok(out)
+    }
+}
+
+/// Reads a template's `weights.json`.
+pub fn read_template_weights(path: &Path) -> Result<TemplateWeights, CheckpointError> {
+    let text = std::fs::read_to_string(path).map_err(|e| CheckpointError::Io { path: path.to_path_buf(), message: e.to_string() })?;
+    serde_json::from_str(&text).map_err(|e| CheckpointError::Template { path: path.to_path_buf(), message: e.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shapes(entries: &[(&str, &[usize])]) -> HashMap<String, Vec<usize>> {
+        entries.iter().map(|(k, s)| (k.to_string(), s.to_vec())).collect()
+    }
+
+    #[test]
+    fn keys_tell_what_a_file_is() {
+        let sd1 = shapes(&[(UNET_CONV_IN, &[320, 4, 3, 3]), (UNET_CROSS_ATTENTION, &[320, 768])]);
+        assert_eq!(classify(&sd1), CheckpointKind::Sd1 { in_channels: 4, context_dim: 768 });
+        let inpaint = shapes(&[(UNET_CONV_IN, &[320, 9, 3, 3]), (UNET_CROSS_ATTENTION, &[320, 768])]);
+        assert_eq!(classify(&inpaint).to_string(), "an SD 1.x inpainting checkpoint");
+        let sd2 = shapes(&[(UNET_CONV_IN, &[320, 4, 3, 3]), (UNET_CROSS_ATTENTION, &[320, 1024])]);
+        assert_eq!(classify(&sd2), CheckpointKind::Sd2);
+        assert_eq!(classify(&shapes(&[("conditioner.embedders.0.x", &[1])])), CheckpointKind::Sdxl);
+        assert_eq!(classify(&shapes(&[("lora_unet_down_blocks_0.lora_down.weight", &[4, 320])])), CheckpointKind::Lora);
+        assert_eq!(classify(&shapes(&[("encoder.conv_in.weight", &[128, 3, 3, 3])])), CheckpointKind::Vae);
+        assert_eq!(classify(&shapes(&[("something", &[1])])), CheckpointKind::Unknown);
+    }
+}

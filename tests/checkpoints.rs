@@ -1,0 +1,139 @@
+//! Single-file checkpoints as weights for template graphs (`engine::checkpoint`): the tiny model
+//! written as an LDM-layout `.safetensors` (by `models/tooling/ref_checkpoints.py`) and loaded
+//! into the weight-free templates (`models/templates/tiny`, by `sdtool template`) gives exactly
+//! what the tiny ONNX export gives; other kinds of files are named, pickles and damaged files
+//! refused with a message.
+#![cfg(feature = "ssr")]
+
+use std::path::{Path, PathBuf};
+
+use easel::engine::checkpoint::{read_template_weights, Checkpoint, CheckpointKind};
+use easel::engine::onnx_model::{spec, InputData, OnnxModel};
+use easel::engine::runtime::runtime;
+use easel::engine::torch_rng::TorchGenerator;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fixture(name: &str) -> PathBuf {
+    root().join("tests/fixtures/checkpoints").join(name)
+}
+
+fn template_session(checkpoint: &Checkpoint, graph: &str) -> OnnxModel {
+    // ONNX Runtime must be loaded before tensors are made.
+    let rt = runtime().unwrap();
+    let dir = root().join("models/templates/tiny").join(graph);
+    let weights = read_template_weights(&dir.join("weights.json")).unwrap();
+    let initializers = checkpoint.initializers(&weights, &dir).unwrap();
+    OnnxModel::load_template(rt, "template", &dir.join("model.onnx"), initializers, 1).unwrap()
+}
+
+fn export_session(graph: &str) -> OnnxModel {
+    OnnxModel::load(runtime().unwrap(), "export", &root().join("models/tiny-sd").join(graph).join("model.onnx"), 1).unwrap()
+}
+
+/// The UNet's noise prediction for fixed random inputs.
+fn unet_output(model: &mut OnnxModel) -> Vec<f32> {
+    let mut rng = TorchGenerator::new(7);
+    let sample = rng.randn(2 * 4 * 8 * 8);
+    let context = rng.randn(2 * 77 * 32);
+    let (s, t, c) =
+        (spec(model, "sample", 0).unwrap(), spec(model, "timestep", 1).unwrap(), spec(model, "encoder_hidden_states", 2).unwrap());
+    model
+        .run(
+            vec![
+                (&s, InputData::Float { shape: vec![2, 4, 8, 8], data: &sample }),
+                (&t, InputData::Timestep { value: 500.0, batch: 2 }),
+                (&c, InputData::Float { shape: vec![2, 77, 32], data: &context }),
+            ],
+            "out_sample",
+        )
+        .unwrap()
+        .1
+}
+
+fn text_output(model: &mut OnnxModel) -> Vec<f32> {
+    let ids: Vec<i64> = [49406, 320, 1125, 539, 320, 2368].into_iter().chain(std::iter::repeat_n(49407, 71)).collect();
+    let input = spec(model, "input_ids", 0).unwrap();
+    model.run(vec![(&input, InputData::Int { shape: vec![1, 77], data: &ids })], "last_hidden_state").unwrap().1
+}
+
+fn vae_decoder_output(model: &mut OnnxModel) -> Vec<f32> {
+    let latents = TorchGenerator::new(3).randn(4 * 8 * 8);
+    let input = spec(model, "latent_sample", 0).unwrap();
+    model.run(vec![(&input, InputData::Float { shape: vec![1, 4, 8, 8], data: &latents })], "sample").unwrap().1
+}
+
+#[test]
+fn an_fp32_ldm_checkpoint_in_the_templates_equals_the_onnx_export_bit_for_bit() {
+    let checkpoint = Checkpoint::open(&fixture("tiny-ldm.safetensors")).unwrap();
+    assert_eq!(checkpoint.kind().unwrap(), CheckpointKind::Sd1 { in_channels: 4, context_dim: 32 });
+    assert_eq!(unet_output(&mut template_session(&checkpoint, "unet")), unet_output(&mut export_session("unet")));
+    assert_eq!(text_output(&mut template_session(&checkpoint, "text_encoder")), text_output(&mut export_session("text_encoder")));
+    assert_eq!(
+        vae_decoder_output(&mut template_session(&checkpoint, "vae_decoder")),
+        vae_decoder_output(&mut export_session("vae_decoder"))
+    );
+}
+
+#[test]
+fn an_fp16_checkpoint_loads_and_its_ema_copies_are_ignored() {
+    let checkpoint = Checkpoint::open(&fixture("tiny-ldm-fp16.safetensors")).unwrap();
+    let got = unet_output(&mut template_session(&checkpoint, "unet"));
+    let want = unet_output(&mut export_session("unet"));
+    let scale = want.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    let diff = got.iter().zip(&want).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    // fp16 rounding of the weights only; the negated EMA copies would change the sign of a layer.
+    assert!(diff / scale < 1e-2, "relative difference {}", diff / scale);
+}
+
+#[test]
+fn other_kinds_of_files_are_named_and_bad_ones_refused() {
+    let cases: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixture("cases.json")).unwrap()).unwrap();
+    for case in cases["cases"].as_array().unwrap() {
+        let file = case["file"].as_str().unwrap();
+        let kind = Checkpoint::open(&fixture(file)).unwrap().kind().unwrap();
+        let want = match (case["classify"]["family"].as_str().unwrap(), case["classify"]["in_channels"].as_u64()) {
+            ("sd1", Some(c)) => format!("{:?}", CheckpointKind::Sd1 { in_channels: c as usize, context_dim: 0 }),
+            ("sd2", _) => "Sd2".into(),
+            ("sdxl", _) => "Sdxl".into(),
+            ("vae-only", _) => "Vae".into(),
+            _ => "Lora".into(),
+        };
+        let got = match &kind {
+            CheckpointKind::Sd1 { in_channels, .. } => format!("{:?}", CheckpointKind::Sd1 { in_channels: *in_channels, context_dim: 0 }),
+            other => format!("{other:?}"),
+        };
+        assert_eq!(got, want, "{file}");
+    }
+
+    let dir = std::env::temp_dir().join(format!("easel-ckpt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, bytes: &[u8]| -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    };
+    let pickle = Checkpoint::open(&write("model.ckpt", b"PK\x03\x04")).err().unwrap().to_string();
+    assert!(pickle.contains("pickle") && pickle.contains("sdtool convert"), "{pickle}");
+    let disguised = Checkpoint::open(&write("model.safetensors", b"\x80\x02}q\x00.")).err().unwrap().to_string();
+    assert!(disguised.contains("pickle"), "{disguised}");
+    let full = std::fs::read(fixture("tiny-ldm-fp16.safetensors")).unwrap();
+    let truncated = Checkpoint::open(&write("truncated.safetensors", &full[..full.len() / 2])).err().unwrap().to_string();
+    assert!(truncated.contains("truncated or damaged"), "{truncated}");
+    // A header that claims a tensor larger than the file.
+    let header = br#"{"w":{"dtype":"F32","shape":[1000000],"data_offsets":[0,4000000]}}"#;
+    let mut lying = (header.len() as u64).to_le_bytes().to_vec();
+    lying.extend_from_slice(header);
+    lying.extend_from_slice(&[0; 16]);
+    assert!(Checkpoint::open(&write("lying.safetensors", &lying)).is_err());
+    // A checkpoint without the graph's tensors names the missing key.
+    runtime().unwrap();
+    let lora = Checkpoint::open(&fixture("lora-kohya.safetensors")).unwrap();
+    let dir_unet = root().join("models/templates/tiny/unet");
+    let weights = read_template_weights(&dir_unet.join("weights.json")).unwrap();
+    let missing = lora.initializers(&weights, &dir_unet).err().unwrap().to_string();
+    assert!(missing.contains("model.diffusion_model."), "{missing}");
+    let _ = std::fs::remove_dir_all(Path::new(&dir));
+}

@@ -5,8 +5,9 @@
 //! `sdtool template`) declares as external, following the template's `weights.json`: the tensor
 //! under its LDM key (or diffusers key), cast, reshaped and transposed as recorded.
 //!
-//! Untrusted input: the header and every size are checked by the `safetensors` crate before any
-//! tensor is read, and every tensor's shape against the template before it is used.
+//! Untrusted input: the header is bounded and every tensor's offsets, size and dtype are checked
+//! against the file before any tensor is read, and every tensor's shape against the template
+//! before it is used. Tensors are read one at a time (no whole-file buffer, no mmap).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -126,51 +127,125 @@ pub fn classify(shapes: &HashMap<String, Vec<usize>>) -> CheckpointKind {
     CheckpointKind::Unknown
 }
 
-/// A checkpoint file read into memory (its tensors are converted from these bytes).
-pub struct Checkpoint {
-    pub path: PathBuf,
-    bytes: Vec<u8>,
+/// Largest safetensors header read (real checkpoints have a few hundred KB).
+const MAX_HEADER_BYTES: u64 = 100 << 20;
+
+/// Where one tensor is in the file.
+#[derive(Debug, Clone)]
+struct TensorEntry {
+    dtype: String,
+    shape: Vec<usize>,
+    /// Absolute byte range in the file.
+    start: u64,
+    end: u64,
 }
 
-fn dtype_of(dtype: safetensors::Dtype) -> Option<DType> {
-    match dtype {
-        safetensors::Dtype::F32 => Some(DType::F32),
-        safetensors::Dtype::F16 => Some(DType::F16),
-        safetensors::Dtype::BF16 => Some(DType::BF16),
-        safetensors::Dtype::F64 => Some(DType::F64),
+/// A checkpoint file whose header has been read and checked; tensors are read one at a time
+/// from the file when they are converted, so the file is never held in memory whole.
+pub struct Checkpoint {
+    pub path: PathBuf,
+    tensors: HashMap<String, TensorEntry>,
+}
+
+fn dtype_of(name: &str) -> Option<(DType, usize)> {
+    match name {
+        "F32" => Some((DType::F32, 4)),
+        "F16" => Some((DType::F16, 2)),
+        "BF16" => Some((DType::BF16, 2)),
+        "F64" => Some((DType::F64, 8)),
         _ => None,
     }
 }
 
+/// Bytes per element of a safetensors dtype name (for the size check of every entry).
+fn element_bytes(name: &str) -> Option<u64> {
+    Some(match name {
+        "BOOL" | "U8" | "I8" | "F8_E5M2" | "F8_E4M3" => 1,
+        "I16" | "U16" | "F16" | "BF16" => 2,
+        "I32" | "U32" | "F32" => 4,
+        "I64" | "U64" | "F64" => 8,
+        _ => return None,
+    })
+}
+
 impl Checkpoint {
-    /// Reads a `.safetensors` file and checks its header; a pickle is refused by its extension
-    /// or its first bytes (a zip or a pickle protocol marker), before anything else.
+    /// Opens a `.safetensors` file and checks its header against the file: every tensor's
+    /// bytes inside the file and of the size its dtype and shape say. A pickle is refused by its
+    /// extension or its first bytes (a zip or a pickle protocol marker) before anything else.
     pub fn open(path: &Path) -> Result<Self, CheckpointError> {
+        use std::io::Read;
         let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
         if matches!(ext.as_str(), "ckpt" | "pt" | "pth" | "bin" | "pkl") {
             return Err(CheckpointError::Pickle { path: path.to_path_buf() });
         }
-        let bytes = std::fs::read(path).map_err(|e| CheckpointError::Io { path: path.to_path_buf(), message: e.to_string() })?;
-        if bytes.starts_with(b"PK\x03\x04") || bytes.first() == Some(&0x80) {
+        let io = |e: std::io::Error| CheckpointError::Io { path: path.to_path_buf(), message: e.to_string() };
+        let damaged = |message: String| CheckpointError::Damaged { path: path.to_path_buf(), message };
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let file_len = file.metadata().map_err(io)?.len();
+        let mut first = Vec::with_capacity(8);
+        (&mut file).take(8).read_to_end(&mut first).map_err(io)?;
+        if first.starts_with(b"PK\x03\x04") || first.first() == Some(&0x80) {
             return Err(CheckpointError::Pickle { path: path.to_path_buf() });
         }
-        let checkpoint = Self { path: path.to_path_buf(), bytes };
-        checkpoint.tensors()?;
-        Ok(checkpoint)
-    }
-
-    fn tensors(&self) -> Result<safetensors::SafeTensors<'_>, CheckpointError> {
-        safetensors::SafeTensors::deserialize(&self.bytes)
-            .map_err(|e| CheckpointError::Damaged { path: self.path.clone(), message: e.to_string() })
+        let first: [u8; 8] = first.try_into().map_err(|_| damaged(format!("only {file_len} bytes")))?;
+        let header_len = u64::from_le_bytes(first);
+        if header_len > MAX_HEADER_BYTES || 8 + header_len > file_len {
+            return Err(damaged(format!("its header claims {header_len} bytes of a {file_len}-byte file")));
+        }
+        let mut header = vec![0u8; header_len as usize];
+        file.read_exact(&mut header).map_err(io)?;
+        let header: HashMap<String, serde_json::Value> =
+            serde_json::from_slice(&header).map_err(|e| damaged(format!("its header is not JSON: {e}")))?;
+        let data_start = 8 + header_len;
+        let mut tensors = HashMap::with_capacity(header.len());
+        for (name, info) in header {
+            if name == "__metadata__" {
+                continue;
+            }
+            let bad = |why: &str| damaged(format!("tensor {name}: {why}"));
+            let dtype = info["dtype"].as_str().ok_or_else(|| bad("no dtype"))?.to_string();
+            let shape: Vec<usize> = info["shape"]
+                .as_array()
+                .ok_or_else(|| bad("no shape"))?
+                .iter()
+                .map(|d| d.as_u64().map(|d| d as usize))
+                .collect::<Option<_>>()
+                .ok_or_else(|| bad("a bad shape"))?;
+            let offsets = info["data_offsets"].as_array().ok_or_else(|| bad("no data_offsets"))?;
+            let (Some(begin), Some(end)) = (offsets.first().and_then(|v| v.as_u64()), offsets.get(1).and_then(|v| v.as_u64())) else {
+                return Err(bad("bad data_offsets"));
+            };
+            let elements = shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64)).ok_or_else(|| bad("a shape too large"))?;
+            let size = element_bytes(&dtype).and_then(|b| elements.checked_mul(b)).ok_or_else(|| bad("an unknown dtype or too large"))?;
+            if end < begin || end - begin != size || data_start + end > file_len {
+                return Err(bad(&format!("its bytes {begin}..{end} do not fit its shape or the {file_len}-byte file")));
+            }
+            tensors.insert(name, TensorEntry { dtype, shape, start: data_start + begin, end: data_start + end });
+        }
+        Ok(Self { path: path.to_path_buf(), tensors })
     }
 
     /// Every tensor's shape, by key.
-    pub fn shapes(&self) -> Result<HashMap<String, Vec<usize>>, CheckpointError> {
-        Ok(self.tensors()?.tensors().into_iter().map(|(k, v)| (k, v.shape().to_vec())).collect())
+    pub fn shapes(&self) -> HashMap<String, Vec<usize>> {
+        self.tensors.iter().map(|(k, v)| (k.clone(), v.shape.clone())).collect()
     }
 
-    pub fn kind(&self) -> Result<CheckpointKind, CheckpointError> {
-        Ok(classify(&self.shapes()?))
+    pub fn kind(&self) -> CheckpointKind {
+        classify(&self.shapes())
+    }
+
+    fn read_f32(&self, file: &mut std::fs::File, key: &str, entry: &TensorEntry) -> Result<Vec<f32>, CheckpointError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let (dtype, _) = dtype_of(&entry.dtype).ok_or_else(|| CheckpointError::Dtype {
+            path: self.path.clone(),
+            key: key.to_string(),
+            dtype: entry.dtype.clone(),
+        })?;
+        let io = |e: std::io::Error| CheckpointError::Io { path: self.path.clone(), message: e.to_string() };
+        let mut bytes = vec![0u8; (entry.end - entry.start) as usize];
+        file.seek(SeekFrom::Start(entry.start)).map_err(io)?;
+        file.read_exact(&mut bytes).map_err(io)?;
+        Ok(torch_file::to_f32(&bytes, dtype))
     }
 
     /// The initializers `template` declares, from this checkpoint's tensors, ready for ONNX
@@ -186,33 +261,29 @@ impl Checkpoint {
                 ),
             });
         }
-        let tensors = self.tensors()?;
+        let mut file =
+            std::fs::File::open(&self.path).map_err(|e| CheckpointError::Io { path: self.path.clone(), message: e.to_string() })?;
         let mut out = Vec::with_capacity(template.initializers.len());
         for init in &template.initializers {
-            let (key, view) =
-                [&init.ldm, &init.diffusers].into_iter().find_map(|k| tensors.tensor(k).ok().map(|v| (k, v))).ok_or_else(|| {
-                    CheckpointError::Missing {
-                        path: self.path.clone(),
-                        graph: template.graph.clone(),
-                        ldm: init.ldm.clone(),
-                        diffusers: init.diffusers.clone(),
-                    }
+            let (key, entry) = [&init.ldm, &init.diffusers]
+                .into_iter()
+                .find_map(|k| self.tensors.get(k.as_str()).map(|e| (k, e)))
+                .ok_or_else(|| CheckpointError::Missing {
+                    path: self.path.clone(),
+                    graph: template.graph.clone(),
+                    ldm: init.ldm.clone(),
+                    diffusers: init.diffusers.clone(),
                 })?;
-            if view.shape() != init.ldm_shape.as_slice() && view.shape() != init.diffusers_shape.as_slice() {
+            if entry.shape != init.ldm_shape && entry.shape != init.diffusers_shape {
                 return Err(CheckpointError::Shape {
                     path: self.path.clone(),
                     graph: template.graph.clone(),
                     key: key.clone(),
-                    got: view.shape().to_vec(),
+                    got: entry.shape.clone(),
                     want: init.ldm_shape.clone(),
                 });
             }
-            let dtype = dtype_of(view.dtype()).ok_or_else(|| CheckpointError::Dtype {
-                path: self.path.clone(),
-                key: key.clone(),
-                dtype: format!("{:?}", view.dtype()),
-            })?;
-            let mut values = torch_file::to_f32(view.data(), dtype);
+            let mut values = self.read_f32(&mut file, key, entry)?;
             if init.transpose {
                 let [rows, cols] = init.diffusers_shape[..] else {
                     return Err(CheckpointError::Template {
@@ -220,7 +291,13 @@ impl Checkpoint {
                         message: format!("{} is transposed but not 2-D", init.name),
                     });
                 };
-                values = (0..cols).flat_map(|c| (0..rows).map(move |r| (r, c))).map(|(r, c)| values[r * cols + c]).collect();
+                let mut transposed = vec![0.0f32; values.len()];
+                for r in 0..rows {
+                    for c in 0..cols {
+                        transposed[c * rows + r] = values[r * cols + c];
+                    }
+                }
+                values = transposed;
             }
             let shape = init.shape.clone();
             if shape.iter().product::<usize>() != values.len() {

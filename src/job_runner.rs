@@ -150,7 +150,7 @@ impl JobExecutor for EngineExecutor {
         let day = utc_date(job.created_at_ms);
         let mut saved = Vec::with_capacity(output.images.len());
         // One infotext per generation: every image of a batch shares the settings and the seed.
-        let infotext = infotext::infotext(&settings, &model.name, &model.short_hash);
+        let infotext = infotext::infotext_with(&settings, &model.name, &model.short_hash, &output.extra_parameters());
         for image in &output.images {
             let bytes = png_meta::image_png(&settings, model, image, &infotext).map_err(|e| ExecError::Failed(e.to_string()))?;
             let relative = format!("{day}/{}-{}.png", job.id, image.index);

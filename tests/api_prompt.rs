@@ -107,6 +107,17 @@ async fn jobs_run_a1111_syntax_clip_skip_embeddings_and_broken_prompts() {
         let job = run_job(&client, &base, body).await;
         assert_eq!(job["status"], "succeeded", "case {i}: {job}");
         assert_eq!(job["request"]["prompt_syntax"], case.get("prompt_syntax").cloned().unwrap_or(json!("a1111")), "{job}");
+        if i == 1 {
+            // The embeddings used are named with A1111's short file hash, in first-use order.
+            let png = client.get(server.url(job["images"][0]["url"].as_str().unwrap())).send().await.unwrap().bytes().await.unwrap();
+            let hash = |file: &str| {
+                use sha2::{Digest, Sha256};
+                let bytes = std::fs::read(root().join("tests/fixtures/prompts/embeddings").join(file)).unwrap();
+                format!("{:x}", Sha256::digest(&bytes))[..12].to_string()
+            };
+            let want = format!("TI hashes: \"tinyneg: {}, tinystyle: {}\"", hash("tinyneg.pt"), hash("tinystyle.safetensors"));
+            assert!(String::from_utf8_lossy(&png).contains(&want), "no {want} in the PNG text");
+        }
     }
 
     // The infotext records CLIP skip as A1111 writes it.

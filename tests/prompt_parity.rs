@@ -95,7 +95,12 @@ fn fake_embeddings(names: &Value, vocab: &dyn Vocabulary) -> EmbeddingSet {
             m.iter()
                 .map(|(name, rows)| {
                     let rows = rows.as_u64().unwrap() as usize;
-                    Embedding { name: name.clone(), name_ids: vocab.ids(name), vectors: Vectors { rows, dim: 1, data: vec![0.0; rows] } }
+                    Embedding {
+                        name: name.clone(),
+                        short_hash: String::new(),
+                        name_ids: vocab.ids(name),
+                        vectors: Vectors { rows, dim: 1, data: vec![0.0; rows] },
+                    }
                 })
                 .collect()
         })

@@ -264,7 +264,7 @@ pub fn run(args: &GenerateArgs, settings: &crate::config::Settings) -> Result<()
     }
 
     let out = args.output.clone().unwrap_or_else(|| settings.outputs_dir.clone());
-    let parameters = infotext::infotext(&resolved, &model.name, &model.short_hash);
+    let parameters = infotext::infotext_with(&resolved, &model.name, &model.short_hash, &output.extra_parameters());
     for (image, path) in output.images.iter().zip(output_paths(&out, &resolved)) {
         let bytes = png_meta::image_png(&resolved, &model, image, &parameters).map_err(failed)?;
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {

@@ -37,6 +37,12 @@ fn python_number(x: f32) -> String {
 /// then, after `RNG`, A1111's extra parameters: `Mask blur`, `Hires upscale`, `Hires steps`
 /// (only when not 0) and `Hires upscaler`. `Size` is the first pass's, as in A1111.
 pub fn infotext(settings: &GenerationSettings, model_name: &str, model_hash: &str) -> String {
+    infotext_with(settings, model_name, model_hash, &[])
+}
+
+/// [`infotext`] with what only the run knows, appended after A1111's fixed keys as its
+/// `extra_generation_params` are (e.g. `("TI hashes", "easynegative: c74b4e810b03")`).
+pub fn infotext_with(settings: &GenerationSettings, model_name: &str, model_hash: &str, extra: &[(&str, String)]) -> String {
     let mut lines = vec![settings.prompt.clone()];
     if !settings.negative_prompt.is_empty() {
         lines.push(format!("Negative prompt: {}", settings.negative_prompt));
@@ -69,6 +75,7 @@ pub fn infotext(settings: &GenerationSettings, model_name: &str, model_hash: &st
         }
         pairs.push(("Hires upscaler", h.upscaler.a1111_name().to_string()));
     }
+    pairs.extend(extra.iter().cloned());
     let params: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}: {}", quote(v))).collect();
     lines.push(params.join(", "));
     lines.join("\n").trim().to_string()

@@ -89,9 +89,16 @@ pub struct Output {
     pub text_embeddings_shape: [usize; 3],
     /// What the prompt stage wants the user to know (an embedding it could not use, truncation).
     pub prompt_notes: Vec<String>,
-    /// Textual-inversion embeddings the prompts used, by name.
-    pub embeddings_used: Vec<String>,
+    /// Textual-inversion embeddings the prompts used (name and file hash).
+    pub embeddings_used: Vec<crate::engine::prompt::EmbeddingUse>,
     pub timings: Timings,
+}
+
+impl Output {
+    /// Infotext parameters only the run knows: A1111's `TI hashes` when embeddings were used.
+    pub fn extra_parameters(&self) -> Vec<(&'static str, String)> {
+        crate::engine::prompt::ti_hashes(&self.embeddings_used).map(|h| ("TI hashes", h)).into_iter().collect()
+    }
 }
 
 /// The pictures a request refers to, decoded (any size; they are resized here).

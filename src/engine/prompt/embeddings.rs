@@ -71,6 +71,13 @@ pub struct Vectors {
     pub data: Vec<f32>,
 }
 
+/// The first 12 hex digits of the file's sha256, as A1111 shows an embedding's hash (empty when
+/// the file cannot be read again).
+fn short_hash(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    std::fs::read(path).map(|bytes| format!("{:x}", Sha256::digest(&bytes))[..12].to_string()).unwrap_or_default()
+}
+
 /// Reads the vectors of an embedding file (never unpickling; see `torch_file`).
 pub fn read_vectors(path: &Path) -> Result<Vectors, EmbeddingError> {
     let io = |source| EmbeddingError::Io { path: path.to_path_buf(), source };
@@ -144,6 +151,8 @@ fn first_tensor(value: &Value) -> Option<(Vec<usize>, Vec<f32>)> {
 #[derive(Debug, Clone)]
 pub struct Embedding {
     pub name: String,
+    /// A1111's short hash of the file (the first 12 hex digits of its sha256), for `TI hashes`.
+    pub short_hash: String,
     /// The tokens of its name (A1111 finds an embedding by these tokens in the prompt).
     pub name_ids: Vec<u32>,
     pub vectors: Vectors,
@@ -172,7 +181,8 @@ impl EmbeddingSet {
             match read_vectors(&file.path) {
                 Ok(vectors) if vectors.dim == dim => {
                     let name_ids = vocab.ids(&file.name);
-                    set.embeddings.push(Embedding { name: file.name.clone(), name_ids, vectors });
+                    let short_hash = short_hash(&file.path);
+                    set.embeddings.push(Embedding { name: file.name.clone(), short_hash, name_ids, vectors });
                 }
                 Ok(vectors) => set.skipped.push(format!(
                     "{}: vectors of width {} do not fit this model's text encoder ({dim}; an embedding for another model family?)",

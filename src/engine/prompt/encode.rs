@@ -29,6 +29,8 @@ pub struct WindowEncoder<'a> {
     extra_rows: Vec<f32>,
     cache: HashMap<Vec<Token>, WindowStates>,
     dim: Option<usize>,
+    /// Embeddings whose vectors were encoded, in first-use order (indices into the set).
+    used: Vec<usize>,
 }
 
 impl<'a> WindowEncoder<'a> {
@@ -40,7 +42,12 @@ impl<'a> WindowEncoder<'a> {
             extra_rows.extend_from_slice(&e.vectors.data);
         }
         let edited = clip_skip > 1 || !embeddings.embeddings.is_empty();
-        Self { model, clip_skip, edited, offsets, extra_rows, cache: HashMap::new(), dim: None }
+        Self { model, clip_skip, edited, offsets, extra_rows, cache: HashMap::new(), dim: None, used: Vec::new() }
+    }
+
+    /// The embeddings whose vectors went into an encoded window, in first-use order.
+    pub fn used_embeddings(&self) -> &[usize] {
+        &self.used
     }
 
     /// The encoder's hidden size, known after the first window.
@@ -51,6 +58,13 @@ impl<'a> WindowEncoder<'a> {
     /// The hidden states of `chunk` (the last layer's, or the CLIP-skip layer's through the
     /// final layer norm).
     pub fn encode(&mut self, chunk: &Chunk, cancel: &CancelToken) -> Result<WindowStates, EngineError> {
+        for token in &chunk.tokens {
+            if let Token::Vector { embedding, .. } = *token {
+                if !self.used.contains(&embedding) {
+                    self.used.push(embedding);
+                }
+            }
+        }
         if let Some(hit) = self.cache.get(&chunk.tokens) {
             return Ok(hit.clone());
         }

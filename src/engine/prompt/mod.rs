@@ -85,8 +85,23 @@ pub struct PromptConditioning {
     pub parts: Vec<(f32, Scheduled)>,
     /// Things the user should know (an embedding that could not be used, truncation).
     pub notes: Vec<String>,
-    /// Embeddings the prompts use, by name.
-    pub embeddings_used: Vec<String>,
+    /// Embeddings whose vectors the prompts use, in first-use order.
+    pub embeddings_used: Vec<EmbeddingUse>,
+}
+
+/// An embedding a generation used: its name and A1111's short hash of its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbeddingUse {
+    pub name: String,
+    pub short_hash: String,
+}
+
+/// A1111's `TI hashes` infotext value (`name: hash, …`; names lose `:` and `,`), or `None`
+/// when no embedding was used.
+pub fn ti_hashes(used: &[EmbeddingUse]) -> Option<String> {
+    let hashes: Vec<String> =
+        used.iter().filter(|e| !e.short_hash.is_empty()).map(|e| format!("{}: {}", e.name.replace([':', ','], ""), e.short_hash)).collect();
+    (!hashes.is_empty()).then(|| hashes.join(", "))
 }
 
 /// The embedding files a model can use: its `embeddings/` folders and files named on the
@@ -161,7 +176,13 @@ pub fn encode(model: &mut SdModel, request: &PromptRequest<'_>, cancel: &CancelT
     };
     let dim = encoder.dim().unwrap_or(dim);
     notes.dedup();
-    Ok(PromptConditioning { dim, uncond, parts, notes, embeddings_used: embeddings.embeddings.iter().map(|e| e.name.clone()).collect() })
+    let embeddings_used = encoder
+        .used_embeddings()
+        .iter()
+        .map(|&i| &embeddings.embeddings[i])
+        .map(|e| EmbeddingUse { name: e.name.clone(), short_hash: e.short_hash.clone() })
+        .collect();
+    Ok(PromptConditioning { dim, uncond, parts, notes, embeddings_used })
 }
 
 /// The plain syntax's one window: the text's first 75 tokens, as diffusers truncates.

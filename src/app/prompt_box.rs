@@ -86,33 +86,25 @@ pub fn adjust_weight(text: &str, start: usize, end: usize, delta: f64) -> (Strin
 
 /// The innermost `( … )` around `cursor`, as (open, close) char indices.
 fn enclosing_group(chars: &[char], cursor: usize) -> Option<(usize, usize)> {
-    let mut depth = 0;
-    let open = (0..cursor).rev().find(|&i| match chars[i] {
-        ')' => {
-            depth += 1;
-            false
-        }
-        '(' if depth == 0 => true,
-        '(' => {
-            depth -= 1;
-            false
-        }
-        _ => false,
-    })?;
-    let mut depth = 0;
-    let close = (cursor..chars.len()).find(|&i| match chars[i] {
-        '(' => {
-            depth += 1;
-            false
-        }
-        ')' if depth == 0 => true,
-        ')' => {
-            depth -= 1;
-            false
-        }
-        _ => false,
-    })?;
+    let open = unmatched(chars, (0..cursor).rev(), '(', ')')?;
+    let close = unmatched(chars, cursor..chars.len(), ')', '(')?;
     Some((open, close))
+}
+
+/// The first `wanted` among `indices` that a `nested` seen before it has not paired off.
+fn unmatched(chars: &[char], indices: impl Iterator<Item = usize>, wanted: char, nested: char) -> Option<usize> {
+    let mut depth = 0usize;
+    for i in indices {
+        if chars[i] == nested {
+            depth += 1;
+        } else if chars[i] == wanted {
+            if depth == 0 {
+                return Some(i);
+            }
+            depth -= 1;
+        }
+    }
+    None
 }
 
 /// Inserts `insert` at char index `at`, with a separating space where words would run together.

@@ -63,6 +63,8 @@ pub struct SdModel {
     /// Where textual-inversion embeddings for this model are found (by default the
     /// `embeddings/` folder beside the model's folder, i.e. in the models dir).
     pub embedding_sources: EmbeddingSources,
+    /// The text encoder's hidden size (768 for SD 1.x).
+    text_hidden: usize,
     pub scheduler_config: SchedulerConfig,
     runtime: &'static Runtime,
     threads: usize,
@@ -216,6 +218,7 @@ impl SdModel {
             short_hash: model_hash(dir)?[..10].to_string(),
             tokenizer,
             embedding_sources,
+            text_hidden: text_hidden_size(dir),
             scheduler_config,
             runtime,
             threads,
@@ -242,9 +245,9 @@ impl SdModel {
         }
     }
 
-    /// See [`text_hidden_size`].
+    /// The text encoder's hidden size, read from its config at load (see [`text_hidden_size`]).
     pub fn text_hidden_size(&self) -> usize {
-        text_hidden_size(&self.dir)
+        self.text_hidden
     }
 
     pub fn text_encoder(&mut self) -> Result<SlotGuard<'_>, EngineError> {

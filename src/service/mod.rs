@@ -472,7 +472,10 @@ impl Easel {
             let tokenizer = tokenizers.get(&entry.path).map_err(|e| ServiceError::Internal(e.to_string()))?;
             let dim = crate::engine::model::text_hidden_size(&entry.path);
             let files = crate::engine::prompt::embeddings::scan_dir(&registry.embeddings_dir());
-            Ok(crate::engine::prompt::tokens_view(&tokenizer, &files, dim, &text, syntax))
+            crate::engine::prompt::tokens_view(&tokenizer, &files, dim, &text, syntax).map_err(|e| match e {
+                crate::engine::EngineError::InvalidRequest(message) => ServiceError::Invalid(vec![FieldError::new("text", message)]),
+                other => ServiceError::Internal(other.to_string()),
+            })
         })
         .await
     }

@@ -492,12 +492,13 @@ fn attention_tokens(text: &str) -> Vec<AttentionToken> {
                     i += 1;
                 }
             },
-            '(' => {
-                tokens.push(AttentionToken::OpenRound);
-                i += 1;
-            }
-            '[' => {
-                tokens.push(AttentionToken::OpenSquare);
+            '(' | '[' | ')' | ']' => {
+                tokens.push(match c {
+                    '(' => AttentionToken::OpenRound,
+                    '[' => AttentionToken::OpenSquare,
+                    ')' => AttentionToken::CloseRound,
+                    _ => AttentionToken::CloseSquare,
+                });
                 i += 1;
             }
             ':' => match close_weight(&chars[i..]) {
@@ -510,14 +511,6 @@ fn attention_tokens(text: &str) -> Vec<AttentionToken> {
                     i += 1;
                 }
             },
-            ')' => {
-                tokens.push(AttentionToken::CloseRound);
-                i += 1;
-            }
-            ']' => {
-                tokens.push(AttentionToken::CloseSquare);
-                i += 1;
-            }
             _ => {
                 let start = i;
                 while i < chars.len() && !matches!(chars[i], '\\' | '(' | ')' | '[' | ']' | ':') {

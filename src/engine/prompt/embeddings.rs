@@ -71,15 +71,15 @@ pub struct Vectors {
     pub data: Vec<f32>,
 }
 
-/// The first 12 hex digits of the file's sha256, as A1111 shows an embedding's hash (empty when
-/// the file cannot be read again).
-fn short_hash(path: &Path) -> String {
-    use sha2::{Digest, Sha256};
-    std::fs::read(path).map(|bytes| format!("{:x}", Sha256::digest(&bytes))[..12].to_string()).unwrap_or_default()
-}
-
 /// Reads the vectors of an embedding file (never unpickling; see `torch_file`).
 pub fn read_vectors(path: &Path) -> Result<Vectors, EmbeddingError> {
+    read_file(path).map(|(vectors, _)| vectors)
+}
+
+/// Reads an embedding file once: its vectors, and A1111's short hash of the file (the first 12
+/// hex digits of its sha256, for `TI hashes`).
+fn read_file(path: &Path) -> Result<(Vectors, String), EmbeddingError> {
+    use sha2::{Digest, Sha256};
     let io = |source| EmbeddingError::Io { path: path.to_path_buf(), source };
     let size = std::fs::metadata(path).map_err(io)?.len();
     if size > MAX_EMBEDDING_BYTES {
@@ -97,7 +97,8 @@ pub fn read_vectors(path: &Path) -> Result<Vectors, EmbeddingError> {
     if rows == 0 || rows > MAX_VECTORS {
         return Err(format(format!("it has {rows} vectors; an embedding has 1 to {MAX_VECTORS}")));
     }
-    Ok(Vectors { rows, dim, data })
+    let short_hash = format!("{:x}", Sha256::digest(&bytes))[..12].to_string();
+    Ok((Vectors { rows, dim, data }, short_hash))
 }
 
 fn from_safetensors(bytes: &[u8]) -> Result<(Vec<usize>, Vec<f32>), String> {
@@ -172,27 +173,26 @@ impl EmbeddingSet {
     /// the rest are never opened), keeping those whose width is `dim`.
     pub fn for_texts(files: &[EmbeddingFile], texts: &[&str], dim: usize, vocab: &dyn Vocabulary) -> Self {
         let lowered: Vec<String> = texts.iter().map(|t| t.to_lowercase()).collect();
-        let mut set = EmbeddingSet::default();
+        let mut embeddings = Vec::new();
+        let mut skipped = Vec::new();
         for file in files {
             let name = file.name.to_lowercase();
             if !lowered.iter().any(|t| t.contains(&name)) {
                 continue;
             }
-            match read_vectors(&file.path) {
-                Ok(vectors) if vectors.dim == dim => {
+            match read_file(&file.path) {
+                Ok((vectors, short_hash)) if vectors.dim == dim => {
                     let name_ids = vocab.ids(&file.name);
-                    let short_hash = short_hash(&file.path);
-                    set.embeddings.push(Embedding { name: file.name.clone(), short_hash, name_ids, vectors });
+                    embeddings.push(Embedding { name: file.name.clone(), short_hash, name_ids, vectors });
                 }
-                Ok(vectors) => set.skipped.push(format!(
+                Ok((vectors, _)) => skipped.push(format!(
                     "{}: vectors of width {} do not fit this model's text encoder ({dim}; an embedding for another model family?)",
                     file.name, vectors.dim
                 )),
-                Err(e) => set.skipped.push(e.to_string()),
+                Err(e) => skipped.push(e.to_string()),
             }
         }
-        let skipped = std::mem::take(&mut set.skipped);
-        EmbeddingSet { skipped, ..EmbeddingSet::new(set.embeddings) }
+        EmbeddingSet { skipped, ..EmbeddingSet::new(embeddings) }
     }
 
     /// A set of embeddings already read, in lookup order (A1111 tries longer names first where

@@ -292,7 +292,7 @@ pub fn tokens_view(
     dim: usize,
     text: &str,
     syntax: PromptSyntax,
-) -> PromptTokens {
+) -> Result<PromptTokens, EngineError> {
     let embeddings = match syntax {
         PromptSyntax::Plain => EmbeddingSet::default(),
         _ => EmbeddingSet::for_texts(embedding_files, &[text], dim, tokenizer),
@@ -313,7 +313,7 @@ pub fn tokens_view(
     let (chunk_list, token_count, truncated) = match syntax {
         PromptSyntax::Plain => {
             let mut notes = Vec::new();
-            let chunk = plain_window(tokenizer, text, &mut notes).expect("the tokenizer accepted this text before");
+            let chunk = plain_window(tokenizer, text, &mut notes)?;
             let all = tokenizer.count_tokens(text);
             (vec![chunk], all.min(CHUNK_TOKENS), all.saturating_sub(CHUNK_TOKENS))
         }
@@ -338,12 +338,12 @@ pub fn tokens_view(
             (windows, count, 0)
         }
     };
-    PromptTokens {
+    Ok(PromptTokens {
         syntax,
         token_count,
         chunk_size: CHUNK_TOKENS,
         chunks: chunk_list.iter().map(view).collect(),
         truncated,
         embeddings: embeddings.embeddings.iter().map(|e| e.name.clone()).collect(),
-    }
+    })
 }

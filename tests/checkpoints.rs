@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use easel::engine::checkpoint::{read_template_weights, Checkpoint, CheckpointKind};
-use easel::engine::onnx_model::{spec, InputData, OnnxModel};
+use easel::engine::onnx_model::{spec, GraphBytes, InputData, OnnxModel, SuppliedWeights};
 use easel::engine::runtime::runtime;
 use easel::engine::torch_rng::TorchGenerator;
 
@@ -25,8 +25,9 @@ fn template_session(checkpoint: &Checkpoint, graph: &str) -> OnnxModel {
     let rt = runtime().unwrap();
     let dir = root().join("models/templates/tiny").join(graph);
     let weights = read_template_weights(&dir.join("weights.json")).unwrap();
-    let initializers = checkpoint.initializers(&weights, &dir).unwrap();
-    OnnxModel::load_template(rt, "template", &dir.join("model.onnx"), initializers, 1).unwrap()
+    let external = checkpoint.initializers(&weights, graph, &|_| None).unwrap();
+    let path = dir.join("model.onnx");
+    OnnxModel::load_with_weights(rt, "template", &path, GraphBytes::File, SuppliedWeights { external, overrides: Vec::new() }, 1).unwrap()
 }
 
 fn export_session(graph: &str) -> OnnxModel {
@@ -133,7 +134,42 @@ fn other_kinds_of_files_are_named_and_bad_ones_refused() {
     let lora = Checkpoint::open(&fixture("lora-kohya.safetensors")).unwrap();
     let dir_unet = root().join("models/templates/tiny/unet");
     let weights = read_template_weights(&dir_unet.join("weights.json")).unwrap();
-    let missing = lora.initializers(&weights, &dir_unet).err().unwrap().to_string();
+    let missing = lora.initializers(&weights, "unet", &|_| None).err().unwrap().to_string();
     assert!(missing.contains("model.diffusion_model."), "{missing}");
     let _ = std::fs::remove_dir_all(Path::new(&dir));
+}
+
+/// Whole generations: the checkpoint file as a model (compiled-in templates, SD 1.x tokenizer and
+/// scheduler) against the ONNX folder it was written from; txt2img and img2img (the VAE encoder).
+#[test]
+fn a_checkpoint_file_is_a_model_that_generates_what_the_onnx_folder_generates() {
+    use easel::api::request::GenerateRequest;
+    use easel::engine::model::{Residency, SdModel};
+    use easel::engine::pipeline::txt2img;
+    use easel::engine::CancelToken;
+    let rt = runtime().unwrap();
+    let request = GenerateRequest {
+        prompt: "a watercolor painting of a lighthouse".into(),
+        negative_prompt: Some("blurry".into()),
+        seed: Some(42),
+        steps: Some(4),
+        width: Some(64),
+        height: Some(64),
+        sampler: Some("euler_a".into()),
+        ..Default::default()
+    }
+    .resolve(|| 0)
+    .unwrap();
+    let run = |model: &mut SdModel| {
+        let mut latents = Vec::new();
+        let out = txt2img(model, &request, &CancelToken::new(), &mut |p| latents.push(p.latents.to_vec())).unwrap();
+        (latents, out.images[0].rgb.clone())
+    };
+    let mut folder = SdModel::load(&root().join("models/tiny-sd"), rt, 1, Residency::Warm).unwrap();
+    let mut file = SdModel::load(&fixture("tiny-ldm.safetensors"), rt, 1, Residency::LowMemory).unwrap();
+    assert_eq!(file.name, "tiny-ldm.safetensors");
+    assert_eq!(file.unet_in_channels().unwrap(), 4);
+    let (want, got) = (run(&mut folder), run(&mut file));
+    assert_eq!(got.0, want.0, "latents after every step");
+    assert_eq!(got.1, want.1, "pixels");
 }

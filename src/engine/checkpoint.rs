@@ -24,6 +24,9 @@ pub struct TemplateWeights {
     pub format: String,
     pub version: u32,
     pub graph: String,
+    /// The widths the template was made with (`hidden_size`, `in_channels`, ...).
+    #[serde(default)]
+    pub architecture: serde_json::Value,
     pub initializers: Vec<TemplateInitializer>,
 }
 
@@ -145,6 +148,10 @@ struct TensorEntry {
 pub struct Checkpoint {
     pub path: PathBuf,
     tensors: HashMap<String, TensorEntry>,
+    /// The header's `__metadata__` strings (trainers record names and hashes there).
+    pub metadata: HashMap<String, String>,
+    /// Where the tensor bytes start (8 + header length): A1111's LoRA hash covers the bytes from here.
+    pub data_start: u64,
 }
 
 fn dtype_of(name: &str) -> Option<(DType, usize)> {
@@ -198,8 +205,12 @@ impl Checkpoint {
             serde_json::from_slice(&header).map_err(|e| damaged(format!("its header is not JSON: {e}")))?;
         let data_start = 8 + header_len;
         let mut tensors = HashMap::with_capacity(header.len());
+        let mut metadata = HashMap::new();
         for (name, info) in header {
             if name == "__metadata__" {
+                if let Some(map) = info.as_object() {
+                    metadata.extend(map.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))));
+                }
                 continue;
             }
             let bad = |why: &str| damaged(format!("tensor {name}: {why}"));
@@ -222,7 +233,7 @@ impl Checkpoint {
             }
             tensors.insert(name, TensorEntry { dtype, shape, start: data_start + begin, end: data_start + end });
         }
-        Ok(Self { path: path.to_path_buf(), tensors })
+        Ok(Self { path: path.to_path_buf(), tensors, metadata, data_start })
     }
 
     /// Every tensor's shape, by key.
@@ -232,6 +243,27 @@ impl Checkpoint {
 
     pub fn kind(&self) -> CheckpointKind {
         classify(&self.shapes())
+    }
+
+    /// Every tensor's key.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.tensors.keys().map(String::as_str)
+    }
+
+    /// One tensor's shape, if the file has it.
+    pub fn shape(&self, key: &str) -> Option<&[usize]> {
+        self.tensors.get(key).map(|e| e.shape.as_slice())
+    }
+
+    /// One tensor as f32 (from f32, f16, bf16 or f64), read from the file.
+    pub fn read(&self, key: &str) -> Result<Vec<f32>, CheckpointError> {
+        let entry = self
+            .tensors
+            .get(key)
+            .ok_or_else(|| CheckpointError::Damaged { path: self.path.clone(), message: format!("no tensor {key}") })?;
+        let mut file =
+            std::fs::File::open(&self.path).map_err(|e| CheckpointError::Io { path: self.path.clone(), message: e.to_string() })?;
+        self.read_f32(&mut file, key, entry)
     }
 
     fn read_f32(&self, file: &mut std::fs::File, key: &str, entry: &TensorEntry) -> Result<Vec<f32>, CheckpointError> {
@@ -248,75 +280,119 @@ impl Checkpoint {
         Ok(torch_file::to_f32(&bytes, dtype))
     }
 
+    /// The tensor that fills `init`, under any name a file of this kind may use (see
+    /// [`key_candidates`]).
+    fn entry_for(&self, init: &TemplateInitializer) -> Option<(String, &TensorEntry)> {
+        key_candidates(init).into_iter().find_map(|k| self.tensors.get(k.as_str()).map(|e| (k, e)))
+    }
+
+    /// Whether this file has a tensor for every initializer of `template` (a standalone VAE has
+    /// only the VAE's).
+    pub fn covers(&self, template: &TemplateWeights) -> bool {
+        template.initializers.iter().all(|init| self.entry_for(init).is_some())
+    }
+
     /// The initializers `template` declares, from this checkpoint's tensors, ready for ONNX
     /// Runtime's external-initializer API (load the runtime first: the values are ort tensors).
-    /// `template_path` names the template in messages.
-    pub fn initializers(&self, template: &TemplateWeights, template_path: &Path) -> Result<Vec<(String, DynValue)>, CheckpointError> {
+    /// `label` names the template in messages. `delta` may return, per initializer, a change to
+    /// add in the graph's layout (a LoRA's `weight * scale * up @ down`), computed one at a time so
+    /// no second copy of the weights is ever held.
+    pub fn initializers(
+        &self,
+        template: &TemplateWeights,
+        label: &str,
+        delta: &dyn Fn(&TemplateInitializer) -> Option<Vec<f32>>,
+    ) -> Result<Vec<(String, DynValue)>, CheckpointError> {
+        let template_err = |message: String| CheckpointError::Template { path: label.into(), message };
         if (template.format.as_str(), template.version) != WEIGHTS_FORMAT {
-            return Err(CheckpointError::Template {
-                path: template_path.to_path_buf(),
-                message: format!(
-                    "format {} version {}; this Easel reads {} version {}",
-                    template.format, template.version, WEIGHTS_FORMAT.0, WEIGHTS_FORMAT.1
-                ),
-            });
+            return Err(template_err(format!(
+                "format {} version {}; this Easel reads {} version {}",
+                template.format, template.version, WEIGHTS_FORMAT.0, WEIGHTS_FORMAT.1
+            )));
         }
         let mut file =
             std::fs::File::open(&self.path).map_err(|e| CheckpointError::Io { path: self.path.clone(), message: e.to_string() })?;
         let mut out = Vec::with_capacity(template.initializers.len());
         for init in &template.initializers {
-            let (key, entry) = [&init.ldm, &init.diffusers]
-                .into_iter()
-                .find_map(|k| self.tensors.get(k.as_str()).map(|e| (k, e)))
-                .ok_or_else(|| CheckpointError::Missing {
-                    path: self.path.clone(),
-                    graph: template.graph.clone(),
-                    ldm: init.ldm.clone(),
-                    diffusers: init.diffusers.clone(),
-                })?;
+            let (key, entry) = self.entry_for(init).ok_or_else(|| CheckpointError::Missing {
+                path: self.path.clone(),
+                graph: template.graph.clone(),
+                ldm: init.ldm.clone(),
+                diffusers: init.diffusers.clone(),
+            })?;
             if entry.shape != init.ldm_shape && entry.shape != init.diffusers_shape {
                 return Err(CheckpointError::Shape {
                     path: self.path.clone(),
                     graph: template.graph.clone(),
-                    key: key.clone(),
+                    key,
                     got: entry.shape.clone(),
                     want: init.ldm_shape.clone(),
                 });
             }
-            let mut values = self.read_f32(&mut file, key, entry)?;
+            let mut values = self.read_f32(&mut file, &key, entry)?;
             if init.transpose {
                 let [rows, cols] = init.diffusers_shape[..] else {
-                    return Err(CheckpointError::Template {
-                        path: template_path.to_path_buf(),
-                        message: format!("{} is transposed but not 2-D", init.name),
-                    });
+                    return Err(template_err(format!("{} is transposed but not 2-D", init.name)));
                 };
-                let mut transposed = vec![0.0f32; values.len()];
-                for r in 0..rows {
-                    for c in 0..cols {
-                        transposed[c * rows + r] = values[r * cols + c];
-                    }
-                }
-                values = transposed;
+                values = transpose(&values, rows, cols);
             }
             let shape = init.shape.clone();
             if shape.iter().product::<usize>() != values.len() {
-                return Err(CheckpointError::Template {
-                    path: template_path.to_path_buf(),
-                    message: format!("{} has shape {shape:?} but {key} has {} values", init.name, values.len()),
-                });
+                return Err(template_err(format!("{} has shape {shape:?} but {key} has {} values", init.name, values.len())));
             }
-            let ort_err = |e: ort::Error| CheckpointError::Template { path: template_path.to_path_buf(), message: e.to_string() };
-            let value: DynValue = match init.dtype.as_str() {
-                "float16" => {
-                    Tensor::from_array((shape, values.into_iter().map(f16::from_f32).collect::<Vec<_>>())).map_err(ort_err)?.into_dyn()
+            if let Some(change) = delta(init) {
+                for (v, d) in values.iter_mut().zip(change) {
+                    *v += d;
                 }
-                _ => Tensor::from_array((shape, values)).map_err(ort_err)?.into_dyn(),
-            };
-            out.push((init.name.clone(), value));
+            }
+            out.push((init.name.clone(), graph_value(shape, values, &init.dtype).map_err(|e| template_err(e.to_string()))?));
         }
         Ok(out)
     }
+}
+
+/// A `rows x cols` row-major matrix transposed.
+pub fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut transposed = vec![0.0f32; values.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            transposed[c * rows + r] = values[r * cols + c];
+        }
+    }
+    transposed
+}
+
+/// An ort tensor of the graph's element type (`float16` or `float32`) from f32 values.
+pub fn graph_value(shape: Vec<usize>, values: Vec<f32>, dtype: &str) -> ort::Result<DynValue> {
+    Ok(match dtype {
+        "float16" => Tensor::from_array((shape, values.into_iter().map(f16::from_f32).collect::<Vec<_>>()))?.into_dyn(),
+        _ => Tensor::from_array((shape, values))?.into_dyn(),
+    })
+}
+
+/// Every key the tensor for `init` may have: the LDM key and the diffusers key of a single-file
+/// checkpoint; the same without their component prefix, as a standalone VAE or a diffusers
+/// folder's per-component file has them; and the older spellings some files still use (text
+/// encoder keys without `text_model.`, diffusers VAE attention as `query`/`key`/`value`/`proj_attn`).
+pub fn key_candidates(init: &TemplateInitializer) -> Vec<String> {
+    let mut keys = vec![init.ldm.clone(), init.diffusers.clone()];
+    if let Some(rest) = init.ldm.strip_prefix("first_stage_model.") {
+        keys.push(rest.to_string());
+    }
+    if let Some(rest) = init.ldm.strip_prefix("cond_stage_model.transformer.text_model.") {
+        keys.push(format!("cond_stage_model.transformer.{rest}"));
+    }
+    if let Some((_, rest)) = init.diffusers.split_once('.') {
+        keys.push(rest.to_string());
+        if rest.contains(".attentions.") {
+            for (new, old) in [(".to_q.", ".query."), (".to_k.", ".key."), (".to_v.", ".value."), (".to_out.0.", ".proj_attn.")] {
+                if rest.contains(new) {
+                    keys.push(rest.replace(new, old));
+                }
+            }
+        }
+    }
+    keys
 }
 
 /// Reads a template's `weights.json`.

@@ -59,11 +59,22 @@ impl ClipTokenizer {
     /// Loads the tokenizer in a model's `tokenizer/` folder.
     pub fn load(dir: &Path) -> Result<Self, EngineError> {
         let json = dir.join("tokenizer.json");
-        let mut inner = if json.is_file() {
+        let inner = if json.is_file() {
             Tokenizer::from_file(&json).map_err(|e| tokenizer_error(dir, e))?
         } else {
             Self::from_vocab_and_merges(dir)?
         };
+        Self::finish(inner, dir, declared_pad_token(dir))
+    }
+
+    /// A tokenizer from `tokenizer.json` bytes (SD 1.x's, compiled in for checkpoints); `label`
+    /// names it in messages. Pads with `<|endoftext|>`, as SD 1.x's tokenizer does.
+    pub fn from_json_bytes(bytes: &[u8], label: &Path) -> Result<Self, EngineError> {
+        let inner = Tokenizer::from_bytes(bytes).map_err(|e| tokenizer_error(label, e))?;
+        Self::finish(inner, label, None)
+    }
+
+    fn finish(mut inner: Tokenizer, dir: &Path, pad_token: Option<String>) -> Result<Self, EngineError> {
         // Long prompts are chunked by the caller: a tokenizer.json that truncates or pads
         // (some exports set max_length 77) would hide tokens from it.
         inner.with_truncation(None).map_err(|e| tokenizer_error(dir, e))?;
@@ -71,7 +82,7 @@ impl ClipTokenizer {
         let id = |token: &str| inner.token_to_id(token).ok_or_else(|| tokenizer_error(dir, format!("no {token} token")));
         let bos_id = id(BOS)?;
         let eos_id = id(EOS)?;
-        let pad_id = match declared_pad_token(dir) {
+        let pad_id = match pad_token {
             Some(token) => id(&token)?,
             None => eos_id,
         };

@@ -18,6 +18,9 @@ pub enum EngineError {
     ReadFile { path: PathBuf, message: String },
     #[error("cannot load the tokenizer in {path}: {message}")]
     Tokenizer { path: PathBuf, message: String },
+    /// A checkpoint, VAE or LoRA file that cannot fill the model (the message names file and fix).
+    #[error("{0}")]
+    Weights(String),
     #[error("cannot load ONNX model {path}: {message}")]
     LoadSession { path: PathBuf, message: String },
     #[error("the {model} model does not look like Stable Diffusion's: {message}")]

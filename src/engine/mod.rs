@@ -8,8 +8,10 @@ pub mod cancel;
 pub mod checkpoint;
 pub mod clip_tokenizer;
 mod error;
+pub mod file_hash;
 pub mod imageops;
 pub mod infotext;
+pub mod lora;
 pub mod model;
 pub mod npy;
 pub mod onnx_edit;
@@ -21,6 +23,7 @@ pub mod preview;
 pub mod prompt;
 pub mod runtime;
 pub mod scheduler;
+pub mod templates;
 pub mod torch_file;
 pub mod torch_rng;
 

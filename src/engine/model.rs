@@ -1,5 +1,7 @@
-//! A Stable Diffusion 1.x model folder in the diffusers ONNX layout: checking it, and holding its
-//! sessions, tokenizer and scheduler config while it is in use.
+//! A Stable Diffusion 1.x model, a folder in the diffusers ONNX layout or a single-file
+//! `.safetensors` checkpoint (weights for the compiled-in templates, [`super::templates`]):
+//! checking it, and holding its sessions, tokenizer and scheduler config while it is in use, with
+//! the LoRAs and the VAE chosen for it (sessions a change touches are rebuilt, the others kept).
 //!
 //! By default every session is created once and kept warm. In low-memory mode each sub-model is
 //! loaded only while it runs (text encoder, then UNet, then VAE decoder), so at most one of them is
@@ -11,12 +13,15 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use super::checkpoint::{Checkpoint, CheckpointError, CheckpointKind};
 use super::clip_tokenizer::ClipTokenizer;
+use super::lora::{Component, LoraSet};
 use super::onnx_edit;
-use super::onnx_model::OnnxModel;
+use super::onnx_model::{GraphBytes, OnnxModel, SuppliedWeights};
 use super::prompt::EmbeddingSources;
 use super::runtime::Runtime;
 use super::scheduler::SchedulerConfig;
+use super::templates::{self, Template, TemplateGraph};
 use super::EngineError;
 
 /// The parts txt2img needs, relative to the model folder (plus a tokenizer, see [`check_layout`]).
@@ -38,24 +43,141 @@ pub enum Residency {
     LowMemory,
 }
 
-/// A sub-model that is either resident or loaded on demand.
-enum Slot {
-    Resident(OnnxModel),
-    OnDemand {
+/// Where one sub-model's graph and weights come from.
+#[derive(Clone)]
+enum GraphSource {
+    /// An ONNX file carrying its weights (a diffusers ONNX folder), and the template with the same
+    /// initializer names when there is one (LoRAs need it to find their layers).
+    Onnx { path: PathBuf, template: Option<&'static TemplateGraph> },
+    /// A weight-free template graph filled from a `.safetensors` file.
+    Template { graph: &'static TemplateGraph, weights: Arc<Checkpoint> },
+}
+
+/// When a sub-model's session is created and how long it is kept.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    /// Created with the model, kept.
+    Warm,
+    /// Created at its first use, then kept (the VAE encoder: only image-to-image needs it).
+    Lazy,
+    /// Created for each use and dropped after it (low-memory mode).
+    OnDemand,
+}
+
+/// A sub-model: its source, the LoRA component it belongs to, and its session when kept.
+struct Slot {
+    role: &'static str,
+    component: Option<Component>,
+    source: GraphSource,
+    keep: Keep,
+    model: Option<OnnxModel>,
+}
+
+impl GraphSource {
+    /// The path messages name (the ONNX file, or the weights file).
+    fn path(&self) -> &Path {
+        match self {
+            GraphSource::Onnx { path, .. } => path,
+            GraphSource::Template { weights, .. } => &weights.path,
+        }
+    }
+
+    /// Creates the session, `loras` applied to the weights of `component`, the graph first passed
+    /// through `edit` when given (the text encoder's CLIP-skip and embedding edit).
+    fn build(
+        &self,
+        runtime: &Runtime,
         role: &'static str,
-        path: PathBuf,
-    },
-    /// Loaded at its first use, then kept (the VAE encoder: only image-to-image needs it).
-    Lazy {
-        role: &'static str,
-        path: PathBuf,
-        model: Option<OnnxModel>,
-    },
+        threads: usize,
+        component: Option<Component>,
+        loras: &LoraSet,
+        edit: Option<&dyn Fn(&[u8]) -> Result<Vec<u8>, EngineError>>,
+    ) -> Result<OnnxModel, EngineError> {
+        let patch = component.filter(|c| loras.touches(*c));
+        let path = self.path().to_path_buf();
+        let load_err = |message: String| EngineError::LoadSession { path: path.clone(), message };
+        match self {
+            GraphSource::Onnx { path, template } => {
+                let mut weights = SuppliedWeights::default();
+                if let Some(component) = patch {
+                    let template = template.ok_or_else(|| {
+                        load_err("LoRAs apply to ONNX folders exported by Easel's tooling (whose layers it can name); load this model's checkpoint (.safetensors) to use LoRAs with it".into())
+                    })?;
+                    weights.overrides = onnx_lora_overrides(path, template, component, loras)?;
+                }
+                match edit {
+                    None => OnnxModel::load_with_weights(runtime, role, path, GraphBytes::File, weights, threads),
+                    Some(edit) => {
+                        let bytes =
+                            std::fs::read(path).map_err(|e| EngineError::ReadFile { path: path.clone(), message: e.to_string() })?;
+                        let edited = edit(&bytes)?;
+                        drop(bytes);
+                        OnnxModel::load_with_weights(runtime, role, path, GraphBytes::Memory(&edited), weights, threads)
+                    }
+                }
+            }
+            GraphSource::Template { graph, weights } => {
+                let map = graph.weights().map_err(checkpoint_error)?;
+                let no_change = |_: &super::checkpoint::TemplateInitializer| None;
+                let delta = |init: &super::checkpoint::TemplateInitializer| patch.and_then(|c| loras.delta(c, init));
+                let external = if patch.is_some() {
+                    weights.initializers(&map, &graph.label(), &delta)
+                } else {
+                    weights.initializers(&map, &graph.label(), &no_change)
+                }
+                .map_err(checkpoint_error)?;
+                let supplied = SuppliedWeights { external, overrides: Vec::new() };
+                let edited = edit.map(|edit| edit(graph.onnx)).transpose()?;
+                let bytes = edited.as_deref().unwrap_or(graph.onnx);
+                OnnxModel::load_with_weights(runtime, role, &weights.path, GraphBytes::Memory(bytes), supplied, threads)
+            }
+        }
+    }
+}
+
+fn checkpoint_error(e: CheckpointError) -> EngineError {
+    EngineError::Weights(e.to_string())
+}
+
+/// The LoRA-patched initializers of an ONNX export whose initializer names are the template's:
+/// each touched weight read from the file, changed, and handed to ONNX Runtime to replace the
+/// file's own.
+fn onnx_lora_overrides(
+    path: &Path,
+    template: &TemplateGraph,
+    component: Component,
+    loras: &LoraSet,
+) -> Result<Vec<(String, ort::value::DynValue)>, EngineError> {
+    let map = template.weights().map_err(checkpoint_error)?;
+    let load_err = |message: String| EngineError::LoadSession { path: path.to_path_buf(), message };
+    let deltas: Vec<(&super::checkpoint::TemplateInitializer, Vec<f32>)> =
+        map.initializers.iter().filter_map(|init| loras.delta(component, init).map(|d| (init, d))).collect();
+    let wanted: std::collections::HashSet<&str> = deltas.iter().map(|(init, _)| init.name.as_str()).collect();
+    let mut found = super::onnx_inspect::initializer_values(path, &wanted).map_err(load_err)?;
+    let mut out = Vec::with_capacity(deltas.len());
+    for (init, delta) in deltas {
+        let Some(original) = found.remove(&init.name) else {
+            return Err(load_err(format!(
+                "it has no initializer {} ({}), so it is not Easel's export; use the checkpoint for LoRAs",
+                init.name, init.diffusers
+            )));
+        };
+        if original.dims != init.shape {
+            return Err(load_err(format!("initializer {} has dims {:?}, the template {:?}", init.name, original.dims, init.shape)));
+        }
+        let mut values = original.values;
+        values.iter_mut().zip(delta).for_each(|(v, d)| *v += d);
+        let dtype = if original.element == 10 { "float16" } else { "float32" };
+        let value = super::checkpoint::graph_value(init.shape.clone(), values, dtype).map_err(|e| load_err(e.to_string()))?;
+        out.push((init.name.clone(), value));
+    }
+    Ok(out)
 }
 
 pub struct SdModel {
-    /// The folder name, used in metadata (`Model: tiny-sd`).
+    /// The folder or file name, used in metadata (`Model: tiny-sd`, `Model: sd15-random`).
     pub name: String,
+    /// The model folder, or the checkpoint file.
     pub dir: PathBuf,
     /// First 10 hex digits of the model's sha256, as A1111 writes `Model hash`.
     pub short_hash: String,
@@ -68,11 +190,20 @@ pub struct SdModel {
     pub scheduler_config: SchedulerConfig,
     runtime: &'static Runtime,
     threads: usize,
+    /// The template of this model's architecture (a checkpoint's, or the one an Easel ONNX
+    /// export matches); VAE files and LoRAs are read against it.
+    template: Option<&'static Template>,
     text_encoder: Slot,
     unet: Slot,
     vae_decoder: Slot,
-    /// `None` when the folder has no `vae_encoder/model.onnx` (txt2img does not need one).
+    /// `None` when the model has no VAE encoder (txt2img does not need one).
     vae_encoder: Option<Slot>,
+    /// The model's own VAE sources, restored when a chosen VAE is cleared.
+    own_vae: (GraphSource, Option<GraphSource>),
+    /// The VAE file replacing the model's own, if any.
+    vae_file: Option<PathBuf>,
+    /// The LoRAs applied to the UNet and text encoder sessions.
+    loras: LoraSet,
     /// The UNet's input channels once read (4, or 9 for an inpainting UNet).
     unet_in_channels: Option<usize>,
     /// Above this many latent positions the two halves of classifier-free guidance run as two
@@ -81,6 +212,14 @@ pub struct SdModel {
     /// The text encoder edited for CLIP skip and embedding vectors (see [`onnx_edit`]), for the
     /// last CLIP skip asked for (kept only in [`Residency::Warm`]).
     edited_text_encoder: Option<(usize, OnnxModel, EncoderEdit)>,
+}
+
+/// The graph sources of one model's sub-models.
+struct Sources {
+    text_encoder: GraphSource,
+    unet: GraphSource,
+    vae_decoder: GraphSource,
+    vae_encoder: Option<GraphSource>,
 }
 
 /// What an edited text encoder takes besides `input_ids` (see [`onnx_edit::EditedEncoder`]).
@@ -149,17 +288,23 @@ fn model_hash(dir: &Path) -> Result<String, EngineError> {
 }
 
 impl Slot {
-    fn get(&mut self, runtime: &Runtime, threads: usize) -> Result<SlotGuard<'_>, EngineError> {
-        match self {
-            Slot::Resident(model) => Ok(SlotGuard::Borrowed(model)),
-            Slot::OnDemand { role, path } => Ok(SlotGuard::Owned(OnnxModel::load(runtime, role, path, threads)?)),
-            Slot::Lazy { role, path, model } => {
-                if model.is_none() {
-                    *model = Some(OnnxModel::load(runtime, role, path, threads)?);
-                }
-                Ok(SlotGuard::Borrowed(model.as_mut().expect("loaded above")))
-            }
+    fn new(role: &'static str, component: Option<Component>, source: GraphSource, keep: Keep) -> Self {
+        Self { role, component, source, keep, model: None }
+    }
+
+    fn get(&mut self, runtime: &Runtime, threads: usize, loras: &LoraSet) -> Result<SlotGuard<'_>, EngineError> {
+        if self.keep == Keep::OnDemand {
+            return Ok(SlotGuard::Owned(self.source.build(runtime, self.role, threads, self.component, loras, None)?));
         }
+        if self.model.is_none() {
+            self.model = Some(self.source.build(runtime, self.role, threads, self.component, loras, None)?);
+        }
+        Ok(SlotGuard::Borrowed(self.model.as_mut().expect("built above")))
+    }
+
+    /// Drops the session so the next use builds it again (its weights changed).
+    fn reset(&mut self) {
+        self.model = None;
     }
 }
 
@@ -190,52 +335,240 @@ impl std::ops::DerefMut for SlotGuard<'_> {
 }
 
 impl SdModel {
-    /// Checks the layout, reads the tokenizer and scheduler config, and creates the sessions
-    /// (all of them in [`Residency::Warm`], none in [`Residency::LowMemory`]).
-    pub fn load(dir: &Path, runtime: &'static Runtime, threads: usize, residency: Residency) -> Result<Self, EngineError> {
+    /// Loads a model folder (diffusers ONNX layout) or a `.safetensors` checkpoint file: checks
+    /// it, reads the tokenizer and scheduler config, and creates the sessions (all of them in
+    /// [`Residency::Warm`], none in [`Residency::LowMemory`]).
+    pub fn load(path: &Path, runtime: &'static Runtime, threads: usize, residency: Residency) -> Result<Self, EngineError> {
+        if path.is_file() {
+            return Self::load_checkpoint(path, runtime, threads, residency);
+        }
+        let dir = path;
         check_layout(dir)?;
         let tokenizer = Arc::new(ClipTokenizer::load(&dir.join("tokenizer"))?);
-        let embedding_sources =
-            EmbeddingSources { dirs: dir.parent().map(|models| models.join(EMBEDDINGS_DIR)).into_iter().collect(), files: Vec::new() };
         let scheduler_path = dir.join("scheduler/scheduler_config.json");
         let scheduler_text = std::fs::read_to_string(&scheduler_path)
             .map_err(|e| EngineError::ReadFile { path: scheduler_path.clone(), message: e.to_string() })?;
         let scheduler_config = SchedulerConfig::from_json(&scheduler_text)?;
-        let slot = |role: &'static str, sub: &str| -> Result<Slot, EngineError> {
-            let path = dir.join(sub).join("model.onnx");
-            Ok(match residency {
-                Residency::Warm => Slot::Resident(OnnxModel::load(runtime, role, &path, threads)?),
-                Residency::LowMemory => Slot::OnDemand { role, path },
-            })
+        let text_hidden = text_hidden_size(dir);
+        let template = templates::TEMPLATES.iter().find(|t| t.context_dim == text_hidden);
+        let onnx = |sub: &str, graph: Option<&'static TemplateGraph>| GraphSource::Onnx {
+            path: dir.join(sub).join("model.onnx"),
+            template: graph,
+        };
+        let vae_encoder = dir.join("vae_encoder/model.onnx").is_file().then(|| onnx("vae_encoder", template.map(|t| &t.vae_encoder)));
+        let sources = Sources {
+            text_encoder: onnx("text_encoder", template.map(|t| &t.text_encoder)),
+            unet: onnx("unet", template.map(|t| &t.unet)),
+            vae_decoder: onnx("vae_decoder", template.map(|t| &t.vae_decoder)),
+            vae_encoder,
         };
         let name = std::fs::canonicalize(dir)
             .ok()
             .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
             .unwrap_or_else(|| dir.display().to_string());
-        Ok(Self {
+        let short_hash = model_hash(dir)?[..10].to_string();
+        Self::assemble(name, dir, short_hash, tokenizer, scheduler_config, text_hidden, template, sources, runtime, threads, residency)
+    }
+
+    /// A single-file SD 1.x checkpoint: its architecture recognised from its keys, its weights
+    /// read into the compiled-in template graphs; the tokenizer and scheduler are SD 1.x's.
+    fn load_checkpoint(path: &Path, runtime: &'static Runtime, threads: usize, residency: Residency) -> Result<Self, EngineError> {
+        let checkpoint = Checkpoint::open(path).map_err(checkpoint_error)?;
+        let kind = checkpoint.kind();
+        let template = templates::for_kind(&kind).ok_or_else(|| {
+            let why = match &kind {
+                CheckpointKind::Sd1 { in_channels, context_dim } => {
+                    format!("an SD 1.x-like checkpoint with a {in_channels}-channel UNet and {context_dim}-wide cross-attention, which no template fits")
+                }
+                other => other.to_string(),
+            };
+            EngineError::Weights(format!("{} is {why}; Easel runs SD 1.x checkpoints", path.display()))
+        })?;
+        let CheckpointKind::Sd1 { in_channels, .. } = kind else { unreachable!("templates exist only for SD 1.x") };
+        let weights = Arc::new(checkpoint);
+        let from = |graph: &'static TemplateGraph| GraphSource::Template { graph, weights: weights.clone() };
+        let sources = Sources {
+            text_encoder: from(&template.text_encoder),
+            unet: from(template.unet_for(in_channels)),
+            vae_decoder: from(&template.vae_decoder),
+            vae_encoder: Some(from(&template.vae_encoder)),
+        };
+        let tokenizer = Arc::new(ClipTokenizer::from_json_bytes(templates::CLIP_TOKENIZER_JSON, Path::new("templates/tokenizer.json"))?);
+        let scheduler_config = SchedulerConfig::from_json(templates::SD1_SCHEDULER_CONFIG)?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
+        let hash = super::file_hash::cached_sha256_from(path, 0)
+            .map_err(|e| EngineError::ReadFile { path: path.to_path_buf(), message: e.to_string() })?;
+        let mut model = Self::assemble(
             name,
-            dir: dir.to_path_buf(),
-            short_hash: model_hash(dir)?[..10].to_string(),
+            path,
+            hash[..10].to_string(),
             tokenizer,
-            embedding_sources,
-            text_hidden: text_hidden_size(dir),
+            scheduler_config,
+            template.text_hidden(),
+            Some(template),
+            sources,
+            runtime,
+            threads,
+            residency,
+        )?;
+        model.unet_in_channels = Some(in_channels);
+        Ok(model)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        name: String,
+        path: &Path,
+        short_hash: String,
+        tokenizer: Arc<ClipTokenizer>,
+        scheduler_config: SchedulerConfig,
+        text_hidden: usize,
+        template: Option<&'static Template>,
+        sources: Sources,
+        runtime: &'static Runtime,
+        threads: usize,
+        residency: Residency,
+    ) -> Result<Self, EngineError> {
+        let (keep, lazy) = match residency {
+            Residency::Warm => (Keep::Warm, Keep::Lazy),
+            Residency::LowMemory => (Keep::OnDemand, Keep::OnDemand),
+        };
+        let own_vae = (sources.vae_decoder.clone(), sources.vae_encoder.clone());
+        let mut model = Self {
+            name,
+            dir: path.to_path_buf(),
+            short_hash,
+            tokenizer,
+            embedding_sources: EmbeddingSources {
+                dirs: path.parent().map(|models| models.join(EMBEDDINGS_DIR)).into_iter().collect(),
+                files: Vec::new(),
+            },
+            text_hidden,
             scheduler_config,
             runtime,
             threads,
-            text_encoder: slot("text_encoder", "text_encoder")?,
-            unet: slot("unet", "unet")?,
-            vae_decoder: slot("vae_decoder", "vae_decoder")?,
-            vae_encoder: dir.join("vae_encoder/model.onnx").is_file().then(|| {
-                let (role, path) = ("vae_encoder", dir.join("vae_encoder/model.onnx"));
-                match residency {
-                    Residency::Warm => Slot::Lazy { role, path, model: None },
-                    Residency::LowMemory => Slot::OnDemand { role, path },
-                }
-            }),
+            template,
+            text_encoder: Slot::new("text_encoder", Some(Component::TextEncoder), sources.text_encoder, keep),
+            unet: Slot::new("unet", Some(Component::Unet), sources.unet, keep),
+            vae_decoder: Slot::new("vae_decoder", None, sources.vae_decoder, keep),
+            vae_encoder: sources.vae_encoder.map(|source| Slot::new("vae_encoder", None, source, lazy)),
+            own_vae,
+            vae_file: None,
+            loras: LoraSet::default(),
             unet_in_channels: None,
             split_guidance_tokens: super::pipeline::stages::SPLIT_GUIDANCE_TOKENS,
             edited_text_encoder: None,
-        })
+        };
+        if residency == Residency::Warm {
+            let loras = LoraSet::default();
+            for slot in [&mut model.text_encoder, &mut model.unet, &mut model.vae_decoder] {
+                slot.get(runtime, threads, &loras)?;
+            }
+        }
+        Ok(model)
+    }
+
+    /// Uses the VAE in `file` (a standalone VAE `.safetensors`, e.g. ft-MSE) instead of the
+    /// model's own, or the model's own again for `None`. Only the VAE sessions are rebuilt, and
+    /// only when the choice changed.
+    pub fn set_vae(&mut self, file: Option<&Path>) -> Result<(), EngineError> {
+        if self.vae_file.as_deref() == file {
+            return Ok(());
+        }
+        let (decoder, encoder) = match file {
+            None => self.own_vae.clone(),
+            Some(file) => {
+                let template = self.template.ok_or_else(|| {
+                    EngineError::Weights(format!(
+                        "{} is not an architecture Easel has templates for, so its VAE cannot be replaced",
+                        self.name
+                    ))
+                })?;
+                let vae = Checkpoint::open(file).map_err(checkpoint_error)?;
+                let decoder_map = template.vae_decoder.weights().map_err(checkpoint_error)?;
+                if !vae.covers(&decoder_map) || !vae.covers(&template.vae_encoder.weights().map_err(checkpoint_error)?) {
+                    return Err(EngineError::Weights(format!(
+                        "{} is {}, not a VAE for {} (its tensors do not fill the VAE)",
+                        file.display(),
+                        vae.kind(),
+                        self.name
+                    )));
+                }
+                let vae = Arc::new(vae);
+                (
+                    GraphSource::Template { graph: &template.vae_decoder, weights: vae.clone() },
+                    Some(GraphSource::Template { graph: &template.vae_encoder, weights: vae }),
+                )
+            }
+        };
+        self.vae_decoder.source = decoder;
+        self.vae_decoder.reset();
+        match (&mut self.vae_encoder, encoder) {
+            (Some(slot), Some(source)) => {
+                slot.source = source;
+                slot.reset();
+            }
+            (None, Some(source)) => self.vae_encoder = Some(Slot::new("vae_encoder", None, source, self.vae_decoder_keep_lazy())),
+            (_, None) => self.vae_encoder = None,
+        }
+        self.vae_file = file.map(Path::to_path_buf);
+        if self.vae_decoder.keep == Keep::Warm {
+            self.vae_decoder.get(self.runtime, self.threads, &self.loras)?;
+        }
+        Ok(())
+    }
+
+    fn vae_decoder_keep_lazy(&self) -> Keep {
+        if self.vae_decoder.keep == Keep::OnDemand {
+            Keep::OnDemand
+        } else {
+            Keep::Lazy
+        }
+    }
+
+    /// The VAE file in use instead of the model's own.
+    pub fn vae_file(&self) -> Option<&Path> {
+        self.vae_file.as_deref()
+    }
+
+    /// Applies `loras` (replacing the previous set): each is checked against this model's layers
+    /// first; the UNet and text encoder sessions are rebuilt only when the set changed.
+    pub fn set_loras(&mut self, loras: LoraSet) -> Result<(), EngineError> {
+        if loras.identity() == self.loras.identity() {
+            return Ok(());
+        }
+        if !loras.entries.is_empty() {
+            let template = self.template.ok_or_else(|| {
+                EngineError::Weights(format!("{} is not an architecture Easel has templates for, so LoRAs cannot be applied", self.name))
+            })?;
+            let unet = match &self.unet.source {
+                GraphSource::Template { graph, .. } => *graph,
+                GraphSource::Onnx { .. } => &template.unet,
+            };
+            let (unet_map, text_map) =
+                (unet.weights().map_err(checkpoint_error)?, template.text_encoder.weights().map_err(checkpoint_error)?);
+            loras
+                .check(&[(Component::Unet, &unet_map.initializers), (Component::TextEncoder, &text_map.initializers)])
+                .map_err(|e| EngineError::Weights(e.to_string()))?;
+        }
+        let (unet_changed, text_changed) = (
+            loras.touches(Component::Unet) || self.loras.touches(Component::Unet),
+            loras.touches(Component::TextEncoder) || self.loras.touches(Component::TextEncoder),
+        );
+        self.loras = loras;
+        if unet_changed {
+            self.unet.reset();
+        }
+        if text_changed {
+            self.text_encoder.reset();
+            self.edited_text_encoder = None;
+        }
+        Ok(())
+    }
+
+    /// The LoRAs applied now.
+    pub fn loras(&self) -> &LoraSet {
+        &self.loras
     }
 
     /// Adds a folder of embeddings (the models dir's) unless it is already searched.
@@ -251,7 +584,7 @@ impl SdModel {
     }
 
     pub fn text_encoder(&mut self) -> Result<SlotGuard<'_>, EngineError> {
-        self.text_encoder.get(self.runtime, self.threads)
+        self.text_encoder.get(self.runtime, self.threads, &self.loras)
     }
 
     /// The text encoder with an extra-embeddings input and, for `clip_skip` > 1, its output taken
@@ -260,14 +593,24 @@ impl SdModel {
         let cached = matches!(&self.edited_text_encoder, Some((skip, _, _)) if *skip == clip_skip);
         if !cached {
             self.edited_text_encoder = None;
-            let path = self.dir.join("text_encoder/model.onnx");
-            let bytes = std::fs::read(&path).map_err(|e| EngineError::ReadFile { path: path.clone(), message: e.to_string() })?;
-            let edited = onnx_edit::edit_text_encoder(&bytes, clip_skip)
-                .map_err(|e| EngineError::LoadSession { path: path.clone(), message: e.to_string() })?;
-            drop(bytes);
-            let model = OnnxModel::load_from_memory(self.runtime, "text_encoder", &path, &edited.bytes, self.threads)?;
-            let edit = EncoderEdit { vocab_rows: edited.vocab_rows, hidden: edited.hidden };
-            if matches!(self.text_encoder, Slot::OnDemand { .. }) {
+            let path = self.text_encoder.source.path().to_path_buf();
+            let shape = std::cell::Cell::new(None);
+            let edit = |bytes: &[u8]| -> Result<Vec<u8>, EngineError> {
+                let edited = onnx_edit::edit_text_encoder(bytes, clip_skip)
+                    .map_err(|e| EngineError::LoadSession { path: path.clone(), message: e.to_string() })?;
+                shape.set(Some(EncoderEdit { vocab_rows: edited.vocab_rows, hidden: edited.hidden }));
+                Ok(edited.bytes)
+            };
+            let model = self.text_encoder.source.build(
+                self.runtime,
+                "text_encoder",
+                self.threads,
+                Some(Component::TextEncoder),
+                &self.loras,
+                Some(&edit),
+            )?;
+            let edit = shape.get().expect("the edit ran");
+            if self.text_encoder.keep == Keep::OnDemand {
                 return Ok((SlotGuard::Owned(model), edit));
             }
             self.edited_text_encoder = Some((clip_skip, model, edit));
@@ -277,7 +620,7 @@ impl SdModel {
     }
 
     pub fn unet(&mut self) -> Result<SlotGuard<'_>, EngineError> {
-        self.unet.get(self.runtime, self.threads)
+        self.unet.get(self.runtime, self.threads, &self.loras)
     }
 
     /// The UNet's input channels: 4, or 9 for an inpainting UNet (latents, mask, masked-image
@@ -298,13 +641,13 @@ impl SdModel {
     }
 
     pub fn vae_decoder(&mut self) -> Result<SlotGuard<'_>, EngineError> {
-        self.vae_decoder.get(self.runtime, self.threads)
+        self.vae_decoder.get(self.runtime, self.threads, &self.loras)
     }
 
     /// The VAE encoder (image-to-image); an error naming the folder when the model has none.
     pub fn vae_encoder(&mut self) -> Result<SlotGuard<'_>, EngineError> {
         match self.vae_encoder.as_mut() {
-            Some(slot) => slot.get(self.runtime, self.threads),
+            Some(slot) => slot.get(self.runtime, self.threads, &self.loras),
             None => Err(EngineError::NotAModel {
                 path: self.dir.clone(),
                 missing: vec!["vae_encoder/model.onnx (image-to-image needs it)".into()],

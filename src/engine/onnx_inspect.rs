@@ -166,6 +166,102 @@ fn varint_field(bytes: &[u8], wanted: u64) -> Option<u64> {
     fields(bytes).find(|(f, w, _)| *f == wanted && *w == 0).and_then(|(_, _, mut p)| read_varint(&mut p).ok())
 }
 
+const GRAPH_INITIALIZER: u64 = 5;
+const TENSOR_DIMS: u64 = 1;
+const TENSOR_DATA_TYPE: u64 = 2;
+const TENSOR_FLOAT_DATA: u64 = 4;
+const TENSOR_NAME: u64 = 8;
+const TENSOR_RAW_DATA: u64 = 9;
+const TENSOR_EXTERNAL_DATA: u64 = 13;
+
+/// One initializer's values as f32, with its dims and ONNX element type (1 float32, 10 float16).
+pub struct InitializerValues {
+    pub dims: Vec<usize>,
+    pub element: i64,
+    pub values: Vec<f32>,
+}
+
+/// The values of the initializers named in `wanted`, from the ONNX file at `path` (inline raw
+/// data, `float_data`, or an external data file beside it, bounds-checked). Float32, float16 and
+/// bfloat16 only; others are an error naming the initializer.
+pub fn initializer_values(
+    path: &Path,
+    wanted: &std::collections::HashSet<&str>,
+) -> Result<std::collections::HashMap<String, InitializerValues>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let graph = message_field(&bytes, MODEL_GRAPH).ok_or("the file has no graph")?;
+    let mut found = std::collections::HashMap::new();
+    for (_, _, tensor) in fields(graph).filter(|(f, w, _)| *f == GRAPH_INITIALIZER && *w == 2) {
+        let Some(name) = string_field(tensor, TENSOR_NAME) else { continue };
+        if !wanted.contains(name.as_str()) {
+            continue;
+        }
+        let mut dims = Vec::new();
+        let mut float_data = Vec::new();
+        let (mut raw, mut external) = (None, Vec::new());
+        for (field, wire, mut payload) in fields(tensor) {
+            match (field, wire) {
+                (TENSOR_DIMS, 0) => dims.push(read_varint(&mut payload).unwrap_or(0) as usize),
+                (TENSOR_DIMS, 2) => {
+                    while let Ok(d) = read_varint(&mut payload) {
+                        dims.push(d as usize);
+                    }
+                }
+                (TENSOR_FLOAT_DATA, 5) => float_data.push(f32::from_le_bytes(payload.try_into().unwrap_or([0; 4]))),
+                (TENSOR_FLOAT_DATA, 2) => float_data.extend(payload.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
+                (TENSOR_RAW_DATA, 2) => raw = Some(payload.to_vec()),
+                (TENSOR_EXTERNAL_DATA, 2) => {
+                    if let (Some(k), Some(v)) = (string_field(payload, 1), string_field(payload, 2)) {
+                        external.push((k, v));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let element = varint_field(tensor, TENSOR_DATA_TYPE).unwrap_or(0) as i64;
+        let count: usize = dims.iter().product();
+        let width = match element {
+            1 => 4,
+            10 | 16 => 2,
+            other => return Err(format!("initializer {name} has element type {other}; only float weights can be patched")),
+        };
+        let raw = match (raw, external.is_empty()) {
+            (Some(raw), _) => Some(raw),
+            (None, false) => {
+                let get = |key: &str| external.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+                let location = get("location").ok_or_else(|| format!("initializer {name}: external data without a location"))?;
+                if location.contains("..") || Path::new(&location).is_absolute() {
+                    return Err(format!("initializer {name}: external data location {location:?} leaves the model folder"));
+                }
+                let offset: u64 = get("offset").and_then(|o| o.parse().ok()).unwrap_or(0);
+                let length = (count * width) as u64;
+                let file = path.parent().unwrap_or(Path::new(".")).join(&location);
+                let mut f = File::open(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+                let size = f.metadata().map_err(|e| e.to_string())?.len();
+                if offset.checked_add(length).is_none_or(|end| end > size) {
+                    return Err(format!("initializer {name}: {length} bytes at {offset} are past the end of {}", file.display()));
+                }
+                f.seek(SeekFrom::Start(offset)).map_err(|e| e.to_string())?;
+                let mut buf = vec![0u8; length as usize];
+                f.read_exact(&mut buf).map_err(|e| e.to_string())?;
+                Some(buf)
+            }
+            (None, true) => None,
+        };
+        let values: Vec<f32> = match (raw, element) {
+            (Some(raw), 1) => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            (Some(raw), 10) => raw.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            (Some(raw), _) => raw.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            (None, _) => float_data,
+        };
+        if values.len() != count {
+            return Err(format!("initializer {name} holds {} values for dims {dims:?}", values.len()));
+        }
+        found.insert(name, InitializerValues { dims, element, values });
+    }
+    Ok(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

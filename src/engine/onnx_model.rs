@@ -44,28 +44,49 @@ pub struct OnnxModel {
     output_names: Vec<String>,
 }
 
+/// Where the graph of a session comes from.
+pub enum GraphBytes<'a> {
+    /// The file at the model's path (external data beside it is read by ONNX Runtime).
+    File,
+    Memory(&'a [u8]),
+}
+
+/// Weights handed to ONNX Runtime with a graph (see [`OnnxModel::load_with_weights`]).
+#[derive(Default)]
+pub struct SuppliedWeights {
+    pub external: Vec<(String, DynValue)>,
+    pub overrides: Vec<(String, DynValue)>,
+}
+
 impl OnnxModel {
     /// Creates the session. External data files next to `model.onnx` are read from disk by ONNX Runtime.
     pub fn load(runtime: &Runtime, role: &'static str, path: &Path, threads: usize) -> Result<Self, EngineError> {
-        Self::create(runtime, role, path, threads, Vec::new(), |mut builder| builder.commit_from_file(path))
+        Self::create(runtime, role, path, threads, SuppliedWeights::default(), |mut builder| builder.commit_from_file(path))
     }
 
-    /// Creates the session of a weight-free template graph (`sdtool template`), its weights
-    /// supplied as external initializers (ONNX Runtime keeps the values; nothing is written).
-    pub fn load_template(
+    /// Creates a session from a graph in memory (a template compiled into the binary, or an edited
+    /// copy of a model; `path` names it in messages) with weights supplied by the caller:
+    /// `external` fill the initializers the graph declares external (ONNX Runtime keeps the
+    /// values; nothing is written to disk), `overrides` replace initializers the graph carries (a
+    /// LoRA-patched weight of an ONNX export).
+    pub fn load_with_weights(
         runtime: &Runtime,
         role: &'static str,
         path: &Path,
-        initializers: Vec<(String, DynValue)>,
+        graph: GraphBytes<'_>,
+        weights: SuppliedWeights,
         threads: usize,
     ) -> Result<Self, EngineError> {
-        Self::create(runtime, role, path, threads, initializers, |mut builder| builder.commit_from_file(path))
+        Self::create(runtime, role, path, threads, weights, |mut builder| match graph {
+            GraphBytes::File => builder.commit_from_file(path),
+            GraphBytes::Memory(bytes) => builder.commit_from_memory(bytes),
+        })
     }
 
     /// Creates the session from a graph held in memory (an edited copy of the model at `path`,
     /// which names it in messages). The graph must carry its weights inside.
     pub fn load_from_memory(runtime: &Runtime, role: &'static str, path: &Path, bytes: &[u8], threads: usize) -> Result<Self, EngineError> {
-        Self::create(runtime, role, path, threads, Vec::new(), |mut builder| builder.commit_from_memory(bytes))
+        Self::create(runtime, role, path, threads, SuppliedWeights::default(), |mut builder| builder.commit_from_memory(bytes))
     }
 
     fn create(
@@ -73,7 +94,7 @@ impl OnnxModel {
         role: &'static str,
         path: &Path,
         threads: usize,
-        initializers: Vec<(String, DynValue)>,
+        weights: SuppliedWeights,
         commit: impl FnOnce(ort::session::builder::SessionBuilder) -> ort::Result<Session>,
     ) -> Result<Self, EngineError> {
         let fail = |e: &dyn std::fmt::Display| EngineError::LoadSession { path: path.to_path_buf(), message: e.to_string() };
@@ -83,8 +104,11 @@ impl OnnxModel {
             .map_err(|e| fail(&e))?
             .with_inter_threads(1)
             .map_err(|e| fail(&e))?;
-        for (name, value) in initializers {
+        for (name, value) in weights.external {
             builder = builder.with_external_initializer(&name, value).map_err(|e| fail(&e))?;
+        }
+        for (name, value) in weights.overrides {
+            builder = builder.with_initializer(&name, value).map_err(|e| fail(&e))?;
         }
         let session = commit(builder).map_err(|e| fail(&e))?;
         let inputs = session

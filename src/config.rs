@@ -31,6 +31,9 @@ pub struct SettingsLayer {
     pub host: Option<IpAddr>,
     pub port: Option<u16>,
     pub models_dir: Option<PathBuf>,
+    /// Read-only model folders of other tools (an A1111 or ComfyUI install, or its `models`
+    /// folder), searched after the models dir.
+    pub extra_models_dirs: Option<Vec<PathBuf>>,
     pub outputs_dir: Option<PathBuf>,
     pub data_dir: Option<PathBuf>,
     pub threads: Option<usize>,
@@ -64,6 +67,8 @@ pub struct Settings {
     pub port: u16,
     /// Folder scanned for models in the diffusers ONNX layout.
     pub models_dir: PathBuf,
+    /// Other tools' model folders (A1111 or ComfyUI layout, detected), read-only.
+    pub extra_models_dirs: Vec<PathBuf>,
     /// Folder generated images are written to.
     pub outputs_dir: PathBuf,
     /// Folder for Easel's own state (job database, config file).
@@ -135,6 +140,9 @@ impl SettingsLayer {
             host: parsed(&lookup, "EASEL_HOST", "an IP address such as 127.0.0.1")?,
             port: parsed(&lookup, "EASEL_PORT", "a port number 0..65535")?,
             models_dir: path("EASEL_MODELS_DIR"),
+            extra_models_dirs: lookup("EASEL_EXTRA_MODELS_DIRS")
+                .filter(|v| !v.is_empty())
+                .map(|v| std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()).collect()),
             outputs_dir: path("EASEL_OUTPUTS_DIR"),
             data_dir: path("EASEL_DATA_DIR"),
             threads: parsed(&lookup, "EASEL_THREADS", "a whole number of threads")?,
@@ -164,6 +172,7 @@ impl SettingsLayer {
             host: over.host.or(self.host),
             port: over.port.or(self.port),
             models_dir: over.models_dir.or(self.models_dir),
+            extra_models_dirs: over.extra_models_dirs.or(self.extra_models_dirs),
             outputs_dir: over.outputs_dir.or(self.outputs_dir),
             data_dir: over.data_dir.or(self.data_dir),
             threads: over.threads.or(self.threads),
@@ -237,6 +246,7 @@ impl Settings {
             host,
             port: merged.port.unwrap_or(3000),
             models_dir: merged.models_dir.unwrap_or_else(|| default_models_dir(&data_dir)),
+            extra_models_dirs: merged.extra_models_dirs.unwrap_or_default(),
             outputs_dir: merged.outputs_dir.unwrap_or_else(|| data_dir.join("outputs")),
             data_dir,
             threads,

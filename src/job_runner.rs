@@ -33,6 +33,8 @@ pub struct EngineExecutor {
     pub resident_models: usize,
     /// Loaded models, least recently used first.
     loaded: Vec<SdModel>,
+    /// LoRA files read, kept across jobs.
+    lora_cache: crate::engine::lora::LoraCache,
     /// Step and load times, for `/metrics`.
     pub metrics: Arc<EngineMetrics>,
 }
@@ -54,6 +56,7 @@ impl EngineExecutor {
             residency,
             resident_models: resident_models.max(1),
             loaded: Vec::new(),
+            lora_cache: Default::default(),
             metrics: Arc::new(EngineMetrics::default()),
         }
     }
@@ -79,7 +82,9 @@ impl EngineExecutor {
             let started = std::time::Instant::now();
             let mut model = SdModel::load(&entry.path, rt, self.threads, self.residency).map_err(|e| ExecError::Failed(e.to_string()))?;
             model.name = entry.name;
-            model.add_embeddings_dir(self.registry.embeddings_dir());
+            for dir in self.registry.embeddings_dirs().into_iter().rev() {
+                model.add_embeddings_dir(dir);
+            }
             let seconds = started.elapsed().as_secs_f64();
             tracing::info!(model = name, seconds, "model loaded");
             self.metrics.model_load_seconds.observe(seconds);
@@ -127,7 +132,13 @@ impl JobExecutor for EngineExecutor {
         let name = settings.model.clone().unwrap_or_else(|| self.registry.default_name());
         let outputs_dir = self.outputs_dir.clone();
         let metrics = self.metrics.clone();
+        let (loras, vae) = self.registry.network_files(&settings).map_err(|e| ExecError::Failed(e.to_string()))?;
+        let mut cache = std::mem::take(&mut self.lora_cache);
         let model = self.model(&name)?;
+        let applied = model.use_networks(&mut cache, &loras, vae.as_deref());
+        self.lora_cache = cache;
+        let model = self.model(&name)?;
+        applied.map_err(|e| ExecError::Failed(e.to_string()))?;
         // Step time: between consecutive step callbacks (the first would include the text encoder).
         let mut last_step: Option<std::time::Instant> = None;
         let output = generate(model, &settings, &images, cancel, &mut |p| {

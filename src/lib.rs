@@ -39,6 +39,8 @@ pub mod logging;
 #[cfg(feature = "ssr")]
 pub mod metrics;
 #[cfg(feature = "ssr")]
+pub mod model_files;
+#[cfg(feature = "ssr")]
 pub mod model_registry;
 #[cfg(feature = "ssr")]
 pub mod server;

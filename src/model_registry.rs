@@ -16,6 +16,7 @@ use crate::config::Settings;
 use crate::engine::model::check_layout;
 use crate::hub::pull::ALIASES;
 use crate::hub::HubCache;
+use crate::model_files::{self, FileKind, NamedFile};
 
 /// The model used when a request names none and no default is configured.
 pub const FALLBACK_DEFAULT_MODEL: &str = "tiny-sd";
@@ -27,11 +28,16 @@ pub enum RegistryError {
     NotFound { name: String, known: Vec<String> },
     #[error("{name} is in the shared Hugging Face cache but was not pulled by Easel, so Easel leaves it alone; remove it with the tool that downloaded it (e.g. `huggingface-cli delete-cache`)")]
     NotOwned { name: String },
+    #[error("no file named {name:?} in the {kind} folders; available: {}", if known.is_empty() { "none".to_string() } else { known.join(", ") })]
+    NoFile { kind: &'static str, name: String, known: Vec<String> },
     #[error("cannot update {path}: {message}")]
     Io { path: PathBuf, message: String },
     #[error("the default model is fixed to {fixed:?} by --default-model, EASEL_DEFAULT_MODEL or default_model in easel.toml; remove that setting to choose the default here")]
     DefaultFixed { fixed: String },
 }
+
+/// LoRA files with their (UNet, text-encoder) weights, and the VAE file, of one generation.
+pub type NetworkFiles = (Vec<(PathBuf, f32, f32)>, Option<PathBuf>);
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct StoredState {
@@ -45,6 +51,8 @@ struct StoredState {
 #[derive(Clone)]
 pub struct ModelRegistry {
     models_dir: PathBuf,
+    /// Other tools' model folders (`--extra-models-dir`), read-only.
+    extra_dirs: Vec<PathBuf>,
     hub: HubCache,
     state_path: PathBuf,
     configured_default: Option<String>,
@@ -64,11 +72,60 @@ struct Candidate {
 
 impl ModelRegistry {
     pub fn new(models_dir: PathBuf, hub: HubCache, data_dir: &Path, configured_default: Option<String>) -> Self {
-        Self { models_dir, hub, state_path: data_dir.join(STATE_FILE), configured_default, state_lock: Arc::new(Mutex::new(())) }
+        Self {
+            models_dir,
+            extra_dirs: Vec::new(),
+            hub,
+            state_path: data_dir.join(STATE_FILE),
+            configured_default,
+            state_lock: Arc::new(Mutex::new(())),
+        }
+    }
+
+    /// Also reads these folders of other tools (read-only; layout detected, see [`model_files`]).
+    pub fn with_extra_dirs(mut self, dirs: Vec<PathBuf>) -> Self {
+        self.extra_dirs = dirs;
+        self
     }
 
     pub fn from_settings(settings: &Settings) -> Self {
         Self::new(settings.models_dir.clone(), HubCache::new(&settings.hub_cache), &settings.data_dir, settings.default_model.clone())
+            .with_extra_dirs(settings.extra_models_dirs.clone())
+    }
+
+    /// Every weights file of `kind` (checkpoints, LoRAs, VAEs, embeddings) in the models dir and
+    /// the extra dirs.
+    pub fn files(&self, kind: FileKind) -> Vec<NamedFile> {
+        model_files::list(&self.models_dir, &self.extra_dirs, kind)
+    }
+
+    /// The file of `kind` that `name` selects (see [`model_files::find`]); the error lists what
+    /// there is.
+    pub fn find_file(&self, kind: FileKind, name: &str) -> Result<NamedFile, RegistryError> {
+        model_files::find(&self.models_dir, &self.extra_dirs, kind, name).ok_or_else(|| RegistryError::NoFile {
+            kind: kind.easel_folder(),
+            name: name.to_string(),
+            known: self.files(kind).into_iter().map(|f| f.name).collect(),
+        })
+    }
+
+    /// The LoRA files (with their UNet and text-encoder weights) and the VAE file `settings` name.
+    pub fn network_files(&self, settings: &crate::api::GenerationSettings) -> Result<NetworkFiles, RegistryError> {
+        let loras = settings
+            .all_loras()
+            .iter()
+            .map(|l| {
+                let (unet, text) = l.weights();
+                Ok((self.find_file(FileKind::Lora, &l.name)?.path, unet, text))
+            })
+            .collect::<Result<_, RegistryError>>()?;
+        let vae = settings.vae.as_deref().map(|v| self.find_file(FileKind::Vae, v).map(|f| f.path)).transpose()?;
+        Ok((loras, vae))
+    }
+
+    /// Every folder embeddings are read from: the models dir's, then the extra dirs'.
+    pub fn embeddings_dirs(&self) -> Vec<PathBuf> {
+        model_files::folders(&self.models_dir, &self.extra_dirs, FileKind::Embedding).into_iter().map(|(d, _)| d).collect()
     }
 
     pub fn models_dir(&self) -> &Path {
@@ -115,6 +172,10 @@ impl ModelRegistry {
                 found.push(Candidate { name, path, location: ModelLocation::ModelsDir, repo_id: None, commit: None, aliases: Vec::new() });
             }
         }
+        for file in self.files(FileKind::Checkpoint) {
+            let location = if file.extra { ModelLocation::ExtraDir } else { ModelLocation::ModelsDir };
+            found.push(Candidate { name: file.name, path: file.path, location, repo_id: None, commit: None, aliases: Vec::new() });
+        }
         for snapshot in self.hub.snapshots().into_iter().filter(|s| check_layout(&s.dir).is_ok()) {
             let name = hub_model_name(&snapshot.repo_id, &snapshot.refs, &snapshot.commit);
             let aliases = ALIASES
@@ -148,7 +209,10 @@ impl ModelRegistry {
             (Some(repo), Some(commit)) => state.pulled.contains(&format!("{repo}@{commit}")),
             _ => false,
         };
+        let is_file = c.path.is_file();
         let source = match c.location {
+            ModelLocation::ModelsDir if is_file => "checkpoint file".into(),
+            ModelLocation::ExtraDir => "checkpoint file in an extra models dir (read-only)".into(),
             ModelLocation::ModelsDir => source.unwrap_or_else(|| "local folder".into()),
             ModelLocation::HubCache if pulled => "pulled from the hub by Easel".into(),
             ModelLocation::HubCache => "hub cache (downloaded by another tool)".into(),
@@ -156,7 +220,7 @@ impl ModelRegistry {
         ModelEntry {
             is_default: c.name == default || c.aliases.iter().any(|a| a == default),
             removable: c.location == ModelLocation::ModelsDir || pulled,
-            size_bytes: dir_size(&c.path),
+            size_bytes: if is_file { std::fs::metadata(&c.path).map_or(0, |m| m.len()) } else { dir_size(&c.path) },
             precision,
             source,
             name: c.name,
@@ -218,6 +282,10 @@ impl ModelRegistry {
         let io = |e: std::io::Error| RegistryError::Io { path: entry.path.clone(), message: e.to_string() };
         let freed = match (&entry.repo_id, &entry.commit) {
             (Some(repo), Some(commit)) => self.hub.remove_snapshot(repo, commit).map_err(io)?,
+            _ if entry.path.is_file() => {
+                std::fs::remove_file(&entry.path).map_err(io)?;
+                entry.size_bytes
+            }
             _ => {
                 let size = entry.size_bytes;
                 std::fs::remove_dir_all(&entry.path).map_err(io)?;
@@ -272,6 +340,9 @@ pub fn dir_size(path: &Path) -> u64 {
 /// `(precision, source)`: from `easel-model.json` (written by `models/sdtool`) when present,
 /// otherwise the precision read from the UNet graph.
 fn provenance(path: &Path) -> (String, Option<String>) {
+    if path.is_file() {
+        return (checkpoint_precision(path), None);
+    }
     let json = std::fs::read_to_string(path.join("easel-model.json")).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
     let recorded = json.as_ref().and_then(|j| j["dtype"].as_str()).map(str::to_string);
     let source = json.as_ref().and_then(|j| j["source"]["kind"].as_str()).map(str::to_string);
@@ -281,6 +352,12 @@ fn provenance(path: &Path) -> (String, Option<String>) {
             .unwrap_or_else(|_| "unknown".into())
     });
     (precision, source)
+}
+
+/// The element type most of a checkpoint's tensors have (`float16`, `bfloat16`, `float32`), from
+/// its header.
+fn checkpoint_precision(path: &Path) -> String {
+    crate::engine::checkpoint::Checkpoint::open(path).map(|c| c.precision().to_string()).unwrap_or_else(|_| "unknown".into())
 }
 
 #[cfg(test)]

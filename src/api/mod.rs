@@ -9,6 +9,7 @@
 //!   [`Outpaint`], [`Hires`] and its [`Upscaler`]), its defaults and limits.
 //! - [`job`]: [`JobStatus`], [`JobView`], [`ImageView`], [`HistoryPage`], [`JobEvent`].
 //! - [`model`]: [`ModelEntry`] and [`AliasView`].
+//! - [`networks`]: [`LoraRef`] (a LoRA and its weights), A1111's `<lora:…>` prompt tags, the VAE choice.
 //! - [`prompt`]: [`PromptSyntax`], CLIP skip, and [`PromptTokens`] (the prompt box's token counter).
 //! - [`pull`]: [`PullStatus`], the progress of a model download.
 //!
@@ -18,6 +19,7 @@
 pub mod image_modes;
 pub mod job;
 pub mod model;
+pub mod networks;
 pub mod prompt;
 pub mod pull;
 pub mod request;
@@ -26,6 +28,7 @@ pub mod sampler;
 pub use image_modes::{Hires, HiresRequest, Outpaint, UploadView, Upscaler};
 pub use job::{image_url, HistoryPage, ImageView, JobEvent, JobEventKind, JobStatus, JobView, ProgressView, OUTPUTS_URL_PREFIX};
 pub use model::{AliasView, ModelEntry, ModelLocation};
+pub use networks::LoraRef;
 pub use prompt::{PromptSyntax, PromptTokens};
 pub use pull::{FileState, PullFile, PullState, PullStatus};
 pub use request::{FieldError, GenerateRequest, GenerationSettings};

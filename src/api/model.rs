@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 pub enum ModelLocation {
     ModelsDir,
     HubCache,
+    /// A folder of another tool given with `--extra-models-dir` (read-only).
+    ExtraDir,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

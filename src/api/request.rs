@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::image_modes::{Hires, HiresRequest, ImageFields, Outpaint};
+use super::networks::{extra_network_tags, LoraRef, MAX_LORAS, MODEL_OWN_VAE};
 use super::prompt::{default_clip_skip, recorded_prompt_syntax, PromptSyntax, MAX_CLIP_SKIP};
 use super::sampler::{Sampler, Schedule};
 
@@ -79,6 +80,13 @@ pub struct GenerateRequest {
     /// CLIP skip, A1111's count: 1 = the last layer, 2 = the one before [default: 1].
     #[serde(default)]
     pub clip_skip: Option<u32>,
+    /// LoRAs to apply, each with its weight (in the `a1111` syntax, `<lora:NAME:W>` tags in the
+    /// prompt add to these).
+    #[serde(default)]
+    pub loras: Option<Vec<LoraRef>>,
+    /// A VAE name from the VAE list to use instead of the model's own (`automatic`: the model's).
+    #[serde(default)]
+    pub vae: Option<String>,
 }
 
 /// A request with every default applied and every rule checked: what the engine runs and what is
@@ -122,6 +130,13 @@ pub struct GenerationSettings {
     /// CLIP skip (1 = last layer).
     #[serde(default = "default_clip_skip")]
     pub clip_skip: u32,
+    /// LoRAs from the `loras` field (the prompt's `<lora:…>` tags are read from the prompt, see
+    /// [`GenerationSettings::all_loras`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loras: Vec<LoraRef>,
+    /// The VAE used instead of the model's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vae: Option<String>,
 }
 
 impl GenerationSettings {
@@ -131,6 +146,16 @@ impl GenerationSettings {
             Some(h) => h.target_size(self.width, self.height),
             None => (self.width, self.height),
         }
+    }
+
+    /// Every LoRA this generation applies: the `loras` field, then the prompt's `<lora:…>` tags
+    /// (`a1111` syntax only).
+    pub fn all_loras(&self) -> Vec<LoraRef> {
+        let mut all = self.loras.clone();
+        if self.prompt_syntax == PromptSyntax::A1111 {
+            all.extend(extra_network_tags(&self.prompt).1);
+        }
+        all
     }
 
     /// The size the init image is resized to before it is used (the canvas minus any outpaint).
@@ -259,6 +284,23 @@ impl GenerateRequest {
                 format!("clip_skip {clip_skip} is outside 1..{MAX_CLIP_SKIP} (1 = last layer, 2 = the one before)"),
             ));
         }
+        let loras = self.loras.clone().unwrap_or_default();
+        errors.extend(loras.iter().filter_map(LoraRef::problem).map(|m| FieldError::new("loras", m)));
+        if prompt_syntax == Some(PromptSyntax::A1111) {
+            let (_, tagged, bad) = extra_network_tags(&self.prompt);
+            errors
+                .extend(bad.iter().map(|t| FieldError::new("prompt", format!("{t}: LoRA weights must be numbers, as in <lora:name:0.8>"))));
+            errors.extend(tagged.iter().filter_map(LoraRef::problem).map(|m| FieldError::new("prompt", m)));
+            if loras.len() + tagged.len() > MAX_LORAS {
+                errors.push(FieldError::new("loras", format!("{} LoRAs asked for; at most {MAX_LORAS}", loras.len() + tagged.len())));
+            }
+        } else if loras.len() > MAX_LORAS {
+            errors.push(FieldError::new("loras", format!("{} LoRAs asked for; at most {MAX_LORAS}", loras.len())));
+        }
+        let vae = self.vae.as_deref().map(str::trim).filter(|v| !MODEL_OWN_VAE.contains(&v.to_ascii_lowercase().as_str()));
+        if let Some(v) = vae.filter(|v| v.len() > 255) {
+            errors.push(FieldError::new("vae", format!("vae name of {} characters; at most 255", v.len())));
+        }
         let (Some(sampler), Some(schedule), Some(prompt_syntax)) = (sampler, schedule, prompt_syntax) else { return Err(errors) };
         if !errors.is_empty() {
             return Err(errors);
@@ -283,6 +325,8 @@ impl GenerateRequest {
             hires: images.hires,
             prompt_syntax,
             clip_skip,
+            loras,
+            vae: vae.map(str::to_string),
         })
     }
 
@@ -300,7 +344,7 @@ impl GenerateRequest {
 }
 
 /// Field names a request body may contain.
-pub const REQUEST_FIELDS: [&str; 19] = [
+pub const REQUEST_FIELDS: [&str; 21] = [
     "prompt",
     "negative_prompt",
     "seed",
@@ -320,6 +364,8 @@ pub const REQUEST_FIELDS: [&str; 19] = [
     "hires",
     "prompt_syntax",
     "clip_skip",
+    "loras",
+    "vae",
 ];
 
 impl GenerateRequest {
@@ -353,6 +399,7 @@ impl GenerateRequest {
         let init_image = text("init_image");
         let mask = text("mask");
         let prompt_syntax = text("prompt_syntax");
+        let vae = text("vae");
         let mut whole = |name: &str, max: u64| -> Option<u64> {
             let v = present(name)?;
             match v.as_u64() {
@@ -387,6 +434,13 @@ impl GenerateRequest {
             r#"{"scale": 2, "strength": 0.55, "steps": 0, "upscaler": "latent"}"#,
             &mut errors,
         );
+        let loras = present("loras").and_then(|v| match serde_json::from_value::<Vec<LoraRef>>(v.clone()) {
+            Ok(list) => Some(list),
+            Err(e) => {
+                errors.push(FieldError::new("loras", format!("loras must be a list like [{{\"name\": \"ink\", \"weight\": 0.8}}]: {e}")));
+                None
+            }
+        });
         if prompt.is_none() && !errors.iter().any(|e| e.field == "prompt") {
             errors.push(FieldError::new("prompt", "prompt is required (it may be an empty string)"));
         }
@@ -413,6 +467,8 @@ impl GenerateRequest {
             hires,
             prompt_syntax,
             clip_skip,
+            loras,
+            vae,
         })
     }
 }

@@ -256,6 +256,8 @@ impl FormValues {
             hires: image.hires,
             prompt_syntax: Some(self.prompt_syntax.clone()),
             clip_skip: small(clip_skip),
+            loras: None,
+            vae: None,
         })
     }
 }
@@ -911,6 +913,8 @@ mod tests {
             hires: None,
             prompt_syntax: crate::api::PromptSyntax::A1111,
             clip_skip: 1,
+            loras: Vec::new(),
+            vae: None,
         };
         let again = FormValues::from_settings(&settings).to_request().unwrap().resolve(|| 0).unwrap();
         assert_eq!(again, settings);

@@ -105,6 +105,43 @@ pub struct GenerateArgs {
     /// (a shorter one padded by repeating its last token).
     #[arg(long, value_name = "FILE.npy")]
     pub save_embeddings: Option<PathBuf>,
+    /// Apply a LoRA: a .safetensors file or a name from the loras folders, with its weight
+    /// [default weight: 1]. Repeatable. In the a1111 prompt syntax `<lora:NAME:W>` also works.
+    #[arg(long, value_name = "PATH:WEIGHT")]
+    pub lora: Vec<String>,
+    /// Use this VAE instead of the model's own: a .safetensors file or a name from the vae folders.
+    #[arg(long, value_name = "PATH")]
+    pub vae: Option<String>,
+}
+
+/// `PATH[:WEIGHT]` of `--lora`: the file (or name) and the weight.
+fn lora_arg(arg: &str) -> Result<(String, f32), GenerateError> {
+    match arg.rsplit_once(':') {
+        Some((path, weight)) if !path.is_empty() => match weight.trim().parse::<f32>() {
+            Ok(w) => Ok((path.to_string(), w)),
+            Err(_) => Err(GenerateError::Invalid(vec![FieldError::new(
+                "lora",
+                format!("--lora {arg}: the weight {weight:?} is not a number; write PATH:0.8"),
+            )])),
+        },
+        _ => Ok((arg.to_string(), 1.0)),
+    }
+}
+
+/// A file given on the command line, or else a name the registry finds in `kind`'s folders.
+fn file_or_name(
+    registry: &crate::model_registry::ModelRegistry,
+    kind: crate::model_files::FileKind,
+    given: &str,
+) -> Result<PathBuf, GenerateError> {
+    let path = PathBuf::from(given);
+    if path.is_file() {
+        return Ok(path);
+    }
+    registry
+        .find_file(kind, given)
+        .map(|f| f.path)
+        .map_err(|e| GenerateError::Invalid(vec![FieldError::new(kind.easel_folder(), e.to_string())]))
 }
 
 /// Reads a picture given on the command line, as [`uploads::decode`] does for uploads.
@@ -152,7 +189,7 @@ impl GenerateError {
 /// Returns the folder and the name to record in image metadata.
 pub fn resolve_model_dir(model: Option<&str>, settings: &crate::config::Settings) -> Result<(PathBuf, String), EngineError> {
     let direct = PathBuf::from(model.unwrap_or_default());
-    if model.is_some() && direct.is_dir() {
+    if model.is_some() && (direct.is_dir() || direct.is_file()) {
         let name =
             direct.canonicalize().unwrap_or(direct.clone()).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         return Ok((direct, name));
@@ -222,20 +259,48 @@ pub fn run(args: &GenerateArgs, settings: &crate::config::Settings) -> Result<()
         hires: args.hires(),
         prompt_syntax: args.prompt_syntax.clone(),
         clip_skip: args.clip_skip,
+        loras: None,
+        vae: None,
     };
+    let registry = crate::model_registry::ModelRegistry::from_settings(settings);
+    let mut lora_files = Vec::new();
+    let mut lora_refs = Vec::new();
+    for arg in &args.lora {
+        let (given, weight) = lora_arg(arg)?;
+        let path = file_or_name(&registry, crate::model_files::FileKind::Lora, &given)?;
+        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        lora_refs.push(crate::api::LoraRef { name, weight, text_encoder_weight: None });
+        lora_files.push((path, weight, weight));
+    }
+    request.loras = (!lora_refs.is_empty()).then_some(lora_refs);
+    let vae_file = args.vae.as_deref().map(|v| file_or_name(&registry, crate::model_files::FileKind::Vae, v)).transpose()?;
+    request.vae = vae_file.as_ref().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned());
     if let Some((image, _)) = &init {
         request.size_from_image(image.width(), image.height());
     }
     let resolved = request.resolve(crate::api::request::random_seed).map_err(GenerateError::Invalid)?;
+    // The prompt's <lora:…> tags name files in the loras folders.
+    if resolved.prompt_syntax == crate::api::PromptSyntax::A1111 {
+        for tag in crate::api::networks::extra_network_tags(&resolved.prompt).1 {
+            let path = file_or_name(&registry, crate::model_files::FileKind::Lora, &tag.name)?;
+            let (unet, text) = tag.weights();
+            lora_files.push((path, unet, text));
+        }
+    }
     let failed = |e: EngineError| GenerateError::Failed(e.to_string());
     let rt = runtime::runtime().map_err(|e| failed(e.into()))?;
     let (dir, name) = resolve_model_dir(args.model.as_deref(), settings).map_err(GenerateError::BadModel)?;
-    crate::engine::model::check_layout(&dir).map_err(GenerateError::BadModel)?;
+    if dir.is_dir() {
+        crate::engine::model::check_layout(&dir).map_err(GenerateError::BadModel)?;
+    }
     let residency = if settings.low_memory { Residency::LowMemory } else { Residency::Warm };
     let load_started = Instant::now();
     let mut model = SdModel::load(&dir, rt, settings.threads, residency).map_err(failed)?;
     model.name = name;
-    model.add_embeddings_dir(crate::model_registry::ModelRegistry::from_settings(settings).embeddings_dir());
+    for dir in registry.embeddings_dirs().into_iter().rev() {
+        model.add_embeddings_dir(dir);
+    }
+    model.use_networks(&mut crate::engine::lora::LoraCache::default(), &lora_files, vae_file.as_deref()).map_err(failed)?;
     model.embedding_sources.files.extend(embedding_files(&args.embedding)?);
     eprintln!(
         "model {} ({}) loaded in {:.2} s; seed {}",

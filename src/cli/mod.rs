@@ -79,6 +79,10 @@ pub struct SettingsArgs {
     /// Folder of models in the diffusers ONNX layout [default: ./models if it exists, else <data-dir>/models].
     #[arg(long, value_name = "DIR")]
     pub models_dir: Option<PathBuf>,
+    /// A model folder of another tool, read-only: an AUTOMATIC1111 or ComfyUI install (or its
+    /// `models` folder), layout detected. Repeatable.
+    #[arg(long, value_name = "DIR")]
+    pub extra_models_dir: Vec<PathBuf>,
     /// Folder for generated images [default: <data-dir>/outputs].
     #[arg(long, value_name = "DIR")]
     pub outputs_dir: Option<PathBuf>,
@@ -114,6 +118,7 @@ impl SettingsArgs {
             host: self.host,
             port: self.port,
             models_dir: self.models_dir.clone(),
+            extra_models_dirs: (!self.extra_models_dir.is_empty()).then(|| self.extra_models_dir.clone()),
             outputs_dir: self.outputs_dir.clone(),
             data_dir: self.data_dir.clone(),
             threads: self.threads,

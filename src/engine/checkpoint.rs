@@ -245,6 +245,19 @@ impl Checkpoint {
         classify(&self.shapes())
     }
 
+    /// The element type most of the tensors have: `float16`, `bfloat16` or `float32`.
+    pub fn precision(&self) -> &'static str {
+        let count = |d: &str| self.tensors.values().filter(|e| e.dtype == d).count();
+        let (f16, bf16, f32) = (count("F16"), count("BF16"), count("F32"));
+        if f16 >= bf16 && f16 > f32 {
+            "float16"
+        } else if bf16 > f32 {
+            "bfloat16"
+        } else {
+            "float32"
+        }
+    }
+
     /// Every tensor's key.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.tensors.keys().map(String::as_str)

@@ -55,7 +55,8 @@ pub fn infotext_with(settings: &GenerationSettings, model_name: &str, model_hash
         ("Seed", settings.seed.to_string()),
         ("Size", format!("{}x{}", settings.width, settings.height)),
         ("Model hash", model_hash.to_string()),
-        ("Model", model_name.to_string()),
+        // A1111 names a checkpoint by its file name without the extension.
+        ("Model", model_name.strip_suffix(".safetensors").unwrap_or(model_name).to_string()),
     ];
     if let Some(strength) = settings.strength.or(settings.hires.map(|h| h.strength)) {
         pairs.push(("Denoising strength", python_float(strength as f32)));
@@ -106,6 +107,8 @@ mod tests {
             hires: None,
             prompt_syntax: crate::api::PromptSyntax::A1111,
             clip_skip: 1,
+            loras: Vec::new(),
+            vae: None,
         }
     }
 

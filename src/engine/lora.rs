@@ -319,6 +319,36 @@ impl LoraSet {
     }
 }
 
+/// LoRA files already read, by path (a file changed on disk is read again).
+#[derive(Default)]
+pub struct LoraCache {
+    loaded: HashMap<PathBuf, (Option<std::time::SystemTime>, Arc<Lora>)>,
+}
+
+impl LoraCache {
+    /// The LoRA at `path`, read once.
+    pub fn get(&mut self, path: &Path) -> Result<Arc<Lora>, LoraError> {
+        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        if let Some((stamp, lora)) = self.loaded.get(path) {
+            if *stamp == modified {
+                return Ok(lora.clone());
+            }
+        }
+        let lora = Arc::new(Lora::open(path)?);
+        if self.loaded.len() >= 32 {
+            self.loaded.clear();
+        }
+        self.loaded.insert(path.to_path_buf(), (modified, lora.clone()));
+        Ok(lora)
+    }
+
+    /// A set from `(file, unet weight, text-encoder weight)` entries.
+    pub fn set(&mut self, entries: &[(PathBuf, f32, f32)]) -> Result<LoraSet, LoraError> {
+        let entries = entries.iter().map(|(path, u, t)| Ok((self.get(path)?, *u, *t))).collect::<Result<_, LoraError>>()?;
+        Ok(LoraSet { entries })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -566,6 +566,32 @@ impl SdModel {
         Ok(())
     }
 
+    /// A1111's infotext entries for the LoRAs and the VAE in use: `Lora hashes`, `VAE hash` (first
+    /// 10 hex digits of the file's sha256) and `VAE` (its file name without extension).
+    pub fn network_parameters(&self) -> Vec<(&'static str, String)> {
+        let mut out: Vec<(&'static str, String)> = self.loras.infotext_hashes().map(|h| ("Lora hashes", h)).into_iter().collect();
+        if let Some(vae) = &self.vae_file {
+            if let Ok(hash) = super::file_hash::cached_sha256_from(vae, 0) {
+                out.push(("VAE hash", hash[..10].to_string()));
+            }
+            out.push(("VAE", vae.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()));
+        }
+        out
+    }
+
+    /// Applies the LoRA files (`(file, unet weight, text-encoder weight)`) and the VAE file a
+    /// generation names, read through `cache`; sessions are rebuilt only for what changed.
+    pub fn use_networks(
+        &mut self,
+        cache: &mut super::lora::LoraCache,
+        loras: &[(PathBuf, f32, f32)],
+        vae: Option<&Path>,
+    ) -> Result<(), EngineError> {
+        let set = cache.set(loras).map_err(|e| EngineError::Weights(e.to_string()))?;
+        self.set_loras(set)?;
+        self.set_vae(vae)
+    }
+
     /// The LoRAs applied now.
     pub fn loras(&self) -> &LoraSet {
         &self.loras

@@ -749,6 +749,8 @@ pub(crate) mod tests {
             hires: None,
             prompt_syntax: crate::api::PromptSyntax::Plain,
             clip_skip: 1,
+            loras: Vec::new(),
+            vae: None,
         }
     }
 

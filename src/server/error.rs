@@ -37,7 +37,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Invalid(fields) => return Self::unprocessable(fields.clone()),
             ServiceError::JobNotFound(_) | ServiceError::ImageNotFound(_) | ServiceError::PullNotFound(_) => StatusCode::NOT_FOUND,
             ServiceError::JobAlreadyFinished { .. } | ServiceError::PullAlreadyEnded { .. } => StatusCode::CONFLICT,
-            ServiceError::Registry(RegistryError::NotFound { .. }) => StatusCode::NOT_FOUND,
+            ServiceError::Registry(RegistryError::NotFound { .. } | RegistryError::NoFile { .. }) => StatusCode::NOT_FOUND,
             ServiceError::Registry(RegistryError::NotOwned { .. } | RegistryError::DefaultFixed { .. }) => StatusCode::CONFLICT,
             ServiceError::Registry(RegistryError::Io { .. }) | ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ServiceError::Hub(_) => StatusCode::BAD_GATEWAY,

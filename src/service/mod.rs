@@ -325,7 +325,23 @@ impl Easel {
             // Aliases and the default resolve now, so the job records the exact model it runs on.
             let registry = self.registry.clone();
             let wanted = s.model.clone();
-            match blocking(move || registry.resolve(wanted.as_deref())).await {
+            let (loras, vae) = (s.all_loras(), s.vae.clone());
+            let (entry, file_errors) = blocking(move || {
+                // LoRA and VAE names are checked now, so a typo is a 422, not a failed job.
+                let mut errors = Vec::new();
+                for lora in &loras {
+                    if let Err(e) = registry.find_file(crate::model_files::FileKind::Lora, &lora.name) {
+                        errors.push(FieldError::new("loras", e.to_string()));
+                    }
+                }
+                if let Some(Err(e)) = vae.map(|v| registry.find_file(crate::model_files::FileKind::Vae, &v)) {
+                    errors.push(FieldError::new("vae", e.to_string()));
+                }
+                Ok::<_, ServiceError>((registry.resolve(wanted.as_deref()), errors))
+            })
+            .await?;
+            errors.extend(file_errors);
+            match entry {
                 Ok(entry) => s.model = Some(entry.name),
                 Err(e) => errors.push(FieldError::new("model", e.to_string())),
             }

@@ -91,13 +91,17 @@ pub struct Output {
     pub prompt_notes: Vec<String>,
     /// Textual-inversion embeddings the prompts used (name and file hash).
     pub embeddings_used: Vec<crate::engine::prompt::EmbeddingUse>,
+    /// A1111's `Lora hashes`, `VAE hash` and `VAE` for the LoRAs and VAE the model ran with.
+    pub network_parameters: Vec<(&'static str, String)>,
     pub timings: Timings,
 }
 
 impl Output {
     /// Infotext parameters only the run knows: A1111's `TI hashes` when embeddings were used.
     pub fn extra_parameters(&self) -> Vec<(&'static str, String)> {
-        crate::engine::prompt::ti_hashes(&self.embeddings_used).map(|h| ("TI hashes", h)).into_iter().collect()
+        let mut extra: Vec<(&'static str, String)> = self.network_parameters.clone();
+        extra.extend(crate::engine::prompt::ti_hashes(&self.embeddings_used).map(|h| ("TI hashes", h)));
+        extra
     }
 }
 
@@ -331,6 +335,7 @@ pub fn generate(
         text_embeddings_shape,
         prompt_notes: text.prompt.notes.clone(),
         embeddings_used: text.prompt.embeddings_used.clone(),
+        network_parameters: model.network_parameters(),
         timings,
     })
 }

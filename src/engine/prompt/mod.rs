@@ -157,7 +157,9 @@ pub fn encode(model: &mut SdModel, request: &PromptRequest<'_>, cancel: &CancelT
                 let encoded = a1111_batch(&mut encoder, &*tokenizer, &embeddings, &texts, cancel)?;
                 Ok(Scheduled { entries: schedule.iter().map(|(end, _)| *end).zip(encoded).collect() })
             };
-            let conds = a1111::and_parts(request.prompt)
+            // Extra-network tags (`<lora:…>`) are applied to the model, not encoded.
+            let (prompt, _, _) = crate::api::networks::extra_network_tags(request.prompt);
+            let conds = a1111::and_parts(&prompt)
                 .iter()
                 .map(|p| Ok((p.weight as f32, scheduled(&p.text)?)))
                 .collect::<Result<Vec<_>, EngineError>>()?;
@@ -320,7 +322,8 @@ pub fn tokens_view(
         PromptSyntax::A1111 => {
             let mut chunk_list = Vec::new();
             let mut count = 0;
-            for part in a1111::and_parts(text) {
+            let (text, _, _) = crate::api::networks::extra_network_tags(text);
+            for part in a1111::and_parts(&text) {
                 let first = a1111::schedule(&part.text, crate::api::request::DEFAULT_STEPS as usize, None)
                     .into_iter()
                     .next()

@@ -27,7 +27,7 @@ fn template_session(checkpoint: &Checkpoint, graph: &str) -> OnnxModel {
     let weights = read_template_weights(&dir.join("weights.json")).unwrap();
     let external = checkpoint.initializers(&weights, graph, &|_| None).unwrap();
     let path = dir.join("model.onnx");
-    OnnxModel::load_with_weights(rt, "template", &path, GraphBytes::File, SuppliedWeights { external, overrides: Vec::new() }, 1).unwrap()
+    OnnxModel::load_with_weights(rt, "template", &path, GraphBytes::File, SuppliedWeights { external }, 1).unwrap()
 }
 
 fn export_session(graph: &str) -> OnnxModel {

@@ -107,6 +107,16 @@ fn lora_tag(params: &str) -> Option<LoraRef> {
     Some(LoraRef { name, weight: unet, text_encoder_weight: (te != unet).then_some(te) })
 }
 
+/// A LoRA or VAE file as the lists show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WeightsFileView {
+    /// What `loras[].name` / `vae` take: the path in its folder (`style/ink.safetensors`).
+    pub name: String,
+    pub size_bytes: u64,
+    /// In an extra models dir (another tool's folder, never changed by Easel).
+    pub read_only: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,5 @@
-//! `easel pull` and `easel models {list,show,rm,default}`: the command-line face of
-//! [`crate::hub`] and [`crate::model_registry`].
+//! `easel pull` and `easel models {list,show,rm,default,merge}`: the command-line face of
+//! [`crate::hub`], [`crate::model_registry`] and [`crate::engine::merge`].
 
 use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal, Write};
@@ -11,8 +11,10 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::api::pull::{human_bytes, FileState, PullStatus};
 use crate::api::ModelEntry;
 use crate::config::Settings;
+use crate::engine::merge::{merge, MergeMode, MergeRequest};
 use crate::hub::pull::{pull, PullRequest};
 use crate::hub::HubClient;
+use crate::model_files::FileKind;
 use crate::model_registry::{ModelRegistry, RegistryError};
 
 #[derive(Args, Debug)]
@@ -45,6 +47,33 @@ pub enum ModelsCommand {
     },
     /// Set the model used when a request names none (stored in the data dir).
     Default { name: String },
+    /// Merge two checkpoints into a new .safetensors checkpoint (A1111's checkpoint merger).
+    Merge {
+        /// A, the primary model (a name in checkpoints/ or a .safetensors path); the output has its keys.
+        a: String,
+        /// B, the secondary model.
+        b: String,
+        /// Weighted sum: B's share, (1 - alpha)*A + alpha*B. Add difference: A + alpha*(B - base).
+        #[arg(long, default_value_t = 0.3)]
+        alpha: f64,
+        #[arg(long, value_enum, default_value_t = MergeModeArg::WeightedSum)]
+        mode: MergeModeArg,
+        /// C, the model B was trained from (add difference only).
+        #[arg(long)]
+        base: Option<String>,
+        /// A name (written to the models dir's checkpoints/ as NAME.safetensors) or a path ending in .safetensors.
+        #[arg(long)]
+        output: String,
+        /// Replace the output file if it exists.
+        #[arg(long)]
+        overwrite: bool,
+    },
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeModeArg {
+    WeightedSum,
+    AddDifference,
 }
 
 /// Progress bars for a pull: one overall, one per file while it downloads.
@@ -197,6 +226,42 @@ pub fn models_command(command: &ModelsCommand, settings: &Settings) -> anyhow::R
         ModelsCommand::Default { name } => {
             let m = registry.set_default(name)?;
             println!("{} is now the default model", m.name);
+        }
+        ModelsCommand::Merge { a, b, alpha, mode, base, output, overwrite } => {
+            let input = |name: &str| -> anyhow::Result<std::path::PathBuf> {
+                let path = std::path::Path::new(name);
+                if path.is_file() {
+                    return Ok(path.to_path_buf());
+                }
+                Ok(registry.find_file(FileKind::Checkpoint, name)?.path)
+            };
+            let output = if output.ends_with(".safetensors") || output.contains(std::path::MAIN_SEPARATOR) || output.contains('/') {
+                std::path::PathBuf::from(output)
+            } else {
+                registry.models_dir().join(FileKind::Checkpoint.easel_folder()).join(format!("{output}.safetensors"))
+            };
+            let request = MergeRequest {
+                a: input(a)?,
+                b: input(b)?,
+                c: base.as_deref().map(input).transpose()?,
+                mode: match mode {
+                    MergeModeArg::WeightedSum => MergeMode::WeightedSum,
+                    MergeModeArg::AddDifference => MergeMode::AddDifference,
+                },
+                multiplier: *alpha,
+                output,
+                overwrite: *overwrite,
+            };
+            let started = std::time::Instant::now();
+            let report = merge(&request)?;
+            println!(
+                "wrote {} ({}, {} tensors, {} merged) in {:.1} s",
+                report.output.display(),
+                human_bytes(report.bytes),
+                report.tensors,
+                report.merged,
+                started.elapsed().as_secs_f64()
+            );
         }
     }
     Ok(())

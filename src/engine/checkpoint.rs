@@ -191,7 +191,11 @@ impl Checkpoint {
         let file_len = file.metadata().map_err(io)?.len();
         let mut first = Vec::with_capacity(8);
         (&mut file).take(8).read_to_end(&mut first).map_err(io)?;
-        if first.starts_with(b"PK\x03\x04") || first.first() == Some(&0x80) {
+        // A pickle starts with PROTO (0x80, protocol 2..5); a safetensors header length may also
+        // start with 0x80, but then it fits the file, which a pickle's bytes read as a length never do.
+        let as_length = first.get(..8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+        let pickle_proto = first.first() == Some(&0x80) && first.get(1).is_some_and(|p| (2..=5).contains(p));
+        if first.starts_with(b"PK\x03\x04") || (pickle_proto && as_length.is_none_or(|n| n.saturating_add(8) > file_len)) {
             return Err(CheckpointError::Pickle { path: path.to_path_buf() });
         }
         let first: [u8; 8] = first.try_into().map_err(|_| damaged(format!("only {file_len} bytes")))?;
@@ -266,6 +270,31 @@ impl Checkpoint {
     /// One tensor's shape, if the file has it.
     pub fn shape(&self, key: &str) -> Option<&[usize]> {
         self.tensors.get(key).map(|e| e.shape.as_slice())
+    }
+
+    /// One tensor's safetensors dtype name (`F32`, `F16`, `BF16`, `I64`, ...), if the file has it.
+    pub fn dtype(&self, key: &str) -> Option<&str> {
+        self.tensors.get(key).map(|e| e.dtype.as_str())
+    }
+
+    /// One tensor's size in bytes as stored (0 when the file lacks it).
+    pub fn byte_len(&self, key: &str) -> u64 {
+        self.tensors.get(key).map_or(0, |e| e.end - e.start)
+    }
+
+    /// One tensor's bytes as stored (little-endian, its own dtype), read from `file` (this
+    /// checkpoint's file, opened once by the caller for many reads).
+    pub fn raw(&self, file: &mut std::fs::File, key: &str) -> Result<Vec<u8>, CheckpointError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let entry = self
+            .tensors
+            .get(key)
+            .ok_or_else(|| CheckpointError::Damaged { path: self.path.clone(), message: format!("no tensor {key}") })?;
+        let io = |e: std::io::Error| CheckpointError::Io { path: self.path.clone(), message: e.to_string() };
+        let mut bytes = vec![0u8; (entry.end - entry.start) as usize];
+        file.seek(SeekFrom::Start(entry.start)).map_err(io)?;
+        file.read_exact(&mut bytes).map_err(io)?;
+        Ok(bytes)
     }
 
     /// One tensor as f32 (from f32, f16, bf16 or f64), read from the file.

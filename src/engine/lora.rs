@@ -126,14 +126,24 @@ fn parse_key(key: &str) -> Option<(Component, String, &'static str)> {
 }
 
 /// Marks of LoRA variants that are not plain low-rank pairs.
-const UNSUPPORTED: [(&str, &str); 6] = [
-    (".hada_w1_a", "a LoHa"),
-    (".lokr_w1", "a LoKr"),
-    (".dora_scale", "a DoRA"),
-    (".diff", "a full-difference LoRA"),
-    (".oft_", "an OFT"),
-    (".on_input", "an IA3"),
+const UNSUPPORTED: [(&str, &str); 9] = [
+    ("hada_w1_a", "a LoHa"),
+    ("lokr_w1", "a LoKr"),
+    ("lokr_w1_a", "a LoKr"),
+    ("dora_scale", "a DoRA"),
+    ("diff", "a full-difference LoRA"),
+    ("diff_b", "a full-difference LoRA"),
+    ("oft_blocks", "an OFT"),
+    ("oft_diag", "an OFT"),
+    ("on_input", "an IA3"),
 ];
+
+/// The kind of layer file a key belongs to when it is one Easel refuses, matched on the key's last
+/// dotted part (`lora_unet_x.hada_w1_a`), so a full model's `diffusion_model` key never matches.
+fn unsupported_kind(key: &str) -> Option<&'static str> {
+    let last = key.rsplit('.').next().unwrap_or(key);
+    UNSUPPORTED.iter().find(|(part, _)| last == *part).map(|(_, what)| *what)
+}
 
 impl Lora {
     /// Reads and checks `path` (see the module doc).
@@ -141,7 +151,7 @@ impl Lora {
         let file = Checkpoint::open(path)?;
         let path = path.to_path_buf();
         let keys: Vec<&str> = file.keys().collect();
-        if let Some((_, what)) = UNSUPPORTED.iter().find(|(mark, _)| keys.iter().any(|k| k.contains(mark))) {
+        if let Some(what) = keys.iter().find_map(|k| unsupported_kind(k)) {
             return Err(LoraError::Unsupported { path, what: what.to_string() });
         }
         if keys.iter().any(|k| k.starts_with("lora_te1_") || k.starts_with("lora_te2_")) {
@@ -150,7 +160,7 @@ impl Lora {
         if keys.iter().any(|k| k.starts_with("lora_transformer_") || k.starts_with("transformer.")) {
             return Err(LoraError::OtherArchitecture { path, arch: "a transformer model (SD3/Flux)".into() });
         }
-        let mut parts: HashMap<(Component, String), (Option<String>, Option<String>, Option<String>)> = HashMap::new();
+        let mut parts: HashMap<(Component, String), LayerKeys> = HashMap::new();
         let mut unknown = Vec::new();
         for key in &keys {
             match parse_key(key) {
@@ -219,12 +229,13 @@ fn module_names(init: &TemplateInitializer) -> Option<(Component, [String; 2])> 
     if let Some(module) = diffusers.strip_prefix("unet.") {
         let ldm = ldm.strip_prefix("model.diffusion_model.").unwrap_or(ldm);
         Some((Component::Unet, [flat(module), flat(ldm)]))
-    } else if let Some(module) = diffusers.strip_prefix("text_encoder.") {
-        Some((Component::TextEncoder, [flat(module), flat(module)]))
     } else {
-        None
+        diffusers.strip_prefix("text_encoder.").map(|module| (Component::TextEncoder, [flat(module), flat(module)]))
     }
 }
+
+/// The down, up and alpha key of one LoRA layer, as found in the file.
+type LayerKeys = (Option<String>, Option<String>, Option<String>);
 
 /// LoRAs chosen for one model, each with its UNet and text-encoder weight.
 #[derive(Clone, Default)]

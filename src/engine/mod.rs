@@ -12,6 +12,7 @@ pub mod file_hash;
 pub mod imageops;
 pub mod infotext;
 pub mod lora;
+pub mod merge;
 pub mod model;
 pub mod npy;
 pub mod onnx_edit;

@@ -43,6 +43,9 @@ pub enum Residency {
     LowMemory,
 }
 
+/// A change made to a graph's bytes before its session is created.
+type GraphEdit<'a> = dyn Fn(&[u8]) -> Result<Vec<u8>, EngineError> + 'a;
+
 /// Where one sub-model's graph and weights come from.
 #[derive(Clone)]
 enum GraphSource {
@@ -91,28 +94,35 @@ impl GraphSource {
         threads: usize,
         component: Option<Component>,
         loras: &LoraSet,
-        edit: Option<&dyn Fn(&[u8]) -> Result<Vec<u8>, EngineError>>,
+        edit: Option<&GraphEdit<'_>>,
     ) -> Result<OnnxModel, EngineError> {
         let patch = component.filter(|c| loras.touches(*c));
         let path = self.path().to_path_buf();
         let load_err = |message: String| EngineError::LoadSession { path: path.clone(), message };
         match self {
             GraphSource::Onnx { path, template } => {
-                let mut weights = SuppliedWeights::default();
                 if let Some(component) = patch {
+                    // ONNX Runtime applies an overriding initializer only after its graph
+                    // optimisations have read the file's value, so a patched export is instead
+                    // run as its template graph with every weight supplied (the export's values,
+                    // LoRA deltas added).
                     let template = template.ok_or_else(|| {
                         load_err("LoRAs apply to ONNX folders exported by Easel's tooling (whose layers it can name); load this model's checkpoint (.safetensors) to use LoRAs with it".into())
                     })?;
-                    weights.overrides = onnx_lora_overrides(path, template, component, loras)?;
+                    let external = onnx_weights_with_loras(path, template, component, loras)?;
+                    let edited = edit.map(|edit| edit(template.onnx)).transpose()?;
+                    let bytes = edited.as_deref().unwrap_or(template.onnx);
+                    let supplied = SuppliedWeights { external };
+                    return OnnxModel::load_with_weights(runtime, role, path, GraphBytes::Memory(bytes), supplied, threads);
                 }
                 match edit {
-                    None => OnnxModel::load_with_weights(runtime, role, path, GraphBytes::File, weights, threads),
+                    None => OnnxModel::load(runtime, role, path, threads),
                     Some(edit) => {
                         let bytes =
                             std::fs::read(path).map_err(|e| EngineError::ReadFile { path: path.clone(), message: e.to_string() })?;
                         let edited = edit(&bytes)?;
                         drop(bytes);
-                        OnnxModel::load_with_weights(runtime, role, path, GraphBytes::Memory(&edited), weights, threads)
+                        OnnxModel::load_from_memory(runtime, role, path, &edited, threads)
                     }
                 }
             }
@@ -126,7 +136,7 @@ impl GraphSource {
                     weights.initializers(&map, &graph.label(), &no_change)
                 }
                 .map_err(checkpoint_error)?;
-                let supplied = SuppliedWeights { external, overrides: Vec::new() };
+                let supplied = SuppliedWeights { external };
                 let edited = edit.map(|edit| edit(graph.onnx)).transpose()?;
                 let bytes = edited.as_deref().unwrap_or(graph.onnx);
                 OnnxModel::load_with_weights(runtime, role, &weights.path, GraphBytes::Memory(bytes), supplied, threads)
@@ -139,10 +149,9 @@ fn checkpoint_error(e: CheckpointError) -> EngineError {
     EngineError::Weights(e.to_string())
 }
 
-/// The LoRA-patched initializers of an ONNX export whose initializer names are the template's:
-/// each touched weight read from the file, changed, and handed to ONNX Runtime to replace the
-/// file's own.
-fn onnx_lora_overrides(
+/// Every initializer of `template` from the ONNX export at `path` (whose initializer names,
+/// shapes and element types are the template's), with `loras`' deltas for `component` added.
+fn onnx_weights_with_loras(
     path: &Path,
     template: &TemplateGraph,
     component: Component,
@@ -150,24 +159,27 @@ fn onnx_lora_overrides(
 ) -> Result<Vec<(String, ort::value::DynValue)>, EngineError> {
     let map = template.weights().map_err(checkpoint_error)?;
     let load_err = |message: String| EngineError::LoadSession { path: path.to_path_buf(), message };
-    let deltas: Vec<(&super::checkpoint::TemplateInitializer, Vec<f32>)> =
-        map.initializers.iter().filter_map(|init| loras.delta(component, init).map(|d| (init, d))).collect();
-    let wanted: std::collections::HashSet<&str> = deltas.iter().map(|(init, _)| init.name.as_str()).collect();
+    let wanted: std::collections::HashSet<&str> = map.initializers.iter().map(|init| init.name.as_str()).collect();
     let mut found = super::onnx_inspect::initializer_values(path, &wanted).map_err(load_err)?;
-    let mut out = Vec::with_capacity(deltas.len());
-    for (init, delta) in deltas {
+    let mut out = Vec::with_capacity(map.initializers.len());
+    for init in &map.initializers {
         let Some(original) = found.remove(&init.name) else {
             return Err(load_err(format!(
                 "it has no initializer {} ({}), so it is not Easel's export; use the checkpoint for LoRAs",
                 init.name, init.diffusers
             )));
         };
-        if original.dims != init.shape {
-            return Err(load_err(format!("initializer {} has dims {:?}, the template {:?}", init.name, original.dims, init.shape)));
+        let dtype = if original.element == 10 { "float16" } else { "float32" };
+        if original.dims != init.shape || dtype != init.dtype {
+            return Err(load_err(format!(
+                "initializer {} is {dtype} {:?}, the template's {} {:?}; use the checkpoint for LoRAs",
+                init.name, original.dims, init.dtype, init.shape
+            )));
         }
         let mut values = original.values;
-        values.iter_mut().zip(delta).for_each(|(v, d)| *v += d);
-        let dtype = if original.element == 10 { "float16" } else { "float32" };
+        if let Some(delta) = loras.delta(component, init) {
+            values.iter_mut().zip(delta).for_each(|(v, d)| *v += d);
+        }
         let value = super::checkpoint::graph_value(init.shape.clone(), values, dtype).map_err(|e| load_err(e.to_string()))?;
         out.push((init.name.clone(), value));
     }

@@ -55,7 +55,6 @@ pub enum GraphBytes<'a> {
 #[derive(Default)]
 pub struct SuppliedWeights {
     pub external: Vec<(String, DynValue)>,
-    pub overrides: Vec<(String, DynValue)>,
 }
 
 impl OnnxModel {
@@ -67,8 +66,8 @@ impl OnnxModel {
     /// Creates a session from a graph in memory (a template compiled into the binary, or an edited
     /// copy of a model; `path` names it in messages) with weights supplied by the caller:
     /// `external` fill the initializers the graph declares external (ONNX Runtime keeps the
-    /// values; nothing is written to disk), `overrides` replace initializers the graph carries (a
-    /// LoRA-patched weight of an ONNX export).
+    /// values; nothing is written to disk). ONNX Runtime's `AddInitializer` override is not used:
+    /// it takes effect only after graph optimisations have folded the file's own value.
     pub fn load_with_weights(
         runtime: &Runtime,
         role: &'static str,
@@ -106,9 +105,6 @@ impl OnnxModel {
             .map_err(|e| fail(&e))?;
         for (name, value) in weights.external {
             builder = builder.with_external_initializer(&name, value).map_err(|e| fail(&e))?;
-        }
-        for (name, value) in weights.overrides {
-            builder = builder.with_initializer(&name, value).map_err(|e| fail(&e))?;
         }
         let session = commit(builder).map_err(|e| fail(&e))?;
         let inputs = session

@@ -18,6 +18,8 @@ pub fn router() -> Router<AppState> {
         .route("/samplers", get(samplers))
         .route("/prompt/tokens", get(prompt_tokens))
         .route("/embeddings", get(embeddings))
+        .route("/loras", get(loras))
+        .route("/vaes", get(vaes))
         .merge(super::api_models::router())
         .route("/openapi.json", get(|| async { Json(super::openapi::document()) }))
         .merge(super::api_jobs::router())
@@ -99,6 +101,16 @@ struct TokensParams {
 /// `GET /api/v1/prompt/tokens?text=&syntax=&model=`: the prompt's chunks, tokens and weights.
 async fn prompt_tokens(State(state): State<AppState>, Query(q): Query<TokensParams>) -> Result<Json<PromptTokens>, ApiError> {
     Ok(Json(state.easel.prompt_tokens(q.text, q.syntax, q.model).await?))
+}
+
+/// `GET /api/v1/loras`: the LoRA files requests may name in `loras` or `<lora:NAME:W>`.
+async fn loras(State(state): State<AppState>) -> Result<Json<Vec<crate::api::networks::WeightsFileView>>, ApiError> {
+    Ok(Json(state.easel.weight_files(crate::model_files::FileKind::Lora).await?))
+}
+
+/// `GET /api/v1/vaes`: the VAE files requests may name in `vae`.
+async fn vaes(State(state): State<AppState>) -> Result<Json<Vec<crate::api::networks::WeightsFileView>>, ApiError> {
+    Ok(Json(state.easel.weight_files(crate::model_files::FileKind::Vae).await?))
 }
 
 /// `GET /api/v1/embeddings`: the textual-inversion embeddings prompts can use.

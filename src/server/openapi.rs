@@ -55,6 +55,10 @@ pub fn document() -> Value {
                     { "name": "model", "in": "query", "schema": { "type": "string" }, "description": "whose tokenizer; the default model when absent" } ],
                 "responses": { "200": { "description": "`{syntax, token_count, chunk_size, chunks: [{tokens: [{text, weight}]}], truncated, embeddings}`" },
                     "422": error_response("an unknown syntax or a text over the limit") } } },
+            "/api/v1/loras": { "get": { "summary": "LoRA files (models dir loras/ and extra models dirs)",
+                "responses": { "200": { "description": "`[{name, size_bytes, read_only}]`" } } } },
+            "/api/v1/vaes": { "get": { "summary": "VAE files (models dir vae/ and extra models dirs)",
+                "responses": { "200": { "description": "`[{name, size_bytes, read_only}]`" } } } },
             "/api/v1/embeddings": { "get": { "summary": "Textual-inversion embeddings in the models dir's embeddings/ folder (used in prompts by name)",
                 "responses": { "200": { "description": "list of `{name, file, bytes}`" } } } },
             "/api/v1/models": { "get": { "summary": "Every model that can be named in a request: folders in the models dir and snapshots in the Hugging Face cache",
@@ -175,7 +179,14 @@ pub fn document() -> Value {
                     "prompt_syntax": { "type": "string", "enum": PromptSyntax::ALL, "default": PromptSyntax::DEFAULT,
                         "description": "a1111: (word:1.2), [word], BREAK, [a:b:0.5], [a|b], AND, embeddings by file name, any length; comfyui: (word:1.2), embedding:name, any length; plain: literal text cut at 77 tokens (diffusers)" },
                     "clip_skip": { "type": "integer", "minimum": 1, "maximum": MAX_CLIP_SKIP, "default": DEFAULT_CLIP_SKIP,
-                        "description": "A1111's CLIP skip: 1 = the text encoder's last layer, 2 = the one before (through the final layer norm)" }
+                        "description": "A1111's CLIP skip: 1 = the text encoder's last layer, 2 = the one before (through the final layer norm)" },
+                    "loras": { "type": "array", "maxItems": crate::api::networks::MAX_LORAS,
+                        "description": "LoRAs from GET /api/v1/loras, each with its weight (in the a1111 syntax, <lora:NAME:W> tags in the prompt add to these)",
+                        "items": { "type": "object", "additionalProperties": false, "required": ["name"], "properties": {
+                            "name": { "type": "string", "maxLength": 255, "description": "file name in the loras folders, with or without .safetensors" },
+                            "weight": { "type": "number", "minimum": -crate::api::networks::MAX_LORA_WEIGHT, "maximum": crate::api::networks::MAX_LORA_WEIGHT, "default": 1 },
+                            "text_encoder_weight": { "type": "number", "minimum": -crate::api::networks::MAX_LORA_WEIGHT, "maximum": crate::api::networks::MAX_LORA_WEIGHT, "description": "the text encoder's weight when different from weight" } } } },
+                    "vae": { "type": "string", "maxLength": 255, "description": "a VAE from GET /api/v1/vaes instead of the model's own; automatic = the model's" }
                 }
             },
             "Outpaint": { "type": "object", "additionalProperties": false,

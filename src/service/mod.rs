@@ -497,6 +497,21 @@ impl Easel {
     }
 
     /// The textual-inversion embeddings in the models dir's `embeddings/` folder.
+    /// The LoRA or VAE files requests may name (`kind`: Lora or Vae).
+    pub async fn weight_files(
+        &self,
+        kind: crate::model_files::FileKind,
+    ) -> Result<Vec<crate::api::networks::WeightsFileView>, ServiceError> {
+        self.on_registry(move |registry| {
+            Ok(registry
+                .files(kind)
+                .into_iter()
+                .map(|f| crate::api::networks::WeightsFileView { name: f.name, size_bytes: f.size_bytes, read_only: f.extra })
+                .collect())
+        })
+        .await
+    }
+
     pub async fn embeddings(&self) -> Result<Vec<EmbeddingView>, ServiceError> {
         self.on_registry(|registry| {
             Ok(crate::engine::prompt::embeddings::scan_dir(&registry.embeddings_dir())

@@ -11,9 +11,10 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use crate::api::GenerationSettings;
 use crate::atomic_file::write_atomically;
 use crate::engine::model::{Residency, SdModel};
-use crate::engine::pipeline::{generate, SourceImages};
+use crate::engine::pipeline::{generate, Output as GenerationOutput, SourceImages};
 use crate::engine::{infotext, png_meta, preview, runtime, CancelToken, EngineError};
 use crate::jobs::{ExecError, JobExecutor, JobProgress, JobRecord, NewImage};
 use crate::metrics::EngineMetrics;
@@ -158,27 +159,41 @@ impl JobExecutor for EngineExecutor {
         for note in &output.prompt_notes {
             tracing::warn!(job = %job.id, "prompt: {note}");
         }
-        let day = utc_date(job.created_at_ms);
-        let mut saved = Vec::with_capacity(output.images.len());
-        // One infotext per generation: every image of a batch shares the settings and the seed.
-        let infotext = infotext::infotext_with(&settings, &model.name, &model.short_hash, &output.extra_parameters());
-        for image in &output.images {
-            let bytes = png_meta::image_png(&settings, model, image, &infotext).map_err(|e| ExecError::Failed(e.to_string()))?;
-            let relative = format!("{day}/{}-{}.png", job.id, image.index);
-            let path = outputs_dir.join(&relative);
-            write_atomically(&path, &bytes).map_err(|e| disk_error(&path, e))?;
-            saved.push(NewImage {
-                batch_index: image.index as u32,
-                path: relative,
-                seed: settings.seed,
-                width: image.width,
-                height: image.height,
-                sha256: format!("{:x}", Sha256::digest(&bytes)),
-                infotext: infotext.clone(),
-            });
-        }
-        Ok(saved)
+        save_images(&outputs_dir, &job.id, job.created_at_ms, &settings, model, &output)
     }
+}
+
+/// Writes a generation's PNGs (metadata embedded) atomically into
+/// `<outputs>/YYYY-MM-DD/<job>-<n>.png`, as every job's images are kept; returns what the job
+/// store records. Also used by `easel generate` for the images it records.
+pub fn save_images(
+    outputs_dir: &Path,
+    job_id: &str,
+    created_at_ms: i64,
+    settings: &GenerationSettings,
+    model: &SdModel,
+    output: &GenerationOutput,
+) -> Result<Vec<NewImage>, ExecError> {
+    let day = utc_date(created_at_ms);
+    let mut saved = Vec::with_capacity(output.images.len());
+    // One infotext per generation: every image of a batch shares the settings and the seed.
+    let infotext = infotext::infotext_with(settings, &model.name, &model.short_hash, &output.extra_parameters());
+    for image in &output.images {
+        let bytes = png_meta::image_png(settings, model, image, &infotext).map_err(|e| ExecError::Failed(e.to_string()))?;
+        let relative = format!("{day}/{job_id}-{}.png", image.index);
+        let path = outputs_dir.join(&relative);
+        write_atomically(&path, &bytes).map_err(|e| disk_error(&path, e))?;
+        saved.push(NewImage {
+            batch_index: image.index as u32,
+            path: relative,
+            seed: settings.seed,
+            width: image.width,
+            height: image.height,
+            sha256: format!("{:x}", Sha256::digest(&bytes)),
+            infotext: infotext.clone(),
+        });
+    }
+    Ok(saved)
 }
 
 #[cfg(test)]

@@ -19,6 +19,17 @@ pub enum FileKind {
     Embedding,
 }
 
+impl From<crate::api::networks::WeightsKind> for FileKind {
+    fn from(kind: crate::api::networks::WeightsKind) -> Self {
+        use crate::api::networks::WeightsKind;
+        match kind {
+            WeightsKind::Checkpoint => FileKind::Checkpoint,
+            WeightsKind::Lora => FileKind::Lora,
+            WeightsKind::Vae => FileKind::Vae,
+        }
+    }
+}
+
 impl FileKind {
     /// The folder in Easel's models dir.
     pub fn easel_folder(self) -> &'static str {

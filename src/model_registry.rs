@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::{ModelEntry, ModelLocation};
 use crate::config::Settings;
-use crate::engine::model::check_layout;
+use crate::engine::model::is_model_dir;
 use crate::hub::pull::ALIASES;
 use crate::hub::HubCache;
 use crate::model_files::{self, FileKind, NamedFile};
@@ -46,6 +46,9 @@ struct StoredState {
     /// `repo_id@commit` of every snapshot Easel pulled.
     #[serde(default)]
     pulled: BTreeSet<String>,
+    /// The VAE file each model uses when a request names none (model name -> VAE file name).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    vaes: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Clone)]
@@ -68,6 +71,15 @@ struct Candidate {
     repo_id: Option<String>,
     commit: Option<String>,
     aliases: Vec<String>,
+}
+
+impl Candidate {
+    /// Whether `name` selects this model: its name, an alias, or `repo@commit`.
+    fn answers_to(&self, name: &str) -> bool {
+        self.name == name
+            || self.aliases.iter().any(|a| a == name)
+            || matches!((&self.repo_id, &self.commit), (Some(repo), Some(commit)) if name == format!("{repo}@{commit}"))
+    }
 }
 
 impl ModelRegistry {
@@ -154,20 +166,45 @@ impl ModelRegistry {
             .map_err(|e| RegistryError::Io { path: self.state_path.clone(), message: e.to_string() })
     }
 
-    /// The default model's name: the configured one (flag, env, easel.toml), else the choice
-    /// stored by `set_default`, else `tiny-sd`.
+    /// The default model's name, by the rule `docs/models.md` states: the configured one (flag,
+    /// env, easel.toml), else the one chosen with `set_default`, when it names a model that
+    /// exists; else `tiny-sd` when present; else the model added last (newest folder, file or
+    /// hub snapshot). `tiny-sd` when there is no model at all (the error then says so).
     pub fn default_name(&self) -> String {
-        self.default_in(&self.state())
+        self.default_in(&self.state(), &self.candidates())
     }
 
-    fn default_in(&self, state: &StoredState) -> String {
-        self.configured_default.clone().or_else(|| state.default_model.clone()).unwrap_or_else(|| FALLBACK_DEFAULT_MODEL.to_string())
+    fn default_in(&self, state: &StoredState, candidates: &[Candidate]) -> String {
+        for chosen in [&self.configured_default, &state.default_model].into_iter().flatten() {
+            if candidates.iter().any(|c| c.answers_to(chosen)) {
+                return chosen.clone();
+            }
+        }
+        if candidates.iter().any(|c| c.answers_to(FALLBACK_DEFAULT_MODEL)) || candidates.is_empty() {
+            return FALLBACK_DEFAULT_MODEL.to_string();
+        }
+        let added = |c: &Candidate| std::fs::symlink_metadata(&c.path).and_then(|m| m.modified()).ok();
+        candidates.iter().max_by_key(|c| (added(c), std::cmp::Reverse(c.name.clone()))).map(|c| c.name.clone()).unwrap_or_default()
+    }
+
+    /// Why the configured or stored default is not used (it names no model), for the log and
+    /// `easel doctor`; `None` when it is used or none is set.
+    pub fn default_problem(&self) -> Option<String> {
+        let state = self.state();
+        let candidates = self.candidates();
+        let (what, chosen) = match (&self.configured_default, &state.default_model) {
+            (Some(c), _) => ("configured default model (default_model / EASEL_DEFAULT_MODEL / --default-model)", c),
+            (None, Some(s)) => ("default model chosen earlier", s),
+            (None, None) => return None,
+        };
+        (!candidates.iter().any(|c| c.answers_to(chosen)))
+            .then(|| format!("the {what} {chosen:?} is not among the models; using {:?} instead", self.default_in(&state, &candidates)))
     }
 
     fn candidates(&self) -> Vec<Candidate> {
         let mut found = Vec::new();
         if let Ok(entries) = std::fs::read_dir(&self.models_dir) {
-            for path in entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| check_layout(p).is_ok()) {
+            for path in entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| is_model_dir(p)) {
                 let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                 found.push(Candidate { name, path, location: ModelLocation::ModelsDir, repo_id: None, commit: None, aliases: Vec::new() });
             }
@@ -176,7 +213,7 @@ impl ModelRegistry {
             let location = if file.extra { ModelLocation::ExtraDir } else { ModelLocation::ModelsDir };
             found.push(Candidate { name: file.name, path: file.path, location, repo_id: None, commit: None, aliases: Vec::new() });
         }
-        for snapshot in self.hub.snapshots().into_iter().filter(|s| check_layout(&s.dir).is_ok()) {
+        for snapshot in self.hub.snapshots().into_iter().filter(|s| is_model_dir(&s.dir)) {
             let name = hub_model_name(&snapshot.repo_id, &snapshot.refs, &snapshot.commit);
             let aliases = ALIASES
                 .iter()
@@ -199,11 +236,14 @@ impl ModelRegistry {
     /// Every runnable model, sorted by name.
     pub fn list(&self) -> Vec<ModelEntry> {
         let state = self.state();
-        let default = self.default_in(&state);
-        self.candidates().into_iter().map(|c| self.describe(c, &default, &state)).collect()
+        let candidates = self.candidates();
+        let default = self.default_in(&state, &candidates);
+        candidates.into_iter().map(|c| self.describe(c, &default, &state)).collect()
     }
 
     fn describe(&self, c: Candidate, default: &str, state: &StoredState) -> ModelEntry {
+        let is_default = c.answers_to(default);
+        let vae = state.vaes.get(&c.name).cloned();
         let (precision, source) = provenance(&c.path);
         let pulled = match (&c.repo_id, &c.commit) {
             (Some(repo), Some(commit)) => state.pulled.contains(&format!("{repo}@{commit}")),
@@ -218,7 +258,8 @@ impl ModelRegistry {
             ModelLocation::HubCache => "hub cache (downloaded by another tool)".into(),
         };
         ModelEntry {
-            is_default: c.name == default || c.aliases.iter().any(|a| a == default),
+            is_default,
+            vae,
             removable: c.location == ModelLocation::ModelsDir || pulled,
             size_bytes: if is_file { std::fs::metadata(&c.path).map_or(0, |m| m.len()) } else { dir_size(&c.path) },
             precision,
@@ -236,13 +277,11 @@ impl ModelRegistry {
     /// `org/name@<commit>`), or an alias (`sd15`).
     pub fn find(&self, name: &str) -> Option<ModelEntry> {
         let name = name.trim();
-        let candidate = self.candidates().into_iter().find(|c| {
-            c.name == name
-                || c.aliases.iter().any(|a| a == name)
-                || matches!((&c.repo_id, &c.commit), (Some(repo), Some(commit)) if name == format!("{repo}@{commit}"))
-        })?;
+        let candidates = self.candidates();
         let state = self.state();
-        Some(self.describe(candidate, &self.default_in(&state), &state))
+        let default = self.default_in(&state, &candidates);
+        let candidate = candidates.into_iter().find(|c| c.answers_to(name))?;
+        Some(self.describe(candidate, &default, &state))
     }
 
     /// `name`, or the default model when `None`; the error lists what is available.
@@ -262,6 +301,23 @@ impl ModelRegistry {
         let chosen = entry.name.clone();
         self.update_state(|s| s.default_model = Some(chosen))?;
         Ok(ModelEntry { is_default: true, ..entry })
+    }
+
+    /// Makes `vae` (a name from the VAE files; `None` for the model's own) the VAE `model` uses
+    /// when a request names none (stored in the data dir).
+    pub fn set_vae(&self, model: &str, vae: Option<&str>) -> Result<ModelEntry, RegistryError> {
+        let entry = self.resolve(Some(model))?;
+        let file = vae.map(|v| self.find_file(FileKind::Vae, v)).transpose()?.map(|f| f.name);
+        let key = entry.name.clone();
+        self.update_state(|s| match &file {
+            Some(name) => {
+                s.vaes.insert(key, name.clone());
+            }
+            None => {
+                s.vaes.remove(&key);
+            }
+        })?;
+        Ok(ModelEntry { vae: file, ..entry })
     }
 
     /// Remembers that Easel pulled this snapshot (so `rm` may delete it later).
@@ -346,6 +402,9 @@ fn provenance(path: &Path) -> (String, Option<String>) {
     let json = std::fs::read_to_string(path.join("easel-model.json")).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
     let recorded = json.as_ref().and_then(|j| j["dtype"].as_str()).map(str::to_string);
     let source = json.as_ref().and_then(|j| j["source"]["kind"].as_str()).map(str::to_string);
+    if let Some(weights) = crate::engine::model::DiffusersWeights::find(path).filter(|_| !path.join("unet/model.onnx").is_file()) {
+        return (checkpoint_precision(&weights.unet), Some(source.unwrap_or_else(|| "diffusers folder (.safetensors)".into())));
+    }
     let precision = recorded.unwrap_or_else(|| {
         crate::engine::onnx_inspect::summarize(&path.join("unet/model.onnx"))
             .map(|s| s.precision("sample").to_string())
@@ -423,6 +482,36 @@ mod tests {
         assert!(r.remove("sd15").unwrap() > 1_000_000);
         assert!(r.find("sd15").is_none());
         assert_eq!(r.default_name(), FALLBACK_DEFAULT_MODEL, "removing the default falls back");
+    }
+
+    /// A models dir whose only model is `oracle-tiny` (the tiny model under another name).
+    fn models_without_tiny_sd(data: &Path) -> PathBuf {
+        let models = data.join("models");
+        copy_dir(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/tiny-sd"), &models.join("oracle-tiny"));
+        models
+    }
+
+    #[test]
+    fn without_tiny_sd_the_default_is_a_model_that_exists() {
+        let data = temp("no-tiny");
+        let models = models_without_tiny_sd(&data);
+        let r = ModelRegistry::new(models.clone(), HubCache::new(data.join("hub")), &data, None);
+        assert_eq!(r.default_name(), "oracle-tiny");
+        assert_eq!(r.resolve(None).unwrap().name, "oracle-tiny");
+        assert!(r.list().iter().any(|m| m.name == "oracle-tiny" && m.is_default));
+        assert_eq!(r.default_problem(), None);
+        // Of several, the one added last.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        copy_dir(&models.join("oracle-tiny"), &models.join("newer"));
+        assert_eq!(r.default_name(), "newer");
+        // A stored or configured default that is gone falls back the same way, and says so.
+        r.set_default("oracle-tiny").unwrap();
+        std::fs::remove_dir_all(models.join("oracle-tiny")).unwrap();
+        assert_eq!(r.default_name(), "newer");
+        assert!(r.default_problem().is_some_and(|p| p.contains("\"oracle-tiny\"") && p.contains("\"newer\"")), "{:?}", r.default_problem());
+        let configured = ModelRegistry::new(models, HubCache::new(data.join("hub")), &data, Some("tiny-sd".into()));
+        assert_eq!(configured.default_name(), "newer");
+        assert!(configured.default_problem().is_some_and(|p| p.contains("configured")));
     }
 
     #[test]

@@ -399,3 +399,18 @@ async fn metrics_show_jobs_steps_model_loads_and_memory_in_prometheus_format() {
     assert_eq!(value("easel_models_loaded"), 1.0);
     assert!(value("process_resident_memory_bytes") > 10e6);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_tiny_sd_a_request_without_model_runs_on_the_model_there_is() {
+    let data = temp_dir("api-no-tiny");
+    let models = data.join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    std::os::unix::fs::symlink(models_dir().join("tiny-sd"), models.join("oracle-tiny")).unwrap();
+    let server = start(models, data.join("data")).await;
+    let client = reqwest::Client::new();
+    let listed: Value = client.get(server.url("/api/v1/models")).send().await.unwrap().json().await.unwrap();
+    assert_eq!((listed[0]["name"].as_str(), listed[0]["is_default"].as_bool()), (Some("oracle-tiny"), Some(true)), "{listed}");
+    let job = submit(&client, &server, small("no tiny", 1)).await;
+    let done = wait_until_done(&client, &format!("/api/v1/generate/{}", job["id"].as_str().unwrap()), &server.url("")).await;
+    assert_eq!((done["status"].as_str(), done["request"]["model"].as_str()), (Some("succeeded"), Some("oracle-tiny")), "{done}");
+}

@@ -185,3 +185,55 @@ fn save_embeddings_writes_a1111_conditioning_for_each_half() {
         }
     }
 }
+
+/// A models dir whose only model is the tiny one under another name (no `tiny-sd`).
+fn models_without_tiny_sd(data: &Path) -> PathBuf {
+    let models = data.join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    std::os::unix::fs::symlink(root().join("models/tiny-sd"), models.join("oracle-tiny")).unwrap();
+    models
+}
+
+#[test]
+fn a_generation_into_the_outputs_dir_is_a_job_in_the_gallery_and_commands_share_their_flags() {
+    let data = temp_dir("cli-record");
+    let models = models_without_tiny_sd(&data);
+    let easel = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_easel"));
+        command.env("EASEL_DATA_DIR", &data).env_remove("EASEL_MODELS_DIR").env_remove("EASEL_DEFAULT_MODEL").args(args);
+        command.arg("--models-dir").arg(&models);
+        command.output().unwrap()
+    };
+    let generate = ["generate", "--prompt", "recorded fox", "--steps", "2", "--width", "64", "--height", "64", "--seed", "5"];
+
+    // No --model, no tiny-sd: the default is the model there is.
+    let out = easel(&generate);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let written = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    assert!(written.starts_with(data.join("outputs")) && written.is_file(), "{written:?}");
+    let store = easel::jobs::JobStore::open(&data).unwrap();
+    let jobs = store.list(10, None).unwrap().jobs;
+    assert_eq!(jobs.len(), 1, "the generation is recorded as one job");
+    let job = &jobs[0];
+    assert_eq!((job.status.as_str(), job.settings.model.as_deref()), ("succeeded", Some("oracle-tiny")));
+    assert_eq!(job.images.len(), 1);
+    assert_eq!(data.join("outputs").join(&job.images[0].path), written);
+    assert!(job.images[0].infotext.contains("Seed: 5"), "{}", job.images[0].infotext);
+
+    let out = easel(&[&generate[..], &["--no-record"]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).is_file());
+    assert_eq!(store.list(10, None).unwrap().jobs.len(), 1, "--no-record adds no job");
+
+    // The same --models-dir after a nested subcommand, and the default marked.
+    let out = easel(&["models", "list", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list[0]["name"], "oracle-tiny");
+    assert_eq!(list[0]["is_default"], true);
+
+    // `easel bench` measures the default model and says which.
+    let out = easel(&["bench", "--steps", "1", "--size", "64"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("measuring model oracle-tiny"), "{}", String::from_utf8_lossy(&out.stderr));
+}

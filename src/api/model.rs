@@ -35,6 +35,9 @@ pub struct ModelEntry {
     /// Whether `easel models rm` may delete it: folders in the models dir, and hub snapshots
     /// Easel pulled itself (never ones another tool put in the shared cache).
     pub removable: bool,
+    /// The VAE file it uses when a request names none (`None`: its own).
+    #[serde(default)]
+    pub vae: Option<String>,
 }
 
 /// A short name for a known-good hub repository (`sd15`), offered by `easel pull` and the Models page.

@@ -107,6 +107,104 @@ fn lora_tag(params: &str) -> Option<LoraRef> {
     Some(LoraRef { name, weight: unet, text_encoder_weight: (te != unet).then_some(te) })
 }
 
+/// The kinds of weight files the lists show (the server's folders for each: `checkpoints/`,
+/// `loras/`, `vae/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightsKind {
+    Checkpoint,
+    Lora,
+    Vae,
+}
+
+/// Longest name of a merged checkpoint.
+pub const MAX_MERGE_NAME: usize = 100;
+
+/// A checkpoint merge as the Models page and `POST /api/v1/models/merge` ask for it (A1111's
+/// checkpoint merger; `easel models merge` on the command line).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MergeSpec {
+    /// A, the primary model: a checkpoint file name from the checkpoint list.
+    pub a: String,
+    /// B, the secondary model.
+    pub b: String,
+    /// C, the base B was trained from (`add-difference` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    /// `weighted-sum` ((1 - alpha)·A + alpha·B) or `add-difference` (A + alpha·(B - C)).
+    #[serde(default = "weighted_sum")]
+    pub mode: String,
+    #[serde(default = "default_alpha")]
+    pub alpha: f64,
+    /// The new file's name, written as `checkpoints/NAME.safetensors`.
+    pub name: String,
+    #[serde(default)]
+    pub overwrite: bool,
+}
+
+/// The merge modes, as `MergeSpec::mode` spells them.
+pub const MERGE_MODES: [&str; 2] = ["weighted-sum", "add-difference"];
+
+fn weighted_sum() -> String {
+    MERGE_MODES[0].to_string()
+}
+
+fn default_alpha() -> f64 {
+    0.3
+}
+
+impl MergeSpec {
+    /// Every field that breaks a rule, before any file is looked up.
+    pub fn problems(&self) -> Vec<super::FieldError> {
+        let mut out = Vec::new();
+        let name = self.name.trim();
+        let name_ok = !name.is_empty()
+            && name.len() <= MAX_MERGE_NAME
+            && !name.starts_with('.')
+            && name.chars().all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | ' '));
+        if !name_ok {
+            out.push(super::FieldError::new(
+                "name",
+                format!("name {name:?} must be 1 to {MAX_MERGE_NAME} letters, digits, spaces, '-', '_' or '.', not starting with '.'"),
+            ));
+        }
+        if !MERGE_MODES.contains(&self.mode.as_str()) {
+            out.push(super::FieldError::new("mode", format!("mode {:?} is not one of {}", self.mode, MERGE_MODES.join(", "))));
+        }
+        if !self.alpha.is_finite() || !(-1.0..=2.0).contains(&self.alpha) {
+            out.push(super::FieldError::new("alpha", format!("alpha {} must be within -1..2 (0 keeps A, 1 gives B)", self.alpha)));
+        }
+        match (self.mode == MERGE_MODES[1], self.base.as_deref().is_some_and(|b| !b.trim().is_empty())) {
+            (true, false) => out.push(super::FieldError::new("base", "add-difference needs the base model C")),
+            (false, true) => out.push(super::FieldError::new("base", "a weighted sum takes no base model; choose add-difference")),
+            _ => {}
+        }
+        for (field, value) in [("a", &self.a), ("b", &self.b)] {
+            if value.trim().is_empty() {
+                out.push(super::FieldError::new(field, format!("choose checkpoint {}", field.to_uppercase())));
+            }
+        }
+        out
+    }
+
+    /// The output file name.
+    pub fn file_name(&self) -> String {
+        format!("{}.safetensors", self.name.trim())
+    }
+}
+
+/// What a merge wrote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MergeOutcome {
+    /// The new checkpoint's name (what `model` takes).
+    pub name: String,
+    pub size_bytes: u64,
+    pub tensors: usize,
+    pub merged: usize,
+    pub seconds: f64,
+}
+
 /// A LoRA or VAE file as the lists show it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WeightsFileView {

@@ -9,11 +9,13 @@ use serde::{Deserialize, Serialize};
 use super::browser;
 use super::image_input::{ImageInput, InitImage};
 use super::mask_editor::{MaskCanvas, MaskHandle, MaskTools};
+use super::networks::{LoraField, NetworkFields};
 use super::prompt_box::PromptBox;
 use super::rpc::{cancel_job, list_active_jobs, list_models, submit_generation, SubmitOutcome};
 use crate::api::image_modes::{
     DEFAULT_HIRES_SCALE, DEFAULT_HIRES_STRENGTH, DEFAULT_MASK_BLUR, DEFAULT_STRENGTH, MAX_HIRES_SCALE, MAX_MASK_BLUR, MAX_OUTPAINT,
 };
+use crate::api::networks::LoraRef;
 use crate::api::prompt::{DEFAULT_CLIP_SKIP, MAX_CLIP_SKIP};
 use crate::api::{
     FieldError, GenerateRequest, GenerationSettings, HiresRequest, ImageView, JobEvent, JobEventKind, JobStatus, Outpaint, PromptSyntax,
@@ -61,6 +63,10 @@ pub struct FormValues {
     /// A [`PromptSyntax`] name.
     pub prompt_syntax: String,
     pub clip_skip: String,
+    /// A VAE file name; empty means the model's own.
+    pub vae: String,
+    /// The LoRAs applied, in the order chosen.
+    pub loras: Vec<LoraField>,
 }
 
 /// The mode value of image-to-image.
@@ -111,6 +117,8 @@ impl Default for FormValues {
             hires_upscaler: Upscaler::DEFAULT.name().into(),
             prompt_syntax: PromptSyntax::DEFAULT.name().into(),
             clip_skip: DEFAULT_CLIP_SKIP.to_string(),
+            vae: String::new(),
+            loras: Vec::new(),
         }
     }
 }
@@ -162,6 +170,8 @@ impl FormValues {
             model: s.model.clone().unwrap_or_default(),
             prompt_syntax: s.prompt_syntax.name().into(),
             clip_skip: s.clip_skip.to_string(),
+            vae: s.vae.clone().unwrap_or_default(),
+            loras: s.loras.iter().map(LoraField::from_ref).collect(),
         }
     }
 
@@ -232,6 +242,7 @@ impl FormValues {
             h.scale = decimal("hires.scale", "hires scale", &self.hires_scale).map(|x| x as f32);
             h.strength = decimal("hires.strength", "hires strength", &self.hires_strength);
         }
+        let loras: Vec<LoraRef> = self.loras.iter().filter_map(|l| l.to_ref().map_err(|e| errors.push(e)).ok()).collect();
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -256,8 +267,8 @@ impl FormValues {
             hires: image.hires,
             prompt_syntax: Some(self.prompt_syntax.clone()),
             clip_skip: small(clip_skip),
-            loras: None,
-            vae: None,
+            loras: Some(loras).filter(|l| !l.is_empty()),
+            vae: Some(self.vae.clone()).filter(|v| !v.is_empty()),
         })
     }
 }
@@ -271,6 +282,15 @@ struct ImageRequest {
     strength: Option<f64>,
     outpaint: Option<Outpaint>,
     hires: Option<HiresRequest>,
+}
+
+/// The message of `field` in `errors`, shown under its input (`{field}-error` for aria).
+pub fn field_error(errors: RwSignal<Vec<FieldError>>, field: &'static str) -> impl Fn() -> Option<AnyView> + Send + Sync + 'static {
+    move || {
+        errors
+            .with(|e| e.iter().find(|e| e.field == field).map(|e| e.message.clone()))
+            .map(|m| view! { <p class="field-error" id=format!("{field}-error") role="alert">{m}</p> }.into_any())
+    }
 }
 
 /// A job submitted from this page.
@@ -393,13 +413,7 @@ pub fn GeneratePage() -> impl IntoView {
         errors.set(Vec::new());
     });
 
-    let field_error = move |field: &'static str| {
-        move || {
-            errors.with(|e| e.iter().find(|e| e.field == field).map(|e| e.message.clone())).map(|m| {
-                view! { <p class="field-error" id=format!("{field}-error") role="alert">{m}</p> }
-            })
-        }
-    };
+    let field_error = move |field: &'static str| field_error(errors, field);
     let invalid = move |field: &'static str| move || errors.with(|e| e.iter().any(|e| e.field == field)).then_some("true");
     let text_input = move |field: &'static str, get: fn(&FormValues) -> &String, set: fn(&mut FormValues, String)| {
         view! {
@@ -674,19 +688,23 @@ pub fn GeneratePage() -> impl IntoView {
                         prop:value=move || form.with(|f| f.model.clone())
                         on:change=move |ev| form.update(|f| f.model = event_target_value(&ev))
                     >
-                        <option value="">"Default model"</option>
-                        <Suspense>
+                        <Suspense fallback=|| view! { <option value="">"Default model"</option> }>
                             {move || Suspend::new(async move {
-                                models
-                                    .await
-                                    .unwrap_or_default()
-                                    .into_iter()
-                                    .map(|m| view! { <option value=m.name.clone()>{m.name.clone()}</option> })
-                                    .collect_view()
+                                let list = models.await.unwrap_or_default();
+                                // The default named, so the form never offers one it cannot run.
+                                let default = match list.iter().find(|m| m.is_default) {
+                                    Some(m) => view! { <option value="">{format!("Default ({})", m.name)}</option> }.into_any(),
+                                    None => view! { <option value="" disabled=true>"No model: pull one on the Models page"</option> }.into_any(),
+                                };
+                                view! {
+                                    {default}
+                                    {list.into_iter().map(|m| view! { <option value=m.name.clone()>{m.name.clone()}</option> }).collect_view()}
+                                }
                             })}
                         </Suspense>
                     </select>
                     {field_error("model")}
+                    <NetworkFields form errors />
                     <Show when=move || !img2img.get()>
                         <fieldset class="hires">
                             <legend>"Hires fix"</legend>

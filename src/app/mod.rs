@@ -9,9 +9,11 @@ pub mod generate;
 mod image_input;
 mod mask_editor;
 mod models;
+mod networks;
 mod prompt_box;
 mod queue;
 pub mod rpc;
+mod weight_files;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};

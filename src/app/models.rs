@@ -1,12 +1,17 @@
 //! The Models page: pull a model from the Hugging Face hub by alias or repository id with live
-//! progress (SSE), and the table of every model Easel can run with its size, precision and
-//! source, where the default is chosen and owned models are deleted.
+//! progress (SSE), and the table of every model Easel can run (folders, hub snapshots, checkpoint
+//! files) with its size, precision and source, where the default is chosen and owned models are
+//! deleted; below it the LoRA and VAE files and the merge form ([`super::weight_files`]).
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use super::browser;
-use super::rpc::{cancel_pull, delete_model, list_models, list_pulls, model_aliases, pull_model, set_default_model};
+use super::rpc::{
+    cancel_pull, delete_model, list_models, list_pulls, list_weight_files, model_aliases, pull_model, set_default_model, set_model_vae,
+};
+use super::weight_files::{MergeForm, WeightFiles};
+use crate::api::networks::WeightsKind;
 use crate::api::pull::{human_bytes, FileState, PullState, PullStatus};
 use crate::api::ModelEntry;
 
@@ -15,6 +20,7 @@ pub fn ModelsPage() -> impl IntoView {
     let refresh = RwSignal::new(0u32);
     let models = Resource::new(move || refresh.get(), |_| list_models());
     let aliases = Resource::new(|| (), |_| model_aliases());
+    let vaes = Resource::new(|| (), |_| list_weight_files(WeightsKind::Vae));
     let spec = RwSignal::new(String::new());
     let form_error = RwSignal::new(None::<String>);
     let pulls = RwSignal::new(Vec::<PullStatus>::new());
@@ -101,27 +107,41 @@ pub fn ModelsPage() -> impl IntoView {
             {move || action_error.get().map(|e| view! { <p class="field-error" role="alert">{e}</p> })}
             <Transition fallback=|| view! { <p class="empty">"Loading…"</p> }>
                 {move || Suspend::new(async move {
+                    let vae_names: Vec<String> = vaes.await.unwrap_or_default().into_iter().map(|v| v.name).collect();
                     match models.await {
                         Ok(list) if list.is_empty() => {
                             view! { <p class="empty">"No models yet: pull one above, or put a diffusers ONNX folder in the models folder."</p> }.into_any()
                         }
-                        Ok(list) => view! { <ModelTable models=list reload action_error /> }.into_any(),
+                        Ok(list) => view! { <ModelTable models=list vaes=vae_names reload action_error /> }.into_any(),
                         Err(e) => view! { <p class="field-error">{format!("could not list models: {e}")}</p> }.into_any(),
                     }
                 })}
             </Transition>
+            <WeightFiles />
+            <MergeForm merged=reload />
         </section>
     }
 }
 
 #[component]
-fn ModelTable(models: Vec<ModelEntry>, reload: Callback<()>, action_error: RwSignal<Option<String>>) -> impl IntoView {
+fn ModelTable(models: Vec<ModelEntry>, vaes: Vec<String>, reload: Callback<()>, action_error: RwSignal<Option<String>>) -> impl IntoView {
     view! {
         <table class="model-table">
-            <thead><tr><th>"Name"</th><th>"Precision"</th><th>"Source"</th><th>"Size"</th><th></th></tr></thead>
+            <thead><tr><th>"Name"</th><th>"Precision"</th><th>"Source"</th><th>"Size"</th><th>"VAE"</th><th></th></tr></thead>
             <tbody>
                 {models.into_iter().map(|m| {
-                    let (default_name, delete_name) = (m.name.clone(), m.name.clone());
+                    let (default_name, delete_name, vae_model) = (m.name.clone(), m.name.clone(), m.name.clone());
+                    let choose_vae = move |ev: leptos::ev::Event| {
+                        let (model, vae) = (vae_model.clone(), event_target_value(&ev));
+                        spawn_local(async move {
+                            match set_model_vae(model, Some(vae).filter(|v| !v.is_empty())).await {
+                                Ok(()) => action_error.set(None),
+                                Err(e) => action_error.set(Some(e.to_string())),
+                            }
+                            reload.run(());
+                        });
+                    };
+                    let current_vae = m.vae.clone().unwrap_or_default();
                     let make_default = move |_| {
                         let name = default_name.clone();
                         spawn_local(async move {
@@ -156,6 +176,12 @@ fn ModelTable(models: Vec<ModelEntry>, reload: Callback<()>, action_error: RwSig
                             <td>{m.precision}</td>
                             <td>{m.source}</td>
                             <td>{human_bytes(m.size_bytes)}</td>
+                            <td>
+                                <select class="model-vae" aria-label=format!("VAE of {}", m.name) prop:value=current_vae.clone() on:change=choose_vae>
+                                    <option value="">"Its own"</option>
+                                    {vaes.iter().map(|v| view! { <option value=v.clone()>{v.clone()}</option> }).collect_view()}
+                                </select>
+                            </td>
                             <td class="actions">
                                 {(!m.is_default).then(|| view! { <button type="button" on:click=make_default>"Make default"</button> })}
                                 {m.removable.then(|| view! { <button type="button" class="danger" on:click=remove>"Delete"</button> })}

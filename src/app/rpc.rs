@@ -6,6 +6,7 @@ use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
 use serde::{Deserialize, Serialize};
 
+use crate::api::networks::{MergeOutcome, MergeSpec, WeightsFileView, WeightsKind};
 use crate::api::prompt::EmbeddingView;
 use crate::api::{AliasView, FieldError, GenerateRequest, HistoryPage, JobView, ModelEntry, PromptTokens, PullStatus};
 
@@ -79,6 +80,28 @@ pub async fn count_prompt_tokens(
 #[server(prefix = "/api/ui", endpoint = "embeddings", input = Json)]
 pub async fn list_embeddings() -> Result<Vec<EmbeddingView>, ServerFnError> {
     easel()?.embeddings().await.map_err(to_server_error)
+}
+
+/// Sets the VAE `model` uses by default (`None`: its own).
+#[server(prefix = "/api/ui", endpoint = "set_model_vae", input = Json)]
+pub async fn set_model_vae(model: String, vae: Option<String>) -> Result<(), ServerFnError> {
+    easel()?.set_model_vae(&model, vae).await.map(drop).map_err(to_server_error)
+}
+
+/// The checkpoint, LoRA or VAE files the pickers offer.
+#[server(prefix = "/api/ui", endpoint = "weight_files", input = Json)]
+pub async fn list_weight_files(kind: WeightsKind) -> Result<Vec<WeightsFileView>, ServerFnError> {
+    easel()?.weight_files(kind.into()).await.map_err(to_server_error)
+}
+
+/// Merges two checkpoints; a refusal comes back as the fields to fix.
+#[server(prefix = "/api/ui", endpoint = "merge_checkpoints", input = Json)]
+pub async fn merge_checkpoints(spec: MergeSpec) -> Result<Result<MergeOutcome, Vec<FieldError>>, ServerFnError> {
+    match easel()?.merge_checkpoints(spec).await {
+        Ok(outcome) => Ok(Ok(outcome)),
+        Err(crate::service::ServiceError::Invalid(fields)) => Ok(Err(fields)),
+        Err(e) => Err(to_server_error(e)),
+    }
 }
 
 #[server(prefix = "/api/ui", endpoint = "model_aliases", input = Json)]

@@ -29,9 +29,10 @@ pub enum BenchMode {
 
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// Model folder, or a model name or alias from `easel models list`.
-    #[arg(long, default_value = "tiny-sd")]
-    pub model: String,
+    /// Model folder or checkpoint file, or a model name or alias from `easel models list`
+    /// [default: the default model].
+    #[arg(long)]
+    pub model: Option<String>,
     /// Image size (square).
     #[arg(long, default_value_t = 512)]
     pub size: u32,
@@ -79,7 +80,8 @@ fn synthetic_images(size: u32) -> SourceImages {
 
 pub fn run(args: &BenchArgs, settings: &crate::config::Settings) -> anyhow::Result<()> {
     let rt = runtime::runtime()?;
-    let (dir, _) = crate::cli::generate::resolve_model_dir(Some(&args.model), settings)?;
+    let (dir, name) = crate::cli::generate::resolve_model_dir(args.model.as_deref(), settings)?;
+    eprintln!("measuring model {name} ({})", dir.display());
     let residency = if settings.low_memory { Residency::LowMemory } else { Residency::Warm };
     let load_started = Instant::now();
     let mut model = SdModel::load(&dir, rt, settings.threads, residency)?;

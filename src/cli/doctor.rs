@@ -29,6 +29,9 @@ pub fn print_report(settings: &Settings) {
             crate::api::pull::human_bytes(m.size_bytes)
         );
     }
+    if let Some(problem) = registry.default_problem() {
+        println!("  warning: {problem}");
+    }
     println!("data dir      {}", settings.data_dir.display());
     println!("outputs dir   {}", settings.outputs_dir.display());
     println!("free disk     {}", free_disk(&settings.data_dir));

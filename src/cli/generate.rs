@@ -56,6 +56,10 @@ pub struct GenerateArgs {
     /// Save the final latents (before the VAE) as a NumPy .npy file.
     #[arg(long, value_name = "FILE.npy")]
     pub save_latents: Option<PathBuf>,
+    /// Do not record the images in the job database (by default, images written to the outputs
+    /// dir appear in the server's Gallery and history like any job's).
+    #[arg(long)]
+    pub no_record: bool,
     /// Image-to-image: start from this picture (PNG, JPEG or WebP) instead of noise. It sets
     /// width and height unless they are given; otherwise it is resized (Lanczos).
     #[arg(long, value_name = "IN.png")]
@@ -237,6 +241,7 @@ fn embedding_files(paths: &[PathBuf]) -> Result<Vec<EmbeddingFile>, GenerateErro
 }
 
 pub fn run(args: &GenerateArgs, settings: &crate::config::Settings) -> Result<(), GenerateError> {
+    let created_at_ms = crate::jobs::store::now_ms();
     let init = args.init_image.as_deref().map(|p| read_picture("init_image", p)).transpose()?;
     let mask = args.mask.as_deref().map(|p| read_picture("mask", p)).transpose()?;
     let mut request = GenerateRequest {
@@ -290,7 +295,7 @@ pub fn run(args: &GenerateArgs, settings: &crate::config::Settings) -> Result<()
     let failed = |e: EngineError| GenerateError::Failed(e.to_string());
     let rt = runtime::runtime().map_err(|e| failed(e.into()))?;
     let (dir, name) = resolve_model_dir(args.model.as_deref(), settings).map_err(GenerateError::BadModel)?;
-    if dir.is_dir() {
+    if dir.is_dir() && crate::engine::model::DiffusersWeights::find(&dir).is_none() {
         crate::engine::model::check_layout(&dir).map_err(GenerateError::BadModel)?;
     }
     let residency = if settings.low_memory { Residency::LowMemory } else { Residency::Warm };
@@ -328,9 +333,24 @@ pub fn run(args: &GenerateArgs, settings: &crate::config::Settings) -> Result<()
         eprintln!("note: {note}");
     }
 
-    let out = args.output.clone().unwrap_or_else(|| settings.outputs_dir.clone());
     let parameters = infotext::infotext_with(&resolved, &model.name, &model.short_hash, &output.extra_parameters());
-    for (image, path) in output.images.iter().zip(output_paths(&out, &resolved)) {
+    if args.output.is_none() && !args.no_record {
+        // Into the outputs dir as a job's images, recorded in the job database.
+        let job_id = uuid::Uuid::new_v4().to_string();
+        let saved = crate::job_runner::save_images(&settings.outputs_dir, &job_id, created_at_ms, &resolved, &model, &output)
+            .map_err(|e| GenerateError::Failed(e.to_string()))?;
+        for image in &saved {
+            println!("{}", settings.outputs_dir.join(&image.path).display());
+        }
+        let store = crate::jobs::JobStore::open(&settings.data_dir).map_err(|e| GenerateError::Failed(e.to_string()))?;
+        // Recorded with the model it ran on, as the server records a job's.
+        let recorded = GenerationSettings { model: Some(model.name.clone()), ..resolved.clone() };
+        store.record_finished(&job_id, &recorded, created_at_ms, &saved).map_err(|e| GenerateError::Failed(e.to_string()))?;
+        eprintln!("recorded as job {job_id}: in the Gallery and history (--no-record to skip)");
+    }
+    let out = args.output.clone().unwrap_or_else(|| settings.outputs_dir.clone());
+    let written_elsewhere = args.output.is_some() || args.no_record;
+    for (image, path) in output.images.iter().zip(output_paths(&out, &resolved)).filter(|_| written_elsewhere) {
         let bytes = png_meta::image_png(&resolved, &model, image, &parameters).map_err(failed)?;
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| GenerateError::Failed(format!("cannot create {}: {e}", parent.display())))?;

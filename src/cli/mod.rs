@@ -64,51 +64,52 @@ fn pull_help() -> String {
     format!("Aliases:\n{}\n\n{}", aliases.join("\n"), crate::hub::ENVIRONMENT_HELP)
 }
 
-/// The settings flags, shared by every subcommand that needs settings.
+/// The settings flags, shared by every subcommand that needs settings (one definition). Global,
+/// so they may follow a nested subcommand too: `easel models list --models-dir DIR`.
 #[derive(Args, Debug, Default, Clone)]
 pub struct SettingsArgs {
     /// Configuration file (default: easel.toml in the data dir).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Address to bind [default: 127.0.0.1].
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub host: Option<std::net::IpAddr>,
     /// Port to bind [default: 3000].
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub port: Option<u16>,
     /// Folder of models in the diffusers ONNX layout [default: ./models if it exists, else <data-dir>/models].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, global = true, value_name = "DIR")]
     pub models_dir: Option<PathBuf>,
     /// A model folder of another tool, read-only: an AUTOMATIC1111 or ComfyUI install (or its
     /// `models` folder), layout detected. Repeatable.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, global = true, value_name = "DIR")]
     pub extra_models_dir: Vec<PathBuf>,
     /// Folder for generated images [default: <data-dir>/outputs].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, global = true, value_name = "DIR")]
     pub outputs_dir: Option<PathBuf>,
     /// Folder for Easel's state [default: ~/.local/share/easel].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// ONNX Runtime intra-op threads [default: all cores].
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub threads: Option<usize>,
     /// Log filter, e.g. info, debug, easel=debug [default: info].
-    #[arg(long, value_name = "FILTER")]
+    #[arg(long, global = true, value_name = "FILTER")]
     pub log_level: Option<String>,
     /// Log line format [default: text].
-    #[arg(long, value_enum)]
+    #[arg(long, global = true, value_enum)]
     pub log_format: Option<LogFormat>,
     /// Allow binding a non-loopback address without EASEL_API_TOKEN.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub insecure_no_auth: bool,
     /// Model used when a request names none [default: the stored choice, else tiny-sd].
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, global = true, value_name = "NAME")]
     pub default_model: Option<String>,
     /// Models kept loaded at once; 1 frees the previous model on a switch [default: 1].
-    #[arg(long, value_name = "N")]
+    #[arg(long, global = true, value_name = "N")]
     pub resident_models: Option<usize>,
     /// Load each sub-model only while it runs: lower peak memory, slower jobs.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub low_memory: bool,
 }
 

@@ -1,4 +1,4 @@
-//! `easel pull` and `easel models {list,show,rm,default,merge}`: the command-line face of
+//! `easel pull` and `easel models {list,show,rm,default,vae,merge}`: the command-line face of
 //! [`crate::hub`], [`crate::model_registry`] and [`crate::engine::merge`].
 
 use std::collections::HashMap;
@@ -47,6 +47,8 @@ pub enum ModelsCommand {
     },
     /// Set the model used when a request names none (stored in the data dir).
     Default { name: String },
+    /// Set the VAE a model uses when a request names none; without VAE, its own again.
+    Vae { name: String, vae: Option<String> },
     /// Merge two checkpoints into a new .safetensors checkpoint (A1111's checkpoint merger).
     Merge {
         /// A, the primary model (a name in checkpoints/ or a .safetensors path); the output has its keys.
@@ -227,6 +229,13 @@ pub fn models_command(command: &ModelsCommand, settings: &Settings) -> anyhow::R
             let m = registry.set_default(name)?;
             println!("{} is now the default model", m.name);
         }
+        ModelsCommand::Vae { name, vae } => {
+            let m = registry.set_vae(name, vae.as_deref())?;
+            match &m.vae {
+                Some(vae) => println!("{} now uses the VAE {vae} unless a request names another", m.name),
+                None => println!("{} now uses its own VAE", m.name),
+            }
+        }
         ModelsCommand::Merge { a, b, alpha, mode, base, output, overwrite } => {
             let input = |name: &str| -> anyhow::Result<std::path::PathBuf> {
                 let path = std::path::Path::new(name);
@@ -338,6 +347,7 @@ mod tests {
             size_bytes: 1_000_000,
             is_default: default,
             removable: true,
+            vae: None,
         };
         let text = table(&[entry("tiny-sd", true), entry("org/model@onnx", false)]);
         let lines: Vec<&str> = text.lines().collect();

@@ -272,6 +272,55 @@ pub fn check_layout(dir: &Path) -> Result<(), EngineError> {
     }
 }
 
+/// The weight files of a diffusers folder saved with `.safetensors` (what `save_pretrained` and
+/// the Hugging Face hub hold for most SD 1.x repositories), found when the folder has no ONNX graphs.
+pub struct DiffusersWeights {
+    pub unet: PathBuf,
+    pub text_encoder: PathBuf,
+    pub vae: PathBuf,
+}
+
+impl DiffusersWeights {
+    /// The three files, full precision preferred over a `.fp16` variant; `None` unless the folder
+    /// has `model_index.json` and all three.
+    pub fn find(dir: &Path) -> Option<Self> {
+        if !dir.join("model_index.json").is_file() {
+            return None;
+        }
+        let pick = |sub: &str, stem: &str| {
+            [format!("{stem}.safetensors"), format!("{stem}.fp16.safetensors")]
+                .into_iter()
+                .map(|f| dir.join(sub).join(f))
+                .find(|p| p.is_file())
+        };
+        Some(Self {
+            unet: pick("unet", "diffusion_pytorch_model")?,
+            text_encoder: pick("text_encoder", "model")?,
+            vae: pick("vae", "diffusion_pytorch_model")?,
+        })
+    }
+}
+
+/// Whether `dir` is a model Easel runs: an ONNX folder ([`check_layout`]) or a diffusers folder
+/// with `.safetensors` weights ([`DiffusersWeights`]).
+pub fn is_model_dir(dir: &Path) -> bool {
+    check_layout(dir).is_ok() || DiffusersWeights::find(dir).is_some()
+}
+
+/// What a diffusers UNet file is, from its keys (SD 1.x's input channels and cross-attention width).
+fn diffusers_unet_kind(unet: &Checkpoint) -> CheckpointKind {
+    if unet.shape("add_embedding.linear_1.weight").is_some() {
+        return CheckpointKind::Sdxl;
+    }
+    let Some(conv_in) = unet.shape("conv_in.weight") else { return CheckpointKind::Unknown };
+    let context =
+        unet.shape("down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight").and_then(|s| s.get(1).copied()).unwrap_or(0);
+    if context == 1024 {
+        return CheckpointKind::Sd2;
+    }
+    CheckpointKind::Sd1 { in_channels: conv_in.get(1).copied().unwrap_or(0), context_dim: context }
+}
+
 /// The identity hash of a model: the checkpoint's sha256 recorded by the converter in
 /// `easel-model.json` when present (so it equals what A1111 shows for the same checkpoint),
 /// otherwise the sha256 of the UNet graph file.
@@ -355,7 +404,12 @@ impl SdModel {
             return Self::load_checkpoint(path, runtime, threads, residency);
         }
         let dir = path;
-        check_layout(dir)?;
+        if let Err(not_onnx) = check_layout(dir) {
+            return match DiffusersWeights::find(dir) {
+                Some(weights) => Self::load_diffusers(dir, &weights, runtime, threads, residency),
+                None => Err(not_onnx),
+            };
+        }
         let tokenizer = Arc::new(ClipTokenizer::load(&dir.join("tokenizer"))?);
         let scheduler_path = dir.join("scheduler/scheduler_config.json");
         let scheduler_text = std::fs::read_to_string(&scheduler_path)
@@ -413,6 +467,59 @@ impl SdModel {
         let mut model = Self::assemble(
             name,
             path,
+            hash[..10].to_string(),
+            tokenizer,
+            scheduler_config,
+            template.text_hidden(),
+            Some(template),
+            sources,
+            runtime,
+            threads,
+            residency,
+        )?;
+        model.unet_in_channels = Some(in_channels);
+        Ok(model)
+    }
+
+    /// A diffusers folder saved with `.safetensors` weights (`unet/`, `text_encoder/`, `vae/`):
+    /// each component's file fills its template, as a checkpoint does; SD 1.x's tokenizer, and the
+    /// folder's scheduler config when it has one.
+    fn load_diffusers(
+        dir: &Path,
+        files: &DiffusersWeights,
+        runtime: &'static Runtime,
+        threads: usize,
+        residency: Residency,
+    ) -> Result<Self, EngineError> {
+        let open = |path: &Path| Checkpoint::open(path).map(Arc::new).map_err(checkpoint_error);
+        let (unet, text_encoder, vae) = (open(&files.unet)?, open(&files.text_encoder)?, open(&files.vae)?);
+        let kind = diffusers_unet_kind(&unet);
+        let template = templates::for_kind(&kind)
+            .ok_or_else(|| EngineError::Weights(format!("{} holds {kind}; Easel runs SD 1.x models", dir.display())))?;
+        let CheckpointKind::Sd1 { in_channels, .. } = kind else { unreachable!("templates exist only for SD 1.x") };
+        let from = |graph: &'static TemplateGraph, weights: &Arc<Checkpoint>| GraphSource::Template { graph, weights: weights.clone() };
+        let sources = Sources {
+            text_encoder: from(&template.text_encoder, &text_encoder),
+            unet: from(template.unet_for(in_channels), &unet),
+            vae_decoder: from(&template.vae_decoder, &vae),
+            vae_encoder: Some(from(&template.vae_encoder, &vae)),
+        };
+        let tokenizer = Arc::new(ClipTokenizer::from_json_bytes(templates::CLIP_TOKENIZER_JSON, Path::new("templates/tokenizer.json"))?);
+        let scheduler_path = dir.join("scheduler/scheduler_config.json");
+        let scheduler_config = match std::fs::read_to_string(&scheduler_path) {
+            Ok(text) => SchedulerConfig::from_json(&text)?,
+            Err(_) => SchedulerConfig::from_json(templates::SD1_SCHEDULER_CONFIG)?,
+        };
+        let name = std::fs::canonicalize(dir)
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| dir.display().to_string());
+        // No A1111 hash is defined for a folder: the UNet file's, which identifies the weights.
+        let hash = super::file_hash::cached_sha256_from(&files.unet, 0)
+            .map_err(|e| EngineError::ReadFile { path: files.unet.clone(), message: e.to_string() })?;
+        let mut model = Self::assemble(
+            name,
+            dir,
             hash[..10].to_string(),
             tokenizer,
             scheduler_config,

@@ -364,6 +364,24 @@ impl JobStore {
         Ok((job, true))
     }
 
+    /// Records a job that ran outside the queue (`easel generate`): added as running, then
+    /// succeeded with its images (files already written), so history and the gallery show it like
+    /// any other. A crash between the two leaves a running job, which the next server start runs.
+    pub fn record_finished(
+        &self,
+        id: &str,
+        settings: &GenerationSettings,
+        created_at_ms: i64,
+        images: &[NewImage],
+    ) -> Result<Vec<ImageRecord>, StoreError> {
+        let request = serde_json::to_string(settings).map_err(|source| StoreError::BadRequestJson { id: id.to_string(), source })?;
+        self.conn().execute(
+            "INSERT INTO jobs (id, request, status, created_at, started_at, attempts) VALUES (?1, ?2, 'running', ?3, ?3, 1)",
+            params![id, request, created_at_ms],
+        )?;
+        self.mark_succeeded(id, images)
+    }
+
     /// The job with this id, with its images and queue position.
     pub fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
         load_job(&self.conn(), id)

@@ -22,7 +22,9 @@ pub fn router() -> Router<AppState> {
         .route("/models", get(list))
         .route("/models/aliases", get(aliases))
         .route("/models/default", put(set_default))
+        .route("/models/vae", put(set_vae))
         .route("/models/pull", post(start_pull))
+        .route("/models/merge", post(merge))
         .route("/models/pulls", get(pulls))
         .route("/models/pulls/{id}", get(pull_status).delete(cancel_pull))
         .route("/models/pulls/{id}/events", get(pull_events))
@@ -40,6 +42,16 @@ fn body(json: Result<Json<ModelBody>, axum::extract::rejection::JsonRejection>) 
         ApiError::unprocessable(vec![FieldError::new("model", format!("send {{\"model\": \"<name>\"}} ({})", e.body_text()))])
     })?;
     Ok(body.model)
+}
+
+/// `POST /api/v1/models/merge`: a new checkpoint from two (A1111's checkpoint merger); answers
+/// when the file is written.
+async fn merge(
+    State(state): State<AppState>,
+    json: Result<Json<crate::api::networks::MergeSpec>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<crate::api::networks::MergeOutcome>), ApiError> {
+    let Json(spec) = json.map_err(|e| ApiError::unprocessable(vec![FieldError::new("body", e.body_text())]))?;
+    Ok((StatusCode::CREATED, Json(state.easel.merge_checkpoints(spec).await?)))
 }
 
 async fn list(State(state): State<AppState>) -> Result<Json<Vec<ModelEntry>>, ApiError> {
@@ -67,6 +79,28 @@ async fn set_default(
 ) -> Result<Json<ModelEntry>, ApiError> {
     let name = body(json)?;
     Ok(Json(state.easel.set_default(&name).await?))
+}
+
+/// `{"model": "...", "vae": "..." | null}`: the body of `PUT /api/v1/models/vae`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VaeChoice {
+    model: String,
+    #[serde(default)]
+    vae: Option<String>,
+}
+
+async fn set_vae(
+    State(state): State<AppState>,
+    json: Result<Json<VaeChoice>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<ModelEntry>, ApiError> {
+    let Json(choice) = json.map_err(|e| {
+        ApiError::unprocessable(vec![FieldError::new(
+            "model",
+            format!("send {{\"model\": \"<name>\", \"vae\": \"<vae>\" or null}} ({})", e.body_text()),
+        )])
+    })?;
+    Ok(Json(state.easel.set_model_vae(&choice.model, choice.vae).await?))
 }
 
 async fn aliases(State(state): State<AppState>) -> Json<Vec<AliasView>> {

@@ -234,6 +234,9 @@ impl Easel {
         }
         let store = JobStore::open(&settings.data_dir).map_err(|e| StartupError::Jobs(e.to_string()))?;
         let registry = ModelRegistry::from_settings(&settings);
+        if let Some(problem) = registry.default_problem() {
+            tracing::warn!("{problem}");
+        }
         let uploads = Uploads::new(&settings.data_dir);
         let executor = EngineExecutor::new(
             registry.clone(),
@@ -326,7 +329,7 @@ impl Easel {
             let registry = self.registry.clone();
             let wanted = s.model.clone();
             let (loras, vae) = (s.all_loras(), s.vae.clone());
-            let (entry, file_errors) = blocking(move || {
+            let (entry, file_errors, default_vae) = blocking(move || {
                 // LoRA and VAE names are checked now, so a typo is a 422, not a failed job.
                 let mut errors = Vec::new();
                 for lora in &loras {
@@ -334,15 +337,32 @@ impl Easel {
                         errors.push(FieldError::new("loras", e.to_string()));
                     }
                 }
-                if let Some(Err(e)) = vae.map(|v| registry.find_file(crate::model_files::FileKind::Vae, &v)) {
+                if let Some(Err(e)) = vae.as_deref().map(|v| registry.find_file(crate::model_files::FileKind::Vae, v)) {
                     errors.push(FieldError::new("vae", e.to_string()));
                 }
-                Ok::<_, ServiceError>((registry.resolve(wanted.as_deref()), errors))
+                let entry = registry.resolve(wanted.as_deref());
+                // The model's own default VAE, when the request names none and the file is still there.
+                let default_vae = match (&vae, &entry) {
+                    (None, Ok(entry)) => entry.vae.clone().filter(|v| match registry.find_file(crate::model_files::FileKind::Vae, v) {
+                        Ok(_) => true,
+                        Err(e) => {
+                            tracing::warn!(model = %entry.name, vae = %v, error = %e, "the model's default VAE is gone; using its own");
+                            false
+                        }
+                    }),
+                    _ => None,
+                };
+                Ok::<_, ServiceError>((entry, errors, default_vae))
             })
             .await?;
             errors.extend(file_errors);
             match entry {
-                Ok(entry) => s.model = Some(entry.name),
+                Ok(entry) => {
+                    s.model = Some(entry.name);
+                    if s.vae.is_none() {
+                        s.vae = default_vae;
+                    }
+                }
                 Err(e) => errors.push(FieldError::new("model", e.to_string())),
             }
         }
@@ -461,6 +481,16 @@ impl Easel {
         self.on_registry(move |r| r.set_default(&name)).await
     }
 
+    /// Makes `vae` (a VAE file name; `None`: the model's own) the VAE `model` uses when a request
+    /// names none.
+    pub async fn set_model_vae(&self, model: &str, vae: Option<String>) -> Result<ModelEntry, ServiceError> {
+        let model = model.to_string();
+        self.on_registry(move |r| {
+            r.set_vae(&model, vae.as_deref().map(str::trim).filter(|v| !crate::api::networks::MODEL_OWN_VAE.contains(v)))
+        })
+        .await
+    }
+
     /// Deletes a model Easel owns; returns the bytes freed.
     pub async fn remove_model(&self, name: &str) -> Result<u64, ServiceError> {
         let name = name.to_string();
@@ -508,6 +538,58 @@ impl Easel {
                 .into_iter()
                 .map(|f| crate::api::networks::WeightsFileView { name: f.name, size_bytes: f.size_bytes, read_only: f.extra })
                 .collect())
+        })
+        .await
+    }
+
+    /// Merges two checkpoints into `checkpoints/NAME.safetensors` in the models dir (A1111's
+    /// checkpoint merger, see [`crate::engine::merge`]); names are looked up in the checkpoint
+    /// lists, the work runs on the blocking pool.
+    pub async fn merge_checkpoints(
+        &self,
+        spec: crate::api::networks::MergeSpec,
+    ) -> Result<crate::api::networks::MergeOutcome, ServiceError> {
+        use crate::engine::merge::{merge, MergeError, MergeMode, MergeRequest};
+        let problems = spec.problems();
+        if !problems.is_empty() {
+            return Err(ServiceError::Invalid(problems));
+        }
+        let registry = self.registry.clone();
+        blocking(move || {
+            let find = |field: &str, name: &str| {
+                registry.find_file(crate::model_files::FileKind::Checkpoint, name.trim()).map(|f| f.path).map_err(|e| {
+                    ServiceError::Invalid(vec![FieldError::new(field, e.to_string())])
+                })
+            };
+            let request = MergeRequest {
+                a: find("a", &spec.a)?,
+                b: find("b", &spec.b)?,
+                c: spec.base.as_deref().filter(|b| !b.trim().is_empty()).map(|b| find("base", b)).transpose()?,
+                mode: if spec.mode == crate::api::networks::MERGE_MODES[1] { MergeMode::AddDifference } else { MergeMode::WeightedSum },
+                multiplier: spec.alpha,
+                output: registry.models_dir().join(crate::model_files::FileKind::Checkpoint.easel_folder()).join(spec.file_name()),
+                overwrite: spec.overwrite,
+            };
+            let started = std::time::Instant::now();
+            let report = merge(&request).map_err(|e| {
+                let field = match &e {
+                    MergeError::Exists(_) => "name",
+                    MergeError::InpaintingB { .. } => "b",
+                    MergeError::Base => "base",
+                    MergeError::Multiplier(_) => "alpha",
+                    MergeError::Write { .. } => return ServiceError::Internal(e.to_string()),
+                    _ => "a",
+                };
+                ServiceError::Invalid(vec![FieldError::new(field, e.to_string())])
+            })?;
+            tracing::info!(output = %report.output.display(), merged = report.merged, seconds = started.elapsed().as_secs_f64(), "checkpoints merged");
+            Ok::<_, ServiceError>(crate::api::networks::MergeOutcome {
+                name: spec.file_name(),
+                size_bytes: report.bytes,
+                tensors: report.tensors,
+                merged: report.merged,
+                seconds: started.elapsed().as_secs_f64(),
+            })
         })
         .await
     }

@@ -67,10 +67,16 @@ impl EngineExecutor {
         self.loaded.iter().map(|m| m.name.clone()).collect()
     }
 
-    fn model(&mut self, name: &str) -> Result<&mut SdModel, ExecError> {
+    /// The model `name` with the LoRA files and VAE a job names applied: loaded if needed (opened,
+    /// networks chosen, then its sessions built once), otherwise rebuilt only where the networks
+    /// changed.
+    fn model(&mut self, name: &str, loras: &[(PathBuf, f32, f32)], vae: Option<&Path>) -> Result<&mut SdModel, ExecError> {
+        let failed = |e: EngineError| ExecError::Failed(e.to_string());
         if let Some(i) = self.loaded.iter().position(|m| m.name == name) {
             let model = self.loaded.remove(i);
             self.loaded.push(model);
+            let model = self.loaded.last_mut().expect("pushed above");
+            model.use_networks(&mut self.lora_cache, loras, vae).and_then(|()| model.warm()).map_err(failed)?;
         } else {
             let entry = self.registry.resolve(Some(name)).map_err(|e| ExecError::Failed(e.to_string()))?;
             // Free the least recently used sessions before creating new ones: peak memory is
@@ -81,11 +87,12 @@ impl EngineExecutor {
             }
             let rt = runtime::runtime().map_err(|e| ExecError::Failed(e.to_string()))?;
             let started = std::time::Instant::now();
-            let mut model = SdModel::load(&entry.path, rt, self.threads, self.residency).map_err(|e| ExecError::Failed(e.to_string()))?;
+            let mut model = SdModel::open(&entry.path, rt, self.threads, self.residency).map_err(failed)?;
             model.name = entry.name;
             for dir in self.registry.embeddings_dirs().into_iter().rev() {
                 model.add_embeddings_dir(dir);
             }
+            model.use_networks(&mut self.lora_cache, loras, vae).and_then(|()| model.warm()).map_err(failed)?;
             let seconds = started.elapsed().as_secs_f64();
             tracing::info!(model = name, seconds, "model loaded");
             self.metrics.model_load_seconds.observe(seconds);
@@ -134,12 +141,7 @@ impl JobExecutor for EngineExecutor {
         let outputs_dir = self.outputs_dir.clone();
         let metrics = self.metrics.clone();
         let (loras, vae) = self.registry.network_files(&settings).map_err(|e| ExecError::Failed(e.to_string()))?;
-        let mut cache = std::mem::take(&mut self.lora_cache);
-        let model = self.model(&name)?;
-        let applied = model.use_networks(&mut cache, &loras, vae.as_deref());
-        self.lora_cache = cache;
-        let model = self.model(&name)?;
-        applied.map_err(|e| ExecError::Failed(e.to_string()))?;
+        let model = self.model(&name, &loras, vae.as_deref())?;
         // Step time: between consecutive step callbacks (the first would include the text encoder).
         let mut last_step: Option<std::time::Instant> = None;
         let output = generate(model, &settings, &images, cancel, &mut |p| {

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use easel::engine::checkpoint::{read_template_weights, Checkpoint, CheckpointKind};
-use easel::engine::onnx_model::{spec, GraphBytes, InputData, OnnxModel, SuppliedWeights};
+use easel::engine::onnx_model::{spec, GraphBytes, InputData, OnnxModel};
 use easel::engine::runtime::runtime;
 use easel::engine::torch_rng::TorchGenerator;
 
@@ -25,9 +25,9 @@ fn template_session(checkpoint: &Checkpoint, graph: &str) -> OnnxModel {
     let rt = runtime().unwrap();
     let dir = root().join("models/templates/tiny").join(graph);
     let weights = read_template_weights(&dir.join("weights.json")).unwrap();
-    let external = checkpoint.initializers(&weights, graph, &|_| None).unwrap();
+    let supplied = checkpoint.weights_buffer(&weights, graph, &|_| None).unwrap();
     let path = dir.join("model.onnx");
-    OnnxModel::load_with_weights(rt, "template", &path, GraphBytes::File, SuppliedWeights { external }, 1).unwrap()
+    OnnxModel::load_with_weights(rt, "template", &path, GraphBytes::File, supplied, 1).unwrap()
 }
 
 fn export_session(graph: &str) -> OnnxModel {
@@ -134,7 +134,7 @@ fn other_kinds_of_files_are_named_and_bad_ones_refused() {
     let lora = Checkpoint::open(&fixture("lora-kohya.safetensors")).unwrap();
     let dir_unet = root().join("models/templates/tiny/unet");
     let weights = read_template_weights(&dir_unet.join("weights.json")).unwrap();
-    let missing = lora.initializers(&weights, "unet", &|_| None).err().unwrap().to_string();
+    let missing = lora.weights_buffer(&weights, "unet", &|_| None).err().unwrap().to_string();
     assert!(missing.contains("model.diffusion_model."), "{missing}");
     let _ = std::fs::remove_dir_all(Path::new(&dir));
 }

@@ -116,6 +116,8 @@ pub fn run(args: &BenchArgs, settings: &crate::config::Settings) -> anyhow::Resu
     let steps: Vec<f64> = t.unet_steps.iter().map(|d| d.as_secs_f64()).collect();
     let unet_mean = steps.iter().sum::<f64>() / steps.len().max(1) as f64;
     let peak = crate::metrics::peak_resident_memory_bytes().unwrap_or(0) as f64 / 1e9;
+    // Resident after the run: what a warm server holds for this model (the peak includes load).
+    let resident = crate::metrics::resident_memory_bytes().unwrap_or(0) as f64 / 1e9;
     if args.json {
         println!(
             "{}",
@@ -125,7 +127,7 @@ pub fn run(args: &BenchArgs, settings: &crate::config::Settings) -> anyhow::Resu
                 "threads": settings.threads, "low_memory": settings.low_memory, "load_s": load_s,
                 "text_encoding_s": t.text_encoding.as_secs_f64(), "vae_encode_s": t.vae_encode.as_secs_f64(), "unet_step_s": unet_mean,
                 "unet_steps_s": steps, "vae_decode_s": t.vae_decode.as_secs_f64(),
-                "total_s": t.total.as_secs_f64(), "peak_rss_gb": peak,
+                "total_s": t.total.as_secs_f64(), "peak_rss_gb": peak, "rss_after_gb": resident,
             })
         );
     } else {
@@ -148,6 +150,7 @@ pub fn run(args: &BenchArgs, settings: &crate::config::Settings) -> anyhow::Resu
         println!("vae decode      {:8.3} s", t.vae_decode.as_secs_f64());
         println!("total           {:8.3} s (excluding load)", t.total.as_secs_f64());
         println!("peak RSS        {peak:8.2} GB");
+        println!("RSS after run   {resident:8.2} GB");
     }
     Ok(())
 }

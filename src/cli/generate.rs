@@ -300,12 +300,14 @@ pub fn run(args: &GenerateArgs, settings: &crate::config::Settings) -> Result<()
     }
     let residency = if settings.low_memory { Residency::LowMemory } else { Residency::Warm };
     let load_started = Instant::now();
-    let mut model = SdModel::load(&dir, rt, settings.threads, residency).map_err(failed)?;
+    // Opened, then LoRAs and VAE chosen, then warmed: the sessions are built once, with them.
+    let mut model = SdModel::open(&dir, rt, settings.threads, residency).map_err(failed)?;
     model.name = name;
     for dir in registry.embeddings_dirs().into_iter().rev() {
         model.add_embeddings_dir(dir);
     }
     model.use_networks(&mut crate::engine::lora::LoraCache::default(), &lora_files, vae_file.as_deref()).map_err(failed)?;
+    model.warm().map_err(failed)?;
     model.embedding_sources.files.extend(embedding_files(&args.embedding)?);
     eprintln!(
         "model {} ({}) loaded in {:.2} s; seed {}",

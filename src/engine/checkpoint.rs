@@ -12,11 +12,10 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use half::f16;
-use ort::value::{DynValue, Tensor};
 use serde::Deserialize;
 
 use super::torch_file::{self, DType};
+use super::weights_buffer::{packed_size, WeightsBuffer};
 
 /// What a template's weights file says (`models/tooling/template.py` writes it).
 #[derive(Debug, Clone, Deserialize)]
@@ -28,6 +27,13 @@ pub struct TemplateWeights {
     #[serde(default)]
     pub architecture: serde_json::Value,
     pub initializers: Vec<TemplateInitializer>,
+}
+
+impl TemplateWeights {
+    /// Bytes every initializer takes packed in a [`WeightsBuffer`].
+    pub fn packed_size(&self) -> usize {
+        self.initializers.iter().map(|i| packed_size(i.shape.iter().product(), &i.dtype)).sum()
+    }
 }
 
 /// One external initializer of a template and the checkpoint tensor it comes from.
@@ -334,17 +340,17 @@ impl Checkpoint {
         template.initializers.iter().all(|init| self.entry_for(init).is_some())
     }
 
-    /// The initializers `template` declares, from this checkpoint's tensors, ready for ONNX
-    /// Runtime's external-initializer API (load the runtime first: the values are ort tensors).
-    /// `label` names the template in messages. `delta` may return, per initializer, a change to
-    /// add in the graph's layout (a LoRA's `weight * scale * up @ down`), computed one at a time so
-    /// no second copy of the weights is ever held.
-    pub fn initializers(
+    /// The initializers `template` declares, from this checkpoint's tensors, packed in the graph's
+    /// layout and dtypes for ONNX Runtime ([`WeightsBuffer`]). `label` names the template in
+    /// messages. `delta` may return, per initializer, a change to add in the graph's layout (a
+    /// LoRA's `weight * scale * up @ down`), computed one at a time so no second copy of the
+    /// weights is ever held.
+    pub fn weights_buffer(
         &self,
         template: &TemplateWeights,
         label: &str,
         delta: &dyn Fn(&TemplateInitializer) -> Option<Vec<f32>>,
-    ) -> Result<Vec<(String, DynValue)>, CheckpointError> {
+    ) -> Result<WeightsBuffer, CheckpointError> {
         let template_err = |message: String| CheckpointError::Template { path: label.into(), message };
         if (template.format.as_str(), template.version) != WEIGHTS_FORMAT {
             return Err(template_err(format!(
@@ -354,7 +360,7 @@ impl Checkpoint {
         }
         let mut file =
             std::fs::File::open(&self.path).map_err(|e| CheckpointError::Io { path: self.path.clone(), message: e.to_string() })?;
-        let mut out = Vec::with_capacity(template.initializers.len());
+        let mut out = WeightsBuffer::with_capacity(template.packed_size());
         for init in &template.initializers {
             let (key, entry) = self.entry_for(init).ok_or_else(|| CheckpointError::Missing {
                 path: self.path.clone(),
@@ -387,7 +393,7 @@ impl Checkpoint {
                     *v += d;
                 }
             }
-            out.push((init.name.clone(), graph_value(shape, values, &init.dtype).map_err(|e| template_err(e.to_string()))?));
+            out.push(&init.name, &values, &init.dtype).map_err(template_err)?;
         }
         Ok(out)
     }
@@ -402,14 +408,6 @@ pub fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
         }
     }
     transposed
-}
-
-/// An ort tensor of the graph's element type (`float16` or `float32`) from f32 values.
-pub fn graph_value(shape: Vec<usize>, values: Vec<f32>, dtype: &str) -> ort::Result<DynValue> {
-    Ok(match dtype {
-        "float16" => Tensor::from_array((shape, values.into_iter().map(f16::from_f32).collect::<Vec<_>>()))?.into_dyn(),
-        _ => Tensor::from_array((shape, values))?.into_dyn(),
-    })
 }
 
 /// Every key the tensor for `init` may have: the LDM key and the diffusers key of a single-file

@@ -27,6 +27,7 @@ pub mod scheduler;
 pub mod templates;
 pub mod torch_file;
 pub mod torch_rng;
+pub mod weights_buffer;
 
 pub use cancel::CancelToken;
 pub use error::EngineError;

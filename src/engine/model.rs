@@ -109,10 +109,9 @@ impl GraphSource {
                     let template = template.ok_or_else(|| {
                         load_err("LoRAs apply to ONNX folders exported by Easel's tooling (whose layers it can name); load this model's checkpoint (.safetensors) to use LoRAs with it".into())
                     })?;
-                    let external = onnx_weights_with_loras(path, template, component, loras)?;
+                    let supplied = onnx_weights_with_loras(path, template, component, loras)?;
                     let edited = edit.map(|edit| edit(template.onnx)).transpose()?;
                     let bytes = edited.as_deref().unwrap_or(template.onnx);
-                    let supplied = SuppliedWeights { external };
                     return OnnxModel::load_with_weights(runtime, role, path, GraphBytes::Memory(bytes), supplied, threads);
                 }
                 match edit {
@@ -130,13 +129,12 @@ impl GraphSource {
                 let map = graph.weights().map_err(checkpoint_error)?;
                 let no_change = |_: &super::checkpoint::TemplateInitializer| None;
                 let delta = |init: &super::checkpoint::TemplateInitializer| patch.and_then(|c| loras.delta(c, init));
-                let external = if patch.is_some() {
-                    weights.initializers(&map, &graph.label(), &delta)
+                let supplied = if patch.is_some() {
+                    weights.weights_buffer(&map, &graph.label(), &delta)
                 } else {
-                    weights.initializers(&map, &graph.label(), &no_change)
+                    weights.weights_buffer(&map, &graph.label(), &no_change)
                 }
                 .map_err(checkpoint_error)?;
-                let supplied = SuppliedWeights { external };
                 let edited = edit.map(|edit| edit(graph.onnx)).transpose()?;
                 let bytes = edited.as_deref().unwrap_or(graph.onnx);
                 OnnxModel::load_with_weights(runtime, role, &weights.path, GraphBytes::Memory(bytes), supplied, threads)
@@ -156,12 +154,12 @@ fn onnx_weights_with_loras(
     template: &TemplateGraph,
     component: Component,
     loras: &LoraSet,
-) -> Result<Vec<(String, ort::value::DynValue)>, EngineError> {
+) -> Result<SuppliedWeights, EngineError> {
     let map = template.weights().map_err(checkpoint_error)?;
     let load_err = |message: String| EngineError::LoadSession { path: path.to_path_buf(), message };
     let wanted: std::collections::HashSet<&str> = map.initializers.iter().map(|init| init.name.as_str()).collect();
     let mut found = super::onnx_inspect::initializer_values(path, &wanted).map_err(load_err)?;
-    let mut out = Vec::with_capacity(map.initializers.len());
+    let mut out = SuppliedWeights::with_capacity(map.packed_size());
     for init in &map.initializers {
         let Some(original) = found.remove(&init.name) else {
             return Err(load_err(format!(
@@ -180,8 +178,7 @@ fn onnx_weights_with_loras(
         if let Some(delta) = loras.delta(component, init) {
             values.iter_mut().zip(delta).for_each(|(v, d)| *v += d);
         }
-        let value = super::checkpoint::graph_value(init.shape.clone(), values, dtype).map_err(|e| load_err(e.to_string()))?;
-        out.push((init.name.clone(), value));
+        out.push(&init.name, &values, dtype).map_err(load_err)?;
     }
     Ok(out)
 }
@@ -396,10 +393,29 @@ impl std::ops::DerefMut for SlotGuard<'_> {
 }
 
 impl SdModel {
-    /// Loads a model folder (diffusers ONNX layout) or a `.safetensors` checkpoint file: checks
-    /// it, reads the tokenizer and scheduler config, and creates the sessions (all of them in
-    /// [`Residency::Warm`], none in [`Residency::LowMemory`]).
+    /// Loads a model folder (diffusers ONNX layout or `.safetensors` weights) or a `.safetensors`
+    /// checkpoint file: checks it, reads the tokenizer and scheduler config, and creates the
+    /// sessions (all of them in [`Residency::Warm`], none in [`Residency::LowMemory`]).
     pub fn load(path: &Path, runtime: &'static Runtime, threads: usize, residency: Residency) -> Result<Self, EngineError> {
+        let mut model = Self::open(path, runtime, threads, residency)?;
+        model.warm()?;
+        Ok(model)
+    }
+
+    /// Creates the sessions a warm model keeps (none in low-memory mode), with the LoRAs and VAE
+    /// chosen so far: call after [`SdModel::open`] and [`SdModel::use_networks`] so that a model
+    /// used with LoRAs from the start builds its UNet once, not twice.
+    pub fn warm(&mut self) -> Result<(), EngineError> {
+        for slot in [&mut self.text_encoder, &mut self.unet, &mut self.vae_decoder] {
+            if slot.keep == Keep::Warm {
+                slot.get(self.runtime, self.threads, &self.loras)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`SdModel::load`] without creating any session yet (see [`SdModel::warm`]).
+    pub fn open(path: &Path, runtime: &'static Runtime, threads: usize, residency: Residency) -> Result<Self, EngineError> {
         if path.is_file() {
             return Self::load_checkpoint(path, runtime, threads, residency);
         }
@@ -553,7 +569,7 @@ impl SdModel {
             Residency::LowMemory => (Keep::OnDemand, Keep::OnDemand),
         };
         let own_vae = (sources.vae_decoder.clone(), sources.vae_encoder.clone());
-        let mut model = Self {
+        let model = Self {
             name,
             dir: path.to_path_buf(),
             short_hash,
@@ -578,12 +594,6 @@ impl SdModel {
             split_guidance_tokens: super::pipeline::stages::SPLIT_GUIDANCE_TOKENS,
             edited_text_encoder: None,
         };
-        if residency == Residency::Warm {
-            let loras = LoraSet::default();
-            for slot in [&mut model.text_encoder, &mut model.unet, &mut model.vae_decoder] {
-                slot.get(runtime, threads, &loras)?;
-            }
-        }
         Ok(model)
     }
 

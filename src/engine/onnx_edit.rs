@@ -1,6 +1,7 @@
-//! Owns the edits Easel makes to a CLIP text encoder's ONNX graph when it creates the session,
-//! so that exports people already have (whose only output is the last layer) support CLIP skip
-//! and textual inversion without a re-export:
+//! Owns the edits Easel makes to ONNX graphs when it creates sessions: pointing a template's
+//! initializers at weights handed over in memory ([`locate_initializers`]), and the edits of a
+//! CLIP text encoder's graph, so that exports people already have (whose only output is the last
+//! layer) support CLIP skip and textual inversion without a re-export:
 //!
 //! * **extra token rows**: a new graph input [`EXTRA_EMBEDDINGS_INPUT`] (`[rows, hidden]`) is
 //!   appended to the token-embedding table (`Concat` on axis 0) before the token lookup, so ids
@@ -100,6 +101,52 @@ fn put_bytes(out: &mut Vec<u8>, field: u64, payload: &[u8]) {
 fn put_uint(out: &mut Vec<u8>, field: u64, v: u64) {
     put_varint(out, field << 3);
     put_varint(out, v);
+}
+
+const TENSOR_EXTERNAL_DATA: u64 = 13;
+const TENSOR_DATA_LOCATION: u64 = 14;
+/// `TensorProto.DataLocation.EXTERNAL`.
+const EXTERNAL: u64 = 1;
+
+/// `model` with each initializer named in `places` stored externally at `(offset, length)` in the
+/// external data file `file`; every other field and initializer is copied as it is. Fails unless
+/// every name in `places` is an initializer of the graph.
+pub fn locate_initializers(model: &[u8], file: &str, places: &HashMap<String, (u64, u64)>) -> Result<Vec<u8>, EditError> {
+    let fail = |reason: String| EditError { what: "weights supplied in memory".into(), reason };
+    let mut out = Vec::with_capacity(model.len() + places.len() * 96);
+    let mut located = 0;
+    for (field, wire, payload) in fields(model) {
+        if field != MODEL_GRAPH || wire != 2 {
+            put_field(&mut out, field, wire, payload);
+            continue;
+        }
+        let mut graph = Vec::with_capacity(payload.len() + places.len() * 96);
+        for (gf, gw, gp) in fields(payload) {
+            let place = (gf == GRAPH_INITIALIZER && gw == 2).then(|| initializer_info(gp).0).and_then(|name| places.get(&name));
+            let Some(&(offset, length)) = place else {
+                put_field(&mut graph, gf, gw, gp);
+                continue;
+            };
+            let mut tensor = Vec::with_capacity(gp.len() + 96);
+            for (tf, tw, tp) in fields(gp).filter(|(tf, _, _)| *tf != TENSOR_EXTERNAL_DATA && *tf != TENSOR_DATA_LOCATION) {
+                put_field(&mut tensor, tf, tw, tp);
+            }
+            for (key, value) in [("location", file.to_string()), ("offset", offset.to_string()), ("length", length.to_string())] {
+                let mut entry = Vec::new();
+                put_bytes(&mut entry, 1, key.as_bytes());
+                put_bytes(&mut entry, 2, value.as_bytes());
+                put_bytes(&mut tensor, TENSOR_EXTERNAL_DATA, &entry);
+            }
+            put_uint(&mut tensor, TENSOR_DATA_LOCATION, EXTERNAL);
+            put_bytes(&mut graph, gf, &tensor);
+            located += 1;
+        }
+        put_bytes(&mut out, field, &graph);
+    }
+    if located != places.len() {
+        return Err(fail(format!("{located} of {} weights matched an initializer of the graph", places.len())));
+    }
+    Ok(out)
 }
 
 /// A node re-encoded with the string `from` replaced by `to` among its inputs (`field` 1) or

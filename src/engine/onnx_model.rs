@@ -52,22 +52,19 @@ pub enum GraphBytes<'a> {
 }
 
 /// Weights handed to ONNX Runtime with a graph (see [`OnnxModel::load_with_weights`]).
-#[derive(Default)]
-pub struct SuppliedWeights {
-    pub external: Vec<(String, DynValue)>,
-}
+pub type SuppliedWeights = super::weights_buffer::WeightsBuffer;
 
 impl OnnxModel {
     /// Creates the session. External data files next to `model.onnx` are read from disk by ONNX Runtime.
     pub fn load(runtime: &Runtime, role: &'static str, path: &Path, threads: usize) -> Result<Self, EngineError> {
-        Self::create(runtime, role, path, threads, SuppliedWeights::default(), |mut builder| builder.commit_from_file(path))
+        Self::create(runtime, role, path, threads, |mut builder| builder.commit_from_file(path))
     }
 
-    /// Creates a session from a graph in memory (a template compiled into the binary, or an edited
-    /// copy of a model; `path` names it in messages) with weights supplied by the caller:
-    /// `external` fill the initializers the graph declares external (ONNX Runtime keeps the
-    /// values; nothing is written to disk). ONNX Runtime's `AddInitializer` override is not used:
-    /// it takes effect only after graph optimisations have folded the file's own value.
+    /// Creates a session from a graph (a template compiled into the binary, or an edited copy of
+    /// a model; `path` names it in messages) whose weights come from `weights`: the graph's
+    /// initializers are pointed at their places in the buffer, handed to ONNX Runtime as an
+    /// in-memory external data file (it copies them, and the buffer is freed with the builder
+    /// once the session exists; nothing is written to disk).
     pub fn load_with_weights(
         runtime: &Runtime,
         role: &'static str,
@@ -76,16 +73,25 @@ impl OnnxModel {
         weights: SuppliedWeights,
         threads: usize,
     ) -> Result<Self, EngineError> {
-        Self::create(runtime, role, path, threads, weights, |mut builder| match graph {
-            GraphBytes::File => builder.commit_from_file(path),
-            GraphBytes::Memory(bytes) => builder.commit_from_memory(bytes),
+        let fail = |message: String| EngineError::LoadSession { path: path.to_path_buf(), message };
+        let read;
+        let graph = match graph {
+            GraphBytes::File => {
+                read = std::fs::read(path).map_err(|e| EngineError::ReadFile { path: path.to_path_buf(), message: e.to_string() })?;
+                &read[..]
+            }
+            GraphBytes::Memory(bytes) => bytes,
+        };
+        let (graph, file) = weights.attach(graph).map_err(fail)?;
+        Self::create(runtime, role, path, threads, |builder| {
+            builder.with_external_initializer_file_in_memory(super::weights_buffer::FILE_NAME, file)?.commit_from_memory(&graph)
         })
     }
 
     /// Creates the session from a graph held in memory (an edited copy of the model at `path`,
     /// which names it in messages). The graph must carry its weights inside.
     pub fn load_from_memory(runtime: &Runtime, role: &'static str, path: &Path, bytes: &[u8], threads: usize) -> Result<Self, EngineError> {
-        Self::create(runtime, role, path, threads, SuppliedWeights::default(), |mut builder| builder.commit_from_memory(bytes))
+        Self::create(runtime, role, path, threads, |mut builder| builder.commit_from_memory(bytes))
     }
 
     fn create(
@@ -93,19 +99,15 @@ impl OnnxModel {
         role: &'static str,
         path: &Path,
         threads: usize,
-        weights: SuppliedWeights,
         commit: impl FnOnce(ort::session::builder::SessionBuilder) -> ort::Result<Session>,
     ) -> Result<Self, EngineError> {
         let fail = |e: &dyn std::fmt::Display| EngineError::LoadSession { path: path.to_path_buf(), message: e.to_string() };
-        let mut builder = Session::builder(&runtime.environment)
+        let builder = Session::builder(&runtime.environment)
             .map_err(|e| fail(&e))?
             .with_intra_threads(threads)
             .map_err(|e| fail(&e))?
             .with_inter_threads(1)
             .map_err(|e| fail(&e))?;
-        for (name, value) in weights.external {
-            builder = builder.with_external_initializer(&name, value).map_err(|e| fail(&e))?;
-        }
         let session = commit(builder).map_err(|e| fail(&e))?;
         let inputs = session
             .inputs()

@@ -34,6 +34,9 @@ pub struct SettingsLayer {
     /// Read-only model folders of other tools (an A1111 or ComfyUI install, or its `models`
     /// folder), searched after the models dir.
     pub extra_models_dirs: Option<Vec<PathBuf>>,
+    /// Host names (besides IP addresses and `localhost`) browsers may reach the server by, such
+    /// as a reverse proxy's; see `server::origin_guard`.
+    pub allowed_hosts: Option<Vec<String>>,
     pub outputs_dir: Option<PathBuf>,
     pub data_dir: Option<PathBuf>,
     pub threads: Option<usize>,
@@ -69,6 +72,8 @@ pub struct Settings {
     pub models_dir: PathBuf,
     /// Other tools' model folders (A1111 or ComfyUI layout, detected), read-only.
     pub extra_models_dirs: Vec<PathBuf>,
+    /// Host names besides IP addresses and `localhost` that requests may name.
+    pub allowed_hosts: Vec<String>,
     /// Folder generated images are written to.
     pub outputs_dir: PathBuf,
     /// Folder for Easel's own state (job database, config file).
@@ -143,6 +148,9 @@ impl SettingsLayer {
             extra_models_dirs: lookup("EASEL_EXTRA_MODELS_DIRS")
                 .filter(|v| !v.is_empty())
                 .map(|v| std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()).collect()),
+            allowed_hosts: lookup("EASEL_ALLOWED_HOSTS")
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| v.split(',').map(str::trim).filter(|h| !h.is_empty()).map(str::to_string).collect()),
             outputs_dir: path("EASEL_OUTPUTS_DIR"),
             data_dir: path("EASEL_DATA_DIR"),
             threads: parsed(&lookup, "EASEL_THREADS", "a whole number of threads")?,
@@ -173,6 +181,7 @@ impl SettingsLayer {
             port: over.port.or(self.port),
             models_dir: over.models_dir.or(self.models_dir),
             extra_models_dirs: over.extra_models_dirs.or(self.extra_models_dirs),
+            allowed_hosts: over.allowed_hosts.or(self.allowed_hosts),
             outputs_dir: over.outputs_dir.or(self.outputs_dir),
             data_dir: over.data_dir.or(self.data_dir),
             threads: over.threads.or(self.threads),
@@ -247,6 +256,7 @@ impl Settings {
             port: merged.port.unwrap_or(3000),
             models_dir: merged.models_dir.unwrap_or_else(|| default_models_dir(&data_dir)),
             extra_models_dirs: merged.extra_models_dirs.unwrap_or_default(),
+            allowed_hosts: merged.allowed_hosts.unwrap_or_default(),
             outputs_dir: merged.outputs_dir.unwrap_or_else(|| data_dir.join("outputs")),
             data_dir,
             threads,

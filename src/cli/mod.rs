@@ -84,6 +84,10 @@ pub struct SettingsArgs {
     /// `models` folder), layout detected. Repeatable.
     #[arg(long, global = true, value_name = "DIR")]
     pub extra_models_dir: Vec<PathBuf>,
+    /// A host name browsers may reach the server by besides IP addresses and localhost (a
+    /// reverse proxy's name); requests naming any other host are refused. Repeatable.
+    #[arg(long, global = true, value_name = "NAME", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
     /// Folder for generated images [default: <data-dir>/outputs].
     #[arg(long, global = true, value_name = "DIR")]
     pub outputs_dir: Option<PathBuf>,
@@ -120,6 +124,7 @@ impl SettingsArgs {
             port: self.port,
             models_dir: self.models_dir.clone(),
             extra_models_dirs: (!self.extra_models_dir.is_empty()).then(|| self.extra_models_dir.clone()),
+            allowed_hosts: (!self.allowed_hosts.is_empty()).then(|| self.allowed_hosts.clone()),
             outputs_dir: self.outputs_dir.clone(),
             data_dir: self.data_dir.clone(),
             threads: self.threads,

@@ -9,6 +9,7 @@ mod api_v1;
 mod auth;
 mod error;
 mod openapi;
+mod origin_guard;
 mod request_trace;
 mod site;
 mod state;
@@ -47,6 +48,7 @@ pub fn app(state: AppState) -> Router {
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), origin_guard::guard))
         .layer(axum::middleware::from_fn(request_trace::trace_request))
         .with_state(state)
 }

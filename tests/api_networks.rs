@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use common::{settings, start_with, temp_dir, TestServer};
 use serde_json::{json, Value};
@@ -40,18 +39,6 @@ async fn server(name: &str) -> (TestServer, PathBuf) {
     (start_with(s).await, dir)
 }
 
-async fn wait_until_done(client: &reqwest::Client, server: &TestServer, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let job: Value = client.get(server.url(&format!("/api/v1/generate/{id}"))).send().await.unwrap().json().await.unwrap();
-        if ["succeeded", "failed", "cancelled"].contains(&job["status"].as_str().unwrap()) {
-            return job;
-        }
-        assert!(Instant::now() < deadline, "job never finished: {job}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_checkpoint_lora_and_vae_from_an_a1111_folder_generate_with_their_hashes() {
     let (server, _dir) = server("networks-generate").await;
@@ -69,7 +56,7 @@ async fn a_checkpoint_lora_and_vae_from_an_a1111_folder_generate_with_their_hash
     let resp = client.post(server.url("/api/v1/generate")).json(&body).send().await.unwrap();
     assert_eq!(resp.status(), 202, "{:?}", resp.text().await);
     let id = resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
-    let job = wait_until_done(&client, &server, &id).await;
+    let job = common::wait_for_job(&client, &server, &id).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     let infotext = job["images"][0]["infotext"].as_str().unwrap();
     // The prompt keeps its tag, as A1111 writes it; the LoRA is named by its hash.
@@ -85,13 +72,13 @@ async fn a_checkpoint_lora_and_vae_from_an_a1111_folder_generate_with_their_hash
     assert_eq!(put(json!({"model": "tiny-ldm.safetensors", "vae": "nope"})).await.unwrap().status(), 404);
     let plain = json!({"prompt": "a fox", "seed": 3, "width": 64, "height": 64, "steps": 2, "model": "tiny-ldm.safetensors"});
     let submitted: Value = client.post(server.url("/api/v1/generate")).json(&plain).send().await.unwrap().json().await.unwrap();
-    let job = wait_until_done(&client, &server, submitted["id"].as_str().unwrap()).await;
+    let job = common::wait_for_job(&client, &server, submitted["id"].as_str().unwrap()).await;
     assert_eq!(job["request"]["vae"], "tiny-vae.safetensors", "{job}");
     assert!(job["images"][0]["infotext"].as_str().unwrap().contains("VAE: tiny-vae"), "{job}");
     let resp = put(json!({"model": "tiny-ldm.safetensors", "vae": null})).await.unwrap();
     assert_eq!(resp.json::<Value>().await.unwrap()["vae"], Value::Null);
     let submitted: Value = client.post(server.url("/api/v1/generate")).json(&plain).send().await.unwrap().json().await.unwrap();
-    let job = wait_until_done(&client, &server, submitted["id"].as_str().unwrap()).await;
+    let job = common::wait_for_job(&client, &server, submitted["id"].as_str().unwrap()).await;
     assert!(job["request"].get("vae").is_none_or(Value::is_null), "{job}");
 
     // A name that is not there is refused before anything runs, naming what there is.

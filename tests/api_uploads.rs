@@ -8,7 +8,6 @@
 mod common;
 
 use std::io::Cursor;
-use std::time::{Duration, Instant};
 
 use common::{models_dir, start, temp_dir, TestServer};
 use serde_json::{json, Value};
@@ -40,20 +39,7 @@ async fn run_job(client: &reqwest::Client, server: &TestServer, body: Value) -> 
     let resp = client.post(server.url("/api/v1/generate")).json(&body).send().await.unwrap();
     assert_eq!(resp.status(), 202, "{:?}", resp.text().await);
     let id = resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
-    wait_for(client, server, &id).await
-}
-
-/// Polls a job until it has ended.
-async fn wait_for(client: &reqwest::Client, server: &TestServer, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let job: Value = client.get(server.url(&format!("/api/v1/generate/{id}"))).send().await.unwrap().json().await.unwrap();
-        if ["succeeded", "failed", "cancelled"].contains(&job["status"].as_str().unwrap()) {
-            return job;
-        }
-        assert!(Instant::now() < deadline, "job never finished: {job}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait_for_job(client, server, &id).await
 }
 
 /// A PNG whose header claims 20000x20000 pixels: the decoder must refuse it from the header.
@@ -164,7 +150,7 @@ async fn every_image_mode_runs_from_uploads_and_gallery_images() {
     assert_eq!(resp.status(), 202);
     let job_id = resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
     assert_eq!(client.delete(server.url(&format!("/api/v1/images/{gallery_id}"))).send().await.unwrap().status(), 204);
-    let job = wait_for(&client, &server, &job_id).await;
+    let job = common::wait_for_job(&client, &server, &job_id).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     assert!(job["request"]["init_image"].as_str().unwrap().starts_with("up_"), "{job}");
     assert_eq!(job["images"][0]["width"].as_u64(), Some(96), "the init image set the size");

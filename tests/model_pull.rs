@@ -340,23 +340,11 @@ async fn a_pull_can_be_cancelled_and_the_next_pull_resumes_it() {
 async fn generate_pixels(client: &reqwest::Client, server: &common::TestServer, model: &str, seed: u64) -> Vec<u8> {
     let body = json!({"prompt": "same pixels", "seed": seed, "width": 64, "height": 64, "steps": 3, "sampler": "euler", "model": model});
     let sub: Value = client.post(server.url("/api/v1/generate")).json(&body).send().await.unwrap().json().await.unwrap();
-    let job = wait_for_job(client, server, sub["id"].as_str().unwrap()).await;
+    let job = common::wait_for_job(client, server, sub["id"].as_str().unwrap()).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(job["request"]["model"], model);
     let png = client.get(server.url(job["images"][0]["url"].as_str().unwrap())).send().await.unwrap().bytes().await.unwrap();
     image::load_from_memory(&png).unwrap().to_rgb8().into_raw()
-}
-
-async fn wait_for_job(client: &reqwest::Client, server: &common::TestServer, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let job: Value = client.get(server.url(&format!("/api/v1/generate/{id}"))).send().await.unwrap().json().await.unwrap();
-        if ["succeeded", "failed", "cancelled"].contains(&job["status"].as_str().unwrap()) {
-            return job;
-        }
-        assert!(Instant::now() < deadline, "job never finished: {job}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// The pipeline's files for `models/tiny-sd` with the UNet's weights moved into an external

@@ -223,6 +223,16 @@ pub struct SdModel {
     edited_text_encoder: Option<(usize, OnnxModel, EncoderEdit)>,
 }
 
+/// What names a model made of a template's graphs: its name, its file or folder, the file whose
+/// hash is its A1111 short hash, the template, and the UNet's input channels.
+struct TemplatePlace<'a> {
+    name: String,
+    path: &'a Path,
+    hashed: &'a Path,
+    template: &'static Template,
+    in_channels: usize,
+}
+
 /// The graph sources of one model's sub-models.
 struct Sources {
     text_encoder: GraphSource,
@@ -475,14 +485,29 @@ impl SdModel {
             vae_decoder: from(&template.vae_decoder),
             vae_encoder: Some(from(&template.vae_encoder)),
         };
-        let tokenizer = Arc::new(ClipTokenizer::from_json_bytes(templates::CLIP_TOKENIZER_JSON, Path::new("templates/tokenizer.json"))?);
         let scheduler_config = SchedulerConfig::from_json(templates::SD1_SCHEDULER_CONFIG)?;
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
-        let hash = super::file_hash::cached_sha256_from(path, 0)
-            .map_err(|e| EngineError::ReadFile { path: path.to_path_buf(), message: e.to_string() })?;
+        let place = TemplatePlace { name, path, hashed: path, template, in_channels };
+        Self::from_template(place, sources, scheduler_config, runtime, threads, residency)
+    }
+
+    /// A model of `place.template`'s graphs over `sources`, with SD 1.x's tokenizer and the A1111
+    /// short hash of `place.hashed`.
+    fn from_template(
+        place: TemplatePlace<'_>,
+        sources: Sources,
+        scheduler_config: SchedulerConfig,
+        runtime: &'static Runtime,
+        threads: usize,
+        residency: Residency,
+    ) -> Result<Self, EngineError> {
+        let tokenizer = Arc::new(ClipTokenizer::from_json_bytes(templates::CLIP_TOKENIZER_JSON, Path::new("templates/tokenizer.json"))?);
+        let hash = super::file_hash::cached_sha256_from(place.hashed, 0)
+            .map_err(|e| EngineError::ReadFile { path: place.hashed.to_path_buf(), message: e.to_string() })?;
+        let template = place.template;
         let mut model = Self::assemble(
-            name,
-            path,
+            place.name,
+            place.path,
             hash[..10].to_string(),
             tokenizer,
             scheduler_config,
@@ -493,7 +518,7 @@ impl SdModel {
             threads,
             residency,
         )?;
-        model.unet_in_channels = Some(in_channels);
+        model.unet_in_channels = Some(place.in_channels);
         Ok(model)
     }
 
@@ -520,7 +545,6 @@ impl SdModel {
             vae_decoder: from(&template.vae_decoder, &vae),
             vae_encoder: Some(from(&template.vae_encoder, &vae)),
         };
-        let tokenizer = Arc::new(ClipTokenizer::from_json_bytes(templates::CLIP_TOKENIZER_JSON, Path::new("templates/tokenizer.json"))?);
         let scheduler_path = dir.join("scheduler/scheduler_config.json");
         let scheduler_config = match std::fs::read_to_string(&scheduler_path) {
             Ok(text) => SchedulerConfig::from_json(&text)?,
@@ -531,23 +555,8 @@ impl SdModel {
             .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
             .unwrap_or_else(|| dir.display().to_string());
         // No A1111 hash is defined for a folder: the UNet file's, which identifies the weights.
-        let hash = super::file_hash::cached_sha256_from(&files.unet, 0)
-            .map_err(|e| EngineError::ReadFile { path: files.unet.clone(), message: e.to_string() })?;
-        let mut model = Self::assemble(
-            name,
-            dir,
-            hash[..10].to_string(),
-            tokenizer,
-            scheduler_config,
-            template.text_hidden(),
-            Some(template),
-            sources,
-            runtime,
-            threads,
-            residency,
-        )?;
-        model.unet_in_channels = Some(in_channels);
-        Ok(model)
+        let place = TemplatePlace { name, path: dir, hashed: &files.unet, template, in_channels };
+        Self::from_template(place, sources, scheduler_config, runtime, threads, residency)
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -30,6 +30,19 @@ impl Drop for TestServer {
     }
 }
 
+/// Polls the job `id` until it has ended (two minutes at most) and returns its view.
+pub async fn wait_for_job(client: &reqwest::Client, server: &TestServer, id: &str) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let job: serde_json::Value = client.get(server.url(&format!("/api/v1/generate/{id}"))).send().await.unwrap().json().await.unwrap();
+        if ["succeeded", "failed", "cancelled"].contains(&job["status"].as_str().unwrap()) {
+            return job;
+        }
+        assert!(std::time::Instant::now() < deadline, "job never finished: {job}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 pub fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("easel-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

@@ -76,12 +76,28 @@ async fn home_page_is_server_rendered() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn every_answer_carries_the_browser_security_headers() {
+    let server = start(models_dir(), temp_dir("headers")).await;
+    for path in ["/", "/api/v1/health", "/api/v1/nope", "/pkg/easel.js"] {
+        let resp = reqwest::get(server.url(path)).await.unwrap();
+        let h = resp.headers();
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        assert!(h["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"), "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn api_token_is_required_when_configured() {
     use easel::config::{Settings, SettingsLayer};
+    let data = temp_dir("token");
+    std::fs::create_dir_all(data.join("outputs")).unwrap();
+    std::fs::write(data.join("outputs/seen.png"), b"not really a png").unwrap();
     let flags = SettingsLayer {
         port: Some(0),
         models_dir: Some(models_dir()),
-        data_dir: Some(temp_dir("token")),
+        data_dir: Some(data.clone()),
         threads: Some(1),
         api_token: Some("s3cret".into()),
         ..Default::default()
@@ -94,10 +110,20 @@ async fn api_token_is_required_when_configured() {
     let ok = client.get(&config).bearer_auth("s3cret").send().await.unwrap();
     assert_eq!(ok.status(), 200);
     assert!(!ok.text().await.unwrap().contains("s3cret"), "the token is never echoed");
-    assert_eq!(client.get(server.url("/api/v1/health")).send().await.unwrap().status(), 200);
-    let page = client.get(server.url("/?token=s3cret")).send().await.unwrap();
-    assert_eq!(page.status(), 200);
+    let health = client.get(server.url("/api/v1/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let health = health.text().await.unwrap();
+    assert!(!health.contains(models_dir().to_str().unwrap()), "no paths for callers without the token: {health}");
+    // The token in a URL is exchanged for the cookie by a redirect that drops it from the URL.
+    let manual = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let page = manual.get(server.url("/gallery?token=s3cret&q=fox")).send().await.unwrap();
+    assert_eq!(page.status(), 303);
+    assert_eq!(page.headers()["location"], "/gallery?q=fox");
     assert!(page.headers()["set-cookie"].to_str().unwrap().starts_with("easel_token=s3cret"));
+    // Generated images are cached privately only, behind a token.
+    let image = manual.get(server.url("/outputs/seen.png")).bearer_auth("s3cret").send().await.unwrap();
+    assert_eq!(image.status(), 200);
+    assert!(image.headers()["cache-control"].to_str().unwrap().starts_with("private"), "{:?}", image.headers());
     let with_cookie = client.get(&config).header("cookie", "easel_token=s3cret").send().await.unwrap();
     assert_eq!(with_cookie.status(), 200);
 }

@@ -43,14 +43,21 @@ struct Check {
 }
 
 async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+    // Health answers without a token; with one configured it names no file system path (the
+    // config endpoint, behind the token, shows them).
+    let paths = state.easel.settings().api_token.is_none();
     let onnxruntime = match state.easel.runtime() {
-        Ok(rt) => Check { ok: true, detail: format!("{} at {}", rt.version, rt.library.display()) },
+        Ok(rt) if paths => Check { ok: true, detail: format!("{} at {}", rt.version, rt.library.display()) },
+        Ok(rt) => Check { ok: true, detail: rt.version.to_string() },
+        Err(_) if !paths => Check { ok: false, detail: "the ONNX Runtime library did not load; see the server's log".into() },
         Err(e) => Check { ok: false, detail: e.to_string() },
     };
     let dir = &state.easel.settings().models_dir;
     let models_dir = match std::fs::read_dir(dir) {
-        Ok(_) => Check { ok: true, detail: dir.display().to_string() },
-        Err(e) => Check { ok: false, detail: format!("cannot read models dir {}: {e}", dir.display()) },
+        Ok(_) if paths => Check { ok: true, detail: dir.display().to_string() },
+        Ok(_) => Check { ok: true, detail: "readable".into() },
+        Err(e) if paths => Check { ok: false, detail: format!("cannot read models dir {}: {e}", dir.display()) },
+        Err(_) => Check { ok: false, detail: "the models dir cannot be read; see the server's log".into() },
     };
     let ready = onnxruntime.ok && models_dir.ok;
     let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };

@@ -37,6 +37,16 @@ fn presented(request: &Request) -> (Option<String>, bool) {
     (from_query, set_cookie)
 }
 
+/// `uri`'s path and query without its `token` parameter.
+fn without_token(uri: &axum::http::Uri) -> String {
+    let rest: Vec<&str> = uri.query().unwrap_or("").split('&').filter(|p| !p.is_empty() && !p.starts_with("token=")).collect();
+    if rest.is_empty() {
+        uri.path().to_string()
+    } else {
+        format!("{}?{}", uri.path(), rest.join("&"))
+    }
+}
+
 /// Undoes `%XX` escapes (as a browser writes them in a URL); anything malformed stays as it is.
 fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
@@ -69,7 +79,13 @@ pub async fn require_token(State(state): State<AppState>, request: Request, next
         // Query and cookie values arrive percent-encoded (a header value is taken as it is, and
         // has no `%` escapes to undo unless the token itself holds one).
         (Some(token), set_cookie) if same(&token, &expected) || same(&percent_decode(&token), &expected) => {
-            let mut response = next.run(request).await;
+            let mut response = if set_cookie && request.method() == axum::http::Method::GET {
+                // The token leaves the URL (history, logs, bookmarks): the cookie carries it now.
+                let location = HeaderValue::from_str(&without_token(request.uri())).unwrap_or(HeaderValue::from_static("/"));
+                (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
+            } else {
+                next.run(request).await
+            };
             if set_cookie {
                 let cookie = format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict");
                 if let Ok(value) = HeaderValue::from_str(&cookie) {
@@ -93,6 +109,13 @@ pub async fn require_token(State(state): State<AppState>, request: Request, next
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_token_is_taken_out_of_the_url_and_the_rest_kept() {
+        let uri = |s: &str| s.parse::<axum::http::Uri>().unwrap();
+        assert_eq!(without_token(&uri("/?token=abc")), "/");
+        assert_eq!(without_token(&uri("/gallery?x=1&token=abc&y=2")), "/gallery?x=1&y=2");
+    }
 
     #[test]
     fn query_tokens_are_percent_decoded() {

@@ -7,6 +7,7 @@ mod api_models;
 mod api_uploads;
 mod api_v1;
 mod auth;
+mod browser_headers;
 mod error;
 mod openapi;
 mod origin_guard;
@@ -36,7 +37,10 @@ pub fn app(state: AppState) -> Router {
         .nest("/api/v1", api_v1::router())
         .route("/metrics", axum::routing::get(metrics))
         .route("/api/{*rest}", axum::routing::any(api_v1::not_found))
-        .nest_service(crate::api::OUTPUTS_URL_PREFIX, outputs_service(&state.easel.settings().outputs_dir))
+        .nest_service(
+            crate::api::OUTPUTS_URL_PREFIX,
+            outputs_service(&state.easel.settings().outputs_dir, state.easel.settings().api_token.is_some()),
+        )
         .leptos_routes_with_context(
             &state,
             routes,
@@ -49,6 +53,7 @@ pub fn app(state: AppState) -> Router {
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
         .layer(axum::middleware::from_fn_with_state(state.clone(), origin_guard::guard))
+        .layer(axum::middleware::from_fn(browser_headers::add))
         .layer(axum::middleware::from_fn(request_trace::trace_request))
         .with_state(state)
 }
@@ -72,13 +77,18 @@ async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) ->
 }
 
 /// Generated images. File names are unique per job and never rewritten with other content, so
-/// browsers may cache them for good. `ServeDir` refuses `..` and absolute paths.
-fn outputs_service(dir: &std::path::Path) -> axum::routing::MethodRouter {
+/// browsers may cache them for good; only privately (no shared cache) when a token guards them.
+/// `ServeDir` refuses `..` and absolute paths.
+fn outputs_service(dir: &std::path::Path, private: bool) -> axum::routing::MethodRouter {
     use axum::http::{header, HeaderValue};
     let files = tower::ServiceBuilder::new()
-        .map_response(|mut response: axum::http::Response<_>| {
+        .map_response(move |mut response: axum::http::Response<_>| {
             if response.status().is_success() {
-                let forever = HeaderValue::from_static("public, max-age=31536000, immutable");
+                let forever = HeaderValue::from_static(if private {
+                    "private, max-age=31536000, immutable"
+                } else {
+                    "public, max-age=31536000, immutable"
+                });
                 response.headers_mut().insert(header::CACHE_CONTROL, forever);
             }
             response

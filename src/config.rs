@@ -104,6 +104,11 @@ pub enum ConfigError {
     ReadFile { path: PathBuf, source: std::io::Error },
     #[error("config file {path} is not valid: {message}")]
     ParseFile { path: PathBuf, message: String },
+    #[error(
+        "api_token in {path} is empty, which would let any request that sends an empty token in; set a secret there, or \
+         remove the line for no token (loopback only)"
+    )]
+    EmptyToken { path: PathBuf },
     #[error("environment variable {name}={value:?} is not valid: {expected}")]
     BadEnv { name: String, value: String, expected: String },
     #[error("threads must be at least 1 (got 0); leave it unset to use every core")]
@@ -236,6 +241,11 @@ impl Settings {
                 }
             }
         };
+        if let (Some(token), Some(path)) = (&file_layer.api_token, &file_used) {
+            if token.trim().is_empty() {
+                return Err(ConfigError::EmptyToken { path: path.clone() });
+            }
+        }
         let merged = file_layer.overlaid(env).overlaid(flags);
         let data_dir = merged.data_dir.unwrap_or_else(default_data_dir);
         let threads = merged.threads.unwrap_or_else(default_threads);
@@ -347,6 +357,17 @@ mod tests {
         let err = Settings::resolve(SettingsLayer::default(), SettingsLayer::default(), Some(&file)).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("easel.toml") && msg.contains("prot"), "{msg}");
+    }
+
+    #[test]
+    fn an_empty_token_in_the_file_is_refused_and_an_empty_variable_means_none() {
+        let dir = temp_dir("empty-token");
+        let file = dir.join("easel.toml");
+        std::fs::write(&file, "api_token = \"  \"\n").unwrap();
+        let err = Settings::resolve(SettingsLayer::default(), SettingsLayer::default(), Some(&file)).unwrap_err();
+        assert!(matches!(err, ConfigError::EmptyToken { .. }) && err.to_string().contains("easel.toml"), "{err}");
+        let env = SettingsLayer::from_env(|k| (k == "EASEL_API_TOKEN").then(String::new)).unwrap();
+        assert_eq!(env.api_token, None);
     }
 
     #[test]

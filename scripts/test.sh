@@ -42,12 +42,13 @@ trap 'rm -rf "$e2e_data"' EXIT
 hub_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 # A models dir of its own (the bundled models linked in), so files the tests write (a merged
 # checkpoint) stay out of the checkout; and an AUTOMATIC1111-layout folder as an extra models dir
-# holding a single-file checkpoint, a LoRA and a VAE (end2end/tests/networks.spec.ts).
+# holding a single-file checkpoint, a LoRA, a VAE and an embedding (end2end/tests/networks.spec.ts).
 mkdir -p "$e2e_data/models" "$e2e_data/a1111/models/Stable-diffusion" "$e2e_data/a1111/models/Lora" "$e2e_data/a1111/models/VAE"
 for model in models/tiny-sd*/; do ln -s "$PWD/$model" "$e2e_data/models/$(basename "$model")"; done
 cp tests/fixtures/checkpoints/tiny-ldm.safetensors "$e2e_data/a1111/models/Stable-diffusion/"
 cp tests/fixtures/lora/style-kohya.safetensors "$e2e_data/a1111/models/Lora/style.safetensors"
 cp tests/fixtures/checkpoints/vae-standalone-bf16.safetensors "$e2e_data/a1111/models/VAE/tiny-vae.safetensors"
+mkdir -p "$e2e_data/a1111/embeddings" && cp tests/fixtures/prompts/embeddings/tinystyle.safetensors "$e2e_data/a1111/embeddings/"
 EASEL_E2E_HUB_PORT="$hub_port" HF_ENDPOINT="http://127.0.0.1:$hub_port" HF_HUB_CACHE="$e2e_data/hub" \
   EASEL_DATA_DIR="$e2e_data" EASEL_MODELS_DIR="$e2e_data/models" EASEL_EXTRA_MODELS_DIRS="$e2e_data/a1111" \
   timeout 1800 cargo leptos end-to-end

@@ -23,6 +23,7 @@ fn a1111_install(root: &Path) {
         ("checkpoints/tiny-ldm.safetensors", "models/Stable-diffusion/tiny-ldm.safetensors"),
         ("lora/style-kohya.safetensors", "models/Lora/style.safetensors"),
         ("checkpoints/vae-standalone-bf16.safetensors", "models/VAE/tiny-vae.safetensors"),
+        ("prompts/embeddings/tinystyle.safetensors", "embeddings/tinystyle.safetensors"),
     ] {
         let to = root.join(to);
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
@@ -50,6 +51,14 @@ async fn a_checkpoint_lora_and_vae_from_an_a1111_folder_generate_with_their_hash
     assert_eq!(vaes[0]["name"], "tiny-vae.safetensors", "{vaes}");
     let models: Value = client.get(server.url("/api/v1/models")).send().await.unwrap().json().await.unwrap();
     assert!(models.as_array().unwrap().iter().any(|m| m["name"] == "tiny-ldm.safetensors"), "{models}");
+    let embeddings: Value = client.get(server.url("/api/v1/embeddings")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(embeddings[0]["name"], "tinystyle", "the extra dir's embeddings are listed too: {embeddings}");
+    // The prompt box's token counter works for a checkpoint model (SD 1.x's tokenizer) and sees them.
+    let query = [("text", "a fox, tinystyle"), ("model", "tiny-ldm.safetensors")];
+    let counted = client.get(server.url("/api/v1/prompt/tokens")).query(&query).send().await.unwrap();
+    assert_eq!(counted.status(), 200, "{:?}", counted.text().await);
+    let counted: Value = counted.json().await.unwrap();
+    assert!(counted["embeddings"].to_string().contains("tinystyle"), "{counted}");
 
     let body = json!({"prompt": "a fox <lora:style:0.5>", "prompt_syntax": "a1111", "seed": 3, "width": 64, "height": 64, "steps": 3,
         "model": "tiny-ldm.safetensors", "vae": "tiny-vae"});

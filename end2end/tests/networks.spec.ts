@@ -49,6 +49,7 @@ test("the Models page lists LoRAs and VAEs and merges two checkpoints", async ({
   await expect(page.locator("section.models")).toHaveAttribute("data-hydrated", "true");
   await expect(page.locator('table[data-kind="loras"] tr[data-file="style.safetensors"]')).toContainText("read-only");
   await expect(page.locator('table[data-kind="vae"] tr[data-file="tiny-vae.safetensors"]')).toBeVisible();
+  await expect(page.locator('table[data-kind="embeddings"] tr[data-file="tinystyle"]')).toBeVisible();
 
   const form = page.locator("form.merge-form");
   await form.getByLabel("A (primary)").selectOption("tiny-ldm.safetensors");

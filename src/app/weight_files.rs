@@ -1,21 +1,23 @@
-//! The Models page's single-file weights: the LoRA and VAE files Easel found (its own folders and
-//! extra models dirs), and the checkpoint merge form (A1111's checkpoint merger).
+//! The Models page's single-file weights: the LoRA, VAE and embedding files Easel found (its own
+//! folders and extra models dirs), and the checkpoint merge form (A1111's checkpoint merger).
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use super::generate::field_error;
-use super::rpc::{list_weight_files, merge_checkpoints};
+use super::rpc::{list_embeddings, list_weight_files, merge_checkpoints};
 use crate::api::networks::{MergeSpec, WeightsFileView, WeightsKind, MERGE_MODES};
 use crate::api::pull::human_bytes;
 use crate::api::FieldError;
 
-/// The LoRA and VAE files, one table each.
+/// The LoRA, VAE and embedding files, one table each.
 #[component]
 pub fn WeightFiles() -> impl IntoView {
     let loras = Resource::new(|| (), |_| list_weight_files(WeightsKind::Lora));
     let vaes = Resource::new(|| (), |_| list_weight_files(WeightsKind::Vae));
-    let table = |title: &'static str, kind: &'static str, files: Vec<WeightsFileView>| {
+    let embeddings = Resource::new(|| (), |_| list_embeddings());
+    // `files` with where each is (`None`: not known, for embeddings).
+    let table = |title: &'static str, kind: &'static str, files: Vec<(WeightsFileView, Option<&'static str>)>| {
         view! {
             <h2>{title}</h2>
             {if files.is_empty() {
@@ -25,11 +27,11 @@ pub fn WeightFiles() -> impl IntoView {
                     <table class="weights-table" data-kind=kind>
                         <thead><tr><th>"Name"</th><th>"Size"</th><th>"Where"</th></tr></thead>
                         <tbody>
-                            {files.into_iter().map(|f| view! {
+                            {files.into_iter().map(|(f, place)| view! {
                                 <tr data-file=f.name.clone()>
                                     <td>{f.name.clone()}</td>
                                     <td>{human_bytes(f.size_bytes)}</td>
-                                    <td>{if f.read_only { "another tool's folder (read-only)" } else { "models folder" }}</td>
+                                    <td>{place.unwrap_or("models folder or an extra one")}</td>
                                 </tr>
                             }).collect_view()}
                         </tbody>
@@ -41,10 +43,27 @@ pub fn WeightFiles() -> impl IntoView {
     view! {
         <Transition fallback=|| ()>
             {move || Suspend::new(async move {
-                let (loras, vaes) = (loras.await.unwrap_or_default(), vaes.await.unwrap_or_default());
+                let placed = |files: Vec<WeightsFileView>| {
+                    files
+                        .into_iter()
+                        .map(|f| {
+                            let place = if f.read_only { "another tool's folder (read-only)" } else { "models folder" };
+                            (f, Some(place))
+                        })
+                        .collect::<Vec<_>>()
+                };
+                let (loras, vaes) = (placed(loras.await.unwrap_or_default()), placed(vaes.await.unwrap_or_default()));
+                // Embeddings by the name prompts use.
+                let embeddings = embeddings
+                    .await
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|e| (WeightsFileView { name: e.name, size_bytes: e.bytes, read_only: false }, None))
+                    .collect();
                 view! {
                     {table("LoRAs", "loras", loras)}
                     {table("VAEs", "vae", vaes)}
+                    {table("Embeddings", "embeddings", embeddings)}
                 }
             })}
         </Transition>

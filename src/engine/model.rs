@@ -250,9 +250,16 @@ pub struct EncoderEdit {
     pub hidden: usize,
 }
 
-/// The text encoder's hidden size of the model in `dir` (`hidden_size` in
-/// `text_encoder/config.json`, else SD 1.x's 768).
+/// The text encoder's hidden size of the model at `dir` (`hidden_size` in
+/// `text_encoder/config.json`; a checkpoint file's cross-attention width; else SD 1.x's 768).
 pub fn text_hidden_size(dir: &Path) -> usize {
+    if dir.is_file() {
+        // A checkpoint: its cross-attention width, read from the header.
+        return match Checkpoint::open(dir).map(|c| c.kind()) {
+            Ok(CheckpointKind::Sd1 { context_dim, .. }) if context_dim > 0 => context_dim,
+            _ => SD15_TEXT_HIDDEN,
+        };
+    }
     std::fs::read_to_string(dir.join("text_encoder/config.json"))
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())

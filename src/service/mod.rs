@@ -172,10 +172,27 @@ impl TokenizerCache {
                 return Ok(tokenizer.clone());
             }
         }
-        let tokenizer = Arc::new(ClipTokenizer::load(&model_dir.join("tokenizer"))?);
+        // A checkpoint file (or a folder without one) uses SD 1.x's tokenizer, as its model does.
+        let tokenizer = Arc::new(if model_dir.join("tokenizer").is_dir() {
+            ClipTokenizer::load(&model_dir.join("tokenizer"))?
+        } else {
+            ClipTokenizer::from_json_bytes(crate::engine::templates::CLIP_TOKENIZER_JSON, std::path::Path::new("templates/tokenizer.json"))?
+        });
         *slot = Some((model_dir.to_path_buf(), tokenizer.clone()));
         Ok(tokenizer)
     }
+}
+
+/// Every textual-inversion file prompts may name: the models dir's `embeddings/` first, then each
+/// extra models dir's; a name found earlier wins. Sorted by name.
+fn embedding_files(registry: &ModelRegistry) -> Vec<crate::engine::prompt::embeddings::EmbeddingFile> {
+    let mut found = std::collections::BTreeMap::new();
+    for dir in registry.embeddings_dirs() {
+        for file in crate::engine::prompt::embeddings::scan_dir(&dir) {
+            found.entry(file.name.clone()).or_insert(file);
+        }
+    }
+    found.into_values().collect()
 }
 
 /// The upload id for an image a request names: an upload as it is, or a generated image (its
@@ -517,7 +534,7 @@ impl Easel {
             let entry = registry.resolve(model.as_deref())?;
             let tokenizer = tokenizers.get(&entry.path).map_err(|e| ServiceError::Internal(e.to_string()))?;
             let dim = crate::engine::model::text_hidden_size(&entry.path);
-            let files = crate::engine::prompt::embeddings::scan_dir(&registry.embeddings_dir());
+            let files = embedding_files(&registry);
             crate::engine::prompt::tokens_view(&tokenizer, &files, dim, &text, syntax).map_err(|e| match e {
                 crate::engine::EngineError::InvalidRequest(message) => ServiceError::Invalid(vec![FieldError::new("text", message)]),
                 other => ServiceError::Internal(other.to_string()),
@@ -526,7 +543,6 @@ impl Easel {
         .await
     }
 
-    /// The textual-inversion embeddings in the models dir's `embeddings/` folder.
     /// The LoRA or VAE files requests may name (`kind`: Lora or Vae).
     pub async fn weight_files(
         &self,
@@ -594,9 +610,10 @@ impl Easel {
         .await
     }
 
+    /// The textual-inversion embeddings prompts may name (see [`embedding_files`]).
     pub async fn embeddings(&self) -> Result<Vec<EmbeddingView>, ServiceError> {
         self.on_registry(|registry| {
-            Ok(crate::engine::prompt::embeddings::scan_dir(&registry.embeddings_dir())
+            Ok(embedding_files(registry)
                 .into_iter()
                 .map(|f| EmbeddingView {
                     bytes: std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0),

@@ -144,11 +144,6 @@ impl ModelRegistry {
         &self.models_dir
     }
 
-    /// The folder of textual-inversion embeddings: `embeddings/` in the models dir.
-    pub fn embeddings_dir(&self) -> PathBuf {
-        self.models_dir.join(crate::engine::model::EMBEDDINGS_DIR)
-    }
-
     pub fn hub_cache(&self) -> &HubCache {
         &self.hub
     }

@@ -60,6 +60,12 @@ pub fn NetworkFields(form: RwSignal<FormValues>, errors: RwSignal<Vec<FieldError
             })
         }
     };
+    // One weight control of LoRA `i`: the slider (the useful range) or the number (the whole limit).
+    let weight_input = move |i: usize, kind: &'static str, (min, max): (String, String), label: String| {
+        view! {
+            <input type=kind class=format!("lora-{kind}") min=min max=max step="0.05" aria-label=label prop:value=weight_of(i) on:input=set_weight(i) />
+        }
+    };
     let max = MAX_LORA_WEIGHT.to_string();
     view! {
         <fieldset class="networks">
@@ -73,25 +79,8 @@ pub fn NetworkFields(form: RwSignal<FormValues>, errors: RwSignal<Vec<FieldError
                         view! {
                             <li class="lora" data-lora=name.clone()>
                                 <span class="lora-name">{name.clone()}</span>
-                                <input
-                                    type="range"
-                                    min="-2"
-                                    max="2"
-                                    step="0.05"
-                                    aria-label=format!("{name} weight slider")
-                                    prop:value=weight_of(i)
-                                    on:input=set_weight(i)
-                                />
-                                <input
-                                    type="number"
-                                    class="lora-weight"
-                                    min=format!("-{max}")
-                                    max=max
-                                    step="0.05"
-                                    aria-label=format!("{name} weight")
-                                    prop:value=weight_of(i)
-                                    on:input=set_weight(i)
-                                />
+                                {weight_input(i, "range", ("-2".into(), "2".into()), format!("{name} weight slider"))}
+                                {weight_input(i, "number", (format!("-{max}"), max), format!("{name} weight"))}
                                 <button
                                     type="button"
                                     class="remove-lora"

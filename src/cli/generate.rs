@@ -295,7 +295,7 @@ pub fn run(args: &GenerateArgs, settings: &crate::config::Settings) -> Result<()
     let failed = |e: EngineError| GenerateError::Failed(e.to_string());
     let rt = runtime::runtime().map_err(|e| failed(e.into()))?;
     let (dir, name) = resolve_model_dir(args.model.as_deref(), settings).map_err(GenerateError::BadModel)?;
-    if dir.is_dir() && crate::engine::model::DiffusersWeights::find(&dir).is_none() {
+    if dir.is_dir() && !crate::engine::model::is_model_dir(&dir) {
         crate::engine::model::check_layout(&dir).map_err(GenerateError::BadModel)?;
     }
     let residency = if settings.low_memory { Residency::LowMemory } else { Residency::Warm };
@@ -335,7 +335,6 @@ pub fn run(args: &GenerateArgs, settings: &crate::config::Settings) -> Result<()
         eprintln!("note: {note}");
     }
 
-    let parameters = infotext::infotext_with(&resolved, &model.name, &model.short_hash, &output.extra_parameters());
     if args.output.is_none() && !args.no_record {
         // Into the outputs dir as a job's images, recorded in the job database.
         let job_id = uuid::Uuid::new_v4().to_string();
@@ -349,16 +348,17 @@ pub fn run(args: &GenerateArgs, settings: &crate::config::Settings) -> Result<()
         let recorded = GenerationSettings { model: Some(model.name.clone()), ..resolved.clone() };
         store.record_finished(&job_id, &recorded, created_at_ms, &saved).map_err(|e| GenerateError::Failed(e.to_string()))?;
         eprintln!("recorded as job {job_id}: in the Gallery and history (--no-record to skip)");
-    }
-    let out = args.output.clone().unwrap_or_else(|| settings.outputs_dir.clone());
-    let written_elsewhere = args.output.is_some() || args.no_record;
-    for (image, path) in output.images.iter().zip(output_paths(&out, &resolved)).filter(|_| written_elsewhere) {
-        let bytes = png_meta::image_png(&resolved, &model, image, &parameters).map_err(failed)?;
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| GenerateError::Failed(format!("cannot create {}: {e}", parent.display())))?;
+    } else {
+        let out = args.output.clone().unwrap_or_else(|| settings.outputs_dir.clone());
+        let parameters = infotext::infotext_with(&resolved, &model.name, &model.short_hash, &output.extra_parameters());
+        for (image, path) in output.images.iter().zip(output_paths(&out, &resolved)) {
+            let bytes = png_meta::image_png(&resolved, &model, image, &parameters).map_err(failed)?;
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|e| GenerateError::Failed(format!("cannot create {}: {e}", parent.display())))?;
+            }
+            std::fs::write(&path, bytes).map_err(|e| GenerateError::Failed(format!("cannot write {}: {e}", path.display())))?;
+            println!("{}", path.display());
         }
-        std::fs::write(&path, bytes).map_err(|e| GenerateError::Failed(format!("cannot write {}: {e}", path.display())))?;
-        println!("{}", path.display());
     }
     if let Some(path) = &args.save_latents {
         npy::write_f32(path, &output.latent_shape, &output.latents)

@@ -110,18 +110,22 @@ impl std::fmt::Display for CheckpointKind {
 
 const UNET_CONV_IN: &str = "model.diffusion_model.input_blocks.0.0.weight";
 const UNET_CROSS_ATTENTION: &str = "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight";
+/// The same two tensors in a diffusers folder's UNet file (`unet/diffusion_pytorch_model.safetensors`).
+const DIFFUSERS_UNET_CONV_IN: &str = "conv_in.weight";
+const DIFFUSERS_UNET_CROSS_ATTENTION: &str = "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight";
 
-/// Recognises a checkpoint from its keys and a few shapes.
+/// Recognises a checkpoint (or a diffusers folder's UNet file) from its keys and a few shapes.
 pub fn classify(shapes: &HashMap<String, Vec<usize>>) -> CheckpointKind {
     let any = |f: &dyn Fn(&str) -> bool| shapes.keys().any(|k| f(k));
-    if any(&|k| k.starts_with("conditioner.embedders.")) {
+    if any(&|k| k.starts_with("conditioner.embedders.") || k == "add_embedding.linear_1.weight") {
         return CheckpointKind::Sdxl;
     }
     if any(&|k| k.starts_with("cond_stage_model.model.")) {
         return CheckpointKind::Sd2;
     }
-    if let Some(conv_in) = shapes.get(UNET_CONV_IN) {
-        let context = shapes.get(UNET_CROSS_ATTENTION).and_then(|s| s.get(1).copied()).unwrap_or(0);
+    if let Some(conv_in) = shapes.get(UNET_CONV_IN).or_else(|| shapes.get(DIFFUSERS_UNET_CONV_IN)) {
+        let cross_attention = shapes.get(UNET_CROSS_ATTENTION).or_else(|| shapes.get(DIFFUSERS_UNET_CROSS_ATTENTION));
+        let context = cross_attention.and_then(|s| s.get(1).copied()).unwrap_or(0);
         if context == 1024 {
             return CheckpointKind::Sd2;
         }

@@ -17,11 +17,12 @@ use super::checkpoint::{Checkpoint, CheckpointError, CheckpointKind};
 use super::clip_tokenizer::ClipTokenizer;
 use super::lora::{Component, LoraSet};
 use super::onnx_edit;
-use super::onnx_model::{GraphBytes, OnnxModel, SuppliedWeights};
+use super::onnx_model::{GraphBytes, OnnxModel};
 use super::prompt::EmbeddingSources;
 use super::runtime::Runtime;
 use super::scheduler::SchedulerConfig;
 use super::templates::{self, Template, TemplateGraph};
+use super::weights_buffer::WeightsBuffer;
 use super::EngineError;
 
 /// The parts txt2img needs, relative to the model folder (plus a tokenizer, see [`check_layout`]).
@@ -127,14 +128,8 @@ impl GraphSource {
             }
             GraphSource::Template { graph, weights } => {
                 let map = graph.weights().map_err(checkpoint_error)?;
-                let no_change = |_: &super::checkpoint::TemplateInitializer| None;
                 let delta = |init: &super::checkpoint::TemplateInitializer| patch.and_then(|c| loras.delta(c, init));
-                let supplied = if patch.is_some() {
-                    weights.weights_buffer(&map, &graph.label(), &delta)
-                } else {
-                    weights.weights_buffer(&map, &graph.label(), &no_change)
-                }
-                .map_err(checkpoint_error)?;
+                let supplied = weights.weights_buffer(&map, &graph.label(), &delta).map_err(checkpoint_error)?;
                 let edited = edit.map(|edit| edit(graph.onnx)).transpose()?;
                 let bytes = edited.as_deref().unwrap_or(graph.onnx);
                 OnnxModel::load_with_weights(runtime, role, &weights.path, GraphBytes::Memory(bytes), supplied, threads)
@@ -154,12 +149,12 @@ fn onnx_weights_with_loras(
     template: &TemplateGraph,
     component: Component,
     loras: &LoraSet,
-) -> Result<SuppliedWeights, EngineError> {
+) -> Result<WeightsBuffer, EngineError> {
     let map = template.weights().map_err(checkpoint_error)?;
     let load_err = |message: String| EngineError::LoadSession { path: path.to_path_buf(), message };
     let wanted: std::collections::HashSet<&str> = map.initializers.iter().map(|init| init.name.as_str()).collect();
     let mut found = super::onnx_inspect::initializer_values(path, &wanted).map_err(load_err)?;
-    let mut out = SuppliedWeights::with_capacity(map.packed_size());
+    let mut out = WeightsBuffer::with_capacity(map.packed_size());
     for init in &map.initializers {
         let Some(original) = found.remove(&init.name) else {
             return Err(load_err(format!(
@@ -319,20 +314,6 @@ impl DiffusersWeights {
 /// with `.safetensors` weights ([`DiffusersWeights`]).
 pub fn is_model_dir(dir: &Path) -> bool {
     check_layout(dir).is_ok() || DiffusersWeights::find(dir).is_some()
-}
-
-/// What a diffusers UNet file is, from its keys (SD 1.x's input channels and cross-attention width).
-fn diffusers_unet_kind(unet: &Checkpoint) -> CheckpointKind {
-    if unet.shape("add_embedding.linear_1.weight").is_some() {
-        return CheckpointKind::Sdxl;
-    }
-    let Some(conv_in) = unet.shape("conv_in.weight") else { return CheckpointKind::Unknown };
-    let context =
-        unet.shape("down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight").and_then(|s| s.get(1).copied()).unwrap_or(0);
-    if context == 1024 {
-        return CheckpointKind::Sd2;
-    }
-    CheckpointKind::Sd1 { in_channels: conv_in.get(1).copied().unwrap_or(0), context_dim: context }
 }
 
 /// The identity hash of a model: the checkpoint's sha256 recorded by the converter in
@@ -508,7 +489,7 @@ impl SdModel {
         threads: usize,
         residency: Residency,
     ) -> Result<Self, EngineError> {
-        let tokenizer = Arc::new(ClipTokenizer::from_json_bytes(templates::CLIP_TOKENIZER_JSON, Path::new("templates/tokenizer.json"))?);
+        let tokenizer = Arc::new(templates::sd1_tokenizer()?);
         let hash = super::file_hash::cached_sha256_from(place.hashed, 0)
             .map_err(|e| EngineError::ReadFile { path: place.hashed.to_path_buf(), message: e.to_string() })?;
         let template = place.template;
@@ -541,7 +522,7 @@ impl SdModel {
     ) -> Result<Self, EngineError> {
         let open = |path: &Path| Checkpoint::open(path).map(Arc::new).map_err(checkpoint_error);
         let (unet, text_encoder, vae) = (open(&files.unet)?, open(&files.text_encoder)?, open(&files.vae)?);
-        let kind = diffusers_unet_kind(&unet);
+        let kind = unet.kind();
         let template = templates::for_kind(&kind)
             .ok_or_else(|| EngineError::Weights(format!("{} holds {kind}; Easel runs SD 1.x models", dir.display())))?;
         let CheckpointKind::Sd1 { in_channels, .. } = kind else { unreachable!("templates exist only for SD 1.x") };

@@ -51,9 +51,6 @@ pub enum GraphBytes<'a> {
     Memory(&'a [u8]),
 }
 
-/// Weights handed to ONNX Runtime with a graph (see [`OnnxModel::load_with_weights`]).
-pub type SuppliedWeights = super::weights_buffer::WeightsBuffer;
-
 impl OnnxModel {
     /// Creates the session. External data files next to `model.onnx` are read from disk by ONNX Runtime.
     pub fn load(runtime: &Runtime, role: &'static str, path: &Path, threads: usize) -> Result<Self, EngineError> {
@@ -70,7 +67,7 @@ impl OnnxModel {
         role: &'static str,
         path: &Path,
         graph: GraphBytes<'_>,
-        weights: SuppliedWeights,
+        weights: super::weights_buffer::WeightsBuffer,
         threads: usize,
     ) -> Result<Self, EngineError> {
         let fail = |message: String| EngineError::LoadSession { path: path.to_path_buf(), message };

@@ -100,6 +100,11 @@ pub fn for_kind(kind: &CheckpointKind) -> Option<&'static Template> {
 /// derives it and its tests check it against open_clip's).
 pub const CLIP_TOKENIZER_JSON: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/models/tiny-sd/tokenizer/tokenizer.json"));
 
+/// SD 1.x's CLIP tokenizer, for models that bring none (checkpoint files, weights-only folders).
+pub fn sd1_tokenizer() -> Result<super::clip_tokenizer::ClipTokenizer, super::EngineError> {
+    super::clip_tokenizer::ClipTokenizer::from_json_bytes(CLIP_TOKENIZER_JSON, std::path::Path::new("templates/tokenizer.json"))
+}
+
 /// The scheduler config of SD 1.x checkpoints: the noise schedule of `v1-inference.yaml`
 /// (`linear_start` 0.00085, `linear_end` 0.012, 1000 steps, scaled-linear), with PNDM as the
 /// default sampler as in the diffusers SD 1.5 repositories.

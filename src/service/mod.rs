@@ -156,30 +156,29 @@ async fn blocking<T: Send + 'static, E: Into<ServiceError> + Send + 'static>(
     }
 }
 
-/// The tokenizer of the model the token counter last asked about (loading one takes ~50 ms;
-/// the prompt box asks on every pause in typing).
+/// The tokenizer and text width of the model the token counter last asked about (loading a
+/// tokenizer takes ~50 ms, reading a checkpoint's header for its width a few more; the prompt box
+/// asks on every pause in typing).
 #[derive(Clone, Default)]
 struct TokenizerCache(Arc<std::sync::Mutex<Option<CachedTokenizer>>>);
 
-/// A model folder and its tokenizer.
-type CachedTokenizer = (PathBuf, Arc<ClipTokenizer>);
+/// A model's path, its tokenizer and its text encoder's width.
+type CachedTokenizer = (PathBuf, Arc<ClipTokenizer>, usize);
 
 impl TokenizerCache {
-    fn get(&self, model_dir: &std::path::Path) -> Result<Arc<ClipTokenizer>, crate::engine::EngineError> {
+    fn get(&self, model: &std::path::Path) -> Result<(Arc<ClipTokenizer>, usize), crate::engine::EngineError> {
         let mut slot = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some((dir, tokenizer)) = slot.as_ref() {
-            if dir == model_dir {
-                return Ok(tokenizer.clone());
+        if let Some((path, tokenizer, width)) = slot.as_ref() {
+            if path == model {
+                return Ok((tokenizer.clone(), *width));
             }
         }
         // A checkpoint file (or a folder without one) uses SD 1.x's tokenizer, as its model does.
-        let tokenizer = Arc::new(if model_dir.join("tokenizer").is_dir() {
-            ClipTokenizer::load(&model_dir.join("tokenizer"))?
-        } else {
-            ClipTokenizer::from_json_bytes(crate::engine::templates::CLIP_TOKENIZER_JSON, std::path::Path::new("templates/tokenizer.json"))?
-        });
-        *slot = Some((model_dir.to_path_buf(), tokenizer.clone()));
-        Ok(tokenizer)
+        let folder = model.join("tokenizer");
+        let tokenizer = Arc::new(if folder.is_dir() { ClipTokenizer::load(&folder)? } else { crate::engine::templates::sd1_tokenizer()? });
+        let width = crate::engine::model::text_hidden_size(model);
+        *slot = Some((model.to_path_buf(), tokenizer.clone(), width));
+        Ok((tokenizer, width))
     }
 }
 
@@ -532,8 +531,7 @@ impl Easel {
         let (registry, tokenizers) = (self.registry.clone(), self.tokenizers.clone());
         blocking(move || -> Result<PromptTokens, ServiceError> {
             let entry = registry.resolve(model.as_deref())?;
-            let tokenizer = tokenizers.get(&entry.path).map_err(|e| ServiceError::Internal(e.to_string()))?;
-            let dim = crate::engine::model::text_hidden_size(&entry.path);
+            let (tokenizer, dim) = tokenizers.get(&entry.path).map_err(|e| ServiceError::Internal(e.to_string()))?;
             let files = embedding_files(&registry);
             crate::engine::prompt::tokens_view(&tokenizer, &files, dim, &text, syntax).map_err(|e| match e {
                 crate::engine::EngineError::InvalidRequest(message) => ServiceError::Invalid(vec![FieldError::new("text", message)]),

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use easel::engine::checkpoint::{read_template_weights, Checkpoint, CheckpointKind};
+use easel::engine::checkpoint::{read_template_weights, Checkpoint, CheckpointKind, TemplateInitializer, Unpatched, WeightPatch};
 use easel::engine::onnx_model::{spec, GraphBytes, InputData, OnnxModel};
 use easel::engine::runtime::runtime;
 use easel::engine::torch_rng::TorchGenerator;
@@ -21,11 +21,21 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn template_session(checkpoint: &Checkpoint, graph: &str) -> OnnxModel {
+    placed_session(checkpoint, graph, &Unpatched)
+}
+
+/// A session of the tiny template `graph` with the weights placed as `patch` decides: a tensor
+/// it changes is converted by Easel and handed over in memory, the others are read by ONNX
+/// Runtime from the file.
+fn placed_session(checkpoint: &Checkpoint, graph: &str, patch: &dyn WeightPatch) -> OnnxModel {
     // ONNX Runtime must be loaded before tensors are made.
     let rt = runtime().unwrap();
     let dir = root().join("models/templates/tiny").join(graph);
     let weights = read_template_weights(&dir.join("weights.json")).unwrap();
-    let supplied = checkpoint.weights_buffer(&weights, graph, &|_| None).unwrap();
+    let supplied = checkpoint.graph_weights(&weights, graph, patch).unwrap();
+    let from_file = supplied.file.as_ref().map_or(0, |f| f.placements.len());
+    let expected = if patch.changes(&weights.initializers[0]) { 0 } else { weights.initializers.len() };
+    assert_eq!(from_file, expected, "tensors ONNX Runtime reads from the file itself");
     let path = dir.join("model.onnx");
     OnnxModel::load_with_weights(rt, "template", &path, GraphBytes::File, supplied, 1).unwrap()
 }
@@ -89,6 +99,70 @@ fn an_fp16_checkpoint_loads_and_its_ema_copies_are_ignored() {
     assert!(diff / scale < 1e-2, "relative difference {}", diff / scale);
 }
 
+/// Every tensor converted by Easel (read, cast to f32, transposed) and handed over in memory.
+struct AllConvertedByEasel;
+
+impl WeightPatch for AllConvertedByEasel {
+    fn changes(&self, _: &TemplateInitializer) -> bool {
+        true
+    }
+
+    fn delta(&self, _: &TemplateInitializer) -> Option<Vec<f32>> {
+        None
+    }
+}
+
+/// `tiny-ldm.safetensors` with every float32 tensor truncated to bfloat16 (its upper 16 bits, as
+/// torch's `.bfloat16()` does for these values up to rounding: any bfloat16 file will do here).
+fn bf16_copy() -> PathBuf {
+    let bytes = std::fs::read(fixture("tiny-ldm.safetensors")).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    let data = &bytes[8 + header_len..];
+    let (mut out_header, mut out_data) = (serde_json::Map::new(), Vec::new());
+    for (key, entry) in header {
+        if key == "__metadata__" {
+            continue;
+        }
+        let [start, end] = [0, 1].map(|i| entry["data_offsets"][i].as_u64().unwrap() as usize);
+        let converted: Vec<u8> = match entry["dtype"].as_str().unwrap() {
+            "F32" => data[start..end].chunks_exact(4).flat_map(|c| [c[2], c[3]]).collect(),
+            _ => data[start..end].to_vec(),
+        };
+        let dtype = if entry["dtype"] == "F32" { "BF16" } else { entry["dtype"].as_str().unwrap() };
+        let offsets = [out_data.len(), out_data.len() + converted.len()];
+        out_header.insert(key, serde_json::json!({"dtype": dtype, "shape": entry["shape"], "data_offsets": offsets}));
+        out_data.extend(converted);
+    }
+    let header = serde_json::to_vec(&out_header).unwrap();
+    let mut file = (header.len() as u64).to_le_bytes().to_vec();
+    file.extend(header);
+    file.extend(out_data);
+    let path = std::env::temp_dir().join(format!("easel-bf16-{}.safetensors", std::process::id()));
+    std::fs::write(&path, file).unwrap();
+    path
+}
+
+/// ONNX Runtime reads stored tensors from the file and converts them with folded nodes (cast,
+/// reshape, transpose); the result must be exactly what converting them in Rust gives, for
+/// float16 and bfloat16 files, in every graph kind (the UNet's and text encoder's transposed
+/// linear weights, the VAE's reshaped attention weights).
+#[test]
+fn weights_read_from_the_file_by_onnx_runtime_equal_weights_converted_by_easel() {
+    let bf16 = bf16_copy();
+    for path in [fixture("tiny-ldm-fp16.safetensors"), bf16.clone()] {
+        let checkpoint = Checkpoint::open(&path).unwrap();
+        let name = path.display();
+        let unet = |patch: &dyn WeightPatch| unet_output(&mut placed_session(&checkpoint, "unet", patch));
+        assert_eq!(unet(&Unpatched), unet(&AllConvertedByEasel), "UNet, {name}");
+        let text = |patch: &dyn WeightPatch| text_output(&mut placed_session(&checkpoint, "text_encoder", patch));
+        assert_eq!(text(&Unpatched), text(&AllConvertedByEasel), "text encoder, {name}");
+        let vae = |patch: &dyn WeightPatch| vae_decoder_output(&mut placed_session(&checkpoint, "vae_decoder", patch));
+        assert_eq!(vae(&Unpatched), vae(&AllConvertedByEasel), "VAE decoder, {name}");
+    }
+    let _ = std::fs::remove_file(bf16);
+}
+
 #[test]
 fn other_kinds_of_files_are_named_and_bad_ones_refused() {
     let cases: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixture("cases.json")).unwrap()).unwrap();
@@ -134,7 +208,7 @@ fn other_kinds_of_files_are_named_and_bad_ones_refused() {
     let lora = Checkpoint::open(&fixture("lora-kohya.safetensors")).unwrap();
     let dir_unet = root().join("models/templates/tiny/unet");
     let weights = read_template_weights(&dir_unet.join("weights.json")).unwrap();
-    let missing = lora.weights_buffer(&weights, "unet", &|_| None).err().unwrap().to_string();
+    let missing = lora.graph_weights(&weights, "unet", &Unpatched).err().unwrap().to_string();
     assert!(missing.contains("model.diffusion_model."), "{missing}");
     let _ = std::fs::remove_dir_all(Path::new(&dir));
 }

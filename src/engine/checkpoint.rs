@@ -7,15 +7,18 @@
 //!
 //! Untrusted input: the header is bounded and every tensor's offsets, size and dtype are checked
 //! against the file before any tensor is read, and every tensor's shape against the template
-//! before it is used. Tensors are read one at a time (no whole-file buffer, no mmap).
+//! before it is used. Most tensors are read by ONNX Runtime itself from the file at the checked
+//! offsets; the few Easel converts (LoRA-patched ones) are read one at a time (no whole-file
+//! buffer).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::onnx_edit::{Placement, SourceLayout, Step};
 use super::torch_file::{self, DType};
-use super::weights_buffer::{packed_size, WeightsBuffer};
+use super::weights_buffer::{packed_size, GraphWeights, WeightsBuffer, WeightsFile};
 
 /// What a template's weights file says (`models/tooling/template.py` writes it).
 #[derive(Debug, Clone, Deserialize)]
@@ -344,17 +347,12 @@ impl Checkpoint {
         template.initializers.iter().all(|init| self.entry_for(init).is_some())
     }
 
-    /// The initializers `template` declares, from this checkpoint's tensors, packed in the graph's
-    /// layout and dtypes for ONNX Runtime ([`WeightsBuffer`]). `label` names the template in
-    /// messages. `delta` may return, per initializer, a change to add in the graph's layout (a
-    /// LoRA's `weight * scale * up @ down`), computed one at a time so no second copy of the
-    /// weights is ever held.
-    pub fn weights_buffer(
-        &self,
-        template: &TemplateWeights,
-        label: &str,
-        delta: &dyn Fn(&TemplateInitializer) -> Option<Vec<f32>>,
-    ) -> Result<WeightsBuffer, CheckpointError> {
+    /// Where ONNX Runtime finds the initializers `template` declares: this file itself (each
+    /// tensor's element type, layout and shape converted by nodes ONNX Runtime folds once) when
+    /// `patch` changes none of them, else an in-memory buffer in the graph's layout and dtypes,
+    /// with the changes added (a LoRA's `weight * scale * up @ down`, computed one at a time so
+    /// no second copy of the weights is ever held). `label` names the template in messages.
+    pub fn graph_weights(&self, template: &TemplateWeights, label: &str, patch: &dyn WeightPatch) -> Result<GraphWeights, CheckpointError> {
         let template_err = |message: String| CheckpointError::Template { path: label.into(), message };
         if (template.format.as_str(), template.version) != WEIGHTS_FORMAT {
             return Err(template_err(format!(
@@ -362,9 +360,10 @@ impl Checkpoint {
                 template.format, template.version, WEIGHTS_FORMAT.0, WEIGHTS_FORMAT.1
             )));
         }
-        let mut file =
-            std::fs::File::open(&self.path).map_err(|e| CheckpointError::Io { path: self.path.clone(), message: e.to_string() })?;
-        let mut out = WeightsBuffer::with_capacity(template.packed_size());
+        // ONNX Runtime resolves every external location in the in-memory table once one is
+        // given, so a graph with any patched tensor takes all of its weights from memory.
+        let location = if template.initializers.iter().any(|init| patch.changes(init)) { None } else { self.location() };
+        let mut placed = Vec::with_capacity(template.initializers.len());
         for init in &template.initializers {
             let (key, entry) = self.entry_for(init).ok_or_else(|| CheckpointError::Missing {
                 path: self.path.clone(),
@@ -381,26 +380,120 @@ impl Checkpoint {
                     want: init.ldm_shape.clone(),
                 });
             }
-            let mut values = self.read_f32(&mut file, &key, entry)?;
+            if init.transpose && init.diffusers_shape.len() != 2 {
+                return Err(template_err(format!("{} is transposed but not 2-D", init.name)));
+            }
+            let elements: usize = entry.shape.iter().product();
+            if init.shape.iter().product::<usize>() != elements {
+                return Err(template_err(format!("{} has shape {:?} but {key} has {elements} values", init.name, init.shape)));
+            }
+            let layout = location.as_ref().and_then(|_| stored_layout(init, entry));
+            placed.push((init, key, entry, layout));
+        }
+
+        let in_memory = placed.iter().filter(|p| p.3.is_none()).map(|(init, ..)| packed_size(init.shape.iter().product(), &init.dtype));
+        let mut buffer = WeightsBuffer::with_capacity(in_memory.sum());
+        let mut placements = HashMap::new();
+        let mut file = None;
+        for (init, key, entry, layout) in placed {
+            if let Some(layout) = layout {
+                let (_, name) = location.as_ref().expect("a layout is chosen only with a location");
+                let source = (!layout.steps.is_empty()).then_some(layout);
+                placements.insert(
+                    init.name.clone(),
+                    Placement { location: name.clone(), offset: entry.start, length: entry.end - entry.start, source },
+                );
+                continue;
+            }
+            let file = match &mut file {
+                Some(file) => file,
+                None => file.insert(
+                    std::fs::File::open(&self.path).map_err(|e| CheckpointError::Io { path: self.path.clone(), message: e.to_string() })?,
+                ),
+            };
+            let mut values = self.read_f32(file, &key, entry)?;
             if init.transpose {
-                let [rows, cols] = init.diffusers_shape[..] else {
-                    return Err(template_err(format!("{} is transposed but not 2-D", init.name)));
-                };
-                values = transpose(&values, rows, cols);
+                values = transpose(&values, init.diffusers_shape[0], init.diffusers_shape[1]);
             }
-            let shape = init.shape.clone();
-            if shape.iter().product::<usize>() != values.len() {
-                return Err(template_err(format!("{} has shape {shape:?} but {key} has {} values", init.name, values.len())));
-            }
-            if let Some(change) = delta(init) {
+            if let Some(change) = patch.delta(init) {
                 for (v, d) in values.iter_mut().zip(change) {
                     *v += d;
                 }
             }
-            out.push(&init.name, &values, &init.dtype).map_err(template_err)?;
+            buffer.push(&init.name, &values, &init.dtype).map_err(template_err)?;
         }
-        Ok(out)
+        let file = location.map(|(folder, _)| WeightsFile { folder, placements }).filter(|f| !f.placements.is_empty());
+        Ok(GraphWeights { buffer, file })
     }
+
+    /// The folder and file name ONNX Runtime can open this file by (its real path, so a link
+    /// into a cache resolves), or `None` when either is not UTF-8.
+    fn location(&self) -> Option<(PathBuf, String)> {
+        let real = std::fs::canonicalize(&self.path).ok()?;
+        let name = real.file_name()?.to_str()?.to_string();
+        let folder = real.parent()?.to_path_buf();
+        folder.to_str()?;
+        Some((folder, name))
+    }
+}
+
+/// A change to some of a graph's weights, added where they are converted (a LoRA set's).
+pub trait WeightPatch {
+    /// Whether `init` is changed (decides where its tensor is placed; must not compute it).
+    fn changes(&self, init: &TemplateInitializer) -> bool;
+    /// The change to add to `init`, in the graph's layout.
+    fn delta(&self, init: &TemplateInitializer) -> Option<Vec<f32>>;
+}
+
+/// No change to any weight.
+pub struct Unpatched;
+
+impl WeightPatch for Unpatched {
+    fn changes(&self, _: &TemplateInitializer) -> bool {
+        false
+    }
+
+    fn delta(&self, _: &TemplateInitializer) -> Option<Vec<f32>> {
+        None
+    }
+}
+
+/// ONNX element type of a graph dtype (`float16` or `float32`).
+fn graph_element(dtype: &str) -> i64 {
+    if dtype == "float16" {
+        10
+    } else {
+        1
+    }
+}
+
+/// How the stored tensor `entry` becomes `init`: reshaped to the diffusers shape and transposed
+/// when the initializer is a transposed `nn.Linear` weight, reshaped to the graph's shape, then
+/// cast (reshapes and transposes first, so they move the smaller stored elements). `None` for an
+/// element type ONNX Runtime does not cast from.
+fn stored_layout(init: &TemplateInitializer, entry: &TensorEntry) -> Option<SourceLayout> {
+    let element = match dtype_of(&entry.dtype)?.0 {
+        DType::F32 => 1,
+        DType::F16 => 10,
+        DType::BF16 => 16,
+        DType::F64 => 11,
+    };
+    let mut steps = Vec::new();
+    let mut dims = entry.shape.clone();
+    if init.transpose {
+        if dims != init.diffusers_shape {
+            steps.push(Step::Reshape(init.diffusers_shape.clone()));
+        }
+        steps.push(Step::Transpose);
+        dims = vec![init.diffusers_shape[1], init.diffusers_shape[0]];
+    }
+    if dims != init.shape {
+        steps.push(Step::Reshape(init.shape.clone()));
+    }
+    if element != graph_element(&init.dtype) {
+        steps.push(Step::Cast(graph_element(&init.dtype)));
+    }
+    Some(SourceLayout { element, dims: entry.shape.clone(), steps })
 }
 
 /// A `rows x cols` row-major matrix transposed.

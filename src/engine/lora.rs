@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::checkpoint::{transpose, Checkpoint, CheckpointError, TemplateInitializer};
+use super::checkpoint::{transpose, Checkpoint, CheckpointError, TemplateInitializer, WeightPatch};
 use super::file_hash;
 
 #[derive(Debug, thiserror::Error)]
@@ -237,6 +237,22 @@ fn module_names(init: &TemplateInitializer) -> Option<(Component, [String; 2])> 
 /// The down, up and alpha key of one LoRA layer, as found in the file.
 type LayerKeys = (Option<String>, Option<String>, Option<String>);
 
+/// A LoRA set's change to the weights of one component.
+pub struct LoraPatch<'a> {
+    set: &'a LoraSet,
+    component: Component,
+}
+
+impl WeightPatch for LoraPatch<'_> {
+    fn changes(&self, init: &TemplateInitializer) -> bool {
+        self.set.changes(self.component, init)
+    }
+
+    fn delta(&self, init: &TemplateInitializer) -> Option<Vec<f32>> {
+        self.set.delta(self.component, init)
+    }
+}
+
 /// LoRAs chosen for one model, each with its UNet and text-encoder weight.
 #[derive(Clone, Default)]
 pub struct LoraSet {
@@ -292,20 +308,27 @@ impl LoraSet {
         Ok(())
     }
 
+    /// The layers of the active LoRAs that change `init` (as `component`), with their weights.
+    fn layers_for<'a>(&'a self, component: Component, init: &'a TemplateInitializer) -> impl Iterator<Item = (&'a Layer, f32)> + 'a {
+        let names = module_names(init).filter(|(c, _)| *c == component).map(|(_, names)| names);
+        let elements: usize = init.diffusers_shape.iter().product();
+        self.active(component).filter_map(move |(lora, weight)| {
+            let names = names.as_ref()?;
+            let layer = names.iter().find_map(|n| lora.layers.get(&(component, n.clone())))?;
+            (layer.out_features() * layer.in_elements() == elements).then_some((layer, weight))
+        })
+    }
+
+    /// Whether the set changes `init` (as `component`), without computing the change.
+    pub fn changes(&self, component: Component, init: &TemplateInitializer) -> bool {
+        self.layers_for(component, init).next().is_some()
+    }
+
     /// The change the set makes to `init` in the graph's layout (transposed like the initializer),
     /// or `None` when no LoRA touches it.
     pub fn delta(&self, component: Component, init: &TemplateInitializer) -> Option<Vec<f32>> {
-        let (c, names) = module_names(init)?;
-        if c != component {
-            return None;
-        }
         let mut total: Option<Vec<f32>> = None;
-        for (lora, weight) in self.active(component) {
-            let Some(layer) = names.iter().find_map(|n| lora.layers.get(&(component, n.clone()))) else { continue };
-            let elements: usize = init.diffusers_shape.iter().product();
-            if layer.out_features() * layer.in_elements() != elements {
-                continue;
-            }
+        for (layer, weight) in self.layers_for(component, init) {
             let delta = layer.delta(weight);
             match &mut total {
                 Some(sum) => sum.iter_mut().zip(&delta).for_each(|(s, d)| *s += d),
@@ -314,6 +337,11 @@ impl LoraSet {
         }
         let total = total?;
         Some(if init.transpose { transpose(&total, init.diffusers_shape[0], init.diffusers_shape[1]) } else { total })
+    }
+
+    /// The set as a change to the weights of `component` (see [`WeightPatch`]).
+    pub fn patch(&self, component: Component) -> LoraPatch<'_> {
+        LoraPatch { set: self, component }
     }
 
     /// `Lora hashes` as A1111 writes it: `alias: hash` for each LoRA used, `:` and `,` removed

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use super::checkpoint::{Checkpoint, CheckpointError, CheckpointKind};
+use super::checkpoint::{Checkpoint, CheckpointError, CheckpointKind, Unpatched, WeightPatch};
 use super::clip_tokenizer::ClipTokenizer;
 use super::lora::{Component, LoraSet};
 use super::onnx_edit;
@@ -113,7 +113,7 @@ impl GraphSource {
                     let supplied = onnx_weights_with_loras(path, template, component, loras)?;
                     let edited = edit.map(|edit| edit(template.onnx)).transpose()?;
                     let bytes = edited.as_deref().unwrap_or(template.onnx);
-                    return OnnxModel::load_with_weights(runtime, role, path, GraphBytes::Memory(bytes), supplied, threads);
+                    return OnnxModel::load_with_weights(runtime, role, path, GraphBytes::Memory(bytes), supplied.into(), threads);
                 }
                 match edit {
                     None => OnnxModel::load(runtime, role, path, threads),
@@ -128,8 +128,12 @@ impl GraphSource {
             }
             GraphSource::Template { graph, weights } => {
                 let map = graph.weights().map_err(checkpoint_error)?;
-                let delta = |init: &super::checkpoint::TemplateInitializer| patch.and_then(|c| loras.delta(c, init));
-                let supplied = weights.weights_buffer(&map, &graph.label(), &delta).map_err(checkpoint_error)?;
+                let lora_patch = patch.map(|c| loras.patch(c));
+                let changes: &dyn WeightPatch = match &lora_patch {
+                    Some(p) => p,
+                    None => &Unpatched,
+                };
+                let supplied = weights.graph_weights(&map, &graph.label(), changes).map_err(checkpoint_error)?;
                 let edited = edit.map(|edit| edit(graph.onnx)).transpose()?;
                 let bytes = edited.as_deref().unwrap_or(graph.onnx);
                 OnnxModel::load_with_weights(runtime, role, &weights.path, GraphBytes::Memory(bytes), supplied, threads)

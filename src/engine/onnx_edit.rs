@@ -1,5 +1,6 @@
 //! Owns the edits Easel makes to ONNX graphs when it creates sessions: pointing a template's
-//! initializers at weights handed over in memory ([`locate_initializers`]), and the edits of a
+//! initializers at their weights, in memory or in the weights file itself, with the conversions
+//! the stored tensors need ([`place_initializers`]), and the edits of a
 //! CLIP text encoder's graph, so that exports people already have (whose only output is the last
 //! layer) support CLIP skip and textual inversion without a re-export:
 //!
@@ -32,6 +33,7 @@ const NODE_OP_TYPE: u64 = 4;
 const TENSOR_DIMS: u64 = 1;
 const TENSOR_DATA_TYPE: u64 = 2;
 const TENSOR_NAME: u64 = 8;
+const TENSOR_RAW_DATA: u64 = 9;
 const VALUE_NAME: u64 = 1;
 
 /// What the edited graph looks like from outside.
@@ -108,30 +110,90 @@ const TENSOR_DATA_LOCATION: u64 = 14;
 /// `TensorProto.DataLocation.EXTERNAL`.
 const EXTERNAL: u64 = 1;
 
-/// `model` with each initializer named in `places` stored externally at `(offset, length)` in the
-/// external data file `file`; every other field and initializer is copied as it is. Fails unless
-/// every name in `places` is an initializer of the graph.
-pub fn locate_initializers(model: &[u8], file: &str, places: &HashMap<String, (u64, u64)>) -> Result<Vec<u8>, EditError> {
-    let fail = |reason: String| EditError { what: "weights supplied in memory".into(), reason };
-    let mut out = Vec::with_capacity(model.len() + places.len() * 96);
+/// Where ONNX Runtime finds one initializer's data: `length` bytes at `offset` in the external
+/// data file `location`, stored as `source` says when that differs from the graph's initializer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Placement {
+    pub location: String,
+    pub offset: u64,
+    pub length: u64,
+    pub source: Option<SourceLayout>,
+}
+
+/// A tensor stored in another element type or layout than the graph's initializer, and the steps
+/// that turn it into the initializer. They become nodes in front of the graph that ONNX Runtime's
+/// constant folding runs once at session creation, so the stored tensor is read from its file
+/// and only the result is kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceLayout {
+    /// ONNX element type as stored (1 float32, 10 float16, 11 float64, 16 bfloat16).
+    pub element: i64,
+    pub dims: Vec<usize>,
+    pub steps: Vec<Step>,
+}
+
+/// One conversion step, applied in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    Reshape(Vec<usize>),
+    /// A 2-D transpose.
+    Transpose,
+    /// To this ONNX element type.
+    Cast(i64),
+}
+
+/// Suffix of the stored tensor's name when steps turn it into the initializer.
+const STORED_SUFFIX: &str = "__easel_stored";
+
+/// `model` with each initializer named in `places` read from its place (an external data file
+/// handed over in memory, or a file on disk that ONNX Runtime maps), converted by nodes in front
+/// of the graph where its stored layout differs; every other field and initializer is copied as
+/// it is. Fails unless every name in `places` is an initializer of the graph.
+pub fn place_initializers(model: &[u8], places: &HashMap<String, Placement>) -> Result<Vec<u8>, EditError> {
+    let fail = |reason: String| EditError { what: "weights read from their files".into(), reason };
+    let mut out = Vec::with_capacity(model.len() + places.len() * 160);
     let mut located = 0;
     for (field, wire, payload) in fields(model) {
         if field != MODEL_GRAPH || wire != 2 {
             put_field(&mut out, field, wire, payload);
             continue;
         }
-        let mut graph = Vec::with_capacity(payload.len() + places.len() * 96);
+        // Conversion nodes first (graphs list nodes in topological order), then the graph as it
+        // was with the placed initializers rewritten, then the shapes the Reshape nodes read.
+        let (mut nodes, mut graph, mut shapes) = (Vec::new(), Vec::with_capacity(payload.len() + places.len() * 160), Vec::new());
         for (gf, gw, gp) in fields(payload) {
-            let place = (gf == GRAPH_INITIALIZER && gw == 2).then(|| initializer_info(gp).0).and_then(|name| places.get(&name));
-            let Some(&(offset, length)) = place else {
+            let named = (gf == GRAPH_INITIALIZER && gw == 2).then(|| initializer_info(gp).0);
+            let Some((name, place)) = named.and_then(|name| places.get(&name).map(|p| (name, p))) else {
                 put_field(&mut graph, gf, gw, gp);
                 continue;
             };
-            let mut tensor = Vec::with_capacity(gp.len() + 96);
-            for (tf, tw, tp) in fields(gp).filter(|(tf, _, _)| *tf != TENSOR_EXTERNAL_DATA && *tf != TENSOR_DATA_LOCATION) {
-                put_field(&mut tensor, tf, tw, tp);
+            let stored = match &place.source {
+                Some(source) if !source.steps.is_empty() => {
+                    let stored = format!("{name}{STORED_SUFFIX}");
+                    conversion_nodes(&stored, &name, &source.steps, &mut nodes, &mut shapes);
+                    stored
+                }
+                _ => name.clone(),
+            };
+            let mut tensor = Vec::with_capacity(gp.len() + 160);
+            let layout = place.source.as_ref();
+            for (tf, tw, tp) in fields(gp) {
+                let replaced = matches!(tf, TENSOR_EXTERNAL_DATA | TENSOR_DATA_LOCATION | TENSOR_NAME)
+                    || (layout.is_some() && matches!(tf, TENSOR_DIMS | TENSOR_DATA_TYPE));
+                if !replaced {
+                    put_field(&mut tensor, tf, tw, tp);
+                }
             }
-            for (key, value) in [("location", file.to_string()), ("offset", offset.to_string()), ("length", length.to_string())] {
+            if let Some(layout) = layout {
+                for d in &layout.dims {
+                    put_uint(&mut tensor, TENSOR_DIMS, *d as u64);
+                }
+                put_uint(&mut tensor, TENSOR_DATA_TYPE, layout.element as u64);
+            }
+            put_bytes(&mut tensor, TENSOR_NAME, stored.as_bytes());
+            for (key, value) in
+                [("location", place.location.clone()), ("offset", place.offset.to_string()), ("length", place.length.to_string())]
+            {
                 let mut entry = Vec::new();
                 put_bytes(&mut entry, 1, key.as_bytes());
                 put_bytes(&mut entry, 2, value.as_bytes());
@@ -141,12 +203,51 @@ pub fn locate_initializers(model: &[u8], file: &str, places: &HashMap<String, (u
             put_bytes(&mut graph, gf, &tensor);
             located += 1;
         }
-        put_bytes(&mut out, field, &graph);
+        let mut edited = Vec::with_capacity(nodes.len() + graph.len() + shapes.len());
+        edited.extend(nodes);
+        edited.extend(graph);
+        edited.extend(shapes);
+        put_bytes(&mut out, field, &edited);
     }
     if located != places.len() {
         return Err(fail(format!("{located} of {} weights matched an initializer of the graph", places.len())));
     }
     Ok(out)
+}
+
+/// Appends to `nodes` (and the Reshape targets to `shapes`, as graph fields) the nodes that turn
+/// tensor `from` into `to` by `steps`.
+fn conversion_nodes(from: &str, to: &str, steps: &[Step], nodes: &mut Vec<u8>, shapes: &mut Vec<u8>) {
+    let mut current = from.to_string();
+    for (i, step) in steps.iter().enumerate() {
+        let output = if i + 1 == steps.len() { to.to_string() } else { format!("{to}__easel_step{i}") };
+        let node = match step {
+            Step::Cast(element) => node_bytes(&[&current], &[&output], "Cast", Some(("to", *element))),
+            Step::Transpose => {
+                let mut node = node_bytes(&[&current], &[&output], "Transpose", None);
+                let mut attribute = Vec::new();
+                put_bytes(&mut attribute, 1, b"perm");
+                put_uint(&mut attribute, 8, 1);
+                put_uint(&mut attribute, 8, 0);
+                put_uint(&mut attribute, 20, 7); // AttributeProto.INTS
+                put_bytes(&mut node, 5, &attribute);
+                node
+            }
+            Step::Reshape(dims) => {
+                let shape_name = format!("{to}__easel_shape{i}");
+                let mut tensor = Vec::new();
+                put_uint(&mut tensor, TENSOR_DIMS, dims.len() as u64);
+                put_uint(&mut tensor, TENSOR_DATA_TYPE, 7); // int64
+                put_bytes(&mut tensor, TENSOR_NAME, shape_name.as_bytes());
+                let raw: Vec<u8> = dims.iter().flat_map(|d| (*d as i64).to_le_bytes()).collect();
+                put_bytes(&mut tensor, TENSOR_RAW_DATA, &raw);
+                put_bytes(shapes, GRAPH_INITIALIZER, &tensor);
+                node_bytes(&[&current, &shape_name], &[&output], "Reshape", None)
+            }
+        };
+        put_bytes(nodes, GRAPH_NODE, &node);
+        current = output;
+    }
 }
 
 /// A node re-encoded with the string `from` replaced by `to` among its inputs (`field` 1) or

@@ -44,6 +44,10 @@ pub struct OnnxModel {
     output_names: Vec<String>,
 }
 
+/// ONNX Runtime's session option naming the folder external data locations are resolved in when
+/// a graph is loaded from memory.
+const EXTERNAL_DATA_FOLDER: &str = "session.model_external_initializers_file_folder_path";
+
 /// Where the graph of a session comes from.
 pub enum GraphBytes<'a> {
     /// The file at the model's path (external data beside it is read by ONNX Runtime).
@@ -59,15 +63,16 @@ impl OnnxModel {
 
     /// Creates a session from a graph (a template compiled into the binary, or an edited copy of
     /// a model; `path` names it in messages) whose weights come from `weights`: the graph's
-    /// initializers are pointed at their places in the buffer, handed to ONNX Runtime as an
-    /// in-memory external data file (it copies them, and the buffer is freed with the builder
-    /// once the session exists; nothing is written to disk).
+    /// initializers are pointed at their places in the weights file (ONNX Runtime reads it) or in
+    /// the buffer, handed over as an in-memory external data file (ONNX Runtime copies from it,
+    /// and the buffer is freed with the builder once the session exists). Nothing is written to
+    /// disk.
     pub fn load_with_weights(
         runtime: &Runtime,
         role: &'static str,
         path: &Path,
         graph: GraphBytes<'_>,
-        weights: super::weights_buffer::WeightsBuffer,
+        weights: super::weights_buffer::GraphWeights,
         threads: usize,
     ) -> Result<Self, EngineError> {
         let fail = |message: String| EngineError::LoadSession { path: path.to_path_buf(), message };
@@ -79,9 +84,16 @@ impl OnnxModel {
             }
             GraphBytes::Memory(bytes) => bytes,
         };
-        let (graph, file) = weights.attach(graph).map_err(fail)?;
-        Self::create(runtime, role, path, threads, |builder| {
-            builder.with_external_initializer_file_in_memory(super::weights_buffer::FILE_NAME, file)?.commit_from_memory(&graph)
+        let super::weights_buffer::Attached { graph, buffer, folder } = weights.attach(graph).map_err(fail)?;
+        Self::create(runtime, role, path, threads, |mut builder| {
+            if let Some(folder) = folder {
+                let folder = folder.to_str().ok_or_else(|| ort::Error::new(format!("the folder {} is not UTF-8", folder.display())))?;
+                builder = builder.with_config_entry(EXTERNAL_DATA_FOLDER, folder)?;
+            }
+            if !buffer.is_empty() {
+                builder = builder.with_external_initializer_file_in_memory(super::weights_buffer::FILE_NAME, buffer)?;
+            }
+            builder.commit_from_memory(&graph)
         })
     }
 

@@ -1,6 +1,12 @@
-//! Owns how weights from a file reach ONNX Runtime: packed into one in-memory "external data file"
-//! that a template graph's initializers are pointed at (ONNX Runtime's
-//! `AddExternalInitializersFromFilesInMemory`).
+//! Owns how weights from a file reach ONNX Runtime ([`GraphWeights`]): read by ONNX Runtime from
+//! the weights file itself wherever the graph can take the stored tensor (converted by nodes it
+//! folds once), and otherwise packed into one in-memory "external data file" (ONNX Runtime's
+//! `AddExternalInitializersFromFilesInMemory`): tensors a LoRA changes, and weights from files
+//! that cannot be named to ONNX Runtime.
+//!
+//! Why the file itself: ONNX Runtime maps it and keeps only its own copy, so loading a checkpoint
+//! holds one copy of the UNet, as loading an ONNX folder does. Handed over in memory, our buffer
+//! and ONNX Runtime's copy exist together while the session is created (2x the UNet).
 //!
 //! Why not one external initializer per tensor: ONNX Runtime accepts those only over buffers the
 //! caller owns and keeps, and the `ort` crate holds them for the session's life, so every weight
@@ -10,7 +16,10 @@
 //! session exists, so a loaded checkpoint costs what a loaded ONNX folder costs.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
+
+use super::onnx_edit::Placement;
 
 /// The external data location the graph is pointed at (a name, never a file on disk).
 pub const FILE_NAME: &str = "easel-weights.bin";
@@ -73,11 +82,50 @@ impl WeightsBuffer {
         Ok(())
     }
 
-    /// `graph` with every tensor of this buffer pointed at its place in [`FILE_NAME`], and the
-    /// buffer's bytes to hand to ONNX Runtime under that name.
-    pub fn attach(self, graph: &[u8]) -> Result<(Vec<u8>, Arc<[u8]>), String> {
-        let located = super::onnx_edit::locate_initializers(graph, FILE_NAME, &self.places).map_err(|e| e.to_string())?;
-        Ok((located, self.bytes))
+}
+
+/// The tensors of one graph that ONNX Runtime reads from a weights file on disk.
+pub struct WeightsFile {
+    /// The folder ONNX Runtime resolves each placement's `location` in (the file's real folder).
+    pub folder: PathBuf,
+    pub placements: HashMap<String, Placement>,
+}
+
+/// Where every initializer of one graph comes from.
+pub struct GraphWeights {
+    pub buffer: WeightsBuffer,
+    pub file: Option<WeightsFile>,
+}
+
+impl From<WeightsBuffer> for GraphWeights {
+    fn from(buffer: WeightsBuffer) -> Self {
+        GraphWeights { buffer, file: None }
+    }
+}
+
+/// What a session is created from: the graph with every initializer pointed at its place, the
+/// buffer's bytes to hand to ONNX Runtime under [`FILE_NAME`], and the folder it must resolve
+/// file locations in.
+pub struct Attached {
+    pub graph: Vec<u8>,
+    pub buffer: Arc<[u8]>,
+    pub folder: Option<PathBuf>,
+}
+
+impl GraphWeights {
+    /// `graph` with every initializer pointed at its place (see [`Attached`]).
+    pub fn attach(self, graph: &[u8]) -> Result<Attached, String> {
+        let WeightsBuffer { bytes, places, .. } = self.buffer;
+        let mut placements: HashMap<String, Placement> = places
+            .into_iter()
+            .map(|(name, (offset, length))| (name, Placement { location: FILE_NAME.to_string(), offset, length, source: None }))
+            .collect();
+        let folder = self.file.map(|file| {
+            placements.extend(file.placements);
+            file.folder
+        });
+        let located = super::onnx_edit::place_initializers(graph, &placements).map_err(|e| e.to_string())?;
+        Ok(Attached { graph: located, buffer: bytes, folder })
     }
 }
 

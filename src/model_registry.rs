@@ -253,6 +253,7 @@ impl ModelRegistry {
             ModelLocation::HubCache => "hub cache (downloaded by another tool)".into(),
         };
         ModelEntry {
+            hash: crate::engine::model::known_short_hash(&c.path),
             is_default,
             vae,
             removable: c.location == ModelLocation::ModelsDir || pulled,

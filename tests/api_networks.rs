@@ -73,6 +73,20 @@ async fn a_checkpoint_lora_and_vae_from_an_a1111_folder_generate_with_their_hash
     assert!(infotext.contains(&format!("Lora hashes: \"style: {STYLE_HASH}\"")), "{infotext}");
     assert!(infotext.contains("Model: tiny-ldm,") && infotext.contains("VAE: tiny-vae"), "{infotext}");
 
+    // Once used, the lists show A1111's hashes: the checkpoint's short hash (first 10 hex digits
+    // of the file's sha256), the LoRA's `Lora hashes` one, the VAE's and the embedding's.
+    let sha = |path: PathBuf| format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(std::fs::read(path).unwrap()));
+    let models: Value = client.get(server.url("/api/v1/models")).send().await.unwrap().json().await.unwrap();
+    let ckpt = models.as_array().unwrap().iter().find(|m| m["name"] == "tiny-ldm.safetensors").unwrap();
+    assert_eq!(ckpt["hash"], sha(fixture("checkpoints/tiny-ldm.safetensors"))[..10], "{ckpt}");
+    assert!(infotext.contains(&format!("Model hash: {}", &sha(fixture("checkpoints/tiny-ldm.safetensors"))[..10])), "{infotext}");
+    let loras: Value = client.get(server.url("/api/v1/loras")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(loras[0]["hash"], STYLE_HASH, "{loras}");
+    let vaes: Value = client.get(server.url("/api/v1/vaes")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(vaes[0]["hash"], sha(fixture("checkpoints/vae-standalone-bf16.safetensors"))[..10], "{vaes}");
+    let embeddings: Value = client.get(server.url("/api/v1/embeddings")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(embeddings[0]["hash"], sha(fixture("prompts/embeddings/tinystyle.safetensors"))[..12], "{embeddings}");
+
     // A model's default VAE applies when a request names none, and is recorded in the job's settings.
     let put = |body: Value| client.put(server.url("/api/v1/models/vae")).json(&body).send();
     let resp = put(json!({"model": "tiny-ldm.safetensors", "vae": "tiny-vae"})).await.unwrap();
@@ -96,6 +110,58 @@ async fn a_checkpoint_lora_and_vae_from_an_a1111_folder_generate_with_their_hash
     assert_eq!(resp.status(), 422);
     let text = resp.text().await.unwrap();
     assert!(text.contains("\"loras\"") && text.contains("style.safetensors"), "{text}");
+}
+
+/// The pixels of a finished job's first image.
+async fn first_image(client: &reqwest::Client, server: &TestServer, body: &Value) -> image::RgbImage {
+    let resp = client.post(server.url("/api/v1/generate")).json(body).send().await.unwrap();
+    assert_eq!(resp.status(), 202, "{:?}", resp.text().await);
+    let id = resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let job = common::wait_for_job(client, server, &id).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let png = client.get(server.url(job["images"][0]["url"].as_str().unwrap())).send().await.unwrap().bytes().await.unwrap();
+    image::load_from_memory(&png).unwrap().to_rgb8()
+}
+
+/// A ComfyUI install (`models/checkpoints`, `models/loras`, `models/vae`, `models/embeddings`) as
+/// an extra models dir: its files are found under the names ComfyUI shows, and its checkpoint
+/// generates exactly the picture of the ONNX folder it was written from.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_comfyui_folder_is_read_and_its_checkpoint_equals_the_onnx_folder() {
+    let dir = temp_dir("networks-comfyui");
+    let comfy = dir.join("ComfyUI");
+    for (from, to) in [
+        ("checkpoints/tiny-ldm.safetensors", "models/checkpoints/sd1/tiny-ldm.safetensors"),
+        ("lora/style-kohya.safetensors", "models/loras/style.safetensors"),
+        ("checkpoints/vae-standalone-bf16.safetensors", "models/vae/tiny-vae.safetensors"),
+        ("prompts/embeddings/tinystyle.safetensors", "models/embeddings/tinystyle.safetensors"),
+    ] {
+        let to = comfy.join(to);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(fixture(from), to).unwrap();
+    }
+    std::fs::create_dir_all(dir.join("models")).unwrap();
+    std::os::unix::fs::symlink(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/tiny-sd"), dir.join("models/tiny-sd")).unwrap();
+    let mut s = settings(dir.join("models"), dir.join("data"));
+    s.extra_models_dirs = vec![comfy];
+    let server = start_with(s).await;
+    let client = reqwest::Client::new();
+    let list = |path: &'static str| {
+        let (client, url) = (client.clone(), server.url(path));
+        async move { client.get(url).send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let models = list("/api/v1/models").await;
+    let names: Vec<&str> = models.as_array().unwrap().iter().filter_map(|m| m["name"].as_str()).collect();
+    assert!(names.contains(&"sd1/tiny-ldm.safetensors") && names.contains(&"tiny-sd"), "{models}");
+    assert_eq!(list("/api/v1/loras").await[0]["name"], "style.safetensors");
+    assert_eq!(list("/api/v1/vaes").await[0]["name"], "tiny-vae.safetensors");
+    assert_eq!(list("/api/v1/embeddings").await[0]["name"], "tinystyle");
+
+    let request =
+        |model: &str| json!({"prompt": "a lighthouse, tinystyle", "seed": 11, "width": 64, "height": 64, "steps": 3, "model": model});
+    let from_folder = first_image(&client, &server, &request("tiny-sd")).await;
+    let from_comfyui = first_image(&client, &server, &request("sd1/tiny-ldm.safetensors")).await;
+    assert!(from_folder == from_comfyui, "the checkpoint in the ComfyUI folder must give the ONNX folder's pixels");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -38,6 +38,10 @@ pub struct ModelEntry {
     /// The VAE file it uses when a request names none (`None`: its own).
     #[serde(default)]
     pub vae: Option<String>,
+    /// A1111's short hash (`Model hash`, 10 hex digits) once known: recorded by a conversion or
+    /// computed at the model's first load (hashing a checkpoint reads all of it).
+    #[serde(default)]
+    pub hash: Option<String>,
 }
 
 /// A short name for a known-good hub repository (`sd15`), offered by `easel pull` and the Models page.

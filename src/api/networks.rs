@@ -213,6 +213,10 @@ pub struct WeightsFileView {
     pub size_bytes: u64,
     /// In an extra models dir (another tool's folder, never changed by Easel).
     pub read_only: bool,
+    /// The hash A1111 shows, once known (computed at first use): a LoRA's 12-digit `Lora hashes`
+    /// hash, a VAE's 10-digit short hash.
+    #[serde(default)]
+    pub hash: Option<String>,
 }
 
 #[cfg(test)]

@@ -125,6 +125,9 @@ pub struct EmbeddingView {
     pub name: String,
     pub file: String,
     pub bytes: u64,
+    /// The 12-digit hash A1111 writes in `TI hashes` (sha256 of the file).
+    #[serde(default)]
+    pub hash: Option<String>,
 }
 
 #[cfg(test)]

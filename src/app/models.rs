@@ -127,7 +127,7 @@ pub fn ModelsPage() -> impl IntoView {
 fn ModelTable(models: Vec<ModelEntry>, vaes: Vec<String>, reload: Callback<()>, action_error: RwSignal<Option<String>>) -> impl IntoView {
     view! {
         <table class="model-table">
-            <thead><tr><th>"Name"</th><th>"Precision"</th><th>"Source"</th><th>"Size"</th><th>"VAE"</th><th></th></tr></thead>
+            <thead><tr><th>"Name"</th><th>"Precision"</th><th>"Source"</th><th>"Size"</th><th>"Hash"</th><th>"VAE"</th><th></th></tr></thead>
             <tbody>
                 {models.into_iter().map(|m| {
                     let (default_name, delete_name, vae_model) = (m.name.clone(), m.name.clone(), m.name.clone());
@@ -176,6 +176,7 @@ fn ModelTable(models: Vec<ModelEntry>, vaes: Vec<String>, reload: Callback<()>, 
                             <td>{m.precision}</td>
                             <td>{m.source}</td>
                             <td>{human_bytes(m.size_bytes)}</td>
+                            <td class="hash">{hash_cell(m.hash.clone())}</td>
                             <td>
                                 <select class="model-vae" aria-label=format!("VAE of {}", m.name) prop:value=current_vae.clone() on:change=choose_vae>
                                     <option value="">"Its own"</option>
@@ -191,6 +192,14 @@ fn ModelTable(models: Vec<ModelEntry>, vaes: Vec<String>, reload: Callback<()>, 
                 }).collect_view()}
             </tbody>
         </table>
+    }
+}
+
+/// A hash cell: the hash, or why there is none yet.
+pub fn hash_cell(hash: Option<String>) -> impl IntoView {
+    match hash {
+        Some(h) => view! { <code>{h}</code> }.into_any(),
+        None => view! { <span class="muted" title="Computed the first time it is used">"not yet"</span> }.into_any(),
     }
 }
 

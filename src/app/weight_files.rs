@@ -5,6 +5,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use super::generate::field_error;
+use super::models::hash_cell;
 use super::rpc::{list_embeddings, list_weight_files, merge_checkpoints};
 use crate::api::networks::{MergeSpec, WeightsFileView, WeightsKind, MERGE_MODES};
 use crate::api::pull::human_bytes;
@@ -25,12 +26,13 @@ pub fn WeightFiles() -> impl IntoView {
             } else {
                 view! {
                     <table class="weights-table" data-kind=kind>
-                        <thead><tr><th>"Name"</th><th>"Size"</th><th>"Where"</th></tr></thead>
+                        <thead><tr><th>"Name"</th><th>"Size"</th><th>"Hash"</th><th>"Where"</th></tr></thead>
                         <tbody>
                             {files.into_iter().map(|(f, place)| view! {
                                 <tr data-file=f.name.clone()>
                                     <td>{f.name.clone()}</td>
                                     <td>{human_bytes(f.size_bytes)}</td>
+                                    <td class="hash">{hash_cell(f.hash.clone())}</td>
                                     <td>{place.unwrap_or("models folder or an extra one")}</td>
                                 </tr>
                             }).collect_view()}
@@ -58,7 +60,7 @@ pub fn WeightFiles() -> impl IntoView {
                     .await
                     .unwrap_or_default()
                     .into_iter()
-                    .map(|e| (WeightsFileView { name: e.name, size_bytes: e.bytes, read_only: false }, None))
+                    .map(|e| (WeightsFileView { name: e.name, size_bytes: e.bytes, read_only: false, hash: e.hash }, None))
                     .collect();
                 view! {
                     {table("LoRAs", "loras", loras)}

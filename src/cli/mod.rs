@@ -141,12 +141,19 @@ impl SettingsArgs {
         }
     }
 
-    /// The effective settings: defaults < file < `EASEL_*` env < these flags.
+    /// The effective settings: defaults < file < `EASEL_*` env < these flags. Model hashes are
+    /// then cached in the data dir's [`HASH_CACHE_FILE`] across runs.
     pub fn resolve(&self) -> anyhow::Result<Settings> {
         let env = SettingsLayer::from_env(|k| std::env::var(k).ok())?;
-        Ok(Settings::resolve(env, self.layer(), self.config.as_deref())?)
+        let settings = Settings::resolve(env, self.layer(), self.config.as_deref())?;
+        crate::engine::file_hash::keep_hashes_in(settings.data_dir.join(HASH_CACHE_FILE));
+        Ok(settings)
     }
 }
+
+/// The data dir's file of model hashes already computed (A1111's short hashes take a full read of
+/// a multi-GB file).
+pub const HASH_CACHE_FILE: &str = "hashes.json";
 
 /// `easel --version`: Easel's version and the ONNX Runtime release it is built for
 /// (kept equal to [`crate::engine::runtime::ORT_VERSION`] by a test).

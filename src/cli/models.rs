@@ -348,6 +348,7 @@ mod tests {
             is_default: default,
             removable: true,
             vae: None,
+            hash: None,
         };
         let text = table(&[entry("tiny-sd", true), entry("org/model@onnx", false)]);
         let lines: Vec<&str> = text.lines().collect();

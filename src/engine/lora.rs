@@ -237,6 +237,16 @@ fn module_names(init: &TemplateInitializer) -> Option<(Component, [String; 2])> 
 /// The down, up and alpha key of one LoRA layer, as found in the file.
 type LayerKeys = (Option<String>, Option<String>, Option<String>);
 
+/// The 12-digit hash `Lora hashes` gives the LoRA at `path`, if computed before (see
+/// [`file_hash`]); reads only the file's 8-byte header length.
+pub fn known_short_hash(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut length = [0u8; 8];
+    std::fs::File::open(path).ok()?.read_exact(&mut length).ok()?;
+    let data_start = u64::from_le_bytes(length).checked_add(8)?;
+    file_hash::known_sha256_from(path, data_start).map(|h| h[..12].to_string())
+}
+
 /// A LoRA set's change to the weights of one component.
 pub struct LoraPatch<'a> {
     set: &'a LoraSet,

@@ -7,11 +7,8 @@
 //! loaded only while it runs (text encoder, then UNet, then VAE decoder), so at most one of them is
 //! resident at a time.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-use sha2::{Digest, Sha256};
 
 use super::checkpoint::{Checkpoint, CheckpointError, CheckpointKind, Unpatched, WeightPatch};
 use super::clip_tokenizer::ClipTokenizer;
@@ -324,27 +321,33 @@ pub fn is_model_dir(dir: &Path) -> bool {
 /// `easel-model.json` when present (so it equals what A1111 shows for the same checkpoint),
 /// otherwise the sha256 of the UNet graph file.
 fn model_hash(dir: &Path) -> Result<String, EngineError> {
-    if let Ok(text) = std::fs::read_to_string(dir.join("easel-model.json")) {
-        if let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) {
-            let recorded = json["source"]["sha256"].as_str().or_else(|| json["source_sha256"].as_str());
-            if let Some(h) = recorded.filter(|h| h.len() >= 10 && h.chars().all(|c| c.is_ascii_hexdigit())) {
-                return Ok(h.to_string());
-            }
-        }
+    if let Some(recorded) = recorded_hash(dir) {
+        return Ok(recorded);
     }
     let path = dir.join("unet/model.onnx");
-    let read_err = |e: std::io::Error| EngineError::ReadFile { path: path.clone(), message: e.to_string() };
-    let mut file = std::fs::File::open(&path).map_err(read_err)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).map_err(read_err)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(format!("{:x}", hasher.finalize()))
+    super::file_hash::cached_sha256_from(&path, 0).map_err(|e| EngineError::ReadFile { path, message: e.to_string() })
+}
+
+/// The sha256 an Easel ONNX folder records of the checkpoint it was converted from.
+fn recorded_hash(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("easel-model.json")).ok()?;
+    let json = serde_json::from_str::<serde_json::Value>(&text).ok()?;
+    let recorded = json["source"]["sha256"].as_str().or_else(|| json["source_sha256"].as_str())?;
+    (recorded.len() >= 10 && recorded.chars().all(|c| c.is_ascii_hexdigit())).then(|| recorded.to_string())
+}
+
+/// The A1111 short hash (10 hex digits) of the model at `path` if it is known without reading
+/// the weights: recorded by a conversion, or hashed before (see [`super::file_hash`]). Model
+/// lists show it; loading a model computes it.
+pub fn known_short_hash(path: &Path) -> Option<String> {
+    let full = if path.is_file() {
+        super::file_hash::known_sha256_from(path, 0)
+    } else if let Some(files) = DiffusersWeights::find(path) {
+        super::file_hash::known_sha256_from(&files.unet, 0)
+    } else {
+        recorded_hash(path).or_else(|| super::file_hash::known_sha256_from(&path.join("unet/model.onnx"), 0))
+    }?;
+    Some(full[..10].to_string())
 }
 
 impl Slot {

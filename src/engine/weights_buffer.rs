@@ -81,7 +81,6 @@ impl WeightsBuffer {
         self.filled = end;
         Ok(())
     }
-
 }
 
 /// The tensors of one graph that ONNX Runtime reads from a weights file on disk.

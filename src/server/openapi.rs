@@ -56,9 +56,9 @@ pub fn document() -> Value {
                 "responses": { "200": { "description": "`{syntax, token_count, chunk_size, chunks: [{tokens: [{text, weight}]}], truncated, embeddings}`" },
                     "422": error_response("an unknown syntax or a text over the limit") } } },
             "/api/v1/loras": { "get": { "summary": "LoRA files (models dir loras/ and extra models dirs)",
-                "responses": { "200": { "description": "`[{name, size_bytes, read_only}]`" } } } },
+                "responses": { "200": { "description": "`[{name, size_bytes, read_only, hash}]`: hash is A1111's (LoRA 12 hex digits, VAE 10) once the file has been used" } } } },
             "/api/v1/vaes": { "get": { "summary": "VAE files (models dir vae/ and extra models dirs)",
-                "responses": { "200": { "description": "`[{name, size_bytes, read_only}]`" } } } },
+                "responses": { "200": { "description": "`[{name, size_bytes, read_only, hash}]`: hash is A1111's (LoRA 12 hex digits, VAE 10) once the file has been used" } } } },
             "/api/v1/models/merge": { "post": { "summary": "Merge two checkpoints into checkpoints/NAME.safetensors (A1111's checkpoint merger; answers when written)",
                 "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "additionalProperties": false,
                     "required": ["a", "b", "name"], "properties": {
@@ -244,7 +244,8 @@ pub fn document() -> Value {
                 "source": { "type": "string" }, "repo_id": { "type": "string", "nullable": true }, "commit": { "type": "string", "nullable": true },
                 "aliases": { "type": "array", "items": { "type": "string" } },
                 "size_bytes": { "type": "integer" }, "is_default": { "type": "boolean" }, "removable": { "type": "boolean" },
-                "vae": { "type": "string", "nullable": true, "description": "the VAE file it uses when a request names none (null: its own)" } } },
+                "vae": { "type": "string", "nullable": true, "description": "the VAE file it uses when a request names none (null: its own)" },
+                "hash": { "type": "string", "nullable": true, "description": "A1111's short hash (10 hex digits) once known: computed at the model's first load, then cached" } } },
             "Pull": { "type": "object", "properties": {
                 "id": { "type": "string" }, "repo_id": { "type": "string" }, "revision": { "type": "string" }, "commit": { "type": "string", "nullable": true },
                 "state": { "type": "string", "enum": ["resolving", "downloading", "done", "failed", "cancelled"] },

@@ -550,7 +550,13 @@ impl Easel {
             Ok(registry
                 .files(kind)
                 .into_iter()
-                .map(|f| crate::api::networks::WeightsFileView { name: f.name, size_bytes: f.size_bytes, read_only: f.extra })
+                .map(|f| {
+                    let hash = match kind {
+                        crate::model_files::FileKind::Lora => crate::engine::lora::known_short_hash(&f.path),
+                        _ => crate::engine::file_hash::known_sha256_from(&f.path, 0).map(|h| h[..10].to_string()),
+                    };
+                    crate::api::networks::WeightsFileView { name: f.name, size_bytes: f.size_bytes, read_only: f.extra, hash }
+                })
                 .collect())
         })
         .await
@@ -613,10 +619,17 @@ impl Easel {
         self.on_registry(|registry| {
             Ok(embedding_files(registry)
                 .into_iter()
-                .map(|f| EmbeddingView {
-                    bytes: std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0),
-                    file: f.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-                    name: f.name,
+                .map(|f| {
+                    let bytes = std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0);
+                    // Files a prompt could load are small: hashed once here, then cached.
+                    let readable = bytes <= crate::engine::prompt::embeddings::MAX_EMBEDDING_BYTES;
+                    let hash = readable.then(|| crate::engine::file_hash::cached_sha256_from(&f.path, 0).ok()).flatten();
+                    EmbeddingView {
+                        hash: hash.map(|h| h[..12].to_string()),
+                        bytes,
+                        file: f.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                        name: f.name,
+                    }
                 })
                 .collect())
         })

@@ -14,6 +14,7 @@ pub mod infotext;
 pub mod lora;
 pub mod merge;
 pub mod model;
+pub mod noise;
 pub mod npy;
 pub mod onnx_edit;
 pub mod onnx_inspect;

@@ -263,6 +263,14 @@ async fn bad_requests_get_the_right_4xx_with_field_messages() {
         (json!({"prompt": "a", "hires": [2]}), 422, "hires"),
         (json!({"prompt": "a", "hires": {"scale": 9}}), 422, "hires.scale"),
         (json!({"prompt": "a", "hires": {"upscaler": "esrgan"}}), 422, "hires.upscaler"),
+        (json!({"prompt": "a", "compat": "invokeai"}), 422, "compat"),
+        (json!({"prompt": "a", "compat": "a1111", "randn_source": "tpu"}), 422, "randn_source"),
+        (json!({"prompt": "a", "randn_source": "cpu"}), 422, "randn_source"),
+        (json!({"prompt": "a", "subseed": 5}), 422, "subseed"),
+        (json!({"prompt": "a", "compat": "a1111", "subseed_strength": 1.5}), 422, "subseed_strength"),
+        (json!({"prompt": "a", "compat": "a1111", "seed_resize_from_w": 5000, "seed_resize_from_h": 512}), 422, "seed_resize_from_w"),
+        (json!({"prompt": "a", "compat": "a1111", "seed_resize_from_w": 512}), 422, "seed_resize_from_h"),
+        (json!({"prompt": "a", "compat": "comfyui", "eta_noise_seed_delta": 31337}), 422, "eta_noise_seed_delta"),
     ];
     let mut refused_fields = std::collections::BTreeSet::new();
     for (body, code, field) in &cases {

@@ -237,3 +237,49 @@ fn a_generation_into_the_outputs_dir_is_a_job_in_the_gallery_and_commands_share_
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("measuring model oracle-tiny"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// `--compat` and A1111's seed flags: the start noise `--save-noise` writes equals what A1111's and
+/// ComfyUI's own functions drew for the same seeds (`tests/fixtures/noise`, recorded by
+/// `models/tooling/ref_noise.py`), and the PNG's parameters name them as A1111 does.
+#[test]
+fn compat_modes_draw_the_tools_own_start_noise() {
+    let fixtures = root().join("tests/fixtures/noise");
+    let data = temp_dir("cli-compat");
+    let cases: [(&str, &[&str]); 5] = [
+        ("a1111_nv_first_s1234", &["--seed", "1234", "--compat", "a1111"]),
+        ("a1111_cpu_first_s4294967303", &["--seed", "4294967303", "--compat", "a1111", "--randn-source", "cpu"]),
+        ("a1111_nv_subseed99_str0p3", &["--seed", "1234", "--compat", "a1111", "--subseed", "99", "--subseed-strength", "0.3"]),
+        ("a1111_cpu_resize_48x40", &["--seed", "1234", "--compat", "a1111", "--randn-source", "cpu", "--seed-resize-from", "40x48"]),
+        ("comfyui_prepare_noise_s42", &["--seed", "42", "--compat", "comfyui"]),
+    ];
+    for (case, flags) in cases {
+        let (noise, out) = (data.join(format!("{case}.npy")), data.join(format!("{case}.png")));
+        let output = easel(&data)
+            .args(["--model", "tiny-sd", "--prompt", "a fox", "--steps", "2", "--width", "64", "--height", "64", "--batch-size", "2"])
+            .args(flags)
+            .arg("--save-noise")
+            .arg(&noise)
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{case}: {}", String::from_utf8_lossy(&output.stderr));
+        let (shape, got) = easel::engine::npy::read_f32(&noise).unwrap();
+        assert_eq!(shape, [2, 4, 8, 8], "{case}");
+        let (_, recorded) = easel::engine::npy::read_f32(fixtures.join(format!("{case}.npy"))).unwrap();
+        let diff = got.iter().zip(&recorded).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(diff <= 1e-6, "{case}: start noise differs from the tool's by {diff:e}");
+        // A batch written to `-o NAME.png` becomes NAME-0.png, NAME-1.png.
+        let text = parameters(&data.join(format!("{case}-0.png")));
+        if case.starts_with("a1111") {
+            assert!(text.contains("Compat: a1111"), "{case}: {text}");
+        }
+        if case.contains("subseed") {
+            assert!(text.contains("Variation seed: 99, Variation seed strength: 0.3"), "{text}");
+        }
+    }
+    // A1111's settings need its mode.
+    let output = easel(&data).args(["--model", "tiny-sd", "--prompt", "x", "--subseed", "3"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("compat a1111"), "{}", String::from_utf8_lossy(&output.stderr));
+}

@@ -48,7 +48,7 @@ fn draws(case: &Value) -> Vec<f32> {
             let mut out = rng.first();
             for kind in &kinds[1..] {
                 assert_eq!(*kind, "next");
-                out.extend(rng.next());
+                out.extend(rng.step_noise());
             }
             out
         }
@@ -60,7 +60,7 @@ fn draws(case: &Value) -> Vec<f32> {
         "comfyui" => {
             let offset = case["noise_sampler_seed_offset"].as_u64().unwrap_or(0);
             let mut sampler = NoiseSampler::new(seed + offset, numel);
-            kinds.iter().flat_map(|_| sampler.next()).collect()
+            kinds.iter().flat_map(|_| sampler.step_noise()).collect()
         }
         other => panic!("unknown tool {other}"),
     }

@@ -16,6 +16,7 @@
 //! **Invariant:** plain data and its rules only. Nothing here reaches a database, a model or the
 //! network, and nothing here imports another Easel module: every other module may import `api`.
 
+pub mod compat;
 pub mod image_modes;
 pub mod job;
 pub mod model;
@@ -25,6 +26,7 @@ pub mod pull;
 pub mod request;
 pub mod sampler;
 
+pub use compat::{Compat, NoiseSettings, RandnSource};
 pub use image_modes::{Hires, HiresRequest, Outpaint, UploadView, Upscaler};
 pub use job::{image_url, HistoryPage, ImageView, JobEvent, JobEventKind, JobStatus, JobView, ProgressView, OUTPUTS_URL_PREFIX};
 pub use model::{AliasView, ModelEntry, ModelLocation};

@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::compat::{NoiseFields, NoiseSettings};
 use super::image_modes::{Hires, HiresRequest, ImageFields, Outpaint};
 use super::networks::{extra_network_tags, LoraRef, MAX_LORAS, MODEL_OWN_VAE};
 use super::prompt::{default_clip_skip, recorded_prompt_syntax, PromptSyntax, MAX_CLIP_SKIP};
@@ -87,6 +88,27 @@ pub struct GenerateRequest {
     /// A VAE name from the VAE list to use instead of the model's own (`automatic`: the model's).
     #[serde(default)]
     pub vae: Option<String>,
+    /// A [`super::Compat`] name: whose noise the generation follows [default: diffusers].
+    #[serde(default)]
+    pub compat: Option<String>,
+    /// AUTOMATIC1111's noise source, `nv` (its default GPU noise) or `cpu` (compat a1111 only).
+    #[serde(default)]
+    pub randn_source: Option<String>,
+    /// Variation seed (compat a1111 only).
+    #[serde(default)]
+    pub subseed: Option<u64>,
+    /// How much of the variation seed's noise to mix in, 0..1.
+    #[serde(default)]
+    pub subseed_strength: Option<f64>,
+    /// "Resize seed from" width in pixels (compat a1111 only; 0 = off).
+    #[serde(default)]
+    pub seed_resize_from_w: Option<u32>,
+    /// "Resize seed from" height in pixels.
+    #[serde(default)]
+    pub seed_resize_from_h: Option<u32>,
+    /// Eta noise seed delta (compat a1111 only).
+    #[serde(default)]
+    pub eta_noise_seed_delta: Option<u64>,
 }
 
 /// A request with every default applied and every rule checked: what the engine runs and what is
@@ -137,6 +159,10 @@ pub struct GenerationSettings {
     /// The VAE used instead of the model's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vae: Option<String>,
+    /// Whose noise this generation follows, and A1111's seed settings (jobs recorded before
+    /// compat modes ran as diffusers).
+    #[serde(default, flatten)]
+    pub noise: NoiseSettings,
 }
 
 impl GenerationSettings {
@@ -192,7 +218,7 @@ fn check_size(field: &str, value: u32, errors: &mut Vec<FieldError>) {
 impl GenerateRequest {
     /// Applies defaults and checks every rule. `random_seed` supplies the seed when none is given
     /// (the caller decides where randomness comes from). All problems are reported, not just the first.
-    pub fn resolve(&self, random_seed: impl FnOnce() -> u64) -> Result<GenerationSettings, Vec<FieldError>> {
+    pub fn resolve(&self, random_seed: impl Fn() -> u64) -> Result<GenerationSettings, Vec<FieldError>> {
         let mut errors = Vec::new();
         if self.prompt.chars().count() > MAX_PROMPT_CHARS {
             errors.push(FieldError::new("prompt", format!("prompt is longer than {MAX_PROMPT_CHARS} characters")));
@@ -301,6 +327,16 @@ impl GenerateRequest {
         if let Some(v) = vae.filter(|v| v.len() > 255) {
             errors.push(FieldError::new("vae", format!("vae name of {} characters; at most 255", v.len())));
         }
+        let noise = NoiseFields {
+            compat: self.compat.as_deref(),
+            randn_source: self.randn_source.as_deref(),
+            subseed: self.subseed,
+            subseed_strength: self.subseed_strength,
+            seed_resize_from_w: self.seed_resize_from_w,
+            seed_resize_from_h: self.seed_resize_from_h,
+            eta_noise_seed_delta: self.eta_noise_seed_delta,
+        }
+        .resolve(&random_seed, &mut errors);
         let (Some(sampler), Some(schedule), Some(prompt_syntax)) = (sampler, schedule, prompt_syntax) else { return Err(errors) };
         if !errors.is_empty() {
             return Err(errors);
@@ -308,7 +344,7 @@ impl GenerateRequest {
         Ok(GenerationSettings {
             prompt: self.prompt.clone(),
             negative_prompt,
-            seed: self.seed.unwrap_or_else(random_seed),
+            seed: self.seed.unwrap_or_else(&random_seed),
             steps,
             cfg_scale,
             width,
@@ -327,6 +363,7 @@ impl GenerateRequest {
             clip_skip,
             loras,
             vae: vae.map(str::to_string),
+            noise,
         })
     }
 
@@ -344,7 +381,7 @@ impl GenerateRequest {
 }
 
 /// Field names a request body may contain.
-pub const REQUEST_FIELDS: [&str; 21] = [
+pub const REQUEST_FIELDS: [&str; 28] = [
     "prompt",
     "negative_prompt",
     "seed",
@@ -366,6 +403,13 @@ pub const REQUEST_FIELDS: [&str; 21] = [
     "clip_skip",
     "loras",
     "vae",
+    "compat",
+    "randn_source",
+    "subseed",
+    "subseed_strength",
+    "seed_resize_from_w",
+    "seed_resize_from_h",
+    "eta_noise_seed_delta",
 ];
 
 impl GenerateRequest {
@@ -400,6 +444,8 @@ impl GenerateRequest {
         let mask = text("mask");
         let prompt_syntax = text("prompt_syntax");
         let vae = text("vae");
+        let compat = text("compat");
+        let randn_source = text("randn_source");
         let mut whole = |name: &str, max: u64| -> Option<u64> {
             let v = present(name)?;
             match v.as_u64() {
@@ -418,6 +464,10 @@ impl GenerateRequest {
         let batch_size = whole("batch_size", small).map(|n| n as u32);
         let mask_blur = whole("mask_blur", small).map(|n| n as u32);
         let clip_skip = whole("clip_skip", small).map(|n| n as u32);
+        let subseed = whole("subseed", u64::MAX);
+        let seed_resize_from_w = whole("seed_resize_from_w", small).map(|n| n as u32);
+        let seed_resize_from_h = whole("seed_resize_from_h", small).map(|n| n as u32);
+        let eta_noise_seed_delta = whole("eta_noise_seed_delta", u64::MAX);
         let mut number = |name: &str| -> Option<f64> {
             let v = present(name)?;
             v.as_f64().or_else(|| {
@@ -427,6 +477,7 @@ impl GenerateRequest {
         };
         let cfg_scale = number("cfg_scale").map(|x| x as f32);
         let strength = number("strength");
+        let subseed_strength = number("subseed_strength");
         let outpaint = object_field::<Outpaint>(present("outpaint"), "outpaint", r#"{"left": 64, "right": 64}"#, &mut errors);
         let hires = object_field::<HiresRequest>(
             present("hires"),
@@ -469,6 +520,13 @@ impl GenerateRequest {
             clip_skip,
             loras,
             vae,
+            compat,
+            randn_source,
+            subseed,
+            subseed_strength,
+            seed_resize_from_w,
+            seed_resize_from_h,
+            eta_noise_seed_delta,
         })
     }
 }

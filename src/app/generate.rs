@@ -12,6 +12,7 @@ use super::mask_editor::{MaskCanvas, MaskHandle, MaskTools};
 use super::networks::{LoraField, NetworkFields};
 use super::prompt_box::PromptBox;
 use super::rpc::{cancel_job, list_active_jobs, list_models, submit_generation, SubmitOutcome};
+use crate::api::compat::{Compat, RandnSource};
 use crate::api::image_modes::{
     DEFAULT_HIRES_SCALE, DEFAULT_HIRES_STRENGTH, DEFAULT_MASK_BLUR, DEFAULT_STRENGTH, MAX_HIRES_SCALE, MAX_MASK_BLUR, MAX_OUTPAINT,
 };
@@ -67,6 +68,11 @@ pub struct FormValues {
     pub vae: String,
     /// The LoRAs applied, in the order chosen.
     pub loras: Vec<LoraField>,
+    /// A [`Compat`] name, and A1111's noise settings (sent in the a1111 mode only).
+    pub compat: String,
+    pub randn_source: String,
+    pub subseed: String,
+    pub subseed_strength: String,
 }
 
 /// The mode value of image-to-image.
@@ -119,6 +125,10 @@ impl Default for FormValues {
             clip_skip: DEFAULT_CLIP_SKIP.to_string(),
             vae: String::new(),
             loras: Vec::new(),
+            compat: Compat::default().name().into(),
+            randn_source: RandnSource::default().name().into(),
+            subseed: String::new(),
+            subseed_strength: "0".into(),
         }
     }
 }
@@ -172,6 +182,10 @@ impl FormValues {
             clip_skip: s.clip_skip.to_string(),
             vae: s.vae.clone().unwrap_or_default(),
             loras: s.loras.iter().map(LoraField::from_ref).collect(),
+            compat: s.noise.compat.name().into(),
+            randn_source: s.noise.randn_source.unwrap_or_default().name().into(),
+            subseed: s.noise.subseed.map(|v| v.to_string()).unwrap_or_default(),
+            subseed_strength: s.noise.subseed_strength.to_string(),
         }
     }
 
@@ -196,6 +210,8 @@ impl FormValues {
         let batch_size = number("batch_size", &self.batch_size);
         let seed = if self.seed.trim().is_empty() { None } else { number("seed", &self.seed) };
         let clip_skip = number("clip_skip", &self.clip_skip);
+        let a1111 = self.compat == Compat::A1111.name();
+        let subseed = if a1111 && !self.subseed.trim().is_empty() { number("subseed", &self.subseed) } else { None };
         let mut image = ImageRequest::default();
         if img2img {
             let sides: Vec<Option<u64>> = Outpaint::SIDES
@@ -242,6 +258,7 @@ impl FormValues {
             h.scale = decimal("hires.scale", "hires scale", &self.hires_scale).map(|x| x as f32);
             h.strength = decimal("hires.strength", "hires strength", &self.hires_strength);
         }
+        let subseed_strength = if a1111 { decimal("subseed_strength", "variation strength", &self.subseed_strength) } else { None };
         let loras: Vec<LoraRef> = self.loras.iter().filter_map(|l| l.to_ref().map_err(|e| errors.push(e)).ok()).collect();
         if !errors.is_empty() {
             return Err(errors);
@@ -269,6 +286,11 @@ impl FormValues {
             clip_skip: small(clip_skip),
             loras: Some(loras).filter(|l| !l.is_empty()),
             vae: Some(self.vae.clone()).filter(|v| !v.is_empty()),
+            compat: Some(self.compat.clone()),
+            randn_source: a1111.then(|| self.randn_source.clone()),
+            subseed,
+            subseed_strength: subseed_strength.filter(|s| *s != 0.0),
+            ..GenerateRequest::default()
         })
     }
 }
@@ -604,6 +626,49 @@ pub fn GeneratePage() -> impl IntoView {
                     </div>
                     <div class="row">
                         <div>
+                            <label for="compat">"Same picture as"</label>
+                            <select
+                                id="compat"
+                                prop:value=move || form.with(|f| f.compat.clone())
+                                on:change=move |ev| form.update(|f| f.compat = event_target_value(&ev))
+                            >
+                                {Compat::ALL
+                                    .map(|c| view! { <option value=c.name() title=c.description()>{c.label()}</option> })
+                                    .collect_view()}
+                            </select>
+                            {field_error("compat")}
+                        </div>
+                        <Show when=move || form.with(|f| f.compat == Compat::A1111.name())>
+                            <div>
+                                <label for="randn_source">"Noise (RNG)"</label>
+                                <select
+                                    id="randn_source"
+                                    prop:value=move || form.with(|f| f.randn_source.clone())
+                                    on:change=move |ev| form.update(|f| f.randn_source = event_target_value(&ev))
+                                >
+                                    <option value=RandnSource::Nv.name() title="A1111's default: the noise of an NVIDIA GPU, on any machine">"GPU (NV)"</option>
+                                    <option value=RandnSource::Cpu.name()>"CPU"</option>
+                                </select>
+                                {field_error("randn_source")}
+                            </div>
+                        </Show>
+                    </div>
+                    <Show when=move || form.with(|f| f.compat == Compat::A1111.name())>
+                        <div class="row">
+                            <div>
+                                <label for="subseed">"Variation seed"</label>
+                                {text_input("subseed", |f| &f.subseed, |f, v| f.subseed = v)}
+                                {field_error("subseed")}
+                            </div>
+                            <div>
+                                <label for="subseed_strength">"Variation strength"</label>
+                                {text_input("subseed_strength", |f| &f.subseed_strength, |f, v| f.subseed_strength = v)}
+                                {field_error("subseed_strength")}
+                            </div>
+                        </div>
+                    </Show>
+                    <div class="row">
+                        <div>
                             <label for="steps">"Steps"</label>
                             {text_input("steps", |f| &f.steps, |f, v| f.steps = v)}
                             {field_error("steps")}
@@ -933,9 +998,23 @@ mod tests {
             clip_skip: 1,
             loras: Vec::new(),
             vae: None,
+            noise: Default::default(),
         };
         let again = FormValues::from_settings(&settings).to_request().unwrap().resolve(|| 0).unwrap();
         assert_eq!(again, settings);
+        // A1111's noise settings come back too (variation seed, strength, noise source).
+        let a1111 = GenerationSettings {
+            noise: crate::api::NoiseSettings {
+                compat: Compat::A1111,
+                randn_source: Some(RandnSource::Cpu),
+                subseed: Some(99),
+                subseed_strength: 0.3,
+                ..Default::default()
+            },
+            ..settings
+        };
+        let again = FormValues::from_settings(&a1111).to_request().unwrap().resolve(|| 0).unwrap();
+        assert_eq!(again, a1111);
     }
 
     fn txt2img_settings() -> GenerationSettings {

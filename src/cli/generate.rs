@@ -116,6 +116,37 @@ pub struct GenerateArgs {
     /// Use this VAE instead of the model's own: a .safetensors file or a name from the vae folders.
     #[arg(long, value_name = "PATH")]
     pub vae: Option<String>,
+    /// Whose noise to follow: diffusers (one torch CPU generator), a1111 (image i seeded with
+    /// seed+i, from --randn-source) or comfyui (one CPU draw for the batch) [default: diffusers].
+    #[arg(long, value_name = "MODE")]
+    pub compat: Option<String>,
+    /// A1111's noise source (--compat a1111): nv (its Philox equal of GPU noise, A1111's default)
+    /// or cpu [default: nv].
+    #[arg(long, value_name = "SOURCE")]
+    pub randn_source: Option<String>,
+    /// A1111's variation seed (--compat a1111); image i uses SUBSEED+i.
+    #[arg(long, value_name = "SEED")]
+    pub subseed: Option<u64>,
+    /// How much of the variation seed's noise to mix in, 0 to 1 [default: 0].
+    #[arg(long, value_name = "F")]
+    pub subseed_strength: Option<f64>,
+    /// A1111's "resize seed from" (--compat a1111): the noise of a WxH image, centred.
+    #[arg(long, value_name = "WxH", value_parser = parse_size)]
+    pub seed_resize_from: Option<(u32, u32)>,
+    /// A1111's eta noise seed delta (--compat a1111): sampler noise seeded with seed+DELTA.
+    #[arg(long, value_name = "DELTA")]
+    pub eta_noise_seed_delta: Option<u64>,
+    /// Save the start noise of the whole batch (before it is scaled to the first sigma) as a
+    /// NumPy .npy file, [batch, 4, height/8, width/8].
+    #[arg(long, value_name = "FILE.npy")]
+    pub save_noise: Option<PathBuf>,
+}
+
+/// `WxH` of `--seed-resize-from`.
+fn parse_size(text: &str) -> Result<(u32, u32), String> {
+    let (w, h) = text.split_once(['x', 'X']).ok_or_else(|| format!("{text:?} is not WxH, e.g. 512x768"))?;
+    let side = |s: &str| s.trim().parse::<u32>().map_err(|_| format!("{text:?} is not WxH, e.g. 512x768"));
+    Ok((side(w)?, side(h)?))
 }
 
 /// `PATH[:WEIGHT]` of `--lora`: the file (or name) and the weight.
@@ -266,6 +297,13 @@ pub fn run(args: &GenerateArgs, settings: &crate::config::Settings) -> Result<()
         clip_skip: args.clip_skip,
         loras: None,
         vae: None,
+        compat: args.compat.clone(),
+        randn_source: args.randn_source.clone(),
+        subseed: args.subseed,
+        subseed_strength: args.subseed_strength,
+        seed_resize_from_w: args.seed_resize_from.map(|(w, _)| w),
+        seed_resize_from_h: args.seed_resize_from.map(|(_, h)| h),
+        eta_noise_seed_delta: args.eta_noise_seed_delta,
     };
     let registry = crate::model_registry::ModelRegistry::from_settings(settings);
     let mut lora_files = Vec::new();
@@ -364,6 +402,12 @@ pub fn run(args: &GenerateArgs, settings: &crate::config::Settings) -> Result<()
         npy::write_f32(path, &output.latent_shape, &output.latents)
             .map_err(|e| GenerateError::Failed(format!("cannot write {}: {e}", path.display())))?;
         eprintln!("latents saved to {}", path.display());
+    }
+    if let Some(path) = &args.save_noise {
+        let noise = output.initial_noise.as_deref().ok_or_else(|| GenerateError::Failed("this generation drew no start noise".into()))?;
+        npy::write_f32(path, &output.noise_shape, noise)
+            .map_err(|e| GenerateError::Failed(format!("cannot write {}: {e}", path.display())))?;
+        eprintln!("start noise saved to {}", path.display());
     }
     if let Some(path) = &args.save_embeddings {
         let [branches, tokens, dim] = output.text_embeddings_shape;

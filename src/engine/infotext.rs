@@ -58,14 +58,25 @@ pub fn infotext_with(settings: &GenerationSettings, model_name: &str, model_hash
         // A1111 names a checkpoint by its file name without the extension.
         ("Model", model_name.strip_suffix(".safetensors").unwrap_or(model_name).to_string()),
     ];
+    let noise = &settings.noise;
+    if let (Some(subseed), true) = (noise.subseed, noise.subseed_strength != 0.0) {
+        pairs.push(("Variation seed", subseed.to_string()));
+        pairs.push(("Variation seed strength", python_number(noise.subseed_strength)));
+    }
+    if let Some((w, h)) = noise.seed_resize_from {
+        pairs.push(("Seed resize from", format!("{w}x{h}")));
+    }
     if let Some(strength) = settings.strength.or(settings.hires.map(|h| h.strength)) {
         pairs.push(("Denoising strength", python_float(strength as f32)));
     }
     if settings.clip_skip > 1 {
         pairs.push(("Clip skip", settings.clip_skip.to_string()));
     }
-    // Not A1111's GPU Philox noise: tells readers which generator made the noise.
-    pairs.push(("RNG", "CPU".to_string()));
+    if noise.eta_noise_seed_delta != 0 {
+        pairs.push(("ENSD", noise.eta_noise_seed_delta.to_string()));
+    }
+    // Which generator made the noise: torch's CPU one, unless A1111's NV noise was chosen.
+    pairs.push(("RNG", noise.randn_source.map_or("CPU", |s| s.infotext()).to_string()));
     if let Some(blur) = settings.mask_blur {
         pairs.push(("Mask blur", blur.to_string()));
     }
@@ -75,6 +86,10 @@ pub fn infotext_with(settings: &GenerationSettings, model_name: &str, model_hash
             pairs.push(("Hires steps", h.steps.to_string()));
         }
         pairs.push(("Hires upscaler", h.upscaler.a1111_name().to_string()));
+    }
+    // Easel's own key: whose seeding the noise follows (absent: diffusers').
+    if noise.compat != crate::api::Compat::Diffusers {
+        pairs.push(("Compat", noise.compat.name().to_string()));
     }
     pairs.extend(extra.iter().cloned());
     let params: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}: {}", quote(v))).collect();
@@ -109,7 +124,28 @@ mod tests {
             clip_skip: 1,
             loras: Vec::new(),
             vae: None,
+            noise: Default::default(),
         }
+    }
+
+    #[test]
+    fn a1111_noise_settings_are_written_with_a1111_keys_in_its_order() {
+        let mut s = settings();
+        s.noise = crate::api::NoiseSettings {
+            compat: crate::api::Compat::A1111,
+            randn_source: Some(crate::api::RandnSource::Nv),
+            subseed: Some(99),
+            subseed_strength: 0.3,
+            seed_resize_from: Some((448, 640)),
+            eta_noise_seed_delta: 31337,
+        };
+        let text = infotext(&s, "tiny-sd", "0123456789");
+        assert!(
+            text.ends_with(
+                "Model: tiny-sd, Variation seed: 99, Variation seed strength: 0.3, Seed resize from: 448x640, ENSD: 31337, RNG: NV, Compat: a1111"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

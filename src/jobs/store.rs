@@ -769,6 +769,7 @@ pub(crate) mod tests {
             clip_skip: 1,
             loras: Vec::new(),
             vae: None,
+            noise: Default::default(),
         }
     }
 

@@ -202,7 +202,15 @@ pub fn document() -> Value {
                             "name": { "type": "string", "maxLength": 255, "description": "file name in the loras folders, with or without .safetensors" },
                             "weight": { "type": "number", "minimum": -crate::api::networks::MAX_LORA_WEIGHT, "maximum": crate::api::networks::MAX_LORA_WEIGHT, "default": 1 },
                             "text_encoder_weight": { "type": "number", "minimum": -crate::api::networks::MAX_LORA_WEIGHT, "maximum": crate::api::networks::MAX_LORA_WEIGHT, "description": "the text encoder's weight when different from weight" } } } },
-                    "vae": { "type": "string", "maxLength": 255, "description": "a VAE from GET /api/v1/vaes instead of the model's own; automatic = the model's" }
+                    "vae": { "type": "string", "maxLength": 255, "description": "a VAE from GET /api/v1/vaes instead of the model's own; automatic = the model's" },
+                    "compat": { "type": "string", "enum": crate::api::Compat::ALL.map(crate::api::Compat::name), "default": crate::api::Compat::default().name(),
+                        "description": "whose noise the generation follows: diffusers (one torch CPU generator), a1111 (image i seeded with seed+i), comfyui (one CPU draw for the batch)" },
+                    "randn_source": { "type": "string", "enum": crate::api::RandnSource::ALL.map(crate::api::RandnSource::name), "description": "compat a1111: nv (A1111's GPU noise, its default) or cpu" },
+                    "subseed": { "type": "integer", "minimum": 0, "description": "compat a1111: variation seed (image i uses subseed+i); random when only a strength is given" },
+                    "subseed_strength": { "type": "number", "minimum": 0, "maximum": 1, "default": 0, "description": "compat a1111: 0 = the seed's noise, 1 = the variation seed's" },
+                    "seed_resize_from_w": { "type": "integer", "minimum": 0, "maximum": crate::api::request::MAX_SIZE, "description": "compat a1111: resize seed from this width (0 = off)" },
+                    "seed_resize_from_h": { "type": "integer", "minimum": 0, "maximum": crate::api::request::MAX_SIZE, "description": "compat a1111: resize seed from this height (0 = off)" },
+                    "eta_noise_seed_delta": { "type": "integer", "minimum": 0, "description": "compat a1111: ENSD, the sampler's noise seeded with seed + this" }
                 }
             },
             "Outpaint": { "type": "object", "additionalProperties": false,

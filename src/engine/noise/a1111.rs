@@ -5,42 +5,23 @@
 //! pasted centred into the full-size draw); and eta noise seed delta (ENSD), which reseeds every
 //! image's generator with `seed + ENSD` once the initial noise is drawn, for the sampler's noise.
 
+pub use crate::api::RandnSource;
+
 use super::philox::PhiloxGenerator;
 use crate::engine::torch_rng::TorchGenerator;
-
-/// A1111's `randn_source` option.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RandnSource {
-    /// A1111's Philox generator, equal to CUDA's `torch.randn` (A1111's default "GPU" noise).
-    #[default]
-    Nv,
-    /// torch's CPU generator.
-    Cpu,
-}
-
-impl RandnSource {
-    /// How A1111 writes it in the infotext (`RNG: CPU`); the default is not written.
-    pub fn infotext(self) -> &'static str {
-        match self {
-            RandnSource::Nv => "NV",
-            RandnSource::Cpu => "CPU",
-        }
-    }
-}
 
 /// One image's generator.
 #[derive(Debug, Clone)]
 enum Generator {
     Nv(PhiloxGenerator),
-    Cpu(TorchGenerator),
+    Cpu(Box<TorchGenerator>),
 }
 
 impl Generator {
     fn new(source: RandnSource, seed: u64) -> Self {
         match source {
             RandnSource::Nv => Generator::Nv(PhiloxGenerator::new(seed)),
-            RandnSource::Cpu => Generator::Cpu(TorchGenerator::new(seed)),
+            RandnSource::Cpu => Generator::Cpu(Box::new(TorchGenerator::new(seed))),
         }
     }
 
@@ -89,13 +70,14 @@ pub struct ImageRng {
     shape: [usize; 3],
     image_seeds: Vec<u64>,
     generators: Vec<Generator>,
+    drawn_first: bool,
 }
 
 impl ImageRng {
     pub fn new(seeds: A1111Seeds, batch: usize, shape: [usize; 3]) -> Self {
         let image_seeds = seeds.image_seeds(batch);
         let generators = image_seeds.iter().map(|s| Generator::new(seeds.source, *s)).collect();
-        Self { seeds, shape, image_seeds, generators }
+        Self { seeds, shape, image_seeds, generators, drawn_first: false }
     }
 
     fn numel(&self) -> usize {
@@ -104,9 +86,10 @@ impl ImageRng {
 
     /// The initial noise, `[batch, 4, h, w]` in C order (A1111's `ImageRNG.first`).
     pub fn first(&mut self) -> Vec<f32> {
+        self.drawn_first = true;
         let [c, h, w] = self.shape;
         let (from_w, from_h) = self.seeds.resize_from;
-        let small = (from_h > 0 && from_w > 0).then(|| [c, from_h as usize / 8, from_w as usize / 8]).filter(|s| *s != self.shape);
+        let small = (from_h > 0 && from_w > 0).then_some([c, from_h as usize / 8, from_w as usize / 8]).filter(|s| *s != self.shape);
         let noise_shape = small.unwrap_or(self.shape);
         let subseeds = self.seeds.image_subseeds(self.image_seeds.len());
         let strength = self.seeds.subseed.map_or(0.0, |(_, s)| s);
@@ -140,9 +123,19 @@ impl ImageRng {
     }
 
     /// The next sampler noise: one draw per image from its generator, `[batch, 4, h, w]`.
-    pub fn next(&mut self) -> Vec<f32> {
+    pub fn step_noise(&mut self) -> Vec<f32> {
         let numel = self.numel();
         self.generators.iter_mut().flat_map(|g| g.randn(numel)).collect()
+    }
+}
+
+/// The first draw is [`ImageRng::first`], every later one [`ImageRng::step_noise`] (A1111's
+/// `ImageRNG.next`).
+impl super::NoiseSource for ImageRng {
+    fn draw(&mut self, numel: usize) -> Vec<f32> {
+        let noise = if self.drawn_first { self.step_noise() } else { self.first() };
+        debug_assert_eq!(noise.len(), numel, "A1111 noise is drawn for the whole batch");
+        noise
     }
 }
 

@@ -31,7 +31,33 @@ impl NoiseSampler {
     }
 
     /// The next noise, the whole batch at once.
-    pub fn next(&mut self) -> Vec<f32> {
+    pub fn step_noise(&mut self) -> Vec<f32> {
         self.generator.randn(self.numel)
+    }
+}
+
+/// A KSampler run's noise: [`prepare_noise`] first, then the noise sampler's draws.
+pub struct ComfyNoise {
+    seed: u64,
+    batch: usize,
+    batch_indices: Option<Vec<usize>>,
+    sampler: Option<NoiseSampler>,
+}
+
+impl ComfyNoise {
+    pub fn new(seed: u64, batch: usize, batch_indices: Option<Vec<usize>>) -> Self {
+        Self { seed, batch, batch_indices, sampler: None }
+    }
+}
+
+impl super::NoiseSource for ComfyNoise {
+    fn draw(&mut self, numel: usize) -> Vec<f32> {
+        match &mut self.sampler {
+            Some(sampler) => sampler.step_noise(),
+            None => {
+                self.sampler = Some(NoiseSampler::new(self.seed, numel));
+                prepare_noise(self.seed, self.batch, numel / self.batch.max(1), self.batch_indices.as_deref())
+            }
+        }
     }
 }

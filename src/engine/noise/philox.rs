@@ -65,7 +65,7 @@ mod tests {
     #[test]
     fn seed_zero_gives_the_vector_a1111_documents() {
         // From the docstring of A1111's modules/rng_philox.py: Generator(0).randn((3, 4)).
-        let want = [
+        let want: [f64; 12] = [
             -0.92466259,
             -0.42534415,
             -2.6438457,
@@ -81,7 +81,7 @@ mod tests {
         ];
         let got = PhiloxGenerator::new(0).randn(12);
         for (g, w) in got.iter().zip(want) {
-            assert!((g - w).abs() < 1e-6, "{got:?}");
+            assert!((f64::from(*g) - w).abs() < 1e-6, "{got:?}");
         }
     }
 }

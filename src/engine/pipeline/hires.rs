@@ -11,7 +11,7 @@ use crate::api::Upscaler;
 use crate::engine::cancel::CancelToken;
 use crate::engine::imageops;
 use crate::engine::model::SdModel;
-use crate::engine::torch_rng::TorchGenerator;
+use crate::engine::noise::NoiseSource;
 use crate::engine::EngineError;
 
 /// The second pass's image latents, `target` shaped, from the first pass's `latents`.
@@ -22,7 +22,7 @@ pub(super) fn enlarge(
     latents: &[f32],
     shape: [usize; 4],
     target: [usize; 4],
-    rng: &mut TorchGenerator,
+    rng: &mut dyn NoiseSource,
     cancel: &CancelToken,
     timings: &mut Timings,
 ) -> Result<Vec<f32>, EngineError> {

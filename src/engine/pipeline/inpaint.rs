@@ -18,13 +18,13 @@ use std::time::Instant;
 
 use image::GrayImage;
 
+use super::randomness::Randomness;
 use super::stages::{check_cancel, encode_pixels};
 use super::{Pass, Timings};
 use crate::engine::cancel::CancelToken;
 use crate::engine::imageops;
 use crate::engine::model::SdModel;
 use crate::engine::scheduler::{build_scheduler, Scheduler};
-use crate::engine::torch_rng::TorchGenerator;
 use crate::engine::EngineError;
 
 /// A mask ready to use: binarised per pixel and at latent size.
@@ -95,7 +95,7 @@ pub(super) fn prepare(
     mask: &Mask,
     pass: &Pass,
     strength: f64,
-    rng: &mut TorchGenerator,
+    rng: &mut Randomness,
     cancel: &CancelToken,
     timings: &mut Timings,
 ) -> Result<Setup, EngineError> {
@@ -109,9 +109,9 @@ pub(super) fn prepare(
     let strength_max = strength == 1.0;
     let n: usize = pass.shape.iter().product();
     let batch = pass.shape[0];
-    let mut encode = |model: &mut SdModel, pixels: &[f32], rng: &mut TorchGenerator| -> Result<Vec<f32>, EngineError> {
+    let mut encode = |model: &mut SdModel, pixels: &[f32], rng: &mut Randomness| -> Result<Vec<f32>, EngineError> {
         let started = Instant::now();
-        let latents = encode_pixels(model, pixels, width, height, rng, cancel);
+        let latents = encode_pixels(model, pixels, width, height, rng.vae(), cancel);
         timings.vae_encode += started.elapsed();
         latents
     };
@@ -121,7 +121,7 @@ pub(super) fn prepare(
     } else {
         None
     };
-    let noise = rng.randn(n);
+    let noise = rng.start_noise(n);
     let start = match &image_latents {
         Some(latents) if !strength_max => pass.scheduler.add_noise(latents, &noise, pass.begin),
         _ => {
@@ -134,7 +134,7 @@ pub(super) fn prepare(
         // its posterior draw matters to the stream, so draw the same count without running the
         // encoder (an export that samples inside the graph draws nothing).
         if model.vae_encoder()?.output_name("latent_parameters")? == "latent_parameters" {
-            rng.randn(mask.latent.len() * pass.shape[1]);
+            rng.vae().draw(mask.latent.len() * pass.shape[1]);
         }
         let scheduler = build_scheduler(pass.sampler, pass.schedule, &model.scheduler_config, pass.steps as usize)?;
         let image_latents = image_latents.expect("4-channel inpainting encodes the init image");

@@ -23,6 +23,7 @@
 mod hires;
 pub mod inpaint;
 pub mod outpaint;
+pub mod randomness;
 pub mod stages;
 
 use std::time::{Duration, Instant};
@@ -38,11 +39,11 @@ use super::cancel::CancelToken;
 use super::imageops;
 use super::model::SdModel;
 use super::scheduler::{build_scheduler, Scheduler};
-use super::torch_rng::TorchGenerator;
 use super::EngineError;
 use crate::api::image_modes::DEFAULT_STRENGTH;
 use crate::api::request::GenerationSettings;
 use crate::api::{PromptSyntax, Sampler, Schedule};
+use randomness::Randomness;
 
 /// What the progress sink sees after each scheduler step.
 pub struct StepProgress<'a> {
@@ -81,6 +82,10 @@ pub struct Output {
     /// Final latents before the VAE, `[batch, 4, h, w]`.
     pub latents: Vec<f32>,
     pub latent_shape: [usize; 4],
+    /// The first pass's start noise, before it is scaled to the first sigma.
+    pub initial_noise: Option<Vec<f32>>,
+    /// `[batch, 4, h, w]` of `initial_noise` (the first pass's).
+    pub noise_shape: [usize; 4],
     /// The text conditioning fed to the UNet at the first call, for one image:
     /// `[uncond; cond per AND part]` with guidance, `[cond]` without; see
     /// [`TextConditioning::first_call_embeddings`] (shorter ones padded).
@@ -257,7 +262,7 @@ pub fn generate(
     let total = first.calls() + second.as_ref().map_or(0, Pass::calls);
     let mut progress = Progress { sink: progress, started, done: 0, total };
 
-    let mut rng = TorchGenerator::new(settings.seed);
+    let mut rng = Randomness::new(settings, first.shape);
     let mut latents = match &init {
         None => {
             let start = prepare_latents(&mut rng, first.shape, first.scheduler.init_noise_sigma());
@@ -268,7 +273,7 @@ pub fn generate(
             match &mask_image {
                 None => {
                     let encode_started = Instant::now();
-                    let image_latents = encode_pixels(model, &chw, init.width() as usize, init.height() as usize, &mut rng, cancel)?;
+                    let image_latents = encode_pixels(model, &chw, init.width() as usize, init.height() as usize, rng.vae(), cancel)?;
                     timings.vae_encode += encode_started.elapsed();
                     let start = noised(&mut first, &image_latents, &mut rng);
                     run_pass(model, &mut first, &text, settings.cfg_scale, start, &[], None, &mut rng, cancel, &mut progress, &mut timings)?
@@ -295,11 +300,12 @@ pub fn generate(
         }
     };
 
+    let (initial_noise, noise_shape) = (rng.take_initial(), first.shape);
     let mut shape = first.shape;
     if let (Some(h), Some(second)) = (&settings.hires, second.as_mut()) {
-        // The second pass: a fresh generator with the same seed, as a separate diffusers call.
-        let mut rng = TorchGenerator::new(settings.seed);
-        let image_latents = hires::enlarge(model, h.upscaler, &latents, shape, second.shape, &mut rng, cancel, &mut timings)?;
+        // The second pass: fresh generators with the same seed, as a separate diffusers call.
+        let mut rng = Randomness::new(settings, second.shape);
+        let image_latents = hires::enlarge(model, h.upscaler, &latents, shape, second.shape, rng.vae(), cancel, &mut timings)?;
         let start = noised(second, &image_latents, &mut rng);
         // A1111 reads prompt editing anew for the second pass (`[a:b:1.5]` counts both passes).
         let encode_started = Instant::now();
@@ -331,6 +337,8 @@ pub fn generate(
         images: decoded,
         latents,
         latent_shape: shape,
+        initial_noise,
+        noise_shape,
         text_embeddings,
         text_embeddings_shape,
         prompt_notes: text.prompt.notes.clone(),
@@ -343,10 +351,10 @@ pub fn generate(
 /// The start of an image-to-image pass: `image_latents` (one image's, repeated over the batch,
 /// or one per image) noised with one draw for the whole batch to the level of the pass's
 /// first call.
-fn noised(pass: &mut Pass, image_latents: &[f32], rng: &mut TorchGenerator) -> Vec<f32> {
+fn noised(pass: &mut Pass, image_latents: &[f32], rng: &mut Randomness) -> Vec<f32> {
     let n: usize = pass.shape.iter().product();
     let batch_latents: Vec<f32> = image_latents.iter().copied().cycle().take(n).collect();
-    let noise = rng.randn(n);
+    let noise = rng.start_noise(n);
     pass.scheduler.add_noise(&batch_latents, &noise, pass.begin)
 }
 
@@ -360,7 +368,7 @@ fn run_pass(
     start: Vec<f32>,
     conditioning: &[f32],
     blend: Option<&inpaint::Blend>,
-    rng: &mut TorchGenerator,
+    rng: &mut Randomness,
     cancel: &CancelToken,
     progress: &mut Progress<'_>,
     timings: &mut Timings,
@@ -376,7 +384,7 @@ fn run_pass(
             }
             progress.step(step.latents, shape);
         };
-        denoise(model, scheduler.as_mut(), &run, start, rng, cancel, &mut hook)?
+        denoise(model, scheduler.as_mut(), &run, start, rng.steps(), cancel, &mut hook)?
     };
     timings.unet_steps.extend(denoised.unet_steps);
     Ok(denoised.latents)

@@ -9,15 +9,16 @@
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
+use super::randomness::Randomness;
 use super::DecodedImage;
 use crate::api::request::GenerationSettings;
 use crate::api::PromptSyntax;
 use crate::engine::cancel::CancelToken;
 use crate::engine::model::SdModel;
+use crate::engine::noise::NoiseSource;
 use crate::engine::onnx_model::{spec, InputData};
 use crate::engine::prompt::{self, Encoding, PromptConditioning, PromptRequest};
 use crate::engine::scheduler::Scheduler;
-use crate::engine::torch_rng::TorchGenerator;
 use crate::engine::EngineError;
 
 /// The VAE latent scale of SD 1.x (`AutoencoderKL.scaling_factor`), used when the model's VAE
@@ -124,9 +125,9 @@ pub fn encode_prompt(
 
 /// Stage 2: the starting latents of txt2img, `randn(latent_shape)` drawn from `rng` times the
 /// scheduler's `init_noise_sigma` (as float32, as diffusers multiplies a float32 tensor).
-pub fn prepare_latents(rng: &mut TorchGenerator, latent_shape: [usize; 4], init_noise_sigma: f64) -> Vec<f32> {
+pub fn prepare_latents(rng: &mut Randomness, latent_shape: [usize; 4], init_noise_sigma: f64) -> Vec<f32> {
     let init_sigma = init_noise_sigma as f32;
-    rng.randn(latent_shape.iter().product()).into_iter().map(|x| x * init_sigma).collect()
+    rng.start_noise(latent_shape.iter().product()).into_iter().map(|x| x * init_sigma).collect()
 }
 
 /// Latent positions (h/8 × w/8) above which the branches of classifier-free guidance run as
@@ -172,7 +173,7 @@ pub fn denoise(
     scheduler: &mut dyn Scheduler,
     run: &DenoiseRun<'_>,
     mut latents: Vec<f32>,
-    rng: &mut TorchGenerator,
+    rng: &mut dyn NoiseSource,
     cancel: &CancelToken,
     on_step: &mut dyn FnMut(DenoiseStep<'_>),
 ) -> Result<Denoised, EngineError> {
@@ -338,7 +339,7 @@ pub fn encode_pixels(
     chw: &[f32],
     width: usize,
     height: usize,
-    rng: &mut TorchGenerator,
+    rng: &mut dyn NoiseSource,
     cancel: &CancelToken,
 ) -> Result<Vec<f32>, EngineError> {
     check_cancel(cancel)?;
@@ -353,7 +354,7 @@ pub fn encode_pixels(
     let latents: Vec<f32> = match shape[..] {
         [1, 8, h, w] if h * 8 == height && w * 8 == width => {
             let (mean, logvar) = values.split_at(values.len() / 2);
-            let noise = rng.randn(mean.len());
+            let noise = rng.draw(mean.len());
             mean.iter().zip(logvar).zip(&noise).map(|((m, lv), n)| m + (0.5 * lv.clamp(-30.0, 20.0)).exp() * n).collect()
         }
         [1, 4, h, w] if h * 8 == height && w * 8 == width => values,

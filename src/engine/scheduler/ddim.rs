@@ -5,7 +5,7 @@
 use super::config::{clip_sample_range, ClassConfig, ClassDefaults, CommonConfig, SchedulerConfig, Unimplemented};
 use super::sigmas::{add_noise_alpha, np_arange_f64, np_linspace, np_round, Spacing, TrainSchedule};
 use super::{Sampler, Scheduler, SchedulerError};
-use crate::engine::torch_rng::TorchGenerator;
+use crate::engine::noise::NoiseSource;
 
 /// `DDIMScheduler`'s constructor arguments. Beyond the shared keys it reads `set_alpha_to_one`
 /// and `clip_sample`, both true by default (SD files turn both off), and `clip_sample_range`.
@@ -85,7 +85,7 @@ impl Scheduler for Ddim {
 
     fn scale_model_input(&self, _sample: &mut [f32], _index: usize) {}
 
-    fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], _rng: &mut TorchGenerator) -> Vec<f32> {
+    fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], _rng: &mut dyn NoiseSource) -> Vec<f32> {
         let t = self.timesteps_int[index];
         let prev_t = t - self.step_ratio;
         let a_t = self.alphas_cumprod[t as usize];

@@ -12,7 +12,7 @@ use super::sigmas::{
     TrainSchedule,
 };
 use super::{Sampler, Scheduler, SchedulerError};
-use crate::engine::torch_rng::TorchGenerator;
+use crate::engine::noise::NoiseSource;
 
 /// `DPMSolverMultistepScheduler`'s constructor arguments. Beyond the shared keys it reads
 /// `solver_type` (`"midpoint"` by default, or `"heun"`) and the Karras end points; it refuses
@@ -154,7 +154,7 @@ impl Scheduler for DpmSolverMultistep {
 
     fn scale_model_input(&self, _sample: &mut [f32], _index: usize) {}
 
-    fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], _rng: &mut TorchGenerator) -> Vec<f32> {
+    fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], _rng: &mut dyn NoiseSource) -> Vec<f32> {
         let x0 = data_prediction(sample, model_output, self.sigmas[index]);
         // `final_sigmas_type == "zero"` makes the last step first order.
         let last = index == self.timesteps.len() - 1;

@@ -7,7 +7,7 @@
 use super::config::{ClassConfig, ClassDefaults, CommonConfig, KarrasBounds, SchedulerConfig, Unimplemented};
 use super::sigmas::{add_noise_sigma, karras_sigmas, np_arange_f64, np_linspace, np_round, sigma_to_t, Spacing, TrainSchedule};
 use super::{Sampler, Scheduler, SchedulerError};
-use crate::engine::torch_rng::TorchGenerator;
+use crate::engine::noise::NoiseSource;
 
 /// `EulerDiscreteScheduler`'s constructor arguments. Beyond the shared keys it accepts
 /// `interpolation_type`, of which only the default `"linear"` is implemented, and reads the
@@ -130,7 +130,7 @@ impl Scheduler for Euler {
 
     /// `step` with `s_churn = 0` (γ = 0, so σ̂ = σ and no noise is drawn):
     /// x0 = x − σ̂ε, d = (x − x0)/σ̂, x' = x + d·(σ_next − σ̂).
-    fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], _rng: &mut TorchGenerator) -> Vec<f32> {
+    fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], _rng: &mut dyn NoiseSource) -> Vec<f32> {
         let sigma = self.schedule.sigmas[index];
         let sigma_hat = sigma * (0.0 + 1.0);
         let dt = self.schedule.sigmas[index + 1] - sigma_hat;

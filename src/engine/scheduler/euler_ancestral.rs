@@ -7,7 +7,7 @@ use super::config::{ClassConfig, ClassDefaults, CommonConfig, SchedulerConfig, U
 use super::euler::{scale_by_sigma, SigmaSchedule};
 use super::sigmas::add_noise_sigma;
 use super::{Sampler, Scheduler, SchedulerError};
-use crate::engine::torch_rng::TorchGenerator;
+use crate::engine::noise::NoiseSource;
 
 /// `EulerAncestralDiscreteScheduler`'s constructor arguments: the shared keys only.
 pub(crate) struct EulerAncestralConfig {
@@ -65,7 +65,7 @@ impl Scheduler for EulerAncestral {
 
     /// σ_up = sqrt(σ_to²(σ_from² − σ_to²)/σ_from²), σ_down = sqrt(σ_to² − σ_up²);
     /// x' = x + ((x − x0)/σ)(σ_down − σ) + z·σ_up with z ~ N(0, 1) from `rng`.
-    fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], rng: &mut TorchGenerator) -> Vec<f32> {
+    fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], rng: &mut dyn NoiseSource) -> Vec<f32> {
         let sigma = self.schedule.sigmas[index];
         let sigma_from = sigma;
         let sigma_to = self.schedule.sigmas[index + 1];
@@ -83,7 +83,7 @@ impl Scheduler for EulerAncestral {
                 x + derivative * dt
             })
             .collect();
-        let noise = rng.randn(sample.len());
+        let noise = rng.draw(sample.len());
         for (x, z) in out.iter_mut().zip(noise) {
             *x += z * sigma_up;
         }

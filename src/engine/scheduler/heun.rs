@@ -7,7 +7,7 @@ use super::config::{clip_sample_range, ClassConfig, ClassDefaults, CommonConfig,
 use super::euler::{scale_by_sigma, SigmaSchedule};
 use super::sigmas::add_noise_sigma;
 use super::{Sampler, Scheduler, SchedulerError};
-use crate::engine::torch_rng::TorchGenerator;
+use crate::engine::noise::NoiseSource;
 
 /// `HeunDiscreteScheduler`'s constructor arguments. Unlike the other classes it defaults to
 /// SD's betas (`beta_start=0.00085`, `beta_end=0.012`); beyond the shared keys it reads
@@ -100,7 +100,7 @@ impl Scheduler for Heun {
         scale_by_sigma(sample, self.sigmas[index]);
     }
 
-    fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], _rng: &mut TorchGenerator) -> Vec<f32> {
+    fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], _rng: &mut dyn NoiseSource) -> Vec<f32> {
         match self.pending.take() {
             None => {
                 // First order: d = (x − x0)/σ̂, dt = σ_next − σ̂, x' = x + d·dt.

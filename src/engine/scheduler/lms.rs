@@ -12,7 +12,7 @@ use super::config::{ClassConfig, ClassDefaults, CommonConfig, KarrasBounds, Sche
 use super::euler::{scale_by_sigma, SigmaSchedule};
 use super::sigmas::add_noise_sigma;
 use super::{Sampler, Scheduler, SchedulerError};
-use crate::engine::torch_rng::TorchGenerator;
+use crate::engine::noise::NoiseSource;
 
 const MAX_ORDER: usize = 4;
 
@@ -75,7 +75,7 @@ impl Scheduler for Lms {
     }
 
     /// d = (x − x0)/σ with x0 = x − σε; x' = x + Σ_j c_j·d_{i−j}.
-    fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], _rng: &mut TorchGenerator) -> Vec<f32> {
+    fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], _rng: &mut dyn NoiseSource) -> Vec<f32> {
         let sigma = self.schedule.sigmas[index];
         let derivative: Vec<f32> = sample
             .iter()

@@ -26,7 +26,7 @@ pub(crate) mod sigmas;
 mod unipc;
 
 pub use crate::api::{Sampler, Schedule};
-use crate::engine::torch_rng::TorchGenerator;
+use crate::engine::noise::NoiseSource;
 use config::ClassConfig;
 pub use config::SchedulerConfig;
 
@@ -78,8 +78,8 @@ pub trait Scheduler: Send {
     /// diffusers `scale_model_input` for call `index` (in place).
     fn scale_model_input(&self, sample: &mut [f32], index: usize);
     /// diffusers `step` for call `index`: returns the new sample. Ancestral samplers draw their noise with
-    /// `rng.randn(sample.len())` at exactly the point diffusers draws it.
-    fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], rng: &mut TorchGenerator) -> Vec<f32>;
+    /// `rng.draw(sample.len())` at exactly the point diffusers draws it.
+    fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], rng: &mut dyn NoiseSource) -> Vec<f32>;
     /// diffusers `add_noise(original, noise, t)` for a run that starts at call `index` (img2img:
     /// the pipeline's `set_begin_index(index)`, or the timestep at `index` for the classes
     /// without it): `original` noised to that call's noise level.
@@ -126,6 +126,7 @@ fn build<C: ClassConfig>(schedule: Schedule, config: &SchedulerConfig, steps: us
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::torch_rng::TorchGenerator;
     use sigmas::Spacing;
 
     #[test]
@@ -199,7 +200,7 @@ mod tests {
                 assert_eq!(calls, expected, "{kind} {schedule}");
                 let mut rng = TorchGenerator::new(0);
                 let init = s.init_noise_sigma() as f32;
-                let mut x: Vec<f32> = rng.randn(64).into_iter().map(|v| v * init).collect();
+                let mut x: Vec<f32> = rng.draw(64).into_iter().map(|v| v * init).collect();
                 for i in 0..calls {
                     let mut input = x.clone();
                     s.scale_model_input(&mut input, i);

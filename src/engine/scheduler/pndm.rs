@@ -6,7 +6,7 @@
 use super::config::{ClassConfig, ClassDefaults, CommonConfig, SchedulerConfig, Unimplemented};
 use super::sigmas::{add_noise_alpha, np_arange_f64, np_linspace, np_round, Spacing, TrainSchedule};
 use super::{Sampler, Scheduler, SchedulerError};
-use crate::engine::torch_rng::TorchGenerator;
+use crate::engine::noise::NoiseSource;
 
 /// `PNDMScheduler`'s constructor arguments. Beyond the shared keys it reads `set_alpha_to_one`
 /// (default false) and `skip_prk_steps`, which must be true: the Runge–Kutta warm-up
@@ -140,7 +140,7 @@ impl Scheduler for Pndm {
 
     fn scale_model_input(&self, _sample: &mut [f32], _index: usize) {}
 
-    fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], _rng: &mut TorchGenerator) -> Vec<f32> {
+    fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], _rng: &mut dyn NoiseSource) -> Vec<f32> {
         let mut t = self.plms_timesteps[index];
         let mut prev_t = t - self.step_ratio;
         if self.counter != 1 {

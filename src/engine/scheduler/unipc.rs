@@ -9,7 +9,7 @@ use super::config::{ClassConfig, ClassDefaults, CommonConfig, KarrasBounds, Sche
 use super::dpmpp_2m::{data_prediction, multistep_schedule};
 use super::sigmas::{add_noise_vp, vp_alpha_sigma, vp_lambda};
 use super::{Sampler, Scheduler, SchedulerError};
-use crate::engine::torch_rng::TorchGenerator;
+use crate::engine::noise::NoiseSource;
 
 /// `UniPCMultistepScheduler`'s constructor arguments. Beyond the shared keys it reads
 /// `solver_order` (1 to 3, default 2), `solver_type` (`"bh2"` by default, or `"bh1"`),
@@ -207,7 +207,7 @@ impl Scheduler for UniPc {
 
     fn scale_model_input(&self, _sample: &mut [f32], _index: usize) {}
 
-    fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], _rng: &mut TorchGenerator) -> Vec<f32> {
+    fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], _rng: &mut dyn NoiseSource) -> Vec<f32> {
         let x0 = data_prediction(sample, model_output, self.sigmas[index]);
         let use_corrector = index > 0 && !self.disable_corrector.contains(&(index - 1)) && self.last_sample.is_some();
         let corrected;

@@ -11,6 +11,7 @@ mod error;
 pub mod file_hash;
 pub mod imageops;
 pub mod infotext;
+pub mod kdiffusion;
 pub mod lora;
 pub mod merge;
 pub mod model;

@@ -36,6 +36,12 @@ impl NoiseSampler {
     }
 }
 
+impl super::NoiseSource for NoiseSampler {
+    fn draw(&mut self, _numel: usize) -> Vec<f32> {
+        self.step_noise()
+    }
+}
+
 /// A KSampler run's noise: [`prepare_noise`] first, then the noise sampler's draws.
 pub struct ComfyNoise {
     seed: u64,

@@ -1,0 +1,105 @@
+//! Owns the discrete noise schedule of an SD 1.x model as each tool's k-diffusion wrapper holds
+//! it: the 1000 training sigmas `√((1 − ᾱ)/ᾱ)` and their logs, and the maps between a sigma and
+//! a (fractional) timestep. A1111 (k-diffusion's `DiscreteEpsDDPMDenoiser` over the LDM model's
+//! float32 `alphas_cumprod`) computes the sigmas in float32 and gives the UNet fractional
+//! timesteps; ComfyUI (`ModelSamplingDiscrete`) computes them in float64, stores float32, and
+//! gives the nearest whole timestep.
+
+use super::Flavor;
+
+/// The training schedule of an SD 1.x model (`scaled_linear` betas).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiscreteSchedule {
+    pub flavor: Flavor,
+    /// σ for timesteps 0..N (increasing).
+    pub sigmas: Vec<f32>,
+    pub log_sigmas: Vec<f32>,
+}
+
+impl DiscreteSchedule {
+    /// `betas = linspace(√β_start, √β_end, N)²`, `ᾱ = cumprod(1 − β)` in float64, then each tool's
+    /// sigmas.
+    pub fn scaled_linear(flavor: Flavor, beta_start: f64, beta_end: f64, steps: usize) -> Self {
+        let (a, b) = (beta_start.sqrt(), beta_end.sqrt());
+        let mut cumulative = 1.0f64;
+        let alphas_cumprod: Vec<f64> = (0..steps)
+            .map(|i| {
+                let root = if steps > 1 { a + (b - a) * i as f64 / (steps - 1) as f64 } else { a };
+                cumulative *= 1.0 - root * root;
+                cumulative
+            })
+            .collect();
+        let (sigmas, log_sigmas) = match flavor {
+            Flavor::A1111 => {
+                let sigmas: Vec<f32> = alphas_cumprod
+                    .iter()
+                    .map(|&ac| {
+                        let ac = ac as f32;
+                        ((1.0 - ac) / ac).sqrt()
+                    })
+                    .collect();
+                let logs = sigmas.iter().map(|s| s.ln()).collect();
+                (sigmas, logs)
+            }
+            Flavor::ComfyUi => {
+                let wide: Vec<f64> = alphas_cumprod.iter().map(|&ac| ((1.0 - ac) / ac).sqrt()).collect();
+                (wide.iter().map(|&s| s as f32).collect(), wide.iter().map(|s| s.ln() as f32).collect())
+            }
+        };
+        Self { flavor, sigmas, log_sigmas }
+    }
+
+    /// SD 1.x's schedule (β from 0.00085 to 0.012 over 1000 steps).
+    pub fn sd15(flavor: Flavor) -> Self {
+        Self::scaled_linear(flavor, 0.00085, 0.012, 1000)
+    }
+
+    pub fn sigma_min(&self) -> f32 {
+        self.sigmas[0]
+    }
+
+    pub fn sigma_max(&self) -> f32 {
+        self.sigmas[self.sigmas.len() - 1]
+    }
+
+    /// The timestep the UNet gets at `sigma`: A1111's fractional log-linear interpolation
+    /// between the neighbouring table entries, or ComfyUI's nearest entry in log space.
+    pub fn sigma_to_t(&self, sigma: f32) -> f32 {
+        let log_sigma = sigma.ln();
+        match self.flavor {
+            Flavor::ComfyUi => {
+                let mut best = 0;
+                for (i, l) in self.log_sigmas.iter().enumerate() {
+                    if (log_sigma - l).abs() < (log_sigma - self.log_sigmas[best]).abs() {
+                        best = i;
+                    }
+                }
+                best as f32
+            }
+            Flavor::A1111 => {
+                let last = self.log_sigmas.len() - 1;
+                // The last entry at or below ln σ (k-diffusion: argmax of the cumulative count).
+                let low = self.log_sigmas.iter().rposition(|&l| log_sigma - l >= 0.0).unwrap_or(0).min(last - 1);
+                let (lo, hi) = (self.log_sigmas[low], self.log_sigmas[low + 1]);
+                let w = ((lo - log_sigma) / (lo - hi)).clamp(0.0, 1.0);
+                (1.0 - w) * low as f32 + w * (low + 1) as f32
+            }
+        }
+    }
+
+    /// The sigma at a fractional timestep: log-linear between the neighbouring entries
+    /// (ComfyUI clamps `t` to the table first).
+    pub fn t_to_sigma(&self, t: f32) -> f32 {
+        let t = match self.flavor {
+            Flavor::ComfyUi => t.clamp(0.0, (self.sigmas.len() - 1) as f32),
+            Flavor::A1111 => t,
+        };
+        let (low, high, w) = (t.floor() as usize, t.ceil() as usize, t - t.floor());
+        ((1.0 - w) * self.log_sigmas[low] + w * self.log_sigmas[high]).exp()
+    }
+}
+
+/// The UNet input scaling both tools use for an eps model: `1 / √(σ² + 1)`.
+pub fn c_in(sigma: f32) -> f32 {
+    1.0 / (sigma * sigma + 1.0).sqrt()
+}

@@ -1,0 +1,185 @@
+//! Owns k-diffusion's samplers as AUTOMATIC1111 and ComfyUI run them: a sampler is a loop that
+//! calls a denoiser `D(x, σ)` (the UNet behind the tool's discrete-schedule wrapper and
+//! classifier-free guidance) down a list of sigmas ([`schedules`]), adding noise from the
+//! generation's [`NoiseSource`] where it is ancestral. Each tool carries its own copy of
+//! k-diffusion and the copies differ in small ways (what the last step does, when noise is
+//! added), so every sampler takes the [`Flavor`] it reproduces.
+//!
+//! Arithmetic is float32 in the order torch performs it on the tools' float32 tensors (sigmas
+//! are float32 0-dim tensors there), so results agree with the tools to float32 rounding
+//! (`tests/kdiffusion_parity.rs`). One file per sampler.
+
+pub mod discrete;
+mod dpm2;
+mod dpm2_ancestral;
+mod dpmpp_2m;
+mod dpmpp_2s_ancestral;
+mod euler;
+mod euler_ancestral;
+mod heun;
+mod lms;
+pub mod schedules;
+
+use super::noise::NoiseSource;
+use super::EngineError;
+
+/// Whose copy of k-diffusion a sampler follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// crowsonkb's k-diffusion (0.1.1, the commit A1111 pins), with A1111's `to_d`.
+    A1111,
+    /// ComfyUI's `comfy/k_diffusion/sampling.py`.
+    ComfyUi,
+}
+
+/// The model as a sampler sees it: `denoise(x, σ)` for the whole batch at one sigma.
+pub trait Denoiser {
+    fn denoise(&mut self, x: &[f32], sigma: f32) -> Result<Vec<f32>, EngineError>;
+}
+
+/// What a sampler reports after each of its steps (k-diffusion's `callback`).
+pub struct Step<'a> {
+    pub i: usize,
+    pub sigma: f32,
+    /// The latents the step started from.
+    pub x: &'a [f32],
+    pub denoised: &'a [f32],
+}
+
+/// What a sampler runs with.
+pub struct Context<'a> {
+    pub model: &'a mut dyn Denoiser,
+    pub noise: &'a mut dyn NoiseSource,
+    pub on_step: &'a mut dyn FnMut(Step<'_>),
+    pub flavor: Flavor,
+}
+
+/// The k-diffusion samplers Easel runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KSampler {
+    Euler,
+    EulerAncestral,
+    Heun,
+    Dpm2,
+    Dpm2Ancestral,
+    Lms,
+    Dpmpp2m,
+    Dpmpp2sAncestral,
+}
+
+impl KSampler {
+    pub const ALL: [KSampler; 8] = [
+        KSampler::Euler,
+        KSampler::EulerAncestral,
+        KSampler::Heun,
+        KSampler::Dpm2,
+        KSampler::Dpm2Ancestral,
+        KSampler::Lms,
+        KSampler::Dpmpp2m,
+        KSampler::Dpmpp2sAncestral,
+    ];
+
+    /// ComfyUI's name (`KSampler`'s `sampler_name`).
+    pub fn comfyui_name(self) -> &'static str {
+        match self {
+            KSampler::Euler => "euler",
+            KSampler::EulerAncestral => "euler_ancestral",
+            KSampler::Heun => "heun",
+            KSampler::Dpm2 => "dpm_2",
+            KSampler::Dpm2Ancestral => "dpm_2_ancestral",
+            KSampler::Lms => "lms",
+            KSampler::Dpmpp2m => "dpmpp_2m",
+            KSampler::Dpmpp2sAncestral => "dpmpp_2s_ancestral",
+        }
+    }
+
+    /// A1111's display name (the UI, the API's `sampler_name` and the infotext).
+    pub fn a1111_name(self) -> &'static str {
+        match self {
+            KSampler::Euler => "Euler",
+            KSampler::EulerAncestral => "Euler a",
+            KSampler::Heun => "Heun",
+            KSampler::Dpm2 => "DPM2",
+            KSampler::Dpm2Ancestral => "DPM2 a",
+            KSampler::Lms => "LMS",
+            KSampler::Dpmpp2m => "DPM++ 2M",
+            KSampler::Dpmpp2sAncestral => "DPM++ 2S a",
+        }
+    }
+
+    /// By either tool's name.
+    pub fn parse(name: &str) -> Option<KSampler> {
+        let name = name.trim();
+        Self::ALL.into_iter().find(|s| s.comfyui_name().eq_ignore_ascii_case(name) || s.a1111_name().eq_ignore_ascii_case(name))
+    }
+
+    /// Both tools compute one sigma more for these and drop the next-to-last.
+    pub fn discards_penultimate_sigma(self) -> bool {
+        matches!(self, KSampler::Dpm2 | KSampler::Dpm2Ancestral)
+    }
+
+    /// The schedule A1111's "Automatic" gives this sampler.
+    pub fn a1111_automatic(self) -> schedules::A1111Schedule {
+        match self {
+            KSampler::Euler | KSampler::EulerAncestral | KSampler::Heun | KSampler::Lms => schedules::A1111Schedule::Uniform,
+            KSampler::Dpm2 | KSampler::Dpm2Ancestral | KSampler::Dpmpp2m | KSampler::Dpmpp2sAncestral => schedules::A1111Schedule::Karras,
+        }
+    }
+
+    /// Runs the sampler from `x` down `sigmas` (the last is normally 0).
+    pub fn sample(self, x: Vec<f32>, sigmas: &[f32], cx: &mut Context<'_>) -> Result<Vec<f32>, EngineError> {
+        match self {
+            KSampler::Euler => euler::sample(x, sigmas, cx),
+            KSampler::EulerAncestral => euler_ancestral::sample(x, sigmas, cx),
+            KSampler::Heun => heun::sample(x, sigmas, cx),
+            KSampler::Dpm2 => dpm2::sample(x, sigmas, cx),
+            KSampler::Dpm2Ancestral => dpm2_ancestral::sample(x, sigmas, cx),
+            KSampler::Lms => lms::sample(x, sigmas, cx),
+            KSampler::Dpmpp2m => dpmpp_2m::sample(x, sigmas, cx),
+            KSampler::Dpmpp2sAncestral => dpmpp_2s_ancestral::sample(x, sigmas, cx),
+        }
+    }
+
+    /// How many denoiser calls a run down `sigmas` makes (for progress).
+    pub fn model_calls(self, sigmas: &[f32]) -> usize {
+        let steps = sigmas.len().saturating_sub(1);
+        let second = |i: usize| match self {
+            KSampler::Heun | KSampler::Dpm2 => sigmas[i + 1] != 0.0,
+            KSampler::Dpm2Ancestral | KSampler::Dpmpp2sAncestral => ancestral_step(sigmas[i], sigmas[i + 1]).0 != 0.0,
+            _ => false,
+        };
+        steps + (0..steps).filter(|&i| second(i)).count()
+    }
+}
+
+/// k-diffusion's `to_d`: `(x - denoised) / σ`.
+fn to_d(x: &[f32], sigma: f32, denoised: &[f32]) -> Vec<f32> {
+    x.iter().zip(denoised).map(|(x, d)| (x - d) / sigma).collect()
+}
+
+/// `x + d * dt`.
+fn step_along(x: &[f32], d: &[f32], dt: f32) -> Vec<f32> {
+    x.iter().zip(d).map(|(x, d)| x + d * dt).collect()
+}
+
+/// k-diffusion's `get_ancestral_step` at eta 1: how far to step down (σ_down) and how much noise
+/// to add (σ_up), in float32.
+fn ancestral_step(sigma_from: f32, sigma_to: f32) -> (f32, f32) {
+    let up = (sigma_to * sigma_to * (sigma_from * sigma_from - sigma_to * sigma_to) / (sigma_from * sigma_from)).sqrt();
+    let up = if sigma_to < up { sigma_to } else { up };
+    let down = (sigma_to * sigma_to - up * up).sqrt();
+    (down, up)
+}
+
+/// torch's `lerp(start, end, 0.5)` (its second branch, taken at weight 0.5).
+fn lerp_half(start: f32, end: f32) -> f32 {
+    end - (end - start) * 0.5
+}
+
+/// `x + noise * σ_up` (`s_noise` is 1), the noise drawn for the whole batch.
+fn add_noise(x: &mut [f32], noise: &mut dyn NoiseSource, up: f32) {
+    let drawn = noise.draw(x.len());
+    for (x, n) in x.iter_mut().zip(drawn) {
+        *x += n * up;
+    }
+}

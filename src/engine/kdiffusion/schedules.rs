@@ -1,0 +1,290 @@
+//! Owns the sigma schedules each tool offers, computed as that tool computes them (float32 where
+//! its tensors are float32): A1111's "Schedule type" list (`modules/sd_schedulers.py`, with
+//! "Automatic" resolved per sampler) and ComfyUI's `scheduler` list (`comfy/samplers.py`). Every
+//! list ends with σ = 0 except A1111's KL Optimal, which ends at σ_min as A1111's does.
+
+use super::discrete::DiscreteSchedule;
+use super::{Flavor, KSampler};
+
+/// A1111's schedule types (the ones Easel reproduces).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum A1111Schedule {
+    /// The model's own timesteps, evenly spaced (k-diffusion `get_sigmas`).
+    Uniform,
+    Karras,
+    Exponential,
+    Polyexponential,
+    SgmUniform,
+    KlOptimal,
+    AlignYourSteps,
+    Simple,
+    Normal,
+    Ddim,
+}
+
+impl A1111Schedule {
+    pub const ALL: [A1111Schedule; 10] = [
+        A1111Schedule::Uniform,
+        A1111Schedule::Karras,
+        A1111Schedule::Exponential,
+        A1111Schedule::Polyexponential,
+        A1111Schedule::SgmUniform,
+        A1111Schedule::KlOptimal,
+        A1111Schedule::AlignYourSteps,
+        A1111Schedule::Simple,
+        A1111Schedule::Normal,
+        A1111Schedule::Ddim,
+    ];
+
+    /// The label A1111 shows and writes as `Schedule type`.
+    pub fn label(self) -> &'static str {
+        match self {
+            A1111Schedule::Uniform => "Uniform",
+            A1111Schedule::Karras => "Karras",
+            A1111Schedule::Exponential => "Exponential",
+            A1111Schedule::Polyexponential => "Polyexponential",
+            A1111Schedule::SgmUniform => "SGM Uniform",
+            A1111Schedule::KlOptimal => "KL Optimal",
+            A1111Schedule::AlignYourSteps => "Align Your Steps",
+            A1111Schedule::Simple => "Simple",
+            A1111Schedule::Normal => "Normal",
+            A1111Schedule::Ddim => "DDIM",
+        }
+    }
+
+    pub fn parse(label: &str) -> Option<A1111Schedule> {
+        let label = label.trim();
+        Self::ALL.into_iter().find(|s| s.label().eq_ignore_ascii_case(label) || s.label().replace(' ', "_").eq_ignore_ascii_case(label))
+    }
+}
+
+/// ComfyUI's schedulers (the ones Easel reproduces).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ComfySchedule {
+    Normal,
+    Karras,
+    Exponential,
+    SgmUniform,
+    Simple,
+    DdimUniform,
+    LinearQuadratic,
+    KlOptimal,
+}
+
+impl ComfySchedule {
+    pub const ALL: [ComfySchedule; 8] = [
+        ComfySchedule::Normal,
+        ComfySchedule::Karras,
+        ComfySchedule::Exponential,
+        ComfySchedule::SgmUniform,
+        ComfySchedule::Simple,
+        ComfySchedule::DdimUniform,
+        ComfySchedule::LinearQuadratic,
+        ComfySchedule::KlOptimal,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ComfySchedule::Normal => "normal",
+            ComfySchedule::Karras => "karras",
+            ComfySchedule::Exponential => "exponential",
+            ComfySchedule::SgmUniform => "sgm_uniform",
+            ComfySchedule::Simple => "simple",
+            ComfySchedule::DdimUniform => "ddim_uniform",
+            ComfySchedule::LinearQuadratic => "linear_quadratic",
+            ComfySchedule::KlOptimal => "kl_optimal",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<ComfySchedule> {
+        Self::ALL.into_iter().find(|s| s.name().eq_ignore_ascii_case(name.trim()))
+    }
+}
+
+/// torch's `linspace` in float32: the step in float32, the first half counted from the start,
+/// the second from the end.
+pub fn linspace_f32(start: f32, end: f32, n: usize) -> Vec<f32> {
+    if n == 1 {
+        return vec![start];
+    }
+    let step = (end - start) / (n - 1) as f32;
+    let half = n / 2;
+    (0..n).map(|i| if i < half { start + step * i as f32 } else { end - step * (n - 1 - i) as f32 }).collect()
+}
+
+fn with_zero(mut sigmas: Vec<f32>) -> Vec<f32> {
+    sigmas.push(0.0);
+    sigmas
+}
+
+/// k-diffusion's `get_sigmas_karras` (ρ = 7), as both tools call it with the model's σ range.
+pub fn karras(n: usize, sigma_min: f32, sigma_max: f32) -> Vec<f32> {
+    let rho = 7.0f64;
+    let (min_inv, max_inv) = (f64::from(sigma_min).powf(1.0 / rho), f64::from(sigma_max).powf(1.0 / rho));
+    let span = (min_inv - max_inv) as f32;
+    with_zero(linspace_f32(0.0, 1.0, n).into_iter().map(|r| (max_inv as f32 + r * span).powf(rho as f32)).collect())
+}
+
+/// k-diffusion's `get_sigmas_exponential`: evenly spaced in ln σ.
+pub fn exponential(n: usize, sigma_min: f32, sigma_max: f32) -> Vec<f32> {
+    let (hi, lo) = (f64::from(sigma_max).ln() as f32, f64::from(sigma_min).ln() as f32);
+    with_zero(linspace_f32(hi, lo, n).into_iter().map(f32::exp).collect())
+}
+
+/// k-diffusion's `get_sigmas_polyexponential` at ρ = 1 (A1111's default).
+fn polyexponential(n: usize, sigma_min: f32, sigma_max: f32) -> Vec<f32> {
+    let (lmax, lmin) = (f64::from(sigma_max).ln(), f64::from(sigma_min).ln());
+    let (span, base) = ((lmax - lmin) as f32, lmin as f32);
+    with_zero(linspace_f32(1.0, 0.0, n).into_iter().map(|r| (r * span + base).exp()).collect())
+}
+
+/// The sigmas at timesteps evenly spaced from the last to the first (`get_sigmas`, ComfyUI's
+/// `normal`), or the same over `n + 1` points without the last (`sgm`).
+fn timesteps_spaced(model: &DiscreteSchedule, n: usize, sgm: bool) -> Vec<f32> {
+    let (start, end) = (model.sigma_to_t(model.sigma_max()), model.sigma_to_t(model.sigma_min()));
+    let ts = if sgm {
+        let mut ts = linspace_f32(start, end, n + 1);
+        ts.pop();
+        ts
+    } else {
+        linspace_f32(start, end, n)
+    };
+    with_zero(ts.into_iter().map(|t| model.t_to_sigma(t)).collect())
+}
+
+/// Every `N/n`-th training sigma from the top (`simple`).
+fn simple(model: &DiscreteSchedule, n: usize) -> Vec<f32> {
+    let len = model.sigmas.len();
+    let stride = len as f64 / n as f64;
+    with_zero((0..n).map(|x| model.sigmas[len - 1 - (x as f64 * stride) as usize]).collect())
+}
+
+/// Training sigmas 1, 1 + N/n, … from the top (`ddim` / `ddim_uniform`).
+fn ddim(model: &DiscreteSchedule, n: usize, leading_zero: bool) -> Vec<f32> {
+    let len = model.sigmas.len();
+    let stride = (len / n).max(1);
+    let mut sigmas: Vec<f32> = if leading_zero { vec![0.0] } else { Vec::new() };
+    sigmas.extend((1..len).step_by(stride).map(|x| model.sigmas[x]));
+    sigmas.reverse();
+    if !leading_zero {
+        sigmas.push(0.0);
+    }
+    sigmas
+}
+
+/// A1111's `Align Your Steps` for SD 1.5: NVIDIA's 11 sigmas, log-linearly resampled to `n`.
+fn align_your_steps(n: usize) -> Vec<f32> {
+    const SD15: [f64; 11] = [14.615, 6.475, 3.861, 2.697, 1.886, 1.396, 0.963, 0.652, 0.399, 0.152, 0.029];
+    if n == SD15.len() {
+        return with_zero(SD15.iter().map(|&s| s as f32).collect());
+    }
+    // np.interp over ln σ reversed (increasing), at n evenly spaced points, reversed back.
+    let ys: Vec<f64> = SD15.iter().rev().map(|s| s.ln()).collect();
+    let step = 1.0 / (ys.len() - 1) as f64;
+    let resampled: Vec<f64> = (0..n)
+        .map(|i| {
+            let x = if n > 1 { i as f64 / (n - 1) as f64 } else { 0.0 };
+            let k = ((x / step).floor() as usize).min(ys.len() - 2);
+            let (x0, x1) = (k as f64 * step, (k + 1) as f64 * step);
+            (ys[k] + (ys[k + 1] - ys[k]) * (x - x0) / (x1 - x0)).exp()
+        })
+        .collect();
+    with_zero(resampled.into_iter().rev().map(|s| s as f32).collect())
+}
+
+/// A1111's `KL Optimal`: `tan` of angles evenly spaced from `atan σ_max` to `atan σ_min`, n + 1
+/// of them, no final 0.
+fn kl_optimal_a1111(n: usize, sigma_min: f32, sigma_max: f32) -> Vec<f32> {
+    let (a_min, a_max) = (sigma_min.atan(), sigma_max.atan());
+    (0..=n)
+        .map(|i| {
+            let f = i as f32 / n as f32;
+            (f * a_min + (1.0 - f) * a_max).tan()
+        })
+        .collect()
+}
+
+/// ComfyUI's `kl_optimal`: the same over n points, then 0.
+fn kl_optimal_comfyui(n: usize, sigma_min: f32, sigma_max: f32) -> Vec<f32> {
+    let (a_min, a_max) = (f64::from(sigma_min).atan() as f32, f64::from(sigma_max).atan() as f32);
+    with_zero(
+        (0..n)
+            .map(|i| {
+                let f = i as f32 / (n as f32 - 1.0);
+                (f * a_min + (1.0 - f) * a_max).tan()
+            })
+            .collect(),
+    )
+}
+
+/// ComfyUI's `linear_quadratic` (threshold noise 0.025, half the steps linear), scaled by σ_max.
+fn linear_quadratic(n: usize, sigma_max: f32) -> Vec<f32> {
+    let schedule: Vec<f64> = if n == 1 {
+        vec![1.0, 0.0]
+    } else {
+        let threshold = 0.025f64;
+        let linear_steps = n / 2;
+        let mut s: Vec<f64> = (0..linear_steps).map(|i| i as f64 * threshold / linear_steps as f64).collect();
+        let step_diff = linear_steps as f64 - threshold * n as f64;
+        let quadratic_steps = (n - linear_steps) as f64;
+        let quadratic = step_diff / (linear_steps as f64 * quadratic_steps * quadratic_steps);
+        let linear = threshold / linear_steps as f64 - 2.0 * step_diff / (quadratic_steps * quadratic_steps);
+        let constant = quadratic * (linear_steps * linear_steps) as f64;
+        s.extend((linear_steps..n).map(|i| quadratic * (i * i) as f64 + linear * i as f64 + constant));
+        s.push(1.0);
+        s.into_iter().map(|x| 1.0 - x).collect()
+    };
+    schedule.into_iter().map(|x| x as f32 * sigma_max).collect()
+}
+
+/// A1111's sigmas for `sampler` at `steps` with schedule type `schedule` (`None`: Automatic).
+pub fn a1111(model: &DiscreteSchedule, sampler: KSampler, schedule: Option<A1111Schedule>, steps: usize) -> Vec<f32> {
+    let schedule = schedule.unwrap_or(sampler.a1111_automatic());
+    let discard = sampler.discards_penultimate_sigma();
+    let n = steps + usize::from(discard);
+    let (lo, hi) = (model.sigma_min(), model.sigma_max());
+    let mut sigmas = match schedule {
+        A1111Schedule::Uniform => timesteps_spaced(model, n, false),
+        A1111Schedule::Karras => karras(n, lo, hi),
+        A1111Schedule::Exponential => exponential(n, lo, hi),
+        A1111Schedule::Polyexponential => polyexponential(n, lo, hi),
+        A1111Schedule::SgmUniform => timesteps_spaced(model, n, true),
+        A1111Schedule::KlOptimal => kl_optimal_a1111(n, lo, hi),
+        A1111Schedule::AlignYourSteps => align_your_steps(n),
+        A1111Schedule::Simple => simple(model, n),
+        A1111Schedule::Normal => timesteps_spaced(model, n, false),
+        A1111Schedule::Ddim => ddim(model, n, false),
+    };
+    if discard && sigmas.len() >= 2 {
+        sigmas.remove(sigmas.len() - 2);
+    }
+    sigmas
+}
+
+/// ComfyUI's sigmas (`KSampler.calculate_sigmas`) for `sampler` at `steps`.
+pub fn comfyui(model: &DiscreteSchedule, sampler: KSampler, schedule: ComfySchedule, steps: usize) -> Vec<f32> {
+    let discard = sampler.discards_penultimate_sigma();
+    let n = steps + usize::from(discard);
+    let (lo, hi) = (model.sigma_min(), model.sigma_max());
+    let mut sigmas = match schedule {
+        ComfySchedule::Normal => timesteps_spaced(model, n, false),
+        ComfySchedule::Karras => karras(n, lo, hi),
+        ComfySchedule::Exponential => exponential(n, lo, hi),
+        ComfySchedule::SgmUniform => timesteps_spaced(model, n, true),
+        ComfySchedule::Simple => simple(model, n),
+        ComfySchedule::DdimUniform => ddim(model, n, true),
+        ComfySchedule::LinearQuadratic => linear_quadratic(n, hi),
+        ComfySchedule::KlOptimal => kl_optimal_comfyui(n, lo, hi),
+    };
+    if discard && sigmas.len() >= 2 {
+        sigmas.remove(sigmas.len() - 2);
+    }
+    sigmas
+}
+
+impl Flavor {
+    /// The model schedule this tool's wrapper holds for SD 1.x.
+    pub fn sd15_schedule(self) -> DiscreteSchedule {
+        DiscreteSchedule::sd15(self)
+    }
+}

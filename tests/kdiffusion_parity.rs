@@ -8,8 +8,8 @@
 use std::path::PathBuf;
 
 use easel::engine::kdiffusion::discrete::{c_in, DiscreteSchedule};
-use easel::engine::kdiffusion::schedules::{self, A1111Schedule, ComfySchedule};
-use easel::engine::kdiffusion::{Context, Denoiser, Flavor, KSampler, Step};
+use easel::engine::kdiffusion::schedules;
+use easel::engine::kdiffusion::{Context, Denoiser, Flavor, KSampler, Sampler, Schedule, Step};
 use easel::engine::noise::a1111::{A1111Seeds, ImageRng, RandnSource};
 use easel::engine::noise::comfyui::NoiseSampler;
 use easel::engine::noise::NoiseSource;
@@ -70,16 +70,11 @@ fn the_model_sigma_tables_are_each_tools() {
 /// Easel's sigmas for a recorded schedule case, or `None` for one it does not offer.
 fn our_schedule(case: &Value) -> Option<Vec<f32>> {
     let tool = case["tool"].as_str().unwrap();
-    let sampler = KSampler::parse(case["sampler"].as_str().unwrap())?;
+    let sampler = KSampler::for_sampler(Sampler::parse(case["sampler"].as_str().unwrap())?)?;
     let steps = case["steps"].as_u64().unwrap() as usize;
     let model = DiscreteSchedule::sd15(flavor(tool));
-    let scheduler = case["scheduler"].as_str().unwrap();
-    if tool == "a1111" {
-        let schedule = if scheduler == "Automatic" { None } else { Some(A1111Schedule::parse(scheduler)?) };
-        Some(schedules::a1111(&model, sampler, schedule, steps))
-    } else {
-        Some(schedules::comfyui(&model, sampler, ComfySchedule::parse(scheduler)?, steps))
-    }
+    let schedule = Schedule::parse(case["scheduler"].as_str().unwrap())?;
+    schedules::sigmas(&model, sampler, schedule, steps).ok()
 }
 
 #[test]
@@ -137,7 +132,7 @@ fn samplers_equal_the_tools_own_step_by_step() {
         }
         let tool = case["tool"].as_str().unwrap();
         let label = if tool == "a1111" { case["display_name"].as_str().unwrap_or_default() } else { case["sampler"].as_str().unwrap() };
-        let Some(sampler) = KSampler::parse(label) else {
+        let Some(sampler) = Sampler::parse(label).and_then(KSampler::for_sampler) else {
             not_offered.push(name.to_string());
             continue;
         };

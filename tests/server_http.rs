@@ -39,6 +39,28 @@ async fn config_returns_effective_settings() {
     assert_eq!(body["log_format"], "text");
 }
 
+/// `GET /api/v1/samplers` names every sampler and schedule as Easel, A1111 and ComfyUI spell
+/// them, and which combinations each compatibility mode runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn samplers_list_both_tools_names_and_the_combinations_each_mode_runs() {
+    let server = start(models_dir(), temp_dir("samplers")).await;
+    let body: serde_json::Value = reqwest::get(format!("http://{}/api/v1/samplers", server.addr)).await.unwrap().json().await.unwrap();
+    let sampler = |name: &str| body["samplers"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap().clone();
+    let dpm2 = sampler("dpm_2");
+    assert_eq!((dpm2["a1111_name"].as_str(), dpm2["comfyui_name"].as_str()), (Some("DPM2"), Some("dpm_2")));
+    let modes: Vec<&str> = dpm2["modes"].as_array().unwrap().iter().map(|m| m["compat"].as_str().unwrap()).collect();
+    assert_eq!(modes, ["a1111", "comfyui"], "k-diffusion's DPM2 has no diffusers class");
+    let euler_a = sampler("euler_a");
+    assert_eq!(euler_a["comfyui_name"], "euler_ancestral");
+    let diffusers = &euler_a["modes"][0];
+    assert_eq!((diffusers["compat"].as_str(), diffusers["schedules"].as_array().unwrap().len()), (Some("diffusers"), 1));
+    let dpmpp = sampler("dpmpp_2m");
+    assert_eq!(dpmpp["modes"][0]["default_schedule"], "karras");
+    assert!(dpmpp["modes"][1]["schedules"].as_array().unwrap().iter().any(|s| s == "align_your_steps"), "{dpmpp}");
+    let sgm = body["schedules"].as_array().unwrap().iter().find(|s| s["name"] == "sgm_uniform").unwrap();
+    assert_eq!((sgm["a1111_name"].as_str(), sgm["comfyui_name"].as_str()), (Some("SGM Uniform"), Some("sgm_uniform")));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_api_paths_get_a_json_404() {
     let server = start(models_dir(), temp_dir("404")).await;

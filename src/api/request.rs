@@ -271,27 +271,53 @@ impl GenerateRequest {
         if !(1..=MAX_BATCH_SIZE).contains(&batch_size) {
             errors.push(FieldError::new("batch_size", format!("batch_size {batch_size} is outside 1..{MAX_BATCH_SIZE}")));
         }
+        let noise = NoiseFields {
+            compat: self.compat.as_deref(),
+            randn_source: self.randn_source.as_deref(),
+            subseed: self.subseed,
+            subseed_strength: self.subseed_strength,
+            seed_resize_from_w: self.seed_resize_from_w,
+            seed_resize_from_h: self.seed_resize_from_h,
+            eta_noise_seed_delta: self.eta_noise_seed_delta,
+        }
+        .resolve(&random_seed, &mut errors);
+        let compat = noise.compat;
+        if compat != super::Compat::Diffusers && (self.init_image.is_some() || self.hires.is_some()) {
+            let what = if self.init_image.is_some() { "image-to-image, inpainting and outpainting" } else { "the hires fix" };
+            errors.push(FieldError::new("compat", format!("compat {compat} runs text-to-image so far; {what} run in compat diffusers")));
+        }
         let sampler = match self.sampler.as_deref() {
             None => Some(Sampler::DEFAULT),
             Some(name) => Sampler::parse(name).or_else(|| {
-                errors.push(FieldError::new("sampler", format!("unknown sampler {name:?}; use one of {}", Sampler::names())));
+                errors.push(FieldError::new("sampler", format!("unknown sampler {name:?}; use one of {}", Sampler::names_in(compat))));
                 None
             }),
         };
+        if let Some(sampler) = sampler.filter(|s| !s.runs_in(compat)) {
+            errors.push(FieldError::new(
+                "sampler",
+                format!("sampler {sampler} does not run in compat {compat} yet; use one of {}", Sampler::names_in(compat)),
+            ));
+        }
         let schedule = match self.schedule.as_deref() {
-            None => sampler.map(Sampler::default_schedule),
+            None => sampler.map(|s| s.default_schedule(compat)),
             Some(name) => Schedule::parse(name).or_else(|| {
-                errors.push(FieldError::new("schedule", format!("unknown schedule {name:?}; use one of {}", Schedule::names())));
+                errors.push(FieldError::new("schedule", format!("unknown schedule {name:?}; use one of {}", Schedule::names_in(compat))));
                 None
             }),
         };
-        if let (Some(sampler), Some(Schedule::Karras)) = (sampler, schedule) {
-            if !sampler.supports_karras() {
+        match (sampler, schedule) {
+            (_, Some(schedule)) if !schedule.runs_in(compat) => errors.push(FieldError::new(
+                "schedule",
+                format!("compat {compat} has no {schedule} schedule; use one of {}", Schedule::names_in(compat)),
+            )),
+            (Some(sampler), Some(Schedule::Karras)) if compat == super::Compat::Diffusers && !sampler.supports_karras() => {
                 errors.push(FieldError::new(
                     "schedule",
                     format!("sampler {sampler} has no karras schedule; use default, or one of {}", Sampler::karras_names()),
-                ));
+                ))
             }
+            _ => {}
         }
         let prompt_syntax = match self.prompt_syntax.as_deref() {
             None => Some(PromptSyntax::DEFAULT),
@@ -327,16 +353,6 @@ impl GenerateRequest {
         if let Some(v) = vae.filter(|v| v.len() > 255) {
             errors.push(FieldError::new("vae", format!("vae name of {} characters; at most 255", v.len())));
         }
-        let noise = NoiseFields {
-            compat: self.compat.as_deref(),
-            randn_source: self.randn_source.as_deref(),
-            subseed: self.subseed,
-            subseed_strength: self.subseed_strength,
-            seed_resize_from_w: self.seed_resize_from_w,
-            seed_resize_from_h: self.seed_resize_from_h,
-            eta_noise_seed_delta: self.eta_noise_seed_delta,
-        }
-        .resolve(&random_seed, &mut errors);
         let (Some(sampler), Some(schedule), Some(prompt_syntax)) = (sampler, schedule, prompt_syntax) else { return Err(errors) };
         if !errors.is_empty() {
             return Err(errors);

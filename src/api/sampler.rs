@@ -1,8 +1,12 @@
 //! The samplers and schedules a request can name: each variant owns its Easel name (the wire and
-//! CLI spelling), its AUTOMATIC1111 display name, its default schedule and its parsing. The
-//! engine builds its schedulers from these enums; every list shown to users derives from [`Sampler::ALL`].
+//! CLI spelling), its AUTOMATIC1111 and ComfyUI names, its default schedule, its parsing, and the
+//! compatibility modes that run it (diffusers' schedulers in the `diffusers` mode, k-diffusion's
+//! samplers in the `a1111` and `comfyui` modes). The engine builds its samplers from these enums;
+//! every list shown to users derives from [`Sampler::ALL`] and [`Schedule::ALL`].
 
 use serde::{Deserialize, Serialize};
+
+use super::compat::Compat;
 
 /// A denoising sampler. Serialized as its Easel name (`"dpmpp_2m"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -13,21 +17,31 @@ pub enum Sampler {
     /// diffusers `DDIMScheduler`, eta 0.
     #[serde(rename = "ddim")]
     Ddim,
-    /// diffusers `EulerDiscreteScheduler`.
+    /// diffusers `EulerDiscreteScheduler`; k-diffusion `sample_euler`.
     #[serde(rename = "euler")]
     Euler,
-    /// diffusers `EulerAncestralDiscreteScheduler`; draws noise every step.
+    /// diffusers `EulerAncestralDiscreteScheduler`; k-diffusion `sample_euler_ancestral`.
     #[serde(rename = "euler_a")]
     EulerA,
-    /// diffusers `HeunDiscreteScheduler`; 2N − 1 UNet calls.
+    /// diffusers `HeunDiscreteScheduler`; k-diffusion `sample_heun`. 2N − 1 UNet calls.
     #[serde(rename = "heun")]
     Heun,
-    /// diffusers `LMSDiscreteScheduler` (order 4).
+    /// k-diffusion `sample_dpm_2`; 2N − 1 UNet calls.
+    #[serde(rename = "dpm_2")]
+    Dpm2,
+    /// k-diffusion `sample_dpm_2_ancestral`.
+    #[serde(rename = "dpm_2_ancestral")]
+    Dpm2A,
+    /// diffusers `LMSDiscreteScheduler`; k-diffusion `sample_lms` (order 4).
     #[serde(rename = "lms")]
     Lms,
-    /// diffusers `DPMSolverMultistepScheduler` (DPM-Solver++ 2M, midpoint).
+    /// diffusers `DPMSolverMultistepScheduler` (DPM-Solver++ 2M, midpoint); k-diffusion
+    /// `sample_dpmpp_2m`.
     #[serde(rename = "dpmpp_2m")]
     Dpmpp2m,
+    /// k-diffusion `sample_dpmpp_2s_ancestral`.
+    #[serde(rename = "dpmpp_2s_ancestral")]
+    Dpmpp2sA,
     /// diffusers `UniPCMultistepScheduler` (bh2, order 2).
     #[serde(rename = "unipc")]
     Unipc,
@@ -35,8 +49,19 @@ pub enum Sampler {
 
 impl Sampler {
     /// Every sampler, in the order lists show them.
-    pub const ALL: [Sampler; 8] =
-        [Sampler::Pndm, Sampler::Ddim, Sampler::Euler, Sampler::EulerA, Sampler::Heun, Sampler::Lms, Sampler::Dpmpp2m, Sampler::Unipc];
+    pub const ALL: [Sampler; 11] = [
+        Sampler::Pndm,
+        Sampler::Ddim,
+        Sampler::Euler,
+        Sampler::EulerA,
+        Sampler::Heun,
+        Sampler::Dpm2,
+        Sampler::Dpm2A,
+        Sampler::Lms,
+        Sampler::Dpmpp2m,
+        Sampler::Dpmpp2sA,
+        Sampler::Unipc,
+    ];
 
     /// What a request gets when it names no sampler.
     pub const DEFAULT: Sampler = Sampler::Dpmpp2m;
@@ -49,8 +74,11 @@ impl Sampler {
             Sampler::Euler => "euler",
             Sampler::EulerA => "euler_a",
             Sampler::Heun => "heun",
+            Sampler::Dpm2 => "dpm_2",
+            Sampler::Dpm2A => "dpm_2_ancestral",
             Sampler::Lms => "lms",
             Sampler::Dpmpp2m => "dpmpp_2m",
+            Sampler::Dpmpp2sA => "dpmpp_2s_ancestral",
             Sampler::Unipc => "unipc",
         }
     }
@@ -63,17 +91,63 @@ impl Sampler {
             Sampler::Euler => "Euler",
             Sampler::EulerA => "Euler a",
             Sampler::Heun => "Heun",
+            Sampler::Dpm2 => "DPM2",
+            Sampler::Dpm2A => "DPM2 a",
             Sampler::Lms => "LMS",
             Sampler::Dpmpp2m => "DPM++ 2M",
+            Sampler::Dpmpp2sA => "DPM++ 2S a",
             Sampler::Unipc => "UniPC",
         }
     }
 
-    /// The schedule used when the request names none: Karras for DPM++ 2M (as A1111 ≥ 1.9
-    /// does), the diffusers class's own spacing otherwise.
-    pub fn default_schedule(self) -> Schedule {
-        match self {
-            Sampler::Dpmpp2m => Schedule::Karras,
+    /// ComfyUI's `sampler_name`, where ComfyUI has the sampler.
+    pub fn comfyui_name(self) -> Option<&'static str> {
+        Some(match self {
+            Sampler::Ddim => "ddim",
+            Sampler::Euler => "euler",
+            Sampler::EulerA => "euler_ancestral",
+            Sampler::Heun => "heun",
+            Sampler::Dpm2 => "dpm_2",
+            Sampler::Dpm2A => "dpm_2_ancestral",
+            Sampler::Lms => "lms",
+            Sampler::Dpmpp2m => "dpmpp_2m",
+            Sampler::Dpmpp2sA => "dpmpp_2s_ancestral",
+            Sampler::Unipc => "uni_pc_bh2",
+            Sampler::Pndm => return None,
+        })
+    }
+
+    /// Whether `compat` runs this sampler: diffusers' schedulers in the diffusers mode,
+    /// k-diffusion's samplers in the A1111 and ComfyUI modes.
+    pub fn runs_in(self, compat: Compat) -> bool {
+        let kdiffusion = matches!(
+            self,
+            Sampler::Euler
+                | Sampler::EulerA
+                | Sampler::Heun
+                | Sampler::Dpm2
+                | Sampler::Dpm2A
+                | Sampler::Lms
+                | Sampler::Dpmpp2m
+                | Sampler::Dpmpp2sA
+        );
+        match compat {
+            Compat::Diffusers => !matches!(self, Sampler::Dpm2 | Sampler::Dpm2A | Sampler::Dpmpp2sA),
+            Compat::A1111 | Compat::ComfyUi => kdiffusion,
+        }
+    }
+
+    /// The samplers `compat` runs, by Easel name, comma-separated.
+    pub fn names_in(compat: Compat) -> String {
+        Sampler::ALL.into_iter().filter(|s| s.runs_in(compat)).map(Sampler::name).collect::<Vec<_>>().join(", ")
+    }
+
+    /// The schedule used when the request names none: in the diffusers mode Karras for DPM++ 2M
+    /// (as A1111 ≥ 1.9 does) and the class's own spacing otherwise; in the other modes the
+    /// tool's own default (A1111's Automatic, ComfyUI's first scheduler).
+    pub fn default_schedule(self, compat: Compat) -> Schedule {
+        match (compat, self) {
+            (Compat::Diffusers, Sampler::Dpmpp2m) => Schedule::Karras,
             _ => Schedule::Default,
         }
     }
@@ -83,18 +157,24 @@ impl Sampler {
         matches!(self, Sampler::Euler | Sampler::Heun | Sampler::Lms | Sampler::Dpmpp2m | Sampler::Unipc)
     }
 
-    /// The schedules this sampler can run, default first.
-    pub fn schedules(self) -> Vec<Schedule> {
-        Schedule::ALL.into_iter().filter(|s| *s == Schedule::Default || self.supports_karras()).collect()
+    /// The schedules this sampler can run in `compat`, default first.
+    pub fn schedules(self, compat: Compat) -> Vec<Schedule> {
+        Schedule::ALL
+            .into_iter()
+            .filter(|s| s.runs_in(compat) && (compat != Compat::Diffusers || *s == Schedule::Default || self.supports_karras()))
+            .collect()
     }
 
-    /// Reads a sampler name: the Easel name (`euler_a`, also `euler-a`) or the A1111 display name
-    /// (`Euler a`, `DPM++ 2M`), ignoring ASCII case and surrounding blanks.
+    /// Reads a sampler name: the Easel name (`euler_a`, also `euler-a`), the A1111 display name
+    /// (`Euler a`, `DPM++ 2M`) or ComfyUI's (`euler_ancestral`), ignoring ASCII case and blanks.
     pub fn parse(text: &str) -> Option<Sampler> {
         let wanted = text.trim();
         let dashed = wanted.replace('-', "_");
         Sampler::ALL.into_iter().find(|s| {
-            s.name().eq_ignore_ascii_case(wanted) || s.name().eq_ignore_ascii_case(&dashed) || s.a1111_name().eq_ignore_ascii_case(wanted)
+            s.name().eq_ignore_ascii_case(wanted)
+                || s.name().eq_ignore_ascii_case(&dashed)
+                || s.a1111_name().eq_ignore_ascii_case(wanted)
+                || s.comfyui_name().is_some_and(|n| n.eq_ignore_ascii_case(wanted))
         })
     }
 
@@ -103,9 +183,14 @@ impl Sampler {
         Sampler::ALL.map(Sampler::name).join(", ")
     }
 
-    /// The Easel names of the samplers that have a Karras schedule, comma-separated.
+    /// The Easel names of the samplers that have a Karras schedule in the diffusers mode.
     pub fn karras_names() -> String {
-        Sampler::ALL.into_iter().filter(|s| s.supports_karras()).map(Sampler::name).collect::<Vec<_>>().join(", ")
+        Sampler::ALL
+            .into_iter()
+            .filter(|s| s.supports_karras() && s.runs_in(Compat::Diffusers))
+            .map(Sampler::name)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -118,36 +203,143 @@ impl std::fmt::Display for Sampler {
 /// Which σ schedule spaces the steps. Serialized as its name (`"karras"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Schedule {
-    /// The diffusers class's own spacing.
+    /// The sampler's own: the diffusers class's spacing; A1111's "Automatic"; ComfyUI's first
+    /// scheduler (`simple`).
     #[serde(rename = "default")]
     Default,
-    /// Karras et al. σ (`use_karras_sigmas=True`).
+    /// Karras et al. σ (`use_karras_sigmas=True`; k-diffusion `get_sigmas_karras`, ρ = 7).
     #[serde(rename = "karras")]
     Karras,
+    /// Evenly spaced in ln σ.
+    #[serde(rename = "exponential")]
+    Exponential,
+    /// A1111's polynomial in ln σ (ρ = 1).
+    #[serde(rename = "polyexponential")]
+    Polyexponential,
+    /// The model's timesteps evenly spaced over n + 1 points, the last dropped.
+    #[serde(rename = "sgm_uniform")]
+    SgmUniform,
+    /// tan of evenly spaced angles between atan σ_max and atan σ_min.
+    #[serde(rename = "kl_optimal")]
+    KlOptimal,
+    /// NVIDIA's Align Your Steps sigmas for SD 1.5, resampled to the step count (A1111).
+    #[serde(rename = "align_your_steps")]
+    AlignYourSteps,
+    /// Every (1000 / steps)-th training sigma from the top.
+    #[serde(rename = "simple")]
+    Simple,
+    /// The model's timesteps evenly spaced, first to last.
+    #[serde(rename = "normal")]
+    Normal,
+    /// A1111's "Uniform": k-diffusion's `get_sigmas` (the model's timesteps evenly spaced).
+    #[serde(rename = "uniform")]
+    Uniform,
+    /// Training sigmas at evenly spaced timesteps from 1 (A1111's "DDIM", ComfyUI's
+    /// `ddim_uniform`).
+    #[serde(rename = "ddim_uniform")]
+    DdimUniform,
+    /// ComfyUI's linear then quadratic schedule (from Mochi).
+    #[serde(rename = "linear_quadratic")]
+    LinearQuadratic,
 }
 
 impl Schedule {
-    pub const ALL: [Schedule; 2] = [Schedule::Default, Schedule::Karras];
+    pub const ALL: [Schedule; 12] = [
+        Schedule::Default,
+        Schedule::Karras,
+        Schedule::Exponential,
+        Schedule::Polyexponential,
+        Schedule::SgmUniform,
+        Schedule::KlOptimal,
+        Schedule::AlignYourSteps,
+        Schedule::Simple,
+        Schedule::Normal,
+        Schedule::Uniform,
+        Schedule::DdimUniform,
+        Schedule::LinearQuadratic,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Schedule::Default => "default",
             Schedule::Karras => "karras",
+            Schedule::Exponential => "exponential",
+            Schedule::Polyexponential => "polyexponential",
+            Schedule::SgmUniform => "sgm_uniform",
+            Schedule::KlOptimal => "kl_optimal",
+            Schedule::AlignYourSteps => "align_your_steps",
+            Schedule::Simple => "simple",
+            Schedule::Normal => "normal",
+            Schedule::Uniform => "uniform",
+            Schedule::DdimUniform => "ddim_uniform",
+            Schedule::LinearQuadratic => "linear_quadratic",
         }
     }
 
-    /// AUTOMATIC1111's `Schedule type` value for it.
-    pub fn a1111_name(self) -> &'static str {
-        match self {
+    /// AUTOMATIC1111's `Schedule type` label, where A1111 has the schedule.
+    pub fn a1111_label(self) -> Option<&'static str> {
+        Some(match self {
             Schedule::Default => "Automatic",
             Schedule::Karras => "Karras",
+            Schedule::Exponential => "Exponential",
+            Schedule::Polyexponential => "Polyexponential",
+            Schedule::SgmUniform => "SGM Uniform",
+            Schedule::KlOptimal => "KL Optimal",
+            Schedule::AlignYourSteps => "Align Your Steps",
+            Schedule::Simple => "Simple",
+            Schedule::Normal => "Normal",
+            Schedule::Uniform => "Uniform",
+            Schedule::DdimUniform => "DDIM",
+            Schedule::LinearQuadratic => return None,
+        })
+    }
+
+    /// AUTOMATIC1111's `Schedule type` value (the infotext writes `Automatic` for the default).
+    pub fn a1111_name(self) -> &'static str {
+        self.a1111_label().unwrap_or(self.name())
+    }
+
+    /// ComfyUI's scheduler name, where ComfyUI has the schedule (`default` is its `simple`).
+    pub fn comfyui_name(self) -> Option<&'static str> {
+        Some(match self {
+            Schedule::Default | Schedule::Simple => "simple",
+            Schedule::Karras => "karras",
+            Schedule::Exponential => "exponential",
+            Schedule::SgmUniform => "sgm_uniform",
+            Schedule::KlOptimal => "kl_optimal",
+            Schedule::Normal => "normal",
+            Schedule::DdimUniform => "ddim_uniform",
+            Schedule::LinearQuadratic => "linear_quadratic",
+            Schedule::Polyexponential | Schedule::AlignYourSteps | Schedule::Uniform => return None,
+        })
+    }
+
+    /// Whether `compat` has this schedule.
+    pub fn runs_in(self, compat: Compat) -> bool {
+        match compat {
+            Compat::Diffusers => matches!(self, Schedule::Default | Schedule::Karras),
+            Compat::A1111 => self.a1111_label().is_some(),
+            Compat::ComfyUi => self.comfyui_name().is_some(),
         }
     }
 
-    /// Reads a schedule name, ignoring ASCII case and surrounding blanks.
+    /// The schedules `compat` has, by Easel name, comma-separated.
+    pub fn names_in(compat: Compat) -> String {
+        Schedule::ALL.into_iter().filter(|s| s.runs_in(compat)).map(Schedule::name).collect::<Vec<_>>().join(", ")
+    }
+
+    /// Reads a schedule name: Easel's, A1111's label (`SGM Uniform`, `Automatic`) or ComfyUI's,
+    /// ignoring ASCII case and surrounding blanks.
     pub fn parse(text: &str) -> Option<Schedule> {
         let wanted = text.trim();
-        Schedule::ALL.into_iter().find(|s| s.name().eq_ignore_ascii_case(wanted))
+        if wanted.eq_ignore_ascii_case("automatic") {
+            return Some(Schedule::Default);
+        }
+        Schedule::ALL.into_iter().find(|s| {
+            s.name().eq_ignore_ascii_case(wanted)
+                || s.a1111_label().is_some_and(|l| l.eq_ignore_ascii_case(wanted) && *s != Schedule::Default)
+                || (*s != Schedule::Default && s.comfyui_name().is_some_and(|n| n.eq_ignore_ascii_case(wanted)))
+        })
     }
 
     /// The names, comma-separated, for messages that list what is accepted.
@@ -188,14 +380,21 @@ mod tests {
         assert_eq!(Sampler::parse("EULER-A"), Some(Sampler::EulerA));
         assert_eq!(Sampler::parse("k_euler"), None);
         assert_eq!(Schedule::parse("Karras"), Some(Schedule::Karras));
-        assert_eq!(Schedule::parse("exponential"), None);
+        assert_eq!(Schedule::parse("SGM Uniform"), Some(Schedule::SgmUniform));
+        assert_eq!(Schedule::parse("Automatic"), Some(Schedule::Default));
+        assert_eq!(Schedule::parse("DDIM"), Some(Schedule::DdimUniform));
+        assert_eq!(Sampler::parse("euler_ancestral"), Some(Sampler::EulerA));
+        assert_eq!(Schedule::parse("cosine"), None);
     }
 
     #[test]
     fn only_sigma_samplers_offer_karras() {
         assert_eq!(Sampler::karras_names(), "euler, heun, lms, dpmpp_2m, unipc");
-        assert_eq!(Sampler::Ddim.schedules(), [Schedule::Default]);
-        assert_eq!(Sampler::Euler.schedules(), [Schedule::Default, Schedule::Karras]);
-        assert!(Sampler::ALL.iter().all(|s| s.supports_karras() || s.default_schedule() == Schedule::Default));
+        assert_eq!(Sampler::Ddim.schedules(Compat::Diffusers), [Schedule::Default]);
+        assert_eq!(Sampler::Euler.schedules(Compat::Diffusers), [Schedule::Default, Schedule::Karras]);
+        assert!(Sampler::ALL.iter().all(|s| s.supports_karras() || s.default_schedule(Compat::Diffusers) == Schedule::Default));
+        // k-diffusion's samplers run every schedule their tool has.
+        assert_eq!(Sampler::Dpm2.schedules(Compat::A1111).len(), 11);
+        assert!(!Sampler::Dpm2.runs_in(Compat::Diffusers) && !Sampler::Pndm.runs_in(Compat::A1111));
     }
 }

@@ -20,7 +20,7 @@ use crate::api::networks::LoraRef;
 use crate::api::prompt::{DEFAULT_CLIP_SKIP, MAX_CLIP_SKIP};
 use crate::api::{
     FieldError, GenerateRequest, GenerationSettings, HiresRequest, ImageView, JobEvent, JobEventKind, JobStatus, Outpaint, PromptSyntax,
-    Sampler, Upscaler,
+    Sampler, Schedule, Upscaler,
 };
 
 /// Local-storage key of the form's last values (also written by "Use these settings" elsewhere).
@@ -134,6 +134,13 @@ impl Default for FormValues {
 }
 
 impl FormValues {
+    /// The compatibility mode chosen (diffusers when the field holds no known name).
+    pub fn compat_mode(&self) -> Compat {
+        Compat::parse(&self.compat).unwrap_or_default()
+    }
+}
+
+impl FormValues {
     pub fn is_img2img(&self) -> bool {
         self.mode == IMG2IMG
     }
@@ -210,7 +217,7 @@ impl FormValues {
         let batch_size = number("batch_size", &self.batch_size);
         let seed = if self.seed.trim().is_empty() { None } else { number("seed", &self.seed) };
         let clip_skip = number("clip_skip", &self.clip_skip);
-        let a1111 = self.compat == Compat::A1111.name();
+        let a1111 = self.compat_mode() == Compat::A1111;
         let subseed = if a1111 && !self.subseed.trim().is_empty() { number("subseed", &self.subseed) } else { None };
         let mut image = ImageRequest::default();
         if img2img {
@@ -581,7 +588,15 @@ pub fn GeneratePage() -> impl IntoView {
                                 prop:value=move || form.with(|f| f.sampler.clone())
                                 on:change=move |ev| form.update(|f| f.sampler = event_target_value(&ev))
                             >
-                                {Sampler::ALL.map(|s| view! { <option value=s.name()>{s.a1111_name()}</option> }).collect_view()}
+                                {Sampler::ALL
+                                    .map(|s| {
+                                        view! {
+                                            <option value=s.name() disabled=move || form.with(|f| !s.runs_in(f.compat_mode()))>
+                                                {s.a1111_name()}
+                                            </option>
+                                        }
+                                    })
+                                    .collect_view()}
                             </select>
                             {field_error("sampler")}
                         </div>
@@ -593,13 +608,15 @@ pub fn GeneratePage() -> impl IntoView {
                                 on:change=move |ev| form.update(|f| f.schedule = event_target_value(&ev))
                             >
                                 <option value="auto">"Automatic"</option>
-                                <option value="default">"Default"</option>
-                                <option
-                                    value="karras"
-                                    disabled=move || form.with(|f| !Sampler::parse(&f.sampler).is_some_and(Sampler::supports_karras))
-                                >
-                                    "Karras"
-                                </option>
+                                {Schedule::ALL
+                                    .map(|schedule| {
+                                        let offered = move |f: &FormValues| {
+                                            Sampler::parse(&f.sampler).is_some_and(|s| s.schedules(f.compat_mode()).contains(&schedule))
+                                        };
+                                        let label = if schedule == Schedule::Default { "Default" } else { schedule.a1111_name() };
+                                        view! { <option value=schedule.name() disabled=move || !form.with(offered)>{label}</option> }
+                                    })
+                                    .collect_view()}
                             </select>
                             {field_error("schedule")}
                         </div>

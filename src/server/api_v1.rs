@@ -79,22 +79,58 @@ struct SamplerInfo {
     name: Sampler,
     /// The name AUTOMATIC1111 shows for it.
     a1111_name: &'static str,
+    /// ComfyUI's `sampler_name`, where ComfyUI has it.
+    comfyui_name: Option<&'static str>,
+    /// Per compatibility mode that runs it: its default schedule and every schedule it can run.
+    modes: Vec<SamplerMode>,
+}
+
+#[derive(Serialize)]
+struct SamplerMode {
+    compat: crate::api::Compat,
     default_schedule: Schedule,
     schedules: Vec<Schedule>,
 }
 
-async fn samplers() -> Json<Vec<SamplerInfo>> {
-    Json(
-        Sampler::ALL
-            .into_iter()
-            .map(|sampler| SamplerInfo {
-                name: sampler,
-                a1111_name: sampler.a1111_name(),
-                default_schedule: sampler.default_schedule(),
-                schedules: sampler.schedules(),
-            })
-            .collect(),
-    )
+#[derive(Serialize)]
+struct ScheduleInfo {
+    name: Schedule,
+    /// A1111's `Schedule type` label and ComfyUI's scheduler name, where the tool has it.
+    a1111_name: Option<&'static str>,
+    comfyui_name: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct SamplerList {
+    samplers: Vec<SamplerInfo>,
+    schedules: Vec<ScheduleInfo>,
+}
+
+/// `GET /api/v1/samplers`: every sampler and schedule with both tools' names, and which
+/// combinations each compatibility mode runs.
+async fn samplers() -> Json<SamplerList> {
+    let samplers = Sampler::ALL
+        .into_iter()
+        .map(|sampler| SamplerInfo {
+            name: sampler,
+            a1111_name: sampler.a1111_name(),
+            comfyui_name: sampler.comfyui_name(),
+            modes: crate::api::Compat::ALL
+                .into_iter()
+                .filter(|c| sampler.runs_in(*c))
+                .map(|compat| SamplerMode {
+                    compat,
+                    default_schedule: sampler.default_schedule(compat),
+                    schedules: sampler.schedules(compat),
+                })
+                .collect(),
+        })
+        .collect();
+    let schedules = Schedule::ALL
+        .into_iter()
+        .map(|name| ScheduleInfo { name, a1111_name: name.a1111_label(), comfyui_name: name.comfyui_name() })
+        .collect();
+    Json(SamplerList { samplers, schedules })
 }
 
 #[derive(Deserialize)]

@@ -47,7 +47,7 @@ pub fn document() -> Value {
             "/api/v1/health": { "get": { "summary": "Liveness and readiness", "responses": {
                 "200": { "description": "ready" }, "503": { "description": "ONNX Runtime or the models dir is not usable" } } } },
             "/api/v1/config": { "get": { "summary": "The effective settings", "responses": { "200": { "description": "settings" } } } },
-            "/api/v1/samplers": { "get": { "summary": "Samplers and their schedules", "responses": { "200": { "description": "list" } } } },
+            "/api/v1/samplers": { "get": { "summary": "Samplers and schedules with A1111's and ComfyUI's names, and the combinations each compat mode runs", "responses": { "200": { "description": "`{samplers: [{name, a1111_name, comfyui_name, modes: [{compat, default_schedule, schedules}]}], schedules: [{name, a1111_name, comfyui_name}]}`" } } } },
             "/api/v1/prompt/tokens": { "get": { "summary": "How a prompt is cut into chunks and tokens, with each token's weight (the prompt box's token counter)",
                 "parameters": [
                     { "name": "text", "in": "query", "required": true, "schema": { "type": "string", "maxLength": MAX_PROMPT_CHARS } },
@@ -183,7 +183,7 @@ pub fn document() -> Value {
                     "width": size("width"),
                     "height": size("height"),
                     "sampler": { "type": "string", "enum": Sampler::ALL, "default": Sampler::DEFAULT },
-                    "schedule": { "type": "string", "enum": Schedule::ALL, "description": "default: karras for dpmpp_2m, default otherwise" },
+                    "schedule": { "type": "string", "enum": Schedule::ALL, "description": "default: the sampler's own (compat diffusers: karras for dpmpp_2m; a1111: Automatic; comfyui: simple); compat diffusers runs default and karras, a1111 and comfyui their tool's list (GET /api/v1/samplers)" },
                     "batch_size": { "type": "integer", "minimum": 1, "maximum": MAX_BATCH_SIZE, "default": 1 },
                     "model": { "type": "string", "description": "a name or alias from GET /api/v1/models; the default model when absent" },
                     "init_image": { "type": "string", "maxLength": MAX_IMAGE_ID, "description": "image-to-image: an upload id from POST /api/v1/uploads or the id of a generated image; sets width and height when they are absent, else it is resized (Lanczos)" },

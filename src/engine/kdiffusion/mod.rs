@@ -22,6 +22,7 @@ pub mod schedules;
 
 use super::noise::NoiseSource;
 use super::EngineError;
+pub use crate::api::{Sampler, Schedule};
 
 /// Whose copy of k-diffusion a sampler follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +55,7 @@ pub struct Context<'a> {
     pub flavor: Flavor,
 }
 
-/// The k-diffusion samplers Easel runs.
+/// The k-diffusion samplers Easel runs (their names live with [`Sampler`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KSampler {
     Euler,
@@ -68,49 +69,19 @@ pub enum KSampler {
 }
 
 impl KSampler {
-    pub const ALL: [KSampler; 8] = [
-        KSampler::Euler,
-        KSampler::EulerAncestral,
-        KSampler::Heun,
-        KSampler::Dpm2,
-        KSampler::Dpm2Ancestral,
-        KSampler::Lms,
-        KSampler::Dpmpp2m,
-        KSampler::Dpmpp2sAncestral,
-    ];
-
-    /// ComfyUI's name (`KSampler`'s `sampler_name`).
-    pub fn comfyui_name(self) -> &'static str {
-        match self {
-            KSampler::Euler => "euler",
-            KSampler::EulerAncestral => "euler_ancestral",
-            KSampler::Heun => "heun",
-            KSampler::Dpm2 => "dpm_2",
-            KSampler::Dpm2Ancestral => "dpm_2_ancestral",
-            KSampler::Lms => "lms",
-            KSampler::Dpmpp2m => "dpmpp_2m",
-            KSampler::Dpmpp2sAncestral => "dpmpp_2s_ancestral",
-        }
-    }
-
-    /// A1111's display name (the UI, the API's `sampler_name` and the infotext).
-    pub fn a1111_name(self) -> &'static str {
-        match self {
-            KSampler::Euler => "Euler",
-            KSampler::EulerAncestral => "Euler a",
-            KSampler::Heun => "Heun",
-            KSampler::Dpm2 => "DPM2",
-            KSampler::Dpm2Ancestral => "DPM2 a",
-            KSampler::Lms => "LMS",
-            KSampler::Dpmpp2m => "DPM++ 2M",
-            KSampler::Dpmpp2sAncestral => "DPM++ 2S a",
-        }
-    }
-
-    /// By either tool's name.
-    pub fn parse(name: &str) -> Option<KSampler> {
-        let name = name.trim();
-        Self::ALL.into_iter().find(|s| s.comfyui_name().eq_ignore_ascii_case(name) || s.a1111_name().eq_ignore_ascii_case(name))
+    /// The k-diffusion sampler a request's sampler names, if k-diffusion has it.
+    pub fn for_sampler(sampler: Sampler) -> Option<KSampler> {
+        Some(match sampler {
+            Sampler::Euler => KSampler::Euler,
+            Sampler::EulerA => KSampler::EulerAncestral,
+            Sampler::Heun => KSampler::Heun,
+            Sampler::Dpm2 => KSampler::Dpm2,
+            Sampler::Dpm2A => KSampler::Dpm2Ancestral,
+            Sampler::Lms => KSampler::Lms,
+            Sampler::Dpmpp2m => KSampler::Dpmpp2m,
+            Sampler::Dpmpp2sA => KSampler::Dpmpp2sAncestral,
+            Sampler::Pndm | Sampler::Ddim | Sampler::Unipc => return None,
+        })
     }
 
     /// Both tools compute one sigma more for these and drop the next-to-last.
@@ -118,11 +89,12 @@ impl KSampler {
         matches!(self, KSampler::Dpm2 | KSampler::Dpm2Ancestral)
     }
 
-    /// The schedule A1111's "Automatic" gives this sampler.
-    pub fn a1111_automatic(self) -> schedules::A1111Schedule {
+    /// The schedule A1111's "Automatic" gives this sampler (its sampler table's `scheduler`
+    /// option, else the model's own timesteps).
+    pub fn a1111_automatic(self) -> Schedule {
         match self {
-            KSampler::Euler | KSampler::EulerAncestral | KSampler::Heun | KSampler::Lms => schedules::A1111Schedule::Uniform,
-            KSampler::Dpm2 | KSampler::Dpm2Ancestral | KSampler::Dpmpp2m | KSampler::Dpmpp2sAncestral => schedules::A1111Schedule::Karras,
+            KSampler::Euler | KSampler::EulerAncestral | KSampler::Heun | KSampler::Lms => Schedule::Uniform,
+            KSampler::Dpm2 | KSampler::Dpm2Ancestral | KSampler::Dpmpp2m | KSampler::Dpmpp2sAncestral => Schedule::Karras,
         }
     }
 

@@ -4,102 +4,7 @@
 //! list ends with σ = 0 except A1111's KL Optimal, which ends at σ_min as A1111's does.
 
 use super::discrete::DiscreteSchedule;
-use super::{Flavor, KSampler};
-
-/// A1111's schedule types (the ones Easel reproduces).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum A1111Schedule {
-    /// The model's own timesteps, evenly spaced (k-diffusion `get_sigmas`).
-    Uniform,
-    Karras,
-    Exponential,
-    Polyexponential,
-    SgmUniform,
-    KlOptimal,
-    AlignYourSteps,
-    Simple,
-    Normal,
-    Ddim,
-}
-
-impl A1111Schedule {
-    pub const ALL: [A1111Schedule; 10] = [
-        A1111Schedule::Uniform,
-        A1111Schedule::Karras,
-        A1111Schedule::Exponential,
-        A1111Schedule::Polyexponential,
-        A1111Schedule::SgmUniform,
-        A1111Schedule::KlOptimal,
-        A1111Schedule::AlignYourSteps,
-        A1111Schedule::Simple,
-        A1111Schedule::Normal,
-        A1111Schedule::Ddim,
-    ];
-
-    /// The label A1111 shows and writes as `Schedule type`.
-    pub fn label(self) -> &'static str {
-        match self {
-            A1111Schedule::Uniform => "Uniform",
-            A1111Schedule::Karras => "Karras",
-            A1111Schedule::Exponential => "Exponential",
-            A1111Schedule::Polyexponential => "Polyexponential",
-            A1111Schedule::SgmUniform => "SGM Uniform",
-            A1111Schedule::KlOptimal => "KL Optimal",
-            A1111Schedule::AlignYourSteps => "Align Your Steps",
-            A1111Schedule::Simple => "Simple",
-            A1111Schedule::Normal => "Normal",
-            A1111Schedule::Ddim => "DDIM",
-        }
-    }
-
-    pub fn parse(label: &str) -> Option<A1111Schedule> {
-        let label = label.trim();
-        Self::ALL.into_iter().find(|s| s.label().eq_ignore_ascii_case(label) || s.label().replace(' ', "_").eq_ignore_ascii_case(label))
-    }
-}
-
-/// ComfyUI's schedulers (the ones Easel reproduces).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ComfySchedule {
-    Normal,
-    Karras,
-    Exponential,
-    SgmUniform,
-    Simple,
-    DdimUniform,
-    LinearQuadratic,
-    KlOptimal,
-}
-
-impl ComfySchedule {
-    pub const ALL: [ComfySchedule; 8] = [
-        ComfySchedule::Normal,
-        ComfySchedule::Karras,
-        ComfySchedule::Exponential,
-        ComfySchedule::SgmUniform,
-        ComfySchedule::Simple,
-        ComfySchedule::DdimUniform,
-        ComfySchedule::LinearQuadratic,
-        ComfySchedule::KlOptimal,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            ComfySchedule::Normal => "normal",
-            ComfySchedule::Karras => "karras",
-            ComfySchedule::Exponential => "exponential",
-            ComfySchedule::SgmUniform => "sgm_uniform",
-            ComfySchedule::Simple => "simple",
-            ComfySchedule::DdimUniform => "ddim_uniform",
-            ComfySchedule::LinearQuadratic => "linear_quadratic",
-            ComfySchedule::KlOptimal => "kl_optimal",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<ComfySchedule> {
-        Self::ALL.into_iter().find(|s| s.name().eq_ignore_ascii_case(name.trim()))
-    }
-}
+use super::{Flavor, KSampler, Schedule};
 
 /// torch's `linspace` in float32: the step in float32, the first half counted from the start,
 /// the second from the end.
@@ -237,54 +142,42 @@ fn linear_quadratic(n: usize, sigma_max: f32) -> Vec<f32> {
     schedule.into_iter().map(|x| x as f32 * sigma_max).collect()
 }
 
-/// A1111's sigmas for `sampler` at `steps` with schedule type `schedule` (`None`: Automatic).
-pub fn a1111(model: &DiscreteSchedule, sampler: KSampler, schedule: Option<A1111Schedule>, steps: usize) -> Vec<f32> {
-    let schedule = schedule.unwrap_or(sampler.a1111_automatic());
+/// The sigmas `model`'s tool runs `sampler` down for `steps` steps with `schedule`, as that
+/// tool computes them (A1111's `Automatic` resolved per sampler, ComfyUI's default being
+/// `simple`); both tools drop the next-to-last sigma for DPM2 and DPM2 a. An error names a
+/// schedule the tool does not have.
+pub fn sigmas(model: &DiscreteSchedule, sampler: KSampler, schedule: Schedule, steps: usize) -> Result<Vec<f32>, String> {
     let discard = sampler.discards_penultimate_sigma();
     let n = steps + usize::from(discard);
     let (lo, hi) = (model.sigma_min(), model.sigma_max());
-    let mut sigmas = match schedule {
-        A1111Schedule::Uniform => timesteps_spaced(model, n, false),
-        A1111Schedule::Karras => karras(n, lo, hi),
-        A1111Schedule::Exponential => exponential(n, lo, hi),
-        A1111Schedule::Polyexponential => polyexponential(n, lo, hi),
-        A1111Schedule::SgmUniform => timesteps_spaced(model, n, true),
-        A1111Schedule::KlOptimal => kl_optimal_a1111(n, lo, hi),
-        A1111Schedule::AlignYourSteps => align_your_steps(n),
-        A1111Schedule::Simple => simple(model, n),
-        A1111Schedule::Normal => timesteps_spaced(model, n, false),
-        A1111Schedule::Ddim => ddim(model, n, false),
+    let unknown = || format!("{} has no {schedule} schedule", if model.flavor == Flavor::A1111 { "A1111" } else { "ComfyUI" });
+    let mut sigmas = match model.flavor {
+        Flavor::A1111 => match if schedule == Schedule::Default { sampler.a1111_automatic() } else { schedule } {
+            Schedule::Uniform | Schedule::Normal => timesteps_spaced(model, n, false),
+            Schedule::Karras => karras(n, lo, hi),
+            Schedule::Exponential => exponential(n, lo, hi),
+            Schedule::Polyexponential => polyexponential(n, lo, hi),
+            Schedule::SgmUniform => timesteps_spaced(model, n, true),
+            Schedule::KlOptimal => kl_optimal_a1111(n, lo, hi),
+            Schedule::AlignYourSteps => align_your_steps(n),
+            Schedule::Simple => simple(model, n),
+            Schedule::DdimUniform => ddim(model, n, false),
+            Schedule::Default | Schedule::LinearQuadratic => return Err(unknown()),
+        },
+        Flavor::ComfyUi => match schedule {
+            Schedule::Default | Schedule::Simple => simple(model, n),
+            Schedule::Normal => timesteps_spaced(model, n, false),
+            Schedule::Karras => karras(n, lo, hi),
+            Schedule::Exponential => exponential(n, lo, hi),
+            Schedule::SgmUniform => timesteps_spaced(model, n, true),
+            Schedule::DdimUniform => ddim(model, n, true),
+            Schedule::LinearQuadratic => linear_quadratic(n, hi),
+            Schedule::KlOptimal => kl_optimal_comfyui(n, lo, hi),
+            Schedule::Polyexponential | Schedule::AlignYourSteps | Schedule::Uniform => return Err(unknown()),
+        },
     };
     if discard && sigmas.len() >= 2 {
         sigmas.remove(sigmas.len() - 2);
     }
-    sigmas
-}
-
-/// ComfyUI's sigmas (`KSampler.calculate_sigmas`) for `sampler` at `steps`.
-pub fn comfyui(model: &DiscreteSchedule, sampler: KSampler, schedule: ComfySchedule, steps: usize) -> Vec<f32> {
-    let discard = sampler.discards_penultimate_sigma();
-    let n = steps + usize::from(discard);
-    let (lo, hi) = (model.sigma_min(), model.sigma_max());
-    let mut sigmas = match schedule {
-        ComfySchedule::Normal => timesteps_spaced(model, n, false),
-        ComfySchedule::Karras => karras(n, lo, hi),
-        ComfySchedule::Exponential => exponential(n, lo, hi),
-        ComfySchedule::SgmUniform => timesteps_spaced(model, n, true),
-        ComfySchedule::Simple => simple(model, n),
-        ComfySchedule::DdimUniform => ddim(model, n, true),
-        ComfySchedule::LinearQuadratic => linear_quadratic(n, hi),
-        ComfySchedule::KlOptimal => kl_optimal_comfyui(n, lo, hi),
-    };
-    if discard && sigmas.len() >= 2 {
-        sigmas.remove(sigmas.len() - 2);
-    }
-    sigmas
-}
-
-impl Flavor {
-    /// The model schedule this tool's wrapper holds for SD 1.x.
-    pub fn sd15_schedule(self) -> DiscreteSchedule {
-        DiscreteSchedule::sd15(self)
-    }
+    Ok(sigmas)
 }

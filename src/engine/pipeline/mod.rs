@@ -20,8 +20,10 @@
 //! The random draws happen in diffusers' order, which differs by mode (see each step), so the
 //! same seed gives the same image. Progress counts the UNet calls of all passes from 1.
 
+pub mod guided_unet;
 mod hires;
 pub mod inpaint;
+mod ksampling;
 pub mod outpaint;
 pub mod randomness;
 pub mod stages;
@@ -203,6 +205,9 @@ pub fn generate(
     cancel: &CancelToken,
     progress: &mut dyn FnMut(&StepProgress<'_>),
 ) -> Result<Output, EngineError> {
+    if ksampling::flavor(settings.noise.compat).is_some() {
+        return ksampling::generate(model, settings, images, cancel, progress);
+    }
     let started = Instant::now();
     let missing = |what: &str| EngineError::InvalidRequest(format!("the request names {what} but none was given"));
     let init = match (&settings.init_image, &images.init) {

@@ -9,6 +9,7 @@
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
+pub use super::guided_unet::GuidedUnet;
 use super::randomness::Randomness;
 use super::DecodedImage;
 use crate::api::request::GenerationSettings;
@@ -177,95 +178,19 @@ pub fn denoise(
     cancel: &CancelToken,
     on_step: &mut dyn FnMut(DenoiseStep<'_>),
 ) -> Result<Denoised, EngineError> {
-    let text = run.text;
-    let [batch, channels, latent_h, latent_w] = run.latent_shape;
     let timesteps = scheduler.timesteps().to_vec();
     let mut unet_steps = Vec::with_capacity(run.calls.len());
-    let plane = latent_h * latent_w;
-    let extra = run.conditioning.len() / (batch * plane).max(1);
-    let split_above = model.split_guidance_tokens;
-    let mut unet = model.unet()?;
-    let sample_in = spec(&unet, "sample", 0)?;
-    let unet_channels = sample_in.dims.get(1).copied().unwrap_or(-1);
-    if unet_channels > 0 && unet_channels as usize != channels + extra {
-        return Err(EngineError::InvalidRequest(if unet_channels as usize > channels {
-            format!("this UNet takes {unet_channels} input channels (an inpainting model); give it an init image and a mask")
-        } else {
-            format!("this UNet takes {unet_channels} input channels; an inpainting request needs an inpainting model (9 channels)")
-        }));
-    }
-    let timestep_in = spec(&unet, "timestep", 1)?;
-    let context_in = spec(&unet, "encoder_hidden_states", 2)?;
+    let mut unet = GuidedUnet::new(model, run)?;
     for index in run.calls.clone() {
         check_cancel(cancel)?;
         let step_started = Instant::now();
         let mut scaled = latents.clone();
         scheduler.scale_model_input(&mut scaled, index);
-        let model_input = if extra == 0 {
-            scaled
-        } else {
-            // Per image: its scaled latents, then its conditioning channels.
-            let mut joined = Vec::with_capacity(batch * (channels + extra) * plane);
-            for (one, cond) in scaled.chunks(channels * plane).zip(run.conditioning.chunks(extra * plane)) {
-                joined.extend_from_slice(one);
-                joined.extend_from_slice(cond);
-            }
-            joined
-        };
-        // One UNet call per run of branches whose conditionings have the same length (A1111
-        // runs the halves of guidance separately when the prompt and the negative prompt have
-        // different chunk counts). Above `SdModel::split_guidance_tokens` latent positions
-        // (default [`SPLIT_GUIDANCE_TOKENS`]) every branch is its own call instead: the UNet's
-        // self-attention holds a positions² matrix per head and image (17 GB for a pair at
-        // 1024², which does not fit in 24 GB), and each branch's result is the same.
-        let branches = text.branches(index - run.calls.start);
-        let dim = text.dim();
-        let tokens_of = |e: &Encoding| e.len() / dim;
-        let split = branches.len() > 1 && latent_h * latent_w > split_above;
-        let mut groups: Vec<Vec<usize>> = Vec::new();
-        for j in 0..branches.len() {
-            match groups.last_mut() {
-                Some(group) if !split && tokens_of(branches[group[0]].1) == tokens_of(branches[j].1) => group.push(j),
-                _ => groups.push(vec![j]),
-            }
-        }
-        let mut noise: Vec<Vec<f32>> = vec![Vec::new(); branches.len()];
-        for group in &groups {
-            let per_call = batch * group.len();
-            let tokens = tokens_of(branches[group[0]].1);
-            let sample: Vec<f32> = model_input.iter().copied().cycle().take(model_input.len() * group.len()).collect();
-            let mut context = Vec::with_capacity(per_call * tokens * dim);
-            for &j in group {
-                for _ in 0..batch {
-                    context.extend_from_slice(branches[j].1);
-                }
-            }
-            let (_, out) = unet.run(
-                vec![
-                    (&sample_in, InputData::Float { shape: vec![per_call, channels + extra, latent_h, latent_w], data: &sample }),
-                    (&timestep_in, InputData::Timestep { value: timesteps[index], batch: per_call }),
-                    (&context_in, InputData::Float { shape: vec![per_call, tokens, dim], data: &context }),
-                ],
-                "out_sample",
-            )?;
-            for (k, &j) in group.iter().enumerate() {
-                noise[j] = out[k * latents.len()..(k + 1) * latents.len()].to_vec();
-            }
-        }
+        let call = index - run.calls.start;
+        let outputs = unet.branch_outputs(&scaled, timesteps[index], call)?;
         // ε = ε_u + Σ_j w_j·g·(ε_j − ε_u): diffusers' `u + g·(c − u)` for one part of weight 1
         // (bit for bit), A1111's composable guidance for `AND` parts.
-        let guided_noise: Vec<f32> = if text.guided {
-            let mut sum = noise[0].clone();
-            for (j, (weight, _)) in branches.iter().enumerate().skip(1) {
-                let scale = weight * run.cfg_scale;
-                for ((acc, &u), &c) in sum.iter_mut().zip(&noise[0]).zip(&noise[j]) {
-                    *acc += scale * (c - u);
-                }
-            }
-            sum
-        } else {
-            noise.swap_remove(0)
-        };
+        let guided_noise = unet.guide(outputs, call);
         latents = scheduler.step(&guided_noise, index, &latents, rng);
         unet_steps.push(step_started.elapsed());
         on_step(DenoiseStep { index, latents: &mut latents });
@@ -273,13 +198,33 @@ pub fn denoise(
     Ok(Denoised { latents, unet_steps })
 }
 
+/// How decoded pixels in [−1, 1] become 8-bit values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quantize {
+    /// diffusers: `(x/2 + 0.5)` clamped, times 255, rounded half to even (numpy's `round`).
+    Round,
+    /// A1111 and ComfyUI: `(x + 1)/2` clamped, times 255, truncated (`astype(np.uint8)`).
+    Truncate,
+}
+
 /// Stage 4: decodes `latents` (`[batch, 4, h, w]`) with the VAE, one image at a time to bound
-/// memory.
+/// memory; pixels rounded as diffusers does.
 pub fn decode_latents(
     model: &mut SdModel,
     latents: &[f32],
     latent_shape: [usize; 4],
     cancel: &CancelToken,
+) -> Result<Vec<DecodedImage>, EngineError> {
+    decode_latents_as(model, latents, latent_shape, cancel, Quantize::Round)
+}
+
+/// [`decode_latents`] with the pixels quantised as `quantize` says.
+pub fn decode_latents_as(
+    model: &mut SdModel,
+    latents: &[f32],
+    latent_shape: [usize; 4],
+    cancel: &CancelToken,
+    quantize: Quantize,
 ) -> Result<Vec<DecodedImage>, EngineError> {
     let [batch, channels, latent_h, latent_w] = latent_shape;
     let scale = vae_scaling_factor(model);
@@ -297,7 +242,11 @@ pub fn decode_latents(
                 message: format!("output has shape {shape:?}, expected [1, 3, H, W]"),
             });
         };
-        images.push(DecodedImage { index, width: w as u32, height: h as u32, rgb: to_rgb8(&pixels, w, h) });
+        let rgb = match quantize {
+            Quantize::Round => to_rgb8(&pixels, w, h),
+            Quantize::Truncate => to_rgb8_truncated(&pixels, w, h),
+        };
+        images.push(DecodedImage { index, width: w as u32, height: h as u32, rgb });
     }
     Ok(images)
 }
@@ -310,6 +259,20 @@ fn to_rgb8(chw: &[f32], width: usize, height: usize) -> Vec<u8> {
         for c in 0..3 {
             let x = (chw[c * plane + i] / 2.0 + 0.5).clamp(0.0, 1.0);
             rgb.push((x * 255.0).round_ties_even() as u8);
+        }
+    }
+    rgb
+}
+
+/// `[3, H, W]` planes in [−1, 1] to RGB8 as A1111 and ComfyUI save them: `(x + 1)/2` clamped
+/// to [0, 1], times 255, truncated.
+fn to_rgb8_truncated(chw: &[f32], width: usize, height: usize) -> Vec<u8> {
+    let plane = width * height;
+    let mut rgb = Vec::with_capacity(plane * 3);
+    for i in 0..plane {
+        for c in 0..3 {
+            let x = ((chw[c * plane + i] + 1.0) / 2.0).clamp(0.0, 1.0);
+            rgb.push((255.0 * x) as u8);
         }
     }
     rgb

@@ -30,9 +30,10 @@ use crate::engine::noise::NoiseSource;
 use config::ClassConfig;
 pub use config::SchedulerConfig;
 
-/// The diffusers class a sampler reproduces (its parity reference).
-pub fn diffusers_class(sampler: Sampler) -> &'static str {
-    match sampler {
+/// The diffusers class a sampler reproduces (its parity reference); `None` for k-diffusion's
+/// samplers diffusers has no class for.
+pub fn diffusers_class(sampler: Sampler) -> Option<&'static str> {
+    Some(match sampler {
         Sampler::Pndm => "PNDMScheduler",
         Sampler::Ddim => "DDIMScheduler",
         Sampler::Euler => "EulerDiscreteScheduler",
@@ -41,7 +42,8 @@ pub fn diffusers_class(sampler: Sampler) -> &'static str {
         Sampler::Lms => "LMSDiscreteScheduler",
         Sampler::Dpmpp2m => "DPMSolverMultistepScheduler",
         Sampler::Unipc => "UniPCMultistepScheduler",
-    }
+        Sampler::Dpm2 | Sampler::Dpm2A | Sampler::Dpmpp2sA => return None,
+    })
 }
 
 /// Errors building a scheduler.
@@ -51,6 +53,8 @@ pub enum SchedulerError {
     Json(String),
     #[error("sampler {0} has no karras schedule; use the default schedule, or one of {karras}", karras = Sampler::karras_names())]
     KarrasUnsupported(Sampler),
+    #[error("sampler {0} with schedule {1} runs in the a1111 and comfyui compat modes only; use compat a1111 or comfyui")]
+    KDiffusionOnly(Sampler, Schedule),
     #[error("steps {steps} is out of range; use 1 to {max}")]
     Steps { steps: usize, max: usize },
     #[error("scheduler_config.json has {key} = {value}; expected {expected}")]
@@ -98,6 +102,9 @@ pub fn build_scheduler(
     config: &SchedulerConfig,
     steps: usize,
 ) -> Result<Box<dyn Scheduler>, SchedulerError> {
+    if !kind.runs_in(crate::api::Compat::Diffusers) || !schedule.runs_in(crate::api::Compat::Diffusers) {
+        return Err(SchedulerError::KDiffusionOnly(kind, schedule));
+    }
     match kind {
         Sampler::Pndm => build::<pndm::PndmConfig>(schedule, config, steps),
         Sampler::Ddim => build::<ddim::DdimConfig>(schedule, config, steps),
@@ -107,6 +114,7 @@ pub fn build_scheduler(
         Sampler::Lms => build::<lms::LmsConfig>(schedule, config, steps),
         Sampler::Dpmpp2m => build::<dpmpp_2m::DpmSolverConfig>(schedule, config, steps),
         Sampler::Unipc => build::<unipc::UniPcConfig>(schedule, config, steps),
+        Sampler::Dpm2 | Sampler::Dpm2A | Sampler::Dpmpp2sA => Err(SchedulerError::KDiffusionOnly(kind, schedule)),
     }
 }
 

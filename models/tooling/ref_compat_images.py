@@ -1,0 +1,924 @@
+"""Reference fixtures for Easel's compat modes end to end: the final latents and the 8-bit images that
+AUTOMATIC1111 and ComfyUI make for a few text-to-image settings with the tiny test model.
+
+Owns: ``tests/fixtures/compat_images/`` — the case list below, the recording, and ``cases.json`` (the index).
+Nothing of the upstream programs is copied into this project: prompt parsing, text conditioning, noise,
+sigma schedules, the denoiser wrappers, classifier-free guidance and the samplers come from RUNNING the
+upstream modules out of checkouts given on the command line (crowsonkb's k-diffusion and torchsde from the
+pinned PyPI packages), with small stand-ins (installed into ``sys.modules`` here) for the heavy modules they
+import. The networks are the tiny model of ``models/tiny-sd-torch`` run by diffusers: ``UNet2DConditionModel``
+stands in for LDM's ``UNetModel`` (A1111) and ComfyUI's ``comfy.ldm`` UNet, ``AutoencoderKL.decode`` for
+their first-stage decoders (same architecture and maths, float32 on the CPU); the text encoder and both
+tools' conditioning are exactly ``tooling.ref_prompts``' (A1111 ``prompt_parser`` +
+``FrozenCLIPEmbedderWithCustomWords``; ComfyUI ``sd1_clip`` token weights).
+
+A1111 (``StableDiffusionProcessingTxt2Img`` as ``process_images_inner`` runs it; processing.py itself is too
+heavy to import, so its few lines around the sampler are followed here and listed in ``cases.json``):
+conditioning from ``get_multicond_learned_conditioning`` / ``get_learned_conditioning`` over
+``SdConditioning`` batches; ``p.rng = rng.ImageRNG((4, h/8, w/8), p.seeds, subseeds, subseed_strength)``;
+``x = p.rng.next()``; ``sd_samplers_kdiffusion.KDiffusionSampler.sample`` (upstream: ``get_sigmas`` with
+``sd_schedulers``, ``x * sigmas[0]``, ``initialize`` -> ``TorchHijack`` noise from ``ImageRNG.next()``,
+``CFGDenoiserKDiffusion.forward`` -> k-diffusion ``CompVisDenoiser`` -> ``sd_model.apply_model``,
+``combine_denoised``); decode per image through ``sd_samplers_common.decode_first_stage``; then
+``clamp((x + 1) / 2, 0, 1)``, ``255. * x``, ``astype(np.uint8)``. The webui is taken as run in float32
+(``--no-half``, as on a CPU): ``devices.dtype*`` are float32.
+
+ComfyUI (the KSampler node: ``nodes.common_ksampler`` -> ``comfy.sample.sample`` -> ``KSampler`` ->
+``CFGGuider``): ``EmptyLatentImage`` zeros; ``comfy.sample.prepare_noise``; ``KSampler(...).sigmas``
+(``calculate_sigmas`` over ``ModelSamplingDiscrete``); the upstream ``CFGGuider`` from ``inner_sample`` down
+(``process_conds`` / ``encode_model_conds``, ``KSAMPLER.sample`` with ``noise_scaling`` and
+``KSamplerX0Inpaint``, ``sampling_function`` -> ``calc_cond_batch`` -> ``cfg_function``,
+``process_latent_out``); a ``BaseModel`` stand-in whose ``apply_model`` follows ``BaseModel._apply_model``
+(``EPS.calculate_input``, ``ModelSamplingDiscrete.timestep``, the UNet, ``calculate_denoised``); decode:
+``VAE.decode`` (``clamp((x + 1) / 2, 0, 1)``) and ``SaveImage`` (``255. * x``, ``np.clip``, ``astype``).
+
+Upstream files used (commits and sha256 recorded in ``cases.json`` "source"; ``RUN`` = imported and run,
+``READ`` = followed by the recording): see ``A1111_FILES`` / ``COMFYUI_FILES`` below (A1111 82a973c,
+v1.10.1; Comfy-Org/ComfyUI a125cd8). A file whose content differs from the pinned one is recorded with
+``"commit": null``.
+
+Run from ``models/``::
+
+    .venv/bin/python -m tooling.ref_compat_images --a1111 /path/to/stable-diffusion-webui \\
+        --comfyui /path/to/ComfyUI ../tests/fixtures/compat_images
+
+(or ``EASEL_A1111=... EASEL_COMFYUI=... models/sdtool reference compat_images tests/fixtures/compat_images``).
+
+Writes per case ``<case>/settings.json`` (the request in Easel's vocabulary, nothing else),
+``<case>/latents.npy`` ([B,4,h/8,w/8] float32: the sampler's result in the model's latent space, before
+the decoder's 1/0.18215 scaling), ``<case>/noise.npy`` (the initial noise, before the sigma scaling),
+``<case>/sigmas.npy`` (the schedule handed to the sampler function), ``<case>/image_<i>.png`` (the uint8
+image) and ``cases.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import importlib
+import io
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import types
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import ref_kdiffusion as kd
+from . import ref_prompts
+
+# --------------------------------------------------------------------------------------------------
+# Pinned upstream revisions: file -> (role, commit that last changed it at the checkout commit, sha256 LF)
+# --------------------------------------------------------------------------------------------------
+
+RUN, READ = "run", "read"
+
+A1111_REPO = "AUTOMATIC1111/stable-diffusion-webui"
+A1111_COMMIT = "82a973c04367123ae98bd9abdf80d9eda9b910e2"  # master, 2024-07-27 (v1.10.1)
+A1111_FILES = {
+    "modules/prompt_parser.py": (RUN, "d686e73daa6cca399fe68976922cabde681f69f1",
+                                 "6525416d30d671c4f2a507176d13d56a155b8f2a6de06c915d5990facef71d26"),
+    "modules/sd_hijack_clip.py": (RUN, "d686e73daa6cca399fe68976922cabde681f69f1",
+                                  "951b191062d489b8928f0bc52ad408f889d15faed1865df6fc9788e6ccc2f781"),
+    "modules/sd_emphasis.py": (RUN, "e3fa46f26f78c01969eaca2708be4e2b4928c5a2",
+                               "c5bb622b86eb2848377a894029967a1e31be9c759ac62eacff70c2e95066dc73"),
+    "modules/textual_inversion/textual_inversion.py": (RUN, "c5b7559856c5f64792c2425d11890a121497e6bc",
+                                                       "bd39ec500357a6f94cfcb8cad9f7eb0c96cb088f4bd887e298994e295ace2749"),
+    "modules/rng.py": (RUN, "e3fa46f26f78c01969eaca2708be4e2b4928c5a2",
+                       "ccd5bf87e37cb8ddb0b0424f7bd94e464fd021b866deca56401eedcd91d2d190"),
+    "modules/rng_philox.py": (RUN, "0904df84e296c10fe0ccb37a3b689e6b96d87e41",
+                              "3f711d9e17488e9bdedefa06345d4085b8659331b5778454b0e40eaf9c128b5f"),
+    "modules/sd_samplers_kdiffusion.py": (RUN, "874954060297d847bf30cc5d220effe80ac18968",
+                                          "dfea07c3b6cc0af999add570bc0bb7249b0d6f86a71fbacb7d144a8dd1980555"),
+    "modules/sd_samplers_cfg_denoiser.py": (RUN, "0a6628bad0615a640efd99937eb6d10d6d648975",
+                                            "7a3126d2d1bffb657fcc7b7d197af77add52ef5c3c88c913f3d34217a7027ef9"),
+    "modules/sd_samplers_common.py": (RUN, "a8fba9af35a081ada8c563fc6c76212dd131be01",
+                                      "d5a5ead146fd150164a1acfb300a1f9694b6a4d8d93b25adeac3928840fb344e"),
+    "modules/sd_samplers_extra.py": (RUN, "066afda2f6f650fe108d285a239d08d59d92590d",
+                                     "5f673c435dab251f1bc1f7273be88e0993b6a0a9660c3ae5e1c5a57dd3890181"),
+    "modules/sd_schedulers.py": (RUN, "f6f055a93df4fb1a59fa8f28e3b8f092fd7ba511",
+                                 "9e7e3d9102f9d0c6c1acdd09a94b19251b8e0ac25dd03f417e39564420366e57"),
+    "modules/script_callbacks.py": (RUN, "bba306d414f1e81c979ae53271c022df08ef7388",
+                                    "d2d2f35509e82ff80a93336ee23108fd038000af8fdcb9f6354ba314fd6d71d5"),
+    "modules/shared_options.py": (READ, "5a10bb9aa6d4a46f5e14fa43648f4cb08ae1275b",
+                                  "84d2e1e02e18028f022e55978f0838d5b3a8bbe453066326263dde02d3020525"),
+    "configs/v1-inference.yaml": (READ, "022d835565f253841f7f9272ba320bb0cec4770d",
+                                  "1e1f2fe98489309e3c2ab847c720f8cb016807c39ffdaea3df5dc7358991baa9"),
+    "modules/processing.py": (READ, "d67348a0a54a4d4c612673d3622ef0a617036646",
+                              "62cddd2d3c3913bd05fc33c39aed48ddf5274ed6e6c5326ee56e7f7b8b3ab144"),
+    "modules/sd_hijack_unet.py": (READ, "ffead92d4e36a5082fa6ac5dd54c88477c9b524e",
+                                  "799b08d59a835ee0c8454e18786078e6eecce2a9337151f8c3422cb4acf1ff1c"),
+}
+COMFYUI_REPO = "Comfy-Org/ComfyUI"  # formerly comfyanonymous/ComfyUI
+COMFYUI_COMMIT = "a125cd84b054a57729b5eecab930ca9408719832"  # master, 2025-10-12
+COMFYUI_FILES = {
+    "comfy/sd1_clip.py": (RUN, "5a8f502db5889873ffa13132b603b7b6daac605a",
+                          "699ac0ac2ce16b31f0ad4933e0c595843886304cdaf456739d3c5a3a3b36da9c"),
+    "comfy/sample.py": (RUN, "a618f768e06d72acc5b97d78a9ae209cbae14654",
+                        "5e97452ec4f29e558c60fd2d050a2705f4dc5bca661c2b0f2de49edcfd1b6e6f"),
+    "comfy/samplers.py": (RUN, "196954ab8c55bc4ac48113686a57ce250677c7b5",
+                          "23d5c6d83bc4649833e8c79f61418288c380d0b14aaa8ca6063950fff36c844b"),
+    "comfy/sampler_helpers.py": (RUN, "e4f7ea105f4b3034593f316560d952b80453e344",
+                                 "eee411e01b12017962f0ba36b3a7041dab20186081a06eb5bab059c694089316"),
+    "comfy/k_diffusion/sampling.py": (RUN, "1a85483da159f2800407ae5a8a45eb0d88ffce2d",
+                                      "6bce1a552e847c6c65c6f134cdc9b5a68d5f93586872b709d376c6f9c2591a12"),
+    "comfy/k_diffusion/utils.py": (RUN, "2b14041d4bda0b05f6b5277b37b845e719fcf3dc",
+                                   "fc30630d8a0e4520b2e864c8f84deea3231c9b04d3f1404fec93fc425f629272"),
+    "comfy/k_diffusion/deis.py": (RUN, "d9d7f3c6199d4d0547dff1410ca8fb3d9215f43e",
+                                  "8d4e5057a062b77ef2e33af8208a2d6a3c3fbb431315a4c37689a307d66bc807"),
+    "comfy/k_diffusion/sa_solver.py": (RUN, "aac10ad23a8f65243fcfca7afa7a72c1740312d6",
+                                       "84f54b743f6491ea8e0a8ff21db88579016e374c9b7a05b3d84c3ac4454af461"),
+    "comfy/extra_samplers/uni_pc.py": (RUN, "507199d9a8902f9dd35a90d4bd2fc3b12cdf54f1",
+                                       "62a3bc207d60d10fc2700459c2090961ffa9f1199f1f1213ade0e4b97be6b04c"),
+    "comfy/model_sampling.py": (RUN, "6e59934089df3375e39db174340b6a937b226c83",
+                                "127dd382157084b35d7500c83552bb40c0b9287ed09096ee699dd3695aa7c04a"),
+    "comfy/ldm/modules/diffusionmodules/util.py": (RUN, "d7969cb070f9a59663d0b4ce7aabe7d49e236fc3",
+                                                   "18db468ff259fda6737c0aee17a9d007d08b0067945e9164fd5d0221926a671e"),
+    "comfy/latent_formats.py": (RUN, "c1297f4eb38a63e2f99c9fa76e32e3a36c933b85",
+                                "9979565e55598de60c65b271585b25b415773bef47f56de37aa6ed416afcd640"),
+    "comfy/conds.py": (RUN, "84f9759424ccbd8de710960c79f0f1d28eef2776",
+                       "be2e5766726d9cf3a886b610a986a548f1c05f74d788f328c022ca0c56b7b9b0"),
+    "comfy/utils.py": (RUN, "4293e4da214f77a3fde97c15f0691307e61bc18d",
+                       "b7b95a92a04dca297fd183a7105b89a8c8d78807d282ab670abeb5c6b9b767d4"),
+    "comfy/cli_args.py": (RUN, "ea6cdd2631fbca6ed81b95796150c32c9a029f0d",
+                          "403f75fad8c9ffd0cd6e28531e5bafc5c4024eef868b232f6f95ca40e1ebbb20"),
+    "comfy/options.py": (RUN, "3039b08eb16777431946ed9ae4a63c5466336bff",
+                         "a9d0bb41f5b8d393efc264e83e5f3003ce52c87aca585c0e8ab97bbaea87c8bb"),
+    "comfy/checkpoint_pickle.py": (RUN, "735ac4cf81862b21902b312930ebfc92eef63357",
+                                   "3653f99ff696078e546d30175c43b46a28af0d6d780170b113d6c6327769940e"),
+    "comfy/patcher_extension.py": (RUN, "fc247150fec502b1834390516b556a87003f1d79",
+                                   "31508b469685b1eaa36ad9087c047acc3755f56ecdd7ec408a0b09395daf8880"),
+    "comfy/model_patcher.py": (RUN, "f1dd6e50f891b1d2b17e4b8d26d422634fe49595",
+                               "7db37893ed49eb7fa4fce9bfaf1446615d57665951769384f43178b9985648aa"),
+    "nodes.py": (READ, "81e4dac107c24b1655babc47c99c33551c96a644",
+                 "88f3c18338cfc2dc6b5bef1a24dbe9f49898e23ef01df05093189ae2e432d3d7"),
+    "comfy/sd.py": (READ, "84e9ce32c6d9d340404ee0798a426dae52bbee8b",
+                    "00579b03a415ef2f152da12fbf1cbe3d22aa465ac591cc7ee7dbd95633260eee"),
+    "comfy/model_base.py": (READ, "dc95b6acc0ef4962460592d417db4024f7160586",
+                            "91edb703aebe1d521f9ea15d4a2b36f12705aae684520afe14a965f28694060a"),
+}
+# A1111 options the recording reads (modules.shared.opts): the sampling ones of ref_kdiffusion and the ones
+# CFGDenoiser.forward, store_latent, decode_first_stage and setup_conds read. Defaults from shared_options.py.
+A1111_OPT_KEYS = [*kd.A1111_OPT_KEYS, "refiner_switch_by_sample_steps", "s_min_uncond_all", "pad_cond_uncond",
+                  "pad_cond_uncond_v0", "batch_cond_uncond", "live_preview_content", "live_previews_enable",
+                  "show_progress_every_n_steps", "show_progress_type", "live_preview_fast_interrupt",
+                  "sd_vae_decode_method", "use_old_scheduling"]
+
+# --------------------------------------------------------------------------------------------------
+# Cases
+# --------------------------------------------------------------------------------------------------
+
+PROMPT = "a red fox in the snow, (watercolor:1.2)"
+NEGATIVE = "blurry"
+STEPS = 6
+CFG = 7.0
+SIZE = 64
+
+
+@dataclass
+class Settings:
+    """One request, in Easel's request vocabulary (the keys of ``GenerateRequest``); nothing else."""
+    seed: int
+    batch_size: int
+    compat: str  # "a1111" | "comfyui"
+    sampler: str  # the tool's own name: A1111 display name ("Euler a"), ComfyUI sampler name ("euler_ancestral")
+    schedule: str  # A1111 "Schedule type" label ("Automatic", "Karras"), ComfyUI scheduler name
+    randn_source: str | None = None  # Easel's names: "nv" | "cpu" (A1111's opts.randn_source "NV" | "CPU")
+    subseed: int | None = None
+    subseed_strength: float = 0.0
+    prompt: str = PROMPT
+    negative_prompt: str = NEGATIVE
+    steps: int = STEPS
+    cfg_scale: float = CFG
+    width: int = SIZE
+    height: int = SIZE
+    prompt_syntax: str = ""  # "a1111" | "comfyui": set from compat
+
+    def __post_init__(self):
+        self.prompt_syntax = self.prompt_syntax or self.compat
+
+
+@dataclass
+class Case:
+    name: str
+    what: str
+    settings: Settings
+
+
+CASES = [
+    Case("a1111_euler_a_automatic_s42_b2", "A1111 Euler a (Automatic: k-diffusion's own schedule), two images "
+         "seeded 42 and 43, CPU noise, ancestral noise from each image's generator",
+         Settings(seed=42, batch_size=2, compat="a1111", sampler="Euler a", schedule="Automatic", randn_source="cpu")),
+    Case("a1111_dpmpp_2m_karras_s7_nv", "A1111 DPM++ 2M Karras, NV (Philox) noise, deterministic sampler",
+         Settings(seed=7, batch_size=1, compat="a1111", sampler="DPM++ 2M", schedule="Karras", randn_source="nv")),
+    Case("a1111_euler_automatic_s1234_b2_var99", "A1111 Euler, variation seed 99 at strength 0.3: both images use "
+         "seed 1234 (all_seeds are not seed + i when the strength is > 0), slerped with subseeds 99 and 100",
+         Settings(seed=1234, batch_size=2, compat="a1111", sampler="Euler", schedule="Automatic", randn_source="cpu",
+                  subseed=99, subseed_strength=0.3)),
+    Case("comfyui_euler_ancestral_normal_s42_b2", "ComfyUI euler_ancestral / normal, batch 2: one CPU draw for the "
+         "batch, step noise from default_noise_sampler(x, seed)",
+         Settings(seed=42, batch_size=2, compat="comfyui", sampler="euler_ancestral", schedule="normal")),
+    Case("comfyui_dpmpp_2m_karras_s7", "ComfyUI dpmpp_2m / karras",
+         Settings(seed=7, batch_size=1, compat="comfyui", sampler="dpmpp_2m", schedule="karras")),
+    Case("comfyui_heun_simple_s3", "ComfyUI heun / simple (two model evaluations per step but the last)",
+         Settings(seed=3, batch_size=1, compat="comfyui", sampler="heun", schedule="simple")),
+]
+
+SCHEMA = {
+    "settings.json": "the request in Easel's vocabulary (GenerateRequest keys only): prompt, negative_prompt, seed, "
+                     "steps, cfg_scale, width, height, batch_size, compat (a1111 | comfyui), sampler (the tool's "
+                     "name: A1111 display name, ComfyUI sampler name), schedule (A1111 Schedule type label, ComfyUI "
+                     "scheduler name), randn_source (nv | cpu; null for comfyui), subseed (null when none), "
+                     "subseed_strength (0 when none), prompt_syntax (a1111 | comfyui)",
+    "latents.npy": "[B,4,h/8,w/8] float32: the sampler function's result in the model's latent space (A1111: "
+                   "KDiffusionSampler.sample's return; ComfyUI: KSAMPLER.sample's return, i.e. after "
+                   "inverse_noise_scaling and before process_latent_out). The decoder input is latents / 0.18215 "
+                   "(A1111: LDM decode_first_stage computes 1. / scale_factor * z; ComfyUI: "
+                   "latent_formats.SD15.process_out, latent / scale_factor, whose result is the KSampler node's "
+                   "LATENT)",
+    "noise.npy": "[B,4,h/8,w/8] float32: the initial noise before any sigma scaling (A1111: ImageRNG.next() the first "
+                 "time; ComfyUI: comfy.sample.prepare_noise)",
+    "sigmas.npy": "[steps + 1] float32: the sigmas handed to the sampler function",
+    "image_<i>.png": "RGB 8-bit, h x w: the tool's uint8 image of batch item i (no metadata)",
+    "cases[].tool": "what the tool did for this case (seeds, initial x scale, model calls, noise draws, UNet batch "
+                    "layout, latents as the tool hands them to the decoder)",
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------------
+
+def _source(root: Path, repo: str, commit: str, files: dict, log) -> dict:
+    recorded, all_pinned = {}, True
+    for f, (role, file_commit, digest) in files.items():
+        actual = kd._file_digest(root / f)
+        pinned = actual == digest
+        all_pinned &= pinned
+        if not pinned:
+            log(f"  warning: {root / f} is not the pinned revision ({repo} {file_commit}); recorded with commit null")
+        recorded[f] = {"role": role, "commit": file_commit if pinned else None, "sha256_lf": actual}
+    head = kd._git_head(root)
+    return {"repo": repo, "commit": head or (commit if all_pinned else None), "files": recorded,
+            "recorder": "models/tooling/ref_compat_images.py"}
+
+
+def _f32(t) -> np.ndarray:
+    return np.ascontiguousarray(t.detach().cpu().float().numpy().astype("<f4"))
+
+
+def load_networks():
+    """The tiny model's UNet and VAE (diffusers, float32, eval) and its VAE scaling factor."""
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    from . import quiet_diffusers
+    from .reference import default_torch_model
+
+    quiet_diffusers()
+    model_dir = default_torch_model(log=lambda *_: None)
+    unet = UNet2DConditionModel.from_pretrained(str(model_dir / "unet"), torch_dtype=torch.float32).eval()
+    vae = AutoencoderKL.from_pretrained(str(model_dir / "vae"), torch_dtype=torch.float32).eval()
+    return unet, vae, float(vae.config.scaling_factor)
+
+
+class UNetCalls:
+    """Counts UNet evaluations and records the layout of the first batch (which rows are cond / uncond)."""
+
+    def __init__(self, cond, uncond):
+        self.cond, self.uncond = cond, uncond
+        self.calls, self.first_batch, self.timesteps = 0, None, []
+
+    def note(self, context, t):
+        import torch
+
+        self.calls += 1
+        self.timesteps.append(float(t.reshape(-1)[0]))
+        if self.first_batch is None:
+            rows = []
+            for row in context:
+                if torch.equal(row, self.cond):
+                    rows.append("cond")
+                elif torch.equal(row, self.uncond):
+                    rows.append("uncond")
+                else:
+                    rows.append("other")
+            self.first_batch = rows
+
+
+def _stand_in_missing(name: str, **attrs) -> None:
+    """``name`` as a stand-in module unless the package is installed (then the real one is used)."""
+    if kd._missing(name):
+        kd._module(name, **attrs)
+
+
+# --------------------------------------------------------------------------------------------------
+# A1111
+# --------------------------------------------------------------------------------------------------
+
+class A1111:
+    """A1111's txt2img sampling path from a checkout: ref_prompts' conditioning set-up, then rng,
+    sd_schedulers, sd_samplers_kdiffusion / sd_samplers_cfg_denoiser / sd_samplers_common and
+    script_callbacks, around a LatentDiffusion stand-in that runs the tiny diffusers UNet and VAE."""
+
+    def __init__(self, root: Path, text_encoder, tokenizer, unet, vae, betas):
+        import torch
+        import yaml
+        import torchsde._brownian.brownian_interval as bi
+
+        self.root = Path(root)
+        kd._check_files(self.root, A1111_FILES, "--a1111")
+        cpu = torch.device("cpu")
+        # modules.shared / modules.devices stand-ins, prompt_parser, sd_hijack_clip, textual_inversion
+        self.prompts = ref_prompts.A1111(self.root, text_encoder, tokenizer)
+        self.opt_defaults = kd._option_defaults(self.root / "modules/shared_options.py", A1111_OPT_KEYS)
+        self.opts = self.prompts.opts
+        for k, v in self.opt_defaults.items():
+            setattr(self.opts, k, v)
+        self.config = yaml.safe_load((self.root / "configs/v1-inference.yaml").read_text(encoding="utf-8"))
+        params = self.config["model"]["params"]
+        self.scale_factor = float(params["scale_factor"])
+        self.recorder = None
+
+        shared = sys.modules["modules.shared"]
+        shared.device = cpu
+        shared.state = types.SimpleNamespace(sampling_step=0, sampling_steps=0, interrupted=False, skipped=False,
+                                             current_latent=None, job_count=0)
+        shared.total_tqdm = types.SimpleNamespace(update=lambda: None, clear=lambda: None)
+        shared.parallel_processing_allowed = True  # modules/shared.py default
+        devices = sys.modules["modules.devices"]
+        # webui in float32 (--no-half, as on a CPU)
+        devices.dtype = devices.dtype_vae = devices.dtype_unet = devices.dtype_inference = torch.float32
+        devices.unet_needs_upcast = False
+        devices.without_autocast = lambda disable=False: contextlib.nullcontext()
+        devices.test_for_nans = lambda x, where: None
+        for name in ("sd_vae_approx", "sd_vae_taesd", "timer", "util", "lowvram"):
+            kd._sink_module(f"modules.{name}")
+        kd._module("modules.extensions", extensions=[])  # no extensions installed
+        # script_callbacks imports these for UI/API callback types only
+        _stand_in_missing("fastapi", FastAPI=object)
+        _stand_in_missing("gradio", Blocks=object)
+
+        outer = self
+        alphas_cumprod = torch.tensor(np.cumprod(1.0 - betas.numpy(), axis=0), dtype=torch.float32)
+        prompts_model = self.prompts.model
+
+        class LatentDiffusionStandIn:
+            """What A1111 reads from shared.sd_model for an SD 1.5 checkpoint (configs/v1-inference.yaml):
+            LDM's LatentDiffusion with the tiny diffusers UNet / VAE in place of UNetModel / AutoencoderKL."""
+            parameterization = params.get("parameterization", "eps")
+            cond_stage_key = params["cond_stage_key"]
+            is_sdxl = False
+            is_sdxl_inpaint = False
+            sd_checkpoint_info = None
+            device = cpu
+
+            def __init__(self):
+                # LatentDiffusion.register_schedule: np.cumprod(1 - betas) in float64, stored float32
+                self.alphas_cumprod = alphas_cumprod
+                self.scale_factor = outer.scale_factor
+                self.model = types.SimpleNamespace(conditioning_key=params["conditioning_key"], diffusion_model=unet)
+                self.first_stage_model = vae
+                self.cond_stage_model = prompts_model.cond_stage_model
+
+            def get_learned_conditioning(self, texts):
+                return prompts_model.get_learned_conditioning(texts)
+
+            def apply_model(self, x_noisy, t, cond):
+                """sd_hijack_unet.apply_model (casts to dtype_unet = float32) -> LatentDiffusion.apply_model ->
+                DiffusionWrapper.forward ('crossattn': context = torch.cat(c_crossattn, 1); c_concat unused)."""
+                assert self.model.conditioning_key == "crossattn"
+                x_noisy = x_noisy.to(devices.dtype_unet)
+                t = t.to(devices.dtype_unet)
+                context = torch.cat([c.to(devices.dtype_unet) for c in cond["c_crossattn"]], 1)
+                if outer.recorder is not None:
+                    outer.recorder.note(context, t)
+                with torch.no_grad():
+                    return unet(x_noisy, t, encoder_hidden_states=context).sample
+
+            def decode_first_stage(self, z):
+                """LDM LatentDiffusion.decode_first_stage: z = 1. / self.scale_factor * z; first_stage_model.decode."""
+                z = 1. / self.scale_factor * z
+                with torch.no_grad():
+                    return self.first_stage_model.decode(z).sample
+
+        self.sd_model = LatentDiffusionStandIn()
+        shared.sd_model = self.sd_model
+
+        self.kd = kd._kdiffusion_package()
+        self.script_callbacks = importlib.import_module("modules.script_callbacks")
+        self.rng = importlib.import_module("modules.rng")
+        original_randn = bi._randn
+        self.common = importlib.import_module("modules.sd_samplers_common")  # replaces torchsde's _randn
+        bi._randn = original_randn  # (no Brownian sampler here; ComfyUI shares the process)
+        self.schedulers = importlib.import_module("modules.sd_schedulers")
+        self.kdiffusion = importlib.import_module("modules.sd_samplers_kdiffusion")
+        self.prompt_parser = self.prompts.prompt_parser
+        self.samplers_map = self.kdiffusion.k_diffusion_samplers_map
+
+    def source(self, log) -> dict:
+        src = _source(self.root, A1111_REPO, A1111_COMMIT, A1111_FILES, log)
+        src["opts"] = {"defaults": self.opt_defaults, "prompts": dict(ref_prompts.A1111_OPTS),
+                       "per_case": {"randn_source": "settings.randn_source upper-cased (NV | CPU)"}}
+        return src
+
+    def run(self, s: Settings) -> dict:
+        import torch
+
+        pp = self.prompt_parser
+        self.opts.randn_source = s.randn_source.upper()
+        data = self.samplers_map[s.sampler]
+        b, w, h = s.batch_size, s.width, s.height
+
+        # process_images_inner: all_seeds / all_subseeds, then one batch (n_iter 1)
+        seeds = [int(s.seed) + (i if s.subseed_strength == 0 else 0) for i in range(b)]
+        subseeds = None if s.subseed is None else [int(s.subseed) + i for i in range(b)]
+        rng = self.rng.ImageRNG((4, h // 8, w // 8), seeds, subseeds=subseeds, subseed_strength=s.subseed_strength,
+                                seed_resize_from_h=-1, seed_resize_from_w=-1)
+
+        # setup_conds: total_steps = sampler_config.total_steps(steps); the prompt list is batch_size copies
+        total_steps = data.total_steps(s.steps)
+        prompts = pp.SdConditioning([s.prompt] * b, width=w, height=h)
+        negatives = pp.SdConditioning([s.negative_prompt] * b, width=w, height=h, is_negative_prompt=True)
+        uc = pp.get_learned_conditioning(self.sd_model, negatives, total_steps, None, self.opts.use_old_scheduling)
+        c = pp.get_multicond_learned_conditioning(self.sd_model, prompts, total_steps, None,
+                                                  self.opts.use_old_scheduling)
+        cond_row, uncond_row = c.batch[0][0].schedules[0].cond, uc[0][0].cond
+
+        o = self.opts
+        p = types.SimpleNamespace(  # the StableDiffusionProcessingTxt2Img fields the sampler reads
+            steps=s.steps, scheduler=s.schedule, hr_scheduler=None, is_hr_pass=False, enable_hr=False,
+            sampler_noise_scheduler_override=None, sampler_name=s.sampler, extra_generation_params={}, eta=None,
+            s_min_uncond=o.s_min_uncond, s_churn=o.s_churn, s_tmin=o.s_tmin, s_tmax=o.s_tmax or float("inf"),
+            s_noise=o.s_noise, cfg_scale=s.cfg_scale, batch_size=b, iteration=0, width=w, height=h,
+            seed=s.seed, subseed=s.subseed, subseed_strength=s.subseed_strength, all_seeds=list(seeds),
+            all_subseeds=list(subseeds or []), seeds=list(seeds), subseeds=subseeds, rng=rng,
+            refiner_switch_at=None, refiner_checkpoint_info=None, scripts=None, c=c, uc=uc)
+
+        # StableDiffusionProcessingTxt2Img.sample
+        sampler = data.constructor(self.sd_model)  # sd_samplers.create_sampler
+        sampler.config = data
+        x = p.rng.next()
+        noise = x.clone()
+        image_conditioning = x.new_zeros(x.shape[0], 5, 1, 1, dtype=x.dtype, device=x.device)  # crossattn model
+        draws = {"n": 0}
+        rng_next = p.rng.next
+
+        def counting_next():
+            draws["n"] += 1
+            return rng_next()
+
+        p.rng.next = counting_next
+        seen = {}
+        func = sampler.func
+
+        @functools.wraps(func)
+        def recording_func(model, x, **kwargs):
+            seen["x0"] = x.detach().clone()
+            seen["sigmas"] = kwargs["sigmas"].detach().clone()
+            seen["kwargs"] = sorted(k for k in kwargs if k not in ("extra_args", "callback", "disable"))
+            return func(model, x, **kwargs)
+
+        sampler.func = recording_func
+        self.recorder = UNetCalls(cond_row, uncond_row)
+        try:  # (A1111 passes disable=False to the samplers' tqdm bars)
+            with contextlib.redirect_stderr(io.StringIO()):
+                samples = sampler.sample(p, x, c, uc, image_conditioning=image_conditioning)
+        finally:
+            recorder, self.recorder = self.recorder, None
+
+        # process_images_inner: decode_latent_batch (one image at a time), stack, clamp, 255 *, astype(uint8)
+        decoded = [self.common.decode_first_stage(self.sd_model, samples[i:i + 1])[0] for i in range(samples.shape[0])]
+        x_samples = torch.stack(decoded).float()
+        x_samples = torch.clamp((x_samples + 1.0) / 2.0, min=0.0, max=1.0)
+        images = []
+        for x_sample in x_samples:
+            x_sample = 255. * np.moveaxis(x_sample.cpu().numpy(), 0, 2)
+            images.append(x_sample.astype(np.uint8))
+
+        sigmas = seen["sigmas"]
+        scale = float(sigmas[0])
+        assert torch.equal(seen["x0"], noise * sigmas[0]), "initial x is not noise * sigmas[0]"
+        tool = {
+            "sampler_function": data.constructor.__defaults__[0] if isinstance(data.constructor.__defaults__[0], str)
+            else data.constructor.__defaults__[0].__name__,
+            "sampler_options": kd._json_value(dict(data.options)),
+            "schedule_resolves_to": (self.schedulers.schedulers_map[data.options["scheduler"]].label
+                                     if s.schedule == "Automatic" and data.options.get("scheduler")
+                                     else "k-diffusion DiscreteSchedule.get_sigmas (model_wrap.get_sigmas)"
+                                     if s.schedule == "Automatic" else s.schedule),
+            "opts_randn_source": self.opts.randn_source,
+            "seeds": seeds, "subseeds": subseeds, "total_steps": total_steps,
+            "x0": "noise * sigmas[0] (sgm_noise_multiplier False); checked bit-equal", "x0_scale": scale,
+            "sampler_kwargs": seen["kwargs"],
+            "step_noise_draws": draws["n"],
+            "unet_calls": recorder.calls,
+            "unet_batch": recorder.first_batch,
+            "unet_timesteps": recorder.timesteps,
+            "decoder_input": "latents.npy * (1. / 0.18215), one image per decode",
+            "extra_generation_params": kd._json_value(p.extra_generation_params),
+        }
+        return {"samples": samples, "noise": noise, "sigmas": sigmas, "images": images, "tool": tool}
+
+
+# --------------------------------------------------------------------------------------------------
+# ComfyUI
+# --------------------------------------------------------------------------------------------------
+
+FREE_MEMORY = 1 << 40  # model_management.get_free_memory: plenty, so calc_cond_batch and VAE.decode batch it all
+
+
+class ComfyUI:
+    """ComfyUI's KSampler path from a checkout: ref_prompts' sd1_clip conditioning, comfy.sample, comfy.samplers
+    (KSampler, CFGGuider, KSAMPLER, calc_cond_batch, cfg_function), comfy.k_diffusion, model_sampling, conds and
+    latent_formats, around BaseModel / ModelPatcher stand-ins that run the tiny diffusers UNet."""
+
+    def __init__(self, root: Path, text_encoder, unet, vae):
+        import torch
+
+        self.root = Path(root)
+        self.vae = vae
+        kd._check_files(self.root, COMFYUI_FILES, "--comfyui")
+        self._emb = tempfile.TemporaryDirectory()  # no embeddings: the tokenizer wants a folder
+        self.prompts = ref_prompts.ComfyUI(self.root, Path(self._emb.name))
+        self.text_encoder = text_encoder
+        kd._optional_standins()
+        comfy_dir = self.root / "comfy"
+        for pkg, sub in (("comfy.k_diffusion", "k_diffusion"), ("comfy.ldm", "ldm"), ("comfy.ldm.modules", "ldm/modules"),
+                         ("comfy.ldm.modules.diffusionmodules", "ldm/modules/diffusionmodules"),
+                         ("comfy.extra_samplers", "extra_samplers")):
+            if pkg not in sys.modules or not getattr(sys.modules[pkg], "__path__", None):
+                kd._package(pkg, comfy_dir / sub)
+        cpu = torch.device("cpu")
+        self.device = cpu
+        kd._sink_module("comfy.model_management", intermediate_device=lambda: cpu, get_torch_device=lambda: cpu,
+                        get_free_memory=lambda dev=None, torch_free_too=False: FREE_MEMORY)
+        for name in ("hooks", "context_windows", "float", "lora", "comfy_types"):
+            kd._sink_module(f"comfy.{name}")
+        self.utils = importlib.import_module("comfy.utils")
+        self.conds = importlib.import_module("comfy.conds")
+        importlib.import_module("comfy.patcher_extension")
+        importlib.import_module("comfy.sampler_helpers")
+        self.model_patcher = importlib.import_module("comfy.model_patcher")
+        self.model_sampling = importlib.import_module("comfy.model_sampling")
+        self.latent_formats = importlib.import_module("comfy.latent_formats")
+        self.sampling = importlib.import_module("comfy.k_diffusion.sampling")
+        self.samplers = importlib.import_module("comfy.samplers")
+        self.sample = importlib.import_module("comfy.sample")
+        self.recorder = None
+
+        ms_mod = self.model_sampling
+        # comfy.model_base.model_sampling(SD15 config (sampling_settings {}), ModelType.EPS)
+        self.ms = type("ModelSampling", (ms_mod.ModelSamplingDiscrete, ms_mod.EPS), {})(
+            types.SimpleNamespace(sampling_settings={}))
+        outer = self
+        conds_mod = self.conds
+
+        class PatcherState:
+            """BaseModel.current_patcher: no hooks, no callbacks."""
+
+            def prepare_state(self, timestep):
+                pass
+
+            def apply_hooks(self, hooks, transformer_options=None, force_apply=False):
+                assert hooks is None
+                return {}  # comfy.hooks.create_transformer_options_from_hooks(model, None): {}
+
+        class BaseModelStandIn:
+            """comfy.model_base.BaseModel for SD 1.5 (EPS) with the tiny diffusers UNet as diffusion_model."""
+
+            def __init__(self):
+                self.model_sampling = outer.ms
+                self.latent_format = outer.latent_formats.SD15()
+                self.current_patcher = PatcherState()
+
+            def extra_conds(self, **kwargs):
+                """BaseModel.extra_conds for SD 1.5: no concat / adm conds, the text as CONDCrossAttn."""
+                out = {}
+                cross_attn = kwargs.get("cross_attn", None)
+                if cross_attn is not None:
+                    out["c_crossattn"] = conds_mod.CONDCrossAttn(cross_attn)
+                return out
+
+            def memory_required(self, input_shape, cond_shapes={}):
+                return 0
+
+            def apply_model(self, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={},
+                            **kwargs):
+                """BaseModel._apply_model, float32, no c_concat / control / extra conds."""
+                assert c_concat is None and control is None and not kwargs
+                sigma = t
+                xc = self.model_sampling.calculate_input(sigma, x)
+                xc = xc.to(torch.float32)
+                t = self.model_sampling.timestep(t).float()
+                context = c_crossattn.to(torch.float32)
+                if outer.recorder is not None:
+                    outer.recorder.note(context, t)
+                with torch.no_grad():
+                    model_output = unet(xc, t, encoder_hidden_states=context).sample.float()
+                return self.model_sampling.calculate_denoised(sigma, model_output, x)
+
+            def process_latent_in(self, latent):
+                return self.latent_format.process_in(latent)
+
+            def process_latent_out(self, latent):
+                return self.latent_format.process_out(latent)
+
+        class ModelPatcherStandIn:
+            """comfy.model_patcher.ModelPatcher as far as KSampler / CFGGuider read it."""
+            load_device = cpu
+
+            def __init__(self, model):
+                self.model = model
+                self.model_options = {"transformer_options": {}}
+
+            def get_model_object(self, name):
+                return getattr(self.model, name)
+
+        self.patcher = ModelPatcherStandIn(BaseModelStandIn())
+
+    def source(self, log) -> dict:
+        return _source(self.root, COMFYUI_REPO, COMFYUI_COMMIT, COMFYUI_FILES, log)
+
+    def conditioning(self, text: str):
+        """CLIPTextEncode's output for ``text``: [[cond [1,77,32], {}]] (pooled output left out: SD 1.5's
+        extra_conds does not read it)."""
+        z = self.prompts.encode_windows(self.text_encoder, self.prompts.windows(text), 1)
+        return [[z.reshape(1, *z.shape[-2:]).float(), {}]]
+
+    def run(self, s: Settings) -> dict:
+        import torch
+
+        samplers, patcher = self.samplers, self.patcher
+        positive, negative = self.conditioning(s.prompt), self.conditioning(s.negative_prompt)
+        # EmptyLatentImage.generate (intermediate device = CPU)
+        latent = torch.zeros([s.batch_size, 4, s.height // 8, s.width // 8], device=self.device)
+        # nodes.common_ksampler
+        latent_image = self.sample.fix_empty_latent_channels(patcher, latent)
+        noise = self.sample.prepare_noise(latent_image, s.seed, None)
+        # comfy.sample.sample -> KSampler(...).sample -> comfy.samplers.sample -> CFGGuider.sample
+        ks = samplers.KSampler(patcher, steps=s.steps, device=patcher.load_device, sampler=s.sampler,
+                               scheduler=s.schedule, denoise=1.0, model_options=patcher.model_options)
+        assert ks.sampler == s.sampler and ks.scheduler == s.schedule
+        sigmas = ks.sigmas
+        sampler = samplers.sampler_object(ks.sampler)
+        guider = samplers.CFGGuider(patcher)
+        guider.set_conds(positive, negative)
+        guider.set_cfg(s.cfg_scale)
+        # CFGGuider.sample without hooks / ControlNets: copy the conds, clone the model options; outer_sample:
+        # prepare_sampling loads the model and returns patcher.model
+        guider.conds = {k: [a.copy() for a in v] for k, v in guider.original_conds.items()}
+        samplers.preprocess_conds_hooks(guider.conds)
+        guider.model_options = self.model_patcher.create_model_options_clone(guider.model_options)
+        guider.inner_model = patcher.model
+
+        seen, draws = {}, {"n": 0}
+        sample_fn = sampler.sample
+
+        def recording_sample(*args, **kwargs):
+            out = sample_fn(*args, **kwargs)
+            seen["samples"] = out.detach().clone()
+            return out
+
+        sampler.sample = recording_sample
+        func = sampler.sampler_function
+
+        @functools.wraps(func)
+        def recording_func(model, x, sigmas_arg, *args, **kwargs):
+            seen["x0"] = x.detach().clone()
+            seen["sigmas"] = sigmas_arg.detach().clone()
+            return func(model, x, sigmas_arg, *args, **kwargs)
+
+        sampler.sampler_function = recording_func
+        dns = self.sampling.default_noise_sampler
+
+        def counting_default_noise_sampler(x, seed=None):
+            seen["noise_sampler_seed"] = seed
+            inner = dns(x, seed=seed)
+
+            def draw(sigma, sigma_next):
+                draws["n"] += 1
+                return inner(sigma, sigma_next)
+            return draw
+
+        callback_i = []
+        uncond_row = negative[0][0][0]
+        self.recorder = UNetCalls(positive[0][0][0], uncond_row)
+        try:
+            with kd._patched(self.sampling, "default_noise_sampler", counting_default_noise_sampler):
+                out = guider.inner_sample(noise, latent_image, patcher.load_device, sampler, sigmas, None,
+                                          lambda i, d, x, n: callback_i.append(i), True, s.seed)
+        finally:
+            recorder, self.recorder = self.recorder, None
+        out = out.to(self.device)  # comfy.sample.sample: samples.to(intermediate_device())
+
+        # VAEDecode: VAE.decode (batched: free memory / memory used covers the batch), process_output, movedim
+        z = out
+        with torch.no_grad():
+            pixels = torch.clamp((self.vae.decode(z).sample.float() + 1.0) / 2.0, min=0.0, max=1.0)
+        pixels = pixels.movedim(1, -1)
+        # SaveImage: 255. * image, np.clip(0, 255), astype(np.uint8)
+        images = []
+        for image in pixels:
+            i = 255. * image.cpu().numpy()
+            images.append(np.clip(i, 0, 255).astype(np.uint8))
+
+        samples = seen["samples"]
+        assert torch.equal(out, patcher.model.process_latent_out(samples.to(torch.float32)))
+        max_denoise = sampler.max_denoise(guider, seen["sigmas"])
+        scale = float(torch.sqrt(1.0 + seen["sigmas"][0] ** 2.0)) if max_denoise else float(seen["sigmas"][0])
+        tool = {
+            "sampler_function": func.__name__ if hasattr(func, "__name__") else str(func),
+            "noise": "comfy.sample.prepare_noise(zeros [B,4,h/8,w/8], seed): torch.randn(shape, "
+                     "generator=torch.manual_seed(seed)) (one draw for the batch)",
+            "x0": "EPS.noise_scaling(sigmas[0], noise, latent_image, max_denoise) = noise * sqrt(1 + sigma0^2) + 0 "
+                  "when max_denoise else noise * sigma0 + 0",
+            "max_denoise": bool(max_denoise), "x0_scale": scale,
+            "noise_sampler_seed": seen.get("noise_sampler_seed"),
+            "step_noise_draws": draws["n"],
+            "unet_calls": recorder.calls,
+            "unet_batch": recorder.first_batch,
+            "unet_timesteps": recorder.timesteps,
+            "callback_steps": len(callback_i),
+            "decoder_input": "LATENT = process_latent_out(latents.npy) = latents.npy / 0.18215, whole batch in one "
+                             "decode",
+        }
+        return {"samples": samples, "noise": noise, "sigmas": seen["sigmas"], "images": images, "tool": tool}
+
+
+# --------------------------------------------------------------------------------------------------
+# Recording
+# --------------------------------------------------------------------------------------------------
+
+FINDINGS = {
+    "a1111": [
+        "process_images_inner (processing.py): all_seeds[i] = seed + i only when subseed_strength == 0; with a "
+        "variation strength every image gets the same seed (subseeds are subseed + i)",
+        "setup_conds: conditioning over batch_size copies of the prompt (SdConditioning), steps = "
+        "sampler_config.total_steps(steps) (doubled only for second_order samplers)",
+        "Txt2Img.sample: x = rng.next() (ImageRNG.first(): per-image generator, slerp with the subseed noise drawn "
+        "by rng.randn from the global generator seeded with the subseed); image_conditioning = zeros [B,5,1,1]",
+        "KDiffusionSampler.sample: x * sigmas[0]; Sampler.initialize sets k_diffusion.sampling.torch = "
+        "TorchHijack(p), so every torch.randn_like in k-diffusion is ImageRNG.next() (one draw per image generator)",
+        "CFGDenoiser.forward: one UNet batch [cond rows (one per image and AND part), uncond rows] (batch_cond_uncond "
+        "True), sigma per row; combine_denoised: denoised = uncond; denoised[i] += (cond - uncond) * (weight * "
+        "cond_scale) on the denoised (x0) predictions",
+        "CompVisDenoiser (k-diffusion DiscreteEpsDDPMDenoiser): x * c_in with c_in = 1 / sqrt(sigma^2 + 1), t = "
+        "sigma_to_t(sigma) fractional (log-linear interpolation, quantize False), denoised = x + eps * (-sigma)",
+        "sd_hijack_unet.apply_model casts x, t and cond to devices.dtype_unet (float16 on a GPU by default; float32 "
+        "here)",
+        "decode_latent_batch decodes one image at a time; LDM decode_first_stage computes 1. / scale_factor * z "
+        "(Stability-AI/stablediffusion ldm/models/diffusion/ddpm.py, not in the webui checkout)",
+        "x = clamp((x + 1) / 2, 0, 1); 255. * np.moveaxis(x, 0, 2); astype(np.uint8): truncation, no rounding",
+    ],
+    "comfyui": [
+        "common_ksampler: noise = prepare_noise(latent, seed): one torch.randn([B,4,h/8,w/8]) from "
+        "torch.manual_seed(seed) (the global generator), batch_index absent",
+        "KSAMPLER.sample: x = noise * sqrt(1 + sigma0^2) (+ latent 0) when max_denoise (sigma0 within rel 1e-5 of "
+        "sigma_max), else noise * sigma0; samplers draw step noise from default_noise_sampler(x, "
+        "seed=extra_args['seed']) = a torch.Generator seeded with the KSampler seed (no offset at this revision)",
+        "calc_cond_batch: cond and uncond run in one UNet batch, in the order [uncond rows, cond rows] (to_batch "
+        "is reversed), conditioning repeated to the batch size; out = (0 + out * 1) / (1e-37 + 1)",
+        "BaseModel._apply_model: x / sqrt(sigma^2 + 1), t = ModelSamplingDiscrete.timestep(sigma).float() (the "
+        "nearest integer timestep in log sigma), denoised = x - eps * sigma",
+        "cfg_function: uncond + (cond - uncond) * cfg on the denoised (x0) predictions",
+        "CFGGuider.inner_sample returns process_latent_out(samples) = samples / 0.18215: the KSampler node's LATENT "
+        "is already divided; VAEDecode passes it to the VAE as is",
+        "VAE.decode: clamp((x + 1) / 2, 0, 1), batched; SaveImage: 255. * x, np.clip(0, 255), astype(np.uint8) "
+        "(truncation)",
+    ],
+}
+
+SUBSTITUTIONS = [
+    "UNet: diffusers UNet2DConditionModel (models/tiny-sd-torch/unet) for LDM's UNetModel (A1111) and comfy.ldm's "
+    "UNetModel (ComfyUI); A1111 hands it fractional float32 timesteps, ComfyUI integer-valued float32 ones",
+    "VAE: diffusers AutoencoderKL.decode for LDM / comfy.ldm AutoencoderKL.decode (post_quant_conv + decoder)",
+    "text conditioning: tooling.ref_prompts (A1111 prompt_parser + sd_hijack_clip over the tiny CLIP; ComfyUI "
+    "sd1_clip token weights via ClipTokenWeightEncoder over the same CLIP)",
+    "A1111: a LatentDiffusion stand-in (alphas_cumprod, apply_model = DiffusionWrapper 'crossattn', "
+    "decode_first_stage); processing.py's txt2img steps followed in run() (not importable); modules.shared / "
+    "devices stand-ins in float32; script_callbacks is the real module with fastapi / gradio / extensions stand-ins",
+    "ComfyUI: BaseModel / ModelPatcher stand-ins (apply_model = BaseModel._apply_model's steps; extra_conds = "
+    "CONDCrossAttn only; no hooks); the upstream CFGGuider runs from inner_sample down, CFGGuider.sample / "
+    "outer_sample's model loading and hook set-up are skipped (no hooks, no ControlNets); "
+    "comfy.model_management stand-in (CPU, free memory 2^40); VAE.decode / SaveImage lines followed in run()",
+    "betas: ComfyUI's make_beta_schedule (a copy of LDM's) with configs/v1-inference.yaml's linear_start / "
+    "linear_end / timesteps for A1111; ModelSamplingDiscrete's own for ComfyUI",
+]
+
+
+def record_case(case: Case, result: dict, out: Path) -> dict:
+    d = out / case.name
+    if d.exists():
+        shutil.rmtree(d)
+    d.mkdir(parents=True)
+    from PIL import Image
+
+    s = case.settings
+    (d / "settings.json").write_text(json.dumps(asdict(s), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    np.save(d / "latents.npy", _f32(result["samples"]))
+    np.save(d / "noise.npy", _f32(result["noise"]))
+    np.save(d / "sigmas.npy", _f32(result["sigmas"]))
+    files = ["settings.json", "latents.npy", "noise.npy", "sigmas.npy"]
+    for i, img in enumerate(result["images"]):
+        assert img.dtype == np.uint8 and img.shape == (s.height, s.width, 3)
+        Image.fromarray(img).save(d / f"image_{i}.png", optimize=False)
+        files.append(f"image_{i}.png")
+    return {"name": case.name, "what": case.what, "settings": asdict(s),
+            "sigmas": [float(v) for v in result["sigmas"]], "tool": result["tool"], "files": files}
+
+
+def main(out: Path, a1111_dir: str | None = None, comfyui_dir: str | None = None, log=print) -> int:
+    import diffusers
+    import torch
+
+    a1111_dir = a1111_dir or os.environ.get("EASEL_A1111")
+    comfyui_dir = comfyui_dir or os.environ.get("EASEL_COMFYUI")
+    if not a1111_dir or not comfyui_dir:
+        raise SystemExit("ref_compat_images: give --a1111 DIR and --comfyui DIR (or EASEL_A1111 / EASEL_COMFYUI)")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(1)  # single-threaded: bit-identical reruns on the same machine
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    warnings.filterwarnings("ignore", message=".*torch_dtype.*")
+
+    text_encoder, tokenizer = ref_prompts.load_text_encoder()
+    unet, vae, scaling_factor = load_networks()
+    c = ComfyUI(Path(comfyui_dir), text_encoder, unet, vae)  # first: its make_beta_schedule builds A1111's betas
+    util = importlib.import_module("comfy.ldm.modules.diffusionmodules.util")
+    a1111_cfg = _v1_inference(Path(a1111_dir))
+    betas = util.make_beta_schedule("linear", int(a1111_cfg["timesteps"]), linear_start=a1111_cfg["linear_start"],
+                                    linear_end=a1111_cfg["linear_end"])
+    a = A1111(Path(a1111_dir), text_encoder, tokenizer, unet, vae, betas)
+    if not math.isclose(a.scale_factor, scaling_factor) or not math.isclose(
+            c.patcher.model.latent_format.scale_factor, scaling_factor):
+        raise SystemExit(f"ref_compat_images: the tiny VAE's scaling_factor {scaling_factor} differs from the tools' "
+                         f"({a.scale_factor}, {c.patcher.model.latent_format.scale_factor})")
+
+    # A1111's model table is the one tests/fixtures/kdiffusion recorded
+    a_sigmas = a.kdiffusion.KDiffusionSampler("sample_euler", a.sd_model).model_wrap.sigmas
+    table = Path(__file__).resolve().parents[2] / "tests/fixtures/kdiffusion/model_sigmas_a1111.npy"
+    if table.is_file() and not np.array_equal(np.load(table), _f32(a_sigmas)):
+        raise SystemExit(f"ref_compat_images: A1111's sigma table differs from {table}")
+
+    for stale in out.iterdir():
+        if stale.is_dir() and stale.name not in {case.name for case in CASES}:
+            shutil.rmtree(stale)
+    entries = []
+    for case in CASES:
+        runner = a if case.settings.compat == "a1111" else c
+        result = runner.run(case.settings)
+        entries.append(record_case(case, result, out))
+        t = result["tool"]
+        log(f"  {case.name}: {t['unet_calls']} UNet calls, {t['step_noise_draws']} step noise draws, "
+            f"{len(result['images'])} image(s)")
+
+    index = {
+        "what": "final latents and 8-bit images of A1111 and ComfyUI txt2img with the tiny test model, recorded by "
+                "running their prompt, noise, schedule, CFG and k-diffusion sampler code around the tiny diffusers "
+                "UNet / VAE",
+        "regenerate": "cd models && .venv/bin/python -m tooling.ref_compat_images --a1111 DIR --comfyui DIR "
+                      "../tests/fixtures/compat_images",
+        "source": {"a1111": a.source(log), "comfyui": c.source(log), **kd._package_source()},
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "numpy": np.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "model": {"folder": "models/tiny-sd-torch (= models/tiny-sd, random tiny SD 1.5 architecture, seed 0)",
+                  "vae_scaling_factor": scaling_factor,
+                  "a1111_scale_factor": a.scale_factor, "comfyui_latent_format_scale_factor":
+                      c.patcher.model.latent_format.scale_factor,
+                  "a1111_sigmas": "tests/fixtures/kdiffusion/model_sigmas_a1111.npy (checked equal)",
+                  "comfyui_sigma_min": float(c.ms.sigma_min), "comfyui_sigma_max": float(c.ms.sigma_max)},
+        "dtype": "float32 everywhere, CPU, torch.set_num_threads(1)",
+        "schema": SCHEMA,
+        "findings": FINDINGS,
+        "substitutions": SUBSTITUTIONS,
+        "cases": entries,
+    }
+    (out / "cases.json").write_text(kd._dumps(index) + "\n", encoding="utf-8")
+    total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    log(f"  compat_images: {len(entries)} cases; {total / 1e6:.2f} MB in {out}")
+    return 0
+
+
+def _v1_inference(root: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load((root / "configs/v1-inference.yaml").read_text(encoding="utf-8"))["model"]["params"]
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--a1111", help="stable-diffusion-webui checkout (needs the files listed in A1111_FILES)")
+    p.add_argument("--comfyui", help="ComfyUI checkout (needs the files listed in COMFYUI_FILES)")
+    p.add_argument("out", nargs="?", default="../tests/fixtures/compat_images")
+    args = p.parse_args()
+    sys.exit(main(Path(args.out), args.a1111, args.comfyui))

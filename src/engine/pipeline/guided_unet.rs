@@ -1,0 +1,124 @@
+//! Owns one UNet evaluation under classifier-free guidance: the batch of every guidance branch
+//! (the negative prompt's, then each `AND` part's) for the current conditioning call, run as
+//! few UNet calls as the conditionings' lengths and the memory bound allow, and the branches
+//! combined with their weights. Both loops use it: diffusers' schedulers (on the noise
+//! prediction) and k-diffusion's samplers (on the denoised latents, as A1111 and ComfyUI do).
+
+use super::stages::DenoiseRun;
+use crate::engine::model::{SdModel, SlotGuard};
+use crate::engine::onnx_model::{spec, InputData, InputSpec};
+use crate::engine::prompt::Encoding;
+use crate::engine::EngineError;
+
+pub struct GuidedUnet<'a> {
+    unet: SlotGuard<'a>,
+    run: &'a DenoiseRun<'a>,
+    sample_in: InputSpec,
+    timestep_in: InputSpec,
+    context_in: InputSpec,
+    /// Extra input channels per image after the latents (an inpainting UNet's 5).
+    extra: usize,
+    split_above: usize,
+}
+
+impl<'a> GuidedUnet<'a> {
+    /// The model's UNet for `run`, its input channels checked against the request.
+    pub fn new(model: &'a mut SdModel, run: &'a DenoiseRun<'a>) -> Result<Self, EngineError> {
+        let [batch, channels, latent_h, latent_w] = run.latent_shape;
+        let extra = run.conditioning.len() / (batch * latent_h * latent_w).max(1);
+        let split_above = model.split_guidance_tokens;
+        let unet = model.unet()?;
+        let sample_in = spec(&unet, "sample", 0)?;
+        let unet_channels = sample_in.dims.get(1).copied().unwrap_or(-1);
+        if unet_channels > 0 && unet_channels as usize != channels + extra {
+            return Err(EngineError::InvalidRequest(if unet_channels as usize > channels {
+                format!("this UNet takes {unet_channels} input channels (an inpainting model); give it an init image and a mask")
+            } else {
+                format!("this UNet takes {unet_channels} input channels; an inpainting request needs an inpainting model (9 channels)")
+            }));
+        }
+        let timestep_in = spec(&unet, "timestep", 1)?;
+        let context_in = spec(&unet, "encoder_hidden_states", 2)?;
+        Ok(Self { unet, run, sample_in, timestep_in, context_in, extra, split_above })
+    }
+
+    /// Every branch's UNet output for the scaled latents `scaled` (`[batch, 4, h, w]`) at
+    /// `timestep`, with the conditioning of call `call`; the unconditional branch first when
+    /// guidance is on.
+    pub fn branch_outputs(&mut self, scaled: &[f32], timestep: f64, call: usize) -> Result<Vec<Vec<f32>>, EngineError> {
+        let [batch, channels, latent_h, latent_w] = self.run.latent_shape;
+        let plane = latent_h * latent_w;
+        let extra = self.extra;
+        let model_input: Vec<f32> = if extra == 0 {
+            scaled.to_vec()
+        } else {
+            // Per image: its scaled latents, then its conditioning channels.
+            let mut joined = Vec::with_capacity(batch * (channels + extra) * plane);
+            for (one, cond) in scaled.chunks(channels * plane).zip(self.run.conditioning.chunks(extra * plane)) {
+                joined.extend_from_slice(one);
+                joined.extend_from_slice(cond);
+            }
+            joined
+        };
+        // One UNet call per run of branches whose conditionings have the same length (A1111
+        // runs the halves of guidance separately when the prompt and the negative prompt have
+        // different chunk counts). Above `SdModel::split_guidance_tokens` latent positions
+        // (default [`super::stages::SPLIT_GUIDANCE_TOKENS`]) every branch is its own call: the
+        // UNet's self-attention holds a positions² matrix per head and image (17 GB for a pair
+        // at 1024², which does not fit in 24 GB), and each branch's result is the same.
+        let text = self.run.text;
+        let branches = text.branches(call);
+        let dim = text.dim();
+        let tokens_of = |e: &Encoding| e.len() / dim;
+        let split = branches.len() > 1 && plane > self.split_above;
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        for j in 0..branches.len() {
+            match groups.last_mut() {
+                Some(group) if !split && tokens_of(branches[group[0]].1) == tokens_of(branches[j].1) => group.push(j),
+                _ => groups.push(vec![j]),
+            }
+        }
+        let mut outputs: Vec<Vec<f32>> = vec![Vec::new(); branches.len()];
+        for group in &groups {
+            let per_call = batch * group.len();
+            let tokens = tokens_of(branches[group[0]].1);
+            let sample: Vec<f32> = model_input.iter().copied().cycle().take(model_input.len() * group.len()).collect();
+            let mut context = Vec::with_capacity(per_call * tokens * dim);
+            for &j in group {
+                for _ in 0..batch {
+                    context.extend_from_slice(branches[j].1);
+                }
+            }
+            let (_, out) = self.unet.run(
+                vec![
+                    (&self.sample_in, InputData::Float { shape: vec![per_call, channels + extra, latent_h, latent_w], data: &sample }),
+                    (&self.timestep_in, InputData::Timestep { value: timestep, batch: per_call }),
+                    (&self.context_in, InputData::Float { shape: vec![per_call, tokens, dim], data: &context }),
+                ],
+                "out_sample",
+            )?;
+            for (k, &j) in group.iter().enumerate() {
+                outputs[j] = out[k * scaled.len()..(k + 1) * scaled.len()].to_vec();
+            }
+        }
+        Ok(outputs)
+    }
+
+    /// The branches combined: `u + Σ_j w_j·g·(c_j − u)` (diffusers' `u + g·(c − u)` for one part
+    /// of weight 1, bit for bit; A1111's composable guidance for `AND` parts); the only branch
+    /// without guidance.
+    pub fn guide(&self, mut branches: Vec<Vec<f32>>, call: usize) -> Vec<f32> {
+        if !self.run.text.guided {
+            return branches.swap_remove(0);
+        }
+        let weights: Vec<f32> = self.run.text.branches(call).iter().map(|(w, _)| *w).collect();
+        let mut sum = branches[0].clone();
+        for (j, weight) in weights.iter().enumerate().skip(1) {
+            let scale = weight * self.run.cfg_scale;
+            for ((acc, &u), &c) in sum.iter_mut().zip(&branches[0]).zip(&branches[j]) {
+                *acc += scale * (c - u);
+            }
+        }
+        sum
+    }
+}

@@ -1,0 +1,156 @@
+//! Owns text-to-image in the A1111 and ComfyUI compatibility modes: the tool's noise
+//! ([`super::randomness`]), its sigma schedule and k-diffusion sampler
+//! ([`crate::engine::kdiffusion`]) over the UNet behind the tool's discrete eps wrapper
+//! (`x·c_in` in, the timestep from σ, `x − σ·ε` out) with guidance combined on the denoised
+//! latents, and its 8-bit pixels (truncated). Image-to-image, inpainting and the hires fix run
+//! in the diffusers mode only so far.
+
+use std::time::Instant;
+
+use super::guided_unet::GuidedUnet;
+use super::randomness::Randomness;
+use super::stages::{check_cancel, decode_latents_as, encode_prompt, needs_guidance, DenoiseRun, Quantize, LATENT_CHANNELS};
+use super::{Output, Progress, SourceImages, StepProgress, Timings};
+use crate::api::{Compat, GenerationSettings};
+use crate::engine::cancel::CancelToken;
+use crate::engine::kdiffusion::discrete::{c_in, DiscreteSchedule};
+use crate::engine::kdiffusion::{schedules, Context, Denoiser, Flavor, KSampler, Step};
+use crate::engine::model::SdModel;
+use crate::engine::EngineError;
+
+/// Whose k-diffusion a compatibility mode runs (`None`: the diffusers mode).
+pub fn flavor(compat: Compat) -> Option<Flavor> {
+    match compat {
+        Compat::Diffusers => None,
+        Compat::A1111 => Some(Flavor::A1111),
+        Compat::ComfyUi => Some(Flavor::ComfyUi),
+    }
+}
+
+/// The model's discrete schedule as `flavor`'s wrapper holds it (SD 1.x's `scaled_linear` betas).
+fn model_schedule(model: &SdModel, flavor: Flavor) -> Result<DiscreteSchedule, EngineError> {
+    let config = &model.scheduler_config;
+    let kind = config.beta_schedule.as_deref().unwrap_or("linear");
+    if kind != "scaled_linear" {
+        return Err(EngineError::InvalidRequest(format!(
+            "compat a1111 and comfyui run SD 1.x's scaled_linear noise schedule; this model's scheduler config has {kind}; use compat diffusers"
+        )));
+    }
+    let (start, end, steps) =
+        (config.beta_start.unwrap_or(0.00085), config.beta_end.unwrap_or(0.012), config.num_train_timesteps.unwrap_or(1000));
+    Ok(DiscreteSchedule::scaled_linear(flavor, start, end, steps))
+}
+
+/// The UNet under guidance as k-diffusion's denoiser `D(x, σ)`.
+struct GuidedDenoiser<'a, 'p> {
+    unet: GuidedUnet<'a>,
+    schedule: &'a DiscreteSchedule,
+    calls: usize,
+    cancel: &'a CancelToken,
+    progress: &'a mut Progress<'p>,
+    timings: &'a mut Timings,
+    shape: [usize; 4],
+}
+
+impl Denoiser for GuidedDenoiser<'_, '_> {
+    fn denoise(&mut self, x: &[f32], sigma: f32) -> Result<Vec<f32>, EngineError> {
+        check_cancel(self.cancel)?;
+        let started = Instant::now();
+        let scale = c_in(sigma);
+        let x_in: Vec<f32> = x.iter().map(|v| v * scale).collect();
+        let t = self.schedule.sigma_to_t(sigma);
+        let outputs = self.unet.branch_outputs(&x_in, f64::from(t), self.calls)?;
+        // Each branch denoised as the eps wrapper gives it (`x + ε·c_out`, c_out = −σ), then the
+        // branches combined: A1111's `combine_denoised`, ComfyUI's `cfg_function`.
+        let denoised = outputs.into_iter().map(|eps| x.iter().zip(&eps).map(|(x, e)| x + e * -sigma).collect()).collect();
+        let guided = self.unet.guide(denoised, self.calls);
+        self.calls += 1;
+        self.timings.unet_steps.push(started.elapsed());
+        self.progress.step(x, self.shape);
+        Ok(guided)
+    }
+}
+
+/// Text-to-image in `settings.noise.compat` (A1111 or ComfyUI).
+pub fn generate(
+    model: &mut SdModel,
+    settings: &GenerationSettings,
+    images: &SourceImages,
+    cancel: &CancelToken,
+    progress: &mut dyn FnMut(&StepProgress<'_>),
+) -> Result<Output, EngineError> {
+    let started = Instant::now();
+    let compat = settings.noise.compat;
+    let flavor = flavor(compat).expect("called for the a1111 and comfyui modes");
+    if settings.init_image.is_some() || images.init.is_some() || settings.hires.is_some() {
+        return Err(EngineError::InvalidRequest(format!(
+            "compat {compat} runs text-to-image so far; image-to-image, inpainting, outpainting and the hires fix run in compat diffusers"
+        )));
+    }
+    if model.unet_in_channels()? != LATENT_CHANNELS {
+        return Err(EngineError::InvalidRequest(format!(
+            "compat {compat} runs normal (4-channel) models so far; this is an inpainting model"
+        )));
+    }
+    let sampler = KSampler::for_sampler(settings.sampler)
+        .ok_or_else(|| EngineError::InvalidRequest(format!("sampler {} does not run in compat {compat}", settings.sampler)))?;
+    let schedule = model_schedule(model, flavor)?;
+    let sigmas = schedules::sigmas(&schedule, sampler, settings.schedule, settings.steps as usize).map_err(EngineError::InvalidRequest)?;
+    let shape = [settings.batch_size as usize, LATENT_CHANNELS, settings.height as usize / 8, settings.width as usize / 8];
+
+    // A1111 counts prompt-editing steps over denoiser calls (second-order samplers twice).
+    let evaluation_steps = sampler.model_calls(&sigmas).max(settings.steps as usize) as u32;
+    let encode_started = Instant::now();
+    let text = encode_prompt(model, settings, needs_guidance(settings), evaluation_steps, None, cancel)?;
+    let mut timings = Timings { text_encoding: encode_started.elapsed(), ..Timings::default() };
+
+    let mut rng = Randomness::new(settings, shape);
+    let noise = rng.start_noise(shape.iter().product());
+    let sigma0 = sigmas[0];
+    let start_scale = match flavor {
+        Flavor::A1111 => sigma0,
+        // ComfyUI's noise scaling at full denoise: σ₀ at or above the model's σ_max counts as
+        // pure noise, scaled by √(1 + σ₀²).
+        Flavor::ComfyUi => {
+            let sigma_max = f64::from(schedule.sigma_max());
+            let full =
+                (sigma_max - f64::from(sigma0)).abs() <= 1e-5 * sigma_max.max(f64::from(sigma0).abs()) || f64::from(sigma0) > sigma_max;
+            if full {
+                (1.0 + sigma0 * sigma0).sqrt()
+            } else {
+                sigma0
+            }
+        }
+    };
+    let x: Vec<f32> = noise.iter().map(|n| n * start_scale).collect();
+
+    let run = DenoiseRun { text: &text, cfg_scale: settings.cfg_scale, latent_shape: shape, calls: 0..sigmas.len(), conditioning: &[] };
+    let mut counter = Progress { sink: progress, started, done: 0, total: sampler.model_calls(&sigmas) };
+    let latents = {
+        let unet = GuidedUnet::new(model, &run)?;
+        let mut denoiser =
+            GuidedDenoiser { unet, schedule: &schedule, calls: 0, cancel, progress: &mut counter, timings: &mut timings, shape };
+        let mut on_step = |_: Step<'_>| {};
+        let mut cx = Context { model: &mut denoiser, noise: rng.steps(), on_step: &mut on_step, flavor };
+        sampler.sample(x, &sigmas, &mut cx)?
+    };
+
+    let decode_started = Instant::now();
+    let decoded = decode_latents_as(model, &latents, shape, cancel, Quantize::Truncate)?;
+    timings.vae_decode += decode_started.elapsed();
+    timings.total = started.elapsed();
+    let (text_embeddings, text_embeddings_shape) = text.first_call_embeddings();
+    Ok(Output {
+        images: decoded,
+        latents,
+        latent_shape: shape,
+        initial_noise: rng.take_initial(),
+        noise_shape: shape,
+        text_embeddings,
+        text_embeddings_shape,
+        prompt_notes: text.prompt.notes.clone(),
+        embeddings_used: text.prompt.embeddings_used.clone(),
+        network_parameters: model.network_parameters(),
+        timings,
+    })
+}

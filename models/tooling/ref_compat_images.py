@@ -65,7 +65,6 @@ import shutil
 import sys
 import tempfile
 import types
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -203,6 +202,15 @@ class Settings:
 
     def __post_init__(self):
         self.prompt_syntax = self.prompt_syntax or self.compat
+
+    def request(self) -> dict:
+        """settings.json: the request's keys in Easel's order."""
+        d = asdict(self)
+        return {k: d[k] for k in REQUEST_KEYS}
+
+
+REQUEST_KEYS = ["prompt", "negative_prompt", "seed", "steps", "cfg_scale", "width", "height", "batch_size", "compat",
+                "sampler", "schedule", "randn_source", "subseed", "subseed_strength", "prompt_syntax"]
 
 
 @dataclass
@@ -504,8 +512,8 @@ class A1111:
             images.append(x_sample.astype(np.uint8))
 
         sigmas = seen["sigmas"]
-        scale = float(sigmas[0])
-        assert torch.equal(seen["x0"], noise * sigmas[0]), "initial x is not noise * sigmas[0]"
+        scale = kd._x0_scale(seen["x0"], noise)
+        assert scale == float(sigmas[0]), "initial x is not noise * sigmas[0]"
         tool = {
             "sampler_function": data.constructor.__defaults__[0] if isinstance(data.constructor.__defaults__[0], str)
             else data.constructor.__defaults__[0].__name__,
@@ -733,7 +741,7 @@ class ComfyUI:
         samples = seen["samples"]
         assert torch.equal(out, patcher.model.process_latent_out(samples.to(torch.float32)))
         max_denoise = sampler.max_denoise(guider, seen["sigmas"])
-        scale = float(torch.sqrt(1.0 + seen["sigmas"][0] ** 2.0)) if max_denoise else float(seen["sigmas"][0])
+        scale = kd._x0_scale(seen["x0"], noise)
         tool = {
             "sampler_function": func.__name__ if hasattr(func, "__name__") else str(func),
             "noise": "comfy.sample.prepare_noise(zeros [B,4,h/8,w/8], seed): torch.randn(shape, "
@@ -822,7 +830,7 @@ def record_case(case: Case, result: dict, out: Path) -> dict:
     from PIL import Image
 
     s = case.settings
-    (d / "settings.json").write_text(json.dumps(asdict(s), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (d / "settings.json").write_text(json.dumps(s.request(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     np.save(d / "latents.npy", _f32(result["samples"]))
     np.save(d / "noise.npy", _f32(result["noise"]))
     np.save(d / "sigmas.npy", _f32(result["sigmas"]))
@@ -831,7 +839,7 @@ def record_case(case: Case, result: dict, out: Path) -> dict:
         assert img.dtype == np.uint8 and img.shape == (s.height, s.width, 3)
         Image.fromarray(img).save(d / f"image_{i}.png", optimize=False)
         files.append(f"image_{i}.png")
-    return {"name": case.name, "what": case.what, "settings": asdict(s),
+    return {"name": case.name, "what": case.what, "settings": s.request(),
             "sigmas": [float(v) for v in result["sigmas"]], "tool": result["tool"], "files": files}
 
 
@@ -847,7 +855,6 @@ def main(out: Path, a1111_dir: str | None = None, comfyui_dir: str | None = None
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)  # single-threaded: bit-identical reruns on the same machine
     os.environ.setdefault("TQDM_DISABLE", "1")
-    warnings.filterwarnings("ignore", message=".*torch_dtype.*")
 
     text_encoder, tokenizer = ref_prompts.load_text_encoder()
     unet, vae, scaling_factor = load_networks()

@@ -559,7 +559,8 @@ class ComfyUI:
         self.text_encoder = text_encoder
         kd._optional_standins()
         comfy_dir = self.root / "comfy"
-        for pkg, sub in (("comfy.k_diffusion", "k_diffusion"), ("comfy.ldm", "ldm"), ("comfy.ldm.modules", "ldm/modules"),
+        for pkg, sub in (("comfy.k_diffusion", "k_diffusion"), ("comfy.ldm", "ldm"),
+                         ("comfy.ldm.modules", "ldm/modules"),
                          ("comfy.ldm.modules.diffusionmodules", "ldm/modules/diffusionmodules"),
                          ("comfy.extra_samplers", "extra_samplers")):
             if pkg not in sys.modules or not getattr(sys.modules[pkg], "__path__", None):

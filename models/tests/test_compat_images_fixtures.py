@@ -1,0 +1,189 @@
+"""The committed compat image fixtures (tests/fixtures/compat_images) are complete and consistent.
+
+``tooling.ref_compat_images`` records them by running A1111's and ComfyUI's txt2img code from checkouts, which
+these tests do not need: they check that the index, the case list and the files agree, recompute what can be
+recomputed from the stored arrays alone (the CPU start noise with torch's generator, closed-form Karras
+schedules, the initial latent scaling) and decode every ``latents.npy`` with the tiny diffusers VAE the way the
+tool does, requiring the stored 8-bit image (truncated pixels) within one level."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import REPO_ROOT
+from tooling.ref_compat_images import CASES as DEFINED
+from tooling.ref_compat_images import REQUEST_KEYS
+
+FIXTURES = REPO_ROOT / "tests" / "fixtures" / "compat_images"
+INDEX = json.loads((FIXTURES / "cases.json").read_text(encoding="utf-8"))
+CASES = {c["name"]: c for c in INDEX["cases"]}
+NAMES = list(CASES)
+SCALE = 0.18215
+TOL = dict(rtol=1e-5, atol=1e-6)  # torch's float32 CPU kernels may differ in the last bits between CPU kinds
+
+
+def load(case: str, what: str) -> np.ndarray:
+    return np.load(FIXTURES / case / what)
+
+
+def settings(case: str) -> dict:
+    return json.loads((FIXTURES / case / "settings.json").read_text(encoding="utf-8"))
+
+
+def image(case: str, i: int) -> np.ndarray:
+    with Image.open(FIXTURES / case / f"image_{i}.png") as im:
+        assert im.mode == "RGB"
+        return np.asarray(im)
+
+
+def karras(n: int, smin: float, smax: float, rho: float = 7.0) -> np.ndarray:
+    ramp = np.linspace(0, 1, n)
+    s = (smax ** (1 / rho) + ramp * (smin ** (1 / rho) - smax ** (1 / rho))) ** rho
+    return np.append(s, 0.0)
+
+
+def test_index_matches_the_case_list_and_the_sources():
+    assert NAMES == [c.name for c in DEFINED]
+    for c in DEFINED:
+        assert CASES[c.name]["settings"] == c.settings.request()
+    for key in ("a1111", "comfyui"):
+        src = INDEX["source"][key]
+        assert src["repo"] and src["commit"] and len(src["commit"]) == 40, key
+        for f, rec in src["files"].items():
+            assert rec["role"] in ("run", "read") and rec["commit"] and len(rec["sha256_lf"]) == 64, (key, f)
+    assert INDEX["model"]["vae_scaling_factor"] == SCALE
+    assert INDEX["model"]["a1111_scale_factor"] == SCALE == INDEX["model"]["comfyui_latent_format_scale_factor"]
+    total = sum(p.stat().st_size for p in FIXTURES.rglob("*") if p.is_file())
+    assert total < 1_000_000
+    assert sorted(p.name for p in FIXTURES.iterdir() if p.is_dir()) == sorted(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_settings_are_a_request_in_easels_vocabulary(name):
+    s = settings(name)
+    assert list(s) == REQUEST_KEYS
+    assert s == CASES[name]["settings"]
+    assert s["compat"] in ("a1111", "comfyui") and s["prompt_syntax"] == s["compat"]
+    if s["compat"] == "a1111":
+        assert s["randn_source"] in ("nv", "cpu")
+        assert (s["subseed"] is None) == (s["subseed_strength"] == 0)
+    else:
+        assert s["randn_source"] is None and s["subseed"] is None and s["subseed_strength"] == 0
+    assert (s["width"], s["height"], s["steps"], s["cfg_scale"]) == (64, 64, 6, 7.0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_files_have_the_right_shapes(name):
+    s, case = settings(name), CASES[name]
+    b, shape = s["batch_size"], [s["batch_size"], 4, s["height"] // 8, s["width"] // 8]
+    assert case["files"] == ["settings.json", "latents.npy", "noise.npy", "sigmas.npy"] + \
+        [f"image_{i}.png" for i in range(b)]
+    assert sorted(p.name for p in (FIXTURES / name).iterdir()) == sorted(case["files"])
+    for what in ("latents.npy", "noise.npy"):
+        arr = load(name, what)
+        assert arr.dtype == np.float32 and list(arr.shape) == shape and np.isfinite(arr).all(), (name, what)
+    sig = load(name, "sigmas.npy")
+    assert sig.dtype == np.float32 and sig.shape == (s["steps"] + 1,)
+    np.testing.assert_array_equal(sig, np.asarray(case["sigmas"], dtype=np.float32))
+    assert sig[-1] == 0 and np.all(np.diff(sig) < 0)
+    for i in range(b):
+        assert image(name, i).shape == (s["height"], s["width"], 3)
+    if b > 1:
+        assert not np.array_equal(image(name, 0), image(name, 1))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_start_noise_is_the_tools_seeding(name):
+    s, tool = settings(name), CASES[name]["tool"]
+    noise = load(name, "noise.npy")
+    shape = noise.shape
+    if s["compat"] == "comfyui":  # prepare_noise: one draw for the batch from torch.manual_seed(seed)
+        want = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(s["seed"])).numpy()
+        np.testing.assert_allclose(noise, want, **TOL)
+        return
+    if s["randn_source"] == "nv":  # Philox (tests/fixtures/noise covers the generator itself)
+        return
+    if s["subseed_strength"] == 0:  # image i: its own CPU generator seeded seed + i
+        assert tool["seeds"] == [s["seed"] + i for i in range(shape[0])]
+        for i in range(shape[0]):
+            want = torch.randn(shape[1:], generator=torch.Generator("cpu").manual_seed(s["seed"] + i)).numpy()
+            np.testing.assert_allclose(noise[i], want, **TOL)
+        return
+    # variation seed: every image uses `seed` (not seed + i), slerped towards subseed + i's noise
+    assert tool["seeds"] == [s["seed"]] * shape[0]
+    assert tool["subseeds"] == [s["subseed"] + i for i in range(shape[0])]
+    base = torch.randn(shape[1:], generator=torch.Generator("cpu").manual_seed(s["seed"])).numpy()
+    for i in range(shape[0]):
+        sub = torch.randn(shape[1:], generator=torch.Generator("cpu").manual_seed(s["subseed"] + i)).numpy()
+        assert not np.allclose(noise[i], base)
+        assert np.corrcoef(noise[i].ravel(), base.ravel())[0, 1] > 0.8
+        assert np.corrcoef(noise[i].ravel(), sub.ravel())[0, 1] > 0.2
+    assert not np.allclose(noise[0], noise[1])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_schedule_and_initial_scaling(name):
+    s, tool = settings(name), CASES[name]["tool"]
+    sig = load(name, "sigmas.npy").astype(np.float64)
+    smin, smax = 0.029167532920837402, 14.614643096923828  # SD 1.5's discrete sigma table ends (float32)
+    assert sig[0] == pytest.approx(smax, rel=1e-6)
+    if s["schedule"].lower() == "karras":
+        np.testing.assert_allclose(sig, karras(s["steps"], smin, smax), rtol=1e-5, atol=1e-6)
+    if s["compat"] == "a1111":  # KDiffusionSampler.sample: x = noise * sigmas[0]
+        assert tool["x0_scale"] == np.float32(sig[0])
+    else:  # KSAMPLER.sample at full denoise: noise * sqrt(1 + sigma0^2)
+        assert tool["max_denoise"] is True
+        assert tool["x0_scale"] == pytest.approx(float(np.sqrt(1 + sig[0] ** 2)), rel=1e-6)
+    cond_first = s["compat"] == "a1111"  # A1111: [cond, uncond] rows; ComfyUI: [uncond, cond]
+    b = s["batch_size"]
+    assert tool["unet_batch"] == (["cond"] * b + ["uncond"] * b if cond_first else ["uncond"] * b + ["cond"] * b)
+
+
+@pytest.fixture(scope="module")
+def vae(tiny_torch_dir):
+    from diffusers import AutoencoderKL
+
+    from tooling import quiet_diffusers
+
+    quiet_diffusers()
+    return AutoencoderKL.from_pretrained(str(tiny_torch_dir / "vae"), torch_dtype=torch.float32).eval()
+
+
+def decode(vae, name: str) -> np.ndarray:
+    """latents.npy -> [B,h,w,3] float pixels in 0..255 before the uint8 conversion, as the tool decodes."""
+    z = torch.from_numpy(load(name, "latents.npy"))
+    with torch.no_grad():
+        if settings(name)["compat"] == "a1111":  # one image at a time, 1. / scale_factor * z
+            x = torch.cat([vae.decode(1. / SCALE * z[i:i + 1]).sample for i in range(z.shape[0])])
+        else:  # process_latent_out (z / scale_factor), whole batch
+            x = vae.decode(z / SCALE).sample
+    x = torch.clamp((x.float() + 1.0) / 2.0, min=0.0, max=1.0)
+    return 255. * x.movedim(1, -1).numpy()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_images_are_the_truncated_decode_of_the_latents(vae, name):
+    pixels = decode(vae, name)
+    for i in range(pixels.shape[0]):
+        img = image(name, i).astype(np.int16)
+        truncated = np.clip(pixels[i], 0, 255).astype(np.uint8).astype(np.int16)
+        rounded = np.clip(np.rint(pixels[i]), 0, 255).astype(np.int16)
+        assert np.abs(img - truncated).max() <= 1, (name, i)
+        same = np.mean(img == truncated)
+        assert same >= 0.99, (name, i, same)
+        assert same > np.mean(img == rounded), (name, i)  # truncation, not rounding
+
+
+def test_the_tools_differ_where_their_seeding_differs():
+    # Same seed 42 and batch 2: A1111 seeds image i with 42 + i, ComfyUI draws the batch from one generator.
+    a = load("a1111_euler_a_automatic_s42_b2", "noise.npy")
+    c = load("comfyui_euler_ancestral_normal_s42_b2", "noise.npy")
+    np.testing.assert_allclose(a[0], c[0], **TOL)  # the first image's noise is the same draw
+    assert not np.allclose(a[1], c[1])
+    assert not np.allclose(load("a1111_euler_a_automatic_s42_b2", "latents.npy"),
+                           load("comfyui_euler_ancestral_normal_s42_b2", "latents.npy"))

@@ -1,0 +1,70 @@
+//! The a1111 and comfyui compatibility modes on the tiny model against the pictures A1111 and
+//! ComfyUI make: `tests/fixtures/compat_images`, recorded by `models/tooling/ref_compat_images.py`
+//! driving each tool's own noise, schedules, k-diffusion samplers and guidance around the
+//! diffusers torch UNet and VAE of the same weights. Per case: the final latents within 1e-4, or
+//! within 1e-5 of the largest when that is larger, and the 8-bit pixels (truncated, as both tools
+//! save them) within 1/255 on at least 99.9% of values and never more than 2/255 apart.
+#![cfg(feature = "ssr")]
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::parity::{check_pixels, max_abs_diff};
+use easel::api::request::GenerateRequest;
+use easel::engine::model::{Residency, SdModel};
+use easel::engine::npy;
+use easel::engine::pipeline::txt2img;
+use easel::engine::runtime::runtime;
+use easel::engine::CancelToken;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn a1111_and_comfyui_modes_give_the_tools_pictures() {
+    let fixtures = root().join("tests/fixtures/compat_images");
+    let index: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixtures.join("cases.json")).unwrap()).unwrap();
+    let cases = index["cases"].as_array().unwrap();
+    assert!(cases.len() >= 6, "every recorded case is checked");
+    let mut model = SdModel::load(&root().join("models/tiny-sd"), runtime().unwrap(), 1, Residency::Warm).unwrap();
+    let mut failures = Vec::new();
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let dir = fixtures.join(name);
+        let mut settings: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("settings.json")).unwrap()).unwrap();
+        // Absent and default values are left out, as a client would.
+        settings.as_object_mut().unwrap().retain(|_, v| !v.is_null() && *v != serde_json::json!(0.0));
+        let request = GenerateRequest::from_json(&settings).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        let resolved = request.resolve(|| unreachable!("fixtures give a seed")).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        let out = txt2img(&mut model, &resolved, &CancelToken::new(), &mut |_| {}).unwrap();
+        let mut problems = Vec::new();
+        let (_, want) = npy::read_f32(dir.join("latents.npy")).unwrap();
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = max_abs_diff(&out.latents, &want);
+        eprintln!("{name}: final latents max diff {d:e} (largest {scale})");
+        if d > 1e-4f32.max(1e-5 * scale) {
+            problems.push(format!("final latents: max diff {d:e} (largest {scale})"));
+        }
+        check_pixels(&dir, &out.images, &mut problems);
+        // Both tools truncate to 8 bits where diffusers rounds; that shows only as a one-level
+        // shift, which the bar above allows, so the share of exact values is checked too.
+        for image in &out.images {
+            let want = image::open(dir.join(format!("image_{}.png", image.index))).unwrap().to_rgb8();
+            let exact = want.as_raw().iter().zip(&image.rgb).filter(|(a, b)| a == b).count() as f64 / image.rgb.len() as f64;
+            eprintln!("{name} image {}: {:.2}% of values exact", image.index, exact * 100.0);
+            if exact < 0.95 {
+                problems.push(format!(
+                    "image {}: only {:.1}% of values exact (pixels rounded, not truncated?)",
+                    image.index,
+                    exact * 100.0
+                ));
+            }
+        }
+        if !problems.is_empty() {
+            failures.push(format!("{name}: {}", problems.join("; ")));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::onnx_edit::{Placement, SourceLayout, Step};
+use super::onnx_edit::{DataPlace, Placement, SourceLayout, Step};
 use super::torch_file::{self, DType};
 use super::weights_buffer::{packed_size, GraphWeights, WeightsBuffer, WeightsFile};
 
@@ -347,11 +347,12 @@ impl Checkpoint {
         template.initializers.iter().all(|init| self.entry_for(init).is_some())
     }
 
-    /// Where ONNX Runtime finds the initializers `template` declares: this file itself (each
-    /// tensor's element type, layout and shape converted by nodes ONNX Runtime folds once) when
-    /// `patch` changes none of them, else an in-memory buffer in the graph's layout and dtypes,
-    /// with the changes added (a LoRA's `weight * scale * up @ down`, computed one at a time so
-    /// no second copy of the weights is ever held). `label` names the template in messages.
+    /// Where ONNX Runtime finds the initializers `template` declares: this file itself for every
+    /// tensor `patch` leaves alone (its element type, layout and shape converted by nodes ONNX
+    /// Runtime folds once), and a buffer in the graph's layout and dtypes for the tensors it
+    /// changes, with the changes added (a LoRA's `weight * scale * up @ down`, computed one at a
+    /// time so no second copy of the weights is ever held). `label` names the template in
+    /// messages.
     pub fn graph_weights(&self, template: &TemplateWeights, label: &str, patch: &dyn WeightPatch) -> Result<GraphWeights, CheckpointError> {
         let template_err = |message: String| CheckpointError::Template { path: label.into(), message };
         if (template.format.as_str(), template.version) != WEIGHTS_FORMAT {
@@ -360,9 +361,15 @@ impl Checkpoint {
                 template.format, template.version, WEIGHTS_FORMAT.0, WEIGHTS_FORMAT.1
             )));
         }
-        // ONNX Runtime resolves every external location in the in-memory table once one is
-        // given, so a graph with any patched tensor takes all of its weights from memory.
-        let location = if template.initializers.iter().any(|init| patch.changes(init)) { None } else { self.location() };
+        // Patched tensors are written into the graph itself (see `GraphWeights::attach`), which
+        // protobuf bounds at 2 GB; past [`MAX_INLINE_BYTES`] every weight goes through memory.
+        let patched: usize = template
+            .initializers
+            .iter()
+            .filter(|init| patch.changes(init))
+            .map(|init| packed_size(init.shape.iter().product(), &init.dtype))
+            .sum();
+        let location = if patched > MAX_INLINE_BYTES { None } else { self.location() };
         let mut placed = Vec::with_capacity(template.initializers.len());
         for init in &template.initializers {
             let (key, entry) = self.entry_for(init).ok_or_else(|| CheckpointError::Missing {
@@ -387,7 +394,7 @@ impl Checkpoint {
             if init.shape.iter().product::<usize>() != elements {
                 return Err(template_err(format!("{} has shape {:?} but {key} has {elements} values", init.name, init.shape)));
             }
-            let layout = location.as_ref().and_then(|_| stored_layout(init, entry));
+            let layout = location.as_ref().filter(|_| !patch.changes(init)).and_then(|_| stored_layout(init, entry));
             placed.push((init, key, entry, layout));
         }
 
@@ -401,7 +408,10 @@ impl Checkpoint {
                 let source = (!layout.steps.is_empty()).then_some(layout);
                 placements.insert(
                     init.name.clone(),
-                    Placement { location: name.clone(), offset: entry.start, length: entry.end - entry.start, source },
+                    Placement {
+                        data: DataPlace::External { location: name.clone(), offset: entry.start, length: entry.end - entry.start },
+                        source,
+                    },
                 );
                 continue;
             }
@@ -436,6 +446,9 @@ impl Checkpoint {
         Some((folder, name))
     }
 }
+
+/// The most bytes of LoRA-patched tensors written into a graph (protobuf's limit is 2 GB).
+const MAX_INLINE_BYTES: usize = 1536 << 20;
 
 /// A change to some of a graph's weights, added where they are converted (a LoRA set's).
 pub trait WeightPatch {

@@ -110,14 +110,22 @@ const TENSOR_DATA_LOCATION: u64 = 14;
 /// `TensorProto.DataLocation.EXTERNAL`.
 const EXTERNAL: u64 = 1;
 
-/// Where ONNX Runtime finds one initializer's data: `length` bytes at `offset` in the external
-/// data file `location`, stored as `source` says when that differs from the graph's initializer.
+/// Where ONNX Runtime finds one initializer's data, stored as `source` says when that differs
+/// from the graph's initializer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Placement {
-    pub location: String,
-    pub offset: u64,
-    pub length: u64,
+    pub data: DataPlace,
     pub source: Option<SourceLayout>,
+}
+
+/// The bytes of one initializer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DataPlace {
+    /// `length` bytes at `offset` in the external data file `location`.
+    External { location: String, offset: u64, length: u64 },
+    /// `length` bytes at `offset` of the bytes handed to [`place_initializers`], written into the
+    /// graph itself (`raw_data`).
+    Inline { offset: usize, length: usize },
 }
 
 /// A tensor stored in another element type or layout than the graph's initializer, and the steps
@@ -146,10 +154,11 @@ pub enum Step {
 const STORED_SUFFIX: &str = "__easel_stored";
 
 /// `model` with each initializer named in `places` read from its place (an external data file
-/// handed over in memory, or a file on disk that ONNX Runtime maps), converted by nodes in front
-/// of the graph where its stored layout differs; every other field and initializer is copied as
-/// it is. Fails unless every name in `places` is an initializer of the graph.
-pub fn place_initializers(model: &[u8], places: &HashMap<String, Placement>) -> Result<Vec<u8>, EditError> {
+/// handed over in memory, a file on disk that ONNX Runtime maps, or `inline` bytes written into
+/// the graph), converted by nodes in front of the graph where its stored layout differs; every
+/// other field and initializer is copied as it is. Fails unless every name in `places` is an
+/// initializer of the graph.
+pub fn place_initializers(model: &[u8], places: &HashMap<String, Placement>, inline: &[u8]) -> Result<Vec<u8>, EditError> {
     let fail = |reason: String| EditError { what: "weights read from their files".into(), reason };
     let mut out = Vec::with_capacity(model.len() + places.len() * 160);
     let mut located = 0;
@@ -178,7 +187,7 @@ pub fn place_initializers(model: &[u8], places: &HashMap<String, Placement>) -> 
             let mut tensor = Vec::with_capacity(gp.len() + 160);
             let layout = place.source.as_ref();
             for (tf, tw, tp) in fields(gp) {
-                let replaced = matches!(tf, TENSOR_EXTERNAL_DATA | TENSOR_DATA_LOCATION | TENSOR_NAME)
+                let replaced = matches!(tf, TENSOR_EXTERNAL_DATA | TENSOR_DATA_LOCATION | TENSOR_NAME | TENSOR_RAW_DATA)
                     || (layout.is_some() && matches!(tf, TENSOR_DIMS | TENSOR_DATA_TYPE));
                 if !replaced {
                     put_field(&mut tensor, tf, tw, tp);
@@ -191,15 +200,21 @@ pub fn place_initializers(model: &[u8], places: &HashMap<String, Placement>) -> 
                 put_uint(&mut tensor, TENSOR_DATA_TYPE, layout.element as u64);
             }
             put_bytes(&mut tensor, TENSOR_NAME, stored.as_bytes());
-            for (key, value) in
-                [("location", place.location.clone()), ("offset", place.offset.to_string()), ("length", place.length.to_string())]
-            {
-                let mut entry = Vec::new();
-                put_bytes(&mut entry, 1, key.as_bytes());
-                put_bytes(&mut entry, 2, value.as_bytes());
-                put_bytes(&mut tensor, TENSOR_EXTERNAL_DATA, &entry);
+            match &place.data {
+                DataPlace::External { location, offset, length } => {
+                    for (key, value) in [("location", location.clone()), ("offset", offset.to_string()), ("length", length.to_string())] {
+                        let mut entry = Vec::new();
+                        put_bytes(&mut entry, 1, key.as_bytes());
+                        put_bytes(&mut entry, 2, value.as_bytes());
+                        put_bytes(&mut tensor, TENSOR_EXTERNAL_DATA, &entry);
+                    }
+                    put_uint(&mut tensor, TENSOR_DATA_LOCATION, EXTERNAL);
+                }
+                DataPlace::Inline { offset, length } => {
+                    let bytes = inline.get(*offset..offset + length).ok_or_else(|| fail(format!("{name}: inline bytes out of range")))?;
+                    put_bytes(&mut tensor, TENSOR_RAW_DATA, bytes);
+                }
             }
-            put_uint(&mut tensor, TENSOR_DATA_LOCATION, EXTERNAL);
             put_bytes(&mut graph, gf, &tensor);
             located += 1;
         }

@@ -90,7 +90,7 @@ impl OnnxModel {
                 let folder = folder.to_str().ok_or_else(|| ort::Error::new(format!("the folder {} is not UTF-8", folder.display())))?;
                 builder = builder.with_config_entry(EXTERNAL_DATA_FOLDER, folder)?;
             }
-            if !buffer.is_empty() {
+            if let Some(buffer) = buffer {
                 builder = builder.with_external_initializer_file_in_memory(super::weights_buffer::FILE_NAME, buffer)?;
             }
             builder.commit_from_memory(&graph)

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::onnx_edit::Placement;
+use super::onnx_edit::{DataPlace, Placement};
 
 /// The external data location the graph is pointed at (a name, never a file on disk).
 pub const FILE_NAME: &str = "easel-weights.bin";
@@ -103,28 +103,39 @@ impl From<WeightsBuffer> for GraphWeights {
 }
 
 /// What a session is created from: the graph with every initializer pointed at its place, the
-/// buffer's bytes to hand to ONNX Runtime under [`FILE_NAME`], and the folder it must resolve
-/// file locations in.
+/// bytes to hand to ONNX Runtime as the in-memory file [`FILE_NAME`] (none when they went into
+/// the graph), and the folder it must resolve file locations in.
 pub struct Attached {
     pub graph: Vec<u8>,
-    pub buffer: Arc<[u8]>,
+    pub buffer: Option<Arc<[u8]>>,
     pub folder: Option<PathBuf>,
 }
 
 impl GraphWeights {
-    /// `graph` with every initializer pointed at its place (see [`Attached`]).
+    /// `graph` with every initializer pointed at its place (see [`Attached`]). With a weights
+    /// file, the buffer's tensors are written into the graph: ONNX Runtime resolves every external
+    /// location in its in-memory table once one is given, so the two cannot be mixed.
     pub fn attach(self, graph: &[u8]) -> Result<Attached, String> {
         let WeightsBuffer { bytes, places, .. } = self.buffer;
+        let inline = self.file.is_some();
         let mut placements: HashMap<String, Placement> = places
             .into_iter()
-            .map(|(name, (offset, length))| (name, Placement { location: FILE_NAME.to_string(), offset, length, source: None }))
+            .map(|(name, (offset, length))| {
+                let data = if inline {
+                    DataPlace::Inline { offset: offset as usize, length: length as usize }
+                } else {
+                    DataPlace::External { location: FILE_NAME.to_string(), offset, length }
+                };
+                (name, Placement { data, source: None })
+            })
             .collect();
         let folder = self.file.map(|file| {
             placements.extend(file.placements);
             file.folder
         });
-        let located = super::onnx_edit::place_initializers(graph, &placements).map_err(|e| e.to_string())?;
-        Ok(Attached { graph: located, buffer: bytes, folder })
+        let located = super::onnx_edit::place_initializers(graph, &placements, &bytes).map_err(|e| e.to_string())?;
+        let buffer = (!inline && !bytes.is_empty()).then_some(bytes);
+        Ok(Attached { graph: located, buffer, folder })
     }
 }
 

@@ -42,6 +42,18 @@ pub enum Sampler {
     /// k-diffusion `sample_dpmpp_2s_ancestral`.
     #[serde(rename = "dpmpp_2s_ancestral")]
     Dpmpp2sA,
+    /// ComfyUI's `sample_heunpp2` (Heun with a third evaluation).
+    #[serde(rename = "heunpp2")]
+    Heunpp2,
+    /// ComfyUI's `sample_ipndm` (order-4 multistep).
+    #[serde(rename = "ipndm")]
+    Ipndm,
+    /// ComfyUI's `sample_ddpm` (ancestral DDPM steps).
+    #[serde(rename = "ddpm")]
+    Ddpm,
+    /// ComfyUI's `sample_lcm` (for latent-consistency models).
+    #[serde(rename = "lcm")]
+    Lcm,
     /// diffusers `UniPCMultistepScheduler` (bh2, order 2).
     #[serde(rename = "unipc")]
     Unipc,
@@ -49,7 +61,7 @@ pub enum Sampler {
 
 impl Sampler {
     /// Every sampler, in the order lists show them.
-    pub const ALL: [Sampler; 11] = [
+    pub const ALL: [Sampler; 15] = [
         Sampler::Pndm,
         Sampler::Ddim,
         Sampler::Euler,
@@ -60,6 +72,10 @@ impl Sampler {
         Sampler::Lms,
         Sampler::Dpmpp2m,
         Sampler::Dpmpp2sA,
+        Sampler::Heunpp2,
+        Sampler::Ipndm,
+        Sampler::Ddpm,
+        Sampler::Lcm,
         Sampler::Unipc,
     ];
 
@@ -79,11 +95,16 @@ impl Sampler {
             Sampler::Lms => "lms",
             Sampler::Dpmpp2m => "dpmpp_2m",
             Sampler::Dpmpp2sA => "dpmpp_2s_ancestral",
+            Sampler::Heunpp2 => "heunpp2",
+            Sampler::Ipndm => "ipndm",
+            Sampler::Ddpm => "ddpm",
+            Sampler::Lcm => "lcm",
             Sampler::Unipc => "unipc",
         }
     }
 
-    /// The name AUTOMATIC1111 shows (and writes as `Sampler` in its infotext).
+    /// The name AUTOMATIC1111 shows (and writes as `Sampler` in its infotext); Easel's name for
+    /// the ComfyUI samplers A1111 does not have.
     pub fn a1111_name(self) -> &'static str {
         match self {
             Sampler::Pndm => "PLMS",
@@ -96,6 +117,8 @@ impl Sampler {
             Sampler::Lms => "LMS",
             Sampler::Dpmpp2m => "DPM++ 2M",
             Sampler::Dpmpp2sA => "DPM++ 2S a",
+            Sampler::Lcm => "LCM",
+            Sampler::Heunpp2 | Sampler::Ipndm | Sampler::Ddpm => self.name(),
             Sampler::Unipc => "UniPC",
         }
     }
@@ -112,6 +135,10 @@ impl Sampler {
             Sampler::Lms => "lms",
             Sampler::Dpmpp2m => "dpmpp_2m",
             Sampler::Dpmpp2sA => "dpmpp_2s_ancestral",
+            Sampler::Heunpp2 => "heunpp2",
+            Sampler::Ipndm => "ipndm",
+            Sampler::Ddpm => "ddpm",
+            Sampler::Lcm => "lcm",
             Sampler::Unipc => "uni_pc_bh2",
             Sampler::Pndm => return None,
         })
@@ -131,9 +158,11 @@ impl Sampler {
                 | Sampler::Dpmpp2m
                 | Sampler::Dpmpp2sA
         );
+        let comfyui_only = matches!(self, Sampler::Heunpp2 | Sampler::Ipndm | Sampler::Ddpm | Sampler::Lcm);
         match compat {
-            Compat::Diffusers => !matches!(self, Sampler::Dpm2 | Sampler::Dpm2A | Sampler::Dpmpp2sA),
-            Compat::A1111 | Compat::ComfyUi => kdiffusion,
+            Compat::Diffusers => !kdiffusion_only(self) && !comfyui_only,
+            Compat::A1111 => kdiffusion,
+            Compat::ComfyUi => kdiffusion || comfyui_only,
         }
     }
 
@@ -192,6 +221,11 @@ impl Sampler {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+/// k-diffusion's samplers diffusers has no class for.
+fn kdiffusion_only(sampler: Sampler) -> bool {
+    matches!(sampler, Sampler::Dpm2 | Sampler::Dpm2A | Sampler::Dpmpp2sA)
 }
 
 impl std::fmt::Display for Sampler {

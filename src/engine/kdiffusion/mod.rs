@@ -9,6 +9,7 @@
 //! are float32 0-dim tensors there), so results agree with the tools to float32 rounding
 //! (`tests/kdiffusion_parity.rs`). One file per sampler.
 
+mod ddpm;
 pub mod discrete;
 mod dpm2;
 mod dpm2_ancestral;
@@ -17,6 +18,9 @@ mod dpmpp_2s_ancestral;
 mod euler;
 mod euler_ancestral;
 mod heun;
+mod heunpp2;
+mod ipndm;
+mod lcm;
 mod lms;
 pub mod schedules;
 
@@ -66,6 +70,10 @@ pub enum KSampler {
     Lms,
     Dpmpp2m,
     Dpmpp2sAncestral,
+    Heunpp2,
+    Ipndm,
+    Ddpm,
+    Lcm,
 }
 
 impl KSampler {
@@ -80,6 +88,10 @@ impl KSampler {
             Sampler::Lms => KSampler::Lms,
             Sampler::Dpmpp2m => KSampler::Dpmpp2m,
             Sampler::Dpmpp2sA => KSampler::Dpmpp2sAncestral,
+            Sampler::Heunpp2 => KSampler::Heunpp2,
+            Sampler::Ipndm => KSampler::Ipndm,
+            Sampler::Ddpm => KSampler::Ddpm,
+            Sampler::Lcm => KSampler::Lcm,
             Sampler::Pndm | Sampler::Ddim | Sampler::Unipc => return None,
         })
     }
@@ -93,7 +105,14 @@ impl KSampler {
     /// option, else the model's own timesteps).
     pub fn a1111_automatic(self) -> Schedule {
         match self {
-            KSampler::Euler | KSampler::EulerAncestral | KSampler::Heun | KSampler::Lms => Schedule::Uniform,
+            KSampler::Euler
+            | KSampler::EulerAncestral
+            | KSampler::Heun
+            | KSampler::Lms
+            | KSampler::Heunpp2
+            | KSampler::Ipndm
+            | KSampler::Ddpm
+            | KSampler::Lcm => Schedule::Uniform,
             KSampler::Dpm2 | KSampler::Dpm2Ancestral | KSampler::Dpmpp2m | KSampler::Dpmpp2sAncestral => Schedule::Karras,
         }
     }
@@ -109,6 +128,10 @@ impl KSampler {
             KSampler::Lms => lms::sample(x, sigmas, cx),
             KSampler::Dpmpp2m => dpmpp_2m::sample(x, sigmas, cx),
             KSampler::Dpmpp2sAncestral => dpmpp_2s_ancestral::sample(x, sigmas, cx),
+            KSampler::Heunpp2 => heunpp2::sample(x, sigmas, cx),
+            KSampler::Ipndm => ipndm::sample(x, sigmas, cx),
+            KSampler::Ddpm => ddpm::sample(x, sigmas, cx),
+            KSampler::Lcm => lcm::sample(x, sigmas, cx),
         }
     }
 
@@ -120,6 +143,21 @@ impl KSampler {
             KSampler::Dpm2Ancestral | KSampler::Dpmpp2sAncestral => ancestral_step(sigmas[i], sigmas[i + 1]).0 != 0.0,
             _ => false,
         };
+        if self == KSampler::Heunpp2 {
+            // Three calls a step, two on the next-to-last, one on the last.
+            let end = sigmas[sigmas.len() - 1];
+            return (0..steps)
+                .map(|i| {
+                    if sigmas[i + 1] == end {
+                        1
+                    } else if sigmas[i + 2] == end {
+                        2
+                    } else {
+                        3
+                    }
+                })
+                .sum();
+        }
         steps + (0..steps).filter(|&i| second(i)).count()
     }
 }

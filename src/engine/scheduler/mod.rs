@@ -42,7 +42,9 @@ pub fn diffusers_class(sampler: Sampler) -> Option<&'static str> {
         Sampler::Lms => "LMSDiscreteScheduler",
         Sampler::Dpmpp2m => "DPMSolverMultistepScheduler",
         Sampler::Unipc => "UniPCMultistepScheduler",
-        Sampler::Dpm2 | Sampler::Dpm2A | Sampler::Dpmpp2sA => return None,
+        Sampler::Dpm2 | Sampler::Dpm2A | Sampler::Dpmpp2sA | Sampler::Heunpp2 | Sampler::Ipndm | Sampler::Ddpm | Sampler::Lcm => {
+            return None
+        }
     })
 }
 
@@ -53,7 +55,7 @@ pub enum SchedulerError {
     Json(String),
     #[error("sampler {0} has no karras schedule; use the default schedule, or one of {karras}", karras = Sampler::karras_names())]
     KarrasUnsupported(Sampler),
-    #[error("sampler {0} with schedule {1} runs in the a1111 and comfyui compat modes only; use compat a1111 or comfyui")]
+    #[error("sampler {0} with schedule {1} does not run in compat diffusers; use compat a1111 or comfyui (GET /api/v1/samplers lists what each mode runs)")]
     KDiffusionOnly(Sampler, Schedule),
     #[error("steps {steps} is out of range; use 1 to {max}")]
     Steps { steps: usize, max: usize },
@@ -114,7 +116,9 @@ pub fn build_scheduler(
         Sampler::Lms => build::<lms::LmsConfig>(schedule, config, steps),
         Sampler::Dpmpp2m => build::<dpmpp_2m::DpmSolverConfig>(schedule, config, steps),
         Sampler::Unipc => build::<unipc::UniPcConfig>(schedule, config, steps),
-        Sampler::Dpm2 | Sampler::Dpm2A | Sampler::Dpmpp2sA => Err(SchedulerError::KDiffusionOnly(kind, schedule)),
+        Sampler::Dpm2 | Sampler::Dpm2A | Sampler::Dpmpp2sA | Sampler::Heunpp2 | Sampler::Ipndm | Sampler::Ddpm | Sampler::Lcm => {
+            Err(SchedulerError::KDiffusionOnly(kind, schedule))
+        }
     }
 }
 

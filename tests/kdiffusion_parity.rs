@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use easel::api::Compat;
 use easel::engine::kdiffusion::discrete::{c_in, DiscreteSchedule};
 use easel::engine::kdiffusion::schedules;
-use easel::engine::kdiffusion::{Context, Denoiser, Flavor, KSampler, Sampler, Schedule, Step};
+use easel::engine::kdiffusion::{BrownianSeeds, Context, Denoiser, Flavor, KSampler, Sampler, Schedule, Step};
 use easel::engine::noise::a1111::{A1111Seeds, ImageRng, RandnSource};
 use easel::engine::noise::comfyui::NoiseSampler;
 use easel::engine::noise::NoiseSource;
@@ -106,7 +106,7 @@ fn schedules_equal_the_tools_own() {
     }
     eprintln!("{checked} schedules checked; not offered by Easel: {not_offered:?}");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(checked >= 84, "only {checked} schedule cases were checked");
+    assert!(checked >= 96, "only {checked} schedule cases were checked");
 }
 
 /// The recorded stand-in model behind each tool's discrete-schedule eps wrapper.
@@ -174,7 +174,11 @@ fn samplers_equal_the_tools_own_step_by_step() {
             xs.extend_from_slice(s.x);
             denoiseds.extend_from_slice(s.denoised);
         };
-        let mut cx = Context { model: &mut model, noise: source.as_mut(), on_step: &mut on_step, flavor: flavor(tool) };
+        // The SDE samplers' Brownian trees: A1111 one per image (seeds 42 and 43, CPU source),
+        // ComfyUI one for the batch (seed 42).
+        let entropies = if tool == "a1111" { vec![42, 43] } else { vec![42] };
+        let brownian = Some(BrownianSeeds { entropies, randn: easel::engine::noise::brownian::torch_randn });
+        let mut cx = Context { model: &mut model, noise: source.as_mut(), on_step: &mut on_step, flavor: flavor(tool), brownian };
         let out = sampler.sample(x0, &sigmas, &mut cx).unwrap();
         for (part, got) in [("x", &xs), ("denoised", &denoiseds), ("out", &out)] {
             // ComfyUI's iPNDM hands its callback the latents it started the whole run from.
@@ -198,5 +202,30 @@ fn samplers_equal_the_tools_own_step_by_step() {
     }
     eprintln!("{checked} sampler runs checked; not offered by Easel: {not_offered:?}");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(checked >= 24, "only {checked} sampler cases were checked");
+    assert!(checked >= 35, "only {checked} sampler cases were checked");
+}
+
+/// torchsde's Brownian tree as each tool builds it for the SDE samplers: every increment a
+/// recorded sampler asked for, in its order.
+#[test]
+fn brownian_tree_increments_equal_torchsde() {
+    use easel::engine::noise::brownian::BrownianNoise;
+    let cases = cases();
+    let cpu = |seed: u64, n: usize| easel::engine::torch_rng::TorchGenerator::new(seed).randn(n);
+    for case in cases["brownian"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let sigmas = load(case["sigmas"].as_str().unwrap());
+        let positive = sigmas.iter().copied().filter(|s| *s > 0.0);
+        let (lo, hi) = (positive.clone().fold(f32::INFINITY, f32::min), sigmas.iter().copied().fold(0.0, f32::max));
+        let entropies: Vec<u128> =
+            case["construction"]["entropy"].as_array().unwrap().iter().map(|e| e.as_u64().unwrap() as u128).collect();
+        let mut noise = BrownianNoise::new(lo, hi, 2 * 4 * 8 * 8, &entropies, cpu);
+        let queries = load(case["queries"].as_str().unwrap());
+        let want = load(case["increments"].as_str().unwrap());
+        let per = 2 * 4 * 8 * 8;
+        for (k, q) in queries.chunks(2).enumerate() {
+            let got = noise.increment(q[0], q[1]);
+            close(&got, &want[k * per..(k + 1) * per], 1e-5).unwrap_or_else(|e| panic!("{name} query {k} {q:?}: {e}"));
+        }
+    }
 }

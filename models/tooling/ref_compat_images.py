@@ -230,11 +230,17 @@ CASES = [
          "seed 1234 (all_seeds are not seed + i when the strength is > 0), slerped with subseeds 99 and 100",
          Settings(seed=1234, batch_size=2, compat="a1111", sampler="Euler", schedule="Automatic", randn_source="cpu",
                   subseed=99, subseed_strength=0.3)),
+    Case("a1111_dpmpp_2m_sde_karras_s5_b2_nv", "A1111 DPM++ 2M SDE Karras, NV noise: one torchsde Brownian tree per "
+         "image (entropy 5 and 6) whose nodes draw A1111's randn_local (Philox)",
+         Settings(seed=5, batch_size=2, compat="a1111", sampler="DPM++ 2M SDE", schedule="Karras", randn_source="nv")),
     Case("comfyui_euler_ancestral_normal_s42_b2", "ComfyUI euler_ancestral / normal, batch 2: one CPU draw for the "
          "batch, step noise from default_noise_sampler(x, seed)",
          Settings(seed=42, batch_size=2, compat="comfyui", sampler="euler_ancestral", schedule="normal")),
     Case("comfyui_dpmpp_2m_karras_s7", "ComfyUI dpmpp_2m / karras",
          Settings(seed=7, batch_size=1, compat="comfyui", sampler="dpmpp_2m", schedule="karras")),
+    Case("comfyui_dpmpp_2m_sde_karras_s5_b2", "ComfyUI dpmpp_2m_sde / karras, batch 2: one Brownian tree for the "
+         "batch (entropy 5), on the CPU",
+         Settings(seed=5, batch_size=2, compat="comfyui", sampler="dpmpp_2m_sde", schedule="karras")),
     Case("comfyui_heun_simple_s3", "ComfyUI heun / simple (two model evaluations per step but the last)",
          Settings(seed=3, batch_size=1, compat="comfyui", sampler="heun", schedule="simple")),
 ]
@@ -425,7 +431,11 @@ class A1111:
         self.rng = importlib.import_module("modules.rng")
         original_randn = bi._randn
         self.common = importlib.import_module("modules.sd_samplers_common")  # replaces torchsde's _randn
-        bi._randn = original_randn  # (no Brownian sampler here; ComfyUI shares the process)
+        # A1111's replacement (its randn_local: Philox for NV, torch CPU for CPU) is put back only
+        # while A1111 runs (see run); ComfyUI shares the process and uses torchsde's own.
+        self.torchsde_randn = bi._randn
+        assert self.torchsde_randn is not original_randn
+        bi._randn = original_randn
         self.schedulers = importlib.import_module("modules.sd_schedulers")
         self.kdiffusion = importlib.import_module("modules.sd_samplers_kdiffusion")
         self.prompt_parser = self.prompts.prompt_parser
@@ -438,6 +448,14 @@ class A1111:
         return src
 
     def run(self, s: Settings) -> dict:
+        """One case, with A1111's torchsde ``_randn`` replacement in place (its SDE samplers'
+        Brownian trees draw from ``randn_local``, i.e. the chosen noise source)."""
+        import torchsde._brownian.brownian_interval as bi
+
+        with kd._patched(bi, "_randn", self.torchsde_randn):
+            return self._run(s)
+
+    def _run(self, s: Settings) -> dict:
         import torch
 
         pp = self.prompt_parser

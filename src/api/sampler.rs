@@ -42,6 +42,18 @@ pub enum Sampler {
     /// k-diffusion `sample_dpmpp_2s_ancestral`.
     #[serde(rename = "dpmpp_2s_ancestral")]
     Dpmpp2sA,
+    /// k-diffusion `sample_dpmpp_sde` (Brownian-tree noise).
+    #[serde(rename = "dpmpp_sde")]
+    DpmppSde,
+    /// k-diffusion `sample_dpmpp_2m_sde`, midpoint solver (Brownian-tree noise).
+    #[serde(rename = "dpmpp_2m_sde")]
+    Dpmpp2mSde,
+    /// k-diffusion `sample_dpmpp_2m_sde`, Heun solver.
+    #[serde(rename = "dpmpp_2m_sde_heun")]
+    Dpmpp2mSdeHeun,
+    /// k-diffusion `sample_dpmpp_3m_sde` (Brownian-tree noise).
+    #[serde(rename = "dpmpp_3m_sde")]
+    Dpmpp3mSde,
     /// ComfyUI's `sample_heunpp2` (Heun with a third evaluation).
     #[serde(rename = "heunpp2")]
     Heunpp2,
@@ -61,7 +73,7 @@ pub enum Sampler {
 
 impl Sampler {
     /// Every sampler, in the order lists show them.
-    pub const ALL: [Sampler; 15] = [
+    pub const ALL: [Sampler; 19] = [
         Sampler::Pndm,
         Sampler::Ddim,
         Sampler::Euler,
@@ -72,6 +84,10 @@ impl Sampler {
         Sampler::Lms,
         Sampler::Dpmpp2m,
         Sampler::Dpmpp2sA,
+        Sampler::DpmppSde,
+        Sampler::Dpmpp2mSde,
+        Sampler::Dpmpp2mSdeHeun,
+        Sampler::Dpmpp3mSde,
         Sampler::Heunpp2,
         Sampler::Ipndm,
         Sampler::Ddpm,
@@ -95,6 +111,10 @@ impl Sampler {
             Sampler::Lms => "lms",
             Sampler::Dpmpp2m => "dpmpp_2m",
             Sampler::Dpmpp2sA => "dpmpp_2s_ancestral",
+            Sampler::DpmppSde => "dpmpp_sde",
+            Sampler::Dpmpp2mSde => "dpmpp_2m_sde",
+            Sampler::Dpmpp2mSdeHeun => "dpmpp_2m_sde_heun",
+            Sampler::Dpmpp3mSde => "dpmpp_3m_sde",
             Sampler::Heunpp2 => "heunpp2",
             Sampler::Ipndm => "ipndm",
             Sampler::Ddpm => "ddpm",
@@ -117,6 +137,10 @@ impl Sampler {
             Sampler::Lms => "LMS",
             Sampler::Dpmpp2m => "DPM++ 2M",
             Sampler::Dpmpp2sA => "DPM++ 2S a",
+            Sampler::DpmppSde => "DPM++ SDE",
+            Sampler::Dpmpp2mSde => "DPM++ 2M SDE",
+            Sampler::Dpmpp2mSdeHeun => "DPM++ 2M SDE Heun",
+            Sampler::Dpmpp3mSde => "DPM++ 3M SDE",
             Sampler::Lcm => "LCM",
             Sampler::Heunpp2 | Sampler::Ipndm | Sampler::Ddpm => self.name(),
             Sampler::Unipc => "UniPC",
@@ -135,6 +159,10 @@ impl Sampler {
             Sampler::Lms => "lms",
             Sampler::Dpmpp2m => "dpmpp_2m",
             Sampler::Dpmpp2sA => "dpmpp_2s_ancestral",
+            Sampler::DpmppSde => "dpmpp_sde",
+            Sampler::Dpmpp2mSde => "dpmpp_2m_sde",
+            Sampler::Dpmpp2mSdeHeun => "dpmpp_2m_sde_heun",
+            Sampler::Dpmpp3mSde => "dpmpp_3m_sde",
             Sampler::Heunpp2 => "heunpp2",
             Sampler::Ipndm => "ipndm",
             Sampler::Ddpm => "ddpm",
@@ -157,6 +185,10 @@ impl Sampler {
                 | Sampler::Lms
                 | Sampler::Dpmpp2m
                 | Sampler::Dpmpp2sA
+                | Sampler::DpmppSde
+                | Sampler::Dpmpp2mSde
+                | Sampler::Dpmpp2mSdeHeun
+                | Sampler::Dpmpp3mSde
         );
         let comfyui_only = matches!(self, Sampler::Heunpp2 | Sampler::Ipndm | Sampler::Ddpm | Sampler::Lcm);
         match compat {
@@ -225,7 +257,16 @@ impl Sampler {
 
 /// k-diffusion's samplers diffusers has no class for.
 fn kdiffusion_only(sampler: Sampler) -> bool {
-    matches!(sampler, Sampler::Dpm2 | Sampler::Dpm2A | Sampler::Dpmpp2sA)
+    matches!(
+        sampler,
+        Sampler::Dpm2
+            | Sampler::Dpm2A
+            | Sampler::Dpmpp2sA
+            | Sampler::DpmppSde
+            | Sampler::Dpmpp2mSde
+            | Sampler::Dpmpp2mSdeHeun
+            | Sampler::Dpmpp3mSde
+    )
 }
 
 impl std::fmt::Display for Sampler {

@@ -14,7 +14,10 @@ pub mod discrete;
 mod dpm2;
 mod dpm2_ancestral;
 mod dpmpp_2m;
+mod dpmpp_2m_sde;
 mod dpmpp_2s_ancestral;
+mod dpmpp_3m_sde;
+mod dpmpp_sde;
 mod euler;
 mod euler_ancestral;
 mod heun;
@@ -24,6 +27,7 @@ mod lcm;
 mod lms;
 pub mod schedules;
 
+use super::noise::brownian::{BrownianNoise, SeededRandn};
 use super::noise::NoiseSource;
 use super::EngineError;
 pub use crate::api::{Sampler, Schedule};
@@ -57,6 +61,26 @@ pub struct Context<'a> {
     pub noise: &'a mut dyn NoiseSource,
     pub on_step: &'a mut dyn FnMut(Step<'_>),
     pub flavor: Flavor,
+    /// How the SDE samplers' Brownian trees are seeded (`None`: they cannot run).
+    pub brownian: Option<BrownianSeeds>,
+}
+
+/// The entropy of each Brownian tree (A1111: one per image, its seed; ComfyUI: one for the
+/// batch, the seed) and how a tree node draws its noise.
+#[derive(Clone)]
+pub struct BrownianSeeds {
+    pub entropies: Vec<u128>,
+    pub randn: SeededRandn,
+}
+
+impl Context<'_> {
+    /// The Brownian-tree noise of an SDE sampler over `sigmas` (on `[σ_min > 0, σ_max]`).
+    fn brownian(&self, sigmas: &[f32], numel: usize) -> Result<BrownianNoise, EngineError> {
+        let seeds = self.brownian.as_ref().ok_or_else(|| EngineError::InvalidRequest("this sampler needs Brownian-tree seeds".into()))?;
+        let lo = sigmas.iter().copied().filter(|s| *s > 0.0).fold(f32::INFINITY, f32::min);
+        let hi = sigmas.iter().copied().fold(0.0, f32::max);
+        Ok(BrownianNoise::new(lo, hi, numel, &seeds.entropies, seeds.randn))
+    }
 }
 
 /// The k-diffusion samplers Easel runs (their names live with [`Sampler`]).
@@ -74,6 +98,10 @@ pub enum KSampler {
     Ipndm,
     Ddpm,
     Lcm,
+    DpmppSde,
+    Dpmpp2mSde,
+    Dpmpp2mSdeHeun,
+    Dpmpp3mSde,
 }
 
 impl KSampler {
@@ -92,13 +120,18 @@ impl KSampler {
             Sampler::Ipndm => KSampler::Ipndm,
             Sampler::Ddpm => KSampler::Ddpm,
             Sampler::Lcm => KSampler::Lcm,
+            Sampler::DpmppSde => KSampler::DpmppSde,
+            Sampler::Dpmpp2mSde => KSampler::Dpmpp2mSde,
+            Sampler::Dpmpp2mSdeHeun => KSampler::Dpmpp2mSdeHeun,
+            Sampler::Dpmpp3mSde => KSampler::Dpmpp3mSde,
             Sampler::Pndm | Sampler::Ddim | Sampler::Unipc => return None,
         })
     }
 
-    /// Both tools compute one sigma more for these and drop the next-to-last.
-    pub fn discards_penultimate_sigma(self) -> bool {
-        matches!(self, KSampler::Dpm2 | KSampler::Dpm2Ancestral)
+    /// Whether `flavor`'s tool computes one sigma more for this sampler and drops the
+    /// next-to-last (both for DPM2 and DPM2 a; A1111 also for DPM++ 3M SDE).
+    pub fn discards_penultimate_sigma(self, flavor: Flavor) -> bool {
+        matches!(self, KSampler::Dpm2 | KSampler::Dpm2Ancestral) || (flavor == Flavor::A1111 && self == KSampler::Dpmpp3mSde)
     }
 
     /// The schedule A1111's "Automatic" gives this sampler (its sampler table's `scheduler`
@@ -113,7 +146,10 @@ impl KSampler {
             | KSampler::Ipndm
             | KSampler::Ddpm
             | KSampler::Lcm => Schedule::Uniform,
-            KSampler::Dpm2 | KSampler::Dpm2Ancestral | KSampler::Dpmpp2m | KSampler::Dpmpp2sAncestral => Schedule::Karras,
+            KSampler::Dpm2 | KSampler::Dpm2Ancestral | KSampler::Dpmpp2m | KSampler::Dpmpp2sAncestral | KSampler::DpmppSde => {
+                Schedule::Karras
+            }
+            KSampler::Dpmpp2mSde | KSampler::Dpmpp2mSdeHeun | KSampler::Dpmpp3mSde => Schedule::Exponential,
         }
     }
 
@@ -132,6 +168,10 @@ impl KSampler {
             KSampler::Ipndm => ipndm::sample(x, sigmas, cx),
             KSampler::Ddpm => ddpm::sample(x, sigmas, cx),
             KSampler::Lcm => lcm::sample(x, sigmas, cx),
+            KSampler::DpmppSde => dpmpp_sde::sample(x, sigmas, cx),
+            KSampler::Dpmpp2mSde => dpmpp_2m_sde::sample(x, sigmas, cx, dpmpp_2m_sde::Solver::Midpoint),
+            KSampler::Dpmpp2mSdeHeun => dpmpp_2m_sde::sample(x, sigmas, cx, dpmpp_2m_sde::Solver::Heun),
+            KSampler::Dpmpp3mSde => dpmpp_3m_sde::sample(x, sigmas, cx),
         }
     }
 
@@ -139,7 +179,7 @@ impl KSampler {
     pub fn model_calls(self, sigmas: &[f32]) -> usize {
         let steps = sigmas.len().saturating_sub(1);
         let second = |i: usize| match self {
-            KSampler::Heun | KSampler::Dpm2 => sigmas[i + 1] != 0.0,
+            KSampler::Heun | KSampler::Dpm2 | KSampler::DpmppSde => sigmas[i + 1] != 0.0,
             KSampler::Dpm2Ancestral | KSampler::Dpmpp2sAncestral => ancestral_step(sigmas[i], sigmas[i + 1]).0 != 0.0,
             _ => false,
         };

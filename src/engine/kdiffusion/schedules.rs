@@ -147,7 +147,7 @@ fn linear_quadratic(n: usize, sigma_max: f32) -> Vec<f32> {
 /// `simple`); both tools drop the next-to-last sigma for DPM2 and DPM2 a. An error names a
 /// schedule the tool does not have.
 pub fn sigmas(model: &DiscreteSchedule, sampler: KSampler, schedule: Schedule, steps: usize) -> Result<Vec<f32>, String> {
-    let discard = sampler.discards_penultimate_sigma();
+    let discard = sampler.discards_penultimate_sigma(model.flavor);
     let n = steps + usize::from(discard);
     let (lo, hi) = (model.sigma_min(), model.sigma_max());
     let unknown = || format!("{} has no {schedule} schedule", if model.flavor == Flavor::A1111 { "A1111" } else { "ComfyUI" });

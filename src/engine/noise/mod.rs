@@ -4,8 +4,10 @@
 //! whole-batch noise ([`comfyui`]).
 
 pub mod a1111;
+pub mod brownian;
 pub mod comfyui;
 pub mod philox;
+pub mod seed_sequence;
 
 use crate::engine::torch_rng::TorchGenerator;
 

@@ -11,11 +11,12 @@ use super::guided_unet::GuidedUnet;
 use super::randomness::Randomness;
 use super::stages::{check_cancel, decode_latents_as, encode_prompt, needs_guidance, DenoiseRun, Quantize, LATENT_CHANNELS};
 use super::{Output, Progress, SourceImages, StepProgress, Timings};
-use crate::api::{Compat, GenerationSettings};
+use crate::api::{Compat, GenerationSettings, RandnSource};
 use crate::engine::cancel::CancelToken;
 use crate::engine::kdiffusion::discrete::{c_in, DiscreteSchedule};
-use crate::engine::kdiffusion::{schedules, Context, Denoiser, Flavor, KSampler, Step};
+use crate::engine::kdiffusion::{schedules, BrownianSeeds, Context, Denoiser, Flavor, KSampler, Step};
 use crate::engine::model::SdModel;
+use crate::engine::noise::brownian::{self, SeededRandn};
 use crate::engine::EngineError;
 
 /// Whose k-diffusion a compatibility mode runs (`None`: the diffusers mode).
@@ -68,6 +69,30 @@ impl Denoiser for GuidedDenoiser<'_, '_> {
         self.timings.unet_steps.push(started.elapsed());
         self.progress.step(x, self.shape);
         Ok(guided)
+    }
+}
+
+/// How the SDE samplers' Brownian trees are seeded: A1111 one tree per image with the image's
+/// seed, its nodes drawn from its noise source (`randn_local`); ComfyUI one tree for the batch
+/// with the seed, drawn on the CPU.
+fn brownian_seeds(settings: &GenerationSettings) -> BrownianSeeds {
+    match settings.noise.compat {
+        Compat::A1111 => {
+            let n = &settings.noise;
+            let seeds = crate::engine::noise::a1111::A1111Seeds {
+                source: n.randn_source.unwrap_or_default(),
+                seed: settings.seed,
+                subseed: n.subseed.map(|s| (s, n.subseed_strength)),
+                resize_from: (0, 0),
+                eta_noise_seed_delta: 0,
+            };
+            let randn = match seeds.source {
+                RandnSource::Nv => brownian::philox_randn as SeededRandn,
+                RandnSource::Cpu => brownian::torch_randn,
+            };
+            BrownianSeeds { entropies: seeds.image_seeds(settings.batch_size as usize).into_iter().map(u128::from).collect(), randn }
+        }
+        _ => BrownianSeeds { entropies: vec![u128::from(settings.seed)], randn: brownian::torch_randn },
     }
 }
 
@@ -131,7 +156,8 @@ pub fn generate(
         let mut denoiser =
             GuidedDenoiser { unet, schedule: &schedule, calls: 0, cancel, progress: &mut counter, timings: &mut timings, shape };
         let mut on_step = |_: Step<'_>| {};
-        let mut cx = Context { model: &mut denoiser, noise: rng.steps(), on_step: &mut on_step, flavor };
+        let mut cx =
+            Context { model: &mut denoiser, noise: rng.steps(), on_step: &mut on_step, flavor, brownian: Some(brownian_seeds(settings)) };
         sampler.sample(x, &sigmas, &mut cx)?
     };
 

@@ -42,9 +42,17 @@ pub fn diffusers_class(sampler: Sampler) -> Option<&'static str> {
         Sampler::Lms => "LMSDiscreteScheduler",
         Sampler::Dpmpp2m => "DPMSolverMultistepScheduler",
         Sampler::Unipc => "UniPCMultistepScheduler",
-        Sampler::Dpm2 | Sampler::Dpm2A | Sampler::Dpmpp2sA | Sampler::Heunpp2 | Sampler::Ipndm | Sampler::Ddpm | Sampler::Lcm => {
-            return None
-        }
+        Sampler::Dpm2
+        | Sampler::Dpm2A
+        | Sampler::Dpmpp2sA
+        | Sampler::DpmppSde
+        | Sampler::Dpmpp2mSde
+        | Sampler::Dpmpp2mSdeHeun
+        | Sampler::Dpmpp3mSde
+        | Sampler::Heunpp2
+        | Sampler::Ipndm
+        | Sampler::Ddpm
+        | Sampler::Lcm => return None,
     })
 }
 
@@ -116,9 +124,17 @@ pub fn build_scheduler(
         Sampler::Lms => build::<lms::LmsConfig>(schedule, config, steps),
         Sampler::Dpmpp2m => build::<dpmpp_2m::DpmSolverConfig>(schedule, config, steps),
         Sampler::Unipc => build::<unipc::UniPcConfig>(schedule, config, steps),
-        Sampler::Dpm2 | Sampler::Dpm2A | Sampler::Dpmpp2sA | Sampler::Heunpp2 | Sampler::Ipndm | Sampler::Ddpm | Sampler::Lcm => {
-            Err(SchedulerError::KDiffusionOnly(kind, schedule))
-        }
+        Sampler::Dpm2
+        | Sampler::Dpm2A
+        | Sampler::Dpmpp2sA
+        | Sampler::DpmppSde
+        | Sampler::Dpmpp2mSde
+        | Sampler::Dpmpp2mSdeHeun
+        | Sampler::Dpmpp3mSde
+        | Sampler::Heunpp2
+        | Sampler::Ipndm
+        | Sampler::Ddpm
+        | Sampler::Lcm => Err(SchedulerError::KDiffusionOnly(kind, schedule)),
     }
 }
 

@@ -275,6 +275,7 @@ async fn bad_requests_get_the_right_4xx_with_field_messages() {
         (json!({"prompt": "a", "compat": "a1111", "sampler": "pndm"}), 422, "sampler"),
         (json!({"prompt": "a", "compat": "comfyui", "schedule": "align_your_steps"}), 422, "schedule"),
         (json!({"prompt": "a", "sampler": "dpm_2"}), 422, "sampler"),
+        (json!({"prompt": "a", "compat": "comfyui", "schedule": "kl_optimal", "steps": 1}), 422, "steps"),
     ];
     let mut refused_fields = std::collections::BTreeSet::new();
     for (body, code, field) in &cases {

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use easel::api::Compat;
-use easel::engine::kdiffusion::discrete::{c_in, DiscreteSchedule};
+use easel::engine::kdiffusion::discrete::DiscreteSchedule;
 use easel::engine::kdiffusion::schedules;
 use easel::engine::kdiffusion::{BrownianSeeds, Context, Denoiser, Flavor, KSampler, Sampler, Schedule, Step};
 use easel::engine::noise::a1111::{A1111Seeds, ImageRng, RandnSource};
@@ -106,7 +106,8 @@ fn schedules_equal_the_tools_own() {
     }
     eprintln!("{checked} schedules checked; not offered by Easel: {not_offered:?}");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(checked >= 96, "only {checked} schedule cases were checked");
+    // ComfyUI's kl_optimal at 1 step (NaN there) is refused here, so it is not among them.
+    assert!(checked >= 95, "only {checked} schedule cases were checked");
 }
 
 /// The recorded stand-in model behind each tool's discrete-schedule eps wrapper.
@@ -117,12 +118,13 @@ struct StandIn {
 
 impl Denoiser for StandIn {
     fn denoise(&mut self, x: &[f32], sigma: f32) -> Result<Vec<f32>, EngineError> {
-        let (scale, t) = (c_in(sigma), self.model.sigma_to_t(sigma));
+        let t = self.model.sigma_to_t(sigma);
         self.calls.push((sigma, t));
         let s = 1.0 + t / 1000.0;
+        let x_in = self.model.scale_input(x, sigma);
         Ok(x.iter()
-            .map(|&x| {
-                let x_in = x * scale;
+            .zip(x_in)
+            .map(|(&x, x_in)| {
                 let eps = 0.6 * x_in + 0.2 * (x_in * s).sin();
                 x + eps * -sigma
             })

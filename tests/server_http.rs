@@ -45,7 +45,7 @@ async fn config_returns_effective_settings() {
 async fn samplers_list_both_tools_names_and_the_combinations_each_mode_runs() {
     let server = start(models_dir(), temp_dir("samplers")).await;
     let body: serde_json::Value = reqwest::get(format!("http://{}/api/v1/samplers", server.addr)).await.unwrap().json().await.unwrap();
-    let sampler = |name: &str| body["samplers"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap().clone();
+    let sampler = |name: &str| body.as_array().unwrap().iter().find(|s| s["name"] == name).unwrap().clone();
     let dpm2 = sampler("dpm_2");
     assert_eq!((dpm2["a1111_name"].as_str(), dpm2["comfyui_name"].as_str()), (Some("DPM2"), Some("dpm_2")));
     let modes: Vec<&str> = dpm2["modes"].as_array().unwrap().iter().map(|m| m["compat"].as_str().unwrap()).collect();
@@ -56,8 +56,12 @@ async fn samplers_list_both_tools_names_and_the_combinations_each_mode_runs() {
     assert_eq!((diffusers["compat"].as_str(), diffusers["schedules"].as_array().unwrap().len()), (Some("diffusers"), 1));
     let dpmpp = sampler("dpmpp_2m");
     assert_eq!(dpmpp["modes"][0]["default_schedule"], "karras");
+    // The fields the list had before compatibility modes keep their meaning (diffusers mode).
+    assert_eq!((dpmpp["default_schedule"].as_str(), dpmpp["schedules"].as_array().unwrap().len()), (Some("karras"), 2));
     assert!(dpmpp["modes"][1]["schedules"].as_array().unwrap().iter().any(|s| s == "align_your_steps"), "{dpmpp}");
-    let sgm = body["schedules"].as_array().unwrap().iter().find(|s| s["name"] == "sgm_uniform").unwrap();
+    let schedules: serde_json::Value =
+        reqwest::get(format!("http://{}/api/v1/schedules", server.addr)).await.unwrap().json().await.unwrap();
+    let sgm = schedules.as_array().unwrap().iter().find(|s| s["name"] == "sgm_uniform").unwrap();
     assert_eq!((sgm["a1111_name"].as_str(), sgm["comfyui_name"].as_str()), (Some("SGM Uniform"), Some("sgm_uniform")));
 }
 

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::request::FieldError;
 
-/// Whose numbers a generation follows: noise (source, per-image or per-batch seeding) and, as the
-/// tools' samplers are ported, sampler and schedule maths. Serialized as its name.
+/// Whose numbers a generation follows: the noise (source, per-image or per-batch seeding), the
+/// sampler and schedule maths, and how pixels become 8 bits. Serialized as its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub enum Compat {
     /// diffusers: one torch CPU generator for the batch's noise and every step's.
@@ -49,9 +49,11 @@ impl Compat {
     /// One line for help texts and the form.
     pub fn description(self) -> &'static str {
         match self {
-            Compat::Diffusers => "diffusers: one torch CPU generator for the batch and every step",
-            Compat::A1111 => "AUTOMATIC1111's noise: image i seeded with seed+i, GPU (NV) or CPU noise, variation seeds",
-            Compat::ComfyUi => "ComfyUI's noise: one CPU draw for the whole batch",
+            Compat::Diffusers => "diffusers: one torch CPU generator for the batch and every step, diffusers' schedulers",
+            Compat::A1111 => {
+                "AUTOMATIC1111: image i seeded with seed+i, GPU (NV) or CPU noise, variation seeds, its samplers and schedules"
+            }
+            Compat::ComfyUi => "ComfyUI: one CPU draw for the whole batch, its KSampler samplers and schedulers",
         }
     }
 

@@ -311,6 +311,10 @@ impl GenerateRequest {
                 "schedule",
                 format!("compat {compat} has no {schedule} schedule; use one of {}", Schedule::names_in(compat)),
             )),
+            // ComfyUI's kl_optimal divides by steps − 1 (one step gives NaN sigmas there).
+            (_, Some(Schedule::KlOptimal)) if compat == super::Compat::ComfyUi && steps < 2 => {
+                errors.push(FieldError::new("steps", "ComfyUI's kl_optimal schedule needs at least 2 steps"))
+            }
             (Some(sampler), Some(Schedule::Karras)) if compat == super::Compat::Diffusers && !sampler.supports_karras() => {
                 errors.push(FieldError::new(
                     "schedule",

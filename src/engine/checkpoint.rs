@@ -245,7 +245,7 @@ impl Checkpoint {
             };
             let elements = shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64)).ok_or_else(|| bad("a shape too large"))?;
             let size = element_bytes(&dtype).and_then(|b| elements.checked_mul(b)).ok_or_else(|| bad("an unknown dtype or too large"))?;
-            if end < begin || end - begin != size || data_start + end > file_len {
+            if end < begin || end - begin != size || data_start.checked_add(end).is_none_or(|last| last > file_len) {
                 return Err(bad(&format!("its bytes {begin}..{end} do not fit its shape or the {file_len}-byte file")));
             }
             tensors.insert(name, TensorEntry { dtype, shape, start: data_start + begin, end: data_start + end });

@@ -104,8 +104,11 @@ pub fn cached_sha256_from(path: &Path, offset: u64) -> std::io::Result<String> {
     if let Some(hash) = known_sha256_from(path, offset) {
         return Ok(hash);
     }
+    // The file's size and time before reading it: a file that changed while being hashed
+    // (still being copied) is not remembered under its new stamp.
+    let before = key(path, offset);
     let hash = sha256_from(path, offset)?;
-    if let Some(key) = key(path, offset) {
+    if let Some(key) = before.filter(|k| key(path, offset).as_ref() == Some(k)) {
         let write = with_cache(|cache| {
             if cache.hashes.len() >= MAX_ENTRIES {
                 cache.hashes.clear();

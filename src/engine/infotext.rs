@@ -32,6 +32,15 @@ fn python_number(x: f32) -> String {
     }
 }
 
+/// The schedule a generation ran with as A1111 names it: the compat mode's default resolved
+/// (ComfyUI's is `simple`; A1111's and diffusers' stay "Automatic").
+fn effective_schedule(settings: &GenerationSettings) -> crate::api::Schedule {
+    match (settings.noise.compat, settings.schedule) {
+        (crate::api::Compat::ComfyUi, crate::api::Schedule::Default) => crate::api::Schedule::Simple,
+        (_, schedule) => schedule,
+    }
+}
+
 /// The infotext for one image of a generation. Image-to-image modes add `Denoising strength`
 /// after `Model` (the hires fix's second-pass strength for a hires generation, as A1111 does),
 /// then, after `RNG`, A1111's extra parameters: `Mask blur`, `Hires upscale`, `Hires steps`
@@ -50,7 +59,7 @@ pub fn infotext_with(settings: &GenerationSettings, model_name: &str, model_hash
     let mut pairs: Vec<(&str, String)> = vec![
         ("Steps", settings.steps.to_string()),
         ("Sampler", settings.sampler.a1111_name().to_string()),
-        ("Schedule type", settings.schedule.a1111_name().to_string()),
+        ("Schedule type", effective_schedule(settings).a1111_name().to_string()),
         ("CFG scale", python_float(settings.cfg_scale)),
         ("Seed", settings.seed.to_string()),
         ("Size", format!("{}x{}", settings.width, settings.height)),
@@ -139,6 +148,12 @@ mod tests {
             seed_resize_from: Some((448, 640)),
             eta_noise_seed_delta: 31337,
         };
+        let comfy = GenerationSettings {
+            noise: crate::api::NoiseSettings { compat: crate::api::Compat::ComfyUi, ..Default::default() },
+            schedule: crate::api::Schedule::Default,
+            ..settings()
+        };
+        assert!(infotext(&comfy, "m", "h").contains("Schedule type: Simple"), "ComfyUI's default scheduler is simple");
         let text = infotext(&s, "tiny-sd", "0123456789");
         assert!(
             text.ends_with(

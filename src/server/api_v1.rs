@@ -16,6 +16,7 @@ pub fn router() -> Router<AppState> {
         .route("/health", get(health))
         .route("/config", get(config))
         .route("/samplers", get(samplers))
+        .route("/schedules", get(schedules))
         .route("/prompt/tokens", get(prompt_tokens))
         .route("/embeddings", get(embeddings))
         .route("/loras", get(loras))
@@ -81,6 +82,10 @@ struct SamplerInfo {
     a1111_name: &'static str,
     /// ComfyUI's `sampler_name`, where ComfyUI has it.
     comfyui_name: Option<&'static str>,
+    /// Its default schedule and schedules in the first mode that runs it (the diffusers mode
+    /// for diffusers' samplers, as this list gave them before compatibility modes).
+    default_schedule: Schedule,
+    schedules: Vec<Schedule>,
     /// Per compatibility mode that runs it: its default schedule and every schedule it can run.
     modes: Vec<SamplerMode>,
 }
@@ -92,6 +97,35 @@ struct SamplerMode {
     schedules: Vec<Schedule>,
 }
 
+/// `GET /api/v1/samplers`: every sampler with both tools' names, and which schedules each
+/// compatibility mode runs it with.
+async fn samplers() -> Json<Vec<SamplerInfo>> {
+    Json(
+        Sampler::ALL
+            .into_iter()
+            .map(|sampler| {
+                let modes: Vec<SamplerMode> = crate::api::Compat::ALL
+                    .into_iter()
+                    .filter(|c| sampler.runs_in(*c))
+                    .map(|compat| SamplerMode {
+                        compat,
+                        default_schedule: sampler.default_schedule(compat),
+                        schedules: sampler.schedules(compat),
+                    })
+                    .collect();
+                SamplerInfo {
+                    name: sampler,
+                    a1111_name: sampler.a1111_name(),
+                    comfyui_name: sampler.comfyui_name(),
+                    default_schedule: modes.first().map_or(Schedule::Default, |m| m.default_schedule),
+                    schedules: modes.first().map(|m| m.schedules.clone()).unwrap_or_default(),
+                    modes,
+                }
+            })
+            .collect(),
+    )
+}
+
 #[derive(Serialize)]
 struct ScheduleInfo {
     name: Schedule,
@@ -100,37 +134,14 @@ struct ScheduleInfo {
     comfyui_name: Option<&'static str>,
 }
 
-#[derive(Serialize)]
-struct SamplerList {
-    samplers: Vec<SamplerInfo>,
-    schedules: Vec<ScheduleInfo>,
-}
-
-/// `GET /api/v1/samplers`: every sampler and schedule with both tools' names, and which
-/// combinations each compatibility mode runs.
-async fn samplers() -> Json<SamplerList> {
-    let samplers = Sampler::ALL
-        .into_iter()
-        .map(|sampler| SamplerInfo {
-            name: sampler,
-            a1111_name: sampler.a1111_name(),
-            comfyui_name: sampler.comfyui_name(),
-            modes: crate::api::Compat::ALL
-                .into_iter()
-                .filter(|c| sampler.runs_in(*c))
-                .map(|compat| SamplerMode {
-                    compat,
-                    default_schedule: sampler.default_schedule(compat),
-                    schedules: sampler.schedules(compat),
-                })
-                .collect(),
-        })
-        .collect();
-    let schedules = Schedule::ALL
-        .into_iter()
-        .map(|name| ScheduleInfo { name, a1111_name: name.a1111_label(), comfyui_name: name.comfyui_name() })
-        .collect();
-    Json(SamplerList { samplers, schedules })
+/// `GET /api/v1/schedules`: every schedule with both tools' names.
+async fn schedules() -> Json<Vec<ScheduleInfo>> {
+    Json(
+        Schedule::ALL
+            .into_iter()
+            .map(|name| ScheduleInfo { name, a1111_name: name.a1111_label(), comfyui_name: name.comfyui_name() })
+            .collect(),
+    )
 }
 
 #[derive(Deserialize)]

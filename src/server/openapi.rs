@@ -47,7 +47,8 @@ pub fn document() -> Value {
             "/api/v1/health": { "get": { "summary": "Liveness and readiness", "responses": {
                 "200": { "description": "ready" }, "503": { "description": "ONNX Runtime or the models dir is not usable" } } } },
             "/api/v1/config": { "get": { "summary": "The effective settings", "responses": { "200": { "description": "settings" } } } },
-            "/api/v1/samplers": { "get": { "summary": "Samplers and schedules with A1111's and ComfyUI's names, and the combinations each compat mode runs", "responses": { "200": { "description": "`{samplers: [{name, a1111_name, comfyui_name, modes: [{compat, default_schedule, schedules}]}], schedules: [{name, a1111_name, comfyui_name}]}`" } } } },
+            "/api/v1/samplers": { "get": { "summary": "Samplers with A1111's and ComfyUI's names, and the schedules each compat mode runs them with", "responses": { "200": { "description": "`[{name, a1111_name, comfyui_name, default_schedule, schedules, modes: [{compat, default_schedule, schedules}]}]` (default_schedule and schedules: the first mode's)" } } } },
+            "/api/v1/schedules": { "get": { "summary": "Schedules with A1111's and ComfyUI's names", "responses": { "200": { "description": "`[{name, a1111_name, comfyui_name}]`" } } } },
             "/api/v1/prompt/tokens": { "get": { "summary": "How a prompt is cut into chunks and tokens, with each token's weight (the prompt box's token counter)",
                 "parameters": [
                     { "name": "text", "in": "query", "required": true, "schema": { "type": "string", "maxLength": MAX_PROMPT_CHARS } },
@@ -204,7 +205,7 @@ pub fn document() -> Value {
                             "text_encoder_weight": { "type": "number", "minimum": -crate::api::networks::MAX_LORA_WEIGHT, "maximum": crate::api::networks::MAX_LORA_WEIGHT, "description": "the text encoder's weight when different from weight" } } } },
                     "vae": { "type": "string", "maxLength": 255, "description": "a VAE from GET /api/v1/vaes instead of the model's own; automatic = the model's" },
                     "compat": { "type": "string", "enum": crate::api::Compat::ALL.map(crate::api::Compat::name), "default": crate::api::Compat::default().name(),
-                        "description": "whose noise the generation follows: diffusers (one torch CPU generator), a1111 (image i seeded with seed+i), comfyui (one CPU draw for the batch)" },
+                        "description": "whose numbers the generation follows (noise, samplers, schedules, 8-bit pixels): diffusers (one torch CPU generator, diffusers' schedulers), a1111 (image i seeded with seed+i, k-diffusion as A1111 runs it), comfyui (one CPU draw for the batch, ComfyUI's KSampler); a1111 and comfyui: text-to-image only so far" },
                     "randn_source": { "type": "string", "enum": crate::api::RandnSource::ALL.map(crate::api::RandnSource::name), "description": "compat a1111: nv (A1111's GPU noise, its default) or cpu" },
                     "subseed": { "type": "integer", "minimum": 0, "description": "compat a1111: variation seed (image i uses subseed+i); random when only a strength is given" },
                     "subseed_strength": { "type": "number", "minimum": 0, "maximum": 1, "default": 0, "description": "compat a1111: 0 = the seed's noise, 1 = the variation seed's" },

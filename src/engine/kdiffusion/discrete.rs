@@ -99,7 +99,24 @@ impl DiscreteSchedule {
     }
 }
 
-/// The UNet input scaling both tools use for an eps model: `1 / √(σ² + 1)`.
+/// The UNet input scaling of k-diffusion's eps wrapper: `c_in = 1 / √(σ² + 1)`.
 pub fn c_in(sigma: f32) -> f32 {
     1.0 / (sigma * sigma + 1.0).sqrt()
+}
+
+impl DiscreteSchedule {
+    /// The UNet's input at `sigma`: A1111 (k-diffusion) multiplies by [`c_in`], ComfyUI
+    /// (`EPS.calculate_input`) divides by `√(σ² + 1)`.
+    pub fn scale_input(&self, x: &[f32], sigma: f32) -> Vec<f32> {
+        match self.flavor {
+            Flavor::A1111 => {
+                let scale = c_in(sigma);
+                x.iter().map(|v| v * scale).collect()
+            }
+            Flavor::ComfyUi => {
+                let norm = (sigma * sigma + 1.0).sqrt();
+                x.iter().map(|v| v / norm).collect()
+            }
+        }
+    }
 }

@@ -175,6 +175,12 @@ impl KSampler {
         }
     }
 
+    /// Whether A1111's sampler table marks it `second_order` (prompt editing then counts twice the
+    /// steps, as A1111's denoiser steps once per call).
+    pub fn second_order(self) -> bool {
+        matches!(self, KSampler::Heun | KSampler::Dpm2 | KSampler::Dpm2Ancestral | KSampler::Dpmpp2sAncestral | KSampler::DpmppSde)
+    }
+
     /// How many denoiser calls a run down `sigmas` makes (for progress).
     pub fn model_calls(self, sigmas: &[f32]) -> usize {
         let steps = sigmas.len().saturating_sub(1);

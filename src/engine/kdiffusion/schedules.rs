@@ -179,5 +179,8 @@ pub fn sigmas(model: &DiscreteSchedule, sampler: KSampler, schedule: Schedule, s
     if discard && sigmas.len() >= 2 {
         sigmas.remove(sigmas.len() - 2);
     }
+    if sigmas.iter().any(|s| !s.is_finite()) {
+        return Err(format!("the {schedule} schedule has no finite sigmas for {steps} steps; use more steps or another schedule"));
+    }
     Ok(sigmas)
 }

@@ -49,6 +49,18 @@ pub struct A1111Seeds {
 }
 
 impl A1111Seeds {
+    /// A request's A1111 noise settings.
+    pub fn from_settings(settings: &crate::api::GenerationSettings) -> Self {
+        let n = &settings.noise;
+        A1111Seeds {
+            source: n.randn_source.unwrap_or_default(),
+            seed: settings.seed,
+            subseed: n.subseed.map(|s| (s, n.subseed_strength)),
+            resize_from: n.seed_resize_from.unwrap_or((0, 0)),
+            eta_noise_seed_delta: n.eta_noise_seed_delta,
+        }
+    }
+
     /// Every image's seed, as A1111 writes `all_seeds`.
     pub fn image_seeds(&self, batch: usize) -> Vec<u64> {
         let varied = self.subseed.is_some_and(|(_, strength)| strength != 0.0);

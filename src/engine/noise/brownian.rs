@@ -192,7 +192,8 @@ impl BrownianTree {
                 }
             })
             .collect();
-        if self.cache.len() >= 64 {
+        // Bounded in bytes (64 MB a tree), not entries: a node's increment is a latent's size.
+        if self.cache.len() >= (16 << 20) / self.numel.max(1) {
             self.cache.clear();
         }
         self.cache.insert(node, out.clone());

@@ -13,7 +13,7 @@ use super::stages::{check_cancel, decode_latents_as, encode_prompt, needs_guidan
 use super::{Output, Progress, SourceImages, StepProgress, Timings};
 use crate::api::{Compat, GenerationSettings, RandnSource};
 use crate::engine::cancel::CancelToken;
-use crate::engine::kdiffusion::discrete::{c_in, DiscreteSchedule};
+use crate::engine::kdiffusion::discrete::DiscreteSchedule;
 use crate::engine::kdiffusion::{schedules, BrownianSeeds, Context, Denoiser, Flavor, KSampler, Step};
 use crate::engine::model::SdModel;
 use crate::engine::noise::brownian::{self, SeededRandn};
@@ -28,17 +28,34 @@ pub fn flavor(compat: Compat) -> Option<Flavor> {
     }
 }
 
-/// The model's discrete schedule as `flavor`'s wrapper holds it (SD 1.x's `scaled_linear` betas).
+/// The model's discrete schedule as `flavor`'s wrapper holds it: SD 1.x's `scaled_linear` betas
+/// of an eps model, from the model's scheduler config (what the tools read from the checkpoint's
+/// LDM config); anything else is refused with what to do.
 fn model_schedule(model: &SdModel, flavor: Flavor) -> Result<DiscreteSchedule, EngineError> {
     let config = &model.scheduler_config;
+    let refuse = |what: String| {
+        EngineError::InvalidRequest(format!(
+            "compat a1111 and comfyui run SD 1.x eps models with scaled_linear betas; this model's scheduler config has {what}; use compat diffusers"
+        ))
+    };
     let kind = config.beta_schedule.as_deref().unwrap_or("linear");
     if kind != "scaled_linear" {
-        return Err(EngineError::InvalidRequest(format!(
-            "compat a1111 and comfyui run SD 1.x's scaled_linear noise schedule; this model's scheduler config has {kind}; use compat diffusers"
-        )));
+        return Err(refuse(format!("beta_schedule {kind}")));
+    }
+    if let Some(p) = config.prediction_type.as_deref().filter(|p| *p != "epsilon") {
+        return Err(refuse(format!("prediction_type {p}")));
+    }
+    if config.trained_betas.is_some() {
+        return Err(refuse("trained_betas".into()));
     }
     let (start, end, steps) =
         (config.beta_start.unwrap_or(0.00085), config.beta_end.unwrap_or(0.012), config.num_train_timesteps.unwrap_or(1000));
+    if !(2..=10_000).contains(&steps) {
+        return Err(refuse(format!("num_train_timesteps {steps}")));
+    }
+    if !(start > 0.0 && start < end && end < 1.0) {
+        return Err(refuse(format!("beta_start {start} and beta_end {end}")));
+    }
     Ok(DiscreteSchedule::scaled_linear(flavor, start, end, steps))
 }
 
@@ -57,8 +74,7 @@ impl Denoiser for GuidedDenoiser<'_, '_> {
     fn denoise(&mut self, x: &[f32], sigma: f32) -> Result<Vec<f32>, EngineError> {
         check_cancel(self.cancel)?;
         let started = Instant::now();
-        let scale = c_in(sigma);
-        let x_in: Vec<f32> = x.iter().map(|v| v * scale).collect();
+        let x_in = self.schedule.scale_input(x, sigma);
         let t = self.schedule.sigma_to_t(sigma);
         let outputs = self.unet.branch_outputs(&x_in, f64::from(t), self.calls)?;
         // Each branch denoised as the eps wrapper gives it (`x + ε·c_out`, c_out = −σ), then the
@@ -78,14 +94,8 @@ impl Denoiser for GuidedDenoiser<'_, '_> {
 fn brownian_seeds(settings: &GenerationSettings) -> BrownianSeeds {
     match settings.noise.compat {
         Compat::A1111 => {
-            let n = &settings.noise;
-            let seeds = crate::engine::noise::a1111::A1111Seeds {
-                source: n.randn_source.unwrap_or_default(),
-                seed: settings.seed,
-                subseed: n.subseed.map(|s| (s, n.subseed_strength)),
-                resize_from: (0, 0),
-                eta_noise_seed_delta: 0,
-            };
+            // The trees take the images' seeds (`all_seeds`), not ENSD or the resized seed.
+            let seeds = crate::engine::noise::a1111::A1111Seeds::from_settings(settings);
             let randn = match seeds.source {
                 RandnSource::Nv => brownian::philox_randn as SeededRandn,
                 RandnSource::Cpu => brownian::torch_randn,
@@ -123,8 +133,9 @@ pub fn generate(
     let sigmas = schedules::sigmas(&schedule, sampler, settings.schedule, settings.steps as usize).map_err(EngineError::InvalidRequest)?;
     let shape = [settings.batch_size as usize, LATENT_CHANNELS, settings.height as usize / 8, settings.width as usize / 8];
 
-    // A1111 counts prompt-editing steps over denoiser calls (second-order samplers twice).
-    let evaluation_steps = sampler.model_calls(&sigmas).max(settings.steps as usize) as u32;
+    // A1111 counts prompt-editing steps over denoiser calls: twice the steps for the samplers its
+    // table marks second order.
+    let evaluation_steps = settings.steps * if sampler.second_order() { 2 } else { 1 };
     let encode_started = Instant::now();
     let text = encode_prompt(model, settings, needs_guidance(settings), evaluation_steps, None, cancel)?;
     let mut timings = Timings { text_encoding: encode_started.elapsed(), ..Timings::default() };
@@ -149,7 +160,13 @@ pub fn generate(
     };
     let x: Vec<f32> = noise.iter().map(|n| n * start_scale).collect();
 
-    let run = DenoiseRun { text: &text, cfg_scale: settings.cfg_scale, latent_shape: shape, calls: 0..sigmas.len(), conditioning: &[] };
+    let run = DenoiseRun {
+        text: &text,
+        cfg_scale: settings.cfg_scale,
+        latent_shape: shape,
+        calls: 0..sampler.model_calls(&sigmas),
+        conditioning: &[],
+    };
     let mut counter = Progress { sink: progress, started, done: 0, total: sampler.model_calls(&sigmas) };
     let latents = {
         let unet = GuidedUnet::new(model, &run)?;

@@ -4,7 +4,7 @@
 //! order diffusers' pipelines draw; in the A1111 and ComfyUI modes the noise is theirs and the VAE
 //! draws come from a torch generator of their own, seeded with the seed.
 
-use crate::api::{Compat, GenerationSettings, RandnSource};
+use crate::api::{Compat, GenerationSettings};
 use crate::engine::noise::a1111::{A1111Seeds, ImageRng};
 use crate::engine::noise::comfyui::ComfyNoise;
 use crate::engine::noise::NoiseSource;
@@ -25,17 +25,7 @@ impl Randomness {
         let seed = settings.seed;
         let noise: Box<dyn NoiseSource> = match settings.noise.compat {
             Compat::Diffusers => return Self { noise: Box::new(TorchGenerator::new(seed)), vae: None, initial: None },
-            Compat::A1111 => {
-                let n = &settings.noise;
-                let seeds = A1111Seeds {
-                    source: n.randn_source.unwrap_or(RandnSource::Nv),
-                    seed,
-                    subseed: n.subseed.map(|s| (s, n.subseed_strength)),
-                    resize_from: n.seed_resize_from.unwrap_or((0, 0)),
-                    eta_noise_seed_delta: n.eta_noise_seed_delta,
-                };
-                Box::new(ImageRng::new(seeds, shape[0], [shape[1], shape[2], shape[3]]))
-            }
+            Compat::A1111 => Box::new(ImageRng::new(A1111Seeds::from_settings(settings), shape[0], [shape[1], shape[2], shape[3]])),
             Compat::ComfyUi => Box::new(ComfyNoise::new(seed, shape[0], None)),
         };
         Self { noise, vae: Some(TorchGenerator::new(seed)), initial: None }

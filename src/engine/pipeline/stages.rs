@@ -13,7 +13,7 @@ pub use super::guided_unet::GuidedUnet;
 use super::randomness::Randomness;
 use super::DecodedImage;
 use crate::api::request::GenerationSettings;
-use crate::api::PromptSyntax;
+use crate::api::{Compat, PromptSyntax};
 use crate::engine::cancel::CancelToken;
 use crate::engine::model::SdModel;
 use crate::engine::noise::NoiseSource;
@@ -85,9 +85,16 @@ impl TextConditioning {
     }
 }
 
-/// Whether a request needs classifier-free guidance: a CFG scale above 1, or an A1111 prompt
-/// whose `AND` parts or part weight make the guidance sum something other than the prompt alone.
+/// Whether a request needs classifier-free guidance: in the diffusers mode a CFG scale above 1, or
+/// an A1111 prompt whose `AND` parts or part weight make the guidance sum something other than the
+/// prompt alone; A1111 always runs the negative prompt too; ComfyUI skips it only at CFG 1.
 pub fn needs_guidance(settings: &GenerationSettings) -> bool {
+    let cfg = f64::from(settings.cfg_scale);
+    match settings.noise.compat {
+        Compat::A1111 => return true,
+        Compat::ComfyUi => return (cfg - 1.0).abs() > 1e-9 * cfg.abs().max(1.0),
+        Compat::Diffusers => {}
+    }
     if settings.cfg_scale > 1.0 {
         return true;
     }

@@ -194,7 +194,8 @@ impl Sampler {
         match compat {
             Compat::Diffusers => !kdiffusion_only(self) && !comfyui_only,
             Compat::A1111 => kdiffusion,
-            Compat::ComfyUi => kdiffusion || comfyui_only,
+            // ComfyUI's `ddim` is its Euler sampler (with random inpainting noise).
+            Compat::ComfyUi => kdiffusion || comfyui_only || self == Sampler::Ddim,
         }
     }
 
@@ -316,10 +317,14 @@ pub enum Schedule {
     /// ComfyUI's linear then quadratic schedule (from Mochi).
     #[serde(rename = "linear_quadratic")]
     LinearQuadratic,
+    /// Timesteps at the quantiles of a Beta(0.6, 0.6) distribution ("Beta Sampling is All You
+    /// Need").
+    #[serde(rename = "beta")]
+    Beta,
 }
 
 impl Schedule {
-    pub const ALL: [Schedule; 12] = [
+    pub const ALL: [Schedule; 13] = [
         Schedule::Default,
         Schedule::Karras,
         Schedule::Exponential,
@@ -332,6 +337,7 @@ impl Schedule {
         Schedule::Uniform,
         Schedule::DdimUniform,
         Schedule::LinearQuadratic,
+        Schedule::Beta,
     ];
 
     pub fn name(self) -> &'static str {
@@ -348,6 +354,7 @@ impl Schedule {
             Schedule::Uniform => "uniform",
             Schedule::DdimUniform => "ddim_uniform",
             Schedule::LinearQuadratic => "linear_quadratic",
+            Schedule::Beta => "beta",
         }
     }
 
@@ -365,6 +372,7 @@ impl Schedule {
             Schedule::Normal => "Normal",
             Schedule::Uniform => "Uniform",
             Schedule::DdimUniform => "DDIM",
+            Schedule::Beta => "Beta",
             Schedule::LinearQuadratic => return None,
         })
     }
@@ -385,6 +393,7 @@ impl Schedule {
             Schedule::Normal => "normal",
             Schedule::DdimUniform => "ddim_uniform",
             Schedule::LinearQuadratic => "linear_quadratic",
+            Schedule::Beta => "beta",
             Schedule::Polyexponential | Schedule::AlignYourSteps | Schedule::Uniform => return None,
         })
     }
@@ -469,7 +478,7 @@ mod tests {
         assert_eq!(Sampler::Euler.schedules(Compat::Diffusers), [Schedule::Default, Schedule::Karras]);
         assert!(Sampler::ALL.iter().all(|s| s.supports_karras() || s.default_schedule(Compat::Diffusers) == Schedule::Default));
         // k-diffusion's samplers run every schedule their tool has.
-        assert_eq!(Sampler::Dpm2.schedules(Compat::A1111).len(), 11);
+        assert_eq!(Sampler::Dpm2.schedules(Compat::A1111).len(), 12);
         assert!(!Sampler::Dpm2.runs_in(Compat::Diffusers) && !Sampler::Pndm.runs_in(Compat::A1111));
     }
 }

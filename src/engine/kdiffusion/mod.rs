@@ -124,7 +124,9 @@ impl KSampler {
             Sampler::Dpmpp2mSde => KSampler::Dpmpp2mSde,
             Sampler::Dpmpp2mSdeHeun => KSampler::Dpmpp2mSdeHeun,
             Sampler::Dpmpp3mSde => KSampler::Dpmpp3mSde,
-            Sampler::Pndm | Sampler::Ddim | Sampler::Unipc => return None,
+            // ComfyUI's `ddim` runs its Euler sampler (text-to-image: the same).
+            Sampler::Ddim => KSampler::Euler,
+            Sampler::Pndm | Sampler::Unipc => return None,
         })
     }
 

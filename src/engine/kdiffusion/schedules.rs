@@ -162,6 +162,7 @@ pub fn sigmas(model: &DiscreteSchedule, sampler: KSampler, schedule: Schedule, s
             Schedule::AlignYourSteps => align_your_steps(n),
             Schedule::Simple => simple(model, n),
             Schedule::DdimUniform => ddim(model, n, false),
+            Schedule::Beta => beta_a1111(n, lo, hi),
             Schedule::Default | Schedule::LinearQuadratic => return Err(unknown()),
         },
         Flavor::ComfyUi => match schedule {
@@ -173,6 +174,7 @@ pub fn sigmas(model: &DiscreteSchedule, sampler: KSampler, schedule: Schedule, s
             Schedule::DdimUniform => ddim(model, n, true),
             Schedule::LinearQuadratic => linear_quadratic(n, hi),
             Schedule::KlOptimal => kl_optimal_comfyui(n, lo, hi),
+            Schedule::Beta => beta_comfyui(model, n),
             Schedule::Polyexponential | Schedule::AlignYourSteps | Schedule::Uniform => return Err(unknown()),
         },
     };
@@ -183,4 +185,113 @@ pub fn sigmas(model: &DiscreteSchedule, sampler: KSampler, schedule: Schedule, s
         return Err(format!("the {schedule} schedule has no finite sigmas for {steps} steps; use more steps or another schedule"));
     }
     Ok(sigmas)
+}
+
+/// `ln Γ(x)` for `x > 0` (Lanczos, g = 7, 9 terms; about 1e-15 relative).
+fn ln_gamma(x: f64) -> f64 {
+    const G: f64 = 7.0;
+    const C: [f64; 9] = [
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
+    if x < 0.5 {
+        // Reflection: Γ(x)Γ(1−x) = π / sin(πx).
+        return (std::f64::consts::PI / (std::f64::consts::PI * x).sin()).ln() - ln_gamma(1.0 - x);
+    }
+    let x = x - 1.0;
+    let t = x + G + 0.5;
+    let sum = C[1..].iter().enumerate().fold(C[0], |acc, (i, c)| acc + c / (x + i as f64 + 1.0));
+    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + sum.ln()
+}
+
+/// The regularized incomplete beta function `I_x(a, b)` (continued fraction, modified Lentz).
+fn incomplete_beta(x: f64, a: f64, b: f64) -> f64 {
+    if x <= 0.0 {
+        return 0.0;
+    }
+    if x >= 1.0 {
+        return 1.0;
+    }
+    if x > (a + 1.0) / (a + b + 2.0) {
+        return 1.0 - incomplete_beta(1.0 - x, b, a);
+    }
+    let front = (a * x.ln() + b * (1.0 - x).ln() - (ln_gamma(a) + ln_gamma(b) - ln_gamma(a + b))).exp() / a;
+    let tiny = 1e-300;
+    let (mut c, mut d) = (1.0, 1.0 - (a + b) * x / (a + 1.0));
+    d = if d.abs() < tiny { tiny } else { d };
+    d = 1.0 / d;
+    let mut f = d;
+    for m in 1..500 {
+        let m = f64::from(m);
+        for numerator in
+            [m * (b - m) * x / ((a + 2.0 * m - 1.0) * (a + 2.0 * m)), -(a + m) * (a + b + m) * x / ((a + 2.0 * m) * (a + 2.0 * m + 1.0))]
+        {
+            d = 1.0 + numerator * d;
+            d = if d.abs() < tiny { tiny } else { d };
+            c = 1.0 + numerator / c;
+            c = if c.abs() < tiny { tiny } else { c };
+            d = 1.0 / d;
+            f *= c * d;
+        }
+        if (c * d - 1.0).abs() < 1e-16 {
+            break;
+        }
+    }
+    front * f
+}
+
+/// scipy's `stats.beta.ppf(p, a, b)`: the `x` with `I_x(a, b) = p`, by bisection to float64
+/// resolution.
+fn beta_ppf(p: f64, a: f64, b: f64) -> f64 {
+    if p <= 0.0 {
+        return 0.0;
+    }
+    if p >= 1.0 {
+        return 1.0;
+    }
+    let (mut lo, mut hi) = (0.0f64, 1.0f64);
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if mid <= lo || mid >= hi {
+            break;
+        }
+        if incomplete_beta(mid, a, b) < p {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
+/// The Beta schedule's α and β (both tools' default 0.6).
+const BETA_SHAPE: (f64, f64) = (0.6, 0.6);
+
+/// A1111's `Beta`: σ_min + ppf(1 − i/(n−1)) · (σ_max − σ_min), then 0.
+fn beta_a1111(n: usize, sigma_min: f32, sigma_max: f32) -> Vec<f32> {
+    let (lo, hi) = (f64::from(sigma_min), f64::from(sigma_max));
+    let points = (0..n).map(|i| if n > 1 { 1.0 - i as f64 / (n - 1) as f64 } else { 1.0 });
+    with_zero(points.map(|p| (lo + beta_ppf(p, BETA_SHAPE.0, BETA_SHAPE.1) * (hi - lo)) as f32).collect())
+}
+
+/// ComfyUI's `beta`: training sigmas at `rint(ppf(1 − i/n) · (N − 1))`, repeats dropped, then 0.
+fn beta_comfyui(model: &DiscreteSchedule, n: usize) -> Vec<f32> {
+    let last = (model.sigmas.len() - 1) as f64;
+    let mut sigmas = Vec::with_capacity(n + 1);
+    let mut previous = None;
+    for i in 0..n {
+        let t = (beta_ppf(1.0 - i as f64 / n as f64, BETA_SHAPE.0, BETA_SHAPE.1) * last).round_ties_even();
+        if previous != Some(t) {
+            sigmas.push(model.sigmas[t as usize]);
+        }
+        previous = Some(t);
+    }
+    with_zero(sigmas)
 }

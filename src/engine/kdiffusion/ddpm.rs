@@ -2,14 +2,13 @@
 //! preserving latents `x / √(1 + σ²)`, with fresh noise while the next sigma is above 0.
 //! ComfyUI only.
 
-use super::{Context, Step};
+use super::Context;
 use crate::engine::EngineError;
 
 pub fn sample(mut x: Vec<f32>, sigmas: &[f32], cx: &mut Context<'_>) -> Result<Vec<f32>, EngineError> {
     for i in 0..sigmas.len().saturating_sub(1) {
         let (sigma, next) = (sigmas[i], sigmas[i + 1]);
-        let denoised = cx.model.denoise(&x, sigma)?;
-        (cx.on_step)(Step { i, sigma, x: &x, denoised: &denoised });
+        let denoised = cx.first_call(i, &x, sigma)?;
         let eps: Vec<f32> = x.iter().zip(&denoised).map(|(x, d)| (x - d) / sigma).collect();
         let scale_in = (1.0 + sigma * sigma).sqrt();
         let alpha_cumprod = 1.0 / (sigma * sigma + 1.0);

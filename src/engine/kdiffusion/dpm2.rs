@@ -2,15 +2,14 @@
 //! σ_mid = exp(lerp(ln σ, ln σ_next, ½)), its slope used for the whole step; the last step (to
 //! σ 0) is plain Euler. Deterministic. Both tools drop the next-to-last sigma for it.
 
-use super::{lerp_half, step_along, to_d, Context, Step};
+use super::{lerp_half, step_along, to_d, Context};
 use crate::engine::EngineError;
 
 pub fn sample(mut x: Vec<f32>, sigmas: &[f32], cx: &mut Context<'_>) -> Result<Vec<f32>, EngineError> {
     for i in 0..sigmas.len().saturating_sub(1) {
         let (sigma, next) = (sigmas[i], sigmas[i + 1]);
-        let denoised = cx.model.denoise(&x, sigma)?;
+        let denoised = cx.first_call(i, &x, sigma)?;
         let d = to_d(&x, sigma, &denoised);
-        (cx.on_step)(Step { i, sigma, x: &x, denoised: &denoised });
         if next == 0.0 {
             x = step_along(&x, &d, next - sigma);
         } else {

@@ -2,15 +2,14 @@
 //! σ_down, then fresh noise times σ_up. A1111's copy draws (and adds, times σ_up = 0) noise on
 //! the last step too; ComfyUI's adds noise only after a second-order step.
 
-use super::{add_noise, ancestral_step, lerp_half, step_along, to_d, Context, Flavor, Step};
+use super::{add_noise, ancestral_step, lerp_half, step_along, to_d, Context, Flavor};
 use crate::engine::EngineError;
 
 pub fn sample(mut x: Vec<f32>, sigmas: &[f32], cx: &mut Context<'_>) -> Result<Vec<f32>, EngineError> {
     for i in 0..sigmas.len().saturating_sub(1) {
         let (sigma, next) = (sigmas[i], sigmas[i + 1]);
-        let denoised = cx.model.denoise(&x, sigma)?;
+        let denoised = cx.first_call(i, &x, sigma)?;
         let (down, up) = ancestral_step(sigma, next);
-        (cx.on_step)(Step { i, sigma, x: &x, denoised: &denoised });
         let d = to_d(&x, sigma, &denoised);
         let second_order = down != 0.0;
         if second_order {

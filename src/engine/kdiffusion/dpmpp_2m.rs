@@ -2,7 +2,7 @@
 //! t = −ln σ, using the previous step's denoised latents; first-order on the first and last
 //! steps. Deterministic.
 
-use super::{Context, Step};
+use super::Context;
 use crate::engine::EngineError;
 
 pub fn sample(mut x: Vec<f32>, sigmas: &[f32], cx: &mut Context<'_>) -> Result<Vec<f32>, EngineError> {
@@ -11,8 +11,7 @@ pub fn sample(mut x: Vec<f32>, sigmas: &[f32], cx: &mut Context<'_>) -> Result<V
     let mut old: Option<Vec<f32>> = None;
     for i in 0..sigmas.len().saturating_sub(1) {
         let (sigma, next) = (sigmas[i], sigmas[i + 1]);
-        let denoised = cx.model.denoise(&x, sigma)?;
-        (cx.on_step)(Step { i, sigma, x: &x, denoised: &denoised });
+        let denoised = cx.first_call(i, &x, sigma)?;
         let (t, t_next) = (t_of(sigma), t_of(next));
         let h = t_next - t;
         let ratio = sigma_of(t_next) / sigma_of(t);

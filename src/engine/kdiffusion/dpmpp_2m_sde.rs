@@ -3,7 +3,7 @@
 //! or `heun` rule (A1111's "DPM++ 2M SDE" and "DPM++ 2M SDE Heun"). ComfyUI's copy writes it
 //! with half-log-SNR and α factors.
 
-use super::{Context, Flavor, Step};
+use super::{Context, Flavor};
 use crate::engine::noise::brownian::BrownianNoise;
 use crate::engine::EngineError;
 
@@ -21,8 +21,7 @@ pub fn sample(mut x: Vec<f32>, sigmas: &[f32], cx: &mut Context<'_>, solver: Sol
     let mut h = 0.0f32;
     for i in 0..sigmas.len().saturating_sub(1) {
         let (sigma, next) = (sigmas[i], sigmas[i + 1]);
-        let denoised = cx.model.denoise(&x, sigma)?;
-        (cx.on_step)(Step { i, sigma, x: &x, denoised: &denoised });
+        let denoised = cx.first_call(i, &x, sigma)?;
         if next == 0.0 {
             x = denoised.clone();
         } else {

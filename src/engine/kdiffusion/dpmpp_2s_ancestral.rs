@@ -2,7 +2,7 @@
 //! of order 2 down to σ_down through the midpoint in t = −ln σ, then fresh noise times σ_up
 //! while σ_next > 0 (both tools).
 
-use super::{add_noise, ancestral_step, step_along, to_d, Context, Step};
+use super::{add_noise, ancestral_step, step_along, to_d, Context};
 use crate::engine::EngineError;
 
 pub fn sample(mut x: Vec<f32>, sigmas: &[f32], cx: &mut Context<'_>) -> Result<Vec<f32>, EngineError> {
@@ -10,9 +10,8 @@ pub fn sample(mut x: Vec<f32>, sigmas: &[f32], cx: &mut Context<'_>) -> Result<V
     let sigma_of = |t: f32| (-t).exp();
     for i in 0..sigmas.len().saturating_sub(1) {
         let (sigma, next) = (sigmas[i], sigmas[i + 1]);
-        let denoised = cx.model.denoise(&x, sigma)?;
+        let denoised = cx.first_call(i, &x, sigma)?;
         let (down, up) = ancestral_step(sigma, next);
-        (cx.on_step)(Step { i, sigma, x: &x, denoised: &denoised });
         if down == 0.0 {
             let d = to_d(&x, sigma, &denoised);
             x = step_along(&x, &d, down - sigma);

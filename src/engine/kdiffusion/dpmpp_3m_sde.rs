@@ -2,7 +2,7 @@
 //! order 3 as an SDE (order 2, then 3 once two earlier steps exist), with Brownian-tree noise.
 //! ComfyUI's copy writes it with half-log-SNR and α factors; A1111 drops the next-to-last sigma.
 
-use super::{Context, Flavor, Step};
+use super::{Context, Flavor};
 use crate::engine::noise::brownian::BrownianNoise;
 use crate::engine::EngineError;
 
@@ -13,8 +13,7 @@ pub fn sample(mut x: Vec<f32>, sigmas: &[f32], cx: &mut Context<'_>) -> Result<V
     let (mut h, mut h_1, mut h_2): (f32, Option<f32>, Option<f32>) = (0.0, None, None);
     for i in 0..sigmas.len().saturating_sub(1) {
         let (sigma, next) = (sigmas[i], sigmas[i + 1]);
-        let denoised = cx.model.denoise(&x, sigma)?;
-        (cx.on_step)(Step { i, sigma, x: &x, denoised: &denoised });
+        let denoised = cx.first_call(i, &x, sigma)?;
         if next == 0.0 {
             x = denoised.clone();
         } else {

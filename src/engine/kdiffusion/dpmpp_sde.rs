@@ -3,7 +3,7 @@
 //! σ and adding Brownian-tree noise. ComfyUI's copy writes it with half-log-SNR and α factors
 //! and returns the denoised latents on the last step; A1111's takes an Euler step there.
 
-use super::{ancestral_step, step_along, to_d, Context, Flavor, Step};
+use super::{ancestral_step, step_along, to_d, Context, Flavor};
 use crate::engine::noise::brownian::BrownianNoise;
 use crate::engine::EngineError;
 
@@ -13,8 +13,7 @@ pub fn sample(mut x: Vec<f32>, sigmas: &[f32], cx: &mut Context<'_>) -> Result<V
     let fac = 1.0 / (2.0 * r);
     for i in 0..sigmas.len().saturating_sub(1) {
         let (sigma, next) = (sigmas[i], sigmas[i + 1]);
-        let denoised = cx.model.denoise(&x, sigma)?;
-        (cx.on_step)(Step { i, sigma, x: &x, denoised: &denoised });
+        let denoised = cx.first_call(i, &x, sigma)?;
         if next == 0.0 {
             x = match cx.flavor {
                 Flavor::A1111 => step_along(&x, &to_d(&x, sigma, &denoised), next - sigma),

@@ -2,15 +2,14 @@
 //! fresh noise times σ_up. ComfyUI's copy returns the denoised latents when σ_down is 0 and adds
 //! the noise in the same expression as the step; A1111's adds it only while σ_next > 0.
 
-use super::{add_noise, ancestral_step, step_along, to_d, Context, Flavor, Step};
+use super::{add_noise, ancestral_step, step_along, to_d, Context, Flavor};
 use crate::engine::EngineError;
 
 pub fn sample(mut x: Vec<f32>, sigmas: &[f32], cx: &mut Context<'_>) -> Result<Vec<f32>, EngineError> {
     for i in 0..sigmas.len().saturating_sub(1) {
         let (sigma, next) = (sigmas[i], sigmas[i + 1]);
-        let denoised = cx.model.denoise(&x, sigma)?;
+        let denoised = cx.first_call(i, &x, sigma)?;
         let (down, up) = ancestral_step(sigma, next);
-        (cx.on_step)(Step { i, sigma, x: &x, denoised: &denoised });
         match cx.flavor {
             Flavor::ComfyUi if down == 0.0 => x = denoised,
             Flavor::ComfyUi => {

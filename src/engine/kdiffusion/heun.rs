@@ -2,15 +2,14 @@
 //! step, a second denoiser call at its end, and the step redone with the mean of the two
 //! slopes; the last step (to σ 0) is plain Euler. Deterministic.
 
-use super::{step_along, to_d, Context, Step};
+use super::{step_along, to_d, Context};
 use crate::engine::EngineError;
 
 pub fn sample(mut x: Vec<f32>, sigmas: &[f32], cx: &mut Context<'_>) -> Result<Vec<f32>, EngineError> {
     for i in 0..sigmas.len().saturating_sub(1) {
         let (sigma, next) = (sigmas[i], sigmas[i + 1]);
-        let denoised = cx.model.denoise(&x, sigma)?;
+        let denoised = cx.first_call(i, &x, sigma)?;
         let d = to_d(&x, sigma, &denoised);
-        (cx.on_step)(Step { i, sigma, x: &x, denoised: &denoised });
         let dt = next - sigma;
         if next == 0.0 {
             x = step_along(&x, &d, dt);

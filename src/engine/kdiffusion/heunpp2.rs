@@ -2,16 +2,15 @@
 //! two sigmas ahead, the slopes weighted by their sigmas against the first (3 calls per step,
 //! 2 on the next-to-last, plain Euler on the last). Deterministic. ComfyUI only.
 
-use super::{step_along, to_d, Context, Step};
+use super::{step_along, to_d, Context};
 use crate::engine::EngineError;
 
 pub fn sample(mut x: Vec<f32>, sigmas: &[f32], cx: &mut Context<'_>) -> Result<Vec<f32>, EngineError> {
     let end = sigmas[sigmas.len() - 1];
     for i in 0..sigmas.len().saturating_sub(1) {
         let (sigma, next) = (sigmas[i], sigmas[i + 1]);
-        let denoised = cx.model.denoise(&x, sigma)?;
+        let denoised = cx.first_call(i, &x, sigma)?;
         let d = to_d(&x, sigma, &denoised);
-        (cx.on_step)(Step { i, sigma, x: &x, denoised: &denoised });
         let dt = next - sigma;
         if next == end {
             x = step_along(&x, &d, dt);

@@ -2,7 +2,7 @@
 //! slopes (1, 2, 3 then 4 of them), returning the denoised latents on the last step.
 //! Deterministic. ComfyUI only.
 
-use super::{to_d, Context, Step};
+use super::{to_d, Context};
 use crate::engine::EngineError;
 
 const MAX_ORDER: usize = 4;
@@ -11,8 +11,7 @@ pub fn sample(mut x: Vec<f32>, sigmas: &[f32], cx: &mut Context<'_>) -> Result<V
     let mut history: Vec<Vec<f32>> = Vec::new();
     for i in 0..sigmas.len().saturating_sub(1) {
         let (sigma, next) = (sigmas[i], sigmas[i + 1]);
-        let denoised = cx.model.denoise(&x, sigma)?;
-        (cx.on_step)(Step { i, sigma, x: &x, denoised: &denoised });
+        let denoised = cx.first_call(i, &x, sigma)?;
         let d = to_d(&x, sigma, &denoised);
         let dt = next - sigma;
         let order = (i + 1).min(MAX_ORDER);

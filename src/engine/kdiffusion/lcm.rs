@@ -2,14 +2,13 @@
 //! next sigma is above 0, noises them back to it with fresh noise. ComfyUI only (A1111's LCM
 //! uses its own denoiser).
 
-use super::{Context, Step};
+use super::Context;
 use crate::engine::EngineError;
 
 pub fn sample(mut x: Vec<f32>, sigmas: &[f32], cx: &mut Context<'_>) -> Result<Vec<f32>, EngineError> {
     for i in 0..sigmas.len().saturating_sub(1) {
         let (sigma, next) = (sigmas[i], sigmas[i + 1]);
-        let denoised = cx.model.denoise(&x, sigma)?;
-        (cx.on_step)(Step { i, sigma, x: &x, denoised: &denoised });
+        let denoised = cx.first_call(i, &x, sigma)?;
         x = denoised;
         if next > 0.0 {
             let noise = cx.noise.draw(x.len());

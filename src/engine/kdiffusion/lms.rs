@@ -4,7 +4,7 @@
 //! cubic polynomials); they are integrated in closed form here. ComfyUI's copy returns the
 //! denoised latents on the last step. Deterministic.
 
-use super::{to_d, Context, Flavor, Step};
+use super::{to_d, Context, Flavor};
 use crate::engine::EngineError;
 
 const ORDER: usize = 4;
@@ -31,12 +31,11 @@ pub fn sample(mut x: Vec<f32>, sigmas: &[f32], cx: &mut Context<'_>) -> Result<V
     let mut ds: Vec<Vec<f32>> = Vec::new();
     for i in 0..sigmas.len().saturating_sub(1) {
         let sigma = sigmas[i];
-        let denoised = cx.model.denoise(&x, sigma)?;
+        let denoised = cx.first_call(i, &x, sigma)?;
         ds.push(to_d(&x, sigma, &denoised));
         if ds.len() > ORDER {
             ds.remove(0);
         }
-        (cx.on_step)(Step { i, sigma, x: &x, denoised: &denoised });
         if cx.flavor == Flavor::ComfyUi && sigmas[i + 1] == 0.0 {
             x = denoised;
             continue;

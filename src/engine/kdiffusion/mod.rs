@@ -74,6 +74,13 @@ pub struct BrownianSeeds {
 }
 
 impl Context<'_> {
+    /// The step's first denoiser call at `sigma`, reported to `on_step` (k-diffusion's callback).
+    fn first_call(&mut self, i: usize, x: &[f32], sigma: f32) -> Result<Vec<f32>, EngineError> {
+        let denoised = self.model.denoise(x, sigma)?;
+        (self.on_step)(Step { i, sigma, x, denoised: &denoised });
+        Ok(denoised)
+    }
+
     /// The Brownian-tree noise of an SDE sampler over `sigmas` (on `[σ_min > 0, σ_max]`).
     fn brownian(&self, sigmas: &[f32], numel: usize) -> Result<BrownianNoise, EngineError> {
         let seeds = self.brownian.as_ref().ok_or_else(|| EngineError::InvalidRequest("this sampler needs Brownian-tree seeds".into()))?;

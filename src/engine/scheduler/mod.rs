@@ -30,9 +30,12 @@ use crate::engine::noise::NoiseSource;
 use config::ClassConfig;
 pub use config::SchedulerConfig;
 
-/// The diffusers class a sampler reproduces (its parity reference); `None` for k-diffusion's
-/// samplers diffusers has no class for.
+/// The diffusers class a sampler reproduces (its parity reference); `None` for the samplers that
+/// run only in the a1111 and comfyui modes (`Sampler::runs_in`).
 pub fn diffusers_class(sampler: Sampler) -> Option<&'static str> {
+    if !sampler.runs_in(crate::api::Compat::Diffusers) {
+        return None;
+    }
     Some(match sampler {
         Sampler::Pndm => "PNDMScheduler",
         Sampler::Ddim => "DDIMScheduler",
@@ -42,17 +45,7 @@ pub fn diffusers_class(sampler: Sampler) -> Option<&'static str> {
         Sampler::Lms => "LMSDiscreteScheduler",
         Sampler::Dpmpp2m => "DPMSolverMultistepScheduler",
         Sampler::Unipc => "UniPCMultistepScheduler",
-        Sampler::Dpm2
-        | Sampler::Dpm2A
-        | Sampler::Dpmpp2sA
-        | Sampler::DpmppSde
-        | Sampler::Dpmpp2mSde
-        | Sampler::Dpmpp2mSdeHeun
-        | Sampler::Dpmpp3mSde
-        | Sampler::Heunpp2
-        | Sampler::Ipndm
-        | Sampler::Ddpm
-        | Sampler::Lcm => return None,
+        _ => return None,
     })
 }
 
@@ -124,17 +117,8 @@ pub fn build_scheduler(
         Sampler::Lms => build::<lms::LmsConfig>(schedule, config, steps),
         Sampler::Dpmpp2m => build::<dpmpp_2m::DpmSolverConfig>(schedule, config, steps),
         Sampler::Unipc => build::<unipc::UniPcConfig>(schedule, config, steps),
-        Sampler::Dpm2
-        | Sampler::Dpm2A
-        | Sampler::Dpmpp2sA
-        | Sampler::DpmppSde
-        | Sampler::Dpmpp2mSde
-        | Sampler::Dpmpp2mSdeHeun
-        | Sampler::Dpmpp3mSde
-        | Sampler::Heunpp2
-        | Sampler::Ipndm
-        | Sampler::Ddpm
-        | Sampler::Lcm => Err(SchedulerError::KDiffusionOnly(kind, schedule)),
+        // Refused above: the rest run only in the a1111 and comfyui modes.
+        _ => Err(SchedulerError::KDiffusionOnly(kind, schedule)),
     }
 }
 

@@ -282,9 +282,17 @@ impl GenerateRequest {
         }
         .resolve(&random_seed, &mut errors);
         let compat = noise.compat;
-        if compat != super::Compat::Diffusers && (self.init_image.is_some() || self.hires.is_some()) {
-            let what = if self.init_image.is_some() { "image-to-image, inpainting and outpainting" } else { "the hires fix" };
-            errors.push(FieldError::new("compat", format!("compat {compat} runs text-to-image so far; {what} run in compat diffusers")));
+        // What the a1111 and comfyui modes run so far: text-to-image, and ComfyUI's image-to-image
+        // (a KSampler's denoise below 1 over VAEEncode's latents).
+        let unsupported = match compat {
+            super::Compat::Diffusers => None,
+            _ if self.hires.is_some() => Some("the hires fix"),
+            _ if self.mask.is_some() || self.outpaint.is_some() => Some("inpainting and outpainting"),
+            super::Compat::A1111 if self.init_image.is_some() => Some("image-to-image"),
+            _ => None,
+        };
+        if let Some(what) = unsupported {
+            errors.push(FieldError::new("compat", format!("compat {compat} does not run {what} yet; use compat diffusers")));
         }
         let sampler = match self.sampler.as_deref() {
             None => Some(Sampler::DEFAULT),

@@ -2,14 +2,18 @@
 //! ([`super::randomness`]), its sigma schedule and k-diffusion sampler
 //! ([`crate::engine::kdiffusion`]) over the UNet behind the tool's discrete eps wrapper
 //! (`x·c_in` in, the timestep from σ, `x − σ·ε` out) with guidance combined on the denoised
-//! latents, and its 8-bit pixels (truncated). Image-to-image, inpainting and the hires fix run
-//! in the diffusers mode only so far.
+//! latents, and its 8-bit pixels (truncated). ComfyUI's image-to-image (a KSampler at denoise
+//! below 1 over `VAEEncode`'s latents) runs too; A1111's image-to-image, inpainting and the hires
+//! fix run in the diffusers mode only so far.
 
 use std::time::Instant;
 
 use super::guided_unet::GuidedUnet;
 use super::randomness::Randomness;
-use super::stages::{check_cancel, decode_latents_as, encode_prompt, needs_guidance, DenoiseRun, Quantize, LATENT_CHANNELS};
+use super::stages::{
+    check_cancel, decode_latents_as, encode_pixels_mode, encode_prompt, needs_guidance, pixels_to_chw, DenoiseRun, Quantize,
+    LATENT_CHANNELS,
+};
 use super::{Output, Progress, SourceImages, StepProgress, Timings};
 use crate::api::{Compat, GenerationSettings, RandnSource};
 use crate::engine::cancel::CancelToken;
@@ -117,11 +121,16 @@ pub fn generate(
     let started = Instant::now();
     let compat = settings.noise.compat;
     let flavor = flavor(compat).expect("called for the a1111 and comfyui modes");
-    if settings.init_image.is_some() || images.init.is_some() || settings.hires.is_some() {
-        return Err(EngineError::InvalidRequest(format!(
-            "compat {compat} runs text-to-image so far; image-to-image, inpainting, outpainting and the hires fix run in compat diffusers"
-        )));
+    // The request rules refuse the rest; a ComfyUI image-to-image is an init image alone.
+    let img2img = settings.init_image.is_some() && flavor == Flavor::ComfyUi && settings.mask.is_none() && settings.outpaint.is_none();
+    if (settings.init_image.is_some() && !img2img) || settings.hires.is_some() {
+        return Err(EngineError::InvalidRequest(format!("compat {compat} does not run this mode yet; use compat diffusers")));
     }
+    let init = match (img2img, &images.init) {
+        (true, Some(image)) => Some(super::sized_rgb(image, settings.init_size())),
+        (true, None) => return Err(EngineError::InvalidRequest("the request names an init image but none was given".into())),
+        (false, _) => None,
+    };
     if model.unet_in_channels()? != LATENT_CHANNELS {
         return Err(EngineError::InvalidRequest(format!(
             "compat {compat} runs normal (4-channel) models so far; this is an inpainting model"
@@ -130,7 +139,17 @@ pub fn generate(
     let sampler = KSampler::for_sampler(settings.sampler)
         .ok_or_else(|| EngineError::InvalidRequest(format!("sampler {} does not run in compat {compat}", settings.sampler)))?;
     let schedule = model_schedule(model, flavor)?;
-    let sigmas = schedules::sigmas(&schedule, sampler, settings.schedule, settings.steps as usize).map_err(EngineError::InvalidRequest)?;
+    let steps = settings.steps as usize;
+    let sigmas = match (&init, settings.strength) {
+        // ComfyUI's KSampler at denoise < 1: the schedule of int(steps / denoise) steps, its
+        // last steps + 1 sigmas.
+        (Some(_), Some(denoise)) if denoise <= 0.9999 => {
+            let all = schedules::sigmas(&schedule, sampler, settings.schedule, (steps as f64 / denoise) as usize)
+                .map_err(EngineError::InvalidRequest)?;
+            all[all.len().saturating_sub(steps + 1)..].to_vec()
+        }
+        _ => schedules::sigmas(&schedule, sampler, settings.schedule, steps).map_err(EngineError::InvalidRequest)?,
+    };
     let shape = [settings.batch_size as usize, LATENT_CHANNELS, settings.height as usize / 8, settings.width as usize / 8];
 
     // A1111 counts prompt-editing steps over denoiser calls: twice the steps for the samplers its
@@ -158,7 +177,16 @@ pub fn generate(
             }
         }
     };
-    let x: Vec<f32> = noise.iter().map(|n| n * start_scale).collect();
+    let mut x: Vec<f32> = noise.iter().map(|n| n * start_scale).collect();
+    if let Some(init) = &init {
+        // VAEEncode's latents (the posterior's mean), one image repeated over the batch, under
+        // the scaled noise (`noise_scaling`: noise · σ + latent).
+        let (w, h) = (init.width() as usize, init.height() as usize);
+        let encode_started = Instant::now();
+        let latent = encode_pixels_mode(model, &pixels_to_chw(init.as_raw(), w, h), w, h, cancel)?;
+        timings.vae_encode += encode_started.elapsed();
+        x.iter_mut().zip(latent.iter().cycle()).for_each(|(x, l)| *x += l);
+    }
 
     let run = DenoiseRun {
         text: &text,

@@ -312,6 +312,30 @@ pub fn encode_pixels(
     rng: &mut dyn NoiseSource,
     cancel: &CancelToken,
 ) -> Result<Vec<f32>, EngineError> {
+    encode_latents(model, chw, width, height, Some(rng), cancel)
+}
+
+/// [`encode_pixels`] taking the posterior's mode (its mean) instead of a sample, as ComfyUI's
+/// `VAEEncode` does.
+pub fn encode_pixels_mode(
+    model: &mut SdModel,
+    chw: &[f32],
+    width: usize,
+    height: usize,
+    cancel: &CancelToken,
+) -> Result<Vec<f32>, EngineError> {
+    encode_latents(model, chw, width, height, None, cancel)
+}
+
+/// The VAE encoder's latents, sampled with `rng`'s noise or (`None`) the posterior's mean.
+fn encode_latents(
+    model: &mut SdModel,
+    chw: &[f32],
+    width: usize,
+    height: usize,
+    rng: Option<&mut dyn NoiseSource>,
+    cancel: &CancelToken,
+) -> Result<Vec<f32>, EngineError> {
     check_cancel(cancel)?;
     if chw.len() != width * height * 3 {
         return Err(EngineError::InvalidRequest(format!("the image has {} values, expected {width}x{height}x3", chw.len())));
@@ -324,8 +348,13 @@ pub fn encode_pixels(
     let latents: Vec<f32> = match shape[..] {
         [1, 8, h, w] if h * 8 == height && w * 8 == width => {
             let (mean, logvar) = values.split_at(values.len() / 2);
-            let noise = rng.draw(mean.len());
-            mean.iter().zip(logvar).zip(&noise).map(|((m, lv), n)| m + (0.5 * lv.clamp(-30.0, 20.0)).exp() * n).collect()
+            match rng {
+                Some(rng) => {
+                    let noise = rng.draw(mean.len());
+                    mean.iter().zip(logvar).zip(&noise).map(|((m, lv), n)| m + (0.5 * lv.clamp(-30.0, 20.0)).exp() * n).collect()
+                }
+                None => mean.to_vec(),
+            }
         }
         [1, 4, h, w] if h * 8 == height && w * 8 == width => values,
         _ => {

@@ -5,12 +5,12 @@ Owns: ``tests/fixtures/compat_images/`` — the case list below, the recording, 
 Nothing of the upstream programs is copied into this project: prompt parsing, text conditioning, noise,
 sigma schedules, the denoiser wrappers, classifier-free guidance and the samplers come from RUNNING the
 upstream modules out of checkouts given on the command line (crowsonkb's k-diffusion and torchsde from the
-pinned PyPI packages), with small stand-ins (installed into ``sys.modules`` here) for the heavy modules they
-import. The networks are the tiny model of ``models/tiny-sd-torch`` run by diffusers: ``UNet2DConditionModel``
-stands in for LDM's ``UNetModel`` (A1111) and ComfyUI's ``comfy.ldm`` UNet, ``AutoencoderKL.decode`` for
-their first-stage decoders (same architecture and maths, float32 on the CPU); the text encoder and both
-tools' conditioning are exactly ``tooling.ref_prompts``' (A1111 ``prompt_parser`` +
-``FrozenCLIPEmbedderWithCustomWords``; ComfyUI ``sd1_clip`` token weights).
+pinned PyPI packages), with small stand-ins (installed into ``sys.modules`` here, through ``tooling.upstream``)
+for the heavy modules they import. The networks are the tiny model of ``models/tiny-sd-torch`` run by
+diffusers: ``UNet2DConditionModel`` stands in for LDM's ``UNetModel`` (A1111) and ComfyUI's ``comfy.ldm``
+UNet, ``AutoencoderKL.decode`` for their first-stage decoders (same architecture and maths, float32 on the
+CPU); the text encoder and both tools' conditioning are exactly ``tooling.ref_prompts``' (A1111
+``prompt_parser`` + ``FrozenCLIPEmbedderWithCustomWords``; ComfyUI ``sd1_clip`` token weights).
 
 A1111 (``StableDiffusionProcessingTxt2Img`` as ``process_images_inner`` runs it; processing.py itself is too
 heavy to import, so its few lines around the sampler are followed here and listed in ``cases.json``):
@@ -53,7 +53,6 @@ image) and ``cases.json``.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import functools
 import importlib
@@ -71,16 +70,17 @@ from pathlib import Path
 import numpy as np
 
 from . import ref_kdiffusion as kd
-from . import ref_prompts
+from . import ref_prompts, upstream
+
+RECORDER = "models/tooling/ref_compat_images.py"
 
 # --------------------------------------------------------------------------------------------------
-# Pinned upstream revisions: file -> (role, commit that last changed it at the checkout commit, sha256 LF)
+# Pinned upstream files: file -> (role, commit that last changed it at the checkout commit of
+# tooling.upstream.CHECKOUTS, sha256 LF)
 # --------------------------------------------------------------------------------------------------
 
 RUN, READ = "run", "read"
 
-A1111_REPO = "AUTOMATIC1111/stable-diffusion-webui"
-A1111_COMMIT = "82a973c04367123ae98bd9abdf80d9eda9b910e2"  # master, 2024-07-27 (v1.10.1)
 A1111_FILES = {
     "modules/prompt_parser.py": (RUN, "d686e73daa6cca399fe68976922cabde681f69f1",
                                  "6525416d30d671c4f2a507176d13d56a155b8f2a6de06c915d5990facef71d26"),
@@ -115,8 +115,6 @@ A1111_FILES = {
     "modules/sd_hijack_unet.py": (READ, "ffead92d4e36a5082fa6ac5dd54c88477c9b524e",
                                   "799b08d59a835ee0c8454e18786078e6eecce2a9337151f8c3422cb4acf1ff1c"),
 }
-COMFYUI_REPO = "Comfy-Org/ComfyUI"  # formerly comfyanonymous/ComfyUI
-COMFYUI_COMMIT = "a125cd84b054a57729b5eecab930ca9408719832"  # master, 2025-10-12
 COMFYUI_FILES = {
     "comfy/sd1_clip.py": (RUN, "5a8f502db5889873ffa13132b603b7b6daac605a",
                           "699ac0ac2ce16b31f0ad4933e0c595843886304cdaf456739d3c5a3a3b36da9c"),
@@ -270,24 +268,6 @@ SCHEMA = {
 # Helpers
 # --------------------------------------------------------------------------------------------------
 
-def _source(root: Path, repo: str, commit: str, files: dict, log) -> dict:
-    recorded, all_pinned = {}, True
-    for f, (role, file_commit, digest) in files.items():
-        actual = kd._file_digest(root / f)
-        pinned = actual == digest
-        all_pinned &= pinned
-        if not pinned:
-            log(f"  warning: {root / f} is not the pinned revision ({repo} {file_commit}); recorded with commit null")
-        recorded[f] = {"role": role, "commit": file_commit if pinned else None, "sha256_lf": actual}
-    head = kd._git_head(root)
-    return {"repo": repo, "commit": head or (commit if all_pinned else None), "files": recorded,
-            "recorder": "models/tooling/ref_compat_images.py"}
-
-
-def _f32(t) -> np.ndarray:
-    return np.ascontiguousarray(t.detach().cpu().float().numpy().astype("<f4"))
-
-
 def load_networks():
     """The tiny model's UNet and VAE (diffusers, float32, eval) and its VAE scaling factor."""
     import torch
@@ -327,12 +307,6 @@ class UNetCalls:
             self.first_batch = rows
 
 
-def _stand_in_missing(name: str, **attrs) -> None:
-    """``name`` as a stand-in module unless the package is installed (then the real one is used)."""
-    if kd._missing(name):
-        kd._module(name, **attrs)
-
-
 # --------------------------------------------------------------------------------------------------
 # A1111
 # --------------------------------------------------------------------------------------------------
@@ -348,11 +322,11 @@ class A1111:
         import torchsde._brownian.brownian_interval as bi
 
         self.root = Path(root)
-        kd._check_files(self.root, A1111_FILES, "--a1111")
+        upstream.check_files(self.root, A1111_FILES, "--a1111")
         cpu = torch.device("cpu")
         # modules.shared / modules.devices stand-ins, prompt_parser, sd_hijack_clip, textual_inversion
         self.prompts = ref_prompts.A1111(self.root, text_encoder, tokenizer)
-        self.opt_defaults = kd._option_defaults(self.root / "modules/shared_options.py", A1111_OPT_KEYS)
+        self.opt_defaults = upstream.option_defaults(self.root / "modules/shared_options.py", A1111_OPT_KEYS)
         self.opts = self.prompts.opts
         for k, v in self.opt_defaults.items():
             setattr(self.opts, k, v)
@@ -374,11 +348,11 @@ class A1111:
         devices.without_autocast = lambda disable=False: contextlib.nullcontext()
         devices.test_for_nans = lambda x, where: None
         for name in ("sd_vae_approx", "sd_vae_taesd", "timer", "util", "lowvram"):
-            kd._sink_module(f"modules.{name}")
-        kd._module("modules.extensions", extensions=[])  # no extensions installed
+            upstream.sink_module(f"modules.{name}")
+        upstream.module("modules.extensions", extensions=[])  # no extensions installed
         # script_callbacks imports these for UI/API callback types only
-        _stand_in_missing("fastapi", FastAPI=object)
-        _stand_in_missing("gradio", Blocks=object)
+        upstream.stand_in_missing("fastapi", FastAPI=object)
+        upstream.stand_in_missing("gradio", Blocks=object)
 
         outer = self
         alphas_cumprod = torch.tensor(np.cumprod(1.0 - betas.numpy(), axis=0), dtype=torch.float32)
@@ -426,7 +400,7 @@ class A1111:
         self.sd_model = LatentDiffusionStandIn()
         shared.sd_model = self.sd_model
 
-        self.kd = kd._kdiffusion_package()
+        self.kd = upstream.kdiffusion_package()
         self.script_callbacks = importlib.import_module("modules.script_callbacks")
         self.rng = importlib.import_module("modules.rng")
         original_randn = bi._randn
@@ -442,7 +416,7 @@ class A1111:
         self.samplers_map = self.kdiffusion.k_diffusion_samplers_map
 
     def source(self, log) -> dict:
-        src = _source(self.root, A1111_REPO, A1111_COMMIT, A1111_FILES, log)
+        src = upstream.pinned_source(self.root, "a1111", A1111_FILES, log, RECORDER)
         src["opts"] = {"defaults": self.opt_defaults, "prompts": dict(ref_prompts.A1111_OPTS),
                        "per_case": {"randn_source": "settings.randn_source upper-cased (NV | CPU)"}}
         return src
@@ -452,7 +426,7 @@ class A1111:
         Brownian trees draw from ``randn_local``, i.e. the chosen noise source)."""
         import torchsde._brownian.brownian_interval as bi
 
-        with kd._patched(bi, "_randn", self.torchsde_randn):
+        with upstream.patched(bi, "_randn", self.torchsde_randn):
             return self._run(s)
 
     def _run(self, s: Settings) -> dict:
@@ -571,24 +545,18 @@ class ComfyUI:
 
         self.root = Path(root)
         self.vae = vae
-        kd._check_files(self.root, COMFYUI_FILES, "--comfyui")
+        upstream.check_files(self.root, COMFYUI_FILES, "--comfyui")
         self._emb = tempfile.TemporaryDirectory()  # no embeddings: the tokenizer wants a folder
         self.prompts = ref_prompts.ComfyUI(self.root, Path(self._emb.name))
         self.text_encoder = text_encoder
-        kd._optional_standins()
-        comfy_dir = self.root / "comfy"
-        for pkg, sub in (("comfy.k_diffusion", "k_diffusion"), ("comfy.ldm", "ldm"),
-                         ("comfy.ldm.modules", "ldm/modules"),
-                         ("comfy.ldm.modules.diffusionmodules", "ldm/modules/diffusionmodules"),
-                         ("comfy.extra_samplers", "extra_samplers")):
-            if pkg not in sys.modules or not getattr(sys.modules[pkg], "__path__", None):
-                kd._package(pkg, comfy_dir / sub)
+        upstream.optional_standins()
+        upstream.comfy_packages(self.root, kd.COMFY_PACKAGES)  # comfy itself: ref_prompts.ComfyUI
         cpu = torch.device("cpu")
         self.device = cpu
-        kd._sink_module("comfy.model_management", intermediate_device=lambda: cpu, get_torch_device=lambda: cpu,
-                        get_free_memory=lambda dev=None, torch_free_too=False: FREE_MEMORY)
+        upstream.sink_module("comfy.model_management", intermediate_device=lambda: cpu, get_torch_device=lambda: cpu,
+                             get_free_memory=lambda dev=None, torch_free_too=False: FREE_MEMORY)
         for name in ("hooks", "context_windows", "float", "lora", "comfy_types"):
-            kd._sink_module(f"comfy.{name}")
+            upstream.sink_module(f"comfy.{name}")
         self.utils = importlib.import_module("comfy.utils")
         self.conds = importlib.import_module("comfy.conds")
         importlib.import_module("comfy.patcher_extension")
@@ -672,7 +640,7 @@ class ComfyUI:
         self.patcher = ModelPatcherStandIn(BaseModelStandIn())
 
     def source(self, log) -> dict:
-        return _source(self.root, COMFYUI_REPO, COMFYUI_COMMIT, COMFYUI_FILES, log)
+        return upstream.pinned_source(self.root, "comfyui", COMFYUI_FILES, log, RECORDER)
 
     def conditioning(self, text: str):
         """CLIPTextEncode's output for ``text``: [[cond [1,77,32], {}]] (pooled output left out: SD 1.5's
@@ -739,7 +707,7 @@ class ComfyUI:
         uncond_row = negative[0][0][0]
         self.recorder = UNetCalls(positive[0][0][0], uncond_row)
         try:
-            with kd._patched(self.sampling, "default_noise_sampler", counting_default_noise_sampler):
+            with upstream.patched(self.sampling, "default_noise_sampler", counting_default_noise_sampler):
                 out = guider.inner_sample(noise, latent_image, patcher.load_device, sampler, sigmas, None,
                                           lambda i, d, x, n: callback_i.append(i), True, s.seed)
         finally:
@@ -850,9 +818,9 @@ def record_case(case: Case, result: dict, out: Path) -> dict:
 
     s = case.settings
     (d / "settings.json").write_text(json.dumps(s.request(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    np.save(d / "latents.npy", _f32(result["samples"]))
-    np.save(d / "noise.npy", _f32(result["noise"]))
-    np.save(d / "sigmas.npy", _f32(result["sigmas"]))
+    np.save(d / "latents.npy", upstream.f32(result["samples"]))
+    np.save(d / "noise.npy", upstream.f32(result["noise"]))
+    np.save(d / "sigmas.npy", upstream.f32(result["sigmas"]))
     files = ["settings.json", "latents.npy", "noise.npy", "sigmas.npy"]
     for i, img in enumerate(result["images"]):
         assert img.dtype == np.uint8 and img.shape == (s.height, s.width, 3)
@@ -866,10 +834,7 @@ def main(out: Path, a1111_dir: str | None = None, comfyui_dir: str | None = None
     import diffusers
     import torch
 
-    a1111_dir = a1111_dir or os.environ.get("EASEL_A1111")
-    comfyui_dir = comfyui_dir or os.environ.get("EASEL_COMFYUI")
-    if not a1111_dir or not comfyui_dir:
-        raise SystemExit("ref_compat_images: give --a1111 DIR and --comfyui DIR (or EASEL_A1111 / EASEL_COMFYUI)")
+    a1111_dir, comfyui_dir = upstream.checkouts("ref_compat_images", a1111_dir, comfyui_dir)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)  # single-threaded: bit-identical reruns on the same machine
@@ -877,12 +842,12 @@ def main(out: Path, a1111_dir: str | None = None, comfyui_dir: str | None = None
 
     text_encoder, tokenizer = ref_prompts.load_text_encoder()
     unet, vae, scaling_factor = load_networks()
-    c = ComfyUI(Path(comfyui_dir), text_encoder, unet, vae)  # first: its make_beta_schedule builds A1111's betas
+    c = ComfyUI(comfyui_dir, text_encoder, unet, vae)  # first: its make_beta_schedule builds A1111's betas
     util = importlib.import_module("comfy.ldm.modules.diffusionmodules.util")
-    a1111_cfg = _v1_inference(Path(a1111_dir))
+    a1111_cfg = _v1_inference(a1111_dir)
     betas = util.make_beta_schedule("linear", int(a1111_cfg["timesteps"]), linear_start=a1111_cfg["linear_start"],
                                     linear_end=a1111_cfg["linear_end"])
-    a = A1111(Path(a1111_dir), text_encoder, tokenizer, unet, vae, betas)
+    a = A1111(a1111_dir, text_encoder, tokenizer, unet, vae, betas)
     if not math.isclose(a.scale_factor, scaling_factor) or not math.isclose(
             c.patcher.model.latent_format.scale_factor, scaling_factor):
         raise SystemExit(f"ref_compat_images: the tiny VAE's scaling_factor {scaling_factor} differs from the tools' "
@@ -891,7 +856,7 @@ def main(out: Path, a1111_dir: str | None = None, comfyui_dir: str | None = None
     # A1111's model table is the one tests/fixtures/kdiffusion recorded
     a_sigmas = a.kdiffusion.KDiffusionSampler("sample_euler", a.sd_model).model_wrap.sigmas
     table = Path(__file__).resolve().parents[2] / "tests/fixtures/kdiffusion/model_sigmas_a1111.npy"
-    if table.is_file() and not np.array_equal(np.load(table), _f32(a_sigmas)):
+    if table.is_file() and not np.array_equal(np.load(table), upstream.f32(a_sigmas)):
         raise SystemExit(f"ref_compat_images: A1111's sigma table differs from {table}")
 
     for stale in out.iterdir():
@@ -912,7 +877,7 @@ def main(out: Path, a1111_dir: str | None = None, comfyui_dir: str | None = None
                 "UNet / VAE",
         "regenerate": "cd models && .venv/bin/python -m tooling.ref_compat_images --a1111 DIR --comfyui DIR "
                       "../tests/fixtures/compat_images",
-        "source": {"a1111": a.source(log), "comfyui": c.source(log), **kd._package_source()},
+        "source": {"a1111": a.source(log), "comfyui": c.source(log), **upstream.package_source()},
         "torch": torch.__version__,
         "diffusers": diffusers.__version__,
         "numpy": np.__version__,
@@ -942,9 +907,4 @@ def _v1_inference(root: Path) -> dict:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--a1111", help="stable-diffusion-webui checkout (needs the files listed in A1111_FILES)")
-    p.add_argument("--comfyui", help="ComfyUI checkout (needs the files listed in COMFYUI_FILES)")
-    p.add_argument("out", nargs="?", default="../tests/fixtures/compat_images")
-    args = p.parse_args()
-    sys.exit(main(Path(args.out), args.a1111, args.comfyui))
+    upstream.cli(main, __doc__, "../tests/fixtures/compat_images")

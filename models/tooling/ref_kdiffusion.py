@@ -5,7 +5,7 @@ Owns: ``tests/fixtures/kdiffusion/`` — the case lists below, the recording, an
 Nothing of the upstream programs is copied into this project: every array comes from RUNNING the upstream
 modules (A1111 and ComfyUI out of checkouts given on the command line; crowsonkb's k-diffusion and torchsde
 from the pinned PyPI packages in ``models/requirements.txt``), with small stand-ins (installed into
-``sys.modules`` here) for the heavy modules they import (``modules.shared``, ``modules.devices``,
+``sys.modules`` here, through ``tooling.upstream``) for the heavy modules they import (``modules.shared``, ``modules.devices``,
 ``comfy.model_management``, ``comfy.utils``, torchvision, torchdiffeq, einops, ...).
 
 The model is SD 1.5's discrete schedule (scaled_linear betas 0.00085..0.012, 1000 steps) wrapped by each
@@ -33,7 +33,8 @@ Upstream files used (commits and sha256 recorded in ``cases.json`` "source"): A1
 ``comfy/samplers.py``, ``comfy/k_diffusion/{sampling,utils,deis,sa_solver}.py``, ``comfy/model_sampling.py``,
 ``comfy/ldm/modules/diffusionmodules/util.py``, ``comfy/extra_samplers/uni_pc.py``, ``comfy/model_patcher.py``
 (Comfy-Org/ComfyUI a125cd8); PyPI ``k-diffusion`` (its ``sampling.py``/``external.py`` are identical to
-crowsonkb/k-diffusion ab527a9, the commit A1111 pins in ``launch_utils.py``) and ``torchsde``.
+crowsonkb/k-diffusion ab527a9, the commit A1111 pins in ``launch_utils.py``; compared and recorded by
+``tooling.upstream.package_source``) and ``torchsde``.
 
 Run from ``models/``::
 
@@ -50,33 +51,29 @@ is made from), ``model_sigmas_{a1111,comfyui}.npy`` [1000] (each tool's ascendin
 
 from __future__ import annotations
 
-import argparse
-import ast
 import contextlib
 import functools
-import hashlib
 import importlib
-import importlib.metadata
-import importlib.util
 import json
 import math
 import os
 import re
 import shutil
-import subprocess
-import sys
 import types
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from . import upstream
+
+RECORDER = "models/tooling/ref_kdiffusion.py"
+
 # --------------------------------------------------------------------------------------------------
-# Pinned upstream revisions (checkout commit; per file the commit that last changed it and its sha256, LF)
+# Pinned upstream files (at the checkout commits of tooling.upstream.CHECKOUTS: per file the commit that last
+# changed it and its sha256, LF)
 # --------------------------------------------------------------------------------------------------
 
-A1111_REPO = "AUTOMATIC1111/stable-diffusion-webui"
-A1111_COMMIT = "82a973c04367123ae98bd9abdf80d9eda9b910e2"  # master, 2024-07-27 (v1.10.1)
 A1111_FILES = {
     "modules/sd_samplers_kdiffusion.py": ("874954060297d847bf30cc5d220effe80ac18968",
                                           "dfea07c3b6cc0af999add570bc0bb7249b0d6f86a71fbacb7d144a8dd1980555"),
@@ -95,8 +92,6 @@ A1111_FILES = {
     "modules/shared_options.py": ("5a10bb9aa6d4a46f5e14fa43648f4cb08ae1275b",
                                   "84d2e1e02e18028f022e55978f0838d5b3a8bbe453066326263dde02d3020525"),
 }
-COMFYUI_REPO = "Comfy-Org/ComfyUI"  # formerly comfyanonymous/ComfyUI
-COMFYUI_COMMIT = "a125cd84b054a57729b5eecab930ca9408719832"  # master, 2025-10-12
 COMFYUI_FILES = {
     "comfy/samplers.py": ("196954ab8c55bc4ac48113686a57ce250677c7b5",
                           "23d5c6d83bc4649833e8c79f61418288c380d0b14aaa8ca6063950fff36c844b"),
@@ -117,18 +112,6 @@ COMFYUI_FILES = {
     "comfy/model_patcher.py": ("f1dd6e50f891b1d2b17e4b8d26d422634fe49595",
                                "7db37893ed49eb7fa4fce9bfaf1446615d57665951769384f43178b9985648aa"),
 }
-# A1111 clones crowsonkb/k-diffusion at this commit (modules/launch_utils.py, K_DIFFUSION_COMMIT_HASH); the
-# PyPI files we run are compared with it by content.
-KDIFFUSION_REPO = "crowsonkb/k-diffusion"
-KDIFFUSION_A1111_COMMIT = "ab527a9a6d347f364e3d185ba6d714e22d80cb3c"  # "Release 0.0.16"
-KDIFFUSION_A1111_FILES = {  # file -> (last commit at ab527a9, sha256 LF)
-    "k_diffusion/sampling.py": ("d911c4bec5783166af3b1af9e8ec7f6f7eeff4d5",
-                                "4c5c2d92ddc2a07f9964440979430908d47a09634ac79f4a4e97c4f4682560bc"),
-    "k_diffusion/external.py": ("4314f9101a2f3bd7f11ba4290d2a7e2e64b4ceea",
-                                "422e6f3e35cac7d59974053dbd24977e773dc5a7cdb96ef0254caf5611f83995"),
-}
-TORCHSDE_FILES = ["torchsde/_brownian/brownian_interval.py", "torchsde/_brownian/derived.py"]
-
 # --------------------------------------------------------------------------------------------------
 # The recording's fixed inputs
 # --------------------------------------------------------------------------------------------------
@@ -269,6 +252,9 @@ A1111_OPT_KEYS = [
 ]
 A1111_OPT_OVERRIDES = {"randn_source": "CPU"}
 
+# The comfy packages the recording imports from (made over the checkout's folders; their __init__ files not run).
+COMFY_PACKAGES = ("", "k_diffusion", "ldm", "ldm/modules", "ldm/modules/diffusionmodules", "extra_samplers")
+
 
 def slug(name: str) -> str:
     s = name.lower().replace("++", "pp").replace("+", "p")
@@ -276,152 +262,27 @@ def slug(name: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------------
-# Stand-ins for the heavy upstream imports
-# --------------------------------------------------------------------------------------------------
-
-def _module(name: str, **attrs) -> types.ModuleType:
-    m = types.ModuleType(name)
-    m.__dict__.update(attrs)
-    sys.modules[name] = m
-    parent, _, child = name.rpartition(".")
-    if parent and parent in sys.modules:
-        setattr(sys.modules[parent], child, m)
-    return m
-
-
-def _package(name: str, path: Path | None = None) -> types.ModuleType:
-    m = _module(name)
-    m.__path__ = [str(path)] if path is not None else []
-    return m
-
-
-class _Anything:
-    """Attribute sink for names upstream modules import but the recording never calls."""
-
-    def __init__(self, *_a, **_k):
-        pass
-
-    def __call__(self, *_a, **_k):
-        return None
-
-    def __getattr__(self, _name):
-        return _Anything()
-
-    def __iter__(self):
-        return iter(())
-
-
-def _sink_module(name: str, **attrs) -> types.ModuleType:
-    return _module(name, __getattr__=lambda n: _Anything(), **attrs)
-
-
-def _missing(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is None
-    except (ImportError, ValueError):
-        return True
-
-
-def _optional_standins() -> None:
-    """Packages imported at module level by k-diffusion / ComfyUI but unused by sampling (not in the venv)."""
-    if _missing("torchdiffeq"):  # k_diffusion.sampling: odeint, only for log_likelihood
-        _module("torchdiffeq", odeint=_Anything())
-    if _missing("torchvision"):  # k_diffusion.utils: transforms.functional, only for image helpers
-        _package("torchvision")
-        _package("torchvision.transforms")
-        _sink_module("torchvision.transforms.functional")
-    if _missing("einops"):  # comfy/ldm/modules/diffusionmodules/util.py: rearrange/repeat, unused by make_beta_schedule
-        _module("einops", rearrange=_Anything(), repeat=_Anything())
-
-
-def _kdiffusion_package():
-    """crowsonkb's k-diffusion from PyPI without its package __init__ (which imports the training stack)."""
-    if "k_diffusion.sampling" in sys.modules:
-        return sys.modules["k_diffusion.sampling"]
-    spec = importlib.util.find_spec("k_diffusion")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("ref_kdiffusion: the k-diffusion package is not installed (models/requirements.txt)")
-    _optional_standins()
-    _package("k_diffusion", Path(list(spec.submodule_search_locations)[0]))
-    importlib.import_module("k_diffusion.utils")
-    importlib.import_module("k_diffusion.sampling")
-    importlib.import_module("k_diffusion.external")
-    return sys.modules["k_diffusion.sampling"]
-
-
-def _file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes().replace(b"\r\n", b"\n")).hexdigest()
-
-
-def _git_head(root: Path) -> str | None:
-    try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-    except OSError:
-        return None
-    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
-
-
-def _source(root: Path, repo: str, commit: str, files: dict, log) -> dict:
-    recorded, all_pinned = {}, True
-    for f, (file_commit, digest) in files.items():
-        actual = _file_digest(root / f)
-        pinned = actual == digest
-        all_pinned &= pinned
-        if not pinned:
-            log(f"  warning: {root / f} is not the pinned revision ({repo} {file_commit}); recorded with commit null")
-        recorded[f] = {"commit": file_commit if pinned else None, "sha256_lf": actual}
-    head = _git_head(root)
-    return {"repo": repo, "commit": head or (commit if all_pinned else None), "files": recorded,
-            "recorder": "models/tooling/ref_kdiffusion.py"}
-
-
-def _package_source() -> dict:
-    kd_dir = Path(sys.modules["k_diffusion"].__path__[0])
-    kd_files = {}
-    for f, (commit, digest) in KDIFFUSION_A1111_FILES.items():
-        actual = _file_digest(kd_dir.parent / f)
-        kd_files[f] = {"sha256_lf": actual, "same_as": f"{KDIFFUSION_REPO}@{KDIFFUSION_A1111_COMMIT}" if actual == digest
-                       else None, "commit": commit if actual == digest else None}
-    sde_dir = Path(list(importlib.util.find_spec("torchsde").submodule_search_locations)[0])
-    return {
-        "k_diffusion": {"package": "k-diffusion", "version": importlib.metadata.version("k-diffusion"),
-                        "a1111_pins": f"{KDIFFUSION_REPO}@{KDIFFUSION_A1111_COMMIT} (modules/launch_utils.py)",
-                        "files": kd_files},
-        "torchsde": {"package": "torchsde", "version": importlib.metadata.version("torchsde"),
-                     "files": {f: {"sha256_lf": _file_digest(sde_dir.parent / f)} for f in TORCHSDE_FILES}},
-        "trampoline": {"package": "trampoline", "version": importlib.metadata.version("trampoline")},
-        "scipy": {"package": "scipy", "version": importlib.metadata.version("scipy")},
-    }
-
-
-def _check_files(root: Path, files: dict, flag: str) -> None:
-    for f in files:
-        if not (root / f).is_file():
-            raise SystemExit(f"{flag} {root}: {f} not found")
-
-
-def _option_defaults(path: Path, keys) -> dict:
-    """The literal defaults of ``"key": OptionInfo(default, ...)`` entries in A1111's shared_options.py."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    found = {}
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.Dict):
-            continue
-        for k, v in zip(node.keys, node.values):
-            while isinstance(v, ast.Call) and isinstance(v.func, ast.Attribute):  # OptionInfo(...).info(...).link(...)
-                v = v.func.value
-            if (isinstance(k, ast.Constant) and k.value in keys and isinstance(v, ast.Call)
-                    and getattr(v.func, "id", None) == "OptionInfo" and v.args):
-                found[k.value] = ast.literal_eval(v.args[0])
-    missing = [k for k in keys if k not in found]
-    if missing:
-        raise SystemExit(f"ref_kdiffusion: {path}: no literal OptionInfo default for {missing}")
-    return found
-
-
-# --------------------------------------------------------------------------------------------------
 # The stand-in model and recording helpers
 # --------------------------------------------------------------------------------------------------
+
+def _new_counts() -> dict:
+    """A sampler run's randomness: per-step noise draws, and the Brownian-tree queries (pairs and noise)."""
+    return {"noise_draws": 0, "brownian_queries": 0, "brownian_pairs": [], "brownian_noise": []}
+
+
+def _counting_brownian(cls, counts: dict):
+    """``cls.__call__`` (a BrownianTreeNoiseSampler class) patched to record each query into ``counts``."""
+    call = cls.__call__
+
+    def counting_bt(ns, sigma, sigma_next):
+        counts["brownian_queries"] += 1
+        counts["brownian_pairs"].append((float(sigma), float(sigma_next)))
+        w = call(ns, sigma, sigma_next)
+        counts["brownian_noise"].append(w.detach().clone())
+        return w
+
+    return upstream.patched(cls, "__call__", counting_bt)
+
 
 def standin_eps(x_in, t):
     """STANDIN["eps"] in float32; ``t`` is [B] (any dtype), broadcast over the other dims."""
@@ -469,11 +330,6 @@ class Recorder:
         self.pending_sigma = None
 
 
-def _f32(t) -> np.ndarray:
-    a = t.detach().cpu().to(dtype=__import__("torch").float32).numpy() if hasattr(t, "detach") else np.asarray(t)
-    return np.ascontiguousarray(np.asarray(a, dtype=np.float32).astype("<f4"))
-
-
 def _json_value(v):
     import torch
 
@@ -490,16 +346,6 @@ def _json_value(v):
     return type(v).__name__
 
 
-@contextlib.contextmanager
-def _patched(obj, name, value):
-    old = getattr(obj, name)
-    setattr(obj, name, value)
-    try:
-        yield old
-    finally:
-        setattr(obj, name, old)
-
-
 # --------------------------------------------------------------------------------------------------
 # A1111
 # --------------------------------------------------------------------------------------------------
@@ -512,9 +358,8 @@ class A1111:
         import torch
         import torchsde._brownian.brownian_interval as bi
 
-        self.root = Path(root)
-        _check_files(self.root, A1111_FILES, "--a1111")
-        self.opt_defaults = _option_defaults(self.root / "modules/shared_options.py", A1111_OPT_KEYS)
+        self.root = upstream.a1111_checkout(root, A1111_FILES)
+        self.opt_defaults = upstream.option_defaults(self.root / "modules/shared_options.py", A1111_OPT_KEYS)
         self.opts = types.SimpleNamespace(**{**self.opt_defaults, **A1111_OPT_OVERRIDES})
         self.recorder = None
         self.original_torchsde_randn = bi._randn
@@ -541,16 +386,12 @@ class A1111:
 
         self.sd_model = LdmStandIn()
         self.state = types.SimpleNamespace(sampling_step=0, sampling_steps=0, interrupted=False, skipped=False)
-        sys.path.insert(0, str(self.root))
-        import modules  # noqa: F401 - the checkout's package (namespace or regular)
-
-        _module("modules.shared", opts=self.opts, device=cpu, state=self.state, cmd_opts=types.SimpleNamespace(),
-                sd_model=self.sd_model, total_tqdm=_Anything())
-        _module("modules.devices", device=cpu, cpu=cpu, dtype=torch.float32)
-        for name in ("images", "sd_vae_approx", "sd_samplers", "sd_vae_taesd", "sd_models", "script_callbacks",
-                     "errors"):
-            _sink_module(f"modules.{name}")
-        self.kd = _kdiffusion_package()
+        upstream.a1111_runtime(self.opts, shared={"state": self.state, "sd_model": self.sd_model,
+                                                  "total_tqdm": upstream.Anything()},
+                               devices={"dtype": torch.float32},
+                               sinks=("images", "sd_vae_approx", "sd_samplers", "sd_vae_taesd", "sd_models",
+                                      "script_callbacks", "errors"))
+        self.kd = upstream.kdiffusion_package()
         self.rng = importlib.import_module("modules.rng")
         self.common = importlib.import_module("modules.sd_samplers_common")  # replaces torchsde's _randn
         self.torchsde_randn = bi._randn
@@ -563,7 +404,7 @@ class A1111:
         self.by_name = {d.name: d for d in self.table}
 
     def source(self, log) -> dict:
-        src = _source(self.root, A1111_REPO, A1111_COMMIT, A1111_FILES, log)
+        src = upstream.pinned_source(self.root, "a1111", A1111_FILES, log, RECORDER)
         src["opts"] = {"defaults": self.opt_defaults, "overrides": A1111_OPT_OVERRIDES}
         return src
 
@@ -572,7 +413,7 @@ class A1111:
         """A1111's torchsde._randn replacement (installed at import) only while A1111 runs."""
         import torchsde._brownian.brownian_interval as bi
 
-        with _patched(bi, "_randn", self.torchsde_randn):
+        with upstream.patched(bi, "_randn", self.torchsde_randn):
             yield
 
     def make_sampler(self, name: str):
@@ -628,7 +469,7 @@ class A1111:
         sampler = self.make_sampler(sampler_name)
         p = self.make_p(scheduler, STEPS, seed)
         rec = Recorder()
-        counts = {"noise_draws": 0, "brownian_queries": 0, "brownian_pairs": [], "brownian_noise": []}
+        counts = _new_counts()
         first = p.rng.next()  # processing.py: x = self.rng.next() (the initial noise; replaced below)
         assert first.shape == noise.shape
         rng_next = p.rng.next
@@ -657,20 +498,11 @@ class A1111:
             return func(model, x, **kwargs)
 
         sampler.func = recording_func
-        bt_call = kds.BrownianTreeNoiseSampler.__call__
-
-        def counting_bt(ns, sigma, sigma_next):
-            counts["brownian_queries"] += 1
-            counts["brownian_pairs"].append((float(sigma), float(sigma_next)))
-            w = bt_call(ns, sigma, sigma_next)
-            counts["brownian_noise"].append(w.detach().clone())
-            return w
-
         torch.manual_seed(global_seed)
         global_state = torch.get_rng_state()
         self.recorder = rec
         try:  # (stderr: A1111 passes disable=False to the samplers' tqdm bars)
-            with self.active(), _patched(kds.BrownianTreeNoiseSampler, "__call__", counting_bt), \
+            with self.active(), _counting_brownian(kds.BrownianTreeNoiseSampler, counts), \
                     contextlib.redirect_stderr(io.StringIO()):
                 out = sampler.sample(p, noise.clone(), None, None)
         finally:
@@ -691,20 +523,15 @@ class A1111:
         p = self.make_p("Automatic", STEPS)
         with self.active():
             ns = sampler.create_noise_sampler(x, sigmas, p)
-            incs, normed = [], []
-            for s, sn in pairs:
-                t0, t1 = ns.transform(torch_as(s)), ns.transform(torch_as(sn))
-                incs.append(ns.tree(t0, t1))
-                normed.append(ns(torch_as(s), torch_as(sn)))
+            incs, normed = _query_tree(ns, pairs)
         construction = {
             "class": "k_diffusion.sampling.BrownianTreeNoiseSampler(x, sigma_min, sigma_max, seed=p.all_seeds[0:2]) "
                      "(sd_samplers_common.Sampler.create_noise_sampler)",
             "sigma_min": "sigmas[sigmas > 0].min() of the sampler's sigmas", "sigma_max": "sigmas.max()",
-            "t0": float(ns.tree.trees[0]._interval._start), "t1": float(ns.tree.trees[0]._interval._end),
-            "entropy": [int(t._interval._entropy) for t in ns.tree.trees],
+            **_tree_span(ns),
             "trees": "one torchsde.BrownianTree per image (BatchedBrownianTree batched=True), w0 = zeros_like(x)[0] "
                      "= zeros [4,8,8] float32; increments stacked on a new first axis",
-            "torchsde_kwargs": {"tol": 1e-6, "pool_size": 24, "halfway_tree": True, "(BrownianTree defaults)": True},
+            "torchsde_kwargs": TORCHSDE_KWARGS,
             "randn": "torchsde._brownian.brownian_interval._randn replaced by A1111 (sd_samplers_common."
                      "replace_torchsde_browinan): devices.randn_local(seed, size) = torch.randn(size, generator="
                      "torch.Generator('cpu').manual_seed(int(seed))) with randn_source CPU, then .to(dtype)",
@@ -718,6 +545,27 @@ def torch_as(v):
     return torch.as_tensor(v)
 
 
+# BrownianTreeNoiseSampler's torchsde.BrownianTree arguments (both tools)
+TORCHSDE_KWARGS = {"tol": 1e-6, "pool_size": 24, "halfway_tree": True, "(BrownianTree defaults)": True}
+
+
+def _query_tree(ns, pairs):
+    """A BrownianTreeNoiseSampler ``ns`` queried with each (sigma, sigma_next) of ``pairs``: the tree's
+    increments W(t1) - W(t0) and the noise the sampler returns."""
+    incs, normed = [], []
+    for s, sn in pairs:
+        t0, t1 = ns.transform(torch_as(s)), ns.transform(torch_as(sn))
+        incs.append(ns.tree(t0, t1))
+        normed.append(ns(torch_as(s), torch_as(sn)))
+    return incs, normed
+
+
+def _tree_span(ns) -> dict:
+    """t0 / t1 of the sampler's first tree and the entropy (seed) of each tree."""
+    return {"t0": float(ns.tree.trees[0]._interval._start), "t1": float(ns.tree.trees[0]._interval._end),
+            "entropy": [int(t._interval._entropy) for t in ns.tree.trees]}
+
+
 # --------------------------------------------------------------------------------------------------
 # ComfyUI
 # --------------------------------------------------------------------------------------------------
@@ -729,22 +577,13 @@ class ComfyUI:
     def __init__(self, root: Path):
         import torch
 
-        self.root = Path(root)
-        _check_files(self.root, COMFYUI_FILES, "--comfyui")
-        sys.path.insert(0, str(self.root))
-        _optional_standins()
-        comfy_dir = self.root / "comfy"
-        for pkg, sub in (("comfy", ""), ("comfy.k_diffusion", "k_diffusion"), ("comfy.ldm", "ldm"),
-                         ("comfy.ldm.modules", "ldm/modules"),
-                         ("comfy.ldm.modules.diffusionmodules", "ldm/modules/diffusionmodules"),
-                         ("comfy.extra_samplers", "extra_samplers")):
-            if pkg not in sys.modules or not getattr(sys.modules[pkg], "__path__", None):
-                _package(pkg, comfy_dir / sub if sub else comfy_dir)
+        upstream.optional_standins()
+        self.root = upstream.comfyui_checkout(root, COMFYUI_FILES, COMFY_PACKAGES)
         cpu = torch.device("cpu")
-        _sink_module("comfy.model_management", intermediate_device=lambda: cpu, get_torch_device=lambda: cpu)
+        upstream.sink_module("comfy.model_management", intermediate_device=lambda: cpu, get_torch_device=lambda: cpu)
         for name in ("sampler_helpers", "patcher_extension", "hooks", "context_windows", "utils", "float", "lora",
                      "comfy_types", "cli_args", "conds"):
-            _sink_module(f"comfy.{name}")
+            upstream.sink_module(f"comfy.{name}")
         self.model_patcher = importlib.import_module("comfy.model_patcher")
         self.model_sampling = importlib.import_module("comfy.model_sampling")
         self.sampling = importlib.import_module("comfy.k_diffusion.sampling")
@@ -801,7 +640,7 @@ class ComfyUI:
         self.guider_class = GuiderStandIn
 
     def source(self, log) -> dict:
-        return _source(self.root, COMFYUI_REPO, COMFYUI_COMMIT, COMFYUI_FILES, log)
+        return upstream.pinned_source(self.root, "comfyui", COMFYUI_FILES, log, RECORDER)
 
     def sampler_names(self) -> list[str]:
         return list(self.samplers.SAMPLER_NAMES)
@@ -818,7 +657,7 @@ class ComfyUI:
         sigmas = self.sigmas(name, scheduler, STEPS)
         sampler = self.samplers.sampler_object(name)
         rec = Recorder()
-        counts = {"noise_draws": 0, "brownian_queries": 0, "brownian_pairs": [], "brownian_noise": []}
+        counts = _new_counts()
         dns = sampling.default_noise_sampler
 
         def counting_default_noise_sampler(x, seed=None):
@@ -828,15 +667,6 @@ class ComfyUI:
                 counts["noise_draws"] += 1
                 return inner(sigma, sigma_next)
             return draw
-
-        bt_call = sampling.BrownianTreeNoiseSampler.__call__
-
-        def counting_bt(ns, sigma, sigma_next):
-            counts["brownian_queries"] += 1
-            counts["brownian_pairs"].append((float(sigma), float(sigma_next)))
-            w = bt_call(ns, sigma, sigma_next)
-            counts["brownian_noise"].append(w.detach().clone())
-            return w
 
         seen = {}
         func = sampler.sampler_function
@@ -856,8 +686,8 @@ class ComfyUI:
         global_state = torch.get_rng_state()
         self.recorder = rec
         try:
-            with _patched(sampling, "default_noise_sampler", counting_default_noise_sampler), \
-                    _patched(sampling.BrownianTreeNoiseSampler, "__call__", counting_bt):
+            with upstream.patched(sampling, "default_noise_sampler", counting_default_noise_sampler), \
+                    _counting_brownian(sampling.BrownianTreeNoiseSampler, counts):
                 out = sampler.sample(guider, sigmas, extra_args, lambda i, d, x, n: rec.callback(
                     {"i": i, "denoised": d, "x": x}), noise.clone(), latent_image=torch.zeros_like(noise),
                     denoise_mask=None, disable_pbar=True)
@@ -875,20 +705,15 @@ class ComfyUI:
         """The tree exactly as comfy's sample_dpmpp_sde builds it, queried with ``pairs``."""
         sigma_min, sigma_max = sigmas[sigmas > 0].min(), sigmas.max()
         ns = self.sampling.BrownianTreeNoiseSampler(x, sigma_min, sigma_max, seed=SEED, cpu=True)
-        incs, normed = [], []
-        for s, sn in pairs:
-            t0, t1 = ns.transform(torch_as(s)), ns.transform(torch_as(sn))
-            incs.append(ns.tree(t0, t1))
-            normed.append(ns(torch_as(s), torch_as(sn)))
+        incs, normed = _query_tree(ns, pairs)
         construction = {
             "class": "comfy.k_diffusion.sampling.BrownianTreeNoiseSampler(x, sigma_min, sigma_max, seed=extra_args"
                      "['seed'], cpu=True) (sample_dpmpp_sde, sample_dpmpp_2m_sde, sample_dpmpp_3m_sde)",
             "sigma_min": "sigmas[sigmas > 0].min()", "sigma_max": "sigmas.max()",
-            "t0": float(ns.tree.trees[0]._interval._start), "t1": float(ns.tree.trees[0]._interval._end),
-            "entropy": [int(t._interval._entropy) for t in ns.tree.trees],
+            **_tree_span(ns),
             "trees": "one torchsde.BrownianTree for the whole batch (seed is an int, batched=False), w0 = "
                      "zeros_like(x) = zeros [2,4,8,8] float32 on the CPU; t0/t1 queried as float32 CPU tensors",
-            "torchsde_kwargs": {"tol": 1e-6, "pool_size": 24, "halfway_tree": True, "(BrownianTree defaults)": True},
+            "torchsde_kwargs": TORCHSDE_KWARGS,
             "randn": "torchsde's own _randn: torch.randn(size, dtype, device, generator=torch.Generator(device)."
                      "manual_seed(int(seed)))",
         }
@@ -912,7 +737,7 @@ def _dumps(obj, indent: int = 0) -> str:
 
 def _save(path: Path, arr) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, _f32(arr) if not isinstance(arr, np.ndarray) else np.ascontiguousarray(arr.astype("<f4")))
+    np.save(path, upstream.f32(arr) if not isinstance(arr, np.ndarray) else np.ascontiguousarray(arr.astype("<f4")))
     return path.stat().st_size
 
 
@@ -1159,10 +984,7 @@ def record_brownian(a: A1111, c: ComfyUI, runs: dict, out: Path, log) -> list:
 def main(out: Path, a1111_dir: str | None = None, comfyui_dir: str | None = None, log=print) -> int:
     import torch
 
-    a1111_dir = a1111_dir or os.environ.get("EASEL_A1111")
-    comfyui_dir = comfyui_dir or os.environ.get("EASEL_COMFYUI")
-    if not a1111_dir or not comfyui_dir:
-        raise SystemExit("ref_kdiffusion: give --a1111 DIR and --comfyui DIR (or EASEL_A1111 / EASEL_COMFYUI)")
+    a1111_dir, comfyui_dir = upstream.checkouts("ref_kdiffusion", a1111_dir, comfyui_dir)
     out = Path(out)
     for sub in ("schedules", "samplers", "brownian"):
         if (out / sub).exists():
@@ -1178,9 +1000,9 @@ def main(out: Path, a1111_dir: str | None = None, comfyui_dir: str | None = None
     warnings.filterwarnings("ignore", message="Should have t")
     # ComfyUI's dpm_fast/dpm_adaptive wrappers call torch.tensor() on a tensor sigma; harmless.
     warnings.filterwarnings("ignore", message="To copy construct from a tensor")
-    c = ComfyUI(Path(comfyui_dir))  # first: its make_beta_schedule also builds A1111's alphas_cumprod
+    c = ComfyUI(comfyui_dir)  # first: its make_beta_schedule also builds A1111's alphas_cumprod
     betas = sd15_betas()
-    a = A1111(Path(a1111_dir), betas)
+    a = A1111(a1111_dir, betas)
 
     noise = torch.randn(SHAPE, generator=torch.Generator("cpu").manual_seed(LATENT_SEED), dtype=torch.float32)
     _save(out / "noise.npy", noise)
@@ -1198,7 +1020,7 @@ def main(out: Path, a1111_dir: str | None = None, comfyui_dir: str | None = None
                 "comfy/k_diffusion), recorded by running their code around a deterministic stand-in model",
         "regenerate": "cd models && .venv/bin/python -m tooling.ref_kdiffusion --a1111 DIR --comfyui DIR "
                       "../tests/fixtures/kdiffusion",
-        "source": {"a1111": a.source(log), "comfyui": c.source(log), **_package_source()},
+        "source": {"a1111": a.source(log), "comfyui": c.source(log), **upstream.package_source()},
         "torch": torch.__version__,
         "numpy": np.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
@@ -1233,9 +1055,4 @@ def main(out: Path, a1111_dir: str | None = None, comfyui_dir: str | None = None
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--a1111", help="stable-diffusion-webui checkout (needs the modules/ files listed in A1111_FILES)")
-    p.add_argument("--comfyui", help="ComfyUI checkout (needs the comfy/ files listed in COMFYUI_FILES)")
-    p.add_argument("out", nargs="?", default="../tests/fixtures/kdiffusion")
-    args = p.parse_args()
-    sys.exit(main(Path(args.out), args.a1111, args.comfyui))
+    upstream.cli(main, __doc__, "../tests/fixtures/kdiffusion")

@@ -4,8 +4,8 @@ AUTOMATIC1111 and ComfyUI make for a seed.
 Owns: ``tests/fixtures/noise/`` — the case list below, the recording, and ``cases.json`` (the index).
 Nothing of the upstream programs is copied into this project: every array comes from RUNNING the upstream
 modules out of checkouts given on the command line, with small stand-ins (installed into ``sys.modules``
-here) for the heavy modules they import (``modules.shared``, ``modules.devices``, ``k_diffusion.sampling``,
-``comfy.model_management``, ``torchsde``, ...).
+here, through ``tooling.upstream``) for the heavy modules they import (``modules.shared``, ``modules.devices``,
+``k_diffusion.sampling``, ``comfy.model_management``, ``torchsde``, ...).
 
 A1111 (``opts.randn_source`` "NV" or "CPU", ``opts.eta_noise_seed_delta``): ``rng.randn_local`` (the NV
 Philox generator of ``rng_philox.py`` on its own), and ``rng.ImageRNG`` built as ``processing.py`` builds it
@@ -38,12 +38,8 @@ differs between x86 (AVX2) and other CPUs in the last bits: the index records to
 
 from __future__ import annotations
 
-import argparse
-import hashlib
 import importlib
 import json
-import os
-import subprocess
 import sys
 import types
 from dataclasses import asdict, dataclass, field
@@ -51,10 +47,12 @@ from pathlib import Path
 
 import numpy as np
 
-# The upstream revisions these fixtures were recorded from: checkout commit, and per file the commit that
-# last changed it there and the sha256 of its content (line endings normalised to LF).
-A1111_REPO = "AUTOMATIC1111/stable-diffusion-webui"
-A1111_COMMIT = "82a973c04367123ae98bd9abdf80d9eda9b910e2"  # master, 2024-07-27 (v1.10.1)
+from . import upstream
+
+RECORDER = "models/tooling/ref_noise.py"
+
+# The upstream files these fixtures were recorded from, at the checkout commits of tooling.upstream.CHECKOUTS:
+# per file the commit that last changed it there and the sha256 of its content (line endings normalised to LF).
 A1111_FILES = {
     "modules/rng.py": ("e3fa46f26f78c01969eaca2708be4e2b4928c5a2",
                        "ccd5bf87e37cb8ddb0b0424f7bd94e464fd021b866deca56401eedcd91d2d190"),
@@ -63,8 +61,6 @@ A1111_FILES = {
     "modules/sd_samplers_common.py": ("a8fba9af35a081ada8c563fc6c76212dd131be01",
                                       "d5a5ead146fd150164a1acfb300a1f9694b6a4d8d93b25adeac3928840fb344e"),
 }
-COMFYUI_REPO = "Comfy-Org/ComfyUI"  # formerly comfyanonymous/ComfyUI
-COMFYUI_COMMIT = "a125cd84b054a57729b5eecab930ca9408719832"  # master, 2025-10-12
 COMFYUI_FILES = {
     "comfy/sample.py": ("a618f768e06d72acc5b97d78a9ae209cbae14654",
                         "5e97452ec4f29e558c60fd2d050a2705f4dc5bca661c2b0f2de49edcfd1b6e6f"),
@@ -182,41 +178,8 @@ CASES.append(NoiseCase(name="comfyui_noise_sampler_s42", tool="comfyui", draws=[
 
 
 # --------------------------------------------------------------------------------------------------
-# Stand-ins for the heavy upstream imports
+# Stand-ins for the heavy upstream imports (the shared machinery is tooling.upstream)
 # --------------------------------------------------------------------------------------------------
-
-def _module(name: str, **attrs) -> types.ModuleType:
-    m = types.ModuleType(name)
-    m.__dict__.update(attrs)
-    sys.modules[name] = m
-    parent, _, child = name.rpartition(".")
-    if parent and parent in sys.modules:
-        setattr(sys.modules[parent], child, m)
-    return m
-
-
-def _package(name: str, path: Path | None = None) -> types.ModuleType:
-    m = _module(name)
-    m.__path__ = [str(path)] if path is not None else []
-    return m
-
-
-class _Anything:
-    """Attribute sink for names upstream modules import but the recording never calls."""
-
-    def __init__(self, *_a, **_k):
-        pass
-
-    def __call__(self, *_a, **_k):
-        return None
-
-    def __getattr__(self, _name):
-        return _Anything()
-
-
-def _sink_module(name: str) -> types.ModuleType:
-    return _module(name, __getattr__=lambda n: _Anything())
-
 
 def _torchsde_standin() -> None:
     """torchsde, when it is not installed: only the Brownian-tree samplers use it (not recorded here); A1111
@@ -226,73 +189,31 @@ def _torchsde_standin() -> None:
         return
     except ImportError:
         pass
-    _package("torchsde")
-    sys.modules["torchsde"].BrownianTree = _Anything
-    sys.modules["torchsde"].BrownianInterval = _Anything
-    _package("torchsde._brownian")
-    _module("torchsde._brownian.brownian_interval", _randn=None)
-
-
-def _file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes().replace(b"\r\n", b"\n")).hexdigest()
-
-
-def _git_head(root: Path) -> str | None:
-    try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-    except OSError:
-        return None
-    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
-
-
-def _source(root: Path, repo: str, commit: str, files: dict, log) -> dict:
-    recorded, all_pinned = {}, True
-    for f, (file_commit, digest) in files.items():
-        actual = _file_digest(root / f)
-        pinned = actual == digest
-        all_pinned &= pinned
-        if not pinned:
-            log(f"  warning: {root / f} is not the pinned revision ({repo} {file_commit}); recorded with commit null")
-        recorded[f] = {"commit": file_commit if pinned else None, "sha256_lf": actual}
-    head = _git_head(root)
-    return {"repo": repo, "commit": head or (commit if all_pinned else None), "files": recorded,
-            "recorder": "models/tooling/ref_noise.py"}
-
-
-def _check_files(root: Path, files: dict, flag: str) -> None:
-    for f in files:
-        if not (root / f).is_file():
-            raise SystemExit(f"{flag} {root}: {f} not found")
+    upstream.package("torchsde")
+    sys.modules["torchsde"].BrownianTree = upstream.Anything
+    sys.modules["torchsde"].BrownianInterval = upstream.Anything
+    upstream.package("torchsde._brownian")
+    upstream.module("torchsde._brownian.brownian_interval", _randn=None)
 
 
 class A1111:
     """A1111's modules/rng.py (+ rng_philox, sd_samplers_common.TorchHijack) with stand-ins for webui's runtime."""
 
     def __init__(self, root: Path):
-        import torch
-
-        self.root = Path(root)
-        _check_files(self.root, A1111_FILES, "--a1111")
-        sys.path.insert(0, str(self.root))
-        import modules  # noqa: F401 - the checkout's package (namespace or regular)
-
-        cpu = torch.device("cpu")
+        self.root = upstream.a1111_checkout(root, A1111_FILES)
         self.opts = types.SimpleNamespace(randn_source="CPU", eta_noise_seed_delta=0)
-        _module("modules.shared", opts=self.opts, device=cpu, state=_Anything(), cmd_opts=types.SimpleNamespace(),
-                sd_model=None)
-        _module("modules.devices", device=cpu, cpu=cpu)
-        for name in ("images", "sd_vae_approx", "sd_samplers", "sd_vae_taesd", "sd_models"):
-            _sink_module(f"modules.{name}")
+        upstream.a1111_runtime(self.opts, sinks=("images", "sd_vae_approx", "sd_samplers", "sd_vae_taesd",
+                                                 "sd_models"))
         if "k_diffusion" not in sys.modules:  # webui's repositories/k-diffusion; only its module object is touched
-            _package("k_diffusion")
-            _sink_module("k_diffusion.sampling")
+            upstream.package("k_diffusion")
+            upstream.sink_module("k_diffusion.sampling")
         _torchsde_standin()
         self.rng = importlib.import_module("modules.rng")
         self.philox = importlib.import_module("modules.rng_philox")
         self.samplers_common = importlib.import_module("modules.sd_samplers_common")
 
     def source(self, log) -> dict:
-        return _source(self.root, A1111_REPO, A1111_COMMIT, A1111_FILES, log)
+        return upstream.pinned_source(self.root, "a1111", A1111_FILES, log, RECORDER)
 
     def record(self, case: NoiseCase):
         import torch
@@ -322,25 +243,18 @@ class ComfyUI:
     def __init__(self, root: Path):
         import torch
 
-        self.root = Path(root)
-        _check_files(self.root, COMFYUI_FILES, "--comfyui")
-        sys.path.insert(0, str(self.root))
-        if "comfy" not in sys.modules:
-            _package("comfy", self.root / "comfy")
-        if "comfy.k_diffusion" not in sys.modules:
-            _package("comfy.k_diffusion", self.root / "comfy" / "k_diffusion")
+        self.root = upstream.comfyui_checkout(root, COMFYUI_FILES, ("", "k_diffusion"))
         cpu = torch.device("cpu")
-        _module("comfy.model_management", intermediate_device=lambda: cpu, get_torch_device=lambda: cpu,
-                __getattr__=lambda n: _Anything())
+        upstream.sink_module("comfy.model_management", intermediate_device=lambda: cpu, get_torch_device=lambda: cpu)
         for name in ("samplers", "utils", "nested_tensor", "model_patcher", "model_sampling", "memory_management"):
-            _sink_module(f"comfy.{name}")
+            upstream.sink_module(f"comfy.{name}")
         _torchsde_standin()
         self.sample = importlib.import_module("comfy.sample")
         self.sampling = importlib.import_module("comfy.k_diffusion.sampling")
         self.noise_sampler_seed_offset = None
 
     def source(self, log) -> dict:
-        return _source(self.root, COMFYUI_REPO, COMFYUI_COMMIT, COMFYUI_FILES, log)
+        return upstream.pinned_source(self.root, "comfyui", COMFYUI_FILES, log, RECORDER)
 
     def record(self, case: NoiseCase):
         import torch
@@ -387,10 +301,7 @@ def _case_json(case: NoiseCase) -> dict:
 def main(out: Path, a1111_dir: str | None = None, comfyui_dir: str | None = None, log=print) -> int:
     import torch
 
-    a1111_dir = a1111_dir or os.environ.get("EASEL_A1111")
-    comfyui_dir = comfyui_dir or os.environ.get("EASEL_COMFYUI")
-    if not a1111_dir or not comfyui_dir:
-        raise SystemExit("ref_noise: give --a1111 DIR and --comfyui DIR (or EASEL_A1111 / EASEL_COMFYUI)")
+    a1111_dir, comfyui_dir = upstream.checkouts("ref_noise", a1111_dir, comfyui_dir)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     names = [c.name for c in CASES]
@@ -400,8 +311,8 @@ def main(out: Path, a1111_dir: str | None = None, comfyui_dir: str | None = None
             stale.unlink()
 
     torch.set_num_threads(1)
-    a = A1111(Path(a1111_dir))
-    c = ComfyUI(Path(comfyui_dir))
+    a = A1111(a1111_dir)
+    c = ComfyUI(comfyui_dir)
 
     total = 0
     for case in CASES:
@@ -434,9 +345,4 @@ def main(out: Path, a1111_dir: str | None = None, comfyui_dir: str | None = None
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--a1111", help="stable-diffusion-webui checkout (needs the modules/ files listed in A1111_FILES)")
-    p.add_argument("--comfyui", help="ComfyUI checkout (needs comfy/sample.py and comfy/k_diffusion/sampling.py)")
-    p.add_argument("out", nargs="?", default="../tests/fixtures/noise")
-    args = p.parse_args()
-    sys.exit(main(Path(args.out), args.a1111, args.comfyui))
+    upstream.cli(main, __doc__, "../tests/fixtures/noise")

@@ -5,8 +5,8 @@ Owns: ``tests/fixtures/prompts/`` — the case lists below, the deterministic em
 ``embeddings/`` (written here, from fixed seeds), and the recording itself. Nothing of the upstream
 programs is copied into this project: the parser, tokenizer, chunking and embedding-database results come
 from RUNNING the upstream modules out of checkouts given on the command line, with small stand-ins
-(installed into ``sys.modules`` here) for the heavy modules they import (``modules.shared``,
-``comfy.model_management``, ...). The text encoder is the tiny random CLIP of ``models/tiny-sd-torch``
+(installed into ``sys.modules`` here, through ``tooling.upstream``) for the heavy modules they import
+(``modules.shared``, ``comfy.model_management``, ...). The text encoder is the tiny random CLIP of ``models/tiny-sd-torch``
 (transformers ``CLIPTextModel``, hidden 32, 2 layers) with the real CLIP BPE tokenizer of
 ``models/tiny-sd/tokenizer``; A1111's conditioning is produced by its own
 ``get_multicond_learned_conditioning`` / ``get_learned_conditioning`` and ``FrozenCLIPEmbedderWithCustomWords``
@@ -32,8 +32,6 @@ Writes: ``parser_a1111.json``, ``chunks_a1111.json``, ``parser_comfyui.json``, `
 
 from __future__ import annotations
 
-import argparse
-import hashlib
 import importlib
 import json
 import os
@@ -46,6 +44,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from . import upstream
 
 MODELS_DIR = Path(__file__).resolve().parent.parent
 TOKENIZER_DIR = MODELS_DIR / "tiny-sd" / "tokenizer"
@@ -331,45 +331,13 @@ def write_evil(path: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# Stand-ins for the heavy upstream imports
+# The upstream modules, with stand-ins for their heavy imports (the shared machinery is tooling.upstream)
 # --------------------------------------------------------------------------------------------------
-
-def _module(name: str, **attrs) -> types.ModuleType:
-    m = types.ModuleType(name)
-    m.__dict__.update(attrs)
-    sys.modules[name] = m
-    parent, _, child = name.rpartition(".")
-    if parent and parent in sys.modules:
-        setattr(sys.modules[parent], child, m)
-    return m
-
-
-def _noop(*_a, **_k):
-    return None
-
-
-class _Anything:
-    """Attribute sink for names upstream modules import but the recording never calls."""
-
-    def __init__(self, *_a, **_k):
-        pass
-
-    def __call__(self, *_a, **_k):
-        return None
-
-    def __getattr__(self, _name):
-        return _Anything()
-
-
-def _file_digest(path: Path) -> str:
-    # Line endings normalised (A1111 commits some files with CRLF).
-    return hashlib.sha256(path.read_bytes().replace(b"\r\n", b"\n")).hexdigest()
-
 
 def _source(root: Path, repo: str, files: dict) -> dict:
     return {
         "repo": repo,
-        "files": {f: {"commit": c, "sha256_lf": _file_digest(root / f)} for f, c in files.items()},
+        "files": {f: {"commit": c, "sha256_lf": upstream.file_digest(root / f)} for f, c in files.items()},
         "recorder": "models/tooling/ref_prompts.py",
     }
 
@@ -380,41 +348,29 @@ class A1111:
     def __init__(self, root: Path, text_encoder, tokenizer):
         import contextlib
 
-        import torch
-
-        self.root = Path(root)
-        for f in A1111_FILES:
-            if not (self.root / f).is_file():
-                raise SystemExit(f"--a1111 {root}: {f} not found")
-        sys.path.insert(0, str(self.root))
-        import modules  # the checkout's package (namespace or regular)
-
+        self.root = upstream.a1111_checkout(root, A1111_FILES)
         opts = types.SimpleNamespace(**A1111_OPTS)
         self.opts = opts
-        self.shared = _module("modules.shared", opts=opts, cmd_opts=types.SimpleNamespace(), sd_model=None,
-                              state=_Anything())
-        _module("modules.devices", device=torch.device("cpu"), cpu=torch.device("cpu"),
-                torch_npu_set_device=_noop, autocast=lambda *a, **k: contextlib.nullcontext(),
-                cond_cast_unet=lambda x: x)
-        _module("modules.sd_hijack", StableDiffusionModelHijack=object, model_hijack=None)
-        for name in ("sd_models", "images", "sd_samplers", "sd_hijack_checkpoint"):
-            _module(f"modules.{name}", **{"__getattr__": lambda n: _Anything()})
-        _module("modules.errors", report=_noop)
-        _module("modules.hashes", sha256=lambda *a, **k: None)
+        noop = upstream.noop
+        self.shared = upstream.a1111_runtime(
+            opts, devices={"torch_npu_set_device": noop, "autocast": lambda *a, **k: contextlib.nullcontext(),
+                           "cond_cast_unet": lambda x: x},
+            sinks=("sd_models", "images", "sd_samplers", "sd_hijack_checkpoint"))
+        upstream.module("modules.sd_hijack", StableDiffusionModelHijack=object, model_hijack=None)
+        upstream.module("modules.errors", report=noop)
+        upstream.module("modules.hashes", sha256=lambda *a, **k: None)
         if "modules.textual_inversion" not in sys.modules:
-            pkg = types.ModuleType("modules.textual_inversion")
-            pkg.__path__ = [str(self.root / "modules" / "textual_inversion")]
-            sys.modules["modules.textual_inversion"] = pkg
-            modules.textual_inversion = pkg
-        _module("modules.textual_inversion.dataset", PersonalizedBase=_Anything, PersonalizedDataLoader=_Anything)
-        _module("modules.textual_inversion.learn_schedule", LearnRateScheduler=_Anything)
-        _module("modules.textual_inversion.image_embedding", embedding_to_b64=_noop, embedding_from_b64=_noop,
-                insert_image_data_embed=_noop, extract_image_data_embed=_noop, caption_image_overlay=_noop)
-        _module("modules.textual_inversion.logging", save_settings_to_file=_noop)
+            upstream.package("modules.textual_inversion", self.root / "modules" / "textual_inversion")
+        upstream.module("modules.textual_inversion.dataset", PersonalizedBase=upstream.Anything,
+                        PersonalizedDataLoader=upstream.Anything)
+        upstream.module("modules.textual_inversion.learn_schedule", LearnRateScheduler=upstream.Anything)
+        upstream.module("modules.textual_inversion.image_embedding", embedding_to_b64=noop, embedding_from_b64=noop,
+                        insert_image_data_embed=noop, extract_image_data_embed=noop, caption_image_overlay=noop)
+        upstream.module("modules.textual_inversion.logging", save_settings_to_file=noop)
         try:
             import torch.utils.tensorboard  # noqa: F401
         except Exception:  # noqa: BLE001 - tensorboard is not installed: only training uses it
-            _module("torch.utils.tensorboard", SummaryWriter=_Anything)
+            upstream.module("torch.utils.tensorboard", SummaryWriter=upstream.Anything)
 
         self.prompt_parser = importlib.import_module("modules.prompt_parser")
         self.sd_emphasis = importlib.import_module("modules.sd_emphasis")
@@ -534,22 +490,14 @@ class ComfyUI:
     def __init__(self, root: Path, emb_dir: Path):
         import torch
 
-        self.root = Path(root)
-        for f in COMFYUI_FILES:
-            if not (self.root / f).is_file():
-                raise SystemExit(f"--comfyui {root}: {f} not found")
-        sys.path.insert(0, str(self.root))
-        if "comfy" not in sys.modules:
-            pkg = types.ModuleType("comfy")
-            pkg.__path__ = [str(self.root / "comfy")]
-            sys.modules["comfy"] = pkg
-        _module("comfy.ops", manual_cast=None)
-        _module("comfy.model_management", intermediate_device=lambda: torch.device("cpu"))
-        _module("comfy.clip_model", CLIPTextModel=object)
+        self.root = upstream.comfyui_checkout(root, COMFYUI_FILES)
+        upstream.module("comfy.ops", manual_cast=None)
+        upstream.module("comfy.model_management", intermediate_device=lambda: torch.device("cpu"))
+        upstream.module("comfy.clip_model", CLIPTextModel=object)
         try:
             import pkg_resources  # noqa: F401
         except ImportError:
-            _module("pkg_resources", resource_filename=lambda pkg, name: str(self.root / pkg / name))
+            upstream.module("pkg_resources", resource_filename=lambda pkg, name: str(self.root / pkg / name))
         self.sd1_clip = importlib.import_module("comfy.sd1_clip")
         self.emb_dir = Path(emb_dir)
         self.tokenizer = self.sd1_clip.SDTokenizer(tokenizer_path=str(TOKENIZER_DIR),
@@ -654,7 +602,7 @@ def record_parser_comfyui(c: ComfyUI) -> dict:
 
 
 def _save(path: Path, t) -> str:
-    np.save(path, np.ascontiguousarray(t.detach().cpu().float().numpy().astype("<f4")))
+    np.save(path, upstream.f32(t))
     return path.name
 
 
@@ -730,10 +678,7 @@ def load_text_encoder():
 
 
 def main(out: Path, a1111_dir: str | None = None, comfyui_dir: str | None = None, log=print) -> int:
-    a1111_dir = a1111_dir or os.environ.get("EASEL_A1111")
-    comfyui_dir = comfyui_dir or os.environ.get("EASEL_COMFYUI")
-    if not a1111_dir or not comfyui_dir:
-        raise SystemExit("ref_prompts: give --a1111 DIR and --comfyui DIR (or EASEL_A1111 / EASEL_COMFYUI)")
+    a1111_dir, comfyui_dir = upstream.checkouts("ref_prompts", a1111_dir, comfyui_dir)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     emb_dir = out / "embeddings"
@@ -742,8 +687,8 @@ def main(out: Path, a1111_dir: str | None = None, comfyui_dir: str | None = None
     emb_files = write_embeddings(emb_dir)
 
     te, tok = load_text_encoder()
-    a = A1111(Path(a1111_dir), te, tok)
-    c = ComfyUI(Path(comfyui_dir), emb_dir)
+    a = A1111(a1111_dir, te, tok)
+    c = ComfyUI(comfyui_dir, emb_dir)
 
     _write_json(out / "parser_a1111.json", record_parser_a1111(a))
     registered = a.load_embeddings(emb_dir, ["tinyneg.pt", "tinystyle.safetensors", "tinybf16.pt"])
@@ -780,9 +725,4 @@ def main(out: Path, a1111_dir: str | None = None, comfyui_dir: str | None = None
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--a1111", help="stable-diffusion-webui checkout (needs the modules/ files listed in A1111_FILES)")
-    p.add_argument("--comfyui", help="ComfyUI checkout (needs comfy/sd1_clip.py)")
-    p.add_argument("out", nargs="?", default="../tests/fixtures/prompts")
-    args = p.parse_args()
-    sys.exit(main(Path(args.out), args.a1111, args.comfyui))
+    upstream.cli(main, __doc__, "../tests/fixtures/prompts")

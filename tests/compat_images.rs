@@ -1,5 +1,5 @@
-//! The a1111 and comfyui compatibility modes on the tiny model against the pictures A1111 and
-//! ComfyUI make: `tests/fixtures/compat_images`, recorded by `models/tooling/ref_compat_images.py`
+//! The a1111 and comfyui compatibility modes on the tiny model (text-to-image, and ComfyUI's
+//! image-to-image) against the pictures A1111 and ComfyUI make: `tests/fixtures/compat_images`, recorded by `models/tooling/ref_compat_images.py`
 //! driving each tool's own noise, schedules, k-diffusion samplers and guidance around the
 //! diffusers torch UNet and VAE of the same weights. Per case: the final latents within 1e-4, or
 //! within 1e-5 of the largest when that is larger, and the 8-bit pixels (truncated, as both tools
@@ -14,7 +14,7 @@ use common::parity::{check_pixels, max_abs_diff};
 use easel::api::request::GenerateRequest;
 use easel::engine::model::{Residency, SdModel};
 use easel::engine::npy;
-use easel::engine::pipeline::txt2img;
+use easel::engine::pipeline::{generate, SourceImages};
 use easel::engine::runtime::runtime;
 use easel::engine::CancelToken;
 
@@ -27,7 +27,7 @@ fn a1111_and_comfyui_modes_give_the_tools_pictures() {
     let fixtures = root().join("tests/fixtures/compat_images");
     let index: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixtures.join("cases.json")).unwrap()).unwrap();
     let cases = index["cases"].as_array().unwrap();
-    assert!(cases.len() >= 8, "every recorded case is checked");
+    assert!(cases.len() >= 9, "every recorded case is checked");
     let mut model = SdModel::load(&root().join("models/tiny-sd"), runtime().unwrap(), 1, Residency::Warm).unwrap();
     let mut failures = Vec::new();
     for case in cases {
@@ -36,9 +36,15 @@ fn a1111_and_comfyui_modes_give_the_tools_pictures() {
         let mut settings: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("settings.json")).unwrap()).unwrap();
         // Absent and default values are left out, as a client would.
         settings.as_object_mut().unwrap().retain(|_, v| !v.is_null() && *v != serde_json::json!(0.0));
+        // An image-to-image case's picture is its init.png (an upload id stands for it here).
+        let init = dir.join("init.png");
+        let images = SourceImages { init: init.exists().then(|| image::open(&init).unwrap().to_rgb8()), mask: None };
+        if images.init.is_some() {
+            settings["init_image"] = serde_json::json!("up_fixture");
+        }
         let request = GenerateRequest::from_json(&settings).unwrap_or_else(|e| panic!("{name}: {e:?}"));
         let resolved = request.resolve(|| unreachable!("fixtures give a seed")).unwrap_or_else(|e| panic!("{name}: {e:?}"));
-        let out = txt2img(&mut model, &resolved, &CancelToken::new(), &mut |_| {}).unwrap();
+        let out = generate(&mut model, &resolved, &images, &CancelToken::new(), &mut |_| {}).unwrap();
         let mut problems = Vec::new();
         let (_, want) = npy::read_f32(dir.join("latents.npy")).unwrap();
         let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));

@@ -66,7 +66,8 @@ def test_index_matches_the_case_list_and_the_sources():
 @pytest.mark.parametrize("name", NAMES)
 def test_settings_are_a_request_in_easels_vocabulary(name):
     s = settings(name)
-    assert list(s) == REQUEST_KEYS
+    # ``strength`` only for image-to-image cases (ComfyUI's denoise over the case's init.png).
+    assert list(s) == REQUEST_KEYS + (["strength"] if "strength" in s else [])
     assert s == CASES[name]["settings"]
     assert s["compat"] in ("a1111", "comfyui") and s["prompt_syntax"] == s["compat"]
     if s["compat"] == "a1111":
@@ -81,7 +82,8 @@ def test_settings_are_a_request_in_easels_vocabulary(name):
 def test_files_have_the_right_shapes(name):
     s, case = settings(name), CASES[name]
     b, shape = s["batch_size"], [s["batch_size"], 4, s["height"] // 8, s["width"] // 8]
-    assert case["files"] == ["settings.json", "latents.npy", "noise.npy", "sigmas.npy"] + \
+    init = ["init.png"] if "strength" in s else []
+    assert case["files"] == ["settings.json", "latents.npy", "noise.npy", "sigmas.npy"] + init + \
         [f"image_{i}.png" for i in range(b)]
     assert sorted(p.name for p in (FIXTURES / name).iterdir()) == sorted(case["files"])
     for what in ("latents.npy", "noise.npy"):
@@ -131,6 +133,11 @@ def test_schedule_and_initial_scaling(name):
     s, tool = settings(name), CASES[name]["tool"]
     sig = load(name, "sigmas.npy").astype(np.float64)
     smin, smax = 0.029167532920837402, 14.614643096923828  # SD 1.5's discrete sigma table ends (float32)
+    if "strength" in s:
+        # ComfyUI's denoise < 1: the last steps + 1 sigmas of an int(steps / denoise)-step schedule,
+        # started at noise * sigma0 + latent (not max_denoise).
+        assert sig[0] < smax and tool["max_denoise"] is False and tool["x0_scale"] == pytest.approx(sig[0], rel=1e-6)
+        return
     assert sig[0] == pytest.approx(smax, rel=1e-6)
     if s["schedule"].lower() == "karras":
         np.testing.assert_allclose(sig, karras(s["steps"], smin, smax), rtol=1e-5, atol=1e-6)

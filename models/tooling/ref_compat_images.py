@@ -197,14 +197,28 @@ class Settings:
     width: int = SIZE
     height: int = SIZE
     prompt_syntax: str = ""  # "a1111" | "comfyui": set from compat
+    # Image-to-image (ComfyUI only): the KSampler's denoise over VAEEncode of the case's init.png.
+    strength: float | None = None
 
     def __post_init__(self):
         self.prompt_syntax = self.prompt_syntax or self.compat
 
     def request(self) -> dict:
-        """settings.json: the request's keys in Easel's order."""
+        """settings.json: the request's keys in Easel's order (``strength`` only for image-to-image;
+        the init image itself is the case's ``init.png``)."""
         d = asdict(self)
-        return {k: d[k] for k in REQUEST_KEYS}
+        out = {k: d[k] for k in REQUEST_KEYS}
+        if self.strength is not None:
+            out["strength"] = self.strength
+        return out
+
+
+def init_image(width: int, height: int) -> np.ndarray:
+    """The image-to-image cases' picture: smooth colour ramps with a ring, uint8 [h, w, 3]."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    r = np.hypot(x - width / 2, y - height / 2)
+    rgb = np.stack([255 * x / (width - 1), 255 * y / (height - 1), 127.5 + 127.5 * np.cos(r / 4)], axis=-1)
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
 
 
 REQUEST_KEYS = ["prompt", "negative_prompt", "seed", "steps", "cfg_scale", "width", "height", "batch_size", "compat",
@@ -239,6 +253,10 @@ CASES = [
     Case("comfyui_dpmpp_2m_sde_karras_s5_b2", "ComfyUI dpmpp_2m_sde / karras, batch 2: one Brownian tree for the "
          "batch (entropy 5), on the CPU",
          Settings(seed=5, batch_size=2, compat="comfyui", sampler="dpmpp_2m_sde", schedule="karras")),
+    Case("comfyui_img2img_euler_ancestral_normal_d06_s9_b2", "ComfyUI image-to-image: LoadImage -> VAEEncode (the "
+         "posterior's mean) -> RepeatLatentBatch 2 -> KSampler euler_ancestral / normal, denoise 0.6 (the last 7 of "
+         "an int(6 / 0.6) = 10-step schedule), noise * sigma0 + latent",
+         Settings(seed=9, batch_size=2, compat="comfyui", sampler="euler_ancestral", schedule="normal", strength=0.6)),
     Case("comfyui_heun_simple_s3", "ComfyUI heun / simple (two model evaluations per step but the last)",
          Settings(seed=3, batch_size=1, compat="comfyui", sampler="heun", schedule="simple")),
 ]
@@ -653,14 +671,23 @@ class ComfyUI:
 
         samplers, patcher = self.samplers, self.patcher
         positive, negative = self.conditioning(s.prompt), self.conditioning(s.negative_prompt)
-        # EmptyLatentImage.generate (intermediate device = CPU)
-        latent = torch.zeros([s.batch_size, 4, s.height // 8, s.width // 8], device=self.device)
+        if s.strength is None:
+            # EmptyLatentImage.generate (intermediate device = CPU)
+            latent = torch.zeros([s.batch_size, 4, s.height // 8, s.width // 8], device=self.device)
+        else:
+            # LoadImage (RGB / 255, float32) -> VAEEncode (VAE.encode: x * 2 - 1 through the encoder;
+            # its DiagonalGaussianRegularizer(sample=False) takes the mode, the mean) -> RepeatLatentBatch
+            pixels = torch.from_numpy(init_image(s.width, s.height).astype(np.float32) / 255.0)[None]
+            with torch.no_grad():
+                mean = self.vae.encode(pixels.movedim(-1, 1) * 2.0 - 1.0).latent_dist.mode()
+            latent = mean.to(self.device).float().repeat(s.batch_size, 1, 1, 1)
         # nodes.common_ksampler
         latent_image = self.sample.fix_empty_latent_channels(patcher, latent)
         noise = self.sample.prepare_noise(latent_image, s.seed, None)
         # comfy.sample.sample -> KSampler(...).sample -> comfy.samplers.sample -> CFGGuider.sample
         ks = samplers.KSampler(patcher, steps=s.steps, device=patcher.load_device, sampler=s.sampler,
-                               scheduler=s.schedule, denoise=1.0, model_options=patcher.model_options)
+                               scheduler=s.schedule, denoise=1.0 if s.strength is None else s.strength,
+                               model_options=patcher.model_options)
         assert ks.sampler == s.sampler and ks.scheduler == s.schedule
         sigmas = ks.sigmas
         sampler = samplers.sampler_object(ks.sampler)
@@ -728,7 +755,12 @@ class ComfyUI:
         samples = seen["samples"]
         assert torch.equal(out, patcher.model.process_latent_out(samples.to(torch.float32)))
         max_denoise = sampler.max_denoise(guider, seen["sigmas"])
-        scale = kd._x0_scale(seen["x0"], noise)
+        # The start: noise scaled to sigmas[0], plus the (model-space) latent for image-to-image.
+        start_latent = patcher.model.process_latent_in(latent_image.to(torch.float32))
+        scale = kd._x0_scale(seen["x0"] - start_latent, noise) if s.strength is None else float(seen["sigmas"][0])
+        if s.strength is not None:
+            expected = noise * torch.tensor(scale, dtype=torch.float32) + start_latent
+            assert torch.equal(expected, seen["x0"]), "image-to-image start is not noise * sigma0 + latent"
         tool = {
             "sampler_function": func.__name__ if hasattr(func, "__name__") else str(func),
             "noise": "comfy.sample.prepare_noise(zeros [B,4,h/8,w/8], seed): torch.randn(shape, "
@@ -822,6 +854,9 @@ def record_case(case: Case, result: dict, out: Path) -> dict:
     np.save(d / "noise.npy", upstream.f32(result["noise"]))
     np.save(d / "sigmas.npy", upstream.f32(result["sigmas"]))
     files = ["settings.json", "latents.npy", "noise.npy", "sigmas.npy"]
+    if s.strength is not None:
+        Image.fromarray(init_image(s.width, s.height)).save(d / "init.png", optimize=False)
+        files.append("init.png")
     for i, img in enumerate(result["images"]):
         assert img.dtype == np.uint8 and img.shape == (s.height, s.width, 3)
         Image.fromarray(img).save(d / f"image_{i}.png", optimize=False)

@@ -257,6 +257,12 @@ CASES = [
          "posterior's mean) -> RepeatLatentBatch 2 -> KSampler euler_ancestral / normal, denoise 0.6 (the last 7 of "
          "an int(6 / 0.6) = 10-step schedule), noise * sigma0 + latent",
          Settings(seed=9, batch_size=2, compat="comfyui", sampler="euler_ancestral", schedule="normal", strength=0.6)),
+    Case("comfyui_dpmpp_2m_cfg_pp_karras_s4", "ComfyUI dpmpp_2m_cfg_pp / karras: CFG++, the post-CFG hook hands the "
+         "sampler the unconditional prediction",
+         Settings(seed=4, batch_size=1, compat="comfyui", sampler="dpmpp_2m_cfg_pp", schedule="karras")),
+    Case("comfyui_dpmpp_2s_ancestral_cfg_pp_normal_s6", "ComfyUI dpmpp_2s_ancestral_cfg_pp / normal: CFG++ with the "
+         "second call's unconditional prediction in the final update, ancestral noise",
+         Settings(seed=6, batch_size=1, compat="comfyui", sampler="dpmpp_2s_ancestral_cfg_pp", schedule="normal")),
     Case("comfyui_heun_simple_s3", "ComfyUI heun / simple (two model evaluations per step but the last)",
          Settings(seed=3, batch_size=1, compat="comfyui", sampler="heun", schedule="simple")),
 ]

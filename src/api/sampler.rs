@@ -54,6 +54,18 @@ pub enum Sampler {
     /// k-diffusion `sample_dpmpp_3m_sde` (Brownian-tree noise).
     #[serde(rename = "dpmpp_3m_sde")]
     Dpmpp3mSde,
+    /// ComfyUI's `sample_euler_cfg_pp` (CFG++: the slope from the unconditional prediction).
+    #[serde(rename = "euler_cfg_pp")]
+    EulerCfgPp,
+    /// ComfyUI's `sample_euler_ancestral_cfg_pp`.
+    #[serde(rename = "euler_ancestral_cfg_pp")]
+    EulerACfgPp,
+    /// ComfyUI's `sample_dpmpp_2m_cfg_pp`.
+    #[serde(rename = "dpmpp_2m_cfg_pp")]
+    Dpmpp2mCfgPp,
+    /// ComfyUI's `sample_dpmpp_2s_ancestral_cfg_pp`.
+    #[serde(rename = "dpmpp_2s_ancestral_cfg_pp")]
+    Dpmpp2sACfgPp,
     /// ComfyUI's `sample_heunpp2` (Heun with a third evaluation).
     #[serde(rename = "heunpp2")]
     Heunpp2,
@@ -73,7 +85,7 @@ pub enum Sampler {
 
 impl Sampler {
     /// Every sampler, in the order lists show them.
-    pub const ALL: [Sampler; 19] = [
+    pub const ALL: [Sampler; 23] = [
         Sampler::Pndm,
         Sampler::Ddim,
         Sampler::Euler,
@@ -88,6 +100,10 @@ impl Sampler {
         Sampler::Dpmpp2mSde,
         Sampler::Dpmpp2mSdeHeun,
         Sampler::Dpmpp3mSde,
+        Sampler::EulerCfgPp,
+        Sampler::EulerACfgPp,
+        Sampler::Dpmpp2mCfgPp,
+        Sampler::Dpmpp2sACfgPp,
         Sampler::Heunpp2,
         Sampler::Ipndm,
         Sampler::Ddpm,
@@ -115,6 +131,10 @@ impl Sampler {
             Sampler::Dpmpp2mSde => "dpmpp_2m_sde",
             Sampler::Dpmpp2mSdeHeun => "dpmpp_2m_sde_heun",
             Sampler::Dpmpp3mSde => "dpmpp_3m_sde",
+            Sampler::EulerCfgPp => "euler_cfg_pp",
+            Sampler::EulerACfgPp => "euler_ancestral_cfg_pp",
+            Sampler::Dpmpp2mCfgPp => "dpmpp_2m_cfg_pp",
+            Sampler::Dpmpp2sACfgPp => "dpmpp_2s_ancestral_cfg_pp",
             Sampler::Heunpp2 => "heunpp2",
             Sampler::Ipndm => "ipndm",
             Sampler::Ddpm => "ddpm",
@@ -142,7 +162,13 @@ impl Sampler {
             Sampler::Dpmpp2mSdeHeun => "DPM++ 2M SDE Heun",
             Sampler::Dpmpp3mSde => "DPM++ 3M SDE",
             Sampler::Lcm => "LCM",
-            Sampler::Heunpp2 | Sampler::Ipndm | Sampler::Ddpm => self.name(),
+            Sampler::Heunpp2
+            | Sampler::Ipndm
+            | Sampler::Ddpm
+            | Sampler::EulerCfgPp
+            | Sampler::EulerACfgPp
+            | Sampler::Dpmpp2mCfgPp
+            | Sampler::Dpmpp2sACfgPp => self.name(),
             Sampler::Unipc => "UniPC",
         }
     }
@@ -163,6 +189,10 @@ impl Sampler {
             Sampler::Dpmpp2mSde => "dpmpp_2m_sde",
             Sampler::Dpmpp2mSdeHeun => "dpmpp_2m_sde_heun",
             Sampler::Dpmpp3mSde => "dpmpp_3m_sde",
+            Sampler::EulerCfgPp => "euler_cfg_pp",
+            Sampler::EulerACfgPp => "euler_ancestral_cfg_pp",
+            Sampler::Dpmpp2mCfgPp => "dpmpp_2m_cfg_pp",
+            Sampler::Dpmpp2sACfgPp => "dpmpp_2s_ancestral_cfg_pp",
             Sampler::Heunpp2 => "heunpp2",
             Sampler::Ipndm => "ipndm",
             Sampler::Ddpm => "ddpm",
@@ -190,13 +220,19 @@ impl Sampler {
                 | Sampler::Dpmpp2mSdeHeun
                 | Sampler::Dpmpp3mSde
         );
-        let comfyui_only = matches!(self, Sampler::Heunpp2 | Sampler::Ipndm | Sampler::Ddpm | Sampler::Lcm);
+        let comfyui_only = matches!(self, Sampler::Heunpp2 | Sampler::Ipndm | Sampler::Ddpm | Sampler::Lcm) || self.cfg_pp();
         match compat {
             Compat::Diffusers => !kdiffusion_only(self) && !comfyui_only,
             Compat::A1111 => kdiffusion,
             // ComfyUI's `ddim` is its Euler sampler (with random inpainting noise).
             Compat::ComfyUi => kdiffusion || comfyui_only || self == Sampler::Ddim,
         }
+    }
+
+    /// Whether it is one of ComfyUI's CFG++ samplers, which read the unconditional prediction
+    /// (so guidance runs even at CFG 1).
+    pub fn cfg_pp(self) -> bool {
+        matches!(self, Sampler::EulerCfgPp | Sampler::EulerACfgPp | Sampler::Dpmpp2mCfgPp | Sampler::Dpmpp2sACfgPp)
     }
 
     /// The samplers `compat` runs, by Easel name, comma-separated.

@@ -14,12 +14,15 @@ pub mod discrete;
 mod dpm2;
 mod dpm2_ancestral;
 mod dpmpp_2m;
+mod dpmpp_2m_cfg_pp;
 mod dpmpp_2m_sde;
 mod dpmpp_2s_ancestral;
+mod dpmpp_2s_ancestral_cfg_pp;
 mod dpmpp_3m_sde;
 mod dpmpp_sde;
 mod euler;
 mod euler_ancestral;
+mod euler_ancestral_cfg_pp;
 mod heun;
 mod heunpp2;
 mod ipndm;
@@ -44,6 +47,11 @@ pub enum Flavor {
 /// The model as a sampler sees it: `denoise(x, σ)` for the whole batch at one sigma.
 pub trait Denoiser {
     fn denoise(&mut self, x: &[f32], sigma: f32) -> Result<Vec<f32>, EngineError>;
+    /// The unconditional branch's denoised latents of the last call (what ComfyUI's post-CFG
+    /// hook hands the CFG++ samplers); `None` without guidance, where it is the guided one.
+    fn last_uncond(&self) -> Option<&[f32]> {
+        None
+    }
 }
 
 /// What a sampler reports after each of its steps (k-diffusion's `callback`).
@@ -109,6 +117,10 @@ pub enum KSampler {
     Dpmpp2mSde,
     Dpmpp2mSdeHeun,
     Dpmpp3mSde,
+    EulerCfgPp,
+    EulerAncestralCfgPp,
+    Dpmpp2mCfgPp,
+    Dpmpp2sAncestralCfgPp,
 }
 
 impl KSampler {
@@ -131,6 +143,10 @@ impl KSampler {
             Sampler::Dpmpp2mSde => KSampler::Dpmpp2mSde,
             Sampler::Dpmpp2mSdeHeun => KSampler::Dpmpp2mSdeHeun,
             Sampler::Dpmpp3mSde => KSampler::Dpmpp3mSde,
+            Sampler::EulerCfgPp => KSampler::EulerCfgPp,
+            Sampler::EulerACfgPp => KSampler::EulerAncestralCfgPp,
+            Sampler::Dpmpp2mCfgPp => KSampler::Dpmpp2mCfgPp,
+            Sampler::Dpmpp2sACfgPp => KSampler::Dpmpp2sAncestralCfgPp,
             // ComfyUI's `ddim` runs its Euler sampler (text-to-image: the same).
             Sampler::Ddim => KSampler::Euler,
             Sampler::Pndm | Sampler::Unipc => return None,
@@ -154,7 +170,11 @@ impl KSampler {
             | KSampler::Heunpp2
             | KSampler::Ipndm
             | KSampler::Ddpm
-            | KSampler::Lcm => Schedule::Uniform,
+            | KSampler::Lcm
+            | KSampler::EulerCfgPp
+            | KSampler::EulerAncestralCfgPp
+            | KSampler::Dpmpp2mCfgPp
+            | KSampler::Dpmpp2sAncestralCfgPp => Schedule::Uniform,
             KSampler::Dpm2 | KSampler::Dpm2Ancestral | KSampler::Dpmpp2m | KSampler::Dpmpp2sAncestral | KSampler::DpmppSde => {
                 Schedule::Karras
             }
@@ -181,6 +201,10 @@ impl KSampler {
             KSampler::Dpmpp2mSde => dpmpp_2m_sde::sample(x, sigmas, cx, dpmpp_2m_sde::Solver::Midpoint),
             KSampler::Dpmpp2mSdeHeun => dpmpp_2m_sde::sample(x, sigmas, cx, dpmpp_2m_sde::Solver::Heun),
             KSampler::Dpmpp3mSde => dpmpp_3m_sde::sample(x, sigmas, cx),
+            KSampler::EulerCfgPp => euler_ancestral_cfg_pp::sample(x, sigmas, cx, false),
+            KSampler::EulerAncestralCfgPp => euler_ancestral_cfg_pp::sample(x, sigmas, cx, true),
+            KSampler::Dpmpp2mCfgPp => dpmpp_2m_cfg_pp::sample(x, sigmas, cx),
+            KSampler::Dpmpp2sAncestralCfgPp => dpmpp_2s_ancestral_cfg_pp::sample(x, sigmas, cx),
         }
     }
 
@@ -195,7 +219,9 @@ impl KSampler {
         let steps = sigmas.len().saturating_sub(1);
         let second = |i: usize| match self {
             KSampler::Heun | KSampler::Dpm2 | KSampler::DpmppSde => sigmas[i + 1] != 0.0,
-            KSampler::Dpm2Ancestral | KSampler::Dpmpp2sAncestral => ancestral_step(sigmas[i], sigmas[i + 1]).0 != 0.0,
+            KSampler::Dpm2Ancestral | KSampler::Dpmpp2sAncestral | KSampler::Dpmpp2sAncestralCfgPp => {
+                ancestral_step(sigmas[i], sigmas[i + 1]).0 != 0.0
+            }
             _ => false,
         };
         if self == KSampler::Heunpp2 {

@@ -104,6 +104,11 @@ impl<'a> GuidedUnet<'a> {
         Ok(outputs)
     }
 
+    /// Whether the unconditional branch runs (it is then the first of [`Self::branch_outputs`]).
+    pub fn guided(&self) -> bool {
+        self.run.text.guided
+    }
+
     /// The branches combined: `u + Σ_j w_j·g·(c_j − u)` (diffusers' `u + g·(c − u)` for one part
     /// of weight 1, bit for bit; A1111's composable guidance for `AND` parts); the only branch
     /// without guidance.

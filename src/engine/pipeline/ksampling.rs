@@ -72,9 +72,15 @@ struct GuidedDenoiser<'a, 'p> {
     progress: &'a mut Progress<'p>,
     timings: &'a mut Timings,
     shape: [usize; 4],
+    /// The unconditional branch's denoised latents of the last call (guided runs only).
+    last_uncond: Option<Vec<f32>>,
 }
 
 impl Denoiser for GuidedDenoiser<'_, '_> {
+    fn last_uncond(&self) -> Option<&[f32]> {
+        self.last_uncond.as_deref()
+    }
+
     fn denoise(&mut self, x: &[f32], sigma: f32) -> Result<Vec<f32>, EngineError> {
         check_cancel(self.cancel)?;
         let started = Instant::now();
@@ -83,7 +89,8 @@ impl Denoiser for GuidedDenoiser<'_, '_> {
         let outputs = self.unet.branch_outputs(&x_in, f64::from(t), self.calls)?;
         // Each branch denoised as the eps wrapper gives it (`x + ε·c_out`, c_out = −σ), then the
         // branches combined: A1111's `combine_denoised`, ComfyUI's `cfg_function`.
-        let denoised = outputs.into_iter().map(|eps| x.iter().zip(&eps).map(|(x, e)| x + e * -sigma).collect()).collect();
+        let denoised: Vec<Vec<f32>> = outputs.into_iter().map(|eps| x.iter().zip(&eps).map(|(x, e)| x + e * -sigma).collect()).collect();
+        self.last_uncond = self.unet.guided().then(|| denoised[0].clone());
         let guided = self.unet.guide(denoised, self.calls);
         self.calls += 1;
         self.timings.unet_steps.push(started.elapsed());
@@ -198,8 +205,16 @@ pub fn generate(
     let mut counter = Progress { sink: progress, started, done: 0, total: sampler.model_calls(&sigmas) };
     let latents = {
         let unet = GuidedUnet::new(model, &run)?;
-        let mut denoiser =
-            GuidedDenoiser { unet, schedule: &schedule, calls: 0, cancel, progress: &mut counter, timings: &mut timings, shape };
+        let mut denoiser = GuidedDenoiser {
+            unet,
+            schedule: &schedule,
+            calls: 0,
+            cancel,
+            progress: &mut counter,
+            timings: &mut timings,
+            shape,
+            last_uncond: None,
+        };
         let mut on_step = |_: Step<'_>| {};
         let mut cx =
             Context { model: &mut denoiser, noise: rng.steps(), on_step: &mut on_step, flavor, brownian: Some(brownian_seeds(settings)) };

@@ -92,7 +92,8 @@ pub fn needs_guidance(settings: &GenerationSettings) -> bool {
     let cfg = f64::from(settings.cfg_scale);
     match settings.noise.compat {
         Compat::A1111 => return true,
-        Compat::ComfyUi => return (cfg - 1.0).abs() > 1e-9 * cfg.abs().max(1.0),
+        // CFG++ samplers turn ComfyUI's CFG-1 shortcut off: they read the unconditional branch.
+        Compat::ComfyUi => return settings.sampler.cfg_pp() || (cfg - 1.0).abs() > 1e-9 * cfg.abs().max(1.0),
         Compat::Diffusers => {}
     }
     if settings.cfg_scale > 1.0 {

@@ -72,6 +72,9 @@ pub enum Sampler {
     /// ComfyUI's `sample_ipndm` (order-4 multistep).
     #[serde(rename = "ipndm")]
     Ipndm,
+    /// ComfyUI's `sample_ipndm_v` (iPNDM for variable step sizes).
+    #[serde(rename = "ipndm_v")]
+    IpndmV,
     /// ComfyUI's `sample_ddpm` (ancestral DDPM steps).
     #[serde(rename = "ddpm")]
     Ddpm,
@@ -85,7 +88,7 @@ pub enum Sampler {
 
 impl Sampler {
     /// Every sampler, in the order lists show them.
-    pub const ALL: [Sampler; 23] = [
+    pub const ALL: [Sampler; 24] = [
         Sampler::Pndm,
         Sampler::Ddim,
         Sampler::Euler,
@@ -106,6 +109,7 @@ impl Sampler {
         Sampler::Dpmpp2sACfgPp,
         Sampler::Heunpp2,
         Sampler::Ipndm,
+        Sampler::IpndmV,
         Sampler::Ddpm,
         Sampler::Lcm,
         Sampler::Unipc,
@@ -137,6 +141,7 @@ impl Sampler {
             Sampler::Dpmpp2sACfgPp => "dpmpp_2s_ancestral_cfg_pp",
             Sampler::Heunpp2 => "heunpp2",
             Sampler::Ipndm => "ipndm",
+            Sampler::IpndmV => "ipndm_v",
             Sampler::Ddpm => "ddpm",
             Sampler::Lcm => "lcm",
             Sampler::Unipc => "unipc",
@@ -164,6 +169,7 @@ impl Sampler {
             Sampler::Lcm => "LCM",
             Sampler::Heunpp2
             | Sampler::Ipndm
+            | Sampler::IpndmV
             | Sampler::Ddpm
             | Sampler::EulerCfgPp
             | Sampler::EulerACfgPp
@@ -195,6 +201,7 @@ impl Sampler {
             Sampler::Dpmpp2sACfgPp => "dpmpp_2s_ancestral_cfg_pp",
             Sampler::Heunpp2 => "heunpp2",
             Sampler::Ipndm => "ipndm",
+            Sampler::IpndmV => "ipndm_v",
             Sampler::Ddpm => "ddpm",
             Sampler::Lcm => "lcm",
             Sampler::Unipc => "uni_pc_bh2",
@@ -220,7 +227,8 @@ impl Sampler {
                 | Sampler::Dpmpp2mSdeHeun
                 | Sampler::Dpmpp3mSde
         );
-        let comfyui_only = matches!(self, Sampler::Heunpp2 | Sampler::Ipndm | Sampler::Ddpm | Sampler::Lcm) || self.cfg_pp();
+        let comfyui_only =
+            matches!(self, Sampler::Heunpp2 | Sampler::Ipndm | Sampler::IpndmV | Sampler::Ddpm | Sampler::Lcm) || self.cfg_pp();
         match compat {
             Compat::Diffusers => !kdiffusion_only(self) && !comfyui_only,
             Compat::A1111 => kdiffusion,

@@ -26,6 +26,7 @@ mod euler_ancestral_cfg_pp;
 mod heun;
 mod heunpp2;
 mod ipndm;
+mod ipndm_v;
 mod lcm;
 mod lms;
 pub mod schedules;
@@ -121,6 +122,7 @@ pub enum KSampler {
     EulerAncestralCfgPp,
     Dpmpp2mCfgPp,
     Dpmpp2sAncestralCfgPp,
+    IpndmV,
 }
 
 impl KSampler {
@@ -147,6 +149,7 @@ impl KSampler {
             Sampler::EulerACfgPp => KSampler::EulerAncestralCfgPp,
             Sampler::Dpmpp2mCfgPp => KSampler::Dpmpp2mCfgPp,
             Sampler::Dpmpp2sACfgPp => KSampler::Dpmpp2sAncestralCfgPp,
+            Sampler::IpndmV => KSampler::IpndmV,
             // ComfyUI's `ddim` runs its Euler sampler (text-to-image: the same).
             Sampler::Ddim => KSampler::Euler,
             Sampler::Pndm | Sampler::Unipc => return None,
@@ -174,7 +177,8 @@ impl KSampler {
             | KSampler::EulerCfgPp
             | KSampler::EulerAncestralCfgPp
             | KSampler::Dpmpp2mCfgPp
-            | KSampler::Dpmpp2sAncestralCfgPp => Schedule::Uniform,
+            | KSampler::Dpmpp2sAncestralCfgPp
+            | KSampler::IpndmV => Schedule::Uniform,
             KSampler::Dpm2 | KSampler::Dpm2Ancestral | KSampler::Dpmpp2m | KSampler::Dpmpp2sAncestral | KSampler::DpmppSde => {
                 Schedule::Karras
             }
@@ -205,6 +209,7 @@ impl KSampler {
             KSampler::EulerAncestralCfgPp => euler_ancestral_cfg_pp::sample(x, sigmas, cx, true),
             KSampler::Dpmpp2mCfgPp => dpmpp_2m_cfg_pp::sample(x, sigmas, cx),
             KSampler::Dpmpp2sAncestralCfgPp => dpmpp_2s_ancestral_cfg_pp::sample(x, sigmas, cx),
+            KSampler::IpndmV => ipndm_v::sample(x, sigmas, cx),
         }
     }
 

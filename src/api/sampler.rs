@@ -66,6 +66,12 @@ pub enum Sampler {
     /// ComfyUI's `sample_dpmpp_2s_ancestral_cfg_pp`.
     #[serde(rename = "dpmpp_2s_ancestral_cfg_pp")]
     Dpmpp2sACfgPp,
+    /// ComfyUI's `sample_gradient_estimation` (Euler with a slope-change correction).
+    #[serde(rename = "gradient_estimation")]
+    GradientEstimation,
+    /// ComfyUI's `sample_gradient_estimation` in its CFG++ form.
+    #[serde(rename = "gradient_estimation_cfg_pp")]
+    GradientEstimationCfgPp,
     /// ComfyUI's `sample_heunpp2` (Heun with a third evaluation).
     #[serde(rename = "heunpp2")]
     Heunpp2,
@@ -88,7 +94,7 @@ pub enum Sampler {
 
 impl Sampler {
     /// Every sampler, in the order lists show them.
-    pub const ALL: [Sampler; 24] = [
+    pub const ALL: [Sampler; 26] = [
         Sampler::Pndm,
         Sampler::Ddim,
         Sampler::Euler,
@@ -107,6 +113,8 @@ impl Sampler {
         Sampler::EulerACfgPp,
         Sampler::Dpmpp2mCfgPp,
         Sampler::Dpmpp2sACfgPp,
+        Sampler::GradientEstimation,
+        Sampler::GradientEstimationCfgPp,
         Sampler::Heunpp2,
         Sampler::Ipndm,
         Sampler::IpndmV,
@@ -139,6 +147,8 @@ impl Sampler {
             Sampler::EulerACfgPp => "euler_ancestral_cfg_pp",
             Sampler::Dpmpp2mCfgPp => "dpmpp_2m_cfg_pp",
             Sampler::Dpmpp2sACfgPp => "dpmpp_2s_ancestral_cfg_pp",
+            Sampler::GradientEstimation => "gradient_estimation",
+            Sampler::GradientEstimationCfgPp => "gradient_estimation_cfg_pp",
             Sampler::Heunpp2 => "heunpp2",
             Sampler::Ipndm => "ipndm",
             Sampler::IpndmV => "ipndm_v",
@@ -174,7 +184,9 @@ impl Sampler {
             | Sampler::EulerCfgPp
             | Sampler::EulerACfgPp
             | Sampler::Dpmpp2mCfgPp
-            | Sampler::Dpmpp2sACfgPp => self.name(),
+            | Sampler::Dpmpp2sACfgPp
+            | Sampler::GradientEstimation
+            | Sampler::GradientEstimationCfgPp => self.name(),
             Sampler::Unipc => "UniPC",
         }
     }
@@ -199,6 +211,8 @@ impl Sampler {
             Sampler::EulerACfgPp => "euler_ancestral_cfg_pp",
             Sampler::Dpmpp2mCfgPp => "dpmpp_2m_cfg_pp",
             Sampler::Dpmpp2sACfgPp => "dpmpp_2s_ancestral_cfg_pp",
+            Sampler::GradientEstimation => "gradient_estimation",
+            Sampler::GradientEstimationCfgPp => "gradient_estimation_cfg_pp",
             Sampler::Heunpp2 => "heunpp2",
             Sampler::Ipndm => "ipndm",
             Sampler::IpndmV => "ipndm_v",
@@ -227,8 +241,10 @@ impl Sampler {
                 | Sampler::Dpmpp2mSdeHeun
                 | Sampler::Dpmpp3mSde
         );
-        let comfyui_only =
-            matches!(self, Sampler::Heunpp2 | Sampler::Ipndm | Sampler::IpndmV | Sampler::Ddpm | Sampler::Lcm) || self.cfg_pp();
+        let comfyui_only = matches!(
+            self,
+            Sampler::Heunpp2 | Sampler::Ipndm | Sampler::IpndmV | Sampler::Ddpm | Sampler::Lcm | Sampler::GradientEstimation
+        ) || self.cfg_pp();
         match compat {
             Compat::Diffusers => !kdiffusion_only(self) && !comfyui_only,
             Compat::A1111 => kdiffusion,
@@ -240,7 +256,10 @@ impl Sampler {
     /// Whether it is one of ComfyUI's CFG++ samplers, which read the unconditional prediction
     /// (so guidance runs even at CFG 1).
     pub fn cfg_pp(self) -> bool {
-        matches!(self, Sampler::EulerCfgPp | Sampler::EulerACfgPp | Sampler::Dpmpp2mCfgPp | Sampler::Dpmpp2sACfgPp)
+        matches!(
+            self,
+            Sampler::EulerCfgPp | Sampler::EulerACfgPp | Sampler::Dpmpp2mCfgPp | Sampler::Dpmpp2sACfgPp | Sampler::GradientEstimationCfgPp
+        )
     }
 
     /// The samplers `compat` runs, by Easel name, comma-separated.

@@ -23,6 +23,7 @@ mod dpmpp_sde;
 mod euler;
 mod euler_ancestral;
 mod euler_ancestral_cfg_pp;
+mod gradient_estimation;
 mod heun;
 mod heunpp2;
 mod ipndm;
@@ -123,6 +124,8 @@ pub enum KSampler {
     Dpmpp2mCfgPp,
     Dpmpp2sAncestralCfgPp,
     IpndmV,
+    GradientEstimation,
+    GradientEstimationCfgPp,
 }
 
 impl KSampler {
@@ -150,6 +153,8 @@ impl KSampler {
             Sampler::Dpmpp2mCfgPp => KSampler::Dpmpp2mCfgPp,
             Sampler::Dpmpp2sACfgPp => KSampler::Dpmpp2sAncestralCfgPp,
             Sampler::IpndmV => KSampler::IpndmV,
+            Sampler::GradientEstimation => KSampler::GradientEstimation,
+            Sampler::GradientEstimationCfgPp => KSampler::GradientEstimationCfgPp,
             // ComfyUI's `ddim` runs its Euler sampler (text-to-image: the same).
             Sampler::Ddim => KSampler::Euler,
             Sampler::Pndm | Sampler::Unipc => return None,
@@ -178,7 +183,9 @@ impl KSampler {
             | KSampler::EulerAncestralCfgPp
             | KSampler::Dpmpp2mCfgPp
             | KSampler::Dpmpp2sAncestralCfgPp
-            | KSampler::IpndmV => Schedule::Uniform,
+            | KSampler::IpndmV
+            | KSampler::GradientEstimation
+            | KSampler::GradientEstimationCfgPp => Schedule::Uniform,
             KSampler::Dpm2 | KSampler::Dpm2Ancestral | KSampler::Dpmpp2m | KSampler::Dpmpp2sAncestral | KSampler::DpmppSde => {
                 Schedule::Karras
             }
@@ -210,6 +217,8 @@ impl KSampler {
             KSampler::Dpmpp2mCfgPp => dpmpp_2m_cfg_pp::sample(x, sigmas, cx),
             KSampler::Dpmpp2sAncestralCfgPp => dpmpp_2s_ancestral_cfg_pp::sample(x, sigmas, cx),
             KSampler::IpndmV => ipndm_v::sample(x, sigmas, cx),
+            KSampler::GradientEstimation => gradient_estimation::sample(x, sigmas, cx, false),
+            KSampler::GradientEstimationCfgPp => gradient_estimation::sample(x, sigmas, cx, true),
         }
     }
 

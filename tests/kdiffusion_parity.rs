@@ -213,7 +213,7 @@ fn samplers_equal_the_tools_own_step_by_step() {
     }
     eprintln!("{checked} sampler runs checked; not offered by Easel: {not_offered:?}");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(checked >= 42, "only {checked} sampler cases were checked");
+    assert!(checked >= 46, "only {checked} sampler cases were checked");
 }
 
 /// torchsde's Brownian tree as each tool builds it for the SDE samplers: every increment a

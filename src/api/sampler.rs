@@ -72,6 +72,18 @@ pub enum Sampler {
     /// ComfyUI's `sample_gradient_estimation` in its CFG++ form.
     #[serde(rename = "gradient_estimation_cfg_pp")]
     GradientEstimationCfgPp,
+    /// ComfyUI's `sample_res_multistep` (second-order exponential multistep).
+    #[serde(rename = "res_multistep")]
+    ResMultistep,
+    /// ComfyUI's `sample_res_multistep_cfg_pp`.
+    #[serde(rename = "res_multistep_cfg_pp")]
+    ResMultistepCfgPp,
+    /// ComfyUI's `sample_res_multistep_ancestral`.
+    #[serde(rename = "res_multistep_ancestral")]
+    ResMultistepA,
+    /// ComfyUI's `sample_res_multistep_ancestral_cfg_pp`.
+    #[serde(rename = "res_multistep_ancestral_cfg_pp")]
+    ResMultistepACfgPp,
     /// ComfyUI's `sample_heunpp2` (Heun with a third evaluation).
     #[serde(rename = "heunpp2")]
     Heunpp2,
@@ -94,7 +106,7 @@ pub enum Sampler {
 
 impl Sampler {
     /// Every sampler, in the order lists show them.
-    pub const ALL: [Sampler; 26] = [
+    pub const ALL: [Sampler; 30] = [
         Sampler::Pndm,
         Sampler::Ddim,
         Sampler::Euler,
@@ -115,6 +127,10 @@ impl Sampler {
         Sampler::Dpmpp2sACfgPp,
         Sampler::GradientEstimation,
         Sampler::GradientEstimationCfgPp,
+        Sampler::ResMultistep,
+        Sampler::ResMultistepCfgPp,
+        Sampler::ResMultistepA,
+        Sampler::ResMultistepACfgPp,
         Sampler::Heunpp2,
         Sampler::Ipndm,
         Sampler::IpndmV,
@@ -149,6 +165,10 @@ impl Sampler {
             Sampler::Dpmpp2sACfgPp => "dpmpp_2s_ancestral_cfg_pp",
             Sampler::GradientEstimation => "gradient_estimation",
             Sampler::GradientEstimationCfgPp => "gradient_estimation_cfg_pp",
+            Sampler::ResMultistep => "res_multistep",
+            Sampler::ResMultistepCfgPp => "res_multistep_cfg_pp",
+            Sampler::ResMultistepA => "res_multistep_ancestral",
+            Sampler::ResMultistepACfgPp => "res_multistep_ancestral_cfg_pp",
             Sampler::Heunpp2 => "heunpp2",
             Sampler::Ipndm => "ipndm",
             Sampler::IpndmV => "ipndm_v",
@@ -186,7 +206,11 @@ impl Sampler {
             | Sampler::Dpmpp2mCfgPp
             | Sampler::Dpmpp2sACfgPp
             | Sampler::GradientEstimation
-            | Sampler::GradientEstimationCfgPp => self.name(),
+            | Sampler::GradientEstimationCfgPp
+            | Sampler::ResMultistep
+            | Sampler::ResMultistepCfgPp
+            | Sampler::ResMultistepA
+            | Sampler::ResMultistepACfgPp => self.name(),
             Sampler::Unipc => "UniPC",
         }
     }
@@ -213,6 +237,10 @@ impl Sampler {
             Sampler::Dpmpp2sACfgPp => "dpmpp_2s_ancestral_cfg_pp",
             Sampler::GradientEstimation => "gradient_estimation",
             Sampler::GradientEstimationCfgPp => "gradient_estimation_cfg_pp",
+            Sampler::ResMultistep => "res_multistep",
+            Sampler::ResMultistepCfgPp => "res_multistep_cfg_pp",
+            Sampler::ResMultistepA => "res_multistep_ancestral",
+            Sampler::ResMultistepACfgPp => "res_multistep_ancestral_cfg_pp",
             Sampler::Heunpp2 => "heunpp2",
             Sampler::Ipndm => "ipndm",
             Sampler::IpndmV => "ipndm_v",
@@ -243,7 +271,14 @@ impl Sampler {
         );
         let comfyui_only = matches!(
             self,
-            Sampler::Heunpp2 | Sampler::Ipndm | Sampler::IpndmV | Sampler::Ddpm | Sampler::Lcm | Sampler::GradientEstimation
+            Sampler::Heunpp2
+                | Sampler::Ipndm
+                | Sampler::IpndmV
+                | Sampler::Ddpm
+                | Sampler::Lcm
+                | Sampler::GradientEstimation
+                | Sampler::ResMultistep
+                | Sampler::ResMultistepA
         ) || self.cfg_pp();
         match compat {
             Compat::Diffusers => !kdiffusion_only(self) && !comfyui_only,
@@ -258,7 +293,13 @@ impl Sampler {
     pub fn cfg_pp(self) -> bool {
         matches!(
             self,
-            Sampler::EulerCfgPp | Sampler::EulerACfgPp | Sampler::Dpmpp2mCfgPp | Sampler::Dpmpp2sACfgPp | Sampler::GradientEstimationCfgPp
+            Sampler::EulerCfgPp
+                | Sampler::EulerACfgPp
+                | Sampler::Dpmpp2mCfgPp
+                | Sampler::Dpmpp2sACfgPp
+                | Sampler::GradientEstimationCfgPp
+                | Sampler::ResMultistepCfgPp
+                | Sampler::ResMultistepACfgPp
         )
     }
 

@@ -30,6 +30,7 @@ mod ipndm;
 mod ipndm_v;
 mod lcm;
 mod lms;
+mod res_multistep;
 pub mod schedules;
 
 use super::noise::brownian::{BrownianNoise, SeededRandn};
@@ -126,6 +127,10 @@ pub enum KSampler {
     IpndmV,
     GradientEstimation,
     GradientEstimationCfgPp,
+    ResMultistep,
+    ResMultistepCfgPp,
+    ResMultistepAncestral,
+    ResMultistepAncestralCfgPp,
 }
 
 impl KSampler {
@@ -155,6 +160,10 @@ impl KSampler {
             Sampler::IpndmV => KSampler::IpndmV,
             Sampler::GradientEstimation => KSampler::GradientEstimation,
             Sampler::GradientEstimationCfgPp => KSampler::GradientEstimationCfgPp,
+            Sampler::ResMultistep => KSampler::ResMultistep,
+            Sampler::ResMultistepCfgPp => KSampler::ResMultistepCfgPp,
+            Sampler::ResMultistepA => KSampler::ResMultistepAncestral,
+            Sampler::ResMultistepACfgPp => KSampler::ResMultistepAncestralCfgPp,
             // ComfyUI's `ddim` runs its Euler sampler (text-to-image: the same).
             Sampler::Ddim => KSampler::Euler,
             Sampler::Pndm | Sampler::Unipc => return None,
@@ -185,7 +194,11 @@ impl KSampler {
             | KSampler::Dpmpp2sAncestralCfgPp
             | KSampler::IpndmV
             | KSampler::GradientEstimation
-            | KSampler::GradientEstimationCfgPp => Schedule::Uniform,
+            | KSampler::GradientEstimationCfgPp
+            | KSampler::ResMultistep
+            | KSampler::ResMultistepCfgPp
+            | KSampler::ResMultistepAncestral
+            | KSampler::ResMultistepAncestralCfgPp => Schedule::Uniform,
             KSampler::Dpm2 | KSampler::Dpm2Ancestral | KSampler::Dpmpp2m | KSampler::Dpmpp2sAncestral | KSampler::DpmppSde => {
                 Schedule::Karras
             }
@@ -219,6 +232,10 @@ impl KSampler {
             KSampler::IpndmV => ipndm_v::sample(x, sigmas, cx),
             KSampler::GradientEstimation => gradient_estimation::sample(x, sigmas, cx, false),
             KSampler::GradientEstimationCfgPp => gradient_estimation::sample(x, sigmas, cx, true),
+            KSampler::ResMultistep => res_multistep::sample(x, sigmas, cx, false, false),
+            KSampler::ResMultistepCfgPp => res_multistep::sample(x, sigmas, cx, false, true),
+            KSampler::ResMultistepAncestral => res_multistep::sample(x, sigmas, cx, true, false),
+            KSampler::ResMultistepAncestralCfgPp => res_multistep::sample(x, sigmas, cx, true, true),
         }
     }
 

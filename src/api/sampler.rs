@@ -215,40 +215,15 @@ impl Sampler {
         }
     }
 
-    /// ComfyUI's `sampler_name`, where ComfyUI has the sampler.
+    /// ComfyUI's `sampler_name`, where ComfyUI has the sampler: Easel's name, but for the two it
+    /// spells otherwise.
     pub fn comfyui_name(self) -> Option<&'static str> {
-        Some(match self {
-            Sampler::Ddim => "ddim",
-            Sampler::Euler => "euler",
-            Sampler::EulerA => "euler_ancestral",
-            Sampler::Heun => "heun",
-            Sampler::Dpm2 => "dpm_2",
-            Sampler::Dpm2A => "dpm_2_ancestral",
-            Sampler::Lms => "lms",
-            Sampler::Dpmpp2m => "dpmpp_2m",
-            Sampler::Dpmpp2sA => "dpmpp_2s_ancestral",
-            Sampler::DpmppSde => "dpmpp_sde",
-            Sampler::Dpmpp2mSde => "dpmpp_2m_sde",
-            Sampler::Dpmpp2mSdeHeun => "dpmpp_2m_sde_heun",
-            Sampler::Dpmpp3mSde => "dpmpp_3m_sde",
-            Sampler::EulerCfgPp => "euler_cfg_pp",
-            Sampler::EulerACfgPp => "euler_ancestral_cfg_pp",
-            Sampler::Dpmpp2mCfgPp => "dpmpp_2m_cfg_pp",
-            Sampler::Dpmpp2sACfgPp => "dpmpp_2s_ancestral_cfg_pp",
-            Sampler::GradientEstimation => "gradient_estimation",
-            Sampler::GradientEstimationCfgPp => "gradient_estimation_cfg_pp",
-            Sampler::ResMultistep => "res_multistep",
-            Sampler::ResMultistepCfgPp => "res_multistep_cfg_pp",
-            Sampler::ResMultistepA => "res_multistep_ancestral",
-            Sampler::ResMultistepACfgPp => "res_multistep_ancestral_cfg_pp",
-            Sampler::Heunpp2 => "heunpp2",
-            Sampler::Ipndm => "ipndm",
-            Sampler::IpndmV => "ipndm_v",
-            Sampler::Ddpm => "ddpm",
-            Sampler::Lcm => "lcm",
-            Sampler::Unipc => "uni_pc_bh2",
-            Sampler::Pndm => return None,
-        })
+        match self {
+            Sampler::Pndm => None,
+            Sampler::EulerA => Some("euler_ancestral"),
+            Sampler::Unipc => Some("uni_pc_bh2"),
+            _ => Some(self.name()),
+        }
     }
 
     /// Whether `compat` runs this sampler: diffusers' schedulers in the diffusers mode,

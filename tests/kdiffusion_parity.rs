@@ -204,7 +204,9 @@ fn samplers_equal_the_tools_own_step_by_step() {
         if let Err(e) = close(&calls, &load(files["calls"].as_str().unwrap()), 1e-5) {
             problems.push(format!("calls (sigma, t): {e}"));
         }
-        if sampler.model_calls(&sigmas) != case["model_calls"].as_u64().unwrap() as usize {
+        // DPM adaptive's error controller decides its calls as it goes (checked above in `calls`).
+        if name.contains("dpm_adaptive") {
+        } else if sampler.model_calls(&sigmas) != case["model_calls"].as_u64().unwrap() as usize {
             problems.push(format!("model_calls {} vs {}", sampler.model_calls(&sigmas), case["model_calls"]));
         }
         if !problems.is_empty() {
@@ -213,7 +215,7 @@ fn samplers_equal_the_tools_own_step_by_step() {
     }
     eprintln!("{checked} sampler runs checked; not offered by Easel: {not_offered:?}");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(checked >= 46, "only {checked} sampler cases were checked");
+    assert!(checked >= 55, "only {checked} sampler cases were checked");
 }
 
 /// torchsde's Brownian tree as each tool builds it for the SDE samplers: every increment a

@@ -99,14 +99,27 @@ pub enum Sampler {
     /// ComfyUI's `sample_lcm` (for latent-consistency models).
     #[serde(rename = "lcm")]
     Lcm,
-    /// diffusers `UniPCMultistepScheduler` (bh2, order 2).
+    /// diffusers `UniPCMultistepScheduler` (bh2, order 2); ComfyUI's `uni_pc_bh2` (order 3).
     #[serde(rename = "unipc")]
     Unipc,
+    /// ComfyUI's `uni_pc` (UniPC with B(h) = h, order 3).
+    #[serde(rename = "uni_pc")]
+    UnipcBh1,
+    /// k-diffusion `sample_dpm_fast` (DPM-Solver, fixed steps of order 3).
+    #[serde(rename = "dpm_fast")]
+    DpmFast,
+    /// k-diffusion `sample_dpm_adaptive` (DPM-Solver-23 with step-size control; the step count
+    /// is chosen by the error controller).
+    #[serde(rename = "dpm_adaptive")]
+    DpmAdaptive,
+    /// A1111's Restart sampler (Heun with restarts from 20 steps on).
+    #[serde(rename = "restart")]
+    Restart,
 }
 
 impl Sampler {
     /// Every sampler, in the order lists show them.
-    pub const ALL: [Sampler; 30] = [
+    pub const ALL: [Sampler; 34] = [
         Sampler::Pndm,
         Sampler::Ddim,
         Sampler::Euler,
@@ -115,6 +128,8 @@ impl Sampler {
         Sampler::Dpm2,
         Sampler::Dpm2A,
         Sampler::Lms,
+        Sampler::DpmFast,
+        Sampler::DpmAdaptive,
         Sampler::Dpmpp2m,
         Sampler::Dpmpp2sA,
         Sampler::DpmppSde,
@@ -136,7 +151,9 @@ impl Sampler {
         Sampler::IpndmV,
         Sampler::Ddpm,
         Sampler::Lcm,
+        Sampler::Restart,
         Sampler::Unipc,
+        Sampler::UnipcBh1,
     ];
 
     /// What a request gets when it names no sampler.
@@ -175,6 +192,10 @@ impl Sampler {
             Sampler::Ddpm => "ddpm",
             Sampler::Lcm => "lcm",
             Sampler::Unipc => "unipc",
+            Sampler::UnipcBh1 => "uni_pc",
+            Sampler::DpmFast => "dpm_fast",
+            Sampler::DpmAdaptive => "dpm_adaptive",
+            Sampler::Restart => "restart",
         }
     }
 
@@ -197,6 +218,9 @@ impl Sampler {
             Sampler::Dpmpp2mSdeHeun => "DPM++ 2M SDE Heun",
             Sampler::Dpmpp3mSde => "DPM++ 3M SDE",
             Sampler::Lcm => "LCM",
+            Sampler::DpmFast => "DPM fast",
+            Sampler::DpmAdaptive => "DPM adaptive",
+            Sampler::Restart => "Restart",
             Sampler::Heunpp2
             | Sampler::Ipndm
             | Sampler::IpndmV
@@ -210,7 +234,8 @@ impl Sampler {
             | Sampler::ResMultistep
             | Sampler::ResMultistepCfgPp
             | Sampler::ResMultistepA
-            | Sampler::ResMultistepACfgPp => self.name(),
+            | Sampler::ResMultistepACfgPp
+            | Sampler::UnipcBh1 => self.name(),
             Sampler::Unipc => "UniPC",
         }
     }
@@ -219,7 +244,7 @@ impl Sampler {
     /// spells otherwise.
     pub fn comfyui_name(self) -> Option<&'static str> {
         match self {
-            Sampler::Pndm => None,
+            Sampler::Pndm | Sampler::Restart => None,
             Sampler::EulerA => Some("euler_ancestral"),
             Sampler::Unipc => Some("uni_pc_bh2"),
             _ => Some(self.name()),
@@ -243,6 +268,8 @@ impl Sampler {
                 | Sampler::Dpmpp2mSde
                 | Sampler::Dpmpp2mSdeHeun
                 | Sampler::Dpmpp3mSde
+                | Sampler::DpmFast
+                | Sampler::DpmAdaptive
         );
         let comfyui_only = matches!(
             self,
@@ -254,12 +281,14 @@ impl Sampler {
                 | Sampler::GradientEstimation
                 | Sampler::ResMultistep
                 | Sampler::ResMultistepA
+                | Sampler::UnipcBh1
         ) || self.cfg_pp();
         match compat {
             Compat::Diffusers => !kdiffusion_only(self) && !comfyui_only,
-            Compat::A1111 => kdiffusion,
-            // ComfyUI's `ddim` is its Euler sampler (with random inpainting noise).
-            Compat::ComfyUi => kdiffusion || comfyui_only || self == Sampler::Ddim,
+            Compat::A1111 => kdiffusion || self == Sampler::Restart,
+            // ComfyUI's `ddim` is its Euler sampler (with random inpainting noise); its
+            // `uni_pc_bh2` is Easel's `unipc`.
+            Compat::ComfyUi => kdiffusion || comfyui_only || matches!(self, Sampler::Ddim | Sampler::Unipc),
         }
     }
 
@@ -346,6 +375,9 @@ fn kdiffusion_only(sampler: Sampler) -> bool {
             | Sampler::Dpmpp2mSde
             | Sampler::Dpmpp2mSdeHeun
             | Sampler::Dpmpp3mSde
+            | Sampler::DpmFast
+            | Sampler::DpmAdaptive
+            | Sampler::Restart
     )
 }
 

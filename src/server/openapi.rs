@@ -183,7 +183,7 @@ pub fn document() -> Value {
                     "cfg_scale": { "type": "number", "minimum": 0, "maximum": MAX_CFG_SCALE, "default": DEFAULT_CFG_SCALE },
                     "width": size("width"),
                     "height": size("height"),
-                    "sampler": { "type": "string", "enum": Sampler::ALL, "default": Sampler::DEFAULT },
+                    "sampler": { "type": "string", "enum": Sampler::ALL.to_vec(), "default": Sampler::DEFAULT },
                     "schedule": { "type": "string", "enum": Schedule::ALL, "description": "default: the sampler's own (compat diffusers: karras for dpmpp_2m; a1111: Automatic; comfyui: simple); compat diffusers runs default and karras, a1111 and comfyui their tool's list (GET /api/v1/samplers)" },
                     "batch_size": { "type": "integer", "minimum": 1, "maximum": MAX_BATCH_SIZE, "default": 1 },
                     "model": { "type": "string", "description": "a name or alias from GET /api/v1/models; the default model when absent" },

@@ -13,6 +13,7 @@ mod ddpm;
 pub mod discrete;
 mod dpm2;
 mod dpm2_ancestral;
+mod dpm_solver;
 mod dpmpp_2m;
 mod dpmpp_2m_cfg_pp;
 mod dpmpp_2m_sde;
@@ -31,7 +32,9 @@ mod ipndm_v;
 mod lcm;
 mod lms;
 mod res_multistep;
+mod restart;
 pub mod schedules;
+mod uni_pc;
 
 use super::noise::brownian::{BrownianNoise, SeededRandn};
 use super::noise::NoiseSource;
@@ -131,6 +134,11 @@ pub enum KSampler {
     ResMultistepCfgPp,
     ResMultistepAncestral,
     ResMultistepAncestralCfgPp,
+    DpmFast,
+    DpmAdaptive,
+    Restart,
+    UniPc,
+    UniPcBh2,
 }
 
 impl KSampler {
@@ -164,16 +172,29 @@ impl KSampler {
             Sampler::ResMultistepCfgPp => KSampler::ResMultistepCfgPp,
             Sampler::ResMultistepA => KSampler::ResMultistepAncestral,
             Sampler::ResMultistepACfgPp => KSampler::ResMultistepAncestralCfgPp,
+            Sampler::DpmFast => KSampler::DpmFast,
+            Sampler::DpmAdaptive => KSampler::DpmAdaptive,
+            Sampler::Restart => KSampler::Restart,
+            Sampler::UnipcBh1 => KSampler::UniPc,
+            Sampler::Unipc => KSampler::UniPcBh2,
             // ComfyUI's `ddim` runs its Euler sampler (text-to-image: the same).
             Sampler::Ddim => KSampler::Euler,
-            Sampler::Pndm | Sampler::Unipc => return None,
+            Sampler::Pndm => return None,
         })
     }
 
     /// Whether `flavor`'s tool computes one sigma more for this sampler and drops the
-    /// next-to-last (both for DPM2 and DPM2 a; A1111 also for DPM++ 3M SDE).
+    /// next-to-last (both for DPM2 and DPM2 a; A1111 also for DPM++ 3M SDE, ComfyUI for UniPC).
     pub fn discards_penultimate_sigma(self, flavor: Flavor) -> bool {
-        matches!(self, KSampler::Dpm2 | KSampler::Dpm2Ancestral) || (flavor == Flavor::A1111 && self == KSampler::Dpmpp3mSde)
+        matches!(self, KSampler::Dpm2 | KSampler::Dpm2Ancestral)
+            || (flavor == Flavor::A1111 && self == KSampler::Dpmpp3mSde)
+            || (flavor == Flavor::ComfyUi && matches!(self, KSampler::UniPc | KSampler::UniPcBh2))
+    }
+
+    /// Whether the sampler reads only the ends and the count of its sigma list (DPM-Solver);
+    /// A1111 then gives it the model's whole σ range in text-to-image.
+    pub fn takes_sigma_range(self) -> bool {
+        matches!(self, KSampler::DpmFast | KSampler::DpmAdaptive)
     }
 
     /// The schedule A1111's "Automatic" gives this sampler (its sampler table's `scheduler`
@@ -198,10 +219,17 @@ impl KSampler {
             | KSampler::ResMultistep
             | KSampler::ResMultistepCfgPp
             | KSampler::ResMultistepAncestral
-            | KSampler::ResMultistepAncestralCfgPp => Schedule::Uniform,
-            KSampler::Dpm2 | KSampler::Dpm2Ancestral | KSampler::Dpmpp2m | KSampler::Dpmpp2sAncestral | KSampler::DpmppSde => {
-                Schedule::Karras
-            }
+            | KSampler::ResMultistepAncestralCfgPp
+            | KSampler::DpmFast
+            | KSampler::DpmAdaptive
+            | KSampler::UniPc
+            | KSampler::UniPcBh2 => Schedule::Uniform,
+            KSampler::Dpm2
+            | KSampler::Dpm2Ancestral
+            | KSampler::Dpmpp2m
+            | KSampler::Dpmpp2sAncestral
+            | KSampler::DpmppSde
+            | KSampler::Restart => Schedule::Karras,
             KSampler::Dpmpp2mSde | KSampler::Dpmpp2mSdeHeun | KSampler::Dpmpp3mSde => Schedule::Exponential,
         }
     }
@@ -236,13 +264,44 @@ impl KSampler {
             KSampler::ResMultistepCfgPp => res_multistep::sample(x, sigmas, cx, false, true),
             KSampler::ResMultistepAncestral => res_multistep::sample(x, sigmas, cx, true, false),
             KSampler::ResMultistepAncestralCfgPp => res_multistep::sample(x, sigmas, cx, true, true),
+            // A1111 passes its `eta_ancestral` (1); ComfyUI leaves k-diffusion's 0.
+            KSampler::DpmFast | KSampler::DpmAdaptive => match dpm_solver::range(sigmas) {
+                Some(range) => self.sample_over_range(x, range, cx),
+                None => Ok(x),
+            },
+            KSampler::Restart => restart::sample(x, sigmas, cx),
+            KSampler::UniPc => uni_pc::sample(x, sigmas, cx, uni_pc::Variant::Bh1),
+            KSampler::UniPcBh2 => uni_pc::sample(x, sigmas, cx, uni_pc::Variant::Bh2),
+        }
+    }
+
+    /// Runs DPM-Solver (fast or adaptive) from σ_max down to σ_min, `range` = (σ_min, σ_max, n);
+    /// the samplers that take a sigma list refuse.
+    pub fn sample_over_range(self, x: Vec<f32>, range: (f32, f32, usize), cx: &mut Context<'_>) -> Result<Vec<f32>, EngineError> {
+        let eta = self.dpm_solver_eta(cx.flavor);
+        match self {
+            KSampler::DpmFast => dpm_solver::sample_fast(x, range, cx, eta),
+            KSampler::DpmAdaptive => dpm_solver::sample_adaptive(x, range, cx, eta),
+            _ => Err(EngineError::InvalidRequest(format!("{self:?} takes a sigma list, not a range"))),
+        }
+    }
+
+    /// The eta DPM-Solver runs with: A1111's `eta_ancestral` option (1), ComfyUI's k-diffusion
+    /// default (0).
+    fn dpm_solver_eta(self, flavor: Flavor) -> f32 {
+        match flavor {
+            Flavor::A1111 => 1.0,
+            Flavor::ComfyUi => 0.0,
         }
     }
 
     /// Whether A1111's sampler table marks it `second_order` (prompt editing then counts twice the
     /// steps, as A1111's denoiser steps once per call).
     pub fn second_order(self) -> bool {
-        matches!(self, KSampler::Heun | KSampler::Dpm2 | KSampler::Dpm2Ancestral | KSampler::Dpmpp2sAncestral | KSampler::DpmppSde)
+        matches!(
+            self,
+            KSampler::Heun | KSampler::Dpm2 | KSampler::Dpm2Ancestral | KSampler::Dpmpp2sAncestral | KSampler::DpmppSde | KSampler::Restart
+        )
     }
 
     /// How many denoiser calls a run down `sigmas` makes (for progress).
@@ -255,6 +314,16 @@ impl KSampler {
             }
             _ => false,
         };
+        match self {
+            KSampler::DpmFast => return dpm_solver::range(sigmas).map_or(0, |(_, _, n)| n),
+            // The error controller decides; k-diffusion's defaults take about three calls per
+            // requested step on SD 1.x, which is what progress assumes.
+            KSampler::DpmAdaptive => return 3 * steps,
+            KSampler::Restart => {
+                return restart::step_list(sigmas).iter().map(|&(_, to)| if to == 0.0 { 1 } else { 2 }).sum();
+            }
+            _ => {}
+        }
         if self == KSampler::Heunpp2 {
             // Three calls a step, two on the next-to-last, one on the last.
             let end = sigmas[sigmas.len() - 1];

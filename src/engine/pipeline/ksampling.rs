@@ -218,7 +218,13 @@ pub fn generate(
         let mut on_step = |_: Step<'_>| {};
         let mut cx =
             Context { model: &mut denoiser, noise: rng.steps(), on_step: &mut on_step, flavor, brownian: Some(brownian_seeds(settings)) };
-        sampler.sample(x, &sigmas, &mut cx)?
+        // A1111's text-to-image hands DPM-Solver the model's whole σ range, whatever the
+        // schedule (the schedule's first sigma only scales the start noise).
+        if flavor == Flavor::A1111 && sampler.takes_sigma_range() && init.is_none() {
+            sampler.sample_over_range(x, (schedule.sigma_min(), schedule.sigma_max(), steps), &mut cx)?
+        } else {
+            sampler.sample(x, &sigmas, &mut cx)?
+        }
     };
 
     let decode_started = Instant::now();

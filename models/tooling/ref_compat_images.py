@@ -265,6 +265,20 @@ CASES = [
          Settings(seed=6, batch_size=1, compat="comfyui", sampler="dpmpp_2s_ancestral_cfg_pp", schedule="normal")),
     Case("comfyui_heun_simple_s3", "ComfyUI heun / simple (two model evaluations per step but the last)",
          Settings(seed=3, batch_size=1, compat="comfyui", sampler="heun", schedule="simple")),
+    Case("a1111_dpm_fast_automatic_s11_nv", "A1111 DPM fast: DPM-Solver over the model's whole sigma range, eta 1 "
+         "(ancestral noise from each image's Philox generator)",
+         Settings(seed=11, batch_size=1, compat="a1111", sampler="DPM fast", schedule="Automatic", randn_source="nv")),
+    Case("a1111_dpm_adaptive_karras_s12_b2", "A1111 DPM adaptive, batch 2, CPU noise: the error controller picks the "
+         "steps (one error over the whole batch), eta 1",
+         Settings(seed=12, batch_size=2, compat="a1111", sampler="DPM adaptive", schedule="Karras", randn_source="cpu")),
+    Case("a1111_restart_automatic_s13_20steps", "A1111 Restart at 20 steps: Heun down a rebuilt 11-step Karras "
+         "schedule with one 10-step restart from sigma 0.1 back to 2 (fresh noise from the image's generator)",
+         Settings(seed=13, batch_size=1, compat="a1111", sampler="Restart", schedule="Automatic", randn_source="nv",
+                  steps=20)),
+    Case("comfyui_uni_pc_normal_s14", "ComfyUI uni_pc (B(h) = h) / normal, the penultimate sigma discarded",
+         Settings(seed=14, batch_size=1, compat="comfyui", sampler="uni_pc", schedule="normal")),
+    Case("comfyui_uni_pc_bh2_karras_s15_b2", "ComfyUI uni_pc_bh2 / karras, batch 2",
+         Settings(seed=15, batch_size=2, compat="comfyui", sampler="uni_pc_bh2", schedule="karras")),
 ]
 
 SCHEMA = {
@@ -502,12 +516,23 @@ class A1111:
         p.rng.next = counting_next
         seen = {}
         func = sampler.func
+        get_sigmas = sampler.get_sigmas
+
+        def recording_get_sigmas(p_, steps_):
+            out = get_sigmas(p_, steps_)
+            seen["schedule"] = out.detach().clone()
+            return out
+
+        sampler.get_sigmas = recording_get_sigmas
 
         @functools.wraps(func)
         def recording_func(model, x, **kwargs):
             seen["x0"] = x.detach().clone()
-            seen["sigmas"] = kwargs["sigmas"].detach().clone()
+            # DPM fast / adaptive take (sigma_min, sigma_max, n) instead: then the schedule get_sigmas made,
+            # which only scales the initial noise.
+            seen["sigmas"] = kwargs["sigmas"].detach().clone() if "sigmas" in kwargs else seen["schedule"]
             seen["kwargs"] = sorted(k for k in kwargs if k not in ("extra_args", "callback", "disable"))
+            seen["range"] = {k: float(kwargs[k]) for k in ("sigma_min", "sigma_max", "n") if k in kwargs}
             return func(model, x, **kwargs)
 
         sampler.func = recording_func
@@ -542,6 +567,7 @@ class A1111:
             "seeds": seeds, "subseeds": subseeds, "total_steps": total_steps,
             "x0": "noise * sigmas[0] (sgm_noise_multiplier False); checked bit-equal", "x0_scale": scale,
             "sampler_kwargs": seen["kwargs"],
+            "sampler_range": seen["range"] or None,
             "step_noise_draws": draws["n"],
             "unet_calls": recorder.calls,
             "unet_batch": recorder.first_batch,

@@ -192,8 +192,9 @@ fn samplers_equal_the_tools_own_step_by_step() {
         let mut cx = Context { model: &mut model, noise: source.as_mut(), on_step: &mut on_step, flavor: flavor(tool), brownian };
         let out = sampler.sample(x0, &sigmas, &mut cx).unwrap();
         for (part, got) in [("x", &xs), ("denoised", &denoiseds), ("out", &out)] {
-            // ComfyUI's iPNDM samplers hand their callback the latents the whole run started from.
-            if part == "x" && (name == "comfyui_ipndm_simple" || name == "comfyui_ipndm_v_simple") {
+            // ComfyUI's iPNDM and DEIS samplers hand their callback the latents the whole run
+            // started from.
+            if part == "x" && ["comfyui_ipndm_simple", "comfyui_ipndm_v_simple", "comfyui_deis_simple"].contains(&name) {
                 continue;
             }
             if let Err(e) = close(got, &load(files[part].as_str().unwrap()), 1e-5) {

@@ -102,6 +102,18 @@ pub enum Sampler {
     /// diffusers `UniPCMultistepScheduler` (bh2, order 2); ComfyUI's `uni_pc_bh2` (order 3).
     #[serde(rename = "unipc")]
     Unipc,
+    /// ComfyUI's `sample_deis` (DEIS multistep, order 3, numerically integrated weights).
+    #[serde(rename = "deis")]
+    Deis,
+    /// ComfyUI's `sample_er_sde` (ER-SDE-Solver-3, stochastic).
+    #[serde(rename = "er_sde")]
+    ErSde,
+    /// ComfyUI's `sample_seeds_2` (SEEDS-2, two evaluations a step, stochastic).
+    #[serde(rename = "seeds_2")]
+    Seeds2,
+    /// ComfyUI's `sample_seeds_3` (SEEDS-3, three evaluations a step, stochastic).
+    #[serde(rename = "seeds_3")]
+    Seeds3,
     /// ComfyUI's `uni_pc` (UniPC with B(h) = h, order 3).
     #[serde(rename = "uni_pc")]
     UnipcBh1,
@@ -119,7 +131,7 @@ pub enum Sampler {
 
 impl Sampler {
     /// Every sampler, in the order lists show them.
-    pub const ALL: [Sampler; 34] = [
+    pub const ALL: [Sampler; 38] = [
         Sampler::Pndm,
         Sampler::Ddim,
         Sampler::Euler,
@@ -149,6 +161,10 @@ impl Sampler {
         Sampler::Heunpp2,
         Sampler::Ipndm,
         Sampler::IpndmV,
+        Sampler::Deis,
+        Sampler::ErSde,
+        Sampler::Seeds2,
+        Sampler::Seeds3,
         Sampler::Ddpm,
         Sampler::Lcm,
         Sampler::Restart,
@@ -193,6 +209,10 @@ impl Sampler {
             Sampler::Lcm => "lcm",
             Sampler::Unipc => "unipc",
             Sampler::UnipcBh1 => "uni_pc",
+            Sampler::Deis => "deis",
+            Sampler::ErSde => "er_sde",
+            Sampler::Seeds2 => "seeds_2",
+            Sampler::Seeds3 => "seeds_3",
             Sampler::DpmFast => "dpm_fast",
             Sampler::DpmAdaptive => "dpm_adaptive",
             Sampler::Restart => "restart",
@@ -235,7 +255,11 @@ impl Sampler {
             | Sampler::ResMultistepCfgPp
             | Sampler::ResMultistepA
             | Sampler::ResMultistepACfgPp
-            | Sampler::UnipcBh1 => self.name(),
+            | Sampler::UnipcBh1
+            | Sampler::Deis
+            | Sampler::ErSde
+            | Sampler::Seeds2
+            | Sampler::Seeds3 => self.name(),
             Sampler::Unipc => "UniPC",
         }
     }
@@ -282,6 +306,10 @@ impl Sampler {
                 | Sampler::ResMultistep
                 | Sampler::ResMultistepA
                 | Sampler::UnipcBh1
+                | Sampler::Deis
+                | Sampler::ErSde
+                | Sampler::Seeds2
+                | Sampler::Seeds3
         ) || self.cfg_pp();
         match compat {
             Compat::Diffusers => !kdiffusion_only(self) && !comfyui_only,

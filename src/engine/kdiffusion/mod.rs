@@ -10,6 +10,7 @@
 //! (`tests/kdiffusion_parity.rs`). One file per sampler.
 
 mod ddpm;
+mod deis;
 pub mod discrete;
 mod dpm2;
 mod dpm2_ancestral;
@@ -21,6 +22,7 @@ mod dpmpp_2s_ancestral;
 mod dpmpp_2s_ancestral_cfg_pp;
 mod dpmpp_3m_sde;
 mod dpmpp_sde;
+mod er_sde;
 mod euler;
 mod euler_ancestral;
 mod euler_ancestral_cfg_pp;
@@ -34,6 +36,7 @@ mod lms;
 mod res_multistep;
 mod restart;
 pub mod schedules;
+mod seeds;
 mod uni_pc;
 
 use super::noise::brownian::{BrownianNoise, SeededRandn};
@@ -139,6 +142,10 @@ pub enum KSampler {
     Restart,
     UniPc,
     UniPcBh2,
+    Deis,
+    ErSde,
+    Seeds2,
+    Seeds3,
 }
 
 impl KSampler {
@@ -176,6 +183,10 @@ impl KSampler {
             Sampler::DpmAdaptive => KSampler::DpmAdaptive,
             Sampler::Restart => KSampler::Restart,
             Sampler::UnipcBh1 => KSampler::UniPc,
+            Sampler::Deis => KSampler::Deis,
+            Sampler::ErSde => KSampler::ErSde,
+            Sampler::Seeds2 => KSampler::Seeds2,
+            Sampler::Seeds3 => KSampler::Seeds3,
             Sampler::Unipc => KSampler::UniPcBh2,
             // ComfyUI's `ddim` runs its Euler sampler (text-to-image: the same).
             Sampler::Ddim => KSampler::Euler,
@@ -223,7 +234,11 @@ impl KSampler {
             | KSampler::DpmFast
             | KSampler::DpmAdaptive
             | KSampler::UniPc
-            | KSampler::UniPcBh2 => Schedule::Uniform,
+            | KSampler::UniPcBh2
+            | KSampler::Deis
+            | KSampler::ErSde
+            | KSampler::Seeds2
+            | KSampler::Seeds3 => Schedule::Uniform,
             KSampler::Dpm2
             | KSampler::Dpm2Ancestral
             | KSampler::Dpmpp2m
@@ -272,6 +287,10 @@ impl KSampler {
             KSampler::Restart => restart::sample(x, sigmas, cx),
             KSampler::UniPc => uni_pc::sample(x, sigmas, cx, uni_pc::Variant::Bh1),
             KSampler::UniPcBh2 => uni_pc::sample(x, sigmas, cx, uni_pc::Variant::Bh2),
+            KSampler::Deis => deis::sample(x, sigmas, cx),
+            KSampler::ErSde => er_sde::sample(x, sigmas, cx),
+            KSampler::Seeds2 => seeds::sample(x, sigmas, cx, 2),
+            KSampler::Seeds3 => seeds::sample(x, sigmas, cx, 3),
         }
     }
 
@@ -321,6 +340,10 @@ impl KSampler {
             KSampler::DpmAdaptive => return 3 * steps,
             KSampler::Restart => {
                 return restart::step_list(sigmas).iter().map(|&(_, to)| if to == 0.0 { 1 } else { 2 }).sum();
+            }
+            KSampler::Seeds2 | KSampler::Seeds3 => {
+                let per_step = if self == KSampler::Seeds2 { 2 } else { 3 };
+                return (0..steps).map(|i| if sigmas[i + 1] == 0.0 { 1 } else { per_step }).sum();
             }
             _ => {}
         }

@@ -27,7 +27,7 @@ fn a1111_and_comfyui_modes_give_the_tools_pictures() {
     let fixtures = root().join("tests/fixtures/compat_images");
     let index: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixtures.join("cases.json")).unwrap()).unwrap();
     let cases = index["cases"].as_array().unwrap();
-    assert!(cases.len() >= 16, "every recorded case is checked");
+    assert!(cases.len() >= 17, "every recorded case is checked");
     let mut model = SdModel::load(&root().join("models/tiny-sd"), runtime().unwrap(), 1, Residency::Warm).unwrap();
     let mut failures = Vec::new();
     for case in cases {

@@ -166,7 +166,8 @@ COMFYUI_FILES = {
 A1111_OPT_KEYS = [*kd.A1111_OPT_KEYS, "refiner_switch_by_sample_steps", "s_min_uncond_all", "pad_cond_uncond",
                   "pad_cond_uncond_v0", "batch_cond_uncond", "live_preview_content", "live_previews_enable",
                   "show_progress_every_n_steps", "show_progress_type", "live_preview_fast_interrupt",
-                  "sd_vae_decode_method", "use_old_scheduling"]
+                  "sd_vae_decode_method", "use_old_scheduling", "img2img_fix_steps", "img2img_extra_noise",
+                  "initial_noise_multiplier", "sd_vae_encode_method"]
 
 # --------------------------------------------------------------------------------------------------
 # Cases
@@ -197,7 +198,8 @@ class Settings:
     width: int = SIZE
     height: int = SIZE
     prompt_syntax: str = ""  # "a1111" | "comfyui": set from compat
-    # Image-to-image (ComfyUI only): the KSampler's denoise over VAEEncode of the case's init.png.
+    # Image-to-image: A1111's denoising_strength / ComfyUI's KSampler denoise, over the VAE encoding of the
+    # case's init.png.
     strength: float | None = None
 
     def __post_init__(self):
@@ -275,6 +277,11 @@ CASES = [
          "schedule with one 10-step restart from sigma 0.1 back to 2 (fresh noise from the image's generator)",
          Settings(seed=13, batch_size=1, compat="a1111", sampler="Restart", schedule="Automatic", randn_source="nv",
                   steps=20)),
+    Case("a1111_img2img_euler_a_automatic_d06_s16_b2", "A1111 image-to-image: denoising strength 0.6 (t_enc = "
+         "int(0.6 * 6) = 3: the last 4 sigmas of the 6-step schedule), init latent + noise * sigma_sched[0], batch 2 "
+         "(seeds 16 and 17), CPU noise, ancestral noise from each image's generator",
+         Settings(seed=16, batch_size=2, compat="a1111", sampler="Euler a", schedule="Automatic", randn_source="cpu",
+                  strength=0.6)),
     Case("comfyui_uni_pc_normal_s14", "ComfyUI uni_pc (B(h) = h) / normal, the penultimate sigma discarded",
          Settings(seed=14, batch_size=1, compat="comfyui", sampler="uni_pc", schedule="normal")),
     Case("comfyui_uni_pc_bh2_karras_s15_b2", "ComfyUI uni_pc_bh2 / karras, batch 2",
@@ -429,6 +436,18 @@ class A1111:
                 with torch.no_grad():
                     return unet(x_noisy, t, encoder_hidden_states=context).sample
 
+            def encode_first_stage(self, x):
+                """LDM LatentDiffusion.encode_first_stage: first_stage_model.encode(x), the posterior."""
+                with torch.no_grad():
+                    return self.first_stage_model.encode(x).latent_dist
+
+            def get_first_stage_encoding(self, posterior):
+                """LDM LatentDiffusion.get_first_stage_encoding: scale_factor * posterior.sample(). The sample is
+                mean + std * torch.randn from torch's GLOBAL generator, whose state depends on everything the
+                webui process drew before (A1111 never seeds it for this), so no run of A1111 can be repeated
+                bit for bit; the recording takes the posterior's mean (its mode) instead, as Easel does."""
+                return self.scale_factor * posterior.mode()
+
             def decode_first_stage(self, z):
                 """LDM LatentDiffusion.decode_first_stage: z = 1. / self.scale_factor * z; first_stage_model.decode."""
                 z = 1. / self.scale_factor * z
@@ -500,9 +519,18 @@ class A1111:
             all_subseeds=list(subseeds or []), seeds=list(seeds), subseeds=subseeds, rng=rng,
             refiner_switch_at=None, refiner_checkpoint_info=None, scripts=None, c=c, uc=uc)
 
-        # StableDiffusionProcessingTxt2Img.sample
+        # StableDiffusionProcessingTxt2Img.sample / StableDiffusionProcessingImg2Img.init + sample
         sampler = data.constructor(self.sd_model)  # sd_samplers.create_sampler
         sampler.config = data
+        init_latent = None
+        if s.strength is not None:
+            # Img2Img.init: the image (already width x height: resize_image is the identity) / 255 in float32,
+            # CHW, repeated over the batch; images_tensor_to_samples (Full: x * 2 - 1, each image encoded
+            # alone, get_first_stage_encoding); the image conditioning of a crossattn model is zeros [B,5,1,1]
+            p.denoising_strength = s.strength
+            image = np.moveaxis(init_image(w, h).astype(np.float32) / 255.0, 2, 0)
+            image = torch.from_numpy(np.expand_dims(image, axis=0).repeat(b, axis=0))
+            init_latent = self.common.images_tensor_to_samples(image, 0, self.sd_model)
         x = p.rng.next()
         noise = x.clone()
         image_conditioning = x.new_zeros(x.shape[0], 5, 1, 1, dtype=x.dtype, device=x.device)  # crossattn model
@@ -539,7 +567,10 @@ class A1111:
         self.recorder = UNetCalls(cond_row, uncond_row)
         try:  # (A1111 passes disable=False to the samplers' tqdm bars)
             with contextlib.redirect_stderr(io.StringIO()):
-                samples = sampler.sample(p, x, c, uc, image_conditioning=image_conditioning)
+                if init_latent is None:
+                    samples = sampler.sample(p, x, c, uc, image_conditioning=image_conditioning)
+                else:
+                    samples = sampler.sample_img2img(p, init_latent, x, c, uc, image_conditioning=image_conditioning)
         finally:
             recorder, self.recorder = self.recorder, None
 
@@ -553,8 +584,12 @@ class A1111:
             images.append(x_sample.astype(np.uint8))
 
         sigmas = seen["sigmas"]
-        scale = kd._x0_scale(seen["x0"], noise)
-        assert scale == float(sigmas[0]), "initial x is not noise * sigmas[0]"
+        if init_latent is None:
+            scale = kd._x0_scale(seen["x0"], noise)
+            assert scale == float(sigmas[0]), "initial x is not noise * sigmas[0]"
+        else:
+            scale = float(sigmas[0])
+            assert torch.equal(seen["x0"], init_latent + noise * sigmas[0]), "initial x is not latent + noise * sigma0"
         tool = {
             "sampler_function": data.constructor.__defaults__[0] if isinstance(data.constructor.__defaults__[0], str)
             else data.constructor.__defaults__[0].__name__,
@@ -565,7 +600,10 @@ class A1111:
                                      if s.schedule == "Automatic" else s.schedule),
             "opts_randn_source": self.opts.randn_source,
             "seeds": seeds, "subseeds": subseeds, "total_steps": total_steps,
-            "x0": "noise * sigmas[0] (sgm_noise_multiplier False); checked bit-equal", "x0_scale": scale,
+            "x0": ("noise * sigmas[0] (sgm_noise_multiplier False)" if init_latent is None else
+                   "init_latent + noise * sigma_sched[0] (sample_img2img; sigma_sched = sigmas[steps - t_enc - 1:], "
+                   "t_enc = int(min(denoising_strength, 0.999) * steps)); the init latent is scale_factor times the "
+                   "posterior's mean (see get_first_stage_encoding)") + "; checked bit-equal", "x0_scale": scale,
             "sampler_kwargs": seen["kwargs"],
             "sampler_range": seen["range"] or None,
             "step_noise_draws": draws["n"],

@@ -282,13 +282,12 @@ impl GenerateRequest {
         }
         .resolve(&random_seed, &mut errors);
         let compat = noise.compat;
-        // What the a1111 and comfyui modes run so far: text-to-image, and ComfyUI's image-to-image
-        // (a KSampler's denoise below 1 over VAEEncode's latents).
+        // What the a1111 and comfyui modes run so far: text-to-image and image-to-image (A1111's
+        // denoising strength, ComfyUI's KSampler denoise below 1, over the VAE's latents).
         let unsupported = match compat {
             super::Compat::Diffusers => None,
             _ if self.hires.is_some() => Some("the hires fix"),
             _ if self.mask.is_some() || self.outpaint.is_some() => Some("inpainting and outpainting"),
-            super::Compat::A1111 if self.init_image.is_some() => Some("image-to-image"),
             _ => None,
         };
         if let Some(what) = unsupported {

@@ -50,7 +50,15 @@ impl Solver<'_, '_> {
 
     /// The second-order step; `eps_r1` is computed here unless cached (the adaptive solver's
     /// order-3 step at r1 = ⅓ shares it).
-    fn step_2(&mut self, x: &[f32], t: f32, t_next: f32, r1: f64, eps: &[f32], eps_r1: &mut Option<Vec<f32>>) -> Result<Vec<f32>, EngineError> {
+    fn step_2(
+        &mut self,
+        x: &[f32],
+        t: f32,
+        t_next: f32,
+        r1: f64,
+        eps: &[f32],
+        eps_r1: &mut Option<Vec<f32>>,
+    ) -> Result<Vec<f32>, EngineError> {
         let h = t_next - t;
         let r1_f = r1 as f32;
         if eps_r1.is_none() {
@@ -110,7 +118,12 @@ fn add_noise(cx: &mut Context<'_>, x: &mut [f32], su: f32) {
 }
 
 /// `sample_dpm_fast` with `n` model evaluations from σ_max down to σ_min (`n` ≥ 1).
-pub fn sample_fast(mut x: Vec<f32>, (sigma_min, sigma_max, nfe): (f32, f32, usize), cx: &mut Context<'_>, eta: f32) -> Result<Vec<f32>, EngineError> {
+pub fn sample_fast(
+    mut x: Vec<f32>,
+    (sigma_min, sigma_max, nfe): (f32, f32, usize),
+    cx: &mut Context<'_>,
+    eta: f32,
+) -> Result<Vec<f32>, EngineError> {
     let (t_start, t_end) = (t_of(sigma_max), t_of(sigma_min));
     let m = nfe / 3 + 1;
     let ts = super::schedules::linspace_f32(t_start, t_end, m + 1);
@@ -160,7 +173,12 @@ impl StepSizeController {
 
 /// `sample_dpm_adaptive` at order 3 with k-diffusion's tolerances (rtol 0.05, atol 0.0078,
 /// h_init 0.05).
-pub fn sample_adaptive(mut x: Vec<f32>, (sigma_min, sigma_max, _): (f32, f32, usize), cx: &mut Context<'_>, eta: f32) -> Result<Vec<f32>, EngineError> {
+pub fn sample_adaptive(
+    mut x: Vec<f32>,
+    (sigma_min, sigma_max, _): (f32, f32, usize),
+    cx: &mut Context<'_>,
+    eta: f32,
+) -> Result<Vec<f32>, EngineError> {
     let (t_start, t_end) = (t_of(sigma_max), t_of(sigma_min));
     let (atol, rtol) = (0.0078f32, 0.05f32);
     let mut pid = StepSizeController { h: 0.05, order: if eta != 0.0 { 1.5 } else { 3.0 } };

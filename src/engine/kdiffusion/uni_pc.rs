@@ -57,10 +57,11 @@ fn solve(m: &[Vec<f32>], b: &[f32]) -> Vec<f32> {
     for col in 0..n {
         let pivot = (col..n).max_by(|&p, &q| a[p][col].abs().total_cmp(&a[q][col].abs())).unwrap_or(col);
         a.swap(col, pivot);
-        for row in col + 1..n {
-            let f = a[row][col] / a[col][col];
-            for c in col..=n {
-                a[row][c] -= f * a[col][c];
+        let pivot_row = a[col].clone();
+        for row in a.iter_mut().skip(col + 1) {
+            let f = row[col] / pivot_row[col];
+            for (v, p) in row.iter_mut().zip(&pivot_row).skip(col) {
+                *v -= f * p;
             }
         }
     }
@@ -77,17 +78,21 @@ fn weighted_sum(d: &[Vec<f32>], weights: &[f32], numel: usize) -> Vec<f32> {
     (0..numel).map(|j| d.iter().zip(weights).map(|(d, w)| d[j] * w).sum()).collect()
 }
 
-/// One UniPC step from `t_prev.last()` to `t` of order `order`: the predictor (unless there is
-/// no history), then, with `use_corrector`, the model at the predicted point and the corrected
+/// Where one UniPC step goes: to time `t`, of order `order`, with or without the corrector.
+struct Target {
+    t: f32,
+    order: usize,
+    use_corrector: bool,
+}
+
+/// One UniPC step from `t_prev.last()` to `target.t`: the predictor (unless there is no
+/// history), then, with the corrector, the model at the predicted point and the corrected
 /// latent. Returns the latent and the model output at the predicted point (for the history).
 fn update(
     cx: &mut Context<'_>,
     x: &[f32],
-    model_prev: &[Vec<f32>],
-    t_prev: &[f32],
-    t: f32,
-    order: usize,
-    use_corrector: bool,
+    (model_prev, t_prev): (&[Vec<f32>], &[f32]),
+    Target { t, order, use_corrector }: Target,
     variant: Variant,
 ) -> Result<(Vec<f32>, Option<Vec<f32>>), EngineError> {
     let numel = x.len();
@@ -182,7 +187,8 @@ pub fn sample(x: Vec<f32>, sigmas: &[f32], cx: &mut Context<'_>, variant: Varian
             t_prev.push(timesteps[0]);
         } else if step_index < order {
             let t = timesteps[step_index];
-            let (next, model_x) = update(cx, &x, &model_prev, &t_prev, t, step_index, true, variant)?;
+            let target = Target { t, order: step_index, use_corrector: true };
+            let (next, model_x) = update(cx, &x, (&model_prev, &t_prev), target, variant)?;
             x = next;
             let model_x = match model_x {
                 Some(m) => m,
@@ -192,11 +198,9 @@ pub fn sample(x: Vec<f32>, sigmas: &[f32], cx: &mut Context<'_>, variant: Varian
             t_prev.push(t);
         } else {
             let last = if step_index == steps - 1 { step_index + 1 } else { step_index };
-            for step in step_index..=last {
-                let t = timesteps[step];
-                let step_order = order.min(steps + 1 - step);
-                let use_corrector = step != steps;
-                let (next, model_x) = update(cx, &x, &model_prev, &t_prev, t, step_order, use_corrector, variant)?;
+            for (step, &t) in timesteps.iter().enumerate().take(last + 1).skip(step_index) {
+                let target = Target { t, order: order.min(steps + 1 - step), use_corrector: step != steps };
+                let (next, model_x) = update(cx, &x, (&model_prev, &t_prev), target, variant)?;
                 x = next;
                 model_prev.rotate_left(1);
                 t_prev.rotate_left(1);

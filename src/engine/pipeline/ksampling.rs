@@ -2,9 +2,10 @@
 //! ([`super::randomness`]), its sigma schedule and k-diffusion sampler
 //! ([`crate::engine::kdiffusion`]) over the UNet behind the tool's discrete eps wrapper
 //! (`x·c_in` in, the timestep from σ, `x − σ·ε` out) with guidance combined on the denoised
-//! latents, and its 8-bit pixels (truncated). ComfyUI's image-to-image (a KSampler at denoise
-//! below 1 over `VAEEncode`'s latents) runs too; A1111's image-to-image, inpainting and the hires
-//! fix run in the diffusers mode only so far.
+//! latents, and its 8-bit pixels (truncated). Image-to-image runs too, over the VAE encoder's
+//! latents (the posterior's mean): A1111's (the last `int(strength · steps) + 1` sigmas of the
+//! schedule) and ComfyUI's (a KSampler at denoise below 1: the tail of a longer schedule).
+//! Inpainting, outpainting and the hires fix run in the diffusers mode only so far.
 
 use std::time::Instant;
 
@@ -128,8 +129,8 @@ pub fn generate(
     let started = Instant::now();
     let compat = settings.noise.compat;
     let flavor = flavor(compat).expect("called for the a1111 and comfyui modes");
-    // The request rules refuse the rest; a ComfyUI image-to-image is an init image alone.
-    let img2img = settings.init_image.is_some() && flavor == Flavor::ComfyUi && settings.mask.is_none() && settings.outpaint.is_none();
+    // The request rules refuse the rest; an image-to-image run is an init image alone.
+    let img2img = settings.init_image.is_some() && settings.mask.is_none() && settings.outpaint.is_none();
     if (settings.init_image.is_some() && !img2img) || settings.hires.is_some() {
         return Err(EngineError::InvalidRequest(format!("compat {compat} does not run this mode yet; use compat diffusers")));
     }
@@ -148,6 +149,13 @@ pub fn generate(
     let schedule = model_schedule(model, flavor)?;
     let steps = settings.steps as usize;
     let sigmas = match (&init, settings.strength) {
+        // A1111's `sample_img2img`: of the schedule of `steps`, the last t_enc + 1 steps, t_enc =
+        // int(min(strength, 0.999) · steps).
+        (Some(_), Some(strength)) if flavor == Flavor::A1111 => {
+            let all = schedules::sigmas(&schedule, sampler, settings.schedule, steps).map_err(EngineError::InvalidRequest)?;
+            let t_enc = (strength.min(0.999) * steps as f64) as usize;
+            all[steps.saturating_sub(t_enc + 1)..].to_vec()
+        }
         // ComfyUI's KSampler at denoise < 1: the schedule of int(steps / denoise) steps, its
         // last steps + 1 sigmas.
         (Some(_), Some(denoise)) if denoise <= 0.9999 => {

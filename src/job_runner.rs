@@ -11,9 +11,10 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use crate::api::GenerationSettings;
+use crate::api::{Compat, GenerationSettings};
 use crate::atomic_file::write_atomically;
 use crate::engine::model::{Residency, SdModel};
+use crate::engine::noise::a1111::A1111Seeds;
 use crate::engine::pipeline::{generate, Output as GenerationOutput, SourceImages};
 use crate::engine::{infotext, png_meta, preview, runtime, CancelToken, EngineError};
 use crate::jobs::{ExecError, JobExecutor, JobProgress, JobRecord, NewImage};
@@ -165,6 +166,27 @@ impl JobExecutor for EngineExecutor {
     }
 }
 
+/// Each image's seed and parameters text. Every image of a batch shares the settings; in the
+/// a1111 mode each has its own seed (and variation seed), as A1111's `all_seeds` and infotexts
+/// have them.
+pub fn image_infotexts(settings: &GenerationSettings, model: &SdModel, output: &GenerationOutput) -> Vec<(u64, String)> {
+    let a1111 = (settings.noise.compat == Compat::A1111).then(|| A1111Seeds::from_settings(settings));
+    let batch = output.images.len();
+    let extra = output.extra_parameters();
+    (0..batch)
+        .map(|i| {
+            let mut own = settings.clone();
+            if let Some(seeds) = &a1111 {
+                own.seed = seeds.image_seeds(batch)[i];
+                if let Some(subseeds) = seeds.image_subseeds(batch) {
+                    own.noise.subseed = Some(subseeds[i]);
+                }
+            }
+            (own.seed, infotext::infotext_with(&own, &model.name, &model.short_hash, &extra))
+        })
+        .collect()
+}
+
 /// Writes a generation's PNGs (metadata embedded) atomically into
 /// `<outputs>/YYYY-MM-DD/<job>-<n>.png`, as every job's images are kept; returns what the job
 /// store records. Also used by `easel generate` for the images it records.
@@ -178,9 +200,7 @@ pub fn save_images(
 ) -> Result<Vec<NewImage>, ExecError> {
     let day = utc_date(created_at_ms);
     let mut saved = Vec::with_capacity(output.images.len());
-    // One infotext per generation: every image of a batch shares the settings and the seed.
-    let infotext = infotext::infotext_with(settings, &model.name, &model.short_hash, &output.extra_parameters());
-    for image in &output.images {
+    for (image, (seed, infotext)) in output.images.iter().zip(image_infotexts(settings, model, output)) {
         let bytes = png_meta::image_png(settings, model, image, &infotext).map_err(|e| ExecError::Failed(e.to_string()))?;
         let relative = format!("{day}/{job_id}-{}.png", image.index);
         let path = outputs_dir.join(&relative);
@@ -188,11 +208,11 @@ pub fn save_images(
         saved.push(NewImage {
             batch_index: image.index as u32,
             path: relative,
-            seed: settings.seed,
+            seed,
             width: image.width,
             height: image.height,
             sha256: format!("{:x}", Sha256::digest(&bytes)),
-            infotext: infotext.clone(),
+            infotext,
         });
     }
     Ok(saved)

@@ -277,6 +277,15 @@ fn compat_modes_draw_the_tools_own_start_noise() {
         if case.contains("subseed") {
             assert!(text.contains("Variation seed: 99, Variation seed strength: 0.3"), "{text}");
         }
+        // A1111 seeds image i with seed + i (with a variation seed, the subseed moves instead)
+        // and says so in that image's parameters.
+        let second = parameters(&data.join(format!("{case}-1.png")));
+        if case == "a1111_nv_first_s1234" {
+            assert!(text.contains("Seed: 1234,") && second.contains("Seed: 1235,"), "{text}\n{second}");
+        }
+        if case.contains("subseed") {
+            assert!(second.contains("Seed: 1234,") && second.contains("Variation seed: 100,"), "{second}");
+        }
     }
     // A1111's settings need its mode.
     let output = easel(&data).args(["--model", "tiny-sd", "--prompt", "x", "--subseed", "3"]).output().unwrap();

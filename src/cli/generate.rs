@@ -14,7 +14,7 @@ use crate::api::request::{FieldError, GenerateRequest, GenerationSettings};
 use crate::engine::model::{Residency, SdModel};
 use crate::engine::pipeline::{generate, SourceImages};
 use crate::engine::prompt::embeddings::{EmbeddingFile, EMBEDDING_EXTENSIONS};
-use crate::engine::{infotext, npy, png_meta, runtime, CancelToken, EngineError};
+use crate::engine::{npy, png_meta, runtime, CancelToken, EngineError};
 use crate::uploads;
 
 #[derive(Args, Debug, Clone)]
@@ -388,8 +388,8 @@ pub fn run(args: &GenerateArgs, settings: &crate::config::Settings) -> Result<()
         eprintln!("recorded as job {job_id}: in the Gallery and history (--no-record to skip)");
     } else {
         let out = args.output.clone().unwrap_or_else(|| settings.outputs_dir.clone());
-        let parameters = infotext::infotext_with(&resolved, &model.name, &model.short_hash, &output.extra_parameters());
-        for (image, path) in output.images.iter().zip(output_paths(&out, &resolved)) {
+        let texts = crate::job_runner::image_infotexts(&resolved, &model, &output);
+        for ((image, path), (_, parameters)) in output.images.iter().zip(output_paths(&out, &resolved)).zip(texts) {
             let bytes = png_meta::image_png(&resolved, &model, image, &parameters).map_err(failed)?;
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent).map_err(|e| GenerateError::Failed(format!("cannot create {}: {e}", parent.display())))?;

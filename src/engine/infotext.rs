@@ -33,10 +33,17 @@ fn python_number(x: f32) -> String {
 }
 
 /// The schedule a generation ran with as A1111 names it: the compat mode's default resolved
-/// (ComfyUI's is `simple`; A1111's and diffusers' stay "Automatic").
+/// (ComfyUI's is `simple`; A1111's Automatic is the sampler's table entry, `Karras` for DPM++ 2M,
+/// and stays "Automatic" where that is the model's own timesteps; diffusers' stays "Automatic").
 fn effective_schedule(settings: &GenerationSettings) -> crate::api::Schedule {
+    use crate::api::{Compat, Schedule};
+    use crate::engine::kdiffusion::KSampler;
     match (settings.noise.compat, settings.schedule) {
-        (crate::api::Compat::ComfyUi, crate::api::Schedule::Default) => crate::api::Schedule::Simple,
+        (Compat::ComfyUi, Schedule::Default) => Schedule::Simple,
+        (Compat::A1111, Schedule::Default) => match KSampler::for_sampler(settings.sampler).map(KSampler::a1111_automatic) {
+            Some(Schedule::Uniform) | None => Schedule::Default,
+            Some(schedule) => schedule,
+        },
         (_, schedule) => schedule,
     }
 }
@@ -161,6 +168,20 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a1111_automatic_is_written_as_the_schedule_it_resolves_to() {
+        let mut s = settings();
+        s.noise.compat = crate::api::Compat::A1111;
+        s.schedule = crate::api::Schedule::Default;
+        s.sampler = crate::api::Sampler::Dpmpp2m;
+        assert!(infotext(&s, "m", "h").contains("Schedule type: Karras,"));
+        s.sampler = crate::api::Sampler::Dpmpp2mSde;
+        assert!(infotext(&s, "m", "h").contains("Schedule type: Exponential,"));
+        // Euler's Automatic is the model's own timesteps, which A1111 calls Automatic.
+        s.sampler = crate::api::Sampler::Euler;
+        assert!(infotext(&s, "m", "h").contains("Schedule type: Automatic,"));
     }
 
     #[test]

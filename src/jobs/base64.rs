@@ -1,4 +1,5 @@
-//! Standard base64 (RFC 4648 section 4, with padding), for the preview PNGs inside JSON events.
+//! Standard base64 (RFC 4648 section 4, with padding): preview PNGs inside JSON events, images
+//! in and out of the A1111 API, HTTP Basic credentials.
 
 /// Standard base64 with padding (RFC 4648 section 4), for previews inside JSON.
 pub fn base64_encode(bytes: &[u8]) -> String {
@@ -19,6 +20,33 @@ pub fn base64_encode(bytes: &[u8]) -> String {
     out
 }
 
+/// Standard-alphabet base64 as Python's `b64decode` reads what clients send: whitespace skipped,
+/// decoding stops at the first `=` (missing padding is fine); `None` for any other character.
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for byte in text.bytes() {
+        let sextet = match byte {
+            b'A'..=b'Z' => byte - b'A',
+            b'a'..=b'z' => byte - b'a' + 26,
+            b'0'..=b'9' => byte - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' => break,
+            b' ' | b'\n' | b'\r' | b'\t' => continue,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(sextet);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -32,5 +60,10 @@ mod tests {
             assert_eq!(base64_encode(input.as_bytes()), expected, "{input:?}");
         }
         assert_eq!(base64_encode(&[0xff, 0xfe, 0xfd, 0x00]), "//79AA==");
+        for (input, expected) in vectors {
+            assert_eq!(base64_decode(expected).unwrap(), input.as_bytes(), "{expected:?}");
+        }
+        assert_eq!(base64_decode("Zm9v\nYg").unwrap(), b"foob");
+        assert_eq!(base64_decode("Zm9v!"), None);
     }
 }

@@ -2,6 +2,7 @@
 //! request tracing, and the serve loop with graceful shutdown. It translates HTTP to calls on the
 //! one service, [`crate::service::Easel`] (in [`AppState`]); it holds no generation logic of its own.
 
+mod a1111;
 mod api_jobs;
 mod api_models;
 mod api_uploads;
@@ -35,6 +36,7 @@ pub fn app(state: AppState) -> Router {
     let leptos_options = state.leptos_options.clone();
     Router::new()
         .nest("/api/v1", api_v1::router())
+        .nest(a1111::PREFIX, a1111::router())
         .route("/metrics", axum::routing::get(metrics))
         .route("/api/{*rest}", axum::routing::any(api_v1::not_found))
         .nest_service(

@@ -1,6 +1,8 @@
 //! What every handler, server function and SSR render is handed: the service and how pages are
 //! rendered.
 
+use std::sync::Arc;
+
 use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 
@@ -13,12 +15,15 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     /// The one service every door calls.
     pub easel: Easel,
+    /// The A1111 API's own state (its options, its calls in flight).
+    pub a1111: Arc<super::a1111::A1111Door>,
 }
 
 impl AppState {
     /// Starts the service (see [`Easel::start`]) and pairs it with the site options.
     pub fn start(leptos_options: LeptosOptions, settings: Settings) -> Result<Self, StartupError> {
-        Ok(Self { leptos_options, easel: Easel::start(settings)? })
+        let a1111 = Arc::new(super::a1111::A1111Door::open(&settings.data_dir));
+        Ok(Self { leptos_options, easel: Easel::start(settings)?, a1111 })
     }
 }
 

@@ -453,6 +453,15 @@ impl Easel {
         blocking(move || Ok::<_, ServiceError>(uploads.png(&lookup).ok())).await?.ok_or_else(|| ServiceError::ImageNotFound(id.to_string()))
     }
 
+    /// A generated image's PNG bytes, as written (metadata included); unknown ids and files gone
+    /// from disk are [`ServiceError::ImageNotFound`].
+    pub async fn image_png(&self, id: &str) -> Result<Vec<u8>, ServiceError> {
+        let store = self.jobs.store().clone();
+        let lookup = id.to_string();
+        let record = blocking(move || store.image(&lookup)).await?.ok_or_else(|| ServiceError::ImageNotFound(id.to_string()))?;
+        tokio::fs::read(self.settings.outputs_dir.join(&record.path)).await.map_err(|_| ServiceError::ImageNotFound(id.to_string()))
+    }
+
     /// Job counts by status (for `/metrics`).
     pub async fn status_counts(&self) -> Result<StatusCounts, ServiceError> {
         let store = self.jobs.store().clone();

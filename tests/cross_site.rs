@@ -27,6 +27,13 @@ async fn cross_site_writes_and_foreign_hosts_are_refused() {
     }
     let delete = client.delete(server.url("/api/v1/models/tiny-sd")).header("sec-fetch-site", "cross-site").send().await.unwrap();
     assert_eq!(delete.status(), 403);
+    // The A1111 API's writes too: a page elsewhere cannot queue work or change its options.
+    for path in ["/sdapi/v1/txt2img", "/sdapi/v1/options", "/sdapi/v1/interrupt"] {
+        let resp = client.post(server.url(path)).header(ORIGIN, "https://evil.example").json(&json!({"prompt": "x"})).send().await.unwrap();
+        assert_eq!(resp.status(), 403, "{path}");
+    }
+    let rebound = client.get(server.url("/sdapi/v1/options")).header(HOST, "evil.example:3000").send().await.unwrap();
+    assert_eq!(rebound.status(), 421, "a rebound name reads no A1111 options");
     // A form or text/plain POST to a server function (no preflight needed) is refused outright.
     let plain = client.post(server.url("/api/ui/cancel")).header(CONTENT_TYPE, "text/plain").body(r#"{"id":"x"}"#).send().await.unwrap();
     assert_eq!(plain.status(), 415);

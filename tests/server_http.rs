@@ -152,4 +152,12 @@ async fn api_token_is_required_when_configured() {
     assert!(image.headers()["cache-control"].to_str().unwrap().starts_with("private"), "{:?}", image.headers());
     let with_cookie = client.get(&config).header("cookie", "easel_token=s3cret").send().await.unwrap();
     assert_eq!(with_cookie.status(), 200);
+    // A1111 clients send Basic credentials (their --api-auth); the token is the password, and a
+    // refusal comes in A1111's shape with a Basic challenge.
+    let options = server.url("/sdapi/v1/options");
+    assert_eq!(client.get(&options).basic_auth("webui", Some("s3cret")).send().await.unwrap().status(), 200);
+    let refused = client.get(&options).basic_auth("webui", Some("wrong")).send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    assert_eq!(refused.headers()["www-authenticate"], "Basic");
+    assert_eq!(refused.json::<serde_json::Value>().await.unwrap()["detail"], "Incorrect username or password");
 }

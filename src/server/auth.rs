@@ -1,5 +1,6 @@
 //! Optional bearer-token authentication. With `EASEL_API_TOKEN` set, every request except the
-//! health check must carry `Authorization: Bearer <token>` or the `easel_token` cookie. A browser
+//! health check must carry `Authorization: Bearer <token>`, HTTP Basic credentials with the token
+//! as password (what A1111 clients send for `--api-auth`), or the `easel_token` cookie. A browser
 //! gets the cookie by opening any page once with `?token=<token>`. Without a token configured
 //! (the loopback default) this layer lets everything through.
 
@@ -17,10 +18,22 @@ fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The password of HTTP Basic credentials (`user:password`, any user): how A1111 clients, made
+/// for A1111's `--api-auth`, send a secret.
+fn basic_password(value: &str) -> Option<String> {
+    let decoded = crate::jobs::base64::base64_decode(value.trim())?;
+    let text = String::from_utf8(decoded).ok()?;
+    text.split_once(':').map(|(_, password)| password.to_string())
+}
+
 fn presented(request: &Request) -> (Option<String>, bool) {
     let headers = request.headers();
-    if let Some(bearer) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")) {
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if let Some(bearer) = authorization.and_then(|v| v.strip_prefix("Bearer ")) {
         return (Some(bearer.trim().to_string()), false);
+    }
+    if let Some(password) = authorization.and_then(|v| v.strip_prefix("Basic ")).and_then(basic_password) {
+        return (Some(password), false);
     }
     let cookie = headers
         .get_all(header::COOKIE)
@@ -95,9 +108,16 @@ pub async fn require_token(State(state): State<AppState>, request: Request, next
             response
         }
         _ => {
+            // A1111 clients are told in A1111's shape, and asked for Basic credentials.
+            if request.uri().path().starts_with(super::a1111::PREFIX) {
+                let body = serde_json::json!({"error": "HTTPException", "detail": "Incorrect username or password", "body": "", "errors": "401: Incorrect username or password"});
+                let mut response = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
+                return response;
+            }
             let mut response = ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "this server requires a token: send Authorization: Bearer <EASEL_API_TOKEN>, or open the UI once with ?token=<EASEL_API_TOKEN>",
+                "this server requires a token: send Authorization: Bearer <EASEL_API_TOKEN> (or Basic credentials with the token as password), or open the UI once with ?token=<EASEL_API_TOKEN>",
             )
             .into_response();
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -115,6 +135,14 @@ mod tests {
         let uri = |s: &str| s.parse::<axum::http::Uri>().unwrap();
         assert_eq!(without_token(&uri("/?token=abc")), "/");
         assert_eq!(without_token(&uri("/gallery?x=1&token=abc&y=2")), "/gallery?x=1&y=2");
+    }
+
+    #[test]
+    fn basic_credentials_give_their_password() {
+        assert_eq!(basic_password("dXNlcjpzM2NyZXQ=").as_deref(), Some("s3cret")); // user:s3cret
+        assert_eq!(basic_password("OnMzY3JldA==").as_deref(), Some("s3cret")); // :s3cret
+        assert_eq!(basic_password("bm9jb2xvbg=="), None); // nocolon
+        assert_eq!(basic_password("!!"), None);
     }
 
     #[test]

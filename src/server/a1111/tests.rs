@@ -84,3 +84,22 @@ fn images_arrive_as_base64_or_data_urls() {
     assert_eq!(decode_image_data("https://example.com/a.png"), Err(ImageDataError::RequestsNotAllowed));
     assert_eq!(decode_image_data("!!"), Err(ImageDataError::Invalid));
 }
+
+#[test]
+fn the_sampler_table_agrees_with_easels_samplers_and_their_automatic_schedules() {
+    use crate::api::{Sampler, Schedule};
+    use crate::engine::kdiffusion::KSampler;
+    for entry in &A1111_SAMPLERS {
+        let Some(sampler) = entry.easel else { continue };
+        assert_eq!(sampler.a1111_name(), entry.name, "one name per sampler");
+        if sampler.runs_in(Compat::A1111) {
+            let automatic = KSampler::for_sampler(sampler).unwrap().a1111_automatic();
+            let listed = entry.default_scheduler().map(|name| find_scheduler(name).unwrap().easel);
+            let want = (automatic != Schedule::Uniform).then_some(automatic);
+            assert_eq!(listed, want, "{}: the engine's Automatic", entry.name);
+        }
+    }
+    for sampler in Sampler::ALL.into_iter().filter(|s| s.runs_in(Compat::A1111)) {
+        assert!(A1111_SAMPLERS.iter().any(|e| e.easel == Some(sampler)), "{sampler:?} runs in the a1111 mode but is not listed");
+    }
+}

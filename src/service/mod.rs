@@ -1,6 +1,6 @@
 //! The one service behind every door: [`Easel`] accepts generations, answers for jobs, images,
 //! models and pulls, and returns typed [`ServiceError`]s. The REST handlers, the UI's server
-//! functions (and, later, the A1111 and ComfyUI APIs) are adapters of a few lines over it that
+//! functions, the A1111 API (and, later, the ComfyUI API) are adapters of a few lines over it that
 //! only translate their transport, so every door applies the same limits, idempotency and
 //! validation. Blocking work (SQLite, registry scans, ONNX inspection) runs here on tokio's
 //! blocking pool, once, so no caller can forget to.

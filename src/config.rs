@@ -30,6 +30,8 @@ pub enum LogFormat {
 pub struct SettingsLayer {
     pub host: Option<IpAddr>,
     pub port: Option<u16>,
+    /// Port of ComfyUI's API (off when absent).
+    pub comfyui_port: Option<u16>,
     pub models_dir: Option<PathBuf>,
     /// Read-only model folders of other tools (an A1111 or ComfyUI install, or its `models`
     /// folder), searched after the models dir.
@@ -68,6 +70,8 @@ pub struct Settings {
     pub host: IpAddr,
     /// Port the HTTP server binds (0 picks a free one).
     pub port: u16,
+    /// Port ComfyUI's API is served on, on the same address; `None`: not served.
+    pub comfyui_port: Option<u16>,
     /// Folder scanned for models in the diffusers ONNX layout.
     pub models_dir: PathBuf,
     /// Other tools' model folders (A1111 or ComfyUI layout, detected), read-only.
@@ -149,6 +153,7 @@ impl SettingsLayer {
         Ok(Self {
             host: parsed(&lookup, "EASEL_HOST", "an IP address such as 127.0.0.1")?,
             port: parsed(&lookup, "EASEL_PORT", "a port number 0..65535")?,
+            comfyui_port: parsed(&lookup, "EASEL_COMFYUI_PORT", "a port number 0..65535")?,
             models_dir: path("EASEL_MODELS_DIR"),
             extra_models_dirs: lookup("EASEL_EXTRA_MODELS_DIRS")
                 .filter(|v| !v.is_empty())
@@ -184,6 +189,7 @@ impl SettingsLayer {
         SettingsLayer {
             host: over.host.or(self.host),
             port: over.port.or(self.port),
+            comfyui_port: over.comfyui_port.or(self.comfyui_port),
             models_dir: over.models_dir.or(self.models_dir),
             extra_models_dirs: over.extra_models_dirs.or(self.extra_models_dirs),
             allowed_hosts: over.allowed_hosts.or(self.allowed_hosts),
@@ -264,6 +270,7 @@ impl Settings {
         Ok(Settings {
             host,
             port: merged.port.unwrap_or(3000),
+            comfyui_port: merged.comfyui_port,
             models_dir: merged.models_dir.unwrap_or_else(|| default_models_dir(&data_dir)),
             extra_models_dirs: merged.extra_models_dirs.unwrap_or_default(),
             allowed_hosts: merged.allowed_hosts.unwrap_or_default(),

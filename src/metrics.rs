@@ -135,6 +135,14 @@ pub fn render(engine: &EngineMetrics, process: &ProcessSnapshot) -> String {
     out
 }
 
+/// Physical memory, from `/proc/meminfo` (Linux); `None` elsewhere.
+pub fn total_memory_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

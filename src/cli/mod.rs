@@ -77,6 +77,10 @@ pub struct SettingsArgs {
     /// Port to bind [default: 3000].
     #[arg(long, global = true)]
     pub port: Option<u16>,
+    /// Also serve ComfyUI's API (`/prompt`, `/ws`, ...) on this port, same address and rules
+    /// [default: off; ComfyUI's own is 8188].
+    #[arg(long, global = true, value_name = "PORT")]
+    pub comfyui_port: Option<u16>,
     /// Folder of models in the diffusers ONNX layout [default: ./models if it exists, else <data-dir>/models].
     #[arg(long, global = true, value_name = "DIR")]
     pub models_dir: Option<PathBuf>,
@@ -122,6 +126,7 @@ impl SettingsArgs {
         SettingsLayer {
             host: self.host,
             port: self.port,
+            comfyui_port: self.comfyui_port,
             models_dir: self.models_dir.clone(),
             extra_models_dirs: (!self.extra_models_dir.is_empty()).then(|| self.extra_models_dir.clone()),
             allowed_hosts: (!self.allowed_hosts.is_empty()).then(|| self.allowed_hosts.clone()),
@@ -231,6 +236,14 @@ fn serve(args: &SettingsArgs) -> anyhow::Result<()> {
         let port_error = |e: std::io::Error| anyhow::anyhow!("cannot serve on {addr}: {e} (is another program using the port? try --port)");
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(port_error)?;
         let bound = listener.local_addr().map_err(port_error)?;
+        let comfyui = match settings.comfyui_port {
+            Some(port) => {
+                let at = SocketAddr::new(settings.host, port);
+                let taken = |e: std::io::Error| anyhow::anyhow!("cannot serve ComfyUI's API on {at}: {e} (try another --comfyui-port)");
+                Some(tokio::net::TcpListener::bind(at).await.map_err(taken)?)
+            }
+            None => None,
+        };
         let state = crate::server::AppState::start(crate::server::leptos_options(bound), settings)?;
         let jobs = state.easel.queue().clone();
         if let Err(e) = state.easel.runtime() {
@@ -238,7 +251,22 @@ fn serve(args: &SettingsArgs) -> anyhow::Result<()> {
         }
         tracing::info!(%bound, "listening");
         println!("Easel is running at http://{bound}/");
+        let comfyui = match comfyui {
+            Some(listener) => {
+                let app = crate::server::comfyui_app(state.clone());
+                let at = listener.local_addr()?;
+                tracing::info!(%at, "ComfyUI API listening");
+                println!("ComfyUI's API is at http://{at}/");
+                Some(tokio::spawn(
+                    async move { axum::serve(listener, app.into_make_service()).with_graceful_shutdown(shutdown_signal()).await },
+                ))
+            }
+            None => None,
+        };
         crate::server::serve_on(listener, state, shutdown_signal()).await.map_err(port_error)?;
+        if let Some(task) = comfyui {
+            task.abort();
+        }
         // Hand the running job back to the queue; it runs again at the next start.
         tokio::task::spawn_blocking(move || jobs.shutdown(crate::jobs::ShutdownMode::InterruptCurrentJob)).await?;
         Ok(())

@@ -9,6 +9,7 @@ mod api_uploads;
 mod api_v1;
 mod auth;
 mod browser_headers;
+mod comfyui;
 mod error;
 mod openapi;
 mod origin_guard;
@@ -53,6 +54,18 @@ pub fn app(state: AppState) -> Router {
             move || shell(leptos_options.clone()),
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), origin_guard::guard))
+        .layer(axum::middleware::from_fn(browser_headers::add))
+        .layer(axum::middleware::from_fn(request_trace::trace_request))
+        .with_state(state)
+}
+
+/// ComfyUI's API, for its own listener (`--comfyui-port`): the same state, the same host,
+/// origin and token rules as the main port.
+pub fn comfyui_app(state: AppState) -> Router {
+    Router::new()
+        .merge(comfyui::router())
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
         .layer(axum::middleware::from_fn_with_state(state.clone(), origin_guard::guard))
         .layer(axum::middleware::from_fn(browser_headers::add))

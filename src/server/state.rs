@@ -17,13 +17,16 @@ pub struct AppState {
     pub easel: Easel,
     /// The A1111 API's own state (its options, its calls in flight).
     pub a1111: Arc<super::a1111::A1111Door>,
+    /// The ComfyUI API's own state (its prompts and history, its websocket clients).
+    pub comfyui: Arc<super::comfyui::ComfyDoor>,
 }
 
 impl AppState {
     /// Starts the service (see [`Easel::start`]) and pairs it with the site options.
     pub fn start(leptos_options: LeptosOptions, settings: Settings) -> Result<Self, StartupError> {
         let a1111 = Arc::new(super::a1111::A1111Door::open(&settings.data_dir));
-        Ok(Self { leptos_options, easel: Easel::start(settings)?, a1111 })
+        let comfyui = Arc::new(super::comfyui::ComfyDoor::default());
+        Ok(Self { leptos_options, easel: Easel::start(settings)?, a1111, comfyui })
     }
 }
 

@@ -570,13 +570,5 @@ async fn cmd_flags(State(state): State<AppState>) -> Json<Value> {
 }
 
 async fn memory() -> Json<MemoryResponse> {
-    Json(MemoryResponse::new(crate::metrics::resident_memory_bytes(), total_memory_bytes()))
-}
-
-/// Physical memory, from `/proc/meminfo` (Linux).
-fn total_memory_bytes() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+    Json(MemoryResponse::new(crate::metrics::resident_memory_bytes(), crate::metrics::total_memory_bytes()))
 }

@@ -1,0 +1,595 @@
+//! Owns an API-format ComfyUI graph (`{"<id>": {"class_type", "inputs"}}`, links as
+//! `["<id>", slot]`): its validation as ComfyUI's `validate_prompt` reports it (`node_errors`
+//! with `required_input_missing`, `bad_linked_input`, `return_type_mismatch`,
+//! `invalid_input_type`, `value_smaller_than_min`, `value_bigger_than_max`, `value_not_in_list`),
+//! and the translation of each output node's chain into one Easel request run in the comfyui
+//! mode: loaders, LoRAs and CLIP skip become the model, `loras`, `vae` and `clip_skip`; the
+//! KSampler's settings, its latent (empty, or `VAEEncode` of an uploaded picture for
+//! image-to-image) and its prompts become the rest. A chain Easel cannot run is a node error that
+//! names the node.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{json, Map, Value};
+
+use super::nodes::{sampler_named, scheduler_named, InputKind, NodeSpec};
+use crate::api::{GenerateRequest, LoraRef};
+
+/// One node of a graph.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub class: String,
+    pub inputs: Map<String, Value>,
+}
+
+/// One problem with one input (ComfyUI's error record).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputError {
+    pub kind: &'static str,
+    pub message: String,
+    pub details: String,
+    pub input: Option<String>,
+}
+
+impl InputError {
+    fn new(kind: &'static str, message: &str, details: String, input: Option<&str>) -> Self {
+        Self { kind, message: message.to_string(), details, input: input.map(str::to_string) }
+    }
+
+    pub fn to_json(&self) -> Value {
+        let mut extra = Map::new();
+        if let Some(name) = &self.input {
+            extra.insert("input_name".into(), json!(name));
+        }
+        json!({"type": self.kind, "message": self.message, "details": self.details, "extra_info": extra})
+    }
+}
+
+/// Why a graph was refused as a whole (`{"error": ..., "node_errors": ...}`, HTTP 400).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub error: Value,
+    pub node_errors: Value,
+}
+
+/// What one output node runs: its Easel request and the nodes of its chain, in run order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    pub node: String,
+    pub request: GenerateRequest,
+    pub chain: Vec<String>,
+    /// The KSampler's id (progress is reported on it).
+    pub sampler_node: String,
+}
+
+/// A validated graph: the outputs Easel runs, and the errors of those it skips.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Compiled {
+    pub outputs: Vec<Output>,
+    pub node_errors: Value,
+}
+
+/// Reads the nodes of a `/prompt` body's `prompt`.
+pub fn parse(prompt: &Value) -> Result<BTreeMap<String, Node>, Refusal> {
+    let Some(map) = prompt.as_object() else {
+        return Err(refusal("invalid_prompt", "Invalid prompt", "the prompt is not an object of nodes".into(), json!({})));
+    };
+    let mut nodes = BTreeMap::new();
+    for (id, node) in map {
+        let class = node.get("class_type").and_then(Value::as_str);
+        let Some(class) = class else {
+            return Err(missing_class(id, "", "Node has no class_type"));
+        };
+        let inputs = node.get("inputs").and_then(Value::as_object).cloned().unwrap_or_default();
+        nodes.insert(id.clone(), Node { class: class.to_string(), inputs });
+    }
+    Ok(nodes)
+}
+
+fn refusal(kind: &str, message: &str, details: String, node_errors: Value) -> Refusal {
+    Refusal { error: json!({"type": kind, "message": message, "details": details, "extra_info": {}}), node_errors }
+}
+
+fn missing_class(id: &str, class: &str, message: &str) -> Refusal {
+    Refusal {
+        error: json!({
+            "type": "missing_node_type",
+            "message": message,
+            "details": format!("Node ID '#{id}'"),
+            "extra_info": {"node_id": id, "class_type": class, "node_title": class},
+        }),
+        node_errors: json!({}),
+    }
+}
+
+/// A link input: `["<id>", slot]` (ComfyUI also accepts a numeric id).
+fn as_link(value: &Value) -> Option<(String, usize)> {
+    let pair = value.as_array().filter(|a| a.len() == 2)?;
+    let id = match &pair[0] {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    Some((id, usize::try_from(pair[1].as_u64()?).ok()?))
+}
+
+/// A literal as an integer (ComfyUI coerces `"20"` and `20.0`).
+fn as_int(value: &Value) -> Option<i128> {
+    match value {
+        Value::Number(n) => {
+            n.as_u64().map(i128::from).or(n.as_i64().map(i128::from)).or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i128))
+        }
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn as_float(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn as_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// ComfyUI's way of listing allowed values in an error: the list, or its length when long.
+fn shown_list(values: &[String]) -> String {
+    if values.len() > 20 {
+        format!("(list of length {})", values.len())
+    } else {
+        format!("{values:?}")
+    }
+}
+
+/// Validates graphs against `specs`.
+pub struct Validator<'a> {
+    nodes: &'a BTreeMap<String, Node>,
+    specs: &'a [NodeSpec],
+    /// Per node: `None` while being checked (a cycle), its errors once checked.
+    checked: HashMap<String, Option<Vec<InputError>>>,
+}
+
+impl<'a> Validator<'a> {
+    pub fn new(nodes: &'a BTreeMap<String, Node>, specs: &'a [NodeSpec]) -> Self {
+        Self { nodes, specs, checked: HashMap::new() }
+    }
+
+    fn spec(&self, class: &str) -> Option<&'a NodeSpec> {
+        self.specs.iter().find(|s| s.class == class)
+    }
+
+    /// Whether `id` and everything it depends on are valid; every invalid node's errors are kept.
+    fn check(&mut self, id: &str) -> bool {
+        match self.checked.get(id) {
+            Some(Some(errors)) => return errors.is_empty() && self.dependencies_ok(id),
+            Some(None) => return false,
+            None => {}
+        }
+        self.checked.insert(id.to_string(), None);
+        let node = &self.nodes[id];
+        let spec = self.spec(&node.class).expect("classes are checked first");
+        let mut errors = Vec::new();
+        let mut deps_ok = true;
+        for input in &spec.required {
+            let name = input.name;
+            let Some(value) = node.inputs.get(name) else {
+                errors.push(InputError::new("required_input_missing", "Required input is missing", name.to_string(), Some(name)));
+                continue;
+            };
+            match &input.kind {
+                InputKind::Link(kind) => {
+                    let Some((from, slot)) = as_link(value) else {
+                        errors.push(InputError::new(
+                            "bad_linked_input",
+                            "Bad linked input, must be a length-2 list of [node_id, slot_index]",
+                            name.to_string(),
+                            Some(name),
+                        ));
+                        continue;
+                    };
+                    let Some(source) = self.nodes.get(&from) else {
+                        errors.push(InputError::new(
+                            "bad_linked_input",
+                            "Bad linked input: no such node",
+                            format!("{name}: node {from}"),
+                            Some(name),
+                        ));
+                        continue;
+                    };
+                    let produced = self.spec(&source.class).and_then(|s| s.outputs.get(slot)).map(|(t, _)| *t);
+                    if produced != Some(kind) {
+                        errors.push(InputError::new(
+                            "return_type_mismatch",
+                            "Return type mismatch between linked nodes",
+                            format!("{name}, received_type({}) mismatch input_type({kind})", produced.unwrap_or("nothing")),
+                            Some(name),
+                        ));
+                        continue;
+                    }
+                    if !self.check(&from) {
+                        deps_ok = false;
+                    }
+                }
+                InputKind::Int { min, max, .. } => match as_int(value) {
+                    None => errors.push(InputError::new(
+                        "invalid_input_type",
+                        "Failed to convert an input value to a INT value",
+                        format!("{name}, {value}"),
+                        Some(name),
+                    )),
+                    Some(v) if v < i128::from(*min) => errors.push(InputError::new(
+                        "value_smaller_than_min",
+                        &format!("Value {v} smaller than min of {min}"),
+                        name.to_string(),
+                        Some(name),
+                    )),
+                    Some(v) if v > i128::from(*max) => errors.push(InputError::new(
+                        "value_bigger_than_max",
+                        &format!("Value {v} bigger than max of {max}"),
+                        name.to_string(),
+                        Some(name),
+                    )),
+                    Some(_) => {}
+                },
+                InputKind::Float { min, max, .. } => match as_float(value) {
+                    None => errors.push(InputError::new(
+                        "invalid_input_type",
+                        "Failed to convert an input value to a FLOAT value",
+                        format!("{name}, {value}"),
+                        Some(name),
+                    )),
+                    Some(v) if v < *min => errors.push(InputError::new(
+                        "value_smaller_than_min",
+                        &format!("Value {v} smaller than min of {min}"),
+                        name.to_string(),
+                        Some(name),
+                    )),
+                    Some(v) if v > *max => errors.push(InputError::new(
+                        "value_bigger_than_max",
+                        &format!("Value {v} bigger than max of {max}"),
+                        name.to_string(),
+                        Some(name),
+                    )),
+                    Some(_) => {}
+                },
+                InputKind::Text { .. } | InputKind::Upload => {
+                    if as_text(value).is_none() {
+                        errors.push(InputError::new(
+                            "invalid_input_type",
+                            "Failed to convert an input value to a STRING value",
+                            format!("{name}, {value}"),
+                            Some(name),
+                        ));
+                    }
+                }
+                InputKind::Choice(values) => {
+                    let given = as_text(value).unwrap_or_else(|| value.to_string());
+                    if !values.contains(&given) {
+                        errors.push(InputError::new(
+                            "value_not_in_list",
+                            "Value not in list",
+                            format!("{name}: '{given}' not in {}", shown_list(values)),
+                            Some(name),
+                        ));
+                    }
+                }
+            }
+        }
+        let ok = errors.is_empty() && deps_ok;
+        self.checked.insert(id.to_string(), Some(errors));
+        ok
+    }
+
+    fn dependencies_ok(&self, id: &str) -> bool {
+        let node = &self.nodes[id];
+        node.inputs.values().filter_map(as_link).all(|(from, _)| matches!(self.checked.get(&from), Some(Some(e)) if e.is_empty()))
+    }
+}
+
+/// The literal value of `input` of `node`, coerced.
+fn int_of(node: &Node, input: &str) -> i128 {
+    node.inputs.get(input).and_then(as_int).unwrap_or(0)
+}
+
+fn float_of(node: &Node, input: &str) -> f64 {
+    node.inputs.get(input).and_then(as_float).unwrap_or(0.0)
+}
+
+fn text_of(node: &Node, input: &str) -> String {
+    node.inputs.get(input).and_then(as_text).unwrap_or_default()
+}
+
+/// The node an input links to, and the slot.
+fn source<'a>(nodes: &'a BTreeMap<String, Node>, node: &Node, input: &str) -> (String, &'a Node, usize) {
+    let (id, slot) = node.inputs.get(input).and_then(as_link).expect("validated links");
+    let from = &nodes[&id];
+    (id, from, slot)
+}
+
+/// Why a chain cannot run, on a node.
+struct ChainError {
+    node: String,
+    error: InputError,
+}
+
+fn unsupported(node: &str, class: &str, what: &str) -> ChainError {
+    ChainError {
+        node: node.to_string(),
+        error: InputError::new(
+            "custom_validation_failed",
+            &format!("Easel cannot run this chain yet: {what}"),
+            format!("{class} #{node}"),
+            None,
+        ),
+    }
+}
+
+/// What a MODEL or CLIP link resolves to: the checkpoint, then each LoRA node on the way with its
+/// weight, the CLIP skip, and the nodes passed.
+#[derive(Default)]
+struct Path {
+    checkpoint: Option<(String, String)>,
+    loras: Vec<(String, String, f32)>,
+    clip_skip: Option<u32>,
+    nodes: Vec<String>,
+}
+
+fn follow(nodes: &BTreeMap<String, Node>, id: &str, node: &Node, slot: usize, path: &mut Path) -> Result<(), ChainError> {
+    path.nodes.push(id.to_string());
+    match node.class.as_str() {
+        "CheckpointLoaderSimple" => {
+            path.checkpoint = Some((id.to_string(), text_of(node, "ckpt_name")));
+            Ok(())
+        }
+        "LoraLoader" | "LoraLoaderModelOnly" => {
+            let (input, strength) = if slot == 0 { ("model", "strength_model") } else { ("clip", "strength_clip") };
+            let (from_id, from, from_slot) = source(nodes, node, input);
+            follow(nodes, &from_id, from, from_slot, path)?;
+            path.loras.push((id.to_string(), text_of(node, "lora_name"), float_of(node, strength) as f32));
+            Ok(())
+        }
+        "CLIPSetLastLayer" => {
+            let (from_id, from, from_slot) = source(nodes, node, "clip");
+            follow(nodes, &from_id, from, from_slot, path)?;
+            if path.clip_skip.is_some() {
+                return Err(unsupported(id, &node.class, "two CLIPSetLastLayer nodes on one CLIP"));
+            }
+            path.clip_skip = Some(int_of(node, "stop_at_clip_layer").unsigned_abs().max(1) as u32);
+            Ok(())
+        }
+        other => Err(unsupported(id, other, "this node as a MODEL or CLIP source")),
+    }
+}
+
+/// The chain of one output node as an Easel request.
+fn compile_output(nodes: &BTreeMap<String, Node>, output: &str) -> Result<Output, ChainError> {
+    let save = &nodes[output];
+    let (decode_id, decode, _) = source(nodes, save, "images");
+    if decode.class != "VAEDecode" {
+        return Err(unsupported(&decode_id, &decode.class, "images that do not come straight from a VAEDecode"));
+    }
+    let (sampler_id, sampler, _) = source(nodes, decode, "samples");
+    if sampler.class != "KSampler" {
+        return Err(unsupported(&sampler_id, &sampler.class, "a VAEDecode of latents that are not a KSampler's"));
+    }
+    // The model and the two prompts' CLIP.
+    let mut model = Path::default();
+    let (id, node, slot) = source(nodes, sampler, "model");
+    follow(nodes, &id, node, slot, &mut model)?;
+    let mut prompts = Vec::new();
+    let mut clip_path: Option<Path> = None;
+    for input in ["positive", "negative"] {
+        let (text_id, text, _) = source(nodes, sampler, input);
+        if text.class != "CLIPTextEncode" {
+            return Err(unsupported(&text_id, &text.class, "conditioning that is not a CLIPTextEncode's"));
+        }
+        let mut clip = Path::default();
+        let (id, node, slot) = source(nodes, text, "clip");
+        follow(nodes, &id, node, slot, &mut clip)?;
+        if let Some(first) = &clip_path {
+            if first.nodes != clip.nodes {
+                return Err(unsupported(&text_id, &text.class, "the positive and negative prompts through different CLIP models"));
+            }
+        }
+        clip_path = Some(clip);
+        prompts.push((text_id, text_of(text, "text")));
+    }
+    let clip = clip_path.expect("two prompts");
+    let (checkpoint_id, checkpoint) = model.checkpoint.clone().expect("a model path ends at a checkpoint");
+    if clip.checkpoint.as_ref().map(|c| &c.1) != Some(&checkpoint) {
+        return Err(unsupported(&prompts[0].0, "CLIPTextEncode", "a CLIP from another checkpoint than the model's"));
+    }
+    // LoRAs: each LoRA node's weight on the model and on the CLIP (0 where the node is only on
+    // one of the two paths), in the order they apply.
+    let mut loras: Vec<LoraRef> = Vec::new();
+    let mut lora_nodes: Vec<&str> = Vec::new();
+    for (node_id, name, _) in model.loras.iter().chain(clip.loras.iter()) {
+        if lora_nodes.contains(&node_id.as_str()) {
+            continue;
+        }
+        lora_nodes.push(node_id);
+        let on_model = model.loras.iter().find(|l| &l.0 == node_id).map_or(0.0, |l| l.2);
+        let on_clip = clip.loras.iter().find(|l| &l.0 == node_id).map_or(0.0, |l| l.2);
+        loras.push(LoraRef { name: name.clone(), weight: on_model, text_encoder_weight: (on_clip != on_model).then_some(on_clip) });
+    }
+    // The VAE that decodes (and encodes, for image-to-image).
+    let vae_of = |node: &Node| -> Result<(String, Option<String>), ChainError> {
+        let (id, from, _) = source(nodes, node, "vae");
+        match from.class.as_str() {
+            "CheckpointLoaderSimple" if text_of(from, "ckpt_name") == checkpoint => Ok((id, None)),
+            "VAELoader" => Ok((id, Some(text_of(from, "vae_name")))),
+            other => Err(unsupported(&id, other, "a VAE from another checkpoint than the model's")),
+        }
+    };
+    let (vae_node, vae) = vae_of(decode)?;
+    // The latent: empty, or an uploaded picture through VAEEncode (repeated over a batch).
+    let (mut latent_id, mut latent, _) = source(nodes, sampler, "latent_image");
+    let mut repeat = None;
+    if latent.class == "RepeatLatentBatch" {
+        repeat = Some((latent_id.clone(), u32::try_from(int_of(latent, "amount")).unwrap_or(1)));
+        (latent_id, latent, _) = source(nodes, latent, "samples");
+        if latent.class != "VAEEncode" {
+            return Err(unsupported(&latent_id, &latent.class, "RepeatLatentBatch of latents that are not a VAEEncode's"));
+        }
+    }
+    let denoise = float_of(sampler, "denoise");
+    let mut request = GenerateRequest::default();
+    let mut chain: Vec<String> = Vec::new();
+    match latent.class.as_str() {
+        "EmptyLatentImage" => {
+            if denoise < 1.0 {
+                return Err(unsupported(&sampler_id, "KSampler", "denoise below 1 over an empty latent (use VAEEncode of a picture)"));
+            }
+            request.width = u32::try_from(int_of(latent, "width")).ok();
+            request.height = u32::try_from(int_of(latent, "height")).ok();
+            request.batch_size = u32::try_from(int_of(latent, "batch_size")).ok();
+            chain.push(latent_id.clone());
+        }
+        "VAEEncode" => {
+            let (pixels_id, pixels, _) = source(nodes, latent, "pixels");
+            if pixels.class != "LoadImage" {
+                return Err(unsupported(&pixels_id, &pixels.class, "VAEEncode of pixels that are not a LoadImage's"));
+            }
+            if vae_of(latent)?.1 != vae {
+                return Err(unsupported(&latent_id, "VAEEncode", "encoding and decoding with different VAEs"));
+            }
+            let name = text_of(pixels, "image");
+            request.init_image = Some(name.strip_suffix(".png").unwrap_or(&name).to_string());
+            request.strength = Some(denoise);
+            chain.push(pixels_id);
+            chain.push(latent_id.clone());
+            if let Some((id, amount)) = repeat {
+                request.batch_size = Some(amount);
+                chain.push(id);
+            }
+        }
+        other => return Err(unsupported(&latent_id, other, "this node as the KSampler's latent")),
+    }
+    let sampler_name = text_of(sampler, "sampler_name");
+    let scheduler = text_of(sampler, "scheduler");
+    request.prompt = prompts[0].1.clone();
+    request.negative_prompt = Some(prompts[1].1.clone());
+    request.seed = u64::try_from(int_of(sampler, "seed")).ok();
+    request.steps = u32::try_from(int_of(sampler, "steps")).ok();
+    request.cfg_scale = Some(float_of(sampler, "cfg") as f32);
+    request.sampler = sampler_named(&sampler_name).map(|s| s.name().to_string()).or(Some(sampler_name));
+    request.schedule = scheduler_named(&scheduler).map(|s| s.name().to_string()).or(Some(scheduler));
+    request.model = Some(checkpoint);
+    request.loras = (!loras.is_empty()).then_some(loras);
+    request.vae = vae;
+    request.clip_skip = clip.clip_skip;
+    request.compat = Some("comfyui".into());
+    request.prompt_syntax = Some("comfyui".into());
+    // The order the nodes run in: loaders, prompts, latent, sampler, decoder, output.
+    let mut order: Vec<String> = vec![checkpoint_id];
+    for id in model.nodes.iter().rev().chain(clip.nodes.iter().rev()) {
+        if !order.contains(id) {
+            order.push(id.clone());
+        }
+    }
+    if !order.contains(&vae_node) {
+        order.push(vae_node);
+    }
+    for (id, _) in &prompts {
+        order.push(id.clone());
+    }
+    order.extend(chain);
+    order.extend([sampler_id.clone(), decode_id, output.to_string()]);
+    Ok(Output { node: output.to_string(), request, chain: order, sampler_node: sampler_id })
+}
+
+/// Validates the graph and translates every valid output; refuses it when nothing can run.
+pub fn compile(nodes: &BTreeMap<String, Node>, specs: &[NodeSpec]) -> Result<Compiled, Refusal> {
+    for (id, node) in nodes {
+        if !specs.iter().any(|s| s.class == node.class) {
+            let message = format!(
+                "Node '{}' not found. Easel's ComfyUI API runs these nodes: {}",
+                node.class,
+                specs.iter().map(|s| s.class).collect::<Vec<_>>().join(", ")
+            );
+            return Err(missing_class(id, &node.class, &message));
+        }
+    }
+    let outputs: Vec<&String> =
+        nodes.iter().filter(|(_, n)| specs.iter().any(|s| s.class == n.class && s.output_node)).map(|(id, _)| id).collect();
+    if outputs.is_empty() {
+        return Err(refusal("prompt_no_outputs", "Prompt has no outputs", String::new(), json!({})));
+    }
+    let mut validator = Validator::new(nodes, specs);
+    let mut node_errors: BTreeMap<String, (Vec<InputError>, Vec<String>)> = BTreeMap::new();
+    let mut compiled = Vec::new();
+    for output in &outputs {
+        if !validator.check(output) {
+            continue;
+        }
+        match compile_output(nodes, output) {
+            Ok(o) => compiled.push(o),
+            Err(e) => {
+                let entry = node_errors.entry(e.node).or_default();
+                entry.0.push(e.error);
+                entry.1.push((*output).clone());
+            }
+        }
+    }
+    for (id, errors) in &validator.checked {
+        if let Some(errors) = errors.as_ref().filter(|e| !e.is_empty()) {
+            let entry = node_errors.entry(id.clone()).or_default();
+            entry.0.extend(errors.iter().cloned());
+            for output in &outputs {
+                if depends_on(nodes, output, id) && !entry.1.contains(output) {
+                    entry.1.push((*output).clone());
+                }
+            }
+        }
+    }
+    let errors_json: Map<String, Value> = node_errors
+        .iter()
+        .map(|(id, (errors, dependent))| {
+            let value = json!({
+                "errors": errors.iter().map(InputError::to_json).collect::<Vec<_>>(),
+                "dependent_outputs": dependent,
+                "class_type": nodes.get(id).map(|n| n.class.clone()).unwrap_or_default(),
+            });
+            (id.clone(), value)
+        })
+        .collect();
+    if compiled.is_empty() {
+        let details: Vec<String> = node_errors
+            .iter()
+            .flat_map(|(id, (errors, _))| errors.iter().map(move |e| format!("{}: {} (node {id})", e.message, e.details)))
+            .collect();
+        return Err(Refusal {
+            error: json!({"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation", "details": details.join("\n"), "extra_info": {}}),
+            node_errors: Value::Object(errors_json),
+        });
+    }
+    Ok(Compiled { outputs: compiled, node_errors: Value::Object(errors_json) })
+}
+
+/// Whether `target` is `from` or one of its (transitive) inputs.
+fn depends_on(nodes: &BTreeMap<String, Node>, from: &str, target: &str) -> bool {
+    let mut stack = vec![from.to_string()];
+    let mut seen = Vec::new();
+    while let Some(id) = stack.pop() {
+        if id == target {
+            return true;
+        }
+        if seen.contains(&id) {
+            continue;
+        }
+        if let Some(node) = nodes.get(&id) {
+            stack.extend(node.inputs.values().filter_map(as_link).map(|(from, _)| from));
+        }
+        seen.push(id);
+    }
+    false
+}

@@ -1,0 +1,254 @@
+//! ComfyUI's API on its own port over real HTTP and a websocket, against the tiny model, driven
+//! as ComfyUI's API script examples and open-webui drive it: `POST /prompt` with an API-format
+//! graph, events on `/ws`, then `/history` and `/view`. The pictures are checked against the ones
+//! ComfyUI's own code made for the same graph (`tests/fixtures/compat_images`, recorded by
+//! `models/tooling/ref_compat_images.py`).
+#![cfg(feature = "ssr")]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{models_dir, start, temp_dir, TestServer};
+use futures::StreamExt;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+fn fixture(case: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/compat_images").join(case)
+}
+
+/// Serves ComfyUI's API for `server`'s state on a port of its own.
+async fn comfyui(server: &TestServer) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = easel::server::comfyui_app(server.state.clone());
+    tokio::spawn(async move { axum::serve(listener, app.into_make_service()).await });
+    addr
+}
+
+/// The parity bar: within 1/255 on 99.9% of values, never more than 2/255.
+fn assert_same_picture(png: &[u8], want: &Path) {
+    let got = image::load_from_memory(png).unwrap().to_rgb8();
+    let want = image::open(want).unwrap().to_rgb8();
+    assert_eq!(got.dimensions(), want.dimensions());
+    let diffs: Vec<u8> = want.as_raw().iter().zip(got.as_raw()).map(|(a, b)| a.abs_diff(*b)).collect();
+    let over_one = diffs.iter().filter(|&&d| d > 1).count();
+    let max = diffs.iter().copied().max().unwrap_or(0);
+    assert!(max <= 2 && over_one as f64 <= diffs.len() as f64 * 0.001, "max diff {max}/255, {over_one} values off by more than 1");
+}
+
+/// ComfyUI's default text-to-image graph (its script examples' and open-webui's), node ids kept.
+fn txt2img_graph(settings: &Value, seed: u64, batch: u64) -> Value {
+    json!({
+        "3": {"class_type": "KSampler", "inputs": {"seed": seed, "steps": 6, "cfg": 7.0, "sampler_name": settings["sampler"],
+              "scheduler": settings["schedule"], "denoise": 1.0, "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0],
+              "latent_image": ["5", 0]}},
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny-sd"}},
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": batch}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": settings["prompt"], "clip": ["4", 1]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": settings["negative_prompt"], "clip": ["4", 1]}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": ["8", 0]}},
+    })
+}
+
+/// Reads websocket events until the prompt's completion signal (`executing` with node null).
+async fn events_until_done<S>(socket: &mut S, prompt_id: &str) -> (Vec<Value>, usize)
+where
+    S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let (mut events, mut previews) = (Vec::new(), 0);
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(120), socket.next()).await.expect("an event").unwrap().unwrap();
+        match message {
+            Message::Text(text) => {
+                let event: Value = serde_json::from_str(&text).unwrap();
+                let done = event["type"] == "executing" && event["data"]["node"].is_null() && event["data"]["prompt_id"] == prompt_id;
+                events.push(event);
+                if done {
+                    return (events, previews);
+                }
+            }
+            Message::Binary(bytes) => {
+                // Event 1 (a preview), format 2 (PNG).
+                assert_eq!(&bytes[..8], &[0, 0, 0, 1, 0, 0, 0, 2]);
+                assert_eq!(&bytes[9..12], b"PNG");
+                previews += 1;
+            }
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_txt2img_graph_runs_with_comfyuis_events_history_and_picture() {
+    let server = start(models_dir(), temp_dir("comfyui-txt2img")).await;
+    let addr = comfyui(&server).await;
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("http://{addr}{path}");
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?clientId=tester")).await.unwrap();
+    let hello: Value = match socket.next().await.unwrap().unwrap() {
+        Message::Text(text) => serde_json::from_str(&text).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(hello["type"], "status");
+    assert_eq!(hello["data"]["sid"], "tester");
+
+    let case = fixture("comfyui_euler_ancestral_normal_s42_b2");
+    let settings: Value = serde_json::from_str(&std::fs::read_to_string(case.join("settings.json")).unwrap()).unwrap();
+    let graph = txt2img_graph(&settings, 42, 2);
+    let resp = http.post(url("/prompt")).json(&json!({"prompt": graph, "client_id": "tester"})).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let answer: Value = resp.json().await.unwrap();
+    let prompt_id = answer["prompt_id"].as_str().unwrap().to_string();
+    assert_eq!(answer["node_errors"], json!({}));
+
+    let (events, previews) = events_until_done(&mut socket, &prompt_id).await;
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    let at = |kind: &str| kinds.iter().position(|k| *k == kind).unwrap_or_else(|| panic!("no {kind} in {kinds:?}"));
+    assert!(
+        at("execution_start") < at("progress") && at("progress") < at("executed") && at("executed") < at("execution_success"),
+        "{kinds:?}"
+    );
+    let progress: Vec<&Value> = events.iter().filter(|e| e["type"] == "progress").collect();
+    assert_eq!(progress.last().unwrap()["data"]["value"], 6);
+    assert_eq!(progress[0]["data"]["node"], "3", "progress is reported on the KSampler");
+    assert!(previews >= 1, "live previews arrive as binary frames");
+    let executed = events.iter().find(|e| e["type"] == "executed").unwrap();
+    assert_eq!(executed["data"]["node"], "9");
+
+    // The history has the outputs; /view serves them; they are ComfyUI's pictures.
+    let history: Value = http.get(url(&format!("/history/{prompt_id}"))).send().await.unwrap().json().await.unwrap();
+    let entry = &history[&prompt_id];
+    assert_eq!(entry["status"]["status_str"], "success", "{history}");
+    let images = entry["outputs"]["9"]["images"].as_array().unwrap();
+    assert_eq!(images.len(), 2);
+    for (i, image) in images.iter().enumerate() {
+        let query =
+            [("filename", image["filename"].as_str().unwrap()), ("subfolder", image["subfolder"].as_str().unwrap()), ("type", "output")];
+        let png = http.get(url("/api/view")).query(&query).send().await.unwrap();
+        assert_eq!(png.status(), 200);
+        assert_eq!(png.headers()["content-type"], "image/png");
+        assert_same_picture(&png.bytes().await.unwrap(), &case.join(format!("image_{i}.png")));
+    }
+    // It ran as an ordinary Easel job, in the comfyui mode.
+    let jobs: Value = http.get(server.url("/api/v1/generate?limit=10")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(jobs["jobs"].as_array().unwrap().len(), 1);
+    assert_eq!(jobs["jobs"][0]["request"]["compat"], "comfyui");
+
+    // The same graph again: every node is cached, nothing runs, the same outputs are reported.
+    let answer: Value =
+        http.post(url("/prompt")).json(&json!({"prompt": graph, "client_id": "tester"})).send().await.unwrap().json().await.unwrap();
+    let again = answer["prompt_id"].as_str().unwrap().to_string();
+    let (events, _) = events_until_done(&mut socket, &again).await;
+    let cached = events.iter().find(|e| e["type"] == "execution_cached").unwrap();
+    assert!(cached["data"]["nodes"].as_array().unwrap().contains(&json!("3")), "{cached}");
+    let history: Value = http.get(url(&format!("/history/{again}"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(history[&again]["outputs"]["9"]["images"].as_array().unwrap().len(), 2);
+    let jobs: Value = http.get(server.url("/api/v1/generate?limit=10")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(jobs["jobs"].as_array().unwrap().len(), 1, "the cached graph ran no job");
+    let queue: Value = http.get(url("/queue")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(queue, json!({"queue_running": [], "queue_pending": []}));
+}
+
+/// A multipart form with one file field, as ComfyUI clients upload pictures.
+fn multipart(field: &str, name: &str, bytes: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "easel-test-boundary";
+    let mut body =
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{name}\"\r\nContent-Type: image/png\r\n\r\n")
+            .into_bytes();
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(
+        format!("\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"type\"\r\n\r\ninput\r\n--{boundary}--\r\n").as_bytes(),
+    );
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_img2img_graph_gives_comfyuis_picture_and_bad_graphs_get_node_errors() {
+    let server = start(models_dir(), temp_dir("comfyui-img2img")).await;
+    let addr = comfyui(&server).await;
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("http://{addr}{path}");
+    let case = fixture("comfyui_img2img_euler_ancestral_normal_d06_s9_b2");
+    let settings: Value = serde_json::from_str(&std::fs::read_to_string(case.join("settings.json")).unwrap()).unwrap();
+    let (content_type, body) = multipart("image", "init.png", &std::fs::read(case.join("init.png")).unwrap());
+    let uploaded: Value =
+        http.post(url("/api/upload/image")).header("content-type", content_type).body(body).send().await.unwrap().json().await.unwrap();
+    assert_eq!(uploaded["type"], "input");
+    let name = uploaded["name"].as_str().unwrap();
+    // LoadImage -> VAEEncode -> RepeatLatentBatch 2 -> KSampler at denoise 0.6, as recorded.
+    let mut graph = txt2img_graph(&settings, 9, 1);
+    graph["3"]["inputs"]["denoise"] = json!(0.6);
+    graph["3"]["inputs"]["latent_image"] = json!(["12", 0]);
+    graph["10"] = json!({"class_type": "LoadImage", "inputs": {"image": name}});
+    graph["11"] = json!({"class_type": "VAEEncode", "inputs": {"pixels": ["10", 0], "vae": ["4", 2]}});
+    graph["12"] = json!({"class_type": "RepeatLatentBatch", "inputs": {"samples": ["11", 0], "amount": 2}});
+    graph.as_object_mut().unwrap().remove("5");
+    let answer: Value = http.post(url("/prompt")).json(&json!({"prompt": graph})).send().await.unwrap().json().await.unwrap();
+    let prompt_id = answer["prompt_id"].as_str().unwrap_or_else(|| panic!("{answer}")).to_string();
+    let history = loop {
+        let history: Value = http.get(url(&format!("/history/{prompt_id}"))).send().await.unwrap().json().await.unwrap();
+        if history.get(&prompt_id).is_some() {
+            break history;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let images = history[&prompt_id]["outputs"]["9"]["images"].as_array().unwrap().clone();
+    assert_eq!(images.len(), 2, "{history}");
+    for (i, image) in images.iter().enumerate() {
+        let query = [("filename", image["filename"].as_str().unwrap()), ("subfolder", image["subfolder"].as_str().unwrap())];
+        let png = http.get(url("/view")).query(&query).send().await.unwrap().bytes().await.unwrap();
+        assert_same_picture(&png, &case.join(format!("image_{i}.png")));
+    }
+
+    // Refusals in ComfyUI's shapes.
+    let post = |graph: Value| {
+        let http = http.clone();
+        let url = url("/prompt");
+        async move {
+            let resp = http.post(url).json(&json!({"prompt": graph})).send().await.unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        }
+    };
+    let mut unknown = txt2img_graph(&settings, 1, 1);
+    unknown["5"]["class_type"] = json!("LatentMagic");
+    let (status, answer) = post(unknown).await;
+    assert_eq!((status, answer["error"]["type"].as_str()), (400, Some("missing_node_type")), "{answer}");
+    let mut bad = txt2img_graph(&settings, 1, 1);
+    bad["3"]["inputs"]["sampler_name"] = json!("no_such_sampler");
+    bad["3"]["inputs"]["steps"] = json!(0);
+    bad["6"]["inputs"].as_object_mut().unwrap().remove("clip");
+    let (status, answer) = post(bad).await;
+    assert_eq!((status, answer["error"]["type"].as_str()), (400, Some("prompt_outputs_failed_validation")), "{answer}");
+    let kinds: Vec<&str> = answer["node_errors"]["3"]["errors"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"value_not_in_list") && kinds.contains(&"value_smaller_than_min"), "{answer}");
+    assert_eq!(answer["node_errors"]["6"]["errors"][0]["type"], "required_input_missing", "{answer}");
+    assert_eq!(answer["node_errors"]["6"]["dependent_outputs"], json!(["9"]));
+    let mut no_output = txt2img_graph(&settings, 1, 1);
+    no_output.as_object_mut().unwrap().remove("9");
+    let (status, answer) = post(no_output).await;
+    assert_eq!((status, answer["error"]["type"].as_str()), (400, Some("prompt_no_outputs")), "{answer}");
+    let mut missing_model = txt2img_graph(&settings, 1, 1);
+    missing_model["4"]["inputs"]["ckpt_name"] = json!("nope.safetensors");
+    let (status, answer) = post(missing_model).await;
+    assert_eq!(status, 400);
+    assert_eq!(answer["node_errors"]["4"]["errors"][0]["type"], "value_not_in_list", "{answer}");
+
+    // The node list clients read their model lists from.
+    let info: Value = http.get(url("/object_info/CheckpointLoaderSimple")).send().await.unwrap().json().await.unwrap();
+    assert!(info["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0].as_array().unwrap().contains(&json!("tiny-sd")), "{info}");
+    let all: Value = http.get(url("/object_info")).send().await.unwrap().json().await.unwrap();
+    let samplers = all["KSampler"]["input"]["required"]["sampler_name"][0].as_array().unwrap();
+    assert!(samplers.contains(&json!("euler_ancestral")) && samplers.contains(&json!("uni_pc_bh2")), "{samplers:?}");
+    let stats: Value = http.get(url("/system_stats")).send().await.unwrap().json().await.unwrap();
+    assert!(stats["devices"][0]["name"].is_string());
+    // Names that would leave the outputs dir are refused.
+    let escape = http.get(url("/view")).query(&[("filename", "../easel.db")]).send().await.unwrap();
+    assert_eq!(escape.status(), 400);
+    let escape = http.get(url("/view")).query(&[("filename", "x.png"), ("subfolder", "..")]).send().await.unwrap();
+    assert_eq!(escape.status(), 403);
+}

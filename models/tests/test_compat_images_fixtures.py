@@ -47,6 +47,16 @@ def karras(n: int, smin: float, smax: float, rho: float = 7.0) -> np.ndarray:
     return np.append(s, 0.0)
 
 
+def run_sigmas(s: dict) -> int:
+    """How many sigmas the tool's sampler walks: steps + 1, or A1111's img2img tail of t_enc + 2."""
+    if s["compat"] == "a1111" and "strength" in s:
+        return int(min(s["strength"], 0.999) * s["steps"]) + 2
+    return s["steps"] + 1
+
+
+DISCARD_PENULTIMATE = ("uni_pc", "uni_pc_bh2")  # ComfyUI: a steps + 1 schedule less its second-to-last sigma
+
+
 def test_index_matches_the_case_list_and_the_sources():
     assert NAMES == [c.name for c in DEFINED]
     for c in DEFINED:
@@ -75,7 +85,9 @@ def test_settings_are_a_request_in_easels_vocabulary(name):
         assert (s["subseed"] is None) == (s["subseed_strength"] == 0)
     else:
         assert s["randn_source"] is None and s["subseed"] is None and s["subseed_strength"] == 0
-    assert (s["width"], s["height"], s["steps"], s["cfg_scale"]) == (64, 64, 6, 7.0)
+    # 6 steps, except A1111's Restart, which only restarts from 20 steps on.
+    assert (s["width"], s["height"], s["cfg_scale"]) == (64, 64, 7.0)
+    assert s["steps"] == (20 if s["sampler"] == "Restart" else 6)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -90,7 +102,7 @@ def test_files_have_the_right_shapes(name):
         arr = load(name, what)
         assert arr.dtype == np.float32 and list(arr.shape) == shape and np.isfinite(arr).all(), (name, what)
     sig = load(name, "sigmas.npy")
-    assert sig.dtype == np.float32 and sig.shape == (s["steps"] + 1,)
+    assert sig.dtype == np.float32 and sig.shape == (run_sigmas(s),)
     np.testing.assert_array_equal(sig, np.asarray(case["sigmas"], dtype=np.float32))
     assert sig[-1] == 0 and np.all(np.diff(sig) < 0)
     for i in range(b):
@@ -133,6 +145,14 @@ def test_schedule_and_initial_scaling(name):
     s, tool = settings(name), CASES[name]["tool"]
     sig = load(name, "sigmas.npy").astype(np.float64)
     smin, smax = 0.029167532920837402, 14.614643096923828  # SD 1.5's discrete sigma table ends (float32)
+    if "strength" in s and s["compat"] == "a1111":
+        # sample_img2img: the last t_enc + 2 sigmas of the full schedule (the txt2img case's, same steps),
+        # started at init_latent + noise * sigma_sched[0].
+        full = load("a1111_euler_a_automatic_s42_b2", "sigmas.npy").astype(np.float64)
+        assert s["schedule"] == "Automatic" and s["steps"] == len(full) - 1
+        np.testing.assert_array_equal(sig, full[len(full) - len(sig):])
+        assert sig[0] < smax and tool["x0_scale"] == np.float32(sig[0])
+        return
     if "strength" in s:
         # ComfyUI's denoise < 1: the last steps + 1 sigmas of an int(steps / denoise)-step schedule,
         # started at noise * sigma0 + latent (not max_denoise).
@@ -140,7 +160,10 @@ def test_schedule_and_initial_scaling(name):
         return
     assert sig[0] == pytest.approx(smax, rel=1e-6)
     if s["schedule"].lower() == "karras":
-        np.testing.assert_allclose(sig, karras(s["steps"], smin, smax), rtol=1e-5, atol=1e-6)
+        want = karras(s["steps"], smin, smax)
+        if s["compat"] == "comfyui" and s["sampler"] in DISCARD_PENULTIMATE:
+            want = np.delete(karras(s["steps"] + 1, smin, smax), -2)
+        np.testing.assert_allclose(sig, want, rtol=1e-5, atol=1e-6)
     if s["compat"] == "a1111":  # KDiffusionSampler.sample: x = noise * sigmas[0]
         assert tool["x0_scale"] == np.float32(sig[0])
     else:  # KSAMPLER.sample at full denoise: noise * sqrt(1 + sigma0^2)

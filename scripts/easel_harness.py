@@ -21,19 +21,25 @@ def find_binary(given=None):
 class Server:
     """`easel serve` on 127.0.0.1 with a throwaway data dir; stops it on exit."""
 
-    def __init__(self, binary, threads=2):
+    def __init__(self, binary, threads=2, extra_args=(), comfyui=False):
         self.data = tempfile.mkdtemp(prefix="easel-load-")
         env = dict(os.environ, LEPTOS_SITE_ROOT=f"{REPO}/target/site", HF_HUB_CACHE=f"{self.data}/hub")
         self.proc = subprocess.Popen(
             [binary, "serve", "--port", "0", "--threads", str(threads), "--log-level", "warn",
-             "--data-dir", self.data, "--models-dir", f"{REPO}/models"],
+             "--data-dir", self.data, "--models-dir", f"{REPO}/models", *extra_args,
+             *(["--comfyui-port", "0"] if comfyui else [])],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+        self.url = self._address()
+        # With comfyui=True, the second line names ComfyUI's listener.
+        self.comfyui_url = self._address() if comfyui else None
+        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
+
+    def _address(self):
         line = self.proc.stdout.readline()
         if "http://" not in line:
             self.stop()
             raise SystemExit(f"easel did not start: {line!r}")
-        self.url = line.strip().rsplit(" ", 1)[-1].rstrip("/")
-        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
+        return line.strip().rsplit(" ", 1)[-1].rstrip("/")
 
     @property
     def pid(self):

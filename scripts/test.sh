@@ -29,6 +29,11 @@ if [ -x models/sdtool ]; then
   timeout 1800 models/sdtool test
 fi
 
+# The clients people use, unchanged, against the real binary (the debug build the tests just made):
+# the webuiapi package over A1111's API, a websocket client over ComfyUI's; about a minute.
+step "API clients: webuiapi (A1111) and a ComfyUI websocket client against the real server"
+timeout 900 models/sdtool test ../tests/clients -p no:cacheprovider
+
 # Both start their own server (the debug binary the tests just built) on loopback; about a minute each.
 step "load test: 50 clients, 500 jobs followed over SSE; nothing lost or duplicated"
 timeout 900 python3 scripts/load_test.py --binary target/debug/easel

@@ -152,7 +152,7 @@ impl JobExecutor for EngineExecutor {
             }
             let rgb = preview::latents_to_rgb(p.latents, p.latent_shape, 0);
             let [_, _, h, w] = p.latent_shape;
-            let preview_png = png_meta::encode_png(&rgb, w as u32, h as u32, "", "").ok();
+            let preview_png = png_meta::encode_png(&rgb, w as u32, h as u32, "", "", &[]).ok();
             progress(JobProgress { step: p.step as u32, total: p.total as u32, preview_png });
         })
         .map_err(|e| match e {

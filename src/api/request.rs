@@ -4,6 +4,8 @@
 //! same request is valid or invalid everywhere, with the same field-level messages. Plain data:
 //! compiled for the server and for wasm.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::compat::{NoiseFields, NoiseSettings};
@@ -22,6 +24,11 @@ pub const MAX_CFG_SCALE: f32 = 30.0;
 pub const MAX_BATCH_SIZE: u32 = 8;
 /// Longest prompt accepted, in characters (about 30 chunks of 75 tokens; guards memory and time).
 pub const MAX_PROMPT_CHARS: usize = 10_000;
+/// Most extra PNG text chunks, and their total size in bytes (a large ComfyUI workflow fits).
+pub const MAX_PNG_TEXT_CHUNKS: usize = 4;
+pub const MAX_PNG_TEXT_BYTES: usize = 2 << 20;
+/// PNG text keywords Easel writes itself, so a request cannot replace them.
+pub const RESERVED_PNG_TEXT: [&str; 2] = ["parameters", "easel"];
 
 /// A generation request as it arrives: every setting optional, defaults filled by [`resolve`].
 /// Without `init_image` it is text-to-image; with it image-to-image, inpainting (`mask`) or
@@ -109,6 +116,10 @@ pub struct GenerateRequest {
     /// Eta noise seed delta (compat a1111 only).
     #[serde(default)]
     pub eta_noise_seed_delta: Option<u64>,
+    /// Extra text chunks (keyword -> text) written into every image, as ComfyUI writes a graph's
+    /// `prompt` and `workflow`; without them Easel writes its own `prompt` graph.
+    #[serde(default)]
+    pub png_text: Option<BTreeMap<String, String>>,
 }
 
 /// A request with every default applied and every rule checked: what the engine runs and what is
@@ -163,6 +174,9 @@ pub struct GenerationSettings {
     /// compat modes ran as diffusers).
     #[serde(default, flatten)]
     pub noise: NoiseSettings,
+    /// Extra PNG text chunks, keyword -> text (see [`GenerateRequest::png_text`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub png_text: BTreeMap<String, String>,
 }
 
 impl GenerationSettings {
@@ -213,6 +227,32 @@ fn check_size(field: &str, value: u32, errors: &mut Vec<FieldError>) {
         let suggestion = if down >= MIN_SIZE { format!("{down} or {up}") } else { up.to_string() };
         errors.push(FieldError::new(field, format!("{field} {value} is not a multiple of 8; use {suggestion}")));
     }
+}
+
+/// The request's extra PNG text chunks, each keyword 1..79 printable ASCII characters (PNG's
+/// rule, narrowed), none of Easel's own, within [`MAX_PNG_TEXT_CHUNKS`] and [`MAX_PNG_TEXT_BYTES`].
+fn check_png_text(given: Option<&BTreeMap<String, String>>, errors: &mut Vec<FieldError>) -> BTreeMap<String, String> {
+    let Some(given) = given else { return BTreeMap::new() };
+    let before = errors.len();
+    if given.len() > MAX_PNG_TEXT_CHUNKS {
+        errors.push(FieldError::new("png_text", format!("png_text has {} chunks; at most {MAX_PNG_TEXT_CHUNKS}", given.len())));
+    }
+    let total: usize = given.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if total > MAX_PNG_TEXT_BYTES {
+        errors.push(FieldError::new("png_text", format!("png_text holds {total} bytes; at most {MAX_PNG_TEXT_BYTES}")));
+    }
+    for key in given.keys() {
+        let printable = key.bytes().all(|b| (0x21..=0x7e).contains(&b) || b == b' ');
+        if key.is_empty() || key.len() > 79 || !printable || key.starts_with(' ') || key.ends_with(' ') {
+            errors.push(FieldError::new("png_text", format!("png_text keyword {key:?} must be 1..79 printable ASCII characters")));
+        } else if RESERVED_PNG_TEXT.contains(&key.as_str()) {
+            errors.push(FieldError::new("png_text", format!("png_text keyword {key:?} is written by Easel; use another")));
+        }
+    }
+    if errors.len() > before {
+        return BTreeMap::new();
+    }
+    given.clone()
 }
 
 impl GenerateRequest {
@@ -364,6 +404,7 @@ impl GenerateRequest {
         if let Some(v) = vae.filter(|v| v.len() > 255) {
             errors.push(FieldError::new("vae", format!("vae name of {} characters; at most 255", v.len())));
         }
+        let png_text = check_png_text(self.png_text.as_ref(), &mut errors);
         let (Some(sampler), Some(schedule), Some(prompt_syntax)) = (sampler, schedule, prompt_syntax) else { return Err(errors) };
         if !errors.is_empty() {
             return Err(errors);
@@ -391,6 +432,7 @@ impl GenerateRequest {
             loras,
             vae: vae.map(str::to_string),
             noise,
+            png_text,
         })
     }
 
@@ -408,7 +450,7 @@ impl GenerateRequest {
 }
 
 /// Field names a request body may contain.
-pub const REQUEST_FIELDS: [&str; 28] = [
+pub const REQUEST_FIELDS: [&str; 29] = [
     "prompt",
     "negative_prompt",
     "seed",
@@ -437,6 +479,7 @@ pub const REQUEST_FIELDS: [&str; 28] = [
     "seed_resize_from_w",
     "seed_resize_from_h",
     "eta_noise_seed_delta",
+    "png_text",
 ];
 
 impl GenerateRequest {
@@ -519,6 +562,13 @@ impl GenerateRequest {
                 None
             }
         });
+        let png_text = present("png_text").and_then(|v| match serde_json::from_value::<BTreeMap<String, String>>(v.clone()) {
+            Ok(map) => Some(map),
+            Err(_) => {
+                errors.push(FieldError::new("png_text", "png_text must be an object of strings like {\"workflow\": \"{...}\"}"));
+                None
+            }
+        });
         if prompt.is_none() && !errors.iter().any(|e| e.field == "prompt") {
             errors.push(FieldError::new("prompt", "prompt is required (it may be an empty string)"));
         }
@@ -554,6 +604,7 @@ impl GenerateRequest {
             seed_resize_from_w,
             seed_resize_from_h,
             eta_noise_seed_delta,
+            png_text,
         })
     }
 }
@@ -728,5 +779,22 @@ mod tests {
     fn unknown_json_fields_are_rejected() {
         let err = serde_json::from_str::<GenerateRequest>(r#"{"prompt":"a","stpes":3}"#).unwrap_err();
         assert!(err.to_string().contains("stpes"));
+    }
+
+    #[test]
+    fn png_text_chunks_are_bounded_and_cannot_replace_easels_own() {
+        let with = |pairs: &[(&str, String)]| GenerateRequest {
+            prompt: "a".into(),
+            png_text: Some(pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()),
+            ..Default::default()
+        };
+        let ok = with(&[("prompt", "{}".into()), ("workflow", "{\"nodes\": []}".into())]).resolve(|| 1).unwrap();
+        assert_eq!(ok.png_text["workflow"], "{\"nodes\": []}");
+        let fields = |r: GenerateRequest| r.resolve(|| 1).unwrap_err().into_iter().map(|e| e.message).collect::<Vec<_>>().join("; ");
+        assert!(fields(with(&[("parameters", "x".into())])).contains("written by Easel"));
+        assert!(fields(with(&[("bad\nkey", "x".into())])).contains("printable ASCII"));
+        assert!(fields(with(&[("big", "x".repeat(MAX_PNG_TEXT_BYTES))])).contains("at most"));
+        let many: Vec<(&str, String)> = ["a", "b", "c", "d", "e"].iter().map(|k| (*k, String::new())).collect();
+        assert!(fields(with(&many)).contains("5 chunks"));
     }
 }

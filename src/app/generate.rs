@@ -1016,6 +1016,7 @@ mod tests {
             loras: Vec::new(),
             vae: None,
             noise: Default::default(),
+            png_text: Default::default(),
         };
         let again = FormValues::from_settings(&settings).to_request().unwrap().resolve(|| 0).unwrap();
         assert_eq!(again, settings);

@@ -304,6 +304,7 @@ pub fn run(args: &GenerateArgs, settings: &crate::config::Settings) -> Result<()
         seed_resize_from_w: args.seed_resize_from.map(|(w, _)| w),
         seed_resize_from_h: args.seed_resize_from.map(|(_, h)| h),
         eta_noise_seed_delta: args.eta_noise_seed_delta,
+        png_text: None,
     };
     let registry = crate::model_registry::ModelRegistry::from_settings(settings);
     let mut lora_files = Vec::new();

@@ -35,7 +35,7 @@ fn python_number(x: f32) -> String {
 /// The schedule a generation ran with as A1111 names it: the compat mode's default resolved
 /// (ComfyUI's is `simple`; A1111's Automatic is the sampler's table entry, `Karras` for DPM++ 2M,
 /// and stays "Automatic" where that is the model's own timesteps; diffusers' stays "Automatic").
-fn effective_schedule(settings: &GenerationSettings) -> crate::api::Schedule {
+pub(crate) fn effective_schedule(settings: &GenerationSettings) -> crate::api::Schedule {
     use crate::api::{Compat, Schedule};
     use crate::engine::kdiffusion::KSampler;
     match (settings.noise.compat, settings.schedule) {
@@ -141,6 +141,7 @@ mod tests {
             loras: Vec::new(),
             vae: None,
             noise: Default::default(),
+            png_text: Default::default(),
         }
     }
 

@@ -7,6 +7,7 @@
 pub mod cancel;
 pub mod checkpoint;
 pub mod clip_tokenizer;
+pub mod comfy_prompt;
 mod error;
 pub mod file_hash;
 pub mod imageops;

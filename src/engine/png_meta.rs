@@ -4,8 +4,16 @@
 
 use super::EngineError;
 
-/// Encodes RGB8 pixels as a PNG with the two metadata chunks.
-pub fn encode_png(rgb: &[u8], width: u32, height: u32, parameters: &str, easel_json: &str) -> Result<Vec<u8>, EngineError> {
+/// Encodes RGB8 pixels as a PNG with the two metadata chunks, then `extra` text chunks
+/// (keyword, text), e.g. ComfyUI's `prompt` and `workflow`.
+pub fn encode_png(
+    rgb: &[u8],
+    width: u32,
+    height: u32,
+    parameters: &str,
+    easel_json: &str,
+    extra: &[(&str, &str)],
+) -> Result<Vec<u8>, EngineError> {
     let err = |e: png::EncodingError| EngineError::Png(e.to_string());
     let mut out = Vec::new();
     {
@@ -18,6 +26,14 @@ pub fn encode_png(rgb: &[u8], width: u32, height: u32, parameters: &str, easel_j
             encoder.add_itxt_chunk("parameters".into(), parameters.into()).map_err(err)?;
         }
         encoder.add_itxt_chunk("easel".into(), easel_json.into()).map_err(err)?;
+        for (keyword, text) in extra {
+            // As PIL writes them (ComfyUI's SaveImage): tEXt when Latin-1, iTXt otherwise.
+            if text.chars().all(|c| (c as u32) < 256) {
+                encoder.add_text_chunk((*keyword).into(), (*text).into()).map_err(err)?;
+            } else {
+                encoder.add_itxt_chunk((*keyword).into(), (*text).into()).map_err(err)?;
+            }
+        }
         let mut writer = encoder.write_header().map_err(err)?;
         writer.write_image_data(rgb).map_err(err)?;
         writer.finish().map_err(err)?;
@@ -51,10 +67,11 @@ mod tests {
     fn chunks_and_pixels_round_trip() {
         let rgb: Vec<u8> = (0..4 * 2 * 3).map(|i| (i * 10) as u8).collect();
         for params in ["a cat\nSteps: 20, Seed: 1", "日本語の猫\nSteps: 20, Seed: 1"] {
-            let bytes = encode_png(&rgb, 4, 2, params, r#"{"seed":1}"#).unwrap();
+            let bytes = encode_png(&rgb, 4, 2, params, r#"{"seed":1}"#, &[("workflow", "{\"nodes\": []}")]).unwrap();
             let chunks = read_text_chunks(&bytes).unwrap();
             assert!(chunks.contains(&("parameters".to_string(), params.to_string())), "{chunks:?}");
             assert!(chunks.contains(&("easel".to_string(), r#"{"seed":1}"#.to_string())));
+            assert!(chunks.contains(&("workflow".to_string(), "{\"nodes\": []}".to_string())));
             let decoded = image::load_from_memory_with_format(&bytes, image::ImageFormat::Png).unwrap().to_rgb8();
             assert_eq!(decoded.as_raw(), &rgb);
         }
@@ -74,7 +91,8 @@ struct Provenance<'a> {
 }
 
 /// The PNG for image `image` of a generation, with `parameters` (the A1111 infotext, computed
-/// once by the caller, which also records it) and Easel's provenance JSON.
+/// once by the caller, which also records it), Easel's provenance JSON, and the request's
+/// `png_text` chunks, or else a ComfyUI `prompt` graph of the settings where ComfyUI can run them.
 pub fn image_png(
     settings: &crate::api::request::GenerationSettings,
     model: &super::model::SdModel,
@@ -82,9 +100,24 @@ pub fn image_png(
     parameters: &str,
 ) -> Result<Vec<u8>, EngineError> {
     let onnxruntime = super::runtime::runtime().map(|r| r.version.clone()).unwrap_or_default();
+    let own_graph;
+    let extra: Vec<(&str, &str)> = if settings.png_text.is_empty() {
+        own_graph = super::comfy_prompt::comfy_prompt(settings, &model.name).map(|g| g.to_string());
+        own_graph.iter().map(|g| ("prompt", g.as_str())).collect()
+    } else {
+        settings.png_text.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+    };
+    // The chunks are not repeated inside the provenance.
+    let bare;
+    let recorded = if settings.png_text.is_empty() {
+        settings
+    } else {
+        bare = crate::api::request::GenerationSettings { png_text: Default::default(), ..settings.clone() };
+        &bare
+    };
     let provenance = Provenance {
         easel_version: env!("CARGO_PKG_VERSION"),
-        settings,
+        settings: recorded,
         batch_index: image.index,
         model_name: &model.name,
         model_hash: &model.short_hash,
@@ -92,5 +125,5 @@ pub fn image_png(
         onnxruntime: &onnxruntime,
     };
     let json = serde_json::to_string(&provenance).map_err(|e| EngineError::Png(e.to_string()))?;
-    encode_png(&image.rgb, image.width, image.height, parameters, &json)
+    encode_png(&image.rgb, image.width, image.height, parameters, &json, &extra)
 }

@@ -770,6 +770,7 @@ pub(crate) mod tests {
             loras: Vec::new(),
             vae: None,
             noise: Default::default(),
+            png_text: Default::default(),
         }
     }
 

@@ -211,7 +211,9 @@ pub fn document() -> Value {
                     "subseed_strength": { "type": "number", "minimum": 0, "maximum": 1, "default": 0, "description": "compat a1111: 0 = the seed's noise, 1 = the variation seed's" },
                     "seed_resize_from_w": { "type": "integer", "minimum": 0, "maximum": crate::api::request::MAX_SIZE, "description": "compat a1111: resize seed from this width (0 = off)" },
                     "seed_resize_from_h": { "type": "integer", "minimum": 0, "maximum": crate::api::request::MAX_SIZE, "description": "compat a1111: resize seed from this height (0 = off)" },
-                    "eta_noise_seed_delta": { "type": "integer", "minimum": 0, "description": "compat a1111: ENSD, the sampler's noise seeded with seed + this" }
+                    "eta_noise_seed_delta": { "type": "integer", "minimum": 0, "description": "compat a1111: ENSD, the sampler's noise seeded with seed + this" },
+                    "png_text": { "type": "object", "additionalProperties": { "type": "string" }, "maxProperties": crate::api::request::MAX_PNG_TEXT_CHUNKS,
+                        "description": "extra PNG text chunks written into every image (keyword -> text, e.g. ComfyUI's workflow); without them Easel writes a ComfyUI `prompt` graph of the settings" }
                 }
             },
             "Outpaint": { "type": "object", "additionalProperties": false,

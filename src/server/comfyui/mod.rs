@@ -27,7 +27,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 
 use super::AppState;
-use crate::api::{ImageView, JobEventKind, JobStatus, OUTPUTS_URL_PREFIX};
+use crate::api::{GenerateRequest, ImageView, JobEventKind, JobStatus, OUTPUTS_URL_PREFIX};
 use crate::model_files::FileKind;
 use crate::service::{Easel, ServiceError};
 
@@ -231,6 +231,7 @@ async fn post_prompt(State(state): State<AppState>, body: Bytes) -> Response {
         extra_data["client_id"] = json!(id);
     }
     extra_data["create_time"] = json!(now_ms());
+    let png_text = png_text(prompt, &extra_data);
     let door = state.comfyui.clone();
     let number = door.number.fetch_add(1, Ordering::SeqCst);
     // Submit every output's job (or find it cached); an Easel refusal is that output's node error.
@@ -245,7 +246,9 @@ async fn post_prompt(State(state): State<AppState>, body: Bytes) -> Response {
             outputs.push(output);
             continue;
         }
-        match easel.submit(output.request.clone(), None).await {
+        // The images carry the graph and the client's extra_pnginfo, as ComfyUI's SaveImage writes them.
+        let request = GenerateRequest { png_text: Some(png_text.clone()), ..output.request.clone() };
+        match easel.submit(request, None).await {
             Ok(submitted) => {
                 jobs.push((output.node.clone(), submitted.job.id));
                 outputs.push(output);
@@ -292,6 +295,27 @@ async fn post_prompt(State(state): State<AppState>, body: Bytes) -> Response {
     Json(json!({"prompt_id": prompt_id, "number": number, "node_errors": node_errors})).into_response()
 }
 
+/// The PNG text chunks ComfyUI writes: `prompt` (the graph), then one per `extra_pnginfo` key
+/// (`workflow`, the UI's graph), as JSON; those over Easel's chunk limits are left out.
+fn png_text(prompt: &Value, extra_data: &Value) -> BTreeMap<String, String> {
+    use crate::api::request::{MAX_PNG_TEXT_BYTES, MAX_PNG_TEXT_CHUNKS, RESERVED_PNG_TEXT};
+    let mut chunks = BTreeMap::new();
+    let mut total = 0;
+    let extra = extra_data.get("extra_pnginfo").and_then(Value::as_object).into_iter().flatten();
+    for (key, value) in std::iter::once(("prompt", prompt)).chain(extra.map(|(k, v)| (k.as_str(), v))) {
+        let text = value.to_string();
+        let fits = total + key.len() + text.len() <= MAX_PNG_TEXT_BYTES && chunks.len() < MAX_PNG_TEXT_CHUNKS;
+        let valid = !key.is_empty() && key.len() <= 79 && key.bytes().all(|b| b.is_ascii_graphic()) && !RESERVED_PNG_TEXT.contains(&key);
+        if fits && valid && !chunks.contains_key(key) {
+            total += key.len() + text.len();
+            chunks.insert(key.to_string(), text);
+        } else {
+            tracing::warn!(chunk = key, bytes = text.len(), "extra_pnginfo chunk not written into the images");
+        }
+    }
+    chunks
+}
+
 /// Each node's class, for the messages that name it.
 fn key_of_outputs(nodes: &BTreeMap<String, graph::Node>) -> HashMap<String, String> {
     nodes.iter().map(|(id, n)| (id.clone(), n.class.clone())).collect()
@@ -301,11 +325,11 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-/// ComfyUI's record of an image: its file name, the folder it is in, and `output`.
-fn image_record(image: &ImageView) -> Value {
+/// ComfyUI's record of an image: its file name, the folder it is in, and `output` or `temp`.
+fn image_record(image: &ImageView, kind: &str) -> Value {
     let relative = image.url.strip_prefix(OUTPUTS_URL_PREFIX).unwrap_or(&image.url).trim_start_matches('/');
     let (subfolder, filename) = relative.rsplit_once('/').unwrap_or(("", relative));
-    json!({"filename": filename, "subfolder": subfolder, "type": "output"})
+    json!({"filename": filename, "subfolder": subfolder, "type": kind})
 }
 
 /// Replays a prompt's jobs as ComfyUI's messages, and keeps its history entry.
@@ -392,7 +416,9 @@ async fn follow_prompt(
                     }
                     let mut sorted = images.clone();
                     sorted.sort_by_key(|i| i.batch_index);
-                    let ui = json!({"images": sorted.iter().map(image_record).collect::<Vec<_>>()});
+                    // PreviewImage's pictures are ComfyUI's `temp` ones (Easel keeps them as any other).
+                    let kind = if classes.get(&output.node).is_some_and(|c| c == "PreviewImage") { "temp" } else { "output" };
+                    let ui = json!({"images": sorted.iter().map(|i| image_record(i, kind)).collect::<Vec<_>>()});
                     let key = serde_json::to_string(&output.request).unwrap_or_default();
                     door.cache.lock().expect("cache lock").insert(key, ui.clone());
                     executed(&door, &output.node, &ui);

@@ -1,0 +1,138 @@
+//! The ComfyUI graph (API format) that redoes a generation, written into each PNG's `prompt`
+//! chunk so ComfyUI opens an Easel image as a workflow (as it opens its own PNGs).
+//!
+//! Text-to-image and image-to-image are written as ComfyUI's default graph (loader, LoRA loaders,
+//! CLIP skip, two prompts, an empty or encoded latent, KSampler, decoder, SaveImage); hires fix,
+//! inpainting and outpainting, and samplers or schedules ComfyUI lacks, get no graph. The picture
+//! is ComfyUI's own for images made in the comfyui mode; in the other modes the settings are the
+//! same but ComfyUI's noise differs.
+
+use serde_json::{json, Map, Value};
+
+use crate::api::networks::extra_network_tags;
+use crate::api::request::GenerationSettings;
+use crate::api::{Compat, PromptSyntax};
+
+/// The graph for `settings` on `model_name`, or `None` where ComfyUI's basic nodes cannot say it.
+pub fn comfy_prompt(settings: &GenerationSettings, model_name: &str) -> Option<Value> {
+    if settings.hires.is_some() || settings.mask.is_some() || settings.outpaint.is_some() {
+        return None;
+    }
+    let sampler = settings.sampler.comfyui_name()?;
+    let scheduler = super::infotext::effective_schedule(settings);
+    let scheduler = match (settings.noise.compat, scheduler) {
+        // A1111's Automatic over the model's own timesteps is ComfyUI's `normal`.
+        (Compat::A1111, crate::api::Schedule::Default) => "normal",
+        _ => scheduler.comfyui_name()?,
+    };
+    let (prompt, loras) = match settings.prompt_syntax {
+        PromptSyntax::A1111 => {
+            let (text, _, _) = extra_network_tags(&settings.prompt);
+            (text, settings.all_loras())
+        }
+        _ => (settings.prompt.clone(), settings.loras.clone()),
+    };
+    let mut graph = Map::new();
+    let mut add = |id: &str, class: &str, inputs: Value| {
+        graph.insert(id.to_string(), json!({"class_type": class, "inputs": inputs}));
+    };
+    add("4", "CheckpointLoaderSimple", json!({"ckpt_name": model_name}));
+    // LoRA loaders chain from node 20 on: each takes the model and CLIP of the one before.
+    let (mut model, mut clip) = (json!(["4", 0]), json!(["4", 1]));
+    for (i, lora) in loras.iter().enumerate() {
+        let id = (20 + i).to_string();
+        add(
+            &id,
+            "LoraLoader",
+            json!({"model": model, "clip": clip, "lora_name": lora.name, "strength_model": lora.weight,
+                   "strength_clip": lora.text_encoder_weight.unwrap_or(lora.weight)}),
+        );
+        (model, clip) = (json!([id, 0]), json!([id, 1]));
+    }
+    if settings.clip_skip > 1 {
+        add("10", "CLIPSetLastLayer", json!({"clip": clip, "stop_at_clip_layer": -(settings.clip_skip as i64)}));
+        clip = json!(["10", 0]);
+    }
+    let vae = match &settings.vae {
+        Some(name) => {
+            add("11", "VAELoader", json!({"vae_name": name}));
+            json!(["11", 0])
+        }
+        None => json!(["4", 2]),
+    };
+    add("6", "CLIPTextEncode", json!({"text": prompt, "clip": clip}));
+    add("7", "CLIPTextEncode", json!({"text": settings.negative_prompt, "clip": clip}));
+    let (latent, denoise) = match (&settings.init_image, settings.strength) {
+        (Some(upload), Some(strength)) => {
+            add("12", "LoadImage", json!({"image": format!("{upload}.png")}));
+            add("13", "VAEEncode", json!({"pixels": ["12", 0], "vae": vae}));
+            let latent = if settings.batch_size > 1 {
+                add("14", "RepeatLatentBatch", json!({"samples": ["13", 0], "amount": settings.batch_size}));
+                json!(["14", 0])
+            } else {
+                json!(["13", 0])
+            };
+            (latent, strength)
+        }
+        _ => {
+            add("5", "EmptyLatentImage", json!({"width": settings.width, "height": settings.height, "batch_size": settings.batch_size}));
+            (json!(["5", 0]), 1.0)
+        }
+    };
+    add(
+        "3",
+        "KSampler",
+        json!({"seed": settings.seed, "steps": settings.steps, "cfg": settings.cfg_scale, "sampler_name": sampler,
+               "scheduler": scheduler, "denoise": denoise, "model": model, "positive": ["6", 0], "negative": ["7", 0],
+               "latent_image": latent}),
+    );
+    add("8", "VAEDecode", json!({"samples": ["3", 0], "vae": vae}));
+    add("9", "SaveImage", json!({"filename_prefix": "Easel", "images": ["8", 0]}));
+    Some(Value::Object(graph))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::request::GenerateRequest;
+
+    fn settings(json: Value) -> GenerationSettings {
+        serde_json::from_value::<GenerateRequest>(json).unwrap().resolve(|| 1).unwrap()
+    }
+
+    #[test]
+    fn txt2img_is_comfyuis_default_graph_with_the_settings() {
+        let s = settings(json!({"prompt": "a fox <lora:style:0.5>", "negative_prompt": "blurry", "seed": 7, "steps": 6,
+                                "width": 64, "height": 64, "batch_size": 2, "sampler": "euler_a", "schedule": "karras",
+                                "compat": "comfyui", "prompt_syntax": "a1111", "clip_skip": 2, "vae": "tiny-vae"}));
+        let g = comfy_prompt(&s, "tiny-sd").unwrap();
+        assert_eq!(g["4"]["inputs"]["ckpt_name"], "tiny-sd");
+        assert_eq!(g["3"]["inputs"]["sampler_name"], "euler_ancestral");
+        assert_eq!(g["3"]["inputs"]["scheduler"], "karras");
+        assert_eq!(g["3"]["inputs"]["seed"], 7);
+        assert_eq!(g["3"]["inputs"]["model"], json!(["20", 0]));
+        assert_eq!(g["20"]["inputs"]["lora_name"], "style");
+        assert_eq!(g["20"]["inputs"]["strength_model"], 0.5);
+        assert_eq!(g["10"]["inputs"]["stop_at_clip_layer"], -2);
+        assert_eq!(g["6"]["inputs"]["text"], "a fox ");
+        assert_eq!(g["6"]["inputs"]["clip"], json!(["10", 0]));
+        assert_eq!(g["5"]["inputs"]["batch_size"], 2);
+        assert_eq!(g["8"]["inputs"]["vae"], json!(["11", 0]));
+        assert_eq!(g["9"]["class_type"], "SaveImage");
+    }
+
+    #[test]
+    fn img2img_loads_the_init_picture_and_modes_comfyui_lacks_get_none() {
+        let s = settings(json!({"prompt": "x", "init_image": "abc", "strength": 0.6, "width": 64, "height": 64,
+                                "compat": "comfyui", "sampler": "euler", "schedule": "normal"}));
+        let g = comfy_prompt(&s, "m").unwrap();
+        assert_eq!(g["12"]["inputs"]["image"], "abc.png");
+        assert_eq!(g["3"]["inputs"]["denoise"], 0.6);
+        assert_eq!(g["3"]["inputs"]["latent_image"], json!(["13", 0]));
+        assert!(g.get("5").is_none());
+        let hires = settings(json!({"prompt": "x", "width": 64, "height": 64, "hires": {"scale": 2.0}}));
+        assert!(comfy_prompt(&hires, "m").is_none());
+        let pndm = settings(json!({"prompt": "x", "width": 64, "height": 64, "sampler": "pndm"}));
+        assert!(comfy_prompt(&pndm, "m").is_none());
+    }
+}

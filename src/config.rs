@@ -24,6 +24,9 @@ pub enum LogFormat {
     Json,
 }
 
+/// Jobs that may wait in the queue when `--max-queue` is not given.
+pub const DEFAULT_MAX_QUEUE: u32 = 1000;
+
 /// One layer of settings: every value optional, so a layer only overrides what it names.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,6 +58,10 @@ pub struct SettingsLayer {
     pub resident_models: Option<usize>,
     /// Load each sub-model only while it runs (lower peak memory, slower jobs).
     pub low_memory: Option<bool>,
+    /// Largest picture (pixels) a generation may make; derived from the memory when absent.
+    pub max_pixels: Option<u64>,
+    /// Most jobs waiting in the queue; more submissions get 503.
+    pub max_queue: Option<u32>,
     /// The Hugging Face hub cache (from `HF_HUB_CACHE` / `HF_HOME`, as Python tools use).
     pub hub_cache: Option<PathBuf>,
     /// The hub to pull from (`HF_ENDPOINT`).
@@ -94,6 +101,11 @@ pub struct Settings {
     pub default_model: Option<String>,
     pub resident_models: usize,
     pub low_memory: bool,
+    /// Largest picture a generation may make, in pixels (`None`: derived from the memory and
+    /// the model, see `service::admission`).
+    pub max_pixels: Option<u64>,
+    /// Most jobs waiting in the queue.
+    pub max_queue: u32,
     pub hub_cache: PathBuf,
     pub hub_endpoint: String,
     #[serde(skip_serializing)]
@@ -119,6 +131,10 @@ pub enum ConfigError {
     ZeroThreads,
     #[error("resident_models must be at least 1 (got 0)")]
     ZeroResidentModels,
+    #[error("max_queue must be at least 1 (got 0); leave it unset for {}", DEFAULT_MAX_QUEUE)]
+    ZeroMaxQueue,
+    #[error("max_pixels must be at least 4096 (64x64; got {0}); leave it unset to derive it from the memory")]
+    TinyMaxPixels(u64),
     #[error("binding {host} exposes Easel to the network without authentication; set EASEL_API_TOKEN, or pass --insecure-no-auth if that is really what you want")]
     UnprotectedPublicBind { host: IpAddr },
 }
@@ -171,6 +187,8 @@ impl SettingsLayer {
             default_model: lookup("EASEL_DEFAULT_MODEL").filter(|v| !v.is_empty()),
             resident_models: parsed(&lookup, "EASEL_RESIDENT_MODELS", "a whole number of models, at least 1")?,
             low_memory: parsed(&lookup, "EASEL_LOW_MEMORY", "true or false")?,
+            max_pixels: parsed(&lookup, "EASEL_MAX_PIXELS", "a whole number of pixels, such as 1048576")?,
+            max_queue: parsed(&lookup, "EASEL_MAX_QUEUE", "a whole number of jobs, at least 1")?,
             // Only when the user pointed somewhere: otherwise `hub_cache` in easel.toml may set it.
             hub_cache: crate::hub::HubCache::set_in_env(&lookup).map(|c| c.root().to_path_buf()),
             hub_endpoint: crate::hub::client::env_endpoint(&lookup),
@@ -203,6 +221,8 @@ impl SettingsLayer {
             default_model: over.default_model.or(self.default_model),
             resident_models: over.resident_models.or(self.resident_models),
             low_memory: over.low_memory.or(self.low_memory),
+            max_pixels: over.max_pixels.or(self.max_pixels),
+            max_queue: over.max_queue.or(self.max_queue),
             hub_cache: over.hub_cache.or(self.hub_cache),
             hub_endpoint: over.hub_endpoint.or(self.hub_endpoint),
             hub_token: over.hub_token.or(self.hub_token),
@@ -262,6 +282,13 @@ impl Settings {
         if resident_models == 0 {
             return Err(ConfigError::ZeroResidentModels);
         }
+        let max_queue = merged.max_queue.unwrap_or(DEFAULT_MAX_QUEUE);
+        if max_queue == 0 {
+            return Err(ConfigError::ZeroMaxQueue);
+        }
+        if let Some(max) = merged.max_pixels.filter(|m| *m < 64 * 64) {
+            return Err(ConfigError::TinyMaxPixels(max));
+        }
         let host = merged.host.unwrap_or(IpAddr::from([127, 0, 0, 1]));
         let insecure_no_auth = merged.insecure_no_auth.unwrap_or(false);
         if !host.is_loopback() && merged.api_token.is_none() && !insecure_no_auth {
@@ -284,6 +311,8 @@ impl Settings {
             default_model: merged.default_model,
             resident_models,
             low_memory: merged.low_memory.unwrap_or(false),
+            max_pixels: merged.max_pixels,
+            max_queue,
             hub_cache: merged.hub_cache.unwrap_or_else(|| crate::hub::HubCache::from_env(|_| None).root().to_path_buf()),
             hub_endpoint: merged.hub_endpoint.unwrap_or_else(|| crate::hub::client::DEFAULT_ENDPOINT.to_string()),
             hub_token: merged.hub_token,

@@ -71,8 +71,9 @@ fn txt2img_matches_diffusers_on_every_fixture_case() {
 }
 
 /// Large images run the two halves of classifier-free guidance as separate UNet calls (the
-/// attention matrices of one call of twice the batch do not fit in memory at 1024²); forced on
-/// for every size, the split still gives diffusers' images on every guided fixture case.
+/// attention matrices of one call of twice the batch do not fit in memory at 1024²), and large
+/// batches run in slices of images; forced on for every size (one image and one half per call),
+/// the split still gives diffusers' images on every guided fixture case, batches of two included.
 #[test]
 fn guidance_halves_as_separate_unet_calls_give_the_same_images() {
     let fixtures = root().join("tests/fixtures/pipeline");

@@ -119,6 +119,13 @@ pub struct SettingsArgs {
     /// Load each sub-model only while it runs: lower peak memory, slower jobs.
     #[arg(long, global = true)]
     pub low_memory: bool,
+    /// Largest picture a generation may make, in pixels (width x height of the largest pass);
+    /// larger requests get 422 [default: derived from the memory and the model].
+    #[arg(long, global = true, value_name = "PIXELS")]
+    pub max_pixels: Option<u64>,
+    /// Most jobs that may wait in the queue; more submissions get 503 with Retry-After [default: 1000].
+    #[arg(long, global = true, value_name = "N")]
+    pub max_queue: Option<u32>,
 }
 
 impl SettingsArgs {
@@ -140,6 +147,8 @@ impl SettingsArgs {
             default_model: self.default_model.clone(),
             resident_models: self.resident_models,
             low_memory: self.low_memory.then_some(true),
+            max_pixels: self.max_pixels,
+            max_queue: self.max_queue,
             hub_cache: None,
             hub_endpoint: None,
             hub_token: None,

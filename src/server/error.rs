@@ -14,11 +14,13 @@ pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
     pub fields: Vec<FieldError>,
+    /// Sent as `Retry-After` (seconds) with a 503.
+    pub retry_after_s: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into(), fields: Vec::new() }
+        Self { status, message: message.into(), fields: Vec::new(), retry_after_s: None }
     }
 
     pub fn not_found(what: impl Into<String>) -> Self {
@@ -41,6 +43,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::Registry(RegistryError::NotOwned { .. } | RegistryError::DefaultFixed { .. }) => StatusCode::CONFLICT,
             ServiceError::Registry(RegistryError::Io { .. }) | ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ServiceError::Hub(_) => StatusCode::BAD_GATEWAY,
+            ServiceError::QueueFull { retry_after_s, .. } => {
+                return Self { retry_after_s: Some(*retry_after_s), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()) }
+            }
             ServiceError::Store(_) => {
                 tracing::error!("job store: {e}");
                 StatusCode::SERVICE_UNAVAILABLE
@@ -60,6 +65,10 @@ struct Body<'a> {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Body { error: &self.message, fields: &self.fields };
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(seconds) = self.retry_after_s {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }

@@ -7,6 +7,7 @@
 //!
 //! Server-only; knows nothing of HTTP or Leptos.
 
+pub mod admission;
 pub mod pulls;
 
 use std::path::PathBuf;
@@ -61,6 +62,9 @@ pub enum ServiceError {
     /// The hub could not start a pull (a bad name is reported as [`ServiceError::Invalid`]).
     #[error(transparent)]
     Hub(HubError),
+    /// The queue holds `limit` waiting jobs already; try again after `retry_after_s`.
+    #[error("the queue is full ({queued} jobs waiting, at most {limit}); try again in {retry_after_s} s")]
+    QueueFull { queued: u64, limit: u32, retry_after_s: u64 },
     #[error("the job database is not available: {0}")]
     Store(#[from] StoreError),
     #[error("internal task failed: {0}")]
@@ -340,6 +344,7 @@ impl Easel {
                 errors.push(FieldError::new("Idempotency-Key", format!("must be 1..{MAX_IDEMPOTENCY_KEY} printable ASCII characters")));
             }
         }
+        let mut model_bytes = None;
         if let Some(s) = settings.as_mut() {
             // Aliases and the default resolve now, so the job records the exact model it runs on.
             let registry = self.registry.clone();
@@ -374,6 +379,7 @@ impl Easel {
             errors.extend(file_errors);
             match entry {
                 Ok(entry) => {
+                    model_bytes = Some(entry.size_bytes);
                     s.model = Some(entry.name);
                     if s.vae.is_none() {
                         s.vae = default_vae;
@@ -382,10 +388,27 @@ impl Easel {
                 Err(e) => errors.push(FieldError::new("model", e.to_string())),
             }
         }
+        if let (Some(s), Some(bytes)) = (settings.as_ref(), model_bytes) {
+            let limit = admission::PixelLimit::new(self.settings.max_pixels, crate::metrics::total_memory_bytes(), bytes);
+            errors.extend(limit.and_then(|l| l.check(s)));
+        }
         let Some(settings) = settings.filter(|_| errors.is_empty()) else { return Err(ServiceError::Invalid(errors)) };
+        self.check_queue_room().await?;
         let jobs = self.jobs.clone();
         let submitted = blocking(move || jobs.submit(&settings, idempotency_key.as_deref())).await?;
         Ok(Submitted { created: submitted.created, job: self.view(submitted.job) })
+    }
+
+    /// [`ServiceError::QueueFull`] when `max_queue` jobs are waiting already.
+    async fn check_queue_room(&self) -> Result<(), ServiceError> {
+        let store = self.jobs.store().clone();
+        let queued = blocking(move || Ok::<_, ServiceError>(store.counts()?.queued)).await?;
+        let limit = self.settings.max_queue;
+        if queued >= u64::from(limit) {
+            tracing::warn!(queued, limit, "queue full: submission refused");
+            return Err(ServiceError::QueueFull { queued, limit, retry_after_s: admission::QUEUE_FULL_RETRY_AFTER_S });
+        }
+        Ok(())
     }
 
     pub async fn job(&self, id: &str) -> Result<JobView, ServiceError> {

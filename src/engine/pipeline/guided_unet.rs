@@ -78,27 +78,39 @@ impl<'a> GuidedUnet<'a> {
                 _ => groups.push(vec![j]),
             }
         }
-        let mut outputs: Vec<Vec<f32>> = vec![Vec::new(); branches.len()];
+        // The images of the batch go in slices small enough that one call's attention holds no
+        // more than the pair at the split size does (`2 * split_above²` positions² per call): a
+        // batch of 8 at 512² is then 8 calls of one image's pair, not one call of 16, which
+        // would need ~17 GB for its score matrices. Each image's result is the same either way.
+        let budget = 2 * self.split_above.max(1).pow(2);
+        let image_len = (channels + extra) * plane;
+        let mut outputs: Vec<Vec<f32>> = vec![Vec::with_capacity(scaled.len()); branches.len()];
         for group in &groups {
-            let per_call = batch * group.len();
             let tokens = tokens_of(branches[group[0]].1);
-            let sample: Vec<f32> = model_input.iter().copied().cycle().take(model_input.len() * group.len()).collect();
-            let mut context = Vec::with_capacity(per_call * tokens * dim);
-            for &j in group {
-                for _ in 0..batch {
-                    context.extend_from_slice(branches[j].1);
+            let per_slice = (budget / (group.len() * plane * plane).max(1)).clamp(1, batch.max(1));
+            for first in (0..batch).step_by(per_slice) {
+                let images = per_slice.min(batch - first);
+                let per_call = images * group.len();
+                let slice = &model_input[first * image_len..(first + images) * image_len];
+                let sample: Vec<f32> = slice.iter().copied().cycle().take(slice.len() * group.len()).collect();
+                let mut context = Vec::with_capacity(per_call * tokens * dim);
+                for &j in group {
+                    for _ in 0..images {
+                        context.extend_from_slice(branches[j].1);
+                    }
                 }
-            }
-            let (_, out) = self.unet.run(
-                vec![
-                    (&self.sample_in, InputData::Float { shape: vec![per_call, channels + extra, latent_h, latent_w], data: &sample }),
-                    (&self.timestep_in, InputData::Timestep { value: timestep, batch: per_call }),
-                    (&self.context_in, InputData::Float { shape: vec![per_call, tokens, dim], data: &context }),
-                ],
-                "out_sample",
-            )?;
-            for (k, &j) in group.iter().enumerate() {
-                outputs[j] = out[k * scaled.len()..(k + 1) * scaled.len()].to_vec();
+                let (_, out) = self.unet.run(
+                    vec![
+                        (&self.sample_in, InputData::Float { shape: vec![per_call, channels + extra, latent_h, latent_w], data: &sample }),
+                        (&self.timestep_in, InputData::Timestep { value: timestep, batch: per_call }),
+                        (&self.context_in, InputData::Float { shape: vec![per_call, tokens, dim], data: &context }),
+                    ],
+                    "out_sample",
+                )?;
+                let out_len = images * channels * plane;
+                for (k, &j) in group.iter().enumerate() {
+                    outputs[j].extend_from_slice(&out[k * out_len..(k + 1) * out_len]);
+                }
             }
         }
         Ok(outputs)

@@ -132,6 +132,7 @@ impl From<ServiceError> for ApiFailure {
     fn from(e: ServiceError) -> Self {
         match e {
             ServiceError::Invalid(fields) => ApiFailure::fields(&fields),
+            full @ ServiceError::QueueFull { .. } => ApiFailure::Error(503, ErrorBody::exception("HTTPException", full.to_string())),
             other => ApiFailure::runtime(other.to_string()),
         }
     }

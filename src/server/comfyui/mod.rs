@@ -160,8 +160,9 @@ async fn lists(easel: &Easel) -> Result<nodes::Lists, ServiceError> {
     Ok(nodes::Lists { checkpoints, loras, vaes })
 }
 
+/// A service failure: 503 with Retry-After for a full queue, else 500.
 fn internal(e: ServiceError) -> Response {
-    (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": e.to_string()}))).into_response()
+    crate::server::error::ApiError::from(e).into_response()
 }
 
 fn bad_request(error: Value, node_errors: Value) -> Response {

@@ -1,0 +1,114 @@
+//! Admission control over real HTTP: a picture larger than the server can make is refused up
+//! front with a 422 naming the limit (every door), and a full queue answers 503 with
+//! Retry-After; the server keeps serving.
+#![cfg(feature = "ssr")]
+
+mod common;
+
+use common::{models_dir, settings, start_with, temp_dir};
+use easel::service::admission::{derived_max_pixels, QUEUE_FULL_RETRY_AFTER_S};
+use serde_json::{json, Value};
+
+async fn post(client: &reqwest::Client, url: String, body: Value) -> (u16, Value, Option<String>) {
+    let resp = client.post(url).json(&body).send().await.unwrap();
+    let status = resp.status().as_u16();
+    let retry = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+    (status, resp.json().await.unwrap_or(Value::Null), retry)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pictures_over_the_pixel_limit_are_refused_with_the_limit_named() {
+    let mut s = settings(models_dir(), temp_dir("admission-pixels"));
+    s.max_pixels = Some(96 * 96);
+    let server = start_with(s).await;
+    let client = reqwest::Client::new();
+    let (status, body, _) =
+        post(&client, server.url("/api/v1/generate"), json!({"prompt": "a", "width": 128, "height": 96, "steps": 1})).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["fields"][0]["field"], "width", "{body}");
+    let message = body["fields"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("128x96 is 12288 pixels") && message.contains("at most 9216") && message.contains("--max-pixels"),
+        "{message}"
+    );
+    // A hires pass counts at its target size.
+    let (status, body, _) = post(
+        &client,
+        server.url("/api/v1/generate"),
+        json!({"prompt": "a", "width": 64, "height": 64, "steps": 1, "hires": {"scale": 2.0}}),
+    )
+    .await;
+    assert_eq!((status, body["fields"][0]["field"].as_str()), (422, Some("hires.scale")), "{body}");
+    // Batches are not multiplied: they run in slices.
+    let (status, body, _) =
+        post(&client, server.url("/api/v1/generate"), json!({"prompt": "a", "width": 96, "height": 96, "steps": 1, "batch_size": 8})).await;
+    assert_eq!(status, 202, "{body}");
+    // A1111's door refuses the same way, in its shape.
+    let (status, body, _) =
+        post(&client, server.url("/sdapi/v1/txt2img"), json!({"prompt": "a", "width": 128, "height": 128, "steps": 1})).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains("--max-pixels"), "{body}");
+    // Still serving.
+    assert_eq!(client.get(server.url("/api/v1/health")).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_configured_limit_the_machines_memory_decides() {
+    let server = start_with(settings(models_dir(), temp_dir("admission-derived"))).await;
+    let client = reqwest::Client::new();
+    let body = json!({"prompt": "a", "width": 2048, "height": 2048, "batch_size": 8, "steps": 1});
+    let (status, answer, _) = post(&client, server.url("/api/v1/generate"), body).await;
+    let model: Value = client.get(server.url("/api/v1/models/tiny-sd")).send().await.unwrap().json().await.unwrap();
+    let total = easel::metrics::total_memory_bytes().expect("/proc/meminfo");
+    let limit = derived_max_pixels(total, model["size_bytes"].as_u64().unwrap());
+    if 2048 * 2048 > limit {
+        assert_eq!(status, 422, "{answer}");
+        assert!(answer["fields"][0]["message"].as_str().unwrap().contains("GB of memory"), "{answer}");
+    } else {
+        assert_eq!(status, 202, "a machine with {total} bytes fits 2048² ({limit} pixels): {answer}");
+        let id = answer["id"].as_str().unwrap();
+        client.delete(server.url(&format!("/api/v1/generate/{id}"))).send().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_queue_answers_503_with_retry_after_and_takes_jobs_again_once_it_drains() {
+    let mut s = settings(models_dir(), temp_dir("admission-queue"));
+    s.max_queue = 2;
+    let server = start_with(s).await;
+    let client = reqwest::Client::new();
+    let submit = |side: u32, steps: u32| {
+        post(&client, server.url("/api/v1/generate"), json!({"prompt": "q", "width": side, "height": side, "steps": steps}))
+    };
+    // One long job runs; two wait; the next is refused.
+    let (status, first, _) = submit(512, 150).await;
+    assert_eq!(status, 202, "{first}");
+    let first = first["id"].as_str().unwrap().to_string();
+    for _ in 0..200 {
+        let job: Value = client.get(server.url(&format!("/api/v1/generate/{first}"))).send().await.unwrap().json().await.unwrap();
+        if job["status"] == "running" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut waiting = Vec::new();
+    for _ in 0..2 {
+        let (status, job, _) = submit(64, 1).await;
+        assert_eq!(status, 202, "{job}");
+        waiting.push(job["id"].as_str().unwrap().to_string());
+    }
+    let (status, body, retry) = submit(64, 1).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(retry.as_deref(), Some(QUEUE_FULL_RETRY_AFTER_S.to_string().as_str()));
+    assert!(body["error"].as_str().unwrap().contains("queue is full (2 jobs waiting, at most 2)"), "{body}");
+    // A1111's door says the same with a 503.
+    let (status, _, _) =
+        post(&client, server.url("/sdapi/v1/txt2img"), json!({"prompt": "a", "width": 64, "height": 64, "steps": 1})).await;
+    assert_eq!(status, 503);
+    // Health still answers; once a waiting job is cancelled there is room again.
+    assert_eq!(client.get(server.url("/api/v1/health")).send().await.unwrap().status(), 200);
+    client.delete(server.url(&format!("/api/v1/generate/{}", waiting[0]))).send().await.unwrap();
+    let (status, body, _) = submit(64, 1).await;
+    assert_eq!(status, 202, "{body}");
+    client.delete(server.url(&format!("/api/v1/generate/{first}"))).send().await.unwrap();
+}

@@ -458,3 +458,54 @@ async fn the_cache_is_shared_with_huggingface_hub_both_ways() {
     use sha2::Digest;
     assert_eq!(lines.next().unwrap(), format!("{:x}", sha2::Sha256::digest(tiny_file("unet/model.onnx"))));
 }
+
+/// At most `MAX_RUNNING_PULLS` pulls of different repos run at once: the next gets 429 with
+/// Retry-After until one ends; asking again for a running one joins it.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_pulls_are_capped_with_429() {
+    use easel::service::pulls::MAX_RUNNING_PULLS;
+    let hub = fake_hub::start_serving_tiny(REPO, "main").await;
+    let repos: Vec<String> = (0..=MAX_RUNNING_PULLS).map(|i| format!("easel-test/copy-{i}")).collect();
+    {
+        let mut served = hub.state.repos.lock().unwrap();
+        let files = served[REPO].files.clone();
+        for repo in &repos {
+            served.insert(repo.clone(), fake_hub::Repo { commit: "ab".repeat(20), revisions: vec!["main".into()], files: files.clone() });
+        }
+    }
+    hub.state.faults.lock().unwrap().slow = true;
+    let mut settings = common::settings(models_dir(), temp_dir("pull-cap"));
+    settings.hub_endpoint = hub.url();
+    let server = common::start_with(settings).await;
+    let client = reqwest::Client::new();
+    let pull = |repo: String| {
+        let (client, url) = (client.clone(), server.url("/api/v1/models/pull"));
+        async move {
+            let resp = client.post(url).json(&json!({"model": repo})).send().await.unwrap();
+            let (status, retry) = (resp.status().as_u16(), resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string()));
+            (status, retry, resp.json::<Value>().await.unwrap())
+        }
+    };
+    let mut ids = Vec::new();
+    for repo in &repos[..MAX_RUNNING_PULLS] {
+        let (status, _, body) = pull(repo.clone()).await;
+        assert!(status == 200 || status == 202, "{status} {body}");
+        ids.push(body["id"].as_str().unwrap().to_string());
+    }
+    let (status, retry, body) = pull(repos[MAX_RUNNING_PULLS].clone()).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(retry.is_some(), "Retry-After");
+    assert!(body["error"].as_str().unwrap().contains("model pulls are running"), "{body}");
+    // Joining a running pull is not a new one.
+    let (status, _, joined) = pull(repos[0].clone()).await;
+    assert!(status == 200 || status == 202, "{joined}");
+    assert_eq!(joined["id"], ids[0]);
+    // One ends (cancelled): there is room again.
+    assert_eq!(client.delete(server.url(&format!("/api/v1/models/pulls/{}", ids[0]))).send().await.unwrap().status(), 200);
+    let (status, _, body) = pull(repos[MAX_RUNNING_PULLS].clone()).await;
+    assert!(status == 200 || status == 202, "{body}");
+    ids.push(body["id"].as_str().unwrap().to_string());
+    for id in &ids[1..] {
+        client.delete(server.url(&format!("/api/v1/models/pulls/{id}"))).send().await.unwrap();
+    }
+}

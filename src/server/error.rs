@@ -43,6 +43,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::Registry(RegistryError::NotOwned { .. } | RegistryError::DefaultFixed { .. }) => StatusCode::CONFLICT,
             ServiceError::Registry(RegistryError::Io { .. }) | ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ServiceError::Hub(_) => StatusCode::BAD_GATEWAY,
+            ServiceError::PullsBusy { retry_after_s, .. } => {
+                return Self { retry_after_s: Some(*retry_after_s), ..Self::new(StatusCode::TOO_MANY_REQUESTS, e.to_string()) }
+            }
             ServiceError::QueueFull { retry_after_s, .. } => {
                 return Self { retry_after_s: Some(*retry_after_s), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()) }
             }

@@ -23,6 +23,8 @@ pub const ATTENTION_BYTES: f64 = 64.0;
 pub const MEMORY_SHARE: f64 = 0.9;
 /// Seconds a client told "queue full" is asked to wait before trying again.
 pub const QUEUE_FULL_RETRY_AFTER_S: u64 = 30;
+/// Seconds a client told "too many pulls" is asked to wait.
+pub const PULLS_BUSY_RETRY_AFTER_S: u64 = 60;
 
 /// Peak bytes a generation of `pixels`-pixel images needs beyond the model's weights.
 pub fn working_bytes(pixels: u64) -> f64 {

@@ -32,7 +32,7 @@ use crate::jobs::{CancelOutcome, JobQueue, JobRecord, JobStore, LiveProgress, St
 use crate::metrics::EngineMetrics;
 use crate::model_registry::{ModelRegistry, RegistryError};
 use crate::uploads::{ImageInputError, Uploads};
-use pulls::{PullCancel, PullManager};
+use pulls::{PullCancel, PullManager, StartRefused};
 
 /// Longest accepted idempotency key, in bytes.
 pub const MAX_IDEMPOTENCY_KEY: usize = 200;
@@ -65,6 +65,9 @@ pub enum ServiceError {
     /// The queue holds `limit` waiting jobs already; try again after `retry_after_s`.
     #[error("the queue is full ({queued} jobs waiting, at most {limit}); try again in {retry_after_s} s")]
     QueueFull { queued: u64, limit: u32, retry_after_s: u64 },
+    /// As many pulls as may run at once are running.
+    #[error("{running} model pulls are running, the most at once; try again when one ends (in about {retry_after_s} s)")]
+    PullsBusy { running: usize, retry_after_s: u64 },
     #[error("the job database is not available: {0}")]
     Store(#[from] StoreError),
     #[error("internal task failed: {0}")]
@@ -685,8 +688,9 @@ impl Easel {
     /// already running for that repo and revision.
     pub fn pull(&self, spec: &str) -> Result<PullStatus, ServiceError> {
         self.pulls.start(spec).map_err(|e| match e {
-            HubError::BadName { .. } => ServiceError::Invalid(vec![FieldError::new("model", e.to_string())]),
-            other => ServiceError::Hub(other),
+            StartRefused::Hub(e @ HubError::BadName { .. }) => ServiceError::Invalid(vec![FieldError::new("model", e.to_string())]),
+            StartRefused::Hub(other) => ServiceError::Hub(other),
+            StartRefused::Busy { running } => ServiceError::PullsBusy { running, retry_after_s: admission::PULLS_BUSY_RETRY_AFTER_S },
         })
     }
 

@@ -15,6 +15,18 @@ use crate::model_registry::ModelRegistry;
 
 /// Finished pulls kept for `GET /api/v1/models/pulls`.
 const KEEP_FINISHED: usize = 20;
+/// Pulls of different repos that may run at once; another is refused until one ends (joining a
+/// running pull of the same repo is always allowed).
+pub const MAX_RUNNING_PULLS: usize = 3;
+
+/// Why [`PullManager::start`] did not start a pull.
+#[derive(Debug)]
+pub enum StartRefused {
+    /// The spec or the hub said no.
+    Hub(HubError),
+    /// [`MAX_RUNNING_PULLS`] are running.
+    Busy { running: usize },
+}
 
 pub struct PullManager {
     registry: ModelRegistry,
@@ -44,14 +56,18 @@ impl PullManager {
     /// Starts pulling `spec` (an alias or `org/name[@revision]`), or returns the pull of the same
     /// repo and revision that is already running. Only a bad spec fails here; everything else
     /// shows up in the status.
-    pub fn start(&self, spec: &str) -> Result<PullStatus, HubError> {
-        let request = PullRequest::parse(spec)?;
+    pub fn start(&self, spec: &str) -> Result<PullStatus, StartRefused> {
+        let request = PullRequest::parse(spec).map_err(StartRefused::Hub)?;
         let mut pulls = self.pulls.lock().expect("pulls lock");
         if let Some(running) = pulls.iter().find(|p| {
             let s = p.status.borrow();
             !s.finished() && s.repo_id == request.repo_id && s.revision == request.revision
         }) {
             return Ok(running.status.borrow().clone());
+        }
+        let running = pulls.iter().filter(|p| !p.status.borrow().finished()).count();
+        if running >= MAX_RUNNING_PULLS {
+            return Err(StartRefused::Busy { running });
         }
         let id = uuid::Uuid::new_v4().simple().to_string();
         let (sender, _) = watch::channel(PullStatus::new(id.clone(), request.repo_id.clone(), request.revision.clone()));

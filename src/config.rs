@@ -26,6 +26,8 @@ pub enum LogFormat {
 
 /// Jobs that may wait in the queue when `--max-queue` is not given.
 pub const DEFAULT_MAX_QUEUE: u32 = 1000;
+/// Seconds a stopping server waits when `--shutdown-timeout` is not given.
+pub const DEFAULT_SHUTDOWN_TIMEOUT_S: u64 = 10;
 
 /// One layer of settings: every value optional, so a layer only overrides what it names.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -62,6 +64,8 @@ pub struct SettingsLayer {
     pub max_pixels: Option<u64>,
     /// Most jobs waiting in the queue; more submissions get 503.
     pub max_queue: Option<u32>,
+    /// Seconds a stopping server waits for the running step and open requests.
+    pub shutdown_timeout: Option<u64>,
     /// The Hugging Face hub cache (from `HF_HUB_CACHE` / `HF_HOME`, as Python tools use).
     pub hub_cache: Option<PathBuf>,
     /// The hub to pull from (`HF_ENDPOINT`).
@@ -106,6 +110,9 @@ pub struct Settings {
     pub max_pixels: Option<u64>,
     /// Most jobs waiting in the queue.
     pub max_queue: u32,
+    /// Seconds a stopping server (SIGTERM, Ctrl-C) waits for the running step and open requests
+    /// before it exits anyway; the running job is handed back either way.
+    pub shutdown_timeout_s: u64,
     pub hub_cache: PathBuf,
     pub hub_endpoint: String,
     #[serde(skip_serializing)]
@@ -189,6 +196,7 @@ impl SettingsLayer {
             low_memory: parsed(&lookup, "EASEL_LOW_MEMORY", "true or false")?,
             max_pixels: parsed(&lookup, "EASEL_MAX_PIXELS", "a whole number of pixels, such as 1048576")?,
             max_queue: parsed(&lookup, "EASEL_MAX_QUEUE", "a whole number of jobs, at least 1")?,
+            shutdown_timeout: parsed(&lookup, "EASEL_SHUTDOWN_TIMEOUT", "a whole number of seconds")?,
             // Only when the user pointed somewhere: otherwise `hub_cache` in easel.toml may set it.
             hub_cache: crate::hub::HubCache::set_in_env(&lookup).map(|c| c.root().to_path_buf()),
             hub_endpoint: crate::hub::client::env_endpoint(&lookup),
@@ -223,6 +231,7 @@ impl SettingsLayer {
             low_memory: over.low_memory.or(self.low_memory),
             max_pixels: over.max_pixels.or(self.max_pixels),
             max_queue: over.max_queue.or(self.max_queue),
+            shutdown_timeout: over.shutdown_timeout.or(self.shutdown_timeout),
             hub_cache: over.hub_cache.or(self.hub_cache),
             hub_endpoint: over.hub_endpoint.or(self.hub_endpoint),
             hub_token: over.hub_token.or(self.hub_token),
@@ -313,6 +322,7 @@ impl Settings {
             low_memory: merged.low_memory.unwrap_or(false),
             max_pixels: merged.max_pixels,
             max_queue,
+            shutdown_timeout_s: merged.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT_S),
             hub_cache: merged.hub_cache.unwrap_or_else(|| crate::hub::HubCache::from_env(|_| None).root().to_path_buf()),
             hub_endpoint: merged.hub_endpoint.unwrap_or_else(|| crate::hub::client::DEFAULT_ENDPOINT.to_string()),
             hub_token: merged.hub_token,

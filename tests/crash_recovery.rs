@@ -12,9 +12,14 @@ use serde_json::{json, Value};
 
 /// Starts `easel serve` on a free port and returns the child and its base URL.
 fn spawn_server(data_dir: &Path) -> (Child, String) {
+    spawn_server_with(data_dir, &[])
+}
+
+fn spawn_server_with(data_dir: &Path, extra: &[&str]) -> (Child, String) {
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
     let mut child = Command::new(env!("CARGO_BIN_EXE_easel"))
         .args(["serve", "--port", "0", "--threads", "1", "--log-level", "warn"])
+        .args(extra)
         .arg("--data-dir")
         .arg(data_dir)
         .arg("--models-dir")
@@ -28,6 +33,16 @@ fn spawn_server(data_dir: &Path) -> (Child, String) {
     let url = line.trim().rsplit(' ').next().unwrap().trim_end_matches('/').to_string();
     assert!(url.starts_with("http://127.0.0.1:"), "{line}");
     (child, url)
+}
+
+/// A server process killed when the test ends, passing or not.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn get(client: &reqwest::blocking::Client, url: &str) -> Value {
@@ -107,4 +122,72 @@ fn sigkill_during_a_job_loses_nothing_and_runs_nothing_twice() {
     assert_eq!(history["jobs"].as_array().unwrap().len(), 3, "no duplicate jobs");
     server.kill().unwrap();
     server.wait().unwrap();
+}
+
+/// SIGTERM with a job running, its SSE stream and an A1111 call open: the process exits within
+/// `--shutdown-timeout`, the streams end, and after a restart the job runs again with its
+/// interrupted attempt not counted.
+#[test]
+fn sigterm_with_open_streams_exits_within_the_deadline_and_the_job_runs_again_uncounted() {
+    let data = std::env::temp_dir().join(format!("easel-sigterm-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let client = reqwest::blocking::Client::new();
+    let (server, base) = spawn_server_with(&data, &["--shutdown-timeout", "5"]);
+    let mut server = KillOnDrop(server);
+    let body = json!({"prompt": "stopped", "seed": 5, "width": 256, "height": 256, "steps": 80, "sampler": "euler"});
+    let job: Value = client.post(format!("{base}/api/v1/generate")).json(&body).send().unwrap().json().unwrap();
+    let id = job["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while get(&client, &format!("{base}/api/v1/generate/{id}"))["progress"]["step"].as_u64().unwrap_or(0) < 2 {
+        assert!(Instant::now() < deadline, "the job did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // An SSE stream and a blocking A1111 call, both open when the signal comes.
+    let sse = {
+        let url = format!("{base}/api/v1/generate/{id}/events");
+        std::thread::spawn(move || {
+            let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+            client.get(url).send().map(|r| r.text().unwrap_or_default()).unwrap_or_default()
+        })
+    };
+    let a1111 = {
+        let url = format!("{base}/sdapi/v1/txt2img");
+        std::thread::spawn(move || {
+            let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+            client.post(url).json(&json!({"prompt": "waits", "width": 64, "height": 64, "steps": 2})).send().map(|r| r.status().as_u16())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let signalled = Instant::now();
+    assert!(Command::new("kill").args(["-TERM", &server.0.id().to_string()]).status().unwrap().success());
+    let status = loop {
+        if let Some(status) = server.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(signalled.elapsed() < Duration::from_secs(15), "still running 15 s after SIGTERM (deadline 5 s)");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = signalled.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(7), "exited {took:?} after SIGTERM; the deadline is 5 s");
+    let events = sse.join().unwrap();
+    assert!(events.contains("event: progress") && !events.contains("event: succeeded"), "{events}");
+    // The A1111 call got an answer (503: stopping) or its connection closed; it did not hang.
+    let _ = a1111.join().unwrap();
+
+    let (server, base) = spawn_server(&data);
+    let server = KillOnDrop(server);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let job = get(&client, &format!("{base}/api/v1/generate/{id}"));
+        if job["status"] == "succeeded" {
+            break;
+        }
+        assert!(Instant::now() < deadline && job["status"] != "failed", "{job}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(server);
+    let record = easel::jobs::JobStore::open(&data).unwrap().get(&id).unwrap().unwrap();
+    assert_eq!(record.attempts, 1, "the interrupted attempt is not counted");
+    let _ = std::fs::remove_dir_all(&data);
 }

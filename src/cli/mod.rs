@@ -126,6 +126,10 @@ pub struct SettingsArgs {
     /// Most jobs that may wait in the queue; more submissions get 503 with Retry-After [default: 1000].
     #[arg(long, global = true, value_name = "N")]
     pub max_queue: Option<u32>,
+    /// Seconds a stopping server (SIGTERM, Ctrl-C) waits for the running step and open requests;
+    /// the running job is handed back to the queue either way [default: 10].
+    #[arg(long, global = true, value_name = "SECONDS")]
+    pub shutdown_timeout: Option<u64>,
 }
 
 impl SettingsArgs {
@@ -149,6 +153,7 @@ impl SettingsArgs {
             low_memory: self.low_memory.then_some(true),
             max_pixels: self.max_pixels,
             max_queue: self.max_queue,
+            shutdown_timeout: self.shutdown_timeout,
             hub_cache: None,
             hub_endpoint: None,
             hub_token: None,
@@ -239,7 +244,7 @@ fn serve(args: &SettingsArgs) -> anyhow::Result<()> {
     let settings = args.resolve()?;
     crate::logging::init(&settings.log_level, settings.log_format).map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let addr = SocketAddr::new(settings.host, settings.port);
         // Bind first: if the port is taken, stop before the worker could start a queued job.
         let port_error = |e: std::io::Error| anyhow::anyhow!("cannot serve on {addr}: {e} (is another program using the port? try --port)");
@@ -253,33 +258,66 @@ fn serve(args: &SettingsArgs) -> anyhow::Result<()> {
             }
             None => None,
         };
+        let deadline = std::time::Duration::from_secs(settings.shutdown_timeout_s);
         let state = crate::server::AppState::start(crate::server::leptos_options(bound), settings)?;
-        let jobs = state.easel.queue().clone();
-        if let Err(e) = state.easel.runtime() {
+        let easel = state.easel.clone();
+        if let Err(e) = easel.runtime() {
             tracing::warn!("{e}");
         }
         tracing::info!(%bound, "listening");
         println!("Easel is running at http://{bound}/");
+        // On SIGTERM or Ctrl-C: the listeners stop accepting, streams end, the running job is
+        // interrupted and handed back (its attempt not counted); after `deadline` the process
+        // exits even if a step or a request is still going.
+        let (signalled_tx, signalled) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!(deadline_s = deadline.as_secs(), "stopping");
+            signalled_tx.send_replace(true);
+        });
+        let on_signal = |mut signalled: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = signalled.wait_for(|s| *s).await;
+        };
         let comfyui = match comfyui {
             Some(listener) => {
                 let app = crate::server::comfyui_app(state.clone());
                 let at = listener.local_addr()?;
                 tracing::info!(%at, "ComfyUI API listening");
                 println!("ComfyUI's API is at http://{at}/");
-                Some(tokio::spawn(
-                    async move { axum::serve(listener, app.into_make_service()).with_graceful_shutdown(shutdown_signal()).await },
-                ))
+                let stop = on_signal(signalled.clone());
+                Some(tokio::spawn(async move { axum::serve(listener, app.into_make_service()).with_graceful_shutdown(stop).await }))
             }
             None => None,
         };
-        crate::server::serve_on(listener, state, shutdown_signal()).await.map_err(port_error)?;
+        let stopper = {
+            let (easel, signalled) = (easel.clone(), signalled.clone());
+            tokio::spawn(async move {
+                on_signal(signalled).await;
+                easel.stop(deadline).await
+            })
+        };
+        let server = crate::server::serve_on(listener, state, on_signal(signalled.clone()));
+        tokio::pin!(server);
+        tokio::select! {
+            served = &mut server => served.map_err(port_error)?,
+            _ = on_signal(signalled) => match tokio::time::timeout(deadline, &mut server).await {
+                Ok(served) => served.map_err(port_error)?,
+                Err(_) => tracing::warn!("requests still open after {} s; closing them", deadline.as_secs()),
+            },
+        }
         if let Some(task) = comfyui {
             task.abort();
         }
-        // Hand the running job back to the queue; it runs again at the next start.
-        tokio::task::spawn_blocking(move || jobs.shutdown(crate::jobs::ShutdownMode::InterruptCurrentJob)).await?;
+        // Interrupted and handed back by now, or after the deadline at the latest.
+        if !stopper.await.unwrap_or(false) {
+            tracing::warn!("the running step did not finish within {} s; its job runs again at the next start", deadline.as_secs());
+        }
+        tracing::info!("stopped");
         Ok(())
-    })
+    });
+    // Work still on the blocking pool (a step past the deadline) must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    served
 }
 
 async fn shutdown_signal() {

@@ -308,20 +308,62 @@ impl JobQueue {
     /// running one depends on `mode`. Submits after shutdown are still recorded (and run at the
     /// next start). Calling it again does nothing.
     pub fn shutdown(&self, mode: ShutdownMode) {
-        {
-            let mut state = lock(&self.shared.state);
-            state.shutting_down = true;
-            if let (ShutdownMode::InterruptCurrentJob, Some(running)) = (mode, &state.running) {
-                running.cancel.cancel();
-            }
-        }
-        self.shared.wake.notify_all();
+        self.stop_worker(mode);
         let worker = lock(&self.worker).take();
         if let Some(worker) = worker {
             if worker.join().is_err() {
                 tracing::error!("the job worker thread panicked");
             }
         }
+    }
+
+    /// [`JobQueue::shutdown`] with [`ShutdownMode::InterruptCurrentJob`], waiting at most
+    /// `deadline` for the running job to stop (a step of a big image may outlast it). When the
+    /// worker is still busy then, its job is handed back in the database here, so the restart
+    /// runs it again without counting this attempt, and the worker is left to the process's
+    /// end. True when the worker stopped in time.
+    pub fn shutdown_within(&self, deadline: Duration) -> bool {
+        let running = self.stop_worker(ShutdownMode::InterruptCurrentJob);
+        let Some(worker) = lock(&self.worker).take() else { return true };
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let panicked = worker.join().is_err();
+            let _ = done_tx.send(panicked);
+        });
+        match done_rx.recv_timeout(deadline) {
+            Ok(panicked) => {
+                if panicked {
+                    tracing::error!("the job worker thread panicked");
+                }
+                true
+            }
+            Err(_) => {
+                if let Some(id) = running {
+                    match self.shared.store.release(&id) {
+                        Ok(status) => {
+                            tracing::warn!(job = %id, ?status, "the running job did not stop in time; handed back for the next start")
+                        }
+                        Err(e) => tracing::error!(job = %id, error = %e, "could not hand the running job back"),
+                    }
+                }
+                false
+            }
+        }
+    }
+
+    /// Flags shutdown, fires the running job's cancel in `mode` Interrupt, wakes the worker;
+    /// returns the running job's id.
+    fn stop_worker(&self, mode: ShutdownMode) -> Option<String> {
+        let running = {
+            let mut state = lock(&self.shared.state);
+            state.shutting_down = true;
+            if let (ShutdownMode::InterruptCurrentJob, Some(running)) = (mode, &state.running) {
+                running.cancel.cancel();
+            }
+            state.running.as_ref().map(|r| r.id.clone())
+        };
+        self.shared.wake.notify_all();
+        running
     }
 }
 
@@ -978,6 +1020,27 @@ mod tests {
         assert_eq!(lock(&calls.per_job)[&waiting.id], 1);
         assert_eq!(*lock(&calls.started), [BLOCK, BLOCK, "waiting"], "the interrupted job keeps its place");
         assert_eq!(queue.store().counts().unwrap().succeeded, 2);
+    }
+
+    #[test]
+    fn a_step_longer_than_the_shutdown_deadline_is_handed_back_without_counting_the_attempt() {
+        let dir = TempDir::new("deadline");
+        let calls = Arc::new(Calls::default());
+        let queue = open_with(&dir, FakeExecutor { step_delay: Duration::from_millis(1500), ..FakeExecutor::new(&calls) });
+        let job = submit(&queue, BLOCK);
+        wait_for(&queue, &job.id, JobStatus::Running);
+        let started = Instant::now();
+        assert!(!queue.shutdown_within(Duration::from_millis(100)), "the worker is mid-step");
+        assert!(started.elapsed() < Duration::from_millis(1000), "{:?}", started.elapsed());
+        let row = queue.store().get(&job.id).unwrap().unwrap();
+        assert_eq!((row.status, row.attempts), (JobStatus::Queued, 0), "handed back, attempt not counted");
+        // A worker that stops in time is joined.
+        let dir = TempDir::new("deadline-ok");
+        let queue = open_with(&dir, FakeExecutor::new(&calls));
+        let job = submit(&queue, BLOCK);
+        wait_for(&queue, &job.id, JobStatus::Running);
+        assert!(queue.shutdown_within(Duration::from_secs(10)));
+        assert_eq!(queue.store().get(&job.id).unwrap().unwrap().status, JobStatus::Queued);
     }
 
     #[test]

@@ -453,11 +453,27 @@ impl JobStore {
     }
 
     /// The queued job that runs next (smallest seq).
+    /// A queued row whose request cannot be read (written by a newer Easel, or damaged) is
+    /// failed with the reason, and the next one is taken: one bad row never wedges the queue.
     pub fn next_queued(&self) -> Result<Option<JobRecord>, StoreError> {
         let conn = self.conn();
-        let raw =
-            conn.query_row(&format!("{JOB_SELECT} WHERE j.status = 'queued' ORDER BY j.seq LIMIT 1"), [], RawJob::from_row).optional()?;
-        raw.map(|raw| finish_job(&conn, raw)).transpose()
+        loop {
+            let raw = conn
+                .query_row(&format!("{JOB_SELECT} WHERE j.status = 'queued' ORDER BY j.seq LIMIT 1"), [], RawJob::from_row)
+                .optional()?;
+            let Some(raw) = raw else { return Ok(None) };
+            let id = raw.id.clone();
+            match finish_job(&conn, raw) {
+                Err(e @ (StoreError::BadRequestJson { .. } | StoreError::UnknownStatus { .. })) => {
+                    tracing::error!(job = %id, error = %e, "a queued job cannot be read; failing it");
+                    conn.execute(
+                        "UPDATE jobs SET status = 'failed', finished_at = ?2, error = ?3 WHERE id = ?1 AND status = 'queued'",
+                        params![id, now_ms(), format!("this job's settings cannot be read by this Easel ({e}); submit it again")],
+                    )?;
+                }
+                other => return other.map(Some),
+            }
+        }
     }
 
     /// `queued -> running`. False when the job is not queued any more (cancelled meanwhile), in
@@ -743,6 +759,15 @@ pub(crate) mod tests {
     impl Drop for TempDir {
         fn drop(&mut self) {
             let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    impl JobStore {
+        /// Status and error of a row, read without decoding its request.
+        fn get_raw_status(&self, id: &str) -> (String, String) {
+            self.conn()
+                .query_row("SELECT status, COALESCE(error, '') FROM jobs WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
         }
     }
 
@@ -1053,6 +1078,19 @@ pub(crate) mod tests {
         let job = store.get(&id).unwrap().unwrap();
         assert_eq!(job.status, JobStatus::Failed);
         assert!(job.error.unwrap().contains("3 times"));
+    }
+
+    #[test]
+    fn a_queued_row_that_cannot_be_read_is_failed_and_the_next_one_runs() {
+        let dir = TempDir::new("bad-row");
+        let store = JobStore::open(&dir.0).unwrap();
+        let bad = submit(&store, "from the future").id;
+        let good = submit(&store, "fine").id;
+        store.conn().execute("UPDATE jobs SET request = '{\"prompt\": 3}' WHERE id = ?1", [&bad]).unwrap();
+        assert_eq!(store.next_queued().unwrap().unwrap().id, good);
+        let failed = store.get_raw_status(&bad);
+        assert_eq!(failed.0, "failed");
+        assert!(failed.1.contains("cannot be read"), "{}", failed.1);
     }
 
     #[test]

@@ -147,6 +147,8 @@ async fn events(
             }
         }
     });
+    // Ends when the server stops, so a graceful shutdown does not wait on open streams.
+    let stream = futures::StreamExt::take_until(stream, state.easel.stopped());
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 

@@ -154,5 +154,7 @@ async fn pull_events(
         let event = Event::default().event(name).data(serde_json::to_string(&status).unwrap_or_default());
         Some((Ok(event), (receiver, false, finished)))
     });
+    // Ends when the server stops, so a graceful shutdown does not wait on open streams.
+    let stream = futures::StreamExt::take_until(stream, state.easel.stopped());
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

@@ -139,6 +139,8 @@ pub struct Easel {
     /// Held open for the process lifetime: its exclusive lock keeps a second server off this data dir.
     _data_dir_lock: Arc<std::fs::File>,
     tokenizers: TokenizerCache,
+    /// True once the process is stopping: streams to clients end, waiting calls give up.
+    stopping: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, StartupError> {
@@ -283,7 +285,26 @@ impl Easel {
             uploads,
             _data_dir_lock: Arc::new(lock),
             tokenizers: TokenizerCache::default(),
+            stopping: Arc::new(tokio::sync::watch::channel(false).0),
         })
+    }
+
+    /// Stops the service within `deadline`: streams to clients end (see [`Easel::stopped`]),
+    /// no new job starts, and the running one is interrupted and handed back to the queue
+    /// without counting the attempt, so the next start runs it again. True when the worker
+    /// stopped within the deadline.
+    pub async fn stop(&self, deadline: std::time::Duration) -> bool {
+        self.stopping.send_replace(true);
+        let jobs = self.jobs.clone();
+        tokio::task::spawn_blocking(move || jobs.shutdown_within(deadline)).await.unwrap_or(false)
+    }
+
+    /// Resolves once [`Easel::stop`] was called: streams and long waits end with it.
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut receiver = self.stopping.subscribe();
+        async move {
+            let _ = receiver.wait_for(|stopping| *stopping).await;
+        }
     }
 
     pub fn settings(&self) -> &Settings {

@@ -250,13 +250,22 @@ async fn run_batches(easel: &Easel, planned: &Planned, call: &Arc<Mutex<Call>>) 
 
 /// Follows one job's events until it ends, mirroring its progress into `call`.
 async fn wait_for(easel: &Easel, id: &str, call: &Arc<Mutex<Call>>) -> Result<JobView, ApiFailure> {
+    let stopped = easel.stopped();
+    tokio::pin!(stopped);
     loop {
         let (current, mut events) = easel.watch(id).await?;
         if terminal(&current.kind) {
             return Ok(easel.job(id).await?);
         }
         loop {
-            match events.recv().await {
+            let received = tokio::select! {
+                received = events.recv() => received,
+                () = &mut stopped => {
+                    let message = "the server is stopping; the job is kept and runs again at the next start";
+                    return Err(ApiFailure::Error(503, ErrorBody::exception("HTTPException", message.to_string())));
+                }
+            };
+            match received {
                 Ok(event) if event.job_id == id => {
                     if let JobEventKind::Progress { step, total, preview_png_base64, .. } = &event.kind {
                         let mut c = call.lock().expect("call lock");

@@ -745,10 +745,13 @@ struct WsQuery {
 async fn websocket(State(state): State<AppState>, Query(q): Query<WsQuery>, upgrade: WebSocketUpgrade) -> Response {
     let id = q.client_id.filter(|c| !c.is_empty() && c.len() <= 200).unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     let door = state.comfyui.clone();
-    upgrade.on_upgrade(move |socket| serve_socket(door, id, socket))
+    let stopped = state.easel.stopped();
+    upgrade.on_upgrade(move |socket| serve_socket(door, id, socket, stopped))
 }
 
-async fn serve_socket(door: Arc<ComfyDoor>, id: String, mut socket: WebSocket) {
+/// Forwards the door's messages for `id` until the client leaves or the server stops.
+async fn serve_socket(door: Arc<ComfyDoor>, id: String, mut socket: WebSocket, stopped: impl std::future::Future<Output = ()>) {
+    tokio::pin!(stopped);
     let (tx, mut rx) = mpsc::unbounded_channel();
     door.clients.lock().expect("clients lock").insert(id.clone(), tx.clone());
     let hello = json!({"type": "status", "data": {"status": {"exec_info": {"queue_remaining": door.queue_remaining()}}, "sid": id}});
@@ -757,6 +760,10 @@ async fn serve_socket(door: Arc<ComfyDoor>, id: String, mut socket: WebSocket) {
     }
     loop {
         tokio::select! {
+            () = &mut stopped => {
+                let _ = socket.send(Message::Close(None)).await;
+                break;
+            }
             outgoing = rx.recv() => match outgoing {
                 Some(message) => if socket.send(message).await.is_err() { break },
                 None => break,

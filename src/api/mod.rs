@@ -12,12 +12,16 @@
 //! - [`networks`]: [`LoraRef`] (a LoRA and its weights), A1111's `<lora:…>` prompt tags, the VAE choice.
 //! - [`prompt`]: [`PromptSyntax`], CLIP skip, and [`PromptTokens`] (the prompt box's token counter).
 //! - [`pull`]: [`PullStatus`], the progress of a model download.
+//! - [`comfy`]: ComfyUI's graph and workflow formats, checked and translated into requests.
+//! - [`import`]: [`import::ImportedSettings`], what a dropped PNG or workflow gives the form.
 //!
 //! **Invariant:** plain data and its rules only. Nothing here reaches a database, a model or the
 //! network, and nothing here imports another Easel module: every other module may import `api`.
 
+pub mod comfy;
 pub mod compat;
 pub mod image_modes;
+pub mod import;
 pub mod job;
 pub mod model;
 pub mod networks;

@@ -163,6 +163,19 @@ pub fn document() -> Value {
             "/api/v1/uploads/{id}": { "get": { "summary": "An uploaded picture, as the stored PNG (cached for a year: an id is the hash of its content)",
                 "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
                 "responses": { "200": { "description": "image/png" }, "404": error_response("no such upload") } } },
+            "/api/v1/import": { "post": {
+                "summary": "The generation settings a file holds, for a form: an Easel PNG (exact), an A1111 PNG or infotext (compat a1111), a ComfyUI PNG or workflow JSON in the API or UI format (compat comfyui). Nothing is stored or run",
+                "requestBody": { "required": true, "content": {
+                    "multipart/form-data": { "schema": { "type": "object", "required": ["file"], "properties": { "file": { "type": "string", "format": "binary" } } } },
+                    "image/png": { "schema": { "type": "string", "format": "binary" } },
+                    "application/json": { "schema": { "type": "object" } },
+                    "text/plain": { "schema": { "type": "string" } } } },
+                "responses": {
+                    "200": { "description": "`{source: easel|a1111|comfyui, settings, notes}`: settings as a job records them; notes name what was left out" },
+                    "413": error_response(&format!("larger than {} MB", crate::service::import::MAX_IMPORT_BYTES >> 20)),
+                    "415": error_response("not multipart/form-data, image/png, application/json or text/plain"),
+                    "422": error_response("`file` holds no settings Easel can use (the message says why: no parameters, nodes Easel does not run, a bad value)")
+                } } },
             "/api/v1/images/{id}": { "delete": { "summary": "Delete an image (record and file)",
                 "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
                 "responses": { "204": { "description": "deleted" }, "404": error_response("no such image") } } },

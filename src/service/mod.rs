@@ -8,6 +8,7 @@
 //! Server-only; knows nothing of HTTP or Leptos.
 
 pub mod admission;
+pub mod import;
 pub mod pulls;
 
 use std::path::PathBuf;
@@ -421,6 +422,22 @@ impl Easel {
         let jobs = self.jobs.clone();
         let submitted = blocking(move || jobs.submit(&settings, idempotency_key.as_deref())).await?;
         Ok(Submitted { created: submitted.created, job: self.view(submitted.job) })
+    }
+
+    /// The file lists a ComfyUI graph may name, as ComfyUI names them.
+    pub async fn comfy_lists(&self) -> Result<crate::api::comfy::nodes::Lists, ServiceError> {
+        use crate::model_files::FileKind;
+        let checkpoints = self.models().await?.into_iter().map(|m| m.name).collect();
+        let loras = self.weight_files(FileKind::Lora).await?.into_iter().map(|f| f.name).collect();
+        let vaes = self.weight_files(FileKind::Vae).await?.into_iter().map(|f| f.name).collect();
+        Ok(crate::api::comfy::nodes::Lists { checkpoints, loras, vaes })
+    }
+
+    /// The generation settings a dropped file holds (see [`import::read_settings`]); a file
+    /// without usable settings is [`ServiceError::Invalid`] on `file`.
+    pub async fn import_settings(&self, bytes: Vec<u8>) -> Result<crate::api::import::ImportedSettings, ServiceError> {
+        let lists = self.comfy_lists().await?;
+        blocking(move || import::read_settings(&bytes, &lists).map_err(ServiceError::Invalid)).await
     }
 
     /// [`ServiceError::QueueFull`] when `max_queue` jobs are waiting already.

@@ -7,6 +7,7 @@ use serde_json::{json, Map, Value};
 use super::plan::*;
 use super::wire::*;
 use crate::api::{GenerationSettings, ImageView};
+pub use crate::engine::infotext::{infotext_pairs, parse_infotext};
 
 // ---------------------------------------------------------------------------------------------
 // `info` (spec 2.5)
@@ -261,103 +262,6 @@ pub fn progress_response(call: Option<&CallProgress>, skip_current_image: bool) 
         current_image: if skip_current_image { None } else { c.preview_png_base64.clone() },
         textinfo: None,
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Infotext reading (spec 6; `infotext_utils.py:parse_generation_parameters`)
-// ---------------------------------------------------------------------------------------------
-
-/// `re_param` over one line: `Key: value` pairs, values raw (quoted ones still quoted).
-fn param_pairs(line: &str) -> Vec<(String, String)> {
-    let chars: Vec<char> = line.chars().collect();
-    let word = |c: char| c.is_alphanumeric() || c == '_';
-    let key_char = |c: char| word(c) || matches!(c, ' ' | '-' | '/');
-    let mut out = Vec::new();
-    let mut start = 0;
-    while start < chars.len() {
-        let mut i = start;
-        while i < chars.len() && chars[i].is_whitespace() {
-            i += 1;
-        }
-        let key_start = i;
-        if i >= chars.len() || !word(chars[i]) {
-            start += 1;
-            continue;
-        }
-        i += 1;
-        while i < chars.len() && key_char(chars[i]) {
-            i += 1;
-        }
-        if i - key_start < 2 || i >= chars.len() || chars[i] != ':' {
-            start += 1;
-            continue;
-        }
-        let key: String = chars[key_start..i].iter().collect();
-        i += 1;
-        while i < chars.len() && chars[i].is_whitespace() {
-            i += 1;
-        }
-        // A quoted value must close before a comma or the end; otherwise it is read up to the comma.
-        let mut quoted = None;
-        if chars.get(i) == Some(&'"') {
-            let mut j = i + 1;
-            while j < chars.len() && chars[j] != '"' {
-                j += if chars[j] == '\\' { 2 } else { 1 };
-            }
-            if j < chars.len() && j > i + 1 && (j + 1 == chars.len() || chars[j + 1] == ',') {
-                quoted = Some((chars[i..=j].iter().collect::<String>(), j + 1));
-            }
-        }
-        let (value, end) = quoted.unwrap_or_else(|| {
-            let mut j = i;
-            while j < chars.len() && chars[j] != ',' {
-                j += 1;
-            }
-            (chars[i..j].iter().collect(), j)
-        });
-        out.push((key, value));
-        start = if chars.get(end) == Some(&',') { end + 1 } else { end.max(start + 1) };
-    }
-    out
-}
-
-fn unquote(value: &str) -> String {
-    if value.len() >= 2 && value.starts_with('"') && value.ends_with('"') {
-        serde_json::from_str::<String>(value).unwrap_or_else(|_| value.to_string())
-    } else {
-        value.to_string()
-    }
-}
-
-/// An infotext as `(prompt, negative prompt, parameters)`: the last line is the parameter line
-/// only when it holds at least 3 pairs; values are unquoted.
-pub fn parse_infotext(text: &str) -> (String, String, Vec<(String, String)>) {
-    let mut lines: Vec<&str> = text.trim().split('\n').collect();
-    let last = lines.pop().unwrap_or("");
-    let mut pairs = param_pairs(last);
-    if pairs.len() < 3 {
-        lines.push(last);
-        pairs.clear();
-    }
-    let (mut prompt, mut negative, mut in_negative) = (String::new(), String::new(), false);
-    for line in lines {
-        let mut line = line.trim();
-        if let Some(rest) = line.strip_prefix("Negative prompt:") {
-            in_negative = true;
-            line = rest.trim();
-        }
-        let target = if in_negative { &mut negative } else { &mut prompt };
-        if !target.is_empty() {
-            target.push('\n');
-        }
-        target.push_str(line);
-    }
-    (prompt, negative, pairs.into_iter().map(|(k, v)| (k, unquote(&v))).collect())
-}
-
-/// The `Key: value` pairs of an infotext, unquoted.
-pub fn infotext_pairs(text: &str) -> Vec<(String, String)> {
-    parse_infotext(text).2
 }
 
 /// `png-info`'s `parameters`: the pairs (with `<Key>-1`/`-2` for `WxH` values), `Prompt`,

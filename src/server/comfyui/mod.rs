@@ -8,8 +8,7 @@
 //! messages and binary preview frames. Prompts and their history live in [`ComfyDoor`], in
 //! memory, as ComfyUI keeps them; the jobs and images are Easel's, durable.
 
-mod graph;
-mod nodes;
+use crate::api::comfy::{graph, nodes};
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -152,14 +151,6 @@ pub fn router() -> Router<AppState> {
     Router::new().merge(routes.clone()).nest("/api", routes).layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
-/// The file lists a graph may name, from Easel's registry.
-async fn lists(easel: &Easel) -> Result<nodes::Lists, ServiceError> {
-    let checkpoints = easel.models().await?.into_iter().map(|m| m.name).collect();
-    let loras = easel.weight_files(FileKind::Lora).await?.into_iter().map(|f| f.name).collect();
-    let vaes = easel.weight_files(FileKind::Vae).await?.into_iter().map(|f| f.name).collect();
-    Ok(nodes::Lists { checkpoints, loras, vaes })
-}
-
 /// A service failure: 503 with Retry-After for a full queue, else 500.
 fn internal(e: ServiceError) -> Response {
     crate::server::error::ApiError::from(e).into_response()
@@ -214,7 +205,7 @@ async fn post_prompt(State(state): State<AppState>, body: Bytes) -> Response {
         None => uuid::Uuid::new_v4().to_string(),
     };
     let easel = &state.easel;
-    let specs = match lists(easel).await {
+    let specs = match easel.comfy_lists().await {
         Ok(lists) => nodes::specs(&lists),
         Err(e) => return internal(e),
     };
@@ -675,7 +666,7 @@ async fn upload_image(State(state): State<AppState>, mut form: Multipart) -> Res
 }
 
 async fn object_info_all(State(state): State<AppState>) -> Response {
-    match lists(&state.easel).await {
+    match state.easel.comfy_lists().await {
         Ok(lists) => {
             let all: Map<String, Value> = nodes::specs(&lists).iter().map(|s| (s.class.to_string(), nodes::object_info(s))).collect();
             Json(Value::Object(all)).into_response()
@@ -685,7 +676,7 @@ async fn object_info_all(State(state): State<AppState>) -> Response {
 }
 
 async fn object_info_one(State(state): State<AppState>, Path(class): Path<String>) -> Response {
-    match lists(&state.easel).await {
+    match state.easel.comfy_lists().await {
         Ok(lists) => {
             let found: Map<String, Value> =
                 nodes::specs(&lists).iter().filter(|s| s.class == class).map(|s| (s.class.to_string(), nodes::object_info(s))).collect();

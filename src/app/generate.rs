@@ -485,6 +485,7 @@ pub fn GeneratePage() -> impl IntoView {
     view! {
         <section class="page generate" data-hydrated=move || hydrated.get().to_string()>
             <h1>"Generate"</h1>
+            <super::import_settings::ImportSettings on_import=use_settings/>
             <div class="generate-layout">
                 <form
                     class="settings"

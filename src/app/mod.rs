@@ -7,6 +7,7 @@ mod browser;
 mod gallery;
 pub mod generate;
 mod image_input;
+mod import_settings;
 mod mask_editor;
 mod models;
 mod networks;

@@ -81,6 +81,7 @@ pub struct ProcessSnapshot {
     pub failed: u64,
     pub cancelled: u64,
     pub pulls_running: usize,
+    pub event_streams_open: usize,
     pub resident_memory_bytes: Option<u64>,
 }
 
@@ -129,6 +130,7 @@ pub fn render(engine: &EngineMetrics, process: &ProcessSnapshot) -> String {
     engine.model_load_seconds.render(&mut out, "easel_model_load_seconds", "Seconds to load a model's sessions.");
     gauge(&mut out, "easel_models_loaded", "Models whose sessions are loaded.", engine.models_loaded.load(Ordering::Relaxed).to_string());
     gauge(&mut out, "easel_model_pulls_running", "Model downloads in progress.", process.pulls_running.to_string());
+    gauge(&mut out, "easel_event_streams_open", "Server-sent event streams open.", process.event_streams_open.to_string());
     if let Some(bytes) = process.resident_memory_bytes {
         gauge(&mut out, "process_resident_memory_bytes", "Resident memory size in bytes.", bytes.to_string());
     }

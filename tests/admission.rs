@@ -112,3 +112,39 @@ async fn a_full_queue_answers_503_with_retry_after_and_takes_jobs_again_once_it_
     assert_eq!(status, 202, "{body}");
     client.delete(server.url(&format!("/api/v1/generate/{first}"))).send().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_client_cannot_hold_more_than_its_share_of_event_streams() {
+    use easel::server::MAX_STREAMS_PER_CLIENT;
+    let server = start_with(settings(models_dir(), temp_dir("admission-streams"))).await;
+    let client = reqwest::Client::new();
+    let (status, job, _) =
+        post(&client, server.url("/api/v1/generate"), json!({"prompt": "long", "width": 512, "height": 512, "steps": 150})).await;
+    assert_eq!(status, 202, "{job}");
+    let events = server.url(&format!("/api/v1/generate/{}/events", job["id"].as_str().unwrap()));
+    let mut open = Vec::new();
+    for _ in 0..MAX_STREAMS_PER_CLIENT {
+        let resp = client.get(&events).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        open.push(resp);
+    }
+    let refused = client.get(&events).send().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    let metrics = client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(&format!("easel_event_streams_open {MAX_STREAMS_PER_CLIENT}")), "{metrics}");
+    // Everything else still answers; a closed stream frees its place.
+    assert_eq!(client.get(server.url("/api/v1/health")).send().await.unwrap().status(), 200);
+    drop(open.pop());
+    let mut again = None;
+    for _ in 0..50 {
+        let resp = client.get(&events).send().await.unwrap();
+        if resp.status() == 200 {
+            again = Some(resp);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(again.is_some(), "the place of a closed stream was not freed");
+    client.delete(server.url(&format!("/api/v1/generate/{}", job["id"].as_str().unwrap()))).send().await.unwrap();
+}

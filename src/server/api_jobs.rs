@@ -114,7 +114,9 @@ async fn delete_image(State(state): State<AppState>, Path(id): Path<String>) -> 
 async fn events(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    extensions: axum::http::Extensions,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let permit = state.streams.admit(&extensions)?;
     let (first, receiver) = state.easel.watch(&id).await?;
     let easel = state.easel.clone();
     let stream = futures::stream::unfold((Some(first), Some(receiver), false), move |(pending, receiver, done)| {
@@ -147,8 +149,13 @@ async fn events(
             }
         }
     });
-    // Ends when the server stops, so a graceful shutdown does not wait on open streams.
+    // Ends when the server stops, so a graceful shutdown does not wait on open streams; holds its
+    // place among the open streams until then.
     let stream = futures::StreamExt::take_until(stream, state.easel.stopped());
+    let stream = futures::StreamExt::map(stream, move |event| {
+        let _held = &permit;
+        event
+    });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 

@@ -134,7 +134,9 @@ async fn cancel_pull(State(state): State<AppState>, Path(id): Path<String>) -> R
 async fn pull_events(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    extensions: axum::http::Extensions,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let permit = state.streams.admit(&extensions)?;
     let receiver = state.easel.watch_pull(&id)?;
     let stream = futures::stream::unfold((receiver, true, false), |(mut receiver, first, done)| async move {
         if done {
@@ -154,7 +156,12 @@ async fn pull_events(
         let event = Event::default().event(name).data(serde_json::to_string(&status).unwrap_or_default());
         Some((Ok(event), (receiver, false, finished)))
     });
-    // Ends when the server stops, so a graceful shutdown does not wait on open streams.
+    // Ends when the server stops, so a graceful shutdown does not wait on open streams; holds its
+    // place among the open streams until then.
     let stream = futures::StreamExt::take_until(stream, state.easel.stopped());
+    let stream = futures::StreamExt::map(stream, move |event| {
+        let _held = &permit;
+        event
+    });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

@@ -16,6 +16,9 @@ mod origin_guard;
 mod request_trace;
 mod site;
 mod state;
+mod stream_limits;
+
+pub use stream_limits::{MAX_STREAMS, MAX_STREAMS_PER_CLIENT};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -85,6 +88,7 @@ async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) ->
         failed: counts.failed,
         cancelled: counts.cancelled,
         pulls_running: state.easel.pulls_running(),
+        event_streams_open: state.streams.open(),
         resident_memory_bytes: crate::metrics::resident_memory_bytes(),
     };
     let body = crate::metrics::render(state.easel.engine_metrics(), &snapshot);
@@ -132,5 +136,6 @@ pub async fn serve_on(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state).into_make_service()).with_graceful_shutdown(shutdown).await
+    // The peer address reaches handlers (per-client stream limits).
+    axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown).await
 }

@@ -19,6 +19,8 @@ pub struct AppState {
     pub a1111: Arc<super::a1111::A1111Door>,
     /// The ComfyUI API's own state (its prompts and history, its websocket clients).
     pub comfyui: Arc<super::comfyui::ComfyDoor>,
+    /// The event streams open now, against their limits.
+    pub streams: Arc<super::stream_limits::StreamLimits>,
 }
 
 impl AppState {
@@ -26,7 +28,8 @@ impl AppState {
     pub fn start(leptos_options: LeptosOptions, settings: Settings) -> Result<Self, StartupError> {
         let a1111 = Arc::new(super::a1111::A1111Door::open(&settings.data_dir));
         let comfyui = Arc::new(super::comfyui::ComfyDoor::default());
-        Ok(Self { leptos_options, easel: Easel::start(settings)?, a1111, comfyui })
+        let streams = Arc::default();
+        Ok(Self { leptos_options, easel: Easel::start(settings)?, a1111, comfyui, streams })
     }
 }
 

@@ -15,6 +15,12 @@ use serde_json::{json, Map, Value};
 use super::nodes::{sampler_named, scheduler_named, InputKind, NodeSpec};
 use crate::api::{GenerateRequest, LoraRef};
 
+/// Most nodes in a graph (ComfyUI's large shared workflows have a few hundred).
+pub const MAX_NODES: usize = 5_000;
+/// Longest chain of links from a node back to a loader: validation and translation walk chains
+/// recursively, so a deeper graph is refused up front instead of overflowing the stack.
+pub const MAX_CHAIN: usize = 256;
+
 /// One node of a graph.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
@@ -83,7 +89,51 @@ pub fn parse(prompt: &Value) -> Result<BTreeMap<String, Node>, Refusal> {
         let inputs = node.get("inputs").and_then(Value::as_object).cloned().unwrap_or_default();
         nodes.insert(id.clone(), Node { class: class.to_string(), inputs });
     }
+    if nodes.len() > MAX_NODES {
+        let details = format!("the prompt has {} nodes; at most {MAX_NODES}", nodes.len());
+        return Err(refusal("invalid_prompt", "Invalid prompt", details, json!({})));
+    }
+    if let Some(deepest) = longest_chain(&nodes).filter(|d| *d > MAX_CHAIN) {
+        let details = format!("a chain of {deepest} linked nodes; at most {MAX_CHAIN}");
+        return Err(refusal("invalid_prompt", "Invalid prompt", details, json!({})));
+    }
     Ok(nodes)
+}
+
+/// The most nodes on one path of links (a cycle counts its nodes once), found without recursion;
+/// `None` for an empty graph.
+fn longest_chain(nodes: &BTreeMap<String, Node>) -> Option<usize> {
+    // 0: not seen, 1: on the stack, 2: done (depth known).
+    let mut state: HashMap<&str, (u8, usize)> = HashMap::with_capacity(nodes.len());
+    let mut deepest = None;
+    for start in nodes.keys() {
+        if state.contains_key(start.as_str()) {
+            continue;
+        }
+        let mut stack: Vec<(&str, bool)> = vec![(start.as_str(), false)];
+        while let Some((id, expanded)) = stack.pop() {
+            let Some(node) = nodes.get(id) else { continue };
+            let links =
+                || node.inputs.values().filter_map(as_link).filter_map(|(from, _)| nodes.get_key_value(&from).map(|(k, _)| k.as_str()));
+            if expanded {
+                let below = links().filter_map(|from| state.get(from).filter(|s| s.0 == 2).map(|s| s.1)).max().unwrap_or(0);
+                state.insert(id, (2, below + 1));
+                deepest = deepest.max(Some(below + 1));
+                continue;
+            }
+            if state.contains_key(id) {
+                continue;
+            }
+            state.insert(id, (1, 0));
+            stack.push((id, true));
+            for from in links() {
+                if !state.contains_key(from) {
+                    stack.push((from, false));
+                }
+            }
+        }
+    }
+    deepest
 }
 
 fn refusal(kind: &str, message: &str, details: String, node_errors: Value) -> Refusal {
@@ -578,18 +628,17 @@ pub fn compile(nodes: &BTreeMap<String, Node>, specs: &[NodeSpec]) -> Result<Com
 /// Whether `target` is `from` or one of its (transitive) inputs.
 fn depends_on(nodes: &BTreeMap<String, Node>, from: &str, target: &str) -> bool {
     let mut stack = vec![from.to_string()];
-    let mut seen = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     while let Some(id) = stack.pop() {
         if id == target {
             return true;
         }
-        if seen.contains(&id) {
+        if !seen.insert(id.clone()) {
             continue;
         }
         if let Some(node) = nodes.get(&id) {
             stack.extend(node.inputs.values().filter_map(as_link).map(|(from, _)| from));
         }
-        seen.push(id);
     }
     false
 }

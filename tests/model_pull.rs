@@ -268,6 +268,15 @@ async fn pull_over_the_api_with_progress_then_generate_with_the_pulled_model() {
 
     let set = client.put(server.url("/api/v1/models/default")).json(&json!({"model": REPO})).send().await.unwrap();
     assert_eq!(set.status(), 200);
+    // Not while a job uses it: a long job on the pulled model, then a delete.
+    let long = json!({"prompt": "in use", "width": 512, "height": 512, "steps": 150, "model": REPO});
+    let busy: Value = client.post(server.url("/api/v1/generate")).json(&long).send().await.unwrap().json().await.unwrap();
+    let refused = client.delete(server.url(&format!("/api/v1/models/{REPO}"))).send().await.unwrap();
+    assert_eq!(refused.status(), 409);
+    let body: Value = refused.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("used by 1 queued or running job"), "{body}");
+    client.delete(server.url(&format!("/api/v1/generate/{}", busy["id"].as_str().unwrap()))).send().await.unwrap();
+    common::wait_for_job(&client, &server, busy["id"].as_str().unwrap()).await;
     let deleted = client.delete(server.url(&format!("/api/v1/models/{REPO}"))).send().await.unwrap();
     assert_eq!(deleted.status(), 200);
     let gone = client.get(server.url(&format!("/api/v1/models/{REPO}"))).send().await.unwrap();

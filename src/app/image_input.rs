@@ -60,10 +60,10 @@ fn js_error(e: wasm_bindgen::JsValue) -> String {
     e.as_string().unwrap_or_else(|| format!("{e:?}"))
 }
 
-/// Uploads `blob` as the `file` part of a form; same-origin, so the `easel_token` cookie goes
-/// along when a token is configured.
+/// Posts `blob` as the `file` part of a form to `url`; same-origin, so the `easel_token` cookie
+/// goes along when a token is configured. The answer's text, or the server's message.
 #[cfg(feature = "hydrate")]
-pub async fn upload(blob: &web_sys::Blob, file_name: &str) -> Result<crate::api::UploadView, String> {
+pub async fn post_file(url: &str, blob: &web_sys::Blob, file_name: &str) -> Result<String, String> {
     use wasm_bindgen::JsCast;
     use wasm_bindgen_futures::JsFuture;
     let form = web_sys::FormData::new().map_err(js_error)?;
@@ -73,16 +73,23 @@ pub async fn upload(blob: &web_sys::Blob, file_name: &str) -> Result<crate::api:
     init.set_body(&form);
     init.set_credentials(web_sys::RequestCredentials::SameOrigin);
     let window = web_sys::window().ok_or("no window")?;
-    let response = JsFuture::from(window.fetch_with_str_and_init("/api/v1/uploads", &init))
+    let response = JsFuture::from(window.fetch_with_str_and_init(url, &init))
         .await
         .map_err(|e| format!("could not reach the server: {}", js_error(e)))?;
     let response: web_sys::Response = response.dyn_into().map_err(js_error)?;
     let text = JsFuture::from(response.text().map_err(js_error)?).await.map_err(js_error)?.as_string().unwrap_or_default();
     if response.ok() {
-        serde_json::from_str::<crate::api::UploadView>(&text).map_err(|e| format!("unexpected upload answer: {e}"))
+        Ok(text)
     } else {
         Err(upload_error_message(response.status(), &text))
     }
+}
+
+/// Uploads `blob` for image-to-image or a mask.
+#[cfg(feature = "hydrate")]
+pub async fn upload(blob: &web_sys::Blob, file_name: &str) -> Result<crate::api::UploadView, String> {
+    let text = post_file("/api/v1/uploads", blob, file_name).await?;
+    serde_json::from_str::<crate::api::UploadView>(&text).map_err(|e| format!("unexpected upload answer: {e}"))
 }
 
 /// Uploads a picked, dropped or pasted file and previews it through an object URL.

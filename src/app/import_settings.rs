@@ -25,26 +25,8 @@ fn summary(imported: &ImportedSettings) -> String {
 /// Sends `file` to the import endpoint; the settings, or the server's message.
 #[cfg(feature = "hydrate")]
 async fn import_file(file: web_sys::File) -> Result<ImportedSettings, String> {
-    use wasm_bindgen::JsCast;
-    use wasm_bindgen_futures::JsFuture;
-    let js = |e: wasm_bindgen::JsValue| e.as_string().unwrap_or_else(|| format!("{e:?}"));
-    let form = web_sys::FormData::new().map_err(js)?;
-    form.append_with_blob_and_filename("file", &file, &file.name()).map_err(js)?;
-    let init = web_sys::RequestInit::new();
-    init.set_method("POST");
-    init.set_body(&form);
-    init.set_credentials(web_sys::RequestCredentials::SameOrigin);
-    let window = web_sys::window().ok_or("no window")?;
-    let response = JsFuture::from(window.fetch_with_str_and_init("/api/v1/import", &init))
-        .await
-        .map_err(|e| format!("could not reach the server: {}", js(e)))?;
-    let response: web_sys::Response = response.dyn_into().map_err(js)?;
-    let text = JsFuture::from(response.text().map_err(js)?).await.map_err(js)?.as_string().unwrap_or_default();
-    if response.ok() {
-        serde_json::from_str(&text).map_err(|e| format!("unexpected answer: {e}"))
-    } else {
-        Err(super::image_input::upload_error_message(response.status(), &text))
-    }
+    let text = super::image_input::post_file("/api/v1/import", &file, &file.name()).await?;
+    serde_json::from_str(&text).map_err(|e| format!("unexpected answer: {e}"))
 }
 
 /// The Import button (a file picker that also takes a dropped file) and its result line.

@@ -38,7 +38,9 @@ impl From<ServiceError> for ApiError {
         let status = match &e {
             ServiceError::Invalid(fields) => return Self::unprocessable(fields.clone()),
             ServiceError::JobNotFound(_) | ServiceError::ImageNotFound(_) | ServiceError::PullNotFound(_) => StatusCode::NOT_FOUND,
-            ServiceError::JobAlreadyFinished { .. } | ServiceError::PullAlreadyEnded { .. } => StatusCode::CONFLICT,
+            ServiceError::JobAlreadyFinished { .. } | ServiceError::PullAlreadyEnded { .. } | ServiceError::ModelInUse { .. } => {
+                StatusCode::CONFLICT
+            }
             ServiceError::Registry(RegistryError::NotFound { .. } | RegistryError::NoFile { .. }) => StatusCode::NOT_FOUND,
             ServiceError::Registry(RegistryError::NotOwned { .. } | RegistryError::DefaultFixed { .. }) => StatusCode::CONFLICT,
             ServiceError::Registry(RegistryError::Io { .. }) | ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

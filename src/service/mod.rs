@@ -66,6 +66,9 @@ pub enum ServiceError {
     /// The queue holds `limit` waiting jobs already; try again after `retry_after_s`.
     #[error("the queue is full ({queued} jobs waiting, at most {limit}); try again in {retry_after_s} s")]
     QueueFull { queued: u64, limit: u32, retry_after_s: u64 },
+    /// A model queued or running jobs use cannot be deleted now.
+    #[error("model {name} is used by {jobs} queued or running job(s); wait for them or cancel them, then delete it")]
+    ModelInUse { name: String, jobs: usize },
     /// As many pulls as may run at once are running.
     #[error("{running} model pulls are running, the most at once; try again when one ends (in about {retry_after_s} s)")]
     PullsBusy { running: usize, retry_after_s: u64 },
@@ -581,8 +584,17 @@ impl Easel {
     }
 
     /// Deletes a model Easel owns; returns the bytes freed.
+    /// Deletes a model Easel owns; refused while a queued or running job uses it (deleting the
+    /// files under a running job would fail it, or a queued one later).
     pub async fn remove_model(&self, name: &str) -> Result<u64, ServiceError> {
-        let name = name.to_string();
+        let entry = self.model(name).await?;
+        let store = self.jobs.store().clone();
+        let users = blocking(move || store.active(MAX_ACTIVE_LISTED)).await?;
+        let using = users.iter().filter(|j| j.settings.model.as_deref() == Some(entry.name.as_str())).count();
+        if using > 0 {
+            return Err(ServiceError::ModelInUse { name: entry.name, jobs: using });
+        }
+        let name = entry.name;
         self.on_registry(move |r| r.remove(&name)).await
     }
 

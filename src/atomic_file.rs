@@ -8,10 +8,16 @@ use std::path::Path;
 pub const TEMP_SUFFIX: &str = ".part";
 
 /// Writes `bytes` to `path` so that a reader sees either nothing or the whole file: temp file,
-/// fsync, rename over any old file, fsync the folder.
+/// fsync, rename over any old file, fsync the folder (and its parent when the folder is new).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)?;
+        // A new folder (an outputs day) survives a crash only once its parent's entry is synced.
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::File::open(parent)?.sync_all()?;
+        }
+    }
     let mut temp_name = path.file_name().unwrap_or_default().to_os_string();
     temp_name.push(TEMP_SUFFIX);
     let temp = dir.join(temp_name);

@@ -144,6 +144,27 @@ async fn a_corrupted_byte_fails_the_checksum_and_nothing_is_registered() {
     }
 }
 
+/// A server that sends more bytes than the file's size is cut off: the download is discarded
+/// (never written past the size), nothing registered; the next, honest pull succeeds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_download_longer_than_its_size_is_cut_and_discarded() {
+    let hub = fake_hub::start_serving_tiny(REPO, "main").await;
+    let data = temp_dir("pull-oversize");
+    let file = "unet/model.onnx";
+    hub.state.faults.lock().unwrap().oversize = Some((file.into(), 5 << 20));
+    let err = pull_from(&hub.url(), None, &data.join("hub"), &request(REPO, "main")).await.unwrap_err();
+    assert!(err.to_string().contains("more than its") && err.to_string().contains(file), "{err}");
+    let cache = HubCache::new(data.join("hub"));
+    let bytes = tiny_file(file);
+    use sha2::Digest;
+    let etag = format!("{:x}", sha2::Sha256::digest(&bytes));
+    assert!(!cache.incomplete_path(REPO, &etag).exists() && !cache.blob_path(REPO, &etag).exists(), "discarded");
+    assert!(registry(&data).find(REPO).is_none());
+    hub.state.faults.lock().unwrap().oversize = None;
+    let pulled = pull_from(&hub.url(), None, &data.join("hub"), &request(REPO, "main")).await.unwrap();
+    assert_eq!(std::fs::read(pulled.dir.join(file)).unwrap(), bytes);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_file_another_process_is_downloading_is_waited_for_not_written_twice() {
     use fs4::fs_std::FileExt;

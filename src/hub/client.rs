@@ -234,6 +234,15 @@ impl HubClient {
                     return Err(HubError::Interrupted { file: meta.path.clone(), have, size: meta.size, detail: root_cause(&e) });
                 }
             };
+            if have + chunk.len() as u64 > meta.size {
+                // More than the hub said the file holds: never let a server fill the disk.
+                drop(file);
+                let _ = tokio::fs::remove_file(dest).await;
+                return Err(HubError::Protocol(format!(
+                    "{} came with more than its {} bytes; the download was discarded",
+                    meta.path, meta.size
+                )));
+            }
             file.write_all(&chunk).await.map_err(disk)?;
             have += chunk.len() as u64;
             on_progress(have);

@@ -39,6 +39,8 @@ pub struct Faults {
     /// Content is sent with a pause after every 64 KiB (a slow link), so a pull can be caught
     /// mid-way.
     pub slow: bool,
+    /// `(file, extra)`: content downloads of `file` carry `extra` bytes more than the metadata says.
+    pub oversize: Option<(String, usize)>,
 }
 
 #[derive(Default)]
@@ -275,6 +277,10 @@ fn content(state: &HubState, path: &str, mut bytes: Vec<u8>, headers: &HeaderMap
         let middle = total / 2;
         bytes[middle] ^= 0xff;
     }
+    if let Some((_, extra)) = faults.oversize.as_ref().filter(|(file, _)| file == path) {
+        bytes.extend(std::iter::repeat_n(0u8, *extra));
+    }
+    let total = bytes.len();
     let slow = faults.slow;
     let mut cut = None;
     if let Some((file, after, times)) = &mut faults.drop_after {

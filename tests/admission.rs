@@ -148,3 +148,22 @@ async fn one_client_cannot_hold_more_than_its_share_of_event_streams() {
     assert!(again.is_some(), "the place of a closed stream was not freed");
     client.delete(server.url(&format!("/api/v1/generate/{}", job["id"].as_str().unwrap()))).send().await.unwrap();
 }
+
+/// A client that sends its headers slower than the header timeout is dropped; others are served
+/// meanwhile.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_loris_client_is_dropped_after_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = start_with(settings(models_dir(), temp_dir("admission-slowloris"))).await;
+    let mut slow = tokio::net::TcpStream::connect(server.url("").trim_start_matches("http://")).await.unwrap();
+    slow.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: 1\r\n").await.unwrap();
+    let started = std::time::Instant::now();
+    let client = reqwest::Client::new();
+    assert_eq!(client.get(server.url("/api/v1/health")).send().await.unwrap().status(), 200);
+    let mut buf = Vec::new();
+    let limit = std::time::Duration::from_secs(easel::server::HEADER_READ_TIMEOUT_S + 10);
+    let read = tokio::time::timeout(limit, slow.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the half-sent request was still open after {limit:?}");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(easel::server::HEADER_READ_TIMEOUT_S - 1));
+    assert!(buf.is_empty() || String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 408"), "{}", String::from_utf8_lossy(&buf));
+}

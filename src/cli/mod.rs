@@ -285,7 +285,7 @@ fn serve(args: &SettingsArgs) -> anyhow::Result<()> {
                 tracing::info!(%at, "ComfyUI API listening");
                 println!("ComfyUI's API is at http://{at}/");
                 let stop = on_signal(signalled.clone());
-                Some(tokio::spawn(async move { axum::serve(listener, app.into_make_service()).with_graceful_shutdown(stop).await }))
+                Some(tokio::spawn(crate::server::serve_connections(listener, app, stop)))
             }
             None => None,
         };

@@ -1029,6 +1029,12 @@ mod tests {
         let queue = open_with(&dir, FakeExecutor { step_delay: Duration::from_millis(1500), ..FakeExecutor::new(&calls) });
         let job = submit(&queue, BLOCK);
         wait_for(&queue, &job.id, JobStatus::Running);
+        // Running in the database comes before the executor starts: wait until it is inside its
+        // first (1.5 s) step, past the cancel check before it.
+        while lock(&calls.started).is_empty() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(200));
         let started = Instant::now();
         assert!(!queue.shutdown_within(Duration::from_millis(100)), "the worker is mid-step");
         assert!(started.elapsed() < Duration::from_millis(1000), "{:?}", started.elapsed());

@@ -78,6 +78,16 @@ mod tests {
     }
 }
 
+/// The settings an `easel` chunk records (what [`image_png`] wrote), or `None` when the text is
+/// not such a record.
+pub fn recorded_settings(easel_json: &str) -> Option<crate::api::request::GenerationSettings> {
+    #[derive(serde::Deserialize)]
+    struct Recorded {
+        settings: crate::api::request::GenerationSettings,
+    }
+    serde_json::from_str::<Recorded>(easel_json).ok().map(|r| r.settings)
+}
+
 /// Everything needed to reproduce one image, stored as JSON in the `easel` chunk.
 #[derive(serde::Serialize)]
 struct Provenance<'a> {

@@ -632,6 +632,11 @@ impl JobStore {
     }
 
     /// How many jobs have each status.
+    /// Jobs waiting in the queue (one index range, cheap enough for every submission).
+    pub fn queued_count(&self) -> Result<u64, StoreError> {
+        Ok(self.conn().query_row("SELECT COUNT(*) FROM jobs WHERE status = 'queued'", [], |r| r.get(0))?)
+    }
+
     pub fn counts(&self) -> Result<StatusCounts, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached("SELECT status, COUNT(*) FROM jobs GROUP BY status")?;

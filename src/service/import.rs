@@ -7,9 +7,9 @@ use serde_json::Value;
 
 use crate::api::comfy::{graph, nodes, workflow};
 use crate::api::import::{ImportSource, ImportedSettings};
-use crate::api::{FieldError, GenerateRequest, GenerationSettings, HiresRequest};
+use crate::api::{FieldError, GenerateRequest, HiresRequest};
 use crate::engine::infotext::parse_infotext;
-use crate::engine::png_meta::read_text_chunks;
+use crate::engine::png_meta::{read_text_chunks, recorded_settings};
 
 /// Largest file accepted (a PNG with its chunks, or a workflow).
 pub const MAX_IMPORT_BYTES: usize = 32 << 20;
@@ -28,7 +28,7 @@ pub fn read_settings(bytes: &[u8], lists: &nodes::Lists) -> Result<ImportedSetti
         let chunks = read_text_chunks(bytes).map_err(|e| refuse(format!("the PNG cannot be read: {e}")))?;
         let chunk = |key: &str| chunks.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
         if let Some(record) = chunk("easel") {
-            if let Some(settings) = easel_record(record) {
+            if let Some(settings) = recorded_settings(record) {
                 return Ok(ImportedSettings { source: ImportSource::Easel, settings, notes: Vec::new() });
             }
         }
@@ -47,12 +47,6 @@ pub fn read_settings(bytes: &[u8], lists: &nodes::Lists) -> Result<ImportedSetti
         Ok(json) if json.is_object() => from_comfy(&json, lists),
         _ => from_infotext(text),
     }
-}
-
-/// The settings of an Easel PNG's `easel` chunk.
-fn easel_record(record: &str) -> Option<GenerationSettings> {
-    let value: Value = serde_json::from_str(record).ok()?;
-    serde_json::from_value(value.get("settings")?.clone()).ok()
 }
 
 /// A1111's `Key: value` pairs into a request in the a1111 mode.

@@ -446,7 +446,7 @@ impl Easel {
     /// [`ServiceError::QueueFull`] when `max_queue` jobs are waiting already.
     async fn check_queue_room(&self) -> Result<(), ServiceError> {
         let store = self.jobs.store().clone();
-        let queued = blocking(move || Ok::<_, ServiceError>(store.counts()?.queued)).await?;
+        let queued = blocking(move || store.queued_count()).await?;
         let limit = self.settings.max_queue;
         if queued >= u64::from(limit) {
             tracing::warn!(queued, limit, "queue full: submission refused");
@@ -583,13 +583,13 @@ impl Easel {
         .await
     }
 
-    /// Deletes a model Easel owns; returns the bytes freed.
-    /// Deletes a model Easel owns; refused while a queued or running job uses it (deleting the
-    /// files under a running job would fail it, or a queued one later).
+    /// Deletes a model Easel owns and returns the bytes freed; refused while a queued or running
+    /// job uses it (deleting the files under a running job would fail it, or a queued one later).
     pub async fn remove_model(&self, name: &str) -> Result<u64, ServiceError> {
         let entry = self.model(name).await?;
         let store = self.jobs.store().clone();
-        let users = blocking(move || store.active(MAX_ACTIVE_LISTED)).await?;
+        // Every active job (the queue cap bounds them), not just the first page the UI lists.
+        let users = blocking(move || store.active(u32::MAX)).await?;
         let using = users.iter().filter(|j| j.settings.model.as_deref() == Some(entry.name.as_str())).count();
         if using > 0 {
             return Err(ServiceError::ModelInUse { name: entry.name, jobs: using });

@@ -286,9 +286,13 @@ pub fn check_etag(etag: &str) -> Result<(), HubError> {
     }
 }
 
-/// A repository file path: relative, no `..`, no empty segments.
+/// A repository file path: relative, no `..` or `.` segments, no empty segments. Checked
+/// segment by segment: `Path::components` would quietly drop `.` and empty segments.
 pub fn check_file_path(path: &str) -> Result<(), HubError> {
-    let ok = !path.is_empty() && !path.contains('\\') && Path::new(path).components().all(|c| matches!(c, Component::Normal(_)));
+    let ok = !path.is_empty()
+        && !path.contains('\\')
+        && path.split('/').all(|s| !s.is_empty() && s != "." && s != "..")
+        && Path::new(path).components().all(|c| matches!(c, Component::Normal(_)));
     if ok {
         Ok(())
     } else {
@@ -321,7 +325,7 @@ mod tests {
             assert!(check_revision(bad).is_err(), "{bad:?}");
         }
         assert!(check_file_path("unet/model.onnx").is_ok());
-        for bad in ["../x", "/etc/passwd", "a/../../b", "a\\b", ""] {
+        for bad in ["../x", "/etc/passwd", "a/../../b", "a\\b", "", "a/.", "a//b", "./a", "a/"] {
             assert!(check_file_path(bad).is_err(), "{bad}");
         }
         assert!(check_etag("0123abcdef").is_ok());

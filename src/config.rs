@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::api::{Device, Precision};
+
 /// Name of the configuration file looked up in the data dir.
 pub const CONFIG_FILE_NAME: &str = "easel.toml";
 
@@ -60,6 +62,10 @@ pub struct SettingsLayer {
     pub resident_models: Option<usize>,
     /// Load each sub-model only while it runs (lower peak memory, slower jobs).
     pub low_memory: Option<bool>,
+    /// ONNX Runtime's execution provider (`cpu`, `cuda[:N]`, `openvino`, `coreml`, `directml`).
+    pub device: Option<Device>,
+    /// Numeric precision the models run at (`auto`, `fp32`, `bf16`, `fp16`, `int8`).
+    pub precision: Option<Precision>,
     /// Largest picture (pixels) a generation may make; derived from the memory when absent.
     pub max_pixels: Option<u64>,
     /// Most jobs waiting in the queue; more submissions get 503.
@@ -105,6 +111,10 @@ pub struct Settings {
     pub default_model: Option<String>,
     pub resident_models: usize,
     pub low_memory: bool,
+    /// Where the models run (see `engine::execution`).
+    pub device: Device,
+    /// The precision asked for; `auto` resolves per model and device (see `engine::execution`).
+    pub precision: Precision,
     /// Largest picture a generation may make, in pixels (`None`: derived from the memory and
     /// the model, see `service::admission`).
     pub max_pixels: Option<u64>,
@@ -194,6 +204,8 @@ impl SettingsLayer {
             default_model: lookup("EASEL_DEFAULT_MODEL").filter(|v| !v.is_empty()),
             resident_models: parsed(&lookup, "EASEL_RESIDENT_MODELS", "a whole number of models, at least 1")?,
             low_memory: parsed(&lookup, "EASEL_LOW_MEMORY", "true or false")?,
+            device: parsed(&lookup, "EASEL_DEVICE", "cpu, cuda, cuda:N, openvino, coreml or directml")?,
+            precision: parsed(&lookup, "EASEL_PRECISION", "auto, fp32, bf16, fp16 or int8")?,
             max_pixels: parsed(&lookup, "EASEL_MAX_PIXELS", "a whole number of pixels, such as 1048576")?,
             max_queue: parsed(&lookup, "EASEL_MAX_QUEUE", "a whole number of jobs, at least 1")?,
             shutdown_timeout: parsed(&lookup, "EASEL_SHUTDOWN_TIMEOUT", "a whole number of seconds")?,
@@ -229,6 +241,8 @@ impl SettingsLayer {
             default_model: over.default_model.or(self.default_model),
             resident_models: over.resident_models.or(self.resident_models),
             low_memory: over.low_memory.or(self.low_memory),
+            device: over.device.or(self.device),
+            precision: over.precision.or(self.precision),
             max_pixels: over.max_pixels.or(self.max_pixels),
             max_queue: over.max_queue.or(self.max_queue),
             shutdown_timeout: over.shutdown_timeout.or(self.shutdown_timeout),
@@ -320,6 +334,8 @@ impl Settings {
             default_model: merged.default_model,
             resident_models,
             low_memory: merged.low_memory.unwrap_or(false),
+            device: merged.device.unwrap_or_default(),
+            precision: merged.precision.unwrap_or_default(),
             max_pixels: merged.max_pixels,
             max_queue,
             shutdown_timeout_s: merged.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT_S),

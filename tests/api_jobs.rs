@@ -273,6 +273,8 @@ async fn bad_requests_get_the_right_4xx_with_field_messages() {
         (json!({"prompt": "a", "compat": "comfyui", "eta_noise_seed_delta": 31337}), 422, "eta_noise_seed_delta"),
         (json!({"prompt": "a", "png_text": {"parameters": "forged"}}), 422, "png_text"),
         (json!({"prompt": "a", "png_text": {"workflow": 3}}), 422, "png_text"),
+        (json!({"prompt": "a", "vae_tiling": "sometimes"}), 422, "vae_tiling"),
+        (json!({"prompt": "a", "vae_tiling": true}), 422, "vae_tiling"),
         (json!({"prompt": "a", "compat": "a1111", "hires": {"scale": 2}}), 422, "compat"),
         (json!({"prompt": "a", "compat": "a1111", "sampler": "pndm"}), 422, "sampler"),
         (json!({"prompt": "a", "compat": "comfyui", "schedule": "align_your_steps"}), 422, "schedule"),

@@ -292,3 +292,39 @@ fn compat_modes_draw_the_tools_own_start_noise() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("compat a1111"), "{}", String::from_utf8_lossy(&output.stderr));
 }
+
+/// `--device` and `--precision`: a provider this ONNX Runtime build lacks, or a precision the
+/// model's graphs are not, exits 2 with the reason and the fix; `doctor` lists every device.
+#[test]
+fn devices_and_precisions_the_machine_cannot_run_exit_2_with_the_fix() {
+    let data = temp_dir("cli-device");
+    let run = |extra: &[&str]| easel(&data).args(["--model", "tiny-sd", "--prompt", "x", "--steps", "1"]).args(extra).output().unwrap();
+    // The CPU wheel of ONNX Runtime the tests run on has no CUDA provider.
+    let output = run(&["--device", "cuda:1", "-o", "/dev/null"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--device cuda:1") && stderr.contains("CUDAExecutionProvider") && stderr.contains("--gpu"), "{stderr}");
+    // The tiny model's graphs are float32.
+    let output = run(&["--precision", "int8", "-o", "/dev/null"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--precision int8") && stderr.contains("fp32") && stderr.contains("--quantize int8"), "{stderr}");
+    let output = run(&["--device", "tpu"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cuda:N"));
+    // fp32 on the CPU is the model as it is, and is recorded in the image.
+    let out = data.join("fp32.png");
+    let output = run(&["--device", "cpu", "--precision", "fp32", "-o", out.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let chunks = easel::engine::png_meta::read_text_chunks(&std::fs::read(&out).unwrap()).unwrap();
+    let easel_chunk = chunks.into_iter().find(|(k, _)| k == "easel").unwrap().1;
+    let provenance: serde_json::Value = serde_json::from_str(&easel_chunk).unwrap();
+    assert_eq!((provenance["device"].as_str(), provenance["precision"].as_str()), (Some("cpu"), Some("fp32")), "{provenance}");
+
+    let doctor = Command::new(env!("CARGO_BIN_EXE_easel")).env("EASEL_DATA_DIR", &data).arg("doctor").output().unwrap();
+    let report = String::from_utf8_lossy(&doctor.stdout);
+    assert!(report.contains("cpu        available (CPUExecutionProvider)"), "{report}");
+    for kind in ["cuda", "openvino", "coreml", "directml"] {
+        assert!(report.contains(&format!("{kind:<10} not available: ")), "{kind}: {report}");
+    }
+}

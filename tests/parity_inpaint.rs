@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use common::parity::{check_latents, check_pixels, request_of};
 use easel::api::request::GenerateRequest;
+use easel::api::VaeTiling;
 use easel::engine::model::{Residency, SdModel};
 use easel::engine::pipeline::{decode_latents, encode_pixels, generate, pixels_to_chw, SourceImages};
 use easel::engine::runtime::runtime;
@@ -101,10 +102,17 @@ fn an_all_black_mask_returns_the_vae_round_trip() {
 
     let mut rng = TorchGenerator::new(5);
     let cancel = CancelToken::new();
-    let latents =
-        encode_pixels(&mut model, &pixels_to_chw(init.as_raw(), w as usize, h as usize), w as usize, h as usize, &mut rng, &cancel)
-            .unwrap();
-    let round_trip = decode_latents(&mut model, &latents, [1, 4, h as usize / 8, w as usize / 8], &cancel).unwrap();
+    let latents = encode_pixels(
+        &mut model,
+        &pixels_to_chw(init.as_raw(), w as usize, h as usize),
+        w as usize,
+        h as usize,
+        VaeTiling::Off,
+        &mut rng,
+        &cancel,
+    )
+    .unwrap();
+    let round_trip = decode_latents(&mut model, &latents, [1, 4, h as usize / 8, w as usize / 8], VaeTiling::Off, &cancel).unwrap();
     assert_eq!(out.images[0].rgb, round_trip[0].rgb);
 }
 

@@ -20,6 +20,7 @@
 
 pub mod comfy;
 pub mod compat;
+pub mod execution;
 pub mod image_modes;
 pub mod import;
 pub mod job;
@@ -29,8 +30,10 @@ pub mod prompt;
 pub mod pull;
 pub mod request;
 pub mod sampler;
+pub mod vae_tiling;
 
 pub use compat::{Compat, NoiseSettings, RandnSource};
+pub use execution::{Device, Precision};
 pub use image_modes::{Hires, HiresRequest, Outpaint, UploadView, Upscaler};
 pub use job::{image_url, HistoryPage, ImageView, JobEvent, JobEventKind, JobStatus, JobView, ProgressView, OUTPUTS_URL_PREFIX};
 pub use model::{AliasView, ModelEntry, ModelLocation};
@@ -39,3 +42,4 @@ pub use prompt::{PromptSyntax, PromptTokens};
 pub use pull::{FileState, PullFile, PullState, PullStatus};
 pub use request::{FieldError, GenerateRequest, GenerationSettings};
 pub use sampler::{Sampler, Schedule};
+pub use vae_tiling::VaeTiling;

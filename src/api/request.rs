@@ -13,6 +13,7 @@ use super::image_modes::{Hires, HiresRequest, ImageFields, Outpaint};
 use super::networks::{extra_network_tags, LoraRef, MAX_LORAS, MODEL_OWN_VAE};
 use super::prompt::{default_clip_skip, recorded_prompt_syntax, PromptSyntax, MAX_CLIP_SKIP};
 use super::sampler::{Sampler, Schedule};
+use super::vae_tiling::{recorded_vae_tiling, VaeTiling};
 
 pub const DEFAULT_STEPS: u32 = 20;
 pub const DEFAULT_CFG_SCALE: f32 = 7.0;
@@ -120,6 +121,10 @@ pub struct GenerateRequest {
     /// `prompt` and `workflow`; without them Easel writes its own `prompt` graph.
     #[serde(default)]
     pub png_text: Option<BTreeMap<String, String>>,
+    /// A [`VaeTiling`] name: decode and encode large pictures in tiles [default: auto, which
+    /// tiles above 512x512 in the diffusers compat mode].
+    #[serde(default)]
+    pub vae_tiling: Option<String>,
 }
 
 /// A request with every default applied and every rule checked: what the engine runs and what is
@@ -177,6 +182,9 @@ pub struct GenerationSettings {
     /// Extra PNG text chunks, keyword -> text (see [`GenerateRequest::png_text`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub png_text: BTreeMap<String, String>,
+    /// Whether the VAE ran in tiles (always recorded; images from before the setting: `off`).
+    #[serde(default = "recorded_vae_tiling")]
+    pub vae_tiling: VaeTiling,
 }
 
 impl GenerationSettings {
@@ -405,6 +413,13 @@ impl GenerateRequest {
             errors.push(FieldError::new("vae", format!("vae name of {} characters; at most 255", v.len())));
         }
         let png_text = check_png_text(self.png_text.as_ref(), &mut errors);
+        let vae_tiling = match self.vae_tiling.as_deref() {
+            None => VaeTiling::default(),
+            Some(name) => VaeTiling::parse(name).unwrap_or_else(|| {
+                errors.push(FieldError::new("vae_tiling", format!("unknown vae_tiling {name:?}; use one of {}", VaeTiling::names())));
+                VaeTiling::default()
+            }),
+        };
         let (Some(sampler), Some(schedule), Some(prompt_syntax)) = (sampler, schedule, prompt_syntax) else { return Err(errors) };
         if !errors.is_empty() {
             return Err(errors);
@@ -433,6 +448,7 @@ impl GenerateRequest {
             vae: vae.map(str::to_string),
             noise,
             png_text,
+            vae_tiling,
         })
     }
 
@@ -450,7 +466,7 @@ impl GenerateRequest {
 }
 
 /// Field names a request body may contain.
-pub const REQUEST_FIELDS: [&str; 29] = [
+pub const REQUEST_FIELDS: [&str; 30] = [
     "prompt",
     "negative_prompt",
     "seed",
@@ -480,6 +496,7 @@ pub const REQUEST_FIELDS: [&str; 29] = [
     "seed_resize_from_h",
     "eta_noise_seed_delta",
     "png_text",
+    "vae_tiling",
 ];
 
 impl GenerateRequest {
@@ -516,6 +533,7 @@ impl GenerateRequest {
         let vae = text("vae");
         let compat = text("compat");
         let randn_source = text("randn_source");
+        let vae_tiling = text("vae_tiling");
         let mut whole = |name: &str, max: u64| -> Option<u64> {
             let v = present(name)?;
             match v.as_u64() {
@@ -605,6 +623,7 @@ impl GenerateRequest {
             seed_resize_from_h,
             eta_noise_seed_delta,
             png_text,
+            vae_tiling,
         })
     }
 }

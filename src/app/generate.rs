@@ -20,7 +20,7 @@ use crate::api::networks::LoraRef;
 use crate::api::prompt::{DEFAULT_CLIP_SKIP, MAX_CLIP_SKIP};
 use crate::api::{
     FieldError, GenerateRequest, GenerationSettings, HiresRequest, ImageView, JobEvent, JobEventKind, JobStatus, Outpaint, PromptSyntax,
-    Sampler, Schedule, Upscaler,
+    Sampler, Schedule, Upscaler, VaeTiling,
 };
 
 /// Local-storage key of the form's last values (also written by "Use these settings" elsewhere).
@@ -73,6 +73,8 @@ pub struct FormValues {
     pub randn_source: String,
     pub subseed: String,
     pub subseed_strength: String,
+    /// A [`VaeTiling`] name.
+    pub vae_tiling: String,
 }
 
 /// The mode value of image-to-image.
@@ -129,6 +131,7 @@ impl Default for FormValues {
             randn_source: RandnSource::default().name().into(),
             subseed: String::new(),
             subseed_strength: "0".into(),
+            vae_tiling: VaeTiling::default().name().into(),
         }
     }
 }
@@ -193,6 +196,7 @@ impl FormValues {
             randn_source: s.noise.randn_source.unwrap_or_default().name().into(),
             subseed: s.noise.subseed.map(|v| v.to_string()).unwrap_or_default(),
             subseed_strength: s.noise.subseed_strength.to_string(),
+            vae_tiling: s.vae_tiling.name().into(),
         }
     }
 
@@ -297,6 +301,7 @@ impl FormValues {
             randn_source: a1111.then(|| self.randn_source.clone()),
             subseed,
             subseed_strength: subseed_strength.filter(|s| *s != 0.0),
+            vae_tiling: Some(self.vae_tiling.clone()),
             ..GenerateRequest::default()
         })
     }
@@ -655,6 +660,18 @@ pub fn GeneratePage() -> impl IntoView {
                                     .collect_view()}
                             </select>
                             {field_error("compat")}
+                        </div>
+                        <div>
+                            <label for="vae_tiling">"VAE tiling"</label>
+                            <select
+                                id="vae_tiling"
+                                title="Decode large pictures in overlapping tiles, so they need no more memory than 512x512"
+                                prop:value=move || form.with(|f| f.vae_tiling.clone())
+                                on:change=move |ev| form.update(|f| f.vae_tiling = event_target_value(&ev))
+                            >
+                                {VaeTiling::ALL.map(|t| view! { <option value=t.name()>{t.name()}</option> }).collect_view()}
+                            </select>
+                            {field_error("vae_tiling")}
                         </div>
                         <Show when=move || form.with(|f| f.compat == Compat::A1111.name())>
                             <div>
@@ -1018,6 +1035,7 @@ mod tests {
             vae: None,
             noise: Default::default(),
             png_text: Default::default(),
+            vae_tiling: Default::default(),
         };
         let again = FormValues::from_settings(&settings).to_request().unwrap().resolve(|| 0).unwrap();
         assert_eq!(again, settings);

@@ -25,6 +25,9 @@ pub enum BenchMode {
     Inpaint,
     /// Text-to-image at `--size`, then the hires fix to `--hires-scale` times it.
     Hires,
+    /// The VAE decoder alone on seeded random latents of a `--size` picture (with
+    /// `--low-memory`, only the decoder's session is created: the peak is the decode's).
+    Decode,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -62,6 +65,9 @@ pub struct BenchArgs {
     pub prompt_syntax: String,
     #[arg(long, default_value_t = 1)]
     pub clip_skip: u32,
+    /// auto, on or off: the VAE over large pictures in tiles.
+    #[arg(long, default_value = "auto")]
+    pub vae_tiling: String,
 }
 
 /// A picture with smooth and sharp parts, and a mask of its right half.
@@ -79,7 +85,8 @@ fn synthetic_images(size: u32) -> SourceImages {
 }
 
 pub fn run(args: &BenchArgs, settings: &crate::config::Settings) -> anyhow::Result<()> {
-    let rt = runtime::runtime()?;
+    let rt = runtime::runtime_for(settings.device)?;
+    rt.set_execution(settings.device, settings.precision)?;
     let (dir, name) = crate::cli::generate::resolve_model_dir(args.model.as_deref(), settings)?;
     eprintln!("measuring model {name} ({})", dir.display());
     let residency = if settings.low_memory { Residency::LowMemory } else { Residency::Warm };
@@ -106,10 +113,14 @@ pub fn run(args: &BenchArgs, settings: &crate::config::Settings) -> anyhow::Resu
             steps: None,
             upscaler: Some(args.hires_upscaler.clone()),
         }),
+        vae_tiling: Some(args.vae_tiling.clone()),
         ..Default::default()
     }
     .resolve(|| 0)
     .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    if args.mode == BenchMode::Decode {
+        return bench_decode(&mut model, &resolved, args, settings, load_s);
+    }
     let images = if image_mode { synthetic_images(args.size) } else { SourceImages::default() };
     let out = generate(&mut model, &resolved, &images, &CancelToken::new(), &mut |_| {})?;
     let t = &out.timings;
@@ -151,6 +162,40 @@ pub fn run(args: &BenchArgs, settings: &crate::config::Settings) -> anyhow::Resu
         println!("total           {:8.3} s (excluding load)", t.total.as_secs_f64());
         println!("peak RSS        {peak:8.2} GB");
         println!("RSS after run   {resident:8.2} GB");
+    }
+    Ok(())
+}
+
+/// `--mode decode`: one VAE decode of a `--size` picture's worth of seeded normal latents.
+fn bench_decode(
+    model: &mut SdModel,
+    resolved: &crate::api::GenerationSettings,
+    args: &BenchArgs,
+    settings: &crate::config::Settings,
+    load_s: f64,
+) -> anyhow::Result<()> {
+    let side = args.size as usize / 8;
+    let latents = crate::engine::torch_rng::TorchGenerator::new(0).randn(4 * side * side);
+    let tiling = resolved.vae_tiling.for_compat(resolved.noise.compat);
+    let tiles = crate::engine::pipeline::stages::vae_tiles_for(model, tiling, args.size as usize, args.size as usize);
+    let started = Instant::now();
+    crate::engine::pipeline::stages::decode_latents(model, &latents, [1, 4, side, side], tiling, &CancelToken::new())?;
+    let decode_s = started.elapsed().as_secs_f64();
+    let peak = crate::metrics::peak_resident_memory_bytes().unwrap_or(0) as f64 / 1e9;
+    let tile = tiles.map_or("whole".to_string(), |t| format!("tiles of {} px", t * 8));
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "impl": "easel", "mode": "decode", "model": model.name, "size": args.size, "vae_tiling": tiling.name(),
+                "tiles": tile, "threads": settings.threads, "low_memory": settings.low_memory, "load_s": load_s,
+                "vae_decode_s": decode_s, "peak_rss_gb": peak,
+            })
+        );
+    } else {
+        println!("Decode: model {} {}x{} ({tile}), {} threads", model.name, args.size, args.size, settings.threads);
+        println!("vae decode      {decode_s:8.3} s");
+        println!("peak RSS        {peak:8.2} GB");
     }
     Ok(())
 }

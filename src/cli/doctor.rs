@@ -7,8 +7,17 @@ use crate::engine::runtime;
 
 pub fn print_report(settings: &Settings) {
     println!("easel {}", env!("CARGO_PKG_VERSION"));
-    match runtime::runtime() {
-        Ok(rt) => println!("onnxruntime   {} ({})", rt.version, rt.library.display()),
+    match runtime::runtime_for(settings.device) {
+        Ok(rt) => {
+            println!("onnxruntime   {} ({})", rt.version, rt.library.display());
+            println!("devices       (chosen: --device {}, --precision {})", settings.device, settings.precision);
+            for (device, available) in crate::engine::execution::devices(rt) {
+                match available {
+                    Ok(()) => println!("  {:<10} available ({})", device.kind(), crate::engine::execution::provider_name(device)),
+                    Err(e) => println!("  {:<10} not available: {}", device.kind(), reason(&e)),
+                }
+            }
+        }
         Err(e) => println!("onnxruntime   MISSING: {e}"),
     }
     println!("web UI        {}", crate::server::site_root().describe());
@@ -36,6 +45,14 @@ pub fn print_report(settings: &Settings) {
     println!("outputs dir   {}", settings.outputs_dir.display());
     println!("free disk     {}", free_disk(&settings.data_dir));
     println!("threads       {}", settings.threads);
+}
+
+/// The reason without the `--device X:` prefix the error carries for the command line.
+fn reason(e: &crate::engine::execution::ExecutionError) -> String {
+    match e {
+        crate::engine::execution::ExecutionError::DeviceUnavailable { reason, .. } => reason.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// Free space on the file system holding `dir` (or its nearest existing parent).

@@ -140,6 +140,10 @@ pub struct GenerateArgs {
     /// NumPy .npy file, [batch, 4, height/8, width/8].
     #[arg(long, value_name = "FILE.npy")]
     pub save_noise: Option<PathBuf>,
+    /// Run the VAE over large pictures in overlapping tiles (bounded memory): auto (above
+    /// 512x512 in --compat diffusers), on, or off [default: auto].
+    #[arg(long, value_name = "MODE")]
+    pub vae_tiling: Option<String>,
 }
 
 /// `WxH` of `--seed-resize-from`.
@@ -305,6 +309,7 @@ pub fn run(args: &GenerateArgs, settings: &crate::config::Settings) -> Result<()
         seed_resize_from_h: args.seed_resize_from.map(|(_, h)| h),
         eta_noise_seed_delta: args.eta_noise_seed_delta,
         png_text: None,
+        vae_tiling: args.vae_tiling.clone(),
     };
     let registry = crate::model_registry::ModelRegistry::from_settings(settings);
     let mut lora_files = Vec::new();
@@ -332,7 +337,8 @@ pub fn run(args: &GenerateArgs, settings: &crate::config::Settings) -> Result<()
         }
     }
     let failed = |e: EngineError| GenerateError::Failed(e.to_string());
-    let rt = runtime::runtime().map_err(|e| failed(e.into()))?;
+    let rt = runtime::runtime_for(settings.device).map_err(|e| failed(e.into()))?;
+    rt.set_execution(settings.device, settings.precision).map_err(|e| GenerateError::BadModel(e.into()))?;
     let (dir, name) = resolve_model_dir(args.model.as_deref(), settings).map_err(GenerateError::BadModel)?;
     if dir.is_dir() && !crate::engine::model::is_model_dir(&dir) {
         crate::engine::model::check_layout(&dir).map_err(GenerateError::BadModel)?;
@@ -340,7 +346,10 @@ pub fn run(args: &GenerateArgs, settings: &crate::config::Settings) -> Result<()
     let residency = if settings.low_memory { Residency::LowMemory } else { Residency::Warm };
     let load_started = Instant::now();
     // Opened, then LoRAs and VAE chosen, then warmed: the sessions are built once, with them.
-    let mut model = SdModel::open(&dir, rt, settings.threads, residency).map_err(failed)?;
+    let mut model = SdModel::open(&dir, rt, settings.threads, residency).map_err(|e| match e {
+        EngineError::Execution(_) => GenerateError::BadModel(e),
+        other => failed(other),
+    })?;
     model.name = name;
     for dir in registry.embeddings_dirs().into_iter().rev() {
         model.add_embeddings_dir(dir);

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::api::{Device, Precision};
 use crate::config::{LogFormat, Settings, SettingsLayer};
 
 #[derive(Parser, Debug)]
@@ -119,6 +120,14 @@ pub struct SettingsArgs {
     /// Load each sub-model only while it runs: lower peak memory, slower jobs.
     #[arg(long, global = true)]
     pub low_memory: bool,
+    /// Where the models run: cpu, cuda, cuda:N, openvino, coreml or directml (`easel doctor`
+    /// lists which this machine has) [default: cpu].
+    #[arg(long, global = true, value_name = "DEVICE")]
+    pub device: Option<Device>,
+    /// Numeric precision: auto (what the device runs best with the model), fp32 (the exact
+    /// path, equal to diffusers), bf16, fp16 or int8 [default: auto].
+    #[arg(long, global = true, value_name = "PRECISION")]
+    pub precision: Option<Precision>,
     /// Largest picture a generation may make, in pixels (width x height of the largest pass);
     /// larger requests get 422 [default: derived from the memory and the model].
     #[arg(long, global = true, value_name = "PIXELS")]
@@ -151,6 +160,8 @@ impl SettingsArgs {
             default_model: self.default_model.clone(),
             resident_models: self.resident_models,
             low_memory: self.low_memory.then_some(true),
+            device: self.device,
+            precision: self.precision,
             max_pixels: self.max_pixels,
             max_queue: self.max_queue,
             shutdown_timeout: self.shutdown_timeout,
@@ -182,7 +193,10 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Serve(SettingsArgs::default())) {
         Command::Serve(args) => serve(&args),
-        Command::Doctor(args) => args.resolve().map(|s| crate::cli::doctor::print_report(&s)),
+        Command::Doctor(args) => args.resolve().map(|s| {
+            restart_with_startup_env(&s, false);
+            crate::cli::doctor::print_report(&s)
+        }),
         Command::Pull { pull, settings } => settings.resolve().and_then(|s| {
             // Retries and other warnings go to stderr beside the progress bars.
             let level = if settings.log_level.is_some() { s.log_level.clone() } else { "warn".to_string() };
@@ -190,7 +204,10 @@ pub fn main() -> ExitCode {
             crate::cli::models::pull_command(&pull, &s)
         }),
         Command::Models { command, settings } => settings.resolve().and_then(|s| crate::cli::models::models_command(&command, &s)),
-        Command::Bench { bench, settings } => settings.resolve().and_then(|s| crate::cli::bench::run(&bench, &s)),
+        Command::Bench { bench, settings } => settings.resolve().and_then(|s| {
+            restart_with_startup_env(&s, false);
+            crate::cli::bench::run(&bench, &s)
+        }),
         Command::Generate { generate, settings } => {
             let settings = match settings.resolve() {
                 Ok(s) => s,
@@ -199,6 +216,7 @@ pub fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            restart_with_startup_env(&settings, false);
             return match crate::cli::generate::run(&generate, &settings) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -217,31 +235,43 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// glibc raises its mmap threshold every time a large block is freed, so once a model has been
-/// unloaded the next model's weights are allocated from the heap, where freed memory fragments
-/// and is not given back: resident memory crept up about 0.3 MB per model switch (measured with
-/// `tests/model_cli.rs`; flat with a fixed threshold). glibc reads a fixed threshold from the
-/// environment at start-up only, so the server re-executes itself once with it set. `exec`
-/// keeps the process id, so service managers see one process.
+/// Sets what a process must start with, since glibc and the dynamic loader read it only at
+/// start-up, by re-executing itself once with it (`exec` keeps the process id, so service
+/// managers see one process):
+///
+/// * the server: a fixed malloc mmap threshold. glibc raises its threshold every time a large
+///   block is freed, so once a model has been unloaded the next model's weights are allocated
+///   from the heap, where freed memory fragments and is not given back: resident memory crept up
+///   about 0.3 MB per model switch (measured with `tests/model_cli.rs`; flat with a fixed one).
+/// * `--device cuda` with the CUDA build installed: `LD_LIBRARY_PATH` naming its folder, where
+///   NVIDIA's libraries are (see `engine::runtime::cuda_library_path`).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn pin_malloc_mmap_threshold() {
+fn restart_with_startup_env(settings: &Settings, serving: bool) {
     use std::os::unix::process::CommandExt;
-    const VAR: &str = "MALLOC_MMAP_THRESHOLD_";
-    if std::env::var_os(VAR).is_some() {
+    const MMAP: &str = "MALLOC_MMAP_THRESHOLD_";
+    let mut vars: Vec<(&str, std::ffi::OsString)> = Vec::new();
+    if serving && std::env::var_os(MMAP).is_none() {
+        vars.push((MMAP, "131072".into()));
+    }
+    if let Some(path) = crate::engine::runtime::cuda_library_path(settings.device) {
+        vars.push(("LD_LIBRARY_PATH", path));
+    }
+    if vars.is_empty() {
         return;
     }
     let Ok(exe) = std::env::current_exe() else { return };
-    let error = std::process::Command::new(exe).args(std::env::args_os().skip(1)).env(VAR, "131072").exec();
-    // Only reached if exec failed; run on with the default allocator behaviour.
-    eprintln!("note: could not re-execute with {VAR} set ({error}); memory may grow slowly over model switches");
+    let error = std::process::Command::new(exe).args(std::env::args_os().skip(1)).envs(vars.iter().map(|(k, v)| (k, v))).exec();
+    // Only reached if exec failed; run on without them.
+    let names: Vec<&str> = vars.iter().map(|(k, _)| *k).collect();
+    eprintln!("note: could not re-execute with {} set ({error})", names.join(" and "));
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn pin_malloc_mmap_threshold() {}
+fn restart_with_startup_env(_settings: &Settings, _serving: bool) {}
 
 fn serve(args: &SettingsArgs) -> anyhow::Result<()> {
-    pin_malloc_mmap_threshold();
     let settings = args.resolve()?;
+    restart_with_startup_env(&settings, true);
     crate::logging::init(&settings.log_level, settings.log_format).map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let served = runtime.block_on(async move {

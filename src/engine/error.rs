@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use super::execution::ExecutionError;
 use super::runtime::RuntimeError;
 use super::scheduler::SchedulerError;
 
@@ -9,6 +10,9 @@ use super::scheduler::SchedulerError;
 pub enum EngineError {
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// The device or precision asked for is not available (the message has the fix).
+    #[error(transparent)]
+    Execution(#[from] ExecutionError),
     #[error("{path} is not a Stable Diffusion model in the diffusers ONNX layout: missing {}", .missing.join(", "))]
     NotAModel { path: PathBuf, missing: Vec<String> },
     /// A model name that selects nothing; the message lists what is available.

@@ -239,6 +239,7 @@ mod tests {
             vae: None,
             noise: Default::default(),
             png_text: Default::default(),
+            vae_tiling: Default::default(),
         }
     }
 

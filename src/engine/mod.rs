@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod clip_tokenizer;
 pub mod comfy_prompt;
 mod error;
+pub mod execution;
 pub mod file_hash;
 pub mod imageops;
 pub mod infotext;

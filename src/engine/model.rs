@@ -21,6 +21,7 @@ use super::scheduler::SchedulerConfig;
 use super::templates::{self, Template, TemplateGraph};
 use super::weights_buffer::WeightsBuffer;
 use super::EngineError;
+use crate::api::Precision;
 
 /// The parts txt2img needs, relative to the model folder (plus a tokenizer, see [`check_layout`]).
 pub const REQUIRED_FILES: [&str; 5] =
@@ -193,6 +194,9 @@ pub struct SdModel {
     /// The text encoder's hidden size (768 for SD 1.x).
     text_hidden: usize,
     pub scheduler_config: SchedulerConfig,
+    /// The precision the model runs at: its graphs' (fp32 for checkpoints, which fill fp32
+    /// templates), checked against the precision asked for (see `engine::execution`).
+    pub precision: Precision,
     runtime: &'static Runtime,
     threads: usize,
     /// The template of this model's architecture (a checkpoint's, or the one an Easel ONNX
@@ -572,6 +576,14 @@ impl SdModel {
             Residency::Warm => (Keep::Warm, Keep::Lazy),
             Residency::LowMemory => (Keep::OnDemand, Keep::OnDemand),
         };
+        let graphs = match &sources.unet {
+            GraphSource::Onnx { path, .. } => {
+                super::onnx_inspect::summarize(path).ok().and_then(|s| Precision::of_graph(s.precision("sample")))
+            }
+            GraphSource::Template { .. } => Some(Precision::Fp32),
+        };
+        let (device, asked) = runtime.execution();
+        let precision = super::execution::resolve_precision(asked, graphs, device)?;
         let own_vae = (sources.vae_decoder.clone(), sources.vae_encoder.clone());
         let model = Self {
             name,
@@ -584,6 +596,7 @@ impl SdModel {
             },
             text_hidden,
             scheduler_config,
+            precision,
             runtime,
             threads,
             template,

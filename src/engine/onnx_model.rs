@@ -110,13 +110,18 @@ impl OnnxModel {
         threads: usize,
         commit: impl FnOnce(ort::session::builder::SessionBuilder) -> ort::Result<Session>,
     ) -> Result<Self, EngineError> {
-        let fail = |e: &dyn std::fmt::Display| EngineError::LoadSession { path: path.to_path_buf(), message: e.to_string() };
+        let device = runtime.execution().0;
+        let fail = |e: &dyn std::fmt::Display| EngineError::LoadSession {
+            path: path.to_path_buf(),
+            message: super::execution::explain_session_error(device, e.to_string()),
+        };
         let builder = Session::builder(&runtime.environment)
             .map_err(|e| fail(&e))?
             .with_intra_threads(threads)
             .map_err(|e| fail(&e))?
             .with_inter_threads(1)
             .map_err(|e| fail(&e))?;
+        let builder = super::execution::register(builder, device, threads).map_err(|e| fail(&e))?;
         let session = commit(builder).map_err(|e| fail(&e))?;
         let inputs = session
             .inputs()

@@ -98,6 +98,10 @@ struct Provenance<'a> {
     model_hash: &'a str,
     rng: &'static str,
     onnxruntime: &'a str,
+    /// Where the models ran and at what precision (`cpu`, `fp32`): a picture made at another
+    /// precision or on another device differs slightly, so regenerating it needs the same.
+    device: String,
+    precision: crate::api::Precision,
 }
 
 /// The PNG for image `image` of a generation, with `parameters` (the A1111 infotext, computed
@@ -110,6 +114,7 @@ pub fn image_png(
     parameters: &str,
 ) -> Result<Vec<u8>, EngineError> {
     let onnxruntime = super::runtime::runtime().map(|r| r.version.clone()).unwrap_or_default();
+    let device = super::runtime::runtime().map(|r| r.execution().0.to_string()).unwrap_or_default();
     let own_graph;
     let extra: Vec<(&str, &str)> = if settings.png_text.is_empty() {
         own_graph = super::comfy_prompt::comfy_prompt(settings, &model.name).map(|g| g.to_string());
@@ -133,6 +138,8 @@ pub fn image_png(
         model_hash: &model.short_hash,
         rng: "torch.Generator(\"cpu\").manual_seed(seed), one randn over the batch",
         onnxruntime: &onnxruntime,
+        device,
+        precision: model.precision,
     };
     let json = serde_json::to_string(&provenance).map_err(|e| EngineError::Png(e.to_string()))?;
     encode_png(&image.rgb, image.width, image.height, parameters, &json, &extra)

@@ -801,6 +801,7 @@ pub(crate) mod tests {
             vae: None,
             noise: Default::default(),
             png_text: Default::default(),
+            vae_tiling: Default::default(),
         }
     }
 

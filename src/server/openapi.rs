@@ -226,7 +226,9 @@ pub fn document() -> Value {
                     "seed_resize_from_h": { "type": "integer", "minimum": 0, "maximum": crate::api::request::MAX_SIZE, "description": "compat a1111: resize seed from this height (0 = off)" },
                     "eta_noise_seed_delta": { "type": "integer", "minimum": 0, "description": "compat a1111: ENSD, the sampler's noise seeded with seed + this" },
                     "png_text": { "type": "object", "additionalProperties": { "type": "string" }, "maxProperties": crate::api::request::MAX_PNG_TEXT_CHUNKS,
-                        "description": "extra PNG text chunks written into every image (keyword -> text, e.g. ComfyUI's workflow); without them Easel writes a ComfyUI `prompt` graph of the settings" }
+                        "description": "extra PNG text chunks written into every image (keyword -> text, e.g. ComfyUI's workflow); without them Easel writes a ComfyUI `prompt` graph of the settings" },
+                    "vae_tiling": { "type": "string", "enum": crate::api::VaeTiling::ALL.map(crate::api::VaeTiling::name), "default": crate::api::VaeTiling::default().name(),
+                        "description": "the VAE over large pictures in overlapping tiles, as diffusers' enable_tiling() (memory of one 512x512 tile whatever the size; the picture differs slightly from a whole decode): auto tiles above 512x512 in compat diffusers and never in a1111 and comfyui (their tools decode whole); on tiles whenever the picture is larger than a tile; off never" }
                 }
             },
             "Outpaint": { "type": "object", "additionalProperties": false,

@@ -91,6 +91,8 @@ pub enum StartupError {
     DataDirInUse(PathBuf),
     #[error("cannot open the job database: {0}")]
     Jobs(String),
+    #[error(transparent)]
+    Execution(#[from] crate::engine::execution::ExecutionError),
 }
 
 /// What a submit did.
@@ -260,6 +262,11 @@ impl Easel {
         let removed = remove_leftover_temp_files(&settings.outputs_dir);
         if removed > 0 {
             tracing::info!(removed, "removed half-written images left by an earlier crash");
+        }
+        // A device this ONNX Runtime cannot run on is refused at start, not at the first job.
+        // (A missing library is reported by health and each job instead, with its fix.)
+        if let Ok(rt) = runtime::runtime_for(settings.device) {
+            rt.set_execution(settings.device, settings.precision)?;
         }
         let store = JobStore::open(&settings.data_dir).map_err(|e| StartupError::Jobs(e.to_string()))?;
         let registry = ModelRegistry::from_settings(&settings);

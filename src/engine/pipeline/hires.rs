@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::stages::{decode_latents, encode_pixels, pixels_to_chw};
 use super::Timings;
-use crate::api::Upscaler;
+use crate::api::{Upscaler, VaeTiling};
 use crate::engine::cancel::CancelToken;
 use crate::engine::imageops;
 use crate::engine::model::SdModel;
@@ -22,6 +22,7 @@ pub(super) fn enlarge(
     latents: &[f32],
     shape: [usize; 4],
     target: [usize; 4],
+    tiling: VaeTiling,
     rng: &mut dyn NoiseSource,
     cancel: &CancelToken,
     timings: &mut Timings,
@@ -31,14 +32,14 @@ pub(super) fn enlarge(
         Upscaler::Latent => Ok(imageops::resize_latents_bilinear(latents, shape, th, tw)),
         Upscaler::Lanczos => {
             let decode_started = Instant::now();
-            let images = decode_latents(model, latents, shape, cancel)?;
+            let images = decode_latents(model, latents, shape, tiling, cancel)?;
             timings.vae_decode += decode_started.elapsed();
             let (width, height) = (tw * 8, th * 8);
             let encode_started = Instant::now();
             let mut out = Vec::with_capacity(target.iter().product());
             for image in &images {
                 let big = imageops::resize_lanczos(&image.rgb, 3, image.width as usize, image.height as usize, width, height);
-                out.extend(encode_pixels(model, &pixels_to_chw(&big, width, height), width, height, rng, cancel)?);
+                out.extend(encode_pixels(model, &pixels_to_chw(&big, width, height), width, height, tiling, rng, cancel)?);
             }
             timings.vae_encode += encode_started.elapsed();
             Ok(out)

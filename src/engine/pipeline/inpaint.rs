@@ -111,7 +111,7 @@ pub(super) fn prepare(
     let batch = pass.shape[0];
     let mut encode = |model: &mut SdModel, pixels: &[f32], rng: &mut Randomness| -> Result<Vec<f32>, EngineError> {
         let started = Instant::now();
-        let latents = encode_pixels(model, pixels, width, height, rng.vae(), cancel);
+        let latents = encode_pixels(model, pixels, width, height, pass.vae_tiling, rng.vae(), cancel);
         timings.vae_encode += started.elapsed();
         latents
     };

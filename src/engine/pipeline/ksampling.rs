@@ -129,6 +129,7 @@ pub fn generate(
     let started = Instant::now();
     let compat = settings.noise.compat;
     let flavor = flavor(compat).expect("called for the a1111 and comfyui modes");
+    let tiling = settings.vae_tiling.for_compat(compat);
     // The request rules refuse the rest; an image-to-image run is an init image alone.
     let img2img = settings.init_image.is_some() && settings.mask.is_none() && settings.outpaint.is_none();
     if (settings.init_image.is_some() && !img2img) || settings.hires.is_some() {
@@ -198,7 +199,7 @@ pub fn generate(
         // the scaled noise (`noise_scaling`: noise · σ + latent).
         let (w, h) = (init.width() as usize, init.height() as usize);
         let encode_started = Instant::now();
-        let latent = encode_pixels_mode(model, &pixels_to_chw(init.as_raw(), w, h), w, h, cancel)?;
+        let latent = encode_pixels_mode(model, &pixels_to_chw(init.as_raw(), w, h), w, h, tiling, cancel)?;
         timings.vae_encode += encode_started.elapsed();
         x.iter_mut().zip(latent.iter().cycle()).for_each(|(x, l)| *x += l);
     }
@@ -236,7 +237,7 @@ pub fn generate(
     };
 
     let decode_started = Instant::now();
-    let decoded = decode_latents_as(model, &latents, shape, cancel, Quantize::Truncate)?;
+    let decoded = decode_latents_as(model, &latents, shape, tiling, cancel, Quantize::Truncate)?;
     timings.vae_decode += decode_started.elapsed();
     timings.total = started.elapsed();
     let (text_embeddings, text_embeddings_shape) = text.first_call_embeddings();

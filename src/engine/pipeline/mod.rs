@@ -14,8 +14,8 @@
 //! 4. for the hires fix ([`hires`]), enlarge the result (latents bilinearly, or the decoded
 //!    image with Lanczos and encoded again) and run 2–3 once more from a generator re-seeded
 //!    with the same seed;
-//! 5. decode ([`stages::decode_latents`]); outpainting ([`outpaint`]) pastes the original back
-//!    with a soft seam.
+//! 5. decode ([`stages::decode_latents`]; large pictures in tiles, [`vae_tiles`], as diffusers'
+//!    `enable_tiling()`); outpainting ([`outpaint`]) pastes the original back with a soft seam.
 //!
 //! The random draws happen in diffusers' order, which differs by mode (see each step), so the
 //! same seed gives the same image. Progress counts the UNet calls of all passes from 1.
@@ -27,6 +27,7 @@ mod ksampling;
 pub mod outpaint;
 pub mod randomness;
 pub mod stages;
+pub mod vae_tiles;
 
 use std::time::{Duration, Instant};
 
@@ -44,7 +45,7 @@ use super::scheduler::{build_scheduler, Scheduler};
 use super::EngineError;
 use crate::api::image_modes::DEFAULT_STRENGTH;
 use crate::api::request::GenerationSettings;
-use crate::api::{PromptSyntax, Sampler, Schedule};
+use crate::api::{PromptSyntax, Sampler, Schedule, VaeTiling};
 use randomness::Randomness;
 
 /// What the progress sink sees after each scheduler step.
@@ -169,6 +170,8 @@ struct Pass {
     /// The first scheduler call that runs.
     begin: usize,
     shape: [usize; 4],
+    /// How the VAE runs over this pass's pictures (the request's setting for its compat mode).
+    vae_tiling: VaeTiling,
 }
 
 impl Pass {
@@ -183,7 +186,8 @@ impl Pass {
         let scheduler = build_scheduler(settings.sampler, settings.schedule, &model.scheduler_config, steps as usize)?;
         let begin = (steps - denoised) as usize * scheduler.order();
         let shape = [settings.batch_size as usize, LATENT_CHANNELS, height as usize / 8, width as usize / 8];
-        Ok(Pass { scheduler, sampler: settings.sampler, schedule: settings.schedule, steps, begin, shape })
+        let vae_tiling = settings.vae_tiling.for_compat(settings.noise.compat);
+        Ok(Pass { scheduler, sampler: settings.sampler, schedule: settings.schedule, steps, begin, shape, vae_tiling })
     }
 
     /// The steps prompt editing divides: steps × evaluations per step.
@@ -278,7 +282,8 @@ pub fn generate(
             match &mask_image {
                 None => {
                     let encode_started = Instant::now();
-                    let image_latents = encode_pixels(model, &chw, init.width() as usize, init.height() as usize, rng.vae(), cancel)?;
+                    let image_latents =
+                        encode_pixels(model, &chw, init.width() as usize, init.height() as usize, first.vae_tiling, rng.vae(), cancel)?;
                     timings.vae_encode += encode_started.elapsed();
                     let start = noised(&mut first, &image_latents, &mut rng);
                     run_pass(model, &mut first, &text, settings.cfg_scale, start, &[], None, &mut rng, cancel, &mut progress, &mut timings)?
@@ -310,7 +315,8 @@ pub fn generate(
     if let (Some(h), Some(second)) = (&settings.hires, second.as_mut()) {
         // The second pass: fresh generators with the same seed, as a separate diffusers call.
         let mut rng = Randomness::new(settings, second.shape);
-        let image_latents = hires::enlarge(model, h.upscaler, &latents, shape, second.shape, rng.vae(), cancel, &mut timings)?;
+        let image_latents =
+            hires::enlarge(model, h.upscaler, &latents, shape, second.shape, second.vae_tiling, rng.vae(), cancel, &mut timings)?;
         let start = noised(second, &image_latents, &mut rng);
         // A1111 reads prompt editing anew for the second pass (`[a:b:1.5]` counts both passes).
         let encode_started = Instant::now();
@@ -328,7 +334,7 @@ pub fn generate(
     }
 
     let decode_started = Instant::now();
-    let mut decoded = decode_latents(model, &latents, shape, cancel)?;
+    let mut decoded = decode_latents(model, &latents, shape, first.vae_tiling, cancel)?;
     timings.vae_decode += decode_started.elapsed();
     if let (Some(o), Some(original)) = (&settings.outpaint, &images.init) {
         let original = sized_rgb(original, settings.init_size());

@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 pub use super::guided_unet::GuidedUnet;
 use super::randomness::Randomness;
+use super::vae_tiles::{self, Planes, TileGrid};
 use super::DecodedImage;
 use crate::api::request::GenerationSettings;
-use crate::api::{Compat, PromptSyntax};
+use crate::api::{Compat, PromptSyntax, VaeTiling};
 use crate::engine::cancel::CancelToken;
 use crate::engine::model::SdModel;
 use crate::engine::noise::NoiseSource;
@@ -36,14 +37,41 @@ pub(crate) fn check_cancel(cancel: &CancelToken) -> Result<(), EngineError> {
     }
 }
 
-/// The model's VAE scaling factor from `vae_decoder/config.json` when present (optimum writes it).
+/// The model's VAE config (`vae_decoder/config.json`) when it has one (optimum and Easel's
+/// tooling write it; a checkpoint file has none).
+fn vae_config(model: &SdModel) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(model.dir.join("vae_decoder/config.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// The model's VAE scaling factor from its config when present.
 pub(super) fn vae_scaling_factor(model: &SdModel) -> f32 {
-    std::fs::read_to_string(model.dir.join("vae_decoder/config.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|j| j["scaling_factor"].as_f64())
-        .map(|f| f as f32)
-        .unwrap_or(SD15_VAE_SCALING_FACTOR)
+    vae_config(model).and_then(|j| j["scaling_factor"].as_f64()).map(|f| f as f32).unwrap_or(SD15_VAE_SCALING_FACTOR)
+}
+
+/// The VAE's tile side in latents, as diffusers derives it: `sample_size / 2^(blocks − 1)` from
+/// its config, else SD's 64 (512 pixels).
+fn vae_tile_latent(model: &SdModel) -> usize {
+    let config = vae_config(model);
+    let sample = config.as_ref().and_then(|j| j["sample_size"].as_u64().or_else(|| j["sample_size"][0].as_u64()));
+    let blocks = config.as_ref().and_then(|j| j["block_out_channels"].as_array().map(Vec::len));
+    match (sample, blocks) {
+        (Some(sample), Some(blocks)) if blocks >= 1 => ((sample as usize) >> (blocks - 1)).max(1),
+        _ => vae_tiles::DEFAULT_TILE_LATENT,
+    }
+}
+
+/// The tile side (in latents) a picture of `height` x `width` pixels goes through the VAE with,
+/// or `None` to run it whole: `tiling` already made concrete for the compat mode
+/// ([`VaeTiling::for_compat`]); `Auto` tiles above [`vae_tiles::AUTO_TILE_ABOVE_PIXELS`].
+pub fn vae_tiles_for(model: &SdModel, tiling: VaeTiling, height: usize, width: usize) -> Option<usize> {
+    let tile = vae_tile_latent(model);
+    let larger_than_a_tile = TileGrid::encode(tile).needs_tiles(height, width);
+    match tiling {
+        VaeTiling::Off => None,
+        VaeTiling::On => larger_than_a_tile.then_some(tile),
+        VaeTiling::Auto => (larger_than_a_tile && (height * width) as u64 > vae_tiles::AUTO_TILE_ABOVE_PIXELS).then_some(tile),
+    }
 }
 
 /// The text conditioning of a request, from [`encode_prompt`]: the negative prompt's (with
@@ -216,14 +244,15 @@ pub enum Quantize {
 }
 
 /// Stage 4: decodes `latents` (`[batch, 4, h, w]`) with the VAE, one image at a time to bound
-/// memory; pixels rounded as diffusers does.
+/// memory, in tiles when `tiling` says so ([`vae_tiles_for`]); pixels rounded as diffusers does.
 pub fn decode_latents(
     model: &mut SdModel,
     latents: &[f32],
     latent_shape: [usize; 4],
+    tiling: VaeTiling,
     cancel: &CancelToken,
 ) -> Result<Vec<DecodedImage>, EngineError> {
-    decode_latents_as(model, latents, latent_shape, cancel, Quantize::Round)
+    decode_latents_as(model, latents, latent_shape, tiling, cancel, Quantize::Round)
 }
 
 /// [`decode_latents`] with the pixels quantised as `quantize` says.
@@ -231,28 +260,38 @@ pub fn decode_latents_as(
     model: &mut SdModel,
     latents: &[f32],
     latent_shape: [usize; 4],
+    tiling: VaeTiling,
     cancel: &CancelToken,
     quantize: Quantize,
 ) -> Result<Vec<DecodedImage>, EngineError> {
     let [batch, channels, latent_h, latent_w] = latent_shape;
     let scale = vae_scaling_factor(model);
+    let tiles = vae_tiles_for(model, tiling, latent_h * vae_tiles::VAE_FACTOR, latent_w * vae_tiles::VAE_FACTOR);
     let mut decoder = model.vae_decoder()?;
     let latent_in = spec(&decoder, "latent_sample", 0)?;
-    let mut images = Vec::with_capacity(batch);
-    for (index, one) in latents.chunks(channels * latent_h * latent_w).enumerate() {
+    let mut decode = |latent: &Planes| -> Result<Planes, EngineError> {
         check_cancel(cancel)?;
-        let scaled: Vec<f32> = one.iter().map(|&x| x / scale).collect();
-        let (shape, pixels) =
-            decoder.run(vec![(&latent_in, InputData::Float { shape: vec![1, channels, latent_h, latent_w], data: &scaled })], "sample")?;
-        let [_, 3, h, w] = shape[..] else {
-            return Err(EngineError::UnexpectedModelIo {
+        let input = InputData::Float { shape: vec![1, latent.channels, latent.height, latent.width], data: &latent.data };
+        let (shape, data) = decoder.run(vec![(&latent_in, input)], "sample")?;
+        match shape[..] {
+            [1, 3, height, width] => Ok(Planes { channels: 3, height, width, data }),
+            _ => Err(EngineError::UnexpectedModelIo {
                 model: "vae_decoder",
                 message: format!("output has shape {shape:?}, expected [1, 3, H, W]"),
-            });
+            }),
+        }
+    };
+    let mut images = Vec::with_capacity(batch);
+    for (index, one) in latents.chunks(channels * latent_h * latent_w).enumerate() {
+        let scaled = Planes { channels, height: latent_h, width: latent_w, data: one.iter().map(|&x| x / scale).collect() };
+        let pixels = match tiles {
+            Some(tile) => vae_tiles::run_tiled(&scaled, TileGrid::decode(tile), &mut decode)?,
+            None => decode(&scaled)?,
         };
+        let (w, h) = (pixels.width, pixels.height);
         let rgb = match quantize {
-            Quantize::Round => to_rgb8(&pixels, w, h),
-            Quantize::Truncate => to_rgb8_truncated(&pixels, w, h),
+            Quantize::Round => to_rgb8(&pixels.data, w, h),
+            Quantize::Truncate => to_rgb8_truncated(&pixels.data, w, h),
         };
         images.push(DecodedImage { index, width: w as u32, height: h as u32, rgb });
     }
@@ -310,10 +349,11 @@ pub fn encode_pixels(
     chw: &[f32],
     width: usize,
     height: usize,
+    tiling: VaeTiling,
     rng: &mut dyn NoiseSource,
     cancel: &CancelToken,
 ) -> Result<Vec<f32>, EngineError> {
-    encode_latents(model, chw, width, height, Some(rng), cancel)
+    encode_latents(model, chw, width, height, tiling, Some(rng), cancel)
 }
 
 /// [`encode_pixels`] taking the posterior's mode (its mean) instead of a sample, as ComfyUI's
@@ -323,17 +363,21 @@ pub fn encode_pixels_mode(
     chw: &[f32],
     width: usize,
     height: usize,
+    tiling: VaeTiling,
     cancel: &CancelToken,
 ) -> Result<Vec<f32>, EngineError> {
-    encode_latents(model, chw, width, height, None, cancel)
+    encode_latents(model, chw, width, height, tiling, None, cancel)
 }
 
-/// The VAE encoder's latents, sampled with `rng`'s noise or (`None`) the posterior's mean.
+/// The VAE encoder's latents, sampled with `rng`'s noise or (`None`) the posterior's mean. In
+/// tiles, the encoder's outputs (mean and log-variance) are blended before the one draw, as in
+/// diffusers.
 fn encode_latents(
     model: &mut SdModel,
     chw: &[f32],
     width: usize,
     height: usize,
+    tiling: VaeTiling,
     rng: Option<&mut dyn NoiseSource>,
     cancel: &CancelToken,
 ) -> Result<Vec<f32>, EngineError> {
@@ -342,10 +386,29 @@ fn encode_latents(
         return Err(EngineError::InvalidRequest(format!("the image has {} values, expected {width}x{height}x3", chw.len())));
     }
     let scale = vae_scaling_factor(model);
+    let tiles = vae_tiles_for(model, tiling, height, width);
     let mut encoder = model.vae_encoder()?;
     let sample_in = spec(&encoder, "sample", 0)?;
     let output = encoder.output_name("latent_parameters")?;
-    let (shape, values) = encoder.run(vec![(&sample_in, InputData::Float { shape: vec![1, 3, height, width], data: chw })], &output)?;
+    let mut encode = |pixels: &Planes| -> Result<Planes, EngineError> {
+        check_cancel(cancel)?;
+        let input = InputData::Float { shape: vec![1, 3, pixels.height, pixels.width], data: &pixels.data };
+        let (shape, data) = encoder.run(vec![(&sample_in, input)], &output)?;
+        match shape[..] {
+            [1, channels, height, width] => Ok(Planes { channels, height, width, data }),
+            _ => Err(EngineError::UnexpectedModelIo {
+                model: "vae_encoder",
+                message: format!("output {output} has shape {shape:?}, expected [1, 8, H/8, W/8] (mean and log-variance)"),
+            }),
+        }
+    };
+    let image = Planes { channels: 3, height, width, data: chw.to_vec() };
+    let encoded = match tiles {
+        Some(tile) => vae_tiles::run_tiled(&image, TileGrid::encode(tile), &mut encode)?,
+        None => encode(&image)?,
+    };
+    let shape = [1, encoded.channels, encoded.height, encoded.width];
+    let values = encoded.data;
     let latents: Vec<f32> = match shape[..] {
         [1, 8, h, w] if h * 8 == height && w * 8 == width => {
             let (mean, logvar) = values.split_at(values.len() / 2);

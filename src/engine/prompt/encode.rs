@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::chunks::{Chunk, Token};
 use super::embeddings::EmbeddingSet;
 use crate::engine::cancel::CancelToken;
-use crate::engine::model::SdModel;
+use crate::engine::model::{EncoderEdit, SdModel, SlotGuard};
 use crate::engine::onnx_edit::EXTRA_EMBEDDINGS_INPUT;
 use crate::engine::onnx_model::{spec, InputData};
 use crate::engine::pipeline::stages::check_cancel;
@@ -20,7 +20,11 @@ use crate::engine::EngineError;
 pub type WindowStates = Arc<Vec<f32>>;
 
 pub struct WindowEncoder<'a> {
-    model: &'a mut SdModel,
+    /// The model until the first window is encoded; then the session, kept for every later
+    /// window of the request (in low-memory mode a session is created once per request, not
+    /// once per window).
+    model: Option<&'a mut SdModel>,
+    session: Option<(SlotGuard<'a>, Option<EncoderEdit>)>,
     clip_skip: usize,
     /// Whether the edited session runs (CLIP skip > 1 or embeddings in play).
     edited: bool,
@@ -42,7 +46,17 @@ impl<'a> WindowEncoder<'a> {
             extra_rows.extend_from_slice(&e.vectors.data);
         }
         let edited = clip_skip > 1 || !embeddings.embeddings.is_empty();
-        Self { model, clip_skip, edited, offsets, extra_rows, cache: HashMap::new(), dim: None, used: Vec::new() }
+        Self {
+            model: Some(model),
+            session: None,
+            clip_skip,
+            edited,
+            offsets,
+            extra_rows,
+            cache: HashMap::new(),
+            dim: None,
+            used: Vec::new(),
+        }
     }
 
     /// The embeddings whose vectors went into an encoded window, in first-use order.
@@ -85,6 +99,20 @@ impl<'a> WindowEncoder<'a> {
         Ok(states)
     }
 
+    /// The text encoder's session (the edited one when `edited`), opened at the first use.
+    fn session(&mut self) -> Result<&mut (SlotGuard<'a>, Option<EncoderEdit>), EngineError> {
+        if self.session.is_none() {
+            let model = self.model.take().expect("the model is held until the session is opened");
+            self.session = Some(if self.edited {
+                let (guard, edit) = model.edited_text_encoder(self.clip_skip)?;
+                (guard, Some(edit))
+            } else {
+                (model.text_encoder()?, None)
+            });
+        }
+        Ok(self.session.as_mut().expect("opened above"))
+    }
+
     fn run_plain(&mut self, tokens: &[Token]) -> Result<(Vec<usize>, Vec<f32>), EngineError> {
         let ids: Vec<i64> = tokens
             .iter()
@@ -93,36 +121,42 @@ impl<'a> WindowEncoder<'a> {
                 Token::Vector { .. } => Err(EngineError::InvalidRequest("an embedding vector needs the edited text encoder".into())),
             })
             .collect::<Result<_, _>>()?;
-        let mut encoder = self.model.text_encoder()?;
-        let input = spec(&encoder, "input_ids", 0)?;
+        let (encoder, _) = self.session()?;
+        let input = spec(encoder, "input_ids", 0)?;
         encoder.run(vec![(&input, InputData::Int { shape: vec![1, ids.len()], data: &ids })], "last_hidden_state")
     }
 
     fn run_edited(&mut self, tokens: &[Token]) -> Result<(Vec<usize>, Vec<f32>), EngineError> {
-        let (mut encoder, edit) = self.model.edited_text_encoder(self.clip_skip)?;
+        let clip_skip = self.clip_skip;
+        let (vocab_rows, hidden) = match self.session()? {
+            (_, Some(edit)) => (edit.vocab_rows, edit.hidden),
+            (_, None) => unreachable!("the edited session was opened for clip skip {clip_skip}"),
+        };
         let ids: Vec<i64> = tokens
             .iter()
             .map(|t| match *t {
                 Token::Id(id) => id as i64,
-                Token::Vector { embedding, row } => (edit.vocab_rows + self.offsets[embedding] + row) as i64,
+                Token::Vector { embedding, row } => (vocab_rows + self.offsets[embedding] + row) as i64,
             })
             .collect();
         // The extra rows input needs at least one row; a zero row nobody reads when there are none.
-        let zero_row = vec![0.0f32; edit.hidden];
+        let zero_row = vec![0.0f32; hidden];
         let rows: &[f32] = if self.extra_rows.is_empty() { &zero_row } else { &self.extra_rows };
-        if !rows.len().is_multiple_of(edit.hidden) {
+        if !rows.len().is_multiple_of(hidden) {
             return Err(EngineError::InvalidRequest(format!(
                 "embedding vectors of {} values do not divide into rows of the text encoder's width {}",
                 rows.len(),
-                edit.hidden
+                hidden
             )));
         }
-        let ids_in = spec(&encoder, "input_ids", 0)?;
-        let rows_in = spec(&encoder, EXTRA_EMBEDDINGS_INPUT, 1)?;
+        let rows = rows.to_vec();
+        let (encoder, _) = self.session()?;
+        let ids_in = spec(encoder, "input_ids", 0)?;
+        let rows_in = spec(encoder, EXTRA_EMBEDDINGS_INPUT, 1)?;
         encoder.run(
             vec![
                 (&ids_in, InputData::Int { shape: vec![1, ids.len()], data: &ids }),
-                (&rows_in, InputData::Float { shape: vec![rows.len() / edit.hidden, edit.hidden], data: rows }),
+                (&rows_in, InputData::Float { shape: vec![rows.len() / hidden, hidden], data: &rows }),
             ],
             "last_hidden_state",
         )

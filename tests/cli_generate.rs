@@ -298,8 +298,15 @@ fn compat_modes_draw_the_tools_own_start_noise() {
 #[test]
 fn devices_and_precisions_the_machine_cannot_run_exit_2_with_the_fix() {
     let data = temp_dir("cli-device");
-    let run = |extra: &[&str]| easel(&data).args(["--model", "tiny-sd", "--prompt", "x", "--steps", "1"]).args(extra).output().unwrap();
-    // The CPU wheel of ONNX Runtime the tests run on has no CUDA provider.
+    // The CPU build of ONNX Runtime, named outright: a CUDA build that `setup-onnxruntime.sh
+    // --gpu` put on this machine would otherwise be chosen for --device cuda.
+    let cpu_build = easel::engine::runtime::find_library().unwrap();
+    let run = |extra: &[&str]| {
+        let mut command = easel(&data);
+        command.env("ORT_DYLIB_PATH", &cpu_build).args(["--model", "tiny-sd", "--prompt", "x", "--steps", "1"]);
+        command.args(extra).output().unwrap()
+    };
+    // The CPU build has no CUDA provider.
     let output = run(&["--device", "cuda:1", "-o", "/dev/null"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
@@ -321,7 +328,12 @@ fn devices_and_precisions_the_machine_cannot_run_exit_2_with_the_fix() {
     let provenance: serde_json::Value = serde_json::from_str(&easel_chunk).unwrap();
     assert_eq!((provenance["device"].as_str(), provenance["precision"].as_str()), (Some("cpu"), Some("fp32")), "{provenance}");
 
-    let doctor = Command::new(env!("CARGO_BIN_EXE_easel")).env("EASEL_DATA_DIR", &data).arg("doctor").output().unwrap();
+    let doctor = Command::new(env!("CARGO_BIN_EXE_easel"))
+        .env("EASEL_DATA_DIR", &data)
+        .env("ORT_DYLIB_PATH", &cpu_build)
+        .arg("doctor")
+        .output()
+        .unwrap();
     let report = String::from_utf8_lossy(&doctor.stdout);
     assert!(report.contains("cpu        available (CPUExecutionProvider)"), "{report}");
     for kind in ["cuda", "openvino", "coreml", "directml"] {

@@ -19,6 +19,7 @@ pub mod merge;
 pub mod model;
 pub mod noise;
 pub mod npy;
+pub mod onnx_attention;
 pub mod onnx_edit;
 pub mod onnx_inspect;
 pub mod onnx_model;

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use super::checkpoint::{Checkpoint, CheckpointError, CheckpointKind, Unpatched, WeightPatch};
 use super::clip_tokenizer::ClipTokenizer;
 use super::lora::{Component, LoraSet};
+use super::onnx_attention;
 use super::onnx_edit;
 use super::onnx_model::{GraphBytes, OnnxModel};
 use super::prompt::EmbeddingSources;
@@ -108,12 +109,26 @@ impl GraphSource {
                     let template = template.ok_or_else(|| {
                         load_err("LoRAs apply to ONNX folders exported by Easel's tooling (whose layers it can name); load this model's checkpoint (.safetensors) to use LoRAs with it".into())
                     })?;
-                    let supplied = onnx_weights_with_loras(path, template, component, loras)?;
                     let edited = edit.map(|edit| edit(template.onnx)).transpose()?;
                     let bytes = edited.as_deref().unwrap_or(template.onnx);
-                    return OnnxModel::load_with_weights(runtime, role, path, GraphBytes::Memory(bytes), supplied.into(), threads);
+                    return with_fused_attention(role, bytes, |bytes| {
+                        let supplied = onnx_weights_with_loras(path, template, component, loras)?;
+                        OnnxModel::load_with_weights(runtime, role, path, GraphBytes::Memory(bytes), supplied.into(), threads)
+                    });
                 }
                 match edit {
+                    None if role == UNET && onnx_attention::enabled() => {
+                        // The graph alone (its weights are external data beside it) is read,
+                        // fused and handed over; a graph with its weights inside is too big to
+                        // copy in memory and is loaded from its file as it is.
+                        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(u64::MAX);
+                        if size > MAX_GRAPH_TO_FUSE {
+                            return OnnxModel::load(runtime, role, path, threads);
+                        }
+                        let bytes =
+                            std::fs::read(path).map_err(|e| EngineError::ReadFile { path: path.clone(), message: e.to_string() })?;
+                        with_fused_attention(role, &bytes, |bytes| OnnxModel::load_from_memory(runtime, role, path, bytes, threads))
+                    }
                     None => OnnxModel::load(runtime, role, path, threads),
                     Some(edit) => {
                         let bytes =
@@ -131,12 +146,44 @@ impl GraphSource {
                     Some(p) => p,
                     None => &Unpatched,
                 };
-                let supplied = weights.graph_weights(&map, &graph.label(), changes).map_err(checkpoint_error)?;
                 let edited = edit.map(|edit| edit(graph.onnx)).transpose()?;
                 let bytes = edited.as_deref().unwrap_or(graph.onnx);
-                OnnxModel::load_with_weights(runtime, role, &weights.path, GraphBytes::Memory(bytes), supplied, threads)
+                with_fused_attention(role, bytes, |bytes| {
+                    let supplied = weights.graph_weights(&map, &graph.label(), changes).map_err(checkpoint_error)?;
+                    OnnxModel::load_with_weights(runtime, role, &weights.path, GraphBytes::Memory(bytes), supplied, threads)
+                })
             }
         }
+    }
+}
+
+/// The UNet's role name, whose attention is fused (see [`onnx_attention`]).
+const UNET: &str = "unet";
+/// Graph files larger than this carry their weights inside and are not copied to be fused.
+const MAX_GRAPH_TO_FUSE: u64 = 256 << 20;
+
+/// Creates a session with `create` from `bytes` with the UNet's attention fused when `role` is
+/// the UNet and the graph has the exported attention; from `bytes` as they are otherwise, or
+/// when the fused graph is refused (a provider without the fused operator), which is logged.
+fn with_fused_attention(
+    role: &'static str,
+    bytes: &[u8],
+    mut create: impl FnMut(&[u8]) -> Result<OnnxModel, EngineError>,
+) -> Result<OnnxModel, EngineError> {
+    let fused = (role == UNET && onnx_attention::enabled()).then(|| onnx_attention::fuse_attention(bytes)).flatten();
+    match fused {
+        Some(fused) => match create(&fused.bytes) {
+            Ok(mut model) => {
+                tracing::debug!(blocks = fused.fused, "UNet attention fused");
+                model.fused_attention = fused.fused;
+                Ok(model)
+            }
+            Err(e) => {
+                tracing::warn!("the UNet with fused attention could not be loaded ({e}); loading it unfused");
+                create(bytes)
+            }
+        },
+        None => create(bytes),
     }
 }
 

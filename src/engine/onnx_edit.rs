@@ -59,14 +59,14 @@ pub struct EditError {
 }
 
 #[derive(Debug, Clone)]
-struct Node<'a> {
-    raw: &'a [u8],
-    inputs: Vec<String>,
-    outputs: Vec<String>,
-    op: String,
+pub(super) struct Node<'a> {
+    pub(super) raw: &'a [u8],
+    pub(super) inputs: Vec<String>,
+    pub(super) outputs: Vec<String>,
+    pub(super) op: String,
 }
 
-fn parse_node(raw: &[u8]) -> Node<'_> {
+pub(super) fn parse_node(raw: &[u8]) -> Node<'_> {
     let mut node = Node { raw, inputs: Vec::new(), outputs: Vec::new(), op: String::new() };
     for (field, wire, payload) in fields(raw) {
         let text = || String::from_utf8_lossy(payload).into_owned();
@@ -88,7 +88,7 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn put_field(out: &mut Vec<u8>, field: u64, wire: u8, payload: &[u8]) {
+pub(super) fn put_field(out: &mut Vec<u8>, field: u64, wire: u8, payload: &[u8]) {
     put_varint(out, (field << 3) | wire as u64);
     if wire == 2 {
         put_varint(out, payload.len() as u64);
@@ -96,11 +96,11 @@ fn put_field(out: &mut Vec<u8>, field: u64, wire: u8, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
-fn put_bytes(out: &mut Vec<u8>, field: u64, payload: &[u8]) {
+pub(super) fn put_bytes(out: &mut Vec<u8>, field: u64, payload: &[u8]) {
     put_field(out, field, 2, payload);
 }
 
-fn put_uint(out: &mut Vec<u8>, field: u64, v: u64) {
+pub(super) fn put_uint(out: &mut Vec<u8>, field: u64, v: u64) {
     put_varint(out, field << 3);
     put_varint(out, v);
 }

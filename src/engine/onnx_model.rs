@@ -42,6 +42,8 @@ pub struct OnnxModel {
     session: Session,
     inputs: Vec<InputSpec>,
     output_names: Vec<String>,
+    /// Attention blocks fused into `MultiHeadAttention` when the session was created (UNet).
+    pub fused_attention: usize,
 }
 
 /// ONNX Runtime's session option naming the folder external data locations are resolved in when
@@ -98,9 +100,14 @@ impl OnnxModel {
     }
 
     /// Creates the session from a graph held in memory (an edited copy of the model at `path`,
-    /// which names it in messages). The graph must carry its weights inside.
+    /// which names it in messages); external data files are read from beside `path`.
     pub fn load_from_memory(runtime: &Runtime, role: &'static str, path: &Path, bytes: &[u8], threads: usize) -> Result<Self, EngineError> {
-        Self::create(runtime, role, path, threads, |mut builder| builder.commit_from_memory(bytes))
+        Self::create(runtime, role, path, threads, |mut builder| {
+            if let Some(folder) = path.parent().and_then(Path::to_str).filter(|f| !f.is_empty()) {
+                builder = builder.with_config_entry(EXTERNAL_DATA_FOLDER, folder)?;
+            }
+            builder.commit_from_memory(bytes)
+        })
     }
 
     fn create(
@@ -137,7 +144,7 @@ impl OnnxModel {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let output_names = session.outputs().iter().map(|o| o.name().to_string()).collect();
-        Ok(Self { role, path: path.to_path_buf(), session, inputs, output_names })
+        Ok(Self { role, path: path.to_path_buf(), session, inputs, output_names, fused_attention: 0 })
     }
 
     pub fn inputs(&self) -> &[InputSpec] {

@@ -283,7 +283,7 @@ fn int64_tensor(raw: &[u8]) -> Option<(String, Vec<i64>)> {
 }
 
 /// A node's attributes as (name, raw `AttributeProto`).
-fn attributes<'a>(node: &'a [u8]) -> impl Iterator<Item = (String, &'a [u8])> {
+fn attributes(node: &[u8]) -> impl Iterator<Item = (String, &[u8])> {
     fields(node).filter(|(f, w, _)| *f == NODE_ATTRIBUTE && *w == 2).map(|(_, _, raw)| {
         let name = fields(raw)
             .find(|(f, w, _)| *f == ATTRIBUTE_NAME && *w == 2)

@@ -127,7 +127,17 @@ impl GraphSource {
                         }
                         let bytes =
                             std::fs::read(path).map_err(|e| EngineError::ReadFile { path: path.clone(), message: e.to_string() })?;
-                        with_fused_attention(role, &bytes, |bytes| OnnxModel::load_from_memory(runtime, role, path, bytes, threads))
+                        // External data behind links (the hub cache's snapshots) is named by
+                        // where it really is, since the graph no longer comes from its file.
+                        let beside = path.parent().unwrap_or(Path::new("")).to_path_buf();
+                        let (bytes, folder) = onnx_edit::resolve_external_data(&bytes, &beside).unwrap_or((bytes, beside));
+                        with_fused_attention(role, &bytes, |bytes| {
+                            OnnxModel::load_from_memory_in(runtime, role, path, bytes, threads, &folder)
+                        })
+                        .or_else(|e| {
+                            tracing::warn!("the UNet could not be loaded from memory ({e}); loading it from its file");
+                            OnnxModel::load(runtime, role, path, threads)
+                        })
                     }
                     None => OnnxModel::load(runtime, role, path, threads),
                     Some(edit) => {

@@ -230,6 +230,71 @@ pub fn place_initializers(model: &[u8], places: &HashMap<String, Placement>, inl
     Ok(out)
 }
 
+/// The graph with its external data locations resolved through symbolic links, and the one
+/// folder they all lie in, for a graph handed to ONNX Runtime from memory: ONNX Runtime refuses
+/// external data whose real path leaves the folder it is given, and the Hugging Face cache's
+/// snapshot files are links into its `blobs/` folder. `None` when nothing needs to change (no
+/// external data, or every file is where it is named), or when the files resolve into more
+/// than one folder or cannot be resolved (then load the graph from its file instead).
+pub fn resolve_external_data(model: &[u8], folder: &std::path::Path) -> Option<(Vec<u8>, std::path::PathBuf)> {
+    // Each initializer's `location` value, resolved.
+    let location_of = |tensor: &[u8]| -> Option<String> {
+        fields(tensor).filter(|(f, w, _)| *f == TENSOR_EXTERNAL_DATA && *w == 2).find_map(|(_, _, entry)| {
+            let key = fields(entry).find(|(f, w, _)| *f == 1 && *w == 2).map(|(_, _, k)| k)?;
+            let value = fields(entry).find(|(f, w, _)| *f == 2 && *w == 2).map(|(_, _, v)| v)?;
+            (key == b"location").then(|| String::from_utf8_lossy(value).into_owned())
+        })
+    };
+    let graph = fields(model).find(|(f, w, _)| *f == MODEL_GRAPH && *w == 2)?.2;
+    let mut resolved: HashMap<String, (std::path::PathBuf, String)> = HashMap::new();
+    for (_, _, tensor) in fields(graph).filter(|(f, w, _)| *f == GRAPH_INITIALIZER && *w == 2) {
+        let Some(location) = location_of(tensor) else { continue };
+        if resolved.contains_key(&location) {
+            continue;
+        }
+        let real = std::fs::canonicalize(folder.join(&location)).ok()?;
+        let (dir, name) = (real.parent()?.to_path_buf(), real.file_name()?.to_string_lossy().into_owned());
+        resolved.insert(location, (dir, name));
+    }
+    let dirs: HashSet<&std::path::PathBuf> = resolved.values().map(|(d, _)| d).collect();
+    let [dir] = dirs.into_iter().collect::<Vec<_>>()[..] else { return None };
+    let unchanged = std::fs::canonicalize(folder).ok().as_ref() == Some(dir) && resolved.iter().all(|(l, (_, n))| l == n);
+    if unchanged {
+        return None;
+    }
+    let dir = dir.clone();
+    let mut out = Vec::with_capacity(model.len());
+    for (field, wire, payload) in fields(model) {
+        if field != MODEL_GRAPH || wire != 2 {
+            put_field(&mut out, field, wire, payload);
+            continue;
+        }
+        let mut new_graph = Vec::with_capacity(payload.len());
+        for (gf, gw, gp) in fields(payload) {
+            let renamed = (gf == GRAPH_INITIALIZER && gw == 2).then(|| location_of(gp)).flatten().and_then(|l| resolved.get(&l));
+            let Some((_, name)) = renamed else {
+                put_field(&mut new_graph, gf, gw, gp);
+                continue;
+            };
+            let mut tensor = Vec::with_capacity(gp.len());
+            for (tf, tw, tp) in fields(gp) {
+                let is_location = tf == TENSOR_EXTERNAL_DATA && tw == 2 && fields(tp).any(|(f, w, k)| f == 1 && w == 2 && k == b"location");
+                if is_location {
+                    let mut entry = Vec::new();
+                    put_bytes(&mut entry, 1, b"location");
+                    put_bytes(&mut entry, 2, name.as_bytes());
+                    put_bytes(&mut tensor, TENSOR_EXTERNAL_DATA, &entry);
+                } else {
+                    put_field(&mut tensor, tf, tw, tp);
+                }
+            }
+            put_bytes(&mut new_graph, gf, &tensor);
+        }
+        put_bytes(&mut out, field, &new_graph);
+    }
+    Some((out, dir))
+}
+
 /// Appends to `nodes` (and the Reshape targets to `shapes`, as graph fields) the nodes that turn
 /// tensor `from` into `to` by `steps`.
 fn conversion_nodes(from: &str, to: &str, steps: &[Step], nodes: &mut Vec<u8>, shapes: &mut Vec<u8>) {
@@ -525,5 +590,50 @@ mod tests {
         assert!(too_deep.contains("CLIP skip 3") && too_deep.contains("2 layers"), "{too_deep}");
         let garbage = edit_text_encoder(b"not an onnx file", 1).unwrap_err().to_string();
         assert!(garbage.contains("textual inversion"), "{garbage}");
+    }
+}
+
+#[cfg(test)]
+mod external_data_tests {
+    use super::*;
+
+    /// A model whose one initializer `w` is stored in `location`.
+    fn model_with_external(location: &str) -> Vec<u8> {
+        let mut tensor = Vec::new();
+        put_uint(&mut tensor, TENSOR_DIMS, 2);
+        put_uint(&mut tensor, TENSOR_DATA_TYPE, 1);
+        put_bytes(&mut tensor, TENSOR_NAME, b"w");
+        for (key, value) in [("location", location), ("offset", "0"), ("length", "8")] {
+            let mut entry = Vec::new();
+            put_bytes(&mut entry, 1, key.as_bytes());
+            put_bytes(&mut entry, 2, value.as_bytes());
+            put_bytes(&mut tensor, TENSOR_EXTERNAL_DATA, &entry);
+        }
+        put_uint(&mut tensor, TENSOR_DATA_LOCATION, EXTERNAL);
+        let mut graph = Vec::new();
+        put_bytes(&mut graph, GRAPH_INITIALIZER, &tensor);
+        let mut model = Vec::new();
+        put_uint(&mut model, 1, 8);
+        put_bytes(&mut model, MODEL_GRAPH, &graph);
+        model
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn linked_external_data_is_named_where_it_really_is() {
+        let root = std::env::temp_dir().join(format!("easel-external-{}", std::process::id()));
+        let (snapshot, blobs) = (root.join("snapshots/abc/unet"), root.join("blobs"));
+        std::fs::create_dir_all(&snapshot).unwrap();
+        std::fs::create_dir_all(&blobs).unwrap();
+        std::fs::write(blobs.join("f00d"), [0u8; 8]).unwrap();
+        std::os::unix::fs::symlink(blobs.join("f00d"), snapshot.join("weights.pb")).unwrap();
+        let (bytes, folder) = resolve_external_data(&model_with_external("weights.pb"), &snapshot).expect("a link is resolved");
+        assert_eq!(folder, std::fs::canonicalize(&blobs).unwrap());
+        assert_eq!(bytes, model_with_external("f00d"), "only the location changed");
+        // A file that is where it is named needs nothing, and a missing one cannot be resolved.
+        std::fs::write(snapshot.join("plain.pb"), [0u8; 8]).unwrap();
+        assert!(resolve_external_data(&model_with_external("plain.pb"), &snapshot).is_none());
+        assert!(resolve_external_data(&model_with_external("missing.pb"), &snapshot).is_none());
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -102,8 +102,20 @@ impl OnnxModel {
     /// Creates the session from a graph held in memory (an edited copy of the model at `path`,
     /// which names it in messages); external data files are read from beside `path`.
     pub fn load_from_memory(runtime: &Runtime, role: &'static str, path: &Path, bytes: &[u8], threads: usize) -> Result<Self, EngineError> {
+        Self::load_from_memory_in(runtime, role, path, bytes, threads, path.parent().unwrap_or(Path::new("")))
+    }
+
+    /// [`OnnxModel::load_from_memory`] with external data files read from `folder`.
+    pub fn load_from_memory_in(
+        runtime: &Runtime,
+        role: &'static str,
+        path: &Path,
+        bytes: &[u8],
+        threads: usize,
+        folder: &Path,
+    ) -> Result<Self, EngineError> {
         Self::create(runtime, role, path, threads, |mut builder| {
-            if let Some(folder) = path.parent().and_then(Path::to_str).filter(|f| !f.is_empty()) {
+            if let Some(folder) = folder.to_str().filter(|f| !f.is_empty()) {
                 builder = builder.with_config_entry(EXTERNAL_DATA_FOLDER, folder)?;
             }
             builder.commit_from_memory(bytes)

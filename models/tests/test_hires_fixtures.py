@@ -100,7 +100,10 @@ def test_regenerated_case_matches(tmp_path, tiny_torch_dir, name):
     s = _settings(name)
     for arr in s["meta"]["arrays"]:
         a, b = np.load(out / arr), np.load(FIXTURES / name / arr)
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * max(1.0, float(np.abs(b).max())), err_msg=arr)
+        # The Lanczos path goes through 8-bit pixels, where float32 differences between CPUs flip a
+        # few roundings that the second pass carries on (seen: 3e-4 on a machine of another CPU).
+        scale = (1e-3 if case.hires.upscaler == "lanczos" else 1e-5) * max(1.0, float(np.abs(b).max()))
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=scale, err_msg=arr)
     for f in s["meta"]["first_pass_images"] + s["meta"]["images"]:
         got = np.asarray(Image.open(out / f), dtype=np.int16)
         want = np.asarray(Image.open(FIXTURES / name / f), dtype=np.int16)

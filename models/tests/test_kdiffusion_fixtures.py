@@ -252,7 +252,8 @@ def test_initial_x_scaling():
         if c["tool"] == "a1111":  # x = noise * sigmas[0]
             assert c["x0_scale"] == s0, c["name"]
         else:  # EPS.noise_scaling with max_denoise: noise * sqrt(1 + sigma0^2)
-            assert c["x0_scale"] == float(torch.sqrt(1.0 + torch.tensor(s0) ** 2.0)), c["name"]
+            # float32 sqrt may differ by one ulp between CPUs' vector kernels.
+            assert math.isclose(c["x0_scale"], float(torch.sqrt(1.0 + torch.tensor(s0) ** 2.0)), rel_tol=2e-7), c["name"]
         if "callback_note" not in c:  # the first callback sees the initial x
             assert np.array_equal(part(c["name"], "x")[0], noise * np.float32(c["x0_scale"])), c["name"]
 

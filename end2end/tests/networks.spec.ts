@@ -23,7 +23,7 @@ test("a checkpoint and a LoRA from another tool's folder: generated, with Lora h
   await expect(row).toBeVisible();
   await expect(page.getByLabel("Add a LoRA")).toHaveValue("");
   await row.getByLabel("style weight", { exact: true }).fill("0.8");
-  await page.getByLabel("VAE").selectOption("tiny-vae.safetensors");
+  await page.getByLabel("VAE", { exact: true }).selectOption("tiny-vae.safetensors");
   await page.getByRole("button", { name: "Generate" }).click();
   const job = page.locator("article.job-card").filter({ hasText: "networks fox in ink" }).first();
   await expect(job).toHaveAttribute("data-status", "succeeded", { timeout: 60_000 });

@@ -47,8 +47,21 @@ def karras(n: int, smin: float, smax: float, rho: float = 7.0) -> np.ndarray:
     return np.append(s, 0.0)
 
 
+def timestep_sampler(name: str) -> bool:
+    """A1111's DDIM / PLMS: CompVisSampler over whole timesteps (sigmas.npy holds the timesteps walked)."""
+    return CASES[name]["tool"].get("schedule_resolves_to", "").startswith("CompVisSampler.get_timesteps")
+
+
+def a1111_timesteps(steps: int) -> list[int]:
+    return [min(t + 1, 999) for t in range(0, 1000, 1000 // steps)]
+
+
 def run_sigmas(s: dict) -> int:
-    """How many sigmas the tool's sampler walks: steps + 1, or A1111's img2img tail of t_enc + 2."""
+    """How many sigmas the tool's sampler walks: steps + 1, or A1111's img2img tail of t_enc + 2; A1111's timestep
+    samplers walk ceil(1000 / (1000 // steps)) timesteps, or the first t_enc in image-to-image."""
+    if s["sampler"] in ("DDIM", "PLMS"):
+        t_enc = int(min(s.get("strength") or 1, 0.999) * s["steps"])
+        return t_enc if "strength" in s else len(a1111_timesteps(s["steps"]))
     if s["compat"] == "a1111" and "strength" in s:
         return int(min(s["strength"], 0.999) * s["steps"]) + 2
     return s["steps"] + 1
@@ -104,7 +117,10 @@ def test_files_have_the_right_shapes(name):
     sig = load(name, "sigmas.npy")
     assert sig.dtype == np.float32 and sig.shape == (run_sigmas(s),)
     np.testing.assert_array_equal(sig, np.asarray(case["sigmas"], dtype=np.float32))
-    assert sig[-1] == 0 and np.all(np.diff(sig) < 0)
+    if timestep_sampler(name):
+        assert sig[0] == 1 and np.all(np.diff(sig) > 0) and np.array_equal(sig, np.round(sig))
+    else:
+        assert sig[-1] == 0 and np.all(np.diff(sig) < 0)
     for i in range(b):
         assert image(name, i).shape == (s["height"], s["width"], 3)
     if b > 1:
@@ -145,6 +161,12 @@ def test_schedule_and_initial_scaling(name):
     s, tool = settings(name), CASES[name]["tool"]
     sig = load(name, "sigmas.npy").astype(np.float64)
     smin, smax = 0.029167532920837402, 14.614643096923828  # SD 1.5's discrete sigma table ends (float32)
+    if timestep_sampler(name):  # the timesteps of get_timesteps(steps), the first t_enc of them in img2img
+        want = a1111_timesteps(s["steps"])
+        assert list(sig) == (want[:int(min(s["strength"], 0.999) * s["steps"])] if "strength" in s else want)
+        assert tool["x0_scale"] == (None if "strength" in s else 1.0)
+        assert tool["unet_batch"] == ["cond"] * s["batch_size"] + ["uncond"] * s["batch_size"]
+        return
     if "strength" in s and s["compat"] == "a1111":
         # sample_img2img: the last t_enc + 2 sigmas of the full schedule (the txt2img case's, same steps),
         # started at init_latent + noise * sigma_sched[0].

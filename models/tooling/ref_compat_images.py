@@ -81,6 +81,8 @@ RECORDER = "models/tooling/ref_compat_images.py"
 
 RUN, READ = "run", "read"
 
+# A1111's timestep samplers (DDIM, PLMS, ...): kd's pins, run here too.
+A1111_TIMESTEP_FILES = {f: (RUN, *pin) for f, pin in kd.A1111_TIMESTEP_FILES.items()}
 A1111_FILES = {
     "modules/prompt_parser.py": (RUN, "d686e73daa6cca399fe68976922cabde681f69f1",
                                  "6525416d30d671c4f2a507176d13d56a155b8f2a6de06c915d5990facef71d26"),
@@ -282,6 +284,18 @@ CASES = [
          "(seeds 16 and 17), CPU noise, ancestral noise from each image's generator",
          Settings(seed=16, batch_size=2, compat="a1111", sampler="Euler a", schedule="Automatic", randn_source="cpu",
                   strength=0.6)),
+    Case("a1111_ddim_automatic_s21_b2", "A1111 DDIM (a timestep sampler: CompVisSampler over the model's own "
+         "timesteps range(0, 1000, 1000 // 6) + 1 = 1, 167, ..., 997, seven for six steps, walked down to the "
+         "second: six UNet calls; eta 0), batch 2 (seeds 21 and 22), CPU noise; the UNet gets whole timesteps and "
+         "guidance combines the noise predictions",
+         Settings(seed=21, batch_size=2, compat="a1111", sampler="DDIM", schedule="Automatic", randn_source="cpu")),
+    Case("a1111_plms_automatic_s23_nv", "A1111 PLMS, NV noise: the first step calls the UNet twice (pseudo "
+         "improved Euler), then Adams-Bashforth of order 2 to 4",
+         Settings(seed=23, batch_size=1, compat="a1111", sampler="PLMS", schedule="Automatic", randn_source="nv")),
+    Case("a1111_img2img_ddim_automatic_d06_s24", "A1111 image-to-image with DDIM: denoising strength 0.6 (t_enc = "
+         "int(0.6 * 6) = 3: the timesteps 1, 167, 333 walked, the latents noised to timestep 499)",
+         Settings(seed=24, batch_size=1, compat="a1111", sampler="DDIM", schedule="Automatic", randn_source="cpu",
+                  strength=0.6)),
     Case("comfyui_uni_pc_normal_s14", "ComfyUI uni_pc (B(h) = h) / normal, the penultimate sigma discarded",
          Settings(seed=14, batch_size=1, compat="comfyui", sampler="uni_pc", schedule="normal")),
     Case("comfyui_uni_pc_bh2_karras_s15_b2", "ComfyUI uni_pc_bh2 / karras, batch 2",
@@ -470,10 +484,12 @@ class A1111:
         self.schedulers = importlib.import_module("modules.sd_schedulers")
         self.kdiffusion = importlib.import_module("modules.sd_samplers_kdiffusion")
         self.prompt_parser = self.prompts.prompt_parser
-        self.samplers_map = self.kdiffusion.k_diffusion_samplers_map
+        self.timesteps = importlib.import_module("modules.sd_samplers_timesteps")
+        self.samplers_map = {**self.kdiffusion.k_diffusion_samplers_map,
+                             **{d.name: d for d in self.timesteps.samplers_data_timesteps}}
 
     def source(self, log) -> dict:
-        src = upstream.pinned_source(self.root, "a1111", A1111_FILES, log, RECORDER)
+        src = upstream.pinned_source(self.root, "a1111", {**A1111_FILES, **A1111_TIMESTEP_FILES}, log, RECORDER)
         src["opts"] = {"defaults": self.opt_defaults, "prompts": dict(ref_prompts.A1111_OPTS),
                        "per_case": {"randn_source": "settings.randn_source upper-cased (NV | CPU)"}}
         return src
@@ -544,14 +560,17 @@ class A1111:
         p.rng.next = counting_next
         seen = {}
         func = sampler.func
-        get_sigmas = sampler.get_sigmas
+        # k-diffusion samplers get a sigma schedule; A1111's timestep samplers (CompVisSampler) timesteps
+        timestep_sampler = hasattr(sampler, "get_timesteps")
+        schedule_attr = "get_timesteps" if timestep_sampler else "get_sigmas"
+        get_schedule = getattr(sampler, schedule_attr)
 
-        def recording_get_sigmas(p_, steps_):
-            out = get_sigmas(p_, steps_)
+        def recording_get_schedule(p_, steps_):
+            out = get_schedule(p_, steps_)
             seen["schedule"] = out.detach().clone()
             return out
 
-        sampler.get_sigmas = recording_get_sigmas
+        setattr(sampler, schedule_attr, recording_get_schedule)
 
         @functools.wraps(func)
         def recording_func(model, x, **kwargs):
@@ -559,6 +578,8 @@ class A1111:
             # DPM fast / adaptive take (sigma_min, sigma_max, n) instead: then the schedule get_sigmas made,
             # which only scales the initial noise.
             seen["sigmas"] = kwargs["sigmas"].detach().clone() if "sigmas" in kwargs else seen["schedule"]
+            if "timesteps" in kwargs:  # the timesteps walked (image-to-image: the first t_enc of them)
+                seen["sigmas"] = kwargs["timesteps"].detach().clone()
             seen["kwargs"] = sorted(k for k in kwargs if k not in ("extra_args", "callback", "disable"))
             seen["range"] = {k: float(kwargs[k]) for k in ("sigma_min", "sigma_max", "n") if k in kwargs}
             return func(model, x, **kwargs)
@@ -584,7 +605,19 @@ class A1111:
             images.append(x_sample.astype(np.uint8))
 
         sigmas = seen["sigmas"]
-        if init_latent is None:
+        if timestep_sampler:
+            # CompVisSampler: txt2img starts from the noise itself; img2img from init_latent * sqrt(ac) +
+            # noise * sqrt(1 - ac), ac = alphas_cumprod at the timestep after the t_enc walked
+            all_timesteps = seen["schedule"]
+            if init_latent is None:
+                scale = 1.0
+                assert torch.equal(seen["x0"], noise), "initial x is not the noise"
+            else:
+                ac = self.sd_model.alphas_cumprod[all_timesteps[len(sigmas)]]
+                scale = None
+                want = init_latent * torch.sqrt(ac) + noise * torch.sqrt(1 - ac)
+                assert torch.equal(seen["x0"], want), "initial x is not latent * sqrt(ac) + noise * sqrt(1 - ac)"
+        elif init_latent is None:
             scale = kd._x0_scale(seen["x0"], noise)
             assert scale == float(sigmas[0]), "initial x is not noise * sigmas[0]"
         else:
@@ -594,13 +627,18 @@ class A1111:
             "sampler_function": data.constructor.__defaults__[0] if isinstance(data.constructor.__defaults__[0], str)
             else data.constructor.__defaults__[0].__name__,
             "sampler_options": kd._json_value(dict(data.options)),
-            "schedule_resolves_to": (self.schedulers.schedulers_map[data.options["scheduler"]].label
+            "schedule_resolves_to": "CompVisSampler.get_timesteps: clip(range(0, 1000, 1000 // steps) + 1, 0, 999)"
+            if timestep_sampler else (self.schedulers.schedulers_map[data.options["scheduler"]].label
                                      if s.schedule == "Automatic" and data.options.get("scheduler")
                                      else "k-diffusion DiscreteSchedule.get_sigmas (model_wrap.get_sigmas)"
                                      if s.schedule == "Automatic" else s.schedule),
             "opts_randn_source": self.opts.randn_source,
             "seeds": seeds, "subseeds": subseeds, "total_steps": total_steps,
-            "x0": ("noise * sigmas[0] (sgm_noise_multiplier False)" if init_latent is None else
+            "x0": ("noise (CompVisSampler.sample)" if timestep_sampler and init_latent is None else
+                   "init_latent * sqrt(ac) + noise * sqrt(1 - ac), ac = alphas_cumprod[timesteps[t_enc]] "
+                   "(CompVisSampler.sample_img2img; sigmas.npy holds the t_enc timesteps walked)"
+                   if timestep_sampler else
+                   "noise * sigmas[0] (sgm_noise_multiplier False)" if init_latent is None else
                    "init_latent + noise * sigma_sched[0] (sample_img2img; sigma_sched = sigmas[steps - t_enc - 1:], "
                    "t_enc = int(min(denoising_strength, 0.999) * steps)); the init latent is scale_factor times the "
                    "posterior's mean (see get_first_stage_encoding)") + "; checked bit-equal", "x0_scale": scale,
@@ -961,14 +999,31 @@ def main(out: Path, a1111_dir: str | None = None, comfyui_dir: str | None = None
     # A1111's model table is the one tests/fixtures/kdiffusion recorded
     a_sigmas = a.kdiffusion.KDiffusionSampler("sample_euler", a.sd_model).model_wrap.sigmas
     table = Path(__file__).resolve().parents[2] / "tests/fixtures/kdiffusion/model_sigmas_a1111.npy"
+    # EASEL_REF_CASES=name,name records only those cases into the existing cases.json (the others stay as recorded).
+    only = [n for n in os.environ.get("EASEL_REF_CASES", "").split(",") if n]
+    unknown = set(only) - {case.name for case in CASES}
+    if unknown:
+        raise SystemExit(f"ref_compat_images: EASEL_REF_CASES names no case {sorted(unknown)}")
     if table.is_file() and not np.array_equal(np.load(table), upstream.f32(a_sigmas)):
-        raise SystemExit(f"ref_compat_images: A1111's sigma table differs from {table}")
+        # A1111's timestep samplers never read the sigma table; every other case does.
+        sigma_free = all(a.samplers_map[case.settings.sampler] in a.timesteps.samplers_data_timesteps
+                         for case in CASES if case.name in only)
+        if not (only and sigma_free):
+            raise SystemExit(f"ref_compat_images: A1111's sigma table differs from {table}")
+        log(f"  note: A1111's sigma table here differs from {table} by at most "
+            f"{float(np.abs(np.load(table) - upstream.f32(a_sigmas)).max()):.3g} (last-bit float32 rounding of "
+            "this CPU); the cases recorded now do not read it")
 
     for stale in out.iterdir():
-        if stale.is_dir() and stale.name not in {case.name for case in CASES}:
+        if not only and stale.is_dir() and stale.name not in {case.name for case in CASES}:
             shutil.rmtree(stale)
+    kept = {e["name"]: e for e in json.loads((out / "cases.json").read_text(encoding="utf-8"))["cases"]} if only else {}
     entries = []
     for case in CASES:
+        if only and case.name not in only:
+            if case.name in kept:
+                entries.append(kept[case.name])
+            continue
         runner = a if case.settings.compat == "a1111" else c
         result = runner.run(case.settings)
         entries.append(record_case(case, result, out))

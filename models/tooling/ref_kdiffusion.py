@@ -92,6 +92,17 @@ A1111_FILES = {
     "modules/shared_options.py": ("5a10bb9aa6d4a46f5e14fa43648f4cb08ae1275b",
                                   "84d2e1e02e18028f022e55978f0838d5b3a8bbe453066326263dde02d3020525"),
 }
+# A1111's timestep samplers' files (the same checkout): file -> (commit, sha256 LF).
+A1111_TIMESTEP_FILES = {
+    "modules/sd_samplers_timesteps.py": ("663a4d80dfae5510257b362fd0015c8dc8b8bb5e",
+                                         "d4ca79d8b882d92d21c83a090d144a52b34e6d2959faf1789f3be31906596ca6"),
+    "modules/sd_samplers_timesteps_impl.py": ("0a6628bad0615a640efd99937eb6d10d6d648975",
+                                              "b6ffc3dda0a5243b2184b15b2818fcd332238e1b5264cbb638afe6636487fdf5"),
+    "modules/models/diffusion/uni_pc/uni_pc.py": ("13f22974a42df9f7a491fefe2912cdf72dcbebaf",
+                                                  "57699d8afe15d3a05b47fd20155b78af189063d80dd3574ab1adf3245f1532d7"),
+    "modules/torch_utils.py": ("9e60cdbc3f392b39143ee11b53cfec37c563682b",
+                               "adc4351eb75b7f30a9eb89d4287decf5e14121f14d89fb606ee7c19c67afed43"),
+}
 COMFYUI_FILES = {
     "comfy/samplers.py": ("196954ab8c55bc4ac48113686a57ce250677c7b5",
                           "23d5c6d83bc4649833e8c79f61418288c380d0b14aaa8ca6063950fff36c844b"),
@@ -233,22 +244,25 @@ CALLBACK_NOTES = {
     "uni_pc": "the callback comes after each step: x is UniPC's variance-preserving latent (the k-diffusion latent "
               "times alpha = 1 / sqrt(1 + sigma^2) of the sigma reached), denoised the data prediction",
 }
+CALLBACK_NOTES["timesteps"] = ("A1111's timestep samplers call back after each step: x is the variance-preserving "
+                                "latent the step produced, denoised its pred_x0; sigmas.npy holds the timesteps "
+                                "(whole numbers) and calls.npy the timestep twice per model call")
+CALLBACK_NOTES["a1111_unipc"] = ("; UniPC (uni_pc.UniPC.sample, multistep, A1111's options) calls back after each "
+                                  "update with its data prediction, and with none after the last (no model call "
+                                  "there): that denoised entry is the x reached")
 CALLBACK_NOTES["sample_dpm_adaptive"] = CALLBACK_NOTES["dpm_adaptive"]
 CALLBACK_NOTES["uni_pc_bh2"] = CALLBACK_NOTES["uni_pc"]
 
-A1111_TIMESTEP_SAMPLERS = {  # in A1111's table (sd_samplers_timesteps.py) but not k-diffusion functions
-    "DDIM": "timestep sampler (modules/sd_samplers_timesteps.py, CompVisTimestepsDenoiser), not k-diffusion",
-    "DDIM CFG++": "timestep sampler (modules/sd_samplers_timesteps.py); CFG++ needs an unconditional pass",
-    "PLMS": "timestep sampler (modules/sd_samplers_timesteps.py), not k-diffusion",
-    "UniPC": "timestep sampler (modules/sd_samplers_timesteps.py, modules/models/diffusion/uni_pc), not k-diffusion",
-}
+# A1111's timestep samplers (sd_samplers_timesteps.py: CompVisSampler over CompVisTimestepsDenoiser): DDIM,
+# DDIM CFG++, PLMS and UniPC, all recorded (A1111_TIMESTEP_FILES).
 
 # A1111 options the recording reads (modules.shared.opts); defaults come from shared_options.py.
 A1111_OPT_KEYS = [
     "randn_source", "eta_noise_seed_delta", "eta_ancestral", "s_churn", "s_tmin", "s_tmax", "s_noise",
     "s_min_uncond", "sigma_min", "sigma_max", "rho", "always_discard_next_to_last_sigma",
     "use_old_karras_scheduler_sigmas", "no_dpmpp_sde_batch_determinism", "sgm_noise_multiplier",
-    "enable_quantization", "beta_dist_alpha", "beta_dist_beta", "skip_early_cond",
+    "enable_quantization", "beta_dist_alpha", "beta_dist_beta", "skip_early_cond", "eta_ddim", "uni_pc_variant",
+    "uni_pc_skip_type", "uni_pc_order", "uni_pc_lower_order_final",
 ]
 A1111_OPT_OVERRIDES = {"randn_source": "CPU"}
 
@@ -310,7 +324,8 @@ class Recorder:
 
     def callback(self, d):
         self.xs.append(d["x"].detach().clone())
-        self.denoised.append(d["denoised"].detach().clone())
+        # (A1111's UniPC hands its last callback no prediction: the x it reached stands in, see CALLBACK_NOTES)
+        self.denoised.append((d["x"] if d["denoised"] is None else d["denoised"]).detach().clone())
         self.callback_i.append(int(d["i"]))
 
     def sigma(self, sigma):
@@ -401,10 +416,12 @@ class A1111:
         self.kdiffusion = importlib.import_module("modules.sd_samplers_kdiffusion")
         self.lcm = importlib.import_module("modules.sd_samplers_lcm")
         self.table = [*self.kdiffusion.samplers_data_k_diffusion, *self.lcm.samplers_data_lcm]
-        self.by_name = {d.name: d for d in self.table}
+        self.timesteps = importlib.import_module("modules.sd_samplers_timesteps")
+        self.timestep_table = list(self.timesteps.samplers_data_timesteps)
+        self.by_name = {d.name: d for d in [*self.table, *self.timestep_table]}
 
     def source(self, log) -> dict:
-        src = upstream.pinned_source(self.root, "a1111", A1111_FILES, log, RECORDER)
+        src = upstream.pinned_source(self.root, "a1111", {**A1111_FILES, **A1111_TIMESTEP_FILES}, log, RECORDER)
         src["opts"] = {"defaults": self.opt_defaults, "overrides": A1111_OPT_OVERRIDES}
         return src
 
@@ -429,7 +446,10 @@ class A1111:
             def forward(self, x, sigma, **_extra_args):
                 if outer.recorder is not None:
                     outer.recorder.sigma(sigma)
-                return self.inner_model(x, sigma, cond=None)
+                out = self.inner_model(x, sigma, cond=None)
+                if getattr(self, "need_last_noise_uncond", False):  # DDIM CFG++: without CFG the one prediction
+                    self.last_noise_uncond = out.clone()
+                return out
 
         cfg = WithoutCFG(sampler)
         cfg.model_wrap = sampler.model_wrap
@@ -495,6 +515,8 @@ class A1111:
             seen["kwargs"] = {k: v for k, v in kwargs.items() if k not in ("extra_args", "callback", "disable")}
             if "sigmas" in kwargs:
                 seen["sigmas"] = kwargs["sigmas"].detach().clone()
+            if "timesteps" in kwargs:  # A1111's timestep samplers: the timesteps take the sigmas' place
+                seen["sigmas"] = kwargs["timesteps"].detach().clone()
             return func(model, x, **kwargs)
 
         sampler.func = recording_func
@@ -810,7 +832,8 @@ def _sampler_case(name, tool, result, out: Path, extra: dict) -> dict:
     _save(out / files["denoised"], torch.stack(rec.denoised))
     _save(out / files["out"], result["out"])
     _save(out / files["calls"], np.array(rec.calls, dtype=np.float64).reshape(-1, 2))
-    kwargs = {k: (f"<{files['sigmas']}>" if k == "sigmas" else _json_value(v)) for k, v in result["kwargs"].items()}
+    kwargs = {k: (f"<{files['sigmas']}>" if k in ("sigmas", "timesteps") else _json_value(v))
+              for k, v in result["kwargs"].items()}
     case = {"name": name, "tool": tool, **extra, "steps": STEPS, "seed": SEED,
             "sigma_dtype": result.get("sigma_dtype") or str(result["sigmas"].dtype), "kwargs": kwargs,
             "noise_draws": result["noise_draws"], "brownian_queries": result["brownian_queries"],
@@ -893,8 +916,20 @@ def record_samplers(a: A1111, c: ComfyUI, noise, out: Path, log) -> tuple[list, 
                 pairs["a1111"] = r
             log(f"  {name}: {len(r['rec'].callback_i)} callbacks, {len(r['rec'].calls)} model calls"
                 + (", stochastic" if st["seeded"] else ""))
-    for label, why in A1111_TIMESTEP_SAMPLERS.items():
-        skipped.append({"tool": "a1111", "sampler": label, "reason": why})
+    for d in a.timestep_table:
+        name = f"a1111_{slug(d.name)}_automatic"
+        r = a.run(d.name, "Automatic", noise)
+        st = _stochastic(functools.partial(a.run, d.name, "Automatic", noise), r)
+        r["x0_scale"] = _x0_scale(r["x0"], noise)
+        func = d.constructor.__defaults__[0]
+        extra = {"sampler": func.__name__, "display_name": d.name, "kind": "timesteps", "scheduler": "Automatic",
+                 "resolves_to": "CompVisSampler.get_timesteps (no sigma schedule)",
+                 "discard_penultimate_sigma": False, "seeds": list(r["p"].all_seeds),
+                 "options": _json_value(dict(d.options)),
+                 "callback_note": CALLBACK_NOTES["timesteps"] + CALLBACK_NOTES.get(f"a1111_{func.__name__}", ""),
+                 **_noise_fields(st, r, a1111_noise)}
+        cases.append(_sampler_case(name, "a1111", r, out, extra))
+        log(f"  {name}: {len(r['rec'].callback_i)} callbacks, {len(r['rec'].calls)} model calls")
 
     comfy_noise = ("comfy.k_diffusion.sampling.default_noise_sampler(x, seed=extra_args['seed']=42): one torch CPU "
                    "generator manual_seed(42) for the batch, torch.randn([2,4,8,8]) per call")

@@ -2,7 +2,9 @@
 //! against arrays recorded by running the tools' own code (`models/tooling/ref_kdiffusion.py` →
 //! `tests/fixtures/kdiffusion/`): the model's sigma tables, every schedule Easel offers, and the
 //! latents after every step of every sampler Easel offers, driven around the recorded stand-in
-//! model with the tools' own step noise, within 1e-5 of the largest value.
+//! model with the tools' own step noise, within 1e-5 of the largest value. A1111's timestep
+//! samplers (`engine::timesteps`: DDIM, DDIM CFG++, PLMS) are checked the same way over their
+//! timesteps.
 #![cfg(feature = "ssr")]
 
 use std::path::PathBuf;
@@ -15,6 +17,7 @@ use easel::engine::noise::a1111::{A1111Seeds, ImageRng, RandnSource};
 use easel::engine::noise::comfyui::NoiseSampler;
 use easel::engine::noise::NoiseSource;
 use easel::engine::npy;
+use easel::engine::timesteps::{self, EpsModel, Run, TimestepSampler};
 use easel::engine::EngineError;
 use serde_json::Value;
 
@@ -148,7 +151,7 @@ fn samplers_equal_the_tools_own_step_by_step() {
     let (mut checked, mut failures, mut not_offered) = (0, Vec::new(), Vec::new());
     for case in cases["samplers"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
-        if case.get("same_as").is_some_and(|v| !v.is_null()) {
+        if case.get("same_as").is_some_and(|v| !v.is_null()) || case["kind"] == "timesteps" {
             continue;
         }
         let tool = case["tool"].as_str().unwrap();
@@ -242,4 +245,74 @@ fn brownian_tree_increments_equal_torchsde() {
             close(&got, &want[k * per..(k + 1) * per], 1e-5).unwrap_or_else(|e| panic!("{name} query {k} {q:?}: {e}"));
         }
     }
+}
+
+/// The recorded stand-in as A1111's timestep samplers call it: `ε(x, t)` on the latents
+/// themselves (no σ scaling); without guidance its prediction is the unconditional one too.
+struct EpsStandIn {
+    calls: Vec<f32>,
+    last: Vec<f32>,
+}
+
+impl EpsModel for EpsStandIn {
+    fn eps(&mut self, x: &[f32], t: u32, _scale: f64) -> Result<Vec<f32>, EngineError> {
+        self.calls.push(t as f32);
+        let s = 1.0 + t as f32 / 1000.0;
+        self.last = x.iter().map(|&x| 0.6 * x + 0.2 * (x * s).sin()).collect();
+        Ok(self.last.clone())
+    }
+
+    fn last_uncond(&self) -> Option<&[f32]> {
+        Some(&self.last)
+    }
+}
+
+#[test]
+fn a1111_timestep_samplers_equal_a1111s_own_step_by_step() {
+    let cases = cases();
+    let noise = load("noise.npy");
+    let alphas_cumprod = DiscreteSchedule::sd15(Flavor::A1111).alphas_cumprod;
+    let (mut checked, mut failures, mut not_offered) = (Vec::new(), Vec::new(), Vec::new());
+    for case in cases["samplers"].as_array().unwrap().iter().filter(|c| c["kind"] == "timesteps") {
+        let name = case["name"].as_str().unwrap();
+        let label = case["display_name"].as_str().unwrap();
+        let Some(sampler) = Sampler::parse(label).filter(|s| s.runs_in(Compat::A1111)).and_then(TimestepSampler::for_sampler) else {
+            not_offered.push(name.to_string());
+            continue;
+        };
+        checked.push(name.to_string());
+        let files = &case["files"];
+        let recorded: Vec<u32> = load(files["sigmas"].as_str().unwrap()).iter().map(|&t| t as u32).collect();
+        let ours = timesteps::timesteps(case["steps"].as_u64().unwrap() as usize);
+        let mut problems = Vec::new();
+        if ours != recorded {
+            problems.push(format!("timesteps {ours:?} vs {recorded:?}"));
+        }
+        let mut model = EpsStandIn { calls: Vec::new(), last: Vec::new() };
+        let (mut xs, mut preds) = (Vec::new(), Vec::new());
+        let mut on_step = |s: timesteps::Step<'_>| {
+            xs.extend_from_slice(s.x);
+            preds.extend_from_slice(s.pred_x0);
+        };
+        let mut run = Run { model: &mut model, alphas_cumprod: &alphas_cumprod, on_step: &mut on_step };
+        let out = sampler.sample(noise.clone(), &recorded, &mut run).unwrap();
+        for (part, got) in [("x", &xs), ("denoised", &preds), ("out", &out)] {
+            if let Err(e) = close(got, &load(files[part].as_str().unwrap()), 1e-5) {
+                problems.push(format!("{part}: {e}"));
+            }
+        }
+        let calls: Vec<f32> = model.calls.iter().flat_map(|&t| [t, t]).collect();
+        if let Err(e) = close(&calls, &load(files["calls"].as_str().unwrap()), 0.0) {
+            problems.push(format!("calls (t, t): {e}"));
+        }
+        if sampler.model_calls(&recorded) != case["model_calls"].as_u64().unwrap() as usize {
+            problems.push(format!("model_calls {} vs {}", sampler.model_calls(&recorded), case["model_calls"]));
+        }
+        if !problems.is_empty() {
+            failures.push(format!("{name}: {}", problems.join("; ")));
+        }
+    }
+    eprintln!("timestep samplers checked: {checked:?}; not offered by Easel: {not_offered:?}");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(checked, ["a1111_ddim_automatic", "a1111_ddim_cfgpp_automatic", "a1111_plms_automatic"]);
 }

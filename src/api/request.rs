@@ -366,6 +366,17 @@ impl GenerateRequest {
                 "schedule",
                 format!("compat {compat} has no {schedule} schedule; use one of {}", Schedule::names_in(compat)),
             )),
+            (Some(sampler), Some(schedule))
+                if compat == super::Compat::A1111 && sampler.a1111_timesteps() && schedule != Schedule::Default =>
+            {
+                errors.push(FieldError::new(
+                    "schedule",
+                    format!(
+                        "A1111's {} walks the model's own timesteps and takes no schedule; leave the schedule out (default)",
+                        sampler.a1111_name()
+                    ),
+                ))
+            }
             // ComfyUI's kl_optimal divides by steps − 1 (one step gives NaN sigmas there).
             (_, Some(Schedule::KlOptimal)) if compat == super::Compat::ComfyUi && steps < 2 => {
                 errors.push(FieldError::new("steps", "ComfyUI's kl_optimal schedule needs at least 2 steps"))
@@ -713,6 +724,25 @@ mod tests {
         let req =
             GenerateRequest { prompt: "a".into(), sampler: Some("ddim".into()), schedule: Some("karras".into()), ..Default::default() };
         assert_eq!(fields(&req), ["schedule"]);
+    }
+
+    #[test]
+    fn a1111_timestep_samplers_take_no_schedule() {
+        let req = |sampler: &str, schedule: Option<&str>| GenerateRequest {
+            prompt: "a".into(),
+            sampler: Some(sampler.into()),
+            schedule: schedule.map(Into::into),
+            compat: Some("a1111".into()),
+            ..Default::default()
+        };
+        for sampler in ["DDIM", "PLMS", "DDIM CFG++"] {
+            assert_eq!(fields(&req(sampler, Some("karras"))), ["schedule"], "{sampler}");
+            let s = req(sampler, None).resolve(|| 1).unwrap();
+            assert_eq!(s.schedule, Schedule::Default, "{sampler}");
+        }
+        // DDIM CFG++ is A1111's alone.
+        let diffusers = GenerateRequest { prompt: "a".into(), sampler: Some("ddim_cfg_pp".into()), ..Default::default() };
+        assert_eq!(fields(&diffusers), ["sampler"]);
     }
 
     #[test]

@@ -14,9 +14,13 @@ pub enum Sampler {
     /// diffusers `PNDMScheduler` with `skip_prk_steps` (PLMS); N + 1 UNet calls.
     #[serde(rename = "pndm")]
     Pndm,
-    /// diffusers `DDIMScheduler`, eta 0.
+    /// diffusers `DDIMScheduler`, eta 0; A1111's DDIM timestep sampler; ComfyUI's `ddim` (its
+    /// Euler).
     #[serde(rename = "ddim")]
     Ddim,
+    /// A1111's DDIM CFG++ timestep sampler (eta 0).
+    #[serde(rename = "ddim_cfg_pp")]
+    DdimCfgPp,
     /// diffusers `EulerDiscreteScheduler`; k-diffusion `sample_euler`.
     #[serde(rename = "euler")]
     Euler,
@@ -131,9 +135,10 @@ pub enum Sampler {
 
 impl Sampler {
     /// Every sampler, in the order lists show them.
-    pub const ALL: [Sampler; 38] = [
+    pub const ALL: [Sampler; 39] = [
         Sampler::Pndm,
         Sampler::Ddim,
+        Sampler::DdimCfgPp,
         Sampler::Euler,
         Sampler::EulerA,
         Sampler::Heun,
@@ -180,6 +185,7 @@ impl Sampler {
         match self {
             Sampler::Pndm => "pndm",
             Sampler::Ddim => "ddim",
+            Sampler::DdimCfgPp => "ddim_cfg_pp",
             Sampler::Euler => "euler",
             Sampler::EulerA => "euler_a",
             Sampler::Heun => "heun",
@@ -225,6 +231,7 @@ impl Sampler {
         match self {
             Sampler::Pndm => "PLMS",
             Sampler::Ddim => "DDIM",
+            Sampler::DdimCfgPp => "DDIM CFG++",
             Sampler::Euler => "Euler",
             Sampler::EulerA => "Euler a",
             Sampler::Heun => "Heun",
@@ -268,7 +275,7 @@ impl Sampler {
     /// spells otherwise.
     pub fn comfyui_name(self) -> Option<&'static str> {
         match self {
-            Sampler::Pndm | Sampler::Restart => None,
+            Sampler::Pndm | Sampler::Restart | Sampler::DdimCfgPp => None,
             Sampler::EulerA => Some("euler_ancestral"),
             Sampler::Unipc => Some("uni_pc_bh2"),
             _ => Some(self.name()),
@@ -312,12 +319,18 @@ impl Sampler {
                 | Sampler::Seeds3
         ) || self.cfg_pp();
         match compat {
-            Compat::Diffusers => !kdiffusion_only(self) && !comfyui_only,
-            Compat::A1111 => kdiffusion || self == Sampler::Restart,
+            Compat::Diffusers => !kdiffusion_only(self) && !comfyui_only && self != Sampler::DdimCfgPp,
+            Compat::A1111 => kdiffusion || self == Sampler::Restart || self.a1111_timesteps(),
             // ComfyUI's `ddim` is its Euler sampler (with random inpainting noise); its
             // `uni_pc_bh2` is Easel's `unipc`.
             Compat::ComfyUi => kdiffusion || comfyui_only || matches!(self, Sampler::Ddim | Sampler::Unipc),
         }
+    }
+
+    /// Whether A1111 runs it as one of its timestep samplers (`sd_samplers_timesteps.py`: DDIM,
+    /// DDIM CFG++, PLMS), which walk the model's own timesteps whatever the schedule.
+    pub fn a1111_timesteps(self) -> bool {
+        matches!(self, Sampler::Ddim | Sampler::DdimCfgPp | Sampler::Pndm)
     }
 
     /// Whether it is one of ComfyUI's CFG++ samplers, which read the unconditional prediction
@@ -360,6 +373,8 @@ impl Sampler {
         Schedule::ALL
             .into_iter()
             .filter(|s| s.runs_in(compat) && (compat != Compat::Diffusers || *s == Schedule::Default || self.supports_karras()))
+            // A1111's timestep samplers walk the model's own timesteps.
+            .filter(|s| compat != Compat::A1111 || !self.a1111_timesteps() || *s == Schedule::Default)
             .collect()
     }
 
@@ -618,6 +633,11 @@ mod tests {
         assert!(Sampler::ALL.iter().all(|s| s.supports_karras() || s.default_schedule(Compat::Diffusers) == Schedule::Default));
         // k-diffusion's samplers run every schedule their tool has.
         assert_eq!(Sampler::Dpm2.schedules(Compat::A1111).len(), 12);
-        assert!(!Sampler::Dpm2.runs_in(Compat::Diffusers) && !Sampler::Pndm.runs_in(Compat::A1111));
+        assert!(!Sampler::Dpm2.runs_in(Compat::Diffusers) && !Sampler::Pndm.runs_in(Compat::ComfyUi));
+        // A1111's timestep samplers take no schedule; DDIM CFG++ is A1111's alone.
+        assert_eq!(Sampler::Pndm.schedules(Compat::A1111), [Schedule::Default]);
+        assert_eq!(Sampler::Ddim.schedules(Compat::A1111), [Schedule::Default]);
+        assert!(Sampler::DdimCfgPp.runs_in(Compat::A1111) && !Sampler::DdimCfgPp.runs_in(Compat::Diffusers));
+        assert!(!Sampler::DdimCfgPp.runs_in(Compat::ComfyUi));
     }
 }

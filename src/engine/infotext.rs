@@ -40,6 +40,8 @@ pub(crate) fn effective_schedule(settings: &GenerationSettings) -> crate::api::S
     use crate::engine::kdiffusion::KSampler;
     match (settings.noise.compat, settings.schedule) {
         (Compat::ComfyUi, Schedule::Default) => Schedule::Simple,
+        // A1111's timestep samplers (DDIM, PLMS) take no schedule: its infotext says Automatic.
+        (Compat::A1111, _) if settings.sampler.a1111_timesteps() => Schedule::Default,
         (Compat::A1111, Schedule::Default) => match KSampler::for_sampler(settings.sampler).map(KSampler::a1111_automatic) {
             Some(Schedule::Uniform) | None => Schedule::Default,
             Some(schedule) => schedule,

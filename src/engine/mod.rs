@@ -30,6 +30,7 @@ pub mod prompt;
 pub mod runtime;
 pub mod scheduler;
 pub mod templates;
+pub mod timesteps;
 pub mod torch_file;
 pub mod torch_rng;
 pub mod weights_buffer;

@@ -14,6 +14,9 @@ pub struct DiscreteSchedule {
     /// σ for timesteps 0..N (increasing).
     pub sigmas: Vec<f32>,
     pub log_sigmas: Vec<f32>,
+    /// ᾱ for timesteps 0..N as the tool's model holds it (float32): what AUTOMATIC1111's
+    /// timestep samplers ([`crate::engine::timesteps`]) step with.
+    pub alphas_cumprod: Vec<f32>,
 }
 
 impl DiscreteSchedule {
@@ -46,7 +49,7 @@ impl DiscreteSchedule {
                 (wide.iter().map(|&s| s as f32).collect(), wide.iter().map(|s| s.ln() as f32).collect())
             }
         };
-        Self { flavor, sigmas, log_sigmas }
+        Self { flavor, sigmas, log_sigmas, alphas_cumprod: alphas_cumprod.iter().map(|&ac| ac as f32).collect() }
     }
 
     /// SD 1.x's schedule (β from 0.00085 to 0.012 over 1000 steps).

@@ -190,7 +190,8 @@ impl KSampler {
             Sampler::Unipc => KSampler::UniPcBh2,
             // ComfyUI's `ddim` runs its Euler sampler (text-to-image: the same).
             Sampler::Ddim => KSampler::Euler,
-            Sampler::Pndm => return None,
+            // A1111's timestep samplers (`crate::engine::timesteps`).
+            Sampler::Pndm | Sampler::DdimCfgPp => return None,
         })
     }
 

@@ -124,14 +124,21 @@ impl<'a> GuidedUnet<'a> {
     /// The branches combined: `u + Σ_j w_j·g·(c_j − u)` (diffusers' `u + g·(c − u)` for one part
     /// of weight 1, bit for bit; A1111's composable guidance for `AND` parts); the only branch
     /// without guidance.
-    pub fn guide(&self, mut branches: Vec<Vec<f32>>, call: usize) -> Vec<f32> {
+    pub fn guide(&self, branches: Vec<Vec<f32>>, call: usize) -> Vec<f32> {
+        self.guide_scaled(branches, call, 1.0)
+    }
+
+    /// [`Self::guide`] at the request's scale times `multiplier` (A1111's CFG++ samplers guide at
+    /// 1/12.5 of it); each branch's factor is `weight · (scale · multiplier)` taken in float64 and
+    /// rounded once, as the tools multiply Python floats before the float32 tensor.
+    pub fn guide_scaled(&self, mut branches: Vec<Vec<f32>>, call: usize, multiplier: f64) -> Vec<f32> {
         if !self.run.text.guided {
             return branches.swap_remove(0);
         }
         let weights: Vec<f32> = self.run.text.branches(call).iter().map(|(w, _)| *w).collect();
         let mut sum = branches[0].clone();
         for (j, weight) in weights.iter().enumerate().skip(1) {
-            let scale = weight * self.run.cfg_scale;
+            let scale = (f64::from(*weight) * (f64::from(self.run.cfg_scale) * multiplier)) as f32;
             for ((acc, &u), &c) in sum.iter_mut().zip(&branches[0]).zip(&branches[j]) {
                 *acc += scale * (c - u);
             }

@@ -2,7 +2,9 @@
 //! ([`super::randomness`]), its sigma schedule and k-diffusion sampler
 //! ([`crate::engine::kdiffusion`]) over the UNet behind the tool's discrete eps wrapper
 //! (`x·c_in` in, the timestep from σ, `x − σ·ε` out) with guidance combined on the denoised
-//! latents, and its 8-bit pixels (truncated). Image-to-image runs too, over the VAE encoder's
+//! latents, or A1111's timestep samplers ([`crate::engine::timesteps`]: DDIM, DDIM CFG++, PLMS;
+//! the UNet on the latents themselves at whole timesteps, guidance combined on the noise
+//! predictions), and its 8-bit pixels (truncated). Image-to-image runs too, over the VAE encoder's
 //! latents (the posterior's mean): A1111's (the last `int(strength · steps) + 1` sigmas of the
 //! schedule) and ComfyUI's (a KSampler at denoise below 1: the tail of a longer schedule).
 //! Inpainting, outpainting and the hires fix run in the diffusers mode only so far.
@@ -22,6 +24,7 @@ use crate::engine::kdiffusion::discrete::DiscreteSchedule;
 use crate::engine::kdiffusion::{schedules, BrownianSeeds, Context, Denoiser, Flavor, KSampler, Step};
 use crate::engine::model::SdModel;
 use crate::engine::noise::brownian::{self, SeededRandn};
+use crate::engine::timesteps::{self, EpsModel, TimestepSampler};
 use crate::engine::EngineError;
 
 /// Whose k-diffusion a compatibility mode runs (`None`: the diffusers mode).
@@ -77,6 +80,35 @@ struct GuidedDenoiser<'a, 'p> {
     last_uncond: Option<Vec<f32>>,
 }
 
+/// A1111's timestep samplers call the same guided UNet for the noise prediction itself
+/// (`CFGDenoiserTimesteps` over `CompVisTimestepsDenoiser`: the latents go in unscaled, guidance
+/// combines the noise predictions).
+impl EpsModel for GuidedDenoiser<'_, '_> {
+    fn eps(&mut self, x: &[f32], t: u32, scale: f64) -> Result<Vec<f32>, EngineError> {
+        check_cancel(self.cancel)?;
+        let started = Instant::now();
+        let outputs = self.unet.branch_outputs(x, f64::from(t), self.calls)?;
+        self.last_uncond = self.unet.guided().then(|| outputs[0].clone());
+        let guided = self.unet.guide_scaled(outputs, self.calls, scale);
+        self.calls += 1;
+        self.timings.unet_steps.push(started.elapsed());
+        self.progress.step(x, self.shape);
+        Ok(guided)
+    }
+
+    fn last_uncond(&self) -> Option<&[f32]> {
+        self.last_uncond.as_deref()
+    }
+}
+
+/// How a compat run walks the model: a k-diffusion sampler down sigmas, or one of A1111's
+/// timestep samplers over timesteps (image-to-image: noised to `alpha`, ᾱ of the timestep after
+/// the walked ones).
+enum Walk {
+    Sigmas { sampler: KSampler, sigmas: Vec<f32> },
+    Timesteps { sampler: TimestepSampler, timesteps: Vec<u32>, alpha: Option<f32> },
+}
+
 impl Denoiser for GuidedDenoiser<'_, '_> {
     fn last_uncond(&self) -> Option<&[f32]> {
         self.last_uncond.as_deref()
@@ -129,7 +161,6 @@ pub fn generate(
     let started = Instant::now();
     let compat = settings.noise.compat;
     let flavor = flavor(compat).expect("called for the a1111 and comfyui modes");
-    let tiling = settings.vae_tiling.for_compat(compat);
     // The request rules refuse the rest; an image-to-image run is an init image alone.
     let img2img = settings.init_image.is_some() && settings.mask.is_none() && settings.outpaint.is_none();
     if (settings.init_image.is_some() && !img2img) || settings.hires.is_some() {
@@ -145,10 +176,21 @@ pub fn generate(
             "compat {compat} runs normal (4-channel) models so far; this is an inpainting model"
         )));
     }
-    let sampler = KSampler::for_sampler(settings.sampler)
-        .ok_or_else(|| EngineError::InvalidRequest(format!("sampler {} does not run in compat {compat}", settings.sampler)))?;
     let schedule = model_schedule(model, flavor)?;
     let steps = settings.steps as usize;
+    let timestep_sampler = TimestepSampler::for_sampler(settings.sampler).filter(|_| flavor == Flavor::A1111);
+    if let Some(sampler) = timestep_sampler {
+        let walk = match (&init, settings.strength) {
+            (Some(_), Some(strength)) => {
+                let (timesteps, alpha) = timesteps::img2img(steps, strength, &schedule.alphas_cumprod)?;
+                Walk::Timesteps { sampler, timesteps, alpha: Some(alpha) }
+            }
+            _ => Walk::Timesteps { sampler, timesteps: timesteps::timesteps(steps), alpha: None },
+        };
+        return run_walk(model, settings, &schedule, walk, init.as_ref(), started, cancel, progress);
+    }
+    let sampler = KSampler::for_sampler(settings.sampler)
+        .ok_or_else(|| EngineError::InvalidRequest(format!("sampler {} does not run in compat {compat}", settings.sampler)))?;
     let sigmas = match (&init, settings.strength) {
         // A1111's `sample_img2img`: of the schedule of `steps`, the last t_enc + 1 steps, t_enc =
         // int(min(strength, 0.999) · steps).
@@ -166,23 +208,46 @@ pub fn generate(
         }
         _ => schedules::sigmas(&schedule, sampler, settings.schedule, steps).map_err(EngineError::InvalidRequest)?,
     };
+    run_walk(model, settings, &schedule, Walk::Sigmas { sampler, sigmas }, init.as_ref(), started, cancel, progress)
+}
+
+/// The rest of a compat run, once its walk is planned: conditioning, the start latents, the
+/// sampler, the decode.
+#[allow(clippy::too_many_arguments)]
+fn run_walk(
+    model: &mut SdModel,
+    settings: &GenerationSettings,
+    schedule: &DiscreteSchedule,
+    walk: Walk,
+    init: Option<&image::RgbImage>,
+    started: Instant,
+    cancel: &CancelToken,
+    progress: &mut dyn FnMut(&StepProgress<'_>),
+) -> Result<Output, EngineError> {
+    let compat = settings.noise.compat;
+    let flavor = flavor(compat).expect("called for the a1111 and comfyui modes");
+    let tiling = settings.vae_tiling.for_compat(compat);
+    let steps = settings.steps as usize;
     let shape = [settings.batch_size as usize, LATENT_CHANNELS, settings.height as usize / 8, settings.width as usize / 8];
 
     // A1111 counts prompt-editing steps over denoiser calls: twice the steps for the samplers its
     // table marks second order.
-    let evaluation_steps = settings.steps * if sampler.second_order() { 2 } else { 1 };
+    let second_order = matches!(&walk, Walk::Sigmas { sampler, .. } if sampler.second_order());
+    let evaluation_steps = settings.steps * if second_order { 2 } else { 1 };
     let encode_started = Instant::now();
     let text = encode_prompt(model, settings, needs_guidance(settings), evaluation_steps, None, cancel)?;
     let mut timings = Timings { text_encoding: encode_started.elapsed(), ..Timings::default() };
 
     let mut rng = Randomness::new(settings, shape);
     let noise = rng.start_noise(shape.iter().product());
-    let sigma0 = sigmas[0];
-    let start_scale = match flavor {
-        Flavor::A1111 => sigma0,
+    let start_scale = match (&walk, flavor) {
+        // A1111's timestep samplers start from the noise itself (image-to-image below).
+        (Walk::Timesteps { .. }, _) => 1.0,
+        (Walk::Sigmas { sigmas, .. }, Flavor::A1111) => sigmas[0],
         // ComfyUI's noise scaling at full denoise: σ₀ at or above the model's σ_max counts as
         // pure noise, scaled by √(1 + σ₀²).
-        Flavor::ComfyUi => {
+        (Walk::Sigmas { sigmas, .. }, Flavor::ComfyUi) => {
+            let sigma0 = sigmas[0];
             let sigma_max = f64::from(schedule.sigma_max());
             let full =
                 (sigma_max - f64::from(sigma0)).abs() <= 1e-5 * sigma_max.max(f64::from(sigma0).abs()) || f64::from(sigma0) > sigma_max;
@@ -194,45 +259,54 @@ pub fn generate(
         }
     };
     let mut x: Vec<f32> = noise.iter().map(|n| n * start_scale).collect();
-    if let Some(init) = &init {
-        // VAEEncode's latents (the posterior's mean), one image repeated over the batch, under
-        // the scaled noise (`noise_scaling`: noise · σ + latent).
+    if let Some(init) = init {
+        // The encoder's latents (the posterior's mean), one image repeated over the batch, under
+        // the scaled noise (`noise_scaling`: noise · σ + latent); A1111's timestep samplers mix
+        // them as `latent · √ᾱ + noise · √(1 − ᾱ)`.
         let (w, h) = (init.width() as usize, init.height() as usize);
         let encode_started = Instant::now();
         let latent = encode_pixels_mode(model, &pixels_to_chw(init.as_raw(), w, h), w, h, tiling, cancel)?;
         timings.vae_encode += encode_started.elapsed();
-        x.iter_mut().zip(latent.iter().cycle()).for_each(|(x, l)| *x += l);
+        let repeated: Vec<f32> = latent.iter().copied().cycle().take(x.len()).collect();
+        match &walk {
+            Walk::Timesteps { alpha: Some(alpha), .. } => x = timesteps::noised(&repeated, &noise, *alpha),
+            _ => x.iter_mut().zip(&repeated).for_each(|(x, l)| *x += l),
+        }
     }
-
-    let run = DenoiseRun {
-        text: &text,
-        cfg_scale: settings.cfg_scale,
-        latent_shape: shape,
-        calls: 0..sampler.model_calls(&sigmas),
-        conditioning: &[],
+    let model_calls = match &walk {
+        Walk::Sigmas { sampler, sigmas } => sampler.model_calls(sigmas),
+        Walk::Timesteps { sampler, timesteps, .. } => sampler.model_calls(timesteps),
     };
-    let mut counter = Progress { sink: progress, started, done: 0, total: sampler.model_calls(&sigmas) };
+
+    let run = DenoiseRun { text: &text, cfg_scale: settings.cfg_scale, latent_shape: shape, calls: 0..model_calls, conditioning: &[] };
+    let mut counter = Progress { sink: progress, started, done: 0, total: model_calls };
     let latents = {
         let unet = GuidedUnet::new(model, &run)?;
-        let mut denoiser = GuidedDenoiser {
-            unet,
-            schedule: &schedule,
-            calls: 0,
-            cancel,
-            progress: &mut counter,
-            timings: &mut timings,
-            shape,
-            last_uncond: None,
-        };
-        let mut on_step = |_: Step<'_>| {};
-        let mut cx =
-            Context { model: &mut denoiser, noise: rng.steps(), on_step: &mut on_step, flavor, brownian: Some(brownian_seeds(settings)) };
-        // A1111's text-to-image hands DPM-Solver the model's whole σ range, whatever the
-        // schedule (the schedule's first sigma only scales the start noise).
-        if flavor == Flavor::A1111 && sampler.takes_sigma_range() && init.is_none() {
-            sampler.sample_over_range(x, (schedule.sigma_min(), schedule.sigma_max(), steps), &mut cx)?
-        } else {
-            sampler.sample(x, &sigmas, &mut cx)?
+        let mut denoiser =
+            GuidedDenoiser { unet, schedule, calls: 0, cancel, progress: &mut counter, timings: &mut timings, shape, last_uncond: None };
+        match &walk {
+            Walk::Timesteps { sampler, timesteps, .. } => {
+                let mut on_step = |_: timesteps::Step<'_>| {};
+                let mut run = timesteps::Run { model: &mut denoiser, alphas_cumprod: &schedule.alphas_cumprod, on_step: &mut on_step };
+                sampler.sample(x, timesteps, &mut run)?
+            }
+            Walk::Sigmas { sampler, sigmas } => {
+                let mut on_step = |_: Step<'_>| {};
+                let mut cx = Context {
+                    model: &mut denoiser,
+                    noise: rng.steps(),
+                    on_step: &mut on_step,
+                    flavor,
+                    brownian: Some(brownian_seeds(settings)),
+                };
+                // A1111's text-to-image hands DPM-Solver the model's whole σ range, whatever the
+                // schedule (the schedule's first sigma only scales the start noise).
+                if flavor == Flavor::A1111 && sampler.takes_sigma_range() && init.is_none() {
+                    sampler.sample_over_range(x, (schedule.sigma_min(), schedule.sigma_max(), steps), &mut cx)?
+                } else {
+                    sampler.sample(x, sigmas, &mut cx)?
+                }
+            }
         }
     };
 

@@ -93,7 +93,14 @@ pub static A1111_SAMPLERS: [A1111Sampler; 20] = [
     kd("DPM adaptive", &["k_dpm_ad"], &[("uses_ensd", "True")], Sampler::DpmAdaptive, Some(1.0)),
     kd("Restart", &["restart"], &[("scheduler", "karras"), ("second_order", "True")], Sampler::Restart, None),
     A1111Sampler { name: "DDIM", aliases: &["ddim"], options: &[], easel: Some(Sampler::Ddim), kdiffusion: false, eta: Some(0.0) },
-    A1111Sampler { name: "DDIM CFG++", aliases: &["ddim_cfgpp"], options: &[], easel: None, kdiffusion: false, eta: Some(0.0) },
+    A1111Sampler {
+        name: "DDIM CFG++",
+        aliases: &["ddim_cfgpp"],
+        options: &[],
+        easel: Some(Sampler::DdimCfgPp),
+        kdiffusion: false,
+        eta: Some(0.0),
+    },
     A1111Sampler { name: "PLMS", aliases: &["plms"], options: &[], easel: Some(Sampler::Pndm), kdiffusion: false, eta: None },
     A1111Sampler { name: "UniPC", aliases: &["unipc"], options: &[], easel: Some(Sampler::Unipc), kdiffusion: false, eta: None },
     A1111Sampler { name: "LCM", aliases: &["k_lcm"], options: &[], easel: None, kdiffusion: false, eta: None },
@@ -190,8 +197,12 @@ pub struct SamplerChoice {
 }
 
 impl SamplerChoice {
-    /// Easel's `schedule`: `None` for Automatic or the sampler's own default.
+    /// Easel's `schedule`: `None` for Automatic or the sampler's own default, and for A1111's
+    /// timestep samplers, which ignore the scheduler.
     pub fn easel_schedule(&self) -> Option<&'static str> {
+        if !self.sampler.kdiffusion {
+            return None;
+        }
         let automatic = self.scheduler.name == "automatic" || self.sampler.default_scheduler() == Some(self.scheduler.name);
         (!automatic).then(|| self.scheduler.easel.name())
     }

@@ -92,7 +92,12 @@ fn the_sampler_table_agrees_with_easels_samplers_and_their_automatic_schedules()
     for entry in &A1111_SAMPLERS {
         let Some(sampler) = entry.easel else { continue };
         assert_eq!(sampler.a1111_name(), entry.name, "one name per sampler");
-        if sampler.runs_in(Compat::A1111) {
+        if !entry.kdiffusion {
+            // A1111's timestep samplers: no scheduler; Easel runs them over timesteps too (all
+            // but UniPC so far, which the door runs in the diffusers mode).
+            assert!(entry.default_scheduler().is_none(), "{}", entry.name);
+            assert_eq!(sampler.a1111_timesteps(), sampler.runs_in(Compat::A1111), "{}", entry.name);
+        } else if sampler.runs_in(Compat::A1111) {
             let automatic = KSampler::for_sampler(sampler).unwrap().a1111_automatic();
             let listed = entry.default_scheduler().map(|name| find_scheduler(name).unwrap().easel);
             let want = (automatic != Schedule::Uniform).then_some(automatic);

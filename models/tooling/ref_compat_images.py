@@ -81,8 +81,9 @@ RECORDER = "models/tooling/ref_compat_images.py"
 
 RUN, READ = "run", "read"
 
-# A1111's timestep samplers (DDIM, PLMS, ...): kd's pins, run here too.
-A1111_TIMESTEP_FILES = {f: (RUN, *pin) for f, pin in kd.A1111_TIMESTEP_FILES.items()}
+# A1111's timestep samplers (DDIM, PLMS, ...) and LCM: kd's pins, run here too.
+A1111_MORE_SAMPLER_FILES = {f: (RUN, *pin) for f, pin in {
+    **kd.A1111_TIMESTEP_FILES, "modules/sd_samplers_lcm.py": kd.A1111_FILES["modules/sd_samplers_lcm.py"]}.items()}
 A1111_FILES = {
     "modules/prompt_parser.py": (RUN, "d686e73daa6cca399fe68976922cabde681f69f1",
                                  "6525416d30d671c4f2a507176d13d56a155b8f2a6de06c915d5990facef71d26"),
@@ -296,6 +297,9 @@ CASES = [
          "int(0.6 * 6) = 3: the timesteps 1, 167, 333 walked, the latents noised to timestep 499)",
          Settings(seed=24, batch_size=1, compat="a1111", sampler="DDIM", schedule="Automatic", randn_source="cpu",
                   strength=0.6)),
+    Case("a1111_lcm_automatic_s25_nv", "A1111 LCM (Automatic: LCMCompVisDenoiser.get_sigmas over its 50-entry "
+         "table of timesteps 19, 39, ..., 999; the denoiser's boundary-condition scalings), NV noise between steps",
+         Settings(seed=25, batch_size=1, compat="a1111", sampler="LCM", schedule="Automatic", randn_source="nv")),
     Case("comfyui_uni_pc_normal_s14", "ComfyUI uni_pc (B(h) = h) / normal, the penultimate sigma discarded",
          Settings(seed=14, batch_size=1, compat="comfyui", sampler="uni_pc", schedule="normal")),
     Case("comfyui_uni_pc_bh2_karras_s15_b2", "ComfyUI uni_pc_bh2 / karras, batch 2",
@@ -485,11 +489,13 @@ class A1111:
         self.kdiffusion = importlib.import_module("modules.sd_samplers_kdiffusion")
         self.prompt_parser = self.prompts.prompt_parser
         self.timesteps = importlib.import_module("modules.sd_samplers_timesteps")
+        self.lcm = importlib.import_module("modules.sd_samplers_lcm")
         self.samplers_map = {**self.kdiffusion.k_diffusion_samplers_map,
-                             **{d.name: d for d in self.timesteps.samplers_data_timesteps}}
+                             **{d.name: d for d in [*self.timesteps.samplers_data_timesteps,
+                                                    *self.lcm.samplers_data_lcm]}}
 
     def source(self, log) -> dict:
-        src = upstream.pinned_source(self.root, "a1111", {**A1111_FILES, **A1111_TIMESTEP_FILES}, log, RECORDER)
+        src = upstream.pinned_source(self.root, "a1111", {**A1111_FILES, **A1111_MORE_SAMPLER_FILES}, log, RECORDER)
         src["opts"] = {"defaults": self.opt_defaults, "prompts": dict(ref_prompts.A1111_OPTS),
                        "per_case": {"randn_source": "settings.randn_source upper-cased (NV | CPU)"}}
         return src
@@ -1005,8 +1011,9 @@ def main(out: Path, a1111_dir: str | None = None, comfyui_dir: str | None = None
     if unknown:
         raise SystemExit(f"ref_compat_images: EASEL_REF_CASES names no case {sorted(unknown)}")
     if table.is_file() and not np.array_equal(np.load(table), upstream.f32(a_sigmas)):
-        # A1111's timestep samplers never read the sigma table; every other case does.
-        sigma_free = all(a.samplers_map[case.settings.sampler] in a.timesteps.samplers_data_timesteps
+        # A1111's timestep samplers never read the sigma table, LCM reads its own; every other case does.
+        sigma_free = all(a.samplers_map[case.settings.sampler] in [*a.timesteps.samplers_data_timesteps,
+                                                                    *a.lcm.samplers_data_lcm]
                          for case in CASES if case.name in only)
         if not (only and sigma_free):
             raise SystemExit(f"ref_compat_images: A1111's sigma table differs from {table}")

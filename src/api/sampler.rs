@@ -320,7 +320,8 @@ impl Sampler {
         ) || self.cfg_pp();
         match compat {
             Compat::Diffusers => !kdiffusion_only(self) && !comfyui_only && self != Sampler::DdimCfgPp,
-            Compat::A1111 => kdiffusion || self == Sampler::Restart || self.a1111_timesteps(),
+            // A1111's LCM runs k-diffusion's loop over its own LCM denoiser.
+            Compat::A1111 => kdiffusion || matches!(self, Sampler::Restart | Sampler::Lcm) || self.a1111_timesteps(),
             // ComfyUI's `ddim` is its Euler sampler (with random inpainting noise); its
             // `uni_pc_bh2` is Easel's `unipc`.
             Compat::ComfyUi => kdiffusion || comfyui_only || matches!(self, Sampler::Ddim | Sampler::Unipc),

@@ -17,7 +17,13 @@ pub struct DiscreteSchedule {
     /// ᾱ for timesteps 0..N as the tool's model holds it (float32): what AUTOMATIC1111's
     /// timestep samplers ([`crate::engine::timesteps`]) step with.
     pub alphas_cumprod: Vec<f32>,
+    /// Training timesteps per table entry: 1, or [`LCM_STRIDE`] for A1111's LCM denoiser, whose
+    /// table holds every 20th timestep (19, 39, …, 999).
+    pub timestep_stride: usize,
 }
+
+/// A1111's `LCMCompVisDenoiser`: 1000 training timesteps over LCM's 50 original ones.
+pub const LCM_STRIDE: usize = 20;
 
 impl DiscreteSchedule {
     /// `betas = linspace(√β_start, √β_end, N)²`, `ᾱ = cumprod(1 − β)` in float64, then each tool's
@@ -49,12 +55,44 @@ impl DiscreteSchedule {
                 (wide.iter().map(|&s| s as f32).collect(), wide.iter().map(|s| s.ln() as f32).collect())
             }
         };
-        Self { flavor, sigmas, log_sigmas, alphas_cumprod: alphas_cumprod.iter().map(|&ac| ac as f32).collect() }
+        Self { flavor, sigmas, log_sigmas, alphas_cumprod: alphas_cumprod.iter().map(|&ac| ac as f32).collect(), timestep_stride: 1 }
     }
 
     /// SD 1.x's schedule (β from 0.00085 to 0.012 over 1000 steps).
     pub fn sd15(flavor: Flavor) -> Self {
         Self::scaled_linear(flavor, 0.00085, 0.012, 1000)
+    }
+
+    /// The table `sampler` runs over: A1111's LCM sampler has its own denoiser
+    /// (`LCMCompVisDenoiser`), every other sampler the model's table.
+    pub fn for_sampler(&self, sampler: super::KSampler) -> Self {
+        if self.flavor == Flavor::A1111 && sampler == super::KSampler::Lcm && self.timestep_stride == 1 {
+            self.a1111_lcm()
+        } else {
+            self.clone()
+        }
+    }
+
+    /// A1111's LCM table: ᾱ at timesteps `N − 1 − 20·x` for x < 50 (ascending), its sigmas as
+    /// k-diffusion computes them from the float32 ᾱ.
+    fn a1111_lcm(&self) -> Self {
+        let n = self.alphas_cumprod.len();
+        let count = n / LCM_STRIDE;
+        let alphas_cumprod: Vec<f32> = (0..count).rev().map(|x| self.alphas_cumprod[n - 1 - x * LCM_STRIDE]).collect();
+        let sigmas: Vec<f32> = alphas_cumprod.iter().map(|ac| ((1.0 - ac) / ac).sqrt()).collect();
+        let log_sigmas = sigmas.iter().map(|s| s.ln()).collect();
+        Self { flavor: self.flavor, sigmas, log_sigmas, alphas_cumprod, timestep_stride: LCM_STRIDE }
+    }
+
+    /// A1111's LCM boundary-condition scalings at `sigma` (`get_scaled_out`, σ_data = 0.5): the
+    /// denoised latents become `c_out · denoised + c_skip · x`. `None` for other tables.
+    pub fn lcm_scalings(&self, sigma: f32) -> Option<(f32, f32)> {
+        (self.timestep_stride > 1).then(|| {
+            let scaled = self.sigma_to_t(sigma) * 10.0;
+            let c_skip = 0.25 / (scaled * scaled + 0.25);
+            let c_out = scaled / (scaled * scaled + 0.25).sqrt();
+            (c_skip, c_out)
+        })
     }
 
     pub fn sigma_min(&self) -> f32 {
@@ -69,6 +107,16 @@ impl DiscreteSchedule {
     /// between the neighbouring table entries, or ComfyUI's nearest entry in log space.
     pub fn sigma_to_t(&self, sigma: f32) -> f32 {
         let log_sigma = sigma.ln();
+        // A1111's LCM: the nearest entry (the first of equals), as a training timestep.
+        if self.timestep_stride > 1 {
+            let mut best = 0;
+            for (i, l) in self.log_sigmas.iter().enumerate() {
+                if (log_sigma - l).abs() < (log_sigma - self.log_sigmas[best]).abs() {
+                    best = i;
+                }
+            }
+            return (best * self.timestep_stride + self.timestep_stride - 1) as f32;
+        }
         match self.flavor {
             Flavor::ComfyUi => {
                 let mut best = 0;
@@ -93,8 +141,14 @@ impl DiscreteSchedule {
     /// The sigma at a fractional timestep: log-linear between the neighbouring entries
     /// (ComfyUI clamps `t` to the table first).
     pub fn t_to_sigma(&self, t: f32) -> f32 {
+        let last = (self.sigmas.len() - 1) as f32;
         let t = match self.flavor {
-            Flavor::ComfyUi => t.clamp(0.0, (self.sigmas.len() - 1) as f32),
+            // A1111's LCM: from a training timestep back to a table position.
+            _ if self.timestep_stride > 1 => {
+                let stride = self.timestep_stride as f32;
+                ((t - (stride - 1.0)) / stride).clamp(0.0, last)
+            }
+            Flavor::ComfyUi => t.clamp(0.0, last),
             Flavor::A1111 => t,
         };
         let (low, high, w) = (t.floor() as usize, t.ceil() as usize, t - t.floor());

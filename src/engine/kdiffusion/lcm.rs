@@ -1,6 +1,6 @@
-//! Owns LCM (ComfyUI's `sample_lcm`): each step jumps to the denoised latents and, while the
-//! next sigma is above 0, noises them back to it with fresh noise. ComfyUI only (A1111's LCM
-//! uses its own denoiser).
+//! Owns LCM (ComfyUI's and A1111's `sample_lcm`): each step jumps to the denoised latents and,
+//! while the next sigma is above 0, noises them back to it with fresh noise. A1111 runs it over
+//! its own LCM denoiser ([`super::discrete::DiscreteSchedule::for_sampler`]).
 
 use super::Context;
 use crate::engine::EngineError;

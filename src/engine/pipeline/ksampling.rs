@@ -122,7 +122,14 @@ impl Denoiser for GuidedDenoiser<'_, '_> {
         let outputs = self.unet.branch_outputs(&x_in, f64::from(t), self.calls)?;
         // Each branch denoised as the eps wrapper gives it (`x + ε·c_out`, c_out = −σ), then the
         // branches combined: A1111's `combine_denoised`, ComfyUI's `cfg_function`.
-        let denoised: Vec<Vec<f32>> = outputs.into_iter().map(|eps| x.iter().zip(&eps).map(|(x, e)| x + e * -sigma).collect()).collect();
+        let mut denoised: Vec<Vec<f32>> =
+            outputs.into_iter().map(|eps| x.iter().zip(&eps).map(|(x, e)| x + e * -sigma).collect()).collect();
+        // A1111's LCM denoiser scales each branch's result towards the input.
+        if let Some((c_skip, c_out)) = self.schedule.lcm_scalings(sigma) {
+            for branch in &mut denoised {
+                branch.iter_mut().zip(x).for_each(|(d, x)| *d = c_out * *d + c_skip * x);
+            }
+        }
         self.last_uncond = self.unet.guided().then(|| denoised[0].clone());
         let guided = self.unet.guide(denoised, self.calls);
         self.calls += 1;
@@ -191,6 +198,7 @@ pub fn generate(
     }
     let sampler = KSampler::for_sampler(settings.sampler)
         .ok_or_else(|| EngineError::InvalidRequest(format!("sampler {} does not run in compat {compat}", settings.sampler)))?;
+    let schedule = schedule.for_sampler(sampler);
     let sigmas = match (&init, settings.strength) {
         // A1111's `sample_img2img`: of the schedule of `steps`, the last t_enc + 1 steps, t_enc =
         // int(min(strength, 0.999) · steps).

@@ -103,7 +103,7 @@ pub static A1111_SAMPLERS: [A1111Sampler; 20] = [
     },
     A1111Sampler { name: "PLMS", aliases: &["plms"], options: &[], easel: Some(Sampler::Pndm), kdiffusion: false, eta: None },
     A1111Sampler { name: "UniPC", aliases: &["unipc"], options: &[], easel: Some(Sampler::Unipc), kdiffusion: false, eta: None },
-    A1111Sampler { name: "LCM", aliases: &["k_lcm"], options: &[], easel: None, kdiffusion: false, eta: None },
+    A1111Sampler { name: "LCM", aliases: &["k_lcm"], options: &[], easel: Some(Sampler::Lcm), kdiffusion: true, eta: None },
 ];
 
 /// One of A1111's schedulers (`sd_schedulers.py:schedulers`) and Easel's schedule for it.

@@ -59,7 +59,7 @@ def a1111_timesteps(steps: int) -> list[int]:
 def run_sigmas(s: dict) -> int:
     """How many sigmas the tool's sampler walks: steps + 1, or A1111's img2img tail of t_enc + 2; A1111's timestep
     samplers walk ceil(1000 / (1000 // steps)) timesteps, or the first t_enc in image-to-image."""
-    if s["sampler"] in ("DDIM", "PLMS"):
+    if s["sampler"] in ("DDIM", "DDIM CFG++", "PLMS", "UniPC"):
         t_enc = int(min(s.get("strength") or 1, 0.999) * s["steps"])
         return t_enc if "strength" in s else len(a1111_timesteps(s["steps"]))
     if s["compat"] == "a1111" and "strength" in s:

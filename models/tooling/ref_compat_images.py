@@ -300,6 +300,13 @@ CASES = [
     Case("a1111_lcm_automatic_s25_nv", "A1111 LCM (Automatic: LCMCompVisDenoiser.get_sigmas over its 50-entry "
          "table of timesteps 19, 39, ..., 999; the denoiser's boundary-condition scalings), NV noise between steps",
          Settings(seed=25, batch_size=1, compat="a1111", sampler="LCM", schedule="Automatic", randn_source="nv")),
+    Case("a1111_unipc_automatic_s26_b2", "A1111 UniPC (its uni_pc.py: B(h) = h, order 3, time-uniform steps in "
+         "continuous time over the discrete alphas_cumprod; len(get_timesteps(6)) = 7 steps), batch 2, CPU noise",
+         Settings(seed=26, batch_size=2, compat="a1111", sampler="UniPC", schedule="Automatic", randn_source="cpu")),
+    Case("a1111_img2img_unipc_automatic_d075_s27", "A1111 image-to-image with UniPC: strength 0.75 (t_enc = 4: the "
+         "latents noised to timestep 667, UniPC's 4 steps from t = 501 / 1000 + 0.001)",
+         Settings(seed=27, batch_size=1, compat="a1111", sampler="UniPC", schedule="Automatic", randn_source="nv",
+                  strength=0.75)),
     Case("comfyui_uni_pc_normal_s14", "ComfyUI uni_pc (B(h) = h) / normal, the penultimate sigma discarded",
          Settings(seed=14, batch_size=1, compat="comfyui", sampler="uni_pc", schedule="normal")),
     Case("comfyui_uni_pc_bh2_karras_s15_b2", "ComfyUI uni_pc_bh2 / karras, batch 2",

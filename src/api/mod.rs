@@ -41,5 +41,5 @@ pub use networks::LoraRef;
 pub use prompt::{PromptSyntax, PromptTokens};
 pub use pull::{FileState, PullFile, PullState, PullStatus};
 pub use request::{FieldError, GenerateRequest, GenerationSettings};
-pub use sampler::{Sampler, Schedule};
+pub use sampler::{Sampler, Schedule, A1111_UNIPC_ORDER};
 pub use vae_tiling::VaeTiling;

@@ -377,6 +377,11 @@ impl GenerateRequest {
                     ),
                 ))
             }
+            (Some(Sampler::Unipc), _) if compat == super::Compat::A1111 && (steps as usize) < super::sampler::A1111_UNIPC_ORDER => errors
+                .push(FieldError::new(
+                    "steps",
+                    format!("A1111's UniPC needs at least {} steps (it fails below that)", super::sampler::A1111_UNIPC_ORDER),
+                )),
             // ComfyUI's kl_optimal divides by steps − 1 (one step gives NaN sigmas there).
             (_, Some(Schedule::KlOptimal)) if compat == super::Compat::ComfyUi && steps < 2 => {
                 errors.push(FieldError::new("steps", "ComfyUI's kl_optimal schedule needs at least 2 steps"))
@@ -740,6 +745,9 @@ mod tests {
             let s = req(sampler, None).resolve(|| 1).unwrap();
             assert_eq!(s.schedule, Schedule::Default, "{sampler}");
         }
+        let mut short = req("UniPC", None);
+        short.steps = Some(2);
+        assert_eq!(fields(&short), ["steps"]);
         // DDIM CFG++ is A1111's alone.
         let diffusers = GenerateRequest { prompt: "a".into(), sampler: Some("ddim_cfg_pp".into()), ..Default::default() };
         assert_eq!(fields(&diffusers), ["sampler"]);

@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use super::compat::Compat;
 
+/// The order of A1111's UniPC (its `uni_pc_order` default); it needs at least this many steps.
+pub const A1111_UNIPC_ORDER: usize = 3;
+
 /// A denoising sampler. Serialized as its Easel name (`"dpmpp_2m"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Sampler {
@@ -329,9 +332,9 @@ impl Sampler {
     }
 
     /// Whether A1111 runs it as one of its timestep samplers (`sd_samplers_timesteps.py`: DDIM,
-    /// DDIM CFG++, PLMS), which walk the model's own timesteps whatever the schedule.
+    /// DDIM CFG++, PLMS, UniPC), which step by the model's own timesteps whatever the schedule.
     pub fn a1111_timesteps(self) -> bool {
-        matches!(self, Sampler::Ddim | Sampler::DdimCfgPp | Sampler::Pndm)
+        matches!(self, Sampler::Ddim | Sampler::DdimCfgPp | Sampler::Pndm | Sampler::Unipc)
     }
 
     /// Whether it is one of ComfyUI's CFG++ samplers, which read the unconditional prediction

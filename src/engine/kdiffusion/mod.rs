@@ -37,7 +37,7 @@ mod res_multistep;
 mod restart;
 pub mod schedules;
 mod seeds;
-mod uni_pc;
+pub(crate) mod uni_pc;
 
 use super::noise::brownian::{BrownianNoise, SeededRandn};
 use super::noise::NoiseSource;

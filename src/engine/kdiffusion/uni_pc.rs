@@ -2,7 +2,9 @@
 //! multistep unified predictor-corrector of order up to 3 in data-prediction form, over the
 //! variance-preserving latent `x / √(1 + σ²)` with the time variable σ itself; the last sigma 0
 //! is replaced by 0.001 and the corrector is skipped on the final step. `uni_pc` uses B(h) = h
-//! ("bh1"), `uni_pc_bh2` B(h) = eʰ − 1. Deterministic. ComfyUI only.
+//! ("bh1"), `uni_pc_bh2` B(h) = eʰ − 1. Deterministic. The step itself ([`update`], over any
+//! [`VpTime`]) is shared with A1111's UniPC (`crate::engine::timesteps`), which runs it over
+//! continuous time on the model's discrete ᾱ.
 
 use super::{Context, Step};
 use crate::engine::EngineError;
@@ -14,24 +16,46 @@ pub enum Variant {
     Bh2,
 }
 
-/// `log α(σ) = ½ ln(1 / (σ² + 1))` of the variance-preserving view of σ.
-fn log_alpha(sigma: f32) -> f32 {
-    0.5 * (1.0 / (sigma * sigma + 1.0)).ln()
+/// A variance-preserving noise schedule over UniPC's time variable `t`: `log α(t)`, and from it
+/// the noise level and half the log signal-to-noise ratio, as UniPC's `NoiseScheduleVP` computes
+/// them (float32).
+pub(crate) trait VpTime {
+    fn log_alpha(&self, t: f32) -> f32;
+
+    fn alpha(&self, t: f32) -> f32 {
+        self.log_alpha(t).exp()
+    }
+
+    fn std(&self, t: f32) -> f32 {
+        (1.0 - (2.0 * self.log_alpha(t)).exp()).sqrt()
+    }
+
+    /// λ = ln α − ln std.
+    fn lambda(&self, t: f32) -> f32 {
+        let l = self.log_alpha(t);
+        l - 0.5 * (1.0 - (2.0 * l).exp()).ln()
+    }
+}
+
+/// ComfyUI's time variable: σ itself, `log α(σ) = ½ ln(1 / (σ² + 1))`.
+struct SigmaTime;
+
+impl VpTime for SigmaTime {
+    fn log_alpha(&self, sigma: f32) -> f32 {
+        0.5 * (1.0 / (sigma * sigma + 1.0)).ln()
+    }
 }
 
 fn alpha(sigma: f32) -> f32 {
-    log_alpha(sigma).exp()
+    SigmaTime.alpha(sigma)
 }
 
 fn std(sigma: f32) -> f32 {
-    (1.0 - (2.0 * log_alpha(sigma)).exp()).sqrt()
+    SigmaTime.std(sigma)
 }
 
-/// λ = ln α − ln std (half the log signal-to-noise ratio).
-fn lambda(sigma: f32) -> f32 {
-    let l = log_alpha(sigma);
-    l - 0.5 * (1.0 - (2.0 * l).exp()).ln()
-}
+/// The model as a UniPC step calls it: the data prediction at latents `x` and time `t`.
+pub(crate) type DataPrediction<'m> = dyn FnMut(&[f32], f32) -> Result<Vec<f32>, EngineError> + 'm;
 
 /// The data prediction at the variance-preserving latent `x`: the denoiser sees `x·√(σ² + 1)`;
 /// its noise estimate turns back into x₀ through α and std, as ComfyUI's wrapper does.
@@ -79,17 +103,18 @@ fn weighted_sum(d: &[Vec<f32>], weights: &[f32], numel: usize) -> Vec<f32> {
 }
 
 /// Where one UniPC step goes: to time `t`, of order `order`, with or without the corrector.
-struct Target {
-    t: f32,
-    order: usize,
-    use_corrector: bool,
+pub(crate) struct Target {
+    pub t: f32,
+    pub order: usize,
+    pub use_corrector: bool,
 }
 
 /// One UniPC step from `t_prev.last()` to `target.t`: the predictor (unless there is no
 /// history), then, with the corrector, the model at the predicted point and the corrected
 /// latent. Returns the latent and the model output at the predicted point (for the history).
-fn update(
-    cx: &mut Context<'_>,
+pub(crate) fn update(
+    model: &mut DataPrediction<'_>,
+    time: &dyn VpTime,
     x: &[f32],
     (model_prev, t_prev): (&[Vec<f32>], &[f32]),
     Target { t, order, use_corrector }: Target,
@@ -98,9 +123,9 @@ fn update(
     let numel = x.len();
     let t_prev_0 = t_prev[t_prev.len() - 1];
     let m0 = &model_prev[model_prev.len() - 1];
-    let (lambda_prev_0, lambda_t) = (lambda(t_prev_0), lambda(t));
-    let (sigma_prev_0, sigma_t) = (std(t_prev_0), std(t));
-    let alpha_t = log_alpha(t).exp();
+    let (lambda_prev_0, lambda_t) = (time.lambda(t_prev_0), time.lambda(t));
+    let (sigma_prev_0, sigma_t) = (time.std(t_prev_0), time.std(t));
+    let alpha_t = time.log_alpha(t).exp();
     let h = lambda_t - lambda_prev_0;
 
     let mut rks = Vec::with_capacity(order);
@@ -108,7 +133,7 @@ fn update(
     for i in 1..order {
         let t_i = t_prev[t_prev.len() - 1 - i];
         let m_i = &model_prev[model_prev.len() - 1 - i];
-        let rk = (lambda(t_i) - lambda_prev_0) / h;
+        let rk = (time.lambda(t_i) - lambda_prev_0) / h;
         rks.push(rk);
         d1s.push(m_i.iter().zip(m0).map(|(a, b)| (a - b) / rk).collect());
     }
@@ -153,7 +178,7 @@ fn update(
         return Ok((x_t, None));
     }
     let rhos_c = if order == 1 { vec![0.5] } else { solve(&r_rows, &b) };
-    let model_t = data_prediction(cx, &x_t, t)?;
+    let model_t = model(&x_t, t)?;
     let rho_last = rhos_c[rhos_c.len() - 1];
     let corr_res = (!d1s.is_empty()).then(|| weighted_sum(&d1s, &rhos_c[..rhos_c.len() - 1], numel));
     x_t = (0..numel)
@@ -188,7 +213,7 @@ pub fn sample(x: Vec<f32>, sigmas: &[f32], cx: &mut Context<'_>, variant: Varian
         } else if step_index < order {
             let t = timesteps[step_index];
             let target = Target { t, order: step_index, use_corrector: true };
-            let (next, model_x) = update(cx, &x, (&model_prev, &t_prev), target, variant)?;
+            let (next, model_x) = update(&mut |x, t| data_prediction(cx, x, t), &SigmaTime, &x, (&model_prev, &t_prev), target, variant)?;
             x = next;
             let model_x = match model_x {
                 Some(m) => m,
@@ -200,7 +225,8 @@ pub fn sample(x: Vec<f32>, sigmas: &[f32], cx: &mut Context<'_>, variant: Varian
             let last = if step_index == steps - 1 { step_index + 1 } else { step_index };
             for (step, &t) in timesteps.iter().enumerate().take(last + 1).skip(step_index) {
                 let target = Target { t, order: order.min(steps + 1 - step), use_corrector: step != steps };
-                let (next, model_x) = update(cx, &x, (&model_prev, &t_prev), target, variant)?;
+                let (next, model_x) =
+                    update(&mut |x, t| data_prediction(cx, x, t), &SigmaTime, &x, (&model_prev, &t_prev), target, variant)?;
                 x = next;
                 model_prev.rotate_left(1);
                 t_prev.rotate_left(1);

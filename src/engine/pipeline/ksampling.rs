@@ -84,10 +84,10 @@ struct GuidedDenoiser<'a, 'p> {
 /// (`CFGDenoiserTimesteps` over `CompVisTimestepsDenoiser`: the latents go in unscaled, guidance
 /// combines the noise predictions).
 impl EpsModel for GuidedDenoiser<'_, '_> {
-    fn eps(&mut self, x: &[f32], t: u32, scale: f64) -> Result<Vec<f32>, EngineError> {
+    fn eps(&mut self, x: &[f32], t: f64, scale: f64) -> Result<Vec<f32>, EngineError> {
         check_cancel(self.cancel)?;
         let started = Instant::now();
-        let outputs = self.unet.branch_outputs(x, f64::from(t), self.calls)?;
+        let outputs = self.unet.branch_outputs(x, t, self.calls)?;
         self.last_uncond = self.unet.guided().then(|| outputs[0].clone());
         let guided = self.unet.guide_scaled(outputs, self.calls, scale);
         self.calls += 1;
@@ -296,7 +296,7 @@ fn run_walk(
             Walk::Timesteps { sampler, timesteps, .. } => {
                 let mut on_step = |_: timesteps::Step<'_>| {};
                 let mut run = timesteps::Run { model: &mut denoiser, alphas_cumprod: &schedule.alphas_cumprod, on_step: &mut on_step };
-                sampler.sample(x, timesteps, &mut run)?
+                sampler.sample(x, timesteps, init.is_some(), &mut run)?
             }
             Walk::Sigmas { sampler, sigmas } => {
                 let mut on_step = |_: Step<'_>| {};

@@ -11,7 +11,7 @@ const SCALE: f64 = 1.0 / 12.5;
 pub(super) fn sample(mut x: Vec<f32>, timesteps: &[u32], table: &Alphas, run: &mut Run<'_>) -> Result<Vec<f32>, EngineError> {
     for i in 0..timesteps.len().saturating_sub(1) {
         let index = timesteps.len() - 1 - i;
-        let eps = run.model.eps(&x, timesteps[index], SCALE)?;
+        let eps = run.model.eps(&x, f64::from(timesteps[index]), SCALE)?;
         let uncond = run.model.last_uncond().map(<[f32]>::to_vec).unwrap_or_else(|| eps.clone());
         let (next, pred_x0) = table.step_towards(&x, &eps, &uncond, index);
         x = next;

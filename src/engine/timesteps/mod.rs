@@ -1,9 +1,9 @@
-//! Owns AUTOMATIC1111's timestep samplers (`modules/sd_samplers_timesteps.py`): DDIM, DDIM CFG++
-//! and PLMS, which step through whole training timesteps of the model's discrete schedule and call the
-//! guided noise prediction `ε(x, t)` on variance-preserving latents (the UNet input is `x`
-//! itself; no σ scaling, no k-diffusion wrapper). Their timesteps are A1111's
-//! `range(0, 1000, 1000 // steps) + 1`, clipped to 999, walked from the last down to the second:
-//! the last update lands on the first timestep's ᾱ, never on 0. One file per sampler.
+//! Owns AUTOMATIC1111's timestep samplers (`modules/sd_samplers_timesteps.py`): DDIM, DDIM CFG++,
+//! PLMS and UniPC, which call the guided noise prediction `ε(x, t)` on variance-preserving
+//! latents (the UNet input is `x` itself; no σ scaling, no k-diffusion wrapper). Their timesteps
+//! are A1111's `range(0, 1000, 1000 // steps) + 1`, clipped to 999: DDIM and PLMS walk them from
+//! the last down to the second (the last update lands on the first timestep's ᾱ, never on 0);
+//! UniPC takes their count as its steps in continuous time. One file per sampler.
 //!
 //! Arithmetic is float32 in torch's order on A1111's float32 tensors, so results agree with
 //! A1111's own functions to float32 rounding (`tests/kdiffusion_parity.rs`).
@@ -11,6 +11,7 @@
 mod ddim;
 mod ddim_cfg_pp;
 mod plms;
+mod unipc;
 
 use super::EngineError;
 use crate::api::Sampler;
@@ -20,7 +21,8 @@ use crate::api::Sampler;
 pub trait EpsModel {
     /// The noise prediction at `t`, guidance at the request's scale times `scale` (A1111's
     /// `cond_scale_miltiplier`: 1, or 1/12.5 for CFG++).
-    fn eps(&mut self, x: &[f32], t: u32, scale: f64) -> Result<Vec<f32>, EngineError>;
+    /// `t` is a training timestep (fractional for UniPC, which runs in continuous time).
+    fn eps(&mut self, x: &[f32], t: f64, scale: f64) -> Result<Vec<f32>, EngineError>;
     /// The unconditional branch's noise prediction of the last call (A1111's
     /// `last_noise_uncond`); `None` without guidance, where it is the guided one.
     fn last_uncond(&self) -> Option<&[f32]>;
@@ -51,6 +53,8 @@ pub enum TimestepSampler {
     DdimCfgPp,
     /// `sd_samplers_timesteps_impl.plms`.
     Plms,
+    /// `sd_samplers_timesteps_impl.unipc` with A1111's UniPC defaults.
+    UniPc,
 }
 
 impl TimestepSampler {
@@ -60,26 +64,34 @@ impl TimestepSampler {
             Sampler::Ddim => Some(TimestepSampler::Ddim),
             Sampler::DdimCfgPp => Some(TimestepSampler::DdimCfgPp),
             Sampler::Pndm => Some(TimestepSampler::Plms),
+            Sampler::Unipc => Some(TimestepSampler::UniPc),
             _ => None,
         }
     }
 
-    /// How many model calls a run over `timesteps` makes (PLMS's first step makes two).
+    /// How many model calls a run over `timesteps` makes (PLMS's first step makes two; UniPC
+    /// one per timestep).
     pub fn model_calls(self, timesteps: &[u32]) -> usize {
         let steps = timesteps.len().saturating_sub(1);
         match self {
             TimestepSampler::Ddim | TimestepSampler::DdimCfgPp => steps,
             TimestepSampler::Plms => steps + usize::from(steps > 0),
+            TimestepSampler::UniPc => timesteps.len(),
         }
     }
 
-    /// Runs the sampler from `x` (variance-preserving latents at the last of `timesteps`).
-    pub fn sample(self, x: Vec<f32>, timesteps: &[u32], run: &mut Run<'_>) -> Result<Vec<f32>, EngineError> {
+    /// Runs the sampler from `x` (variance-preserving latents at the last of `timesteps`; for
+    /// `img2img`, UniPC starts just above the last walked timestep as A1111's does).
+    pub fn sample(self, x: Vec<f32>, timesteps: &[u32], img2img: bool, run: &mut Run<'_>) -> Result<Vec<f32>, EngineError> {
+        if self == TimestepSampler::UniPc {
+            return unipc::sample(x, timesteps, img2img, run);
+        }
         let table = Alphas::new(run.alphas_cumprod, timesteps)?;
         match self {
             TimestepSampler::Ddim => ddim::sample(x, timesteps, &table, run),
             TimestepSampler::DdimCfgPp => ddim_cfg_pp::sample(x, timesteps, &table, run),
             TimestepSampler::Plms => plms::sample(x, timesteps, &table, run),
+            TimestepSampler::UniPc => unreachable!("run above"),
         }
     }
 }

@@ -10,11 +10,11 @@ pub(super) fn sample(mut x: Vec<f32>, timesteps: &[u32], table: &Alphas, run: &m
     let mut old: Vec<Vec<f32>> = Vec::new();
     for i in 0..timesteps.len().saturating_sub(1) {
         let index = timesteps.len() - 1 - i;
-        let eps = run.model.eps(&x, timesteps[index], 1.0)?;
+        let eps = run.model.eps(&x, f64::from(timesteps[index]), 1.0)?;
         let prime: Vec<f32> = match old.len() {
             0 => {
                 let (ahead, _) = table.step(&x, &eps, index);
-                let next = run.model.eps(&ahead, timesteps[index.saturating_sub(1)], 1.0)?;
+                let next = run.model.eps(&ahead, f64::from(timesteps[index.saturating_sub(1)]), 1.0)?;
                 eps.iter().zip(&next).map(|(e, n)| (e + n) / 2.0).collect()
             }
             1 => eps.iter().zip(&old[0]).map(|(e, o1)| (3.0 * e - o1) / 2.0).collect(),

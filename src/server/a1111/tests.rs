@@ -93,8 +93,7 @@ fn the_sampler_table_agrees_with_easels_samplers_and_their_automatic_schedules()
         let Some(sampler) = entry.easel else { continue };
         assert_eq!(sampler.a1111_name(), entry.name, "one name per sampler");
         if !entry.kdiffusion {
-            // A1111's timestep samplers: no scheduler; Easel runs them over timesteps too (all
-            // but UniPC so far, which the door runs in the diffusers mode).
+            // A1111's timestep samplers: no scheduler; Easel runs them over timesteps too.
             assert!(entry.default_scheduler().is_none(), "{}", entry.name);
             assert_eq!(sampler.a1111_timesteps(), sampler.runs_in(Compat::A1111), "{}", entry.name);
         } else if sampler.runs_in(Compat::A1111) {

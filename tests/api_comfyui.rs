@@ -154,6 +154,43 @@ async fn a_txt2img_graph_runs_with_comfyuis_events_history_and_picture() {
     assert_eq!(queue, json!({"queue_running": [], "queue_pending": []}));
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ksampler_advanced_graph_runs_its_window_as_comfyui_does() {
+    let server = start(models_dir(), temp_dir("comfyui-advanced")).await;
+    let addr = comfyui(&server).await;
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("http://{addr}{path}");
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?clientId=adv")).await.unwrap();
+    // Steps 6, stopping at step 4 with the leftover noise kept, as ComfyUI ran it.
+    let case = fixture("comfyui_advanced_euler_normal_s28_end4_leftover");
+    let settings: Value = serde_json::from_str(&std::fs::read_to_string(case.join("settings.json")).unwrap()).unwrap();
+    let mut graph = txt2img_graph(&settings, 0, 1);
+    graph["3"] = json!({"class_type": "KSamplerAdvanced", "inputs": {"add_noise": "enable", "noise_seed": 28, "steps": 6, "cfg": 7.0,
+        "sampler_name": settings["sampler"], "scheduler": settings["schedule"], "model": ["4", 0], "positive": ["6", 0],
+        "negative": ["7", 0], "latent_image": ["5", 0], "start_at_step": 0, "end_at_step": 4, "return_with_leftover_noise": "enable"}});
+    let answer: Value =
+        http.post(url("/prompt")).json(&json!({"prompt": graph, "client_id": "adv"})).send().await.unwrap().json().await.unwrap();
+    assert_eq!(answer["node_errors"], json!({}), "{answer}");
+    let prompt_id = answer["prompt_id"].as_str().unwrap().to_string();
+    events_until_done(&mut socket, &prompt_id).await;
+    let history: Value = http.get(url(&format!("/history/{prompt_id}"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(history[&prompt_id]["status"]["status_str"], "success", "{history}");
+    let image = &history[&prompt_id]["outputs"]["9"]["images"][0];
+    let query =
+        [("filename", image["filename"].as_str().unwrap()), ("subfolder", image["subfolder"].as_str().unwrap()), ("type", "output")];
+    let png = http.get(url("/api/view")).query(&query).send().await.unwrap().bytes().await.unwrap();
+    assert_same_picture(&png, &case.join("image_0.png"));
+    let jobs: Value = http.get(server.url("/api/v1/generate?limit=10")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(jobs["jobs"][0]["request"]["sampling_range"]["end_at_step"], 4);
+
+    // Its window must leave a step to run: ComfyUI's node_errors name the node.
+    graph["3"]["inputs"]["start_at_step"] = json!(6);
+    let resp = http.post(url("/prompt")).json(&json!({"prompt": graph})).send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let refusal: Value = resp.json().await.unwrap();
+    assert!(refusal.to_string().contains("start_at_step"), "{refusal}");
+}
+
 /// A multipart form with one file field, as ComfyUI clients upload pictures.
 fn multipart(field: &str, name: &str, bytes: &[u8]) -> (String, Vec<u8>) {
     let boundary = "easel-test-boundary";

@@ -277,6 +277,12 @@ async fn bad_requests_get_the_right_4xx_with_field_messages() {
         (json!({"prompt": "a", "vae_tiling": true}), 422, "vae_tiling"),
         (json!({"prompt": "a", "compat": "a1111", "hires": {"scale": 2}}), 422, "compat"),
         (json!({"prompt": "a", "compat": "comfyui", "sampler": "pndm"}), 422, "sampler"),
+        (json!({"prompt": "a", "sampling_range": {"end_at_step": 4}}), 422, "sampling_range"),
+        (
+            json!({"prompt": "a", "compat": "comfyui", "steps": 6, "sampling_range": {"start_at_step": 6}}),
+            422,
+            "sampling_range.start_at_step",
+        ),
         (json!({"prompt": "a", "compat": "a1111", "sampler": "ddim", "schedule": "karras"}), 422, "schedule"),
         (json!({"prompt": "a", "compat": "comfyui", "schedule": "align_your_steps"}), 422, "schedule"),
         (json!({"prompt": "a", "sampler": "dpm_2"}), 422, "sampler"),

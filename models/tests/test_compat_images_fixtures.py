@@ -64,6 +64,9 @@ def run_sigmas(s: dict) -> int:
         return t_enc if "strength" in s else len(a1111_timesteps(s["steps"]))
     if s["compat"] == "a1111" and "strength" in s:
         return int(min(s["strength"], 0.999) * s["steps"]) + 2
+    if "sampling_range" in s:  # KSampler.sample's window: cut after end_at_step, then from start_at_step
+        r = s["sampling_range"]
+        return min(s["steps"], r["end_at_step"]) + 1 - r["start_at_step"]
     return s["steps"] + 1
 
 
@@ -89,8 +92,9 @@ def test_index_matches_the_case_list_and_the_sources():
 @pytest.mark.parametrize("name", NAMES)
 def test_settings_are_a_request_in_easels_vocabulary(name):
     s = settings(name)
-    # ``strength`` only for image-to-image cases (ComfyUI's denoise over the case's init.png).
-    assert list(s) == REQUEST_KEYS + (["strength"] if "strength" in s else [])
+    # ``strength`` only for image-to-image cases (ComfyUI's denoise over the case's init.png);
+    # ``sampling_range`` only for ComfyUI's KSamplerAdvanced cases.
+    assert list(s) == REQUEST_KEYS + [k for k in ("strength", "sampling_range") if k in s]
     assert s == CASES[name]["settings"]
     assert s["compat"] in ("a1111", "comfyui") and s["prompt_syntax"] == s["compat"]
     if s["compat"] == "a1111":
@@ -120,7 +124,9 @@ def test_files_have_the_right_shapes(name):
     if timestep_sampler(name):
         assert sig[0] == 1 and np.all(np.diff(sig) > 0) and np.array_equal(sig, np.round(sig))
     else:
-        assert sig[-1] == 0 and np.all(np.diff(sig) < 0)
+        r = s.get("sampling_range") or {}
+        leftover = r.get("return_with_leftover_noise") and r["end_at_step"] < s["steps"]
+        assert (sig[-1] > 0 if leftover else sig[-1] == 0) and np.all(np.diff(sig) < 0)
     for i in range(b):
         assert image(name, i).shape == (s["height"], s["width"], 3)
     if b > 1:
@@ -132,6 +138,9 @@ def test_start_noise_is_the_tools_seeding(name):
     s, tool = settings(name), CASES[name]["tool"]
     noise = load(name, "noise.npy")
     shape = noise.shape
+    if not (s.get("sampling_range") or {}).get("add_noise", True):  # KSamplerAdvanced add_noise disabled
+        assert not noise.any()
+        return
     if s["compat"] == "comfyui":  # prepare_noise: one draw for the batch from torch.manual_seed(seed)
         want = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(s["seed"])).numpy()
         np.testing.assert_allclose(noise, want, **TOL)

@@ -204,6 +204,9 @@ class Settings:
     # Image-to-image: A1111's denoising_strength / ComfyUI's KSampler denoise, over the VAE encoding of the
     # case's init.png.
     strength: float | None = None
+    # ComfyUI's KSamplerAdvanced window, in Easel's request vocabulary (start_at_step, end_at_step, add_noise,
+    # return_with_leftover_noise); None for a KSampler.
+    sampling_range: dict | None = None
 
     def __post_init__(self):
         self.prompt_syntax = self.prompt_syntax or self.compat
@@ -215,6 +218,8 @@ class Settings:
         out = {k: d[k] for k in REQUEST_KEYS}
         if self.strength is not None:
             out["strength"] = self.strength
+        if self.sampling_range is not None:
+            out["sampling_range"] = dict(self.sampling_range)
         return out
 
 
@@ -307,6 +312,27 @@ CASES = [
          "latents noised to timestep 667, UniPC's 4 steps from t = 501 / 1000 + 0.001)",
          Settings(seed=27, batch_size=1, compat="a1111", sampler="UniPC", schedule="Automatic", randn_source="nv",
                   strength=0.75)),
+    Case("comfyui_advanced_euler_normal_s28_end4_leftover", "ComfyUI KSamplerAdvanced: steps 6, end_at_step 4 "
+         "with return_with_leftover_noise enabled (the schedule cut after its fifth sigma, which stays: the picture "
+         "keeps the noise left at step 4)",
+         Settings(seed=28, batch_size=1, compat="comfyui", sampler="euler", schedule="normal",
+                  sampling_range={"start_at_step": 0, "end_at_step": 4, "add_noise": True,
+                                  "return_with_leftover_noise": True})),
+    Case("comfyui_advanced_euler_ancestral_normal_s30_b2_end4", "ComfyUI KSamplerAdvanced: steps 6, end_at_step 4, "
+         "leftover noise disabled (the fifth sigma set to 0: a full denoise in four steps), batch 2, ancestral noise",
+         Settings(seed=30, batch_size=2, compat="comfyui", sampler="euler_ancestral", schedule="normal",
+                  sampling_range={"start_at_step": 0, "end_at_step": 4, "add_noise": True,
+                                  "return_with_leftover_noise": False})),
+    Case("comfyui_advanced_img2img_dpmpp_2m_karras_s29_start2", "ComfyUI KSamplerAdvanced over VAEEncode: steps 6 "
+         "from start_at_step 2 (noise * sigma_2 + latent)",
+         Settings(seed=29, batch_size=1, compat="comfyui", sampler="dpmpp_2m", schedule="karras", strength=1.0,
+                  sampling_range={"start_at_step": 2, "end_at_step": 10000, "add_noise": True,
+                                  "return_with_leftover_noise": False})),
+    Case("comfyui_advanced_img2img_euler_simple_s31_start3_no_noise", "ComfyUI KSamplerAdvanced over VAEEncode "
+         "with add_noise disabled: the clean latent itself denoised from step 3 of 6 (zero noise)",
+         Settings(seed=31, batch_size=1, compat="comfyui", sampler="euler", schedule="simple", strength=1.0,
+                  sampling_range={"start_at_step": 3, "end_at_step": 10000, "add_noise": False,
+                                  "return_with_leftover_noise": False})),
     Case("comfyui_uni_pc_normal_s14", "ComfyUI uni_pc (B(h) = h) / normal, the penultimate sigma discarded",
          Settings(seed=14, batch_size=1, compat="comfyui", sampler="uni_pc", schedule="normal")),
     Case("comfyui_uni_pc_bh2_karras_s15_b2", "ComfyUI uni_pc_bh2 / karras, batch 2",
@@ -811,6 +837,25 @@ class ComfyUI:
                                model_options=patcher.model_options)
         assert ks.sampler == s.sampler and ks.scheduler == s.schedule
         sigmas = ks.sigmas
+        if s.sampling_range is not None:
+            # KSamplerAdvanced -> common_ksampler(disable_noise, start_step, last_step, force_full_denoise) ->
+            # KSampler.sample, whose window cuts the schedule; its hand-off to comfy.samplers.sample is
+            # caught for the sigmas (the rest runs below as for every case).
+            r = s.sampling_range
+            if not r["add_noise"]:
+                noise = torch.zeros(latent_image.size(), dtype=latent_image.dtype, layout=latent_image.layout,
+                                    device="cpu")
+            caught = {}
+
+            def catch(_model, _noise, _pos, _neg, _cfg, _device, _sampler, window, *_a, **_k):
+                caught["sigmas"] = window.clone()
+                return "caught"
+
+            with upstream.patched(samplers, "sample", catch):
+                assert ks.sample(noise, positive, negative, s.cfg_scale, latent_image=latent_image,
+                                 start_step=r["start_at_step"], last_step=r["end_at_step"],
+                                 force_full_denoise=not r["return_with_leftover_noise"], seed=s.seed) == "caught"
+            sigmas = caught["sigmas"]
         sampler = samplers.sampler_object(ks.sampler)
         guider = samplers.CFGGuider(patcher)
         guider.set_conds(positive, negative)
@@ -878,7 +923,8 @@ class ComfyUI:
         max_denoise = sampler.max_denoise(guider, seen["sigmas"])
         # The start: noise scaled to sigmas[0], plus the (model-space) latent for image-to-image.
         start_latent = patcher.model.process_latent_in(latent_image.to(torch.float32))
-        scale = kd._x0_scale(seen["x0"] - start_latent, noise) if s.strength is None else float(seen["sigmas"][0])
+        scale = (kd._x0_scale(seen["x0"] - start_latent, noise) if s.strength is None and bool(noise.any())
+                 else float(seen["sigmas"][0]))
         if s.strength is not None:
             expected = noise * torch.tensor(scale, dtype=torch.float32) + start_latent
             assert torch.equal(expected, seen["x0"]), "image-to-image start is not noise * sigma0 + latent"
@@ -1018,9 +1064,10 @@ def main(out: Path, a1111_dir: str | None = None, comfyui_dir: str | None = None
     if unknown:
         raise SystemExit(f"ref_compat_images: EASEL_REF_CASES names no case {sorted(unknown)}")
     if table.is_file() and not np.array_equal(np.load(table), upstream.f32(a_sigmas)):
-        # A1111's timestep samplers never read the sigma table, LCM reads its own; every other case does.
-        sigma_free = all(a.samplers_map[case.settings.sampler] in [*a.timesteps.samplers_data_timesteps,
-                                                                    *a.lcm.samplers_data_lcm]
+        # ComfyUI's cases and A1111's timestep samplers never read it, LCM reads its own; every other case does.
+        sigma_free = all(case.settings.compat != "a1111"
+                         or a.samplers_map[case.settings.sampler] in [*a.timesteps.samplers_data_timesteps,
+                                                                      *a.lcm.samplers_data_lcm]
                          for case in CASES if case.name in only)
         if not (only and sigma_free):
             raise SystemExit(f"ref_compat_images: A1111's sigma table differs from {table}")

@@ -30,6 +30,7 @@ pub mod prompt;
 pub mod pull;
 pub mod request;
 pub mod sampler;
+pub mod sampling_range;
 pub mod vae_tiling;
 
 pub use compat::{Compat, NoiseSettings, RandnSource};
@@ -42,4 +43,5 @@ pub use prompt::{PromptSyntax, PromptTokens};
 pub use pull::{FileState, PullFile, PullState, PullStatus};
 pub use request::{FieldError, GenerateRequest, GenerationSettings};
 pub use sampler::{Sampler, Schedule, A1111_UNIPC_ORDER};
+pub use sampling_range::{SamplingRange, SamplingRangeRequest};
 pub use vae_tiling::VaeTiling;

@@ -13,6 +13,7 @@ use super::image_modes::{Hires, HiresRequest, ImageFields, Outpaint};
 use super::networks::{extra_network_tags, LoraRef, MAX_LORAS, MODEL_OWN_VAE};
 use super::prompt::{default_clip_skip, recorded_prompt_syntax, PromptSyntax, MAX_CLIP_SKIP};
 use super::sampler::{Sampler, Schedule};
+use super::sampling_range::{SamplingRange, SamplingRangeRequest};
 use super::vae_tiling::{recorded_vae_tiling, VaeTiling};
 
 pub const DEFAULT_STEPS: u32 = 20;
@@ -125,6 +126,10 @@ pub struct GenerateRequest {
     /// tiles above 512x512 in the diffusers compat mode].
     #[serde(default)]
     pub vae_tiling: Option<String>,
+    /// ComfyUI's `KSamplerAdvanced` window (compat comfyui): run only some of the steps, with or
+    /// without fresh noise, keeping the leftover noise or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling_range: Option<SamplingRangeRequest>,
 }
 
 /// A request with every default applied and every rule checked: what the engine runs and what is
@@ -185,6 +190,10 @@ pub struct GenerationSettings {
     /// Whether the VAE ran in tiles (always recorded; images from before the setting: `off`).
     #[serde(default = "recorded_vae_tiling")]
     pub vae_tiling: VaeTiling,
+    /// ComfyUI's `KSamplerAdvanced` window (see [`GenerateRequest::sampling_range`]); none for
+    /// the whole run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling_range: Option<SamplingRange>,
 }
 
 impl GenerationSettings {
@@ -394,6 +403,24 @@ impl GenerateRequest {
             }
             _ => {}
         }
+        // ComfyUI's KSamplerAdvanced window: its mode only, and over an init image the whole
+        // window runs on the image's latents (the node has no denoise).
+        let sampling_range = self.sampling_range.as_ref().and_then(|range| {
+            if compat != super::Compat::ComfyUi {
+                errors.push(FieldError::new(
+                    "sampling_range",
+                    format!("sampling_range is ComfyUI's KSamplerAdvanced and runs in compat comfyui only, not {compat}"),
+                ));
+                return None;
+            }
+            if self.init_image.is_some() && self.strength != Some(1.0) {
+                errors.push(FieldError::new(
+                    "strength",
+                    "with sampling_range the window runs over the init image's latents (KSamplerAdvanced has no denoise); send strength 1",
+                ));
+            }
+            range.resolve(steps, &mut errors)
+        });
         let prompt_syntax = match self.prompt_syntax.as_deref() {
             None => Some(PromptSyntax::DEFAULT),
             Some(name) => PromptSyntax::parse(name).or_else(|| {
@@ -465,6 +492,7 @@ impl GenerateRequest {
             noise,
             png_text,
             vae_tiling,
+            sampling_range,
         })
     }
 
@@ -482,7 +510,7 @@ impl GenerateRequest {
 }
 
 /// Field names a request body may contain.
-pub const REQUEST_FIELDS: [&str; 30] = [
+pub const REQUEST_FIELDS: [&str; 31] = [
     "prompt",
     "negative_prompt",
     "seed",
@@ -513,6 +541,7 @@ pub const REQUEST_FIELDS: [&str; 30] = [
     "eta_noise_seed_delta",
     "png_text",
     "vae_tiling",
+    "sampling_range",
 ];
 
 impl GenerateRequest {
@@ -583,6 +612,12 @@ impl GenerateRequest {
         let strength = number("strength");
         let subseed_strength = number("subseed_strength");
         let outpaint = object_field::<Outpaint>(present("outpaint"), "outpaint", r#"{"left": 64, "right": 64}"#, &mut errors);
+        let sampling_range = object_field::<SamplingRangeRequest>(
+            present("sampling_range"),
+            "sampling_range",
+            r#"{"start_at_step": 0, "end_at_step": 12, "return_with_leftover_noise": true}"#,
+            &mut errors,
+        );
         let hires = object_field::<HiresRequest>(
             present("hires"),
             "hires",
@@ -640,6 +675,7 @@ impl GenerateRequest {
             eta_noise_seed_delta,
             png_text,
             vae_tiling,
+            sampling_range,
         })
     }
 }
@@ -729,6 +765,41 @@ mod tests {
         let req =
             GenerateRequest { prompt: "a".into(), sampler: Some("ddim".into()), schedule: Some("karras".into()), ..Default::default() };
         assert_eq!(fields(&req), ["schedule"]);
+    }
+
+    #[test]
+    fn sampling_range_is_comfyuis_and_leaves_a_step_to_run() {
+        use crate::api::{SamplingRange, SamplingRangeRequest};
+        let req = |compat: &str, range: SamplingRangeRequest| GenerateRequest {
+            prompt: "a".into(),
+            steps: Some(6),
+            compat: Some(compat.into()),
+            sampling_range: Some(range),
+            ..Default::default()
+        };
+        let window = SamplingRangeRequest { end_at_step: Some(4), return_with_leftover_noise: Some(true), ..Default::default() };
+        let s = req("comfyui", window).resolve(|| 1).unwrap();
+        assert_eq!(
+            s.sampling_range,
+            Some(SamplingRange { start_at_step: 0, end_at_step: 4, add_noise: true, return_with_leftover_noise: true })
+        );
+        assert_eq!(fields(&req("a1111", window)), ["sampling_range"]);
+        assert_eq!(fields(&req("diffusers", window)), ["sampling_range"]);
+        let empty = SamplingRangeRequest { start_at_step: Some(4), end_at_step: Some(4), ..Default::default() };
+        assert_eq!(fields(&req("comfyui", empty)), ["sampling_range.start_at_step"]);
+        let past = SamplingRangeRequest { start_at_step: Some(6), ..Default::default() };
+        assert_eq!(fields(&req("comfyui", past)), ["sampling_range.start_at_step"]);
+        let huge = SamplingRangeRequest { end_at_step: Some(10_001), ..Default::default() };
+        assert_eq!(fields(&req("comfyui", huge)), ["sampling_range.end_at_step"]);
+        // Over an init image the window runs at full strength.
+        let mut img2img = req("comfyui", SamplingRangeRequest { start_at_step: Some(2), ..Default::default() });
+        img2img.init_image = Some("up_1".into());
+        assert_eq!(fields(&img2img), ["strength"]);
+        img2img.strength = Some(1.0);
+        assert!(img2img.resolve(|| 1).is_ok());
+        // Unknown members are named.
+        let bad = GenerateRequest::from_json(&serde_json::json!({"prompt": "a", "sampling_range": {"start": 1}})).unwrap_err();
+        assert_eq!(bad[0].field, "sampling_range");
     }
 
     #[test]

@@ -1036,6 +1036,7 @@ mod tests {
             noise: Default::default(),
             png_text: Default::default(),
             vae_tiling: Default::default(),
+            sampling_range: None,
         };
         let again = FormValues::from_settings(&settings).to_request().unwrap().resolve(|| 0).unwrap();
         assert_eq!(again, settings);

@@ -310,6 +310,7 @@ pub fn run(args: &GenerateArgs, settings: &crate::config::Settings) -> Result<()
         eta_noise_seed_delta: args.eta_noise_seed_delta,
         png_text: None,
         vae_tiling: args.vae_tiling.clone(),
+        sampling_range: None,
     };
     let registry = crate::model_registry::ModelRegistry::from_settings(settings);
     let mut lora_files = Vec::new();

@@ -79,13 +79,25 @@ pub fn comfy_prompt(settings: &GenerationSettings, model_name: &str) -> Option<V
             (json!(["5", 0]), 1.0)
         }
     };
-    add(
-        "3",
-        "KSampler",
-        json!({"seed": settings.seed, "steps": settings.steps, "cfg": settings.cfg_scale, "sampler_name": sampler,
-               "scheduler": scheduler, "denoise": denoise, "model": model, "positive": ["6", 0], "negative": ["7", 0],
-               "latent_image": latent}),
-    );
+    let enable = |on: bool| if on { "enable" } else { "disable" };
+    match &settings.sampling_range {
+        Some(range) => add(
+            "3",
+            "KSamplerAdvanced",
+            json!({"add_noise": enable(range.add_noise), "noise_seed": settings.seed, "steps": settings.steps,
+                   "cfg": settings.cfg_scale, "sampler_name": sampler, "scheduler": scheduler, "model": model,
+                   "positive": ["6", 0], "negative": ["7", 0], "latent_image": latent,
+                   "start_at_step": range.start_at_step, "end_at_step": range.end_at_step,
+                   "return_with_leftover_noise": enable(range.return_with_leftover_noise)}),
+        ),
+        None => add(
+            "3",
+            "KSampler",
+            json!({"seed": settings.seed, "steps": settings.steps, "cfg": settings.cfg_scale, "sampler_name": sampler,
+                   "scheduler": scheduler, "denoise": denoise, "model": model, "positive": ["6", 0], "negative": ["7", 0],
+                   "latent_image": latent}),
+        ),
+    }
     add("8", "VAEDecode", json!({"samples": ["3", 0], "vae": vae}));
     add("9", "SaveImage", json!({"filename_prefix": "Easel", "images": ["8", 0]}));
     Some(Value::Object(graph))
@@ -119,6 +131,20 @@ mod tests {
         assert_eq!(g["5"]["inputs"]["batch_size"], 2);
         assert_eq!(g["8"]["inputs"]["vae"], json!(["11", 0]));
         assert_eq!(g["9"]["class_type"], "SaveImage");
+    }
+
+    #[test]
+    fn a_sampling_range_is_written_as_ksampler_advanced_and_reads_back() {
+        use crate::api::comfy::{graph, nodes};
+        let s = settings(json!({"prompt": "x", "width": 64, "height": 64, "steps": 6, "compat": "comfyui", "sampler": "euler",
+                                "sampling_range": {"end_at_step": 4, "return_with_leftover_noise": true}}));
+        let g = comfy_prompt(&s, "m").unwrap();
+        assert_eq!(g["3"]["class_type"], "KSamplerAdvanced");
+        assert_eq!(g["3"]["inputs"]["return_with_leftover_noise"], "enable");
+        let specs = nodes::specs(&nodes::Lists { checkpoints: vec!["m".into()], ..Default::default() });
+        let compiled = graph::compile(&graph::parse(&g).unwrap(), &specs).unwrap();
+        let again = compiled.outputs[0].request.resolve(|| 0).unwrap();
+        assert_eq!((again.sampling_range, again.seed, again.steps), (s.sampling_range, s.seed, s.steps));
     }
 
     #[test]

@@ -242,6 +242,7 @@ mod tests {
             noise: Default::default(),
             png_text: Default::default(),
             vae_tiling: Default::default(),
+            sampling_range: None,
         }
     }
 

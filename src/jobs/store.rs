@@ -802,6 +802,7 @@ pub(crate) mod tests {
             noise: Default::default(),
             png_text: Default::default(),
             vae_tiling: Default::default(),
+            sampling_range: None,
         }
     }
 

@@ -228,7 +228,20 @@ pub fn document() -> Value {
                     "png_text": { "type": "object", "additionalProperties": { "type": "string" }, "maxProperties": crate::api::request::MAX_PNG_TEXT_CHUNKS,
                         "description": "extra PNG text chunks written into every image (keyword -> text, e.g. ComfyUI's workflow); without them Easel writes a ComfyUI `prompt` graph of the settings" },
                     "vae_tiling": { "type": "string", "enum": crate::api::VaeTiling::ALL.map(crate::api::VaeTiling::name), "default": crate::api::VaeTiling::default().name(),
-                        "description": "the VAE over large pictures in overlapping tiles, as diffusers' enable_tiling() (memory of one 512x512 tile whatever the size; the picture differs slightly from a whole decode): auto tiles above 512x512 in compat diffusers and never in a1111 and comfyui (their tools decode whole); on tiles whenever the picture is larger than a tile; off never" }
+                        "description": "the VAE over large pictures in overlapping tiles, as diffusers' enable_tiling() (memory of one 512x512 tile whatever the size; the picture differs slightly from a whole decode): auto tiles above 512x512 in compat diffusers and never in a1111 and comfyui (their tools decode whole); on tiles whenever the picture is larger than a tile; off never" },
+                    "sampling_range": { "$ref": "#/components/schemas/SamplingRange" }
+                }
+            },
+            "SamplingRange": { "type": "object", "additionalProperties": false,
+                "description": "compat comfyui only: ComfyUI's KSamplerAdvanced window. Of the steps-step schedule, run the steps from start_at_step to end_at_step; over an init image send strength 1 (the node has no denoise)",
+                "properties": {
+                    "start_at_step": { "type": "integer", "minimum": 0, "maximum": crate::api::sampling_range::MAX_RANGE_STEP, "default": 0,
+                        "description": "the first step to run; it must leave at least one step before end_at_step and steps" },
+                    "end_at_step": { "type": "integer", "minimum": 0, "maximum": crate::api::sampling_range::MAX_RANGE_STEP, "default": crate::api::sampling_range::MAX_RANGE_STEP,
+                        "description": "the step to stop at (10000: the end)" },
+                    "add_noise": { "type": "boolean", "default": true, "description": "start from fresh noise (false: from the latents as they are, e.g. a second pass)" },
+                    "return_with_leftover_noise": { "type": "boolean", "default": false,
+                        "description": "when stopping before the end, keep the noise left at end_at_step (false: the last step goes to sigma 0)" }
                 }
             },
             "Outpaint": { "type": "object", "additionalProperties": false,

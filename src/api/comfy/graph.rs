@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::{json, Map, Value};
 
 use super::nodes::{sampler_named, scheduler_named, InputKind, NodeSpec};
-use crate::api::{GenerateRequest, LoraRef};
+use crate::api::{GenerateRequest, LoraRef, SamplingRangeRequest};
 
 /// Most nodes in a graph (ComfyUI's large shared workflows have a few hundred).
 pub const MAX_NODES: usize = 5_000;
@@ -428,7 +428,8 @@ fn compile_output(nodes: &BTreeMap<String, Node>, output: &str) -> Result<Output
         return Err(unsupported(&decode_id, &decode.class, "images that do not come straight from a VAEDecode"));
     }
     let (sampler_id, sampler, _) = source(nodes, decode, "samples");
-    if sampler.class != "KSampler" {
+    let advanced = sampler.class == "KSamplerAdvanced";
+    if sampler.class != "KSampler" && !advanced {
         return Err(unsupported(&sampler_id, &sampler.class, "a VAEDecode of latents that are not a KSampler's"));
     }
     // The model and the two prompts' CLIP.
@@ -491,7 +492,8 @@ fn compile_output(nodes: &BTreeMap<String, Node>, output: &str) -> Result<Output
             return Err(unsupported(&latent_id, &latent.class, "RepeatLatentBatch of latents that are not a VAEEncode's"));
         }
     }
-    let denoise = float_of(sampler, "denoise");
+    // KSamplerAdvanced has no denoise (a full-strength run over its window).
+    let denoise = if advanced { 1.0 } else { float_of(sampler, "denoise") };
     let mut request = GenerateRequest::default();
     let mut chain: Vec<String> = Vec::new();
     match latent.class.as_str() {
@@ -528,8 +530,21 @@ fn compile_output(nodes: &BTreeMap<String, Node>, output: &str) -> Result<Output
     let scheduler = text_of(sampler, "scheduler");
     request.prompt = prompts[0].1.clone();
     request.negative_prompt = Some(prompts[1].1.clone());
-    request.seed = u64::try_from(int_of(sampler, "seed")).ok();
+    request.seed = u64::try_from(int_of(sampler, if advanced { "noise_seed" } else { "seed" })).ok();
     request.steps = u32::try_from(int_of(sampler, "steps")).ok();
+    if advanced {
+        let range = SamplingRangeRequest {
+            start_at_step: u32::try_from(int_of(sampler, "start_at_step")).ok(),
+            end_at_step: u32::try_from(int_of(sampler, "end_at_step")).ok(),
+            add_noise: Some(text_of(sampler, "add_noise") == "enable"),
+            return_with_leftover_noise: Some(text_of(sampler, "return_with_leftover_noise") == "enable"),
+        };
+        // The node at its defaults is a KSampler.
+        let whole = range.start_at_step == Some(0)
+            && range.add_noise == Some(true)
+            && range.end_at_step.zip(request.steps).is_some_and(|(end, steps)| end >= steps);
+        request.sampling_range = (!whole).then_some(range);
+    }
     request.cfg_scale = Some(float_of(sampler, "cfg") as f32);
     request.sampler = sampler_named(&sampler_name).map(|s| s.name().to_string()).or(Some(sampler_name));
     request.schedule = scheduler_named(&scheduler).map(|s| s.name().to_string()).or(Some(scheduler));

@@ -18,7 +18,7 @@ use super::stages::{
     LATENT_CHANNELS,
 };
 use super::{Output, Progress, SourceImages, StepProgress, Timings};
-use crate::api::{Compat, GenerationSettings, RandnSource};
+use crate::api::{Compat, GenerationSettings, RandnSource, SamplingRange};
 use crate::engine::cancel::CancelToken;
 use crate::engine::kdiffusion::discrete::DiscreteSchedule;
 use crate::engine::kdiffusion::{schedules, BrownianSeeds, Context, Denoiser, Flavor, KSampler, Step};
@@ -216,7 +216,32 @@ pub fn generate(
         }
         _ => schedules::sigmas(&schedule, sampler, settings.schedule, steps).map_err(EngineError::InvalidRequest)?,
     };
+    let sigmas = match &settings.sampling_range {
+        Some(range) => comfyui_window(sigmas, range)?,
+        None => sigmas,
+    };
     run_walk(model, settings, &schedule, Walk::Sigmas { sampler, sigmas }, init.as_ref(), started, cancel, progress)
+}
+
+/// ComfyUI's `KSampler.sample` with a `KSamplerAdvanced` window: the schedule cut after
+/// `end_at_step` (its last sigma set to 0 unless the leftover noise is kept), then started at
+/// `start_at_step`.
+fn comfyui_window(mut sigmas: Vec<f32>, range: &SamplingRange) -> Result<Vec<f32>, EngineError> {
+    let end = range.end_at_step as usize;
+    if end < sigmas.len().saturating_sub(1) {
+        sigmas.truncate(end + 1);
+        if !range.return_with_leftover_noise {
+            *sigmas.last_mut().expect("end + 1 sigmas") = 0.0;
+        }
+    }
+    let start = range.start_at_step as usize;
+    if start >= sigmas.len().saturating_sub(1) {
+        return Err(EngineError::InvalidRequest(format!(
+            "sampling_range.start_at_step {start} leaves no step of the {}-step schedule to run",
+            sigmas.len().saturating_sub(1)
+        )));
+    }
+    Ok(sigmas.split_off(start))
 }
 
 /// The rest of a compat run, once its walk is planned: conditioning, the start latents, the
@@ -247,7 +272,11 @@ fn run_walk(
     let mut timings = Timings { text_encoding: encode_started.elapsed(), ..Timings::default() };
 
     let mut rng = Randomness::new(settings, shape);
-    let noise = rng.start_noise(shape.iter().product());
+    let mut noise = rng.start_noise(shape.iter().product());
+    // KSamplerAdvanced with add_noise disabled starts from the latents alone (zero noise).
+    if settings.sampling_range.is_some_and(|r| !r.add_noise) {
+        noise.iter_mut().for_each(|n| *n = 0.0);
+    }
     let start_scale = match (&walk, flavor) {
         // A1111's timestep samplers start from the noise itself (image-to-image below).
         (Walk::Timesteps { .. }, _) => 1.0,
@@ -327,7 +356,13 @@ fn run_walk(
         images: decoded,
         latents,
         latent_shape: shape,
-        initial_noise: rng.take_initial(),
+        // (zeros where KSamplerAdvanced adds none, as ComfyUI's noise is then)
+        initial_noise: rng.take_initial().map(|mut n| {
+            if settings.sampling_range.is_some_and(|r| !r.add_noise) {
+                n.iter_mut().for_each(|v| *v = 0.0);
+            }
+            n
+        }),
         noise_shape: shape,
         text_embeddings,
         text_embeddings_shape,

@@ -195,7 +195,15 @@ fn samplers_equal_the_tools_own_step_by_step() {
         // ComfyUI one for the batch (seed 42).
         let entropies = if tool == "a1111" { vec![42, 43] } else { vec![42] };
         let brownian = Some(BrownianSeeds { entropies, randn: easel::engine::noise::brownian::torch_randn });
-        let mut cx = Context { model: &mut model, noise: source.as_mut(), on_step: &mut on_step, flavor: flavor(tool), brownian };
+        let schedule = model.model.clone();
+        let mut cx = Context {
+            model: &mut model,
+            noise: source.as_mut(),
+            on_step: &mut on_step,
+            flavor: flavor(tool),
+            brownian,
+            schedule: &schedule,
+        };
         let out = sampler.sample(x0, &sigmas, &mut cx).unwrap();
         for (part, got) in [("x", &xs), ("denoised", &denoiseds), ("out", &out)] {
             // ComfyUI's iPNDM and DEIS samplers hand their callback the latents the whole run
@@ -222,7 +230,7 @@ fn samplers_equal_the_tools_own_step_by_step() {
     }
     eprintln!("{checked} sampler runs checked; not offered by Easel: {not_offered:?}");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(checked >= 61, "only {checked} sampler cases were checked");
+    assert!(checked >= 63, "only {checked} sampler cases were checked");
 }
 
 /// torchsde's Brownian tree as each tool builds it for the SDE samplers: every increment a

@@ -333,6 +333,12 @@ CASES = [
          Settings(seed=31, batch_size=1, compat="comfyui", sampler="euler", schedule="simple", strength=1.0,
                   sampling_range={"start_at_step": 3, "end_at_step": 10000, "add_noise": False,
                                   "return_with_leftover_noise": False})),
+    Case("comfyui_sa_solver_normal_s32_b2", "ComfyUI sa_solver / normal, batch 2: stochastic Adams predictor-"
+         "corrector, fresh noise (default_noise_sampler) while sigma lies between percent_to_sigma(0.2) and (0.8)",
+         Settings(seed=32, batch_size=2, compat="comfyui", sampler="sa_solver", schedule="normal")),
+    Case("comfyui_sa_solver_pece_karras_s33", "ComfyUI sa_solver_pece / karras: the model evaluated again after "
+         "each correction",
+         Settings(seed=33, batch_size=1, compat="comfyui", sampler="sa_solver_pece", schedule="karras")),
     Case("comfyui_uni_pc_normal_s14", "ComfyUI uni_pc (B(h) = h) / normal, the penultimate sigma discarded",
          Settings(seed=14, batch_size=1, compat="comfyui", sampler="uni_pc", schedule="normal")),
     Case("comfyui_uni_pc_bh2_karras_s15_b2", "ComfyUI uni_pc_bh2 / karras, batch 2",

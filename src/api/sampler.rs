@@ -134,11 +134,17 @@ pub enum Sampler {
     /// A1111's Restart sampler (Heun with restarts from 20 steps on).
     #[serde(rename = "restart")]
     Restart,
+    /// ComfyUI's `sample_sa_solver` (SA-Solver: stochastic Adams predictor-corrector).
+    #[serde(rename = "sa_solver")]
+    SaSolver,
+    /// ComfyUI's `sample_sa_solver_pece` (SA-Solver evaluating again after each correction).
+    #[serde(rename = "sa_solver_pece")]
+    SaSolverPece,
 }
 
 impl Sampler {
     /// Every sampler, in the order lists show them.
-    pub const ALL: [Sampler; 39] = [
+    pub const ALL: [Sampler; 41] = [
         Sampler::Pndm,
         Sampler::Ddim,
         Sampler::DdimCfgPp,
@@ -173,6 +179,8 @@ impl Sampler {
         Sampler::ErSde,
         Sampler::Seeds2,
         Sampler::Seeds3,
+        Sampler::SaSolver,
+        Sampler::SaSolverPece,
         Sampler::Ddpm,
         Sampler::Lcm,
         Sampler::Restart,
@@ -225,6 +233,8 @@ impl Sampler {
             Sampler::DpmFast => "dpm_fast",
             Sampler::DpmAdaptive => "dpm_adaptive",
             Sampler::Restart => "restart",
+            Sampler::SaSolver => "sa_solver",
+            Sampler::SaSolverPece => "sa_solver_pece",
         }
     }
 
@@ -269,7 +279,9 @@ impl Sampler {
             | Sampler::Deis
             | Sampler::ErSde
             | Sampler::Seeds2
-            | Sampler::Seeds3 => self.name(),
+            | Sampler::Seeds3
+            | Sampler::SaSolver
+            | Sampler::SaSolverPece => self.name(),
             Sampler::Unipc => "UniPC",
         }
     }
@@ -320,6 +332,8 @@ impl Sampler {
                 | Sampler::ErSde
                 | Sampler::Seeds2
                 | Sampler::Seeds3
+                | Sampler::SaSolver
+                | Sampler::SaSolverPece
         ) || self.cfg_pp();
         match compat {
             Compat::Diffusers => !kdiffusion_only(self) && !comfyui_only && self != Sampler::DdimCfgPp,

@@ -84,6 +84,18 @@ impl DiscreteSchedule {
         Self { flavor: self.flavor, sigmas, log_sigmas, alphas_cumprod, timestep_stride: LCM_STRIDE }
     }
 
+    /// ComfyUI's `ModelSamplingDiscrete.percent_to_sigma`: the sigma at timestep
+    /// `(1 − percent)·999` (float32), above every sigma at 0 and 0 at 1.
+    pub fn percent_to_sigma(&self, percent: f64) -> f32 {
+        if percent <= 0.0 {
+            return 999_999_999.9;
+        }
+        if percent >= 1.0 {
+            return 0.0;
+        }
+        self.t_to_sigma(((1.0 - percent) * 999.0) as f32)
+    }
+
     /// A1111's LCM boundary-condition scalings at `sigma` (`get_scaled_out`, σ_data = 0.5): the
     /// denoised latents become `c_out · denoised + c_skip · x`. `None` for other tables.
     pub fn lcm_scalings(&self, sigma: f32) -> Option<(f32, f32)> {

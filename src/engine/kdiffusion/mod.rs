@@ -35,6 +35,7 @@ mod lcm;
 mod lms;
 mod res_multistep;
 mod restart;
+mod sa_solver;
 pub mod schedules;
 mod seeds;
 pub(crate) mod uni_pc;
@@ -80,6 +81,9 @@ pub struct Context<'a> {
     pub flavor: Flavor,
     /// How the SDE samplers' Brownian trees are seeded (`None`: they cannot run).
     pub brownian: Option<BrownianSeeds>,
+    /// The model's discrete schedule as the tool holds it (SA-Solver places its stochastic
+    /// interval on it).
+    pub schedule: &'a discrete::DiscreteSchedule,
 }
 
 /// The entropy of each Brownian tree (A1111: one per image, its seed; ComfyUI: one for the
@@ -146,6 +150,8 @@ pub enum KSampler {
     ErSde,
     Seeds2,
     Seeds3,
+    SaSolver,
+    SaSolverPece,
 }
 
 impl KSampler {
@@ -187,6 +193,8 @@ impl KSampler {
             Sampler::ErSde => KSampler::ErSde,
             Sampler::Seeds2 => KSampler::Seeds2,
             Sampler::Seeds3 => KSampler::Seeds3,
+            Sampler::SaSolver => KSampler::SaSolver,
+            Sampler::SaSolverPece => KSampler::SaSolverPece,
             Sampler::Unipc => KSampler::UniPcBh2,
             // ComfyUI's `ddim` runs its Euler sampler (text-to-image: the same).
             Sampler::Ddim => KSampler::Euler,
@@ -239,7 +247,9 @@ impl KSampler {
             | KSampler::Deis
             | KSampler::ErSde
             | KSampler::Seeds2
-            | KSampler::Seeds3 => Schedule::Uniform,
+            | KSampler::Seeds3
+            | KSampler::SaSolver
+            | KSampler::SaSolverPece => Schedule::Uniform,
             KSampler::Dpm2
             | KSampler::Dpm2Ancestral
             | KSampler::Dpmpp2m
@@ -292,6 +302,11 @@ impl KSampler {
             KSampler::ErSde => er_sde::sample(x, sigmas, cx),
             KSampler::Seeds2 => seeds::sample(x, sigmas, cx, 2),
             KSampler::Seeds3 => seeds::sample(x, sigmas, cx, 3),
+            KSampler::SaSolver | KSampler::SaSolverPece => {
+                // ComfyUI's `get_tau_interval_func(percent_to_sigma(0.2), percent_to_sigma(0.8))`.
+                let interval = (cx.schedule.percent_to_sigma(0.2), cx.schedule.percent_to_sigma(0.8));
+                sa_solver::sample(x, sigmas, cx, self == KSampler::SaSolverPece, interval)
+            }
         }
     }
 
@@ -346,6 +361,8 @@ impl KSampler {
                 let per_step = if self == KSampler::Seeds2 { 2 } else { 3 };
                 return (0..steps).map(|i| if sigmas[i + 1] == 0.0 { 1 } else { per_step }).sum();
             }
+            // PECE evaluates again after every correction (each step but the first).
+            KSampler::SaSolverPece => return (2 * steps).saturating_sub(1),
             _ => {}
         }
         if self == KSampler::Heunpp2 {

@@ -335,6 +335,7 @@ fn run_walk(
                     on_step: &mut on_step,
                     flavor,
                     brownian: Some(brownian_seeds(settings)),
+                    schedule,
                 };
                 // A1111's text-to-image hands DPM-Solver the model's whole σ range, whatever the
                 // schedule (the schedule's first sigma only scales the start noise).

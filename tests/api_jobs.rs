@@ -320,6 +320,8 @@ async fn bad_requests_get_the_right_4xx_with_field_messages() {
     }
     assert_eq!(client.delete(server.url("/api/v1/images/unknown")).send().await.unwrap().status(), 404);
     assert_eq!(client.get(server.url("/api/v1/generate?limit=0")).send().await.unwrap().status(), 422);
+    let long_search = format!("/api/v1/generate?q={}", "a".repeat(1_001));
+    assert_eq!(client.get(server.url(&long_search)).send().await.unwrap().status(), 422);
     assert_eq!(client.get(server.url("/api/v1/generate?before=x")).send().await.unwrap().status(), 422);
     for traversal in ["/outputs/../easel.db", "/outputs/%2e%2e/easel.db", "/outputs/..%2Feasel.db", "/outputs//etc/passwd"] {
         let status = client.get(server.url(traversal)).send().await.unwrap().status();

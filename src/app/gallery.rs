@@ -94,7 +94,12 @@ pub fn GalleryPage() -> impl IntoView {
             <Suspense fallback=|| view! { <p class="empty">"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match first.await {
-                        Ok(page) if page.jobs.iter().all(|j| j.images.is_empty()) && more.with(Vec::is_empty) => {
+                        // (a search page can be empty and still have older jobs to look through)
+                        Ok(page)
+                            if page.jobs.iter().all(|j| j.images.is_empty())
+                                && page.next_before.is_none()
+                                && more.with(Vec::is_empty) =>
+                        {
                             let message = match query() {
                                 Some(q) => format!("No images whose prompt contains “{q}”."),
                                 None => "No images yet. Generate one!".to_string(),

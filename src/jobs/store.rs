@@ -35,6 +35,11 @@ pub const DB_FILE_NAME: &str = "easel.db";
 /// The most jobs one [`JobStore::list`] page returns, whatever the caller asks for.
 pub const MAX_LIST_LIMIT: u32 = 500;
 
+/// How many jobs (by `seq`) one page of a prompt search examines at most. A search that has not
+/// found a page's worth among them returns what it found with a cursor below them, so no request
+/// scans the whole history; the next page goes on from there.
+pub const SEARCH_WINDOW: i64 = 5_000;
+
 /// A job found `running` at start-up this many times (attempts) is failed instead of run again:
 /// something in it keeps taking the server down (out of memory, a driver crash), and re-running it
 /// forever would keep every job behind it waiting.
@@ -395,22 +400,50 @@ impl JobStore {
     }
 
     /// [`Self::list`] restricted to jobs whose prompt contains `prompt` (ASCII case-insensitive),
-    /// searched in the database, so the filter covers the whole history and not one page.
+    /// searched in the database, so the filter covers the whole history and not one page. Each
+    /// page examines at most [`SEARCH_WINDOW`] jobs: a page may then hold fewer matches than
+    /// `limit` (even none) and still carry a cursor to go on.
     pub fn list_matching(&self, limit: u32, before: Option<i64>, prompt: Option<&str>) -> Result<JobPage, StoreError> {
+        self.list_matching_within(limit, before, prompt, SEARCH_WINDOW)
+    }
+
+    fn list_matching_within(&self, limit: u32, before: Option<i64>, prompt: Option<&str>, window: i64) -> Result<JobPage, StoreError> {
         let limit = limit.clamp(1, MAX_LIST_LIMIT);
         let conn = self.conn();
         // One extra row tells whether an older page exists, so the last page has no cursor.
         let fetch = i64::from(limit) + 1;
         let prompt = prompt.map(str::trim).filter(|p| !p.is_empty());
+        // A search looks at the `window` sequence numbers below the cursor (gaps left by deleted
+        // jobs only make it look at fewer).
+        let floor = match prompt {
+            Some(_) => {
+                let top = match before {
+                    Some(b) => b,
+                    None => conn.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs", [], |r| r.get::<_, i64>(0))?,
+                };
+                Some(top.saturating_sub(window.max(1)))
+            }
+            None => None,
+        };
         let mut stmt = conn.prepare_cached(&format!(
-            "{JOB_SELECT} WHERE (?1 IS NULL OR j.seq < ?1) \
+            "{JOB_SELECT} WHERE (?1 IS NULL OR j.seq < ?1) AND (?4 IS NULL OR j.seq >= ?4) \
              AND (?2 IS NULL OR instr(lower(json_extract(j.request, '$.prompt')), lower(?2)) > 0) \
              ORDER BY j.seq DESC LIMIT ?3"
         ))?;
-        let raws: Vec<RawJob> = stmt.query_map(params![before, prompt, fetch], RawJob::from_row)?.collect::<Result<_, _>>()?;
+        let raws: Vec<RawJob> = stmt.query_map(params![before, prompt, fetch, floor], RawJob::from_row)?.collect::<Result<_, _>>()?;
         let more = raws.len() > limit as usize;
         let jobs = raws.into_iter().take(limit as usize).map(|raw| finish_job(&conn, raw)).collect::<Result<Vec<_>, _>>()?;
-        let next_before = if more { jobs.last().map(|j| j.seq) } else { None };
+        let next_before = if more {
+            jobs.last().map(|j| j.seq)
+        } else {
+            // The window ran out before the history did: go on below it.
+            match floor {
+                Some(floor) if conn.query_row("SELECT EXISTS(SELECT 1 FROM jobs WHERE seq < ?1)", [floor], |r| r.get::<_, bool>(0))? => {
+                    Some(floor)
+                }
+                _ => None,
+            }
+        };
         Ok(JobPage { jobs, next_before })
     }
 
@@ -873,6 +906,29 @@ pub(crate) mod tests {
         assert_eq!(rest.next_before, None);
         assert_eq!(store.list_matching(100, None, Some("  ")).unwrap().jobs.len(), 30, "a blank filter matches all");
         assert!(store.list_matching(10, None, Some("%")).unwrap().jobs.is_empty(), "no wildcard characters");
+    }
+
+    #[test]
+    fn a_prompt_search_examines_a_bounded_window_per_page() {
+        let dir = TempDir::new("window");
+        let store = JobStore::open(&dir.0).unwrap();
+        for n in 0..30 {
+            submit(&store, &if n < 2 { format!("old fox {n}") } else { format!("lighthouse {n}") });
+        }
+        // Windows of 10 jobs: the first two pages find nothing but go on; the third finds both.
+        let mut before = None;
+        let mut pages = Vec::new();
+        loop {
+            let page = store.list_matching_within(5, before, Some("fox"), 10).unwrap();
+            pages.push(page.jobs.iter().map(|j| j.settings.prompt.clone()).collect::<Vec<_>>());
+            match page.next_before {
+                Some(next) => before = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(pages, vec![vec![], vec![], vec!["old fox 1".to_string(), "old fox 0".to_string()]]);
+        // Without a filter nothing changes: pages are full.
+        assert_eq!(store.list_matching_within(5, None, None, 10).unwrap().jobs.len(), 5);
     }
 
     #[test]

@@ -39,6 +39,9 @@ use pulls::{PullCancel, PullManager, StartRefused};
 pub const MAX_IDEMPOTENCY_KEY: usize = 200;
 /// Largest history page.
 pub const MAX_PAGE: u32 = 100;
+
+/// The longest prompt search (`?q=`) accepted.
+pub const MAX_SEARCH_CHARS: usize = 1_000;
 /// Most queued and running jobs one [`Easel::active_jobs`] call returns.
 pub const MAX_ACTIVE_LISTED: u32 = 500;
 
@@ -474,6 +477,10 @@ impl Easel {
         if !(1..=MAX_PAGE).contains(&query.limit) {
             let message = format!("limit must be 1..{MAX_PAGE}, got {}", query.limit);
             return Err(ServiceError::Invalid(vec![FieldError::new("limit", message)]));
+        }
+        if let Some(q) = query.prompt.as_deref().filter(|q| q.chars().count() > MAX_SEARCH_CHARS) {
+            let message = format!("q is {} characters; search with at most {MAX_SEARCH_CHARS}", q.chars().count());
+            return Err(ServiceError::Invalid(vec![FieldError::new("q", message)]));
         }
         let store = self.jobs.store().clone();
         let page = blocking(move || store.list_matching(query.limit, query.before, query.prompt.as_deref())).await?;

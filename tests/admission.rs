@@ -149,6 +149,31 @@ async fn one_client_cannot_hold_more_than_its_share_of_event_streams() {
     client.delete(server.url(&format!("/api/v1/generate/{}", job["id"].as_str().unwrap()))).send().await.unwrap();
 }
 
+/// A client that stops sending its body is answered with a 4xx after the body timeout and the
+/// server goes on serving others meanwhile.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_trickles_its_body_is_answered_after_the_body_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = start_with(settings(models_dir(), temp_dir("admission-slowbody"))).await;
+    let mut slow = tokio::net::TcpStream::connect(server.url("").trim_start_matches("http://")).await.unwrap();
+    slow.write_all(
+        b"POST /api/v1/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"prompt\": ",
+    )
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let client = reqwest::Client::new();
+    assert_eq!(client.get(server.url("/api/v1/health")).send().await.unwrap().status(), 200);
+    let mut buf = [0u8; 512];
+    let limit = std::time::Duration::from_secs(easel::server::BODY_READ_TIMEOUT_S + 15);
+    let read = tokio::time::timeout(limit, slow.read(&mut buf)).await;
+    let n = read.unwrap_or_else(|_| panic!("the half-sent body was still being waited for after {limit:?}")).unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(started.elapsed() >= std::time::Duration::from_secs(easel::server::BODY_READ_TIMEOUT_S - 1));
+    assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
+    assert_eq!(client.get(server.url("/api/v1/health")).send().await.unwrap().status(), 200);
+}
+
 /// A client that sends its headers slower than the header timeout is dropped; others are served
 /// meanwhile.
 #[tokio::test(flavor = "multi_thread")]

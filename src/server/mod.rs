@@ -141,11 +141,15 @@ pub async fn serve_on(
 
 /// Seconds a client has to send a request's headers (a slow-loris client is dropped after it).
 pub const HEADER_READ_TIMEOUT_S: u64 = 10;
+/// Seconds a client has to send a request's whole body once its headers are in (a client that
+/// trickles a body is answered and dropped after it). The largest body, a 20 MiB upload, needs
+/// about 6 Mbit/s to arrive in time.
+pub const BODY_READ_TIMEOUT_S: u64 = 30;
 /// Connections served at once; further ones wait in the listen backlog until one closes.
 pub const MAX_CONNECTIONS: usize = 2048;
 
-/// axum::serve's loop with what it does not offer: a header read timeout and a cap on open
-/// connections. Each request carries its peer address (`ConnectInfo`, for per-client limits).
+/// axum::serve's loop with what it does not offer: header and body read timeouts and a cap on
+/// open connections. Each request carries its peer address (`ConnectInfo`, for per-client limits).
 /// When `shutdown` resolves, no connection is accepted and the open ones are let finish.
 pub async fn serve_connections(
     listener: tokio::net::TcpListener,
@@ -157,6 +161,8 @@ pub async fn serve_connections(
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(std::time::Duration::from_secs(HEADER_READ_TIMEOUT_S));
+    // A body read that outlasts its time fails the handler's extractor (the client gets a 4xx).
+    let router = router.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(std::time::Duration::from_secs(BODY_READ_TIMEOUT_S)));
     tokio::pin!(shutdown);
     loop {
         let slot = tokio::select! {

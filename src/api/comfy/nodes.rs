@@ -6,6 +6,7 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::api::sampling_range::MAX_RANGE_STEP;
 use crate::api::{Compat, Sampler, Schedule};
 
 /// What one input takes.
@@ -115,6 +116,20 @@ fn choice(name: &'static str, values: &[String]) -> InputSpec {
     InputSpec { name, kind: InputKind::Choice(values.to_vec()) }
 }
 
+/// The inputs KSampler and KSamplerAdvanced share, in their order (the seed named `seed`).
+fn sampling_inputs(seed: &'static str) -> Vec<InputSpec> {
+    vec![
+        int(seed, 0, 0, u64::MAX),
+        int("steps", 20, 1, 10000),
+        float("cfg", 8.0, 0.0, 100.0, 0.1),
+        choice("sampler_name", &sampler_names()),
+        choice("scheduler", &scheduler_names()),
+        link("positive", "CONDITIONING"),
+        link("negative", "CONDITIONING"),
+        link("latent_image", "LATENT"),
+    ]
+}
+
 /// Every node class Easel runs.
 pub fn specs(lists: &Lists) -> Vec<NodeSpec> {
     vec![
@@ -200,18 +215,7 @@ pub fn specs(lists: &Lists) -> Vec<NodeSpec> {
             class: "KSampler",
             display_name: "KSampler",
             category: "sampling",
-            required: vec![
-                link("model", "MODEL"),
-                int("seed", 0, 0, u64::MAX),
-                int("steps", 20, 1, 10000),
-                float("cfg", 8.0, 0.0, 100.0, 0.1),
-                choice("sampler_name", &sampler_names()),
-                choice("scheduler", &scheduler_names()),
-                link("positive", "CONDITIONING"),
-                link("negative", "CONDITIONING"),
-                link("latent_image", "LATENT"),
-                float("denoise", 1.0, 0.0, 1.0, 0.01),
-            ],
+            required: [vec![link("model", "MODEL")], sampling_inputs("seed"), vec![float("denoise", 1.0, 0.0, 1.0, 0.01)]].concat(),
             outputs: &[("LATENT", "LATENT")],
             output_node: false,
             description: "Denoises a latent image.",
@@ -220,26 +224,16 @@ pub fn specs(lists: &Lists) -> Vec<NodeSpec> {
             class: "KSamplerAdvanced",
             display_name: "KSampler (Advanced)",
             category: "sampling",
-            required: vec![
-                link("model", "MODEL"),
-                choice("add_noise", &["enable".to_string(), "disable".to_string()]),
-                int("noise_seed", 0, 0, u64::MAX),
-                int("steps", 20, 1, 10000),
-                float("cfg", 8.0, 0.0, 100.0, 0.1),
-                choice("sampler_name", &sampler_names()),
-                choice("scheduler", &scheduler_names()),
-                link("positive", "CONDITIONING"),
-                link("negative", "CONDITIONING"),
-                link("latent_image", "LATENT"),
-                int("start_at_step", 0, 0, u64::from(crate::api::sampling_range::MAX_RANGE_STEP)),
-                int(
-                    "end_at_step",
-                    i64::from(crate::api::sampling_range::MAX_RANGE_STEP),
-                    0,
-                    u64::from(crate::api::sampling_range::MAX_RANGE_STEP),
-                ),
-                choice("return_with_leftover_noise", &["disable".to_string(), "enable".to_string()]),
-            ],
+            required: [
+                vec![link("model", "MODEL"), choice("add_noise", &["enable".to_string(), "disable".to_string()])],
+                sampling_inputs("noise_seed"),
+                vec![
+                    int("start_at_step", 0, 0, u64::from(MAX_RANGE_STEP)),
+                    int("end_at_step", i64::from(MAX_RANGE_STEP), 0, u64::from(MAX_RANGE_STEP)),
+                    choice("return_with_leftover_noise", &["disable".to_string(), "enable".to_string()]),
+                ],
+            ]
+            .concat(),
             outputs: &[("LATENT", "LATENT")],
             output_node: false,
             description: "Denoises a latent image over a window of the steps, with or without fresh noise.",

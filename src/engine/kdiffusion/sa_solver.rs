@@ -5,6 +5,7 @@
 //! evaluates the model again at each corrected point. Fresh noise in the stochastic interval.
 //! ComfyUI only.
 
+use super::uni_pc::solve;
 use super::Context;
 use crate::engine::EngineError;
 
@@ -46,36 +47,13 @@ fn ln_gamma_f32(x: f32) -> f32 {
     factorial.ln() as f32
 }
 
-/// Solves `Σⱼ λⱼⁱ·lⱼ = eᵢ` (the transposed Vandermonde system) by Gaussian elimination with
-/// partial pivoting in float64, rounded to float32.
-fn solve_vandermonde(lambdas: &[f32], rhs: &[f32]) -> Vec<f32> {
-    let n = lambdas.len();
-    let mut a: Vec<Vec<f64>> =
-        (0..n).map(|i| lambdas.iter().map(|&l| f64::from(l.powi(i as i32))).chain([f64::from(rhs[i])]).collect()).collect();
-    for col in 0..n {
-        let pivot = (col..n).max_by(|&p, &q| a[p][col].abs().total_cmp(&a[q][col].abs())).unwrap_or(col);
-        a.swap(col, pivot);
-        let pivot_row = a[col].clone();
-        for row in a.iter_mut().skip(col + 1) {
-            let f = row[col] / pivot_row[col];
-            for (v, p) in row.iter_mut().zip(&pivot_row).skip(col) {
-                *v -= f * p;
-            }
-        }
-    }
-    let mut x = vec![0f64; n];
-    for row in (0..n).rev() {
-        let tail: f64 = (row + 1..n).map(|c| a[row][c] * x[c]).sum();
-        x[row] = (a[row][n] - tail) / a[row][row];
-    }
-    x.into_iter().map(|v| v as f32).collect()
-}
-
 /// The b coefficients of one predictor or corrector step from λ_s to λ_t over the predictions
 /// at `lambdas` (`compute_stochastic_adams_b_coeffs`, not the simple order-2 form).
 fn b_coeffs(sigma_next: f32, lambdas: &[f32], lambda_s: f32, lambda_t: f32, tau: f32) -> Vec<f32> {
     let integrals = exponential_coeffs(lambda_s, lambda_t, lambdas.len(), tau);
-    let lagrange = solve_vandermonde(lambdas, &integrals);
+    // Σⱼ λⱼⁱ·lⱼ = eᵢ: the transposed Vandermonde system (`torch.vander(...).T`).
+    let vandermonde: Vec<Vec<f32>> = (0..lambdas.len()).map(|i| lambdas.iter().map(|l| l.powi(i as i32)).collect()).collect();
+    let lagrange = solve(&vandermonde, &integrals);
     let alpha_t = sigma_next * lambda_t.exp();
     lagrange.into_iter().map(|l| alpha_t * l).collect()
 }

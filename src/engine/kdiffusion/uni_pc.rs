@@ -75,7 +75,7 @@ fn data_prediction(cx: &mut Context<'_>, x: &[f32], sigma: f32) -> Result<Vec<f3
 
 /// Solves the small system `m·r = b` (row-major, n ≤ 3) by Gaussian elimination with partial
 /// pivoting in float64, rounded to float32 (torch solves it in float32 with LAPACK).
-fn solve(m: &[Vec<f32>], b: &[f32]) -> Vec<f32> {
+pub(crate) fn solve(m: &[Vec<f32>], b: &[f32]) -> Vec<f32> {
     let n = b.len();
     let mut a: Vec<Vec<f64>> = (0..n).map(|r| (0..n).map(|c| f64::from(m[r][c])).chain([f64::from(b[r])]).collect()).collect();
     for col in 0..n {

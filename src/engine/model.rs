@@ -275,6 +275,8 @@ pub struct SdModel {
     /// Above this many latent positions the two halves of classifier-free guidance run as two
     /// UNet calls (see `pipeline::stages::SPLIT_GUIDANCE_TOKENS`, the default).
     pub split_guidance_tokens: usize,
+    /// The VAE config's scaling factor and tile size, read once.
+    pub vae_facts: super::pipeline::stages::VaeFacts,
     /// The text encoder edited for CLIP skip and embedding vectors (see [`onnx_edit`]), for the
     /// last CLIP skip asked for (kept only in [`Residency::Warm`]).
     edited_text_encoder: Option<(usize, OnnxModel, EncoderEdit)>,
@@ -666,6 +668,7 @@ impl SdModel {
             loras: LoraSet::default(),
             unet_in_channels: None,
             split_guidance_tokens: super::pipeline::stages::SPLIT_GUIDANCE_TOKENS,
+            vae_facts: super::pipeline::stages::VaeFacts::read(path),
             edited_text_encoder: None,
         };
         Ok(model)

@@ -37,35 +37,44 @@ pub(crate) fn check_cancel(cancel: &CancelToken) -> Result<(), EngineError> {
     }
 }
 
-/// The model's VAE config (`vae_decoder/config.json`) when it has one (optimum and Easel's
-/// tooling write it; a checkpoint file has none).
-fn vae_config(model: &SdModel) -> Option<serde_json::Value> {
-    let text = std::fs::read_to_string(model.dir.join("vae_decoder/config.json")).ok()?;
-    serde_json::from_str(&text).ok()
+/// What the pipeline reads from a model's VAE config (`vae_decoder/config.json`, which optimum
+/// and Easel's tooling write; a checkpoint file has none): read once, when the model opens.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VaeFacts {
+    /// The latent scaling factor (SD's 0.18215 without a config).
+    pub scaling_factor: f32,
+    /// The tile side in latents, as diffusers derives it: `sample_size / 2^(blocks − 1)`, else
+    /// SD's 64 (512 pixels).
+    pub tile_latent: usize,
 }
 
-/// The model's VAE scaling factor from its config when present.
-pub(super) fn vae_scaling_factor(model: &SdModel) -> f32 {
-    vae_config(model).and_then(|j| j["scaling_factor"].as_f64()).map(|f| f as f32).unwrap_or(SD15_VAE_SCALING_FACTOR)
-}
-
-/// The VAE's tile side in latents, as diffusers derives it: `sample_size / 2^(blocks − 1)` from
-/// its config, else SD's 64 (512 pixels).
-fn vae_tile_latent(model: &SdModel) -> usize {
-    let config = vae_config(model);
-    let sample = config.as_ref().and_then(|j| j["sample_size"].as_u64().or_else(|| j["sample_size"][0].as_u64()));
-    let blocks = config.as_ref().and_then(|j| j["block_out_channels"].as_array().map(Vec::len));
-    match (sample, blocks) {
-        (Some(sample), Some(blocks)) if blocks >= 1 => ((sample as usize) >> (blocks - 1)).max(1),
-        _ => vae_tiles::DEFAULT_TILE_LATENT,
+impl VaeFacts {
+    /// The facts of the model at `dir` (a folder or a checkpoint file).
+    pub fn read(dir: &std::path::Path) -> Self {
+        let config: Option<serde_json::Value> =
+            std::fs::read_to_string(dir.join("vae_decoder/config.json")).ok().and_then(|text| serde_json::from_str(&text).ok());
+        let scaling_factor =
+            config.as_ref().and_then(|j| j["scaling_factor"].as_f64()).map(|f| f as f32).unwrap_or(SD15_VAE_SCALING_FACTOR);
+        let sample = config.as_ref().and_then(|j| j["sample_size"].as_u64().or_else(|| j["sample_size"][0].as_u64()));
+        let blocks = config.as_ref().and_then(|j| j["block_out_channels"].as_array().map(Vec::len));
+        let tile_latent = match (sample, blocks) {
+            (Some(sample), Some(blocks)) if blocks >= 1 => ((sample as usize) >> (blocks - 1)).max(1),
+            _ => vae_tiles::DEFAULT_TILE_LATENT,
+        };
+        Self { scaling_factor, tile_latent }
     }
+}
+
+/// The model's VAE scaling factor.
+pub(super) fn vae_scaling_factor(model: &SdModel) -> f32 {
+    model.vae_facts.scaling_factor
 }
 
 /// The tile side (in latents) a picture of `height` x `width` pixels goes through the VAE with,
 /// or `None` to run it whole: `tiling` already made concrete for the compat mode
 /// ([`VaeTiling::for_compat`]); `Auto` tiles above [`vae_tiles::AUTO_TILE_ABOVE_PIXELS`].
 pub fn vae_tiles_for(model: &SdModel, tiling: VaeTiling, height: usize, width: usize) -> Option<usize> {
-    let tile = vae_tile_latent(model);
+    let tile = model.vae_facts.tile_latent;
     let larger_than_a_tile = TileGrid::encode(tile).needs_tiles(height, width);
     match tiling {
         VaeTiling::Off => None,

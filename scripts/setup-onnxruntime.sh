@@ -25,6 +25,21 @@ ORT_VERSION="1.31.1"
 cache_root="${XDG_CACHE_HOME:-$HOME/.cache}"
 here="$(cd "$(dirname "$0")" && pwd)"
 
+# Prints the library and stops when an earlier run installed and verified it ($lib, $dest).
+finish_if_verified() {
+  if [ -f "$lib" ] && [ -f "$dest/.verified-$ORT_VERSION" ]; then
+    echo "$lib"
+    exit 0
+  fi
+}
+
+# Checks for python3 (it fetches $1 once) and makes $tmp, removed on exit.
+start_fetch() {
+  command -v python3 >/dev/null || { echo "error: python3 with pip is needed once to fetch $1" >&2; exit 1; }
+  tmp="$(mktemp -d)"
+  trap 'rm -rf "$tmp"' EXIT
+}
+
 if [ "$gpu" = 1 ]; then
   # Easel looks here first for --device cuda (engine/runtime.rs, GPU_DIR).
   dest="$cache_root/easel/onnxruntime-gpu"
@@ -34,13 +49,8 @@ if [ "$gpu" = 1 ]; then
          "yourself and set ORT_DYLIB_PATH to its libonnxruntime (see docs/install.md)" >&2
     exit 1
   fi
-  if [ -f "$lib" ] && [ -f "$dest/.verified-$ORT_VERSION" ]; then
-    echo "$lib"
-    exit 0
-  fi
-  command -v python3 >/dev/null || { echo "error: python3 with pip is needed once to fetch the wheels" >&2; exit 1; }
-  tmp="$(mktemp -d)"
-  trap 'rm -rf "$tmp"' EXIT
+  finish_if_verified
+  start_fetch "the wheels"
   echo "fetching onnxruntime-gpu $ORT_VERSION and its CUDA 13 / cuDNN 9 libraries (about 1.5 GB) ..." >&2
   # pip takes a wheel only for a platform named here (NVIDIA's are tagged for older glibc versions).
   platforms=()
@@ -95,14 +105,8 @@ case "$(uname -s)-$(uname -m)" in
     exit 1 ;;
 esac
 
-if [ -f "$lib" ] && [ -f "$dest/.verified-$ORT_VERSION" ]; then
-  echo "$lib"
-  exit 0
-fi
-
-command -v python3 >/dev/null || { echo "error: python3 with pip is needed once to fetch the ONNX Runtime wheel" >&2; exit 1; }
-tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
+finish_if_verified
+start_fetch "the ONNX Runtime wheel"
 echo "fetching onnxruntime $ORT_VERSION ($platform) ..." >&2
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.11 \
   --platform "$platform" -d "$tmp" "onnxruntime==$ORT_VERSION" >&2

@@ -141,6 +141,10 @@ impl OnnxModel {
             .with_inter_threads(1)
             .map_err(|e| fail(&e))?;
         let builder = super::execution::register(builder, device, threads).map_err(|e| fail(&e))?;
+        // No memory pattern: ONNX Runtime's pre-planned buffers per input shape cost more peak
+        // memory than they save time (SD 1.5 at 512²: low-memory peak 4.02 -> 3.87 GB, warm 5.93 ->
+        // 5.82 GB, UNet calls unchanged; docs/benchmarks.md).
+        let builder = builder.with_memory_pattern(false).map_err(|e| fail(&e))?;
         let session = commit(builder).map_err(|e| fail(&e))?;
         let inputs = session
             .inputs()

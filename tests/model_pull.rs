@@ -144,6 +144,19 @@ async fn a_corrupted_byte_fails_the_checksum_and_nothing_is_registered() {
     }
 }
 
+/// A file the hub sends without a checksum (an etag that is neither a sha256 nor a git sha1) is not
+/// kept: the pull fails naming it and nothing is registered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_without_a_checksum_is_refused() {
+    let hub = fake_hub::start_serving_tiny(REPO, "main").await;
+    let data = temp_dir("pull-no-checksum");
+    hub.state.faults.lock().unwrap().no_checksum = Some("model_index.json".into());
+    let err = pull_from(&hub.url(), None, &data.join("hub"), &request(REPO, "main")).await.unwrap_err();
+    assert!(matches!(err, HubError::ChecksumMissing { .. }), "{err}");
+    assert!(err.to_string().contains("model_index.json") && err.to_string().contains("cannot be verified"), "{err}");
+    assert!(registry(&data).find(REPO).is_none());
+}
+
 /// A server that sends more bytes than the file's size is cut off: the download is discarded
 /// (never written past the size), nothing registered; the next, honest pull succeeds.
 #[tokio::test(flavor = "multi_thread")]

@@ -33,6 +33,8 @@ pub enum HubError {
     NotAModel { repo_id: String, revision: String, missing: Vec<String> },
     #[error("checksum mismatch for {file}: the hub says sha {expected}, the download has {actual}; the file was discarded and the model not registered: pull again")]
     ChecksumMismatch { file: String, expected: String, actual: String },
+    #[error("the hub gave no checksum for {file} (etag {etag:?}, neither a sha256 nor a git sha1): it cannot be verified, so it was discarded and the model not registered; pull from huggingface.co or a mirror that sends checksums")]
+    ChecksumMissing { file: String, etag: String },
     #[error("{}", disk_full_message(path, *needed, *available))]
     DiskFull { path: PathBuf, needed: Option<u64>, available: Option<u64> },
     #[error("download of {file} was interrupted after {have} of {size} bytes ({detail}); run the pull again to resume where it stopped")]

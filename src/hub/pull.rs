@@ -378,7 +378,8 @@ async fn fetch_blob(
 }
 
 /// Checks a downloaded file against its etag: sha256 for LFS files (64 hex digits), the git blob
-/// sha1 for small files (40). Discards the file on a mismatch.
+/// sha1 for small files (40). Discards the file on a mismatch, and when the etag is neither (a
+/// file nothing can vouch for is not kept).
 fn verify(path: &std::path::Path, etag: &str, file: &str) -> Result<(), HubError> {
     let hex = etag.chars().all(|c| c.is_ascii_hexdigit());
     let actual = match (etag.len(), hex) {
@@ -388,8 +389,8 @@ fn verify(path: &std::path::Path, etag: &str, file: &str) -> Result<(), HubError
             hash_file::<Sha1>(path, Some(format!("blob {size}\0").as_bytes()))
         }
         _ => {
-            tracing::warn!(file, etag, "the hub gave no checksum for this file; it is not verified");
-            return Ok(());
+            let _ = std::fs::remove_file(path);
+            return Err(HubError::ChecksumMissing { file: file.to_string(), etag: etag.to_string() });
         }
     }
     .map_err(|e| HubError::from_io(path, e))?;
@@ -489,6 +490,11 @@ mod tests {
         verify(&path, "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03", "f").unwrap();
         let err = verify(&path, &"0".repeat(64), "f").unwrap_err();
         assert!(matches!(err, HubError::ChecksumMismatch { .. }), "{err}");
+        assert!(!path.exists());
+        // An etag that is no checksum (a weak or opaque one) is refused, and the file discarded.
+        std::fs::write(&path, b"hello\n").unwrap();
+        let err = verify(&path, "W/abc-123", "f").unwrap_err();
+        assert!(matches!(err, HubError::ChecksumMissing { .. }) && err.to_string().contains("cannot be verified"), "{err}");
         assert!(!path.exists());
         let _ = std::fs::remove_dir_all(&dir);
     }

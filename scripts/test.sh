@@ -37,6 +37,9 @@ timeout 900 models/sdtool test ../tests/clients -p no:cacheprovider
 # Both start their own server (the debug binary the tests just built) on loopback; about a minute each.
 step "load test: 50 clients, 500 jobs followed over SSE; nothing lost or duplicated"
 timeout 900 python3 scripts/load_test.py --binary target/debug/easel
+step "flood test: 1,000 event streams and 10,000 submissions at once; 429/503 where due, health answers, memory bounded"
+timeout 600 python3 scripts/flood_test.py --binary target/debug/easel
+
 step "leak test: 1,000 jobs in a row; resident memory within 5% of after the first 50"
 timeout 900 python3 scripts/leak_test.py --binary target/debug/easel
 

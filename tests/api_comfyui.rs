@@ -191,6 +191,47 @@ async fn a_ksampler_advanced_graph_runs_its_window_as_comfyui_does() {
     assert!(refusal.to_string().contains("start_at_step"), "{refusal}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn an_image_scale_before_vae_encode_gives_comfyuis_picture() {
+    let server = start(models_dir(), temp_dir("comfyui-image-scale")).await;
+    let addr = comfyui(&server).await;
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("http://{addr}{path}");
+    // An 80x56 picture, scaled to 64x64 with lanczos before VAEEncode, as ComfyUI ran it.
+    let case = fixture("comfyui_img2img_image_scale_lanczos_euler_normal_d07_s34");
+    let settings: Value = serde_json::from_str(&std::fs::read_to_string(case.join("settings.json")).unwrap()).unwrap();
+    let (content_type, body) = multipart("image", "init.png", &std::fs::read(case.join("init.png")).unwrap());
+    let uploaded: Value =
+        http.post(url("/upload/image")).header("content-type", content_type).body(body).send().await.unwrap().json().await.unwrap();
+    let mut graph = txt2img_graph(&settings, 34, 1);
+    graph["3"]["inputs"]["denoise"] = json!(0.7);
+    graph["3"]["inputs"]["latent_image"] = json!(["11", 0]);
+    graph["10"] = json!({"class_type": "LoadImage", "inputs": {"image": uploaded["name"]}});
+    graph["13"] = json!({"class_type": "ImageScale", "inputs": {"image": ["10", 0], "upscale_method": "lanczos", "width": 64,
+        "height": 64, "crop": "disabled"}});
+    graph["11"] = json!({"class_type": "VAEEncode", "inputs": {"pixels": ["13", 0], "vae": ["4", 2]}});
+    graph.as_object_mut().unwrap().remove("5");
+    let answer: Value = http.post(url("/prompt")).json(&json!({"prompt": graph})).send().await.unwrap().json().await.unwrap();
+    let prompt_id = answer["prompt_id"].as_str().unwrap_or_else(|| panic!("{answer}")).to_string();
+    let history = loop {
+        let history: Value = http.get(url(&format!("/history/{prompt_id}"))).send().await.unwrap().json().await.unwrap();
+        if history.get(&prompt_id).is_some() {
+            break history;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let image = &history[&prompt_id]["outputs"]["9"]["images"][0];
+    let query = [("filename", image["filename"].as_str().unwrap()), ("subfolder", image["subfolder"].as_str().unwrap())];
+    let png = http.get(url("/view")).query(&query).send().await.unwrap().bytes().await.unwrap();
+    assert_same_picture(&png, &case.join("image_0.png"));
+    // Other scaling is named in a node error.
+    graph["13"]["inputs"]["upscale_method"] = json!("bicubic");
+    let resp = http.post(url("/prompt")).json(&json!({"prompt": graph})).send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let refusal: Value = resp.json().await.unwrap();
+    assert!(refusal["node_errors"]["13"].is_object(), "{refusal}");
+}
+
 /// A multipart form with one file field, as ComfyUI clients upload pictures.
 fn multipart(field: &str, name: &str, bytes: &[u8]) -> (String, Vec<u8>) {
     let boundary = "easel-test-boundary";

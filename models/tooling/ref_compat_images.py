@@ -207,6 +207,9 @@ class Settings:
     # ComfyUI's KSamplerAdvanced window, in Easel's request vocabulary (start_at_step, end_at_step, add_noise,
     # return_with_leftover_noise); None for a KSampler.
     sampling_range: dict | None = None
+    # ComfyUI image-to-image: the size of the case's init.png when it differs from width x height; the
+    # graph then scales it with ImageScale (lanczos, no crop) before VAEEncode. Not a request key.
+    init_size: tuple[int, int] | None = None
 
     def __post_init__(self):
         self.prompt_syntax = self.prompt_syntax or self.compat
@@ -339,6 +342,11 @@ CASES = [
     Case("comfyui_sa_solver_pece_karras_s33", "ComfyUI sa_solver_pece / karras: the model evaluated again after "
          "each correction",
          Settings(seed=33, batch_size=1, compat="comfyui", sampler="sa_solver_pece", schedule="karras")),
+    Case("comfyui_img2img_image_scale_lanczos_euler_normal_d07_s34", "ComfyUI image-to-image through ImageScale: "
+         "an 80x56 LoadImage scaled to 64x64 with lanczos (PIL's, no crop), VAEEncode, KSampler euler / normal at "
+         "denoise 0.7",
+         Settings(seed=34, batch_size=1, compat="comfyui", sampler="euler", schedule="normal", strength=0.7,
+                  init_size=(80, 56))),
     Case("comfyui_uni_pc_normal_s14", "ComfyUI uni_pc (B(h) = h) / normal, the penultimate sigma discarded",
          Settings(seed=14, batch_size=1, compat="comfyui", sampler="uni_pc", schedule="normal")),
     Case("comfyui_uni_pc_bh2_karras_s15_b2", "ComfyUI uni_pc_bh2 / karras, batch 2",
@@ -830,7 +838,10 @@ class ComfyUI:
         else:
             # LoadImage (RGB / 255, float32) -> VAEEncode (VAE.encode: x * 2 - 1 through the encoder;
             # its DiagonalGaussianRegularizer(sample=False) takes the mode, the mean) -> RepeatLatentBatch
-            pixels = torch.from_numpy(init_image(s.width, s.height).astype(np.float32) / 255.0)[None]
+            pixels = torch.from_numpy(init_image(*(s.init_size or (s.width, s.height))).astype(np.float32) / 255.0)[None]
+            if s.init_size is not None:
+                # ImageScale.upscale (nodes.py): common_upscale over channels-first pixels, lanczos, no crop
+                pixels = self.utils.common_upscale(pixels.movedim(-1, 1), s.width, s.height, "lanczos", "disabled").movedim(1, -1)
             with torch.no_grad():
                 mean = self.vae.encode(pixels.movedim(-1, 1) * 2.0 - 1.0).latent_dist.mode()
             latent = mean.to(self.device).float().repeat(s.batch_size, 1, 1, 1)
@@ -1028,7 +1039,7 @@ def record_case(case: Case, result: dict, out: Path) -> dict:
     np.save(d / "sigmas.npy", upstream.f32(result["sigmas"]))
     files = ["settings.json", "latents.npy", "noise.npy", "sigmas.npy"]
     if s.strength is not None:
-        Image.fromarray(init_image(s.width, s.height)).save(d / "init.png", optimize=False)
+        Image.fromarray(init_image(*(s.init_size or (s.width, s.height)))).save(d / "init.png", optimize=False)
         files.append("init.png")
     for i, img in enumerate(result["images"]):
         assert img.dtype == np.uint8 and img.shape == (s.height, s.width, 3)

@@ -507,7 +507,25 @@ fn compile_output(nodes: &BTreeMap<String, Node>, output: &str) -> Result<Output
             chain.push(latent_id.clone());
         }
         "VAEEncode" => {
-            let (pixels_id, pixels, _) = source(nodes, latent, "pixels");
+            let (mut pixels_id, mut pixels, _) = source(nodes, latent, "pixels");
+            // ImageScale with lanczos and no crop is Pillow's Lanczos to a size, which is how Easel
+            // sizes an init image to the request's width and height.
+            let mut scale = None;
+            if pixels.class == "ImageScale" {
+                let (width, height) = (int_of(pixels, "width"), int_of(pixels, "height"));
+                let lanczos = text_of(pixels, "upscale_method") == "lanczos" && text_of(pixels, "crop") == "disabled";
+                if !lanczos || width <= 0 || height <= 0 || width % 8 != 0 || height % 8 != 0 {
+                    return Err(unsupported(
+                        &pixels_id,
+                        "ImageScale",
+                        "scaling other than lanczos without crop to a width and height in multiples of 8",
+                    ));
+                }
+                request.width = u32::try_from(width).ok();
+                request.height = u32::try_from(height).ok();
+                scale = Some(pixels_id.clone());
+                (pixels_id, pixels, _) = source(nodes, pixels, "image");
+            }
             if pixels.class != "LoadImage" {
                 return Err(unsupported(&pixels_id, &pixels.class, "VAEEncode of pixels that are not a LoadImage's"));
             }
@@ -518,6 +536,7 @@ fn compile_output(nodes: &BTreeMap<String, Node>, output: &str) -> Result<Output
             request.init_image = Some(name.strip_suffix(".png").unwrap_or(&name).to_string());
             request.strength = Some(denoise);
             chain.push(pixels_id);
+            chain.extend(scale);
             chain.push(latent_id.clone());
             if let Some((id, amount)) = repeat {
                 request.batch_size = Some(amount);

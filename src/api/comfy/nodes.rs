@@ -257,6 +257,21 @@ pub fn specs(lists: &Lists) -> Vec<NodeSpec> {
             description: "Encodes pixels into latent images.",
         },
         NodeSpec {
+            class: "ImageScale",
+            display_name: "Upscale Image",
+            category: "image/upscaling",
+            required: vec![
+                link("image", "IMAGE"),
+                choice("upscale_method", &["nearest-exact", "bilinear", "area", "bicubic", "lanczos"].map(String::from)),
+                int("width", 512, 0, 16384),
+                int("height", 512, 0, 16384),
+                choice("crop", &["disabled", "center"].map(String::from)),
+            ],
+            outputs: &[("IMAGE", "IMAGE")],
+            output_node: false,
+            description: "Scales a picture (Easel runs lanczos without crop, before VAEEncode).",
+        },
+        NodeSpec {
             class: "LoadImage",
             display_name: "Load Image",
             category: "image",

@@ -68,10 +68,3 @@ impl SamplingRangeRequest {
         (errors.len() == before).then_some(range)
     }
 }
-
-impl SamplingRange {
-    /// Whether it changes nothing: every step, fresh noise, down to σ = 0.
-    pub fn is_whole(&self, steps: u32) -> bool {
-        self.start_at_step == 0 && self.end_at_step >= steps && self.add_noise
-    }
-}

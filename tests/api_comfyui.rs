@@ -232,6 +232,55 @@ async fn an_image_scale_before_vae_encode_gives_comfyuis_picture() {
     assert!(refusal["node_errors"]["13"].is_object(), "{refusal}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_latent_noise_mask_inpaints_as_comfyui_does() {
+    let server = start(models_dir(), temp_dir("comfyui-noise-mask")).await;
+    let addr = comfyui(&server).await;
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("http://{addr}{path}");
+    let case = fixture("comfyui_inpaint_latent_mask_euler_ancestral_normal_d08_s35_b2");
+    let settings: Value = serde_json::from_str(&std::fs::read_to_string(case.join("settings.json")).unwrap()).unwrap();
+    let mut names = Vec::new();
+    for file in ["init.png", "mask.png"] {
+        let (content_type, body) = multipart("image", file, &std::fs::read(case.join(file)).unwrap());
+        let uploaded: Value =
+            http.post(url("/upload/image")).header("content-type", content_type).body(body).send().await.unwrap().json().await.unwrap();
+        names.push(uploaded["name"].clone());
+    }
+    // LoadImage -> VAEEncode -> SetLatentNoiseMask (LoadImageMask, red) -> RepeatLatentBatch 2 -> KSampler 0.8.
+    let mut graph = txt2img_graph(&settings, 35, 1);
+    graph["3"]["inputs"]["denoise"] = json!(0.8);
+    graph["3"]["inputs"]["latent_image"] = json!(["12", 0]);
+    graph["10"] = json!({"class_type": "LoadImage", "inputs": {"image": names[0]}});
+    graph["11"] = json!({"class_type": "VAEEncode", "inputs": {"pixels": ["10", 0], "vae": ["4", 2]}});
+    graph["14"] = json!({"class_type": "LoadImageMask", "inputs": {"image": names[1], "channel": "red"}});
+    graph["15"] = json!({"class_type": "SetLatentNoiseMask", "inputs": {"samples": ["11", 0], "mask": ["14", 0]}});
+    graph["12"] = json!({"class_type": "RepeatLatentBatch", "inputs": {"samples": ["15", 0], "amount": 2}});
+    graph.as_object_mut().unwrap().remove("5");
+    let answer: Value = http.post(url("/prompt")).json(&json!({"prompt": graph})).send().await.unwrap().json().await.unwrap();
+    let prompt_id = answer["prompt_id"].as_str().unwrap_or_else(|| panic!("{answer}")).to_string();
+    let history = loop {
+        let history: Value = http.get(url(&format!("/history/{prompt_id}"))).send().await.unwrap().json().await.unwrap();
+        if history.get(&prompt_id).is_some() {
+            break history;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let images = history[&prompt_id]["outputs"]["9"]["images"].as_array().unwrap().clone();
+    assert_eq!(images.len(), 2, "{history}");
+    for (i, image) in images.iter().enumerate() {
+        let query = [("filename", image["filename"].as_str().unwrap()), ("subfolder", image["subfolder"].as_str().unwrap())];
+        let png = http.get(url("/view")).query(&query).send().await.unwrap().bytes().await.unwrap();
+        assert_same_picture(&png, &case.join(format!("image_{i}.png")));
+    }
+    // A mask from the alpha channel (ComfyUI inverts it) is named in a node error.
+    graph["14"]["inputs"]["channel"] = json!("alpha");
+    let resp = http.post(url("/prompt")).json(&json!({"prompt": graph})).send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let refusal: Value = resp.json().await.unwrap();
+    assert!(refusal["node_errors"]["14"].is_object(), "{refusal}");
+}
+
 /// A multipart form with one file field, as ComfyUI clients upload pictures.
 fn multipart(field: &str, name: &str, bytes: &[u8]) -> (String, Vec<u8>) {
     let boundary = "easel-test-boundary";

@@ -37,10 +37,16 @@ fn a1111_and_comfyui_modes_give_the_tools_pictures() {
         // Absent and default values are left out, as a client would.
         settings.as_object_mut().unwrap().retain(|_, v| !v.is_null() && *v != serde_json::json!(0.0));
         // An image-to-image case's picture is its init.png (an upload id stands for it here).
-        let init = dir.join("init.png");
-        let images = SourceImages { init: init.exists().then(|| image::open(&init).unwrap().to_rgb8()), mask: None };
+        let (init, mask) = (dir.join("init.png"), dir.join("mask.png"));
+        let images = SourceImages {
+            init: init.exists().then(|| image::open(&init).unwrap().to_rgb8()),
+            mask: mask.exists().then(|| image::open(&mask).unwrap().to_luma8()),
+        };
         if images.init.is_some() {
             settings["init_image"] = serde_json::json!("up_fixture");
+        }
+        if images.mask.is_some() {
+            settings["mask"] = serde_json::json!("up_mask");
         }
         let request = GenerateRequest::from_json(&settings).unwrap_or_else(|e| panic!("{name}: {e:?}"));
         let resolved = request.resolve(|| unreachable!("fixtures give a seed")).unwrap_or_else(|e| panic!("{name}: {e:?}"));

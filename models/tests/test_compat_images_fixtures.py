@@ -111,7 +111,7 @@ def test_settings_are_a_request_in_easels_vocabulary(name):
 def test_files_have_the_right_shapes(name):
     s, case = settings(name), CASES[name]
     b, shape = s["batch_size"], [s["batch_size"], 4, s["height"] // 8, s["width"] // 8]
-    init = ["init.png"] if "strength" in s else []
+    init = (["init.png"] if "strength" in s else []) + (["mask.png"] if (FIXTURES / name / "mask.png").exists() else [])
     assert case["files"] == ["settings.json", "latents.npy", "noise.npy", "sigmas.npy"] + init + \
         [f"image_{i}.png" for i in range(b)]
     assert sorted(p.name for p in (FIXTURES / name).iterdir()) == sorted(case["files"])
@@ -183,6 +183,11 @@ def test_schedule_and_initial_scaling(name):
         assert s["schedule"] == "Automatic" and s["steps"] == len(full) - 1
         np.testing.assert_array_equal(sig, full[len(full) - len(sig):])
         assert sig[0] < smax and tool["x0_scale"] == np.float32(sig[0])
+        return
+    if "strength" in s and s["strength"] == 1.0 and "sampling_range" not in s:
+        # ComfyUI at full denoise over a VAEEncode: the whole schedule, noise * sqrt(1 + sigma0^2) + latent.
+        assert sig[0] == pytest.approx(smax, rel=1e-6) and tool["max_denoise"] is True
+        assert tool["x0_scale"] == pytest.approx(float(np.sqrt(1 + sig[0] ** 2)), rel=1e-6)
         return
     if "strength" in s:
         # ComfyUI's denoise < 1: the last steps + 1 sigmas of an int(steps / denoise)-step schedule,

@@ -210,6 +210,9 @@ class Settings:
     # ComfyUI image-to-image: the size of the case's init.png when it differs from width x height; the
     # graph then scales it with ImageScale (lanczos, no crop) before VAEEncode. Not a request key.
     init_size: tuple[int, int] | None = None
+    # ComfyUI image-to-image with a latent noise mask: the case's mask.png (grey, 255 = repaint) through
+    # LoadImageMask (channel red) and SetLatentNoiseMask. Not a request key (the mask is an upload).
+    masked: bool = False
 
     def __post_init__(self):
         self.prompt_syntax = self.prompt_syntax or self.compat
@@ -232,6 +235,13 @@ def init_image(width: int, height: int) -> np.ndarray:
     r = np.hypot(x - width / 2, y - height / 2)
     rgb = np.stack([255 * x / (width - 1), 255 * y / (height - 1), 127.5 + 127.5 * np.cos(r / 4)], axis=-1)
     return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+
+
+def mask_image(width: int, height: int) -> np.ndarray:
+    """The masked cases' mask: a disk right of centre with a soft edge, uint8 [h, w] (255 = repaint)."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    r = np.hypot(x - 0.6 * width, y - 0.5 * height)
+    return np.clip(np.rint(255 * (0.35 * min(width, height) - r) / 6 + 127.5), 0, 255).astype(np.uint8)
 
 
 REQUEST_KEYS = ["prompt", "negative_prompt", "seed", "steps", "cfg_scale", "width", "height", "batch_size", "compat",
@@ -347,6 +357,16 @@ CASES = [
          "denoise 0.7",
          Settings(seed=34, batch_size=1, compat="comfyui", sampler="euler", schedule="normal", strength=0.7,
                   init_size=(80, 56))),
+    Case("comfyui_inpaint_latent_mask_euler_ancestral_normal_d08_s35_b2", "ComfyUI inpainting with a latent noise "
+         "mask: LoadImage -> VAEEncode -> SetLatentNoiseMask (LoadImageMask, channel red, of a soft disk) -> "
+         "RepeatLatentBatch 2 -> KSampler euler_ancestral / normal at denoise 0.8 (KSamplerX0Inpaint: outside the "
+         "mask the latents are the init's noised to each sigma, and the init's after each call)",
+         Settings(seed=35, batch_size=2, compat="comfyui", sampler="euler_ancestral", schedule="normal", strength=0.8,
+                  masked=True)),
+    Case("comfyui_inpaint_latent_mask_ddim_simple_s36", "ComfyUI inpainting with a latent noise mask and ddim "
+         "(Euler with its own inpainting noise, drawn from seed + 1), full denoise",
+         Settings(seed=36, batch_size=1, compat="comfyui", sampler="ddim", schedule="simple", strength=1.0,
+                  masked=True)),
     Case("comfyui_uni_pc_normal_s14", "ComfyUI uni_pc (B(h) = h) / normal, the penultimate sigma discarded",
          Settings(seed=14, batch_size=1, compat="comfyui", sampler="uni_pc", schedule="normal")),
     Case("comfyui_uni_pc_bh2_karras_s15_b2", "ComfyUI uni_pc_bh2 / karras, batch 2",
@@ -805,6 +825,11 @@ class ComfyUI:
             def process_latent_out(self, latent):
                 return self.latent_format.process_out(latent)
 
+            def scale_latent_inpaint(self, sigma, noise, latent_image, **kwargs):
+                # BaseModel.scale_latent_inpaint: the init latents noised to sigma
+                return self.model_sampling.noise_scaling(sigma.reshape([sigma.shape[0]] + [1] * (len(noise.shape) - 1)),
+                                                         noise, latent_image)
+
         class ModelPatcherStandIn:
             """comfy.model_patcher.ModelPatcher as far as KSampler / CFGGuider read it."""
             load_device = cpu
@@ -884,6 +909,18 @@ class ComfyUI:
         guider.model_options = self.model_patcher.create_model_options_clone(guider.model_options)
         guider.inner_model = patcher.model
 
+        denoise_mask = None
+        if s.masked:
+            # LoadImageMask(channel "red"): the picture as RGBA, its R channel / 255 (nodes.py); SetLatentNoiseMask
+            # reshapes it to [-1, 1, H, W]; CFGGuider.outer_sample's prepare_mask (run here, as inner_sample is
+            # called directly) sizes it to the latents.
+            from PIL import Image
+            picture = Image.fromarray(mask_image(*(s.init_size or (s.width, s.height)))).convert("RGBA")
+            mask = torch.from_numpy(np.array(picture.getchannel("R")).astype(np.float32) / 255.0).unsqueeze(0)
+            mask = mask.reshape((-1, 1, mask.shape[-2], mask.shape[-1]))
+            helpers = importlib.import_module("comfy.sampler_helpers")
+            denoise_mask = helpers.prepare_mask(mask, noise.shape, patcher.load_device)
+
         seen, draws = {}, {"n": 0}
         sample_fn = sampler.sample
 
@@ -918,7 +955,7 @@ class ComfyUI:
         self.recorder = UNetCalls(positive[0][0][0], uncond_row)
         try:
             with upstream.patched(self.sampling, "default_noise_sampler", counting_default_noise_sampler):
-                out = guider.inner_sample(noise, latent_image, patcher.load_device, sampler, sigmas, None,
+                out = guider.inner_sample(noise, latent_image, patcher.load_device, sampler, sigmas, denoise_mask,
                                           lambda i, d, x, n: callback_i.append(i), True, s.seed)
         finally:
             recorder, self.recorder = self.recorder, None
@@ -942,7 +979,11 @@ class ComfyUI:
         start_latent = patcher.model.process_latent_in(latent_image.to(torch.float32))
         scale = (kd._x0_scale(seen["x0"] - start_latent, noise) if s.strength is None and bool(noise.any())
                  else float(seen["sigmas"][0]))
-        if s.strength is not None:
+        if s.strength is not None and max_denoise:  # a full-strength start: noise * sqrt(1 + sigma0^2) + latent
+            scale = float(torch.sqrt(1.0 + seen["sigmas"][0] ** 2.0))
+            expected = patcher.model.model_sampling.noise_scaling(seen["sigmas"][0], noise, start_latent, True)
+            assert torch.equal(expected, seen["x0"]), "image-to-image start is not ComfyUI's noise_scaling"
+        elif s.strength is not None:
             expected = noise * torch.tensor(scale, dtype=torch.float32) + start_latent
             assert torch.equal(expected, seen["x0"]), "image-to-image start is not noise * sigma0 + latent"
         tool = {
@@ -1041,6 +1082,9 @@ def record_case(case: Case, result: dict, out: Path) -> dict:
     if s.strength is not None:
         Image.fromarray(init_image(*(s.init_size or (s.width, s.height)))).save(d / "init.png", optimize=False)
         files.append("init.png")
+    if s.masked:
+        Image.fromarray(mask_image(*(s.init_size or (s.width, s.height)))).save(d / "mask.png", optimize=False)
+        files.append("mask.png")
     for i, img in enumerate(result["images"]):
         assert img.dtype == np.uint8 and img.shape == (s.height, s.width, 3)
         Image.fromarray(img).save(d / f"image_{i}.png", optimize=False)

@@ -292,7 +292,7 @@ impl GenerateRequest {
         if !cfg_scale.is_finite() || !(0.0..=MAX_CFG_SCALE).contains(&cfg_scale) {
             errors.push(FieldError::new("cfg_scale", format!("cfg_scale {cfg_scale} is outside 0..{MAX_CFG_SCALE}")));
         }
-        let images = ImageFields {
+        let mut images = ImageFields {
             init_image: self.init_image.as_deref(),
             mask: self.mask.as_deref(),
             mask_blur: self.mask_blur,
@@ -340,15 +340,27 @@ impl GenerateRequest {
         .resolve(&random_seed, &mut errors);
         let compat = noise.compat;
         // What the a1111 and comfyui modes run so far: text-to-image and image-to-image (A1111's
-        // denoising strength, ComfyUI's KSampler denoise below 1, over the VAE's latents).
+        // denoising strength, ComfyUI's KSampler denoise below 1, over the VAE's latents), and in
+        // comfyui a mask over the latents (SetLatentNoiseMask).
         let unsupported = match compat {
             super::Compat::Diffusers => None,
             _ if self.hires.is_some() => Some("the hires fix"),
-            _ if self.mask.is_some() || self.outpaint.is_some() => Some("inpainting and outpainting"),
+            _ if self.outpaint.is_some() => Some("outpainting"),
+            super::Compat::A1111 if self.mask.is_some() => Some("inpainting"),
             _ => None,
         };
         if let Some(what) = unsupported {
             errors.push(FieldError::new("compat", format!("compat {compat} does not run {what} yet; use compat diffusers")));
+        }
+        // ComfyUI's latent noise mask is used as it is: no blur.
+        if compat == super::Compat::ComfyUi && self.mask.is_some() {
+            match self.mask_blur {
+                Some(blur) if blur != 0 => errors.push(FieldError::new(
+                    "mask_blur",
+                    format!("compat comfyui uses the mask as it is (SetLatentNoiseMask); send mask_blur 0 or leave it out, not {blur}"),
+                )),
+                _ => images.mask_blur = Some(0),
+            }
         }
         let sampler = match self.sampler.as_deref() {
             None => Some(Sampler::DEFAULT),
@@ -800,6 +812,23 @@ mod tests {
         // Unknown members are named.
         let bad = GenerateRequest::from_json(&serde_json::json!({"prompt": "a", "sampling_range": {"start": 1}})).unwrap_err();
         assert_eq!(bad[0].field, "sampling_range");
+    }
+
+    #[test]
+    fn comfyui_masks_are_unblurred_and_a1111_does_not_inpaint_yet() {
+        let req = |compat: &str, blur: Option<u32>| GenerateRequest {
+            prompt: "a".into(),
+            compat: Some(compat.into()),
+            init_image: Some("up_1".into()),
+            mask: Some("up_2".into()),
+            mask_blur: blur,
+            strength: Some(0.8),
+            ..Default::default()
+        };
+        assert_eq!(req("comfyui", None).resolve(|| 1).unwrap().mask_blur, Some(0));
+        assert_eq!(fields(&req("comfyui", Some(4))), ["mask_blur"]);
+        assert_eq!(fields(&req("a1111", None)), ["compat"]);
+        assert_eq!(req("diffusers", None).resolve(|| 1).unwrap().mask_blur, Some(4));
     }
 
     #[test]

@@ -483,14 +483,29 @@ fn compile_output(nodes: &BTreeMap<String, Node>, output: &str) -> Result<Output
     };
     let (vae_node, vae) = vae_of(decode)?;
     // The latent: empty, or an uploaded picture through VAEEncode (repeated over a batch).
+    // ... or a VAEEncode's under a RepeatLatentBatch and a SetLatentNoiseMask (either order).
     let (mut latent_id, mut latent, _) = source(nodes, sampler, "latent_image");
-    let mut repeat = None;
-    if latent.class == "RepeatLatentBatch" {
-        repeat = Some((latent_id.clone(), u32::try_from(int_of(latent, "amount")).unwrap_or(1)));
-        (latent_id, latent, _) = source(nodes, latent, "samples");
-        if latent.class != "VAEEncode" {
-            return Err(unsupported(&latent_id, &latent.class, "RepeatLatentBatch of latents that are not a VAEEncode's"));
+    let (mut repeat, mut noise_mask) = (None, None);
+    loop {
+        match latent.class.as_str() {
+            "RepeatLatentBatch" if repeat.is_none() => {
+                repeat = Some((latent_id.clone(), u32::try_from(int_of(latent, "amount")).unwrap_or(1)));
+            }
+            "SetLatentNoiseMask" if noise_mask.is_none() => {
+                let (mask_id, mask, _) = source(nodes, latent, "mask");
+                // Easel reads a mask picture's grey values: LoadImageMask's red, green or blue of a
+                // grey mask (its alpha would be inverted).
+                if mask.class != "LoadImageMask" || !matches!(text_of(mask, "channel").as_str(), "red" | "green" | "blue") {
+                    return Err(unsupported(&mask_id, &mask.class, "a mask that is not LoadImageMask's red, green or blue channel"));
+                }
+                noise_mask = Some((latent_id.clone(), mask_id, text_of(mask, "image")));
+            }
+            _ => break,
         }
+        (latent_id, latent, _) = source(nodes, latent, "samples");
+    }
+    if (repeat.is_some() || noise_mask.is_some()) && latent.class != "VAEEncode" {
+        return Err(unsupported(&latent_id, &latent.class, "a batch repeat or noise mask of latents that are not a VAEEncode's"));
     }
     // KSamplerAdvanced has no denoise (a full-strength run over its window).
     let denoise = if advanced { 1.0 } else { float_of(sampler, "denoise") };
@@ -538,6 +553,10 @@ fn compile_output(nodes: &BTreeMap<String, Node>, output: &str) -> Result<Output
             chain.push(pixels_id);
             chain.extend(scale);
             chain.push(latent_id.clone());
+            if let Some((set_id, mask_id, mask_name)) = noise_mask {
+                request.mask = Some(mask_name.strip_suffix(".png").unwrap_or(&mask_name).to_string());
+                chain.extend([mask_id, set_id]);
+            }
             if let Some((id, amount)) = repeat {
                 request.batch_size = Some(amount);
                 chain.push(id);

@@ -272,6 +272,27 @@ pub fn specs(lists: &Lists) -> Vec<NodeSpec> {
             description: "Scales a picture (Easel runs lanczos without crop, before VAEEncode).",
         },
         NodeSpec {
+            class: "LoadImageMask",
+            display_name: "Load Image (as Mask)",
+            category: "mask",
+            required: vec![
+                InputSpec { name: "image", kind: InputKind::Upload },
+                choice("channel", &["alpha", "red", "green", "blue"].map(String::from)),
+            ],
+            outputs: &[("MASK", "MASK")],
+            output_node: false,
+            description: "Loads one channel of an uploaded picture as a mask.",
+        },
+        NodeSpec {
+            class: "SetLatentNoiseMask",
+            display_name: "Set Latent Noise Mask",
+            category: "latent/inpaint",
+            required: vec![link("samples", "LATENT"), link("mask", "MASK")],
+            outputs: &[("LATENT", "LATENT")],
+            output_node: false,
+            description: "Repaints latents only where the mask is set (inpainting with any model).",
+        },
+        NodeSpec {
             class: "LoadImage",
             display_name: "Load Image",
             category: "image",

@@ -2,12 +2,13 @@
 //! ([`super::randomness`]), its sigma schedule and k-diffusion sampler
 //! ([`crate::engine::kdiffusion`]) over the UNet behind the tool's discrete eps wrapper
 //! (`x·c_in` in, the timestep from σ, `x − σ·ε` out) with guidance combined on the denoised
-//! latents, or A1111's timestep samplers ([`crate::engine::timesteps`]: DDIM, DDIM CFG++, PLMS;
-//! the UNet on the latents themselves at whole timesteps, guidance combined on the noise
-//! predictions), and its 8-bit pixels (truncated). Image-to-image runs too, over the VAE encoder's
-//! latents (the posterior's mean): A1111's (the last `int(strength · steps) + 1` sigmas of the
-//! schedule) and ComfyUI's (a KSampler at denoise below 1: the tail of a longer schedule).
-//! Inpainting, outpainting and the hires fix run in the diffusers mode only so far.
+//! latents, or A1111's timestep samplers ([`crate::engine::timesteps`]: DDIM, DDIM CFG++, PLMS,
+//! UniPC; the UNet on the latents themselves, guidance combined on the noise predictions), and
+//! its 8-bit pixels (truncated). Image-to-image runs too, over the VAE encoder's latents (the
+//! posterior's mean): A1111's (the last `int(strength · steps) + 1` sigmas of the schedule, or
+//! `sample_img2img`'s timesteps) and ComfyUI's (a KSampler at denoise below 1: the tail of a
+//! longer schedule; a KSamplerAdvanced window; a latent noise mask, `KSamplerX0Inpaint`).
+//! A1111's inpainting, outpainting and the hires fix run in the diffusers mode only so far.
 
 use std::time::Instant;
 
@@ -168,8 +169,10 @@ pub fn generate(
     let started = Instant::now();
     let compat = settings.noise.compat;
     let flavor = flavor(compat).expect("called for the a1111 and comfyui modes");
-    // The request rules refuse the rest; an image-to-image run is an init image alone.
-    let img2img = settings.init_image.is_some() && settings.mask.is_none() && settings.outpaint.is_none();
+    // The request rules refuse the rest; an image-to-image run is an init image alone, or in
+    // ComfyUI's mode with a latent noise mask.
+    let masked = flavor == Flavor::ComfyUi && settings.mask.is_some();
+    let img2img = settings.init_image.is_some() && (settings.mask.is_none() || masked) && settings.outpaint.is_none();
     if (settings.init_image.is_some() && !img2img) || settings.hires.is_some() {
         return Err(EngineError::InvalidRequest(format!("compat {compat} does not run this mode yet; use compat diffusers")));
     }
@@ -194,7 +197,7 @@ pub fn generate(
             }
             _ => Walk::Timesteps { sampler, timesteps: timesteps::timesteps(steps), alpha: None },
         };
-        return run_walk(model, settings, &schedule, walk, init.as_ref(), started, cancel, progress);
+        return run_walk(model, settings, &schedule, walk, (init.as_ref(), None), started, cancel, progress);
     }
     let sampler = KSampler::for_sampler(settings.sampler)
         .ok_or_else(|| EngineError::InvalidRequest(format!("sampler {} does not run in compat {compat}", settings.sampler)))?;
@@ -220,7 +223,51 @@ pub fn generate(
         Some(range) => comfyui_window(sigmas, range)?,
         None => sigmas,
     };
-    run_walk(model, settings, &schedule, Walk::Sigmas { sampler, sigmas }, init.as_ref(), started, cancel, progress)
+    let mask = match (masked, &images.mask) {
+        (false, _) => None,
+        (true, Some(mask)) => Some(mask),
+        (true, None) => return Err(EngineError::InvalidRequest("the request names a mask but none was given".into())),
+    };
+    run_walk(model, settings, &schedule, Walk::Sigmas { sampler, sigmas }, (init.as_ref(), mask), started, cancel, progress)
+}
+
+/// ComfyUI's latent noise mask (`SetLatentNoiseMask` -> `KSamplerX0Inpaint`): before every
+/// denoiser call the latents outside the mask are put back to the init latents noised to the
+/// current sigma, and after it the prediction there is the init latents.
+struct LatentNoiseMask<'d> {
+    inner: &'d mut dyn Denoiser,
+    /// 1 where the picture is repainted, per latent value (`prepare_mask`).
+    mask: Vec<f32>,
+    latent: Vec<f32>,
+    /// The start noise before scaling (`model_k.noise`).
+    noise: Vec<f32>,
+}
+
+impl Denoiser for LatentNoiseMask<'_> {
+    fn denoise(&mut self, x: &[f32], sigma: f32) -> Result<Vec<f32>, EngineError> {
+        let blended: Vec<f32> = (0..x.len())
+            .map(|i| {
+                let (m, keep) = (self.mask[i], 1.0 - self.mask[i]);
+                x[i] * m + (self.noise[i] * sigma + self.latent[i]) * keep
+            })
+            .collect();
+        let out = self.inner.denoise(&blended, sigma)?;
+        Ok(out.iter().enumerate().map(|(i, o)| o * self.mask[i] + self.latent[i] * (1.0 - self.mask[i])).collect())
+    }
+
+    fn last_uncond(&self) -> Option<&[f32]> {
+        self.inner.last_uncond()
+    }
+}
+
+/// ComfyUI's `prepare_mask` of a mask picture (values / 255) for latents of `shape`: torch's
+/// bilinear resize to the latent size, repeated over the channels and the batch.
+fn latent_mask(mask: &image::GrayImage, shape: [usize; 4]) -> Vec<f32> {
+    let [batch, channels, h, w] = shape;
+    let values: Vec<f32> = mask.as_raw().iter().map(|&v| f32::from(v) / 255.0).collect();
+    let (mw, mh) = (mask.width() as usize, mask.height() as usize);
+    let plane = crate::engine::imageops::resize_latents_bilinear(&values, [1, 1, mh, mw], h, w);
+    plane.iter().copied().cycle().take(h * w * channels).collect::<Vec<f32>>().repeat(batch)
 }
 
 /// ComfyUI's `KSampler.sample` with a `KSamplerAdvanced` window: the schedule cut after
@@ -252,7 +299,7 @@ fn run_walk(
     settings: &GenerationSettings,
     schedule: &DiscreteSchedule,
     walk: Walk,
-    init: Option<&image::RgbImage>,
+    (init, mask): (Option<&image::RgbImage>, Option<&image::GrayImage>),
     started: Instant,
     cancel: &CancelToken,
     progress: &mut dyn FnMut(&StepProgress<'_>),
@@ -296,6 +343,7 @@ fn run_walk(
         }
     };
     let mut x: Vec<f32> = noise.iter().map(|n| n * start_scale).collect();
+    let mut init_latent = None;
     if let Some(init) = init {
         // The encoder's latents (the posterior's mean), one image repeated over the batch, under
         // the scaled noise (`noise_scaling`: noise · σ + latent); A1111's timestep samplers mix
@@ -309,10 +357,24 @@ fn run_walk(
             Walk::Timesteps { alpha: Some(alpha), .. } => x = timesteps::noised(&repeated, &noise, *alpha),
             _ => x.iter_mut().zip(&repeated).for_each(|(x, l)| *x += l),
         }
+        init_latent = Some(repeated);
     }
     let model_calls = match &walk {
         Walk::Sigmas { sampler, sigmas } => sampler.model_calls(sigmas),
         Walk::Timesteps { sampler, timesteps, .. } => sampler.model_calls(timesteps),
+    };
+    // ComfyUI's latent noise mask needs the init latents and the unscaled start noise (its
+    // `ddim`, Euler with random inpainting noise, a draw of its own from seed + 1).
+    let inpaint = match (mask, init_latent) {
+        (Some(mask), Some(latent)) => {
+            let fill = if settings.sampler == crate::api::Sampler::Ddim {
+                crate::engine::torch_rng::TorchGenerator::new(settings.seed.wrapping_add(1)).randn(noise.len())
+            } else {
+                noise.clone()
+            };
+            Some((latent_mask(mask, shape), latent, fill))
+        }
+        _ => None,
     };
 
     let run = DenoiseRun { text: &text, cfg_scale: settings.cfg_scale, latent_shape: shape, calls: 0..model_calls, conditioning: &[] };
@@ -329,8 +391,16 @@ fn run_walk(
             }
             Walk::Sigmas { sampler, sigmas } => {
                 let mut on_step = |_: Step<'_>| {};
+                let mut masked;
+                let model: &mut dyn Denoiser = match inpaint {
+                    Some((mask, latent, noise)) => {
+                        masked = LatentNoiseMask { inner: &mut denoiser, mask, latent, noise };
+                        &mut masked
+                    }
+                    None => &mut denoiser,
+                };
                 let mut cx = Context {
-                    model: &mut denoiser,
+                    model,
                     noise: rng.steps(),
                     on_step: &mut on_step,
                     flavor,

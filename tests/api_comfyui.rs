@@ -185,9 +185,7 @@ async fn a_ksampler_advanced_graph_runs_its_window_as_comfyui_does() {
 
     // Its window must leave a step to run: ComfyUI's node_errors name the node.
     graph["3"]["inputs"]["start_at_step"] = json!(6);
-    let resp = http.post(url("/prompt")).json(&json!({"prompt": graph})).send().await.unwrap();
-    assert_eq!(resp.status(), 400);
-    let refusal: Value = resp.json().await.unwrap();
+    let refusal = refused(&http, addr, &graph).await;
     assert!(refusal.to_string().contains("start_at_step"), "{refusal}");
 }
 
@@ -196,39 +194,23 @@ async fn an_image_scale_before_vae_encode_gives_comfyuis_picture() {
     let server = start(models_dir(), temp_dir("comfyui-image-scale")).await;
     let addr = comfyui(&server).await;
     let http = reqwest::Client::new();
-    let url = |path: &str| format!("http://{addr}{path}");
     // An 80x56 picture, scaled to 64x64 with lanczos before VAEEncode, as ComfyUI ran it.
     let case = fixture("comfyui_img2img_image_scale_lanczos_euler_normal_d07_s34");
     let settings: Value = serde_json::from_str(&std::fs::read_to_string(case.join("settings.json")).unwrap()).unwrap();
-    let (content_type, body) = multipart("image", "init.png", &std::fs::read(case.join("init.png")).unwrap());
-    let uploaded: Value =
-        http.post(url("/upload/image")).header("content-type", content_type).body(body).send().await.unwrap().json().await.unwrap();
+    let name = upload(&http, addr, &case.join("init.png")).await;
     let mut graph = txt2img_graph(&settings, 34, 1);
     graph["3"]["inputs"]["denoise"] = json!(0.7);
     graph["3"]["inputs"]["latent_image"] = json!(["11", 0]);
-    graph["10"] = json!({"class_type": "LoadImage", "inputs": {"image": uploaded["name"]}});
+    graph["10"] = json!({"class_type": "LoadImage", "inputs": {"image": name}});
     graph["13"] = json!({"class_type": "ImageScale", "inputs": {"image": ["10", 0], "upscale_method": "lanczos", "width": 64,
         "height": 64, "crop": "disabled"}});
     graph["11"] = json!({"class_type": "VAEEncode", "inputs": {"pixels": ["13", 0], "vae": ["4", 2]}});
     graph.as_object_mut().unwrap().remove("5");
-    let answer: Value = http.post(url("/prompt")).json(&json!({"prompt": graph})).send().await.unwrap().json().await.unwrap();
-    let prompt_id = answer["prompt_id"].as_str().unwrap_or_else(|| panic!("{answer}")).to_string();
-    let history = loop {
-        let history: Value = http.get(url(&format!("/history/{prompt_id}"))).send().await.unwrap().json().await.unwrap();
-        if history.get(&prompt_id).is_some() {
-            break history;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let image = &history[&prompt_id]["outputs"]["9"]["images"][0];
-    let query = [("filename", image["filename"].as_str().unwrap()), ("subfolder", image["subfolder"].as_str().unwrap())];
-    let png = http.get(url("/view")).query(&query).send().await.unwrap().bytes().await.unwrap();
-    assert_same_picture(&png, &case.join("image_0.png"));
+    let entry = run_graph(&http, addr, &graph).await;
+    assert_outputs_are_the_case(&http, addr, &entry, "9", &case).await;
     // Other scaling is named in a node error.
     graph["13"]["inputs"]["upscale_method"] = json!("bicubic");
-    let resp = http.post(url("/prompt")).json(&json!({"prompt": graph})).send().await.unwrap();
-    assert_eq!(resp.status(), 400);
-    let refusal: Value = resp.json().await.unwrap();
+    let refusal = refused(&http, addr, &graph).await;
     assert!(refusal["node_errors"]["13"].is_object(), "{refusal}");
 }
 
@@ -237,16 +219,9 @@ async fn a_latent_noise_mask_inpaints_as_comfyui_does() {
     let server = start(models_dir(), temp_dir("comfyui-noise-mask")).await;
     let addr = comfyui(&server).await;
     let http = reqwest::Client::new();
-    let url = |path: &str| format!("http://{addr}{path}");
     let case = fixture("comfyui_inpaint_latent_mask_euler_ancestral_normal_d08_s35_b2");
     let settings: Value = serde_json::from_str(&std::fs::read_to_string(case.join("settings.json")).unwrap()).unwrap();
-    let mut names = Vec::new();
-    for file in ["init.png", "mask.png"] {
-        let (content_type, body) = multipart("image", file, &std::fs::read(case.join(file)).unwrap());
-        let uploaded: Value =
-            http.post(url("/upload/image")).header("content-type", content_type).body(body).send().await.unwrap().json().await.unwrap();
-        names.push(uploaded["name"].clone());
-    }
+    let names = [upload(&http, addr, &case.join("init.png")).await, upload(&http, addr, &case.join("mask.png")).await];
     // LoadImage -> VAEEncode -> SetLatentNoiseMask (LoadImageMask, red) -> RepeatLatentBatch 2 -> KSampler 0.8.
     let mut graph = txt2img_graph(&settings, 35, 1);
     graph["3"]["inputs"]["denoise"] = json!(0.8);
@@ -257,27 +232,12 @@ async fn a_latent_noise_mask_inpaints_as_comfyui_does() {
     graph["15"] = json!({"class_type": "SetLatentNoiseMask", "inputs": {"samples": ["11", 0], "mask": ["14", 0]}});
     graph["12"] = json!({"class_type": "RepeatLatentBatch", "inputs": {"samples": ["15", 0], "amount": 2}});
     graph.as_object_mut().unwrap().remove("5");
-    let answer: Value = http.post(url("/prompt")).json(&json!({"prompt": graph})).send().await.unwrap().json().await.unwrap();
-    let prompt_id = answer["prompt_id"].as_str().unwrap_or_else(|| panic!("{answer}")).to_string();
-    let history = loop {
-        let history: Value = http.get(url(&format!("/history/{prompt_id}"))).send().await.unwrap().json().await.unwrap();
-        if history.get(&prompt_id).is_some() {
-            break history;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let images = history[&prompt_id]["outputs"]["9"]["images"].as_array().unwrap().clone();
-    assert_eq!(images.len(), 2, "{history}");
-    for (i, image) in images.iter().enumerate() {
-        let query = [("filename", image["filename"].as_str().unwrap()), ("subfolder", image["subfolder"].as_str().unwrap())];
-        let png = http.get(url("/view")).query(&query).send().await.unwrap().bytes().await.unwrap();
-        assert_same_picture(&png, &case.join(format!("image_{i}.png")));
-    }
+    let entry = run_graph(&http, addr, &graph).await;
+    assert_eq!(entry["outputs"]["9"]["images"].as_array().unwrap().len(), 2, "{entry}");
+    assert_outputs_are_the_case(&http, addr, &entry, "9", &case).await;
     // A mask from the alpha channel (ComfyUI inverts it) is named in a node error.
     graph["14"]["inputs"]["channel"] = json!("alpha");
-    let resp = http.post(url("/prompt")).json(&json!({"prompt": graph})).send().await.unwrap();
-    assert_eq!(resp.status(), 400);
-    let refusal: Value = resp.json().await.unwrap();
+    let refusal = refused(&http, addr, &graph).await;
     assert!(refusal["node_errors"]["14"].is_object(), "{refusal}");
 }
 
@@ -294,6 +254,61 @@ fn multipart(field: &str, name: &str, bytes: &[u8]) -> (String, Vec<u8>) {
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
+/// Uploads a picture as ComfyUI clients do, to `route` (`/upload/image`, or with ComfyUI's
+/// `/api` prefix); its name for LoadImage.
+async fn upload_to(http: &reqwest::Client, addr: SocketAddr, route: &str, file: &Path) -> Value {
+    let name = file.file_name().unwrap().to_str().unwrap();
+    let (content_type, body) = multipart("image", name, &std::fs::read(file).unwrap());
+    let uploaded: Value = http
+        .post(format!("http://{addr}{route}"))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(uploaded["type"], "input");
+    uploaded["name"].clone()
+}
+
+async fn upload(http: &reqwest::Client, addr: SocketAddr, file: &Path) -> Value {
+    upload_to(http, addr, "/upload/image", file).await
+}
+
+/// Queues `graph` and waits for its history entry; returns the entry.
+async fn run_graph(http: &reqwest::Client, addr: SocketAddr, graph: &Value) -> Value {
+    let answer: Value =
+        http.post(format!("http://{addr}/prompt")).json(&json!({"prompt": graph})).send().await.unwrap().json().await.unwrap();
+    let prompt_id = answer["prompt_id"].as_str().unwrap_or_else(|| panic!("{answer}")).to_string();
+    loop {
+        let history: Value = http.get(format!("http://{addr}/history/{prompt_id}")).send().await.unwrap().json().await.unwrap();
+        if let Some(entry) = history.get(&prompt_id) {
+            return entry.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Queues `graph`, which must be refused with ComfyUI's 400; returns the refusal.
+async fn refused(http: &reqwest::Client, addr: SocketAddr, graph: &Value) -> Value {
+    let resp = http.post(format!("http://{addr}/prompt")).json(&json!({"prompt": graph})).send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+    resp.json().await.unwrap()
+}
+
+/// Checks the pictures of output node `node` in a history entry against the case's images.
+async fn assert_outputs_are_the_case(http: &reqwest::Client, addr: SocketAddr, entry: &Value, node: &str, case: &Path) {
+    let images = entry["outputs"][node]["images"].as_array().unwrap_or_else(|| panic!("{entry}"));
+    assert!(!images.is_empty(), "{entry}");
+    for (i, image) in images.iter().enumerate() {
+        let query = [("filename", image["filename"].as_str().unwrap()), ("subfolder", image["subfolder"].as_str().unwrap())];
+        let png = http.get(format!("http://{addr}/view")).query(&query).send().await.unwrap().bytes().await.unwrap();
+        assert_same_picture(&png, &case.join(format!("image_{i}.png")));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_img2img_graph_gives_comfyuis_picture_and_bad_graphs_get_node_errors() {
     let server = start(models_dir(), temp_dir("comfyui-img2img")).await;
@@ -302,11 +317,7 @@ async fn an_img2img_graph_gives_comfyuis_picture_and_bad_graphs_get_node_errors(
     let url = |path: &str| format!("http://{addr}{path}");
     let case = fixture("comfyui_img2img_euler_ancestral_normal_d06_s9_b2");
     let settings: Value = serde_json::from_str(&std::fs::read_to_string(case.join("settings.json")).unwrap()).unwrap();
-    let (content_type, body) = multipart("image", "init.png", &std::fs::read(case.join("init.png")).unwrap());
-    let uploaded: Value =
-        http.post(url("/api/upload/image")).header("content-type", content_type).body(body).send().await.unwrap().json().await.unwrap();
-    assert_eq!(uploaded["type"], "input");
-    let name = uploaded["name"].as_str().unwrap();
+    let name = upload_to(&http, addr, "/api/upload/image", &case.join("init.png")).await;
     // LoadImage -> VAEEncode -> RepeatLatentBatch 2 -> KSampler at denoise 0.6, as recorded.
     let mut graph = txt2img_graph(&settings, 9, 1);
     graph["3"]["inputs"]["denoise"] = json!(0.6);
@@ -315,22 +326,9 @@ async fn an_img2img_graph_gives_comfyuis_picture_and_bad_graphs_get_node_errors(
     graph["11"] = json!({"class_type": "VAEEncode", "inputs": {"pixels": ["10", 0], "vae": ["4", 2]}});
     graph["12"] = json!({"class_type": "RepeatLatentBatch", "inputs": {"samples": ["11", 0], "amount": 2}});
     graph.as_object_mut().unwrap().remove("5");
-    let answer: Value = http.post(url("/prompt")).json(&json!({"prompt": graph})).send().await.unwrap().json().await.unwrap();
-    let prompt_id = answer["prompt_id"].as_str().unwrap_or_else(|| panic!("{answer}")).to_string();
-    let history = loop {
-        let history: Value = http.get(url(&format!("/history/{prompt_id}"))).send().await.unwrap().json().await.unwrap();
-        if history.get(&prompt_id).is_some() {
-            break history;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let images = history[&prompt_id]["outputs"]["9"]["images"].as_array().unwrap().clone();
-    assert_eq!(images.len(), 2, "{history}");
-    for (i, image) in images.iter().enumerate() {
-        let query = [("filename", image["filename"].as_str().unwrap()), ("subfolder", image["subfolder"].as_str().unwrap())];
-        let png = http.get(url("/view")).query(&query).send().await.unwrap().bytes().await.unwrap();
-        assert_same_picture(&png, &case.join(format!("image_{i}.png")));
-    }
+    let entry = run_graph(&http, addr, &graph).await;
+    assert_eq!(entry["outputs"]["9"]["images"].as_array().unwrap().len(), 2, "{entry}");
+    assert_outputs_are_the_case(&http, addr, &entry, "9", &case).await;
 
     // Refusals in ComfyUI's shapes.
     let post = |graph: Value| {

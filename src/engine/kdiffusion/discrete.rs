@@ -119,26 +119,12 @@ impl DiscreteSchedule {
     /// between the neighbouring table entries, or ComfyUI's nearest entry in log space.
     pub fn sigma_to_t(&self, sigma: f32) -> f32 {
         let log_sigma = sigma.ln();
-        // A1111's LCM: the nearest entry (the first of equals), as a training timestep.
+        // A1111's LCM: the nearest entry, as a training timestep.
         if self.timestep_stride > 1 {
-            let mut best = 0;
-            for (i, l) in self.log_sigmas.iter().enumerate() {
-                if (log_sigma - l).abs() < (log_sigma - self.log_sigmas[best]).abs() {
-                    best = i;
-                }
-            }
-            return (best * self.timestep_stride + self.timestep_stride - 1) as f32;
+            return (self.nearest_entry(log_sigma) * self.timestep_stride + self.timestep_stride - 1) as f32;
         }
         match self.flavor {
-            Flavor::ComfyUi => {
-                let mut best = 0;
-                for (i, l) in self.log_sigmas.iter().enumerate() {
-                    if (log_sigma - l).abs() < (log_sigma - self.log_sigmas[best]).abs() {
-                        best = i;
-                    }
-                }
-                best as f32
-            }
+            Flavor::ComfyUi => self.nearest_entry(log_sigma) as f32,
             Flavor::A1111 => {
                 let last = self.log_sigmas.len() - 1;
                 // The last entry at or below ln σ (k-diffusion: argmax of the cumulative count).
@@ -148,6 +134,17 @@ impl DiscreteSchedule {
                 (1.0 - w) * low as f32 + w * (low + 1) as f32
             }
         }
+    }
+
+    /// The table entry nearest `log_sigma` in log space (the first of equals: torch's `argmin`).
+    fn nearest_entry(&self, log_sigma: f32) -> usize {
+        let mut best = 0;
+        for (i, l) in self.log_sigmas.iter().enumerate() {
+            if (log_sigma - l).abs() < (log_sigma - self.log_sigmas[best]).abs() {
+                best = i;
+            }
+        }
+        best
     }
 
     /// The sigma at a fractional timestep: log-linear between the neighbouring entries

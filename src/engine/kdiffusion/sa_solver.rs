@@ -5,6 +5,7 @@
 //! evaluates the model again at each corrected point. Fresh noise in the stochastic interval.
 //! ComfyUI only.
 
+use super::schedules::ln_gamma;
 use super::uni_pc::solve;
 use super::Context;
 use crate::engine::EngineError;
@@ -19,7 +20,7 @@ fn exponential_coeffs(s: f32, t: f32, order: usize, tau: f32) -> Vec<f32> {
     let h = t - s;
     let decay = (-tau_mul * h).exp();
     let terms: Vec<f32> = (0..order).map(|p| t.powf(p as f32) - s.powf(p as f32) * decay).collect();
-    let log_factorial: Vec<f32> = (0..order).map(|p| ln_gamma_f32(p as f32 + 1.0)).collect();
+    let log_factorial: Vec<f32> = (0..order).map(|p| ln_gamma(p as f64 + 1.0) as f32).collect();
     let log_tau = f64::from(tau_mul).ln() as f32;
     (0..order)
         .map(|row| {
@@ -36,15 +37,6 @@ fn exponential_coeffs(s: f32, t: f32, order: usize, tau: f32) -> Vec<f32> {
             acc
         })
         .collect()
-}
-
-/// `ln Γ(x)` of the small whole numbers SA-Solver asks for (x ≤ 5), as float32.
-fn ln_gamma_f32(x: f32) -> f32 {
-    let mut factorial = 1f64;
-    for k in 2..x as u32 {
-        factorial *= f64::from(k);
-    }
-    factorial.ln() as f32
 }
 
 /// The b coefficients of one predictor or corrector step from λ_s to λ_t over the predictions

@@ -188,7 +188,7 @@ pub fn sigmas(model: &DiscreteSchedule, sampler: KSampler, schedule: Schedule, s
 }
 
 /// `ln Γ(x)` for `x > 0` (Lanczos, g = 7, 9 terms; about 1e-15 relative).
-fn ln_gamma(x: f64) -> f64 {
+pub(super) fn ln_gamma(x: f64) -> f64 {
     const G: f64 = 7.0;
     const C: [f64; 9] = [
         0.999_999_999_999_809_9,

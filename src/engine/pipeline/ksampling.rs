@@ -86,15 +86,7 @@ struct GuidedDenoiser<'a, 'p> {
 /// combines the noise predictions).
 impl EpsModel for GuidedDenoiser<'_, '_> {
     fn eps(&mut self, x: &[f32], t: f64, scale: f64) -> Result<Vec<f32>, EngineError> {
-        check_cancel(self.cancel)?;
-        let started = Instant::now();
-        let outputs = self.unet.branch_outputs(x, t, self.calls)?;
-        self.last_uncond = self.unet.guided().then(|| outputs[0].clone());
-        let guided = self.unet.guide_scaled(outputs, self.calls, scale);
-        self.calls += 1;
-        self.timings.unet_steps.push(started.elapsed());
-        self.progress.step(x, self.shape);
-        Ok(guided)
+        self.evaluate(x, x, t, |_, outputs| outputs, scale)
     }
 
     fn last_uncond(&self) -> Option<&[f32]> {
@@ -116,23 +108,43 @@ impl Denoiser for GuidedDenoiser<'_, '_> {
     }
 
     fn denoise(&mut self, x: &[f32], sigma: f32) -> Result<Vec<f32>, EngineError> {
+        let x_in = self.schedule.scale_input(x, sigma);
+        let t = f64::from(self.schedule.sigma_to_t(sigma));
+        let lcm = self.schedule.lcm_scalings(sigma);
+        let to_denoised = |x: &[f32], outputs: Vec<Vec<f32>>| -> Vec<Vec<f32>> {
+            // Each branch denoised as the eps wrapper gives it (`x + ε·c_out`, c_out = −σ), then
+            // the branches combined: A1111's `combine_denoised`, ComfyUI's `cfg_function`.
+            let mut denoised: Vec<Vec<f32>> =
+                outputs.into_iter().map(|eps| x.iter().zip(&eps).map(|(x, e)| x + e * -sigma).collect()).collect();
+            // A1111's LCM denoiser scales each branch's result towards the input.
+            if let Some((c_skip, c_out)) = lcm {
+                for branch in &mut denoised {
+                    branch.iter_mut().zip(x).for_each(|(d, x)| *d = c_out * *d + c_skip * x);
+                }
+            }
+            denoised
+        };
+        self.evaluate(x, &x_in, t, to_denoised, 1.0)
+    }
+}
+
+impl GuidedDenoiser<'_, '_> {
+    /// One guided UNet evaluation of `x` (fed to the UNet as `unet_input` at timestep `t`): the
+    /// branches' outputs mapped by `per_branch`, the unconditional one kept, combined at the
+    /// request's guidance times `scale`; cancel, timings and progress as every call needs.
+    fn evaluate(
+        &mut self,
+        x: &[f32],
+        unet_input: &[f32],
+        t: f64,
+        per_branch: impl FnOnce(&[f32], Vec<Vec<f32>>) -> Vec<Vec<f32>>,
+        scale: f64,
+    ) -> Result<Vec<f32>, EngineError> {
         check_cancel(self.cancel)?;
         let started = Instant::now();
-        let x_in = self.schedule.scale_input(x, sigma);
-        let t = self.schedule.sigma_to_t(sigma);
-        let outputs = self.unet.branch_outputs(&x_in, f64::from(t), self.calls)?;
-        // Each branch denoised as the eps wrapper gives it (`x + ε·c_out`, c_out = −σ), then the
-        // branches combined: A1111's `combine_denoised`, ComfyUI's `cfg_function`.
-        let mut denoised: Vec<Vec<f32>> =
-            outputs.into_iter().map(|eps| x.iter().zip(&eps).map(|(x, e)| x + e * -sigma).collect()).collect();
-        // A1111's LCM denoiser scales each branch's result towards the input.
-        if let Some((c_skip, c_out)) = self.schedule.lcm_scalings(sigma) {
-            for branch in &mut denoised {
-                branch.iter_mut().zip(x).for_each(|(d, x)| *d = c_out * *d + c_skip * x);
-            }
-        }
-        self.last_uncond = self.unet.guided().then(|| denoised[0].clone());
-        let guided = self.unet.guide(denoised, self.calls);
+        let outputs = per_branch(x, self.unet.branch_outputs(unet_input, t, self.calls)?);
+        self.last_uncond = self.unet.guided().then(|| outputs[0].clone());
+        let guided = self.unet.guide_scaled(outputs, self.calls, scale);
         self.calls += 1;
         self.timings.unet_steps.push(started.elapsed());
         self.progress.step(x, self.shape);

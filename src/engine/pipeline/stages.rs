@@ -65,11 +65,6 @@ impl VaeFacts {
     }
 }
 
-/// The model's VAE scaling factor.
-pub(super) fn vae_scaling_factor(model: &SdModel) -> f32 {
-    model.vae_facts.scaling_factor
-}
-
 /// The tile side (in latents) a picture of `height` x `width` pixels goes through the VAE with,
 /// or `None` to run it whole: `tiling` already made concrete for the compat mode
 /// ([`VaeTiling::for_compat`]); `Auto` tiles above [`vae_tiles::AUTO_TILE_ABOVE_PIXELS`].
@@ -274,7 +269,7 @@ pub fn decode_latents_as(
     quantize: Quantize,
 ) -> Result<Vec<DecodedImage>, EngineError> {
     let [batch, channels, latent_h, latent_w] = latent_shape;
-    let scale = vae_scaling_factor(model);
+    let scale = model.vae_facts.scaling_factor;
     let tiles = vae_tiles_for(model, tiling, latent_h * vae_tiles::VAE_FACTOR, latent_w * vae_tiles::VAE_FACTOR);
     let mut decoder = model.vae_decoder()?;
     let latent_in = spec(&decoder, "latent_sample", 0)?;
@@ -394,7 +389,7 @@ fn encode_latents(
     if chw.len() != width * height * 3 {
         return Err(EngineError::InvalidRequest(format!("the image has {} values, expected {width}x{height}x3", chw.len())));
     }
-    let scale = vae_scaling_factor(model);
+    let scale = model.vae_facts.scaling_factor;
     let tiles = vae_tiles_for(model, tiling, height, width);
     let mut encoder = model.vae_encoder()?;
     let sample_in = spec(&encoder, "sample", 0)?;

@@ -83,15 +83,12 @@ impl TimestepSampler {
     /// Runs the sampler from `x` (variance-preserving latents at the last of `timesteps`; for
     /// `img2img`, UniPC starts just above the last walked timestep as A1111's does).
     pub fn sample(self, x: Vec<f32>, timesteps: &[u32], img2img: bool, run: &mut Run<'_>) -> Result<Vec<f32>, EngineError> {
-        if self == TimestepSampler::UniPc {
-            return unipc::sample(x, timesteps, img2img, run);
-        }
-        let table = Alphas::new(run.alphas_cumprod, timesteps)?;
+        let table = || Alphas::new(run.alphas_cumprod, timesteps);
         match self {
-            TimestepSampler::Ddim => ddim::sample(x, timesteps, &table, run),
-            TimestepSampler::DdimCfgPp => ddim_cfg_pp::sample(x, timesteps, &table, run),
-            TimestepSampler::Plms => plms::sample(x, timesteps, &table, run),
-            TimestepSampler::UniPc => unreachable!("run above"),
+            TimestepSampler::Ddim => ddim::sample(x, timesteps, &table()?, run),
+            TimestepSampler::DdimCfgPp => ddim_cfg_pp::sample(x, timesteps, &table()?, run),
+            TimestepSampler::Plms => plms::sample(x, timesteps, &table()?, run),
+            TimestepSampler::UniPc => unipc::sample(x, timesteps, img2img, run),
         }
     }
 }

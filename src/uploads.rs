@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use image::{DynamicImage, GrayImage, ImageFormat, ImageReader, RgbImage};
 use sha2::{Digest, Sha256};
 
+use crate::api::comfy::graph::{Inversion, MaskChannel};
 use crate::api::image_modes::{is_image_id, MAX_IMAGE_SIDE, MAX_UPLOAD_BYTES};
 use crate::atomic_file::write_atomically;
 use crate::engine::imageops;
@@ -86,6 +87,47 @@ pub fn to_mask(image: &DynamicImage) -> GrayImage {
     GrayImage::from_raw(rgb.width(), rgb.height(), imageops::to_gray(rgb.as_raw())).expect("one value per pixel")
 }
 
+/// A picture made from an upload (ComfyUI's image and mask nodes before the encoder).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Derivation {
+    /// The colours inverted (RGB; any alpha dropped).
+    Invert(Inversion),
+    /// One channel as a grey mask, as ComfyUI's `LoadImageMask` reads it: the picture as RGBA
+    /// (grey gives R = G = B, no alpha gives 255), the alpha inverted.
+    Channel(MaskChannel),
+}
+
+/// `image` derived as `how` says.
+pub fn derive(image: &DynamicImage, how: Derivation) -> DynamicImage {
+    match how {
+        Derivation::Invert(inversion) => {
+            let mut rgb = image.to_rgb8();
+            let table: Vec<u8> = (0..=255u8)
+                .map(|v| match inversion {
+                    Inversion::Exact => 255 - v,
+                    // float32 as torch and numpy compute it, then numpy's astype(uint8).
+                    Inversion::Truncated => (255.0f32 * (1.0f32 - f32::from(v) / 255.0)).clamp(0.0, 255.0) as u8,
+                })
+                .collect();
+            rgb.iter_mut().for_each(|v| *v = table[usize::from(*v)]);
+            DynamicImage::ImageRgb8(rgb)
+        }
+        Derivation::Channel(channel) => {
+            let rgba = image.to_rgba8();
+            let values = rgba
+                .pixels()
+                .map(|p| match channel {
+                    MaskChannel::Red => p.0[0],
+                    MaskChannel::Green => p.0[1],
+                    MaskChannel::Blue => p.0[2],
+                    MaskChannel::Alpha => 255 - p.0[3],
+                })
+                .collect();
+            DynamicImage::ImageLuma8(GrayImage::from_raw(rgba.width(), rgba.height(), values).expect("one value per pixel"))
+        }
+    }
+}
+
 /// A short content id for `bytes` (16 bytes of sha256 in hex) after `prefix`.
 pub fn content_id(prefix: &str, bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
@@ -132,6 +174,14 @@ impl Uploads {
             write_atomically(&path, &png).map_err(|e| ImageInputError::Io { path: path.clone(), message: e.to_string() })?;
         }
         Ok(Upload { id, width: normalized.width(), height: normalized.height() })
+    }
+
+    /// Stores the picture `how` derives from upload `id`; the new upload's id.
+    pub fn derive(&self, id: &str, how: Derivation) -> Result<Upload, ImageInputError> {
+        let derived = derive(&self.load(id)?, how);
+        let mut png = Vec::new();
+        derived.write_to(&mut Cursor::new(&mut png), ImageFormat::Png).map_err(|e| ImageInputError::Unreadable(e.to_string()))?;
+        self.store(&png)
     }
 
     /// Reads an upload back.
@@ -191,6 +241,25 @@ mod tests {
             assert!(matches!(uploads.load(bad), Err(ImageInputError::Unknown(_))), "{bad}");
         }
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn derived_pictures_follow_comfyuis_nodes() {
+        let rgba = image::RgbaImage::from_raw(2, 1, vec![10, 20, 30, 0, 1, 65, 255, 200]).unwrap();
+        let image = DynamicImage::ImageRgba8(rgba);
+        let channel = |c| derive(&image, Derivation::Channel(c)).to_luma8().into_raw();
+        assert_eq!(channel(MaskChannel::Red), vec![10, 1]);
+        assert_eq!(channel(MaskChannel::Blue), vec![30, 255]);
+        // Transparent is repainted: 1 − alpha.
+        assert_eq!(channel(MaskChannel::Alpha), vec![255, 55]);
+        // No alpha channel: nothing is masked.
+        let grey = DynamicImage::ImageLuma8(GrayImage::from_raw(1, 1, vec![77]).unwrap());
+        assert_eq!(derive(&grey, Derivation::Channel(MaskChannel::Alpha)).to_luma8().into_raw(), vec![0]);
+        assert_eq!(derive(&grey, Derivation::Channel(MaskChannel::Green)).to_luma8().into_raw(), vec![77]);
+        let inverted = |i| derive(&image, Derivation::Invert(i)).to_rgb8().into_raw();
+        assert_eq!(inverted(Inversion::Exact), vec![245, 235, 225, 254, 190, 0]);
+        // 255 · (1 − 65/255) is 189.99998 in float32: truncated to 189 (numpy's astype(uint8)).
+        assert_eq!(inverted(Inversion::Truncated), vec![245, 235, 225, 254, 189, 0]);
     }
 
     #[test]

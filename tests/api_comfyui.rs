@@ -235,10 +235,88 @@ async fn a_latent_noise_mask_inpaints_as_comfyui_does() {
     let entry = run_graph(&http, addr, &graph).await;
     assert_eq!(entry["outputs"]["9"]["images"].as_array().unwrap().len(), 2, "{entry}");
     assert_outputs_are_the_case(&http, addr, &entry, "9", &case).await;
-    // A mask from the alpha channel (ComfyUI inverts it) is named in a node error.
-    graph["14"]["inputs"]["channel"] = json!("alpha");
+    // The same mask as the alpha channel of a picture (ComfyUI repaints where it is transparent:
+    // 1 − alpha) gives the same pictures.
+    let dir = temp_dir("comfyui-alpha-mask");
+    let alpha = dir.join("alpha.png");
+    with_alpha_mask(&case.join("init.png"), &case.join("mask.png")).save(&alpha).unwrap();
+    graph["14"]["inputs"] = json!({"image": upload(&http, addr, &alpha).await, "channel": "alpha"});
+    let entry = run_graph(&http, addr, &graph).await;
+    assert_outputs_are_the_case(&http, addr, &entry, "9", &case).await;
+    // A mask that is a picture, not a mask, is ComfyUI's type error on the node.
+    graph["15"]["inputs"]["mask"] = json!(["10", 0]);
     let refusal = refused(&http, addr, &graph).await;
-    assert!(refusal["node_errors"]["14"].is_object(), "{refusal}");
+    assert_eq!(refusal["node_errors"]["15"]["errors"][0]["type"], "return_type_mismatch", "{refusal}");
+}
+
+/// `init` with `mask` as its transparency (alpha = 255 − mask: transparent where repainted), as
+/// a mask painted in ComfyUI's editor is saved.
+fn with_alpha_mask(init: &Path, mask: &Path) -> image::RgbaImage {
+    let (init, mask) = (image::open(init).unwrap().to_rgb8(), image::open(mask).unwrap().to_luma8());
+    image::RgbaImage::from_fn(init.width(), init.height(), |x, y| {
+        let [r, g, b] = init.get_pixel(x, y).0;
+        image::Rgba([r, g, b, 255 - mask.get_pixel(x, y).0[0]])
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn vae_encode_for_inpaint_with_a_painted_mask_gives_comfyuis_picture() {
+    let server = start(models_dir(), temp_dir("comfyui-encode-for-inpaint")).await;
+    let addr = comfyui(&server).await;
+    let http = reqwest::Client::new();
+    let case = fixture("comfyui_inpaint_vae_encode_for_inpaint_euler_normal_s37");
+    let settings: Value = serde_json::from_str(&std::fs::read_to_string(case.join("settings.json")).unwrap()).unwrap();
+    // One picture carries the mask in its alpha: LoadImage's IMAGE and MASK outputs.
+    let dir = temp_dir("comfyui-painted");
+    let painted = dir.join("painted.png");
+    with_alpha_mask(&case.join("init.png"), &case.join("mask.png")).save(&painted).unwrap();
+    let name = upload(&http, addr, &painted).await;
+    let mut graph = txt2img_graph(&settings, 37, 1);
+    graph["3"]["inputs"]["latent_image"] = json!(["11", 0]);
+    graph["10"] = json!({"class_type": "LoadImage", "inputs": {"image": name}});
+    graph["11"] = json!({"class_type": "VAEEncodeForInpaint", "inputs": {"pixels": ["10", 0], "vae": ["4", 2], "mask": ["10", 1],
+        "grow_mask_by": 6}});
+    graph.as_object_mut().unwrap().remove("5");
+    let entry = run_graph(&http, addr, &graph).await;
+    assert_outputs_are_the_case(&http, addr, &entry, "9", &case).await;
+    let jobs: Value = http.get(server.url("/api/v1/generate?limit=1")).send().await.unwrap().json().await.unwrap();
+    let request = &jobs["jobs"][0]["request"];
+    assert_eq!((&request["masked_content"], &request["mask_grow"]), (&json!("grey"), &json!(6)), "{request}");
+    // grow_mask_by over ComfyUI's limit is its own range error.
+    graph["11"]["inputs"]["grow_mask_by"] = json!(65);
+    let refusal = refused(&http, addr, &graph).await;
+    assert_eq!(refusal["node_errors"]["11"]["errors"][0]["type"], "value_bigger_than_max", "{refusal}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn image_invert_and_scale_by_before_vae_encode_give_comfyuis_picture() {
+    let server = start(models_dir(), temp_dir("comfyui-invert-scale-by")).await;
+    let addr = comfyui(&server).await;
+    let http = reqwest::Client::new();
+    // An 80x80 picture inverted, then scaled by 0.8 with lanczos to 64x64, as ComfyUI ran it.
+    let case = fixture("comfyui_img2img_invert_scale_by_lanczos_euler_a_karras_d07_s39");
+    let settings: Value = serde_json::from_str(&std::fs::read_to_string(case.join("settings.json")).unwrap()).unwrap();
+    let name = upload(&http, addr, &case.join("init.png")).await;
+    let mut graph = txt2img_graph(&settings, 39, 1);
+    graph["3"]["inputs"]["denoise"] = json!(0.7);
+    graph["3"]["inputs"]["latent_image"] = json!(["11", 0]);
+    graph["10"] = json!({"class_type": "LoadImage", "inputs": {"image": name}});
+    graph["12"] = json!({"class_type": "ImageInvert", "inputs": {"image": ["10", 0]}});
+    graph["13"] = json!({"class_type": "ImageScaleBy", "inputs": {"image": ["12", 0], "upscale_method": "lanczos", "scale_by": 0.8}});
+    graph["11"] = json!({"class_type": "VAEEncode", "inputs": {"pixels": ["13", 0], "vae": ["4", 2]}});
+    graph.as_object_mut().unwrap().remove("5");
+    let entry = run_graph(&http, addr, &graph).await;
+    assert_outputs_are_the_case(&http, addr, &entry, "9", &case).await;
+    // A factor that misses a multiple of 8 (80 · 0.85 = 68) is a node error on the scale.
+    graph["13"]["inputs"]["scale_by"] = json!(0.85);
+    let refusal = refused(&http, addr, &graph).await;
+    assert!(refusal["node_errors"]["13"]["errors"][0]["message"].as_str().unwrap().contains("multiple of 8"), "{refusal}");
+    // A scale before the inversion is named.
+    graph["12"]["inputs"]["image"] = json!(["13", 0]);
+    graph["13"]["inputs"]["image"] = json!(["10", 0]);
+    graph["11"]["inputs"]["pixels"] = json!(["12", 0]);
+    let refusal = refused(&http, addr, &graph).await;
+    assert!(refusal["node_errors"]["13"].is_object(), "{refusal}");
 }
 
 /// A multipart form with one file field, as ComfyUI clients upload pictures.

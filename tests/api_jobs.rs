@@ -279,6 +279,18 @@ async fn bad_requests_get_the_right_4xx_with_field_messages() {
         (json!({"prompt": "a", "compat": "comfyui", "sampler": "pndm"}), 422, "sampler"),
         (json!({"prompt": "a", "sampling_range": {"end_at_step": 4}}), 422, "sampling_range"),
         (
+            json!({"prompt": "a", "init_image": "up_1", "mask": "up_2", "compat": "comfyui", "masked_content": "latent noise"}),
+            422,
+            "masked_content",
+        ),
+        (json!({"prompt": "a", "init_image": "up_1", "mask": "up_2", "masked_content": "grey"}), 422, "masked_content"),
+        (json!({"prompt": "a", "init_image": "up_1", "mask": "up_2", "compat": "comfyui", "mask_grow": 6}), 422, "mask_grow"),
+        (
+            json!({"prompt": "a", "init_image": "up_1", "mask": "up_2", "compat": "comfyui", "masked_content": "grey", "mask_grow": 65}),
+            422,
+            "mask_grow",
+        ),
+        (
             json!({"prompt": "a", "compat": "comfyui", "steps": 6, "sampling_range": {"start_at_step": 6}}),
             422,
             "sampling_range.start_at_step",

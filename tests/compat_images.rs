@@ -11,12 +11,14 @@ mod common;
 use std::path::PathBuf;
 
 use common::parity::{check_pixels, max_abs_diff};
+use easel::api::comfy::graph::Inversion;
 use easel::api::request::GenerateRequest;
 use easel::engine::model::{Residency, SdModel};
 use easel::engine::npy;
 use easel::engine::pipeline::{generate, SourceImages};
 use easel::engine::runtime::runtime;
 use easel::engine::CancelToken;
+use easel::uploads::{derive, Derivation};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -38,8 +40,18 @@ fn a1111_and_comfyui_modes_give_the_tools_pictures() {
         settings.as_object_mut().unwrap().retain(|_, v| !v.is_null() && *v != serde_json::json!(0.0));
         // An image-to-image case's picture is its init.png (an upload id stands for it here).
         let (init, mask) = (dir.join("init.png"), dir.join("mask.png"));
+        // ComfyUI's ImageInvert before a lanczos scale (the case's graph) is a picture the ComfyUI
+        // door derives from the upload; the request then sizes it.
+        let inverted = case["graph"]["invert_then_scale_by"].is_number();
+        let load_init = |path: &PathBuf| {
+            let picture = image::open(path).unwrap();
+            match inverted {
+                true => derive(&picture, Derivation::Invert(Inversion::Truncated)).to_rgb8(),
+                false => picture.to_rgb8(),
+            }
+        };
         let images = SourceImages {
-            init: init.exists().then(|| image::open(&init).unwrap().to_rgb8()),
+            init: init.exists().then(|| load_init(&init)),
             mask: mask.exists().then(|| image::open(&mask).unwrap().to_luma8()),
         };
         if images.init.is_some() {

@@ -157,7 +157,7 @@ COMFYUI_FILES = {
                                    "31508b469685b1eaa36ad9087c047acc3755f56ecdd7ec408a0b09395daf8880"),
     "comfy/model_patcher.py": (RUN, "f1dd6e50f891b1d2b17e4b8d26d422634fe49595",
                                "7db37893ed49eb7fa4fce9bfaf1446615d57665951769384f43178b9985648aa"),
-    "nodes.py": (READ, "81e4dac107c24b1655babc47c99c33551c96a644",
+    "nodes.py": (RUN, "81e4dac107c24b1655babc47c99c33551c96a644",
                  "88f3c18338cfc2dc6b5bef1a24dbe9f49898e23ef01df05093189ae2e432d3d7"),
     "comfy/sd.py": (READ, "84e9ce32c6d9d340404ee0798a426dae52bbee8b",
                     "00579b03a415ef2f152da12fbf1cbe3d22aa465ac591cc7ee7dbd95633260eee"),
@@ -213,6 +213,13 @@ class Settings:
     # ComfyUI image-to-image with a latent noise mask: the case's mask.png (grey, 255 = repaint) through
     # LoadImageMask (channel red) and SetLatentNoiseMask. Not a request key (the mask is an upload).
     masked: bool = False
+    # ComfyUI's VAEEncodeForInpaint in place of VAEEncode + SetLatentNoiseMask, with this grow_mask_by: the
+    # masked pixels grey before encoding, the noise mask grown and rounded. Request keys masked_content "grey"
+    # and mask_grow.
+    mask_grow: int | None = None
+    # ComfyUI image-to-image through ImageInvert (nodes.py's own) then ImageScaleBy (lanczos, by this factor, to
+    # width x height from init_size) before VAEEncode. Not request keys: the case's "graph" entry names them.
+    invert_then_scale_by: float | None = None
 
     def __post_init__(self):
         self.prompt_syntax = self.prompt_syntax or self.compat
@@ -226,6 +233,9 @@ class Settings:
             out["strength"] = self.strength
         if self.sampling_range is not None:
             out["sampling_range"] = dict(self.sampling_range)
+        if self.mask_grow is not None:
+            out["masked_content"] = "grey"
+            out["mask_grow"] = self.mask_grow
         return out
 
 
@@ -367,6 +377,20 @@ CASES = [
          "(Euler with its own inpainting noise, drawn from seed + 1), full denoise",
          Settings(seed=36, batch_size=1, compat="comfyui", sampler="ddim", schedule="simple", strength=1.0,
                   masked=True)),
+    Case("comfyui_inpaint_vae_encode_for_inpaint_euler_normal_s37", "ComfyUI inpainting through "
+         "VAEEncodeForInpaint (grow_mask_by 6): the pixels under the rounded mask set to grey before encoding, the "
+         "noise mask the rounded mask grown by a 6x6 box, KSampler euler / normal at full denoise",
+         Settings(seed=37, batch_size=1, compat="comfyui", sampler="euler", schedule="normal", strength=1.0,
+                  masked=True, mask_grow=6)),
+    Case("comfyui_inpaint_vae_encode_for_inpaint_dpmpp_2m_karras_d09_s38_b2", "ComfyUI VAEEncodeForInpaint with "
+         "grow_mask_by 3 (an odd box), RepeatLatentBatch 2, KSampler dpmpp_2m / karras at denoise 0.9",
+         Settings(seed=38, batch_size=2, compat="comfyui", sampler="dpmpp_2m", schedule="karras", strength=0.9,
+                  masked=True, mask_grow=3)),
+    Case("comfyui_img2img_invert_scale_by_lanczos_euler_a_karras_d07_s39", "ComfyUI image-to-image through "
+         "ImageInvert (1 - pixels) and ImageScaleBy (lanczos, 0.8: an 80x80 LoadImage to 64x64; the inverted floats "
+         "truncated to 8 bits for PIL), VAEEncode, KSampler euler_ancestral / karras at denoise 0.7",
+         Settings(seed=39, batch_size=1, compat="comfyui", sampler="euler_ancestral", schedule="karras",
+                  strength=0.7, init_size=(80, 80), invert_then_scale_by=0.8)),
     Case("comfyui_uni_pc_normal_s14", "ComfyUI uni_pc (B(h) = h) / normal, the penultimate sigma discarded",
          Settings(seed=14, batch_size=1, compat="comfyui", sampler="uni_pc", schedule="normal")),
     Case("comfyui_uni_pc_bh2_karras_s15_b2", "ComfyUI uni_pc_bh2 / karras, batch 2",
@@ -378,7 +402,10 @@ SCHEMA = {
                      "steps, cfg_scale, width, height, batch_size, compat (a1111 | comfyui), sampler (the tool's "
                      "name: A1111 display name, ComfyUI sampler name), schedule (A1111 Schedule type label, ComfyUI "
                      "scheduler name), randn_source (nv | cpu; null for comfyui), subseed (null when none), "
-                     "subseed_strength (0 when none), prompt_syntax (a1111 | comfyui)",
+                     "subseed_strength (0 when none), prompt_syntax (a1111 | comfyui); strength for image-to-image, "
+                     "sampling_range for KSamplerAdvanced, masked_content and mask_grow for VAEEncodeForInpaint",
+    "cases[].graph": "graph-only steps a request cannot say (present only when used): invert_then_scale_by, the "
+                     "ImageInvert then ImageScaleBy (lanczos) factor applied to init.png before VAEEncode",
     "latents.npy": "[B,4,h/8,w/8] float32: the sampler function's result in the model's latent space (A1111: "
                    "KDiffusionSampler.sample's return; ComfyUI: KSAMPLER.sample's return, i.e. after "
                    "inverse_noise_scaling and before process_latent_out). The decoder input is latents / 0.18215 "
@@ -846,6 +873,15 @@ class ComfyUI:
     def source(self, log) -> dict:
         return upstream.pinned_source(self.root, "comfyui", COMFYUI_FILES, log, RECORDER)
 
+    @staticmethod
+    def load_image_mask_red(s: "Settings"):
+        """LoadImageMask(channel "red") of the case's mask.png: the picture as RGBA, its R channel / 255
+        (nodes.py), [1, H, W]."""
+        import torch
+        from PIL import Image
+        picture = Image.fromarray(mask_image(*(s.init_size or (s.width, s.height)))).convert("RGBA")
+        return torch.from_numpy(np.array(picture.getchannel("R")).astype(np.float32) / 255.0).unsqueeze(0)
+
     def conditioning(self, text: str):
         """CLIPTextEncode's output for ``text``: [[cond [1,77,32], {}]] (pooled output left out: SD 1.5's
         extra_conds does not read it)."""
@@ -857,6 +893,7 @@ class ComfyUI:
 
         samplers, patcher = self.samplers, self.patcher
         positive, negative = self.conditioning(s.prompt), self.conditioning(s.negative_prompt)
+        noise_mask = None
         if s.strength is None:
             # EmptyLatentImage.generate (intermediate device = CPU)
             latent = torch.zeros([s.batch_size, 4, s.height // 8, s.width // 8], device=self.device)
@@ -864,11 +901,36 @@ class ComfyUI:
             # LoadImage (RGB / 255, float32) -> VAEEncode (VAE.encode: x * 2 - 1 through the encoder;
             # its DiagonalGaussianRegularizer(sample=False) takes the mode, the mean) -> RepeatLatentBatch
             pixels = torch.from_numpy(init_image(*(s.init_size or (s.width, s.height))).astype(np.float32) / 255.0)[None]
-            if s.init_size is not None:
+            if s.invert_then_scale_by is not None:
+                # ImageInvert.invert, then ImageScaleBy.upscale (nodes.py's own classes; common_upscale lanczos)
+                namespace = {"torch": torch, "comfy": importlib.import_module("comfy")}
+                namespace["comfy"].utils = self.utils
+                invert = upstream.class_from_source(self.root / "nodes.py", "ImageInvert", namespace)
+                scale_by = upstream.class_from_source(self.root / "nodes.py", "ImageScaleBy", namespace)
+                (pixels,) = invert().invert(pixels)
+                (pixels,) = scale_by().upscale(pixels, "lanczos", s.invert_then_scale_by)
+                assert tuple(pixels.shape[1:3]) == (s.height, s.width), pixels.shape
+            elif s.init_size is not None:
                 # ImageScale.upscale (nodes.py): common_upscale over channels-first pixels, lanczos, no crop
                 pixels = self.utils.common_upscale(pixels.movedim(-1, 1), s.width, s.height, "lanczos", "disabled").movedim(1, -1)
-            with torch.no_grad():
-                mean = self.vae.encode(pixels.movedim(-1, 1) * 2.0 - 1.0).latent_dist.mode()
+            if s.mask_grow is None:
+                with torch.no_grad():
+                    mean = self.vae.encode(pixels.movedim(-1, 1) * 2.0 - 1.0).latent_dist.mode()
+            else:
+                # VAEEncodeForInpaint.encode itself (nodes.py), over the VAE's mean as VAE.encode gives it
+                vae = self.vae
+
+                class Vae:
+                    downscale_ratio = 8
+
+                    def encode(self, p):
+                        return vae.encode(p.movedim(-1, 1) * 2.0 - 1.0).latent_dist.mode()
+
+                node = upstream.class_from_source(self.root / "nodes.py", "VAEEncodeForInpaint",
+                                                  {"torch": torch, "math": math})
+                with torch.no_grad():
+                    (encoded,) = node().encode(Vae(), pixels, self.load_image_mask_red(s), s.mask_grow)
+                mean, noise_mask = encoded["samples"], encoded["noise_mask"]
             latent = mean.to(self.device).float().repeat(s.batch_size, 1, 1, 1)
         # nodes.common_ksampler
         latent_image = self.sample.fix_empty_latent_channels(patcher, latent)
@@ -911,13 +973,14 @@ class ComfyUI:
 
         denoise_mask = None
         if s.masked:
-            # LoadImageMask(channel "red"): the picture as RGBA, its R channel / 255 (nodes.py); SetLatentNoiseMask
-            # reshapes it to [-1, 1, H, W]; CFGGuider.outer_sample's prepare_mask (run here, as inner_sample is
-            # called directly) sizes it to the latents.
-            from PIL import Image
-            picture = Image.fromarray(mask_image(*(s.init_size or (s.width, s.height)))).convert("RGBA")
-            mask = torch.from_numpy(np.array(picture.getchannel("R")).astype(np.float32) / 255.0).unsqueeze(0)
-            mask = mask.reshape((-1, 1, mask.shape[-2], mask.shape[-1]))
+            # SetLatentNoiseMask reshapes the mask to [-1, 1, H, W] (VAEEncodeForInpaint gives its noise mask so);
+            # CFGGuider.outer_sample's prepare_mask (run here, as inner_sample is called directly) sizes it to the
+            # latents.
+            if noise_mask is None:
+                mask = self.load_image_mask_red(s)
+                mask = mask.reshape((-1, 1, mask.shape[-2], mask.shape[-1]))
+            else:
+                mask = noise_mask
             helpers = importlib.import_module("comfy.sampler_helpers")
             denoise_mask = helpers.prepare_mask(mask, noise.shape, patcher.load_device)
 
@@ -1089,7 +1152,8 @@ def record_case(case: Case, result: dict, out: Path) -> dict:
         assert img.dtype == np.uint8 and img.shape == (s.height, s.width, 3)
         Image.fromarray(img).save(d / f"image_{i}.png", optimize=False)
         files.append(f"image_{i}.png")
-    return {"name": case.name, "what": case.what, "settings": s.request(),
+    graph = {"invert_then_scale_by": s.invert_then_scale_by} if s.invert_then_scale_by is not None else {}
+    return {"name": case.name, "what": case.what, "settings": s.request(), **({"graph": graph} if graph else {}),
             "sigmas": [float(v) for v in result["sigmas"]], "tool": result["tool"], "files": files}
 
 

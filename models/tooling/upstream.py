@@ -148,6 +148,19 @@ def patched(obj, name, value):
         setattr(obj, name, old)
 
 
+def class_from_source(path: Path, name: str, namespace: dict) -> type:
+    """The class ``name`` defined at the top level of the Python file ``path``, executed alone in ``namespace``
+    (for a node class of a module whose imports need a whole install, such as ComfyUI's ``nodes.py``)."""
+    import ast
+    tree = ast.parse(path.read_text(), str(path))
+    found = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name]
+    if len(found) != 1:
+        raise SystemExit(f"{path}: {len(found)} classes named {name}")
+    scope = dict(namespace)
+    exec(compile(ast.Module(body=found, type_ignores=[]), str(path), "exec"), scope)
+    return scope[name]
+
+
 # --------------------------------------------------------------------------------------------------
 # The checkouts
 # --------------------------------------------------------------------------------------------------

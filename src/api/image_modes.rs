@@ -89,6 +89,45 @@ impl std::fmt::Display for Upscaler {
     }
 }
 
+/// Most pixels a mask grows by before it masks the latents ([`MaskedContent::Grey`], ComfyUI's
+/// `grow_mask_by` limit).
+pub const MAX_MASK_GROW: u32 = 64;
+
+/// What the masked part of the init image holds when it is encoded for inpainting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MaskedContent {
+    /// The picture as it is.
+    #[default]
+    Original,
+    /// Mid grey under the mask (rounded to 0 or 1), and the latent mask grown by `mask_grow`
+    /// pixels: ComfyUI's `VAEEncodeForInpaint` (compat comfyui).
+    Grey,
+}
+
+impl MaskedContent {
+    pub const ALL: [MaskedContent; 2] = [MaskedContent::Original, MaskedContent::Grey];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MaskedContent::Original => "original",
+            MaskedContent::Grey => "grey",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<MaskedContent> {
+        Self::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    pub fn names() -> String {
+        Self::ALL.map(|m| m.name()).join(", ")
+    }
+
+    pub fn is_original(&self) -> bool {
+        *self == MaskedContent::Original
+    }
+}
+
 /// Pixels added on each side of the init image when outpainting (multiples of 8).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -211,6 +250,8 @@ pub(crate) struct ImageFields<'a> {
     pub strength: Option<f64>,
     pub outpaint: Option<&'a Outpaint>,
     pub hires: Option<&'a HiresRequest>,
+    pub masked_content: Option<&'a str>,
+    pub mask_grow: Option<u32>,
 }
 
 /// What [`ImageFields::resolve`] settles.
@@ -219,6 +260,8 @@ pub(crate) struct ResolvedImageFields {
     pub mask_blur: Option<u32>,
     pub outpaint: Option<Outpaint>,
     pub hires: Option<Hires>,
+    pub masked_content: MaskedContent,
+    pub mask_grow: u32,
 }
 
 fn check_strength(field: &str, value: f64, errors: &mut Vec<FieldError>) {
@@ -295,7 +338,29 @@ impl ImageFields<'_> {
             };
             Some(Hires { scale, strength, steps, upscaler: upscaler? })
         });
-        ResolvedImageFields { strength, mask_blur, outpaint: self.outpaint.copied(), hires }
+        let masked_content = match self.masked_content {
+            None => MaskedContent::Original,
+            Some(name) => MaskedContent::parse(name).unwrap_or_else(|| {
+                errors.push(FieldError::new(
+                    "masked_content",
+                    format!("unknown masked_content {name:?}; use one of {}", MaskedContent::names()),
+                ));
+                MaskedContent::Original
+            }),
+        };
+        if !masked_content.is_original() && self.mask.is_none() {
+            errors.push(FieldError::new("masked_content", format!("masked_content {masked_content:?} needs a mask to fill")));
+        }
+        let mask_grow = self.mask_grow.unwrap_or(0);
+        if mask_grow > MAX_MASK_GROW {
+            errors.push(FieldError::new("mask_grow", format!("mask_grow {mask_grow} is outside 0..{MAX_MASK_GROW} pixels")));
+        } else if mask_grow > 0 && masked_content != MaskedContent::Grey {
+            errors.push(FieldError::new(
+                "mask_grow",
+                "mask_grow grows the mask of masked_content \"grey\"; send that too, or drop mask_grow",
+            ));
+        }
+        ResolvedImageFields { strength, mask_blur, outpaint: self.outpaint.copied(), hires, masked_content, mask_grow }
     }
 }
 

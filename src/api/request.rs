@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::compat::{NoiseFields, NoiseSettings};
-use super::image_modes::{Hires, HiresRequest, ImageFields, Outpaint};
+use super::image_modes::{Hires, HiresRequest, ImageFields, MaskedContent, Outpaint};
 use super::networks::{extra_network_tags, LoraRef, MAX_LORAS, MODEL_OWN_VAE};
 use super::prompt::{default_clip_skip, recorded_prompt_syntax, PromptSyntax, MAX_CLIP_SKIP};
 use super::sampler::{Sampler, Schedule};
@@ -130,6 +130,14 @@ pub struct GenerateRequest {
     /// without fresh noise, keeping the leftover noise or not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sampling_range: Option<SamplingRangeRequest>,
+    /// A [`MaskedContent`] name: what the masked part of the init image holds when it is encoded
+    /// [default: original; grey is ComfyUI's `VAEEncodeForInpaint`, compat comfyui].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub masked_content: Option<String>,
+    /// Pixels the mask grows by before it masks the latents, with masked_content grey (ComfyUI's
+    /// `grow_mask_by`) [default: 0].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask_grow: Option<u32>,
 }
 
 /// A request with every default applied and every rule checked: what the engine runs and what is
@@ -194,6 +202,16 @@ pub struct GenerationSettings {
     /// the whole run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sampling_range: Option<SamplingRange>,
+    /// What the masked part of the init image held when it was encoded.
+    #[serde(default, skip_serializing_if = "MaskedContent::is_original")]
+    pub masked_content: MaskedContent,
+    /// Pixels the mask grew by (with [`MaskedContent::Grey`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub mask_grow: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl GenerationSettings {
@@ -299,6 +317,8 @@ impl GenerateRequest {
             strength: self.strength,
             outpaint: self.outpaint.as_ref(),
             hires: self.hires.as_ref(),
+            masked_content: self.masked_content.as_deref(),
+            mask_grow: self.mask_grow,
         }
         .resolve(MAX_STEPS, &mut errors);
         let mut width = self.width.unwrap_or(DEFAULT_SIZE);
@@ -361,6 +381,12 @@ impl GenerateRequest {
                 )),
                 _ => images.mask_blur = Some(0),
             }
+        }
+        if images.masked_content == MaskedContent::Grey && compat != super::Compat::ComfyUi {
+            errors.push(FieldError::new(
+                "masked_content",
+                format!("masked_content grey is ComfyUI's VAEEncodeForInpaint and runs in compat comfyui only, not {compat}"),
+            ));
         }
         let sampler = match self.sampler.as_deref() {
             None => Some(Sampler::DEFAULT),
@@ -505,6 +531,8 @@ impl GenerateRequest {
             png_text,
             vae_tiling,
             sampling_range,
+            masked_content: images.masked_content,
+            mask_grow: images.mask_grow,
         })
     }
 
@@ -522,7 +550,7 @@ impl GenerateRequest {
 }
 
 /// Field names a request body may contain.
-pub const REQUEST_FIELDS: [&str; 31] = [
+pub const REQUEST_FIELDS: [&str; 33] = [
     "prompt",
     "negative_prompt",
     "seed",
@@ -554,6 +582,8 @@ pub const REQUEST_FIELDS: [&str; 31] = [
     "png_text",
     "vae_tiling",
     "sampling_range",
+    "masked_content",
+    "mask_grow",
 ];
 
 impl GenerateRequest {
@@ -591,6 +621,7 @@ impl GenerateRequest {
         let compat = text("compat");
         let randn_source = text("randn_source");
         let vae_tiling = text("vae_tiling");
+        let masked_content = text("masked_content");
         let mut whole = |name: &str, max: u64| -> Option<u64> {
             let v = present(name)?;
             match v.as_u64() {
@@ -608,6 +639,7 @@ impl GenerateRequest {
         let height = whole("height", small).map(|n| n as u32);
         let batch_size = whole("batch_size", small).map(|n| n as u32);
         let mask_blur = whole("mask_blur", small).map(|n| n as u32);
+        let mask_grow = whole("mask_grow", small).map(|n| n as u32);
         let clip_skip = whole("clip_skip", small).map(|n| n as u32);
         let subseed = whole("subseed", u64::MAX);
         let seed_resize_from_w = whole("seed_resize_from_w", small).map(|n| n as u32);
@@ -688,6 +720,8 @@ impl GenerateRequest {
             png_text,
             vae_tiling,
             sampling_range,
+            masked_content,
+            mask_grow,
         })
     }
 }

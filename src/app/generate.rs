@@ -1037,6 +1037,8 @@ mod tests {
             png_text: Default::default(),
             vae_tiling: Default::default(),
             sampling_range: None,
+            masked_content: Default::default(),
+            mask_grow: 0,
         };
         let again = FormValues::from_settings(&settings).to_request().unwrap().resolve(|| 0).unwrap();
         assert_eq!(again, settings);

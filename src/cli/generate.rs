@@ -76,6 +76,14 @@ pub struct GenerateArgs {
     /// the width of the soft seam is twice this.
     #[arg(long)]
     pub mask_blur: Option<u32>,
+    /// Inpainting, compat comfyui: what the masked part holds when it is encoded: original, or
+    /// grey (ComfyUI's VAEEncodeForInpaint) [default: original].
+    #[arg(long, requires = "mask")]
+    pub masked_content: Option<String>,
+    /// With --masked-content grey: grow the latent mask by this many pixels (ComfyUI's
+    /// grow_mask_by) [default: 0].
+    #[arg(long, requires = "masked_content")]
+    pub mask_grow: Option<u32>,
     /// Outpainting: extend the init image, e.g. left=64,right=64,top=0,bottom=0 (multiples of 8).
     #[arg(long, value_name = "SIDES", requires = "init_image", value_parser = Outpaint::parse)]
     pub outpaint: Option<Outpaint>,
@@ -311,6 +319,8 @@ pub fn run(args: &GenerateArgs, settings: &crate::config::Settings) -> Result<()
         png_text: None,
         vae_tiling: args.vae_tiling.clone(),
         sampling_range: None,
+        masked_content: args.masked_content.clone(),
+        mask_grow: args.mask_grow,
     };
     let registry = crate::model_registry::ModelRegistry::from_settings(settings);
     let mut lora_files = Vec::new();

@@ -2,20 +2,25 @@
 //! chunk so ComfyUI opens an Easel image as a workflow (as it opens its own PNGs).
 //!
 //! Text-to-image and image-to-image are written as ComfyUI's default graph (loader, LoRA loaders,
-//! CLIP skip, two prompts, an empty or encoded latent, KSampler, decoder, SaveImage); hires fix,
-//! inpainting and outpainting, and samplers or schedules ComfyUI lacks, get no graph. The picture
+//! CLIP skip, two prompts, an empty or encoded latent, KSampler, decoder, SaveImage), the comfyui
+//! mode's inpainting with `SetLatentNoiseMask` or `VAEEncodeForInpaint`; hires fix, the other
+//! modes' inpainting, outpainting, and samplers or schedules ComfyUI lacks, get no graph. The picture
 //! is ComfyUI's own for images made in the comfyui mode; in the other modes the settings are the
 //! same but ComfyUI's noise differs.
 
 use serde_json::{json, Map, Value};
 
+use crate::api::image_modes::MaskedContent;
 use crate::api::networks::extra_network_tags;
 use crate::api::request::GenerationSettings;
 use crate::api::{Compat, PromptSyntax};
 
 /// The graph for `settings` on `model_name`, or `None` where ComfyUI's basic nodes cannot say it.
 pub fn comfy_prompt(settings: &GenerationSettings, model_name: &str) -> Option<Value> {
-    if settings.hires.is_some() || settings.mask.is_some() || settings.outpaint.is_some() {
+    // Masks are written in the comfyui mode only (its latent noise mask; A1111's and diffusers'
+    // inpainting are not ComfyUI's).
+    let comfy_mask = settings.mask.is_some() && settings.noise.compat == Compat::ComfyUi;
+    if settings.hires.is_some() || (settings.mask.is_some() && !comfy_mask) || settings.outpaint.is_some() {
         return None;
     }
     let sampler = settings.sampler.comfyui_name()?;
@@ -65,13 +70,29 @@ pub fn comfy_prompt(settings: &GenerationSettings, model_name: &str) -> Option<V
     let (latent, denoise) = match (&settings.init_image, settings.strength) {
         (Some(upload), Some(strength)) => {
             add("12", "LoadImage", json!({"image": format!("{upload}.png")}));
-            add("13", "VAEEncode", json!({"pixels": ["12", 0], "vae": vae}));
-            let latent = if settings.batch_size > 1 {
-                add("14", "RepeatLatentBatch", json!({"samples": ["13", 0], "amount": settings.batch_size}));
-                json!(["14", 0])
-            } else {
-                json!(["13", 0])
-            };
+            let mut latent = json!(["13", 0]);
+            match &settings.mask {
+                // Easel's mask is a grey picture: any of its colour channels.
+                Some(mask) => {
+                    add("15", "LoadImageMask", json!({"image": format!("{mask}.png"), "channel": "red"}));
+                    if settings.masked_content == MaskedContent::Grey {
+                        add(
+                            "13",
+                            "VAEEncodeForInpaint",
+                            json!({"pixels": ["12", 0], "vae": vae, "mask": ["15", 0], "grow_mask_by": settings.mask_grow}),
+                        );
+                    } else {
+                        add("13", "VAEEncode", json!({"pixels": ["12", 0], "vae": vae}));
+                        add("16", "SetLatentNoiseMask", json!({"samples": ["13", 0], "mask": ["15", 0]}));
+                        latent = json!(["16", 0]);
+                    }
+                }
+                None => add("13", "VAEEncode", json!({"pixels": ["12", 0], "vae": vae})),
+            }
+            if settings.batch_size > 1 {
+                add("14", "RepeatLatentBatch", json!({"samples": latent, "amount": settings.batch_size}));
+                latent = json!(["14", 0]);
+            }
             (latent, strength)
         }
         _ => {
@@ -160,5 +181,32 @@ mod tests {
         assert!(comfy_prompt(&hires, "m").is_none());
         let pndm = settings(json!({"prompt": "x", "width": 64, "height": 64, "sampler": "pndm"}));
         assert!(comfy_prompt(&pndm, "m").is_none());
+        let diffusers_inpaint = settings(json!({"prompt": "x", "init_image": "abc", "mask": "def", "width": 64, "height": 64}));
+        assert!(comfy_prompt(&diffusers_inpaint, "m").is_none());
+    }
+
+    #[test]
+    fn comfyui_masks_are_written_as_their_nodes_and_read_back() {
+        use crate::api::comfy::{graph, nodes};
+        let specs = nodes::specs(&nodes::Lists { checkpoints: vec!["m".into()], ..Default::default() });
+        for (extra, encoder) in [
+            (json!({}), "VAEEncode"),
+            (json!({"masked_content": "grey", "mask_grow": 6, "strength": 1.0}), "VAEEncodeForInpaint"),
+            (json!({"masked_content": "grey", "batch_size": 2}), "VAEEncodeForInpaint"),
+        ] {
+            let mut request = json!({"prompt": "x", "init_image": "up_a", "mask": "up_b", "strength": 0.8, "width": 64, "height": 64,
+                                     "compat": "comfyui", "sampler": "euler", "schedule": "normal"});
+            request.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            let s = settings(request);
+            let g = comfy_prompt(&s, "m").unwrap();
+            assert_eq!(g["13"]["class_type"], encoder);
+            assert_eq!(g["15"]["inputs"]["image"], "up_b.png");
+            let compiled = graph::compile(&graph::parse(&g).unwrap(), &specs).unwrap();
+            let again = compiled.outputs[0].request.resolve(|| 0).unwrap();
+            assert_eq!(
+                (&again.mask, again.masked_content, again.mask_grow, again.strength, again.batch_size),
+                (&s.mask, s.masked_content, s.mask_grow, s.strength, s.batch_size)
+            );
+        }
     }
 }

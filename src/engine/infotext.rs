@@ -243,6 +243,8 @@ mod tests {
             png_text: Default::default(),
             vae_tiling: Default::default(),
             sampling_range: None,
+            masked_content: Default::default(),
+            mask_grow: 0,
         }
     }
 

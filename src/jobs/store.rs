@@ -836,6 +836,8 @@ pub(crate) mod tests {
             png_text: Default::default(),
             vae_tiling: Default::default(),
             sampling_range: None,
+            masked_content: Default::default(),
+            mask_grow: 0,
         }
     }
 

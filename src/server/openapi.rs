@@ -229,7 +229,11 @@ pub fn document() -> Value {
                         "description": "extra PNG text chunks written into every image (keyword -> text, e.g. ComfyUI's workflow); without them Easel writes a ComfyUI `prompt` graph of the settings" },
                     "vae_tiling": { "type": "string", "enum": crate::api::VaeTiling::ALL.map(crate::api::VaeTiling::name), "default": crate::api::VaeTiling::default().name(),
                         "description": "the VAE over large pictures in overlapping tiles, as diffusers' enable_tiling() (memory of one 512x512 tile whatever the size; the picture differs slightly from a whole decode): auto tiles above 512x512 in compat diffusers and never in a1111 and comfyui (their tools decode whole); on tiles whenever the picture is larger than a tile; off never" },
-                    "sampling_range": { "$ref": "#/components/schemas/SamplingRange" }
+                    "sampling_range": { "$ref": "#/components/schemas/SamplingRange" },
+                    "masked_content": { "type": "string", "enum": crate::api::image_modes::MaskedContent::ALL.map(crate::api::image_modes::MaskedContent::name), "default": "original",
+                        "description": "with mask: what the masked part of the init image holds when it is encoded; grey (compat comfyui only) is ComfyUI's VAEEncodeForInpaint: mid grey under the mask rounded to 0 or 1" },
+                    "mask_grow": { "type": "integer", "minimum": 0, "maximum": crate::api::image_modes::MAX_MASK_GROW, "default": 0,
+                        "description": "with masked_content grey: pixels the mask grows by (a box) before it masks the latents, ComfyUI's grow_mask_by" }
                 }
             },
             "SamplingRange": { "type": "object", "additionalProperties": false,

@@ -32,7 +32,7 @@ use crate::job_runner::EngineExecutor;
 use crate::jobs::{CancelOutcome, JobQueue, JobRecord, JobStore, LiveProgress, StatusCounts, StoreError};
 use crate::metrics::EngineMetrics;
 use crate::model_registry::{ModelRegistry, RegistryError};
-use crate::uploads::{ImageInputError, Uploads};
+use crate::uploads::{Derivation, ImageInputError, Uploads};
 use pulls::{PullCancel, PullManager, StartRefused};
 
 /// Longest accepted idempotency key, in bytes.
@@ -526,6 +526,28 @@ impl Easel {
             }
             Err(e) => Err(ServiceError::Invalid(vec![FieldError::new("file", e.to_string())])),
         }
+    }
+
+    /// Stores a picture derived from upload `id` (see [`Derivation`]); the new upload.
+    pub async fn derive_upload(&self, id: &str, how: Derivation) -> Result<UploadView, ServiceError> {
+        let (uploads, source) = (self.uploads.clone(), id.to_string());
+        let derived = blocking(move || Ok::<_, ServiceError>(uploads.derive(&source, how))).await?;
+        let upload = derived.map_err(|e| match e {
+            ImageInputError::Unknown(_) => ServiceError::ImageNotFound(id.to_string()),
+            ImageInputError::Io { path, message } => {
+                ServiceError::Internal(format!("cannot store the upload in {}: {message}", path.display()))
+            }
+            other => ServiceError::Invalid(vec![FieldError::new("image", other.to_string())]),
+        })?;
+        Ok(UploadView { id: upload.id, width: upload.width, height: upload.height })
+    }
+
+    /// An upload's id and size; unknown ids are [`ServiceError::ImageNotFound`].
+    pub async fn upload_view(&self, id: &str) -> Result<UploadView, ServiceError> {
+        let (uploads, lookup) = (self.uploads.clone(), id.to_string());
+        let size = blocking(move || Ok::<_, ServiceError>(uploads.size(&lookup).ok())).await?;
+        let (width, height) = size.ok_or_else(|| ServiceError::ImageNotFound(id.to_string()))?;
+        Ok(UploadView { id: id.to_string(), width, height })
     }
 
     /// An upload's PNG bytes (to show it again); unknown ids are [`ServiceError::ImageNotFound`].

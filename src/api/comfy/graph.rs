@@ -63,6 +63,8 @@ pub struct Refusal {
 pub struct Output {
     pub node: String,
     pub request: GenerateRequest,
+    /// What the door derives from the uploads the request names before it submits it.
+    pub derived: Derived,
     pub chain: Vec<String>,
     /// The KSampler's id (progress is reported on it).
     pub sampler_node: String,
@@ -420,6 +422,138 @@ fn follow(nodes: &BTreeMap<String, Node>, id: &str, node: &Node, slot: usize, pa
     }
 }
 
+/// Pictures the door makes from uploads before a request runs: ComfyUI's image and mask nodes
+/// between the loaders and the encoder, which Easel's request cannot say by itself.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Derived {
+    /// The init image is inverted first (an odd number of `ImageInvert`s).
+    pub invert_init: Option<Inversion>,
+    /// The mask is this channel of the mask's picture (`LoadImageMask`; `LoadImage`'s MASK is
+    /// its alpha).
+    pub mask_channel: Option<MaskChannel>,
+    /// `ImageScaleBy` (lanczos): the request's size is the init picture's times this, each side
+    /// rounded half to even as Python's `round`; the door fills it in.
+    pub scale_by: Option<f64>,
+}
+
+/// How an inverted 8-bit picture is written: ComfyUI inverts floats (`1 − v/255`); its encoder
+/// takes them as they are (`255 − v` in 8 bits, the same within a float's last bit), but its
+/// lanczos scale first turns them back into 8 bits by truncation (`⌊255 · (1 − v/255)⌋`, one
+/// lower than `255 − v` for 159 of the 256 values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inversion {
+    Exact,
+    Truncated,
+}
+
+/// One channel of a picture as a mask: its value / 255, the alpha inverted (ComfyUI's rule: a
+/// transparent pixel is repainted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaskChannel {
+    Red,
+    Green,
+    Blue,
+    Alpha,
+}
+
+impl MaskChannel {
+    fn parse(name: &str) -> Option<MaskChannel> {
+        match name {
+            "red" => Some(MaskChannel::Red),
+            "green" => Some(MaskChannel::Green),
+            "blue" => Some(MaskChannel::Blue),
+            "alpha" => Some(MaskChannel::Alpha),
+            _ => None,
+        }
+    }
+}
+
+/// A `LoadImage` name as an upload id (`<id>.png` is how the door names uploads).
+fn upload_id(name: &str) -> String {
+    name.strip_suffix(".png").unwrap_or(name).to_string()
+}
+
+/// Where a mask comes from: an upload and its channel, and the node that loads it.
+struct MaskSource {
+    image: String,
+    channel: MaskChannel,
+    nodes: Vec<String>,
+}
+
+/// The `mask` input of `node`: `LoadImageMask` (any channel) or `LoadImage`'s MASK (its alpha).
+fn mask_source(nodes: &BTreeMap<String, Node>, node: &Node) -> Result<MaskSource, ChainError> {
+    let (mask_id, mask, slot) = source(nodes, node, "mask");
+    let channel = match (mask.class.as_str(), slot) {
+        ("LoadImageMask", _) => MaskChannel::parse(&text_of(mask, "channel")),
+        ("LoadImage", 1) => Some(MaskChannel::Alpha),
+        _ => None,
+    };
+    let Some(channel) = channel else {
+        return Err(unsupported(&mask_id, &mask.class, "a mask that is not a LoadImageMask's or a LoadImage's"));
+    };
+    Ok(MaskSource { image: text_of(mask, "image"), channel, nodes: vec![mask_id] })
+}
+
+/// How the init picture is sized before it is encoded.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Scale {
+    AsIs,
+    To(u32, u32),
+    By(f64),
+}
+
+/// The pixels an encoder takes: a `LoadImage`'s picture, inverted any number of times, then
+/// scaled at most once with lanczos and no crop (Pillow's Lanczos, which is how Easel sizes an
+/// init image to the request).
+struct PixelChain {
+    image: String,
+    inverted: bool,
+    scale: Scale,
+    nodes: Vec<String>,
+}
+
+fn pixel_chain(nodes: &BTreeMap<String, Node>, encoder: &Node) -> Result<PixelChain, ChainError> {
+    let (mut id, mut node, mut slot) = source(nodes, encoder, "pixels");
+    let mut scale = Scale::AsIs;
+    let mut passed = Vec::new();
+    if matches!(node.class.as_str(), "ImageScale" | "ImageScaleBy") {
+        let lanczos = text_of(node, "upscale_method") == "lanczos";
+        scale = if node.class == "ImageScale" {
+            let (width, height) = (int_of(node, "width"), int_of(node, "height"));
+            if !lanczos || text_of(node, "crop") != "disabled" || width <= 0 || height <= 0 || width % 8 != 0 || height % 8 != 0 {
+                return Err(unsupported(
+                    &id,
+                    "ImageScale",
+                    "scaling other than lanczos without crop to a width and height in multiples of 8",
+                ));
+            }
+            Scale::To(width as u32, height as u32)
+        } else {
+            if !lanczos {
+                return Err(unsupported(&id, "ImageScaleBy", "scaling other than lanczos"));
+            }
+            Scale::By(float_of(node, "scale_by"))
+        };
+        passed.push(id.clone());
+        (id, node, slot) = source(nodes, node, "image");
+    }
+    let mut inverted = false;
+    while node.class == "ImageInvert" {
+        inverted = !inverted;
+        passed.push(id.clone());
+        (id, node, slot) = source(nodes, node, "image");
+    }
+    if matches!(node.class.as_str(), "ImageScale" | "ImageScaleBy") {
+        return Err(unsupported(&id, &node.class, "a scale before an ImageInvert or a second scale (scale last, just before the encoder)"));
+    }
+    if node.class != "LoadImage" || slot != 0 {
+        return Err(unsupported(&id, &node.class, "encoding pixels that are not a LoadImage's picture"));
+    }
+    passed.push(id);
+    passed.reverse();
+    Ok(PixelChain { image: text_of(node, "image"), inverted, scale, nodes: passed })
+}
+
 /// The chain of one output node as an Easel request.
 fn compile_output(nodes: &BTreeMap<String, Node>, output: &str) -> Result<Output, ChainError> {
     let save = &nodes[output];
@@ -482,8 +616,8 @@ fn compile_output(nodes: &BTreeMap<String, Node>, output: &str) -> Result<Output
         }
     };
     let (vae_node, vae) = vae_of(decode)?;
-    // The latent: empty, or an uploaded picture through VAEEncode (repeated over a batch).
-    // ... or a VAEEncode's under a RepeatLatentBatch and a SetLatentNoiseMask (either order).
+    // The latent: empty, or an uploaded picture through VAEEncode or VAEEncodeForInpaint, under
+    // a RepeatLatentBatch and a SetLatentNoiseMask (either order).
     let (mut latent_id, mut latent, _) = source(nodes, sampler, "latent_image");
     let (mut repeat, mut noise_mask) = (None, None);
     loop {
@@ -492,24 +626,23 @@ fn compile_output(nodes: &BTreeMap<String, Node>, output: &str) -> Result<Output
                 repeat = Some((latent_id.clone(), u32::try_from(int_of(latent, "amount")).unwrap_or(1)));
             }
             "SetLatentNoiseMask" if noise_mask.is_none() => {
-                let (mask_id, mask, _) = source(nodes, latent, "mask");
-                // Easel reads a mask picture's grey values: LoadImageMask's red, green or blue of a
-                // grey mask (its alpha would be inverted).
-                if mask.class != "LoadImageMask" || !matches!(text_of(mask, "channel").as_str(), "red" | "green" | "blue") {
-                    return Err(unsupported(&mask_id, &mask.class, "a mask that is not LoadImageMask's red, green or blue channel"));
-                }
-                noise_mask = Some((latent_id.clone(), mask_id, text_of(mask, "image")));
+                noise_mask = Some((latent_id.clone(), mask_source(nodes, latent)?));
             }
             _ => break,
         }
         (latent_id, latent, _) = source(nodes, latent, "samples");
     }
-    if (repeat.is_some() || noise_mask.is_some()) && latent.class != "VAEEncode" {
+    let encoded = matches!(latent.class.as_str(), "VAEEncode" | "VAEEncodeForInpaint");
+    if (repeat.is_some() || noise_mask.is_some()) && !encoded {
         return Err(unsupported(&latent_id, &latent.class, "a batch repeat or noise mask of latents that are not a VAEEncode's"));
+    }
+    if noise_mask.is_some() && latent.class == "VAEEncodeForInpaint" {
+        return Err(unsupported(&latent_id, &latent.class, "a SetLatentNoiseMask over VAEEncodeForInpaint's own noise mask"));
     }
     // KSamplerAdvanced has no denoise (a full-strength run over its window).
     let denoise = if advanced { 1.0 } else { float_of(sampler, "denoise") };
     let mut request = GenerateRequest::default();
+    let mut derived = Derived::default();
     let mut chain: Vec<String> = Vec::new();
     match latent.class.as_str() {
         "EmptyLatentImage" => {
@@ -521,41 +654,35 @@ fn compile_output(nodes: &BTreeMap<String, Node>, output: &str) -> Result<Output
             request.batch_size = u32::try_from(int_of(latent, "batch_size")).ok();
             chain.push(latent_id.clone());
         }
-        "VAEEncode" => {
-            let (mut pixels_id, mut pixels, _) = source(nodes, latent, "pixels");
-            // ImageScale with lanczos and no crop is Pillow's Lanczos to a size, which is how Easel
-            // sizes an init image to the request's width and height.
-            let mut scale = None;
-            if pixels.class == "ImageScale" {
-                let (width, height) = (int_of(pixels, "width"), int_of(pixels, "height"));
-                let lanczos = text_of(pixels, "upscale_method") == "lanczos" && text_of(pixels, "crop") == "disabled";
-                if !lanczos || width <= 0 || height <= 0 || width % 8 != 0 || height % 8 != 0 {
-                    return Err(unsupported(
-                        &pixels_id,
-                        "ImageScale",
-                        "scaling other than lanczos without crop to a width and height in multiples of 8",
-                    ));
-                }
-                request.width = u32::try_from(width).ok();
-                request.height = u32::try_from(height).ok();
-                scale = Some(pixels_id.clone());
-                (pixels_id, pixels, _) = source(nodes, pixels, "image");
-            }
-            if pixels.class != "LoadImage" {
-                return Err(unsupported(&pixels_id, &pixels.class, "VAEEncode of pixels that are not a LoadImage's"));
-            }
+        "VAEEncode" | "VAEEncodeForInpaint" => {
+            let pixels = pixel_chain(nodes, latent)?;
             if vae_of(latent)?.1 != vae {
-                return Err(unsupported(&latent_id, "VAEEncode", "encoding and decoding with different VAEs"));
+                return Err(unsupported(&latent_id, &latent.class, "encoding and decoding with different VAEs"));
             }
-            let name = text_of(pixels, "image");
-            request.init_image = Some(name.strip_suffix(".png").unwrap_or(&name).to_string());
+            request.init_image = Some(upload_id(&pixels.image));
+            match pixels.scale {
+                Scale::To(width, height) => (request.width, request.height) = (Some(width), Some(height)),
+                Scale::By(factor) => derived.scale_by = Some(factor),
+                Scale::AsIs => {}
+            }
+            let scaled = pixels.scale != Scale::AsIs;
+            derived.invert_init = pixels.inverted.then_some(if scaled { Inversion::Truncated } else { Inversion::Exact });
             request.strength = Some(denoise);
-            chain.push(pixels_id);
-            chain.extend(scale);
+            chain.extend(pixels.nodes);
+            if latent.class == "VAEEncodeForInpaint" {
+                let mask = mask_source(nodes, latent)?;
+                chain.extend(mask.nodes);
+                request.mask = Some(upload_id(&mask.image));
+                derived.mask_channel = Some(mask.channel);
+                request.masked_content = Some("grey".into());
+                request.mask_grow = u32::try_from(int_of(latent, "grow_mask_by")).ok().filter(|g| *g > 0);
+            }
             chain.push(latent_id.clone());
-            if let Some((set_id, mask_id, mask_name)) = noise_mask {
-                request.mask = Some(mask_name.strip_suffix(".png").unwrap_or(&mask_name).to_string());
-                chain.extend([mask_id, set_id]);
+            if let Some((set_id, mask)) = noise_mask {
+                request.mask = Some(upload_id(&mask.image));
+                derived.mask_channel = Some(mask.channel);
+                chain.extend(mask.nodes);
+                chain.push(set_id);
             }
             if let Some((id, amount)) = repeat {
                 request.batch_size = Some(amount);
@@ -607,7 +734,7 @@ fn compile_output(nodes: &BTreeMap<String, Node>, output: &str) -> Result<Output
     }
     order.extend(chain);
     order.extend([sampler_id.clone(), decode_id, output.to_string()]);
-    Ok(Output { node: output.to_string(), request, chain: order, sampler_node: sampler_id })
+    Ok(Output { node: output.to_string(), request, derived, chain: order, sampler_node: sampler_id })
 }
 
 /// Validates the graph and translates every valid output; refuses it when nothing can run.

@@ -6,6 +6,7 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::api::image_modes::MAX_MASK_GROW;
 use crate::api::sampling_range::MAX_RANGE_STEP;
 use crate::api::{Compat, Sampler, Schedule};
 
@@ -270,6 +271,42 @@ pub fn specs(lists: &Lists) -> Vec<NodeSpec> {
             outputs: &[("IMAGE", "IMAGE")],
             output_node: false,
             description: "Scales a picture (Easel runs lanczos without crop, before VAEEncode).",
+        },
+        NodeSpec {
+            class: "ImageScaleBy",
+            display_name: "Upscale Image By",
+            category: "image/upscaling",
+            required: vec![
+                link("image", "IMAGE"),
+                choice("upscale_method", &["nearest-exact", "bilinear", "area", "bicubic", "lanczos"].map(String::from)),
+                float("scale_by", 1.0, 0.01, 8.0, 0.01),
+            ],
+            outputs: &[("IMAGE", "IMAGE")],
+            output_node: false,
+            description: "Scales a picture by a factor (Easel runs lanczos, before VAEEncode, to a size in multiples of 8).",
+        },
+        NodeSpec {
+            class: "ImageInvert",
+            display_name: "Invert Image",
+            category: "image",
+            required: vec![link("image", "IMAGE")],
+            outputs: &[("IMAGE", "IMAGE")],
+            output_node: false,
+            description: "Inverts a picture's colours (Easel: a loaded picture before it is scaled or encoded).",
+        },
+        NodeSpec {
+            class: "VAEEncodeForInpaint",
+            display_name: "VAE Encode (for Inpainting)",
+            category: "latent/inpaint",
+            required: vec![
+                link("pixels", "IMAGE"),
+                link("vae", "VAE"),
+                link("mask", "MASK"),
+                int("grow_mask_by", 6, 0, u64::from(MAX_MASK_GROW)),
+            ],
+            outputs: &[("LATENT", "LATENT")],
+            output_node: false,
+            description: "Encodes a picture grey under the mask, with the mask grown by a few pixels as its noise mask.",
         },
         NodeSpec {
             class: "LoadImageMask",

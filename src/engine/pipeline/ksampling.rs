@@ -12,6 +12,7 @@
 
 use std::time::Instant;
 
+use super::grey_fill::grey_fill;
 use super::guided_unet::GuidedUnet;
 use super::randomness::Randomness;
 use super::stages::{
@@ -19,6 +20,7 @@ use super::stages::{
     LATENT_CHANNELS,
 };
 use super::{Output, Progress, SourceImages, StepProgress, Timings};
+use crate::api::image_modes::MaskedContent;
 use crate::api::{Compat, GenerationSettings, RandnSource, SamplingRange};
 use crate::engine::cancel::CancelToken;
 use crate::engine::kdiffusion::discrete::DiscreteSchedule;
@@ -355,6 +357,12 @@ fn run_walk(
         }
     };
     let mut x: Vec<f32> = noise.iter().map(|n| n * start_scale).collect();
+    // ComfyUI's VAEEncodeForInpaint: the picture grey under the mask, the mask grown.
+    let grey = match (settings.masked_content, init, mask) {
+        (MaskedContent::Grey, Some(init), Some(mask)) => Some(grey_fill(init, mask, settings.mask_grow)),
+        _ => None,
+    };
+    let mask = grey.as_ref().map(|g| &g.noise_mask).or(mask);
     let mut init_latent = None;
     if let Some(init) = init {
         // The encoder's latents (the posterior's mean), one image repeated over the batch, under
@@ -362,7 +370,11 @@ fn run_walk(
         // them as `latent · √ᾱ + noise · √(1 − ᾱ)`.
         let (w, h) = (init.width() as usize, init.height() as usize);
         let encode_started = Instant::now();
-        let latent = encode_pixels_mode(model, &pixels_to_chw(init.as_raw(), w, h), w, h, tiling, cancel)?;
+        let chw = match &grey {
+            Some(filled) => std::borrow::Cow::Borrowed(&filled.chw),
+            None => std::borrow::Cow::Owned(pixels_to_chw(init.as_raw(), w, h)),
+        };
+        let latent = encode_pixels_mode(model, &chw, w, h, tiling, cancel)?;
         timings.vae_encode += encode_started.elapsed();
         let repeated: Vec<f32> = latent.iter().copied().cycle().take(x.len()).collect();
         match &walk {

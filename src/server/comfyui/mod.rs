@@ -29,6 +29,7 @@ use super::AppState;
 use crate::api::{GenerateRequest, ImageView, JobEventKind, JobStatus, OUTPUTS_URL_PREFIX};
 use crate::model_files::FileKind;
 use crate::service::{Easel, ServiceError};
+use crate::uploads::Derivation;
 
 /// How many prompts `/history` keeps (ComfyUI's bound).
 const MAX_HISTORY: usize = 10_000;
@@ -164,6 +165,34 @@ async fn get_prompt(State(state): State<AppState>) -> Json<Value> {
     Json(json!({"exec_info": {"queue_remaining": state.comfyui.queue_remaining()}}))
 }
 
+/// The request of `output` with the pictures its image and mask nodes make ([`graph::Derived`])
+/// stored as uploads, and its size where `ImageScaleBy` sets it; else the field and message to
+/// report on a node.
+async fn derive_pictures(easel: &Easel, output: &graph::Output) -> Result<GenerateRequest, (String, String)> {
+    let mut request = output.request.clone();
+    let derived = &output.derived;
+    fn failed(field: &'static str) -> impl Fn(ServiceError) -> (String, String) {
+        move |e| (field.to_string(), e.to_string())
+    }
+    if let Some(id) = request.init_image.clone() {
+        if let Some(inversion) = derived.invert_init {
+            let upload = easel.derive_upload(&id, Derivation::Invert(inversion)).await.map_err(failed("init_image"))?;
+            request.init_image = Some(upload.id);
+        }
+        if let Some(factor) = derived.scale_by {
+            let upload = easel.upload_view(request.init_image.as_deref().unwrap_or(&id)).await.map_err(failed("init_image"))?;
+            // Python's round of the float64 product: halves to even.
+            let side = |s: u32| (f64::from(s) * factor).round_ties_even().clamp(0.0, f64::from(u32::MAX)) as u32;
+            (request.width, request.height) = (Some(side(upload.width)), Some(side(upload.height)));
+        }
+    }
+    if let (Some(id), Some(channel)) = (request.mask.clone(), derived.mask_channel) {
+        let upload = easel.derive_upload(&id, Derivation::Channel(channel)).await.map_err(failed("mask"))?;
+        request.mask = Some(upload.id);
+    }
+    Ok(request)
+}
+
 /// An Easel refusal of a compiled request, as a node error on the node that set the field.
 fn node_error_for(output: &graph::Output, nodes: &BTreeMap<String, graph::Node>, field: &str, message: &str) -> (String, Value) {
     let class_of = |class: &str| output.chain.iter().find(|id| nodes.get(*id).is_some_and(|n| n.class == class)).cloned();
@@ -172,8 +201,10 @@ fn node_error_for(output: &graph::Output, nodes: &BTreeMap<String, graph::Node>,
         "loras" => class_of("LoraLoader").or_else(|| class_of("LoraLoaderModelOnly")),
         "vae" => class_of("VAELoader"),
         "init_image" => class_of("LoadImage"),
-        "mask" | "mask_blur" => class_of("LoadImageMask"),
-        "width" | "height" | "batch_size" => class_of("EmptyLatentImage"),
+        "mask" | "mask_blur" => class_of("LoadImageMask").or_else(|| class_of("VAEEncodeForInpaint")),
+        "masked_content" | "mask_grow" => class_of("VAEEncodeForInpaint"),
+        "width" | "height" => class_of("ImageScaleBy").or_else(|| class_of("ImageScale")).or_else(|| class_of("EmptyLatentImage")),
+        "batch_size" => class_of("EmptyLatentImage").or_else(|| class_of("RepeatLatentBatch")),
         "prompt" | "negative_prompt" => class_of("CLIPTextEncode"),
         "clip_skip" => class_of("CLIPSetLastLayer"),
         _ => None,
@@ -232,7 +263,15 @@ async fn post_prompt(State(state): State<AppState>, body: Bytes) -> Response {
     let mut cached: Vec<(graph::Output, Value)> = Vec::new();
     let mut outputs = Vec::new();
     let mut node_errors = compiled.node_errors.as_object().cloned().unwrap_or_default();
-    for output in compiled.outputs {
+    for mut output in compiled.outputs {
+        match derive_pictures(easel, &output).await {
+            Ok(request) => output.request = request,
+            Err((field, message)) => {
+                let (node, error) = node_error_for(&output, &nodes, &field, &message);
+                node_errors.insert(node, error);
+                continue;
+            }
+        }
         let key = serde_json::to_string(&output.request).unwrap_or_default();
         if let Some(ui) = door.cache.lock().expect("cache lock").get(&key).cloned() {
             cached.push((output.clone(), ui));

@@ -145,9 +145,78 @@ pub fn total_memory_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// The memory this process may use: the machine's, or less where its cgroup (v2 `memory.max` of
+/// its group or any parent; v1 `memory.limit_in_bytes`) or its address-space limit (`ulimit -v`,
+/// `prlimit --as`) caps it — a container's or a unit's limit is what an oversized job would hit.
+pub fn memory_limit_bytes() -> Option<u64> {
+    let total = total_memory_bytes()?;
+    let read = |path: &str| std::fs::read_to_string(path).ok();
+    let cgroups = read("/proc/self/cgroup").map(|text| cgroup_limits(&text, &|p| read(&p))).unwrap_or_default();
+    let address_space = read("/proc/self/limits").and_then(|text| address_space_limit(&text));
+    Some(cgroups.into_iter().chain(address_space).fold(total, u64::min))
+}
+
+/// The memory limits of the cgroups `/proc/self/cgroup` names, read through `read` (a path under
+/// `/sys/fs/cgroup` to its text): v2's `memory.max` of the group and each parent, v1's
+/// `memory.limit_in_bytes` (huge values there mean none).
+fn cgroup_limits(self_cgroup: &str, read: &dyn Fn(String) -> Option<String>) -> Vec<u64> {
+    let mut limits = Vec::new();
+    for line in self_cgroup.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        if !path.starts_with('/') || path.split('/').any(|part| part == "..") {
+            continue;
+        }
+        if controllers.is_empty() {
+            let mut dir = path.trim_end_matches('/').to_string();
+            loop {
+                if let Some(limit) = read(format!("/sys/fs/cgroup{dir}/memory.max")).and_then(|t| t.trim().parse::<u64>().ok()) {
+                    limits.push(limit);
+                }
+                match dir.rfind('/') {
+                    Some(i) if !dir.is_empty() => dir.truncate(i),
+                    _ => break,
+                }
+            }
+        } else if controllers.split(',').any(|c| c == "memory") {
+            let text = read(format!("/sys/fs/cgroup/memory{}/memory.limit_in_bytes", path.trim_end_matches('/')));
+            if let Some(limit) = text.and_then(|t| t.trim().parse::<u64>().ok()).filter(|l| *l < 1 << 60) {
+                limits.push(limit);
+            }
+        }
+    }
+    limits
+}
+
+/// The soft `Max address space` of `/proc/self/limits`, when it is not unlimited.
+fn address_space_limit(limits: &str) -> Option<u64> {
+    let line = limits.lines().find(|l| l.starts_with("Max address space"))?;
+    line["Max address space".len()..].split_whitespace().next()?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_limits_come_from_cgroups_and_the_address_space_limit() {
+        let files = |path: String| -> Option<String> {
+            match path.as_str() {
+                "/sys/fs/cgroup/user.slice/job.scope/memory.max" => Some("max\n".into()),
+                "/sys/fs/cgroup/user.slice/memory.max" => Some("4294967296\n".into()),
+                "/sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes" => Some("2147483648\n".into()),
+                "/sys/fs/cgroup/memory/unlimited/memory.limit_in_bytes" => Some("9223372036854771712\n".into()),
+                _ => None,
+            }
+        };
+        assert_eq!(cgroup_limits("0::/user.slice/job.scope\n", &files), vec![4294967296]);
+        assert_eq!(cgroup_limits("4:memory:/docker/abc\n3:cpu,cpuacct:/docker/abc\n", &files), vec![2147483648]);
+        assert_eq!(cgroup_limits("4:cpu,memory:/unlimited\n0::/../etc\n", &files), Vec::<u64>::new());
+        let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
+                      Max address space         3000000000           unlimited            bytes\n";
+        assert_eq!(address_space_limit(limits), Some(3_000_000_000));
+        assert_eq!(address_space_limit(&limits.replace("3000000000", "unlimited")), None);
+    }
 
     #[test]
     fn histogram_buckets_are_cumulative_with_sum_and_count() {

@@ -57,7 +57,7 @@ pub fn largest_pass_pixels(settings: &GenerationSettings) -> u64 {
 pub enum PixelLimit {
     /// `--max-pixels` (or `max_pixels` in easel.toml, `EASEL_MAX_PIXELS`).
     Configured(u64),
-    /// Derived from the machine's memory and the model's size.
+    /// Derived from the memory the server may use and the model's size.
     Derived { max_pixels: u64, total_memory: u64, model_bytes: u64 },
 }
 
@@ -91,8 +91,8 @@ impl PixelLimit {
         let why = match self {
             PixelLimit::Configured(_) => "the server's --max-pixels".to_string(),
             PixelLimit::Derived { total_memory, model_bytes, .. } => format!(
-                "what fits in this machine's {:.1} GB of memory with the model's {:.1} GB (about {:.1} GB for {w}x{h}); \
-                 --max-pixels overrides the estimate",
+                "what fits in the {:.1} GB of memory this server may use (the machine's, or its cgroup's or address-space \
+                 limit) with the model's {:.1} GB (about {:.1} GB for {w}x{h}); --max-pixels overrides the estimate",
                 total_memory as f64 / 1e9,
                 model_bytes as f64 / 1e9,
                 (model_bytes as f64 + working_bytes(pixels)) / 1e9

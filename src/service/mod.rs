@@ -427,7 +427,7 @@ impl Easel {
             }
         }
         if let (Some(s), Some(bytes)) = (settings.as_ref(), model_bytes) {
-            let limit = admission::PixelLimit::new(self.settings.max_pixels, crate::metrics::total_memory_bytes(), bytes);
+            let limit = admission::PixelLimit::new(self.settings.max_pixels, crate::metrics::memory_limit_bytes(), bytes);
             errors.extend(limit.and_then(|l| l.check(s)));
         }
         let Some(settings) = settings.filter(|_| errors.is_empty()) else { return Err(ServiceError::Invalid(errors)) };

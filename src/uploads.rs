@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use image::{DynamicImage, GrayImage, ImageFormat, ImageReader, RgbImage};
 use sha2::{Digest, Sha256};
 
-use crate::api::comfy::graph::{Inversion, MaskChannel};
+use crate::api::comfy::graph::{Inversion, MaskChannel, Pad};
 use crate::api::image_modes::{is_image_id, MAX_IMAGE_SIDE, MAX_UPLOAD_BYTES};
 use crate::atomic_file::write_atomically;
 use crate::engine::imageops;
@@ -95,6 +95,14 @@ pub enum Derivation {
     /// One channel as a grey mask, as ComfyUI's `LoadImageMask` reads it: the picture as RGBA
     /// (grey gives R = G = B, no alpha gives 255), the alpha inverted.
     Channel(MaskChannel),
+    /// ComfyUI's `ImagePadForOutpaint` picture: RGB on a canvas grown by the pad, the new area
+    /// 128 (ComfyUI's 0.5 is not an 8-bit value; `VAEEncodeForInpaint` greys it anyway).
+    Pad(Pad),
+    /// ComfyUI's `ImagePadForOutpaint` mask for a picture of this size: 255 on the new area,
+    /// `((feathering − d) / feathering)²` (to 8 bits, rounded) within `feathering` of a padded
+    /// edge, 0 elsewhere. Rounding to 8 bits keeps which side of one half each value lies, which
+    /// is all `VAEEncodeForInpaint` reads.
+    PadMask(Pad),
 }
 
 /// `image` derived as `how` says.
@@ -124,6 +132,41 @@ pub fn derive(image: &DynamicImage, how: Derivation) -> DynamicImage {
                 })
                 .collect();
             DynamicImage::ImageLuma8(GrayImage::from_raw(rgba.width(), rgba.height(), values).expect("one value per pixel"))
+        }
+        Derivation::Pad(pad) => {
+            let rgb = image.to_rgb8();
+            let mut canvas =
+                RgbImage::from_pixel(rgb.width() + pad.left + pad.right, rgb.height() + pad.top + pad.bottom, image::Rgb([128; 3]));
+            image::imageops::replace(&mut canvas, &rgb, i64::from(pad.left), i64::from(pad.top));
+            DynamicImage::ImageRgb8(canvas)
+        }
+        Derivation::PadMask(pad) => {
+            let (w, h) = (image.width(), image.height());
+            let mut mask = GrayImage::from_pixel(w + pad.left + pad.right, h + pad.top + pad.bottom, image::Luma([255]));
+            let f = pad.feathering;
+            let feathered = f > 0 && f * 2 < h && f * 2 < w;
+            for y in 0..h {
+                for x in 0..w {
+                    // Distance to each padded edge (a side without padding counts as far).
+                    let d = [
+                        if pad.top != 0 { y } else { h },
+                        if pad.bottom != 0 { h - y } else { h },
+                        if pad.left != 0 { x } else { w },
+                        if pad.right != 0 { w - x } else { w },
+                    ]
+                    .into_iter()
+                    .min()
+                    .unwrap_or(0);
+                    let value = if feathered && d < f {
+                        let v = f64::from(f - d) / f64::from(f);
+                        (v * v * 255.0).round() as u8
+                    } else {
+                        0
+                    };
+                    mask.put_pixel(x + pad.left, y + pad.top, image::Luma([value]));
+                }
+            }
+            DynamicImage::ImageLuma8(mask)
         }
     }
 }
@@ -260,6 +303,26 @@ mod tests {
         assert_eq!(inverted(Inversion::Exact), vec![245, 235, 225, 254, 190, 0]);
         // 255 · (1 − 65/255) is 189.99998 in float32: truncated to 189 (numpy's astype(uint8)).
         assert_eq!(inverted(Inversion::Truncated), vec![245, 235, 225, 254, 189, 0]);
+    }
+
+    #[test]
+    fn outpainting_pads_follow_comfyuis_node() {
+        let picture = DynamicImage::ImageRgb8(RgbImage::from_pixel(10, 8, image::Rgb([9, 9, 9])));
+        let pad = Pad { left: 8, top: 0, right: 0, bottom: 8, feathering: 3 };
+        let padded = derive(&picture, Derivation::Pad(pad)).to_rgb8();
+        assert_eq!(padded.dimensions(), (18, 16));
+        assert_eq!((padded.get_pixel(7, 0).0, padded.get_pixel(8, 0).0, padded.get_pixel(8, 8).0), ([128; 3], [9; 3], [128; 3]));
+        let mask = derive(&picture, Derivation::PadMask(pad)).to_luma8();
+        assert_eq!(mask.dimensions(), (18, 16));
+        // The new area is 255; the picture fades in over 3 pixels from its padded (left and
+        // bottom) edges: d = 0, 1, 2 give (3/3)², (2/3)², (1/3)².
+        let row: Vec<u8> = (7..13).map(|x| mask.get_pixel(x, 2).0[0]).collect();
+        assert_eq!(row, vec![255, 255, 113, 28, 0, 0]);
+        let column: Vec<u8> = (4..9).map(|y| mask.get_pixel(15, y).0[0]).collect();
+        assert_eq!(column, vec![0, 0, 28, 113, 255], "bottom edge: d = 8 − y");
+        // Feathering of half a side or more is none (ComfyUI's rule).
+        let wide = derive(&picture, Derivation::PadMask(Pad { feathering: 4, ..pad })).to_luma8();
+        assert_eq!(wide.get_pixel(8, 2).0[0], 0);
     }
 
     #[test]

@@ -289,6 +289,31 @@ async fn vae_encode_for_inpaint_with_a_painted_mask_gives_comfyuis_picture() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_outpainting_pad_into_vae_encode_for_inpaint_gives_comfyuis_picture() {
+    let server = start(models_dir(), temp_dir("comfyui-outpaint")).await;
+    let addr = comfyui(&server).await;
+    let http = reqwest::Client::new();
+    // A 48x40 picture padded to 64x64 with a feathered mask, as ComfyUI's outpainting example does.
+    let case = fixture("comfyui_outpaint_pad_vae_encode_for_inpaint_euler_normal_s40");
+    let settings: Value = serde_json::from_str(&std::fs::read_to_string(case.join("settings.json")).unwrap()).unwrap();
+    let name = upload(&http, addr, &case.join("init.png")).await;
+    let mut graph = txt2img_graph(&settings, 40, 1);
+    graph["3"]["inputs"]["latent_image"] = json!(["11", 0]);
+    graph["10"] = json!({"class_type": "LoadImage", "inputs": {"image": name}});
+    graph["12"] = json!({"class_type": "ImagePadForOutpaint", "inputs": {"image": ["10", 0], "left": 16, "top": 8, "right": 0,
+        "bottom": 16, "feathering": 12}});
+    graph["11"] = json!({"class_type": "VAEEncodeForInpaint", "inputs": {"pixels": ["12", 0], "vae": ["4", 2], "mask": ["12", 1],
+        "grow_mask_by": 8}});
+    graph.as_object_mut().unwrap().remove("5");
+    let entry = run_graph(&http, addr, &graph).await;
+    assert_outputs_are_the_case(&http, addr, &entry, "9", &case).await;
+    // The pad's grey is not an 8-bit value: a plain VAEEncode of it is named on the pad.
+    graph["11"] = json!({"class_type": "VAEEncode", "inputs": {"pixels": ["12", 0], "vae": ["4", 2]}});
+    let refusal = refused(&http, addr, &graph).await;
+    assert!(refusal["node_errors"]["12"].is_object(), "{refusal}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn image_invert_and_scale_by_before_vae_encode_give_comfyuis_picture() {
     let server = start(models_dir(), temp_dir("comfyui-invert-scale-by")).await;
     let addr = comfyui(&server).await;

@@ -11,7 +11,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::parity::{check_pixels, max_abs_diff};
-use easel::api::comfy::graph::Inversion;
+use easel::api::comfy::graph::{Inversion, Pad};
 use easel::api::request::GenerateRequest;
 use easel::engine::model::{Residency, SdModel};
 use easel::engine::npy;
@@ -50,10 +50,18 @@ fn a1111_and_comfyui_modes_give_the_tools_pictures() {
                 false => picture.to_rgb8(),
             }
         };
-        let images = SourceImages {
+        let mut images = SourceImages {
             init: init.exists().then(|| load_init(&init)),
             mask: mask.exists().then(|| image::open(&mask).unwrap().to_luma8()),
         };
+        // ComfyUI's ImagePadForOutpaint (the case's graph): the padded picture and its mask.
+        if let Some(sides) = case["graph"]["pad"].as_array() {
+            let side = |i: usize| sides[i].as_u64().unwrap() as u32;
+            let pad = Pad { left: side(0), top: side(1), right: side(2), bottom: side(3), feathering: side(4) };
+            let picture = image::open(&init).unwrap();
+            images.init = Some(derive(&picture, Derivation::Pad(pad)).to_rgb8());
+            images.mask = Some(derive(&picture, Derivation::PadMask(pad)).to_luma8());
+        }
         if images.init.is_some() {
             settings["init_image"] = serde_json::json!("up_fixture");
         }

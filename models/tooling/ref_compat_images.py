@@ -220,6 +220,10 @@ class Settings:
     # ComfyUI image-to-image through ImageInvert (nodes.py's own) then ImageScaleBy (lanczos, by this factor, to
     # width x height from init_size) before VAEEncode. Not request keys: the case's "graph" entry names them.
     invert_then_scale_by: float | None = None
+    # ComfyUI outpainting: init_size's picture through ImagePadForOutpaint (nodes.py's own) with these
+    # (left, top, right, bottom, feathering), into VAEEncodeForInpaint with the pad's mask (no mask.png). Not
+    # request keys: the case's "graph" entry names them.
+    pad: tuple[int, int, int, int, int] | None = None
 
     def __post_init__(self):
         self.prompt_syntax = self.prompt_syntax or self.compat
@@ -391,6 +395,11 @@ CASES = [
          "truncated to 8 bits for PIL), VAEEncode, KSampler euler_ancestral / karras at denoise 0.7",
          Settings(seed=39, batch_size=1, compat="comfyui", sampler="euler_ancestral", schedule="karras",
                   strength=0.7, init_size=(80, 80), invert_then_scale_by=0.8)),
+    Case("comfyui_outpaint_pad_vae_encode_for_inpaint_euler_normal_s40", "ComfyUI outpainting: a 48x40 LoadImage "
+         "through ImagePadForOutpaint (left 16, top 8, bottom 16, feathering 12) to 64x64, VAEEncodeForInpaint with "
+         "the pad's mask (grow_mask_by 8), KSampler euler / normal at full denoise",
+         Settings(seed=40, batch_size=1, compat="comfyui", sampler="euler", schedule="normal", strength=1.0,
+                  init_size=(48, 40), masked=True, mask_grow=8, pad=(16, 8, 0, 16, 12))),
     Case("comfyui_uni_pc_normal_s14", "ComfyUI uni_pc (B(h) = h) / normal, the penultimate sigma discarded",
          Settings(seed=14, batch_size=1, compat="comfyui", sampler="uni_pc", schedule="normal")),
     Case("comfyui_uni_pc_bh2_karras_s15_b2", "ComfyUI uni_pc_bh2 / karras, batch 2",
@@ -405,7 +414,9 @@ SCHEMA = {
                      "subseed_strength (0 when none), prompt_syntax (a1111 | comfyui); strength for image-to-image, "
                      "sampling_range for KSamplerAdvanced, masked_content and mask_grow for VAEEncodeForInpaint",
     "cases[].graph": "graph-only steps a request cannot say (present only when used): invert_then_scale_by, the "
-                     "ImageInvert then ImageScaleBy (lanczos) factor applied to init.png before VAEEncode",
+                     "ImageInvert then ImageScaleBy (lanczos) factor applied to init.png before VAEEncode; pad, "
+                     "ImagePadForOutpaint's [left, top, right, bottom, feathering] of init.png, its mask the one "
+                     "VAEEncodeForInpaint takes",
     "latents.npy": "[B,4,h/8,w/8] float32: the sampler function's result in the model's latent space (A1111: "
                    "KDiffusionSampler.sample's return; ComfyUI: KSAMPLER.sample's return, i.e. after "
                    "inverse_noise_scaling and before process_latent_out). The decoder input is latents / 0.18215 "
@@ -901,7 +912,12 @@ class ComfyUI:
             # LoadImage (RGB / 255, float32) -> VAEEncode (VAE.encode: x * 2 - 1 through the encoder;
             # its DiagonalGaussianRegularizer(sample=False) takes the mode, the mean) -> RepeatLatentBatch
             pixels = torch.from_numpy(init_image(*(s.init_size or (s.width, s.height))).astype(np.float32) / 255.0)[None]
-            if s.invert_then_scale_by is not None:
+            pad_mask = None
+            if s.pad is not None:
+                node = upstream.class_from_source(self.root / "nodes.py", "ImagePadForOutpaint", {"torch": torch})
+                pixels, pad_mask = node().expand_image(pixels, *s.pad)
+                assert tuple(pixels.shape[1:3]) == (s.height, s.width), pixels.shape
+            elif s.invert_then_scale_by is not None:
                 # ImageInvert.invert, then ImageScaleBy.upscale (nodes.py's own classes; common_upscale lanczos)
                 namespace = {"torch": torch, "comfy": importlib.import_module("comfy")}
                 namespace["comfy"].utils = self.utils
@@ -929,7 +945,8 @@ class ComfyUI:
                 node = upstream.class_from_source(self.root / "nodes.py", "VAEEncodeForInpaint",
                                                   {"torch": torch, "math": math})
                 with torch.no_grad():
-                    (encoded,) = node().encode(Vae(), pixels, self.load_image_mask_red(s), s.mask_grow)
+                    mask = self.load_image_mask_red(s) if pad_mask is None else pad_mask
+                    (encoded,) = node().encode(Vae(), pixels, mask, s.mask_grow)
                 mean, noise_mask = encoded["samples"], encoded["noise_mask"]
             latent = mean.to(self.device).float().repeat(s.batch_size, 1, 1, 1)
         # nodes.common_ksampler
@@ -1145,14 +1162,14 @@ def record_case(case: Case, result: dict, out: Path) -> dict:
     if s.strength is not None:
         Image.fromarray(init_image(*(s.init_size or (s.width, s.height)))).save(d / "init.png", optimize=False)
         files.append("init.png")
-    if s.masked:
+    if s.masked and s.pad is None:
         Image.fromarray(mask_image(*(s.init_size or (s.width, s.height)))).save(d / "mask.png", optimize=False)
         files.append("mask.png")
     for i, img in enumerate(result["images"]):
         assert img.dtype == np.uint8 and img.shape == (s.height, s.width, 3)
         Image.fromarray(img).save(d / f"image_{i}.png", optimize=False)
         files.append(f"image_{i}.png")
-    graph = {"invert_then_scale_by": s.invert_then_scale_by} if s.invert_then_scale_by is not None else {}
+    graph = {k: v for k, v in (("invert_then_scale_by", s.invert_then_scale_by), ("pad", s.pad)) if v is not None}
     return {"name": case.name, "what": case.what, "settings": s.request(), **({"graph": graph} if graph else {}),
             "sigmas": [float(v) for v in result["sigmas"]], "tool": result["tool"], "files": files}
 

@@ -434,6 +434,22 @@ pub struct Derived {
     /// `ImageScaleBy` (lanczos): the request's size is the init picture's times this, each side
     /// rounded half to even as Python's `round`; the door fills it in.
     pub scale_by: Option<f64>,
+    /// `ImagePadForOutpaint` into `VAEEncodeForInpaint` with the pad's own mask: the init
+    /// picture padded, the mask made from its size (the door sets the request's size to the
+    /// padded one).
+    pub pad: Option<Pad>,
+}
+
+/// ComfyUI's `ImagePadForOutpaint`: pixels added on each side, and how far into the picture the
+/// mask fades (`((feathering − d) / feathering)²` at distance `d` from a padded edge, when
+/// `feathering` is under half of each side).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pad {
+    pub left: u32,
+    pub top: u32,
+    pub right: u32,
+    pub bottom: u32,
+    pub feathering: u32,
 }
 
 /// How an inverted 8-bit picture is written: ComfyUI inverts floats (`1 − v/255`); its encoder
@@ -466,6 +482,11 @@ impl MaskChannel {
             _ => None,
         }
     }
+}
+
+/// The node and slot an input links to.
+fn node_input_link(node: &Node, input: &str) -> Option<(String, usize)> {
+    node.inputs.get(input).and_then(as_link)
 }
 
 /// A `LoadImage` name as an upload id (`<id>.png` is how the door names uploads).
@@ -504,11 +525,13 @@ enum Scale {
 
 /// The pixels an encoder takes: a `LoadImage`'s picture, inverted any number of times, then
 /// scaled at most once with lanczos and no crop (Pillow's Lanczos, which is how Easel sizes an
-/// init image to the request).
+/// init image to the request) or padded for outpainting.
 struct PixelChain {
     image: String,
     inverted: bool,
     scale: Scale,
+    /// The `ImagePadForOutpaint` node next to the encoder, and its settings.
+    pad: Option<(String, Pad)>,
     nodes: Vec<String>,
 }
 
@@ -516,6 +539,16 @@ fn pixel_chain(nodes: &BTreeMap<String, Node>, encoder: &Node) -> Result<PixelCh
     let (mut id, mut node, mut slot) = source(nodes, encoder, "pixels");
     let mut scale = Scale::AsIs;
     let mut passed = Vec::new();
+    let mut pad = None;
+    if node.class == "ImagePadForOutpaint" {
+        let side = |name: &str| u32::try_from(int_of(node, name)).unwrap_or(0);
+        pad = Some((
+            id.clone(),
+            Pad { left: side("left"), top: side("top"), right: side("right"), bottom: side("bottom"), feathering: side("feathering") },
+        ));
+        passed.push(id.clone());
+        (id, node, slot) = source(nodes, node, "image");
+    }
     if matches!(node.class.as_str(), "ImageScale" | "ImageScaleBy") {
         let lanczos = text_of(node, "upscale_method") == "lanczos";
         scale = if node.class == "ImageScale" {
@@ -543,15 +576,22 @@ fn pixel_chain(nodes: &BTreeMap<String, Node>, encoder: &Node) -> Result<PixelCh
         passed.push(id.clone());
         (id, node, slot) = source(nodes, node, "image");
     }
-    if matches!(node.class.as_str(), "ImageScale" | "ImageScaleBy") {
-        return Err(unsupported(&id, &node.class, "a scale before an ImageInvert or a second scale (scale last, just before the encoder)"));
+    if matches!(node.class.as_str(), "ImageScale" | "ImageScaleBy" | "ImagePadForOutpaint") {
+        return Err(unsupported(
+            &id,
+            &node.class,
+            "this order of image nodes (Easel runs LoadImage, ImageInvert, then one ImageScale, ImageScaleBy or ImagePadForOutpaint)",
+        ));
+    }
+    if pad.is_some() && scale != Scale::AsIs {
+        return Err(unsupported(&id, &node.class, "a scale and an ImagePadForOutpaint on one picture"));
     }
     if node.class != "LoadImage" || slot != 0 {
         return Err(unsupported(&id, &node.class, "encoding pixels that are not a LoadImage's picture"));
     }
     passed.push(id);
     passed.reverse();
-    Ok(PixelChain { image: text_of(node, "image"), inverted, scale, nodes: passed })
+    Ok(PixelChain { image: text_of(node, "image"), inverted, scale, pad, nodes: passed })
 }
 
 /// The chain of one output node as an Easel request.
@@ -669,7 +709,22 @@ fn compile_output(nodes: &BTreeMap<String, Node>, output: &str) -> Result<Output
             derived.invert_init = pixels.inverted.then_some(if scaled { Inversion::Truncated } else { Inversion::Exact });
             request.strength = Some(denoise);
             chain.extend(pixels.nodes);
-            if latent.class == "VAEEncodeForInpaint" {
+            if let Some((pad_id, pad)) = &pixels.pad {
+                // The pad's grey (0.5) is not an 8-bit value: only VAEEncodeForInpaint, which greys
+                // the masked pixels itself, takes the padded picture, with the pad's own mask.
+                let own_mask = node_input_link(latent, "mask") == Some((pad_id.clone(), 1));
+                if latent.class != "VAEEncodeForInpaint" || !own_mask {
+                    return Err(unsupported(
+                        pad_id,
+                        "ImagePadForOutpaint",
+                        "a padded picture not encoded by VAEEncodeForInpaint with its own mask",
+                    ));
+                }
+                derived.pad = Some(*pad);
+                request.mask = Some(upload_id(&pixels.image));
+                request.masked_content = Some("grey".into());
+                request.mask_grow = u32::try_from(int_of(latent, "grow_mask_by")).ok().filter(|g| *g > 0);
+            } else if latent.class == "VAEEncodeForInpaint" {
                 let mask = mask_source(nodes, latent)?;
                 chain.extend(mask.nodes);
                 request.mask = Some(upload_id(&mask.image));

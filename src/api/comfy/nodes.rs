@@ -286,6 +286,23 @@ pub fn specs(lists: &Lists) -> Vec<NodeSpec> {
             description: "Scales a picture by a factor (Easel runs lanczos, before VAEEncode, to a size in multiples of 8).",
         },
         NodeSpec {
+            class: "ImagePadForOutpaint",
+            display_name: "Pad Image for Outpainting",
+            category: "image",
+            required: vec![
+                link("image", "IMAGE"),
+                int("left", 0, 0, 16384),
+                int("top", 0, 0, 16384),
+                int("right", 0, 0, 16384),
+                int("bottom", 0, 0, 16384),
+                int("feathering", 40, 0, 16384),
+            ],
+            outputs: &[("IMAGE", "IMAGE"), ("MASK", "MASK")],
+            output_node: false,
+            description: "Pads a picture for outpainting, with a mask of the new area feathered into the picture (Easel: \
+                          into VAEEncodeForInpaint with this node's own mask).",
+        },
+        NodeSpec {
             class: "ImageInvert",
             display_name: "Invert Image",
             category: "image",

@@ -190,6 +190,14 @@ async fn derive_pictures(easel: &Easel, output: &graph::Output) -> Result<Genera
         let upload = easel.derive_upload(&id, Derivation::Channel(channel)).await.map_err(failed("mask"))?;
         request.mask = Some(upload.id);
     }
+    // ImagePadForOutpaint: the mask from the picture's size (before the pad), then the picture
+    // padded; the request is the padded size.
+    if let (Some(pad), Some(id)) = (derived.pad, request.init_image.clone()) {
+        let mask = easel.derive_upload(&id, Derivation::PadMask(pad)).await.map_err(failed("mask"))?;
+        let padded = easel.derive_upload(&id, Derivation::Pad(pad)).await.map_err(failed("init_image"))?;
+        (request.width, request.height) = (Some(padded.width), Some(padded.height));
+        (request.init_image, request.mask) = (Some(padded.id), Some(mask.id));
+    }
     Ok(request)
 }
 
@@ -203,7 +211,10 @@ fn node_error_for(output: &graph::Output, nodes: &BTreeMap<String, graph::Node>,
         "init_image" => class_of("LoadImage"),
         "mask" | "mask_blur" => class_of("LoadImageMask").or_else(|| class_of("VAEEncodeForInpaint")),
         "masked_content" | "mask_grow" => class_of("VAEEncodeForInpaint"),
-        "width" | "height" => class_of("ImageScaleBy").or_else(|| class_of("ImageScale")).or_else(|| class_of("EmptyLatentImage")),
+        "width" | "height" => class_of("ImageScaleBy")
+            .or_else(|| class_of("ImageScale"))
+            .or_else(|| class_of("ImagePadForOutpaint"))
+            .or_else(|| class_of("EmptyLatentImage")),
         "batch_size" => class_of("EmptyLatentImage").or_else(|| class_of("RepeatLatentBatch")),
         "prompt" | "negative_prompt" => class_of("CLIPTextEncode"),
         "clip_skip" => class_of("CLIPSetLastLayer"),

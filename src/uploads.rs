@@ -8,7 +8,7 @@
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
-use image::{DynamicImage, GrayImage, ImageFormat, ImageReader, RgbImage};
+use image::{DynamicImage, GenericImageView, GrayImage, ImageFormat, ImageReader, RgbImage};
 use sha2::{Digest, Sha256};
 
 use crate::api::comfy::graph::{Inversion, MaskChannel, Pad};
@@ -171,6 +171,20 @@ pub fn derive(image: &DynamicImage, how: Derivation) -> DynamicImage {
     }
 }
 
+/// `original` with `mask`'s alpha as its own (ComfyUI's mask editor upload, `/upload/mask`: the
+/// painted mask is transparent where it repaints); the two must be the same size.
+pub fn with_alpha_of(original: &DynamicImage, mask: &DynamicImage) -> Result<DynamicImage, ImageInputError> {
+    if original.dimensions() != mask.dimensions() {
+        let ((w, h), (mw, mh)) = (original.dimensions(), mask.dimensions());
+        return Err(ImageInputError::Unreadable(format!("the mask is {mw}x{mh} pixels but the picture it masks is {w}x{h}")));
+    }
+    let mut rgba = original.to_rgba8();
+    for (pixel, alpha) in rgba.pixels_mut().zip(mask.to_rgba8().pixels()) {
+        pixel.0[3] = alpha.0[3];
+    }
+    Ok(DynamicImage::ImageRgba8(rgba))
+}
+
 /// A short content id for `bytes` (16 bytes of sha256 in hex) after `prefix`.
 pub fn content_id(prefix: &str, bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
@@ -224,6 +238,15 @@ impl Uploads {
         let derived = derive(&self.load(id)?, how);
         let mut png = Vec::new();
         derived.write_to(&mut Cursor::new(&mut png), ImageFormat::Png).map_err(|e| ImageInputError::Unreadable(e.to_string()))?;
+        self.store(&png)
+    }
+
+    /// Stores `original` (encoded) with the alpha of `mask` (encoded), both read within the
+    /// upload bounds.
+    pub fn store_with_alpha_of(&self, original: &[u8], mask: &[u8]) -> Result<Upload, ImageInputError> {
+        let combined = with_alpha_of(&decode(original)?, &decode(mask)?)?;
+        let mut png = Vec::new();
+        combined.write_to(&mut Cursor::new(&mut png), ImageFormat::Png).map_err(|e| ImageInputError::Unreadable(e.to_string()))?;
         self.store(&png)
     }
 
@@ -303,6 +326,17 @@ mod tests {
         assert_eq!(inverted(Inversion::Exact), vec![245, 235, 225, 254, 190, 0]);
         // 255 · (1 − 65/255) is 189.99998 in float32: truncated to 189 (numpy's astype(uint8)).
         assert_eq!(inverted(Inversion::Truncated), vec![245, 235, 225, 254, 189, 0]);
+    }
+
+    #[test]
+    fn a_painted_mask_becomes_the_pictures_alpha() {
+        let picture = DynamicImage::ImageRgb8(RgbImage::from_pixel(2, 1, image::Rgb([5, 6, 7])));
+        let mut painted = image::RgbaImage::from_pixel(2, 1, image::Rgba([0, 0, 0, 255]));
+        painted.put_pixel(1, 0, image::Rgba([0, 0, 0, 0]));
+        let combined = with_alpha_of(&picture, &DynamicImage::ImageRgba8(painted)).unwrap().to_rgba8();
+        assert_eq!(combined.into_raw(), vec![5, 6, 7, 255, 5, 6, 7, 0]);
+        let small = DynamicImage::ImageRgb8(RgbImage::new(1, 1));
+        assert!(with_alpha_of(&picture, &small).unwrap_err().to_string().contains("1x1 pixels but the picture it masks is 2x1"));
     }
 
     #[test]

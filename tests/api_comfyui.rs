@@ -266,11 +266,17 @@ async fn vae_encode_for_inpaint_with_a_painted_mask_gives_comfyuis_picture() {
     let http = reqwest::Client::new();
     let case = fixture("comfyui_inpaint_vae_encode_for_inpaint_euler_normal_s37");
     let settings: Value = serde_json::from_str(&std::fs::read_to_string(case.join("settings.json")).unwrap()).unwrap();
-    // One picture carries the mask in its alpha: LoadImage's IMAGE and MASK outputs.
+    // The mask painted in ComfyUI's editor: the picture uploaded, then the painting (transparent
+    // where it repaints) sent to /upload/mask against it; LoadImage's IMAGE and MASK outputs.
+    let original = upload(&http, addr, &case.join("init.png")).await;
     let dir = temp_dir("comfyui-painted");
-    let painted = dir.join("painted.png");
-    with_alpha_mask(&case.join("init.png"), &case.join("mask.png")).save(&painted).unwrap();
-    let name = upload(&http, addr, &painted).await;
+    let painting = dir.join("painting.png");
+    let mask = image::open(case.join("mask.png")).unwrap().to_luma8();
+    image::RgbaImage::from_fn(mask.width(), mask.height(), |x, y| image::Rgba([0, 0, 0, 255 - mask.get_pixel(x, y).0[0]]))
+        .save(&painting)
+        .unwrap();
+    let name = upload_mask(&http, addr, &painting, &json!({"filename": original, "subfolder": "", "type": "input"})).await;
+    assert_ne!(name, original);
     let mut graph = txt2img_graph(&settings, 37, 1);
     graph["3"]["inputs"]["latent_image"] = json!(["11", 0]);
     graph["10"] = json!({"class_type": "LoadImage", "inputs": {"image": name}});
@@ -372,6 +378,24 @@ async fn upload_to(http: &reqwest::Client, addr: SocketAddr, route: &str, file: 
         .json()
         .await
         .unwrap();
+    assert_eq!(uploaded["type"], "input");
+    uploaded["name"].clone()
+}
+
+/// Sends a mask painting to `/upload/mask` against `original_ref`, as ComfyUI's mask editor
+/// does; the masked picture's name.
+async fn upload_mask(http: &reqwest::Client, addr: SocketAddr, painting: &Path, original_ref: &Value) -> Value {
+    let (content_type, mut body) = multipart("image", "clipspace-mask.png", &std::fs::read(painting).unwrap());
+    // One more field before the closing boundary: original_ref.
+    let end = b"--easel-test-boundary--\r\n";
+    body.truncate(body.len() - end.len());
+    body.extend_from_slice(
+        format!("--easel-test-boundary\r\nContent-Disposition: form-data; name=\"original_ref\"\r\n\r\n{original_ref}\r\n").as_bytes(),
+    );
+    body.extend_from_slice(end);
+    let resp = http.post(format!("http://{addr}/upload/mask")).header("content-type", content_type).body(body).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let uploaded: Value = resp.json().await.unwrap();
     assert_eq!(uploaded["type"], "input");
     uploaded["name"].clone()
 }

@@ -72,7 +72,7 @@ fn main_routes(openapi: &Value) -> Vec<(Method, String)> {
 fn comfyui_routes() -> Vec<(Method, String)> {
     let gets = ["/object_info", "/queue", "/history", "/system_stats", "/embeddings", "/prompt", "/view?filename=nope.png", "/ws"];
     let mut routes: Vec<(Method, String)> = gets.iter().map(|p| (Method::GET, p.to_string())).collect();
-    for path in ["/prompt", "/interrupt", "/free", "/queue", "/history"] {
+    for path in ["/prompt", "/interrupt", "/free", "/queue", "/history", "/upload/image", "/upload/mask"] {
         routes.push((Method::POST, path.to_string()));
     }
     routes

@@ -542,6 +542,21 @@ impl Easel {
         Ok(UploadView { id: upload.id, width: upload.width, height: upload.height })
     }
 
+    /// Keeps `original` (a picture's bytes) with the alpha of `mask` (a painted mask's bytes) as
+    /// a new upload (ComfyUI's `/upload/mask`); unreadable or mismatched pictures are a field
+    /// error on `image`.
+    pub async fn upload_with_alpha(&self, original: Vec<u8>, mask: Vec<u8>) -> Result<UploadView, ServiceError> {
+        let uploads = self.uploads.clone();
+        let stored = blocking(move || Ok::<_, ServiceError>(uploads.store_with_alpha_of(&original, &mask))).await?;
+        match stored {
+            Ok(u) => Ok(UploadView { id: u.id, width: u.width, height: u.height }),
+            Err(ImageInputError::Io { path, message }) => {
+                Err(ServiceError::Internal(format!("cannot store the upload in {}: {message}", path.display())))
+            }
+            Err(e) => Err(ServiceError::Invalid(vec![FieldError::new("image", e.to_string())])),
+        }
+    }
+
     /// An upload's id and size; unknown ids are [`ServiceError::ImageNotFound`].
     pub async fn upload_view(&self, id: &str) -> Result<UploadView, ServiceError> {
         let (uploads, lookup) = (self.uploads.clone(), id.to_string());

@@ -140,6 +140,7 @@ pub fn router() -> Router<AppState> {
         .route("/history/{id}", get(get_history_entry))
         .route("/view", get(view))
         .route("/upload/image", post(upload_image))
+        .route("/upload/mask", post(upload_mask))
         .route("/object_info", get(object_info_all))
         .route("/object_info/{class}", get(object_info_one))
         .route("/system_stats", get(system_stats))
@@ -668,20 +669,9 @@ async fn view(State(state): State<AppState>, Query(q): Query<ViewQuery>) -> Resp
         Some((name, tail)) if tail.ends_with(']') => (name.to_string(), Some(tail.trim_end_matches(']').to_string())),
         _ => (q.filename.clone(), q.kind.clone()),
     };
-    let plain = |s: &str| !s.is_empty() && !s.contains(['/', '\\']) && s != "." && s != ".." && !s.starts_with('.');
-    if !plain(&filename) {
-        return (StatusCode::BAD_REQUEST, "bad file name").into_response();
-    }
-    let bytes = match kind.as_deref().unwrap_or("output") {
-        "input" => state.easel.upload_png(filename.strip_suffix(".png").unwrap_or(&filename)).await.ok(),
-        "output" | "temp" => {
-            if !q.subfolder.is_empty() && !plain(&q.subfolder) {
-                return (StatusCode::FORBIDDEN, "bad subfolder").into_response();
-            }
-            let path = state.easel.settings().outputs_dir.join(&q.subfolder).join(&filename);
-            tokio::fs::read(path).await.ok()
-        }
-        _ => None,
+    let bytes = match stored_picture(&state.easel, &filename, kind.as_deref().unwrap_or("output"), &q.subfolder).await {
+        Ok(bytes) => bytes,
+        Err(refusal) => return refusal,
     };
     match bytes {
         Some(bytes) => {
@@ -689,6 +679,60 @@ async fn view(State(state): State<AppState>, Query(q): Query<ViewQuery>) -> Resp
                 .into_response()
         }
         None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// A picture ComfyUI names by file name, folder type (`input`: an upload; `output` or `temp`: a
+/// generated image) and subfolder; `None` when there is none, a 400/403 for names that are not
+/// plain file names.
+async fn stored_picture(easel: &Easel, filename: &str, kind: &str, subfolder: &str) -> Result<Option<Vec<u8>>, Response> {
+    let plain = |s: &str| !s.is_empty() && !s.contains(['/', '\\']) && s != "." && s != ".." && !s.starts_with('.');
+    if !plain(filename) {
+        return Err((StatusCode::BAD_REQUEST, "bad file name").into_response());
+    }
+    Ok(match kind {
+        "input" => easel.upload_png(filename.strip_suffix(".png").unwrap_or(filename)).await.ok(),
+        "output" | "temp" => {
+            if !subfolder.is_empty() && !plain(subfolder) {
+                return Err((StatusCode::FORBIDDEN, "bad subfolder").into_response());
+            }
+            let path = easel.settings().outputs_dir.join(subfolder).join(filename);
+            tokio::fs::read(path).await.ok()
+        }
+        _ => None,
+    })
+}
+
+/// `POST /upload/mask` (multipart `image`, the mask editor's painting, and `original_ref`, JSON
+/// `{filename, subfolder, type}` naming the picture it masks): the picture with the painting's
+/// alpha becomes a new upload, as ComfyUI stores it; LoadImage's MASK then reads that alpha.
+async fn upload_mask(State(state): State<AppState>, mut form: Multipart) -> Response {
+    let (mut mask, mut original_ref) = (None, None);
+    while let Ok(Some(field)) = form.next_field().await {
+        let name = field.name().map(str::to_string);
+        match field.bytes().await {
+            Ok(b) if name.as_deref() == Some("image") => mask = Some(b.to_vec()),
+            Ok(b) if name.as_deref() == Some("original_ref") => original_ref = serde_json::from_slice::<Value>(&b).ok(),
+            Ok(_) => {}
+            Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        }
+    }
+    let (Some(mask), Some(original_ref)) = (mask, original_ref) else {
+        return (StatusCode::BAD_REQUEST, "send the mask as image and the picture it masks as original_ref").into_response();
+    };
+    let text = |key: &str| original_ref.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
+    let kind = Some(text("type")).filter(|t| !t.is_empty()).unwrap_or_else(|| "output".into());
+    let original = match stored_picture(&state.easel, &text("filename"), &kind, &text("subfolder")).await {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return (StatusCode::NOT_FOUND, "no such picture to mask").into_response(),
+        Err(refusal) => return refusal,
+    };
+    match state.easel.upload_with_alpha(original, mask).await {
+        Ok(upload) => Json(json!({"name": format!("{}.png", upload.id), "subfolder": "", "type": "input"})).into_response(),
+        Err(ServiceError::Invalid(fields)) => {
+            (StatusCode::BAD_REQUEST, fields.first().map(|f| f.message.clone()).unwrap_or_default()).into_response()
+        }
+        Err(e) => internal(e),
     }
 }
 

@@ -32,6 +32,7 @@ fn check_case(model: &mut SdModel, dir: &Path) -> Vec<String> {
         strength: h["strength"].as_f64(),
         steps: h["steps"].as_u64().map(|v| v as u32),
         upscaler: h["upscaler"].as_str().map(str::to_string),
+        seed: None,
     };
     // The engine runs any multiple of 8; a request's minimum side is 64, so the 64x48 case is
     // resolved at 64x64 and then given its height.

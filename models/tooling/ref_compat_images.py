@@ -64,7 +64,7 @@ import shutil
 import sys
 import tempfile
 import types
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -224,6 +224,12 @@ class Settings:
     # (left, top, right, bottom, feathering), into VAEEncodeForInpaint with the pad's mask (no mask.png). Not
     # request keys: the case's "graph" entry names them.
     pad: tuple[int, int, int, int, int] | None = None
+    # ComfyUI's two-pass ("hires fix") graph, in Easel's request vocabulary: {"scale", "strength", "steps",
+    # "upscaler" ("latent" = bilinear, "latent-nearest-exact"), "seed"}: the first KSampler's LATENT through
+    # LatentUpscaleBy (scale_by = scale; hires_node "LatentUpscale": to the scaled width and height) and a
+    # second KSampler (its own seed and steps, denoise = strength). hires_node is not a request key.
+    hires: dict | None = None
+    hires_node: str = "LatentUpscaleBy"
 
     def __post_init__(self):
         self.prompt_syntax = self.prompt_syntax or self.compat
@@ -240,6 +246,8 @@ class Settings:
         if self.mask_grow is not None:
             out["masked_content"] = "grey"
             out["mask_grow"] = self.mask_grow
+        if self.hires is not None:
+            out["hires"] = dict(self.hires)
         return out
 
 
@@ -400,6 +408,17 @@ CASES = [
          "the pad's mask (grow_mask_by 8), KSampler euler / normal at full denoise",
          Settings(seed=40, batch_size=1, compat="comfyui", sampler="euler", schedule="normal", strength=1.0,
                   init_size=(48, 40), masked=True, mask_grow=8, pad=(16, 8, 0, 16, 12))),
+    Case("comfyui_two_pass_latent_upscale_by_bilinear_euler_normal_s41", "ComfyUI's two-pass graph: KSampler euler "
+         "/ normal, LatentUpscaleBy (bilinear, 1.5: 64x64 to 96x96), a second KSampler with seed 141, 4 steps, "
+         "denoise 0.5",
+         Settings(seed=41, batch_size=1, compat="comfyui", sampler="euler", schedule="normal",
+                  hires={"scale": 1.5, "strength": 0.5, "steps": 4, "upscaler": "latent", "seed": 141})),
+    Case("comfyui_two_pass_latent_upscale_nearest_exact_dpmpp_2m_karras_s42_b2", "ComfyUI's two-pass graph, batch "
+         "2: KSampler dpmpp_2m / karras, LatentUpscale (nearest-exact, to 128x128), a second KSampler with the same "
+         "seed and steps at denoise 0.6",
+         Settings(seed=42, batch_size=2, compat="comfyui", sampler="dpmpp_2m", schedule="karras",
+                  hires={"scale": 2.0, "strength": 0.6, "steps": 0, "upscaler": "latent-nearest-exact", "seed": 42},
+                  hires_node="LatentUpscale")),
     Case("comfyui_uni_pc_normal_s14", "ComfyUI uni_pc (B(h) = h) / normal, the penultimate sigma discarded",
          Settings(seed=14, batch_size=1, compat="comfyui", sampler="uni_pc", schedule="normal")),
     Case("comfyui_uni_pc_bh2_karras_s15_b2", "ComfyUI uni_pc_bh2 / karras, batch 2",
@@ -884,6 +903,33 @@ class ComfyUI:
     def source(self, log) -> dict:
         return upstream.pinned_source(self.root, "comfyui", COMFYUI_FILES, log, RECORDER)
 
+    def run_two_passes(self, s: Settings) -> dict:
+        """KSampler -> LatentUpscaleBy / LatentUpscale (nodes.py's own classes) -> KSampler, as ComfyUI's two-pass
+        ("hires fix") example graph: the first pass's LATENT (process_latent_out of its samples) scaled, then
+        sampled again from the second KSampler's seed at its denoise."""
+        import torch
+
+        h = s.hires
+        first = self.run(replace(s, hires=None))
+        latent = (first["samples"] / 0.18215).float()
+        namespace = {"torch": torch, "comfy": importlib.import_module("comfy"), "MAX_RESOLUTION": 16384}
+        namespace["comfy"].utils = self.utils
+        method = {"latent": "bilinear", "latent-nearest-exact": "nearest-exact"}[h["upscaler"]]
+        node = upstream.class_from_source(self.root / "nodes.py", s.hires_node, namespace)
+        if s.hires_node == "LatentUpscaleBy":
+            (scaled,) = node().upscale({"samples": latent}, method, h["scale"])
+        else:
+            (scaled,) = node().upscale({"samples": latent}, method, int(s.width * h["scale"]), int(s.height * h["scale"]),
+                                       "disabled")
+        up = scaled["samples"]
+        second = replace(s, hires=None, seed=h.get("seed", s.seed), steps=h.get("steps") or s.steps,
+                         strength=h["strength"], width=up.shape[-1] * 8, height=up.shape[-2] * 8)
+        out = self.run(second, start_latent=up)
+        out["tool"]["first_pass"] = {k: first["tool"][k] for k in ("unet_calls", "step_noise_draws", "max_denoise")}
+        out["tool"]["upscale"] = f"{s.hires_node}({method}) to {tuple(up.shape[-2:])} latents"
+        out["size"] = (second.height, second.width)
+        return out
+
     @staticmethod
     def load_image_mask_red(s: "Settings"):
         """LoadImageMask(channel "red") of the case's mask.png: the picture as RGBA, its R channel / 255
@@ -899,13 +945,18 @@ class ComfyUI:
         z = self.prompts.encode_windows(self.text_encoder, self.prompts.windows(text), 1)
         return [[z.reshape(1, *z.shape[-2:]).float(), {}]]
 
-    def run(self, s: Settings) -> dict:
+    def run(self, s: Settings, start_latent=None) -> dict:
         import torch
 
+        if s.hires is not None:
+            return self.run_two_passes(s)
         samplers, patcher = self.samplers, self.patcher
         positive, negative = self.conditioning(s.prompt), self.conditioning(s.negative_prompt)
         noise_mask = None
-        if s.strength is None:
+        if start_latent is not None:
+            # A LATENT handed on from another node (the second pass of a two-pass graph)
+            latent = start_latent
+        elif s.strength is None:
             # EmptyLatentImage.generate (intermediate device = CPU)
             latent = torch.zeros([s.batch_size, 4, s.height // 8, s.width // 8], device=self.device)
         else:
@@ -1166,10 +1217,12 @@ def record_case(case: Case, result: dict, out: Path) -> dict:
         Image.fromarray(mask_image(*(s.init_size or (s.width, s.height)))).save(d / "mask.png", optimize=False)
         files.append("mask.png")
     for i, img in enumerate(result["images"]):
-        assert img.dtype == np.uint8 and img.shape == (s.height, s.width, 3)
+        assert img.dtype == np.uint8 and img.shape == (*result.get("size", (s.height, s.width)), 3)
         Image.fromarray(img).save(d / f"image_{i}.png", optimize=False)
         files.append(f"image_{i}.png")
     graph = {k: v for k, v in (("invert_then_scale_by", s.invert_then_scale_by), ("pad", s.pad)) if v is not None}
+    if s.hires is not None:
+        graph["hires_node"] = s.hires_node
     return {"name": case.name, "what": case.what, "settings": s.request(), **({"graph": graph} if graph else {}),
             "sigmas": [float(v) for v in result["sigmas"]], "tool": result["tool"], "files": files}
 

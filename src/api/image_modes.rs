@@ -48,18 +48,21 @@ pub struct UploadView {
 pub enum Upscaler {
     /// The latents resized bilinearly (`torch.nn.functional.interpolate`, `align_corners=False`).
     Latent,
+    /// The latents resized with torch's `nearest-exact` (ComfyUI's LatentUpscale default).
+    LatentNearestExact,
     /// The decoded image resized with Lanczos (Pillow's filter), then encoded again.
     Lanczos,
 }
 
 impl Upscaler {
-    pub const ALL: [Upscaler; 2] = [Upscaler::Latent, Upscaler::Lanczos];
+    pub const ALL: [Upscaler; 3] = [Upscaler::Latent, Upscaler::LatentNearestExact, Upscaler::Lanczos];
     pub const DEFAULT: Upscaler = Upscaler::Latent;
 
     /// Easel's name (CLI, REST, stored settings).
     pub fn name(self) -> &'static str {
         match self {
             Upscaler::Latent => "latent",
+            Upscaler::LatentNearestExact => "latent-nearest-exact",
             Upscaler::Lanczos => "lanczos",
         }
     }
@@ -68,7 +71,17 @@ impl Upscaler {
     pub fn a1111_name(self) -> &'static str {
         match self {
             Upscaler::Latent => "Latent",
+            Upscaler::LatentNearestExact => "Latent (nearest-exact)",
             Upscaler::Lanczos => "Lanczos",
+        }
+    }
+
+    /// ComfyUI's `LatentUpscale` method of a latent upscaler.
+    pub fn comfyui_method(self) -> Option<&'static str> {
+        match self {
+            Upscaler::Latent => Some("bilinear"),
+            Upscaler::LatentNearestExact => Some("nearest-exact"),
+            Upscaler::Lanczos => None,
         }
     }
 
@@ -201,9 +214,12 @@ pub struct HiresRequest {
     /// Steps of the second pass; 0 or absent = the request's steps.
     #[serde(default)]
     pub steps: Option<u32>,
-    /// `latent` or `lanczos` [default: latent].
+    /// `latent`, `latent-nearest-exact` or `lanczos` [default: latent].
     #[serde(default)]
     pub upscaler: Option<String>,
+    /// Seed of the second pass (compat comfyui: the second KSampler's) [default: the request's].
+    #[serde(default)]
+    pub seed: Option<u64>,
 }
 
 /// The hires fix resolved: a second, image-to-image pass at `scale` times the size.
@@ -215,6 +231,9 @@ pub struct Hires {
     /// first pass's steps.
     pub steps: u32,
     pub upscaler: Upscaler,
+    /// The second pass's seed when it is not the request's (compat comfyui).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
 }
 
 impl Hires {
@@ -336,7 +355,7 @@ impl ImageFields<'_> {
                     None
                 }),
             };
-            Some(Hires { scale, strength, steps, upscaler: upscaler? })
+            Some(Hires { scale, strength, steps, upscaler: upscaler?, seed: h.seed })
         });
         let masked_content = match self.masked_content {
             None => MaskedContent::Original,
@@ -379,7 +398,7 @@ mod tests {
 
     #[test]
     fn hires_target_rounds_down_to_multiples_of_8() {
-        let h = Hires { scale: 1.25, strength: 0.5, steps: 0, upscaler: Upscaler::Latent };
+        let h = Hires { scale: 1.25, strength: 0.5, steps: 0, upscaler: Upscaler::Latent, seed: None };
         assert_eq!(h.target_size(64, 48), (80, 56)); // 60 -> 56
         let h = Hires { scale: 1.5, ..h };
         assert_eq!(h.target_size(512, 512), (768, 768));

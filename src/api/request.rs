@@ -364,7 +364,7 @@ impl GenerateRequest {
         // comfyui a mask over the latents (SetLatentNoiseMask).
         let unsupported = match compat {
             super::Compat::Diffusers => None,
-            _ if self.hires.is_some() => Some("the hires fix"),
+            super::Compat::A1111 if self.hires.is_some() => Some("the hires fix"),
             _ if self.outpaint.is_some() => Some("outpainting"),
             super::Compat::A1111 if self.mask.is_some() => Some("inpainting"),
             _ => None,
@@ -380,6 +380,24 @@ impl GenerateRequest {
                     format!("compat comfyui uses the mask as it is (SetLatentNoiseMask); send mask_blur 0 or leave it out, not {blur}"),
                 )),
                 _ => images.mask_blur = Some(0),
+            }
+        }
+        // ComfyUI's hires fix is its two-pass graph: a latent upscale between two KSamplers.
+        if let Some(h) = &images.hires {
+            if compat == super::Compat::ComfyUi && h.upscaler.comfyui_method().is_none() {
+                errors.push(FieldError::new(
+                    "hires.upscaler",
+                    format!("compat comfyui upscales the latents (LatentUpscale); use latent or latent-nearest-exact, not {}", h.upscaler),
+                ));
+            }
+            if h.seed.is_some() && compat != super::Compat::ComfyUi {
+                errors.push(FieldError::new(
+                    "hires.seed",
+                    format!("hires.seed is the second KSampler's seed in compat comfyui; compat {compat} reuses the request's seed"),
+                ));
+            }
+            if compat == super::Compat::ComfyUi && self.sampling_range.is_some() {
+                errors.push(FieldError::new("sampling_range", "compat comfyui runs sampling_range or the hires fix, not both"));
             }
         }
         if images.masked_content == MaskedContent::Grey && compat != super::Compat::ComfyUi {

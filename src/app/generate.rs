@@ -251,6 +251,7 @@ impl FormValues {
                 strength: None,
                 steps: hires_steps.map(|n| n.min(u64::from(u32::MAX)) as u32),
                 upscaler: Some(self.hires_upscaler.clone()),
+                seed: None,
             });
         }
         let mut decimal = |field: &str, label: &str, text: &str| -> Option<f64> {
@@ -1074,7 +1075,7 @@ mod tests {
             ..img2img.clone()
         };
         let hires = GenerationSettings {
-            hires: Some(crate::api::Hires { scale: 1.75, strength: 0.45, steps: 3, upscaler: Upscaler::Lanczos }),
+            hires: Some(crate::api::Hires { scale: 1.75, strength: 0.45, steps: 3, upscaler: Upscaler::Lanczos, seed: None }),
             ..base.clone()
         };
         for settings in [base, img2img, inpaint, outpaint, hires] {

@@ -112,6 +112,7 @@ pub fn run(args: &BenchArgs, settings: &crate::config::Settings) -> anyhow::Resu
             strength: Some(args.strength),
             steps: None,
             upscaler: Some(args.hires_upscaler.clone()),
+            seed: None,
         }),
         vae_tiling: Some(args.vae_tiling.clone()),
         ..Default::default()

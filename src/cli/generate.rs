@@ -208,6 +208,7 @@ impl GenerateArgs {
             strength: self.hires_strength,
             steps: self.hires_steps,
             upscaler: self.hires_upscaler.clone(),
+            seed: None,
         })
     }
 }

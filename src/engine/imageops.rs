@@ -278,9 +278,39 @@ pub fn resize_latents_bilinear(latents: &[f32], shape: [usize; 4], out_h: usize,
     out
 }
 
+/// torch's `interpolate(x, size=(out_h, out_w), mode="nearest-exact")` of `[batch, channels, h, w]`
+/// latents: output index `i` reads `min(⌊(i + 0.5) · in/out⌋, in − 1)`, the scale in float32 as
+/// ATen computes it.
+pub fn resize_latents_nearest_exact(latents: &[f32], shape: [usize; 4], out_h: usize, out_w: usize) -> Vec<f32> {
+    let [b, c, h, w] = shape;
+    assert_eq!(latents.len(), b * c * h * w, "latent buffer size");
+    let taps = |input: usize, output: usize| -> Vec<usize> {
+        let scale = input as f32 / output as f32;
+        (0..output).map(|i| (((i as f32 + 0.5) * scale).floor() as usize).min(input - 1)).collect()
+    };
+    let (rows, cols) = (taps(h, out_h), taps(w, out_w));
+    let mut out = Vec::with_capacity(b * c * out_h * out_w);
+    for plane in latents.chunks_exact(h * w) {
+        for &y in &rows {
+            out.extend(cols.iter().map(|&x| plane[y * w + x]));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nearest_exact_reads_the_pixel_under_each_centre() {
+        // 2 -> 4: centres 0.25, 0.75, 1.25, 1.75 of the input; 3 -> 2: centres 0.75, 2.25.
+        let out = resize_latents_nearest_exact(&[0.0, 1.0, 2.0, 3.0], [1, 1, 2, 2], 4, 4);
+        assert_eq!(&out[..4], &[0.0, 0.0, 1.0, 1.0]);
+        assert_eq!(&out[8..12], &[2.0, 2.0, 3.0, 3.0]);
+        let row: Vec<f32> = (0..3).map(|v| v as f32).collect();
+        assert_eq!(resize_latents_nearest_exact(&row, [1, 1, 1, 3], 1, 2), vec![0.0, 2.0]);
+    }
 
     #[test]
     fn same_size_resize_is_the_identity_and_flat_stays_flat() {

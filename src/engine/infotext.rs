@@ -311,10 +311,10 @@ mod tests {
     #[test]
     fn hires_writes_a1111_keys() {
         let mut s = settings();
-        s.hires = Some(crate::api::Hires { scale: 2.0, strength: 0.55, steps: 0, upscaler: crate::api::Upscaler::Latent });
+        s.hires = Some(crate::api::Hires { scale: 2.0, strength: 0.55, steps: 0, upscaler: crate::api::Upscaler::Latent, seed: None });
         let text = infotext(&s, "tiny-sd", "0123456789");
         assert!(text.ends_with("Denoising strength: 0.55, RNG: CPU, Hires upscale: 2, Hires upscaler: Latent"), "{text}");
-        s.hires = Some(crate::api::Hires { scale: 1.5, strength: 0.55, steps: 12, upscaler: crate::api::Upscaler::Lanczos });
+        s.hires = Some(crate::api::Hires { scale: 1.5, strength: 0.55, steps: 12, upscaler: crate::api::Upscaler::Lanczos, seed: None });
         let text = infotext(&s, "tiny-sd", "0123456789");
         assert!(text.ends_with("Hires upscale: 1.5, Hires steps: 12, Hires upscaler: Lanczos"), "{text}");
     }

@@ -1,5 +1,6 @@
 //! Owns the hires fix's enlargement between its two passes: the first pass's latents resized
-//! bilinearly (`torch.nn.functional.interpolate(size=…, mode="bilinear", align_corners=False)`),
+//! bilinearly (`torch.nn.functional.interpolate(size=…, mode="bilinear", align_corners=False)`)
+//! or with torch's `nearest-exact`,
 //! or decoded, resized with Pillow's Lanczos and encoded again (one VAE sample per image, drawn
 //! from the second pass's generator, as diffusers' img2img does for a batch of images).
 
@@ -30,6 +31,7 @@ pub(super) fn enlarge(
     let [_, _, th, tw] = target;
     match upscaler {
         Upscaler::Latent => Ok(imageops::resize_latents_bilinear(latents, shape, th, tw)),
+        Upscaler::LatentNearestExact => Ok(imageops::resize_latents_nearest_exact(latents, shape, th, tw)),
         Upscaler::Lanczos => {
             let decode_started = Instant::now();
             let images = decode_latents(model, latents, shape, tiling, cancel)?;

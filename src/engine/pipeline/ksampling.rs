@@ -21,8 +21,9 @@ use super::stages::{
 };
 use super::{Output, Progress, SourceImages, StepProgress, Timings};
 use crate::api::image_modes::MaskedContent;
-use crate::api::{Compat, GenerationSettings, RandnSource, SamplingRange};
+use crate::api::{Compat, GenerationSettings, RandnSource, SamplingRange, Upscaler};
 use crate::engine::cancel::CancelToken;
+use crate::engine::imageops;
 use crate::engine::kdiffusion::discrete::DiscreteSchedule;
 use crate::engine::kdiffusion::{schedules, BrownianSeeds, Context, Denoiser, Flavor, KSampler, Step};
 use crate::engine::model::SdModel;
@@ -187,7 +188,9 @@ pub fn generate(
     // ComfyUI's mode with a latent noise mask.
     let masked = flavor == Flavor::ComfyUi && settings.mask.is_some();
     let img2img = settings.init_image.is_some() && (settings.mask.is_none() || masked) && settings.outpaint.is_none();
-    if (settings.init_image.is_some() && !img2img) || settings.hires.is_some() {
+    // ComfyUI's two-pass graph (KSampler -> LatentUpscale -> KSampler) is its hires fix.
+    let two_pass = flavor == Flavor::ComfyUi && settings.init_image.is_none();
+    if (settings.init_image.is_some() && !img2img) || (settings.hires.is_some() && !two_pass) {
         return Err(EngineError::InvalidRequest(format!("compat {compat} does not run this mode yet; use compat diffusers")));
     }
     let init = match (img2img, &images.init) {
@@ -211,11 +214,14 @@ pub fn generate(
             }
             _ => Walk::Timesteps { sampler, timesteps: timesteps::timesteps(steps), alpha: None },
         };
-        return run_walk(model, settings, &schedule, walk, (init.as_ref(), None), started, cancel, progress);
+        return run_walk(model, settings, &schedule, walk, Start { init: init.as_ref(), ..Start::default() }, started, cancel, progress);
     }
     let sampler = KSampler::for_sampler(settings.sampler)
         .ok_or_else(|| EngineError::InvalidRequest(format!("sampler {} does not run in compat {compat}", settings.sampler)))?;
     let schedule = schedule.for_sampler(sampler);
+    if let Some(hires) = settings.hires.filter(|_| two_pass) {
+        return two_passes(model, settings, &hires, &schedule, sampler, started, cancel, progress);
+    }
     let sigmas = match (&init, settings.strength) {
         // A1111's `sample_img2img`: of the schedule of `steps`, the last t_enc + 1 steps, t_enc =
         // int(min(strength, 0.999) · steps).
@@ -224,13 +230,7 @@ pub fn generate(
             let t_enc = (strength.min(0.999) * steps as f64) as usize;
             all[steps.saturating_sub(t_enc + 1)..].to_vec()
         }
-        // ComfyUI's KSampler at denoise < 1: the schedule of int(steps / denoise) steps, its
-        // last steps + 1 sigmas.
-        (Some(_), Some(denoise)) if denoise <= 0.9999 => {
-            let all = schedules::sigmas(&schedule, sampler, settings.schedule, (steps as f64 / denoise) as usize)
-                .map_err(EngineError::InvalidRequest)?;
-            all[all.len().saturating_sub(steps + 1)..].to_vec()
-        }
+        (Some(_), Some(denoise)) => comfyui_denoised(&schedule, sampler, settings.schedule, steps, denoise)?,
         _ => schedules::sigmas(&schedule, sampler, settings.schedule, steps).map_err(EngineError::InvalidRequest)?,
     };
     let sigmas = match &settings.sampling_range {
@@ -242,7 +242,107 @@ pub fn generate(
         (true, Some(mask)) => Some(mask),
         (true, None) => return Err(EngineError::InvalidRequest("the request names a mask but none was given".into())),
     };
-    run_walk(model, settings, &schedule, Walk::Sigmas { sampler, sigmas }, (init.as_ref(), mask), started, cancel, progress)
+    let start = Start { init: init.as_ref(), mask, ..Start::default() };
+    run_walk(model, settings, &schedule, Walk::Sigmas { sampler, sigmas }, start, started, cancel, progress)
+}
+
+/// ComfyUI's KSampler sigmas at `denoise`: below 1, the schedule of int(steps / denoise) steps,
+/// its last steps + 1 sigmas; else the whole schedule.
+fn comfyui_denoised(
+    schedule: &DiscreteSchedule,
+    sampler: KSampler,
+    kind: crate::api::Schedule,
+    steps: usize,
+    denoise: f64,
+) -> Result<Vec<f32>, EngineError> {
+    if denoise > 0.9999 {
+        return schedules::sigmas(schedule, sampler, kind, steps).map_err(EngineError::InvalidRequest);
+    }
+    let all = schedules::sigmas(schedule, sampler, kind, (steps as f64 / denoise) as usize).map_err(EngineError::InvalidRequest)?;
+    Ok(all[all.len().saturating_sub(steps + 1)..].to_vec())
+}
+
+/// ComfyUI's two-pass graph, its hires fix: KSampler over an empty latent, the LATENT scaled by
+/// `LatentUpscale(By)` (bilinear or nearest-exact, in the LATENT space: the samples over the VAE
+/// scale, scaled back by the second KSampler), and a second KSampler from its own seed and steps
+/// at denoise = the hires strength.
+#[allow(clippy::too_many_arguments)]
+fn two_passes(
+    model: &mut SdModel,
+    settings: &GenerationSettings,
+    hires: &crate::api::Hires,
+    schedule: &DiscreteSchedule,
+    sampler: KSampler,
+    started: Instant,
+    cancel: &CancelToken,
+    progress: &mut dyn FnMut(&StepProgress<'_>),
+) -> Result<Output, EngineError> {
+    let first_settings = GenerationSettings { hires: None, ..settings.clone() };
+    let (width, height) = hires.target_size(settings.width, settings.height);
+    let second_settings = GenerationSettings {
+        seed: hires.seed.unwrap_or(settings.seed),
+        steps: hires.steps_or(settings.steps),
+        width,
+        height,
+        strength: Some(hires.strength),
+        hires: None,
+        ..settings.clone()
+    };
+    let first_sigmas =
+        schedules::sigmas(schedule, sampler, settings.schedule, settings.steps as usize).map_err(EngineError::InvalidRequest)?;
+    let second_sigmas = comfyui_denoised(schedule, sampler, settings.schedule, second_settings.steps as usize, hires.strength)?;
+    let calls = (sampler.model_calls(&first_sigmas), sampler.model_calls(&second_sigmas));
+    let first_start = Start { decode: false, calls: Some((0, calls.0 + calls.1)), ..Start::default() };
+    let first =
+        run_walk(model, &first_settings, schedule, Walk::Sigmas { sampler, sigmas: first_sigmas }, first_start, started, cancel, progress)?;
+    let scale = model.vae_facts.scaling_factor;
+    let [batch, channels, h, w] = first.latent_shape;
+    let latent: Vec<f32> = first.latents.iter().map(|v| v / scale).collect();
+    let (th, tw) = (height as usize / 8, width as usize / 8);
+    let scaled = match hires.upscaler {
+        Upscaler::Latent => imageops::resize_latents_bilinear(&latent, [batch, channels, h, w], th, tw),
+        Upscaler::LatentNearestExact => imageops::resize_latents_nearest_exact(&latent, [batch, channels, h, w], th, tw),
+        Upscaler::Lanczos => return Err(EngineError::InvalidRequest("compat comfyui's hires fix upscales latents, not pictures".into())),
+    };
+    let second_start =
+        Start { latent: Some(scaled.iter().map(|v| v * scale).collect()), calls: Some((calls.0, calls.0 + calls.1)), ..Start::default() };
+    let mut out = run_walk(
+        model,
+        &second_settings,
+        schedule,
+        Walk::Sigmas { sampler, sigmas: second_sigmas },
+        second_start,
+        started,
+        cancel,
+        progress,
+    )?;
+    // The first pass's noise is the generation's start noise (--save-noise); both passes' timings.
+    (out.initial_noise, out.noise_shape) = (first.initial_noise, first.noise_shape);
+    let mut unet_steps = first.timings.unet_steps;
+    unet_steps.append(&mut out.timings.unet_steps);
+    out.timings.unet_steps = unet_steps;
+    out.timings.text_encoding += first.timings.text_encoding;
+    out.timings.total = started.elapsed();
+    Ok(out)
+}
+
+/// What a compat run starts from, and how much of the job's progress it is.
+struct Start<'a> {
+    init: Option<&'a image::RgbImage>,
+    mask: Option<&'a image::GrayImage>,
+    /// Latents (model space, the batch's) handed on from a first pass, in place of an encoded
+    /// picture.
+    latent: Option<Vec<f32>>,
+    /// Whether the final latents are decoded (not for a first pass).
+    decode: bool,
+    /// UNet calls before this pass and in the whole job; `None`: this pass is the job.
+    calls: Option<(usize, usize)>,
+}
+
+impl Default for Start<'_> {
+    fn default() -> Self {
+        Self { init: None, mask: None, latent: None, decode: true, calls: None }
+    }
 }
 
 /// ComfyUI's latent noise mask (`SetLatentNoiseMask` -> `KSamplerX0Inpaint`): before every
@@ -313,11 +413,12 @@ fn run_walk(
     settings: &GenerationSettings,
     schedule: &DiscreteSchedule,
     walk: Walk,
-    (init, mask): (Option<&image::RgbImage>, Option<&image::GrayImage>),
+    start: Start<'_>,
     started: Instant,
     cancel: &CancelToken,
     progress: &mut dyn FnMut(&StepProgress<'_>),
 ) -> Result<Output, EngineError> {
+    let Start { init, mask, latent: handed_on, decode, calls } = start;
     let compat = settings.noise.compat;
     let flavor = flavor(compat).expect("called for the a1111 and comfyui modes");
     let tiling = settings.vae_tiling.for_compat(compat);
@@ -382,6 +483,9 @@ fn run_walk(
             _ => x.iter_mut().zip(&repeated).for_each(|(x, l)| *x += l),
         }
         init_latent = Some(repeated);
+    } else if let Some(latent) = handed_on {
+        x.iter_mut().zip(&latent).for_each(|(x, l)| *x += l);
+        init_latent = Some(latent);
     }
     let model_calls = match &walk {
         Walk::Sigmas { sampler, sigmas } => sampler.model_calls(sigmas),
@@ -402,7 +506,8 @@ fn run_walk(
     };
 
     let run = DenoiseRun { text: &text, cfg_scale: settings.cfg_scale, latent_shape: shape, calls: 0..model_calls, conditioning: &[] };
-    let mut counter = Progress { sink: progress, started, done: 0, total: model_calls };
+    let (done, total) = calls.unwrap_or((0, model_calls));
+    let mut counter = Progress { sink: progress, started, done, total };
     let latents = {
         let unet = GuidedUnet::new(model, &run)?;
         let mut denoiser =
@@ -443,7 +548,7 @@ fn run_walk(
     };
 
     let decode_started = Instant::now();
-    let decoded = decode_latents_as(model, &latents, shape, tiling, cancel, Quantize::Truncate)?;
+    let decoded = if decode { decode_latents_as(model, &latents, shape, tiling, cancel, Quantize::Truncate)? } else { Vec::new() };
     timings.vae_decode += decode_started.elapsed();
     timings.total = started.elapsed();
     let (text_embeddings, text_embeddings_shape) = text.first_call_embeddings();

@@ -337,6 +337,7 @@ fn plan_hires(req: &Txt2ImgRequest, choice: &SamplerChoice, errors: &mut Vec<Fie
         strength: Some(strength),
         steps: Some(steps.max(0) as u32),
         upscaler: upscaler.map(str::to_string),
+        seed: None,
     };
     (hires, extra, strength)
 }

@@ -320,6 +320,51 @@ async fn an_outpainting_pad_into_vae_encode_for_inpaint_gives_comfyuis_picture()
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn two_pass_graphs_run_as_comfyuis_hires_fix() {
+    let server = start(models_dir(), temp_dir("comfyui-two-pass")).await;
+    let addr = comfyui(&server).await;
+    let http = reqwest::Client::new();
+    // KSampler -> LatentUpscaleBy (bilinear 1.5) -> KSampler (seed 141, 4 steps, denoise 0.5).
+    let case = fixture("comfyui_two_pass_latent_upscale_by_bilinear_euler_normal_s41");
+    let settings: Value = serde_json::from_str(&std::fs::read_to_string(case.join("settings.json")).unwrap()).unwrap();
+    let mut graph = txt2img_graph(&settings, 41, 1);
+    graph["20"] = json!({"class_type": "LatentUpscaleBy", "inputs": {"samples": ["3", 0], "upscale_method": "bilinear", "scale_by": 1.5}});
+    graph["21"] = json!({"class_type": "KSampler", "inputs": {"seed": 141, "steps": 4, "cfg": 7.0, "sampler_name": "euler",
+        "scheduler": "normal", "denoise": 0.5, "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["20", 0]}});
+    graph["8"]["inputs"]["samples"] = json!(["21", 0]);
+    let entry = run_graph(&http, addr, &graph).await;
+    assert_outputs_are_the_case(&http, addr, &entry, "9", &case).await;
+    let jobs: Value = http.get(server.url("/api/v1/generate?limit=1")).send().await.unwrap().json().await.unwrap();
+    let hires = &jobs["jobs"][0]["request"]["hires"];
+    assert_eq!((&hires["seed"], &hires["steps"], &hires["strength"]), (&json!(141), &json!(4), &json!(0.5)), "{hires}");
+
+    // LatentUpscale (nearest-exact, ComfyUI's default) to 128x128, batch 2, the same seed and steps.
+    let case = fixture("comfyui_two_pass_latent_upscale_nearest_exact_dpmpp_2m_karras_s42_b2");
+    let settings: Value = serde_json::from_str(&std::fs::read_to_string(case.join("settings.json")).unwrap()).unwrap();
+    let mut graph = txt2img_graph(&settings, 42, 2);
+    graph["20"] = json!({"class_type": "LatentUpscale", "inputs": {"samples": ["3", 0], "upscale_method": "nearest-exact", "width": 128,
+        "height": 128, "crop": "disabled"}});
+    graph["21"] = json!({"class_type": "KSampler", "inputs": {"seed": 42, "steps": 6, "cfg": 7.0, "sampler_name": "dpmpp_2m",
+        "scheduler": "karras", "denoise": 0.6, "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["20", 0]}});
+    graph["8"]["inputs"]["samples"] = json!(["21", 0]);
+    let entry = run_graph(&http, addr, &graph).await;
+    assert_eq!(entry["outputs"]["9"]["images"].as_array().unwrap().len(), 2, "{entry}");
+    assert_outputs_are_the_case(&http, addr, &entry, "9", &case).await;
+
+    // What one Easel hires fix cannot say is named: another CFG in the second pass, another
+    // upscale method, a size the two sides do not share one factor for.
+    let mut other_cfg = graph.clone();
+    other_cfg["21"]["inputs"]["cfg"] = json!(5.0);
+    assert!(refused(&http, addr, &other_cfg).await["node_errors"]["21"].is_object());
+    let mut bicubic = graph.clone();
+    bicubic["20"]["inputs"]["upscale_method"] = json!("bicubic");
+    assert!(refused(&http, addr, &bicubic).await["node_errors"]["20"].is_object());
+    let mut stretched = graph;
+    stretched["20"]["inputs"]["width"] = json!(96);
+    assert!(refused(&http, addr, &stretched).await["node_errors"]["20"].is_object());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn image_invert_and_scale_by_before_vae_encode_give_comfyuis_picture() {
     let server = start(models_dir(), temp_dir("comfyui-invert-scale-by")).await;
     let addr = comfyui(&server).await;

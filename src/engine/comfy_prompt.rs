@@ -3,8 +3,9 @@
 //!
 //! Text-to-image and image-to-image are written as ComfyUI's default graph (loader, LoRA loaders,
 //! CLIP skip, two prompts, an empty or encoded latent, KSampler, decoder, SaveImage), the comfyui
-//! mode's inpainting with `SetLatentNoiseMask` or `VAEEncodeForInpaint`; hires fix, the other
-//! modes' inpainting, outpainting, and samplers or schedules ComfyUI lacks, get no graph. The picture
+//! mode's inpainting with `SetLatentNoiseMask` or `VAEEncodeForInpaint` and its hires fix as the
+//! two-pass graph (`LatentUpscale` between two KSamplers); the other modes' hires fix and
+//! inpainting, outpainting, and samplers or schedules ComfyUI lacks, get no graph. The picture
 //! is ComfyUI's own for images made in the comfyui mode; in the other modes the settings are the
 //! same but ComfyUI's noise differs.
 
@@ -20,7 +21,9 @@ pub fn comfy_prompt(settings: &GenerationSettings, model_name: &str) -> Option<V
     // Masks are written in the comfyui mode only (its latent noise mask; A1111's and diffusers'
     // inpainting are not ComfyUI's).
     let comfy_mask = settings.mask.is_some() && settings.noise.compat == Compat::ComfyUi;
-    if settings.hires.is_some() || (settings.mask.is_some() && !comfy_mask) || settings.outpaint.is_some() {
+    // The hires fix is ComfyUI's two-pass graph in the comfyui mode (latent upscalers only).
+    let comfy_hires = settings.noise.compat == Compat::ComfyUi && settings.hires.is_some_and(|h| h.upscaler.comfyui_method().is_some());
+    if (settings.hires.is_some() && !comfy_hires) || (settings.mask.is_some() && !comfy_mask) || settings.outpaint.is_some() {
         return None;
     }
     let sampler = settings.sampler.comfyui_name()?;
@@ -119,7 +122,25 @@ pub fn comfy_prompt(settings: &GenerationSettings, model_name: &str) -> Option<V
                    "latent_image": latent}),
         ),
     }
-    add("8", "VAEDecode", json!({"samples": ["3", 0], "vae": vae}));
+    let mut samples = json!(["3", 0]);
+    if let Some(h) = settings.hires.filter(|_| comfy_hires) {
+        let (width, height) = h.target_size(settings.width, settings.height);
+        let method = h.upscaler.comfyui_method().unwrap_or("bilinear");
+        add(
+            "30",
+            "LatentUpscale",
+            json!({"samples": samples, "upscale_method": method, "width": width, "height": height, "crop": "disabled"}),
+        );
+        add(
+            "31",
+            "KSampler",
+            json!({"seed": h.seed.unwrap_or(settings.seed), "steps": h.steps_or(settings.steps), "cfg": settings.cfg_scale,
+                   "sampler_name": sampler, "scheduler": scheduler, "denoise": h.strength, "model": model, "positive": ["6", 0],
+                   "negative": ["7", 0], "latent_image": ["30", 0]}),
+        );
+        samples = json!(["31", 0]);
+    }
+    add("8", "VAEDecode", json!({"samples": samples, "vae": vae}));
     add("9", "SaveImage", json!({"filename_prefix": "Easel", "images": ["8", 0]}));
     Some(Value::Object(graph))
 }
@@ -183,6 +204,22 @@ mod tests {
         assert!(comfy_prompt(&pndm, "m").is_none());
         let diffusers_inpaint = settings(json!({"prompt": "x", "init_image": "abc", "mask": "def", "width": 64, "height": 64}));
         assert!(comfy_prompt(&diffusers_inpaint, "m").is_none());
+    }
+
+    #[test]
+    fn a_comfyui_hires_fix_is_written_as_the_two_pass_graph_and_reads_back() {
+        use crate::api::comfy::{graph, nodes};
+        let specs = nodes::specs(&nodes::Lists { checkpoints: vec!["m".into()], ..Default::default() });
+        let s = settings(json!({"prompt": "x", "width": 64, "height": 64, "steps": 6, "compat": "comfyui", "sampler": "euler",
+                                "hires": {"scale": 1.5, "strength": 0.5, "steps": 4, "upscaler": "latent-nearest-exact", "seed": 9}}));
+        let g = comfy_prompt(&s, "m").unwrap();
+        assert_eq!((&g["30"]["inputs"]["width"], &g["30"]["inputs"]["upscale_method"]), (&json!(96), &json!("nearest-exact")));
+        assert_eq!((&g["31"]["inputs"]["seed"], &g["31"]["inputs"]["steps"]), (&json!(9), &json!(4)));
+        let compiled = graph::compile(&graph::parse(&g).unwrap(), &specs).unwrap();
+        let again = compiled.outputs[0].request.resolve(|| 0).unwrap();
+        assert_eq!((again.hires, again.seed, again.steps, again.width), (s.hires, s.seed, s.steps, s.width));
+        let diffusers = settings(json!({"prompt": "x", "width": 64, "height": 64, "hires": {"scale": 1.5}}));
+        assert!(comfy_prompt(&diffusers, "m").is_none());
     }
 
     #[test]

@@ -256,12 +256,14 @@ pub fn document() -> Value {
                     "top": { "type": "integer", "minimum": 0, "maximum": MAX_OUTPAINT, "multipleOf": 8, "default": 0 },
                     "bottom": { "type": "integer", "minimum": 0, "maximum": MAX_OUTPAINT, "multipleOf": 8, "default": 0 } } },
             "Hires": { "type": "object", "additionalProperties": false,
-                "description": "text-to-image only: upscale the result and refine it with a second, image-to-image pass from the same seed",
+                "description": "text-to-image only: upscale the result and refine it with a second, image-to-image pass from the same seed (compat comfyui: ComfyUI's two-pass graph, KSampler -> LatentUpscale -> KSampler, the second from seed)",
                 "properties": {
                     "scale": { "type": "number", "exclusiveMinimum": true, "minimum": 1, "maximum": MAX_HIRES_SCALE, "default": DEFAULT_HIRES_SCALE, "description": "each side times this, rounded down to a multiple of 8" },
                     "strength": { "type": "number", "exclusiveMinimum": true, "minimum": 0, "maximum": 1, "default": DEFAULT_HIRES_STRENGTH },
                     "steps": { "type": "integer", "minimum": 0, "maximum": MAX_STEPS, "default": 0, "description": "0 = the same steps as the first pass" },
-                    "upscaler": { "type": "string", "enum": Upscaler::ALL, "default": Upscaler::DEFAULT } } },
+                    "upscaler": { "type": "string", "enum": Upscaler::ALL, "default": Upscaler::DEFAULT,
+                        "description": "latent: the latents resized bilinearly; latent-nearest-exact: with torch's nearest-exact; lanczos: the picture resized and encoded again (not in compat comfyui)" },
+                    "seed": { "type": "integer", "minimum": 0, "description": "compat comfyui: the second KSampler's seed [default: the request's]" } } },
             "Upload": { "type": "object", "properties": {
                 "id": { "type": "string", "description": "pass as init_image or mask" }, "width": { "type": "integer" }, "height": { "type": "integer" } } },
             "Submitted": { "type": "object", "properties": {

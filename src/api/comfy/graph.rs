@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::{json, Map, Value};
 
 use super::nodes::{sampler_named, scheduler_named, InputKind, NodeSpec};
-use crate::api::{GenerateRequest, LoraRef, SamplingRangeRequest};
+use crate::api::{GenerateRequest, Hires, HiresRequest, LoraRef, SamplingRangeRequest, Upscaler};
 
 /// Most nodes in a graph (ComfyUI's large shared workflows have a few hundred).
 pub const MAX_NODES: usize = 5_000;
@@ -594,6 +594,92 @@ fn pixel_chain(nodes: &BTreeMap<String, Node>, encoder: &Node) -> Result<PixelCh
     Ok(PixelChain { image: text_of(node, "image"), inverted, scale, pad, nodes: passed })
 }
 
+/// The second KSampler of a two-pass graph, and the latent upscale before it.
+struct SecondPass<'a> {
+    first_id: String,
+    upscale_id: String,
+    upscale: &'a Node,
+    second_id: String,
+    second: &'a Node,
+}
+
+/// `sampler`'s latent as the second pass of ComfyUI's two-pass graph: a `LatentUpscale` or
+/// `LatentUpscaleBy` of another `KSampler`'s output, both samplers with the same model, prompts,
+/// CFG, sampler and scheduler; `None` when `sampler`'s latent is not an upscale.
+fn second_pass_of<'a>(
+    nodes: &'a BTreeMap<String, Node>,
+    sampler_id: &str,
+    sampler: &'a Node,
+) -> Result<Option<SecondPass<'a>>, ChainError> {
+    if sampler.class != "KSampler" {
+        return Ok(None);
+    }
+    let (upscale_id, upscale, _) = source(nodes, sampler, "latent_image");
+    if !matches!(upscale.class.as_str(), "LatentUpscale" | "LatentUpscaleBy") {
+        return Ok(None);
+    }
+    let (first_id, first, _) = source(nodes, upscale, "samples");
+    if first.class != "KSampler" {
+        return Err(unsupported(&upscale_id, &upscale.class, "a latent upscale of latents that are not a KSampler's"));
+    }
+    for input in ["model", "positive", "negative"] {
+        if node_input_link(first, input) != node_input_link(sampler, input) {
+            return Err(unsupported(sampler_id, "KSampler", &format!("a second pass with another {input} than the first KSampler's")));
+        }
+    }
+    for input in ["cfg", "sampler_name", "scheduler"] {
+        if first.inputs.get(input) != sampler.inputs.get(input) {
+            return Err(unsupported(sampler_id, "KSampler", &format!("a second pass with another {input} than the first KSampler's")));
+        }
+    }
+    Ok(Some(SecondPass { first_id, upscale_id, upscale, second_id: sampler_id.to_string(), second: sampler }))
+}
+
+impl SecondPass<'_> {
+    /// The request's hires fix for a first pass of `width` x `height`: the upscale's size as a
+    /// scale Easel's `Hires::target_size` gives back exactly, the second KSampler's denoise,
+    /// steps and seed.
+    fn hires(&self, width: u32, height: u32, seed: Option<u64>, steps: Option<u32>) -> Result<HiresRequest, ChainError> {
+        let refuse = |what: &str| unsupported(&self.upscale_id, &self.upscale.class, what);
+        let method = text_of(self.upscale, "upscale_method");
+        let upscaler = match method.as_str() {
+            "bilinear" => Upscaler::Latent,
+            "nearest-exact" => Upscaler::LatentNearestExact,
+            _ => return Err(refuse("a latent upscale other than bilinear or nearest-exact")),
+        };
+        // ComfyUI's target in latents: LatentUpscaleBy rounds (Python's round) each side times
+        // the factor; LatentUpscale takes width // 8 and height // 8 (at least 64 pixels).
+        let (target_w, target_h) = if self.upscale.class == "LatentUpscaleBy" {
+            let by = float_of(self.upscale, "scale_by");
+            let side = |s: u32| ((f64::from(s / 8) * by).round_ties_even() as u32) * 8;
+            (side(width), side(height))
+        } else {
+            let (w, h) = (int_of(self.upscale, "width"), int_of(self.upscale, "height"));
+            if w == 0 || h == 0 || text_of(self.upscale, "crop") != "disabled" {
+                return Err(refuse("a LatentUpscale to a width and height both set, without crop"));
+            }
+            let side = |s: i128| (s.max(64) as u32) / 8 * 8;
+            (side(w), side(h))
+        };
+        let scale = target_w as f32 / width as f32;
+        let hires = Hires { scale, strength: 0.0, steps: 0, upscaler, seed: None };
+        if hires.target_size(width, height) != (target_w, target_h) {
+            return Err(refuse(&format!(
+                "{width}x{height} to {target_w}x{target_h}: Easel's hires fix scales both sides by one factor (in multiples of 8)"
+            )));
+        }
+        let second_seed = u64::try_from(int_of(self.second, "seed")).ok();
+        let second_steps = u32::try_from(int_of(self.second, "steps")).ok();
+        Ok(HiresRequest {
+            scale: Some(scale),
+            strength: Some(float_of(self.second, "denoise")),
+            steps: Some(if second_steps == steps { 0 } else { second_steps.unwrap_or(0) }),
+            upscaler: Some(upscaler.name().to_string()),
+            seed: second_seed.filter(|s| Some(*s) != seed),
+        })
+    }
+}
+
 /// The chain of one output node as an Easel request.
 fn compile_output(nodes: &BTreeMap<String, Node>, output: &str) -> Result<Output, ChainError> {
     let save = &nodes[output];
@@ -601,7 +687,12 @@ fn compile_output(nodes: &BTreeMap<String, Node>, output: &str) -> Result<Output
     if decode.class != "VAEDecode" {
         return Err(unsupported(&decode_id, &decode.class, "images that do not come straight from a VAEDecode"));
     }
-    let (sampler_id, sampler, _) = source(nodes, decode, "samples");
+    let (mut sampler_id, mut sampler, _) = source(nodes, decode, "samples");
+    // ComfyUI's two-pass graph (its hires fix): KSampler -> LatentUpscale(By) -> KSampler.
+    let second_pass = second_pass_of(nodes, &sampler_id, sampler)?;
+    if let Some(pass) = &second_pass {
+        (sampler_id, sampler) = (pass.first_id.clone(), &nodes[&pass.first_id]);
+    }
     let advanced = sampler.class == "KSamplerAdvanced";
     if sampler.class != "KSampler" && !advanced {
         return Err(unsupported(&sampler_id, &sampler.class, "a VAEDecode of latents that are not a KSampler's"));
@@ -765,6 +856,16 @@ fn compile_output(nodes: &BTreeMap<String, Node>, output: &str) -> Result<Output
             && range.end_at_step.zip(request.steps).is_some_and(|(end, steps)| end >= steps);
         request.sampling_range = (!whole).then_some(range);
     }
+    if let Some(pass) = &second_pass {
+        if request.width.zip(request.height).is_none() {
+            return Err(unsupported(
+                &pass.upscale_id,
+                "LatentUpscale",
+                "a two-pass graph whose first KSampler's latent is not an EmptyLatentImage",
+            ));
+        }
+        request.hires = Some(pass.hires(request.width.unwrap_or(0), request.height.unwrap_or(0), request.seed, request.steps)?);
+    }
     request.cfg_scale = Some(float_of(sampler, "cfg") as f32);
     request.sampler = sampler_named(&sampler_name).map(|s| s.name().to_string()).or(Some(sampler_name));
     request.schedule = scheduler_named(&scheduler).map(|s| s.name().to_string()).or(Some(scheduler));
@@ -788,7 +889,11 @@ fn compile_output(nodes: &BTreeMap<String, Node>, output: &str) -> Result<Output
         order.push(id.clone());
     }
     order.extend(chain);
-    order.extend([sampler_id.clone(), decode_id, output.to_string()]);
+    order.push(sampler_id.clone());
+    if let Some(pass) = &second_pass {
+        order.extend([pass.upscale_id.clone(), pass.second_id.clone()]);
+    }
+    order.extend([decode_id, output.to_string()]);
     Ok(Output { node: output.to_string(), request, derived, chain: order, sampler_node: sampler_id })
 }
 

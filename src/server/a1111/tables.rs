@@ -182,7 +182,11 @@ pub fn upscalers_list() -> Vec<UpscalerItem> {
 
 /// `GET /latent-upscale-modes`.
 pub fn latent_upscale_modes() -> Vec<LatentUpscaleModeItem> {
-    vec![LatentUpscaleModeItem { name: "Latent".into() }]
+    crate::api::Upscaler::ALL
+        .into_iter()
+        .filter(|u| u.comfyui_method().is_some())
+        .map(|u| LatentUpscaleModeItem { name: u.a1111_name().into() })
+        .collect()
 }
 
 /// A sampler and scheduler as a request resolves them.

@@ -212,6 +212,7 @@ fn node_error_for(output: &graph::Output, nodes: &BTreeMap<String, graph::Node>,
         "init_image" => class_of("LoadImage"),
         "mask" | "mask_blur" => class_of("LoadImageMask").or_else(|| class_of("VAEEncodeForInpaint")),
         "masked_content" | "mask_grow" => class_of("VAEEncodeForInpaint"),
+        f if f.starts_with("hires") => class_of("LatentUpscaleBy").or_else(|| class_of("LatentUpscale")),
         "width" | "height" => class_of("ImageScaleBy")
             .or_else(|| class_of("ImageScale"))
             .or_else(|| class_of("ImagePadForOutpaint"))

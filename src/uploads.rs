@@ -235,6 +235,15 @@ impl Uploads {
 
     /// Stores the picture `how` derives from upload `id`; the new upload's id.
     pub fn derive(&self, id: &str, how: Derivation) -> Result<Upload, ImageInputError> {
+        // A padded canvas is held to the upload limit before it is allocated.
+        if let Derivation::Pad(pad) | Derivation::PadMask(pad) = how {
+            let (w, h) = self.size(id)?;
+            let (width, height) =
+                (w.saturating_add(pad.left).saturating_add(pad.right), h.saturating_add(pad.top).saturating_add(pad.bottom));
+            if width > MAX_IMAGE_SIDE || height > MAX_IMAGE_SIDE {
+                return Err(ImageInputError::TooBig { width, height });
+            }
+        }
         let derived = derive(&self.load(id)?, how);
         let mut png = Vec::new();
         derived.write_to(&mut Cursor::new(&mut png), ImageFormat::Png).map_err(|e| ImageInputError::Unreadable(e.to_string()))?;
@@ -306,6 +315,10 @@ mod tests {
         for bad in ["../easel.db", "up_../../x", "x_123"] {
             assert!(matches!(uploads.load(bad), Err(ImageInputError::Unknown(_))), "{bad}");
         }
+        // A pad past the upload limit is refused before a canvas is allocated.
+        let huge = Pad { left: 16384, top: 0, right: 16384, bottom: 0, feathering: 0 };
+        assert!(matches!(uploads.derive(&a.id, Derivation::Pad(huge)), Err(ImageInputError::TooBig { width: 32776, height: 8 })));
+        assert_eq!(uploads.derive(&a.id, Derivation::Pad(Pad { left: 8, ..Pad::default() })).unwrap().width, 16);
         let _ = std::fs::remove_dir_all(dir);
     }
 

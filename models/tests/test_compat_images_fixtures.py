@@ -56,6 +56,14 @@ def a1111_timesteps(steps: int) -> list[int]:
     return [min(t + 1, 999) for t in range(0, 1000, 1000 // steps)]
 
 
+def output_size(s: dict) -> tuple[int, int]:
+    """(width, height) of the case's images: the request's, or the hires fix's target (each side times the scale,
+    rounded down to a multiple of 8)."""
+    if "hires" in s:
+        return tuple(int(side * s["hires"]["scale"]) // 8 * 8 for side in (s["width"], s["height"]))
+    return s["width"], s["height"]
+
+
 def run_sigmas(s: dict) -> int:
     """How many sigmas the tool's sampler walks: steps + 1, or A1111's img2img tail of t_enc + 2; A1111's timestep
     samplers walk ceil(1000 / (1000 // steps)) timesteps, or the first t_enc in image-to-image."""
@@ -64,6 +72,8 @@ def run_sigmas(s: dict) -> int:
         return t_enc if "strength" in s else len(a1111_timesteps(s["steps"]))
     if s["compat"] == "a1111" and "strength" in s:
         return int(min(s["strength"], 0.999) * s["steps"]) + 2
+    if "hires" in s:  # the second KSampler's: its own steps (0 = the first pass's)
+        return (s["hires"]["steps"] or s["steps"]) + 1
     if "sampling_range" in s:  # KSampler.sample's window: cut after end_at_step, then from start_at_step
         r = s["sampling_range"]
         return min(s["steps"], r["end_at_step"]) + 1 - r["start_at_step"]
@@ -93,8 +103,12 @@ def test_index_matches_the_case_list_and_the_sources():
 def test_settings_are_a_request_in_easels_vocabulary(name):
     s = settings(name)
     # ``strength`` only for image-to-image cases (ComfyUI's denoise over the case's init.png);
-    # ``sampling_range`` only for ComfyUI's KSamplerAdvanced cases.
-    assert list(s) == REQUEST_KEYS + [k for k in ("strength", "sampling_range") if k in s]
+    # ``sampling_range`` only for ComfyUI's KSamplerAdvanced cases, ``masked_content`` and ``mask_grow`` for its
+    # VAEEncodeForInpaint, ``hires`` for its two-pass graph.
+    optional = ("strength", "sampling_range", "masked_content", "mask_grow", "hires")
+    assert list(s) == REQUEST_KEYS + [k for k in optional if k in s]
+    if "masked_content" in s:
+        assert s["masked_content"] == "grey" and s["compat"] == "comfyui" and 0 <= s["mask_grow"] <= 64
     assert s == CASES[name]["settings"]
     assert s["compat"] in ("a1111", "comfyui") and s["prompt_syntax"] == s["compat"]
     if s["compat"] == "a1111":
@@ -110,7 +124,8 @@ def test_settings_are_a_request_in_easels_vocabulary(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_files_have_the_right_shapes(name):
     s, case = settings(name), CASES[name]
-    b, shape = s["batch_size"], [s["batch_size"], 4, s["height"] // 8, s["width"] // 8]
+    width, height = output_size(s)
+    b, shape = s["batch_size"], [s["batch_size"], 4, height // 8, width // 8]
     init = (["init.png"] if "strength" in s else []) + (["mask.png"] if (FIXTURES / name / "mask.png").exists() else [])
     assert case["files"] == ["settings.json", "latents.npy", "noise.npy", "sigmas.npy"] + init + \
         [f"image_{i}.png" for i in range(b)]
@@ -128,7 +143,7 @@ def test_files_have_the_right_shapes(name):
         leftover = r.get("return_with_leftover_noise") and r["end_at_step"] < s["steps"]
         assert (sig[-1] > 0 if leftover else sig[-1] == 0) and np.all(np.diff(sig) < 0)
     for i in range(b):
-        assert image(name, i).shape == (s["height"], s["width"], 3)
+        assert image(name, i).shape == (height, width, 3)
     if b > 1:
         assert not np.array_equal(image(name, 0), image(name, 1))
 
@@ -142,7 +157,9 @@ def test_start_noise_is_the_tools_seeding(name):
         assert not noise.any()
         return
     if s["compat"] == "comfyui":  # prepare_noise: one draw for the batch from torch.manual_seed(seed)
-        want = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(s["seed"])).numpy()
+        # (a two-pass case stores its second KSampler's noise, from that sampler's seed)
+        seed = s["hires"].get("seed", s["seed"]) if "hires" in s else s["seed"]
+        want = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed)).numpy()
         np.testing.assert_allclose(noise, want, **TOL)
         return
     if s["randn_source"] == "nv":  # Philox (tests/fixtures/noise covers the generator itself)
@@ -184,7 +201,17 @@ def test_schedule_and_initial_scaling(name):
         np.testing.assert_array_equal(sig, full[len(full) - len(sig):])
         assert sig[0] < smax and tool["x0_scale"] == np.float32(sig[0])
         return
-    if "strength" in s and s["strength"] == 1.0 and "sampling_range" not in s:
+    if "hires" in s:
+        # The second KSampler of ComfyUI's two-pass graph at denoise < 1 over the scaled LATENT: the last steps + 1
+        # sigmas of an int(steps / denoise)-step schedule from noise * sigma0 + latent; the first pass at full
+        # denoise.
+        assert sig[0] < smax and tool["max_denoise"] is False and tool["x0_scale"] == pytest.approx(sig[0], rel=1e-6)
+        assert tool["first_pass"]["max_denoise"] is True
+        return
+    # ComfyUI's KSampler.set_steps: denoise below 1 runs the tail of int(steps / denoise) steps, which is the
+    # whole schedule when that is steps again (0.9 of 6 steps).
+    whole = "strength" in s and (s["strength"] > 0.9999 or int(s["steps"] / s["strength"]) == s["steps"])
+    if whole and "sampling_range" not in s:
         # ComfyUI at full denoise over a VAEEncode: the whole schedule, noise * sqrt(1 + sigma0^2) + latent.
         assert sig[0] == pytest.approx(smax, rel=1e-6) and tool["max_denoise"] is True
         assert tool["x0_scale"] == pytest.approx(float(np.sqrt(1 + sig[0] ** 2)), rel=1e-6)

@@ -365,6 +365,32 @@ async fn two_pass_graphs_run_as_comfyuis_hires_fix() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn latent_from_batch_gives_those_images_of_the_larger_batch() {
+    let server = start(models_dir(), temp_dir("comfyui-from-batch")).await;
+    let addr = comfyui(&server).await;
+    let http = reqwest::Client::new();
+    // Images 2 and 3 of a 4-image batch, as ComfyUI ran them.
+    let case = fixture("comfyui_latent_from_batch_euler_ancestral_normal_s43_i2_b2");
+    let settings: Value = serde_json::from_str(&std::fs::read_to_string(case.join("settings.json")).unwrap()).unwrap();
+    let mut graph = txt2img_graph(&settings, 43, 4);
+    graph["12"] = json!({"class_type": "LatentFromBatch", "inputs": {"samples": ["5", 0], "batch_index": 2, "length": 2}});
+    graph["3"]["inputs"]["latent_image"] = json!(["12", 0]);
+    let entry = run_graph(&http, addr, &graph).await;
+    assert_eq!(entry["outputs"]["9"]["images"].as_array().unwrap().len(), 2, "{entry}");
+    assert_outputs_are_the_case(&http, addr, &entry, "9", &case).await;
+    let jobs: Value = http.get(server.url("/api/v1/generate?limit=1")).send().await.unwrap().json().await.unwrap();
+    let request = &jobs["jobs"][0]["request"];
+    assert_eq!((&request["batch_index"], &request["batch_size"]), (&json!(2), &json!(2)), "{request}");
+    // Over an encoded picture it is named.
+    let name = upload(&http, addr, &fixture("comfyui_img2img_euler_ancestral_normal_d06_s9_b2").join("init.png")).await;
+    graph["10"] = json!({"class_type": "LoadImage", "inputs": {"image": name}});
+    graph["11"] = json!({"class_type": "VAEEncode", "inputs": {"pixels": ["10", 0], "vae": ["4", 2]}});
+    graph["12"]["inputs"]["samples"] = json!(["11", 0]);
+    graph.as_object_mut().unwrap().remove("5");
+    assert!(refused(&http, addr, &graph).await["node_errors"]["12"].is_object());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn image_invert_and_scale_by_before_vae_encode_give_comfyuis_picture() {
     let server = start(models_dir(), temp_dir("comfyui-invert-scale-by")).await;
     let addr = comfyui(&server).await;

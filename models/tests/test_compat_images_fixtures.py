@@ -104,8 +104,8 @@ def test_settings_are_a_request_in_easels_vocabulary(name):
     s = settings(name)
     # ``strength`` only for image-to-image cases (ComfyUI's denoise over the case's init.png);
     # ``sampling_range`` only for ComfyUI's KSamplerAdvanced cases, ``masked_content`` and ``mask_grow`` for its
-    # VAEEncodeForInpaint, ``hires`` for its two-pass graph.
-    optional = ("strength", "sampling_range", "masked_content", "mask_grow", "hires")
+    # VAEEncodeForInpaint, ``hires`` for its two-pass graph, ``batch_index`` for its LatentFromBatch.
+    optional = ("strength", "sampling_range", "masked_content", "mask_grow", "hires", "batch_index")
     assert list(s) == REQUEST_KEYS + [k for k in optional if k in s]
     if "masked_content" in s:
         assert s["masked_content"] == "grey" and s["compat"] == "comfyui" and 0 <= s["mask_grow"] <= 64
@@ -159,7 +159,10 @@ def test_start_noise_is_the_tools_seeding(name):
     if s["compat"] == "comfyui":  # prepare_noise: one draw for the batch from torch.manual_seed(seed)
         # (a two-pass case stores its second KSampler's noise, from that sampler's seed)
         seed = s["hires"].get("seed", s["seed"]) if "hires" in s else s["seed"]
-        want = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed)).numpy()
+        # (LatentFromBatch: one image at a time up to the last index, the batch's images kept)
+        skip = s.get("batch_index", 0)
+        draws = torch.randn([skip + shape[0], *shape[1:]], generator=torch.Generator("cpu").manual_seed(seed)).numpy()
+        want = draws[skip:]
         np.testing.assert_allclose(noise, want, **TOL)
         return
     if s["randn_source"] == "nv":  # Philox (tests/fixtures/noise covers the generator itself)

@@ -230,6 +230,9 @@ class Settings:
     # second KSampler (its own seed and steps, denoise = strength). hires_node is not a request key.
     hires: dict | None = None
     hires_node: str = "LatentUpscaleBy"
+    # ComfyUI's LatentFromBatch(batch_index, length = batch_size) over an EmptyLatentImage of batch_index +
+    # batch_size images: the start noise of those images of the larger batch. Request key batch_index.
+    batch_index: int | None = None
 
     def __post_init__(self):
         self.prompt_syntax = self.prompt_syntax or self.compat
@@ -248,6 +251,8 @@ class Settings:
             out["mask_grow"] = self.mask_grow
         if self.hires is not None:
             out["hires"] = dict(self.hires)
+        if self.batch_index is not None:
+            out["batch_index"] = self.batch_index
         return out
 
 
@@ -419,6 +424,10 @@ CASES = [
          Settings(seed=42, batch_size=2, compat="comfyui", sampler="dpmpp_2m", schedule="karras",
                   hires={"scale": 2.0, "strength": 0.6, "steps": 0, "upscaler": "latent-nearest-exact", "seed": 42},
                   hires_node="LatentUpscale")),
+    Case("comfyui_latent_from_batch_euler_ancestral_normal_s43_i2_b2", "ComfyUI LatentFromBatch (batch_index 2, "
+         "length 2) of a 4-image EmptyLatentImage: prepare_noise draws one image at a time up to index 3 and keeps "
+         "images 2 and 3; euler_ancestral's step noise for the 2 images",
+         Settings(seed=43, batch_size=2, compat="comfyui", sampler="euler_ancestral", schedule="normal", batch_index=2)),
     Case("comfyui_uni_pc_normal_s14", "ComfyUI uni_pc (B(h) = h) / normal, the penultimate sigma discarded",
          Settings(seed=14, batch_size=1, compat="comfyui", sampler="uni_pc", schedule="normal")),
     Case("comfyui_uni_pc_bh2_karras_s15_b2", "ComfyUI uni_pc_bh2 / karras, batch 2",
@@ -956,6 +965,14 @@ class ComfyUI:
         if start_latent is not None:
             # A LATENT handed on from another node (the second pass of a two-pass graph)
             latent = start_latent
+        elif s.strength is None and s.batch_index is not None:
+            # EmptyLatentImage of batch_index + batch_size images, then LatentFromBatch (nodes.py's own class), whose
+            # LATENT carries the batch_index list that common_ksampler hands to prepare_noise
+            empty = torch.zeros([s.batch_index + s.batch_size, 4, s.height // 8, s.width // 8], device=self.device)
+            node = upstream.class_from_source(self.root / "nodes.py", "LatentFromBatch", {"torch": torch, "math": math})
+            (picked,) = node().frombatch({"samples": empty}, s.batch_index, s.batch_size)
+            latent, batch_inds = picked["samples"], picked["batch_index"]
+            assert batch_inds == list(range(s.batch_index, s.batch_index + s.batch_size))
         elif s.strength is None:
             # EmptyLatentImage.generate (intermediate device = CPU)
             latent = torch.zeros([s.batch_size, 4, s.height // 8, s.width // 8], device=self.device)
@@ -1002,7 +1019,8 @@ class ComfyUI:
             latent = mean.to(self.device).float().repeat(s.batch_size, 1, 1, 1)
         # nodes.common_ksampler
         latent_image = self.sample.fix_empty_latent_channels(patcher, latent)
-        noise = self.sample.prepare_noise(latent_image, s.seed, None)
+        batch_inds = list(range(s.batch_index, s.batch_index + s.batch_size)) if s.batch_index is not None else None
+        noise = self.sample.prepare_noise(latent_image, s.seed, batch_inds)
         # comfy.sample.sample -> KSampler(...).sample -> comfy.samplers.sample -> CFGGuider.sample
         ks = samplers.KSampler(patcher, steps=s.steps, device=patcher.load_device, sampler=s.sampler,
                                scheduler=s.schedule, denoise=1.0 if s.strength is None else s.strength,

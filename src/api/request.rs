@@ -24,6 +24,8 @@ pub const MAX_SIZE: u32 = 2048;
 pub const MAX_STEPS: u32 = 150;
 pub const MAX_CFG_SCALE: f32 = 30.0;
 pub const MAX_BATCH_SIZE: u32 = 8;
+/// ComfyUI's largest `LatentFromBatch` index.
+pub const MAX_BATCH_INDEX: u32 = 63;
 /// Longest prompt accepted, in characters (about 30 chunks of 75 tokens; guards memory and time).
 pub const MAX_PROMPT_CHARS: usize = 10_000;
 /// Most extra PNG text chunks, and their total size in bytes (a large ComfyUI workflow fits).
@@ -138,6 +140,10 @@ pub struct GenerateRequest {
     /// `grow_mask_by`) [default: 0].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mask_grow: Option<u32>,
+    /// Compat comfyui, text-to-image: the images from this index on of a larger batch (ComfyUI's
+    /// `LatentFromBatch`): their start noise, drawn one image at a time as ComfyUI does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_index: Option<u32>,
 }
 
 /// A request with every default applied and every rule checked: what the engine runs and what is
@@ -208,6 +214,9 @@ pub struct GenerationSettings {
     /// Pixels the mask grew by (with [`MaskedContent::Grey`]).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub mask_grow: u32,
+    /// The first image's index in a larger batch (see [`GenerateRequest::batch_index`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_index: Option<u32>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -400,6 +409,18 @@ impl GenerateRequest {
                 errors.push(FieldError::new("sampling_range", "compat comfyui runs sampling_range or the hires fix, not both"));
             }
         }
+        if let Some(index) = self.batch_index {
+            if compat != super::Compat::ComfyUi {
+                errors.push(FieldError::new(
+                    "batch_index",
+                    format!("batch_index is ComfyUI's LatentFromBatch and runs in compat comfyui only, not {compat}"),
+                ));
+            } else if index > MAX_BATCH_INDEX {
+                errors.push(FieldError::new("batch_index", format!("batch_index {index} is outside 0..{MAX_BATCH_INDEX}")));
+            } else if self.init_image.is_some() {
+                errors.push(FieldError::new("batch_index", "batch_index picks images of an empty latent batch; drop it or init_image"));
+            }
+        }
         if images.masked_content == MaskedContent::Grey && compat != super::Compat::ComfyUi {
             errors.push(FieldError::new(
                 "masked_content",
@@ -551,6 +572,7 @@ impl GenerateRequest {
             sampling_range,
             masked_content: images.masked_content,
             mask_grow: images.mask_grow,
+            batch_index: self.batch_index.filter(|i| *i > 0),
         })
     }
 
@@ -568,7 +590,7 @@ impl GenerateRequest {
 }
 
 /// Field names a request body may contain.
-pub const REQUEST_FIELDS: [&str; 33] = [
+pub const REQUEST_FIELDS: [&str; 34] = [
     "prompt",
     "negative_prompt",
     "seed",
@@ -602,6 +624,7 @@ pub const REQUEST_FIELDS: [&str; 33] = [
     "sampling_range",
     "masked_content",
     "mask_grow",
+    "batch_index",
 ];
 
 impl GenerateRequest {
@@ -658,6 +681,7 @@ impl GenerateRequest {
         let batch_size = whole("batch_size", small).map(|n| n as u32);
         let mask_blur = whole("mask_blur", small).map(|n| n as u32);
         let mask_grow = whole("mask_grow", small).map(|n| n as u32);
+        let batch_index = whole("batch_index", small).map(|n| n as u32);
         let clip_skip = whole("clip_skip", small).map(|n| n as u32);
         let subseed = whole("subseed", u64::MAX);
         let seed_resize_from_w = whole("seed_resize_from_w", small).map(|n| n as u32);
@@ -740,6 +764,7 @@ impl GenerateRequest {
             sampling_range,
             masked_content,
             mask_grow,
+            batch_index,
         })
     }
 }

@@ -1040,6 +1040,7 @@ mod tests {
             sampling_range: None,
             masked_content: Default::default(),
             mask_grow: 0,
+            batch_index: None,
         };
         let again = FormValues::from_settings(&settings).to_request().unwrap().resolve(|| 0).unwrap();
         assert_eq!(again, settings);

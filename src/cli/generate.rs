@@ -322,6 +322,7 @@ pub fn run(args: &GenerateArgs, settings: &crate::config::Settings) -> Result<()
         sampling_range: None,
         masked_content: args.masked_content.clone(),
         mask_grow: args.mask_grow,
+        batch_index: None,
     };
     let registry = crate::model_registry::ModelRegistry::from_settings(settings);
     let mut lora_files = Vec::new();

@@ -99,8 +99,15 @@ pub fn comfy_prompt(settings: &GenerationSettings, model_name: &str) -> Option<V
             (latent, strength)
         }
         _ => {
-            add("5", "EmptyLatentImage", json!({"width": settings.width, "height": settings.height, "batch_size": settings.batch_size}));
-            (json!(["5", 0]), 1.0)
+            let first = settings.batch_index.unwrap_or(0);
+            let batch = first + settings.batch_size;
+            add("5", "EmptyLatentImage", json!({"width": settings.width, "height": settings.height, "batch_size": batch}));
+            if first > 0 {
+                add("17", "LatentFromBatch", json!({"samples": ["5", 0], "batch_index": first, "length": settings.batch_size}));
+                (json!(["17", 0]), 1.0)
+            } else {
+                (json!(["5", 0]), 1.0)
+            }
         }
     };
     let enable = |on: bool| if on { "enable" } else { "disable" };
@@ -220,6 +227,18 @@ mod tests {
         assert_eq!((again.hires, again.seed, again.steps, again.width), (s.hires, s.seed, s.steps, s.width));
         let diffusers = settings(json!({"prompt": "x", "width": 64, "height": 64, "hires": {"scale": 1.5}}));
         assert!(comfy_prompt(&diffusers, "m").is_none());
+    }
+
+    #[test]
+    fn a_batch_index_is_written_as_latent_from_batch_and_reads_back() {
+        use crate::api::comfy::{graph, nodes};
+        let specs = nodes::specs(&nodes::Lists { checkpoints: vec!["m".into()], ..Default::default() });
+        let s = settings(json!({"prompt": "x", "width": 64, "height": 64, "compat": "comfyui", "batch_size": 2, "batch_index": 3}));
+        let g = comfy_prompt(&s, "m").unwrap();
+        assert_eq!((&g["5"]["inputs"]["batch_size"], &g["17"]["inputs"]["batch_index"]), (&json!(5), &json!(3)));
+        let compiled = graph::compile(&graph::parse(&g).unwrap(), &specs).unwrap();
+        let again = compiled.outputs[0].request.resolve(|| 0).unwrap();
+        assert_eq!((again.batch_index, again.batch_size), (Some(3), 2));
     }
 
     #[test]

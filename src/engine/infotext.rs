@@ -245,6 +245,7 @@ mod tests {
             sampling_range: None,
             masked_content: Default::default(),
             mask_grow: 0,
+            batch_index: None,
         }
     }
 

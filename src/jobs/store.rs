@@ -838,6 +838,7 @@ pub(crate) mod tests {
             sampling_range: None,
             masked_content: Default::default(),
             mask_grow: 0,
+            batch_index: None,
         }
     }
 

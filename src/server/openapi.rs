@@ -233,7 +233,9 @@ pub fn document() -> Value {
                     "masked_content": { "type": "string", "enum": crate::api::image_modes::MaskedContent::ALL.map(crate::api::image_modes::MaskedContent::name), "default": "original",
                         "description": "with mask: what the masked part of the init image holds when it is encoded; grey (compat comfyui only) is ComfyUI's VAEEncodeForInpaint: mid grey under the mask rounded to 0 or 1" },
                     "mask_grow": { "type": "integer", "minimum": 0, "maximum": crate::api::image_modes::MAX_MASK_GROW, "default": 0,
-                        "description": "with masked_content grey: pixels the mask grows by (a box) before it masks the latents, ComfyUI's grow_mask_by" }
+                        "description": "with masked_content grey: pixels the mask grows by (a box) before it masks the latents, ComfyUI's grow_mask_by" },
+                    "batch_index": { "type": "integer", "minimum": 0, "maximum": crate::api::request::MAX_BATCH_INDEX, "default": 0,
+                        "description": "compat comfyui, text-to-image: the images from this index on of a larger batch (ComfyUI's LatentFromBatch): their start noise" }
                 }
             },
             "SamplingRange": { "type": "object", "additionalProperties": false,

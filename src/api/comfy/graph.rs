@@ -750,9 +750,12 @@ fn compile_output(nodes: &BTreeMap<String, Node>, output: &str) -> Result<Output
     // The latent: empty, or an uploaded picture through VAEEncode or VAEEncodeForInpaint, under
     // a RepeatLatentBatch and a SetLatentNoiseMask (either order).
     let (mut latent_id, mut latent, _) = source(nodes, sampler, "latent_image");
-    let (mut repeat, mut noise_mask) = (None, None);
+    let (mut repeat, mut noise_mask, mut from_batch) = (None, None, None);
     loop {
         match latent.class.as_str() {
+            "LatentFromBatch" if from_batch.is_none() && repeat.is_none() && noise_mask.is_none() => {
+                from_batch = Some((latent_id.clone(), int_of(latent, "batch_index"), int_of(latent, "length")));
+            }
             "RepeatLatentBatch" if repeat.is_none() => {
                 repeat = Some((latent_id.clone(), u32::try_from(int_of(latent, "amount")).unwrap_or(1)));
             }
@@ -762,6 +765,9 @@ fn compile_output(nodes: &BTreeMap<String, Node>, output: &str) -> Result<Output
             _ => break,
         }
         (latent_id, latent, _) = source(nodes, latent, "samples");
+    }
+    if let Some((id, _, _)) = from_batch.as_ref().filter(|_| latent.class != "EmptyLatentImage") {
+        return Err(unsupported(id, "LatentFromBatch", "a LatentFromBatch of latents that are not an EmptyLatentImage's"));
     }
     let encoded = matches!(latent.class.as_str(), "VAEEncode" | "VAEEncodeForInpaint");
     if (repeat.is_some() || noise_mask.is_some()) && !encoded {
@@ -784,6 +790,14 @@ fn compile_output(nodes: &BTreeMap<String, Node>, output: &str) -> Result<Output
             request.height = u32::try_from(int_of(latent, "height")).ok();
             request.batch_size = u32::try_from(int_of(latent, "batch_size")).ok();
             chain.push(latent_id.clone());
+            // LatentFromBatch, clamped to the batch as ComfyUI clamps it.
+            if let Some((id, index, length)) = from_batch {
+                let batch = int_of(latent, "batch_size").max(1);
+                let first = index.clamp(0, batch - 1);
+                request.batch_size = u32::try_from(length.clamp(1, batch - first)).ok();
+                request.batch_index = u32::try_from(first).ok().filter(|i| *i > 0);
+                chain.push(id);
+            }
         }
         "VAEEncode" | "VAEEncodeForInpaint" => {
             let pixels = pixel_chain(nodes, latent)?;

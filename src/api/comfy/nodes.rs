@@ -286,6 +286,19 @@ pub fn specs(lists: &Lists) -> Vec<NodeSpec> {
             description: "Scales a picture by a factor (Easel runs lanczos, before VAEEncode, to a size in multiples of 8).",
         },
         NodeSpec {
+            class: "LatentFromBatch",
+            display_name: "Latent From Batch",
+            category: "latent/batch",
+            required: vec![
+                link("samples", "LATENT"),
+                int("batch_index", 0, 0, u64::from(crate::api::request::MAX_BATCH_INDEX)),
+                int("length", 1, 1, 64),
+            ],
+            outputs: &[("LATENT", "LATENT")],
+            output_node: false,
+            description: "Picks images of a latent batch (Easel: of an EmptyLatentImage, with their start noise).",
+        },
+        NodeSpec {
             class: "LatentUpscale",
             display_name: "Upscale Latent",
             category: "latent",

@@ -26,7 +26,11 @@ impl Randomness {
         let noise: Box<dyn NoiseSource> = match settings.noise.compat {
             Compat::Diffusers => return Self { noise: Box::new(TorchGenerator::new(seed)), vae: None, initial: None },
             Compat::A1111 => Box::new(ImageRng::new(A1111Seeds::from_settings(settings), shape[0], [shape[1], shape[2], shape[3]])),
-            Compat::ComfyUi => Box::new(ComfyNoise::new(seed, shape[0], None)),
+            // LatentFromBatch: the batch's images are these indices of a larger one.
+            Compat::ComfyUi => {
+                let indices = settings.batch_index.map(|first| (first as usize..first as usize + shape[0]).collect());
+                Box::new(ComfyNoise::new(seed, shape[0], indices))
+            }
         };
         Self { noise, vae: Some(TorchGenerator::new(seed)), initial: None }
     }

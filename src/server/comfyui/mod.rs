@@ -218,6 +218,7 @@ fn node_error_for(output: &graph::Output, nodes: &BTreeMap<String, graph::Node>,
             .or_else(|| class_of("ImagePadForOutpaint"))
             .or_else(|| class_of("EmptyLatentImage")),
         "batch_size" => class_of("EmptyLatentImage").or_else(|| class_of("RepeatLatentBatch")),
+        "batch_index" => class_of("LatentFromBatch"),
         "prompt" | "negative_prompt" => class_of("CLIPTextEncode"),
         "clip_skip" => class_of("CLIPSetLastLayer"),
         _ => None,

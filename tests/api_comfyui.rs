@@ -365,6 +365,28 @@ async fn two_pass_graphs_run_as_comfyuis_hires_fix() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn conditioning_combine_averages_the_prompts_as_comfyui_does() {
+    let server = start(models_dir(), temp_dir("comfyui-combine")).await;
+    let addr = comfyui(&server).await;
+    let http = reqwest::Client::new();
+    // ((prompt + snow) + painting) as the positive conditioning, as ComfyUI ran it.
+    let case = fixture("comfyui_conditioning_combine_euler_normal_s44");
+    let settings: Value = serde_json::from_str(&std::fs::read_to_string(case.join("settings.json")).unwrap()).unwrap();
+    let mut graph = txt2img_graph(&settings, 44, 1);
+    let combined = settings["combined_prompts"].as_array().unwrap();
+    graph["20"] = json!({"class_type": "CLIPTextEncode", "inputs": {"text": combined[0], "clip": ["4", 1]}});
+    graph["21"] = json!({"class_type": "CLIPTextEncode", "inputs": {"text": combined[1], "clip": ["4", 1]}});
+    graph["22"] = json!({"class_type": "ConditioningCombine", "inputs": {"conditioning_1": ["6", 0], "conditioning_2": ["20", 0]}});
+    graph["23"] = json!({"class_type": "ConditioningCombine", "inputs": {"conditioning_1": ["22", 0], "conditioning_2": ["21", 0]}});
+    graph["3"]["inputs"]["positive"] = json!(["23", 0]);
+    let entry = run_graph(&http, addr, &graph).await;
+    assert_outputs_are_the_case(&http, addr, &entry, "9", &case).await;
+    // A combined negative is named on its node.
+    graph["3"]["inputs"]["negative"] = json!(["22", 0]);
+    assert!(refused(&http, addr, &graph).await["node_errors"]["22"].is_object());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn latent_from_batch_gives_those_images_of_the_larger_batch() {
     let server = start(models_dir(), temp_dir("comfyui-from-batch")).await;
     let addr = comfyui(&server).await;

@@ -265,6 +265,8 @@ async fn bad_requests_get_the_right_4xx_with_field_messages() {
         (json!({"prompt": "a", "hires": {"upscaler": "esrgan"}}), 422, "hires.upscaler"),
         (json!({"prompt": "a", "hires": {"seed": 3}}), 422, "hires.seed"),
         (json!({"prompt": "a", "batch_index": 2}), 422, "batch_index"),
+        (json!({"prompt": "a", "combined_prompts": ["b"]}), 422, "combined_prompts"),
+        (json!({"prompt": "a", "compat": "comfyui", "prompt_syntax": "comfyui", "combined_prompts": "b"}), 422, "combined_prompts"),
         (json!({"prompt": "a", "compat": "comfyui", "batch_index": 64}), 422, "batch_index"),
         (json!({"prompt": "a", "compat": "comfyui", "hires": {"upscaler": "lanczos"}}), 422, "hires.upscaler"),
         (json!({"prompt": "a", "compat": "invokeai"}), 422, "compat"),

@@ -233,6 +233,7 @@ fn conditioning_matches_a1111_and_comfyui_computed_with_transformers() {
             steps: s["steps"].as_u64().unwrap_or(20) as usize,
             hires_steps: None,
             guided: true,
+            combined: &[],
         };
         let got = encode(&mut model, &request, &CancelToken::new()).unwrap();
         let name = case.file_name().unwrap().to_string_lossy().into_owned();

@@ -104,8 +104,9 @@ def test_settings_are_a_request_in_easels_vocabulary(name):
     s = settings(name)
     # ``strength`` only for image-to-image cases (ComfyUI's denoise over the case's init.png);
     # ``sampling_range`` only for ComfyUI's KSamplerAdvanced cases, ``masked_content`` and ``mask_grow`` for its
-    # VAEEncodeForInpaint, ``hires`` for its two-pass graph, ``batch_index`` for its LatentFromBatch.
-    optional = ("strength", "sampling_range", "masked_content", "mask_grow", "hires", "batch_index")
+    # VAEEncodeForInpaint, ``hires`` for its two-pass graph, ``batch_index`` for its LatentFromBatch,
+    # ``combined_prompts`` for its ConditioningCombine.
+    optional = ("strength", "sampling_range", "masked_content", "mask_grow", "hires", "batch_index", "combined_prompts")
     assert list(s) == REQUEST_KEYS + [k for k in optional if k in s]
     if "masked_content" in s:
         assert s["masked_content"] == "grey" and s["compat"] == "comfyui" and 0 <= s["mask_grow"] <= 64
@@ -237,7 +238,9 @@ def test_schedule_and_initial_scaling(name):
         assert tool["x0_scale"] == pytest.approx(float(np.sqrt(1 + sig[0] ** 2)), rel=1e-6)
     cond_first = s["compat"] == "a1111"  # A1111: [cond, uncond] rows; ComfyUI: [uncond, cond]
     b = s["batch_size"]
-    assert tool["unet_batch"] == (["cond"] * b + ["uncond"] * b if cond_first else ["uncond"] * b + ["cond"] * b)
+    # ComfyUI's ConditioningCombine: every combined prompt's rows between (to_batch reversed), last added first
+    others = ["other"] * (b * len(s.get("combined_prompts", [])))
+    assert tool["unet_batch"] == (["cond"] * b + ["uncond"] * b if cond_first else ["uncond"] * b + others + ["cond"] * b)
 
 
 @pytest.fixture(scope="module")

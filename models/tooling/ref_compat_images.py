@@ -233,6 +233,10 @@ class Settings:
     # ComfyUI's LatentFromBatch(batch_index, length = batch_size) over an EmptyLatentImage of batch_index +
     # batch_size images: the start noise of those images of the larger batch. Request key batch_index.
     batch_index: int | None = None
+    # ComfyUI's ConditioningCombine (nodes.py's own) of CLIPTextEncode(prompt) with each of these prompts' encodings:
+    # the KSampler's positive conditioning is the list of them (calc_cond_batch averages their predictions).
+    # Request key combined_prompts.
+    combined_prompts: tuple[str, ...] = ()
 
     def __post_init__(self):
         self.prompt_syntax = self.prompt_syntax or self.compat
@@ -253,6 +257,8 @@ class Settings:
             out["hires"] = dict(self.hires)
         if self.batch_index is not None:
             out["batch_index"] = self.batch_index
+        if self.combined_prompts:
+            out["combined_prompts"] = list(self.combined_prompts)
         return out
 
 
@@ -428,6 +434,11 @@ CASES = [
          "length 2) of a 4-image EmptyLatentImage: prepare_noise draws one image at a time up to index 3 and keeps "
          "images 2 and 3; euler_ancestral's step noise for the 2 images",
          Settings(seed=43, batch_size=2, compat="comfyui", sampler="euler_ancestral", schedule="normal", batch_index=2)),
+    Case("comfyui_conditioning_combine_euler_normal_s44", "ComfyUI ConditioningCombine of three CLIPTextEncode "
+         "prompts as the positive conditioning: calc_cond_batch runs each in the UNet batch and averages their "
+         "predictions before CFG; euler / normal",
+         Settings(seed=44, batch_size=1, compat="comfyui", sampler="euler", schedule="normal",
+                  combined_prompts=("a snowy forest at dawn", "oil painting, (thick brush strokes:1.3)"))),
     Case("comfyui_uni_pc_normal_s14", "ComfyUI uni_pc (B(h) = h) / normal, the penultimate sigma discarded",
          Settings(seed=14, batch_size=1, compat="comfyui", sampler="uni_pc", schedule="normal")),
     Case("comfyui_uni_pc_bh2_karras_s15_b2", "ComfyUI uni_pc_bh2 / karras, batch 2",
@@ -961,6 +972,10 @@ class ComfyUI:
             return self.run_two_passes(s)
         samplers, patcher = self.samplers, self.patcher
         positive, negative = self.conditioning(s.prompt), self.conditioning(s.negative_prompt)
+        if s.combined_prompts:
+            combine = upstream.class_from_source(self.root / "nodes.py", "ConditioningCombine", {})
+            for text in s.combined_prompts:
+                (positive,) = combine().combine(positive, self.conditioning(text))
         noise_mask = None
         if start_latent is not None:
             # A LATENT handed on from another node (the second pass of a two-pass graph)

@@ -26,6 +26,8 @@ pub const MAX_CFG_SCALE: f32 = 30.0;
 pub const MAX_BATCH_SIZE: u32 = 8;
 /// ComfyUI's largest `LatentFromBatch` index.
 pub const MAX_BATCH_INDEX: u32 = 63;
+/// Most prompts combined with the prompt (`combined_prompts`).
+pub const MAX_COMBINED_PROMPTS: usize = 7;
 /// Longest prompt accepted, in characters (about 30 chunks of 75 tokens; guards memory and time).
 pub const MAX_PROMPT_CHARS: usize = 10_000;
 /// Most extra PNG text chunks, and their total size in bytes (a large ComfyUI workflow fits).
@@ -144,6 +146,11 @@ pub struct GenerateRequest {
     /// `LatentFromBatch`): their start noise, drawn one image at a time as ComfyUI does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_index: Option<u32>,
+    /// Compat comfyui, prompt syntax comfyui: more positive prompts combined with `prompt`
+    /// (ComfyUI's `ConditioningCombine`: each runs through the UNet and their predictions are
+    /// averaged before guidance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub combined_prompts: Option<Vec<String>>,
 }
 
 /// A request with every default applied and every rule checked: what the engine runs and what is
@@ -217,6 +224,9 @@ pub struct GenerationSettings {
     /// The first image's index in a larger batch (see [`GenerateRequest::batch_index`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_index: Option<u32>,
+    /// Positive prompts combined with `prompt` (see [`GenerateRequest::combined_prompts`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub combined_prompts: Vec<String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -508,6 +518,24 @@ impl GenerateRequest {
                 None
             }),
         };
+        let combined_prompts = self.combined_prompts.clone().unwrap_or_default();
+        if !combined_prompts.is_empty() {
+            if compat != super::Compat::ComfyUi || prompt_syntax != Some(PromptSyntax::ComfyUi) {
+                errors.push(FieldError::new(
+                    "combined_prompts",
+                    "combined_prompts is ComfyUI's ConditioningCombine: send compat comfyui and prompt_syntax comfyui",
+                ));
+            }
+            if combined_prompts.len() > MAX_COMBINED_PROMPTS {
+                errors.push(FieldError::new(
+                    "combined_prompts",
+                    format!("{} combined prompts; at most {MAX_COMBINED_PROMPTS}", combined_prompts.len()),
+                ));
+            }
+            if combined_prompts.iter().any(|p| p.chars().count() > MAX_PROMPT_CHARS) {
+                errors.push(FieldError::new("combined_prompts", format!("a combined prompt is longer than {MAX_PROMPT_CHARS} characters")));
+            }
+        }
         let clip_skip = self.clip_skip.unwrap_or(super::prompt::DEFAULT_CLIP_SKIP);
         if !(1..=MAX_CLIP_SKIP).contains(&clip_skip) {
             errors.push(FieldError::new(
@@ -573,6 +601,7 @@ impl GenerateRequest {
             masked_content: images.masked_content,
             mask_grow: images.mask_grow,
             batch_index: self.batch_index.filter(|i| *i > 0),
+            combined_prompts,
         })
     }
 
@@ -590,7 +619,7 @@ impl GenerateRequest {
 }
 
 /// Field names a request body may contain.
-pub const REQUEST_FIELDS: [&str; 34] = [
+pub const REQUEST_FIELDS: [&str; 35] = [
     "prompt",
     "negative_prompt",
     "seed",
@@ -625,6 +654,7 @@ pub const REQUEST_FIELDS: [&str; 34] = [
     "masked_content",
     "mask_grow",
     "batch_index",
+    "combined_prompts",
 ];
 
 impl GenerateRequest {
@@ -717,6 +747,13 @@ impl GenerateRequest {
                 None
             }
         });
+        let combined_prompts = present("combined_prompts").and_then(|v| match serde_json::from_value::<Vec<String>>(v.clone()) {
+            Ok(list) => Some(list),
+            Err(_) => {
+                errors.push(FieldError::new("combined_prompts", "combined_prompts must be a list of prompts like [\"a snowy forest\"]"));
+                None
+            }
+        });
         let png_text = present("png_text").and_then(|v| match serde_json::from_value::<BTreeMap<String, String>>(v.clone()) {
             Ok(map) => Some(map),
             Err(_) => {
@@ -765,6 +802,7 @@ impl GenerateRequest {
             masked_content,
             mask_grow,
             batch_index,
+            combined_prompts,
         })
     }
 }

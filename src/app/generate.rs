@@ -1041,6 +1041,7 @@ mod tests {
             masked_content: Default::default(),
             mask_grow: 0,
             batch_index: None,
+            combined_prompts: Vec::new(),
         };
         let again = FormValues::from_settings(&settings).to_request().unwrap().resolve(|| 0).unwrap();
         assert_eq!(again, settings);

@@ -323,6 +323,7 @@ pub fn run(args: &GenerateArgs, settings: &crate::config::Settings) -> Result<()
         masked_content: args.masked_content.clone(),
         mask_grow: args.mask_grow,
         batch_index: None,
+        combined_prompts: None,
     };
     let registry = crate::model_registry::ModelRegistry::from_settings(settings);
     let mut lora_files = Vec::new();

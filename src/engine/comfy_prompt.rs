@@ -70,6 +70,14 @@ pub fn comfy_prompt(settings: &GenerationSettings, model_name: &str) -> Option<V
     };
     add("6", "CLIPTextEncode", json!({"text": prompt, "clip": clip}));
     add("7", "CLIPTextEncode", json!({"text": settings.negative_prompt, "clip": clip}));
+    // Combined prompts: a ConditioningCombine of each with what came before.
+    let mut positive = json!(["6", 0]);
+    for (i, text) in settings.combined_prompts.iter().enumerate() {
+        let (text_id, combine_id) = ((40 + i).to_string(), (50 + i).to_string());
+        add(&text_id, "CLIPTextEncode", json!({"text": text, "clip": clip}));
+        add(&combine_id, "ConditioningCombine", json!({"conditioning_1": positive, "conditioning_2": [text_id, 0]}));
+        positive = json!([combine_id, 0]);
+    }
     let (latent, denoise) = match (&settings.init_image, settings.strength) {
         (Some(upload), Some(strength)) => {
             add("12", "LoadImage", json!({"image": format!("{upload}.png")}));
@@ -117,7 +125,7 @@ pub fn comfy_prompt(settings: &GenerationSettings, model_name: &str) -> Option<V
             "KSamplerAdvanced",
             json!({"add_noise": enable(range.add_noise), "noise_seed": settings.seed, "steps": settings.steps,
                    "cfg": settings.cfg_scale, "sampler_name": sampler, "scheduler": scheduler, "model": model,
-                   "positive": ["6", 0], "negative": ["7", 0], "latent_image": latent,
+                   "positive": positive, "negative": ["7", 0], "latent_image": latent,
                    "start_at_step": range.start_at_step, "end_at_step": range.end_at_step,
                    "return_with_leftover_noise": enable(range.return_with_leftover_noise)}),
         ),
@@ -125,7 +133,7 @@ pub fn comfy_prompt(settings: &GenerationSettings, model_name: &str) -> Option<V
             "3",
             "KSampler",
             json!({"seed": settings.seed, "steps": settings.steps, "cfg": settings.cfg_scale, "sampler_name": sampler,
-                   "scheduler": scheduler, "denoise": denoise, "model": model, "positive": ["6", 0], "negative": ["7", 0],
+                   "scheduler": scheduler, "denoise": denoise, "model": model, "positive": positive, "negative": ["7", 0],
                    "latent_image": latent}),
         ),
     }
@@ -142,7 +150,7 @@ pub fn comfy_prompt(settings: &GenerationSettings, model_name: &str) -> Option<V
             "31",
             "KSampler",
             json!({"seed": h.seed.unwrap_or(settings.seed), "steps": h.steps_or(settings.steps), "cfg": settings.cfg_scale,
-                   "sampler_name": sampler, "scheduler": scheduler, "denoise": h.strength, "model": model, "positive": ["6", 0],
+                   "sampler_name": sampler, "scheduler": scheduler, "denoise": h.strength, "model": model, "positive": positive,
                    "negative": ["7", 0], "latent_image": ["30", 0]}),
         );
         samples = json!(["31", 0]);
@@ -239,6 +247,20 @@ mod tests {
         let compiled = graph::compile(&graph::parse(&g).unwrap(), &specs).unwrap();
         let again = compiled.outputs[0].request.resolve(|| 0).unwrap();
         assert_eq!((again.batch_index, again.batch_size), (Some(3), 2));
+    }
+
+    #[test]
+    fn combined_prompts_are_written_as_conditioning_combine_and_read_back() {
+        use crate::api::comfy::{graph, nodes};
+        let specs = nodes::specs(&nodes::Lists { checkpoints: vec!["m".into()], ..Default::default() });
+        let s = settings(json!({"prompt": "a fox", "width": 64, "height": 64, "compat": "comfyui", "prompt_syntax": "comfyui",
+                                "combined_prompts": ["snow", "oil painting"]}));
+        let g = comfy_prompt(&s, "m").unwrap();
+        assert_eq!(g["3"]["inputs"]["positive"], json!(["51", 0]));
+        assert_eq!(g["51"]["inputs"]["conditioning_1"], json!(["50", 0]));
+        let compiled = graph::compile(&graph::parse(&g).unwrap(), &specs).unwrap();
+        let again = compiled.outputs[0].request.resolve(|| 0).unwrap();
+        assert_eq!((&again.prompt, &again.combined_prompts), (&s.prompt, &s.combined_prompts));
     }
 
     #[test]

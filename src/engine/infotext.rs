@@ -246,6 +246,7 @@ mod tests {
             masked_content: Default::default(),
             mask_grow: 0,
             batch_index: None,
+            combined_prompts: Vec::new(),
         }
     }
 

@@ -839,6 +839,7 @@ pub(crate) mod tests {
             masked_content: Default::default(),
             mask_grow: 0,
             batch_index: None,
+            combined_prompts: Vec::new(),
         }
     }
 

@@ -235,7 +235,9 @@ pub fn document() -> Value {
                     "mask_grow": { "type": "integer", "minimum": 0, "maximum": crate::api::image_modes::MAX_MASK_GROW, "default": 0,
                         "description": "with masked_content grey: pixels the mask grows by (a box) before it masks the latents, ComfyUI's grow_mask_by" },
                     "batch_index": { "type": "integer", "minimum": 0, "maximum": crate::api::request::MAX_BATCH_INDEX, "default": 0,
-                        "description": "compat comfyui, text-to-image: the images from this index on of a larger batch (ComfyUI's LatentFromBatch): their start noise" }
+                        "description": "compat comfyui, text-to-image: the images from this index on of a larger batch (ComfyUI's LatentFromBatch): their start noise" },
+                    "combined_prompts": { "type": "array", "items": { "type": "string" }, "maxItems": crate::api::request::MAX_COMBINED_PROMPTS,
+                        "description": "compat and prompt_syntax comfyui: more positive prompts combined with prompt (ComfyUI's ConditioningCombine: each runs through the UNet, the predictions are averaged before guidance)" }
                 }
             },
             "SamplingRange": { "type": "object", "additionalProperties": false,

@@ -680,6 +680,31 @@ impl SecondPass<'_> {
     }
 }
 
+/// The CLIPTextEncode nodes behind a sampler's conditioning `input`, through any
+/// `ConditioningCombine` nodes (pushed to `combines`, innermost first), in the order ComfyUI's
+/// combined list holds them (`conditioning_1`'s, then `conditioning_2`'s).
+fn conditioning_texts<'a>(
+    nodes: &'a BTreeMap<String, Node>,
+    node: &'a Node,
+    input: &str,
+    combines: &mut Vec<String>,
+) -> Result<Vec<(String, &'a Node)>, ChainError> {
+    let (id, from, _) = source(nodes, node, input);
+    match from.class.as_str() {
+        "CLIPTextEncode" => Ok(vec![(id, from)]),
+        "ConditioningCombine" => {
+            let mut texts = conditioning_texts(nodes, from, "conditioning_1", combines)?;
+            texts.extend(conditioning_texts(nodes, from, "conditioning_2", combines)?);
+            if texts.len() > 1 + crate::api::request::MAX_COMBINED_PROMPTS {
+                return Err(unsupported(&id, "ConditioningCombine", "more combined prompts than Easel runs"));
+            }
+            combines.push(id);
+            Ok(texts)
+        }
+        other => Err(unsupported(&id, other, "conditioning that is not a CLIPTextEncode's or a ConditioningCombine of them")),
+    }
+}
+
 /// The chain of one output node as an Easel request.
 fn compile_output(nodes: &BTreeMap<String, Node>, output: &str) -> Result<Output, ChainError> {
     let save = &nodes[output];
@@ -701,13 +726,19 @@ fn compile_output(nodes: &BTreeMap<String, Node>, output: &str) -> Result<Output
     let mut model = Path::default();
     let (id, node, slot) = source(nodes, sampler, "model");
     follow(nodes, &id, node, slot, &mut model)?;
+    // The prompts: CLIPTextEncode nodes, the positive ones under ConditioningCombine nodes
+    // (flattened in ComfyUI's list order) — the first is the prompt, the rest combined with it.
     let mut prompts = Vec::new();
+    let mut combines = Vec::new();
+    let mut texts = conditioning_texts(nodes, sampler, "positive", &mut combines)?;
+    let positives = texts.len();
+    let (negative_id, negative, _) = source(nodes, sampler, "negative");
+    if negative.class != "CLIPTextEncode" {
+        return Err(unsupported(&negative_id, &negative.class, "a negative conditioning that is not a CLIPTextEncode's"));
+    }
+    texts.push((negative_id, negative));
     let mut clip_path: Option<Path> = None;
-    for input in ["positive", "negative"] {
-        let (text_id, text, _) = source(nodes, sampler, input);
-        if text.class != "CLIPTextEncode" {
-            return Err(unsupported(&text_id, &text.class, "conditioning that is not a CLIPTextEncode's"));
-        }
+    for (text_id, text) in texts {
         let mut clip = Path::default();
         let (id, node, slot) = source(nodes, text, "clip");
         follow(nodes, &id, node, slot, &mut clip)?;
@@ -719,6 +750,7 @@ fn compile_output(nodes: &BTreeMap<String, Node>, output: &str) -> Result<Output
         clip_path = Some(clip);
         prompts.push((text_id, text_of(text, "text")));
     }
+    let combined: Vec<String> = prompts[1..positives].iter().map(|(_, text)| text.clone()).collect();
     let clip = clip_path.expect("two prompts");
     let (checkpoint_id, checkpoint) = model.checkpoint.clone().expect("a model path ends at a checkpoint");
     if clip.checkpoint.as_ref().map(|c| &c.1) != Some(&checkpoint) {
@@ -854,7 +886,8 @@ fn compile_output(nodes: &BTreeMap<String, Node>, output: &str) -> Result<Output
     let sampler_name = text_of(sampler, "sampler_name");
     let scheduler = text_of(sampler, "scheduler");
     request.prompt = prompts[0].1.clone();
-    request.negative_prompt = Some(prompts[1].1.clone());
+    request.negative_prompt = Some(prompts[positives].1.clone());
+    request.combined_prompts = (!combined.is_empty()).then_some(combined);
     request.seed = u64::try_from(int_of(sampler, if advanced { "noise_seed" } else { "seed" })).ok();
     request.steps = u32::try_from(int_of(sampler, "steps")).ok();
     if advanced {
@@ -902,6 +935,7 @@ fn compile_output(nodes: &BTreeMap<String, Node>, output: &str) -> Result<Output
     for (id, _) in &prompts {
         order.push(id.clone());
     }
+    order.extend(combines);
     order.extend(chain);
     order.push(sampler_id.clone());
     if let Some(pass) = &second_pass {

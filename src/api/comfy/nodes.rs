@@ -286,6 +286,15 @@ pub fn specs(lists: &Lists) -> Vec<NodeSpec> {
             description: "Scales a picture by a factor (Easel runs lanczos, before VAEEncode, to a size in multiples of 8).",
         },
         NodeSpec {
+            class: "ConditioningCombine",
+            display_name: "Conditioning (Combine)",
+            category: "conditioning",
+            required: vec![link("conditioning_1", "CONDITIONING"), link("conditioning_2", "CONDITIONING")],
+            outputs: &[("CONDITIONING", "CONDITIONING")],
+            output_node: false,
+            description: "Combines prompts: each runs through the model and the predictions are averaged (Easel: positive prompts).",
+        },
+        NodeSpec {
             class: "LatentFromBatch",
             display_name: "Latent From Batch",
             category: "latent/batch",

@@ -159,6 +159,7 @@ pub fn encode_prompt(
         steps: steps as usize,
         hires_steps: hires_steps.map(|h| h as usize),
         guided,
+        combined: &settings.combined_prompts,
     };
     let prompt = prompt::encode(model, &request, cancel)?;
     Ok(TextConditioning { prompt, guided })

@@ -72,6 +72,9 @@ pub struct PromptRequest<'a> {
     pub hires_steps: Option<usize>,
     /// Whether the negative prompt is needed (classifier-free guidance).
     pub guided: bool,
+    /// ComfyUI's `ConditioningCombine`: more positive prompts, each its own branch, all of them
+    /// (the prompt's too) weighted 1/n, so guidance takes their average prediction.
+    pub combined: &'a [String],
 }
 
 /// The text conditioning of a request.
@@ -167,13 +170,17 @@ pub fn encode(model: &mut SdModel, request: &PromptRequest<'_>, cancel: &CancelT
             (conds, uncond)
         }
         PromptSyntax::ComfyUi => {
-            let cond = Scheduled::constant(comfy_encode(&mut encoder, &*tokenizer, &embeddings, request.prompt, cancel)?);
+            let weight = 1.0 / (1 + request.combined.len()) as f32;
+            let mut conds = Vec::with_capacity(1 + request.combined.len());
+            for text in std::iter::once(request.prompt).chain(request.combined.iter().map(String::as_str)) {
+                conds.push((weight, Scheduled::constant(comfy_encode(&mut encoder, &*tokenizer, &embeddings, text, cancel)?)));
+            }
             let uncond = if request.guided {
                 Some(Scheduled::constant(comfy_encode(&mut encoder, &*tokenizer, &embeddings, request.negative_prompt, cancel)?))
             } else {
                 None
             };
-            (vec![(1.0, cond)], uncond)
+            (conds, uncond)
         }
     };
     let dim = encoder.dim().unwrap_or(dim);

@@ -20,6 +20,11 @@ fn fixture(case: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/compat_images").join(case)
 }
 
+/// A recorded case's request (its settings.json).
+fn case_settings(case: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(case.join("settings.json")).unwrap()).unwrap()
+}
+
 /// Serves ComfyUI's API for `server`'s state on a port of its own.
 async fn comfyui(server: &TestServer) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -98,7 +103,7 @@ async fn a_txt2img_graph_runs_with_comfyuis_events_history_and_picture() {
     assert_eq!(hello["data"]["sid"], "tester");
 
     let case = fixture("comfyui_euler_ancestral_normal_s42_b2");
-    let settings: Value = serde_json::from_str(&std::fs::read_to_string(case.join("settings.json")).unwrap()).unwrap();
+    let settings = case_settings(&case);
     let graph = txt2img_graph(&settings, 42, 2);
     let resp = http.post(url("/prompt")).json(&json!({"prompt": graph, "client_id": "tester"})).send().await.unwrap();
     assert_eq!(resp.status(), 200);
@@ -163,7 +168,7 @@ async fn a_ksampler_advanced_graph_runs_its_window_as_comfyui_does() {
     let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?clientId=adv")).await.unwrap();
     // Steps 6, stopping at step 4 with the leftover noise kept, as ComfyUI ran it.
     let case = fixture("comfyui_advanced_euler_normal_s28_end4_leftover");
-    let settings: Value = serde_json::from_str(&std::fs::read_to_string(case.join("settings.json")).unwrap()).unwrap();
+    let settings = case_settings(&case);
     let mut graph = txt2img_graph(&settings, 0, 1);
     graph["3"] = json!({"class_type": "KSamplerAdvanced", "inputs": {"add_noise": "enable", "noise_seed": 28, "steps": 6, "cfg": 7.0,
         "sampler_name": settings["sampler"], "scheduler": settings["schedule"], "model": ["4", 0], "positive": ["6", 0],
@@ -196,7 +201,7 @@ async fn an_image_scale_before_vae_encode_gives_comfyuis_picture() {
     let http = reqwest::Client::new();
     // An 80x56 picture, scaled to 64x64 with lanczos before VAEEncode, as ComfyUI ran it.
     let case = fixture("comfyui_img2img_image_scale_lanczos_euler_normal_d07_s34");
-    let settings: Value = serde_json::from_str(&std::fs::read_to_string(case.join("settings.json")).unwrap()).unwrap();
+    let settings = case_settings(&case);
     let name = upload(&http, addr, &case.join("init.png")).await;
     let mut graph = txt2img_graph(&settings, 34, 1);
     graph["3"]["inputs"]["denoise"] = json!(0.7);
@@ -220,7 +225,7 @@ async fn a_latent_noise_mask_inpaints_as_comfyui_does() {
     let addr = comfyui(&server).await;
     let http = reqwest::Client::new();
     let case = fixture("comfyui_inpaint_latent_mask_euler_ancestral_normal_d08_s35_b2");
-    let settings: Value = serde_json::from_str(&std::fs::read_to_string(case.join("settings.json")).unwrap()).unwrap();
+    let settings = case_settings(&case);
     let names = [upload(&http, addr, &case.join("init.png")).await, upload(&http, addr, &case.join("mask.png")).await];
     // LoadImage -> VAEEncode -> SetLatentNoiseMask (LoadImageMask, red) -> RepeatLatentBatch 2 -> KSampler 0.8.
     let mut graph = txt2img_graph(&settings, 35, 1);
@@ -265,7 +270,7 @@ async fn vae_encode_for_inpaint_with_a_painted_mask_gives_comfyuis_picture() {
     let addr = comfyui(&server).await;
     let http = reqwest::Client::new();
     let case = fixture("comfyui_inpaint_vae_encode_for_inpaint_euler_normal_s37");
-    let settings: Value = serde_json::from_str(&std::fs::read_to_string(case.join("settings.json")).unwrap()).unwrap();
+    let settings = case_settings(&case);
     // The mask painted in ComfyUI's editor: the picture uploaded, then the painting (transparent
     // where it repaints) sent to /upload/mask against it; LoadImage's IMAGE and MASK outputs.
     let original = upload(&http, addr, &case.join("init.png")).await;
@@ -301,7 +306,7 @@ async fn an_outpainting_pad_into_vae_encode_for_inpaint_gives_comfyuis_picture()
     let http = reqwest::Client::new();
     // A 48x40 picture padded to 64x64 with a feathered mask, as ComfyUI's outpainting example does.
     let case = fixture("comfyui_outpaint_pad_vae_encode_for_inpaint_euler_normal_s40");
-    let settings: Value = serde_json::from_str(&std::fs::read_to_string(case.join("settings.json")).unwrap()).unwrap();
+    let settings = case_settings(&case);
     let name = upload(&http, addr, &case.join("init.png")).await;
     let mut graph = txt2img_graph(&settings, 40, 1);
     graph["3"]["inputs"]["latent_image"] = json!(["11", 0]);
@@ -326,7 +331,7 @@ async fn two_pass_graphs_run_as_comfyuis_hires_fix() {
     let http = reqwest::Client::new();
     // KSampler -> LatentUpscaleBy (bilinear 1.5) -> KSampler (seed 141, 4 steps, denoise 0.5).
     let case = fixture("comfyui_two_pass_latent_upscale_by_bilinear_euler_normal_s41");
-    let settings: Value = serde_json::from_str(&std::fs::read_to_string(case.join("settings.json")).unwrap()).unwrap();
+    let settings = case_settings(&case);
     let mut graph = txt2img_graph(&settings, 41, 1);
     graph["20"] = json!({"class_type": "LatentUpscaleBy", "inputs": {"samples": ["3", 0], "upscale_method": "bilinear", "scale_by": 1.5}});
     graph["21"] = json!({"class_type": "KSampler", "inputs": {"seed": 141, "steps": 4, "cfg": 7.0, "sampler_name": "euler",
@@ -340,7 +345,7 @@ async fn two_pass_graphs_run_as_comfyuis_hires_fix() {
 
     // LatentUpscale (nearest-exact, ComfyUI's default) to 128x128, batch 2, the same seed and steps.
     let case = fixture("comfyui_two_pass_latent_upscale_nearest_exact_dpmpp_2m_karras_s42_b2");
-    let settings: Value = serde_json::from_str(&std::fs::read_to_string(case.join("settings.json")).unwrap()).unwrap();
+    let settings = case_settings(&case);
     let mut graph = txt2img_graph(&settings, 42, 2);
     graph["20"] = json!({"class_type": "LatentUpscale", "inputs": {"samples": ["3", 0], "upscale_method": "nearest-exact", "width": 128,
         "height": 128, "crop": "disabled"}});
@@ -371,7 +376,7 @@ async fn conditioning_combine_averages_the_prompts_as_comfyui_does() {
     let http = reqwest::Client::new();
     // ((prompt + snow) + painting) as the positive conditioning, as ComfyUI ran it.
     let case = fixture("comfyui_conditioning_combine_euler_normal_s44");
-    let settings: Value = serde_json::from_str(&std::fs::read_to_string(case.join("settings.json")).unwrap()).unwrap();
+    let settings = case_settings(&case);
     let mut graph = txt2img_graph(&settings, 44, 1);
     let combined = settings["combined_prompts"].as_array().unwrap();
     graph["20"] = json!({"class_type": "CLIPTextEncode", "inputs": {"text": combined[0], "clip": ["4", 1]}});
@@ -393,7 +398,7 @@ async fn latent_from_batch_gives_those_images_of_the_larger_batch() {
     let http = reqwest::Client::new();
     // Images 2 and 3 of a 4-image batch, as ComfyUI ran them.
     let case = fixture("comfyui_latent_from_batch_euler_ancestral_normal_s43_i2_b2");
-    let settings: Value = serde_json::from_str(&std::fs::read_to_string(case.join("settings.json")).unwrap()).unwrap();
+    let settings = case_settings(&case);
     let mut graph = txt2img_graph(&settings, 43, 4);
     graph["12"] = json!({"class_type": "LatentFromBatch", "inputs": {"samples": ["5", 0], "batch_index": 2, "length": 2}});
     graph["3"]["inputs"]["latent_image"] = json!(["12", 0]);
@@ -419,7 +424,7 @@ async fn image_invert_and_scale_by_before_vae_encode_give_comfyuis_picture() {
     let http = reqwest::Client::new();
     // An 80x80 picture inverted, then scaled by 0.8 with lanczos to 64x64, as ComfyUI ran it.
     let case = fixture("comfyui_img2img_invert_scale_by_lanczos_euler_a_karras_d07_s39");
-    let settings: Value = serde_json::from_str(&std::fs::read_to_string(case.join("settings.json")).unwrap()).unwrap();
+    let settings = case_settings(&case);
     let name = upload(&http, addr, &case.join("init.png")).await;
     let mut graph = txt2img_graph(&settings, 39, 1);
     graph["3"]["inputs"]["denoise"] = json!(0.7);
@@ -536,7 +541,7 @@ async fn an_img2img_graph_gives_comfyuis_picture_and_bad_graphs_get_node_errors(
     let http = reqwest::Client::new();
     let url = |path: &str| format!("http://{addr}{path}");
     let case = fixture("comfyui_img2img_euler_ancestral_normal_d06_s9_b2");
-    let settings: Value = serde_json::from_str(&std::fs::read_to_string(case.join("settings.json")).unwrap()).unwrap();
+    let settings = case_settings(&case);
     let name = upload_to(&http, addr, "/api/upload/image", &case.join("init.png")).await;
     // LoadImage -> VAEEncode -> RepeatLatentBatch 2 -> KSampler at denoise 0.6, as recorded.
     let mut graph = txt2img_graph(&settings, 9, 1);

@@ -449,15 +449,16 @@ async fn image_invert_and_scale_by_before_vae_encode_give_comfyuis_picture() {
 }
 
 /// A multipart form with one file field, as ComfyUI clients upload pictures.
-fn multipart(field: &str, name: &str, bytes: &[u8]) -> (String, Vec<u8>) {
+fn multipart(field: &str, name: &str, bytes: &[u8], texts: &[(&str, &str)]) -> (String, Vec<u8>) {
     let boundary = "easel-test-boundary";
     let mut body =
         format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{name}\"\r\nContent-Type: image/png\r\n\r\n")
             .into_bytes();
     body.extend_from_slice(bytes);
-    body.extend_from_slice(
-        format!("\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"type\"\r\n\r\ninput\r\n--{boundary}--\r\n").as_bytes(),
-    );
+    for (key, value) in [("type", "input")].iter().chain(texts) {
+        body.extend_from_slice(format!("\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"{key}\"\r\n\r\n{value}").as_bytes());
+    }
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
@@ -465,7 +466,7 @@ fn multipart(field: &str, name: &str, bytes: &[u8]) -> (String, Vec<u8>) {
 /// `/api` prefix); its name for LoadImage.
 async fn upload_to(http: &reqwest::Client, addr: SocketAddr, route: &str, file: &Path) -> Value {
     let name = file.file_name().unwrap().to_str().unwrap();
-    let (content_type, body) = multipart("image", name, &std::fs::read(file).unwrap());
+    let (content_type, body) = multipart("image", name, &std::fs::read(file).unwrap(), &[]);
     let uploaded: Value = http
         .post(format!("http://{addr}{route}"))
         .header("content-type", content_type)
@@ -483,14 +484,9 @@ async fn upload_to(http: &reqwest::Client, addr: SocketAddr, route: &str, file: 
 /// Sends a mask painting to `/upload/mask` against `original_ref`, as ComfyUI's mask editor
 /// does; the masked picture's name.
 async fn upload_mask(http: &reqwest::Client, addr: SocketAddr, painting: &Path, original_ref: &Value) -> Value {
-    let (content_type, mut body) = multipart("image", "clipspace-mask.png", &std::fs::read(painting).unwrap());
-    // One more field before the closing boundary: original_ref.
-    let end = b"--easel-test-boundary--\r\n";
-    body.truncate(body.len() - end.len());
-    body.extend_from_slice(
-        format!("--easel-test-boundary\r\nContent-Disposition: form-data; name=\"original_ref\"\r\n\r\n{original_ref}\r\n").as_bytes(),
-    );
-    body.extend_from_slice(end);
+    let original_ref = original_ref.to_string();
+    let (content_type, body) =
+        multipart("image", "clipspace-mask.png", &std::fs::read(painting).unwrap(), &[("original_ref", &original_ref)]);
     let resp = http.post(format!("http://{addr}/upload/mask")).header("content-type", content_type).body(body).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let uploaded: Value = resp.json().await.unwrap();

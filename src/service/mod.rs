@@ -212,6 +212,20 @@ fn embedding_files(registry: &ModelRegistry) -> Vec<crate::engine::prompt::embed
     found.into_values().collect()
 }
 
+/// An upload the store kept, or why not: an unknown source upload is
+/// [`ServiceError::ImageNotFound`], a failed write an internal error, anything else a field
+/// error on `field`.
+fn stored_upload(stored: Result<crate::uploads::Upload, ImageInputError>, field: &str) -> Result<UploadView, ServiceError> {
+    match stored {
+        Ok(u) => Ok(UploadView { id: u.id, width: u.width, height: u.height }),
+        Err(ImageInputError::Unknown(id)) => Err(ServiceError::ImageNotFound(id)),
+        Err(ImageInputError::Io { path, message }) => {
+            Err(ServiceError::Internal(format!("cannot store the upload in {}: {message}", path.display())))
+        }
+        Err(e) => Err(ServiceError::Invalid(vec![FieldError::new(field, e.to_string())])),
+    }
+}
+
 /// The upload id for an image a request names: an upload as it is, or a generated image (its
 /// gallery id) copied into the uploads so the job keeps its input if the image is deleted.
 /// `Err(None)` when `id` is not an image id at all (the request rules report that).
@@ -518,28 +532,13 @@ impl Easel {
     /// id; a picture that cannot be read or is too large is a field error on `file`.
     pub async fn upload(&self, bytes: Vec<u8>) -> Result<UploadView, ServiceError> {
         let uploads = self.uploads.clone();
-        let stored = blocking(move || Ok::<_, ServiceError>(uploads.store(&bytes))).await?;
-        match stored {
-            Ok(u) => Ok(UploadView { id: u.id, width: u.width, height: u.height }),
-            Err(ImageInputError::Io { path, message }) => {
-                Err(ServiceError::Internal(format!("cannot store the upload in {}: {message}", path.display())))
-            }
-            Err(e) => Err(ServiceError::Invalid(vec![FieldError::new("file", e.to_string())])),
-        }
+        stored_upload(blocking(move || Ok::<_, ServiceError>(uploads.store(&bytes))).await?, "file")
     }
 
     /// Stores a picture derived from upload `id` (see [`Derivation`]); the new upload.
     pub async fn derive_upload(&self, id: &str, how: Derivation) -> Result<UploadView, ServiceError> {
         let (uploads, source) = (self.uploads.clone(), id.to_string());
-        let derived = blocking(move || Ok::<_, ServiceError>(uploads.derive(&source, how))).await?;
-        let upload = derived.map_err(|e| match e {
-            ImageInputError::Unknown(_) => ServiceError::ImageNotFound(id.to_string()),
-            ImageInputError::Io { path, message } => {
-                ServiceError::Internal(format!("cannot store the upload in {}: {message}", path.display()))
-            }
-            other => ServiceError::Invalid(vec![FieldError::new("image", other.to_string())]),
-        })?;
-        Ok(UploadView { id: upload.id, width: upload.width, height: upload.height })
+        stored_upload(blocking(move || Ok::<_, ServiceError>(uploads.derive(&source, how))).await?, "image")
     }
 
     /// Keeps `original` (a picture's bytes) with the alpha of `mask` (a painted mask's bytes) as
@@ -547,14 +546,7 @@ impl Easel {
     /// error on `image`.
     pub async fn upload_with_alpha(&self, original: Vec<u8>, mask: Vec<u8>) -> Result<UploadView, ServiceError> {
         let uploads = self.uploads.clone();
-        let stored = blocking(move || Ok::<_, ServiceError>(uploads.store_with_alpha_of(&original, &mask))).await?;
-        match stored {
-            Ok(u) => Ok(UploadView { id: u.id, width: u.width, height: u.height }),
-            Err(ImageInputError::Io { path, message }) => {
-                Err(ServiceError::Internal(format!("cannot store the upload in {}: {message}", path.display())))
-            }
-            Err(e) => Err(ServiceError::Invalid(vec![FieldError::new("image", e.to_string())])),
-        }
+        stored_upload(blocking(move || Ok::<_, ServiceError>(uploads.store_with_alpha_of(&original, &mask))).await?, "image")
     }
 
     /// An upload's id and size; unknown ids are [`ServiceError::ImageNotFound`].

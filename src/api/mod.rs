@@ -12,6 +12,7 @@
 //! - [`networks`]: [`LoraRef`] (a LoRA and its weights), A1111's `<lora:…>` prompt tags, the VAE choice.
 //! - [`prompt`]: [`PromptSyntax`], CLIP skip, and [`PromptTokens`] (the prompt box's token counter).
 //! - [`pull`]: [`PullStatus`], the progress of a model download.
+//! - [`conditioning`]: [`conditioning::Conditioning`], ComfyUI's conditioning lists (combine, concat, average, areas).
 //! - [`comfy`]: ComfyUI's graph and workflow formats, checked and translated into requests.
 //! - [`import`]: [`import::ImportedSettings`], what a dropped PNG or workflow gives the form.
 //!
@@ -20,6 +21,7 @@
 
 pub mod comfy;
 pub mod compat;
+pub mod conditioning;
 pub mod execution;
 pub mod image_modes;
 pub mod import;

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::compat::{NoiseFields, NoiseSettings};
+use super::conditioning::Conditioning;
 use super::image_modes::{Hires, HiresRequest, ImageFields, MaskedContent, Outpaint};
 use super::networks::{extra_network_tags, LoraRef, MAX_LORAS, MODEL_OWN_VAE};
 use super::prompt::{default_clip_skip, recorded_prompt_syntax, PromptSyntax, MAX_CLIP_SKIP};
@@ -151,6 +152,12 @@ pub struct GenerateRequest {
     /// averaged before guidance).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub combined_prompts: Option<Vec<String>>,
+    /// Compat comfyui, prompt syntax comfyui: the positive and negative conditioning lists
+    /// ComfyUI's Conditioning nodes build (combine, concat, average, areas; see
+    /// [`Conditioning`]). The UNet then sees these instead of `prompt` and `negative_prompt`
+    /// (which stay the images' captions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditioning: Option<Conditioning>,
 }
 
 /// A request with every default applied and every rule checked: what the engine runs and what is
@@ -227,6 +234,9 @@ pub struct GenerationSettings {
     /// Positive prompts combined with `prompt` (see [`GenerateRequest::combined_prompts`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub combined_prompts: Vec<String>,
+    /// ComfyUI's conditioning lists (see [`GenerateRequest::conditioning`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditioning: Option<Conditioning>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -536,6 +546,21 @@ impl GenerateRequest {
                 errors.push(FieldError::new("combined_prompts", format!("a combined prompt is longer than {MAX_PROMPT_CHARS} characters")));
             }
         }
+        if let Some(conditioning) = &self.conditioning {
+            if compat != super::Compat::ComfyUi || prompt_syntax != Some(PromptSyntax::ComfyUi) {
+                errors.push(FieldError::new(
+                    "conditioning",
+                    "conditioning is what ComfyUI's Conditioning nodes build: send compat comfyui and prompt_syntax comfyui",
+                ));
+            }
+            if !combined_prompts.is_empty() {
+                errors.push(FieldError::new(
+                    "conditioning",
+                    "send combined_prompts or conditioning, not both (a combine is conditioning.positive with one entry per prompt)",
+                ));
+            }
+            errors.extend(conditioning.problems(width, height));
+        }
         let clip_skip = self.clip_skip.unwrap_or(super::prompt::DEFAULT_CLIP_SKIP);
         if !(1..=MAX_CLIP_SKIP).contains(&clip_skip) {
             errors.push(FieldError::new(
@@ -602,6 +627,7 @@ impl GenerateRequest {
             mask_grow: images.mask_grow,
             batch_index: self.batch_index.filter(|i| *i > 0),
             combined_prompts,
+            conditioning: self.conditioning.clone(),
         })
     }
 
@@ -619,7 +645,7 @@ impl GenerateRequest {
 }
 
 /// Field names a request body may contain.
-pub const REQUEST_FIELDS: [&str; 35] = [
+pub const REQUEST_FIELDS: [&str; 36] = [
     "prompt",
     "negative_prompt",
     "seed",
@@ -655,6 +681,7 @@ pub const REQUEST_FIELDS: [&str; 35] = [
     "mask_grow",
     "batch_index",
     "combined_prompts",
+    "conditioning",
 ];
 
 impl GenerateRequest {
@@ -754,6 +781,12 @@ impl GenerateRequest {
                 None
             }
         });
+        let conditioning = object_field::<Conditioning>(
+            present("conditioning"),
+            "conditioning",
+            r#"{"positive": [{"encoding": {"text": "a cat"}, "area": {"x": 0, "y": 0, "width": 256, "height": 512}}]}"#,
+            &mut errors,
+        );
         let png_text = present("png_text").and_then(|v| match serde_json::from_value::<BTreeMap<String, String>>(v.clone()) {
             Ok(map) => Some(map),
             Err(_) => {
@@ -803,6 +836,7 @@ impl GenerateRequest {
             mask_grow,
             batch_index,
             combined_prompts,
+            conditioning,
         })
     }
 }

@@ -1042,6 +1042,7 @@ mod tests {
             mask_grow: 0,
             batch_index: None,
             combined_prompts: Vec::new(),
+            conditioning: None,
         };
         let again = FormValues::from_settings(&settings).to_request().unwrap().resolve(|| 0).unwrap();
         assert_eq!(again, settings);

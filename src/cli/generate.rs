@@ -324,6 +324,7 @@ pub fn run(args: &GenerateArgs, settings: &crate::config::Settings) -> Result<()
         mask_grow: args.mask_grow,
         batch_index: None,
         combined_prompts: None,
+        conditioning: None,
     };
     let registry = crate::model_registry::ModelRegistry::from_settings(settings);
     let mut lora_files = Vec::new();

@@ -11,6 +11,7 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::api::conditioning::{ConditioningEntry, TextExpr};
 use crate::api::image_modes::MaskedContent;
 use crate::api::networks::extra_network_tags;
 use crate::api::request::GenerationSettings;
@@ -68,10 +69,32 @@ pub fn comfy_prompt(settings: &GenerationSettings, model_name: &str) -> Option<V
         }
         None => json!(["4", 2]),
     };
-    add("6", "CLIPTextEncode", json!({"text": prompt, "clip": clip}));
-    add("7", "CLIPTextEncode", json!({"text": settings.negative_prompt, "clip": clip}));
+    // A request's conditioning lists: their nodes from id 60 on (an entry's strength without an
+    // area has no node among ComfyUI's basic ones).
+    let conditioning = settings.conditioning.as_ref();
+    if conditioning.is_some_and(|c| c.positive.iter().chain(&c.negative).any(|e| e.area.is_none() && e.strength != 1.0)) {
+        return None;
+    }
+    let mut next_id = 60;
+    let mut positive = match conditioning {
+        Some(c) => write_list(&mut graph, &mut next_id, &c.positive, &clip),
+        None => {
+            graph.insert("6".into(), json!({"class_type": "CLIPTextEncode", "inputs": {"text": prompt, "clip": clip}}));
+            json!(["6", 0])
+        }
+    };
+    let negative = match conditioning.filter(|c| !c.negative.is_empty()) {
+        Some(c) => write_list(&mut graph, &mut next_id, &c.negative, &clip),
+        None => {
+            let inputs = json!({"text": settings.negative_prompt, "clip": clip});
+            graph.insert("7".into(), json!({"class_type": "CLIPTextEncode", "inputs": inputs}));
+            json!(["7", 0])
+        }
+    };
+    let mut add = |id: &str, class: &str, inputs: Value| {
+        graph.insert(id.to_string(), json!({"class_type": class, "inputs": inputs}));
+    };
     // Combined prompts: a ConditioningCombine of each with what came before.
-    let mut positive = json!(["6", 0]);
     for (i, text) in settings.combined_prompts.iter().enumerate() {
         let (text_id, combine_id) = ((40 + i).to_string(), (50 + i).to_string());
         add(&text_id, "CLIPTextEncode", json!({"text": text, "clip": clip}));
@@ -125,7 +148,7 @@ pub fn comfy_prompt(settings: &GenerationSettings, model_name: &str) -> Option<V
             "KSamplerAdvanced",
             json!({"add_noise": enable(range.add_noise), "noise_seed": settings.seed, "steps": settings.steps,
                    "cfg": settings.cfg_scale, "sampler_name": sampler, "scheduler": scheduler, "model": model,
-                   "positive": positive, "negative": ["7", 0], "latent_image": latent,
+                   "positive": positive, "negative": negative, "latent_image": latent,
                    "start_at_step": range.start_at_step, "end_at_step": range.end_at_step,
                    "return_with_leftover_noise": enable(range.return_with_leftover_noise)}),
         ),
@@ -133,7 +156,7 @@ pub fn comfy_prompt(settings: &GenerationSettings, model_name: &str) -> Option<V
             "3",
             "KSampler",
             json!({"seed": settings.seed, "steps": settings.steps, "cfg": settings.cfg_scale, "sampler_name": sampler,
-                   "scheduler": scheduler, "denoise": denoise, "model": model, "positive": positive, "negative": ["7", 0],
+                   "scheduler": scheduler, "denoise": denoise, "model": model, "positive": positive, "negative": negative,
                    "latent_image": latent}),
         ),
     }
@@ -158,6 +181,55 @@ pub fn comfy_prompt(settings: &GenerationSettings, model_name: &str) -> Option<V
     add("8", "VAEDecode", json!({"samples": samples, "vae": vae}));
     add("9", "SaveImage", json!({"filename_prefix": "Easel", "images": ["8", 0]}));
     Some(Value::Object(graph))
+}
+
+/// Writes a conditioning list as nodes numbered from `next_id` (its expressions, their areas,
+/// the entries combined in order); the link to the list.
+fn write_list(graph: &mut Map<String, Value>, next_id: &mut u32, entries: &[ConditioningEntry], clip: &Value) -> Value {
+    let mut node = |graph: &mut Map<String, Value>, class: &str, inputs: Value| {
+        let id = next_id.to_string();
+        *next_id += 1;
+        graph.insert(id.clone(), json!({"class_type": class, "inputs": inputs}));
+        json!([id, 0])
+    };
+    fn expr(
+        graph: &mut Map<String, Value>,
+        node: &mut dyn FnMut(&mut Map<String, Value>, &str, Value) -> Value,
+        e: &TextExpr,
+        clip: &Value,
+    ) -> Value {
+        match e {
+            TextExpr::Text(text) => node(graph, "CLIPTextEncode", json!({"text": text, "clip": clip})),
+            TextExpr::Concat { to, from } => {
+                let (to, from) = (expr(graph, node, to, clip), expr(graph, node, from, clip));
+                node(graph, "ConditioningConcat", json!({"conditioning_to": to, "conditioning_from": from}))
+            }
+            TextExpr::Average { to, from, to_strength } => {
+                let (to, from) = (expr(graph, node, to, clip), expr(graph, node, from, clip));
+                node(
+                    graph,
+                    "ConditioningAverage",
+                    json!({"conditioning_to": to, "conditioning_from": from, "conditioning_to_strength": to_strength}),
+                )
+            }
+        }
+    }
+    let mut list: Option<Value> = None;
+    for entry in entries {
+        let mut link = expr(graph, &mut node, &entry.encoding, clip);
+        if let Some(a) = entry.area {
+            link = node(
+                graph,
+                "ConditioningSetArea",
+                json!({"conditioning": link, "width": a.width, "height": a.height, "x": a.x, "y": a.y, "strength": entry.strength}),
+            );
+        }
+        list = Some(match list {
+            None => link,
+            Some(before) => node(graph, "ConditioningCombine", json!({"conditioning_1": before, "conditioning_2": link})),
+        });
+    }
+    list.expect("a conditioning list has entries")
 }
 
 #[cfg(test)]
@@ -261,6 +333,37 @@ mod tests {
         let compiled = graph::compile(&graph::parse(&g).unwrap(), &specs).unwrap();
         let again = compiled.outputs[0].request.resolve(|| 0).unwrap();
         assert_eq!((&again.prompt, &again.combined_prompts), (&s.prompt, &s.combined_prompts));
+    }
+
+    #[test]
+    fn conditioning_lists_are_written_as_their_nodes_and_read_back() {
+        use crate::api::comfy::{graph, nodes};
+        let specs = nodes::specs(&nodes::Lists { checkpoints: vec!["m".into()], ..Default::default() });
+        let conditioning = json!({
+            "positive": [
+                {"encoding": {"text": "a lake"}},
+                {"encoding": {"concat": {"to": {"text": "a red boat"}, "from": {"text": "sunset"}}},
+                 "area": {"x": 0, "y": 32, "width": 64, "height": 64}, "strength": 0.8},
+                {"encoding": {"average": {"to": {"text": "pines"}, "from": {"text": "birches"}, "to_strength": 0.25}}}
+            ],
+            "negative": [{"encoding": {"text": "blurry"}}, {"encoding": {"text": "text"}, "area": {"x": 64, "y": 0, "width": 64, "height": 128}}]
+        });
+        let s = settings(json!({"prompt": "a lake", "negative_prompt": "blurry", "width": 128, "height": 128, "compat": "comfyui",
+                                "prompt_syntax": "comfyui", "conditioning": conditioning}));
+        let g = comfy_prompt(&s, "m").unwrap();
+        assert!(g.get("6").is_none() && g.get("7").is_none(), "the lists replace the two prompts");
+        let classes: Vec<&str> = g.as_object().unwrap().values().map(|n| n["class_type"].as_str().unwrap()).collect();
+        for class in ["ConditioningConcat", "ConditioningAverage", "ConditioningSetArea", "ConditioningCombine"] {
+            assert!(classes.contains(&class), "{class} in {classes:?}");
+        }
+        let compiled = graph::compile(&graph::parse(&g).unwrap(), &specs).unwrap();
+        let again = compiled.outputs[0].request.resolve(|| 0).unwrap();
+        assert_eq!(again.conditioning, s.conditioning);
+        assert_eq!((again.prompt.as_str(), again.negative_prompt.as_str()), ("a lake", "blurry"));
+        // A strength without an area has no basic ComfyUI node: no graph.
+        let mut odd = s.clone();
+        odd.conditioning.as_mut().unwrap().positive[0].strength = 0.5;
+        assert!(comfy_prompt(&odd, "m").is_none());
     }
 
     #[test]

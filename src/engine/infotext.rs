@@ -247,6 +247,7 @@ mod tests {
             mask_grow: 0,
             batch_index: None,
             combined_prompts: Vec::new(),
+            conditioning: None,
         }
     }
 

@@ -840,6 +840,7 @@ pub(crate) mod tests {
             mask_grow: 0,
             batch_index: None,
             combined_prompts: Vec::new(),
+            conditioning: None,
         }
     }
 

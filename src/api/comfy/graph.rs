@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::{json, Map, Value};
 
 use super::nodes::{sampler_named, scheduler_named, InputKind, NodeSpec};
+use crate::api::conditioning::{Area, Conditioning, ConditioningEntry, TextExpr, MAX_CONDITIONING_ENTRIES, MAX_CONDITIONING_TEXTS};
 use crate::api::{GenerateRequest, Hires, HiresRequest, LoraRef, SamplingRangeRequest, Upscaler};
 
 /// Most nodes in a graph (ComfyUI's large shared workflows have a few hundred).
@@ -680,29 +681,78 @@ impl SecondPass<'_> {
     }
 }
 
-/// The CLIPTextEncode nodes behind a sampler's conditioning `input`, through any
-/// `ConditioningCombine` nodes (pushed to `combines`, innermost first), in the order ComfyUI's
-/// combined list holds them (`conditioning_1`'s, then `conditioning_2`'s).
-fn conditioning_texts<'a>(
+/// What a sampler's conditioning input receives, walked back to its CLIPTextEncode nodes:
+/// `ConditioningCombine` joins two lists, `ConditioningConcat` and `ConditioningAverage` apply
+/// the first entry of `conditioning_from` to every entry of `conditioning_to` (as ComfyUI does),
+/// `ConditioningSetArea` sets every entry's area and strength. The CLIPTextEncode nodes go to
+/// `texts`, the other nodes to `ops` (each once, inputs first).
+struct ConditioningWalk<'a> {
     nodes: &'a BTreeMap<String, Node>,
-    node: &'a Node,
-    input: &str,
-    combines: &mut Vec<String>,
-) -> Result<Vec<(String, &'a Node)>, ChainError> {
-    let (id, from, _) = source(nodes, node, input);
-    match from.class.as_str() {
-        "CLIPTextEncode" => Ok(vec![(id, from)]),
-        "ConditioningCombine" => {
-            let mut texts = conditioning_texts(nodes, from, "conditioning_1", combines)?;
-            texts.extend(conditioning_texts(nodes, from, "conditioning_2", combines)?);
-            if texts.len() > 1 + crate::api::request::MAX_COMBINED_PROMPTS {
-                return Err(unsupported(&id, "ConditioningCombine", "more combined prompts than Easel runs"));
+    texts: Vec<(String, &'a Node)>,
+    ops: Vec<String>,
+}
+
+impl<'a> ConditioningWalk<'a> {
+    fn list(&mut self, node: &'a Node, input: &str) -> Result<Vec<ConditioningEntry>, ChainError> {
+        let (id, from, _) = source(self.nodes, node, input);
+        let entries = match from.class.as_str() {
+            "CLIPTextEncode" => {
+                if !self.texts.iter().any(|(t, _)| *t == id) {
+                    self.texts.push((id.clone(), from));
+                }
+                return Ok(vec![ConditioningEntry { encoding: TextExpr::Text(text_of(from, "text")), strength: 1.0, area: None }]);
             }
-            combines.push(id);
-            Ok(texts)
+            "ConditioningCombine" => {
+                let mut list = self.list(from, "conditioning_1")?;
+                list.extend(self.list(from, "conditioning_2")?);
+                list
+            }
+            "ConditioningConcat" | "ConditioningAverage" => {
+                let to = self.list(from, "conditioning_to")?;
+                let first = self.list(from, "conditioning_from")?.swap_remove(0).encoding;
+                let to_strength = float_of(from, "conditioning_to_strength") as f32;
+                to.into_iter()
+                    .map(|mut e| {
+                        let (to, from_expr) = (Box::new(e.encoding), Box::new(first.clone()));
+                        e.encoding = if from.class == "ConditioningConcat" {
+                            TextExpr::Concat { to, from: from_expr }
+                        } else {
+                            TextExpr::Average { to, from: from_expr, to_strength }
+                        };
+                        e
+                    })
+                    .collect()
+            }
+            "ConditioningSetArea" => {
+                let side = |input: &str| u32::try_from(int_of(from, input)).unwrap_or(u32::MAX);
+                let area = Area { x: side("x"), y: side("y"), width: side("width"), height: side("height") };
+                let strength = float_of(from, "strength") as f32;
+                self.list(from, "conditioning")?.into_iter().map(|e| ConditioningEntry { area: Some(area), strength, ..e }).collect()
+            }
+            other => return Err(unsupported(&id, other, "conditioning that is not built from CLIPTextEncode outputs")),
+        };
+        // Lists and expressions only grow as they pass nodes: refuse them once past Easel's
+        // limits (a graph reusing one node twice at every level would double them each time).
+        if entries.len() > MAX_CONDITIONING_ENTRIES
+            || entries.iter().map(|e| e.encoding.texts().len()).sum::<usize>() > MAX_CONDITIONING_TEXTS
+        {
+            return Err(unsupported(
+                &id,
+                &from.class,
+                &format!("conditioning of more than {MAX_CONDITIONING_ENTRIES} entries or {MAX_CONDITIONING_TEXTS} prompts"),
+            ));
         }
-        other => Err(unsupported(&id, other, "conditioning that is not a CLIPTextEncode's or a ConditioningCombine of them")),
+        if !self.ops.contains(&id) {
+            self.ops.push(id);
+        }
+        Ok(entries)
     }
+}
+
+/// Whether a list is prompts alone (no area, strength, concat or average): then the request
+/// says it with `prompt` (+ `combined_prompts`) or `negative_prompt`.
+fn plain_texts(list: &[ConditioningEntry]) -> Option<Vec<String>> {
+    list.iter().map(|e| e.encoding.as_text().filter(|_| e.area.is_none() && e.strength == 1.0).map(str::to_string)).collect()
 }
 
 /// The chain of one output node as an Easel request.
@@ -726,31 +776,24 @@ fn compile_output(nodes: &BTreeMap<String, Node>, output: &str) -> Result<Output
     let mut model = Path::default();
     let (id, node, slot) = source(nodes, sampler, "model");
     follow(nodes, &id, node, slot, &mut model)?;
-    // The prompts: CLIPTextEncode nodes, the positive ones under ConditioningCombine nodes
-    // (flattened in ComfyUI's list order) — the first is the prompt, the rest combined with it.
-    let mut prompts = Vec::new();
-    let mut combines = Vec::new();
-    let mut texts = conditioning_texts(nodes, sampler, "positive", &mut combines)?;
-    let positives = texts.len();
-    let (negative_id, negative, _) = source(nodes, sampler, "negative");
-    if negative.class != "CLIPTextEncode" {
-        return Err(unsupported(&negative_id, &negative.class, "a negative conditioning that is not a CLIPTextEncode's"));
-    }
-    texts.push((negative_id, negative));
+    // The prompts: each side's conditioning list, down to its CLIPTextEncode nodes.
+    let mut walk = ConditioningWalk { nodes, texts: Vec::new(), ops: Vec::new() };
+    let positive = walk.list(sampler, "positive")?;
+    let negative = walk.list(sampler, "negative")?;
     let mut clip_path: Option<Path> = None;
-    for (text_id, text) in texts {
+    let mut prompts = Vec::new();
+    for (text_id, text) in &walk.texts {
         let mut clip = Path::default();
         let (id, node, slot) = source(nodes, text, "clip");
         follow(nodes, &id, node, slot, &mut clip)?;
         if let Some(first) = &clip_path {
             if first.nodes != clip.nodes {
-                return Err(unsupported(&text_id, &text.class, "the positive and negative prompts through different CLIP models"));
+                return Err(unsupported(text_id, &text.class, "the positive and negative prompts through different CLIP models"));
             }
         }
         clip_path = Some(clip);
-        prompts.push((text_id, text_of(text, "text")));
+        prompts.push((text_id.clone(), text_of(text, "text")));
     }
-    let combined: Vec<String> = prompts[1..positives].iter().map(|(_, text)| text.clone()).collect();
     let clip = clip_path.expect("two prompts");
     let (checkpoint_id, checkpoint) = model.checkpoint.clone().expect("a model path ends at a checkpoint");
     if clip.checkpoint.as_ref().map(|c| &c.1) != Some(&checkpoint) {
@@ -885,9 +928,20 @@ fn compile_output(nodes: &BTreeMap<String, Node>, output: &str) -> Result<Output
     }
     let sampler_name = text_of(sampler, "sampler_name");
     let scheduler = text_of(sampler, "scheduler");
-    request.prompt = prompts[0].1.clone();
-    request.negative_prompt = Some(prompts[positives].1.clone());
-    request.combined_prompts = (!combined.is_empty()).then_some(combined);
+    // Prompts alone are the prompt (and combined prompts) and the negative prompt; anything
+    // more is the request's conditioning, the first prompt of each side its caption.
+    let first_text = |list: &[ConditioningEntry]| list[0].encoding.texts()[0].to_string();
+    request.prompt = first_text(&positive);
+    request.negative_prompt = Some(first_text(&negative));
+    match (plain_texts(&positive), plain_texts(&negative).filter(|n| n.len() == 1)) {
+        (Some(mut texts), Some(_)) => {
+            request.combined_prompts = (texts.len() > 1).then(|| texts.split_off(1));
+        }
+        (_, negative_plain) => {
+            let negative = if negative_plain.is_some() { Vec::new() } else { negative };
+            request.conditioning = Some(Conditioning { positive, negative });
+        }
+    }
     request.seed = u64::try_from(int_of(sampler, if advanced { "noise_seed" } else { "seed" })).ok();
     request.steps = u32::try_from(int_of(sampler, "steps")).ok();
     if advanced {
@@ -935,7 +989,7 @@ fn compile_output(nodes: &BTreeMap<String, Node>, output: &str) -> Result<Output
     for (id, _) in &prompts {
         order.push(id.clone());
     }
-    order.extend(combines);
+    order.extend(walk.ops);
     order.extend(chain);
     order.push(sampler_id.clone());
     if let Some(pass) = &second_pass {

@@ -6,6 +6,7 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::api::conditioning::{MAX_AREA_PIXELS, MAX_AREA_STRENGTH, MIN_AREA_SIDE};
 use crate::api::image_modes::MAX_MASK_GROW;
 use crate::api::sampling_range::MAX_RANGE_STEP;
 use crate::api::{Compat, Sampler, Schedule};
@@ -292,7 +293,45 @@ pub fn specs(lists: &Lists) -> Vec<NodeSpec> {
             required: vec![link("conditioning_1", "CONDITIONING"), link("conditioning_2", "CONDITIONING")],
             outputs: &[("CONDITIONING", "CONDITIONING")],
             output_node: false,
-            description: "Combines prompts: each runs through the model and the predictions are averaged (Easel: positive prompts).",
+            description: "Combines conditionings into one list: each entry runs through the model and the predictions are averaged.",
+        },
+        NodeSpec {
+            class: "ConditioningConcat",
+            display_name: "Conditioning (Concat)",
+            category: "conditioning",
+            required: vec![link("conditioning_to", "CONDITIONING"), link("conditioning_from", "CONDITIONING")],
+            outputs: &[("CONDITIONING", "CONDITIONING")],
+            output_node: false,
+            description: "Appends the tokens of conditioning_from's first entry to each entry of conditioning_to.",
+        },
+        NodeSpec {
+            class: "ConditioningAverage",
+            display_name: "Conditioning (Average)",
+            category: "conditioning",
+            required: vec![
+                link("conditioning_to", "CONDITIONING"),
+                link("conditioning_from", "CONDITIONING"),
+                float("conditioning_to_strength", 1.0, 0.0, 1.0, 0.01),
+            ],
+            outputs: &[("CONDITIONING", "CONDITIONING")],
+            output_node: false,
+            description: "Weighs each entry of conditioning_to with conditioning_from's first entry, token by token.",
+        },
+        NodeSpec {
+            class: "ConditioningSetArea",
+            display_name: "Conditioning (Set Area)",
+            category: "conditioning",
+            required: vec![
+                link("conditioning", "CONDITIONING"),
+                int("width", 64, i64::from(MIN_AREA_SIDE), u64::from(MAX_AREA_PIXELS)),
+                int("height", 64, i64::from(MIN_AREA_SIDE), u64::from(MAX_AREA_PIXELS)),
+                int("x", 0, 0, u64::from(MAX_AREA_PIXELS)),
+                int("y", 0, 0, u64::from(MAX_AREA_PIXELS)),
+                float("strength", 1.0, 0.0, f64::from(MAX_AREA_STRENGTH), 0.01),
+            ],
+            outputs: &[("CONDITIONING", "CONDITIONING")],
+            output_node: false,
+            description: "Limits each entry to an area of the picture (in pixels) with a strength.",
         },
         NodeSpec {
             class: "LatentFromBatch",

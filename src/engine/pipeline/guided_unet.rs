@@ -4,6 +4,7 @@
 //! combined with their weights. Both loops use it: diffusers' schedulers (on the noise
 //! prediction) and k-diffusion's samplers (on the denoised latents, as A1111 and ComfyUI do).
 
+use super::area_weights::{side_average, Crop, Weighting};
 use super::stages::DenoiseRun;
 use crate::engine::model::{SdModel, SlotGuard};
 use crate::engine::onnx_model::{spec, InputData, InputSpec};
@@ -71,10 +72,25 @@ impl<'a> GuidedUnet<'a> {
         let dim = text.dim();
         let tokens_of = |e: &Encoding| e.len() / dim;
         let split = branches.len() > 1 && plane > self.split_above;
+        // ComfyUI's entries with an area run on that crop of the latents.
+        let crops: Vec<Option<Crop>> = match text.regions() {
+            Some(regions) => regions
+                .iter()
+                .map(|(_, region)| match region.area {
+                    None => Ok(None),
+                    Some(area) => Crop::of(area, latent_h, latent_w).map(Some).ok_or_else(|| {
+                        EngineError::InvalidRequest(format!("a conditioning area starts outside the {latent_w}x{latent_h} latents"))
+                    }),
+                })
+                .collect::<Result<_, _>>()?,
+            None => vec![None; branches.len()],
+        };
         let mut groups: Vec<Vec<usize>> = Vec::new();
         for j in 0..branches.len() {
             match groups.last_mut() {
-                Some(group) if !split && tokens_of(branches[group[0]].1) == tokens_of(branches[j].1) => group.push(j),
+                Some(group) if !split && tokens_of(branches[group[0]].1) == tokens_of(branches[j].1) && crops[group[0]] == crops[j] => {
+                    group.push(j)
+                }
                 _ => groups.push(vec![j]),
             }
         }
@@ -87,11 +103,16 @@ impl<'a> GuidedUnet<'a> {
         let mut outputs: Vec<Vec<f32>> = vec![Vec::with_capacity(scaled.len()); branches.len()];
         for group in &groups {
             let tokens = tokens_of(branches[group[0]].1);
-            let per_slice = (budget / (group.len() * plane * plane).max(1)).clamp(1, batch.max(1));
+            let crop = crops[group[0]];
+            let (run_h, run_w) = crop.map_or((latent_h, latent_w), |c| (c.h, c.w));
+            let run_plane = run_h * run_w;
+            let per_slice = (budget / (group.len() * run_plane * run_plane).max(1)).clamp(1, batch.max(1));
             for first in (0..batch).step_by(per_slice) {
                 let images = per_slice.min(batch - first);
                 let per_call = images * group.len();
-                let slice = &model_input[first * image_len..(first + images) * image_len];
+                let whole = &model_input[first * image_len..(first + images) * image_len];
+                let cropped = crop.map(|c| c.cut(whole, latent_w, plane));
+                let slice = cropped.as_deref().unwrap_or(whole);
                 let sample: Vec<f32> = slice.iter().copied().cycle().take(slice.len() * group.len()).collect();
                 let mut context = Vec::with_capacity(per_call * tokens * dim);
                 for &j in group {
@@ -101,15 +122,19 @@ impl<'a> GuidedUnet<'a> {
                 }
                 let (_, out) = self.unet.run(
                     vec![
-                        (&self.sample_in, InputData::Float { shape: vec![per_call, channels + extra, latent_h, latent_w], data: &sample }),
+                        (&self.sample_in, InputData::Float { shape: vec![per_call, channels + extra, run_h, run_w], data: &sample }),
                         (&self.timestep_in, InputData::Timestep { value: timestep, batch: per_call }),
                         (&self.context_in, InputData::Float { shape: vec![per_call, tokens, dim], data: &context }),
                     ],
                     "out_sample",
                 )?;
-                let out_len = images * channels * plane;
+                let out_len = images * channels * run_plane;
                 for (k, &j) in group.iter().enumerate() {
-                    outputs[j].extend_from_slice(&out[k * out_len..(k + 1) * out_len]);
+                    let one = &out[k * out_len..(k + 1) * out_len];
+                    match crop {
+                        Some(c) => outputs[j].extend(c.paste(one, latent_h, latent_w)),
+                        None => outputs[j].extend_from_slice(one),
+                    }
                 }
             }
         }
@@ -132,6 +157,13 @@ impl<'a> GuidedUnet<'a> {
     /// 1/12.5 of it); each branch's factor is `weight · (scale · multiplier)` taken in float64 and
     /// rounded once, as the tools multiply Python floats before the float32 tensor.
     pub fn guide_scaled(&self, mut branches: Vec<Vec<f32>>, call: usize, multiplier: f64) -> Vec<f32> {
+        if let Some(sides) = self.sides(&branches) {
+            // ComfyUI's `cfg_function` over the two sides' averages: `u + (c − u)·g`.
+            let (uncond, cond) = sides;
+            let Some(u) = uncond else { return cond };
+            let scale = (f64::from(self.run.cfg_scale) * multiplier) as f32;
+            return u.iter().zip(&cond).map(|(&u, &c)| u + (c - u) * scale).collect();
+        }
         if !self.run.text.guided {
             return branches.swap_remove(0);
         }
@@ -144,5 +176,33 @@ impl<'a> GuidedUnet<'a> {
             }
         }
         sum
+    }
+
+    /// The unconditional prediction guidance combined (the negative side's average with
+    /// ComfyUI's conditioning lists), when guided.
+    pub fn uncond_of(&self, branches: &[Vec<f32>]) -> Option<Vec<f32>> {
+        match self.sides(branches) {
+            Some((uncond, _)) => uncond,
+            None => self.run.text.guided.then(|| branches[0].clone()),
+        }
+    }
+
+    /// With ComfyUI's conditioning lists: each side's per-pixel average of its branches (the
+    /// negative one only when guided).
+    fn sides(&self, branches: &[Vec<f32>]) -> Option<(Option<Vec<f32>>, Vec<f32>)> {
+        let regions = self.run.text.regions()?;
+        let [_, _, latent_h, latent_w] = self.run.latent_shape;
+        let weightings: Vec<Option<Weighting>> = regions.iter().map(|(_, r)| Weighting::of(r, latent_h, latent_w)).collect();
+        let side = |negative: bool| -> Vec<f32> {
+            let members: Vec<(&[f32], &Weighting)> = regions
+                .iter()
+                .zip(&weightings)
+                .zip(branches)
+                .filter(|(((n, _), w), _)| *n == negative && w.is_some())
+                .map(|((_, w), out)| (out.as_slice(), w.as_ref().expect("filtered")))
+                .collect();
+            side_average(&members, latent_h, latent_w)
+        };
+        Some((self.run.text.guided.then(|| side(true)), side(false)))
     }
 }

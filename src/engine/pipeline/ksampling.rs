@@ -146,7 +146,7 @@ impl GuidedDenoiser<'_, '_> {
         check_cancel(self.cancel)?;
         let started = Instant::now();
         let outputs = per_branch(x, self.unet.branch_outputs(unet_input, t, self.calls)?);
-        self.last_uncond = self.unet.guided().then(|| outputs[0].clone());
+        self.last_uncond = self.unet.uncond_of(&outputs);
         let guided = self.unet.guide_scaled(outputs, self.calls, scale);
         self.calls += 1;
         self.timings.unet_steps.push(started.elapsed());

@@ -19,6 +19,7 @@ use crate::engine::cancel::CancelToken;
 use crate::engine::model::SdModel;
 use crate::engine::noise::NoiseSource;
 use crate::engine::onnx_model::{spec, InputData};
+use crate::engine::prompt::regions::Region;
 use crate::engine::prompt::{self, Encoding, PromptConditioning, PromptRequest};
 use crate::engine::scheduler::Scheduler;
 use crate::engine::EngineError;
@@ -94,9 +95,19 @@ impl TextConditioning {
 
     /// The guidance branches at call `call` of the pass (from 0): the unconditional one first
     /// (weight 0) when guided, then each `AND` part with its weight.
+    /// With ComfyUI's conditioning lists, the negative side's further entries follow the first.
     pub fn branches(&self, call: usize) -> Vec<(f32, &Encoding)> {
-        let uncond = self.prompt.uncond.as_ref().filter(|_| self.guided).map(|u| (0.0, u.at(call)));
-        uncond.into_iter().chain(self.prompt.parts.iter().map(|(w, s)| (*w, s.at(call)))).collect()
+        let more = self.prompt.regions.iter().flat_map(|r| &r.more_negatives);
+        let negatives = self.prompt.uncond.iter().chain(more).filter(|_| self.guided).map(|u| (0.0, u.at(call)));
+        negatives.chain(self.prompt.parts.iter().map(|(w, s)| (*w, s.at(call)))).collect()
+    }
+
+    /// With ComfyUI's conditioning lists, each branch's side (`true` = negative) and region, in
+    /// the order of [`Self::branches`].
+    pub fn regions(&self) -> Option<Vec<(bool, Region)>> {
+        let regions = self.prompt.regions.as_ref()?;
+        let negative = regions.negative.iter().filter(|_| self.guided).map(|r| (true, *r));
+        Some(negative.chain(regions.positive.iter().map(|r| (false, *r))).collect())
     }
 
     /// The branches' encodings at the first call, `[branches, tokens, dim]`: each padded to the
@@ -160,6 +171,7 @@ pub fn encode_prompt(
         hires_steps: hires_steps.map(|h| h as usize),
         guided,
         combined: &settings.combined_prompts,
+        conditioning: settings.conditioning.as_ref(),
     };
     let prompt = prompt::encode(model, &request, cancel)?;
     Ok(TextConditioning { prompt, guided })

@@ -19,12 +19,15 @@ pub mod chunks;
 pub mod comfyui;
 pub mod embeddings;
 mod encode;
+pub mod regions;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use self::chunks::{empty_window, Chunk, Token, Vocabulary, CHUNK_TOKENS};
 use self::embeddings::{EmbeddingFile, EmbeddingSet};
 use self::encode::WindowEncoder;
+use crate::api::conditioning::{Conditioning, TextExpr};
 use crate::api::prompt::{ChunkView, PromptTokens, TokenView};
 use crate::api::PromptSyntax;
 use crate::engine::cancel::CancelToken;
@@ -72,9 +75,24 @@ pub struct PromptRequest<'a> {
     pub hires_steps: Option<usize>,
     /// Whether the negative prompt is needed (classifier-free guidance).
     pub guided: bool,
-    /// ComfyUI's `ConditioningCombine`: more positive prompts, each its own branch, all of them
-    /// (the prompt's too) weighted 1/n, so guidance takes their average prediction.
+    /// ComfyUI's `ConditioningCombine`: more positive prompts, each its own whole-picture entry
+    /// of the positive list after the prompt's (see [`Regions`]).
     pub combined: &'a [String],
+    /// ComfyUI's conditioning lists, which the UNet sees instead of the two prompts.
+    pub conditioning: Option<&'a Conditioning>,
+}
+
+/// ComfyUI's conditioning lists as guidance runs them: [`PromptConditioning::uncond`] is the
+/// negative side's first entry and [`PromptConditioning::parts`] the positive side's entries;
+/// each side's predictions are averaged per latent pixel with the entries' regions.
+#[derive(Debug, Clone)]
+pub struct Regions {
+    /// The negative side's entries after the first (encoded only with guidance).
+    pub more_negatives: Vec<Scheduled>,
+    /// One per negative entry (the first is `uncond`'s).
+    pub negative: Vec<regions::Region>,
+    /// One per positive entry (`parts`, in order).
+    pub positive: Vec<regions::Region>,
 }
 
 /// The text conditioning of a request.
@@ -90,6 +108,8 @@ pub struct PromptConditioning {
     pub notes: Vec<String>,
     /// Embeddings whose vectors the prompts use, in first-use order.
     pub embeddings_used: Vec<EmbeddingUse>,
+    /// ComfyUI's conditioning lists, with combined prompts or a request's `conditioning`.
+    pub regions: Option<Regions>,
 }
 
 /// An embedding a generation used: its name and A1111's short hash of its file.
@@ -134,7 +154,9 @@ impl EmbeddingSources {
 pub fn encode(model: &mut SdModel, request: &PromptRequest<'_>, cancel: &CancelToken) -> Result<PromptConditioning, EngineError> {
     let files = model.embedding_sources.list();
     let dim = model.text_hidden_size();
-    let texts: Vec<&str> = if request.guided { vec![request.prompt, request.negative_prompt] } else { vec![request.prompt] };
+    let mut texts: Vec<&str> = if request.guided { vec![request.prompt, request.negative_prompt] } else { vec![request.prompt] };
+    texts.extend(request.combined.iter().map(String::as_str));
+    texts.extend(request.conditioning.map(Conditioning::texts).unwrap_or_default());
     let embeddings = match request.syntax {
         PromptSyntax::Plain => EmbeddingSet::default(),
         _ => EmbeddingSet::for_texts(&files, &texts, dim, &*model.tokenizer),
@@ -142,6 +164,7 @@ pub fn encode(model: &mut SdModel, request: &PromptRequest<'_>, cancel: &CancelT
     let mut notes = embeddings.skipped.clone();
     let tokenizer = Arc::clone(&model.tokenizer);
     let mut encoder = WindowEncoder::new(model, &embeddings, request.clip_skip);
+    let mut regions = None;
     let (parts, uncond) = match request.syntax {
         PromptSyntax::Plain => {
             let mut plain = |text: &str, notes: &mut Vec<String>| -> Result<Scheduled, EngineError> {
@@ -169,18 +192,36 @@ pub fn encode(model: &mut SdModel, request: &PromptRequest<'_>, cancel: &CancelT
             let uncond = if request.guided { Some(scheduled(request.negative_prompt)?) } else { None };
             (conds, uncond)
         }
+        PromptSyntax::ComfyUi if request.conditioning.is_some() || !request.combined.is_empty() => {
+            let prompts: Vec<TextExpr> = std::iter::once(request.prompt)
+                .chain(request.combined.iter().map(String::as_str))
+                .chain([request.negative_prompt])
+                .map(|t| TextExpr::Text(t.to_string()))
+                .collect();
+            let lists = regions::lists(request.conditioning, &prompts);
+            let mut cache = HashMap::new();
+            let mut encode_text = |text: &str| comfy_encode(&mut encoder, &*tokenizer, &embeddings, text, cancel);
+            let mut encoded = |entries: &[regions::Entry<'_>]| -> Result<Vec<Scheduled>, EngineError> {
+                entries.iter().map(|e| Ok(Scheduled::constant(regions::evaluate(e.expr, &mut cache, &mut encode_text)?))).collect()
+            };
+            let parts = encoded(&lists.positive)?.into_iter().map(|s| (1.0, s)).collect();
+            let mut negatives = if request.guided { encoded(&lists.negative)? } else { Vec::new() };
+            let uncond = (!negatives.is_empty()).then(|| negatives.remove(0));
+            regions = Some(Regions {
+                more_negatives: negatives,
+                negative: lists.negative.iter().map(|e| e.region).collect(),
+                positive: lists.positive.iter().map(|e| e.region).collect(),
+            });
+            (parts, uncond)
+        }
         PromptSyntax::ComfyUi => {
-            let weight = 1.0 / (1 + request.combined.len()) as f32;
-            let mut conds = Vec::with_capacity(1 + request.combined.len());
-            for text in std::iter::once(request.prompt).chain(request.combined.iter().map(String::as_str)) {
-                conds.push((weight, Scheduled::constant(comfy_encode(&mut encoder, &*tokenizer, &embeddings, text, cancel)?)));
-            }
+            let cond = Scheduled::constant(comfy_encode(&mut encoder, &*tokenizer, &embeddings, request.prompt, cancel)?);
             let uncond = if request.guided {
                 Some(Scheduled::constant(comfy_encode(&mut encoder, &*tokenizer, &embeddings, request.negative_prompt, cancel)?))
             } else {
                 None
             };
-            (conds, uncond)
+            (vec![(1.0, cond)], uncond)
         }
     };
     let dim = encoder.dim().unwrap_or(dim);
@@ -191,7 +232,7 @@ pub fn encode(model: &mut SdModel, request: &PromptRequest<'_>, cancel: &CancelT
         .map(|&i| &embeddings.embeddings[i])
         .map(|e| EmbeddingUse { name: e.name.clone(), short_hash: e.short_hash.clone() })
         .collect();
-    Ok(PromptConditioning { dim, uncond, parts, notes, embeddings_used })
+    Ok(PromptConditioning { dim, uncond, parts, notes, embeddings_used, regions })
 }
 
 /// The plain syntax's one window: the text's first 75 tokens, as diffusers truncates.

@@ -220,6 +220,10 @@ fn node_error_for(output: &graph::Output, nodes: &BTreeMap<String, graph::Node>,
         "batch_size" => class_of("EmptyLatentImage").or_else(|| class_of("RepeatLatentBatch")),
         "batch_index" => class_of("LatentFromBatch"),
         "combined_prompts" => class_of("ConditioningCombine"),
+        "conditioning" => class_of("ConditioningSetArea")
+            .or_else(|| class_of("ConditioningAverage"))
+            .or_else(|| class_of("ConditioningConcat"))
+            .or_else(|| class_of("ConditioningCombine")),
         "prompt" | "negative_prompt" => class_of("CLIPTextEncode"),
         "clip_skip" => class_of("CLIPSetLastLayer"),
         _ => None,

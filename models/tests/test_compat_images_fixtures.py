@@ -95,7 +95,7 @@ def test_index_matches_the_case_list_and_the_sources():
     assert INDEX["model"]["vae_scaling_factor"] == SCALE
     assert INDEX["model"]["a1111_scale_factor"] == SCALE == INDEX["model"]["comfyui_latent_format_scale_factor"]
     total = sum(p.stat().st_size for p in FIXTURES.rglob("*") if p.is_file())
-    assert total < 1_000_000
+    assert total < 1_250_000
     assert sorted(p.name for p in FIXTURES.iterdir() if p.is_dir()) == sorted(NAMES)
 
 
@@ -105,8 +105,9 @@ def test_settings_are_a_request_in_easels_vocabulary(name):
     # ``strength`` only for image-to-image cases (ComfyUI's denoise over the case's init.png);
     # ``sampling_range`` only for ComfyUI's KSamplerAdvanced cases, ``masked_content`` and ``mask_grow`` for its
     # VAEEncodeForInpaint, ``hires`` for its two-pass graph, ``batch_index`` for its LatentFromBatch,
-    # ``combined_prompts`` for its ConditioningCombine.
-    optional = ("strength", "sampling_range", "masked_content", "mask_grow", "hires", "batch_index", "combined_prompts")
+    # ``combined_prompts`` for its ConditioningCombine, ``conditioning`` for its conditioning nodes.
+    optional = ("strength", "sampling_range", "masked_content", "mask_grow", "hires", "batch_index", "combined_prompts",
+                "conditioning")
     assert list(s) == REQUEST_KEYS + [k for k in optional if k in s]
     if "masked_content" in s:
         assert s["masked_content"] == "grey" and s["compat"] == "comfyui" and 0 <= s["mask_grow"] <= 64
@@ -117,8 +118,10 @@ def test_settings_are_a_request_in_easels_vocabulary(name):
         assert (s["subseed"] is None) == (s["subseed_strength"] == 0)
     else:
         assert s["randn_source"] is None and s["subseed"] is None and s["subseed_strength"] == 0
-    # 6 steps, except A1111's Restart, which only restarts from 20 steps on.
-    assert (s["width"], s["height"], s["cfg_scale"]) == (64, 64, 7.0)
+    # 6 steps, except A1111's Restart, which only restarts from 20 steps on; 64x64 but for the area cases,
+    # whose areas (at least 64 pixels a side) need a larger picture.
+    size = (s["width"], s["height"]) if "conditioning" in s else (64, 64)
+    assert (s["width"], s["height"], s["cfg_scale"]) == (*size, 7.0)
     assert s["steps"] == (20 if s["sampler"] == "Restart" else 6)
 
 
@@ -240,6 +243,21 @@ def test_schedule_and_initial_scaling(name):
     b = s["batch_size"]
     # ComfyUI's ConditioningCombine: every combined prompt's rows between (to_batch reversed), last added first
     others = ["other"] * (b * len(s.get("combined_prompts", [])))
+    if "conditioning" in s:
+        # ComfyUI batches area crops and token lengths its own way; what must hold is the lists process_conds made:
+        # each side's entries as sent (areas in latent pixels h, w, y, x), then a copy on the other side for every
+        # area it lacks, with that area and strength.
+        def side(entries):
+            return [[None if "area" not in e else [e["area"]["height"] // 8, e["area"]["width"] // 8,
+                                                   e["area"]["y"] // 8, e["area"]["x"] // 8], e.get("strength", 1.0)]
+                    for e in entries]
+        c = s["conditioning"]
+        pos, neg = side(c["positive"]), side(c.get("negative") or [{"encoding": {}}])
+        pos_areas, neg_areas = [a for a in pos if a[0]], [a for a in neg if a[0]]
+        want = {"positive": pos + [a for a in neg_areas if a[0] not in [p[0] for p in pos]],
+                "negative": neg + [a for a in pos_areas if a[0] not in [n[0] for n in neg]]}
+        assert tool["conds"] == want
+        return
     assert tool["unet_batch"] == (["cond"] * b + ["uncond"] * b if cond_first else ["uncond"] * b + others + ["cond"] * b)
 
 

@@ -56,6 +56,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import importlib.util
 import io
 import json
 import math
@@ -157,6 +158,8 @@ COMFYUI_FILES = {
                                    "31508b469685b1eaa36ad9087c047acc3755f56ecdd7ec408a0b09395daf8880"),
     "comfy/model_patcher.py": (RUN, "f1dd6e50f891b1d2b17e4b8d26d422634fe49595",
                                "7db37893ed49eb7fa4fce9bfaf1446615d57665951769384f43178b9985648aa"),
+    "node_helpers.py": (RUN, "4ff960ef8afeadd935b6e48a9a683b7ef6970b2f",
+                        "5ee43a50f57b84c64781f1bcfeb717d17ee2d07038d5d7d75eb788898fb72de0"),
     "nodes.py": (RUN, "81e4dac107c24b1655babc47c99c33551c96a644",
                  "88f3c18338cfc2dc6b5bef1a24dbe9f49898e23ef01df05093189ae2e432d3d7"),
     "comfy/sd.py": (READ, "84e9ce32c6d9d340404ee0798a426dae52bbee8b",
@@ -237,6 +240,12 @@ class Settings:
     # the KSampler's positive conditioning is the list of them (calc_cond_batch averages their predictions).
     # Request key combined_prompts.
     combined_prompts: tuple[str, ...] = ()
+    # ComfyUI's conditioning lists, in Easel's request vocabulary ({"positive": [entry], "negative": [entry]}, an
+    # entry {"encoding": expr, "area": {"x", "y", "width", "height"}, "strength"}, an expr {"text": t} |
+    # {"concat": {"to", "from"}} | {"average": {"to", "from", "to_strength"}}), built with nodes.py's own
+    # CLIPTextEncode outputs, ConditioningConcat, ConditioningAverage, ConditioningSetArea and ConditioningCombine.
+    # Request key conditioning.
+    conditioning: dict | None = None
 
     def __post_init__(self):
         self.prompt_syntax = self.prompt_syntax or self.compat
@@ -259,6 +268,8 @@ class Settings:
             out["batch_index"] = self.batch_index
         if self.combined_prompts:
             out["combined_prompts"] = list(self.combined_prompts)
+        if self.conditioning is not None:
+            out["conditioning"] = self.conditioning
         return out
 
 
@@ -439,6 +450,28 @@ CASES = [
          "predictions before CFG; euler / normal",
          Settings(seed=44, batch_size=1, compat="comfyui", sampler="euler", schedule="normal",
                   combined_prompts=("a snowy forest at dawn", "oil painting, (thick brush strokes:1.3)"))),
+    Case("comfyui_conditioning_set_area_euler_normal_s45", "ComfyUI ConditioningCombine of the prompt with a "
+         "ConditioningSetArea (64x96 at 64,16, strength 0.8) of another on a 128x96 picture: the area runs on its crop "
+         "of the latents (cut at the bottom edge) with feathered inner edges, process_conds adds a same-area copy of "
+         "the negative prompt; euler / normal",
+         Settings(seed=45, batch_size=1, compat="comfyui", sampler="euler", schedule="normal", width=128, height=96,
+                  conditioning={"positive": [
+                      {"encoding": {"text": PROMPT}},
+                      {"encoding": {"text": "a red boat"}, "strength": 0.8,
+                       "area": {"x": 64, "y": 16, "width": 64, "height": 96}}]})),
+    Case("comfyui_conditioning_concat_average_dpmpp_2m_karras_s46_b2", "ComfyUI ConditioningConcat of the prompt "
+         "with a ConditioningAverage (to_strength 0.3) of a short prompt and a two-window one (cut to 77 tokens); "
+         "the negative a ConditioningCombine of the negative prompt with a ConditioningSetArea (64x64 at 0,0, "
+         "strength 1.5), which gets a same-area copy of the positive; dpmpp_2m / karras, batch 2, 96x128",
+         Settings(seed=46, batch_size=2, compat="comfyui", sampler="dpmpp_2m", schedule="karras", width=96, height=128,
+                  conditioning={
+                      "positive": [{"encoding": {"concat": {"to": {"text": PROMPT}, "from": {"average": {
+                          "to": {"text": "oil painting"}, "from": {"text": ", ".join(["watercolour wash"] * 30)},
+                          "to_strength": 0.3}}}}}],
+                      "negative": [
+                          {"encoding": {"text": NEGATIVE}},
+                          {"encoding": {"text": "text, watermark"}, "strength": 1.5,
+                           "area": {"x": 0, "y": 0, "width": 64, "height": 64}}]})),
     Case("comfyui_uni_pc_normal_s14", "ComfyUI uni_pc (B(h) = h) / normal, the penultimate sigma discarded",
          Settings(seed=14, batch_size=1, compat="comfyui", sampler="uni_pc", schedule="normal")),
     Case("comfyui_uni_pc_bh2_karras_s15_b2", "ComfyUI uni_pc_bh2 / karras, batch 2",
@@ -965,6 +998,40 @@ class ComfyUI:
         z = self.prompts.encode_windows(self.text_encoder, self.prompts.windows(text), 1)
         return [[z.reshape(1, *z.shape[-2:]).float(), {}]]
 
+    def conditioning_nodes(self) -> dict:
+        """nodes.py's own conditioning node classes, instantiated."""
+        import logging
+
+        import torch
+        spec = importlib.util.spec_from_file_location("node_helpers", self.root / "node_helpers.py")
+        helpers = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(helpers)
+        namespace = {"torch": torch, "logging": logging, "node_helpers": helpers, "MAX_RESOLUTION": 16384}
+        names = ("ConditioningCombine", "ConditioningConcat", "ConditioningAverage", "ConditioningSetArea")
+        return {n: upstream.class_from_source(self.root / "nodes.py", n, namespace)() for n in names}
+
+    def conditioning_list(self, entries: list, nodes: dict):
+        """A conditioning list of the request's vocabulary as ComfyUI's nodes build it: each entry's expression,
+        ConditioningSetArea for its area, the entries joined by ConditioningCombine in order."""
+        def expression(x):
+            if "text" in x:
+                return self.conditioning(x["text"])
+            if "concat" in x:
+                (c,) = nodes["ConditioningConcat"].concat(expression(x["concat"]["to"]), expression(x["concat"]["from"]))
+                return c
+            a = x["average"]
+            (c,) = nodes["ConditioningAverage"].addWeighted(expression(a["to"]), expression(a["from"]), a["to_strength"])
+            return c
+
+        out = None
+        for e in entries:
+            c = expression(e["encoding"])
+            if "area" in e:
+                a = e["area"]
+                (c,) = nodes["ConditioningSetArea"].append(c, a["width"], a["height"], a["x"], a["y"], e.get("strength", 1.0))
+            out = c if out is None else nodes["ConditioningCombine"].combine(out, c)[0]
+        return out
+
     def run(self, s: Settings, start_latent=None) -> dict:
         import torch
 
@@ -972,6 +1039,11 @@ class ComfyUI:
             return self.run_two_passes(s)
         samplers, patcher = self.samplers, self.patcher
         positive, negative = self.conditioning(s.prompt), self.conditioning(s.negative_prompt)
+        if s.conditioning is not None:
+            nodes = self.conditioning_nodes()
+            positive = self.conditioning_list(s.conditioning["positive"], nodes)
+            if s.conditioning.get("negative"):
+                negative = self.conditioning_list(s.conditioning["negative"], nodes)
         if s.combined_prompts:
             combine = upstream.class_from_source(self.root / "nodes.py", "ConditioningCombine", {})
             for text in s.combined_prompts:
@@ -1163,6 +1235,9 @@ class ComfyUI:
             "unet_batch": recorder.first_batch,
             "unet_timesteps": recorder.timesteps,
             "callback_steps": len(callback_i),
+            # process_conds' lists: each entry's latent area (h, w, y, x) and strength, same-area entries added
+            "conds": {k: [[list(c["area"]) if "area" in c else None, c.get("strength", 1.0)] for c in v]
+                      for k, v in guider.conds.items()},
             "decoder_input": "LATENT = process_latent_out(latents.npy) = latents.npy / 0.18215, whole batch in one "
                              "decode",
         }

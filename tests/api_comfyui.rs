@@ -386,9 +386,72 @@ async fn conditioning_combine_averages_the_prompts_as_comfyui_does() {
     graph["3"]["inputs"]["positive"] = json!(["23", 0]);
     let entry = run_graph(&http, addr, &graph).await;
     assert_outputs_are_the_case(&http, addr, &entry, "9", &case).await;
-    // A combined negative is named on its node.
-    graph["3"]["inputs"]["negative"] = json!(["22", 0]);
-    assert!(refused(&http, addr, &graph).await["node_errors"]["22"].is_object());
+    // Plain prompts stay the request's prompt and combined_prompts.
+    let jobs: Value = http.get(server.url("/api/v1/generate?limit=1")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(jobs["jobs"][0]["request"]["combined_prompts"], settings["combined_prompts"]);
+    assert!(jobs["jobs"][0]["request"]["conditioning"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn conditioning_areas_concats_and_averages_give_comfyuis_pictures() {
+    let server = start(models_dir(), temp_dir("comfyui-conditioning")).await;
+    let addr = comfyui(&server).await;
+    let http = reqwest::Client::new();
+    let text = |text: &Value| json!({"class_type": "CLIPTextEncode", "inputs": {"text": text, "clip": ["4", 1]}});
+    // The prompt combined with an area of another prompt, as ComfyUI ran it (128x96).
+    let case = fixture("comfyui_conditioning_set_area_euler_normal_s45");
+    let settings = case_settings(&case);
+    let boat = &settings["conditioning"]["positive"][1];
+    let mut graph = txt2img_graph(&settings, 45, 1);
+    graph["5"]["inputs"]["width"] = json!(128);
+    graph["5"]["inputs"]["height"] = json!(96);
+    graph["20"] = text(&boat["encoding"]["text"]);
+    let area = &boat["area"];
+    graph["21"] = json!({"class_type": "ConditioningSetArea", "inputs": {"conditioning": ["20", 0], "width": area["width"],
+                         "height": area["height"], "x": area["x"], "y": area["y"], "strength": boat["strength"]}});
+    graph["22"] = json!({"class_type": "ConditioningCombine", "inputs": {"conditioning_1": ["6", 0], "conditioning_2": ["21", 0]}});
+    graph["3"]["inputs"]["positive"] = json!(["22", 0]);
+    let entry = run_graph(&http, addr, &graph).await;
+    assert_outputs_are_the_case(&http, addr, &entry, "9", &case).await;
+    let jobs: Value = http.get(server.url("/api/v1/generate?limit=1")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(jobs["jobs"][0]["request"]["conditioning"], settings["conditioning"]);
+    // An area that starts outside the picture is named on its node.
+    let mut outside = graph.clone();
+    outside["21"]["inputs"]["x"] = json!(128);
+    let refusal = refused(&http, addr, &outside).await;
+    assert!(refusal["node_errors"]["21"].to_string().contains("starts outside"), "{refusal}");
+    // A graph that doubles its conditioning list at every node is refused once past the limits.
+    let mut doubling = graph;
+    for i in 0..5 {
+        let (id, from) = ((30 + i).to_string(), if i == 0 { "6".to_string() } else { (29 + i).to_string() });
+        doubling[&id] = json!({"class_type": "ConditioningCombine", "inputs": {"conditioning_1": [from, 0], "conditioning_2": [from, 0]}});
+    }
+    doubling["3"]["inputs"]["positive"] = json!(["34", 0]);
+    assert!(refused(&http, addr, &doubling).await["node_errors"]["33"].is_object());
+
+    // ConditioningConcat of the prompt with a ConditioningAverage; an area on the negative side.
+    let case = fixture("comfyui_conditioning_concat_average_dpmpp_2m_karras_s46_b2");
+    let settings = case_settings(&case);
+    let c = &settings["conditioning"];
+    let average = &c["positive"][0]["encoding"]["concat"]["from"]["average"];
+    let mut graph = txt2img_graph(&settings, 46, 2);
+    graph["5"]["inputs"]["width"] = json!(96);
+    graph["5"]["inputs"]["height"] = json!(128);
+    graph["20"] = text(&average["to"]["text"]);
+    graph["21"] = text(&average["from"]["text"]);
+    graph["22"] = json!({"class_type": "ConditioningAverage", "inputs": {"conditioning_to": ["20", 0], "conditioning_from": ["21", 0],
+                         "conditioning_to_strength": average["to_strength"]}});
+    graph["23"] = json!({"class_type": "ConditioningConcat", "inputs": {"conditioning_to": ["6", 0], "conditioning_from": ["22", 0]}});
+    let watermark = &c["negative"][1];
+    graph["24"] = text(&watermark["encoding"]["text"]);
+    let area = &watermark["area"];
+    graph["25"] = json!({"class_type": "ConditioningSetArea", "inputs": {"conditioning": ["24", 0], "width": area["width"],
+                         "height": area["height"], "x": area["x"], "y": area["y"], "strength": watermark["strength"]}});
+    graph["26"] = json!({"class_type": "ConditioningCombine", "inputs": {"conditioning_1": ["7", 0], "conditioning_2": ["25", 0]}});
+    graph["3"]["inputs"]["positive"] = json!(["23", 0]);
+    graph["3"]["inputs"]["negative"] = json!(["26", 0]);
+    let entry = run_graph(&http, addr, &graph).await;
+    assert_outputs_are_the_case(&http, addr, &entry, "9", &case).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -267,6 +267,18 @@ async fn bad_requests_get_the_right_4xx_with_field_messages() {
         (json!({"prompt": "a", "batch_index": 2}), 422, "batch_index"),
         (json!({"prompt": "a", "combined_prompts": ["b"]}), 422, "combined_prompts"),
         (json!({"prompt": "a", "compat": "comfyui", "prompt_syntax": "comfyui", "combined_prompts": "b"}), 422, "combined_prompts"),
+        (json!({"prompt": "a", "conditioning": {"positive": [{"encoding": {"text": "b"}}]}}), 422, "conditioning"),
+        (
+            json!({"prompt": "a", "compat": "comfyui", "prompt_syntax": "comfyui", "conditioning": {"positive": [{"encoding": {"txt": "b"}}]}}),
+            422,
+            "conditioning",
+        ),
+        (
+            json!({"prompt": "a", "compat": "comfyui", "prompt_syntax": "comfyui", "width": 128,
+                "conditioning": {"positive": [{"encoding": {"text": "b"}, "area": {"x": 128, "y": 0, "width": 64, "height": 64}}]}}),
+            422,
+            "conditioning",
+        ),
         (json!({"prompt": "a", "compat": "comfyui", "batch_index": 64}), 422, "batch_index"),
         (json!({"prompt": "a", "compat": "comfyui", "hires": {"upscaler": "lanczos"}}), 422, "hires.upscaler"),
         (json!({"prompt": "a", "compat": "invokeai"}), 422, "compat"),

@@ -237,8 +237,43 @@ pub fn document() -> Value {
                     "batch_index": { "type": "integer", "minimum": 0, "maximum": crate::api::request::MAX_BATCH_INDEX, "default": 0,
                         "description": "compat comfyui, text-to-image: the images from this index on of a larger batch (ComfyUI's LatentFromBatch): their start noise" },
                     "combined_prompts": { "type": "array", "items": { "type": "string" }, "maxItems": crate::api::request::MAX_COMBINED_PROMPTS,
-                        "description": "compat and prompt_syntax comfyui: more positive prompts combined with prompt (ComfyUI's ConditioningCombine: each runs through the UNet, the predictions are averaged before guidance)" }
+                        "description": "compat and prompt_syntax comfyui: more positive prompts combined with prompt (ComfyUI's ConditioningCombine: each runs through the UNet, the predictions are averaged before guidance)" },
+                    "conditioning": { "$ref": "#/components/schemas/Conditioning" }
                 }
+            },
+            "Conditioning": { "type": "object", "additionalProperties": false, "required": ["positive"],
+                "description": "compat and prompt_syntax comfyui: the lists ComfyUI's Conditioning nodes build (Combine, Concat, Average, SetArea), which the UNet sees instead of prompt and negative_prompt (those stay the images' captions). Every entry runs through the UNet (an entry with an area on that crop of the latents); each side's predictions are averaged per latent pixel weighted by strength and the area's feathered edges; an area on one side gets a same-area entry on the other, as ComfyUI adds it. Not with combined_prompts",
+                "properties": {
+                    "positive": { "type": "array", "minItems": 1, "maxItems": crate::api::conditioning::MAX_CONDITIONING_ENTRIES, "items": { "$ref": "#/components/schemas/ConditioningEntry" } },
+                    "negative": { "type": "array", "maxItems": crate::api::conditioning::MAX_CONDITIONING_ENTRIES, "items": { "$ref": "#/components/schemas/ConditioningEntry" },
+                        "description": "empty or absent: negative_prompt alone" }
+                }
+            },
+            "ConditioningEntry": { "type": "object", "additionalProperties": false, "required": ["encoding"],
+                "properties": {
+                    "encoding": { "$ref": "#/components/schemas/TextExpr" },
+                    "strength": { "type": "number", "minimum": 0, "maximum": crate::api::conditioning::MAX_AREA_STRENGTH, "default": 1,
+                        "description": "the entry's weight in its side's average (ConditioningSetArea's strength)" },
+                    "area": { "type": "object", "additionalProperties": false, "required": ["x", "y", "width", "height"],
+                        "description": "the part of the picture this entry conditions, in pixels (ComfyUI divides each by 8); it must start inside the first pass's picture and is cut at its edge",
+                        "properties": {
+                            "x": { "type": "integer", "minimum": 0, "maximum": crate::api::conditioning::MAX_AREA_PIXELS },
+                            "y": { "type": "integer", "minimum": 0, "maximum": crate::api::conditioning::MAX_AREA_PIXELS },
+                            "width": { "type": "integer", "minimum": crate::api::conditioning::MIN_AREA_SIDE, "maximum": crate::api::conditioning::MAX_AREA_PIXELS },
+                            "height": { "type": "integer", "minimum": crate::api::conditioning::MIN_AREA_SIDE, "maximum": crate::api::conditioning::MAX_AREA_PIXELS }
+                        } }
+                }
+            },
+            "TextExpr": {
+                "description": "a prompt's encoding ({\"text\": ...}, ComfyUI's syntax), ConditioningConcat of two ({\"concat\": {\"to\", \"from\"}}: from's tokens after to's) or ConditioningAverage ({\"average\": {\"to\", \"from\", \"to_strength\"}}: to·s + from·(1 − s) over to's tokens, from cut or filled with zeros); at most 16 prompts in the whole conditioning",
+                "oneOf": [
+                    { "type": "object", "additionalProperties": false, "required": ["text"], "properties": { "text": { "type": "string" } } },
+                    { "type": "object", "additionalProperties": false, "required": ["concat"], "properties": { "concat": { "type": "object", "required": ["to", "from"],
+                        "properties": { "to": { "$ref": "#/components/schemas/TextExpr" }, "from": { "$ref": "#/components/schemas/TextExpr" } } } } },
+                    { "type": "object", "additionalProperties": false, "required": ["average"], "properties": { "average": { "type": "object", "required": ["to", "from", "to_strength"],
+                        "properties": { "to": { "$ref": "#/components/schemas/TextExpr" }, "from": { "$ref": "#/components/schemas/TextExpr" },
+                            "to_strength": { "type": "number", "minimum": 0, "maximum": 1 } } } } }
+                ]
             },
             "SamplingRange": { "type": "object", "additionalProperties": false,
                 "description": "compat comfyui only: ComfyUI's KSamplerAdvanced window. Of the steps-step schedule, run the steps from start_at_step to end_at_step; over an init image send strength 1 (the node has no denoise)",

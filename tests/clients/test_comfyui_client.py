@@ -94,10 +94,16 @@ def graph_for(s, seed, ckpt="tiny-sd"):
 
 def test_object_info_lists_the_nodes_and_the_models(base):
     info = http(base, "/object_info")
+    # The node set of SD 1.5 workflows, every one of them.
     for node in ("CheckpointLoaderSimple", "VAELoader", "LoraLoader", "LoraLoaderModelOnly", "CLIPTextEncode",
-                 "CLIPSetLastLayer", "EmptyLatentImage", "RepeatLatentBatch", "KSampler", "VAEDecode", "VAEEncode",
-                 "LoadImage", "SaveImage", "PreviewImage"):
+                 "CLIPSetLastLayer", "ConditioningCombine", "ConditioningConcat", "ConditioningAverage",
+                 "ConditioningSetArea", "EmptyLatentImage", "LatentUpscale", "LatentUpscaleBy", "LatentFromBatch",
+                 "RepeatLatentBatch", "KSampler", "KSamplerAdvanced", "VAEDecode", "VAEEncode", "VAEEncodeForInpaint",
+                 "SetLatentNoiseMask", "LoadImage", "LoadImageMask", "ImageScale", "ImageScaleBy", "ImageInvert",
+                 "ImagePadForOutpaint", "SaveImage", "PreviewImage"):
         assert node in info, node
+    area = info["ConditioningSetArea"]["input"]["required"]
+    assert area["width"][1]["min"] == 64 and area["strength"][1]["max"] == 10.0
     assert "dpmpp_2m" in info["KSampler"]["input"]["required"]["sampler_name"][0]
     assert "karras" in info["KSampler"]["input"]["required"]["scheduler"][0]
     stats = http(base, "/system_stats")

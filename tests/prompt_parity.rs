@@ -234,6 +234,7 @@ fn conditioning_matches_a1111_and_comfyui_computed_with_transformers() {
             hires_steps: None,
             guided: true,
             combined: &[],
+            conditioning: None,
         };
         let got = encode(&mut model, &request, &CancelToken::new()).unwrap();
         let name = case.file_name().unwrap().to_string_lossy().into_owned();

@@ -186,50 +186,57 @@ pub fn comfy_prompt(settings: &GenerationSettings, model_name: &str) -> Option<V
 /// Writes a conditioning list as nodes numbered from `next_id` (its expressions, their areas,
 /// the entries combined in order); the link to the list.
 fn write_list(graph: &mut Map<String, Value>, next_id: &mut u32, entries: &[ConditioningEntry], clip: &Value) -> Value {
-    let mut node = |graph: &mut Map<String, Value>, class: &str, inputs: Value| {
-        let id = next_id.to_string();
-        *next_id += 1;
-        graph.insert(id.clone(), json!({"class_type": class, "inputs": inputs}));
+    let mut writer = NodeWriter { graph, next_id, clip };
+    let mut list: Option<Value> = None;
+    for entry in entries {
+        let mut link = writer.expr(&entry.encoding);
+        if let Some(a) = entry.area {
+            let inputs =
+                json!({"conditioning": link, "width": a.width, "height": a.height, "x": a.x, "y": a.y, "strength": entry.strength});
+            link = writer.node("ConditioningSetArea", inputs);
+        }
+        list = Some(match list {
+            None => link,
+            Some(before) => writer.node("ConditioningCombine", json!({"conditioning_1": before, "conditioning_2": link})),
+        });
+    }
+    list.expect("a conditioning list has entries")
+}
+
+/// Adds nodes to a graph under fresh ids.
+struct NodeWriter<'a> {
+    graph: &'a mut Map<String, Value>,
+    next_id: &'a mut u32,
+    clip: &'a Value,
+}
+
+impl NodeWriter<'_> {
+    fn node(&mut self, class: &str, inputs: Value) -> Value {
+        let id = self.next_id.to_string();
+        *self.next_id += 1;
+        self.graph.insert(id.clone(), json!({"class_type": class, "inputs": inputs}));
         json!([id, 0])
-    };
-    fn expr(
-        graph: &mut Map<String, Value>,
-        node: &mut dyn FnMut(&mut Map<String, Value>, &str, Value) -> Value,
-        e: &TextExpr,
-        clip: &Value,
-    ) -> Value {
+    }
+
+    fn expr(&mut self, e: &TextExpr) -> Value {
         match e {
-            TextExpr::Text(text) => node(graph, "CLIPTextEncode", json!({"text": text, "clip": clip})),
+            TextExpr::Text(text) => {
+                let clip = self.clip.clone();
+                self.node("CLIPTextEncode", json!({"text": text, "clip": clip}))
+            }
             TextExpr::Concat { to, from } => {
-                let (to, from) = (expr(graph, node, to, clip), expr(graph, node, from, clip));
-                node(graph, "ConditioningConcat", json!({"conditioning_to": to, "conditioning_from": from}))
+                let (to, from) = (self.expr(to), self.expr(from));
+                self.node("ConditioningConcat", json!({"conditioning_to": to, "conditioning_from": from}))
             }
             TextExpr::Average { to, from, to_strength } => {
-                let (to, from) = (expr(graph, node, to, clip), expr(graph, node, from, clip));
-                node(
-                    graph,
+                let (to, from) = (self.expr(to), self.expr(from));
+                self.node(
                     "ConditioningAverage",
                     json!({"conditioning_to": to, "conditioning_from": from, "conditioning_to_strength": to_strength}),
                 )
             }
         }
     }
-    let mut list: Option<Value> = None;
-    for entry in entries {
-        let mut link = expr(graph, &mut node, &entry.encoding, clip);
-        if let Some(a) = entry.area {
-            link = node(
-                graph,
-                "ConditioningSetArea",
-                json!({"conditioning": link, "width": a.width, "height": a.height, "x": a.x, "y": a.y, "strength": entry.strength}),
-            );
-        }
-        list = Some(match list {
-            None => link,
-            Some(before) => node(graph, "ConditioningCombine", json!({"conditioning_1": before, "conditioning_2": link})),
-        });
-    }
-    list.expect("a conditioning list has entries")
 }
 
 #[cfg(test)]

@@ -25,4 +25,4 @@ pub mod queue;
 pub mod store;
 
 pub use queue::{ExecError, JobExecutor, JobProgress, JobQueue, LiveProgress, ShutdownMode, StartError, Submitted};
-pub use store::{CancelOutcome, ImageRecord, JobPage, JobRecord, JobStore, NewImage, RecoveryReport, StatusCounts, StoreError};
+pub use store::{CancelOutcome, ImageRecord, JobPage, JobRecord, JobStore, NewImage, QueuePlace, RecoveryReport, StatusCounts, StoreError};

@@ -22,7 +22,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use super::base64::base64_encode;
-use super::store::{CancelOutcome, JobRecord, JobStore, NewImage, RecoveryReport, StoreError};
+use super::store::{CancelOutcome, JobRecord, JobStore, NewImage, QueuePlace, RecoveryReport, StoreError};
 use crate::api::{GenerationSettings, ImageView, JobEvent, JobEventKind, JobStatus};
 use crate::engine::CancelToken;
 
@@ -219,11 +219,25 @@ impl JobQueue {
     /// job instead (`created == false`) and sends nothing. Still records after a shutdown: the
     /// job runs at the next start.
     pub fn submit(&self, settings: &GenerationSettings, idempotency_key: Option<&str>) -> Result<Submitted, StoreError> {
+        self.submit_placed(settings, idempotency_key, &QueuePlace::Back)
+    }
+
+    /// [`Self::submit`] at `place` in the queue; the jobs it goes before hear their new positions.
+    pub fn submit_placed(
+        &self,
+        settings: &GenerationSettings,
+        idempotency_key: Option<&str>,
+        place: &QueuePlace,
+    ) -> Result<Submitted, StoreError> {
         let _announce = lock(&self.shared.announce);
-        let (job, created) = self.shared.store.submit(settings, idempotency_key)?;
+        let (job, created) = self.shared.store.submit_placed(settings, idempotency_key, place)?;
         if created {
             tracing::info!(job = %job.id, position = job.position, "job queued");
-            self.shared.emit(&job.id, JobEventKind::Queued { position: job.position.unwrap_or(0) });
+            if *place == QueuePlace::Back {
+                self.shared.emit(&job.id, JobEventKind::Queued { position: job.position.unwrap_or(0) });
+            } else {
+                self.shared.emit_positions();
+            }
             lock(&self.shared.state).work_pending = true;
             self.shared.wake.notify_all();
         }

@@ -46,7 +46,45 @@ pub const SEARCH_WINDOW: i64 = 5_000;
 pub const MAX_ATTEMPTS: u32 = 3;
 
 /// The schema, one migration per released version; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_jobs_and_images.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_jobs_and_images.sql"), include_str!("migrations/0002_queue_order.sql")];
+
+/// Where a new job joins the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueuePlace {
+    /// After every queued job.
+    Back,
+    /// Before every queued job (ComfyUI's `front`).
+    Front,
+    /// Just before this queued job (ComfyUI's `number`, placed among its prompts); the back when
+    /// that job is not queued any more.
+    Before(String),
+    /// Just after this queued job (a prompt's further jobs); the back when that job is not
+    /// queued any more or is the last.
+    After(String),
+}
+
+/// The number of jobs that run before queued job `j`: the running ones, and the queued ones
+/// earlier in run order.
+macro_rules! position_of_j {
+    () => {
+        concat!(
+            "((SELECT COUNT(*) FROM jobs a WHERE a.status = 'running') + \
+              (SELECT COUNT(*) FROM jobs a WHERE a.status = 'queued' AND (",
+            run_order!("a"),
+            ") < (",
+            run_order!("j"),
+            ")))"
+        )
+    };
+}
+
+/// A queued job's run order, the terms of an `ORDER BY` for the `jobs` row aliased `$t` (see
+/// migration 0002); in parentheses, a row value to compare.
+macro_rules! run_order {
+    ($t:literal) => {
+        concat!("COALESCE(", $t, ".queue_order, ", $t, ".seq), ", $t, ".seq")
+    };
+}
 
 /// One job as stored, with its images (empty unless it succeeded).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -214,13 +252,15 @@ impl std::fmt::Debug for JobStore {
     }
 }
 
-/// Every column of a job, and its queue position when queued (active jobs with a smaller seq).
-const JOB_SELECT: &str = "SELECT j.seq, j.id, j.request, j.status, j.created_at, j.started_at, j.finished_at, \
+/// Every column of a job, and its queue position when queued (running jobs, and queued ones
+/// earlier in run order).
+const JOB_SELECT: &str = concat!(
+    "SELECT j.seq, j.id, j.request, j.status, j.created_at, j.started_at, j.finished_at, \
      j.progress_step, j.progress_total, j.error, j.idempotency_key, j.attempts, j.cancel_requested, \
-     CASE WHEN j.status = 'queued' THEN \
-       (SELECT COUNT(*) FROM jobs a WHERE a.status IN ('queued', 'running') AND a.seq < j.seq) \
-     END \
-     FROM jobs j";
+     CASE WHEN j.status = 'queued' THEN ",
+    position_of_j!(),
+    " END FROM jobs j"
+);
 
 const IMAGE_SELECT: &str = "SELECT id, job_id, batch_index, path, seed, width, height, sha256, infotext, created_at FROM images";
 
@@ -348,6 +388,16 @@ impl JobStore {
     /// The earlier job is returned even if the settings differ: a retry of a request without a
     /// seed resolves to a different random seed, so comparing would reject honest retries.
     pub fn submit(&self, settings: &GenerationSettings, idempotency_key: Option<&str>) -> Result<(JobRecord, bool), StoreError> {
+        self.submit_placed(settings, idempotency_key, &QueuePlace::Back)
+    }
+
+    /// [`Self::submit`] at `place` in the queue.
+    pub fn submit_placed(
+        &self,
+        settings: &GenerationSettings,
+        idempotency_key: Option<&str>,
+        place: &QueuePlace,
+    ) -> Result<(JobRecord, bool), StoreError> {
         let request = serde_json::to_string(settings).map_err(|source| StoreError::BadRequestJson { id: "(new)".into(), source })?;
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -360,9 +410,10 @@ impl JobStore {
             }
         }
         let id = uuid::Uuid::new_v4().to_string();
+        let queue_order = queue_order_at(&tx, place)?;
         tx.execute(
-            "INSERT INTO jobs (id, request, status, created_at, idempotency_key) VALUES (?1, ?2, 'queued', ?3, ?4)",
-            params![id, request, now_ms(), idempotency_key],
+            "INSERT INTO jobs (id, request, status, created_at, idempotency_key, queue_order) VALUES (?1, ?2, 'queued', ?3, ?4, ?5)",
+            params![id, request, now_ms(), idempotency_key, queue_order],
         )?;
         let job = load_job(&tx, &id)?.ok_or_else(|| StoreError::JobNotFound(id.clone()))?;
         tx.commit()?;
@@ -451,12 +502,7 @@ impl JobStore {
     pub fn position(&self, id: &str) -> Result<Option<u64>, StoreError> {
         let position = self
             .conn()
-            .query_row(
-                "SELECT (SELECT COUNT(*) FROM jobs a WHERE a.status IN ('queued', 'running') AND a.seq < j.seq) \
-                 FROM jobs j WHERE j.id = ?1 AND j.status = 'queued'",
-                [id],
-                |r| r.get(0),
-            )
+            .query_row(concat!("SELECT ", position_of_j!(), " FROM jobs j WHERE j.id = ?1 AND j.status = 'queued'"), [id], |r| r.get(0))
             .optional()?;
         Ok(position)
     }
@@ -464,7 +510,11 @@ impl JobStore {
     /// The first `limit` queued jobs in run order with their positions, for position updates.
     pub fn queued_positions(&self, limit: u32) -> Result<Vec<(String, u64)>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached("SELECT id, status FROM jobs WHERE status IN ('queued', 'running') ORDER BY seq LIMIT ?1")?;
+        let mut stmt = conn.prepare_cached(concat!(
+            "SELECT j.id, j.status FROM jobs j WHERE j.status IN ('queued', 'running') ORDER BY j.status = 'queued', ",
+            run_order!("j"),
+            " LIMIT ?1"
+        ))?;
         // A running job counts as ahead of every queued one; limit + 1 covers it.
         let rows = stmt.query_map([i64::from(limit) + 1], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
         let mut positions = Vec::new();
@@ -480,19 +530,22 @@ impl JobStore {
     /// Every queued or running job, in run order (the running one first), at most `limit`.
     pub fn active(&self, limit: u32) -> Result<Vec<JobRecord>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!("{JOB_SELECT} WHERE j.status IN ('queued', 'running') ORDER BY j.seq LIMIT ?1"))?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "{JOB_SELECT} WHERE j.status IN ('queued', 'running') ORDER BY j.status = 'queued', {} LIMIT ?1",
+            run_order!("j")
+        ))?;
         let raws: Vec<RawJob> = stmt.query_map([i64::from(limit)], RawJob::from_row)?.collect::<Result<_, _>>()?;
         raws.into_iter().map(|raw| finish_job(&conn, raw)).collect()
     }
 
-    /// The queued job that runs next (smallest seq).
+    /// The queued job that runs next (first in run order).
     /// A queued row whose request cannot be read (written by a newer Easel, or damaged) is
     /// failed with the reason, and the next one is taken: one bad row never wedges the queue.
     pub fn next_queued(&self) -> Result<Option<JobRecord>, StoreError> {
         let conn = self.conn();
         loop {
             let raw = conn
-                .query_row(&format!("{JOB_SELECT} WHERE j.status = 'queued' ORDER BY j.seq LIMIT 1"), [], RawJob::from_row)
+                .query_row(&format!("{JOB_SELECT} WHERE j.status = 'queued' ORDER BY {} LIMIT 1", run_order!("j")), [], RawJob::from_row)
                 .optional()?;
             let Some(raw) = raw else { return Ok(None) };
             let id = raw.id.clone();
@@ -716,6 +769,41 @@ impl JobStore {
     }
 }
 
+/// The `queue_order` of a job joining at `place`: none at the back; one below the first queued
+/// job's at the front; halfway between the named job's and its neighbour on that side (one
+/// below it when nothing is before it; the back when nothing is after it).
+/// Halving runs out of float64 after ~50 placements between the same two jobs; a tie then runs
+/// in submission order.
+fn queue_order_at(conn: &Connection, place: &QueuePlace) -> Result<Option<f64>, StoreError> {
+    let order = "COALESCE(queue_order, seq)";
+    Ok(match place {
+        QueuePlace::Back => None,
+        QueuePlace::Front => conn
+            .query_row(&format!("SELECT MIN({order}) FROM jobs WHERE status = 'queued'"), [], |r| r.get::<_, Option<f64>>(0))?
+            .map(|m| m - 1.0),
+        QueuePlace::Before(id) | QueuePlace::After(id) => {
+            let at: Option<(f64, i64)> = conn
+                .query_row(&format!("SELECT {order}, seq FROM jobs WHERE id = ?1 AND status = 'queued'"), [id], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?;
+            let Some((at, seq)) = at else { return Ok(None) };
+            let before = matches!(place, QueuePlace::Before(_));
+            let (pick, compare) = if before { ("MAX", "<") } else { ("MIN", ">") };
+            let neighbour: Option<f64> = conn.query_row(
+                &format!("SELECT {pick}({order}) FROM jobs WHERE status = 'queued' AND ({order}, seq) {compare} (?1, ?2)"),
+                params![at, seq],
+                |r| r.get(0),
+            )?;
+            match (neighbour, before) {
+                (Some(n), _) => Some((n + at) / 2.0),
+                (None, true) => Some(at - 1.0),
+                (None, false) => None,
+            }
+        }
+    })
+}
+
 /// Applies the migrations the database lacks, each in its own exclusive transaction together
 /// with its `user_version` bump, so a crash mid-migration leaves the previous version intact and
 /// two processes opening at once cannot both apply one.
@@ -894,6 +982,63 @@ pub(crate) mod tests {
         let active: Vec<(String, JobStatus)> = store.active(10).unwrap().into_iter().map(|j| (j.id, j.status)).collect();
         assert_eq!(active, vec![(ids[1].clone(), JobStatus::Running), (ids[2].clone(), JobStatus::Queued)]);
         assert_eq!(store.active(1).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn jobs_placed_at_the_front_before_or_after_another_run_there() {
+        let dir = TempDir::new("placed");
+        let store = JobStore::open(&dir.0).unwrap();
+        let running = submit(&store, "running").id;
+        assert!(store.mark_running(&running).unwrap());
+        let [a, b, c] = ["a", "b", "c"].map(|p| submit(&store, p).id);
+        let placed = |prompt: &str, place: QueuePlace| store.submit_placed(&settings(prompt, 1), None, &place).unwrap().0;
+        let d = placed("d", QueuePlace::Front);
+        assert_eq!(d.position, Some(1), "only the running job is ahead");
+        let e = placed("e", QueuePlace::Before(c.clone())).id;
+        let f = placed("f", QueuePlace::After(d.id.clone())).id;
+        let g = placed("g", QueuePlace::After(c.clone())).id;
+        let h = placed("h", QueuePlace::Before("not-a-job".into())).id;
+        let order: Vec<String> = store.active(20).unwrap().into_iter().map(|j| j.settings.prompt).collect();
+        assert_eq!(order, vec!["running", "d", "f", "a", "b", "e", "c", "g", "h"]);
+        // Positions agree with the order, one by one and in the position updates.
+        for (i, id) in [&d.id, &f, &a, &b, &e, &c, &g, &h].into_iter().enumerate() {
+            assert_eq!(store.position(id).unwrap(), Some(i as u64 + 1), "{}", store.get(id).unwrap().unwrap().settings.prompt);
+            assert_eq!(store.get(id).unwrap().unwrap().position, Some(i as u64 + 1));
+        }
+        let positions: Vec<u64> = store.queued_positions(20).unwrap().into_iter().map(|(_, p)| p).collect();
+        assert_eq!(positions, (1..=8).collect::<Vec<_>>());
+        store.mark_succeeded(&running, &[image(0, 1)]).unwrap();
+        assert_eq!(store.next_queued().unwrap().unwrap().id, d.id);
+        // Ahead of everything queued, even of a job placed at the front before.
+        let i = placed("i", QueuePlace::Front).id;
+        assert_eq!(store.next_queued().unwrap().unwrap().id, i);
+    }
+
+    #[test]
+    fn a_version_1_database_keeps_its_queue_order_when_migrated() {
+        let dir = TempDir::new("migrate-order");
+        let path = dir.0.join(DB_FILE_NAME);
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            let tx = conn.transaction().unwrap();
+            tx.execute_batch(MIGRATIONS[0]).unwrap();
+            tx.pragma_update(None, "user_version", 1).unwrap();
+            for (i, prompt) in ["first", "second"].iter().enumerate() {
+                let request = serde_json::to_string(&settings(prompt, 1)).unwrap();
+                tx.execute(
+                    "INSERT INTO jobs (id, request, status, created_at) VALUES (?1, ?2, 'queued', ?3)",
+                    params![format!("old-{i}"), request, now_ms()],
+                )
+                .unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let store = JobStore::open(&dir.0).unwrap();
+        let front = store.submit_placed(&settings("front", 1), None, &QueuePlace::Front).unwrap().0.id;
+        let order: Vec<String> = store.active(10).unwrap().into_iter().map(|j| j.settings.prompt).collect();
+        assert_eq!(order, vec!["front", "first", "second"]);
+        assert_eq!(store.position("old-1").unwrap(), Some(2));
+        assert_eq!(store.next_queued().unwrap().unwrap().id, front);
     }
 
     #[test]

@@ -29,6 +29,7 @@ use crate::engine::model::Residency;
 use crate::engine::runtime::{self, Runtime, RuntimeError};
 use crate::hub::HubError;
 use crate::job_runner::EngineExecutor;
+pub use crate::jobs::QueuePlace;
 use crate::jobs::{CancelOutcome, JobQueue, JobRecord, JobStore, LiveProgress, StatusCounts, StoreError};
 use crate::metrics::EngineMetrics;
 use crate::model_registry::{ModelRegistry, RegistryError};
@@ -359,7 +360,17 @@ impl Easel {
 
     /// Validates `request` (settings rules, the model list, the idempotency key), resolves its
     /// defaults, seed and model, and queues it; with a key already used, returns that job.
-    pub async fn submit(&self, mut request: GenerateRequest, idempotency_key: Option<String>) -> Result<Submitted, ServiceError> {
+    pub async fn submit(&self, request: GenerateRequest, idempotency_key: Option<String>) -> Result<Submitted, ServiceError> {
+        self.submit_placed(request, idempotency_key, QueuePlace::Back).await
+    }
+
+    /// [`Self::submit`] at `place` in the queue (ComfyUI's `front` and `number`).
+    pub async fn submit_placed(
+        &self,
+        mut request: GenerateRequest,
+        idempotency_key: Option<String>,
+        place: QueuePlace,
+    ) -> Result<Submitted, ServiceError> {
         let mut errors = Vec::new();
         if request.init_image.is_some() || request.mask.is_some() {
             let (uploads, store, outputs) = (self.uploads.clone(), self.jobs.store().clone(), self.settings.outputs_dir.clone());
@@ -447,7 +458,7 @@ impl Easel {
         let Some(settings) = settings.filter(|_| errors.is_empty()) else { return Err(ServiceError::Invalid(errors)) };
         self.check_queue_room().await?;
         let jobs = self.jobs.clone();
-        let submitted = blocking(move || jobs.submit(&settings, idempotency_key.as_deref())).await?;
+        let submitted = blocking(move || jobs.submit_placed(&settings, idempotency_key.as_deref(), &place)).await?;
         Ok(Submitted { created: submitted.created, job: self.view(submitted.job) })
     }
 

@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use super::AppState;
 use crate::api::{GenerateRequest, ImageView, JobEventKind, JobStatus, OUTPUTS_URL_PREFIX};
 use crate::model_files::FileKind;
-use crate::service::{Easel, ServiceError};
+use crate::service::{Easel, QueuePlace, ServiceError};
 use crate::uploads::Derivation;
 
 /// How many prompts `/history` keeps (ComfyUI's bound).
@@ -48,7 +48,8 @@ enum PromptState {
 
 /// One prompt: what was asked, its jobs, and what it produced.
 struct Prompt {
-    number: u64,
+    /// ComfyUI's queue number: its counter, minus it for `front`, or the client's `number`.
+    number: Value,
     graph: Value,
     extra_data: Value,
     client_id: Option<String>,
@@ -90,6 +91,20 @@ impl Default for ComfyDoor {
 }
 
 impl ComfyDoor {
+    /// Where a prompt numbered `number` joins: before the first job of the pending prompt with
+    /// the smallest number above it (ComfyUI's queue is a heap on the number), else the back.
+    fn place_before(&self, number: f64) -> QueuePlace {
+        let prompts = self.prompts.lock().expect("prompts lock");
+        prompts
+            .0
+            .values()
+            .filter(|p| p.state == PromptState::Pending)
+            .filter_map(|p| Some((p.number.as_f64()?, p.jobs.first()?)))
+            .filter(|(n, _)| *n > number)
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .map_or(QueuePlace::Back, |(_, (_, job))| QueuePlace::Before(job.clone()))
+    }
+
     /// Sends a JSON event to one client, or (`None`) to every client.
     fn send(&self, to: Option<&str>, kind: &str, data: Value) {
         let text = json!({"type": kind, "data": data}).to_string();
@@ -276,9 +291,26 @@ async fn post_prompt(State(state): State<AppState>, body: Bytes) -> Response {
     extra_data["create_time"] = json!(now_ms());
     let png_text = png_text(prompt, &extra_data);
     let door = state.comfyui.clone();
-    let number = door.number.fetch_add(1, Ordering::SeqCst);
+    // The place in the queue: the client's `number` (ComfyUI's prompts run in number order), else
+    // `front` (before every queued prompt, numbered minus the counter), else the back.
+    let (number, place) = match body.get("number") {
+        Some(n) => match n.as_f64() {
+            Some(n) => (json!(n), door.place_before(n)),
+            None => {
+                let message = format!("number must be a number, got {n}");
+                return bad_request(json!({"type": "invalid_prompt", "message": message, "details": "", "extra_info": {}}), json!({}));
+            }
+        },
+        None => {
+            let counter = door.number.fetch_add(1, Ordering::SeqCst) as i64;
+            match body.get("front").and_then(Value::as_bool) {
+                Some(true) => (json!(-counter), QueuePlace::Front),
+                _ => (json!(counter), QueuePlace::Back),
+            }
+        }
+    };
     // Submit every output's job (or find it cached); an Easel refusal is that output's node error.
-    let mut jobs = Vec::new();
+    let mut jobs: Vec<(String, String)> = Vec::new();
     let mut cached: Vec<(graph::Output, Value)> = Vec::new();
     let mut outputs = Vec::new();
     let mut node_errors = compiled.node_errors.as_object().cloned().unwrap_or_default();
@@ -299,7 +331,13 @@ async fn post_prompt(State(state): State<AppState>, body: Bytes) -> Response {
         }
         // The images carry the graph and the client's extra_pnginfo, as ComfyUI's SaveImage writes them.
         let request = GenerateRequest { png_text: Some(png_text.clone()), ..output.request.clone() };
-        match easel.submit(request, None).await {
+        // A prompt's jobs stay together: the first goes to the prompt's place, each other one
+        // right after the one before.
+        let at = match jobs.last() {
+            Some((_, previous)) if place != QueuePlace::Back => QueuePlace::After(previous.clone()),
+            _ => place.clone(),
+        };
+        match easel.submit_placed(request, None, at).await {
             Ok(submitted) => {
                 jobs.push((output.node.clone(), submitted.job.id));
                 outputs.push(output);
@@ -321,7 +359,7 @@ async fn post_prompt(State(state): State<AppState>, body: Bytes) -> Response {
         );
     }
     let entry = Prompt {
-        number,
+        number: number.clone(),
         graph: prompt.clone(),
         extra_data,
         client_id: client_id.clone(),
@@ -617,6 +655,8 @@ async fn get_queue(State(state): State<AppState>) -> Json<Value> {
             }
         }
     }
+    // In number order, as ComfyUI's queue runs them.
+    pending.sort_by(|a, b| a[0].as_f64().unwrap_or(0.0).total_cmp(&b[0].as_f64().unwrap_or(0.0)));
     Json(json!({"queue_running": running, "queue_pending": pending}))
 }
 

@@ -84,6 +84,37 @@ async fn txt2img_gives_a1111s_picture_info_and_parameters() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_hires_fix_with_a_latent_upscaler_gives_a1111s_picture() {
+    let server = start(models_dir(), temp_dir("a1111-hires")).await;
+    let client = reqwest::Client::new();
+    for (name, sampler, scheduler, upscaler, extra) in [
+        ("a1111_hires_latent_euler_a_automatic_s47_b2", "Euler a", "Automatic", "Latent", json!({"randn_source": "CPU"})),
+        ("a1111_hires_nearest_exact_dpmpp_2m_karras_s48_nv", "DPM++ 2M", "Karras", "Latent (nearest-exact)", json!({})),
+    ] {
+        let case = fixture(name);
+        let settings: Value = serde_json::from_str(&std::fs::read_to_string(case.join("settings.json")).unwrap()).unwrap();
+        let h = &settings["hires"];
+        let body = json!({
+            "prompt": settings["prompt"], "negative_prompt": settings["negative_prompt"], "seed": settings["seed"], "steps": 6,
+            "cfg_scale": 7, "width": 64, "height": 64, "batch_size": settings["batch_size"], "sampler_name": sampler,
+            "scheduler": scheduler, "enable_hr": true, "hr_scale": h["scale"], "hr_upscaler": upscaler,
+            "hr_second_pass_steps": h["steps"], "denoising_strength": h["strength"], "override_settings": extra,
+        });
+        let (status, answer) = post(&client, &server, "/txt2img", body).await;
+        assert_eq!(status, 200, "{answer}");
+        let images = answer["images"].as_array().unwrap();
+        assert_eq!(images.len() as u64, settings["batch_size"].as_u64().unwrap());
+        for (i, image) in images.iter().enumerate() {
+            assert_same_picture(&base64_decode(image.as_str().unwrap()).unwrap(), &case.join(format!("image_{i}.png")));
+        }
+        let info: Value = serde_json::from_str(answer["info"].as_str().unwrap()).unwrap();
+        assert!(info["infotexts"][0].as_str().unwrap().contains(&format!("Hires upscaler: {upscaler}")), "{info}");
+        let history: Value = client.get(server.url("/api/v1/generate?limit=1")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(history["jobs"][0]["request"]["compat"], "a1111", "{history}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn img2img_gives_a1111s_picture() {
     let server = start(models_dir(), temp_dir("a1111-img2img")).await;
     let client = reqwest::Client::new();

@@ -208,6 +208,17 @@ def test_schedule_and_initial_scaling(name):
         np.testing.assert_array_equal(sig, full[len(full) - len(sig):])
         assert sig[0] < smax and tool["x0_scale"] == np.float32(sig[0])
         return
+    if "hires" in s and s["compat"] == "a1111":
+        # sample_hr_pass: sample_img2img(steps=the hires steps), so setup_img2img_steps runs all of them (t_enc =
+        # steps - 1) out of a schedule of int(steps / min(strength, 0.999)), from latent + noise * sigma_sched[0];
+        # the latents resized with torch's interpolate at shared.latent_upscale_modes' mode, no antialias.
+        h, steps = s["hires"], s["hires"]["steps"] or s["steps"]
+        assert tool["hires"]["schedule_steps"] == int(steps / min(h["strength"], 0.999))
+        assert len(sig) == steps + 1 and sig[-1] == 0 and sig[0] < smax and tool["x0_scale"] == np.float32(sig[0])
+        mode = {"latent": "bilinear", "latent-nearest-exact": "nearest-exact"}[h["upscaler"]]
+        assert tool["hires"]["interpolate"] == {"mode": mode, "antialias": False}
+        assert tool["hires"]["latent_size"] == [side // 8 for side in reversed(output_size(s))]
+        return
     if "hires" in s:
         # The second KSampler of ComfyUI's two-pass graph at denoise < 1 over the scaled LATENT: the last steps + 1
         # sigmas of an int(steps / denoise)-step schedule from noise * sigma0 + latent; the first pass at full

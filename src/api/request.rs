@@ -388,12 +388,11 @@ impl GenerateRequest {
         }
         .resolve(&random_seed, &mut errors);
         let compat = noise.compat;
-        // What the a1111 and comfyui modes run so far: text-to-image and image-to-image (A1111's
-        // denoising strength, ComfyUI's KSampler denoise below 1, over the VAE's latents), and in
-        // comfyui a mask over the latents (SetLatentNoiseMask).
+        // What the a1111 and comfyui modes run so far: text-to-image, with the hires fix, and
+        // image-to-image (A1111's denoising strength, ComfyUI's KSampler denoise below 1, over the
+        // VAE's latents), and in comfyui a mask over the latents (SetLatentNoiseMask).
         let unsupported = match compat {
             super::Compat::Diffusers => None,
-            super::Compat::A1111 if self.hires.is_some() => Some("the hires fix"),
             _ if self.outpaint.is_some() => Some("outpainting"),
             super::Compat::A1111 if self.mask.is_some() => Some("inpainting"),
             _ => None,
@@ -411,12 +410,13 @@ impl GenerateRequest {
                 _ => images.mask_blur = Some(0),
             }
         }
-        // ComfyUI's hires fix is its two-pass graph: a latent upscale between two KSamplers.
+        // ComfyUI's hires fix is its two-pass graph: a latent upscale between two KSamplers;
+        // A1111's runs here with its latent upscalers.
         if let Some(h) = &images.hires {
-            if compat == super::Compat::ComfyUi && h.upscaler.comfyui_method().is_none() {
+            if compat != super::Compat::Diffusers && h.upscaler.comfyui_method().is_none() {
                 errors.push(FieldError::new(
                     "hires.upscaler",
-                    format!("compat comfyui upscales the latents (LatentUpscale); use latent or latent-nearest-exact, not {}", h.upscaler),
+                    format!("compat {compat} upscales the latents in its hires fix; use latent or latent-nearest-exact, not {} (or compat diffusers)", h.upscaler),
                 ));
             }
             if h.seed.is_some() && compat != super::Compat::ComfyUi {

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::api::comfy::{graph, nodes, workflow};
 use crate::api::import::{ImportSource, ImportedSettings};
-use crate::api::{FieldError, GenerateRequest, HiresRequest};
+use crate::api::{FieldError, GenerateRequest, HiresRequest, Upscaler};
 use crate::engine::infotext::parse_infotext;
 use crate::engine::png_meta::{read_text_chunks, recorded_settings};
 
@@ -114,11 +114,15 @@ fn from_infotext(text: &str) -> Result<ImportedSettings, Vec<FieldError>> {
         }
     }
     if has_hires {
-        // A1111 runs the hires fix in its own maths, which Easel's a1111 mode does not have yet.
-        request.compat = Some("diffusers".into());
-        request.randn_source = None;
+        // Easel's a1111 mode runs A1111's hires fix with its latent upscalers (its default is
+        // Latent); a picture upscaler runs in the diffusers mode.
+        let latent = hires.upscaler.as_deref().is_none_or(|u| Upscaler::parse(u).is_some_and(|u| u.comfyui_method().is_some()));
+        if !latent {
+            request.compat = Some("diffusers".into());
+            request.randn_source = None;
+            notes.push("the hires fix with a picture upscaler runs in the diffusers mode: the picture will differ from A1111's".into());
+        }
         request.hires = Some(hires);
-        notes.push("the hires fix runs in the diffusers mode: the picture will differ from A1111's".into());
     } else if hires.strength.is_some() {
         notes.push("Denoising strength: an image-to-image setting; pick the init image to use it".into());
     }
@@ -213,6 +217,28 @@ mod tests {
         let old = read_settings(b"cat\nSteps: 20, Sampler: DPM++ 2M Karras, CFG scale: 7, Seed: 1, Size: 512x512", &lists()).unwrap();
         assert_eq!((old.settings.sampler, old.settings.schedule), (Sampler::Dpmpp2m, Schedule::Karras));
         assert!(read_settings(b"just a prompt", &lists()).unwrap_err()[0].message.contains("no A1111 parameters"));
+    }
+
+    #[test]
+    fn an_a1111_hires_fix_stays_in_the_a1111_mode_with_a_latent_upscaler() {
+        let text = |upscaler: &str| {
+            format!(
+                "cat\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 512x512, Denoising strength: 0.5, \
+                 Hires upscale: 2, Hires steps: 10{upscaler}"
+            )
+        };
+        for (upscaler, compat, kind) in [
+            ("", Compat::A1111, Upscaler::Latent),
+            (", Hires upscaler: Latent (nearest-exact)", Compat::A1111, Upscaler::LatentNearestExact),
+            (", Hires upscaler: Lanczos", Compat::Diffusers, Upscaler::Lanczos),
+        ] {
+            let imported = read_settings(text(upscaler).as_bytes(), &lists()).unwrap();
+            let s = &imported.settings;
+            assert_eq!(s.noise.compat, compat, "{upscaler}");
+            let h = s.hires.unwrap();
+            assert_eq!((h.scale, h.strength, h.steps, h.upscaler), (2.0, 0.5, 10, kind));
+            assert_eq!(imported.notes.is_empty(), compat == Compat::A1111, "{:?}", imported.notes);
+        }
     }
 
     #[test]

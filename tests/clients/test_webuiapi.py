@@ -107,6 +107,22 @@ def test_a_second_sampler_with_karras_and_nv_noise_is_a1111s_picture(api, easel)
     assert np.array_equal(np.asarray(own.convert("RGB")), np.asarray(first.image.convert("RGB")))
 
 
+def test_the_hires_fix_is_a1111s_picture_and_easels_own(api, easel):
+    s, case = compat_case("a1111_hires_latent_euler_a_automatic_s47_b2")
+    r = api.txt2img(prompt=s["prompt"], negative_prompt=s["negative_prompt"], seed=47, steps=6, cfg_scale=7,
+                    width=64, height=64, batch_size=2, sampler_name="Euler a", enable_hr=True, hr_scale=1.5,
+                    hr_upscaler="Latent", denoising_strength=0.55, override_settings={"randn_source": "CPU"})
+    assert [image.size for image in r.images] == [(96, 96), (96, 96)]
+    for i, image in enumerate(r.images):
+        assert_same_picture(image, case / f"image_{i}.png")
+    assert "Hires upscale: 1.5" in r.info["infotexts"][0] and "Denoising strength: 0.55" in r.info["infotexts"][0]
+    own = run_own(easel, {
+        "prompt": s["prompt"], "negative_prompt": s["negative_prompt"], "seed": 47, "steps": 6, "cfg_scale": 7.0,
+        "width": 64, "height": 64, "sampler": "Euler a", "compat": "a1111", "prompt_syntax": "a1111",
+        "randn_source": "cpu", "batch_size": 2, "hires": {"scale": 1.5, "strength": 0.55, "upscaler": "latent"}})
+    assert np.array_equal(np.asarray(own.convert("RGB")), np.asarray(r.images[0].convert("RGB")))
+
+
 def test_img2img_with_a_mask_and_png_info(api, easel):
     s, case = compat_case("a1111_img2img_euler_a_automatic_d06_s16_b2")
     init = Image.open(case / "init.png").convert("RGB")

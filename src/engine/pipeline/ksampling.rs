@@ -105,6 +105,16 @@ enum Walk {
     Timesteps { sampler: TimestepSampler, timesteps: Vec<u32>, alpha: Option<f32> },
 }
 
+impl Walk {
+    /// The UNet evaluations the walk makes.
+    fn model_calls(&self) -> usize {
+        match self {
+            Walk::Sigmas { sampler, sigmas } => sampler.model_calls(sigmas),
+            Walk::Timesteps { sampler, timesteps, .. } => sampler.model_calls(timesteps),
+        }
+    }
+}
+
 impl Denoiser for GuidedDenoiser<'_, '_> {
     fn last_uncond(&self) -> Option<&[f32]> {
         self.last_uncond.as_deref()
@@ -188,8 +198,9 @@ pub fn generate(
     // ComfyUI's mode with a latent noise mask.
     let masked = flavor == Flavor::ComfyUi && settings.mask.is_some();
     let img2img = settings.init_image.is_some() && (settings.mask.is_none() || masked) && settings.outpaint.is_none();
-    // ComfyUI's two-pass graph (KSampler -> LatentUpscale -> KSampler) is its hires fix.
-    let two_pass = flavor == Flavor::ComfyUi && settings.init_image.is_none();
+    // The hires fix over text-to-image: ComfyUI's two-pass graph (KSampler -> LatentUpscale ->
+    // KSampler), A1111's `sample_hr_pass` (latent upscalers).
+    let two_pass = settings.init_image.is_none() && settings.hires.is_some_and(|h| h.upscaler.comfyui_method().is_some());
     if (settings.init_image.is_some() && !img2img) || (settings.hires.is_some() && !two_pass) {
         return Err(EngineError::InvalidRequest(format!("compat {compat} does not run this mode yet; use compat diffusers")));
     }
@@ -207,10 +218,12 @@ pub fn generate(
     let steps = settings.steps as usize;
     let timestep_sampler = TimestepSampler::for_sampler(settings.sampler).filter(|_| flavor == Flavor::A1111);
     if let Some(sampler) = timestep_sampler {
+        if let Some(hires) = settings.hires.filter(|_| two_pass) {
+            return a1111_hires(model, settings, &hires, &schedule, A1111Walk::Timesteps(sampler), started, cancel, progress);
+        }
         let walk = match (&init, settings.strength) {
             (Some(_), Some(strength)) => {
-                let (timesteps, alpha) = timesteps::img2img(steps, strength, &schedule.alphas_cumprod)?;
-                Walk::Timesteps { sampler, timesteps, alpha: Some(alpha) }
+                a1111_img2img_walk(&schedule, A1111Walk::Timesteps(sampler), settings, a1111_img2img_steps(steps, strength, false))?
             }
             _ => Walk::Timesteps { sampler, timesteps: timesteps::timesteps(steps), alpha: None },
         };
@@ -219,16 +232,19 @@ pub fn generate(
     let sampler = KSampler::for_sampler(settings.sampler)
         .ok_or_else(|| EngineError::InvalidRequest(format!("sampler {} does not run in compat {compat}", settings.sampler)))?;
     let schedule = schedule.for_sampler(sampler);
-    if let Some(hires) = settings.hires.filter(|_| two_pass) {
-        return two_passes(model, settings, &hires, &schedule, sampler, started, cancel, progress);
+    match settings.hires.filter(|_| two_pass) {
+        Some(hires) if flavor == Flavor::ComfyUi => {
+            return two_passes(model, settings, &hires, &schedule, sampler, started, cancel, progress)
+        }
+        Some(hires) => return a1111_hires(model, settings, &hires, &schedule, A1111Walk::Sigmas(sampler), started, cancel, progress),
+        None => {}
     }
     let sigmas = match (&init, settings.strength) {
-        // A1111's `sample_img2img`: of the schedule of `steps`, the last t_enc + 1 steps, t_enc =
-        // int(min(strength, 0.999) · steps).
         (Some(_), Some(strength)) if flavor == Flavor::A1111 => {
-            let all = schedules::sigmas(&schedule, sampler, settings.schedule, steps).map_err(EngineError::InvalidRequest)?;
-            let t_enc = (strength.min(0.999) * steps as f64) as usize;
-            all[steps.saturating_sub(t_enc + 1)..].to_vec()
+            match a1111_img2img_walk(&schedule, A1111Walk::Sigmas(sampler), settings, a1111_img2img_steps(steps, strength, false))? {
+                Walk::Sigmas { sigmas, .. } => sigmas,
+                Walk::Timesteps { .. } => unreachable!("a k-diffusion walk"),
+            }
         }
         (Some(_), Some(denoise)) => comfyui_denoised(&schedule, sampler, settings.schedule, steps, denoise)?,
         _ => schedules::sigmas(&schedule, sampler, settings.schedule, steps).map_err(EngineError::InvalidRequest)?,
@@ -260,6 +276,117 @@ fn comfyui_denoised(
     }
     let all = schedules::sigmas(schedule, sampler, kind, (steps as f64 / denoise) as usize).map_err(EngineError::InvalidRequest)?;
     Ok(all[all.len().saturating_sub(steps + 1)..].to_vec())
+}
+
+/// The sampler of an A1111 run: a k-diffusion one or one of its timestep samplers.
+#[derive(Clone, Copy)]
+enum A1111Walk {
+    Sigmas(KSampler),
+    Timesteps(TimestepSampler),
+}
+
+/// A1111's `setup_img2img_steps`: `(schedule steps, t_enc)`. Plain image-to-image walks
+/// t_enc = int(min(strength, 0.999) · steps) of the schedule of `steps`; with `fixed` (the hires
+/// fix's second pass, which names its steps) all `steps` run, t_enc = steps − 1, out of a schedule
+/// of int(steps / min(strength, 0.999)).
+fn a1111_img2img_steps(steps: usize, strength: f64, fixed: bool) -> (usize, usize) {
+    let strength = strength.min(0.999);
+    match fixed {
+        true if strength > 0.0 => ((steps as f64 / strength) as usize, steps.saturating_sub(1)),
+        true => (0, steps.saturating_sub(1)),
+        false => (steps, (strength * steps as f64) as usize),
+    }
+}
+
+/// A1111's `sample_img2img` walk for `(schedule steps, t_enc)`: a k-diffusion sampler over the
+/// last t_enc + 1 sigmas of the schedule; a timestep sampler over its first t_enc timesteps, from
+/// the latents noised to ᾱ of the next one.
+fn a1111_img2img_walk(
+    schedule: &DiscreteSchedule,
+    sampler: A1111Walk,
+    settings: &GenerationSettings,
+    (steps, t_enc): (usize, usize),
+) -> Result<Walk, EngineError> {
+    Ok(match sampler {
+        A1111Walk::Sigmas(sampler) => {
+            let all = schedules::sigmas(schedule, sampler, settings.schedule, steps).map_err(EngineError::InvalidRequest)?;
+            let sigmas = all[steps.saturating_sub(t_enc + 1).min(all.len())..].to_vec();
+            if sigmas.len() < 2 {
+                return Err(EngineError::InvalidRequest(format!("{steps} steps at this strength leave no step to run")));
+            }
+            Walk::Sigmas { sampler, sigmas }
+        }
+        A1111Walk::Timesteps(sampler) => {
+            let (timesteps, alpha) = timesteps::img2img(steps, t_enc, &schedule.alphas_cumprod)?;
+            Walk::Timesteps { sampler, timesteps, alpha: Some(alpha) }
+        }
+    })
+}
+
+/// A1111's hires fix with a latent upscaler (`sample_hr_pass`): the text-to-image latents
+/// resized with `torch.nn.functional.interpolate` (bilinear or nearest-exact, no antialias, in
+/// the model's latent space), then image-to-image at the target size from a fresh noise
+/// generator for the same seeds, running the hires steps out of int(steps / strength).
+#[allow(clippy::too_many_arguments)]
+fn a1111_hires(
+    model: &mut SdModel,
+    settings: &GenerationSettings,
+    hires: &crate::api::Hires,
+    schedule: &DiscreteSchedule,
+    sampler: A1111Walk,
+    started: Instant,
+    cancel: &CancelToken,
+    progress: &mut dyn FnMut(&StepProgress<'_>),
+) -> Result<Output, EngineError> {
+    let first_settings = GenerationSettings { hires: None, ..settings.clone() };
+    let (width, height) = hires.target_size(settings.width, settings.height);
+    let second_settings = GenerationSettings {
+        steps: hires.steps_or(settings.steps),
+        width,
+        height,
+        strength: Some(hires.strength),
+        hires: None,
+        ..settings.clone()
+    };
+    let steps = settings.steps as usize;
+    let first_walk = match sampler {
+        A1111Walk::Sigmas(sampler) => Walk::Sigmas {
+            sampler,
+            sigmas: schedules::sigmas(schedule, sampler, settings.schedule, steps).map_err(EngineError::InvalidRequest)?,
+        },
+        A1111Walk::Timesteps(sampler) => Walk::Timesteps { sampler, timesteps: timesteps::timesteps(steps), alpha: None },
+    };
+    let second_steps = a1111_img2img_steps(second_settings.steps as usize, hires.strength, true);
+    let second_walk = a1111_img2img_walk(schedule, sampler, &second_settings, second_steps)?;
+    let calls = (first_walk.model_calls(), second_walk.model_calls());
+    let first_start = Start { decode: false, calls: Some((0, calls.0 + calls.1)), ..Start::default() };
+    let first = run_walk(model, &first_settings, schedule, first_walk, first_start, started, cancel, progress)?;
+    let [batch, channels, h, w] = first.latent_shape;
+    let (th, tw) = (height as usize / 8, width as usize / 8);
+    let scaled = match hires.upscaler {
+        Upscaler::Latent => imageops::resize_latents_bilinear(&first.latents, [batch, channels, h, w], th, tw),
+        Upscaler::LatentNearestExact => imageops::resize_latents_nearest_exact(&first.latents, [batch, channels, h, w], th, tw),
+        Upscaler::Lanczos => {
+            return Err(EngineError::InvalidRequest(
+                "compat a1111's hires fix upscales latents so far; use compat diffusers for lanczos".into(),
+            ))
+        }
+    };
+    let second_start = Start { latent: Some(scaled), calls: Some((calls.0, calls.0 + calls.1)), ..Start::default() };
+    let out = run_walk(model, &second_settings, schedule, second_walk, second_start, started, cancel, progress)?;
+    Ok(joined_passes(first, out, started))
+}
+
+/// The second pass's output with the first pass's start noise (the generation's, for
+/// --save-noise) and both passes' timings.
+fn joined_passes(first: Output, mut out: Output, started: Instant) -> Output {
+    (out.initial_noise, out.noise_shape) = (first.initial_noise, first.noise_shape);
+    let mut unet_steps = first.timings.unet_steps;
+    unet_steps.append(&mut out.timings.unet_steps);
+    out.timings.unet_steps = unet_steps;
+    out.timings.text_encoding += first.timings.text_encoding;
+    out.timings.total = started.elapsed();
+    out
 }
 
 /// ComfyUI's two-pass graph, its hires fix: KSampler over an empty latent, the LATENT scaled by
@@ -306,7 +433,7 @@ fn two_passes(
     };
     let second_start =
         Start { latent: Some(scaled.iter().map(|v| v * scale).collect()), calls: Some((calls.0, calls.0 + calls.1)), ..Start::default() };
-    let mut out = run_walk(
+    let out = run_walk(
         model,
         &second_settings,
         schedule,
@@ -316,14 +443,7 @@ fn two_passes(
         cancel,
         progress,
     )?;
-    // The first pass's noise is the generation's start noise (--save-noise); both passes' timings.
-    (out.initial_noise, out.noise_shape) = (first.initial_noise, first.noise_shape);
-    let mut unet_steps = first.timings.unet_steps;
-    unet_steps.append(&mut out.timings.unet_steps);
-    out.timings.unet_steps = unet_steps;
-    out.timings.text_encoding += first.timings.text_encoding;
-    out.timings.total = started.elapsed();
-    Ok(out)
+    Ok(joined_passes(first, out, started))
 }
 
 /// What a compat run starts from, and how much of the job's progress it is.
@@ -464,8 +584,7 @@ fn run_walk(
         _ => None,
     };
     let mask = grey.as_ref().map(|g| &g.noise_mask).or(mask);
-    let mut init_latent = None;
-    if let Some(init) = init {
+    let init_latent: Option<Vec<f32>> = if let Some(init) = init {
         // The encoder's latents (the posterior's mean), one image repeated over the batch, under
         // the scaled noise (`noise_scaling`: noise · σ + latent); A1111's timestep samplers mix
         // them as `latent · √ᾱ + noise · √(1 − ᾱ)`.
@@ -477,20 +596,20 @@ fn run_walk(
         };
         let latent = encode_pixels_mode(model, &chw, w, h, tiling, cancel)?;
         timings.vae_encode += encode_started.elapsed();
-        let repeated: Vec<f32> = latent.iter().copied().cycle().take(x.len()).collect();
-        match &walk {
-            Walk::Timesteps { alpha: Some(alpha), .. } => x = timesteps::noised(&repeated, &noise, *alpha),
-            _ => x.iter_mut().zip(&repeated).for_each(|(x, l)| *x += l),
-        }
-        init_latent = Some(repeated);
-    } else if let Some(latent) = handed_on {
-        x.iter_mut().zip(&latent).for_each(|(x, l)| *x += l);
-        init_latent = Some(latent);
-    }
-    let model_calls = match &walk {
-        Walk::Sigmas { sampler, sigmas } => sampler.model_calls(sigmas),
-        Walk::Timesteps { sampler, timesteps, .. } => sampler.model_calls(timesteps),
+        Some(latent.iter().copied().cycle().take(x.len()).collect())
+    } else {
+        handed_on
     };
+    // Image-to-image: from the start latents (an encoded picture, or a first pass's) under the
+    // noise.
+    let from_latents = init_latent.is_some();
+    if let Some(latent) = &init_latent {
+        match &walk {
+            Walk::Timesteps { alpha: Some(alpha), .. } => x = timesteps::noised(latent, &noise, *alpha),
+            _ => x.iter_mut().zip(latent).for_each(|(x, l)| *x += l),
+        }
+    }
+    let model_calls = walk.model_calls();
     // ComfyUI's latent noise mask needs the init latents and the unscaled start noise (its
     // `ddim`, Euler with random inpainting noise, a draw of its own from seed + 1).
     let inpaint = match (mask, init_latent) {
@@ -516,7 +635,7 @@ fn run_walk(
             Walk::Timesteps { sampler, timesteps, .. } => {
                 let mut on_step = |_: timesteps::Step<'_>| {};
                 let mut run = timesteps::Run { model: &mut denoiser, alphas_cumprod: &schedule.alphas_cumprod, on_step: &mut on_step };
-                sampler.sample(x, timesteps, init.is_some(), &mut run)?
+                sampler.sample(x, timesteps, from_latents, &mut run)?
             }
             Walk::Sigmas { sampler, sigmas } => {
                 let mut on_step = |_: Step<'_>| {};
@@ -538,7 +657,7 @@ fn run_walk(
                 };
                 // A1111's text-to-image hands DPM-Solver the model's whole σ range, whatever the
                 // schedule (the schedule's first sigma only scales the start noise).
-                if flavor == Flavor::A1111 && sampler.takes_sigma_range() && init.is_none() {
+                if flavor == Flavor::A1111 && sampler.takes_sigma_range() && !from_latents {
                     sampler.sample_over_range(x, (schedule.sigma_min(), schedule.sigma_max(), steps), &mut cx)?
                 } else {
                     sampler.sample(x, sigmas, &mut cx)?
@@ -571,4 +690,20 @@ fn run_walk(
         network_parameters: model.network_parameters(),
         timings,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::a1111_img2img_steps;
+
+    #[test]
+    fn a1111_img2img_steps_follow_setup_img2img_steps() {
+        // Plain image-to-image: int(min(strength, 0.999) · steps) of the schedule of steps.
+        assert_eq!(a1111_img2img_steps(20, 0.5, false), (20, 10));
+        assert_eq!(a1111_img2img_steps(20, 1.0, false), (20, 19));
+        // The hires fix's pass names its steps: all of them, out of int(steps / strength).
+        assert_eq!(a1111_img2img_steps(6, 0.55, true), (10, 5));
+        assert_eq!(a1111_img2img_steps(4, 0.7, true), (5, 3));
+        assert_eq!(a1111_img2img_steps(10, 1.0, true), (10, 9));
+    }
 }

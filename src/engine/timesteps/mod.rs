@@ -102,13 +102,12 @@ pub fn timesteps(steps: usize) -> Vec<u32> {
 }
 
 /// A1111's image-to-image with a timestep sampler (`CompVisSampler.sample_img2img`): of the
-/// timesteps for `steps`, the first `t_enc = int(min(strength, 0.999) · steps)` are walked, and
-/// the latents are noised to the timestep after them, `t_enc` (as A1111 does: the first model
-/// call is then one timestep below the noise level). Returns (the timesteps walked, ᾱ the
-/// latents are noised to).
-pub fn img2img(steps: usize, strength: f64, alphas_cumprod: &[f32]) -> Result<(Vec<u32>, f32), EngineError> {
+/// timesteps for `steps`, the first `t_enc` (from `setup_img2img_steps`) are walked, and the
+/// latents are noised to the timestep after them, `t_enc` (as A1111 does: the first model call
+/// is then one timestep below the noise level). Returns (the timesteps walked, ᾱ the latents are
+/// noised to).
+pub fn img2img(steps: usize, t_enc: usize, alphas_cumprod: &[f32]) -> Result<(Vec<u32>, f32), EngineError> {
     let all = timesteps(steps);
-    let t_enc = (strength.min(0.999) * steps as f64) as usize;
     let noised_at = *all.get(t_enc).ok_or_else(|| EngineError::InvalidRequest(format!("no timestep {t_enc} of {}", all.len())))?;
     let alpha = *alphas_cumprod
         .get(noised_at as usize)
@@ -179,9 +178,9 @@ mod tests {
     #[test]
     fn image_to_image_walks_the_first_t_enc_timesteps() {
         let ac: Vec<f32> = (0..1000).map(|i| 1.0 - i as f32 / 1000.0).collect();
-        let (walked, alpha) = img2img(20, 0.5, &ac).unwrap();
+        let (walked, alpha) = img2img(20, 10, &ac).unwrap();
         assert_eq!(walked, (0..10).map(|i| i * 50 + 1).collect::<Vec<u32>>());
         assert_eq!(alpha, ac[501]);
-        assert_eq!(img2img(20, 1.0, &ac).unwrap().0.len(), 19);
+        assert_eq!(img2img(20, 19, &ac).unwrap().0.len(), 19);
     }
 }

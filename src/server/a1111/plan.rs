@@ -9,7 +9,7 @@ use super::tables::*;
 use super::wire::*;
 use crate::api::image_modes::DEFAULT_HIRES_STRENGTH;
 use crate::api::request::MAX_BATCH_SIZE;
-use crate::api::{Compat, FieldError, GenerateRequest, HiresRequest, Sampler};
+use crate::api::{Compat, FieldError, GenerateRequest, HiresRequest, Sampler, Upscaler};
 
 // ---------------------------------------------------------------------------------------------
 // Request -> Easel (spec 2.2 - 2.4, 8)
@@ -246,6 +246,7 @@ fn base_request(
 fn hires_upscaler(name: Option<&str>) -> Option<&'static str> {
     match name.map(str::trim) {
         None | Some("") | Some("Latent") => Some("latent"),
+        Some("Latent (nearest-exact)") => Some("latent-nearest-exact"),
         Some("Lanczos") | Some("None") => Some("lanczos"),
         Some(_) => None,
     }
@@ -349,7 +350,10 @@ pub fn plan_txt2img(req: &Txt2ImgRequest, opts: &EffectiveOptions, mut random: i
     let choice = resolve_sampler(c.sampler_name.as_deref(), c.sampler_index.as_deref(), c.scheduler.as_deref());
     check_common(c, &choice, &mut errors);
     let hires = req.enable_hr.unwrap_or(false).then(|| plan_hires(req, &choice, &mut errors));
-    let compat = choose_compat(&choice, hires.is_none(), "the hires fix", &mut errors);
+    // A1111's own maths for the hires fix with a latent upscaler; a picture upscaler runs in the
+    // diffusers mode.
+    let latent_upscale = |h: &HiresRequest| h.upscaler.as_deref().and_then(Upscaler::parse).is_some_and(|u| u.comfyui_method().is_some());
+    let compat = choose_compat(&choice, hires.as_ref().is_none_or(|(h, _, _)| latent_upscale(h)), "the hires fix", &mut errors);
     let mut base = base_request(c, opts, compat, &choice, &mut random, &mut errors);
     let (extra, denoising_strength) = match hires {
         Some((hires, extra, strength)) => {

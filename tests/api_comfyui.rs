@@ -396,14 +396,36 @@ async fn two_pass_graphs_run_as_comfyuis_hires_fix() {
     assert_eq!(entry["outputs"]["9"]["images"].as_array().unwrap().len(), 2, "{entry}");
     assert_outputs_are_the_case(&http, addr, &entry, "9", &case).await;
 
+    // The other methods: bicubic (LatentUpscaleBy) and area (LatentUpscale to 96x96).
+    for (name, node, method, seed, second) in [
+        ("comfyui_two_pass_latent_upscale_by_bicubic_euler_normal_s51", "LatentUpscaleBy", "bicubic", 51, (151, 4, 0.55)),
+        ("comfyui_two_pass_latent_upscale_area_dpmpp_2m_karras_s52", "LatentUpscale", "area", 52, (52, 6, 0.6)),
+    ] {
+        let case = fixture(name);
+        let settings = case_settings(&case);
+        let mut graph = txt2img_graph(&settings, seed, 1);
+        graph["20"] = match node {
+            "LatentUpscaleBy" => json!({"class_type": node, "inputs": {"samples": ["3", 0], "upscale_method": method, "scale_by": 1.5}}),
+            _ => {
+                json!({"class_type": node, "inputs": {"samples": ["3", 0], "upscale_method": method, "width": 96, "height": 96, "crop": "disabled"}})
+            }
+        };
+        graph["21"] = json!({"class_type": "KSampler", "inputs": {"seed": second.0, "steps": second.1, "cfg": 7.0,
+            "sampler_name": settings["sampler"], "scheduler": settings["schedule"], "denoise": second.2, "model": ["4", 0],
+            "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["20", 0]}});
+        graph["8"]["inputs"]["samples"] = json!(["21", 0]);
+        let entry = run_graph(&http, addr, &graph).await;
+        assert_outputs_are_the_case(&http, addr, &entry, "9", &case).await;
+    }
+
     // What one Easel hires fix cannot say is named: another CFG in the second pass, another
     // upscale method, a size the two sides do not share one factor for.
     let mut other_cfg = graph.clone();
     other_cfg["21"]["inputs"]["cfg"] = json!(5.0);
     assert!(refused(&http, addr, &other_cfg).await["node_errors"]["21"].is_object());
-    let mut bicubic = graph.clone();
-    bicubic["20"]["inputs"]["upscale_method"] = json!("bicubic");
-    assert!(refused(&http, addr, &bicubic).await["node_errors"]["20"].is_object());
+    let mut bislerp = graph.clone();
+    bislerp["20"]["inputs"]["upscale_method"] = json!("bislerp");
+    assert!(refused(&http, addr, &bislerp).await["node_errors"]["20"].is_object());
     let mut stretched = graph;
     stretched["20"]["inputs"]["width"] = json!(96);
     assert!(refused(&http, addr, &stretched).await["node_errors"]["20"].is_object());

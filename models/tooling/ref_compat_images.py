@@ -483,6 +483,23 @@ CASES = [
          "128x128, 4 hires steps at denoising strength 0.7, DPM++ 2M / Karras, NV noise",
          Settings(seed=48, batch_size=1, compat="a1111", sampler="DPM++ 2M", schedule="Karras", randn_source="nv",
                   hires={"scale": 2.0, "strength": 0.7, "steps": 4, "upscaler": "latent-nearest-exact"})),
+    Case("a1111_hires_bicubic_euler_automatic_s49", "A1111's hires fix with Latent (bicubic) (torch's bicubic, "
+         "A = -0.75, no antialias), scale 1.5, denoising strength 0.6; Euler",
+         Settings(seed=49, batch_size=1, compat="a1111", sampler="Euler", schedule="Automatic", randn_source="cpu",
+                  hires={"scale": 1.5, "strength": 0.6, "steps": 0, "upscaler": "latent-bicubic"})),
+    Case("a1111_hires_nearest_euler_a_automatic_s50_nv", "A1111's hires fix with Latent (nearest) (torch's legacy "
+         "nearest: floor(i * in / out)), scale 1.5, denoising strength 0.5; Euler a, NV noise",
+         Settings(seed=50, batch_size=1, compat="a1111", sampler="Euler a", schedule="Automatic", randn_source="nv",
+                  hires={"scale": 1.5, "strength": 0.5, "steps": 0, "upscaler": "latent-nearest"})),
+    Case("comfyui_two_pass_latent_upscale_by_bicubic_euler_normal_s51", "ComfyUI's two-pass graph with "
+         "LatentUpscaleBy bicubic 1.5 and a second seed",
+         Settings(seed=51, batch_size=1, compat="comfyui", sampler="euler", schedule="normal",
+                  hires={"scale": 1.5, "strength": 0.55, "steps": 4, "upscaler": "latent-bicubic", "seed": 151})),
+    Case("comfyui_two_pass_latent_upscale_area_dpmpp_2m_karras_s52", "ComfyUI's two-pass graph with LatentUpscale "
+         "area to 96x96 (adaptive average pooling over 1.5 latents a side)",
+         Settings(seed=52, batch_size=1, compat="comfyui", sampler="dpmpp_2m", schedule="karras",
+                  hires={"scale": 1.5, "strength": 0.6, "steps": 0, "upscaler": "latent-area", "seed": 52},
+                  hires_node="LatentUpscale")),
     Case("comfyui_uni_pc_normal_s14", "ComfyUI uni_pc (B(h) = h) / normal, the penultimate sigma discarded",
          Settings(seed=14, batch_size=1, compat="comfyui", sampler="uni_pc", schedule="normal")),
     Case("comfyui_uni_pc_bh2_karras_s15_b2", "ComfyUI uni_pc_bh2 / karras, batch 2",
@@ -874,7 +891,8 @@ class A1111:
         table = next(n for n in ast.parse(text).body if isinstance(n, ast.Assign)
                      and getattr(n.targets[0], "id", None) == "latent_upscale_modes")
         modes = ast.literal_eval(table.value)
-        mode = modes[{"latent": "Latent", "latent-nearest-exact": "Latent (nearest-exact)"}[h["upscaler"]]]
+        mode = modes[{"latent": "Latent", "latent-nearest-exact": "Latent (nearest-exact)", "latent-bicubic": "Latent (bicubic)",
+                      "latent-nearest": "Latent (nearest)"}[h["upscaler"]]]
         tw, th = int(s.width * h["scale"]), int(s.height * h["scale"])  # hr_upscale_to_x / _y (no hr_resize)
         samples = torch.nn.functional.interpolate(samples, size=(th // 8, tw // 8), mode=mode["mode"],
                                                   antialias=mode["antialias"])
@@ -1060,7 +1078,8 @@ class ComfyUI:
         latent = (first["samples"] / 0.18215).float()
         namespace = {"torch": torch, "comfy": importlib.import_module("comfy"), "MAX_RESOLUTION": 16384}
         namespace["comfy"].utils = self.utils
-        method = {"latent": "bilinear", "latent-nearest-exact": "nearest-exact"}[h["upscaler"]]
+        method = {"latent": "bilinear", "latent-nearest-exact": "nearest-exact", "latent-bicubic": "bicubic",
+                  "latent-area": "area"}[h["upscaler"]]
         node = upstream.class_from_source(self.root / "nodes.py", s.hires_node, namespace)
         if s.hires_node == "LatentUpscaleBy":
             (scaled,) = node().upscale({"samples": latent}, method, h["scale"])

@@ -50,12 +50,25 @@ pub enum Upscaler {
     Latent,
     /// The latents resized with torch's `nearest-exact` (ComfyUI's LatentUpscale default).
     LatentNearestExact,
+    /// The latents resized with torch's bicubic (A = −0.75, `align_corners=False`).
+    LatentBicubic,
+    /// The latents resized with torch's legacy `nearest` (A1111's "Latent (nearest)").
+    LatentNearest,
+    /// The latents resized with torch's `area` (adaptive average pooling; ComfyUI's `area`).
+    LatentArea,
     /// The decoded image resized with Lanczos (Pillow's filter), then encoded again.
     Lanczos,
 }
 
 impl Upscaler {
-    pub const ALL: [Upscaler; 3] = [Upscaler::Latent, Upscaler::LatentNearestExact, Upscaler::Lanczos];
+    pub const ALL: [Upscaler; 6] = [
+        Upscaler::Latent,
+        Upscaler::LatentNearestExact,
+        Upscaler::LatentBicubic,
+        Upscaler::LatentNearest,
+        Upscaler::LatentArea,
+        Upscaler::Lanczos,
+    ];
     pub const DEFAULT: Upscaler = Upscaler::Latent;
 
     /// Easel's name (CLI, REST, stored settings).
@@ -63,25 +76,44 @@ impl Upscaler {
         match self {
             Upscaler::Latent => "latent",
             Upscaler::LatentNearestExact => "latent-nearest-exact",
+            Upscaler::LatentBicubic => "latent-bicubic",
+            Upscaler::LatentNearest => "latent-nearest",
+            Upscaler::LatentArea => "latent-area",
             Upscaler::Lanczos => "lanczos",
         }
     }
 
-    /// A1111's name, as its infotext writes `Hires upscaler`.
+    /// A1111's name, as its infotext writes `Hires upscaler` (A1111 has no area mode; Easel
+    /// names it in A1111's pattern).
     pub fn a1111_name(self) -> &'static str {
         match self {
             Upscaler::Latent => "Latent",
             Upscaler::LatentNearestExact => "Latent (nearest-exact)",
+            Upscaler::LatentBicubic => "Latent (bicubic)",
+            Upscaler::LatentNearest => "Latent (nearest)",
+            Upscaler::LatentArea => "Latent (area)",
             Upscaler::Lanczos => "Lanczos",
         }
     }
 
-    /// ComfyUI's `LatentUpscale` method of a latent upscaler.
+    /// Whether it resizes the latents (every upscaler but the picture one).
+    pub fn is_latent(self) -> bool {
+        self != Upscaler::Lanczos
+    }
+
+    /// Whether A1111 has it among its `latent_upscale_modes`.
+    pub fn in_a1111(self) -> bool {
+        self != Upscaler::LatentArea
+    }
+
+    /// ComfyUI's `LatentUpscale` method of a latent upscaler (ComfyUI has no legacy nearest).
     pub fn comfyui_method(self) -> Option<&'static str> {
         match self {
             Upscaler::Latent => Some("bilinear"),
             Upscaler::LatentNearestExact => Some("nearest-exact"),
-            Upscaler::Lanczos => None,
+            Upscaler::LatentBicubic => Some("bicubic"),
+            Upscaler::LatentArea => Some("area"),
+            Upscaler::LatentNearest | Upscaler::Lanczos => None,
         }
     }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::compat::{NoiseFields, NoiseSettings};
 use super::conditioning::Conditioning;
-use super::image_modes::{Hires, HiresRequest, ImageFields, MaskedContent, Outpaint};
+use super::image_modes::{Hires, HiresRequest, ImageFields, MaskedContent, Outpaint, Upscaler};
 use super::networks::{extra_network_tags, LoraRef, MAX_LORAS, MODEL_OWN_VAE};
 use super::prompt::{default_clip_skip, recorded_prompt_syntax, PromptSyntax, MAX_CLIP_SKIP};
 use super::sampler::{Sampler, Schedule};
@@ -413,10 +413,24 @@ impl GenerateRequest {
         // ComfyUI's hires fix is its two-pass graph: a latent upscale between two KSamplers;
         // A1111's runs here with its latent upscalers.
         if let Some(h) = &images.hires {
-            if compat != super::Compat::Diffusers && h.upscaler.comfyui_method().is_none() {
+            let runs = match compat {
+                super::Compat::Diffusers => true,
+                super::Compat::A1111 => h.upscaler.is_latent() && h.upscaler.in_a1111(),
+                super::Compat::ComfyUi => h.upscaler.comfyui_method().is_some(),
+            };
+            if !runs {
+                let names: Vec<&str> = Upscaler::ALL
+                    .into_iter()
+                    .filter(|u| if compat == super::Compat::A1111 { u.is_latent() && u.in_a1111() } else { u.comfyui_method().is_some() })
+                    .map(Upscaler::name)
+                    .collect();
                 errors.push(FieldError::new(
                     "hires.upscaler",
-                    format!("compat {compat} upscales the latents in its hires fix; use latent or latent-nearest-exact, not {} (or compat diffusers)", h.upscaler),
+                    format!(
+                        "compat {compat}'s hires fix has no {} upscaler; use one of {} (or compat diffusers)",
+                        h.upscaler,
+                        names.join(", ")
+                    ),
                 ));
             }
             if h.seed.is_some() && compat != super::Compat::ComfyUi {

@@ -96,7 +96,8 @@ pub struct GenerateArgs {
     /// Hires fix: steps of the second pass; 0 = the same as --steps [default: 0].
     #[arg(long)]
     pub hires_steps: Option<u32>,
-    /// Hires fix: latent or lanczos [default: latent].
+    /// Hires fix: latent (bilinear), latent-nearest-exact, latent-bicubic, latent-nearest,
+    /// latent-area, or lanczos (the picture) [default: latent].
     #[arg(long)]
     pub hires_upscaler: Option<String>,
     /// How the prompts are read: a1111 ((word:1.2), [a:b:0.5], BREAK, AND; any length), comfyui

@@ -298,6 +298,110 @@ pub fn resize_latents_nearest_exact(latents: &[f32], shape: [usize; 4], out_h: u
     out
 }
 
+/// The latents of a hires fix resized by a latent upscaler, or `None` for a picture upscaler.
+pub fn resize_latents(upscaler: crate::api::Upscaler, latents: &[f32], shape: [usize; 4], out_h: usize, out_w: usize) -> Option<Vec<f32>> {
+    use crate::api::Upscaler;
+    Some(match upscaler {
+        Upscaler::Latent => resize_latents_bilinear(latents, shape, out_h, out_w),
+        Upscaler::LatentNearestExact => resize_latents_nearest_exact(latents, shape, out_h, out_w),
+        Upscaler::LatentBicubic => resize_latents_bicubic(latents, shape, out_h, out_w),
+        Upscaler::LatentNearest => resize_latents_nearest(latents, shape, out_h, out_w),
+        Upscaler::LatentArea => resize_latents_area(latents, shape, out_h, out_w),
+        Upscaler::Lanczos => return None,
+    })
+}
+
+/// torch's `interpolate(x, size=(out_h, out_w), mode="bicubic", align_corners=False)` of `[batch,
+/// channels, h, w]` latents: output index `i` samples `(i + 0.5)·in/out − 0.5` with Keys' cubic
+/// (A = −0.75) over the four nearest inputs (indices clamped at the edges), columns then rows,
+/// in float32 as ATen computes it.
+pub fn resize_latents_bicubic(latents: &[f32], shape: [usize; 4], out_h: usize, out_w: usize) -> Vec<f32> {
+    let [b, c, h, w] = shape;
+    assert_eq!(latents.len(), b * c * h * w, "latent buffer size");
+    const A: f32 = -0.75;
+    let near = |x: f32| ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0;
+    let far = |x: f32| ((A * x - 5.0 * A) * x + 8.0 * A) * x - 4.0 * A;
+    // Per output index: the four input indices and their weights.
+    let taps = |input: usize, output: usize| -> Vec<([usize; 4], [f32; 4])> {
+        let scale = input as f32 / output as f32;
+        (0..output)
+            .map(|i| {
+                let real = scale * (i as f32 + 0.5) - 0.5;
+                let first = real.floor();
+                let t = real - first;
+                let at = |k: i64| (first as i64 + k).clamp(0, input as i64 - 1) as usize;
+                let rest = 1.0 - t;
+                ([at(-1), at(0), at(1), at(2)], [far(t + 1.0), near(t), near(rest), far(rest + 1.0)])
+            })
+            .collect()
+    };
+    let (rows, cols) = (taps(h, out_h), taps(w, out_w));
+    let mut out = Vec::with_capacity(b * c * out_h * out_w);
+    for plane in latents.chunks_exact(h * w) {
+        for (ys, wy) in &rows {
+            for (xs, wx) in &cols {
+                let row = |y: usize| {
+                    let r = &plane[y * w..(y + 1) * w];
+                    r[xs[0]] * wx[0] + r[xs[1]] * wx[1] + r[xs[2]] * wx[2] + r[xs[3]] * wx[3]
+                };
+                out.push(row(ys[0]) * wy[0] + row(ys[1]) * wy[1] + row(ys[2]) * wy[2] + row(ys[3]) * wy[3]);
+            }
+        }
+    }
+    out
+}
+
+/// torch's legacy `interpolate(x, size=(out_h, out_w), mode="nearest")`: output index `i` reads
+/// `min(⌊i · in/out⌋, in − 1)` (the scale in float32), `i / 2` exactly when doubling.
+pub fn resize_latents_nearest(latents: &[f32], shape: [usize; 4], out_h: usize, out_w: usize) -> Vec<f32> {
+    let [b, c, h, w] = shape;
+    assert_eq!(latents.len(), b * c * h * w, "latent buffer size");
+    let taps = |input: usize, output: usize| -> Vec<usize> {
+        let scale = input as f32 / output as f32;
+        (0..output)
+            .map(|i| match () {
+                _ if output == input => i,
+                _ if output == 2 * input => i >> 1,
+                _ => ((i as f32 * scale).floor() as usize).min(input - 1),
+            })
+            .collect()
+    };
+    let (rows, cols) = (taps(h, out_h), taps(w, out_w));
+    let mut out = Vec::with_capacity(b * c * out_h * out_w);
+    for plane in latents.chunks_exact(h * w) {
+        for &y in &rows {
+            out.extend(cols.iter().map(|&x| plane[y * w + x]));
+        }
+    }
+    out
+}
+
+/// torch's `interpolate(x, size=(out_h, out_w), mode="area")`, i.e. adaptive average pooling:
+/// output index `i` averages inputs `⌊i · in/out⌋ .. ⌈(i + 1) · in/out⌉` in both directions.
+pub fn resize_latents_area(latents: &[f32], shape: [usize; 4], out_h: usize, out_w: usize) -> Vec<f32> {
+    let [b, c, h, w] = shape;
+    assert_eq!(latents.len(), b * c * h * w, "latent buffer size");
+    let spans = |input: usize, output: usize| -> Vec<(usize, usize)> {
+        (0..output).map(|i| ((i * input) / output, ((i + 1) * input).div_ceil(output))).collect()
+    };
+    let (rows, cols) = (spans(h, out_h), spans(w, out_w));
+    let mut out = Vec::with_capacity(b * c * out_h * out_w);
+    for plane in latents.chunks_exact(h * w) {
+        for &(y0, y1) in &rows {
+            for &(x0, x1) in &cols {
+                let mut sum = 0.0f32;
+                for y in y0..y1 {
+                    for x in x0..x1 {
+                        sum += plane[y * w + x];
+                    }
+                }
+                out.push(sum / (y1 - y0) as f32 / (x1 - x0) as f32);
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -300,8 +300,8 @@ pub fn document() -> Value {
                     "scale": { "type": "number", "exclusiveMinimum": true, "minimum": 1, "maximum": MAX_HIRES_SCALE, "default": DEFAULT_HIRES_SCALE, "description": "each side times this, rounded down to a multiple of 8" },
                     "strength": { "type": "number", "exclusiveMinimum": true, "minimum": 0, "maximum": 1, "default": DEFAULT_HIRES_STRENGTH },
                     "steps": { "type": "integer", "minimum": 0, "maximum": MAX_STEPS, "default": 0, "description": "0 = the same steps as the first pass" },
-                    "upscaler": { "type": "string", "enum": Upscaler::ALL, "default": Upscaler::DEFAULT,
-                        "description": "latent: the latents resized bilinearly; latent-nearest-exact: with torch's nearest-exact; lanczos: the picture resized and encoded again (not in compat comfyui)" },
+                    "upscaler": { "type": "string", "enum": Upscaler::ALL.map(Upscaler::name), "default": Upscaler::DEFAULT.name(),
+                        "description": "latent: the latents resized bilinearly (torch's interpolate); latent-nearest-exact, latent-bicubic, latent-nearest (legacy nearest), latent-area: with torch's other modes; lanczos: the picture resized and encoded again. compat a1111 takes A1111's latent modes (not area), compat comfyui LatentUpscale's (not legacy nearest); lanczos runs in compat diffusers only" },
                     "seed": { "type": "integer", "minimum": 0, "description": "compat comfyui: the second KSampler's seed [default: the request's]" } } },
             "Upload": { "type": "object", "properties": {
                 "id": { "type": "string", "description": "pass as init_image or mask" }, "width": { "type": "integer" }, "height": { "type": "integer" } } },

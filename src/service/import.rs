@@ -116,7 +116,7 @@ fn from_infotext(text: &str) -> Result<ImportedSettings, Vec<FieldError>> {
     if has_hires {
         // Easel's a1111 mode runs A1111's hires fix with its latent upscalers (its default is
         // Latent); a picture upscaler runs in the diffusers mode.
-        let latent = hires.upscaler.as_deref().is_none_or(|u| Upscaler::parse(u).is_some_and(|u| u.comfyui_method().is_some()));
+        let latent = hires.upscaler.as_deref().is_none_or(|u| Upscaler::parse(u).is_some_and(|u| u.is_latent() && u.in_a1111()));
         if !latent {
             request.compat = Some("diffusers".into());
             request.randn_source = None;

@@ -643,10 +643,8 @@ impl SecondPass<'_> {
     fn hires(&self, width: u32, height: u32, seed: Option<u64>, steps: Option<u32>) -> Result<HiresRequest, ChainError> {
         let refuse = |what: &str| unsupported(&self.upscale_id, &self.upscale.class, what);
         let method = text_of(self.upscale, "upscale_method");
-        let upscaler = match method.as_str() {
-            "bilinear" => Upscaler::Latent,
-            "nearest-exact" => Upscaler::LatentNearestExact,
-            _ => return Err(refuse("a latent upscale other than bilinear or nearest-exact")),
+        let Some(upscaler) = Upscaler::ALL.into_iter().find(|u| u.comfyui_method() == Some(method.as_str())) else {
+            return Err(refuse("a latent upscale other than nearest-exact, bilinear, area or bicubic"));
         };
         // ComfyUI's target in latents: LatentUpscaleBy rounds (Python's round) each side times
         // the factor; LatentUpscale takes width // 8 and height // 8 (at least 64 pixels).

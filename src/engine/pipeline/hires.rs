@@ -29,22 +29,20 @@ pub(super) fn enlarge(
     timings: &mut Timings,
 ) -> Result<Vec<f32>, EngineError> {
     let [_, _, th, tw] = target;
-    match upscaler {
-        Upscaler::Latent => Ok(imageops::resize_latents_bilinear(latents, shape, th, tw)),
-        Upscaler::LatentNearestExact => Ok(imageops::resize_latents_nearest_exact(latents, shape, th, tw)),
-        Upscaler::Lanczos => {
-            let decode_started = Instant::now();
-            let images = decode_latents(model, latents, shape, tiling, cancel)?;
-            timings.vae_decode += decode_started.elapsed();
-            let (width, height) = (tw * 8, th * 8);
-            let encode_started = Instant::now();
-            let mut out = Vec::with_capacity(target.iter().product());
-            for image in &images {
-                let big = imageops::resize_lanczos(&image.rgb, 3, image.width as usize, image.height as usize, width, height);
-                out.extend(encode_pixels(model, &pixels_to_chw(&big, width, height), width, height, tiling, rng, cancel)?);
-            }
-            timings.vae_encode += encode_started.elapsed();
-            Ok(out)
-        }
+    if let Some(resized) = imageops::resize_latents(upscaler, latents, shape, th, tw) {
+        return Ok(resized);
     }
+    // The picture upscaler: decode, resize with Lanczos, encode again.
+    let decode_started = Instant::now();
+    let images = decode_latents(model, latents, shape, tiling, cancel)?;
+    timings.vae_decode += decode_started.elapsed();
+    let (width, height) = (tw * 8, th * 8);
+    let encode_started = Instant::now();
+    let mut out = Vec::with_capacity(target.iter().product());
+    for image in &images {
+        let big = imageops::resize_lanczos(&image.rgb, 3, image.width as usize, image.height as usize, width, height);
+        out.extend(encode_pixels(model, &pixels_to_chw(&big, width, height), width, height, tiling, rng, cancel)?);
+    }
+    timings.vae_encode += encode_started.elapsed();
+    Ok(out)
 }

@@ -21,7 +21,7 @@ use super::stages::{
 };
 use super::{Output, Progress, SourceImages, StepProgress, Timings};
 use crate::api::image_modes::MaskedContent;
-use crate::api::{Compat, GenerationSettings, RandnSource, SamplingRange, Upscaler};
+use crate::api::{Compat, GenerationSettings, RandnSource, SamplingRange};
 use crate::engine::cancel::CancelToken;
 use crate::engine::imageops;
 use crate::engine::kdiffusion::discrete::DiscreteSchedule;
@@ -200,7 +200,7 @@ pub fn generate(
     let img2img = settings.init_image.is_some() && (settings.mask.is_none() || masked) && settings.outpaint.is_none();
     // The hires fix over text-to-image: ComfyUI's two-pass graph (KSampler -> LatentUpscale ->
     // KSampler), A1111's `sample_hr_pass` (latent upscalers).
-    let two_pass = settings.init_image.is_none() && settings.hires.is_some_and(|h| h.upscaler.comfyui_method().is_some());
+    let two_pass = settings.init_image.is_none() && settings.hires.is_some_and(|h| h.upscaler.is_latent());
     if (settings.init_image.is_some() && !img2img) || (settings.hires.is_some() && !two_pass) {
         return Err(EngineError::InvalidRequest(format!("compat {compat} does not run this mode yet; use compat diffusers")));
     }
@@ -363,10 +363,9 @@ fn a1111_hires(
     let first = run_walk(model, &first_settings, schedule, first_walk, first_start, started, cancel, progress)?;
     let [batch, channels, h, w] = first.latent_shape;
     let (th, tw) = (height as usize / 8, width as usize / 8);
-    let scaled = match hires.upscaler {
-        Upscaler::Latent => imageops::resize_latents_bilinear(&first.latents, [batch, channels, h, w], th, tw),
-        Upscaler::LatentNearestExact => imageops::resize_latents_nearest_exact(&first.latents, [batch, channels, h, w], th, tw),
-        Upscaler::Lanczos => {
+    let scaled = match imageops::resize_latents(hires.upscaler, &first.latents, [batch, channels, h, w], th, tw) {
+        Some(scaled) => scaled,
+        None => {
             return Err(EngineError::InvalidRequest(
                 "compat a1111's hires fix upscales latents so far; use compat diffusers for lanczos".into(),
             ))
@@ -426,10 +425,8 @@ fn two_passes(
     let [batch, channels, h, w] = first.latent_shape;
     let latent: Vec<f32> = first.latents.iter().map(|v| v / scale).collect();
     let (th, tw) = (height as usize / 8, width as usize / 8);
-    let scaled = match hires.upscaler {
-        Upscaler::Latent => imageops::resize_latents_bilinear(&latent, [batch, channels, h, w], th, tw),
-        Upscaler::LatentNearestExact => imageops::resize_latents_nearest_exact(&latent, [batch, channels, h, w], th, tw),
-        Upscaler::Lanczos => return Err(EngineError::InvalidRequest("compat comfyui's hires fix upscales latents, not pictures".into())),
+    let Some(scaled) = imageops::resize_latents(hires.upscaler, &latent, [batch, channels, h, w], th, tw) else {
+        return Err(EngineError::InvalidRequest("compat comfyui's hires fix upscales latents, not pictures".into()));
     };
     let second_start =
         Start { latent: Some(scaled.iter().map(|v| v * scale).collect()), calls: Some((calls.0, calls.0 + calls.1)), ..Start::default() };

@@ -245,10 +245,10 @@ fn base_request(
 /// A1111's hires upscaler name -> Easel's (`None` = A1111's default latent mode).
 fn hires_upscaler(name: Option<&str>) -> Option<&'static str> {
     match name.map(str::trim) {
-        None | Some("") | Some("Latent") => Some("latent"),
-        Some("Latent (nearest-exact)") => Some("latent-nearest-exact"),
+        None | Some("") => Some("latent"),
         Some("Lanczos") | Some("None") => Some("lanczos"),
-        Some(_) => None,
+        // A1111's latent upscale modes, by their own names.
+        Some(name) => Upscaler::ALL.into_iter().find(|u| u.is_latent() && u.in_a1111() && u.a1111_name() == name).map(Upscaler::name),
     }
 }
 
@@ -352,7 +352,7 @@ pub fn plan_txt2img(req: &Txt2ImgRequest, opts: &EffectiveOptions, mut random: i
     let hires = req.enable_hr.unwrap_or(false).then(|| plan_hires(req, &choice, &mut errors));
     // A1111's own maths for the hires fix with a latent upscaler; a picture upscaler runs in the
     // diffusers mode.
-    let latent_upscale = |h: &HiresRequest| h.upscaler.as_deref().and_then(Upscaler::parse).is_some_and(|u| u.comfyui_method().is_some());
+    let latent_upscale = |h: &HiresRequest| h.upscaler.as_deref().and_then(Upscaler::parse).is_some_and(Upscaler::is_latent);
     let compat = choose_compat(&choice, hires.as_ref().is_none_or(|(h, _, _)| latent_upscale(h)), "the hires fix", &mut errors);
     let mut base = base_request(c, opts, compat, &choice, &mut random, &mut errors);
     let (extra, denoising_strength) = match hires {

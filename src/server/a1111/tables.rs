@@ -184,7 +184,7 @@ pub fn upscalers_list() -> Vec<UpscalerItem> {
 pub fn latent_upscale_modes() -> Vec<LatentUpscaleModeItem> {
     crate::api::Upscaler::ALL
         .into_iter()
-        .filter(|u| u.comfyui_method().is_some())
+        .filter(|u| u.is_latent() && u.in_a1111())
         .map(|u| LatentUpscaleModeItem { name: u.a1111_name().into() })
         .collect()
 }

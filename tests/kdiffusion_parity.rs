@@ -194,7 +194,7 @@ fn samplers_equal_the_tools_own_step_by_step() {
         // The SDE samplers' Brownian trees: A1111 one per image (seeds 42 and 43, CPU source),
         // ComfyUI one for the batch (seed 42).
         let entropies = if tool == "a1111" { vec![42, 43] } else { vec![42] };
-        let brownian = Some(BrownianSeeds { entropies, randn: easel::engine::noise::brownian::torch_randn });
+        let brownian = Some(BrownianSeeds { entropies, randn: easel::engine::noise::brownian::torch_randn, range: None });
         let schedule = model.model.clone();
         let mut cx = Context {
             model: &mut model,

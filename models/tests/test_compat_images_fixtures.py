@@ -203,10 +203,14 @@ def test_schedule_and_initial_scaling(name):
     if "strength" in s and s["compat"] == "a1111":
         # sample_img2img: the last t_enc + 2 sigmas of the full schedule (the txt2img case's, same steps),
         # started at init_latent + noise * sigma_sched[0].
+        assert sig[0] < smax and tool["x0_scale"] == np.float32(sig[0])
+        assert len(sig) == int(min(s["strength"], 0.999) * s["steps"]) + 2 and sig[-1] == 0
+        if s["schedule"] == "Karras":
+            np.testing.assert_allclose(sig, karras(s["steps"], smin, smax)[-len(sig):], rtol=1e-5, atol=1e-6)
+            return
         full = load("a1111_euler_a_automatic_s42_b2", "sigmas.npy").astype(np.float64)
         assert s["schedule"] == "Automatic" and s["steps"] == len(full) - 1
         np.testing.assert_array_equal(sig, full[len(full) - len(sig):])
-        assert sig[0] < smax and tool["x0_scale"] == np.float32(sig[0])
         return
     if "hires" in s and s["compat"] == "a1111":
         # sample_hr_pass: sample_img2img(steps=the hires steps), so setup_img2img_steps runs all of them (t_enc =

@@ -500,6 +500,15 @@ CASES = [
          Settings(seed=52, batch_size=1, compat="comfyui", sampler="dpmpp_2m", schedule="karras",
                   hires={"scale": 1.5, "strength": 0.6, "steps": 0, "upscaler": "latent-area", "seed": 52},
                   hires_node="LatentUpscale")),
+    Case("a1111_img2img_dpmpp_2m_sde_karras_d06_s53", "A1111 img2img with DPM++ 2M SDE / Karras at denoising "
+         "strength 0.6: its Brownian trees span the whole schedule (create_noise_sampler(x, sigmas, p)) while the sampler "
+         "walks the tail",
+         Settings(seed=53, batch_size=1, compat="a1111", sampler="DPM++ 2M SDE", schedule="Karras", randn_source="cpu",
+                  strength=0.6)),
+    Case("a1111_hires_dpmpp_2m_sde_karras_s54_nv", "A1111's hires fix (Latent, scale 1.5, denoising strength 0.5) "
+         "with DPM++ 2M SDE / Karras and NV noise: the second pass's trees span its int(6 / 0.5)-step schedule",
+         Settings(seed=54, batch_size=1, compat="a1111", sampler="DPM++ 2M SDE", schedule="Karras", randn_source="nv",
+                  hires={"scale": 1.5, "strength": 0.5, "steps": 0, "upscaler": "latent"})),
     Case("comfyui_uni_pc_normal_s14", "ComfyUI uni_pc (B(h) = h) / normal, the penultimate sigma discarded",
          Settings(seed=14, batch_size=1, compat="comfyui", sampler="uni_pc", schedule="normal")),
     Case("comfyui_uni_pc_bh2_karras_s15_b2", "ComfyUI uni_pc_bh2 / karras, batch 2",

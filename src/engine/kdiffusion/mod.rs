@@ -92,6 +92,16 @@ pub struct Context<'a> {
 pub struct BrownianSeeds {
     pub entropies: Vec<u128>,
     pub randn: SeededRandn,
+    /// The trees' `[σ_min, σ_max]` when not the walked sigmas' (A1111's image-to-image builds
+    /// them over the whole schedule, `create_noise_sampler(x, sigmas, p)`, and walks its tail).
+    pub range: Option<(f32, f32)>,
+}
+
+/// `[σ_min, σ_max]` of a schedule: its smallest positive sigma and its largest.
+pub fn sigma_range(sigmas: &[f32]) -> (f32, f32) {
+    let lo = sigmas.iter().copied().filter(|s| *s > 0.0).fold(f32::INFINITY, f32::min);
+    let hi = sigmas.iter().copied().fold(0.0, f32::max);
+    (lo, hi)
 }
 
 impl Context<'_> {
@@ -105,8 +115,7 @@ impl Context<'_> {
     /// The Brownian-tree noise of an SDE sampler over `sigmas` (on `[σ_min > 0, σ_max]`).
     fn brownian(&self, sigmas: &[f32], numel: usize) -> Result<BrownianNoise, EngineError> {
         let seeds = self.brownian.as_ref().ok_or_else(|| EngineError::InvalidRequest("this sampler needs Brownian-tree seeds".into()))?;
-        let lo = sigmas.iter().copied().filter(|s| *s > 0.0).fold(f32::INFINITY, f32::min);
-        let hi = sigmas.iter().copied().fold(0.0, f32::max);
+        let (lo, hi) = seeds.range.unwrap_or_else(|| sigma_range(sigmas));
         Ok(BrownianNoise::new(lo, hi, numel, &seeds.entropies, seeds.randn))
     }
 }

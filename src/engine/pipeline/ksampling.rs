@@ -101,15 +101,24 @@ impl EpsModel for GuidedDenoiser<'_, '_> {
 /// timestep samplers over timesteps (image-to-image: noised to `alpha`, ᾱ of the timestep after
 /// the walked ones).
 enum Walk {
-    Sigmas { sampler: KSampler, sigmas: Vec<f32> },
-    Timesteps { sampler: TimestepSampler, timesteps: Vec<u32>, alpha: Option<f32> },
+    /// `tree`: the SDE samplers' Brownian-tree range when not the walked sigmas'.
+    Sigmas {
+        sampler: KSampler,
+        sigmas: Vec<f32>,
+        tree: Option<(f32, f32)>,
+    },
+    Timesteps {
+        sampler: TimestepSampler,
+        timesteps: Vec<u32>,
+        alpha: Option<f32>,
+    },
 }
 
 impl Walk {
     /// The UNet evaluations the walk makes.
     fn model_calls(&self) -> usize {
         match self {
-            Walk::Sigmas { sampler, sigmas } => sampler.model_calls(sigmas),
+            Walk::Sigmas { sampler, sigmas, .. } => sampler.model_calls(sigmas),
             Walk::Timesteps { sampler, timesteps, .. } => sampler.model_calls(timesteps),
         }
     }
@@ -177,9 +186,13 @@ fn brownian_seeds(settings: &GenerationSettings) -> BrownianSeeds {
                 RandnSource::Nv => brownian::philox_randn as SeededRandn,
                 RandnSource::Cpu => brownian::torch_randn,
             };
-            BrownianSeeds { entropies: seeds.image_seeds(settings.batch_size as usize).into_iter().map(u128::from).collect(), randn }
+            BrownianSeeds {
+                entropies: seeds.image_seeds(settings.batch_size as usize).into_iter().map(u128::from).collect(),
+                randn,
+                range: None,
+            }
         }
-        _ => BrownianSeeds { entropies: vec![u128::from(settings.seed)], randn: brownian::torch_randn },
+        _ => BrownianSeeds { entropies: vec![u128::from(settings.seed)], randn: brownian::torch_randn, range: None },
     }
 }
 
@@ -239,19 +252,22 @@ pub fn generate(
         Some(hires) => return a1111_hires(model, settings, &hires, &schedule, A1111Walk::Sigmas(sampler), started, cancel, progress),
         None => {}
     }
-    let sigmas = match (&init, settings.strength) {
+    let walk = match (&init, settings.strength) {
         (Some(_), Some(strength)) if flavor == Flavor::A1111 => {
-            match a1111_img2img_walk(&schedule, A1111Walk::Sigmas(sampler), settings, a1111_img2img_steps(steps, strength, false))? {
-                Walk::Sigmas { sigmas, .. } => sigmas,
-                Walk::Timesteps { .. } => unreachable!("a k-diffusion walk"),
-            }
+            a1111_img2img_walk(&schedule, A1111Walk::Sigmas(sampler), settings, a1111_img2img_steps(steps, strength, false))?
         }
-        (Some(_), Some(denoise)) => comfyui_denoised(&schedule, sampler, settings.schedule, steps, denoise)?,
-        _ => schedules::sigmas(&schedule, sampler, settings.schedule, steps).map_err(EngineError::InvalidRequest)?,
+        (Some(_), Some(denoise)) => {
+            Walk::Sigmas { sampler, sigmas: comfyui_denoised(&schedule, sampler, settings.schedule, steps, denoise)?, tree: None }
+        }
+        _ => Walk::Sigmas {
+            sampler,
+            sigmas: schedules::sigmas(&schedule, sampler, settings.schedule, steps).map_err(EngineError::InvalidRequest)?,
+            tree: None,
+        },
     };
-    let sigmas = match &settings.sampling_range {
-        Some(range) => comfyui_window(sigmas, range)?,
-        None => sigmas,
+    let walk = match (walk, &settings.sampling_range) {
+        (Walk::Sigmas { sampler, sigmas, tree }, Some(range)) => Walk::Sigmas { sampler, sigmas: comfyui_window(sigmas, range)?, tree },
+        (walk, _) => walk,
     };
     let mask = match (masked, &images.mask) {
         (false, _) => None,
@@ -259,7 +275,7 @@ pub fn generate(
         (true, None) => return Err(EngineError::InvalidRequest("the request names a mask but none was given".into())),
     };
     let start = Start { init: init.as_ref(), mask, ..Start::default() };
-    run_walk(model, settings, &schedule, Walk::Sigmas { sampler, sigmas }, start, started, cancel, progress)
+    run_walk(model, settings, &schedule, walk, start, started, cancel, progress)
 }
 
 /// ComfyUI's KSampler sigmas at `denoise`: below 1, the schedule of int(steps / denoise) steps,
@@ -314,7 +330,8 @@ fn a1111_img2img_walk(
             if sigmas.len() < 2 {
                 return Err(EngineError::InvalidRequest(format!("{steps} steps at this strength leave no step to run")));
             }
-            Walk::Sigmas { sampler, sigmas }
+            // The SDE samplers' trees span the whole schedule (`create_noise_sampler(x, sigmas, p)`).
+            Walk::Sigmas { sampler, sigmas, tree: Some(crate::engine::kdiffusion::sigma_range(&all)) }
         }
         A1111Walk::Timesteps(sampler) => {
             let (timesteps, alpha) = timesteps::img2img(steps, t_enc, &schedule.alphas_cumprod)?;
@@ -353,6 +370,7 @@ fn a1111_hires(
         A1111Walk::Sigmas(sampler) => Walk::Sigmas {
             sampler,
             sigmas: schedules::sigmas(schedule, sampler, settings.schedule, steps).map_err(EngineError::InvalidRequest)?,
+            tree: None,
         },
         A1111Walk::Timesteps(sampler) => Walk::Timesteps { sampler, timesteps: timesteps::timesteps(steps), alpha: None },
     };
@@ -419,8 +437,16 @@ fn two_passes(
     let second_sigmas = comfyui_denoised(schedule, sampler, settings.schedule, second_settings.steps as usize, hires.strength)?;
     let calls = (sampler.model_calls(&first_sigmas), sampler.model_calls(&second_sigmas));
     let first_start = Start { decode: false, calls: Some((0, calls.0 + calls.1)), ..Start::default() };
-    let first =
-        run_walk(model, &first_settings, schedule, Walk::Sigmas { sampler, sigmas: first_sigmas }, first_start, started, cancel, progress)?;
+    let first = run_walk(
+        model,
+        &first_settings,
+        schedule,
+        Walk::Sigmas { sampler, sigmas: first_sigmas, tree: None },
+        first_start,
+        started,
+        cancel,
+        progress,
+    )?;
     let scale = model.vae_facts.scaling_factor;
     let [batch, channels, h, w] = first.latent_shape;
     let latent: Vec<f32> = first.latents.iter().map(|v| v / scale).collect();
@@ -434,7 +460,7 @@ fn two_passes(
         model,
         &second_settings,
         schedule,
-        Walk::Sigmas { sampler, sigmas: second_sigmas },
+        Walk::Sigmas { sampler, sigmas: second_sigmas, tree: None },
         second_start,
         started,
         cancel,
@@ -634,7 +660,7 @@ fn run_walk(
                 let mut run = timesteps::Run { model: &mut denoiser, alphas_cumprod: &schedule.alphas_cumprod, on_step: &mut on_step };
                 sampler.sample(x, timesteps, from_latents, &mut run)?
             }
-            Walk::Sigmas { sampler, sigmas } => {
+            Walk::Sigmas { sampler, sigmas, tree } => {
                 let mut on_step = |_: Step<'_>| {};
                 let mut masked;
                 let model: &mut dyn Denoiser = match inpaint {
@@ -649,7 +675,7 @@ fn run_walk(
                     noise: rng.steps(),
                     on_step: &mut on_step,
                     flavor,
-                    brownian: Some(brownian_seeds(settings)),
+                    brownian: Some(BrownianSeeds { range: *tree, ..brownian_seeds(settings) }),
                     schedule,
                 };
                 // A1111's text-to-image hands DPM-Solver the model's whole σ range, whatever the

@@ -257,6 +257,32 @@ async fn an_image_scale_before_vae_encode_gives_comfyuis_picture() {
     graph["13"]["inputs"]["upscale_method"] = json!("bicubic");
     let refusal = refused(&http, addr, &graph).await;
     assert!(refusal["node_errors"]["13"].is_object(), "{refusal}");
+
+    // A 70x75 picture straight into VAEEncode: cut to 64x72, centred, as ComfyUI cuts it.
+    let case = fixture("comfyui_img2img_crop_euler_normal_d07_s55");
+    let settings = case_settings(&case);
+    let name = upload(&http, addr, &case.join("init.png")).await;
+    let mut graph = txt2img_graph(&settings, 55, 1);
+    graph["3"]["inputs"]["denoise"] = json!(0.7);
+    graph["3"]["inputs"]["latent_image"] = json!(["11", 0]);
+    graph["10"] = json!({"class_type": "LoadImage", "inputs": {"image": name}});
+    graph["11"] = json!({"class_type": "VAEEncode", "inputs": {"pixels": ["10", 0], "vae": ["4", 2]}});
+    graph.as_object_mut().unwrap().remove("5");
+    let entry = run_graph(&http, addr, &graph).await;
+    assert_outputs_are_the_case(&http, addr, &entry, "9", &case).await;
+    // And into VAEEncodeForInpaint with a 77x66 mask: both cut to 72x64.
+    let case = fixture("comfyui_inpaint_vae_encode_for_inpaint_crop_euler_normal_s56");
+    let settings = case_settings(&case);
+    let names = [upload(&http, addr, &case.join("init.png")).await, upload(&http, addr, &case.join("mask.png")).await];
+    let mut graph = txt2img_graph(&settings, 56, 1);
+    graph["3"]["inputs"]["latent_image"] = json!(["11", 0]);
+    graph["10"] = json!({"class_type": "LoadImage", "inputs": {"image": names[0]}});
+    graph["12"] = json!({"class_type": "LoadImageMask", "inputs": {"image": names[1], "channel": "red"}});
+    graph["11"] = json!({"class_type": "VAEEncodeForInpaint", "inputs": {"pixels": ["10", 0], "vae": ["4", 2], "mask": ["12", 0],
+        "grow_mask_by": 4}});
+    graph.as_object_mut().unwrap().remove("5");
+    let entry = run_graph(&http, addr, &graph).await;
+    assert_outputs_are_the_case(&http, addr, &entry, "9", &case).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

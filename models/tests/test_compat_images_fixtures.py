@@ -120,7 +120,7 @@ def test_settings_are_a_request_in_easels_vocabulary(name):
         assert s["randn_source"] is None and s["subseed"] is None and s["subseed_strength"] == 0
     # 6 steps, except A1111's Restart, which only restarts from 20 steps on; 64x64 but for the area cases,
     # whose areas (at least 64 pixels a side) need a larger picture.
-    size = (s["width"], s["height"]) if "conditioning" in s else (64, 64)
+    size = (s["width"], s["height"]) if "conditioning" in s or CASES[name].get("graph", {}).get("init_crop") else (64, 64)
     assert (s["width"], s["height"], s["cfg_scale"]) == (*size, 7.0)
     assert s["steps"] == (20 if s["sampler"] == "Restart" else 6)
 

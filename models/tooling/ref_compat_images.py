@@ -164,7 +164,7 @@ COMFYUI_FILES = {
                         "5ee43a50f57b84c64781f1bcfeb717d17ee2d07038d5d7d75eb788898fb72de0"),
     "nodes.py": (RUN, "81e4dac107c24b1655babc47c99c33551c96a644",
                  "88f3c18338cfc2dc6b5bef1a24dbe9f49898e23ef01df05093189ae2e432d3d7"),
-    "comfy/sd.py": (READ, "84e9ce32c6d9d340404ee0798a426dae52bbee8b",
+    "comfy/sd.py": (RUN, "84e9ce32c6d9d340404ee0798a426dae52bbee8b",
                     "00579b03a415ef2f152da12fbf1cbe3d22aa465ac591cc7ee7dbd95633260eee"),
     "comfy/model_base.py": (READ, "dc95b6acc0ef4962460592d417db4024f7160586",
                             "91edb703aebe1d521f9ea15d4a2b36f12705aae684520afe14a965f28694060a"),
@@ -215,6 +215,10 @@ class Settings:
     # ComfyUI image-to-image: the size of the case's init.png when it differs from width x height; the
     # graph then scales it with ImageScale (lanczos, no crop) before VAEEncode. Not a request key.
     init_size: tuple[int, int] | None = None
+    # ComfyUI: init_size's picture (sides not multiples of 8) goes straight into VAEEncode / VAEEncodeForInpaint,
+    # which cut it to multiples of 8, centred (VAE.vae_encode_crop_pixels in comfy/sd.py; the node's own cut);
+    # width x height are the cut size. Not a request key: the case's "graph" entry names it.
+    init_crop: bool = False
     # ComfyUI image-to-image with a latent noise mask: the case's mask.png (grey, 255 = repaint) through
     # LoadImageMask (channel red) and SetLatentNoiseMask. Not a request key (the mask is an upload).
     masked: bool = False
@@ -509,6 +513,14 @@ CASES = [
          "with DPM++ 2M SDE / Karras and NV noise: the second pass's trees span its int(6 / 0.5)-step schedule",
          Settings(seed=54, batch_size=1, compat="a1111", sampler="DPM++ 2M SDE", schedule="Karras", randn_source="nv",
                   hires={"scale": 1.5, "strength": 0.5, "steps": 0, "upscaler": "latent"})),
+    Case("comfyui_img2img_crop_euler_normal_d07_s55", "ComfyUI img2img of a 70x75 picture straight into VAEEncode, "
+         "which cuts it to 64x72 centred (3 columns and 1 row before, the rest after); denoise 0.7, euler",
+         Settings(seed=55, batch_size=1, compat="comfyui", sampler="euler", schedule="normal", width=64, height=72,
+                  strength=0.7, init_size=(70, 75), init_crop=True)),
+    Case("comfyui_inpaint_vae_encode_for_inpaint_crop_euler_normal_s56", "ComfyUI VAEEncodeForInpaint of a 77x66 "
+         "picture and mask: the node cuts both to 72x64 centred (the mask after its resize), grow 4; euler",
+         Settings(seed=56, batch_size=1, compat="comfyui", sampler="euler", schedule="normal", width=72, height=64,
+                  strength=1.0, init_size=(77, 66), init_crop=True, masked=True, mask_grow=4)),
     Case("comfyui_uni_pc_normal_s14", "ComfyUI uni_pc (B(h) = h) / normal, the penultimate sigma discarded",
          Settings(seed=14, batch_size=1, compat="comfyui", sampler="uni_pc", schedule="normal")),
     Case("comfyui_uni_pc_bh2_karras_s15_b2", "ComfyUI uni_pc_bh2 / karras, batch 2",
@@ -1202,10 +1214,16 @@ class ComfyUI:
                 (pixels,) = invert().invert(pixels)
                 (pixels,) = scale_by().upscale(pixels, "lanczos", s.invert_then_scale_by)
                 assert tuple(pixels.shape[1:3]) == (s.height, s.width), pixels.shape
-            elif s.init_size is not None:
+            elif s.init_size is not None and not s.init_crop:
                 # ImageScale.upscale (nodes.py): common_upscale over channels-first pixels, lanczos, no crop
                 pixels = self.utils.common_upscale(pixels.movedim(-1, 1), s.width, s.height, "lanczos", "disabled").movedim(1, -1)
             if s.mask_grow is None:
+                if s.init_crop:
+                    # VAE.encode's vae_encode_crop_pixels (comfy/sd.py's own method, crop_input on, ratio 8)
+                    vae_class = upstream.class_from_source(self.root / "comfy/sd.py", "VAE", {})
+                    me = types.SimpleNamespace(crop_input=True, spacial_compression_encode=lambda: 8)
+                    pixels = vae_class.vae_encode_crop_pixels(me, pixels)
+                    assert tuple(pixels.shape[1:3]) == (s.height, s.width), pixels.shape
                 with torch.no_grad():
                     mean = self.vae.encode(pixels.movedim(-1, 1) * 2.0 - 1.0).latent_dist.mode()
             else:
@@ -1450,6 +1468,8 @@ def record_case(case: Case, result: dict, out: Path) -> dict:
         Image.fromarray(img).save(d / f"image_{i}.png", optimize=False)
         files.append(f"image_{i}.png")
     graph = {k: v for k, v in (("invert_then_scale_by", s.invert_then_scale_by), ("pad", s.pad)) if v is not None}
+    if s.init_crop:
+        graph["init_crop"] = True
     if s.hires is not None and s.compat == "comfyui":
         graph["hires_node"] = s.hires_node
     return {"name": case.name, "what": case.what, "settings": s.request(), **({"graph": graph} if graph else {}),

@@ -15,15 +15,21 @@ pub struct GreyFilled {
 }
 
 /// `init` grey under `mask` (mask values / 255, resized to the picture bilinearly when its size
-/// differs, as torch's `interpolate` does), and the noise mask grown by `grow` pixels.
+/// differs, as torch's `interpolate` does), and the noise mask grown by `grow` pixels. A picture
+/// whose sides are not multiples of 8 is first cut to them, centred, and the resized mask with it,
+/// as the node does.
 pub fn grey_fill(init: &RgbImage, mask: &GrayImage, grow: u32) -> GreyFilled {
-    let (w, h) = (init.width() as usize, init.height() as usize);
+    let (full_w, full_h) = (init.width() as usize, init.height() as usize);
     let values: Vec<f32> = mask.as_raw().iter().map(|&v| f32::from(v) / 255.0).collect();
     let values = if mask.dimensions() == init.dimensions() {
         values
     } else {
-        resize_latents_bilinear(&values, [1, 1, mask.height() as usize, mask.width() as usize], h, w)
+        resize_latents_bilinear(&values, [1, 1, mask.height() as usize, mask.width() as usize], full_h, full_w)
     };
+    let (w, h) = (full_w / 8 * 8, full_h / 8 * 8);
+    let (x0, y0) = ((full_w % 8) / 2, (full_h % 8) / 2);
+    let values: Vec<f32> = (y0..y0 + h).flat_map(|y| values[y * full_w + x0..y * full_w + x0 + w].to_vec()).collect();
+    let init = image::imageops::crop_imm(init, x0 as u32, y0 as u32, w as u32, h as u32).to_image();
     // torch's round: halves to even (a value / 255 is never exactly one half; a resized one may be).
     let rounded: Vec<f32> = values.iter().map(|v| v.round_ties_even()).collect();
     // `(pixels − 0.5) · (1 − round(mask)) + 0.5`, in float32 as ComfyUI computes it, then the
@@ -110,12 +116,29 @@ mod tests {
 
     #[test]
     fn pixels_under_the_rounded_mask_turn_grey() {
-        let init = RgbImage::from_pixel(2, 1, image::Rgb([255, 0, 10]));
-        let mask = GrayImage::from_raw(2, 1, vec![127, 128]).unwrap();
+        let init = RgbImage::from_pixel(8, 8, image::Rgb([255, 0, 10]));
+        let mut mask = GrayImage::new(8, 8);
+        mask.put_pixel(0, 0, image::Luma([127]));
+        mask.put_pixel(1, 0, image::Luma([128]));
         let filled = grey_fill(&init, &mask, 0);
         // 127/255 rounds to 0 (kept), 128/255 to 1 (grey: 2·0.5 − 1 = 0).
+        let plane = 64;
         assert_eq!(filled.chw[0], 1.0);
-        assert_eq!([filled.chw[1], filled.chw[3], filled.chw[5]], [0.0, 0.0, 0.0]);
-        assert_eq!(filled.noise_mask.as_raw(), &vec![0, 255]);
+        assert_eq!([filled.chw[1], filled.chw[plane + 1], filled.chw[2 * plane + 1]], [0.0, 0.0, 0.0]);
+        assert_eq!(&filled.noise_mask.as_raw()[..3], &[0, 255, 0]);
+    }
+
+    #[test]
+    fn a_picture_off_the_eight_pixel_grid_is_cut_centred_with_its_mask() {
+        // 11 x 9: columns 1..9 and rows 0..8 stay (remainders 3 and 1, half of each before).
+        let init = RgbImage::from_fn(11, 9, |x, y| image::Rgb([x as u8 * 20, y as u8 * 20, 0]));
+        let mut mask = GrayImage::new(11, 9);
+        mask.put_pixel(1, 0, image::Luma([255]));
+        let filled = grey_fill(&init, &mask, 0);
+        assert_eq!(filled.noise_mask.dimensions(), (8, 8));
+        assert_eq!(&filled.noise_mask.as_raw()[..2], &[255, 0]);
+        // The first kept pixel is grey; the next one is column 2 of the picture (red 40).
+        assert_eq!(filled.chw[0], 0.0);
+        assert_eq!(filled.chw[1], 2.0 * (40.0 / 255.0) - 1.0);
     }
 }

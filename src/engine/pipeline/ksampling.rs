@@ -218,6 +218,11 @@ pub fn generate(
         return Err(EngineError::InvalidRequest(format!("compat {compat} does not run this mode yet; use compat diffusers")));
     }
     let init = match (img2img, &images.init) {
+        // ComfyUI's VAEEncode takes a picture whatever its size and crops it to multiples of 8
+        // (centred); a picture of another size went through ImageScale (Lanczos).
+        (true, Some(image)) if flavor == Flavor::ComfyUi && eight_pixel_size(image.dimensions()) == settings.init_size() => {
+            Some(image.clone())
+        }
         (true, Some(image)) => Some(super::sized_rgb(image, settings.init_size())),
         (true, None) => return Err(EngineError::InvalidRequest("the request names an init image but none was given".into())),
         (false, _) => None,
@@ -292,6 +297,22 @@ fn comfyui_denoised(
     }
     let all = schedules::sigmas(schedule, sampler, kind, (steps as f64 / denoise) as usize).map_err(EngineError::InvalidRequest)?;
     Ok(all[all.len().saturating_sub(steps + 1)..].to_vec())
+}
+
+/// A picture's size cut down to multiples of 8 (what the VAE encodes).
+fn eight_pixel_size((width, height): (u32, u32)) -> (u32, u32) {
+    (width / 8 * 8, height / 8 * 8)
+}
+
+/// ComfyUI's `vae_encode_crop_pixels`: a picture whose sides are not multiples of 8 loses the
+/// remainder, half of it (rounded down) before and the rest after; others pass as they are.
+fn centre_crop_to_eight(image: &image::RgbImage) -> std::borrow::Cow<'_, image::RgbImage> {
+    let (w, h) = image.dimensions();
+    let (cw, ch) = eight_pixel_size((w, h));
+    if (cw, ch) == (w, h) {
+        return std::borrow::Cow::Borrowed(image);
+    }
+    std::borrow::Cow::Owned(image::imageops::crop_imm(image, (w % 8) / 2, (h % 8) / 2, cw, ch).to_image())
 }
 
 /// The sampler of an A1111 run: a k-diffusion one or one of its timestep samplers.
@@ -611,6 +632,7 @@ fn run_walk(
         // The encoder's latents (the posterior's mean), one image repeated over the batch, under
         // the scaled noise (`noise_scaling`: noise · σ + latent); A1111's timestep samplers mix
         // them as `latent · √ᾱ + noise · √(1 − ᾱ)`.
+        let init = centre_crop_to_eight(init);
         let (w, h) = (init.width() as usize, init.height() as usize);
         let encode_started = Instant::now();
         let chw = match &grey {

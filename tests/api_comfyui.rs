@@ -170,18 +170,27 @@ async fn front_and_number_place_prompts_in_the_queue_as_comfyui_orders_them() {
     let blocker: Value = http.post(server.url("/api/v1/generate")).json(&slow).send().await.unwrap().json().await.unwrap();
     let settings = case_settings(&fixture("comfyui_euler_ancestral_normal_s42_b2"));
     let mut numbers = Vec::new();
-    for (seed, place) in [(10, json!({})), (11, json!({})), (12, json!({"front": true})), (13, json!({"number": 0.5}))] {
+    let places = [
+        (10, json!({})),
+        (11, json!({})),
+        (12, json!({"front": true})),
+        (13, json!({"number": 0.5})),
+        (14, json!({"number": 1000})),
+        (15, json!({})),
+    ];
+    for (seed, place) in places {
         let mut body = json!({"prompt": txt2img_graph(&settings, seed, 1)});
         body.as_object_mut().unwrap().extend(place.as_object().unwrap().clone());
         let answer: Value = http.post(url("/prompt")).json(&body).send().await.unwrap().json().await.unwrap();
         numbers.push(answer["number"].as_f64().unwrap_or_else(|| panic!("{answer}")));
     }
     // ComfyUI's numbers: its counter, minus the counter for front, the client's number as given.
-    assert_eq!(numbers, vec![0.0, 1.0, -2.0, 0.5]);
+    assert_eq!(numbers, vec![0.0, 1.0, -2.0, 0.5, 1000.0, 3.0]);
     let queue: Value = http.get(url("/queue")).send().await.unwrap().json().await.unwrap();
     let pending: Vec<f64> = queue["queue_pending"].as_array().unwrap().iter().map(|p| p[0].as_f64().unwrap()).collect();
-    assert_eq!(pending, vec![-2.0, 0.0, 0.5, 1.0], "{queue}");
-    // The jobs run in that order: front first, the numbered one before the prompt numbered above it.
+    assert_eq!(pending, vec![-2.0, 0.0, 0.5, 1.0, 3.0, 1000.0], "{queue}");
+    // The jobs run in that order: front first, each numbered one before the prompt numbered above
+    // it (the counter's 3 before the client's 1000).
     let jobs: Value = http.get(server.url("/api/v1/generate?limit=10")).send().await.unwrap().json().await.unwrap();
     let mut by_position: Vec<(u64, u64)> = jobs["jobs"]
         .as_array()
@@ -191,7 +200,7 @@ async fn front_and_number_place_prompts_in_the_queue_as_comfyui_orders_them() {
         .map(|j| (j["position"].as_u64().unwrap(), j["request"]["seed"].as_u64().unwrap()))
         .collect();
     by_position.sort();
-    assert_eq!(by_position, vec![(1, 12), (2, 10), (3, 13), (4, 11)], "{jobs}");
+    assert_eq!(by_position, vec![(1, 12), (2, 10), (3, 13), (4, 11), (5, 15), (6, 14)], "{jobs}");
     let resp = http.delete(server.url(&format!("/api/v1/generate/{}", blocker["id"].as_str().unwrap()))).send().await.unwrap();
     assert!([200, 202].contains(&resp.status().as_u16()), "the slow job ended too soon: {}", resp.status());
     // A number that is not one is refused.

@@ -28,7 +28,7 @@ fn check_case(model: &mut SdModel, dir: &Path) -> Vec<String> {
     let case: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("settings.json")).unwrap()).unwrap();
     let h = &case["hires"];
     let hires = HiresRequest {
-        scale: h["scale"].as_f64().map(|v| v as f32),
+        scale: h["scale"].as_f64(),
         strength: h["strength"].as_f64(),
         steps: h["steps"].as_u64().map(|v| v as u32),
         upscaler: h["upscaler"].as_str().map(str::to_string),

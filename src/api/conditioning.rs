@@ -85,7 +85,8 @@ pub enum TextExpr {
     Concat { to: Box<TextExpr>, from: Box<TextExpr> },
     /// `ConditioningAverage`: `to·to_strength + from·(1 − to_strength)`, token by token over
     /// `to`'s length (`from` cut there or filled with zeros).
-    Average { to: Box<TextExpr>, from: Box<TextExpr>, to_strength: f32 },
+    /// (`to_strength` as sent: Python's float, which ComfyUI uses for `1 − s`.)
+    Average { to: Box<TextExpr>, from: Box<TextExpr>, to_strength: f64 },
 }
 
 impl TextExpr {

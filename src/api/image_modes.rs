@@ -15,9 +15,9 @@ pub const MAX_MASK_BLUR: u32 = 64;
 /// Largest extension of one side when outpainting, in pixels.
 pub const MAX_OUTPAINT: u32 = 1024;
 /// The hires fix's defaults (A1111's: upscale by 2, denoising strength 0.7, the same steps).
-pub const DEFAULT_HIRES_SCALE: f32 = 2.0;
+pub const DEFAULT_HIRES_SCALE: f64 = 2.0;
 pub const DEFAULT_HIRES_STRENGTH: f64 = 0.7;
-pub const MAX_HIRES_SCALE: f32 = 4.0;
+pub const MAX_HIRES_SCALE: f64 = 4.0;
 /// Largest upload accepted, in bytes (encoded).
 pub const MAX_UPLOAD_BYTES: usize = 20 << 20;
 /// Largest image accepted, in pixels per side (decoded).
@@ -239,14 +239,15 @@ impl Outpaint {
 pub struct HiresRequest {
     /// Upscale factor of the first pass, in (1, 4] [default: 2].
     #[serde(default)]
-    pub scale: Option<f32>,
+    pub scale: Option<f64>,
     /// Strength of the second pass, in (0, 1] [default: 0.7].
     #[serde(default)]
     pub strength: Option<f64>,
     /// Steps of the second pass; 0 or absent = the request's steps.
     #[serde(default)]
     pub steps: Option<u32>,
-    /// `latent`, `latent-nearest-exact` or `lanczos` [default: latent].
+    /// An [`Upscaler`] name (`latent`, `latent-nearest-exact`, `latent-bicubic`, `latent-nearest`,
+    /// `latent-area`, `lanczos`) [default: latent].
     #[serde(default)]
     pub upscaler: Option<String>,
     /// Seed of the second pass (compat comfyui: the second KSampler's) [default: the request's].
@@ -257,10 +258,11 @@ pub struct HiresRequest {
 /// The hires fix resolved: a second, image-to-image pass at `scale` times the size.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Hires {
-    pub scale: f32,
+    /// Float64, as A1111 multiplies the size by it (`int(width * hr_scale)`).
+    pub scale: f64,
     pub strength: f64,
-    /// Inference steps of the second pass (of which `int(steps × strength)` run); 0 = the
-    /// first pass's steps.
+    /// Inference steps of the second pass (diffusers: of which `int(steps × strength)` run;
+    /// a1111 and comfyui: all of them, out of a longer schedule); 0 = the first pass's steps.
     pub steps: u32,
     pub upscaler: Upscaler,
     /// The second pass's seed when it is not the request's (compat comfyui).
@@ -271,7 +273,7 @@ pub struct Hires {
 impl Hires {
     /// The second pass's size: each side times the scale, rounded down to a multiple of 8.
     pub fn target_size(&self, width: u32, height: u32) -> (u32, u32) {
-        let side = |s: u32| ((f64::from(s) * f64::from(self.scale)) as u32) / 8 * 8;
+        let side = |s: u32| ((f64::from(s) * self.scale) as u32) / 8 * 8;
         (side(width), side(height))
     }
 

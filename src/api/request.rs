@@ -23,12 +23,15 @@ pub const DEFAULT_SIZE: u32 = 512;
 pub const MIN_SIZE: u32 = 64;
 pub const MAX_SIZE: u32 = 2048;
 pub const MAX_STEPS: u32 = 150;
+/// Longest schedule a low strength may stretch: ComfyUI's denoise and A1111's hires pass walk the
+/// tail of a schedule of steps / strength.
+pub const MAX_SCHEDULE_STEPS: u32 = 10_000;
 pub const MAX_CFG_SCALE: f32 = 30.0;
 pub const MAX_BATCH_SIZE: u32 = 8;
 /// ComfyUI's largest `LatentFromBatch` index.
 pub const MAX_BATCH_INDEX: u32 = 63;
-/// Most prompts combined with the prompt (`combined_prompts`).
-pub const MAX_COMBINED_PROMPTS: usize = 7;
+/// Most prompts combined with the prompt (`combined_prompts`): the positive entries after it.
+pub const MAX_COMBINED_PROMPTS: usize = super::conditioning::MAX_CONDITIONING_ENTRIES - 1;
 /// Longest prompt accepted, in characters (about 30 chunks of 75 tokens; guards memory and time).
 pub const MAX_PROMPT_CHARS: usize = 10_000;
 /// Most extra PNG text chunks, and their total size in bytes (a large ComfyUI workflow fits).
@@ -399,6 +402,27 @@ impl GenerateRequest {
         };
         if let Some(what) = unsupported {
             errors.push(FieldError::new("compat", format!("compat {compat} does not run {what} yet; use compat diffusers")));
+        }
+        // ComfyUI's image-to-image and both tools' hires passes run their steps out of a schedule
+        // of steps / strength: a tiny strength would ask for billions of sigmas.
+        let stretched = [
+            ("strength", images.strength.filter(|_| compat == super::Compat::ComfyUi), steps),
+            (
+                "hires.strength",
+                images.hires.filter(|_| compat != super::Compat::Diffusers).map(|h| h.strength),
+                images.hires.map_or(steps, |h| h.steps_or(steps)),
+            ),
+        ];
+        for (field, strength, steps) in stretched {
+            if let Some(strength) = strength.filter(|s| *s < 1.0 && f64::from(steps) / s.min(0.999) > f64::from(MAX_SCHEDULE_STEPS)) {
+                errors.push(FieldError::new(
+                    field,
+                    format!(
+                        "{field} {strength} with {steps} steps walks the end of a {}-step schedule; at most {MAX_SCHEDULE_STEPS}: raise it or use fewer steps",
+                        (f64::from(steps) / strength.min(0.999)) as u64
+                    ),
+                ));
+            }
         }
         // ComfyUI's latent noise mask is used as it is: no blur.
         if compat == super::Compat::ComfyUi && self.mask.is_some() {
@@ -898,6 +922,21 @@ mod tests {
 
     fn fields(req: &GenerateRequest) -> Vec<String> {
         req.resolve(|| 1).unwrap_err().into_iter().map(|e| e.field).collect()
+    }
+
+    #[test]
+    fn a_tiny_strength_cannot_stretch_a_schedule_without_bound() {
+        let json = |v: serde_json::Value| serde_json::from_value::<GenerateRequest>(v).unwrap();
+        let comfy = json(serde_json::json!({"prompt": "a", "compat": "comfyui", "init_image": "up_x", "strength": 1e-6}));
+        assert_eq!(fields(&comfy), ["strength"]);
+        let a1111 = json(serde_json::json!({"prompt": "a", "compat": "a1111", "width": 64, "height": 64,
+                                             "hires": {"scale": 2, "strength": 1e-6, "upscaler": "latent"}}));
+        assert_eq!(fields(&a1111), ["hires.strength"]);
+        // Diffusers runs int(steps × strength) of the steps: nothing stretches.
+        let diffusers = json(serde_json::json!({"prompt": "a", "init_image": "up_x", "strength": 0.01, "steps": 150}));
+        assert!(diffusers.resolve(|| 1).is_ok());
+        let ok = json(serde_json::json!({"prompt": "a", "compat": "comfyui", "init_image": "up_x", "strength": 0.05, "steps": 150}));
+        assert!(ok.resolve(|| 1).is_ok());
     }
 
     #[test]

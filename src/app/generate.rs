@@ -267,7 +267,7 @@ impl FormValues {
         if img2img {
             image.strength = decimal("strength", "strength", &self.strength);
         } else if let Some(h) = image.hires.as_mut() {
-            h.scale = decimal("hires.scale", "hires scale", &self.hires_scale).map(|x| x as f32);
+            h.scale = decimal("hires.scale", "hires scale", &self.hires_scale);
             h.strength = decimal("hires.strength", "hires strength", &self.hires_strength);
         }
         let subseed_strength = if a1111 { decimal("subseed_strength", "variation strength", &self.subseed_strength) } else { None };

@@ -52,7 +52,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 0.75)]
     pub strength: f64,
     #[arg(long, default_value_t = 2.0)]
-    pub hires_scale: f32,
+    pub hires_scale: f64,
     /// latent or lanczos.
     #[arg(long, default_value = "latent")]
     pub hires_upscaler: String,

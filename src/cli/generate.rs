@@ -89,7 +89,7 @@ pub struct GenerateArgs {
     pub outpaint: Option<Outpaint>,
     /// Hires fix: upscale the text-to-image result by this factor, in (1, 4], and refine it.
     #[arg(long)]
-    pub hires_scale: Option<f32>,
+    pub hires_scale: Option<f64>,
     /// Hires fix: strength of the second pass [default: 0.7].
     #[arg(long)]
     pub hires_strength: Option<f64>,

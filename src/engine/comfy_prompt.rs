@@ -174,7 +174,7 @@ pub fn comfy_prompt(settings: &GenerationSettings, model_name: &str) -> Option<V
             "KSampler",
             json!({"seed": h.seed.unwrap_or(settings.seed), "steps": h.steps_or(settings.steps), "cfg": settings.cfg_scale,
                    "sampler_name": sampler, "scheduler": scheduler, "denoise": h.strength, "model": model, "positive": positive,
-                   "negative": ["7", 0], "latent_image": ["30", 0]}),
+                   "negative": negative, "latent_image": ["30", 0]}),
         );
         samples = json!(["31", 0]);
     }
@@ -367,6 +367,14 @@ mod tests {
         let again = compiled.outputs[0].request.resolve(|| 0).unwrap();
         assert_eq!(again.conditioning, s.conditioning);
         assert_eq!((again.prompt.as_str(), again.negative_prompt.as_str()), ("a lake", "blurry"));
+        // With the two-pass hires fix both KSamplers take the lists.
+        let mut two_pass = s.clone();
+        two_pass.hires =
+            Some(crate::api::Hires { scale: 2.0, strength: 0.5, steps: 0, upscaler: crate::api::Upscaler::Latent, seed: None });
+        let g = comfy_prompt(&two_pass, "m").unwrap();
+        assert_eq!(g["31"]["inputs"]["negative"], g["3"]["inputs"]["negative"]);
+        let again = graph::compile(&graph::parse(&g).unwrap(), &specs).unwrap().outputs[0].request.resolve(|| 0).unwrap();
+        assert_eq!((again.conditioning, again.hires.map(|h| h.scale)), (s.conditioning.clone(), Some(2.0)));
         // A strength without an area has no basic ComfyUI node: no graph.
         let mut odd = s.clone();
         odd.conditioning.as_mut().unwrap().positive[0].strength = 0.5;

@@ -24,9 +24,10 @@ fn python_float(x: f32) -> String {
 }
 
 /// A number as A1111 writes a slider value: `2` for a whole number, `1.5` otherwise.
-fn python_number(x: f32) -> String {
-    if x.fract() == 0.0 {
-        format!("{}", x as i64)
+fn python_number<T: Into<f64> + std::fmt::Display + Copy>(x: T) -> String {
+    let value: f64 = x.into();
+    if value.fract() == 0.0 {
+        format!("{}", value as i64)
     } else {
         format!("{x}")
     }

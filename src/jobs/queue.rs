@@ -233,9 +233,9 @@ impl JobQueue {
         let (job, created) = self.shared.store.submit_placed(settings, idempotency_key, place)?;
         if created {
             tracing::info!(job = %job.id, position = job.position, "job queued");
-            if *place == QueuePlace::Back {
-                self.shared.emit(&job.id, JobEventKind::Queued { position: job.position.unwrap_or(0) });
-            } else {
+            self.shared.emit(&job.id, JobEventKind::Queued { position: job.position.unwrap_or(0) });
+            // The jobs it went ahead of moved back one.
+            if *place != QueuePlace::Back {
                 self.shared.emit_positions();
             }
             lock(&self.shared.state).work_pending = true;

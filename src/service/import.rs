@@ -105,7 +105,7 @@ fn from_infotext(text: &str) -> Result<ImportedSettings, Vec<FieldError>> {
             }
             "ENSD" | "Eta noise seed delta" => request.eta_noise_seed_delta = whole(v).filter(|n| *n != 0),
             "RNG" => request.randn_source = Some(if v.eq_ignore_ascii_case("cpu") { "cpu" } else { "nv" }.into()),
-            "Hires upscale" => (hires.scale, has_hires) = (number(v).map(|x| x as f32), true),
+            "Hires upscale" => (hires.scale, has_hires) = (number(v), true),
             "Hires steps" => hires.steps = whole(v).map(|n| n.min(u64::from(u32::MAX)) as u32),
             "Hires upscaler" => hires.upscaler = Some(v.to_string()),
             "Denoising strength" => hires.strength = number(v),

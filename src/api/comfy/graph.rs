@@ -660,7 +660,7 @@ impl SecondPass<'_> {
             let side = |s: i128| (s.max(64) as u32) / 8 * 8;
             (side(w), side(h))
         };
-        let scale = target_w as f32 / width as f32;
+        let scale = f64::from(target_w) / f64::from(width);
         let hires = Hires { scale, strength: 0.0, steps: 0, upscaler, seed: None };
         if hires.target_size(width, height) != (target_w, target_h) {
             return Err(refuse(&format!(
@@ -688,11 +688,28 @@ struct ConditioningWalk<'a> {
     nodes: &'a BTreeMap<String, Node>,
     texts: Vec<(String, &'a Node)>,
     ops: Vec<String>,
+    /// Each node's list once walked: a node reached again (a graph reusing it at every level)
+    /// is not walked again, as ComfyUI runs each node once.
+    walked: HashMap<String, Vec<ConditioningEntry>>,
 }
 
 impl<'a> ConditioningWalk<'a> {
+    fn new(nodes: &'a BTreeMap<String, Node>) -> Self {
+        Self { nodes, texts: Vec::new(), ops: Vec::new(), walked: HashMap::new() }
+    }
+
     fn list(&mut self, node: &'a Node, input: &str) -> Result<Vec<ConditioningEntry>, ChainError> {
         let (id, from, _) = source(self.nodes, node, input);
+        if let Some(entries) = self.walked.get(&id) {
+            return Ok(entries.clone());
+        }
+        let entries = self.walk(&id, from)?;
+        self.walked.insert(id, entries.clone());
+        Ok(entries)
+    }
+
+    fn walk(&mut self, id: &str, from: &'a Node) -> Result<Vec<ConditioningEntry>, ChainError> {
+        let id = id.to_string();
         let entries = match from.class.as_str() {
             "CLIPTextEncode" => {
                 if !self.texts.iter().any(|(t, _)| *t == id) {
@@ -708,7 +725,7 @@ impl<'a> ConditioningWalk<'a> {
             "ConditioningConcat" | "ConditioningAverage" => {
                 let to = self.list(from, "conditioning_to")?;
                 let first = self.list(from, "conditioning_from")?.swap_remove(0).encoding;
-                let to_strength = float_of(from, "conditioning_to_strength") as f32;
+                let to_strength = float_of(from, "conditioning_to_strength");
                 to.into_iter()
                     .map(|mut e| {
                         let (to, from_expr) = (Box::new(e.encoding), Box::new(first.clone()));
@@ -775,7 +792,7 @@ fn compile_output(nodes: &BTreeMap<String, Node>, output: &str) -> Result<Output
     let (id, node, slot) = source(nodes, sampler, "model");
     follow(nodes, &id, node, slot, &mut model)?;
     // The prompts: each side's conditioning list, down to its CLIPTextEncode nodes.
-    let mut walk = ConditioningWalk { nodes, texts: Vec::new(), ops: Vec::new() };
+    let mut walk = ConditioningWalk::new(nodes);
     let positive = walk.list(sampler, "positive")?;
     let negative = walk.list(sampler, "negative")?;
     let mut clip_path: Option<Path> = None;

@@ -1,7 +1,6 @@
-//! Owns the hires fix's enlargement between its two passes: the first pass's latents resized
-//! bilinearly (`torch.nn.functional.interpolate(size=…, mode="bilinear", align_corners=False)`)
-//! or with torch's `nearest-exact`,
-//! or decoded, resized with Pillow's Lanczos and encoded again (one VAE sample per image, drawn
+//! Owns the hires fix's enlargement between its two passes: the first pass's latents resized by
+//! `torch.nn.functional.interpolate(size=…)` in the upscaler's mode (bilinear, nearest-exact,
+//! bicubic, legacy nearest, area; `imageops::resize_latents`), or decoded, resized with Pillow's Lanczos and encoded again (one VAE sample per image, drawn
 //! from the second pass's generator, as diffusers' img2img does for a batch of images).
 
 use std::time::Instant;

@@ -362,8 +362,8 @@ fn a1111_img2img_walk(
 }
 
 /// A1111's hires fix with a latent upscaler (`sample_hr_pass`): the text-to-image latents
-/// resized with `torch.nn.functional.interpolate` (bilinear or nearest-exact, no antialias, in
-/// the model's latent space), then image-to-image at the target size from a fresh noise
+/// resized with `torch.nn.functional.interpolate` (the upscaler's mode, no antialias, in the
+/// model's latent space), then image-to-image at the target size from a fresh noise
 /// generator for the same seeds, running the hires steps out of int(steps / strength).
 #[allow(clippy::too_many_arguments)]
 fn a1111_hires(
@@ -410,7 +410,14 @@ fn a1111_hires(
             ))
         }
     };
-    let second_start = Start { latent: Some(scaled), calls: Some((calls.0, calls.0 + calls.1)), ..Start::default() };
+    // A1111 counts prompt editing over denoiser calls (twice the steps for second-order samplers).
+    let evaluation = |steps: u32| steps * if matches!(sampler, A1111Walk::Sigmas(s) if s.second_order()) { 2 } else { 1 };
+    let second_start = Start {
+        latent: Some(scaled),
+        calls: Some((calls.0, calls.0 + calls.1)),
+        first_pass_steps: Some(evaluation(settings.steps)),
+        ..Start::default()
+    };
     let out = run_walk(model, &second_settings, schedule, second_walk, second_start, started, cancel, progress)?;
     Ok(joined_passes(first, out, started))
 }
@@ -428,7 +435,7 @@ fn joined_passes(first: Output, mut out: Output, started: Instant) -> Output {
 }
 
 /// ComfyUI's two-pass graph, its hires fix: KSampler over an empty latent, the LATENT scaled by
-/// `LatentUpscale(By)` (bilinear or nearest-exact, in the LATENT space: the samples over the VAE
+/// `LatentUpscale(By)` (its method, in the LATENT space: the samples over the VAE
 /// scale, scaled back by the second KSampler), and a second KSampler from its own seed and steps
 /// at denoise = the hires strength.
 #[allow(clippy::too_many_arguments)]
@@ -501,11 +508,14 @@ struct Start<'a> {
     decode: bool,
     /// UNet calls before this pass and in the whole job; `None`: this pass is the job.
     calls: Option<(usize, usize)>,
+    /// A1111's hires pass: the first pass's prompt-editing steps, which this pass's count on
+    /// from (`calculate_hr_conds`: `firstpass_steps`, then the hires total steps).
+    first_pass_steps: Option<u32>,
 }
 
 impl Default for Start<'_> {
     fn default() -> Self {
-        Self { init: None, mask: None, latent: None, decode: true, calls: None }
+        Self { init: None, mask: None, latent: None, decode: true, calls: None, first_pass_steps: None }
     }
 }
 
@@ -582,7 +592,7 @@ fn run_walk(
     cancel: &CancelToken,
     progress: &mut dyn FnMut(&StepProgress<'_>),
 ) -> Result<Output, EngineError> {
-    let Start { init, mask, latent: handed_on, decode, calls } = start;
+    let Start { init, mask, latent: handed_on, decode, calls, first_pass_steps } = start;
     let compat = settings.noise.compat;
     let flavor = flavor(compat).expect("called for the a1111 and comfyui modes");
     let tiling = settings.vae_tiling.for_compat(compat);
@@ -594,7 +604,10 @@ fn run_walk(
     let second_order = matches!(&walk, Walk::Sigmas { sampler, .. } if sampler.second_order());
     let evaluation_steps = settings.steps * if second_order { 2 } else { 1 };
     let encode_started = Instant::now();
-    let text = encode_prompt(model, settings, needs_guidance(settings), evaluation_steps, None, cancel)?;
+    let text = match first_pass_steps {
+        Some(first) => encode_prompt(model, settings, needs_guidance(settings), first, Some(evaluation_steps), cancel)?,
+        None => encode_prompt(model, settings, needs_guidance(settings), evaluation_steps, None, cancel)?,
+    };
     let mut timings = Timings { text_encoding: encode_started.elapsed(), ..Timings::default() };
 
     let mut rng = Randomness::new(settings, shape);

@@ -132,10 +132,11 @@ pub fn evaluate(
 }
 
 /// `ConditioningAverage` over `to`'s tokens: `to·s + from·(1 − s)`, `from` cut to `to`'s length or
-/// filled with zeros (`1 − s` taken in float64 and rounded, as Python computes it).
-fn average(to: &[f32], from: &[f32], s: f32) -> Vec<f32> {
-    let rest = (1.0 - f64::from(s)) as f32;
-    to.iter().enumerate().map(|(i, &t)| t * s + from.get(i).copied().unwrap_or(0.0) * rest).collect()
+/// filled with zeros (each factor a Python float rounded to float32, `1 − s` taken in float64
+/// first, as torch multiplies a float32 tensor by a Python number).
+fn average(to: &[f32], from: &[f32], s: f64) -> Vec<f32> {
+    let (keep, rest) = (s as f32, (1.0 - s) as f32);
+    to.iter().enumerate().map(|(i, &t)| t * keep + from.get(i).copied().unwrap_or(0.0) * rest).collect()
 }
 
 #[cfg(test)]

@@ -286,7 +286,7 @@ fn plan_hires(req: &Txt2ImgRequest, choice: &SamplerChoice, errors: &mut Vec<Fie
             );
         }
         let scale = tx as f64 / w as f64;
-        let easel_side = |px: i64| ((px as u32 / 8 * 8) as f64 * f64::from(scale as f32)) as u32 / 8 * 8;
+        let easel_side = |px: i64| ((px as u32 / 8 * 8) as f64 * scale) as u32 / 8 * 8;
         if (easel_side(w), easel_side(h)) != ((tx as u32) / 8 * 8, (ty as u32) / 8 * 8) {
             refuse(errors, "hr_resize_x", format!("{tx}x{ty} is not a whole scale of {w}x{h} in multiples of 8; use hr_scale"));
         }
@@ -303,7 +303,16 @@ fn plan_hires(req: &Txt2ImgRequest, choice: &SamplerChoice, errors: &mut Vec<Fie
         refuse(
             errors,
             "hr_upscaler",
-            format!("upscaler {:?} is not available; use Latent, Lanczos or None", req.hr_upscaler.as_deref().unwrap_or("")),
+            format!(
+                "upscaler {:?} is not available; use one of {}, Lanczos or None",
+                req.hr_upscaler.as_deref().unwrap_or(""),
+                Upscaler::ALL
+                    .into_iter()
+                    .filter(|u| u.is_latent() && u.in_a1111())
+                    .map(Upscaler::a1111_name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         );
     }
     if let Some(name) = &req.hr_upscaler {
@@ -334,7 +343,7 @@ fn plan_hires(req: &Txt2ImgRequest, choice: &SamplerChoice, errors: &mut Vec<Fie
         refuse(errors, "firstphase_width", "the legacy firstphase_width/height are not supported; use width, height and hr_scale");
     }
     let hires = HiresRequest {
-        scale: Some(scale as f32),
+        scale: Some(scale),
         strength: Some(strength),
         steps: Some(steps.max(0) as u32),
         upscaler: upscaler.map(str::to_string),

@@ -91,18 +91,26 @@ impl Default for ComfyDoor {
 }
 
 impl ComfyDoor {
-    /// Where a prompt numbered `number` joins: before the first job of the pending prompt with
-    /// the smallest number above it (ComfyUI's queue is a heap on the number), else the back.
-    fn place_before(&self, number: f64) -> QueuePlace {
+    /// Where a prompt numbered `number` joins. ComfyUI's queue is a heap on the number: before
+    /// the first job of the pending prompt with the smallest number above it, else the back. A
+    /// `front` prompt numbered below every pending one goes ahead of every queued job (other
+    /// doors' too): what its user asked for.
+    fn place_for(&self, number: f64, front: bool) -> QueuePlace {
         let prompts = self.prompts.lock().expect("prompts lock");
-        prompts
+        let pending: Vec<(f64, &String)> = prompts
             .0
             .values()
             .filter(|p| p.state == PromptState::Pending)
-            .filter_map(|p| Some((p.number.as_f64()?, p.jobs.first()?)))
+            .filter_map(|p| Some((p.number.as_f64()?, &p.jobs.first()?.1)))
+            .collect();
+        if front && pending.iter().all(|(n, _)| *n > number) {
+            return QueuePlace::Front;
+        }
+        pending
+            .into_iter()
             .filter(|(n, _)| *n > number)
             .min_by(|a, b| a.0.total_cmp(&b.0))
-            .map_or(QueuePlace::Back, |(_, (_, job))| QueuePlace::Before(job.clone()))
+            .map_or(QueuePlace::Back, |(_, job)| QueuePlace::Before(job.clone()))
     }
 
     /// Sends a JSON event to one client, or (`None`) to every client.
@@ -295,7 +303,7 @@ async fn post_prompt(State(state): State<AppState>, body: Bytes) -> Response {
     // `front` (before every queued prompt, numbered minus the counter), else the back.
     let (number, place) = match body.get("number") {
         Some(n) => match n.as_f64() {
-            Some(n) => (json!(n), door.place_before(n)),
+            Some(n) => (json!(n), door.place_for(n, false)),
             None => {
                 let message = format!("number must be a number, got {n}");
                 return bad_request(json!({"type": "invalid_prompt", "message": message, "details": "", "extra_info": {}}), json!({}));
@@ -303,10 +311,9 @@ async fn post_prompt(State(state): State<AppState>, body: Bytes) -> Response {
         },
         None => {
             let counter = door.number.fetch_add(1, Ordering::SeqCst) as i64;
-            match body.get("front").and_then(Value::as_bool) {
-                Some(true) => (json!(-counter), QueuePlace::Front),
-                _ => (json!(counter), QueuePlace::Back),
-            }
+            let front = body.get("front").and_then(Value::as_bool) == Some(true);
+            let number = if front { -counter } else { counter };
+            (json!(number), door.place_for(number as f64, front))
         }
     };
     // Submit every output's job (or find it cached); an Easel refusal is that output's node error.

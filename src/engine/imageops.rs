@@ -288,14 +288,7 @@ pub fn resize_latents_nearest_exact(latents: &[f32], shape: [usize; 4], out_h: u
         let scale = input as f32 / output as f32;
         (0..output).map(|i| (((i as f32 + 0.5) * scale).floor() as usize).min(input - 1)).collect()
     };
-    let (rows, cols) = (taps(h, out_h), taps(w, out_w));
-    let mut out = Vec::with_capacity(b * c * out_h * out_w);
-    for plane in latents.chunks_exact(h * w) {
-        for &y in &rows {
-            out.extend(cols.iter().map(|&x| plane[y * w + x]));
-        }
-    }
-    out
+    gather(latents, shape, &taps(h, out_h), &taps(w, out_w))
 }
 
 /// The latents of a hires fix resized by a latent upscaler, or `None` for a picture upscaler.
@@ -351,6 +344,17 @@ pub fn resize_latents_bicubic(latents: &[f32], shape: [usize; 4], out_h: usize, 
     out
 }
 
+/// Each output pixel the input pixel at (`rows[y]`, `cols[x]`), plane by plane.
+fn gather(latents: &[f32], [b, c, h, w]: [usize; 4], rows: &[usize], cols: &[usize]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(b * c * rows.len() * cols.len());
+    for plane in latents.chunks_exact(h * w) {
+        for &y in rows {
+            out.extend(cols.iter().map(|&x| plane[y * w + x]));
+        }
+    }
+    out
+}
+
 /// torch's legacy `interpolate(x, size=(out_h, out_w), mode="nearest")`: output index `i` reads
 /// `min(⌊i · in/out⌋, in − 1)` (the scale in float32), `i / 2` exactly when doubling.
 pub fn resize_latents_nearest(latents: &[f32], shape: [usize; 4], out_h: usize, out_w: usize) -> Vec<f32> {
@@ -366,14 +370,7 @@ pub fn resize_latents_nearest(latents: &[f32], shape: [usize; 4], out_h: usize, 
             })
             .collect()
     };
-    let (rows, cols) = (taps(h, out_h), taps(w, out_w));
-    let mut out = Vec::with_capacity(b * c * out_h * out_w);
-    for plane in latents.chunks_exact(h * w) {
-        for &y in &rows {
-            out.extend(cols.iter().map(|&x| plane[y * w + x]));
-        }
-    }
-    out
+    gather(latents, shape, &taps(h, out_h), &taps(w, out_w))
 }
 
 /// torch's `interpolate(x, size=(out_h, out_w), mode="area")`, i.e. adaptive average pooling:

@@ -376,16 +376,7 @@ fn a1111_hires(
     cancel: &CancelToken,
     progress: &mut dyn FnMut(&StepProgress<'_>),
 ) -> Result<Output, EngineError> {
-    let first_settings = GenerationSettings { hires: None, ..settings.clone() };
-    let (width, height) = hires.target_size(settings.width, settings.height);
-    let second_settings = GenerationSettings {
-        steps: hires.steps_or(settings.steps),
-        width,
-        height,
-        strength: Some(hires.strength),
-        hires: None,
-        ..settings.clone()
-    };
+    let (first_settings, second_settings) = pass_settings(settings, hires);
     let steps = settings.steps as usize;
     let first_walk = match sampler {
         A1111Walk::Sigmas(sampler) => Walk::Sigmas {
@@ -401,7 +392,7 @@ fn a1111_hires(
     let first_start = Start { decode: false, calls: Some((0, calls.0 + calls.1)), ..Start::default() };
     let first = run_walk(model, &first_settings, schedule, first_walk, first_start, started, cancel, progress)?;
     let [batch, channels, h, w] = first.latent_shape;
-    let (th, tw) = (height as usize / 8, width as usize / 8);
+    let (th, tw) = (second_settings.height as usize / 8, second_settings.width as usize / 8);
     let scaled = match imageops::resize_latents(hires.upscaler, &first.latents, [batch, channels, h, w], th, tw) {
         Some(scaled) => scaled,
         None => {
@@ -420,6 +411,23 @@ fn a1111_hires(
     };
     let out = run_walk(model, &second_settings, schedule, second_walk, second_start, started, cancel, progress)?;
     Ok(joined_passes(first, out, started))
+}
+
+/// A hires fix's two passes as settings: the first without the fix; the second at the target
+/// size, image-to-image at the hires strength with its steps (and, in compat comfyui, its seed;
+/// the request rules keep `hires.seed` to that mode).
+fn pass_settings(settings: &GenerationSettings, hires: &crate::api::Hires) -> (GenerationSettings, GenerationSettings) {
+    let (width, height) = hires.target_size(settings.width, settings.height);
+    let second = GenerationSettings {
+        seed: hires.seed.unwrap_or(settings.seed),
+        steps: hires.steps_or(settings.steps),
+        width,
+        height,
+        strength: Some(hires.strength),
+        hires: None,
+        ..settings.clone()
+    };
+    (GenerationSettings { hires: None, ..settings.clone() }, second)
 }
 
 /// The second pass's output with the first pass's start noise (the generation's, for
@@ -449,17 +457,7 @@ fn two_passes(
     cancel: &CancelToken,
     progress: &mut dyn FnMut(&StepProgress<'_>),
 ) -> Result<Output, EngineError> {
-    let first_settings = GenerationSettings { hires: None, ..settings.clone() };
-    let (width, height) = hires.target_size(settings.width, settings.height);
-    let second_settings = GenerationSettings {
-        seed: hires.seed.unwrap_or(settings.seed),
-        steps: hires.steps_or(settings.steps),
-        width,
-        height,
-        strength: Some(hires.strength),
-        hires: None,
-        ..settings.clone()
-    };
+    let (first_settings, second_settings) = pass_settings(settings, hires);
     let first_sigmas =
         schedules::sigmas(schedule, sampler, settings.schedule, settings.steps as usize).map_err(EngineError::InvalidRequest)?;
     let second_sigmas = comfyui_denoised(schedule, sampler, settings.schedule, second_settings.steps as usize, hires.strength)?;
@@ -478,7 +476,7 @@ fn two_passes(
     let scale = model.vae_facts.scaling_factor;
     let [batch, channels, h, w] = first.latent_shape;
     let latent: Vec<f32> = first.latents.iter().map(|v| v / scale).collect();
-    let (th, tw) = (height as usize / 8, width as usize / 8);
+    let (th, tw) = (second_settings.height as usize / 8, second_settings.width as usize / 8);
     let Some(scaled) = imageops::resize_latents(hires.upscaler, &latent, [batch, channels, h, w], th, tw) else {
         return Err(EngineError::InvalidRequest("compat comfyui's hires fix upscales latents, not pictures".into()));
     };

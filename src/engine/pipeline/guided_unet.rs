@@ -156,17 +156,24 @@ impl<'a> GuidedUnet<'a> {
     /// [`Self::guide`] at the request's scale times `multiplier` (A1111's CFG++ samplers guide at
     /// 1/12.5 of it); each branch's factor is `weight · (scale · multiplier)` taken in float64 and
     /// rounded once, as the tools multiply Python floats before the float32 tensor.
-    pub fn guide_scaled(&self, mut branches: Vec<Vec<f32>>, call: usize, multiplier: f64) -> Vec<f32> {
+    pub fn guide_scaled(&self, branches: Vec<Vec<f32>>, call: usize, multiplier: f64) -> Vec<f32> {
+        self.guide_keeping_uncond(branches, call, multiplier).0
+    }
+
+    /// [`Self::guide_scaled`], and the unconditional prediction it combined (the negative
+    /// side's average with ComfyUI's conditioning lists), when guided.
+    pub fn guide_keeping_uncond(&self, mut branches: Vec<Vec<f32>>, call: usize, multiplier: f64) -> (Vec<f32>, Option<Vec<f32>>) {
         if let Some(sides) = self.sides(&branches) {
             // ComfyUI's `cfg_function` over the two sides' averages: `u + (c − u)·g`.
             let (uncond, cond) = sides;
-            let Some(u) = uncond else { return cond };
+            let Some(u) = uncond else { return (cond, None) };
             let scale = (f64::from(self.run.cfg_scale) * multiplier) as f32;
-            return u.iter().zip(&cond).map(|(&u, &c)| u + (c - u) * scale).collect();
+            return (u.iter().zip(&cond).map(|(&u, &c)| u + (c - u) * scale).collect(), Some(u));
         }
         if !self.run.text.guided {
-            return branches.swap_remove(0);
+            return (branches.swap_remove(0), None);
         }
+        let uncond = branches[0].clone();
         let weights: Vec<f32> = self.run.text.branches(call).iter().map(|(w, _)| *w).collect();
         let mut sum = branches[0].clone();
         for (j, weight) in weights.iter().enumerate().skip(1) {
@@ -175,16 +182,7 @@ impl<'a> GuidedUnet<'a> {
                 *acc += scale * (c - u);
             }
         }
-        sum
-    }
-
-    /// The unconditional prediction guidance combined (the negative side's average with
-    /// ComfyUI's conditioning lists), when guided.
-    pub fn uncond_of(&self, branches: &[Vec<f32>]) -> Option<Vec<f32>> {
-        match self.sides(branches) {
-            Some((uncond, _)) => uncond,
-            None => self.run.text.guided.then(|| branches[0].clone()),
-        }
+        (sum, Some(uncond))
     }
 
     /// With ComfyUI's conditioning lists: each side's per-pixel average of its branches (the

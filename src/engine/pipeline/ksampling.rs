@@ -165,8 +165,8 @@ impl GuidedDenoiser<'_, '_> {
         check_cancel(self.cancel)?;
         let started = Instant::now();
         let outputs = per_branch(x, self.unet.branch_outputs(unet_input, t, self.calls)?);
-        self.last_uncond = self.unet.uncond_of(&outputs);
-        let guided = self.unet.guide_scaled(outputs, self.calls, scale);
+        let (guided, uncond) = self.unet.guide_keeping_uncond(outputs, self.calls, scale);
+        self.last_uncond = uncond;
         self.calls += 1;
         self.timings.unet_steps.push(started.elapsed());
         self.progress.step(x, self.shape);
@@ -602,10 +602,11 @@ fn run_walk(
     let second_order = matches!(&walk, Walk::Sigmas { sampler, .. } if sampler.second_order());
     let evaluation_steps = settings.steps * if second_order { 2 } else { 1 };
     let encode_started = Instant::now();
-    let text = match first_pass_steps {
-        Some(first) => encode_prompt(model, settings, needs_guidance(settings), first, Some(evaluation_steps), cancel)?,
-        None => encode_prompt(model, settings, needs_guidance(settings), evaluation_steps, None, cancel)?,
+    let (prompt_steps, hires_steps) = match first_pass_steps {
+        Some(first) => (first, Some(evaluation_steps)),
+        None => (evaluation_steps, None),
     };
+    let text = encode_prompt(model, settings, needs_guidance(settings), prompt_steps, hires_steps, cancel)?;
     let mut timings = Timings { text_encoding: encode_started.elapsed(), ..Timings::default() };
 
     let mut rng = Randomness::new(settings, shape);

@@ -140,7 +140,7 @@ pub const MAX_MASK_GROW: u32 = 64;
 
 /// What the masked part of the init image holds when it is encoded for inpainting.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum MaskedContent {
     /// The picture as it is.
     #[default]
@@ -148,20 +148,56 @@ pub enum MaskedContent {
     /// Mid grey under the mask (rounded to 0 or 1), and the latent mask grown by `mask_grow`
     /// pixels: ComfyUI's `VAEEncodeForInpaint` (compat comfyui).
     Grey,
+    /// The kept part blurred into the masked part (A1111's `fill`, compat a1111).
+    Fill,
+    /// The filled picture's latents with noise under the mask (A1111's `latent noise`).
+    LatentNoise,
+    /// The filled picture's latents with zeros under the mask (A1111's `latent nothing`).
+    LatentNothing,
 }
 
 impl MaskedContent {
-    pub const ALL: [MaskedContent; 2] = [MaskedContent::Original, MaskedContent::Grey];
+    pub const ALL: [MaskedContent; 5] =
+        [MaskedContent::Original, MaskedContent::Grey, MaskedContent::Fill, MaskedContent::LatentNoise, MaskedContent::LatentNothing];
 
     pub fn name(self) -> &'static str {
         match self {
             MaskedContent::Original => "original",
             MaskedContent::Grey => "grey",
+            MaskedContent::Fill => "fill",
+            MaskedContent::LatentNoise => "latent_noise",
+            MaskedContent::LatentNothing => "latent_nothing",
+        }
+    }
+
+    /// A1111's `inpainting_fill` number (0 fill, 1 original, 2 latent noise, 3 latent nothing).
+    pub fn a1111_number(self) -> Option<u8> {
+        match self {
+            MaskedContent::Fill => Some(0),
+            MaskedContent::Original => Some(1),
+            MaskedContent::LatentNoise => Some(2),
+            MaskedContent::LatentNothing => Some(3),
+            MaskedContent::Grey => None,
+        }
+    }
+
+    /// The masked content of A1111's `inpainting_fill` number.
+    pub fn from_a1111_number(n: i64) -> Option<MaskedContent> {
+        Self::ALL.into_iter().find(|m| m.a1111_number().is_some_and(|k| i64::from(k) == n))
+    }
+
+    /// A1111's infotext name (`Masked content`; it writes none for original).
+    pub fn a1111_name(self) -> Option<&'static str> {
+        match self {
+            MaskedContent::Fill => Some("fill"),
+            MaskedContent::LatentNoise => Some("latent noise"),
+            MaskedContent::LatentNothing => Some("latent nothing"),
+            MaskedContent::Original | MaskedContent::Grey => None,
         }
     }
 
     pub fn parse(name: &str) -> Option<MaskedContent> {
-        Self::ALL.into_iter().find(|m| m.name() == name)
+        Self::ALL.into_iter().find(|m| m.name() == name || m.a1111_name() == Some(name))
     }
 
     pub fn names() -> String {
@@ -171,7 +207,49 @@ impl MaskedContent {
     pub fn is_original(&self) -> bool {
         *self == MaskedContent::Original
     }
+
+    /// Whether it is one of A1111's (compat a1111 only).
+    pub fn is_a1111_only(self) -> bool {
+        matches!(self, MaskedContent::Fill | MaskedContent::LatentNoise | MaskedContent::LatentNothing)
+    }
 }
+
+/// Which part of the picture A1111's inpainting works on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InpaintArea {
+    /// The whole picture at the request's size.
+    #[default]
+    Whole,
+    /// The mask's bounding box (grown by `inpaint_padding`, then to the request's aspect ratio)
+    /// at the request's size, pasted back into the picture at its own size (A1111's "Only
+    /// masked", `inpaint_full_res`).
+    OnlyMasked,
+}
+
+impl InpaintArea {
+    pub const ALL: [InpaintArea; 2] = [InpaintArea::Whole, InpaintArea::OnlyMasked];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            InpaintArea::Whole => "whole",
+            InpaintArea::OnlyMasked => "only_masked",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<InpaintArea> {
+        Self::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    pub fn is_whole(&self) -> bool {
+        *self == InpaintArea::Whole
+    }
+}
+
+/// Padding around the mask's box with `inpaint_area` only_masked when the request does not say
+/// (A1111's UI default), and the most accepted.
+pub const DEFAULT_INPAINT_PADDING: u32 = 32;
+pub const MAX_INPAINT_PADDING: u32 = 256;
 
 /// Pixels added on each side of the init image when outpainting (multiples of 8).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -305,6 +383,8 @@ pub(crate) struct ImageFields<'a> {
     pub hires: Option<&'a HiresRequest>,
     pub masked_content: Option<&'a str>,
     pub mask_grow: Option<u32>,
+    pub inpaint_area: Option<&'a str>,
+    pub inpaint_padding: Option<u32>,
 }
 
 /// What [`ImageFields::resolve`] settles.
@@ -315,6 +395,8 @@ pub(crate) struct ResolvedImageFields {
     pub hires: Option<Hires>,
     pub masked_content: MaskedContent,
     pub mask_grow: u32,
+    pub inpaint_area: InpaintArea,
+    pub inpaint_padding: u32,
 }
 
 fn check_strength(field: &str, value: f64, errors: &mut Vec<FieldError>) {
@@ -413,7 +495,41 @@ impl ImageFields<'_> {
                 "mask_grow grows the mask of masked_content \"grey\"; send that too, or drop mask_grow",
             ));
         }
-        ResolvedImageFields { strength, mask_blur, outpaint: self.outpaint.copied(), hires, masked_content, mask_grow }
+        let inpaint_area = match self.inpaint_area {
+            None => InpaintArea::Whole,
+            Some(name) => InpaintArea::parse(name).unwrap_or_else(|| {
+                let names = InpaintArea::ALL.map(InpaintArea::name).join(", ");
+                errors.push(FieldError::new("inpaint_area", format!("unknown inpaint_area {name:?}; use one of {names}")));
+                InpaintArea::Whole
+            }),
+        };
+        if !inpaint_area.is_whole() && self.mask.is_none() {
+            errors.push(FieldError::new("inpaint_area", "inpaint_area only_masked needs a mask to find the area"));
+        }
+        let inpaint_padding = match self.inpaint_padding {
+            Some(_) if inpaint_area.is_whole() => {
+                errors.push(FieldError::new("inpaint_padding", "inpaint_padding pads the area of inpaint_area only_masked; send that too"));
+                0
+            }
+            Some(pad) if pad > MAX_INPAINT_PADDING => {
+                errors
+                    .push(FieldError::new("inpaint_padding", format!("inpaint_padding {pad} is outside 0..{MAX_INPAINT_PADDING} pixels")));
+                0
+            }
+            Some(pad) => pad,
+            None if inpaint_area.is_whole() => 0,
+            None => DEFAULT_INPAINT_PADDING,
+        };
+        ResolvedImageFields {
+            strength,
+            mask_blur,
+            outpaint: self.outpaint.copied(),
+            hires,
+            masked_content,
+            mask_grow,
+            inpaint_area,
+            inpaint_padding,
+        }
     }
 }
 

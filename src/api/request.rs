@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::compat::{NoiseFields, NoiseSettings};
 use super::conditioning::Conditioning;
-use super::image_modes::{Hires, HiresRequest, ImageFields, MaskedContent, Outpaint, Upscaler};
+use super::image_modes::{Hires, HiresRequest, ImageFields, InpaintArea, MaskedContent, Outpaint, Upscaler};
 use super::networks::{extra_network_tags, LoraRef, MAX_LORAS, MODEL_OWN_VAE};
 use super::prompt::{default_clip_skip, recorded_prompt_syntax, PromptSyntax, MAX_CLIP_SKIP};
 use super::sampler::{Sampler, Schedule};
@@ -139,13 +139,23 @@ pub struct GenerateRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sampling_range: Option<SamplingRangeRequest>,
     /// A [`MaskedContent`] name: what the masked part of the init image holds when it is encoded
-    /// [default: original; grey is ComfyUI's `VAEEncodeForInpaint`, compat comfyui].
+    /// [default: original; grey is ComfyUI's `VAEEncodeForInpaint`, compat comfyui; fill,
+    /// latent_noise and latent_nothing are A1111's, compat a1111].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub masked_content: Option<String>,
     /// Pixels the mask grows by before it masks the latents, with masked_content grey (ComfyUI's
     /// `grow_mask_by`) [default: 0].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mask_grow: Option<u32>,
+    /// An [`InpaintArea`] name: inpaint the whole picture, or only the mask's area at the
+    /// request's size, pasted back into the picture at its own size (A1111's "Only masked",
+    /// compat a1111) [default: whole].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inpaint_area: Option<String>,
+    /// Pixels added around the mask's area with inpaint_area only_masked (A1111's "Masked area
+    /// padding") [default: 32].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inpaint_padding: Option<u32>,
     /// Compat comfyui, text-to-image: the images from this index on of a larger batch (ComfyUI's
     /// `LatentFromBatch`): their start noise, drawn one image at a time as ComfyUI does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -231,6 +241,12 @@ pub struct GenerationSettings {
     /// Pixels the mask grew by (with [`MaskedContent::Grey`]).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub mask_grow: u32,
+    /// Which part of the picture was inpainted (compat a1111).
+    #[serde(default, skip_serializing_if = "InpaintArea::is_whole")]
+    pub inpaint_area: InpaintArea,
+    /// Pixels around the mask's area (with [`InpaintArea::OnlyMasked`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub inpaint_padding: u32,
     /// The first image's index in a larger batch (see [`GenerateRequest::batch_index`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_index: Option<u32>,
@@ -351,6 +367,8 @@ impl GenerateRequest {
             hires: self.hires.as_ref(),
             masked_content: self.masked_content.as_deref(),
             mask_grow: self.mask_grow,
+            inpaint_area: self.inpaint_area.as_deref(),
+            inpaint_padding: self.inpaint_padding,
         }
         .resolve(MAX_STEPS, &mut errors);
         let mut width = self.width.unwrap_or(DEFAULT_SIZE);
@@ -397,7 +415,6 @@ impl GenerateRequest {
         let unsupported = match compat {
             super::Compat::Diffusers => None,
             _ if self.outpaint.is_some() => Some("outpainting"),
-            super::Compat::A1111 if self.mask.is_some() => Some("inpainting"),
             _ => None,
         };
         if let Some(what) = unsupported {
@@ -483,6 +500,21 @@ impl GenerateRequest {
             errors.push(FieldError::new(
                 "masked_content",
                 format!("masked_content grey is ComfyUI's VAEEncodeForInpaint and runs in compat comfyui only, not {compat}"),
+            ));
+        }
+        if images.masked_content.is_a1111_only() && compat != super::Compat::A1111 {
+            errors.push(FieldError::new(
+                "masked_content",
+                format!(
+                    "masked_content {} is A1111's inpainting fill and runs in compat a1111 only, not {compat}",
+                    images.masked_content.name()
+                ),
+            ));
+        }
+        if !images.inpaint_area.is_whole() && compat != super::Compat::A1111 {
+            errors.push(FieldError::new(
+                "inpaint_area",
+                format!("inpaint_area only_masked is A1111's \"Only masked\" and runs in compat a1111 only, not {compat}"),
             ));
         }
         let sampler = match self.sampler.as_deref() {
@@ -663,6 +695,8 @@ impl GenerateRequest {
             sampling_range,
             masked_content: images.masked_content,
             mask_grow: images.mask_grow,
+            inpaint_area: images.inpaint_area,
+            inpaint_padding: images.inpaint_padding,
             batch_index: self.batch_index.filter(|i| *i > 0),
             combined_prompts,
             conditioning: self.conditioning.clone(),
@@ -683,7 +717,7 @@ impl GenerateRequest {
 }
 
 /// Field names a request body may contain.
-pub const REQUEST_FIELDS: [&str; 36] = [
+pub const REQUEST_FIELDS: [&str; 38] = [
     "prompt",
     "negative_prompt",
     "seed",
@@ -717,6 +751,8 @@ pub const REQUEST_FIELDS: [&str; 36] = [
     "sampling_range",
     "masked_content",
     "mask_grow",
+    "inpaint_area",
+    "inpaint_padding",
     "batch_index",
     "combined_prompts",
     "conditioning",
@@ -758,6 +794,7 @@ impl GenerateRequest {
         let randn_source = text("randn_source");
         let vae_tiling = text("vae_tiling");
         let masked_content = text("masked_content");
+        let inpaint_area = text("inpaint_area");
         let mut whole = |name: &str, max: u64| -> Option<u64> {
             let v = present(name)?;
             match v.as_u64() {
@@ -776,6 +813,7 @@ impl GenerateRequest {
         let batch_size = whole("batch_size", small).map(|n| n as u32);
         let mask_blur = whole("mask_blur", small).map(|n| n as u32);
         let mask_grow = whole("mask_grow", small).map(|n| n as u32);
+        let inpaint_padding = whole("inpaint_padding", small).map(|n| n as u32);
         let batch_index = whole("batch_index", small).map(|n| n as u32);
         let clip_skip = whole("clip_skip", small).map(|n| n as u32);
         let subseed = whole("subseed", u64::MAX);
@@ -872,6 +910,8 @@ impl GenerateRequest {
             sampling_range,
             masked_content,
             mask_grow,
+            inpaint_area,
+            inpaint_padding,
             batch_index,
             combined_prompts,
             conditioning,
@@ -1017,7 +1057,7 @@ mod tests {
     }
 
     #[test]
-    fn comfyui_masks_are_unblurred_and_a1111_does_not_inpaint_yet() {
+    fn comfyui_masks_are_unblurred_and_a1111_inpaints_in_its_own_ways() {
         let req = |compat: &str, blur: Option<u32>| GenerateRequest {
             prompt: "a".into(),
             compat: Some(compat.into()),
@@ -1029,8 +1069,23 @@ mod tests {
         };
         assert_eq!(req("comfyui", None).resolve(|| 1).unwrap().mask_blur, Some(0));
         assert_eq!(fields(&req("comfyui", Some(4))), ["mask_blur"]);
-        assert_eq!(fields(&req("a1111", None)), ["compat"]);
         assert_eq!(req("diffusers", None).resolve(|| 1).unwrap().mask_blur, Some(4));
+        let a1111 = req("a1111", None).resolve(|| 1).unwrap();
+        assert_eq!((a1111.mask_blur, a1111.inpaint_area, a1111.inpaint_padding), (Some(4), InpaintArea::Whole, 0));
+        // A1111's masked contents and "Only masked" (padding 32 unless given).
+        let only = |compat: &str, content: &str, padding: Option<u32>| GenerateRequest {
+            masked_content: Some(content.into()),
+            inpaint_area: Some("only_masked".into()),
+            inpaint_padding: padding,
+            ..req(compat, None)
+        };
+        let s = only("a1111", "latent_noise", None).resolve(|| 1).unwrap();
+        assert_eq!((s.masked_content, s.inpaint_area, s.inpaint_padding), (MaskedContent::LatentNoise, InpaintArea::OnlyMasked, 32));
+        assert_eq!(only("a1111", "latent nothing", Some(0)).resolve(|| 1).unwrap().masked_content, MaskedContent::LatentNothing);
+        assert_eq!(fields(&only("a1111", "fill", Some(999))), ["inpaint_padding"]);
+        assert_eq!(fields(&only("diffusers", "fill", None)), ["masked_content", "inpaint_area"]);
+        assert_eq!(fields(&GenerateRequest { inpaint_padding: Some(8), ..req("a1111", None) }), ["inpaint_padding"]);
+        assert_eq!(fields(&GenerateRequest { inpaint_area: Some("all".into()), ..req("a1111", None) }), ["inpaint_area"]);
     }
 
     #[test]

@@ -1040,6 +1040,8 @@ mod tests {
             sampling_range: None,
             masked_content: Default::default(),
             mask_grow: 0,
+            inpaint_area: Default::default(),
+            inpaint_padding: 0,
             batch_index: None,
             combined_prompts: Vec::new(),
             conditioning: None,

@@ -76,10 +76,18 @@ pub struct GenerateArgs {
     /// the width of the soft seam is twice this.
     #[arg(long)]
     pub mask_blur: Option<u32>,
-    /// Inpainting, compat comfyui: what the masked part holds when it is encoded: original, or
-    /// grey (ComfyUI's VAEEncodeForInpaint) [default: original].
+    /// Inpainting: what the masked part holds when it is encoded: original; grey (ComfyUI's
+    /// VAEEncodeForInpaint, compat comfyui); fill, latent_noise or latent_nothing (A1111's,
+    /// compat a1111) [default: original].
     #[arg(long, requires = "mask")]
     pub masked_content: Option<String>,
+    /// Inpainting, compat a1111: whole (the picture) or only_masked (the mask's area at the
+    /// image size, pasted back; A1111's "Only masked") [default: whole].
+    #[arg(long, requires = "mask")]
+    pub inpaint_area: Option<String>,
+    /// With --inpaint-area only_masked: pixels around the mask's area [default: 32].
+    #[arg(long, requires = "inpaint_area")]
+    pub inpaint_padding: Option<u32>,
     /// With --masked-content grey: grow the latent mask by this many pixels (ComfyUI's
     /// grow_mask_by) [default: 0].
     #[arg(long, requires = "masked_content")]
@@ -323,6 +331,8 @@ pub fn run(args: &GenerateArgs, settings: &crate::config::Settings) -> Result<()
         sampling_range: None,
         masked_content: args.masked_content.clone(),
         mask_grow: args.mask_grow,
+        inpaint_area: args.inpaint_area.clone(),
+        inpaint_padding: args.inpaint_padding,
         batch_index: None,
         combined_prompts: None,
         conditioning: None,

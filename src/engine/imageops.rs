@@ -36,6 +36,41 @@ fn lanczos(x: f64) -> f64 {
     }
 }
 
+/// Pillow's resampling filters that Easel reproduces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filter {
+    /// `Image.LANCZOS` (support 3).
+    Lanczos,
+    /// `Image.BICUBIC` (Keys' cubic with a = −0.5, support 2): `resize`'s default for RGB and L.
+    Bicubic,
+}
+
+impl Filter {
+    fn support(self) -> f64 {
+        match self {
+            Filter::Lanczos => LANCZOS_SUPPORT,
+            Filter::Bicubic => 2.0,
+        }
+    }
+
+    fn weight(self, x: f64) -> f64 {
+        match self {
+            Filter::Lanczos => lanczos(x),
+            Filter::Bicubic => {
+                const A: f64 = -0.5;
+                let x = x.abs();
+                if x < 1.0 {
+                    ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+                } else if x < 2.0 {
+                    (((x - 5.0) * x + 8.0) * x - 4.0) * A
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
+}
+
 /// The fixed-point taps of one axis: for each output position, the first input index and the
 /// integer weights.
 struct Taps {
@@ -43,19 +78,21 @@ struct Taps {
     weights: Vec<Vec<i32>>,
 }
 
-fn lanczos_taps(in_size: usize, out_size: usize) -> Taps {
-    let scale = in_size as f64 / out_size as f64;
+/// Pillow's `precompute_coeffs` for `out_size` samples of the input span `[in0, in1)` (the
+/// resize box, floats as Pillow holds them), normalised, then in 22-bit fixed point.
+fn taps(filter: Filter, in_size: usize, (in0, in1): (f32, f32), out_size: usize) -> Taps {
+    let scale = f64::from(in1 - in0) / out_size as f64;
     let filter_scale = scale.max(1.0);
-    let support = LANCZOS_SUPPORT * filter_scale;
+    let support = filter.support() * filter_scale;
     let inv_filter_scale = 1.0 / filter_scale;
     let mut first = Vec::with_capacity(out_size);
     let mut weights = Vec::with_capacity(out_size);
     for xx in 0..out_size {
-        let center = (xx as f64 + 0.5) * scale;
+        let center = f64::from(in0) + (xx as f64 + 0.5) * scale;
         // C's (int) cast truncates toward zero; negative starts are clamped to 0 anyway.
         let xmin = ((center - support + 0.5) as i64).max(0) as usize;
-        let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
-        let raw: Vec<f64> = (xmin..xmax.max(xmin)).map(|x| lanczos((x as f64 - center + 0.5) * inv_filter_scale)).collect();
+        let xmax = ((center + support + 0.5) as i64).min(in_size as i64).max(0) as usize;
+        let raw: Vec<f64> = (xmin..xmax.max(xmin)).map(|x| filter.weight((x as f64 - center + 0.5) * inv_filter_scale)).collect();
         let total: f64 = raw.iter().sum();
         let fixed = raw
             .iter()
@@ -104,40 +141,72 @@ fn resample_axis(
     }
 }
 
-/// Resamples the rows of an image to `new_width`.
-fn resize_rows(pixels: &[u8], channels: usize, width: usize, height: usize, new_width: usize) -> Vec<u8> {
-    let taps = lanczos_taps(width, new_width);
+/// Resamples the rows of an image to `new_width` (from the columns `span` of the box).
+fn resize_rows(
+    pixels: &[u8],
+    channels: usize,
+    (width, height): (usize, usize),
+    new_width: usize,
+    filter: Filter,
+    span: (f32, f32),
+) -> Vec<u8> {
+    let taps = taps(filter, width, span, new_width);
     let mut out = vec![0u8; new_width * height * channels];
     resample_axis(pixels, &mut out, channels, height, &taps, channels, width * channels, channels, new_width * channels);
     out
 }
 
-/// Resamples the columns of an image to `new_height`.
-fn resize_columns(pixels: &[u8], channels: usize, width: usize, height: usize, new_height: usize) -> Vec<u8> {
-    let taps = lanczos_taps(height, new_height);
+/// Resamples the columns of an image to `new_height` (from the rows `span` of the box).
+fn resize_columns(
+    pixels: &[u8],
+    channels: usize,
+    (width, height): (usize, usize),
+    new_height: usize,
+    filter: Filter,
+    span: (f32, f32),
+) -> Vec<u8> {
+    let taps = taps(filter, height, span, new_height);
     let mut out = vec![0u8; width * new_height * channels];
     let row = width * channels;
     resample_axis(pixels, &mut out, channels, width, &taps, row, channels, row, channels);
     out
 }
 
-/// Pillow's Lanczos resize of an 8-bit image with `channels` interleaved channels. Pillow 13
-/// resamples the rows first, except when the width grows while the height shrinks: then the
-/// columns first (the rounding to 8 bits between the passes makes the order visible).
+/// Pillow's Lanczos resize of an 8-bit image with `channels` interleaved channels.
 pub fn resize_lanczos(pixels: &[u8], channels: usize, width: usize, height: usize, new_width: usize, new_height: usize) -> Vec<u8> {
+    resize(pixels, channels, (width, height), (new_width, new_height), Filter::Lanczos, None)
+}
+
+/// Pillow's `Image.resize((new_width, new_height), filter, box)` of an 8-bit image with
+/// `channels` interleaved channels; `box` `[x0, y0, x1, y1]` is the source region (default the
+/// whole picture, may be empty along an axis: every output then samples around its edge). Each
+/// axis is resampled only when its size or span changes. Pillow 13 resamples the rows first,
+/// except when the width grows while the height shrinks: then the columns first (the rounding
+/// to 8 bits between the passes makes the order visible).
+pub fn resize(
+    pixels: &[u8],
+    channels: usize,
+    (width, height): (usize, usize),
+    (new_width, new_height): (usize, usize),
+    filter: Filter,
+    region: Option<[f32; 4]>,
+) -> Vec<u8> {
     assert_eq!(pixels.len(), width * height * channels, "image buffer size");
+    let [x0, y0, x1, y1] = region.unwrap_or([0.0, 0.0, width as f32, height as f32]);
+    let rows = new_width != width || x0 != 0.0 || x1 != new_width as f32;
+    let columns = new_height != height || y0 != 0.0 || y1 != new_height as f32;
     let rows_first = !(new_width > width && new_height < height);
     let mut current = pixels.to_vec();
     if rows_first {
-        if new_width != width {
-            current = resize_rows(&current, channels, width, height, new_width);
+        if rows {
+            current = resize_rows(&current, channels, (width, height), new_width, filter, (x0, x1));
         }
-        if new_height != height {
-            current = resize_columns(&current, channels, new_width, height, new_height);
+        if columns {
+            current = resize_columns(&current, channels, (new_width, height), new_height, filter, (y0, y1));
         }
     } else {
-        current = resize_columns(&current, channels, width, height, new_height);
-        current = resize_rows(&current, channels, width, new_height, new_width);
+        current = resize_columns(&current, channels, (width, height), new_height, filter, (y0, y1));
+        current = resize_rows(&current, channels, (width, new_height), new_width, filter, (x0, x1));
     }
     current
 }

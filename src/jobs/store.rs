@@ -926,6 +926,8 @@ pub(crate) mod tests {
             sampling_range: None,
             masked_content: Default::default(),
             mask_grow: 0,
+            inpaint_area: Default::default(),
+            inpaint_padding: 0,
             batch_index: None,
             combined_prompts: Vec::new(),
             conditioning: None,

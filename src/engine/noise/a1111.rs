@@ -74,6 +74,12 @@ impl A1111Seeds {
     }
 }
 
+/// A1111's `create_random_tensors(shape, seeds)` with no variation: each seed's first draw of
+/// `numel` values from a fresh generator, one after another.
+pub fn first_draws(source: RandnSource, seeds: &[u64], numel: usize) -> Vec<f32> {
+    seeds.iter().flat_map(|s| Generator::new(source, *s).randn(numel)).collect()
+}
+
 /// A1111's `ImageRNG`: the initial noise of a batch, then one draw per image for every noise the
 /// sampler asks for.
 pub struct ImageRng {

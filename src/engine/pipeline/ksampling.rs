@@ -8,10 +8,14 @@
 //! posterior's mean): A1111's (the last `int(strength · steps) + 1` sigmas of the schedule, or
 //! `sample_img2img`'s timesteps) and ComfyUI's (a KSampler at denoise below 1: the tail of a
 //! longer schedule; a KSamplerAdvanced window; a latent noise mask, `KSamplerX0Inpaint`).
-//! A1111's inpainting, outpainting and the hires fix run in the diffusers mode only so far.
+//! A1111's inpainting ([`super::a1111_inpaint`] prepares the picture, mask and overlay; here the
+//! latents are blended with the init latents after every call, before every call for its
+//! timestep samplers, and once more at the end). Outpainting and the picture-space hires fix run
+//! in the diffusers mode only so far.
 
 use std::time::Instant;
 
+use super::a1111_inpaint::{self, Prepared};
 use super::grey_fill::grey_fill;
 use super::guided_unet::GuidedUnet;
 use super::randomness::Randomness;
@@ -210,14 +214,33 @@ pub fn generate(
     // The request rules refuse the rest; an image-to-image run is an init image alone, or in
     // ComfyUI's mode with a latent noise mask.
     let masked = flavor == Flavor::ComfyUi && settings.mask.is_some();
-    let img2img = settings.init_image.is_some() && (settings.mask.is_none() || masked) && settings.outpaint.is_none();
+    let a1111_masked = flavor == Flavor::A1111 && settings.mask.is_some();
+    let img2img = settings.init_image.is_some() && settings.outpaint.is_none();
     // The hires fix over text-to-image: ComfyUI's two-pass graph (KSampler -> LatentUpscale ->
     // KSampler), A1111's `sample_hr_pass` (latent upscalers).
     let two_pass = settings.init_image.is_none() && settings.hires.is_some_and(|h| h.upscaler.is_latent());
     if (settings.init_image.is_some() && !img2img) || (settings.hires.is_some() && !two_pass) {
         return Err(EngineError::InvalidRequest(format!("compat {compat} does not run this mode yet; use compat diffusers")));
     }
+    // A1111's inpainting prepares the picture it encodes (none: "only masked" with an empty mask,
+    // which A1111 runs as image-to-image without a mask).
+    let prepared = match (a1111_masked, &images.init, &images.mask) {
+        (true, Some(init), Some(mask)) => a1111_inpaint::prepare(
+            init,
+            mask,
+            &a1111_inpaint::Settings {
+                size: (settings.width, settings.height),
+                blur: settings.mask_blur.unwrap_or(0),
+                area: settings.inpaint_area,
+                padding: settings.inpaint_padding,
+                content: settings.masked_content,
+            },
+        ),
+        (true, _, None) => return Err(EngineError::InvalidRequest("the request names a mask but none was given".into())),
+        _ => None,
+    };
     let init = match (img2img, &images.init) {
+        (true, Some(_)) if prepared.is_some() => prepared.as_ref().map(|p| p.picture.clone()),
         // ComfyUI's VAEEncode takes a picture whatever its size and crops it to multiples of 8
         // (centred); a picture of another size went through ImageScale (Lanczos).
         (true, Some(image)) if flavor == Flavor::ComfyUi && eight_pixel_size(image.dimensions()) == settings.init_size() => {
@@ -245,7 +268,8 @@ pub fn generate(
             }
             _ => Walk::Timesteps { sampler, timesteps: timesteps::timesteps(steps), alpha: None },
         };
-        return run_walk(model, settings, &schedule, walk, Start { init: init.as_ref(), ..Start::default() }, started, cancel, progress);
+        let start = Start { init: init.as_ref(), a1111: prepared.as_ref(), ..Start::default() };
+        return run_walk(model, settings, &schedule, walk, start, started, cancel, progress);
     }
     let sampler = KSampler::for_sampler(settings.sampler)
         .ok_or_else(|| EngineError::InvalidRequest(format!("sampler {} does not run in compat {compat}", settings.sampler)))?;
@@ -279,7 +303,7 @@ pub fn generate(
         (true, Some(mask)) => Some(mask),
         (true, None) => return Err(EngineError::InvalidRequest("the request names a mask but none was given".into())),
     };
-    let start = Start { init: init.as_ref(), mask, ..Start::default() };
+    let start = Start { init: init.as_ref(), mask, a1111: prepared.as_ref(), ..Start::default() };
     run_walk(model, settings, &schedule, walk, start, started, cancel, progress)
 }
 
@@ -499,6 +523,8 @@ fn two_passes(
 struct Start<'a> {
     init: Option<&'a image::RgbImage>,
     mask: Option<&'a image::GrayImage>,
+    /// A1111's inpainting: its latent mask and overlay (`init` is its prepared picture).
+    a1111: Option<&'a Prepared>,
     /// Latents (model space, the batch's) handed on from a first pass, in place of an encoded
     /// picture.
     latent: Option<Vec<f32>>,
@@ -513,7 +539,7 @@ struct Start<'a> {
 
 impl Default for Start<'_> {
     fn default() -> Self {
-        Self { init: None, mask: None, latent: None, decode: true, calls: None, first_pass_steps: None }
+        Self { init: None, mask: None, a1111: None, latent: None, decode: true, calls: None, first_pass_steps: None }
     }
 }
 
@@ -539,6 +565,61 @@ impl Denoiser for LatentNoiseMask<'_> {
             .collect();
         let out = self.inner.denoise(&blended, sigma)?;
         Ok(out.iter().enumerate().map(|(i, o)| o * self.mask[i] + self.latent[i] * (1.0 - self.mask[i])).collect())
+    }
+
+    fn last_uncond(&self) -> Option<&[f32]> {
+        self.inner.last_uncond()
+    }
+}
+
+/// A1111's inpainting blend (`CFGDenoiser.apply_blend`): `latents · nmask + init_latent · mask`,
+/// `nmask` 1 where repainted (per latent pixel, over the channels and the batch), `mask = 1 − nmask`.
+struct A1111Blend {
+    nmask: Vec<f32>,
+    init_latent: Vec<f32>,
+}
+
+impl A1111Blend {
+    fn apply(&self, latents: &[f32]) -> Vec<f32> {
+        let plane = self.nmask.len();
+        latents
+            .iter()
+            .zip(&self.init_latent)
+            .enumerate()
+            .map(|(i, (x, init))| {
+                let n = self.nmask[i % plane];
+                x * n + init * (1.0 - n)
+            })
+            .collect()
+    }
+}
+
+/// A k-diffusion denoiser under A1111's blend: the prediction blended after every call.
+struct BlendAfter<'d> {
+    inner: &'d mut dyn Denoiser,
+    blend: &'d A1111Blend,
+}
+
+impl Denoiser for BlendAfter<'_> {
+    fn denoise(&mut self, x: &[f32], sigma: f32) -> Result<Vec<f32>, EngineError> {
+        Ok(self.blend.apply(&self.inner.denoise(x, sigma)?))
+    }
+
+    fn last_uncond(&self) -> Option<&[f32]> {
+        self.inner.last_uncond()
+    }
+}
+
+/// A timestep sampler's model under A1111's blend (`mask_before_denoising`): the latents going
+/// in blended with the clean init latents before every call.
+struct BlendBefore<'d> {
+    inner: &'d mut dyn EpsModel,
+    blend: &'d A1111Blend,
+}
+
+impl EpsModel for BlendBefore<'_> {
+    fn eps(&mut self, x: &[f32], t: f64, scale: f64) -> Result<Vec<f32>, EngineError> {
+        self.inner.eps(&self.blend.apply(x), t, scale)
     }
 
     fn last_uncond(&self) -> Option<&[f32]> {
@@ -590,7 +671,7 @@ fn run_walk(
     cancel: &CancelToken,
     progress: &mut dyn FnMut(&StepProgress<'_>),
 ) -> Result<Output, EngineError> {
-    let Start { init, mask, latent: handed_on, decode, calls, first_pass_steps } = start;
+    let Start { init, mask, a1111, latent: handed_on, decode, calls, first_pass_steps } = start;
     let compat = settings.noise.compat;
     let flavor = flavor(compat).expect("called for the a1111 and comfyui modes");
     let tiling = settings.vae_tiling.for_compat(compat);
@@ -657,6 +738,41 @@ fn run_walk(
     } else {
         handed_on
     };
+    // A1111's masked contents in the latents: noise (each image's seed's first draw, as
+    // `create_random_tensors`) or nothing under the mask.
+    let init_latent = match (a1111, init_latent) {
+        (Some(prepared), Some(latent)) => {
+            let plane = prepared.latent_mask.len();
+            let noise = match settings.masked_content {
+                MaskedContent::LatentNoise => {
+                    let seeds = crate::engine::noise::a1111::A1111Seeds::from_settings(settings);
+                    let numel = latent.len() / shape[0];
+                    Some(crate::engine::noise::a1111::first_draws(seeds.source, &seeds.image_seeds(shape[0]), numel))
+                }
+                _ => None,
+            };
+            Some(match (settings.masked_content, noise) {
+                (MaskedContent::LatentNoise, Some(noise)) => latent
+                    .iter()
+                    .zip(&noise)
+                    .enumerate()
+                    .map(|(i, (l, r))| {
+                        let n = prepared.latent_mask[i % plane];
+                        l * (1.0 - n) + r * n
+                    })
+                    .collect(),
+                (MaskedContent::LatentNothing, _) => {
+                    latent.iter().enumerate().map(|(i, l)| l * (1.0 - prepared.latent_mask[i % plane])).collect()
+                }
+                _ => latent,
+            })
+        }
+        (_, latent) => latent,
+    };
+    let blend = match (a1111, &init_latent) {
+        (Some(prepared), Some(latent)) => Some(A1111Blend { nmask: prepared.latent_mask.clone(), init_latent: latent.clone() }),
+        _ => None,
+    };
     // Image-to-image: from the start latents (an encoded picture, or a first pass's) under the
     // noise.
     let from_latents = init_latent.is_some();
@@ -691,18 +807,31 @@ fn run_walk(
         match &walk {
             Walk::Timesteps { sampler, timesteps, .. } => {
                 let mut on_step = |_: timesteps::Step<'_>| {};
-                let mut run = timesteps::Run { model: &mut denoiser, alphas_cumprod: &schedule.alphas_cumprod, on_step: &mut on_step };
+                let mut blended;
+                let model: &mut dyn EpsModel = match &blend {
+                    Some(blend) => {
+                        blended = BlendBefore { inner: &mut denoiser, blend };
+                        &mut blended
+                    }
+                    None => &mut denoiser,
+                };
+                let mut run = timesteps::Run { model, alphas_cumprod: &schedule.alphas_cumprod, on_step: &mut on_step };
                 sampler.sample(x, timesteps, from_latents, &mut run)?
             }
             Walk::Sigmas { sampler, sigmas, tree } => {
                 let mut on_step = |_: Step<'_>| {};
                 let mut masked;
-                let model: &mut dyn Denoiser = match inpaint {
-                    Some((mask, latent, noise)) => {
+                let mut blended;
+                let model: &mut dyn Denoiser = match (inpaint, &blend) {
+                    (Some((mask, latent, noise)), _) => {
                         masked = LatentNoiseMask { inner: &mut denoiser, mask, latent, noise };
                         &mut masked
                     }
-                    None => &mut denoiser,
+                    (None, Some(blend)) => {
+                        blended = BlendAfter { inner: &mut denoiser, blend };
+                        &mut blended
+                    }
+                    (None, None) => &mut denoiser,
                 };
                 let mut cx = Context {
                     model,
@@ -723,8 +852,19 @@ fn run_walk(
         }
     };
 
+    // A1111 blends the samples once more after the sampler (`StableDiffusionProcessingImg2Img.sample`).
+    let latents = match &blend {
+        Some(blend) => blend.apply(&latents),
+        None => latents,
+    };
     let decode_started = Instant::now();
-    let decoded = if decode { decode_latents_as(model, &latents, shape, tiling, cancel, Quantize::Truncate)? } else { Vec::new() };
+    let mut decoded = if decode { decode_latents_as(model, &latents, shape, tiling, cancel, Quantize::Truncate)? } else { Vec::new() };
+    // A1111's `apply_overlay`: the result pasted back ("only masked") and the kept part on top.
+    if let Some(prepared) = a1111 {
+        for image in &mut decoded {
+            (image.width, image.height, image.rgb) = prepared.finish(&image.rgb);
+        }
+    }
     timings.vae_decode += decode_started.elapsed();
     timings.total = started.elapsed();
     let (text_embeddings, text_embeddings_shape) = text.first_call_embeddings();

@@ -20,6 +20,7 @@
 //! The random draws happen in diffusers' order, which differs by mode (see each step), so the
 //! same seed gives the same image. Progress counts the UNet calls of all passes from 1.
 
+mod a1111_inpaint;
 mod area_weights;
 mod grey_fill;
 pub mod guided_unet;

@@ -302,6 +302,12 @@ async fn bad_requests_get_the_right_4xx_with_field_messages() {
             "masked_content",
         ),
         (json!({"prompt": "a", "init_image": "up_1", "mask": "up_2", "masked_content": "grey"}), 422, "masked_content"),
+        (json!({"prompt": "a", "init_image": "up_1", "inpaint_area": "only_masked", "compat": "a1111"}), 422, "inpaint_area"),
+        (
+            json!({"prompt": "a", "init_image": "up_1", "mask": "up_2", "compat": "a1111", "inpaint_area": "only_masked", "inpaint_padding": 257}),
+            422,
+            "inpaint_padding",
+        ),
         (json!({"prompt": "a", "init_image": "up_1", "mask": "up_2", "compat": "comfyui", "mask_grow": 6}), 422, "mask_grow"),
         (
             json!({"prompt": "a", "init_image": "up_1", "mask": "up_2", "compat": "comfyui", "masked_content": "grey", "mask_grow": 65}),

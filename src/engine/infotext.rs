@@ -53,7 +53,8 @@ pub(crate) fn effective_schedule(settings: &GenerationSettings) -> crate::api::S
 
 /// The infotext for one image of a generation. Image-to-image modes add `Denoising strength`
 /// after `Model` (the hires fix's second-pass strength for a hires generation, as A1111 does),
-/// then, after `RNG`, A1111's extra parameters: `Mask blur`, `Hires upscale`, `Hires steps`
+/// then, after `RNG`, A1111's extra parameters: `Mask blur`, `Inpaint area` and `Masked area
+/// padding` (only masked), `Masked content` (A1111's fills), `Hires upscale`, `Hires steps`
 /// (only when not 0) and `Hires upscaler`. `Size` is the first pass's, as in A1111.
 pub fn infotext(settings: &GenerationSettings, model_name: &str, model_hash: &str) -> String {
     infotext_with(settings, model_name, model_hash, &[])
@@ -96,8 +97,17 @@ pub fn infotext_with(settings: &GenerationSettings, model_name: &str, model_hash
     }
     // Which generator made the noise: torch's CPU one, unless A1111's NV noise was chosen.
     pairs.push(("RNG", noise.randn_source.map_or("CPU", |s| s.infotext()).to_string()));
-    if let Some(blur) = settings.mask_blur {
+    // A1111 writes its inpainting keys as its `init` sets them: a blur of 0 is not written.
+    let a1111 = noise.compat == crate::api::Compat::A1111;
+    if let Some(blur) = settings.mask_blur.filter(|b| *b > 0 || !a1111) {
         pairs.push(("Mask blur", blur.to_string()));
+    }
+    if settings.mask.is_some() && settings.inpaint_area == crate::api::image_modes::InpaintArea::OnlyMasked {
+        pairs.push(("Inpaint area", "Only masked".to_string()));
+        pairs.push(("Masked area padding", settings.inpaint_padding.to_string()));
+    }
+    if let Some(name) = settings.masked_content.a1111_name().filter(|_| settings.mask.is_some()) {
+        pairs.push(("Masked content", name.to_string()));
     }
     if let Some(h) = &settings.hires {
         pairs.push(("Hires upscale", python_number(h.scale)));
@@ -301,6 +311,29 @@ mod tests {
             "a watercolor fox, soft light\nNegative prompt: blurry\nSteps: 20, Sampler: DPM++ 2M, Schedule type: Karras, \
              CFG scale: 7.0, Seed: 1234567890, Size: 512x768, Model hash: 0123456789, Model: tiny-sd, RNG: CPU"
         );
+    }
+
+    #[test]
+    fn a1111_inpainting_writes_its_area_padding_and_content_after_the_blur() {
+        let mut s = settings();
+        s.init_image = Some("up_1".into());
+        s.mask = Some("up_2".into());
+        s.strength = Some(0.75);
+        s.mask_blur = Some(4);
+        s.noise.compat = crate::api::Compat::A1111;
+        s.inpaint_area = crate::api::image_modes::InpaintArea::OnlyMasked;
+        s.inpaint_padding = 32;
+        s.masked_content = crate::api::image_modes::MaskedContent::LatentNoise;
+        let text = infotext(&s, "tiny-sd", "0123456789");
+        assert!(
+            text.ends_with(
+                "RNG: CPU, Mask blur: 4, Inpaint area: Only masked, Masked area padding: 32, Masked content: latent noise, Compat: a1111"
+            ),
+            "{text}"
+        );
+        s.mask_blur = Some(0);
+        s.masked_content = crate::api::image_modes::MaskedContent::Original;
+        assert!(infotext(&s, "tiny-sd", "0").ends_with("RNG: CPU, Inpaint area: Only masked, Masked area padding: 32, Compat: a1111"));
     }
 
     #[test]

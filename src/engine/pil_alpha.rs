@@ -69,7 +69,7 @@ pub fn alpha_composite(dst: &mut [u8], src: &[u8]) {
 }
 
 /// Pillow's `GaussianBlur(radius)` of a 4-channel picture (each channel on its own).
-fn blur4(rgba: &[u8], width: usize, height: usize, radius: f32) -> Vec<u8> {
+pub fn gaussian_blur_rgba(rgba: &[u8], width: usize, height: usize, radius: f32) -> Vec<u8> {
     let planes: Vec<Vec<u8>> = (0..4)
         .map(|c| {
             let plane: Vec<u8> = rgba.iter().skip(c).step_by(4).copied().collect();
@@ -94,7 +94,7 @@ pub fn fill(rgb: &[u8], mask: &[u8], width: usize, height: usize) -> Vec<u8> {
     let kept = kept_part(rgb, mask);
     let mut out = vec![0u8; width * height * 4];
     for (radius, repeats) in [(256.0, 1), (64.0, 1), (16.0, 2), (4.0, 4), (2.0, 2), (0.0, 1)] {
-        let mut blurred = blur4(&kept, width, height, radius);
+        let mut blurred = gaussian_blur_rgba(&kept, width, height, radius);
         unpremultiply(&mut blurred);
         for _ in 0..repeats {
             alpha_composite(&mut out, &blurred);

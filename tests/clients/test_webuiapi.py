@@ -135,7 +135,8 @@ def test_img2img_with_a_mask_and_png_info(api, easel):
         assert_same_picture(image, case / f"image_{i}.png")
     assert r.info["denoising_strength"] == 0.6
     # With a mask (white = repaint the right half): the same picture as Easel's own API gives for
-    # the same inpainting settings (masks run in the diffusers mode), and not the unmasked one.
+    # the same inpainting settings (A1111's own inpainting: compat a1111, its default GPU noise), and
+    # not the unmasked one.
     mask = Image.new("L", (64, 64), 0)
     mask.paste(255, (32, 0, 64, 64))
     m = api.img2img(images=[init], mask_image=mask, mask_blur=0, inpainting_fill=1, inpaint_full_res=False,
@@ -143,8 +144,25 @@ def test_img2img_with_a_mask_and_png_info(api, easel):
     assert m.image.size == (64, 64) and m.info["denoising_strength"] == 0.8
     own = run_own(easel, {"prompt": s["prompt"], "seed": 16, "steps": 6, "width": 64, "height": 64, "sampler": "Euler a",
                           "init_image": upload(easel, init), "mask": upload(easel, mask), "mask_blur": 0, "strength": 0.8,
-                          "prompt_syntax": "a1111"})
+                          "prompt_syntax": "a1111", "compat": "a1111"})
     assert np.array_equal(np.asarray(m.image.convert("RGB")), np.asarray(own.convert("RGB")))
+    # A1111's API defaults for a mask: "Only masked" (the mask's box cut out, run at 64x64 and pasted
+    # back) with masked content fill; the picture keeps the init's size.
+    box = Image.new("L", (80, 64), 0)
+    box.paste(255, (44, 10, 60, 30))
+    wide = init.resize((80, 64))
+    f = api.img2img(images=[wide], mask_image=box, mask_blur=4, inpainting_fill=0, inpaint_full_res=True,
+                    inpaint_full_res_padding=4, prompt=s["prompt"], seed=16, steps=6, width=64, height=64,
+                    denoising_strength=0.8)
+    assert f.image.size == (80, 64)
+    assert "Inpaint area: Only masked, Masked area padding: 4, Masked content: fill" in f.info["infotexts"][0]
+    own = run_own(easel, {"prompt": s["prompt"], "seed": 16, "steps": 6, "width": 64, "height": 64, "sampler": "Euler a",
+                          "init_image": upload(easel, wide), "mask": upload(easel, box), "mask_blur": 4, "strength": 0.8,
+                          "prompt_syntax": "a1111", "compat": "a1111", "inpaint_area": "only_masked",
+                          "inpaint_padding": 4, "masked_content": "fill"})
+    assert np.array_equal(np.asarray(f.image.convert("RGB")), np.asarray(own.convert("RGB")))
+    # Outside the padded box the picture is the init's, pixel for pixel (the overlay).
+    assert np.array_equal(np.asarray(f.image.convert("RGB"))[:, :20], np.asarray(wide)[:, :20])
     plain = api.img2img(images=[init], prompt=s["prompt"], seed=16, steps=6, width=64, height=64, denoising_strength=0.8)
     assert not np.array_equal(np.asarray(plain.image), np.asarray(m.image))
     # PNG Info reads the image's parameters back.

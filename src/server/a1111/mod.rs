@@ -379,10 +379,8 @@ async fn img2img(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
     let mask = match request.mask.as_deref().filter(|m| !m.is_empty()) {
         None => None,
         Some(text) => {
-            let mut bytes = decode_image_data(text).map_err(|e| ApiFailure::Error(500, e.body()))?;
-            if request.invert_mask() {
-                bytes = inverted_mask(&bytes).map_err(|m| ApiFailure::fields(&[FieldError::new("mask", m)]))?;
-            }
+            let bytes = decode_image_data(text).map_err(|e| ApiFailure::Error(500, e.body()))?;
+            let bytes = binary_mask(&bytes, request.invert_mask()).map_err(|m| ApiFailure::fields(&[FieldError::new("mask", m)]))?;
             Some(easel.upload(bytes).await.map_err(|e| upload_failure(e, "mask"))?.id)
         }
     };
@@ -409,11 +407,18 @@ fn upload_failure(e: ServiceError, field: &str) -> ApiFailure {
     }
 }
 
-/// A1111's `inpainting_mask_invert`: the mask read as Easel reads masks, inverted, as PNG.
-fn inverted_mask(bytes: &[u8]) -> Result<Vec<u8>, String> {
+/// A1111's `create_binary_mask` (a picture with transparency: its alpha above 128 repaints;
+/// otherwise the picture as grey), inverted for `inpainting_mask_invert`, as a grey PNG.
+fn binary_mask(bytes: &[u8], invert: bool) -> Result<Vec<u8>, String> {
     let image = crate::uploads::decode(bytes).map_err(|e| e.to_string())?;
+    let transparent = image.color().has_alpha() && image.to_rgba8().pixels().any(|p| p.0[3] != 255);
     let mut mask = crate::uploads::to_mask(&image);
-    image::imageops::invert(&mut mask);
+    if transparent {
+        mask.pixels_mut().for_each(|p| p.0[0] = if p.0[0] > 128 { 255 } else { 0 });
+    }
+    if invert {
+        image::imageops::invert(&mut mask);
+    }
     let mut out = Vec::new();
     mask.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png).map_err(|e| e.to_string())?;
     Ok(out)

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use super::options::*;
 use super::tables::*;
 use super::wire::*;
-use crate::api::image_modes::DEFAULT_HIRES_STRENGTH;
+use crate::api::image_modes::{InpaintArea, MaskedContent, DEFAULT_HIRES_STRENGTH, MAX_INPAINT_PADDING};
 use crate::api::request::MAX_BATCH_SIZE;
 use crate::api::{Compat, FieldError, GenerateRequest, HiresRequest, Sampler, Upscaler};
 
@@ -77,7 +77,7 @@ impl Planned {
 pub struct Img2ImgUploads {
     pub init_image: String,
     pub init_size: (u32, u32),
-    /// Already inverted when [`Img2ImgRequest::invert_mask`].
+    /// Already binary (`create_binary_mask`) and inverted when [`Img2ImgRequest::invert_mask`].
     pub mask: Option<String>,
 }
 
@@ -388,8 +388,8 @@ pub fn plan_txt2img(req: &Txt2ImgRequest, opts: &EffectiveOptions, mut random: i
     })
 }
 
-/// `img2img` -> Easel, once the pictures are uploads (the handler checked [`init_image`] and
-/// inverted the mask when [`Img2ImgRequest::invert_mask`]).
+/// `img2img` -> Easel, once the pictures are uploads (the handler checked [`init_image`], made
+/// the mask binary and inverted it when [`Img2ImgRequest::invert_mask`]).
 pub fn plan_img2img(
     req: &Img2ImgRequest,
     uploads: &Img2ImgUploads,
@@ -400,8 +400,8 @@ pub fn plan_img2img(
     let mut errors = Vec::new();
     let choice = resolve_sampler(c.sampler_name.as_deref(), c.sampler_index.as_deref(), c.scheduler.as_deref());
     check_common(c, &choice, &mut errors);
-    // A1111's own maths for image-to-image; inpainting runs in the diffusers mode so far.
-    let compat = choose_compat(&choice, uploads.mask.is_none(), "inpainting", &mut errors);
+    // A1111's own maths for image-to-image and inpainting.
+    let compat = choose_compat(&choice, true, "inpainting", &mut errors);
     let mut base = base_request(c, opts, compat, &choice, &mut random, &mut errors);
     let (w, h) = (c.width.unwrap_or(512), c.height.unwrap_or(512));
     let (iw, ih) = (i64::from(uploads.init_size.0), i64::from(uploads.init_size.1));
@@ -425,6 +425,7 @@ pub fn plan_img2img(
         refuse(&mut errors, "latent_mask", "a separate latent mask is not supported");
     }
     let mut mask_blur = None;
+    let (mut masked_content, mut inpaint_area, mut inpaint_padding) = (None, None, None);
     if uploads.mask.is_some() {
         if req.invert_mask() {
             extra.push(("Mask mode".into(), json!("Inpaint not masked")));
@@ -448,13 +449,44 @@ pub fn plan_img2img(
         if req.mask_round == Some(false) {
             refuse(&mut errors, "mask_round", "Easel always rounds the latent mask");
         }
-        match req.inpainting_fill.unwrap_or(0) {
-            0 => extra.push(("Masked content".into(), json!("fill"))),
-            1 => {}
-            2 | 3 => refuse(&mut errors, "inpainting_fill", "latent noise / latent nothing are not available; use 1 (original)"),
-            other => refuse(&mut errors, "inpainting_fill", format!("inpainting_fill {other} is not one of 0, 1, 2, 3")),
+        // The API's defaults: fill, "Only masked" with no padding (the UI's are original, whole
+        // picture, 32).
+        let fill = req.inpainting_fill.unwrap_or(0);
+        match MaskedContent::from_a1111_number(fill) {
+            Some(content) => masked_content = Some(content),
+            None => refuse(&mut errors, "inpainting_fill", format!("inpainting_fill {fill} is not one of 0, 1, 2, 3")),
+        }
+        let padding = req.inpaint_full_res_padding.unwrap_or(0);
+        if !(0..=i64::from(MAX_INPAINT_PADDING)).contains(&padding) {
+            refuse(
+                &mut errors,
+                "inpaint_full_res_padding",
+                format!("inpaint_full_res_padding {padding} is outside 0..{MAX_INPAINT_PADDING}"),
+            );
+        }
+        if req.inpaint_full_res.unwrap_or(true) {
+            inpaint_area = Some(InpaintArea::OnlyMasked);
+            inpaint_padding = Some(padding.clamp(0, i64::from(MAX_INPAINT_PADDING)) as u32);
+            extra.push(("Inpaint area".into(), json!("Only masked")));
+            extra.push(("Masked area padding".into(), json!(padding)));
+        }
+        if let Some(name) = masked_content.and_then(MaskedContent::a1111_name) {
+            extra.push(("Masked content".into(), json!(name)));
+        }
+        if compat != Compat::A1111 && (masked_content != Some(MaskedContent::Original) || inpaint_area.is_some()) {
+            refuse(
+                &mut errors,
+                "sampler_name",
+                format!(
+                    "{} inpaints in Easel's diffusers mode only: whole picture, original content; send inpainting_fill 1 and inpaint_full_res false, or another sampler",
+                    choice.sampler.name
+                ),
+            );
         }
     }
+    base.request.masked_content = masked_content.filter(|_| compat == Compat::A1111).map(|m| m.name().to_string());
+    base.request.inpaint_area = inpaint_area.filter(|_| compat == Compat::A1111).map(|a| a.name().to_string());
+    base.request.inpaint_padding = inpaint_padding.filter(|_| compat == Compat::A1111);
     base.request.init_image = Some(uploads.init_image.clone());
     base.request.mask = uploads.mask.clone();
     base.request.mask_blur = mask_blur;

@@ -14,7 +14,8 @@ use super::prompt_box::PromptBox;
 use super::rpc::{cancel_job, list_active_jobs, list_models, submit_generation, SubmitOutcome};
 use crate::api::compat::{Compat, RandnSource};
 use crate::api::image_modes::{
-    DEFAULT_HIRES_SCALE, DEFAULT_HIRES_STRENGTH, DEFAULT_MASK_BLUR, DEFAULT_STRENGTH, MAX_HIRES_SCALE, MAX_MASK_BLUR, MAX_OUTPAINT,
+    InpaintArea, MaskedContent, DEFAULT_HIRES_SCALE, DEFAULT_HIRES_STRENGTH, DEFAULT_INPAINT_PADDING, DEFAULT_MASK_BLUR, DEFAULT_STRENGTH,
+    MAX_HIRES_SCALE, MAX_INPAINT_PADDING, MAX_MASK_BLUR, MAX_OUTPAINT,
 };
 use crate::api::networks::LoraRef;
 use crate::api::prompt::{DEFAULT_CLIP_SKIP, MAX_CLIP_SKIP};
@@ -53,6 +54,11 @@ pub struct FormValues {
     /// A mask id from earlier settings; a painted mask replaces it at submit.
     pub mask: String,
     pub mask_blur: String,
+    /// A1111's inpainting (compat a1111): a [`MaskedContent`] name, an [`InpaintArea`] name and
+    /// the padding of its only-masked area.
+    pub masked_content: String,
+    pub inpaint_area: String,
+    pub inpaint_padding: String,
     /// Outpainting per side in pixels: left, right, top, bottom ([`Outpaint::SIDES`]).
     pub outpaint: [String; 4],
     pub hires: bool,
@@ -117,6 +123,9 @@ impl Default for FormValues {
             strength: DEFAULT_STRENGTH.to_string(),
             mask: String::new(),
             mask_blur: DEFAULT_MASK_BLUR.to_string(),
+            masked_content: MaskedContent::Original.name().into(),
+            inpaint_area: InpaintArea::Whole.name().into(),
+            inpaint_padding: DEFAULT_INPAINT_PADDING.to_string(),
             outpaint: ["0", "0", "0", "0"].map(String::from),
             hires: false,
             hires_scale: DEFAULT_HIRES_SCALE.to_string(),
@@ -171,6 +180,9 @@ impl FormValues {
             strength: s.strength.map_or(defaults.strength.clone(), |x| x.to_string()),
             mask: s.mask.clone().unwrap_or_default(),
             mask_blur: s.mask_blur.map_or(defaults.mask_blur.clone(), |x| x.to_string()),
+            masked_content: s.masked_content.name().into(),
+            inpaint_area: s.inpaint_area.name().into(),
+            inpaint_padding: if s.inpaint_area.is_whole() { defaults.inpaint_padding.clone() } else { s.inpaint_padding.to_string() },
             outpaint: [o.left, o.right, o.top, o.bottom].map(|x| x.to_string()),
             hires: s.hires.is_some(),
             hires_scale: s.hires.map_or(defaults.hires_scale.clone(), |h| h.scale.to_string()),
@@ -198,6 +210,16 @@ impl FormValues {
             subseed_strength: s.noise.subseed_strength.to_string(),
             vae_tiling: s.vae_tiling.name().into(),
         }
+    }
+
+    /// A1111's inpainting fields, for a request in compat a1111 that has a mask.
+    pub fn add_a1111_inpainting(&self, request: &mut GenerateRequest) {
+        if self.compat_mode() != Compat::A1111 || request.mask.is_none() {
+            return;
+        }
+        request.masked_content = Some(self.masked_content.clone()).filter(|m| m != MaskedContent::Original.name());
+        request.inpaint_area = Some(self.inpaint_area.clone()).filter(|a| a != InpaintArea::Whole.name());
+        request.inpaint_padding = request.inpaint_area.as_ref().and_then(|_| self.inpaint_padding.trim().parse().ok());
     }
 
     /// The request these values describe, or the fields that are not numbers.
@@ -276,7 +298,7 @@ impl FormValues {
             return Err(errors);
         }
         let small = |n: Option<u64>| n.map(|n| n.min(u64::from(u32::MAX)) as u32);
-        Ok(GenerateRequest {
+        let mut request = GenerateRequest {
             prompt: self.prompt.clone(),
             negative_prompt: Some(self.negative_prompt.clone()).filter(|n| !n.is_empty()),
             seed,
@@ -304,7 +326,9 @@ impl FormValues {
             subseed_strength: subseed_strength.filter(|s| *s != 0.0),
             vae_tiling: Some(self.vae_tiling.clone()),
             ..GenerateRequest::default()
-        })
+        };
+        self.add_a1111_inpainting(&mut request);
+        Ok(request)
     }
 }
 
@@ -410,7 +434,10 @@ pub fn GeneratePage() -> impl IntoView {
             let mut request = request;
             if painted {
                 match painted_mask_id(mask).await {
-                    Ok(Some(id)) => request.mask = Some(id),
+                    Ok(Some(id)) => {
+                        request.mask = Some(id);
+                        form.with_untracked(|f| f.add_a1111_inpainting(&mut request));
+                    }
                     Ok(None) => {
                         request.mask = None;
                         if request.outpaint.is_none() {
@@ -555,6 +582,40 @@ pub fn GeneratePage() -> impl IntoView {
                             <label for="mask_blur">"Mask blur (px)"</label>
                             {number_input("mask_blur", |f| &f.mask_blur, |f, v| f.mask_blur = v, MAX_MASK_BLUR, 1)}
                             {field_error("mask_blur")}
+                            <Show when=move || form.with(|f| f.compat == Compat::A1111.name())>
+                                <div class="row">
+                                    <div>
+                                        <label for="masked_content">"Masked content"</label>
+                                        <select
+                                            id="masked_content"
+                                            prop:value=move || form.with(|f| f.masked_content.clone())
+                                            on:change=move |ev| form.update(|f| f.masked_content = event_target_value(&ev))
+                                        >
+                                            {[MaskedContent::Original, MaskedContent::Fill, MaskedContent::LatentNoise, MaskedContent::LatentNothing]
+                                                .map(|m| view! { <option value=m.name()>{m.a1111_name().unwrap_or("original")}</option> })
+                                                .collect_view()}
+                                        </select>
+                                        {field_error("masked_content")}
+                                    </div>
+                                    <div>
+                                        <label for="inpaint_area">"Inpaint area"</label>
+                                        <select
+                                            id="inpaint_area"
+                                            prop:value=move || form.with(|f| f.inpaint_area.clone())
+                                            on:change=move |ev| form.update(|f| f.inpaint_area = event_target_value(&ev))
+                                        >
+                                            <option value=InpaintArea::Whole.name()>"Whole picture"</option>
+                                            <option value=InpaintArea::OnlyMasked.name()>"Only masked"</option>
+                                        </select>
+                                        {field_error("inpaint_area")}
+                                    </div>
+                                    <div>
+                                        <label for="inpaint_padding">"Only masked padding (px)"</label>
+                                        {number_input("inpaint_padding", |f| &f.inpaint_padding, |f, v| f.inpaint_padding = v, MAX_INPAINT_PADDING, 1)}
+                                        {field_error("inpaint_padding")}
+                                    </div>
+                                </div>
+                            </Show>
                             <p class="label">"Outpaint (px per side; not with a painted mask)"</p>
                             <div class="outpaint">
                                 <div>

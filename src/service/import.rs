@@ -109,6 +109,9 @@ fn from_infotext(text: &str) -> Result<ImportedSettings, Vec<FieldError>> {
             "Hires steps" => hires.steps = whole(v).map(|n| n.min(u64::from(u32::MAX)) as u32),
             "Hires upscaler" => hires.upscaler = Some(v.to_string()),
             "Denoising strength" => hires.strength = number(v),
+            "Mask blur" | "Inpaint area" | "Masked area padding" | "Masked content" | "Mask mode" => {
+                notes.push(format!("{key}: {v} (an inpainting setting; pick the init image and mask to use it)"))
+            }
             "Model hash" | "VAE hash" | "Version" | "Lora hashes" | "TI hashes" | "Schedule max sigma" | "Schedule min sigma" => {}
             other => notes.push(format!("{other}: {v} (not an Easel setting; left out)")),
         }

@@ -4,7 +4,8 @@
 these tests do not need: they check that the index, the case list and the files agree, recompute what can be
 recomputed from the stored arrays alone (the CPU start noise with torch's generator, closed-form Karras
 schedules, the initial latent scaling) and decode every ``latents.npy`` with the tiny diffusers VAE the way the
-tool does, requiring the stored 8-bit image (truncated pixels) within one level."""
+tool does, requiring the stored 8-bit image (truncated pixels) within one level (for A1111's inpainting: where the
+mask repaints; elsewhere the init picture, which its overlay puts back)."""
 
 from __future__ import annotations
 
@@ -64,6 +65,20 @@ def output_size(s: dict) -> tuple[int, int]:
     return s["width"], s["height"]
 
 
+def a1111_inpainting(s: dict) -> bool:
+    return s["compat"] == "a1111" and "masked_content" in s
+
+
+def image_size(name: str) -> tuple[int, int]:
+    """(width, height) of the case's images: A1111's "only masked" pastes its results into the init picture, so
+    they have init.png's size; otherwise output_size."""
+    s = settings(name)
+    if s.get("inpaint_area") == "only_masked":
+        with Image.open(FIXTURES / name / "init.png") as im:
+            return im.size
+    return output_size(s)
+
+
 def run_sigmas(s: dict) -> int:
     """How many sigmas the tool's sampler walks: steps + 1, or A1111's img2img tail of t_enc + 2; A1111's timestep
     samplers walk ceil(1000 / (1000 // steps)) timesteps, or the first t_enc in image-to-image."""
@@ -91,11 +106,13 @@ def test_index_matches_the_case_list_and_the_sources():
         src = INDEX["source"][key]
         assert src["repo"] and src["commit"] and len(src["commit"]) == 40, key
         for f, rec in src["files"].items():
-            assert rec["role"] in ("run", "read") and rec["commit"] and len(rec["sha256_lf"]) == 64, (key, f)
+            # pinned by the commit that last changed the file, or by its git blob id
+            pin = rec["commit"] if "commit" in rec else rec["git_blob"]
+            assert rec["role"] in ("run", "read") and pin and len(pin) == 40 and len(rec["sha256_lf"]) == 64, (key, f)
     assert INDEX["model"]["vae_scaling_factor"] == SCALE
     assert INDEX["model"]["a1111_scale_factor"] == SCALE == INDEX["model"]["comfyui_latent_format_scale_factor"]
     total = sum(p.stat().st_size for p in FIXTURES.rglob("*") if p.is_file())
-    assert total < 1_400_000
+    assert total < 1_450_000  # 1.4 MB before A1111's four inpainting cases (77 kB with their index entries)
     assert sorted(p.name for p in FIXTURES.iterdir() if p.is_dir()) == sorted(NAMES)
 
 
@@ -103,14 +120,24 @@ def test_index_matches_the_case_list_and_the_sources():
 def test_settings_are_a_request_in_easels_vocabulary(name):
     s = settings(name)
     # ``strength`` only for image-to-image cases (ComfyUI's denoise over the case's init.png);
-    # ``sampling_range`` only for ComfyUI's KSamplerAdvanced cases, ``masked_content`` and ``mask_grow`` for its
+    # ``sampling_range`` only for ComfyUI's KSamplerAdvanced cases, ``masked_content`` grey and ``mask_grow`` for its
     # VAEEncodeForInpaint, ``hires`` for its two-pass graph, ``batch_index`` for its LatentFromBatch,
-    # ``combined_prompts`` for its ConditioningCombine, ``conditioning`` for its conditioning nodes.
-    optional = ("strength", "sampling_range", "masked_content", "mask_grow", "hires", "batch_index", "combined_prompts",
-                "conditioning")
+    # ``combined_prompts`` for its ConditioningCombine, ``conditioning`` for its conditioning nodes; ``mask_blur``,
+    # ``masked_content``, ``inpaint_area`` and ``inpaint_padding`` (only masked) for A1111's inpainting.
+    optional = ("strength", "mask_blur", "sampling_range", "masked_content", "mask_grow", "inpaint_area",
+                "inpaint_padding", "hires", "batch_index", "combined_prompts", "conditioning")
     assert list(s) == REQUEST_KEYS + [k for k in optional if k in s]
-    if "masked_content" in s:
-        assert s["masked_content"] == "grey" and s["compat"] == "comfyui" and 0 <= s["mask_grow"] <= 64
+    if "masked_content" in s and s["compat"] == "comfyui":
+        assert s["masked_content"] == "grey" and 0 <= s["mask_grow"] <= 64
+        assert not {"mask_blur", "inpaint_area", "inpaint_padding"} & set(s)
+    if a1111_inpainting(s):
+        assert s["masked_content"] in ("fill", "original", "latent_noise", "latent_nothing") and "mask_grow" not in s
+        assert 0 <= s["mask_blur"] <= 64 and 0 < s["strength"] <= 1
+        assert s["inpaint_area"] in ("whole", "only_masked")
+        assert ("inpaint_padding" in s) == (s["inpaint_area"] == "only_masked")
+        assert (FIXTURES / name / "init.png").exists() and (FIXTURES / name / "mask.png").exists()
+    else:
+        assert not {"mask_blur", "inpaint_area", "inpaint_padding"} & set(s)
     assert s == CASES[name]["settings"]
     assert s["compat"] in ("a1111", "comfyui") and s["prompt_syntax"] == s["compat"]
     if s["compat"] == "a1111":
@@ -119,8 +146,10 @@ def test_settings_are_a_request_in_easels_vocabulary(name):
     else:
         assert s["randn_source"] is None and s["subseed"] is None and s["subseed_strength"] == 0
     # 6 steps, except A1111's Restart, which only restarts from 20 steps on; 64x64 but for the area cases,
-    # whose areas (at least 64 pixels a side) need a larger picture.
-    size = (s["width"], s["height"]) if "conditioning" in s or CASES[name].get("graph", {}).get("init_crop") else (64, 64)
+    # whose areas (at least 64 pixels a side) need a larger picture, and A1111's only masked, whose processing
+    # aspect differs from the mask's box.
+    sized = "conditioning" in s or CASES[name].get("graph", {}).get("init_crop") or s.get("inpaint_area") == "only_masked"
+    size = (s["width"], s["height"]) if sized else (64, 64)
     assert (s["width"], s["height"], s["cfg_scale"]) == (*size, 7.0)
     assert s["steps"] == (20 if s["sampler"] == "Restart" else 6)
 
@@ -130,6 +159,7 @@ def test_files_have_the_right_shapes(name):
     s, case = settings(name), CASES[name]
     width, height = output_size(s)
     b, shape = s["batch_size"], [s["batch_size"], 4, height // 8, width // 8]
+    width, height = image_size(name)
     init = (["init.png"] if "strength" in s else []) + (["mask.png"] if (FIXTURES / name / "mask.png").exists() else [])
     assert case["files"] == ["settings.json", "latents.npy", "noise.npy", "sigmas.npy"] + init + \
         [f"image_{i}.png" for i in range(b)]
@@ -299,17 +329,101 @@ def decode(vae, name: str) -> np.ndarray:
     return 255. * x.movedim(1, -1).numpy()
 
 
+def a1111_overlay_alpha(name: str) -> np.ndarray:
+    """The opacity (0..255) of A1111's overlay (the init picture) over the decoded picture of an inpainting case, at
+    the init picture's size: 255 - mask.png blurred by OpenCV along x then y (kernel 2 * int(2.5 * blur + 0.5) + 1,
+    sigma blur), for the whole picture doubled first (the recorder's findings)."""
+    import cv2
+
+    s = settings(name)
+    with Image.open(FIXTURES / name / "mask.png") as im:
+        assert im.mode == "L"
+        mask = np.asarray(im)
+    blur = s["mask_blur"]
+    if blur > 0:
+        kernel = 2 * int(2.5 * blur + 0.5) + 1
+        mask = cv2.GaussianBlur(cv2.GaussianBlur(mask, (kernel, 1), blur), (1, kernel), blur)
+    if s["inpaint_area"] == "whole":
+        mask = np.clip(mask.astype(np.float32) * 2, 0, 255).astype(np.uint8)
+    return 255 - mask.astype(np.int16)
+
+
+def shown_decode(name: str, pictures: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
+    """The decoded uint8 pictures as A1111's inpainting lays them under its overlay, and where they are: "only
+    masked" resizes them into the paste box (uncrop: resize_image(1), a plain Lanczos resize when the box has the
+    processing aspect) on a picture of the init picture's size."""
+    s, tool = settings(name), CASES[name]["tool"]["inpainting"]
+    alpha = a1111_overlay_alpha(name)
+    if tool["paste_to"] is None:
+        return pictures, np.ones(alpha.shape, bool)
+    x, y, w, h = tool["paste_to"]
+    assert w * s["height"] == h * s["width"]
+    inside = np.zeros(alpha.shape, bool)
+    inside[y:y + h, x:x + w] = True
+    out = []
+    for pic in pictures:
+        full = np.zeros((*alpha.shape, 3), np.uint8)
+        full[y:y + h, x:x + w] = np.asarray(Image.fromarray(pic).resize((w, h), Image.Resampling.LANCZOS))
+        out.append(full)
+    return out, inside
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_images_are_the_truncated_decode_of_the_latents(vae, name):
     pixels = decode(vae, name)
     for i in range(pixels.shape[0]):
         img = image(name, i).astype(np.int16)
-        truncated = np.clip(pixels[i], 0, 255).astype(np.uint8).astype(np.int16)
-        rounded = np.clip(np.rint(pixels[i]), 0, 255).astype(np.int16)
+        truncated = np.clip(pixels[i], 0, 255).astype(np.uint8)
+        rounded = np.clip(np.rint(pixels[i]), 0, 255).astype(np.uint8)
+        if a1111_inpainting(settings(name)):  # A1111's overlay: where it is transparent, the decode as it is
+            (truncated, rounded), inside = shown_decode(name, [truncated, rounded])
+            alpha = a1111_overlay_alpha(name)
+            with Image.open(FIXTURES / name / "init.png") as im:
+                init = np.asarray(im.convert("RGB")).astype(np.int16)
+            # anywhere the overlay is not opaque: between the decode and the init picture (alpha compositing)
+            blended = inside & (alpha < 255)
+            lo = np.minimum(init, truncated.astype(np.int16))[blended]
+            hi = np.maximum(init, truncated.astype(np.int16))[blended]
+            assert np.all((lo - 1 <= img[blended]) & (img[blended] <= hi + 1)), (name, i)
+            where = inside & (alpha == 0)
+            if where.sum() < 200:  # "only masked": the blurred mask is nowhere fully opaque
+                continue
+            img, truncated, rounded = img[where], truncated[where], rounded[where]
+        truncated, rounded = truncated.astype(np.int16), rounded.astype(np.int16)
         assert np.abs(img - truncated).max() <= 1, (name, i)
         same = np.mean(img == truncated)
         assert same >= 0.99, (name, i, same)
         assert same > np.mean(img == rounded), (name, i)  # truncation, not rounding
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if a1111_inpainting(settings(n))])
+def test_a1111_inpainting_keeps_the_init_picture_and_records_its_masks(name):
+    s, tool = settings(name), CASES[name]["tool"]["inpainting"]
+    with Image.open(FIXTURES / name / "init.png") as im:
+        init = np.asarray(im.convert("RGB"))
+    kept = a1111_overlay_alpha(name) == 255
+    assert kept.sum() > 200, name
+    for i in range(s["batch_size"]):  # the overlay: the init picture itself away from the blurred mask
+        np.testing.assert_array_equal(image(name, i)[kept], init[kept])
+    assert tool["inpainting_fill"] == ["fill", "original", "latent_noise", "latent_nothing"].index(s["masked_content"])
+    assert tool["inpaint_full_res"] == (s["inpaint_area"] == "only_masked")
+    assert tool["mask_blur_x"] == tool["mask_blur_y"] == s["mask_blur"]
+    assert tool["overlay_size"] == [init.shape[1], init.shape[0]] == list(image_size(name))
+    rows = tool["latent_mask"]  # nmask at the latent size, rounded: something repainted, something kept
+    assert len(rows) == s["height"] // 8 and {len(r) for r in rows} == {s["width"] // 8}
+    assert set("".join(rows)) == {"0", "1"}
+    if s["inpaint_area"] == "only_masked":  # the paste box: inside the picture, not all of it
+        x, y, w, h = tool["paste_to"]
+        assert 0 <= x and 0 <= y and x + w <= init.shape[1] and y + h <= init.shape[0]
+        assert (w, h) != (init.shape[1], init.shape[0])
+    else:
+        assert tool["paste_to"] is None and init.shape[:2] == (s["height"], s["width"])
+    # where the latent mask keeps, the stored latents are the init latents (Img2Img.sample's final blend): the same
+    # for every image of the batch
+    keep = np.array([[c == "0" for c in r] for r in rows])
+    latents = load(name, "latents.npy")
+    for i in range(1, s["batch_size"]):
+        np.testing.assert_array_equal(latents[i][:, keep], latents[0][:, keep])
 
 
 def test_the_tools_differ_where_their_seeding_differs():

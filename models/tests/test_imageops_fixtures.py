@@ -17,12 +17,16 @@ def test_index_lists_every_file_with_its_parameters():
     import PIL
     from PIL import Image
 
-    from tooling.ref_imageops import BLUR_RADII, LANCZOS_SIZES
+    from tooling.ref_imageops import BICUBIC_RESIZES, BLUR_RADII, CV_BLUR_SIGMAS, LANCZOS_SIZES
 
     listed = [f["file"] for f in INDEX["files"]]
     assert sorted(listed) == sorted(p.name for p in FIXTURES.iterdir() if p.name != "cases.json")
     assert INDEX["pillow"] == PIL.__version__
-    assert [(f["width"], f["height"]) for f in INDEX["files"] if f["op"] == "resize"] == [s for s, _ in LANCZOS_SIZES]
+    resizes = [f for f in INDEX["files"] if f["op"] == "resize"]
+    assert [(f["width"], f["height"]) for f in resizes if f["filter"] == "LANCZOS"] == [s for s, _ in LANCZOS_SIZES]
+    assert [(f["width"], f["height"], f["box"] and tuple(f["box"])) for f in resizes if f["filter"] == "BICUBIC"] == \
+        [(w, h, box) for w, h, box in BICUBIC_RESIZES]
+    assert [f["sigma"] for f in INDEX["files"] if f["op"] == "cv_blur"] == CV_BLUR_SIGMAS
     assert [f["radius"] for f in INDEX["files"] if f["op"] == "gaussian_blur"] == [float(r) for r in BLUR_RADII]
     for f in INDEX["files"]:
         im = Image.open(FIXTURES / f["file"])

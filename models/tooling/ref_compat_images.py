@@ -23,6 +23,15 @@ conditioning from ``get_multicond_learned_conditioning`` / ``get_learned_conditi
 ``clamp((x + 1) / 2, 0, 1)``, ``255. * x``, ``astype(np.uint8)``. The webui is taken as run in float32
 (``--no-half``, as on a CPU): ``devices.dtype*`` are float32.
 
+A1111 inpainting (the img2img inpaint-upload mode): processing.py's own ``StableDiffusionProcessingImg2Img`` (and
+its base class), ``create_binary_mask``, ``create_random_tensors``, ``apply_overlay`` and ``uncrop``, images.py's
+``resize_image`` / ``flatten`` (their definitions extracted from the pinned files with ``ast`` and run over
+stand-ins for what those files import), ``masking.py`` and ``sd_samplers.create_sampler`` run as they are:
+``p.init`` blurs the mask with OpenCV, crops for "only masked", builds the overlay, fills the masked content,
+encodes and makes the latent mask; ``p.sample`` runs the sampler with the CFG denoiser's mask blend and blends
+once more; ``apply_overlay`` after the uint8 conversion. process_images_inner's lines around them are followed
+(listed in ``cases.json`` "substitutions").
+
 ComfyUI (the KSampler node: ``nodes.common_ksampler`` -> ``comfy.sample.sample`` -> ``KSampler`` ->
 ``CFGGuider``): ``EmptyLatentImage`` zeros; ``comfy.sample.prepare_noise``; ``KSampler(...).sigmas``
 (``calculate_sigmas`` over ``ModelSamplingDiscrete``); the upstream ``CFGGuider`` from ``inner_sample`` down
@@ -48,7 +57,8 @@ Writes per case ``<case>/settings.json`` (the request in Easel's vocabulary, not
 ``<case>/latents.npy`` ([B,4,h/8,w/8] float32: the sampler's result in the model's latent space, before
 the decoder's 1/0.18215 scaling), ``<case>/noise.npy`` (the initial noise, before the sigma scaling),
 ``<case>/sigmas.npy`` (the schedule handed to the sampler function), ``<case>/image_<i>.png`` (the uint8
-image) and ``cases.json``.
+image), for image-to-image ``<case>/init.png`` and for inpainting ``<case>/mask.png`` (grey, 255 = repaint), and
+``cases.json`` (its "schema" describes every file and key).
 """
 
 from __future__ import annotations
@@ -116,10 +126,23 @@ A1111_FILES = {
                                   "1e1f2fe98489309e3c2ab847c720f8cb016807c39ffdaea3df5dc7358991baa9"),
     "modules/shared.py": (READ, "13f22974a42df9f7a491fefe2912cdf72dcbebaf",
                           "1595fc437fdcf4fa73e9d40096b25f923714f7ec821591b883fd230ff7b97e16"),
-    "modules/processing.py": (READ, "d67348a0a54a4d4c612673d3622ef0a617036646",
+    # run since the inpainting cases: StableDiffusionProcessing / StableDiffusionProcessingImg2Img,
+    # create_binary_mask, create_random_tensors, apply_overlay, uncrop (upstream.defs_from_source)
+    "modules/processing.py": (RUN, "d67348a0a54a4d4c612673d3622ef0a617036646",
                               "62cddd2d3c3913bd05fc33c39aed48ddf5274ed6e6c5326ee56e7f7b8b3ab144"),
     "modules/sd_hijack_unet.py": (READ, "ffead92d4e36a5082fa6ac5dd54c88477c9b524e",
                                   "799b08d59a835ee0c8454e18786078e6eecce2a9337151f8c3422cb4acf1ff1c"),
+    # The inpainting cases' files, pinned by git blob id (git hash-object) at the checkout commit.
+    "modules/masking.py": (RUN, upstream.Blob("2fc83031953c33fd615d081ef214363eaf08c25c"),
+                           "05886371981617b65b55ffd8195d10ec7b03835daee12340564f093e1b5e76c5"),
+    "modules/images.py": (RUN, upstream.Blob("cfdfb338446a748642fe48b3ffe7bad7e8d462b5"),  # resize_image, flatten
+                          "37145bf589c76e105affaf0599c8f8c6cb96a1279c25d75f89c64a11f1f9be69"),
+    "modules/sd_samplers.py": (RUN, upstream.Blob("963da5be0bfb970338ef4d56364bfee0a4ed7733"),  # create_sampler
+                               "affbc90a33a094955f40a00c47f68db1e46a6fc4d9abdc25bb15e34e5faf45cd"),
+    "modules/img2img.py": (READ, upstream.Blob("24f869f5c6a9660b959e152596dcd86f61621787"),  # the UI's p fields
+                           "5419b9f5571e52696f010d5180af912440f02d53a3c94953b84dd123773016b4"),
+    "modules/devices.py": (READ, upstream.Blob("ee679141ad7f7e4f6d6d94e86562ed2dc56a7c5d"),  # torch_gc, cond_cast_float
+                           "6ec270d435445fc81101060bffff6220700355db6743bb5996dba20931b3558d"),
 }
 COMFYUI_FILES = {
     "comfy/sd1_clip.py": (RUN, "5a8f502db5889873ffa13132b603b7b6daac605a",
@@ -175,7 +198,10 @@ A1111_OPT_KEYS = [*kd.A1111_OPT_KEYS, "refiner_switch_by_sample_steps", "s_min_u
                   "pad_cond_uncond_v0", "batch_cond_uncond", "live_preview_content", "live_previews_enable",
                   "show_progress_every_n_steps", "show_progress_type", "live_preview_fast_interrupt",
                   "sd_vae_decode_method", "use_old_scheduling", "img2img_fix_steps", "img2img_extra_noise",
-                  "initial_noise_multiplier", "sd_vae_encode_method"]
+                  "initial_noise_multiplier", "sd_vae_encode_method",
+                  # inpainting: Img2Img.init, images.resize_image, process_images_inner's overlay, sd_samplers
+                  "img2img_color_correction", "save_init_img", "img2img_background_color", "upscaler_for_img2img",
+                  "overlay_inpaint", "hide_samplers"]
 
 # --------------------------------------------------------------------------------------------------
 # Cases
@@ -220,8 +246,17 @@ class Settings:
     # width x height are the cut size. Not a request key: the case's "graph" entry names it.
     init_crop: bool = False
     # ComfyUI image-to-image with a latent noise mask: the case's mask.png (grey, 255 = repaint) through
-    # LoadImageMask (channel red) and SetLatentNoiseMask. Not a request key (the mask is an upload).
+    # LoadImageMask (channel red) and SetLatentNoiseMask. Not a request key (the mask is an upload). A1111: the
+    # mask of its inpainting (StableDiffusionProcessingImg2Img's mask, the same mask.png), with the four keys below.
     masked: bool = False
+    # A1111 inpainting, in Easel's request vocabulary: mask_blur (p.mask_blur, OpenCV's Gaussian blur along x
+    # then y), masked_content ("fill" | "original" | "latent_noise" | "latent_nothing": p.inpainting_fill 0..3),
+    # inpaint_area ("whole" | "only_masked": p.inpaint_full_res) and inpaint_padding (only_masked's
+    # p.inpaint_full_res_padding). With only_masked the images have init_size, the init picture's size.
+    mask_blur: int | None = None
+    masked_content: str | None = None
+    inpaint_area: str | None = None
+    inpaint_padding: int | None = None
     # ComfyUI's VAEEncodeForInpaint in place of VAEEncode + SetLatentNoiseMask, with this grow_mask_by: the
     # masked pixels grey before encoding, the noise mask grown and rounded. Request keys masked_content "grey"
     # and mask_grow.
@@ -263,11 +298,19 @@ class Settings:
         out = {k: d[k] for k in REQUEST_KEYS}
         if self.strength is not None:
             out["strength"] = self.strength
+        if self.mask_blur is not None:
+            out["mask_blur"] = self.mask_blur
         if self.sampling_range is not None:
             out["sampling_range"] = dict(self.sampling_range)
         if self.mask_grow is not None:
             out["masked_content"] = "grey"
             out["mask_grow"] = self.mask_grow
+        if self.masked_content is not None:
+            out["masked_content"] = self.masked_content
+        if self.inpaint_area is not None:
+            out["inpaint_area"] = self.inpaint_area
+        if self.inpaint_padding is not None:
+            out["inpaint_padding"] = self.inpaint_padding
         if self.hires is not None:
             out["hires"] = dict(self.hires)
         if self.batch_index is not None:
@@ -525,6 +568,33 @@ CASES = [
          Settings(seed=14, batch_size=1, compat="comfyui", sampler="uni_pc", schedule="normal")),
     Case("comfyui_uni_pc_bh2_karras_s15_b2", "ComfyUI uni_pc_bh2 / karras, batch 2",
          Settings(seed=15, batch_size=2, compat="comfyui", sampler="uni_pc_bh2", schedule="karras")),
+    Case("a1111_inpaint_whole_original_euler_a_automatic_d075_s57", "A1111 inpainting, whole picture, masked content "
+         "original: the mask blurred by OpenCV (mask_blur 4), the latent mask its bicubic resize to 8x8 rounded; "
+         "Euler a at denoising strength 0.75, CFGDenoiser blending each denoised prediction with the init latents "
+         "outside the latent mask, Img2Img.sample's final blend, and the init picture over the result where the "
+         "doubled blurred mask is below 255 (apply_overlay)",
+         Settings(seed=57, batch_size=1, compat="a1111", sampler="Euler a", schedule="Automatic", randn_source="cpu",
+                  strength=0.75, masked=True, mask_blur=4, masked_content="original", inpaint_area="whole")),
+    Case("a1111_inpaint_only_masked_fill_dpmpp_2m_karras_d08_s58_b2", "A1111 inpainting, only masked (padding 8) "
+         "of a 64x40 picture at 96x64: the blurred mask's box (6, 0, 64, 40) grown to (4, 0, 64, 40) by "
+         "expand_crop_region (the 3:2 processing aspect), picture and mask cut out and resized to 96x64 "
+         "(resize_image 2), masked content fill (masking.fill: the kept part blurred into the hole); DPM++ 2M / "
+         "Karras at 0.8, batch 2 (seeds 58 and 59), NV noise; the results resized back (resize_image 1) and pasted "
+         "into the 64x40 picture under the overlay",
+         Settings(seed=58, batch_size=2, compat="a1111", sampler="DPM++ 2M", schedule="Karras", randn_source="nv",
+                  width=96, height=64, strength=0.8, init_size=(64, 40), masked=True, mask_blur=4,
+                  masked_content="fill", inpaint_area="only_masked", inpaint_padding=8)),
+    Case("a1111_inpaint_whole_latent_noise_ddim_automatic_d09_s60", "A1111 inpainting, whole picture, masked "
+         "content latent noise (the init latents replaced under the latent mask by create_random_tensors' draw "
+         "for the seed: the start noise itself), mask_blur 2; DDIM at 0.9 (CFGDenoiserTimesteps blends x with the "
+         "init latents before each model call)",
+         Settings(seed=60, batch_size=1, compat="a1111", sampler="DDIM", schedule="Automatic", randn_source="cpu",
+                  strength=0.9, masked=True, mask_blur=2, masked_content="latent_noise", inpaint_area="whole")),
+    Case("a1111_inpaint_whole_latent_nothing_euler_automatic_d08_s61_nv", "A1111 inpainting, whole picture, masked "
+         "content latent nothing (the init latents zeroed under the latent mask), no mask blur (the mask's own soft "
+         "edge doubled for the overlay); Euler at 0.8, NV noise",
+         Settings(seed=61, batch_size=1, compat="a1111", sampler="Euler", schedule="Automatic", randn_source="nv",
+                  strength=0.8, masked=True, mask_blur=0, masked_content="latent_nothing", inpaint_area="whole")),
 ]
 
 SCHEMA = {
@@ -533,7 +603,12 @@ SCHEMA = {
                      "name: A1111 display name, ComfyUI sampler name), schedule (A1111 Schedule type label, ComfyUI "
                      "scheduler name), randn_source (nv | cpu; null for comfyui), subseed (null when none), "
                      "subseed_strength (0 when none), prompt_syntax (a1111 | comfyui); strength for image-to-image, "
-                     "sampling_range for KSamplerAdvanced, masked_content and mask_grow for VAEEncodeForInpaint",
+                     "sampling_range for KSamplerAdvanced, masked_content grey and mask_grow for VAEEncodeForInpaint; "
+                     "for A1111 inpainting mask_blur, masked_content (fill | original | latent_noise | "
+                     "latent_nothing: inpainting_fill 0..3), inpaint_area (whole | only_masked: inpaint_full_res) "
+                     "and inpaint_padding (only_masked's inpaint_full_res_padding)",
+    "init.png / mask.png": "the image-to-image picture (RGB) and the inpainting mask (8-bit grey, 255 = repaint, "
+                           "used as it is: no invert); A1111 inpainting gets them as PIL pictures (RGB, L)",
     "cases[].graph": "graph-only steps a request cannot say (present only when used): invert_then_scale_by, the "
                      "ImageInvert then ImageScaleBy (lanczos) factor applied to init.png before VAEEncode; pad, "
                      "ImagePadForOutpaint's [left, top, right, bottom, feathering] of init.png, its mask the one "
@@ -543,11 +618,15 @@ SCHEMA = {
                    "inverse_noise_scaling and before process_latent_out). The decoder input is latents / 0.18215 "
                    "(A1111: LDM decode_first_stage computes 1. / scale_factor * z; ComfyUI: "
                    "latent_formats.SD15.process_out, latent / scale_factor, whose result is the KSampler node's "
-                   "LATENT)",
+                   "LATENT); A1111 inpainting: Img2Img.sample's samples * nmask + init_latent * mask",
     "noise.npy": "[B,4,h/8,w/8] float32: the initial noise before any sigma scaling (A1111: ImageRNG.next() the first "
                  "time; ComfyUI: comfy.sample.prepare_noise)",
     "sigmas.npy": "[steps + 1] float32: the sigmas handed to the sampler function",
-    "image_<i>.png": "RGB 8-bit, h x w: the tool's uint8 image of batch item i (no metadata)",
+    "image_<i>.png": "RGB 8-bit, h x w: the tool's uint8 image of batch item i (no metadata); A1111 inpainting: "
+                     "after apply_overlay, at the init picture's size (only_masked: init.png's, not width x height)",
+    "cases[].tool.inpainting": "A1111 inpainting: inpainting_fill, inpaint_full_res, padding, mask_blur_x / _y, "
+                               "resize_mode, paste_to (only masked: x, y, width, height), overlay_size, latent_mask "
+                               "(nmask rows, 1 = repainted), where the CFG denoiser blends",
     "cases[].tool": "what the tool did for this case (seeds, initial x scale, model calls, noise draws, UNet batch "
                     "layout, latents as the tool hands them to the decoder)",
 }
@@ -719,6 +798,119 @@ class A1111:
         self.samplers_map = {**self.kdiffusion.k_diffusion_samplers_map,
                              **{d.name: d for d in [*self.timesteps.samplers_data_timesteps,
                                                     *self.lcm.samplers_data_lcm]}}
+        self.inpainting = self._inpainting_code(shared, devices)
+
+    def _inpainting_code(self, shared, devices) -> dict:
+        """A1111's inpainting code from the checkout: ``masking.py`` imported as it is; ``sd_samplers.py`` run as a
+        module of its own (``modules.sd_samplers`` is an attribute sink here); from ``images.py`` (``LANCZOS``,
+        ``resize_image``, ``flatten``) and ``processing.py`` (the ``StableDiffusionProcessing`` and
+        ``StableDiffusionProcessingImg2Img`` dataclasses, ``create_binary_mask``, ``create_random_tensors``,
+        ``apply_overlay``, ``uncrop``) the definitions themselves, extracted and run over the names their files
+        import (``upstream.defs_from_source``): the real numpy / torch / PIL / cv2 / masking / rng /
+        sd_samplers_common, the float32 ``modules.shared`` / ``devices`` stand-ins. devices.torch_gc only frees
+        CUDA memory and devices.cond_cast_float is ``input.float() if unet_needs_upcast else input`` (False
+        here): both stand in as the identity."""
+        import dataclasses
+        import hashlib
+        import logging
+        import typing
+
+        import cv2
+        import torch
+        from PIL import Image, ImageOps
+
+        devices.torch_gc = lambda: None
+        devices.cond_cast_float = lambda input: input
+        masking = importlib.import_module("modules.masking")
+        sd_samplers = upstream.module_from_file("a1111_sd_samplers", self.root / "modules/sd_samplers.py")
+        found = upstream.defs_from_source(self.root / "modules/images.py", ["LANCZOS", "resize_image", "flatten"],
+                                          {"Image": Image, "opts": self.opts, "shared": shared}, "a1111_images")
+        images = types.SimpleNamespace(resize_image=found["resize_image"], flatten=found["flatten"])
+
+        class LatentDepth2ImageDiffusion:
+            """ldm's depth-to-image model class (img2img_image_conditioning's isinstance test): not the tiny model."""
+
+        namespace = {
+            "dataclass": dataclasses.dataclass, "field": dataclasses.field, "Any": typing.Any, "sys": sys,
+            "logging": logging, "hashlib": hashlib, "np": np, "torch": torch, "Image": Image, "ImageOps": ImageOps,
+            "cv2": cv2, "masking": masking, "images": images, "sd_samplers": sd_samplers, "rng": self.rng,
+            "sd_samplers_common": self.common, "images_tensor_to_samples": self.common.images_tensor_to_samples,
+            "decode_first_stage": self.common.decode_first_stage,
+            "approximation_indexes": self.common.approximation_indexes, "opts": self.opts, "shared": shared,
+            "state": shared.state, "devices": devices, "model_hijack": types.SimpleNamespace(comments=[]),
+            "LatentDepth2ImageDiffusion": LatentDepth2ImageDiffusion,
+        }
+        return upstream.defs_from_source(
+            self.root / "modules/processing.py",
+            ["opt_C", "opt_f", "uncrop", "apply_overlay", "create_binary_mask", "StableDiffusionProcessing",
+             "create_random_tensors", "StableDiffusionProcessingImg2Img"], namespace, "a1111_processing")
+
+    def inpainting_processing(self, s: Settings, seeds, subseeds, c, uc):
+        """A StableDiffusionProcessingImg2Img as the webui's inpaint-upload tab / API makes it (modules/img2img.py:
+        mask, mask_blur, inpainting_fill, resize_mode 0 "Just resize", inpaint_full_res, its padding, no invert),
+        then process_images_inner's steps up to sampling (processing.py): fill_fields_from_opts, all_seeds, p.init
+        (the mask, crop, overlay, fill, VAE encode, latent mask and latent fill; the sampler from
+        sd_samplers.create_sampler), p.seeds / p.subseeds, p.rng = rng.ImageRNG((4, h / 8, w / 8), ...), p.c / p.uc.
+        """
+        from PIL import Image
+
+        b, w, h = s.batch_size, s.width, s.height
+        size = s.init_size or (w, h)
+        fill = {"fill": 0, "original": 1, "latent_noise": 2, "latent_nothing": 3}[s.masked_content]
+        p = self.inpainting["StableDiffusionProcessingImg2Img"](
+            prompt=s.prompt, negative_prompt=s.negative_prompt, seed=s.seed, subseed=-1 if s.subseed is None else s.subseed,
+            subseed_strength=s.subseed_strength, sampler_name=s.sampler, scheduler=s.schedule, batch_size=b, n_iter=1,
+            steps=s.steps, cfg_scale=s.cfg_scale, width=w, height=h, init_images=[Image.fromarray(init_image(*size))],
+            mask=Image.fromarray(mask_image(*size)), mask_blur=s.mask_blur, inpainting_fill=fill, resize_mode=0,
+            denoising_strength=s.strength, inpaint_full_res=s.inpaint_area == "only_masked",
+            inpaint_full_res_padding=s.inpaint_padding or 0, inpainting_mask_invert=0, do_not_save_samples=True,
+            do_not_save_grid=True)
+        p.fill_fields_from_opts()
+        p.all_prompts, p.all_negative_prompts = [s.prompt] * b, [s.negative_prompt] * b
+        p.all_seeds, p.all_subseeds = list(seeds), list(subseeds or [])
+        p.init(p.all_prompts, p.all_seeds, p.all_subseeds)
+        p.iteration, p.prompts, p.negative_prompts = 0, p.all_prompts, p.all_negative_prompts
+        p.seeds, p.subseeds = list(seeds), subseeds
+        p.rng = self.rng.ImageRNG((4, h // 8, w // 8), p.seeds, subseeds=p.subseeds,
+                                  subseed_strength=p.subseed_strength, seed_resize_from_h=p.seed_resize_from_h,
+                                  seed_resize_from_w=p.seed_resize_from_w)
+        p.c, p.uc = c, uc
+        return p
+
+    def inpainting_overlay(self, p, images: list) -> list:
+        """process_images_inner's per-image lines after the uint8 conversion: Image.fromarray, the overlay image
+        (p.overlay_images[i] while opts.overlay_inpaint), no colour correction (opts.img2img_color_correction off),
+        apply_overlay(image, p.paste_to, overlay_image) (uncrop for only masked)."""
+        from PIL import Image
+
+        out = []
+        for i, x_sample in enumerate(images):
+            image = Image.fromarray(x_sample)
+            if not self.opts.overlay_inpaint:
+                overlay_image = None
+            elif getattr(p, "overlay_images", None) is not None and i < len(p.overlay_images):
+                overlay_image = p.overlay_images[i]
+            else:
+                overlay_image = None
+            assert p.color_corrections is None
+            image, _ = self.inpainting["apply_overlay"](image, p.paste_to, overlay_image)
+            out.append(np.asarray(image, dtype=np.uint8).copy())
+        return out
+
+    def inpainting_record(self, p, sampler) -> dict:
+        """What A1111's inpainting did for the case (the tool record's "inpainting")."""
+        nmask = p.nmask[0].numpy()
+        assert set(np.unique(nmask)) <= {0.0, 1.0}
+        return {  # (what ran and which lines were followed: the index's "substitutions" and "findings")
+            "inpainting_fill": p.inpainting_fill, "inpaint_full_res": bool(p.inpaint_full_res),
+            "inpaint_full_res_padding": p.inpaint_full_res_padding, "mask_blur_x": p.mask_blur_x,
+            "mask_blur_y": p.mask_blur_y, "resize_mode": p.resize_mode,
+            "paste_to": None if p.paste_to is None else [int(v) for v in p.paste_to],
+            "overlay_size": list(p.overlay_images[0].size),
+            "latent_mask": ["".join(str(int(v)) for v in row) for row in nmask],  # nmask rows: 1 = repainted
+            "cfg_denoiser_blend": "before the model call, on x (CFGDenoiserTimesteps.mask_before_denoising)"
+            if sampler.model_wrap_cfg.mask_before_denoising else "after CFG, on the denoised prediction",
+        }
 
     def source(self, log) -> dict:
         src = upstream.pinned_source(self.root, "a1111", {**A1111_FILES, **A1111_MORE_SAMPLER_FILES}, log, RECORDER)
@@ -768,10 +960,15 @@ class A1111:
             refiner_switch_at=None, refiner_checkpoint_info=None, scripts=None, c=c, uc=uc)
 
         # StableDiffusionProcessingTxt2Img.sample / StableDiffusionProcessingImg2Img.init + sample
-        sampler = data.constructor(self.sd_model)  # sd_samplers.create_sampler
-        sampler.config = data
-        init_latent = None
-        if s.strength is not None:
+        inpainting = None
+        if s.masked:  # A1111's own StableDiffusionProcessingImg2Img, through p.init (see inpainting_processing)
+            inpainting = p = self.inpainting_processing(s, seeds, subseeds, c, uc)
+            sampler, init_latent = p.sampler, p.init_latent
+        else:
+            sampler = data.constructor(self.sd_model)  # sd_samplers.create_sampler
+            sampler.config = data
+            init_latent = None
+        if s.strength is not None and inpainting is None:
             # Img2Img.init: the image (already width x height: resize_image is the identity) / 255 in float32,
             # CHW, repeated over the batch; images_tensor_to_samples (Full: x * 2 - 1, each image encoded
             # alone, get_first_stage_encoding); the image conditioning of a crossattn model is zeros [B,5,1,1]
@@ -779,10 +976,11 @@ class A1111:
             image = np.moveaxis(init_image(w, h).astype(np.float32) / 255.0, 2, 0)
             image = torch.from_numpy(np.expand_dims(image, axis=0).repeat(b, axis=0))
             init_latent = self.common.images_tensor_to_samples(image, 0, self.sd_model)
-        x = p.rng.next()
-        noise = x.clone()
-        image_conditioning = x.new_zeros(x.shape[0], 5, 1, 1, dtype=x.dtype, device=x.device)  # crossattn model
         draws = {"n": 0}
+        if inpainting is None:
+            x = p.rng.next()
+            noise = x.clone()
+            image_conditioning = x.new_zeros(x.shape[0], 5, 1, 1, dtype=x.dtype, device=x.device)  # crossattn model
         rng_next = p.rng.next
 
         def counting_next():
@@ -790,6 +988,16 @@ class A1111:
             return rng_next()
 
         p.rng.next = counting_next
+        if inpainting is not None:  # Img2Img.sample draws x = self.rng.next() itself: the start noise
+            first_draw = []
+
+            def first_next():
+                p.rng.next = counting_next
+                x = rng_next()
+                first_draw.append(x.clone())
+                return x
+
+            p.rng.next = first_next
         seen = {}
         func = sampler.func
         # k-diffusion samplers get a sigma schedule; A1111's timestep samplers (CompVisSampler) timesteps
@@ -820,7 +1028,13 @@ class A1111:
         self.recorder = UNetCalls(cond_row, uncond_row)
         try:  # (A1111 passes disable=False to the samplers' tqdm bars)
             with contextlib.redirect_stderr(io.StringIO()):
-                if init_latent is None:
+                if inpainting is not None:
+                    # Img2Img.sample: sample_img2img(p, p.init_latent, x, ...) with the CFG denoiser's mask / nmask
+                    # from p (Sampler.initialize), then samples * nmask + init_latent * mask
+                    samples = p.sample(conditioning=c, unconditional_conditioning=uc, seeds=p.seeds,
+                                       subseeds=p.subseeds, subseed_strength=p.subseed_strength, prompts=p.prompts)
+                    noise = first_draw[0]
+                elif init_latent is None:
                     samples = sampler.sample(p, x, c, uc, image_conditioning=image_conditioning)
                 else:
                     samples = sampler.sample_img2img(p, init_latent, x, c, uc, image_conditioning=image_conditioning)
@@ -839,6 +1053,8 @@ class A1111:
         for x_sample in x_samples:
             x_sample = 255. * np.moveaxis(x_sample.cpu().numpy(), 0, 2)
             images.append(x_sample.astype(np.uint8))
+        if inpainting is not None:
+            images = self.inpainting_overlay(p, images)
 
         sigmas = seen["sigmas"]
         if timestep_sampler:
@@ -892,6 +1108,9 @@ class A1111:
             "extra_generation_params": kd._json_value(p.extra_generation_params),
         }
         out = {"samples": samples, "noise": noise, "sigmas": sigmas, "images": images, "tool": tool}
+        if inpainting is not None:
+            tool["inpainting"] = self.inpainting_record(p, sampler)
+            out["size"] = tuple(images[0].shape[:2])
         if first_pass is not None:
             tool["first_pass"] = first_pass
             tool["hires"] = seen["hires"]
@@ -1407,6 +1626,27 @@ FINDINGS = {
         "decode_latent_batch decodes one image at a time; LDM decode_first_stage computes 1. / scale_factor * z "
         "(Stability-AI/stablediffusion ldm/models/diffusion/ddpm.py, not in the webui checkout)",
         "x = clamp((x + 1) / 2, 0, 1); 255. * np.moveaxis(x, 0, 2); astype(np.uint8): truncation, no rounding",
+        "inpainting, Img2Img.init: the mask through create_binary_mask (an L picture stays as it is), then OpenCV "
+        "GaussianBlur along x, then along y (kernel 2 * int(2.5 * blur + 0.5) + 1, sigma = mask_blur; none at 0); "
+        "whole picture: resize_image(resize_mode) to width x height, overlay mask clip(2 * mask); only masked: the "
+        "overlay mask is the blurred mask itself, the box masking.get_crop_region_v2(mask, padding) grown by "
+        "expand_crop_region to the processing aspect, mask and picture cut out and resize_image(2) to width x height "
+        "(the mask comes back as an RGB picture), paste_to = (x1, y1, x2 - x1, y2 - y1)",
+        "inpainting, the latent mask: latent_mask.convert('RGB').resize((w / 8, h / 8)) (PIL's default filter, "
+        "bicubic), channel 0 / 255, np.around (mask_round); p.mask = 1 - latmask (kept), p.nmask = latmask "
+        "(repainted), the same for each latent channel",
+        "inpainting, masked content: fill (0) = masking.fill of the picture at the processing size before the VAE "
+        "encode; latent noise (2) = init_latent * mask + create_random_tensors(shape, all_seeds) * nmask, and since "
+        "p.init runs before process_images_inner makes p.rng, that draw (a fresh ImageRNG's first) is the start "
+        "noise itself; latent nothing (3) = init_latent * mask; original (1) leaves both alone",
+        "inpainting, the blend: Sampler.initialize gives the CFG denoiser p.mask / p.nmask and sample_img2img its "
+        "init_latent (the filled one); k-diffusion samplers blend each denoised prediction after CFG (denoised * "
+        "nmask + init_latent * mask), the timestep samplers (CFGDenoiserTimesteps: mask_before_denoising) blend x "
+        "itself before every model call, with the clean init latents; Img2Img.sample blends the result once more "
+        "(latents.npy)",
+        "inpainting, apply_overlay: the uint8 picture (only masked: uncrop, resize_image(1) to the paste box on a "
+        "transparent RGBA picture of the init picture's size) alpha_composite'd under the overlay (the init picture "
+        "pasted on RGBa through the inverted overlay mask), then RGB: the images have the init picture's size",
     ],
     "comfyui": [
         "common_ksampler: noise = prepare_noise(latent, seed): one torch.randn([B,4,h/8,w/8]) from "
@@ -1441,6 +1681,17 @@ SUBSTITUTIONS = [
     "comfy.model_management stand-in (CPU, free memory 2^40); VAE.decode / SaveImage lines followed in run()",
     "betas: ComfyUI's make_beta_schedule (a copy of LDM's) with configs/v1-inference.yaml's linear_start / "
     "linear_end / timesteps for A1111; ModelSamplingDiscrete's own for ComfyUI",
+    "A1111 inpainting: processing.py's StableDiffusionProcessing / StableDiffusionProcessingImg2Img dataclasses "
+    "(__post_init__, the mask_blur setter, fill_fields_from_opts, init, img2img_image_conditioning, sample), "
+    "create_binary_mask, create_random_tensors, apply_overlay and uncrop, and images.py's LANCZOS / resize_image / "
+    "flatten, extracted with ast and run over the real numpy, torch, PIL, OpenCV, masking.py, rng.py and "
+    "sd_samplers.py (create_sampler) and the float32 shared / devices stand-ins (devices.torch_gc and "
+    "cond_cast_float as the identity); process_images_inner is followed in run(): lines 898-904 "
+    "(fill_fields_from_opts, all_seeds), 921 (p.init), 949 (p.rng), 988 (p.sample), 1002-1035 (decode one image "
+    "at a time, clamp, 255 *, astype(uint8)) and 1053-1077 (overlay_images[i] while opts.overlay_inpaint, no "
+    "colour correction, apply_overlay) of the pinned file; the mask and picture are PIL pictures of mask.png (L) "
+    "and init.png (RGB), as the API decodes them; PIL is the venv's Pillow (A1111 pins 9.5.0), OpenCV "
+    "opencv-python-headless 4.10.0.84",
 ]
 
 
@@ -1555,7 +1806,7 @@ def main(out: Path, a1111_dir: str | None = None, comfyui_dir: str | None = None
             f"{len(result['images'])} image(s)")
 
     index = {
-        "what": "final latents and 8-bit images of A1111 and ComfyUI txt2img with the tiny test model, recorded by "
+        "what": "final latents and 8-bit images of A1111 and ComfyUI txt2img, img2img and inpainting with the tiny test model, recorded by "
                 "running their prompt, noise, schedule, CFG and k-diffusion sampler code around the tiny diffusers "
                 "UNet / VAE",
         "regenerate": "cd models && .venv/bin/python -m tooling.ref_compat_images --a1111 DIR --comfyui DIR "

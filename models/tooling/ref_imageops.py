@@ -7,7 +7,13 @@ on them, the ones diffusers (and so Easel) uses around the pipelines:
   diffusers' default resampling when an init picture or mask has the wrong size);
 * ``Image.filter(ImageFilter.GaussianBlur(r))`` on an 8-bit grayscale mask (inpainting's mask blur,
   ``VaeImageProcessor.blur``);
-* ``Image.convert("L")`` on an RGB picture (a mask given in colour becomes grayscale this way).
+* ``Image.convert("L")`` on an RGB picture (a mask given in colour becomes grayscale this way);
+* what A1111's inpainting adds (``modules/images.py`` ``resize_image``, ``modules/masking.py``,
+  ``processing.py``): ``Image.resize`` with Pillow's default bicubic, over a whole picture and over an
+  empty ``box`` (the edge bands of ``resize_image`` mode 2); ``cv2.GaussianBlur`` of an 8-bit mask along
+  x with a ``(k, 1)`` kernel, then along y with ``(1, k)`` (k = 2·int(2.5σ + 0.5) + 1); the picture's
+  kept part (an empty ``RGBa`` picture pasted through the inverted mask, as ``RGBA``); a Gaussian blur
+  of that ``RGBa`` picture back to ``RGBA``; and ``Image.alpha_composite``.
 
 All on 8-bit pictures, where Pillow computes in fixed point with its own rounding: the outputs are exact
 bytes to match, not values within a tolerance.
@@ -39,6 +45,16 @@ LANCZOS_SIZES = [
     ((29, 37), "mixed: 0.725x down in x, 1.54x up in y (odd sizes)"),
 ]
 BLUR_RADII = [1, 2.5, 4, 8]
+# (W, H, box) for source.png (40x24) with Pillow's bicubic; None: the whole picture
+BICUBIC_RESIZES = [
+    (6, 5, None),
+    (40, 5, (0, 0, 40, 0)),
+    (40, 5, (0, 24, 40, 24)),
+    (7, 24, (0, 0, 0, 24)),
+    (7, 24, (40, 0, 40, 24)),
+]
+CV_BLUR_SIGMAS = [2, 4]
+ALPHA_BLUR_RADII = [4, 64]
 
 
 def source_picture():
@@ -105,6 +121,46 @@ def main(out: Path) -> int:
         files.append({"file": name, "op": "gaussian_blur", "radius": float(r), "input": "mask_source.png", "mode": "L",
                       "width": mask.width, "height": mask.height,
                       "call": f"mask_source.filter(ImageFilter.GaussianBlur({r}))"})
+    import cv2
+    from PIL import ImageOps
+
+    for w, h, box in BICUBIC_RESIZES:
+        name = f"bicubic_{w}x{h}" + ("" if box is None else "_box_" + "_".join(map(str, box))) + ".png"
+        src.resize((w, h), Image.BICUBIC, box=box).save(out / name)
+        files.append({"file": name, "op": "resize", "filter": "BICUBIC", "box": box, "input": "source.png",
+                      "mode": "RGB", "width": w, "height": h,
+                      "call": f"source.resize(({w}, {h}), Image.BICUBIC, box={box})"})
+    for sigma in CV_BLUR_SIGMAS:
+        k = 2 * int(2.5 * sigma + 0.5) + 1
+        blurred = cv2.GaussianBlur(np.asarray(mask), (k, 1), sigma)
+        blurred = cv2.GaussianBlur(blurred, (1, k), sigma)
+        name = f"cv_blur_{sigma}.png"
+        Image.fromarray(blurred).save(out / name)
+        files.append({"file": name, "op": "cv_blur", "sigma": sigma, "input": "mask_source.png", "mode": "L",
+                      "width": mask.width, "height": mask.height, "opencv": cv2.__version__,
+                      "call": f"cv2.GaussianBlur(cv2.GaussianBlur(mask, ({k}, 1), {sigma}), (1, {k}), {sigma})"})
+    # The alpha operations work on source.png and the mask cut to its size.
+    holes = mask.crop((0, 0) + src.size)
+    holes.save(out / "mask_cut.png")
+    files.append({"file": "mask_cut.png", "op": "source", "mode": "L", "width": holes.width, "height": holes.height})
+    kept = Image.new("RGBa", src.size)
+    kept.paste(src.convert("RGBA").convert("RGBa"), mask=ImageOps.invert(holes))
+    kept.convert("RGBA").save(out / "kept.png")
+    files.append({"file": "kept.png", "op": "kept_part", "input": "source.png", "mask": "mask_cut.png", "mode": "RGBA",
+                  "width": src.width, "height": src.height,
+                  "call": 'Image.new("RGBa").paste(source RGBA -> RGBa, mask=ImageOps.invert(mask_cut)) -> RGBA'})
+    for r in ALPHA_BLUR_RADII:
+        name = f"kept_blur_{r}.png"
+        kept.filter(ImageFilter.GaussianBlur(r)).convert("RGBA").save(out / name)
+        files.append({"file": name, "op": "kept_blur", "radius": float(r), "input": "source.png", "mask": "mask_cut.png",
+                      "mode": "RGBA", "width": src.width, "height": src.height,
+                      "call": f"kept (RGBa).filter(ImageFilter.GaussianBlur({r})) -> RGBA"})
+    under = kept.filter(ImageFilter.GaussianBlur(ALPHA_BLUR_RADII[0])).convert("RGBA")
+    over = kept.convert("RGBA")
+    Image.alpha_composite(under, over).save(out / "composite.png")
+    files.append({"file": "composite.png", "op": "alpha_composite", "under": f"kept_blur_{ALPHA_BLUR_RADII[0]}.png",
+                  "over": "kept.png", "input": "source.png", "mode": "RGBA", "width": src.width, "height": src.height,
+                  "call": "Image.alpha_composite(kept_blur_4, kept)"})
     src.convert("L").save(out / "gray.png")
     files.append({"file": "gray.png", "op": "convert_l", "input": "source.png", "mode": "L",
                   "width": src.width, "height": src.height, "call": 'source.convert("L")'})

@@ -3,10 +3,12 @@
 
 Owns: installing stand-in modules into ``sys.modules`` for the heavy imports of the upstream checkouts
 (``module`` / ``package`` / ``sink_module``, the ``Anything`` attribute sink, the optional-package stand-ins,
-crowsonkb's k-diffusion loaded without its package ``__init__``); opening a checkout (``a1111_checkout``,
+crowsonkb's k-diffusion loaded without its package ``__init__``; ``class_from_source`` / ``defs_from_source``:
+definitions extracted from a file too heavy to import; ``module_from_file``); opening a checkout (``a1111_checkout``,
 ``a1111_runtime``, ``comfyui_checkout``, ``comfy_packages``) and reading A1111's option defaults; recording
 what ran (``CHECKOUTS``, the checkout commits the fixtures were recorded from; ``pinned_source``: per file the
-pinned commit and the sha256 of its LF-normalised content, and the checkout's ``git HEAD``;
+pinned commit (or ``Blob``, its git blob id) and the sha256 of its LF-normalised content, and the checkout's
+``git HEAD``;
 ``package_source``: the PyPI k-diffusion and torchsde files); and each recorder's command line
 (``checkouts``: ``--a1111`` / ``--comfyui`` or ``EASEL_A1111`` / ``EASEL_COMFYUI``; ``cli``). What a recorder
 writes, and which upstream files it pins, stay in the recorder.
@@ -161,6 +163,45 @@ def class_from_source(path: Path, name: str, namespace: dict) -> type:
     return scope[name]
 
 
+def defs_from_source(path: Path, names, namespace: dict, module_name: str) -> dict:
+    """The top-level statements of the Python file ``path`` that define ``names`` (functions, classes, plain
+    assignments), executed alone and in the file's order in a copy of ``namespace`` (compiled with the file's
+    ``from __future__`` flags and its line numbers), for definitions of a module whose imports need a whole
+    install (A1111's ``processing.py`` / ``images.py``). ``module_name``: their ``__module__``, a module of that
+    name put into ``sys.modules``. Returns its namespace."""
+    import __future__
+
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    wanted, found, flags = set(names), [], 0
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module == "__future__":
+            for alias in node.names:
+                flags |= getattr(__future__, alias.name).compiler_flag
+        defined = ([node.name] if isinstance(node, (ast.FunctionDef, ast.ClassDef)) else
+                   [t.id for t in node.targets if isinstance(t, ast.Name)] if isinstance(node, ast.Assign) else [])
+        if wanted & set(defined):
+            found.append(node)
+            wanted -= set(defined)
+    if wanted:
+        raise SystemExit(f"{path}: no top-level definition of {sorted(wanted)}")
+    m = types.ModuleType(module_name)  # in sys.modules: dataclasses looks the class's module up
+    m.__dict__.update(namespace)
+    m.__file__ = str(path)
+    sys.modules[module_name] = m
+    exec(compile(ast.Module(body=found, type_ignores=[]), str(path), "exec", flags=flags, dont_inherit=True),
+         m.__dict__)
+    return m.__dict__
+
+
+def module_from_file(name: str, path: Path) -> types.ModuleType:
+    """The Python file ``path`` run as a module ``name`` of its own (not put into ``sys.modules``), for an upstream
+    module whose usual name is taken by a stand-in."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    m = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(m)
+    return m
+
+
 # --------------------------------------------------------------------------------------------------
 # The checkouts
 # --------------------------------------------------------------------------------------------------
@@ -251,21 +292,33 @@ def git_head(root: Path) -> str | None:
     return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
 
 
+class Blob(str):
+    """A pin's git blob id (``git hash-object FILE`` of the file as committed) where the table gives no commit."""
+
+
+def git_blob(path: Path) -> str:
+    """``git hash-object`` of the file: sha1 of ``blob <size>\\0`` and its bytes as they are."""
+    data = Path(path).read_bytes()
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
 def pinned_source(root: Path, tool: str, files: dict, log, recorder: str) -> dict:
     """The "source" record of ``tool``'s checkout (see ``CHECKOUTS``): ``files`` maps a path to ``(commit,
-    sha256_lf)`` or ``(role, commit, sha256_lf)`` as pinned; a file whose content differs is recorded with commit
-    null (and a warning), and the checkout's commit is its git HEAD, else the pinned checkout commit when every
-    file is the pinned one, else null. ``recorder``: the recorder's path in this repository."""
+    sha256_lf)`` or ``(role, commit, sha256_lf)`` as pinned, the commit the one that last changed the file, or a
+    ``Blob`` (the file's git blob id, also checked) in its place; a file whose content differs is recorded with
+    commit (or git_blob) null (and a warning), and the checkout's commit is its git HEAD, else the pinned checkout
+    commit when every file is the pinned one, else null. ``recorder``: the recorder's path in this repository."""
     repo, commit = CHECKOUTS[tool]
     recorded, all_pinned = {}, True
     for f, pin in files.items():
         *role, file_commit, digest = pin
         actual = file_digest(root / f)
-        pinned = actual == digest
+        pinned = actual == digest and (not isinstance(file_commit, Blob) or git_blob(root / f) == file_commit)
         all_pinned &= pinned
         if not pinned:
             log(f"  warning: {root / f} is not the pinned revision ({repo} {file_commit}); recorded with commit null")
-        recorded[f] = {**({"role": role[0]} if role else {}), "commit": file_commit if pinned else None,
+        key = "git_blob" if isinstance(file_commit, Blob) else "commit"
+        recorded[f] = {**({"role": role[0]} if role else {}), key: str(file_commit) if pinned else None,
                        "sha256_lf": actual}
     head = git_head(root)
     return {"repo": repo, "commit": head or (commit if all_pinned else None), "files": recorded,

@@ -14,6 +14,13 @@ mode="${1:-run}"
 step() { printf '\n==> %s\n' "$*" >&2; }
 export PATH="$HOME/.cargo/bin:$PATH"
 
+# Every crate Cargo.lock names, for every platform: builds fetch only this machine's, but the
+# supply-chain test reads all of them offline (`cargo metadata --offline`).
+if ! cargo metadata --format-version 1 --all-features --locked --offline >/dev/null 2>&1; then
+  step "fetching every crate in Cargo.lock (all platforms)"
+  cargo fetch --locked
+fi
+
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
   step "adding the wasm32-unknown-unknown target"
   rustup target add wasm32-unknown-unknown

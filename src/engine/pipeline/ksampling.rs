@@ -211,8 +211,8 @@ pub fn generate(
     let started = Instant::now();
     let compat = settings.noise.compat;
     let flavor = flavor(compat).expect("called for the a1111 and comfyui modes");
-    // The request rules refuse the rest; an image-to-image run is an init image alone, or in
-    // ComfyUI's mode with a latent noise mask.
+    // The request rules refuse the rest; an image-to-image run is an init image alone or with a
+    // mask (ComfyUI's latent noise mask, A1111's inpainting).
     let masked = flavor == Flavor::ComfyUi && settings.mask.is_some();
     let a1111_masked = flavor == Flavor::A1111 && settings.mask.is_some();
     let img2img = settings.init_image.is_some() && settings.outpaint.is_none();

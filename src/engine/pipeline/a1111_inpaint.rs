@@ -214,7 +214,9 @@ pub fn prepare(init: &RgbImage, mask: &GrayImage, settings: &Settings) -> Option
     let mask_size = mask.dimensions();
     let blurred = cv_blur::a1111_mask_blur(mask.as_raw(), mask_size.0 as usize, mask_size.1 as usize, (settings.blur, settings.blur));
     let blurred = GrayImage::from_raw(mask_size.0, mask_size.1, blurred).expect("same size");
-    let (picture, image_mask, overlay_mask, paste_to) = match settings.area {
+    // The overlay is the picture's kept part: at the init picture's size under the blurred mask
+    // ("only masked"), or at the processing size under the doubled mask ("whole").
+    let (picture, image_mask, overlay, overlay_size, paste_to) = match settings.area {
         InpaintArea::OnlyMasked => {
             let region = crop_region(&blurred, settings.padding)?;
             let region = expand_crop_region(region, settings.size, mask_size);
@@ -222,8 +224,7 @@ pub fn prepare(init: &RgbImage, mask: &GrayImage, settings: &Settings) -> Option
             let crop_size = ((x2 - x1) as u32, (y2 - y1) as u32);
             let mask_crop = crop(blurred.as_raw(), 1, mask_size, region);
             let image_mask = resize_image(2, &mask_crop, 1, crop_size, settings.size);
-            // The overlay is made at the init picture's size; a mask of another size is resized
-            // to it (mode 0) first.
+            // A mask of another size than the init picture is resized to it (mode 0) first.
             let overlay_mask = if mask_size == init.dimensions() {
                 blurred.as_raw().clone()
             } else {
@@ -231,21 +232,17 @@ pub fn prepare(init: &RgbImage, mask: &GrayImage, settings: &Settings) -> Option
             };
             let image_crop = crop(init.as_raw(), 3, init.dimensions(), region);
             let picture = resize_image(2, &image_crop, 3, crop_size, settings.size);
-            (picture, image_mask, (overlay_mask, init.dimensions()), Some((x1, y1, crop_size.0, crop_size.1)))
+            let overlay = overlay(init.as_raw(), &overlay_mask);
+            (picture, image_mask, overlay, init.dimensions(), Some((x1, y1, crop_size.0, crop_size.1)))
         }
         InpaintArea::Whole => {
             let image_mask = resize_image(0, blurred.as_raw(), 1, mask_size, settings.size);
-            let doubled = image_mask.iter().map(|&v| (f32::from(v) * 2.0).min(255.0) as u8).collect();
+            let doubled: Vec<u8> = image_mask.iter().map(|&v| (f32::from(v) * 2.0).min(255.0) as u8).collect();
             let picture = resize_image(0, init.as_raw(), 3, init.dimensions(), settings.size);
-            (picture, image_mask, (doubled, settings.size), None)
+            let overlay = overlay(&picture, &doubled);
+            (picture, image_mask, overlay, settings.size, None)
         }
     };
-    let (overlay_mask, overlay_size) = overlay_mask;
-    let overlay_rgb = match settings.area {
-        InpaintArea::OnlyMasked => init.as_raw().clone(),
-        InpaintArea::Whole => picture.clone(),
-    };
-    let overlay = overlay(&overlay_rgb, &overlay_mask);
     // Every masked content but "original" starts from the filled picture.
     let picture = match settings.content {
         MaskedContent::Original => picture,

@@ -739,39 +739,24 @@ fn run_walk(
         handed_on
     };
     // A1111's masked contents in the latents: noise (each image's seed's first draw, as
-    // `create_random_tensors`) or nothing under the mask.
-    let init_latent = match (a1111, init_latent) {
+    // `create_random_tensors`) or nothing under the mask, put in with the blend that keeps the
+    // init latents outside it; the run blends with the latents so filled.
+    let (init_latent, blend) = match (a1111, init_latent) {
         (Some(prepared), Some(latent)) => {
-            let plane = prepared.latent_mask.len();
-            let noise = match settings.masked_content {
+            let keep = A1111Blend { nmask: prepared.latent_mask.clone(), init_latent: latent };
+            let under_mask = match settings.masked_content {
                 MaskedContent::LatentNoise => {
                     let seeds = crate::engine::noise::a1111::A1111Seeds::from_settings(settings);
-                    let numel = latent.len() / shape[0];
+                    let numel = keep.init_latent.len() / shape[0];
                     Some(crate::engine::noise::a1111::first_draws(seeds.source, &seeds.image_seeds(shape[0]), numel))
                 }
+                MaskedContent::LatentNothing => Some(vec![0.0; keep.init_latent.len()]),
                 _ => None,
             };
-            Some(match (settings.masked_content, noise) {
-                (MaskedContent::LatentNoise, Some(noise)) => latent
-                    .iter()
-                    .zip(&noise)
-                    .enumerate()
-                    .map(|(i, (l, r))| {
-                        let n = prepared.latent_mask[i % plane];
-                        l * (1.0 - n) + r * n
-                    })
-                    .collect(),
-                (MaskedContent::LatentNothing, _) => {
-                    latent.iter().enumerate().map(|(i, l)| l * (1.0 - prepared.latent_mask[i % plane])).collect()
-                }
-                _ => latent,
-            })
+            let filled = under_mask.map_or_else(|| keep.init_latent.clone(), |under| keep.apply(&under));
+            (Some(filled.clone()), Some(A1111Blend { init_latent: filled, ..keep }))
         }
-        (_, latent) => latent,
-    };
-    let blend = match (a1111, &init_latent) {
-        (Some(prepared), Some(latent)) => Some(A1111Blend { nmask: prepared.latent_mask.clone(), init_latent: latent.clone() }),
-        _ => None,
+        (_, latent) => (latent, None),
     };
     // Image-to-image: from the start latents (an encoded picture, or a first pass's) under the
     // noise.

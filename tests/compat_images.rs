@@ -1,5 +1,5 @@
-//! The a1111 and comfyui compatibility modes on the tiny model (text-to-image, and ComfyUI's
-//! image-to-image) against the pictures A1111 and ComfyUI make: `tests/fixtures/compat_images`, recorded by `models/tooling/ref_compat_images.py`
+//! The a1111 and comfyui compatibility modes on the tiny model and its inpainting twin
+//! (text-to-image, image-to-image, inpainting) against the pictures A1111 and ComfyUI make: `tests/fixtures/compat_images`, recorded by `models/tooling/ref_compat_images.py`
 //! driving each tool's own noise, schedules, k-diffusion samplers and guidance around the
 //! diffusers torch UNet and VAE of the same weights. Per case: the final latents within 1e-4, or
 //! within 1e-5 of the largest when that is larger, and the 8-bit pixels (truncated, as both tools
@@ -30,7 +30,8 @@ fn a1111_and_comfyui_modes_give_the_tools_pictures() {
     let index: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixtures.join("cases.json")).unwrap()).unwrap();
     let cases = index["cases"].as_array().unwrap();
     assert!(cases.len() >= 17, "every recorded case is checked");
-    let mut model = SdModel::load(&root().join("models/tiny-sd"), runtime().unwrap(), 1, Residency::Warm).unwrap();
+    // The tiny model, or (settings "model") its twin with a 9-channel inpainting UNet.
+    let mut models: std::collections::HashMap<String, SdModel> = std::collections::HashMap::new();
     let mut failures = Vec::new();
     for case in cases {
         let name = case["name"].as_str().unwrap();
@@ -70,7 +71,11 @@ fn a1111_and_comfyui_modes_give_the_tools_pictures() {
         }
         let request = GenerateRequest::from_json(&settings).unwrap_or_else(|e| panic!("{name}: {e:?}"));
         let resolved = request.resolve(|| unreachable!("fixtures give a seed")).unwrap_or_else(|e| panic!("{name}: {e:?}"));
-        let out = generate(&mut model, &resolved, &images, &CancelToken::new(), &mut |_| {}).unwrap();
+        let folder = settings["model"].as_str().unwrap_or("tiny-sd").to_string();
+        let model = models
+            .entry(folder.clone())
+            .or_insert_with(|| SdModel::load(&root().join("models").join(&folder), runtime().unwrap(), 1, Residency::Warm).unwrap());
+        let out = generate(model, &resolved, &images, &CancelToken::new(), &mut |_| {}).unwrap_or_else(|e| panic!("{name}: {e}"));
         let mut problems = Vec::new();
         let (_, want) = npy::read_f32(dir.join("latents.npy")).unwrap();
         let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
@@ -80,7 +85,18 @@ fn a1111_and_comfyui_modes_give_the_tools_pictures() {
         // latent over the fixed-step cases. DPM adaptive's error controller turns those
         // differences into slightly different step sizes over its 38 attempts (114 UNet calls);
         // its pictures are held to the same pixel bar as every case.
-        let relative = if settings["sampler"] == "DPM adaptive" { 2e-3 } else { 2e-5 };
+        // A1111 conditions an inpainting model without a mask on the VAE encoding of a constant
+        // mid-grey picture, where ONNX Runtime's encoder is 2.0e-3 (0.5% of the largest latent)
+        // from torch's in float32 and float64 alike (1e-6 on a real picture): those latents are
+        // held to 5e-4 of the largest, their pictures to the same pixel bar.
+        let blank_encoded = settings["model"] == "tiny-sd-inpaint" && settings["compat"] == "a1111" && !mask.exists();
+        let relative = if settings["sampler"] == "DPM adaptive" {
+            2e-3
+        } else if blank_encoded {
+            5e-4
+        } else {
+            2e-5
+        };
         if d > 1e-4f32.max(relative * scale) {
             problems.push(format!("final latents: max diff {d:e} (largest {scale})"));
         }

@@ -112,7 +112,9 @@ def test_index_matches_the_case_list_and_the_sources():
     assert INDEX["model"]["vae_scaling_factor"] == SCALE
     assert INDEX["model"]["a1111_scale_factor"] == SCALE == INDEX["model"]["comfyui_latent_format_scale_factor"]
     total = sum(p.stat().st_size for p in FIXTURES.rglob("*") if p.is_file())
-    assert total < 1_450_000  # 1.4 MB before A1111's four inpainting cases (77 kB with their index entries)
+    # 1.4 MB before A1111's four inpainting cases (77 kB with their index entries), 1.45 MB before the six cases of
+    # the inpainting model (82 kB)
+    assert total < 1_560_000
     assert sorted(p.name for p in FIXTURES.iterdir() if p.is_dir()) == sorted(NAMES)
 
 
@@ -123,10 +125,12 @@ def test_settings_are_a_request_in_easels_vocabulary(name):
     # ``sampling_range`` only for ComfyUI's KSamplerAdvanced cases, ``masked_content`` grey and ``mask_grow`` for its
     # VAEEncodeForInpaint, ``hires`` for its two-pass graph, ``batch_index`` for its LatentFromBatch,
     # ``combined_prompts`` for its ConditioningCombine, ``conditioning`` for its conditioning nodes; ``mask_blur``,
-    # ``masked_content``, ``inpaint_area`` and ``inpaint_padding`` (only masked) for A1111's inpainting.
+    # ``masked_content``, ``inpaint_area`` and ``inpaint_padding`` (only masked) for A1111's inpainting; ``model``
+    # only for the cases of the tiny inpainting model.
     optional = ("strength", "mask_blur", "sampling_range", "masked_content", "mask_grow", "inpaint_area",
-                "inpaint_padding", "hires", "batch_index", "combined_prompts", "conditioning")
+                "inpaint_padding", "hires", "batch_index", "combined_prompts", "conditioning", "model")
     assert list(s) == REQUEST_KEYS + [k for k in optional if k in s]
+    assert s.get("model", "tiny-sd-inpaint") == "tiny-sd-inpaint"
     if "masked_content" in s and s["compat"] == "comfyui":
         assert s["masked_content"] == "grey" and 0 <= s["mask_grow"] <= 64
         assert not {"mask_blur", "inpaint_area", "inpaint_padding"} & set(s)

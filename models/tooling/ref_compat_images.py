@@ -124,6 +124,9 @@ A1111_FILES = {
                                   "84d2e1e02e18028f022e55978f0838d5b3a8bbe453066326263dde02d3020525"),
     "configs/v1-inference.yaml": (READ, "022d835565f253841f7f9272ba320bb0cec4770d",
                                   "1e1f2fe98489309e3c2ab847c720f8cb016807c39ffdaea3df5dc7358991baa9"),
+    # the inpainting model's LatentDiffusion conditioning key ("hybrid")
+    "configs/v1-inpainting-inference.yaml": (READ, "022d835565f253841f7f9272ba320bb0cec4770d",
+                                             "392997f230c9797eab91041b2e3a1e9694a839a50b3d4e7acf9c718f75037eb3"),
     "modules/shared.py": (READ, "13f22974a42df9f7a491fefe2912cdf72dcbebaf",
                           "1595fc437fdcf4fa73e9d40096b25f923714f7ec821591b883fd230ff7b97e16"),
     # run since the inpainting cases: StableDiffusionProcessing / StableDiffusionProcessingImg2Img,
@@ -189,7 +192,8 @@ COMFYUI_FILES = {
                  "88f3c18338cfc2dc6b5bef1a24dbe9f49898e23ef01df05093189ae2e432d3d7"),
     "comfy/sd.py": (RUN, "84e9ce32c6d9d340404ee0798a426dae52bbee8b",
                     "00579b03a415ef2f152da12fbf1cbe3d22aa465ac591cc7ee7dbd95633260eee"),
-    "comfy/model_base.py": (READ, "dc95b6acc0ef4962460592d417db4024f7160586",
+    # BaseModel's extra_conds / concat_cond / encode_adm / set_inpaint run (upstream.class_from_source)
+    "comfy/model_base.py": (RUN, "dc95b6acc0ef4962460592d417db4024f7160586",
                             "91edb703aebe1d521f9ea15d4a2b36f12705aae684520afe14a965f28694060a"),
 }
 # A1111 options the recording reads (modules.shared.opts): the sampling ones of ref_kdiffusion and the ones
@@ -201,7 +205,9 @@ A1111_OPT_KEYS = [*kd.A1111_OPT_KEYS, "refiner_switch_by_sample_steps", "s_min_u
                   "initial_noise_multiplier", "sd_vae_encode_method",
                   # inpainting: Img2Img.init, images.resize_image, process_images_inner's overlay, sd_samplers
                   "img2img_color_correction", "save_init_img", "img2img_background_color", "upscaler_for_img2img",
-                  "overlay_inpaint", "hide_samplers"]
+                  "overlay_inpaint", "hide_samplers",
+                  # the inpainting model's conditioning: inpainting_image_conditioning
+                  "inpainting_mask_weight"]
 
 # --------------------------------------------------------------------------------------------------
 # Cases
@@ -287,6 +293,10 @@ class Settings:
     # CLIPTextEncode outputs, ConditioningConcat, ConditioningAverage, ConditioningSetArea and ConditioningCombine.
     # Request key conditioning.
     conditioning: dict | None = None
+    # The ONNX folder under models/ whose torch twin runs (request key model): "tiny-sd-inpaint" is the same model
+    # with a 9-channel inpainting UNet (A1111: a 'hybrid' LatentDiffusion as configs/v1-inpainting-inference.yaml
+    # makes it; ComfyUI: BaseModel.set_inpaint).
+    model: str = "tiny-sd"
 
     def __post_init__(self):
         self.prompt_syntax = self.prompt_syntax or self.compat
@@ -319,6 +329,8 @@ class Settings:
             out["combined_prompts"] = list(self.combined_prompts)
         if self.conditioning is not None:
             out["conditioning"] = self.conditioning
+        if self.model != "tiny-sd":
+            out["model"] = self.model
         return out
 
 
@@ -595,6 +607,39 @@ CASES = [
          "edge doubled for the overlay); Euler at 0.8, NV noise",
          Settings(seed=61, batch_size=1, compat="a1111", sampler="Euler", schedule="Automatic", randn_source="nv",
                   strength=0.8, masked=True, mask_blur=0, masked_content="latent_nothing", inpaint_area="whole")),
+    Case("a1111_inpaint_model_whole_original_euler_a_automatic_d075_s62", "A1111 inpainting with the 9-channel "
+         "inpainting model, whole picture, masked content original, mask_blur 4: inpainting_image_conditioning's mask "
+         "(the blurred mask / 255, rounded; nearest to latent size) and the encoded picture times 1 - mask go after "
+         "the latents (c_concat of the 'hybrid' model), besides the usual latent blend and overlay; Euler a at 0.75",
+         Settings(seed=62, batch_size=1, compat="a1111", sampler="Euler a", schedule="Automatic", randn_source="cpu",
+                  strength=0.75, masked=True, mask_blur=4, masked_content="original", inpaint_area="whole",
+                  model="tiny-sd-inpaint")),
+    Case("a1111_inpaint_model_only_masked_fill_ddim_automatic_d1_s63_b2", "A1111 inpainting with the inpainting "
+         "model, only masked (padding 8) of a 64x40 picture at 96x64, masked content fill, full denoising strength; "
+         "DDIM (CFGDenoiserTimesteps hands the same image conditioning to cond and uncond), batch 2, NV noise",
+         Settings(seed=63, batch_size=2, compat="a1111", sampler="DDIM", schedule="Automatic", randn_source="nv",
+                  width=96, height=64, strength=1.0, init_size=(64, 40), masked=True, mask_blur=4,
+                  masked_content="fill", inpaint_area="only_masked", inpaint_padding=8, model="tiny-sd-inpaint")),
+    Case("a1111_inpaint_model_txt2img_dpmpp_2m_karras_s64", "A1111 text-to-image with the inpainting model: "
+         "txt2img_image_conditioning (a mid-grey picture encoded, a mask of ones before it); DPM++ 2M / Karras",
+         Settings(seed=64, batch_size=1, compat="a1111", sampler="DPM++ 2M", schedule="Karras", randn_source="cpu",
+                  model="tiny-sd-inpaint")),
+    Case("comfyui_inpaint_model_vae_encode_for_inpaint_euler_normal_s65", "ComfyUI VAEEncodeForInpaint (grow 6) "
+         "into a KSampler with the inpainting model: concat_cond's mask (the noise mask at latent size, rounded) and "
+         "the sampled latent itself (the grey-filled picture's) after the latents, besides KSamplerX0Inpaint's "
+         "blend; euler / normal at full denoise",
+         Settings(seed=65, batch_size=1, compat="comfyui", sampler="euler", schedule="normal", strength=1.0,
+                  masked=True, mask_grow=6, model="tiny-sd-inpaint")),
+    Case("comfyui_inpaint_model_latent_mask_dpmpp_2m_karras_d08_s66_b2", "ComfyUI VAEEncode -> SetLatentNoiseMask "
+         "-> RepeatLatentBatch 2 with the inpainting model: the conditioning's picture is the whole, unmasked "
+         "picture's latent (concat_cond's own note); dpmpp_2m / karras at denoise 0.8",
+         Settings(seed=66, batch_size=2, compat="comfyui", sampler="dpmpp_2m", schedule="karras", strength=0.8,
+                  masked=True, model="tiny-sd-inpaint")),
+    Case("comfyui_inpaint_model_txt2img_euler_ancestral_normal_s67", "ComfyUI EmptyLatentImage into a KSampler "
+         "with the inpainting model: no noise mask, so a mask of ones and blank_inpaint_image_like's four "
+         "constants; euler_ancestral / normal",
+         Settings(seed=67, batch_size=1, compat="comfyui", sampler="euler_ancestral", schedule="normal",
+                  model="tiny-sd-inpaint")),
 ]
 
 SCHEMA = {
@@ -635,6 +680,18 @@ SCHEMA = {
 # --------------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------------
+
+def load_inpainting_unet():
+    """The tiny inpainting model's 9-channel UNet (diffusers, float32, eval); its VAE and text encoder are the tiny
+    model's."""
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    from .reference import default_torch_model
+
+    model_dir = default_torch_model(log=lambda *_: None, name="tiny-sd-inpaint")
+    return UNet2DConditionModel.from_pretrained(str(model_dir / "unet"), torch_dtype=torch.float32).eval()
+
 
 def load_networks():
     """The tiny model's UNet and VAE (diffusers, float32, eval) and its VAE scaling factor."""
@@ -700,6 +757,11 @@ class A1111:
             setattr(self.opts, k, v)
         self.config = yaml.safe_load((self.root / "configs/v1-inference.yaml").read_text(encoding="utf-8"))
         params = self.config["model"]["params"]
+        inpainting_config = yaml.safe_load((self.root / "configs/v1-inpainting-inference.yaml").read_text(encoding="utf-8"))
+        # the LatentDiffusion conditioning key per model: "crossattn" (v1-inference), "hybrid" (v1-inpainting-inference)
+        self.conditioning_keys = {"tiny-sd": params["conditioning_key"],
+                                  "tiny-sd-inpaint": inpainting_config["model"]["params"]["conditioning_key"]}
+        self.unets = {"tiny-sd": unet}  # main() adds the inpainting model's
         self.scale_factor = float(params["scale_factor"])
         self.recorder = None
 
@@ -735,6 +797,7 @@ class A1111:
             is_sdxl_inpaint = False
             sd_checkpoint_info = None
             device = cpu
+            dtype = torch.float32  # devices.dtype (inpainting_image_conditioning casts to it)
 
             def __init__(self):
                 # LatentDiffusion.register_schedule: np.cumprod(1 - betas) in float64, stored float32
@@ -749,15 +812,19 @@ class A1111:
 
             def apply_model(self, x_noisy, t, cond):
                 """sd_hijack_unet.apply_model (casts to dtype_unet = float32) -> LatentDiffusion.apply_model ->
-                DiffusionWrapper.forward ('crossattn': context = torch.cat(c_crossattn, 1); c_concat unused)."""
-                assert self.model.conditioning_key == "crossattn"
+                DiffusionWrapper.forward ('crossattn': context = torch.cat(c_crossattn, 1), c_concat unused;
+                'hybrid': the same context, the UNet input torch.cat([x] + c_concat, dim=1))."""
+                key = self.model.conditioning_key
+                assert key in ("crossattn", "hybrid")
                 x_noisy = x_noisy.to(devices.dtype_unet)
                 t = t.to(devices.dtype_unet)
                 context = torch.cat([c.to(devices.dtype_unet) for c in cond["c_crossattn"]], 1)
+                if key == "hybrid":
+                    x_noisy = torch.cat([x_noisy] + [c.to(devices.dtype_unet) for c in cond["c_concat"]], dim=1)
                 if outer.recorder is not None:
                     outer.recorder.note(context, t)
                 with torch.no_grad():
-                    return unet(x_noisy, t, encoder_hidden_states=context).sample
+                    return self.model.diffusion_model(x_noisy, t, encoder_hidden_states=context).sample
 
             def encode_first_stage(self, x):
                 """LDM LatentDiffusion.encode_first_stage: first_stage_model.encode(x), the posterior."""
@@ -842,7 +909,8 @@ class A1111:
         }
         return upstream.defs_from_source(
             self.root / "modules/processing.py",
-            ["opt_C", "opt_f", "uncrop", "apply_overlay", "create_binary_mask", "StableDiffusionProcessing",
+            ["opt_C", "opt_f", "txt2img_image_conditioning", "uncrop", "apply_overlay", "create_binary_mask",
+             "StableDiffusionProcessing",
              "create_random_tensors", "StableDiffusionProcessingImg2Img"], namespace, "a1111_processing")
 
     def inpainting_processing(self, s: Settings, seeds, subseeds, c, uc):
@@ -923,6 +991,9 @@ class A1111:
         Brownian trees draw from ``randn_local``, i.e. the chosen noise source)."""
         import torchsde._brownian.brownian_interval as bi
 
+        # the case's model: its UNet as the LatentDiffusion's diffusion_model, its conditioning key
+        self.sd_model.model.conditioning_key = self.conditioning_keys[s.model]
+        self.sd_model.model.diffusion_model = self.unets[s.model]
         with upstream.patched(bi, "_randn", self.torchsde_randn):
             return self._run(s)
 
@@ -980,7 +1051,11 @@ class A1111:
         if inpainting is None:
             x = p.rng.next()
             noise = x.clone()
-            image_conditioning = x.new_zeros(x.shape[0], 5, 1, 1, dtype=x.dtype, device=x.device)  # crossattn model
+            if init_latent is None:  # Txt2Img.sample: self.txt2img_image_conditioning(x), processing.py's own
+                image_conditioning = self.inpainting["txt2img_image_conditioning"](self.sd_model, x, w, h)
+            else:  # img2img_image_conditioning of a crossattn model (no img2img case runs the inpainting model)
+                assert self.sd_model.model.conditioning_key == "crossattn"
+                image_conditioning = x.new_zeros(x.shape[0], 5, 1, 1, dtype=x.dtype, device=x.device)
         rng_next = p.rng.next
 
         def counting_next():
@@ -1176,6 +1251,7 @@ class A1111:
 
         sampler.get_sigmas, sampler.func = recording_get_sigmas, recording_func
         self.recorder = UNetCalls(c.batch[0][0].schedules[0].cond, uc[0][0].cond)
+        assert self.sd_model.model.conditioning_key == "crossattn"  # (an inpainting model fails here in A1111)
         image_conditioning = samples.new_zeros(samples.shape[0], 5, 1, 1)  # txt2img_image_conditioning
         try:
             with contextlib.redirect_stderr(io.StringIO()):
@@ -1235,6 +1311,16 @@ class ComfyUI:
             types.SimpleNamespace(sampling_settings={}))
         outer = self
         conds_mod = self.conds
+        # comfy.model_base.BaseModel itself, for its extra_conds / concat_cond / encode_adm / set_inpaint (its module
+        # imports every model family; the class alone runs over the names those methods read)
+        import logging
+        comfy = importlib.import_module("comfy")
+        comfy.conds, comfy.utils = self.conds, self.utils
+        self.base_model = upstream.class_from_source(
+            self.root / "comfy/model_base.py", "BaseModel",
+            {"torch": torch, "logging": logging, "comfy": comfy, "utils": self.utils,
+             "ModelType": types.SimpleNamespace(EPS="EPS"), "UNetModel": None})
+        base_model = self.base_model
 
         class PatcherState:
             """BaseModel.current_patcher: no hooks, no callbacks."""
@@ -1253,31 +1339,37 @@ class ComfyUI:
                 self.model_sampling = outer.ms
                 self.latent_format = outer.latent_formats.SD15()
                 self.current_patcher = PatcherState()
+                self.concat_keys = ()  # BaseModel.__init__; set_inpaint for the inpainting model
 
             def extra_conds(self, **kwargs):
-                """BaseModel.extra_conds for SD 1.5: no concat / adm conds, the text as CONDCrossAttn."""
-                out = {}
-                cross_attn = kwargs.get("cross_attn", None)
-                if cross_attn is not None:
-                    out["c_crossattn"] = conds_mod.CONDCrossAttn(cross_attn)
-                return out
+                """BaseModel.extra_conds itself: the inpainting model's c_concat (concat_cond), no adm, the text as
+                CONDCrossAttn."""
+                return base_model.extra_conds(self, **kwargs)
+
+            def concat_cond(self, **kwargs):
+                return base_model.concat_cond(self, **kwargs)
+
+            def encode_adm(self, **kwargs):
+                return base_model.encode_adm(self, **kwargs)
 
             def memory_required(self, input_shape, cond_shapes={}):
                 return 0
 
             def apply_model(self, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={},
                             **kwargs):
-                """BaseModel._apply_model, float32, no c_concat / control / extra conds."""
-                assert c_concat is None and control is None and not kwargs
+                """BaseModel._apply_model, float32, no control / extra conds."""
+                assert control is None and not kwargs
                 sigma = t
                 xc = self.model_sampling.calculate_input(sigma, x)
+                if c_concat is not None:
+                    xc = torch.cat([xc] + [c_concat.to(xc.device, xc.dtype)], dim=1)
                 xc = xc.to(torch.float32)
                 t = self.model_sampling.timestep(t).float()
                 context = c_crossattn.to(torch.float32)
                 if outer.recorder is not None:
                     outer.recorder.note(context, t)
                 with torch.no_grad():
-                    model_output = unet(xc, t, encoder_hidden_states=context).sample.float()
+                    model_output = outer.unet(xc, t, encoder_hidden_states=context).sample.float()
                 return self.model_sampling.calculate_denoised(sigma, model_output, x)
 
             def process_latent_in(self, latent):
@@ -1303,6 +1395,8 @@ class ComfyUI:
                 return getattr(self.model, name)
 
         self.patcher = ModelPatcherStandIn(BaseModelStandIn())
+        self.unets = {"tiny-sd": unet}  # main() adds the inpainting model's
+        self.unet = unet
 
     def source(self, log) -> dict:
         return upstream.pinned_source(self.root, "comfyui", COMFYUI_FILES, log, RECORDER)
@@ -1389,6 +1483,13 @@ class ComfyUI:
 
         if s.hires is not None:
             return self.run_two_passes(s)
+        # the case's model: its UNet, and BaseModel.set_inpaint for the inpainting one (comfy.model_base's
+        # inpaint_model() check on the UNet's 9 input channels)
+        self.unet = self.unets[s.model]
+        model = self.patcher.model
+        model.concat_keys = ()
+        if self.unet.config.in_channels == 9:
+            self.base_model.set_inpaint(model)
         samplers, patcher = self.samplers, self.patcher
         positive, negative = self.conditioning(s.prompt), self.conditioning(s.negative_prompt)
         if s.conditioning is not None:
@@ -1745,6 +1846,7 @@ def main(out: Path, a1111_dir: str | None = None, comfyui_dir: str | None = None
     betas = util.make_beta_schedule("linear", int(a1111_cfg["timesteps"]), linear_start=a1111_cfg["linear_start"],
                                     linear_end=a1111_cfg["linear_end"])
     a = A1111(a1111_dir, text_encoder, tokenizer, unet, vae, betas)
+    a.unets["tiny-sd-inpaint"] = c.unets["tiny-sd-inpaint"] = load_inpainting_unet()
     if not math.isclose(a.scale_factor, scaling_factor) or not math.isclose(
             c.patcher.model.latent_format.scale_factor, scaling_factor):
         raise SystemExit(f"ref_compat_images: the tiny VAE's scaling_factor {scaling_factor} differs from the tools' "

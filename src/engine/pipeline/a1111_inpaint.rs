@@ -34,6 +34,9 @@ pub struct Prepared {
     pub picture: RgbImage,
     /// `nmask`: 1 where the latents are repainted, `[h/8 · w/8]` (rounded to 0 or 1).
     pub latent_mask: Vec<f32>,
+    /// The mask at the processing size (blurred, cut out and resized as the picture), 8-bit: what
+    /// an inpainting model's conditioning is made from.
+    pub mask: Vec<u8>,
     overlay: Vec<u8>,
     overlay_size: (u32, u32),
     /// "Only masked": where the result goes in the full picture, `(x, y, width, height)`.
@@ -255,6 +258,7 @@ pub fn prepare(init: &RgbImage, mask: &GrayImage, settings: &Settings) -> Option
     Some(Prepared {
         picture: RgbImage::from_raw(width, height, picture).expect("processing size"),
         latent_mask,
+        mask: image_mask,
         overlay,
         overlay_size,
         paste_to,

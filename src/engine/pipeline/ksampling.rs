@@ -16,6 +16,7 @@
 use std::time::Instant;
 
 use super::a1111_inpaint::{self, Prepared};
+use super::concat_conditioning;
 use super::grey_fill::grey_fill;
 use super::guided_unet::GuidedUnet;
 use super::randomness::Randomness;
@@ -250,10 +251,12 @@ pub fn generate(
         (true, None) => return Err(EngineError::InvalidRequest("the request names an init image but none was given".into())),
         (false, _) => None,
     };
-    if model.unet_in_channels()? != LATENT_CHANNELS {
-        return Err(EngineError::InvalidRequest(format!(
-            "compat {compat} runs normal (4-channel) models so far; this is an inpainting model"
-        )));
+    // A1111's hires pass conditions an inpainting model at the first pass's size, which its
+    // UNet cannot take with the larger latents: A1111 fails there too.
+    if flavor == Flavor::A1111 && two_pass && model.unet_in_channels()? != LATENT_CHANNELS {
+        return Err(EngineError::InvalidRequest(
+            "compat a1111 runs the hires fix with a normal (4-channel) model, not an inpainting model".into(),
+        ));
     }
     let schedule = model_schedule(model, flavor)?;
     let steps = settings.steps as usize;
@@ -767,6 +770,21 @@ fn run_walk(
             _ => x.iter_mut().zip(latent).for_each(|(x, l)| *x += l),
         }
     }
+    // An inpainting UNet's extra input: the tool's mask and masked-picture latents.
+    let conditioning = if model.unet_in_channels()? == LATENT_CHANNELS {
+        Vec::new()
+    } else {
+        let encode_started = Instant::now();
+        let conditioning = match flavor {
+            Flavor::A1111 => concat_conditioning::a1111(model, a1111.map(|p| (&p.picture, p.mask.as_slice())), shape, tiling, cancel)?,
+            Flavor::ComfyUi => {
+                let plane = mask.map(|m| latent_mask(m, [1, 1, shape[2], shape[3]]));
+                concat_conditioning::comfyui(plane.as_deref().zip(init_latent.as_deref()), shape)
+            }
+        };
+        timings.vae_encode += encode_started.elapsed();
+        conditioning
+    };
     let model_calls = walk.model_calls();
     // ComfyUI's latent noise mask needs the init latents and the unscaled start noise (its
     // `ddim`, Euler with random inpainting noise, a draw of its own from seed + 1).
@@ -782,7 +800,8 @@ fn run_walk(
         _ => None,
     };
 
-    let run = DenoiseRun { text: &text, cfg_scale: settings.cfg_scale, latent_shape: shape, calls: 0..model_calls, conditioning: &[] };
+    let run =
+        DenoiseRun { text: &text, cfg_scale: settings.cfg_scale, latent_shape: shape, calls: 0..model_calls, conditioning: &conditioning };
     let (done, total) = calls.unwrap_or((0, model_calls));
     let mut counter = Progress { sink: progress, started, done, total };
     let latents = {

@@ -22,6 +22,7 @@
 
 mod a1111_inpaint;
 mod area_weights;
+mod concat_conditioning;
 mod grey_fill;
 pub mod guided_unet;
 mod hires;

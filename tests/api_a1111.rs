@@ -151,6 +151,45 @@ async fn img2img_gives_a1111s_picture() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_inpainting_model_gives_a1111s_pictures() {
+    let server = start(models_dir(), temp_dir("a1111-inpainting-model")).await;
+    let client = reqwest::Client::new();
+    let data_url = |path: PathBuf| format!("data:image/png;base64,{}", base64_encode(&std::fs::read(path).unwrap()));
+    // Inpainting (whole picture, original content) with the 9-channel model chosen per call.
+    let case = fixture("a1111_inpaint_model_whole_original_euler_a_automatic_d075_s62");
+    let settings: Value = serde_json::from_str(&std::fs::read_to_string(case.join("settings.json")).unwrap()).unwrap();
+    let body = json!({
+        "init_images": [data_url(case.join("init.png"))], "mask": data_url(case.join("mask.png")), "mask_blur": 4,
+        "inpainting_fill": 1, "inpaint_full_res": false, "denoising_strength": 0.75,
+        "prompt": settings["prompt"], "negative_prompt": settings["negative_prompt"], "seed": 62, "steps": 6,
+        "width": 64, "height": 64, "sampler_name": "Euler a",
+        "override_settings": {"randn_source": "CPU", "sd_model_checkpoint": "tiny-sd-inpaint"},
+    });
+    let (status, answer) = post(&client, &server, "/img2img", body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_same_picture(&base64_decode(answer["images"][0].as_str().unwrap()).unwrap(), &case.join("image_0.png"));
+    let info: Value = serde_json::from_str(answer["info"].as_str().unwrap()).unwrap();
+    assert_eq!(info["is_using_inpainting_conditioning"], true, "{info}");
+    let infotext = info["infotexts"][0].as_str().unwrap();
+    assert!(infotext.contains("Denoising strength: 0.75, Conditional mask weight: 1.0, "), "{infotext}");
+    // Text-to-image with it: a mid-grey picture's conditioning.
+    let case = fixture("a1111_inpaint_model_txt2img_dpmpp_2m_karras_s64");
+    let body = json!({
+        "prompt": settings["prompt"], "negative_prompt": settings["negative_prompt"], "seed": 64, "steps": 6,
+        "width": 64, "height": 64, "sampler_name": "DPM++ 2M", "scheduler": "Karras",
+        "override_settings": {"randn_source": "CPU", "sd_model_checkpoint": "tiny-sd-inpaint"},
+    });
+    let (status, answer) = post(&client, &server, "/txt2img", body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_same_picture(&base64_decode(answer["images"][0].as_str().unwrap()).unwrap(), &case.join("image_0.png"));
+    // A normal model says it did not use one.
+    let (status, answer) = post(&client, &server, "/txt2img", json!({"prompt": "a fox", "steps": 2, "width": 64, "height": 64})).await;
+    assert_eq!(status, 200, "{answer}");
+    let info: Value = serde_json::from_str(answer["info"].as_str().unwrap()).unwrap();
+    assert_eq!(info["is_using_inpainting_conditioning"], false, "{info}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn lists_options_and_errors_in_a1111s_shapes() {
     let data = temp_dir("a1111-lists");
     let server = start(models_dir(), data.clone()).await;

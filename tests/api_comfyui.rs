@@ -368,6 +368,12 @@ async fn vae_encode_for_inpaint_with_a_painted_mask_gives_comfyuis_picture() {
     let jobs: Value = http.get(server.url("/api/v1/generate?limit=1")).send().await.unwrap().json().await.unwrap();
     let request = &jobs["jobs"][0]["request"];
     assert_eq!((&request["masked_content"], &request["mask_grow"]), (&json!("grey"), &json!(6)), "{request}");
+    // The same graph with the 9-channel inpainting model: its mask and masked-picture channels.
+    let mut with_inpainting_model = graph.clone();
+    with_inpainting_model["4"]["inputs"]["ckpt_name"] = json!("tiny-sd-inpaint");
+    with_inpainting_model["3"]["inputs"]["seed"] = json!(65);
+    let entry = run_graph(&http, addr, &with_inpainting_model).await;
+    assert_outputs_are_the_case(&http, addr, &entry, "9", &fixture("comfyui_inpaint_model_vae_encode_for_inpaint_euler_normal_s65")).await;
     // grow_mask_by over ComfyUI's limit is its own range error.
     graph["11"]["inputs"]["grow_mask_by"] = json!(65);
     let refusal = refused(&http, addr, &graph).await;

@@ -51,6 +51,10 @@ pub(crate) fn effective_schedule(settings: &GenerationSettings) -> crate::api::S
     }
 }
 
+/// A1111's infotext key for an inpainting model's conditioning strength (`inpainting_mask_weight`),
+/// written after `Denoising strength` as A1111 orders it.
+pub const CONDITIONAL_MASK_WEIGHT: &str = "Conditional mask weight";
+
 /// The infotext for one image of a generation. Image-to-image modes add `Denoising strength`
 /// after `Model` (the hires fix's second-pass strength for a hires generation, as A1111 does),
 /// then, after `RNG`, A1111's extra parameters: `Mask blur`, `Inpaint area` and `Masked area
@@ -89,6 +93,7 @@ pub fn infotext_with(settings: &GenerationSettings, model_name: &str, model_hash
     if let Some(strength) = settings.strength.or(settings.hires.map(|h| h.strength)) {
         pairs.push(("Denoising strength", python_float(strength as f32)));
     }
+    pairs.extend(extra.iter().filter(|(k, _)| *k == CONDITIONAL_MASK_WEIGHT).cloned());
     if settings.clip_skip > 1 {
         pairs.push(("Clip skip", settings.clip_skip.to_string()));
     }
@@ -120,7 +125,7 @@ pub fn infotext_with(settings: &GenerationSettings, model_name: &str, model_hash
     if noise.compat != crate::api::Compat::Diffusers {
         pairs.push(("Compat", noise.compat.name().to_string()));
     }
-    pairs.extend(extra.iter().cloned());
+    pairs.extend(extra.iter().filter(|(k, _)| *k != CONDITIONAL_MASK_WEIGHT).cloned());
     let params: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}: {}", quote(v))).collect();
     lines.push(params.join(", "));
     lines.join("\n").trim().to_string()
@@ -345,6 +350,16 @@ mod tests {
         s.mask_blur = Some(4);
         let text = infotext(&s, "tiny-sd", "0123456789");
         assert!(text.ends_with("Model hash: 0123456789, Model: tiny-sd, Denoising strength: 0.75, RNG: CPU, Mask blur: 4"), "{text}");
+    }
+
+    #[test]
+    fn an_inpainting_models_mask_weight_follows_the_denoising_strength() {
+        let mut s = settings();
+        s.init_image = Some("up_1".into());
+        s.strength = Some(0.75);
+        let extra = [("TI hashes", "fox: 0123abcd".to_string()), (CONDITIONAL_MASK_WEIGHT, "1.0".to_string())];
+        let text = infotext_with(&s, "tiny-sd", "0123456789", &extra);
+        assert!(text.ends_with("Denoising strength: 0.75, Conditional mask weight: 1.0, RNG: CPU, TI hashes: \"fox: 0123abcd\""), "{text}");
     }
 
     #[test]

@@ -112,6 +112,9 @@ fn from_infotext(text: &str) -> Result<ImportedSettings, Vec<FieldError>> {
             "Mask blur" | "Inpaint area" | "Masked area padding" | "Masked content" | "Mask mode" => {
                 notes.push(format!("{key}: {v} (an inpainting setting; pick the init image and mask to use it)"))
             }
+            // The weight Easel always conditions an inpainting model with.
+            "Conditional mask weight" if number(v) == Some(1.0) => {}
+            "Conditional mask weight" => notes.push(format!("{key}: {v} (Easel conditions inpainting models at 1.0; left out)")),
             "Model hash" | "VAE hash" | "Version" | "Lora hashes" | "TI hashes" | "Schedule max sigma" | "Schedule min sigma" => {}
             other => notes.push(format!("{other}: {v} (not an Easel setting; left out)")),
         }
@@ -204,7 +207,7 @@ mod tests {
     fn an_a1111_infotext_fills_every_setting_in_the_a1111_mode() {
         let text = "a fox in the snow, (watercolor:1.2)\nNegative prompt: blurry\nSteps: 25, Sampler: DPM++ 2M, \
                     Schedule type: Karras, CFG scale: 6.5, Seed: 1234, Size: 512x768, Model hash: 6ce0161689, \
-                    Model: tiny-sd, Clip skip: 2, Variation seed: 99, Variation seed strength: 0.3, RNG: CPU, \
+                    Model: tiny-sd, Conditional mask weight: 1.0, Clip skip: 2, Variation seed: 99, Variation seed strength: 0.3, RNG: CPU, \
                     ENSD: 31337, Face restoration: CodeFormer, Version: v1.10.1";
         let imported = read_settings(text.as_bytes(), &lists()).unwrap();
         let s = &imported.settings;
@@ -216,6 +219,9 @@ mod tests {
         assert_eq!(s.noise.compat, Compat::A1111);
         assert_eq!((s.noise.subseed, s.noise.subseed_strength, s.noise.eta_noise_seed_delta), (Some(99), 0.3, 31337));
         assert_eq!(imported.notes, ["Face restoration: CodeFormer (not an Easel setting; left out)"]);
+        // An inpainting model's conditioning weight: 1 is what Easel runs; another is noted.
+        let weighted = read_settings(b"cat\nSteps: 20, Seed: 1, Conditional mask weight: 0.5", &lists()).unwrap();
+        assert_eq!(weighted.notes, ["Conditional mask weight: 0.5 (Easel conditions inpainting models at 1.0; left out)"]);
         // Before 1.9 the schedule was part of the sampler's name.
         let old = read_settings(b"cat\nSteps: 20, Sampler: DPM++ 2M Karras, CFG scale: 7, Seed: 1, Size: 512x512", &lists()).unwrap();
         assert_eq!((old.settings.sampler, old.settings.schedule), (Sampler::Dpmpp2m, Schedule::Karras));

@@ -889,6 +889,7 @@ fn run_walk(
         prompt_notes: text.prompt.notes.clone(),
         embeddings_used: text.prompt.embeddings_used.clone(),
         network_parameters: model.network_parameters(),
+        inpainting_conditioning: !conditioning.is_empty(),
         timings,
     })
 }

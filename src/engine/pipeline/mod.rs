@@ -105,13 +105,22 @@ pub struct Output {
     pub embeddings_used: Vec<crate::engine::prompt::EmbeddingUse>,
     /// A1111's `Lora hashes`, `VAE hash` and `VAE` for the LoRAs and VAE the model ran with.
     pub network_parameters: Vec<(&'static str, String)>,
+    /// Whether an inpainting (9-channel) UNet took a mask and masked-picture conditioning
+    /// (A1111's `is_using_inpainting_conditioning`).
+    pub inpainting_conditioning: bool,
     pub timings: Timings,
 }
 
 impl Output {
-    /// Infotext parameters only the run knows: A1111's `TI hashes` when embeddings were used.
+    /// Infotext parameters only the run knows: A1111's `Conditional mask weight` (always 1: the
+    /// masked picture is masked fully) for an inpainting model, the networks', and `TI hashes`
+    /// when embeddings were used.
     pub fn extra_parameters(&self) -> Vec<(&'static str, String)> {
-        let mut extra: Vec<(&'static str, String)> = self.network_parameters.clone();
+        let mut extra: Vec<(&'static str, String)> = Vec::new();
+        if self.inpainting_conditioning {
+            extra.push((crate::engine::infotext::CONDITIONAL_MASK_WEIGHT, "1.0".into()));
+        }
+        extra.extend(self.network_parameters.iter().cloned());
         extra.extend(crate::engine::prompt::ti_hashes(&self.embeddings_used).map(|h| ("TI hashes", h)));
         extra
     }
@@ -359,6 +368,7 @@ pub fn generate(
         prompt_notes: text.prompt.notes.clone(),
         embeddings_used: text.prompt.embeddings_used.clone(),
         network_parameters: model.network_parameters(),
+        inpainting_conditioning: model.unet_in_channels()? != LATENT_CHANNELS,
         timings,
     })
 }

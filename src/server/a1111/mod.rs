@@ -328,7 +328,10 @@ async fn respond<P: serde::Serialize>(
         settings: &first.request,
         images: &images,
         job_timestamp: &job_timestamp_utc(started_ms),
-        is_using_inpainting_conditioning: false,
+        // A1111's flag for an inpainting model, read back from the infotext as the model is.
+        is_using_inpainting_conditioning: images.first().is_some_and(|i| {
+            crate::engine::infotext::infotext_pairs(&i.infotext).iter().any(|(k, _)| k == crate::engine::infotext::CONDITIONAL_MASK_WEIGHT)
+        }),
         version: Some(&version),
     });
     Ok(Json(ImageResponse { images: encoded, parameters, info }).into_response())

@@ -206,6 +206,14 @@ async fn lists_options_and_errors_in_a1111s_shapes() {
     let progress = get(&client, &server, "/progress").await;
     assert_eq!(progress["progress"], 0.0);
     assert!(get(&client, &server, "/memory").await["ram"]["total"].as_f64().unwrap() > 0.0);
+    // What Easel has none of lists empty, as A1111 with none installed does.
+    for path in ["/hypernetworks", "/face-restorers", "/realesrgan-models", "/prompt-styles", "/extensions", "/script-info"] {
+        assert_eq!(get(&client, &server, path).await, json!([]), "{path}");
+    }
+    for path in ["/refresh-embeddings", "/refresh-checkpoints"] {
+        assert_eq!(post(&client, &server, path, json!({})).await, (200, Value::Null), "{path}");
+    }
+    assert_eq!(post(&client, &server, "/unload-checkpoint", json!({})).await, (200, json!({})));
 
     // Options: set, read back, kept across a restart of the door (in the data dir).
     let options = get(&client, &server, "/options").await;

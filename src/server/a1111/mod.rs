@@ -102,6 +102,18 @@ pub fn router() -> Router<AppState> {
         .route("/refresh-checkpoints", post(refresh))
         .route("/refresh-vae", post(refresh))
         .route("/refresh-loras", post(refresh))
+        .route("/refresh-embeddings", post(refresh))
+        // What Easel does not have (hypernetworks, face restorers, RealESRGAN, saved styles,
+        // extensions, scripts' arguments): A1111's empty lists, so clients that list them work.
+        .route("/hypernetworks", get(empty_list))
+        .route("/face-restorers", get(empty_list))
+        .route("/realesrgan-models", get(empty_list))
+        .route("/prompt-styles", get(empty_list))
+        .route("/extensions", get(empty_list))
+        .route("/script-info", get(empty_list))
+        // Easel loads a model for the job that needs it and frees it itself.
+        .route("/unload-checkpoint", post(|| async { Json(json!({})) }))
+        .route("/reload-checkpoint", post(|| async { Json(json!({})) }))
         .route("/progress", get(progress))
         .route("/interrupt", post(interrupt))
         .route("/skip", post(skip))
@@ -497,6 +509,10 @@ async fn embeddings(State(state): State<AppState>) -> Result<Response, ApiFailur
 /// The model and file lists are read fresh on every call, so a refresh has nothing to do.
 async fn refresh() -> Json<Value> {
     Json(Value::Null)
+}
+
+async fn empty_list() -> Json<Vec<Value>> {
+    Json(Vec::new())
 }
 
 async fn progress(State(state): State<AppState>, uri: axum::http::Uri) -> Json<ProgressResponse> {

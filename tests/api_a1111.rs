@@ -92,6 +92,7 @@ async fn the_hires_fix_with_a_latent_upscaler_gives_a1111s_picture() {
         ("a1111_hires_nearest_exact_dpmpp_2m_karras_s48_nv", "DPM++ 2M", "Karras", "Latent (nearest-exact)", json!({})),
         ("a1111_hires_bicubic_euler_automatic_s49", "Euler", "Automatic", "Latent (bicubic)", json!({"randn_source": "CPU"})),
         ("a1111_hires_nearest_euler_a_automatic_s50_nv", "Euler a", "Automatic", "Latent (nearest)", json!({})),
+        ("a1111_hires_bicubic_antialiased_dpmpp_2m_karras_s69_b2", "DPM++ 2M", "Karras", "Latent (bicubic antialiased)", json!({})),
     ] {
         let case = fixture(name);
         let settings: Value = serde_json::from_str(&std::fs::read_to_string(case.join("settings.json")).unwrap()).unwrap();

@@ -113,8 +113,8 @@ def test_index_matches_the_case_list_and_the_sources():
     assert INDEX["model"]["a1111_scale_factor"] == SCALE == INDEX["model"]["comfyui_latent_format_scale_factor"]
     total = sum(p.stat().st_size for p in FIXTURES.rglob("*") if p.is_file())
     # 1.4 MB before A1111's four inpainting cases (77 kB with their index entries), 1.45 MB before the six cases of
-    # the inpainting model (82 kB)
-    assert total < 1_560_000
+    # the inpainting model (82 kB), 1.53 MB before the two antialiased hires cases (110 kB)
+    assert total < 1_680_000
     assert sorted(p.name for p in FIXTURES.iterdir() if p.is_dir()) == sorted(NAMES)
 
 
@@ -249,13 +249,15 @@ def test_schedule_and_initial_scaling(name):
     if "hires" in s and s["compat"] == "a1111":
         # sample_hr_pass: sample_img2img(steps=the hires steps), so setup_img2img_steps runs all of them (t_enc =
         # steps - 1) out of a schedule of int(steps / min(strength, 0.999)), from latent + noise * sigma_sched[0];
-        # the latents resized with torch's interpolate at shared.latent_upscale_modes' mode, no antialias.
+        # the latents resized with torch's interpolate at shared.latent_upscale_modes' mode and antialias.
         h, steps = s["hires"], s["hires"]["steps"] or s["steps"]
         assert tool["hires"]["schedule_steps"] == int(steps / min(h["strength"], 0.999))
         assert len(sig) == steps + 1 and sig[-1] == 0 and sig[0] < smax and tool["x0_scale"] == np.float32(sig[0])
         mode = {"latent": "bilinear", "latent-nearest-exact": "nearest-exact", "latent-bicubic": "bicubic",
-                "latent-nearest": "nearest"}[h["upscaler"]]
-        assert tool["hires"]["interpolate"] == {"mode": mode, "antialias": False}
+                "latent-nearest": "nearest", "latent-antialiased": "bilinear",
+                "latent-bicubic-antialiased": "bicubic"}[h["upscaler"]]
+        antialias = h["upscaler"].endswith("-antialiased")
+        assert tool["hires"]["interpolate"] == {"mode": mode, "antialias": antialias}
         assert tool["hires"]["latent_size"] == [side // 8 for side in reversed(output_size(s))]
         return
     if "hires" in s:

@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("reference", help="diffusers reference outputs (fixtures for the engine's parity tests)")
     f.add_argument("target", nargs="*",
-                   help="'randn|schedulers|img2img|inpaint|hires|imageops|checkpoints|prompts|noise|kdiffusion|compat_images|lora OUT' for the helper fixture generators")
+                   help="'randn|schedulers|img2img|inpaint|hires|imageops|checkpoints|prompts|noise|kdiffusion|compat_images|lora|vae_tiling|latent_resize OUT' for the helper fixture generators")
     f.add_argument("--all-fixtures", action="store_true", help="regenerate tests/fixtures/pipeline (tiny model, seed 0)")
     f.add_argument("--only", action="append", help="with --all-fixtures: only this case (repeatable)")
     f.add_argument("--model", help="torch diffusers model folder (default: models/tiny-sd-torch, rebuilt if absent)")

@@ -640,6 +640,16 @@ CASES = [
          "constants; euler_ancestral / normal",
          Settings(seed=67, batch_size=1, compat="comfyui", sampler="euler_ancestral", schedule="normal",
                   model="tiny-sd-inpaint")),
+    Case("a1111_hires_antialiased_euler_a_automatic_s68", "A1111's hires fix with Latent (antialiased): torch's "
+         "interpolate(bilinear, antialias=True) to 96x96 (the triangle filter's taps renormalised at the edges), "
+         "denoising strength 0.55; Euler a",
+         Settings(seed=68, batch_size=1, compat="a1111", sampler="Euler a", schedule="Automatic", randn_source="cpu",
+                  hires={"scale": 1.5, "strength": 0.55, "steps": 0, "upscaler": "latent-antialiased"})),
+    Case("a1111_hires_bicubic_antialiased_dpmpp_2m_karras_s69_b2", "A1111's hires fix with Latent (bicubic "
+         "antialiased): torch's interpolate(bicubic, antialias=True: Keys' cubic with A = -0.5, as Pillow's) to "
+         "128x128, 4 hires steps at 0.6; DPM++ 2M / Karras, batch 2, NV noise",
+         Settings(seed=69, batch_size=2, compat="a1111", sampler="DPM++ 2M", schedule="Karras", randn_source="nv",
+                  hires={"scale": 2.0, "strength": 0.6, "steps": 4, "upscaler": "latent-bicubic-antialiased"})),
 ]
 
 SCHEMA = {
@@ -1207,7 +1217,8 @@ class A1111:
                      and getattr(n.targets[0], "id", None) == "latent_upscale_modes")
         modes = ast.literal_eval(table.value)
         mode = modes[{"latent": "Latent", "latent-nearest-exact": "Latent (nearest-exact)", "latent-bicubic": "Latent (bicubic)",
-                      "latent-nearest": "Latent (nearest)"}[h["upscaler"]]]
+                      "latent-nearest": "Latent (nearest)", "latent-antialiased": "Latent (antialiased)",
+                      "latent-bicubic-antialiased": "Latent (bicubic antialiased)"}[h["upscaler"]]]
         tw, th = int(s.width * h["scale"]), int(s.height * h["scale"])  # hr_upscale_to_x / _y (no hr_resize)
         samples = torch.nn.functional.interpolate(samples, size=(th // 8, tw // 8), mode=mode["mode"],
                                                   antialias=mode["antialias"])

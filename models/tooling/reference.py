@@ -329,11 +329,12 @@ HELPERS = {
     "compat_images": "ref_compat_images",  # needs EASEL_A1111 and EASEL_COMFYUI (upstream checkouts)
     "lora": "ref_lora",
     "vae_tiling": "ref_vae_tiling",
+    "latent_resize": "ref_latent_resize",
 }
 
 
 def run_helper(which: str, out: Path) -> int:
-    """``reference randn|schedulers|img2img|inpaint|hires|imageops|checkpoints|prompts|noise|kdiffusion|compat_images|lora|vae_tiling OUT``: generators in separate modules."""
+    """``reference randn|schedulers|img2img|inpaint|hires|imageops|checkpoints|prompts|noise|kdiffusion|compat_images|lora|vae_tiling|latent_resize OUT``: generators in separate modules."""
     module_name = HELPERS[which]
     if importlib.util.find_spec(f"tooling.{module_name}") is None:
         raise ToolError(f"tooling/{module_name}.py is not present in this checkout")

@@ -56,17 +56,24 @@ pub enum Upscaler {
     LatentNearest,
     /// The latents resized with torch's `area` (adaptive average pooling; ComfyUI's `area`).
     LatentArea,
+    /// The latents resized bilinearly with torch's antialiasing (A1111's "Latent (antialiased)").
+    LatentAntialiased,
+    /// The latents resized bicubically with torch's antialiasing (A = −0.5; A1111's "Latent
+    /// (bicubic antialiased)").
+    LatentBicubicAntialiased,
     /// The decoded image resized with Lanczos (Pillow's filter), then encoded again.
     Lanczos,
 }
 
 impl Upscaler {
-    pub const ALL: [Upscaler; 6] = [
+    pub const ALL: [Upscaler; 8] = [
         Upscaler::Latent,
         Upscaler::LatentNearestExact,
         Upscaler::LatentBicubic,
         Upscaler::LatentNearest,
         Upscaler::LatentArea,
+        Upscaler::LatentAntialiased,
+        Upscaler::LatentBicubicAntialiased,
         Upscaler::Lanczos,
     ];
     pub const DEFAULT: Upscaler = Upscaler::Latent;
@@ -79,6 +86,8 @@ impl Upscaler {
             Upscaler::LatentBicubic => "latent-bicubic",
             Upscaler::LatentNearest => "latent-nearest",
             Upscaler::LatentArea => "latent-area",
+            Upscaler::LatentAntialiased => "latent-antialiased",
+            Upscaler::LatentBicubicAntialiased => "latent-bicubic-antialiased",
             Upscaler::Lanczos => "lanczos",
         }
     }
@@ -92,6 +101,8 @@ impl Upscaler {
             Upscaler::LatentBicubic => "Latent (bicubic)",
             Upscaler::LatentNearest => "Latent (nearest)",
             Upscaler::LatentArea => "Latent (area)",
+            Upscaler::LatentAntialiased => "Latent (antialiased)",
+            Upscaler::LatentBicubicAntialiased => "Latent (bicubic antialiased)",
             Upscaler::Lanczos => "Lanczos",
         }
     }
@@ -113,7 +124,7 @@ impl Upscaler {
             Upscaler::LatentNearestExact => Some("nearest-exact"),
             Upscaler::LatentBicubic => Some("bicubic"),
             Upscaler::LatentArea => Some("area"),
-            Upscaler::LatentNearest | Upscaler::Lanczos => None,
+            Upscaler::LatentNearest | Upscaler::LatentAntialiased | Upscaler::LatentBicubicAntialiased | Upscaler::Lanczos => None,
         }
     }
 

@@ -363,12 +363,15 @@ pub fn resize_latents_nearest_exact(latents: &[f32], shape: [usize; 4], out_h: u
 /// The latents of a hires fix resized by a latent upscaler, or `None` for a picture upscaler.
 pub fn resize_latents(upscaler: crate::api::Upscaler, latents: &[f32], shape: [usize; 4], out_h: usize, out_w: usize) -> Option<Vec<f32>> {
     use crate::api::Upscaler;
+    use crate::engine::latent_resize_aa as aa;
     Some(match upscaler {
         Upscaler::Latent => resize_latents_bilinear(latents, shape, out_h, out_w),
         Upscaler::LatentNearestExact => resize_latents_nearest_exact(latents, shape, out_h, out_w),
         Upscaler::LatentBicubic => resize_latents_bicubic(latents, shape, out_h, out_w),
         Upscaler::LatentNearest => resize_latents_nearest(latents, shape, out_h, out_w),
         Upscaler::LatentArea => resize_latents_area(latents, shape, out_h, out_w),
+        Upscaler::LatentAntialiased => aa::resize_latents_aa(aa::AaFilter::Bilinear, latents, shape, out_h, out_w),
+        Upscaler::LatentBicubicAntialiased => aa::resize_latents_aa(aa::AaFilter::Bicubic, latents, shape, out_h, out_w),
         Upscaler::Lanczos => return None,
     })
 }

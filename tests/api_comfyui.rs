@@ -437,9 +437,10 @@ async fn two_pass_graphs_run_as_comfyuis_hires_fix() {
     assert_eq!(entry["outputs"]["9"]["images"].as_array().unwrap().len(), 2, "{entry}");
     assert_outputs_are_the_case(&http, addr, &entry, "9", &case).await;
 
-    // The other methods: bicubic (LatentUpscaleBy) and area (LatentUpscale to 96x96).
+    // The other methods: bicubic and bislerp (LatentUpscaleBy) and area (LatentUpscale to 96x96).
     for (name, node, method, seed, second) in [
         ("comfyui_two_pass_latent_upscale_by_bicubic_euler_normal_s51", "LatentUpscaleBy", "bicubic", 51, (151, 4, 0.55)),
+        ("comfyui_two_pass_latent_upscale_by_bislerp_euler_normal_s70", "LatentUpscaleBy", "bislerp", 70, (170, 4, 0.55)),
         ("comfyui_two_pass_latent_upscale_area_dpmpp_2m_karras_s52", "LatentUpscale", "area", 52, (52, 6, 0.6)),
     ] {
         let case = fixture(name);
@@ -459,14 +460,11 @@ async fn two_pass_graphs_run_as_comfyuis_hires_fix() {
         assert_outputs_are_the_case(&http, addr, &entry, "9", &case).await;
     }
 
-    // What one Easel hires fix cannot say is named: another CFG in the second pass, another
-    // upscale method, a size the two sides do not share one factor for.
+    // What one Easel hires fix cannot say is named: another CFG in the second pass, a size the
+    // two sides do not share one factor for.
     let mut other_cfg = graph.clone();
     other_cfg["21"]["inputs"]["cfg"] = json!(5.0);
     assert!(refused(&http, addr, &other_cfg).await["node_errors"]["21"].is_object());
-    let mut bislerp = graph.clone();
-    bislerp["20"]["inputs"]["upscale_method"] = json!("bislerp");
-    assert!(refused(&http, addr, &bislerp).await["node_errors"]["20"].is_object());
     let mut stretched = graph;
     stretched["20"]["inputs"]["width"] = json!(96);
     assert!(refused(&http, addr, &stretched).await["node_errors"]["20"].is_object());

@@ -1,6 +1,6 @@
-//! The hires fix's latent resizes against torch's own `interpolate` (`tests/fixtures/latent_resize`,
-//! recorded by `models/tooling/ref_latent_resize.py`): every mode A1111's and ComfyUI's latent
-//! upscales call, antialiased or not, to a larger and a smaller size, within 1e-6 of the largest
+//! The hires fix's latent resizes against torch's own `interpolate` and ComfyUI's own `bislerp`
+//! (`tests/fixtures/latent_resize`, recorded by `models/tooling/ref_latent_resize.py`): every
+//! mode A1111's and ComfyUI's latent upscales call, antialiased or not, to a larger and a smaller size, within 1e-6 of the largest
 //! value (float32 rounding of the same sums: up to 6 ulp for the four-tap bicubics).
 #![cfg(feature = "ssr")]
 
@@ -27,6 +27,7 @@ fn latent_resizes_equal_torchs_interpolate() {
             ("nearest", false) => Upscaler::LatentNearest,
             ("nearest-exact", false) => Upscaler::LatentNearestExact,
             ("area", false) => Upscaler::LatentArea,
+            ("bislerp", false) => Upscaler::LatentBislerp,
             other => panic!("no upscaler for {other:?}"),
         };
         let file = case["file"].as_str().unwrap();
@@ -41,6 +42,6 @@ fn latent_resizes_equal_torchs_interpolate() {
         }
         checked += 1;
     }
-    assert_eq!(checked, 14, "every recorded resize is checked");
+    assert_eq!(checked, 16, "every recorded resize is checked");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -650,6 +650,11 @@ CASES = [
          "128x128, 4 hires steps at 0.6; DPM++ 2M / Karras, batch 2, NV noise",
          Settings(seed=69, batch_size=2, compat="a1111", sampler="DPM++ 2M", schedule="Karras", randn_source="nv",
                   hires={"scale": 2.0, "strength": 0.6, "steps": 4, "upscaler": "latent-bicubic-antialiased"})),
+    Case("comfyui_two_pass_latent_upscale_by_bislerp_euler_normal_s70", "ComfyUI's two-pass graph with "
+         "LatentUpscaleBy bislerp 1.5 (comfy.utils.bislerp: bilinear taps, each pair of latent vectors blended by "
+         "slerp) and a second seed; euler / normal, denoise 0.55",
+         Settings(seed=70, batch_size=1, compat="comfyui", sampler="euler", schedule="normal",
+                  hires={"scale": 1.5, "strength": 0.55, "steps": 4, "upscaler": "latent-bislerp", "seed": 170})),
 ]
 
 SCHEMA = {
@@ -1424,7 +1429,7 @@ class ComfyUI:
         namespace = {"torch": torch, "comfy": importlib.import_module("comfy"), "MAX_RESOLUTION": 16384}
         namespace["comfy"].utils = self.utils
         method = {"latent": "bilinear", "latent-nearest-exact": "nearest-exact", "latent-bicubic": "bicubic",
-                  "latent-area": "area"}[h["upscaler"]]
+                  "latent-area": "area", "latent-bislerp": "bislerp"}[h["upscaler"]]
         node = upstream.class_from_source(self.root / "nodes.py", s.hires_node, namespace)
         if s.hires_node == "LatentUpscaleBy":
             (scaled,) = node().upscale({"samples": latent}, method, h["scale"])

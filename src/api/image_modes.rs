@@ -61,12 +61,14 @@ pub enum Upscaler {
     /// The latents resized bicubically with torch's antialiasing (A = −0.5; A1111's "Latent
     /// (bicubic antialiased)").
     LatentBicubicAntialiased,
+    /// The latents resized with ComfyUI's `bislerp` (bilinear taps, spherical blends).
+    LatentBislerp,
     /// The decoded image resized with Lanczos (Pillow's filter), then encoded again.
     Lanczos,
 }
 
 impl Upscaler {
-    pub const ALL: [Upscaler; 8] = [
+    pub const ALL: [Upscaler; 9] = [
         Upscaler::Latent,
         Upscaler::LatentNearestExact,
         Upscaler::LatentBicubic,
@@ -74,6 +76,7 @@ impl Upscaler {
         Upscaler::LatentArea,
         Upscaler::LatentAntialiased,
         Upscaler::LatentBicubicAntialiased,
+        Upscaler::LatentBislerp,
         Upscaler::Lanczos,
     ];
     pub const DEFAULT: Upscaler = Upscaler::Latent;
@@ -88,12 +91,13 @@ impl Upscaler {
             Upscaler::LatentArea => "latent-area",
             Upscaler::LatentAntialiased => "latent-antialiased",
             Upscaler::LatentBicubicAntialiased => "latent-bicubic-antialiased",
+            Upscaler::LatentBislerp => "latent-bislerp",
             Upscaler::Lanczos => "lanczos",
         }
     }
 
-    /// A1111's name, as its infotext writes `Hires upscaler` (A1111 has no area mode; Easel
-    /// names it in A1111's pattern).
+    /// A1111's name, as its infotext writes `Hires upscaler` (A1111 has no area or bislerp
+    /// mode; Easel names them in A1111's pattern).
     pub fn a1111_name(self) -> &'static str {
         match self {
             Upscaler::Latent => "Latent",
@@ -103,6 +107,7 @@ impl Upscaler {
             Upscaler::LatentArea => "Latent (area)",
             Upscaler::LatentAntialiased => "Latent (antialiased)",
             Upscaler::LatentBicubicAntialiased => "Latent (bicubic antialiased)",
+            Upscaler::LatentBislerp => "Latent (bislerp)",
             Upscaler::Lanczos => "Lanczos",
         }
     }
@@ -114,7 +119,7 @@ impl Upscaler {
 
     /// Whether A1111 has it among its `latent_upscale_modes`.
     pub fn in_a1111(self) -> bool {
-        self != Upscaler::LatentArea
+        !matches!(self, Upscaler::LatentArea | Upscaler::LatentBislerp)
     }
 
     /// ComfyUI's `LatentUpscale` method of a latent upscaler (ComfyUI has no legacy nearest).
@@ -124,6 +129,7 @@ impl Upscaler {
             Upscaler::LatentNearestExact => Some("nearest-exact"),
             Upscaler::LatentBicubic => Some("bicubic"),
             Upscaler::LatentArea => Some("area"),
+            Upscaler::LatentBislerp => Some("bislerp"),
             Upscaler::LatentNearest | Upscaler::LatentAntialiased | Upscaler::LatentBicubicAntialiased | Upscaler::Lanczos => None,
         }
     }

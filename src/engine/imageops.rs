@@ -372,6 +372,7 @@ pub fn resize_latents(upscaler: crate::api::Upscaler, latents: &[f32], shape: [u
         Upscaler::LatentArea => resize_latents_area(latents, shape, out_h, out_w),
         Upscaler::LatentAntialiased => aa::resize_latents_aa(aa::AaFilter::Bilinear, latents, shape, out_h, out_w),
         Upscaler::LatentBicubicAntialiased => aa::resize_latents_aa(aa::AaFilter::Bicubic, latents, shape, out_h, out_w),
+        Upscaler::LatentBislerp => crate::engine::latent_bislerp::resize_latents_bislerp(latents, shape, out_h, out_w),
         Upscaler::Lanczos => return None,
     })
 }

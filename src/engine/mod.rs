@@ -15,6 +15,7 @@ pub mod file_hash;
 pub mod imageops;
 pub mod infotext;
 pub mod kdiffusion;
+pub mod latent_bislerp;
 pub mod latent_resize_aa;
 pub mod lora;
 pub mod merge;

@@ -644,7 +644,7 @@ impl SecondPass<'_> {
         let refuse = |what: &str| unsupported(&self.upscale_id, &self.upscale.class, what);
         let method = text_of(self.upscale, "upscale_method");
         let Some(upscaler) = Upscaler::ALL.into_iter().find(|u| u.comfyui_method() == Some(method.as_str())) else {
-            return Err(refuse("a latent upscale other than nearest-exact, bilinear, area or bicubic"));
+            return Err(refuse("a latent upscale other than nearest-exact, bilinear, area, bicubic or bislerp"));
         };
         // ComfyUI's target in latents: LatentUpscaleBy rounds (Python's round) each side times
         // the factor; LatentUpscale takes width // 8 and height // 8 (at least 64 pixels).

@@ -359,7 +359,7 @@ pub fn specs(lists: &Lists) -> Vec<NodeSpec> {
             ],
             outputs: &[("LATENT", "LATENT")],
             output_node: false,
-            description: "Scales latents (Easel: nearest-exact or bilinear, between two KSamplers: the hires fix).",
+            description: "Scales latents (Easel: between two KSamplers, the hires fix).",
         },
         NodeSpec {
             class: "LatentUpscaleBy",
@@ -372,7 +372,7 @@ pub fn specs(lists: &Lists) -> Vec<NodeSpec> {
             ],
             outputs: &[("LATENT", "LATENT")],
             output_node: false,
-            description: "Scales latents by a factor (Easel: nearest-exact or bilinear, between two KSamplers: the hires fix).",
+            description: "Scales latents by a factor (Easel: between two KSamplers, the hires fix).",
         },
         NodeSpec {
             class: "ImagePadForOutpaint",

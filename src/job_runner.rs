@@ -176,6 +176,10 @@ pub fn image_infotexts(settings: &GenerationSettings, model: &SdModel, output: &
     (0..batch)
         .map(|i| {
             let mut own = settings.clone();
+            // A1111 writes no inpainting keys (but the blur) for a mask it did not use.
+            if output.mask_unused {
+                own.mask = None;
+            }
             if let Some(seeds) = &a1111 {
                 own.seed = seeds.image_seeds(batch)[i];
                 if let Some(subseeds) = seeds.image_subseeds(batch) {

@@ -191,6 +191,41 @@ async fn an_inpainting_model_gives_a1111s_pictures() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn only_masked_with_an_empty_mask_is_plain_img2img_as_in_a1111() {
+    let server = start(models_dir(), temp_dir("a1111-empty-mask")).await;
+    let client = reqwest::Client::new();
+    let case = fixture("a1111_img2img_euler_a_automatic_d06_s16_b2");
+    let png = |picture: image::DynamicImage| {
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        picture.write_to(&mut bytes, image::ImageFormat::Png).unwrap();
+        format!("data:image/png;base64,{}", base64_encode(bytes.get_ref()))
+    };
+    let init = png(image::open(case.join("init.png")).unwrap());
+    let body = |mask: Option<String>| {
+        let mut body = json!({"init_images": [init], "denoising_strength": 0.6, "prompt": "a fox", "seed": 16, "steps": 4,
+            "width": 64, "height": 64, "sampler_name": "Euler a", "mask_blur": 4, "inpainting_fill": 0, "inpaint_full_res": true});
+        if let Some(mask) = mask {
+            body["mask"] = json!(mask);
+        }
+        body
+    };
+    let blank = png(image::DynamicImage::ImageLuma8(image::GrayImage::new(64, 64)));
+    let (status, masked) = post(&client, &server, "/img2img", body(Some(blank))).await;
+    assert_eq!(status, 200, "{masked}");
+    let (status, plain) = post(&client, &server, "/img2img", body(None)).await;
+    assert_eq!(status, 200, "{plain}");
+    let pixels = |answer: &Value| {
+        let png = base64_decode(answer["images"][0].as_str().unwrap()).unwrap();
+        image::load_from_memory(&png).unwrap().to_rgb8().into_raw()
+    };
+    assert!(pixels(&masked) == pixels(&plain), "an unused mask changes nothing");
+    // Only the blur is written, as A1111's init sets it before it finds the mask empty.
+    let info: Value = serde_json::from_str(masked["info"].as_str().unwrap()).unwrap();
+    let infotext = info["infotexts"][0].as_str().unwrap();
+    assert!(infotext.contains("Mask blur: 4") && !infotext.contains("Inpaint area") && !infotext.contains("Masked content"), "{infotext}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn lists_options_and_errors_in_a1111s_shapes() {
     let data = temp_dir("a1111-lists");
     let server = start(models_dir(), data.clone()).await;

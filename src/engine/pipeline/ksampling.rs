@@ -240,6 +240,7 @@ pub fn generate(
         (true, _, None) => return Err(EngineError::InvalidRequest("the request names a mask but none was given".into())),
         _ => None,
     };
+    let mask_unused = a1111_masked && prepared.is_none();
     let init = match (img2img, &images.init) {
         (true, Some(_)) if prepared.is_some() => prepared.as_ref().map(|p| p.picture.clone()),
         // ComfyUI's VAEEncode takes a picture whatever its size and crops it to multiples of 8
@@ -272,7 +273,7 @@ pub fn generate(
             _ => Walk::Timesteps { sampler, timesteps: timesteps::timesteps(steps), alpha: None },
         };
         let start = Start { init: init.as_ref(), a1111: prepared.as_ref(), ..Start::default() };
-        return run_walk(model, settings, &schedule, walk, start, started, cancel, progress);
+        return run_walk(model, settings, &schedule, walk, start, started, cancel, progress).map(|o| Output { mask_unused, ..o });
     }
     let sampler = KSampler::for_sampler(settings.sampler)
         .ok_or_else(|| EngineError::InvalidRequest(format!("sampler {} does not run in compat {compat}", settings.sampler)))?;
@@ -307,7 +308,7 @@ pub fn generate(
         (true, None) => return Err(EngineError::InvalidRequest("the request names a mask but none was given".into())),
     };
     let start = Start { init: init.as_ref(), mask, a1111: prepared.as_ref(), ..Start::default() };
-    run_walk(model, settings, &schedule, walk, start, started, cancel, progress)
+    run_walk(model, settings, &schedule, walk, start, started, cancel, progress).map(|o| Output { mask_unused, ..o })
 }
 
 /// ComfyUI's KSampler sigmas at `denoise`: below 1, the schedule of int(steps / denoise) steps,
@@ -890,6 +891,7 @@ fn run_walk(
         embeddings_used: text.prompt.embeddings_used.clone(),
         network_parameters: model.network_parameters(),
         inpainting_conditioning: !conditioning.is_empty(),
+        mask_unused: false,
         timings,
     })
 }

@@ -108,6 +108,9 @@ pub struct Output {
     /// Whether an inpainting (9-channel) UNet took a mask and masked-picture conditioning
     /// (A1111's `is_using_inpainting_conditioning`).
     pub inpainting_conditioning: bool,
+    /// The request's mask went unused: A1111's "only masked" with an empty mask, run as plain
+    /// image-to-image (its infotext then has no inpainting keys but the blur).
+    pub mask_unused: bool,
     pub timings: Timings,
 }
 
@@ -369,6 +372,7 @@ pub fn generate(
         embeddings_used: text.prompt.embeddings_used.clone(),
         network_parameters: model.network_parameters(),
         inpainting_conditioning: model.unet_in_channels()? != LATENT_CHANNELS,
+        mask_unused: false,
         timings,
     })
 }

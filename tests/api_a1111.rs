@@ -84,7 +84,7 @@ async fn txt2img_gives_a1111s_picture_info_and_parameters() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_hires_fix_with_a_latent_upscaler_gives_a1111s_picture() {
+async fn the_hires_fix_gives_a1111s_picture() {
     let server = start(models_dir(), temp_dir("a1111-hires")).await;
     let client = reqwest::Client::new();
     for (name, sampler, scheduler, upscaler, extra) in [
@@ -93,6 +93,7 @@ async fn the_hires_fix_with_a_latent_upscaler_gives_a1111s_picture() {
         ("a1111_hires_bicubic_euler_automatic_s49", "Euler", "Automatic", "Latent (bicubic)", json!({"randn_source": "CPU"})),
         ("a1111_hires_nearest_euler_a_automatic_s50_nv", "Euler a", "Automatic", "Latent (nearest)", json!({})),
         ("a1111_hires_bicubic_antialiased_dpmpp_2m_karras_s69_b2", "DPM++ 2M", "Karras", "Latent (bicubic antialiased)", json!({})),
+        ("a1111_hires_lanczos_euler_a_automatic_s71_b2", "Euler a", "Automatic", "Lanczos", json!({"randn_source": "CPU"})),
     ] {
         let case = fixture(name);
         let settings: Value = serde_json::from_str(&std::fs::read_to_string(case.join("settings.json")).unwrap()).unwrap();

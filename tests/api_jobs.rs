@@ -293,7 +293,12 @@ async fn bad_requests_get_the_right_4xx_with_field_messages() {
         (json!({"prompt": "a", "png_text": {"workflow": 3}}), 422, "png_text"),
         (json!({"prompt": "a", "vae_tiling": "sometimes"}), 422, "vae_tiling"),
         (json!({"prompt": "a", "vae_tiling": true}), 422, "vae_tiling"),
-        (json!({"prompt": "a", "compat": "a1111", "hires": {"scale": 2, "upscaler": "lanczos"}}), 422, "hires.upscaler"),
+        (json!({"prompt": "a", "compat": "a1111", "hires": {"scale": 2, "upscaler": "latent-area"}}), 422, "hires.upscaler"),
+        (
+            json!({"prompt": "a", "compat": "a1111", "width": 64, "height": 40, "hires": {"scale": 1.5, "upscaler": "lanczos"}}),
+            422,
+            "hires.scale",
+        ),
         (json!({"prompt": "a", "compat": "comfyui", "sampler": "pndm"}), 422, "sampler"),
         (json!({"prompt": "a", "sampling_range": {"end_at_step": 4}}), 422, "sampling_range"),
         (

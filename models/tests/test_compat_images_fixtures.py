@@ -113,8 +113,9 @@ def test_index_matches_the_case_list_and_the_sources():
     assert INDEX["model"]["a1111_scale_factor"] == SCALE == INDEX["model"]["comfyui_latent_format_scale_factor"]
     total = sum(p.stat().st_size for p in FIXTURES.rglob("*") if p.is_file())
     # 1.4 MB before A1111's four inpainting cases (77 kB with their index entries), 1.45 MB before the six cases of
-    # the inpainting model (82 kB), 1.53 MB before the two antialiased hires cases and the bislerp one (140 kB)
-    assert total < 1_700_000
+    # the inpainting model (82 kB), 1.53 MB before the two antialiased hires cases, the bislerp one and A1111's
+    # Lanczos hires fix (200 kB)
+    assert total < 1_760_000
     assert sorted(p.name for p in FIXTURES.iterdir() if p.is_dir()) == sorted(NAMES)
 
 
@@ -253,6 +254,10 @@ def test_schedule_and_initial_scaling(name):
         h, steps = s["hires"], s["hires"]["steps"] or s["steps"]
         assert tool["hires"]["schedule_steps"] == int(steps / min(h["strength"], 0.999))
         assert len(sig) == steps + 1 and sig[-1] == 0 and sig[0] < smax and tool["x0_scale"] == np.float32(sig[0])
+        if h["upscaler"] == "lanczos":  # the picture branch: resize_image with the Lanczos upscaler
+            assert tool["hires"]["interpolate"]["upscaler"] == "Lanczos"
+            assert tool["hires"]["latent_size"] == [side // 8 for side in reversed(output_size(s))]
+            return
         mode = {"latent": "bilinear", "latent-nearest-exact": "nearest-exact", "latent-bicubic": "bicubic",
                 "latent-nearest": "nearest", "latent-antialiased": "bilinear",
                 "latent-bicubic-antialiased": "bicubic"}[h["upscaler"]]

@@ -124,6 +124,9 @@ A1111_FILES = {
                                   "84d2e1e02e18028f022e55978f0838d5b3a8bbe453066326263dde02d3020525"),
     "configs/v1-inference.yaml": (READ, "022d835565f253841f7f9272ba320bb0cec4770d",
                                   "1e1f2fe98489309e3c2ab847c720f8cb016807c39ffdaea3df5dc7358991baa9"),
+    # the hires fix's Lanczos upscaler (Upscaler.upscale, UpscalerLanczos), run through images.resize_image
+    "modules/upscaler.py": (RUN, "964fc13a99d47263d023f4e3116ac2c220acec88",
+                            "d0dc35f609cecba6658d3c983d73fab30682fb1884042ef493c304bace3566f4"),
     # the inpainting model's LatentDiffusion conditioning key ("hybrid")
     "configs/v1-inpainting-inference.yaml": (READ, "022d835565f253841f7f9272ba320bb0cec4770d",
                                              "392997f230c9797eab91041b2e3a1e9694a839a50b3d4e7acf9c718f75037eb3"),
@@ -655,6 +658,12 @@ CASES = [
          "slerp) and a second seed; euler / normal, denoise 0.55",
          Settings(seed=70, batch_size=1, compat="comfyui", sampler="euler", schedule="normal",
                   hires={"scale": 1.5, "strength": 0.55, "steps": 4, "upscaler": "latent-bislerp", "seed": 170})),
+    Case("a1111_hires_lanczos_euler_a_automatic_s71_b2", "A1111's hires fix with the Lanczos upscaler: the "
+         "first pass decoded to 8-bit pictures (truncated), each through images.resize_image(0, ..., 'Lanczos') "
+         "(UpscalerLanczos: PIL's Lanczos by 1.5 to 96x96) and encoded again, then the second pass at denoising "
+         "strength 0.5 from a new ImageRNG; Euler a, batch 2, CPU noise",
+         Settings(seed=71, batch_size=2, compat="a1111", sampler="Euler a", schedule="Automatic", randn_source="cpu",
+                  hires={"scale": 1.5, "strength": 0.5, "steps": 0, "upscaler": "lanczos"})),
 ]
 
 SCHEMA = {
@@ -908,6 +917,22 @@ class A1111:
         found = upstream.defs_from_source(self.root / "modules/images.py", ["LANCZOS", "resize_image", "flatten"],
                                           {"Image": Image, "opts": self.opts, "shared": shared}, "a1111_images")
         images = types.SimpleNamespace(resize_image=found["resize_image"], flatten=found["flatten"])
+        self.images = images
+        # modules/upscaler.py's Upscaler / UpscalerLanczos, as shared.sd_upscalers lists them for resize_image (the
+        # hires fix's "Lanczos"); their __init__ reads the tile options, the device and --no-half
+        import os
+        from abc import abstractmethod
+
+        import PIL
+        settings = types.SimpleNamespace(opts=types.SimpleNamespace(ESRGAN_tile=192, ESRGAN_tile_overlap=8),
+                                         device=shared.device, cmd_opts=types.SimpleNamespace(no_half=True),
+                                         models_path="models", state=shared.state)
+        upscalers = upstream.defs_from_source(
+            self.root / "modules/upscaler.py", ["LANCZOS", "NEAREST", "Upscaler", "UpscalerData", "UpscalerLanczos"],
+            {"os": os, "abstractmethod": abstractmethod, "PIL": PIL, "Image": Image,
+             "modules": types.SimpleNamespace(shared=settings), "modelloader": None, "shared": settings},
+            "a1111_upscaler")
+        shared.sd_upscalers = upscalers["UpscalerLanczos"]().scalers
 
         class LatentDepth2ImageDiffusion:
             """ldm's depth-to-image model class (img2img_image_conditioning's isinstance test): not the tiny model."""
@@ -1217,16 +1242,34 @@ class A1111:
         import torch
 
         h = s.hires
-        text = (self.root / "modules/shared.py").read_text(encoding="utf-8")
-        table = next(n for n in ast.parse(text).body if isinstance(n, ast.Assign)
-                     and getattr(n.targets[0], "id", None) == "latent_upscale_modes")
-        modes = ast.literal_eval(table.value)
-        mode = modes[{"latent": "Latent", "latent-nearest-exact": "Latent (nearest-exact)", "latent-bicubic": "Latent (bicubic)",
-                      "latent-nearest": "Latent (nearest)", "latent-antialiased": "Latent (antialiased)",
-                      "latent-bicubic-antialiased": "Latent (bicubic antialiased)"}[h["upscaler"]]]
         tw, th = int(s.width * h["scale"]), int(s.height * h["scale"])  # hr_upscale_to_x / _y (no hr_resize)
-        samples = torch.nn.functional.interpolate(samples, size=(th // 8, tw // 8), mode=mode["mode"],
-                                                  antialias=mode["antialias"])
+        if h["upscaler"] == "lanczos":
+            # The picture branch: decode_latent_batch (one image at a time), clamp, 255 *, astype(uint8), each
+            # picture through images.resize_image(0, image, target_width, target_height, upscaler_name="Lanczos")
+            # (UpscalerLanczos), / 255, then images_tensor_to_samples (each image encoded alone, the posterior's
+            # mean); the image conditioning of a crossattn model stays zeros.
+            from PIL import Image
+            decoded = torch.stack([self.common.decode_first_stage(self.sd_model, samples[i:i + 1])[0]
+                                   for i in range(samples.shape[0])]).float()
+            lowres = torch.clamp((decoded + 1.0) / 2.0, min=0.0, max=1.0)
+            batch_images = []
+            for x_sample in lowres:
+                x_sample = (255. * np.moveaxis(x_sample.cpu().numpy(), 0, 2)).astype(np.uint8)
+                image = self.images.resize_image(0, Image.fromarray(x_sample), tw, th, upscaler_name="Lanczos")
+                batch_images.append(np.moveaxis(np.array(image).astype(np.float32) / 255.0, 2, 0))
+            samples = self.common.images_tensor_to_samples(torch.from_numpy(np.array(batch_images)), 0, self.sd_model)
+            mode = {"upscaler": "Lanczos", "resize_image": f"resize_image(0, picture, {tw}, {th}, 'Lanczos')"}
+        else:
+            text = (self.root / "modules/shared.py").read_text(encoding="utf-8")
+            table = next(n for n in ast.parse(text).body if isinstance(n, ast.Assign)
+                         and getattr(n.targets[0], "id", None) == "latent_upscale_modes")
+            modes = ast.literal_eval(table.value)
+            mode = modes[{"latent": "Latent", "latent-nearest-exact": "Latent (nearest-exact)",
+                          "latent-bicubic": "Latent (bicubic)", "latent-nearest": "Latent (nearest)",
+                          "latent-antialiased": "Latent (antialiased)",
+                          "latent-bicubic-antialiased": "Latent (bicubic antialiased)"}[h["upscaler"]]]
+            samples = torch.nn.functional.interpolate(samples, size=(th // 8, tw // 8), mode=mode["mode"],
+                                                      antialias=mode["antialias"])
         rng = self.rng.ImageRNG(samples.shape[1:], seeds, subseeds=subseeds, subseed_strength=s.subseed_strength,
                                 seed_resize_from_h=-1, seed_resize_from_w=-1)
         noise = rng.next()

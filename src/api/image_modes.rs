@@ -117,7 +117,7 @@ impl Upscaler {
         self != Upscaler::Lanczos
     }
 
-    /// Whether A1111 has it among its `latent_upscale_modes`.
+    /// Whether A1111 has it among its hires upscalers (its `latent_upscale_modes` and Lanczos).
     pub fn in_a1111(self) -> bool {
         !matches!(self, Upscaler::LatentArea | Upscaler::LatentBislerp)
     }

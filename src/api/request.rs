@@ -452,17 +452,17 @@ impl GenerateRequest {
             }
         }
         // ComfyUI's hires fix is its two-pass graph: a latent upscale between two KSamplers;
-        // A1111's runs here with its latent upscalers.
+        // A1111's runs here with its latent upscalers and Lanczos.
         if let Some(h) = &images.hires {
             let runs = match compat {
                 super::Compat::Diffusers => true,
-                super::Compat::A1111 => h.upscaler.is_latent() && h.upscaler.in_a1111(),
+                super::Compat::A1111 => h.upscaler.in_a1111(),
                 super::Compat::ComfyUi => h.upscaler.comfyui_method().is_some(),
             };
             if !runs {
                 let names: Vec<&str> = Upscaler::ALL
                     .into_iter()
-                    .filter(|u| if compat == super::Compat::A1111 { u.is_latent() && u.in_a1111() } else { u.comfyui_method().is_some() })
+                    .filter(|u| if compat == super::Compat::A1111 { u.in_a1111() } else { u.comfyui_method().is_some() })
                     .map(Upscaler::name)
                     .collect();
                 errors.push(FieldError::new(
@@ -471,6 +471,19 @@ impl GenerateRequest {
                         "compat {compat}'s hires fix has no {} upscaler; use one of {} (or compat diffusers)",
                         h.upscaler,
                         names.join(", ")
+                    ),
+                ));
+            }
+            // A1111 upscales the picture to int(side · scale) pixels, which only multiples of 8
+            // keep equal to the latents both passes run at.
+            let whole = |side: u32| ((f64::from(side) * h.scale) as u32).is_multiple_of(8);
+            if compat == super::Compat::A1111 && !h.upscaler.is_latent() && !(whole(width) && whole(height)) {
+                errors.push(FieldError::new(
+                    "hires.scale",
+                    format!(
+                        "A1111's picture upscaler makes a {}x{} picture, not a multiple of 8; choose a scale that gives one",
+                        (f64::from(width) * h.scale) as u32,
+                        (f64::from(height) * h.scale) as u32
                     ),
                 ));
             }

@@ -107,7 +107,8 @@ fn from_infotext(text: &str) -> Result<ImportedSettings, Vec<FieldError>> {
             "RNG" => request.randn_source = Some(if v.eq_ignore_ascii_case("cpu") { "cpu" } else { "nv" }.into()),
             "Hires upscale" => (hires.scale, has_hires) = (number(v), true),
             "Hires steps" => hires.steps = whole(v).map(|n| n.min(u64::from(u32::MAX)) as u32),
-            "Hires upscaler" => hires.upscaler = Some(v.to_string()),
+            // A1111's "None" resizes the picture with Lanczos, as its Lanczos upscaler does.
+            "Hires upscaler" => hires.upscaler = Some(if v == "None" { "lanczos" } else { v }.to_string()),
             "Denoising strength" => hires.strength = number(v),
             "Mask blur" | "Inpaint area" | "Masked area padding" | "Masked content" | "Mask mode" => {
                 notes.push(format!("{key}: {v} (an inpainting setting; pick the init image and mask to use it)"))
@@ -121,12 +122,10 @@ fn from_infotext(text: &str) -> Result<ImportedSettings, Vec<FieldError>> {
     }
     if has_hires {
         // Easel's a1111 mode runs A1111's hires fix with its latent upscalers (its default is
-        // Latent); a picture upscaler runs in the diffusers mode.
-        let latent = hires.upscaler.as_deref().is_none_or(|u| Upscaler::parse(u).is_some_and(|u| u.is_latent() && u.in_a1111()));
-        if !latent {
-            request.compat = Some("diffusers".into());
-            request.randn_source = None;
-            notes.push("the hires fix with a picture upscaler runs in the diffusers mode: the picture will differ from A1111's".into());
+        // Latent) and Lanczos; Lanczos stands in for an upscaler Easel does not have (ESRGAN's).
+        if let Some(name) = hires.upscaler.clone().filter(|u| !Upscaler::parse(u).is_some_and(Upscaler::in_a1111)) {
+            hires.upscaler = Some(Upscaler::Lanczos.name().into());
+            notes.push(format!("Hires upscaler: {name} is not in Easel; Lanczos stands in, so the picture will differ from A1111's"));
         }
         request.hires = Some(hires);
     } else if hires.strength.is_some() {
@@ -229,7 +228,7 @@ mod tests {
     }
 
     #[test]
-    fn an_a1111_hires_fix_stays_in_the_a1111_mode_with_a_latent_upscaler() {
+    fn an_a1111_hires_fix_stays_in_the_a1111_mode() {
         let text = |upscaler: &str| {
             format!(
                 "cat\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 512x512, Denoising strength: 0.5, \
@@ -239,14 +238,16 @@ mod tests {
         for (upscaler, compat, kind) in [
             ("", Compat::A1111, Upscaler::Latent),
             (", Hires upscaler: Latent (nearest-exact)", Compat::A1111, Upscaler::LatentNearestExact),
-            (", Hires upscaler: Lanczos", Compat::Diffusers, Upscaler::Lanczos),
+            (", Hires upscaler: Lanczos", Compat::A1111, Upscaler::Lanczos),
+            (", Hires upscaler: None", Compat::A1111, Upscaler::Lanczos),
+            (", Hires upscaler: R-ESRGAN 4x+", Compat::A1111, Upscaler::Lanczos),
         ] {
             let imported = read_settings(text(upscaler).as_bytes(), &lists()).unwrap();
             let s = &imported.settings;
             assert_eq!(s.noise.compat, compat, "{upscaler}");
             let h = s.hires.unwrap();
             assert_eq!((h.scale, h.strength, h.steps, h.upscaler), (2.0, 0.5, 10, kind));
-            assert_eq!(imported.notes.is_empty(), compat == Compat::A1111, "{:?}", imported.notes);
+            assert_eq!(imported.notes.is_empty(), !upscaler.contains("ESRGAN"), "{:?}", imported.notes);
         }
     }
 

@@ -16,6 +16,7 @@
 use std::time::Instant;
 
 use super::a1111_inpaint::{self, Prepared};
+use super::a1111_upscale;
 use super::concat_conditioning;
 use super::grey_fill::grey_fill;
 use super::guided_unet::GuidedUnet;
@@ -219,7 +220,8 @@ pub fn generate(
     let img2img = settings.init_image.is_some() && settings.outpaint.is_none();
     // The hires fix over text-to-image: ComfyUI's two-pass graph (KSampler -> LatentUpscale ->
     // KSampler), A1111's `sample_hr_pass` (latent upscalers).
-    let two_pass = settings.init_image.is_none() && settings.hires.is_some_and(|h| h.upscaler.is_latent());
+    // (A1111's also with its picture upscaler, Lanczos.)
+    let two_pass = settings.init_image.is_none() && settings.hires.is_some_and(|h| h.upscaler.is_latent() || flavor == Flavor::A1111);
     if (settings.init_image.is_some() && !img2img) || (settings.hires.is_some() && !two_pass) {
         return Err(EngineError::InvalidRequest(format!("compat {compat} does not run this mode yet; use compat diffusers")));
     }
@@ -417,16 +419,18 @@ fn a1111_hires(
     let second_steps = a1111_img2img_steps(second_settings.steps as usize, hires.strength, true);
     let second_walk = a1111_img2img_walk(schedule, sampler, &second_settings, second_steps)?;
     let calls = (first_walk.model_calls(), second_walk.model_calls());
-    let first_start = Start { decode: false, calls: Some((0, calls.0 + calls.1)), ..Start::default() };
+    // A picture upscaler works on the first pass's pictures.
+    let decode = !hires.upscaler.is_latent();
+    let first_start = Start { decode, calls: Some((0, calls.0 + calls.1)), ..Start::default() };
     let first = run_walk(model, &first_settings, schedule, first_walk, first_start, started, cancel, progress)?;
     let [batch, channels, h, w] = first.latent_shape;
     let (th, tw) = (second_settings.height as usize / 8, second_settings.width as usize / 8);
     let scaled = match imageops::resize_latents(hires.upscaler, &first.latents, [batch, channels, h, w], th, tw) {
         Some(scaled) => scaled,
         None => {
-            return Err(EngineError::InvalidRequest(
-                "compat a1111's hires fix upscales latents so far; use compat diffusers for lanczos".into(),
-            ))
+            let tiling = settings.vae_tiling.for_compat(settings.noise.compat);
+            let target = (second_settings.width, second_settings.height);
+            a1111_upscale::upscaled_latents(model, &first.images, target, tiling, cancel)?
         }
     };
     // A1111 counts prompt editing over denoiser calls (twice the steps for second-order samplers).

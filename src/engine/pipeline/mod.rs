@@ -21,6 +21,7 @@
 //! same seed gives the same image. Progress counts the UNet calls of all passes from 1.
 
 mod a1111_inpaint;
+mod a1111_upscale;
 mod area_weights;
 mod concat_conditioning;
 mod grey_fill;

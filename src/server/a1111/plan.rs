@@ -359,10 +359,9 @@ pub fn plan_txt2img(req: &Txt2ImgRequest, opts: &EffectiveOptions, mut random: i
     let choice = resolve_sampler(c.sampler_name.as_deref(), c.sampler_index.as_deref(), c.scheduler.as_deref());
     check_common(c, &choice, &mut errors);
     let hires = req.enable_hr.unwrap_or(false).then(|| plan_hires(req, &choice, &mut errors));
-    // A1111's own maths for the hires fix with a latent upscaler; a picture upscaler runs in the
-    // diffusers mode.
-    let latent_upscale = |h: &HiresRequest| h.upscaler.as_deref().and_then(Upscaler::parse).is_some_and(Upscaler::is_latent);
-    let compat = choose_compat(&choice, hires.as_ref().is_none_or(|(h, _, _)| latent_upscale(h)), "the hires fix", &mut errors);
+    // A1111's own maths for the hires fix with every upscaler the door takes (its latent modes,
+    // Lanczos and None).
+    let compat = choose_compat(&choice, true, "the hires fix", &mut errors);
     let mut base = base_request(c, opts, compat, &choice, &mut random, &mut errors);
     let (extra, denoising_strength) = match hires {
         Some((hires, extra, strength)) => {

@@ -54,13 +54,15 @@ fn batches_continue_a1111s_seed_numbering() {
     assert_eq!(plan.all_seeds(), vec![10, 11, 12, 13, 14, 15]);
     assert_eq!(plan.batch(2).seed, Some(14));
     assert_eq!(plan.request.randn_source.as_deref(), Some("GPU"));
-    // A hires fix with a latent upscaler runs in A1111's own mode, any sampler; with a picture
-    // upscaler it runs in the diffusers mode, which has no DPM++ SDE.
+    // The hires fix runs in A1111's own mode, any sampler, with a latent upscaler or Lanczos; an
+    // upscaler Easel does not have is named.
     let hires: Txt2ImgRequest = parse_body(&json!({"enable_hr": true, "sampler_name": "DPM++ SDE"})).unwrap();
     assert_eq!(plan_txt2img(&hires, &options(), || 0).unwrap().compat, Compat::A1111);
     let lanczos: Txt2ImgRequest = parse_body(&json!({"enable_hr": true, "hr_upscaler": "Lanczos", "sampler_name": "DPM++ SDE"})).unwrap();
-    let fields: Vec<String> = plan_txt2img(&lanczos, &options(), || 0).unwrap_err().into_iter().map(|e| e.field).collect();
-    assert_eq!(fields, ["sampler_name"]);
+    assert_eq!(plan_txt2img(&lanczos, &options(), || 0).unwrap().compat, Compat::A1111);
+    let esrgan: Txt2ImgRequest = parse_body(&json!({"enable_hr": true, "hr_upscaler": "R-ESRGAN 4x+"})).unwrap();
+    let fields: Vec<String> = plan_txt2img(&esrgan, &options(), || 0).unwrap_err().into_iter().map(|e| e.field).collect();
+    assert_eq!(fields, ["hr_upscaler"]);
 }
 
 #[test]

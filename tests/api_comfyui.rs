@@ -424,12 +424,13 @@ async fn two_pass_graphs_run_as_comfyuis_hires_fix() {
     let hires = &jobs["jobs"][0]["request"]["hires"];
     assert_eq!((&hires["seed"], &hires["steps"], &hires["strength"]), (&json!(141), &json!(4), &json!(0.5)), "{hires}");
 
-    // LatentUpscale (nearest-exact, ComfyUI's default) to 128x128, batch 2, the same seed and steps.
+    // LatentUpscale (nearest-exact, ComfyUI's default) to 128x128, batch 2, the same seed and steps
+    // (crop "center" cuts nothing at the same aspect).
     let case = fixture("comfyui_two_pass_latent_upscale_nearest_exact_dpmpp_2m_karras_s42_b2");
     let settings = case_settings(&case);
     let mut graph = txt2img_graph(&settings, 42, 2);
     graph["20"] = json!({"class_type": "LatentUpscale", "inputs": {"samples": ["3", 0], "upscale_method": "nearest-exact", "width": 128,
-        "height": 128, "crop": "disabled"}});
+        "height": 128, "crop": "center"}});
     graph["21"] = json!({"class_type": "KSampler", "inputs": {"seed": 42, "steps": 6, "cfg": 7.0, "sampler_name": "dpmpp_2m",
         "scheduler": "karras", "denoise": 0.6, "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["20", 0]}});
     graph["8"]["inputs"]["samples"] = json!(["21", 0]);
@@ -468,6 +469,10 @@ async fn two_pass_graphs_run_as_comfyuis_hires_fix() {
     let mut stretched = graph;
     stretched["20"]["inputs"]["width"] = json!(96);
     assert!(refused(&http, addr, &stretched).await["node_errors"]["20"].is_object());
+    // With crop "center" that other aspect would be cut: named as the crop.
+    stretched["20"]["inputs"]["crop"] = json!("center");
+    let refusal = refused(&http, addr, &stretched).await;
+    assert!(refusal["node_errors"]["20"]["errors"][0]["message"].as_str().is_some_and(|m| m.contains("crop")), "{refusal}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -654,10 +654,18 @@ impl SecondPass<'_> {
             (side(width), side(height))
         } else {
             let (w, h) = (int_of(self.upscale, "width"), int_of(self.upscale, "height"));
-            if w == 0 || h == 0 || text_of(self.upscale, "crop") != "disabled" {
-                return Err(refuse("a LatentUpscale to a width and height both set, without crop"));
-            }
             let side = |s: i128| (s.max(64) as u32) / 8 * 8;
+            // `crop: center` cuts nothing when the latents keep their aspect (common_upscale
+            // compares the two aspects of the latent sides).
+            let aspect = |w: u32, h: u32| f64::from(w / 8) / f64::from(h / 8);
+            let uncut = match text_of(self.upscale, "crop").as_str() {
+                "disabled" => true,
+                "center" => w > 0 && h > 0 && aspect(width, height) == aspect(side(w), side(h)),
+                _ => false,
+            };
+            if w == 0 || h == 0 || !uncut {
+                return Err(refuse("a LatentUpscale without both a width and a height, or with a crop that cuts (another aspect)"));
+            }
             (side(w), side(h))
         };
         let scale = f64::from(target_w) / f64::from(width);

@@ -301,6 +301,13 @@ async fn bad_requests_get_the_right_4xx_with_field_messages() {
         ),
         (json!({"prompt": "a", "compat": "comfyui", "sampler": "pndm"}), 422, "sampler"),
         (json!({"prompt": "a", "sampling_range": {"end_at_step": 4}}), 422, "sampling_range"),
+        (json!({"prompt": "a", "stages": [{"sampling_range": {"start_at_step": 4}}]}), 422, "stages"),
+        (json!({"prompt": "a", "stages": {"seed": 1}}), 422, "stages"),
+        (
+            json!({"prompt": "a", "compat": "comfyui", "steps": 8, "sampling_range": {"end_at_step": 4}, "stages": [{"sampling_range": {"start_at_step": 9}}]}),
+            422,
+            "stages[0].sampling_range.start_at_step",
+        ),
         (
             json!({"prompt": "a", "init_image": "up_1", "mask": "up_2", "compat": "comfyui", "masked_content": "latent noise"}),
             422,

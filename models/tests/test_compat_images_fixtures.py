@@ -114,8 +114,8 @@ def test_index_matches_the_case_list_and_the_sources():
     total = sum(p.stat().st_size for p in FIXTURES.rglob("*") if p.is_file())
     # 1.4 MB before A1111's four inpainting cases (77 kB with their index entries), 1.45 MB before the six cases of
     # the inpainting model (82 kB), 1.53 MB before the two antialiased hires cases, the bislerp one and A1111's
-    # Lanczos hires fix (200 kB)
-    assert total < 1_760_000
+    # Lanczos hires fix (200 kB), 1.73 MB before the two KSamplerAdvanced chains (45 kB)
+    assert total < 1_800_000
     assert sorted(p.name for p in FIXTURES.iterdir() if p.is_dir()) == sorted(NAMES)
 
 
@@ -128,7 +128,7 @@ def test_settings_are_a_request_in_easels_vocabulary(name):
     # ``combined_prompts`` for its ConditioningCombine, ``conditioning`` for its conditioning nodes; ``mask_blur``,
     # ``masked_content``, ``inpaint_area`` and ``inpaint_padding`` (only masked) for A1111's inpainting; ``model``
     # only for the cases of the tiny inpainting model.
-    optional = ("strength", "mask_blur", "sampling_range", "masked_content", "mask_grow", "inpaint_area",
+    optional = ("strength", "mask_blur", "sampling_range", "stages", "masked_content", "mask_grow", "inpaint_area",
                 "inpaint_padding", "hires", "batch_index", "combined_prompts", "conditioning", "model")
     assert list(s) == REQUEST_KEYS + [k for k in optional if k in s]
     assert s.get("model", "tiny-sd-inpaint") == "tiny-sd-inpaint"
@@ -290,6 +290,12 @@ def test_schedule_and_initial_scaling(name):
         want = karras(s["steps"], smin, smax)
         if s["compat"] == "comfyui" and s["sampler"] in DISCARD_PENULTIMATE:
             want = np.delete(karras(s["steps"] + 1, smin, smax), -2)
+        if "sampling_range" in s:  # KSamplerAdvanced's window of it (cut, zeroed unless leftover, started)
+            r = s["sampling_range"]
+            want = want[:min(s["steps"], r["end_at_step"]) + 1].copy()
+            if not r["return_with_leftover_noise"] and r["end_at_step"] < s["steps"]:
+                want[-1] = 0.0
+            want = want[r["start_at_step"]:]
         np.testing.assert_allclose(sig, want, rtol=1e-5, atol=1e-6)
     if s["compat"] == "a1111":  # KDiffusionSampler.sample: x = noise * sigmas[0]
         assert tool["x0_scale"] == np.float32(sig[0])

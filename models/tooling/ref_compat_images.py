@@ -247,6 +247,10 @@ class Settings:
     # ComfyUI's KSamplerAdvanced window, in Easel's request vocabulary (start_at_step, end_at_step, add_noise,
     # return_with_leftover_noise); None for a KSampler.
     sampling_range: dict | None = None
+    # ComfyUI's chain: more KSamplerAdvanced nodes after the first, each over the LATENT the one before returned,
+    # in Easel's request vocabulary ({"sampling_range", "seed", "steps", "cfg_scale", "sampler", "schedule"}; absent
+    # ones are the request's). Request key stages.
+    stages: tuple = ()
     # ComfyUI image-to-image: the size of the case's init.png when it differs from width x height; the
     # graph then scales it with ImageScale (lanczos, no crop) before VAEEncode. Not a request key.
     init_size: tuple[int, int] | None = None
@@ -315,6 +319,8 @@ class Settings:
             out["mask_blur"] = self.mask_blur
         if self.sampling_range is not None:
             out["sampling_range"] = dict(self.sampling_range)
+        if self.stages:
+            out["stages"] = [dict(stage) for stage in self.stages]
         if self.mask_grow is not None:
             out["masked_content"] = "grey"
             out["mask_grow"] = self.mask_grow
@@ -664,6 +670,21 @@ CASES = [
          "strength 0.5 from a new ImageRNG; Euler a, batch 2, CPU noise",
          Settings(seed=71, batch_size=2, compat="a1111", sampler="Euler a", schedule="Automatic", randn_source="cpu",
                   hires={"scale": 1.5, "strength": 0.5, "steps": 0, "upscaler": "lanczos"})),
+    Case("comfyui_chain_dpmpp_2m_then_euler_a_karras_s72", "ComfyUI's chain of two KSamplerAdvanced nodes: "
+         "dpmpp_2m / karras over steps 0-3 returning its leftover noise, then euler_ancestral / karras over steps "
+         "3-end of the same 6-step schedule, add_noise disabled, CFG 5 and its own seed 172 for the step noise",
+         Settings(seed=72, batch_size=1, compat="comfyui", sampler="dpmpp_2m", schedule="karras",
+                  sampling_range={"start_at_step": 0, "end_at_step": 3, "add_noise": True,
+                                  "return_with_leftover_noise": True},
+                  stages=({"sampling_range": {"start_at_step": 3, "add_noise": False}, "seed": 172, "cfg_scale": 5.0,
+                           "sampler": "euler_ancestral"},))),
+    Case("comfyui_chain_euler_then_renoised_euler_normal_s73_b2", "ComfyUI's chain, batch 2: euler / normal over "
+         "steps 0-4 to sigma 0, then a second KSamplerAdvanced that adds fresh noise from seed 173 and runs steps "
+         "2-8 of an 8-step schedule over those latents",
+         Settings(seed=73, batch_size=2, compat="comfyui", sampler="euler", schedule="normal",
+                  sampling_range={"start_at_step": 0, "end_at_step": 4, "add_noise": True,
+                                  "return_with_leftover_noise": False},
+                  stages=({"sampling_range": {"start_at_step": 2}, "seed": 173, "steps": 8},))),
 ]
 
 SCHEMA = {
@@ -1537,11 +1558,38 @@ class ComfyUI:
             out = c if out is None else nodes["ConditioningCombine"].combine(out, c)[0]
         return out
 
+    def run_chain(self, s: Settings) -> dict:
+        """A chain of KSamplerAdvanced nodes (nodes.py's common_ksampler each time): the first over the case's
+        latent, each later one over the LATENT the one before returned (process_latent_out of its samples, which
+        the next KSampler's inner_sample takes back in), with its own seed, steps, CFG, sampler, scheduler and
+        window. The record: the last stage's samples and images; the first stage's noise, sigmas and tool record,
+        with the later stages' under tool.chain."""
+        defaults = {"start_at_step": 0, "end_at_step": 10000, "add_noise": True, "return_with_leftover_noise": False}
+        first = self.run(replace(s, stages=()))
+        out, stages_tools = first, []
+        for stage in s.stages:
+            latent = (out["samples"] / 0.18215).float()
+            nxt = replace(s, stages=(), seed=stage.get("seed", s.seed), steps=stage.get("steps", s.steps),
+                          cfg_scale=stage.get("cfg_scale", s.cfg_scale), sampler=stage.get("sampler", s.sampler),
+                          schedule=stage.get("schedule", s.schedule), strength=None,
+                          sampling_range={**defaults, **stage["sampling_range"]})
+            out = self.run(nxt, start_latent=latent)
+            stages_tools.append(out["tool"])
+        later = [{k: t[k] for k in ("unet_calls", "step_noise_draws", "noise_sampler_seed", "max_denoise", "x0_scale")}
+                 for t in stages_tools]
+        tool = {**first["tool"], "chain": {"later_stages": later, "last_stage_sigmas": [float(v) for v in out["sigmas"]],
+                                           "handed_on": "LATENT = samples / 0.18215 (process_latent_out), taken "
+                                                        "back in * 0.18215 by the next KSampler"}}
+        return {**out, "noise": first["noise"], "sigmas": first["sigmas"], "tool": tool}
+
     def run(self, s: Settings, start_latent=None) -> dict:
         import torch
 
         if s.hires is not None:
             return self.run_two_passes(s)
+        if s.stages:
+            return self.run_chain(s)
+        handed_on = start_latent is not None  # a LATENT from another KSampler
         # the case's model: its UNet, and BaseModel.set_inpaint for the inpainting one (comfy.model_base's
         # inpaint_model() check on the UNet's 9 input channels)
         self.unet = self.unets[s.model]
@@ -1731,7 +1779,7 @@ class ComfyUI:
         max_denoise = sampler.max_denoise(guider, seen["sigmas"])
         # The start: noise scaled to sigmas[0], plus the (model-space) latent for image-to-image.
         start_latent = patcher.model.process_latent_in(latent_image.to(torch.float32))
-        scale = (kd._x0_scale(seen["x0"] - start_latent, noise) if s.strength is None and bool(noise.any())
+        scale = (kd._x0_scale(seen["x0"] - start_latent, noise) if s.strength is None and bool(noise.any()) and not handed_on
                  else float(seen["sigmas"][0]))
         if s.strength is not None and max_denoise:  # a full-strength start: noise * sqrt(1 + sigma0^2) + latent
             scale = float(torch.sqrt(1.0 + seen["sigmas"][0] ** 2.0))

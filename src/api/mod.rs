@@ -33,6 +33,7 @@ pub mod pull;
 pub mod request;
 pub mod sampler;
 pub mod sampling_range;
+pub mod stages;
 pub mod vae_tiling;
 
 pub use compat::{Compat, NoiseSettings, RandnSource};
@@ -46,4 +47,5 @@ pub use pull::{FileState, PullFile, PullState, PullStatus};
 pub use request::{FieldError, GenerateRequest, GenerationSettings};
 pub use sampler::{Sampler, Schedule, A1111_UNIPC_ORDER};
 pub use sampling_range::{SamplingRange, SamplingRangeRequest};
+pub use stages::{Stage, StageRequest};
 pub use vae_tiling::VaeTiling;

@@ -15,6 +15,7 @@ use super::networks::{extra_network_tags, LoraRef, MAX_LORAS, MODEL_OWN_VAE};
 use super::prompt::{default_clip_skip, recorded_prompt_syntax, PromptSyntax, MAX_CLIP_SKIP};
 use super::sampler::{Sampler, Schedule};
 use super::sampling_range::{SamplingRange, SamplingRangeRequest};
+use super::stages::{Stage, StageDefaults, StageRequest, MAX_STAGES};
 use super::vae_tiling::{recorded_vae_tiling, VaeTiling};
 
 pub const DEFAULT_STEPS: u32 = 20;
@@ -138,6 +139,11 @@ pub struct GenerateRequest {
     /// without fresh noise, keeping the leftover noise or not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sampling_range: Option<SamplingRangeRequest>,
+    /// The later `KSamplerAdvanced` nodes of a ComfyUI chain (compat comfyui, after
+    /// `sampling_range`): each runs over the latents the one before left, with its own window and
+    /// (default: the request's) seed, steps, CFG, sampler and schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stages: Option<Vec<StageRequest>>,
     /// A [`MaskedContent`] name: what the masked part of the init image holds when it is encoded
     /// [default: original; grey is ComfyUI's `VAEEncodeForInpaint`, compat comfyui; fill,
     /// latent_noise and latent_nothing are A1111's, compat a1111].
@@ -235,6 +241,9 @@ pub struct GenerationSettings {
     /// the whole run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sampling_range: Option<SamplingRange>,
+    /// The later samplers of a ComfyUI `KSamplerAdvanced` chain (see [`GenerateRequest::stages`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<Stage>,
     /// What the masked part of the init image held when it was encoded.
     #[serde(default, skip_serializing_if = "MaskedContent::is_original")]
     pub masked_content: MaskedContent,
@@ -601,6 +610,8 @@ impl GenerateRequest {
             }
             range.resolve(steps, &mut errors)
         });
+        let seed = self.seed.unwrap_or_else(&random_seed);
+        let stages = self.resolve_stages(compat, seed, steps, cfg_scale, sampler.zip(schedule), &mut errors);
         let prompt_syntax = match self.prompt_syntax.as_deref() {
             None => Some(PromptSyntax::DEFAULT),
             Some(name) => PromptSyntax::parse(name).or_else(|| {
@@ -683,7 +694,7 @@ impl GenerateRequest {
         Ok(GenerationSettings {
             prompt: self.prompt.clone(),
             negative_prompt,
-            seed: self.seed.unwrap_or_else(&random_seed),
+            seed,
             steps,
             cfg_scale,
             width,
@@ -706,6 +717,7 @@ impl GenerateRequest {
             png_text,
             vae_tiling,
             sampling_range,
+            stages,
             masked_content: images.masked_content,
             mask_grow: images.mask_grow,
             inpaint_area: images.inpaint_area,
@@ -714,6 +726,38 @@ impl GenerateRequest {
             combined_prompts,
             conditioning: self.conditioning.clone(),
         })
+    }
+
+    /// The chain's later stages (compat comfyui, after the request's own `sampling_range`, over
+    /// latents without a noise mask), each filled from the request's resolved values.
+    fn resolve_stages(
+        &self,
+        compat: super::Compat,
+        seed: u64,
+        steps: u32,
+        cfg_scale: f32,
+        sampling: Option<(Sampler, Schedule)>,
+        errors: &mut Vec<FieldError>,
+    ) -> Vec<Stage> {
+        let Some(list) = self.stages.as_ref().filter(|l| !l.is_empty()) else { return Vec::new() };
+        let refusal = if compat != super::Compat::ComfyUi {
+            Some(format!("stages are ComfyUI's KSamplerAdvanced chain and run in compat comfyui only, not {compat}"))
+        } else if self.sampling_range.is_none() {
+            Some("stages follow the request's own KSamplerAdvanced: send sampling_range too".to_string())
+        } else if self.mask.is_some() {
+            Some("stages run over latents without a noise mask; drop the mask or the stages".to_string())
+        } else if list.len() > MAX_STAGES {
+            Some(format!("{} stages; at most {MAX_STAGES}", list.len()))
+        } else {
+            None
+        };
+        if let Some(message) = refusal {
+            errors.push(FieldError::new("stages", message));
+            return Vec::new();
+        }
+        let Some((sampler, schedule)) = sampling else { return Vec::new() };
+        let defaults = StageDefaults { seed, steps, cfg_scale, sampler, schedule, max_steps: MAX_STEPS, max_cfg_scale: MAX_CFG_SCALE };
+        list.iter().enumerate().filter_map(|(i, stage)| stage.resolve(i, &defaults, errors)).collect()
     }
 
     /// Fills an absent width or height from an init image of `width` x `height` pixels, rounded
@@ -730,7 +774,7 @@ impl GenerateRequest {
 }
 
 /// Field names a request body may contain.
-pub const REQUEST_FIELDS: [&str; 38] = [
+pub const REQUEST_FIELDS: [&str; 39] = [
     "prompt",
     "negative_prompt",
     "seed",
@@ -762,6 +806,7 @@ pub const REQUEST_FIELDS: [&str; 38] = [
     "png_text",
     "vae_tiling",
     "sampling_range",
+    "stages",
     "masked_content",
     "mask_grow",
     "inpaint_area",
@@ -850,6 +895,12 @@ impl GenerateRequest {
             r#"{"start_at_step": 0, "end_at_step": 12, "return_with_leftover_noise": true}"#,
             &mut errors,
         );
+        let stages = array_field::<StageRequest>(
+            present("stages"),
+            "stages",
+            r#"[{"sampling_range": {"start_at_step": 12, "add_noise": false}}]"#,
+            &mut errors,
+        );
         let hires = object_field::<HiresRequest>(
             present("hires"),
             "hires",
@@ -921,6 +972,7 @@ impl GenerateRequest {
             png_text,
             vae_tiling,
             sampling_range,
+            stages,
             masked_content,
             mask_grow,
             inpaint_area,
@@ -945,6 +997,23 @@ fn object_field<T: serde::de::DeserializeOwned>(
         return None;
     }
     serde_json::from_value::<T>(v.clone())
+        .map_err(|e| errors.push(FieldError::new(name, format!("{name}: {e}; for example {example}"))))
+        .ok()
+}
+
+/// Reads an optional JSON array field of `T`s, or records why it cannot.
+fn array_field<T: serde::de::DeserializeOwned>(
+    value: Option<&serde_json::Value>,
+    name: &str,
+    example: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<Vec<T>> {
+    let v = value?;
+    if !v.is_array() {
+        errors.push(FieldError::new(name, format!("{name} must be a list such as {example}, got {v}")));
+        return None;
+    }
+    serde_json::from_value::<Vec<T>>(v.clone())
         .map_err(|e| errors.push(FieldError::new(name, format!("{name}: {e}; for example {example}"))))
         .ok()
 }

@@ -1099,6 +1099,7 @@ mod tests {
             png_text: Default::default(),
             vae_tiling: Default::default(),
             sampling_range: None,
+            stages: Vec::new(),
             masked_content: Default::default(),
             mask_grow: 0,
             inpaint_area: Default::default(),

@@ -329,6 +329,7 @@ pub fn run(args: &GenerateArgs, settings: &crate::config::Settings) -> Result<()
         png_text: None,
         vae_tiling: args.vae_tiling.clone(),
         sampling_range: None,
+        stages: None,
         masked_content: args.masked_content.clone(),
         mask_grow: args.mask_grow,
         inpaint_area: args.inpaint_area.clone(),

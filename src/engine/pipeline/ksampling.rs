@@ -310,7 +310,62 @@ pub fn generate(
         (true, None) => return Err(EngineError::InvalidRequest("the request names a mask but none was given".into())),
     };
     let start = Start { init: init.as_ref(), mask, a1111: prepared.as_ref(), ..Start::default() };
+    if !settings.stages.is_empty() {
+        return comfyui_chain(model, settings, &schedule, walk, start, started, cancel, progress);
+    }
     run_walk(model, settings, &schedule, walk, start, started, cancel, progress).map(|o| Output { mask_unused, ..o })
+}
+
+/// ComfyUI's chain of `KSamplerAdvanced` nodes: the request's own window, then each stage over
+/// the LATENT the one before returned (its samples over the VAE scale, times the scale again as
+/// the next KSampler takes them in), with the stage's own seed, steps, CFG, sampler, schedule
+/// and window, the same model and prompts; only the last stage is decoded.
+#[allow(clippy::too_many_arguments)]
+fn comfyui_chain(
+    model: &mut SdModel,
+    settings: &GenerationSettings,
+    schedule: &DiscreteSchedule,
+    first_walk: Walk,
+    first_start: Start<'_>,
+    started: Instant,
+    cancel: &CancelToken,
+    progress: &mut dyn FnMut(&StepProgress<'_>),
+) -> Result<Output, EngineError> {
+    let mut stages = Vec::with_capacity(settings.stages.len());
+    for stage in &settings.stages {
+        let sampler = KSampler::for_sampler(stage.sampler)
+            .ok_or_else(|| EngineError::InvalidRequest(format!("sampler {} does not run in compat comfyui", stage.sampler)))?;
+        let sigmas = schedules::sigmas(schedule, sampler, stage.schedule, stage.steps as usize).map_err(EngineError::InvalidRequest)?;
+        let stage_settings = GenerationSettings {
+            seed: stage.seed,
+            steps: stage.steps,
+            cfg_scale: stage.cfg_scale,
+            sampler: stage.sampler,
+            schedule: stage.schedule,
+            sampling_range: Some(stage.sampling_range),
+            stages: Vec::new(),
+            init_image: None,
+            strength: None,
+            ..settings.clone()
+        };
+        stages.push((stage_settings, Walk::Sigmas { sampler, sigmas: comfyui_window(sigmas, &stage.sampling_range)?, tree: None }));
+    }
+    let total = first_walk.model_calls() + stages.iter().map(|(_, walk)| walk.model_calls()).sum::<usize>();
+    let mut done = first_walk.model_calls();
+    let first_settings = GenerationSettings { stages: Vec::new(), ..settings.clone() };
+    let first_start = Start { decode: false, calls: Some((0, total)), ..first_start };
+    let mut out = run_walk(model, &first_settings, schedule, first_walk, first_start, started, cancel, progress)?;
+    let scale = model.vae_facts.scaling_factor;
+    let last = stages.len() - 1;
+    for (i, (stage_settings, walk)) in stages.into_iter().enumerate() {
+        let calls = walk.model_calls();
+        let latent = out.latents.iter().map(|v| v / scale * scale).collect();
+        let start = Start { latent: Some(latent), decode: i == last, calls: Some((done, total)), ..Start::default() };
+        let next = run_walk(model, &stage_settings, schedule, walk, start, started, cancel, progress)?;
+        out = joined_passes(out, next, started);
+        done += calls;
+    }
+    Ok(out)
 }
 
 /// ComfyUI's KSampler sigmas at `denoise`: below 1, the schedule of int(steps / denoise) steps,

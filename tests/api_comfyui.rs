@@ -241,6 +241,32 @@ async fn a_ksampler_advanced_graph_runs_its_window_as_comfyui_does() {
     graph["3"]["inputs"]["start_at_step"] = json!(6);
     let refusal = refused(&http, addr, &graph).await;
     assert!(refusal.to_string().contains("start_at_step"), "{refusal}");
+
+    // A chain: dpmpp_2m over steps 0-3 keeping its leftover noise, then euler_ancestral over the
+    // rest without fresh noise, CFG 5, its own seed: one job, ComfyUI's picture.
+    let case = fixture("comfyui_chain_dpmpp_2m_then_euler_a_karras_s72");
+    let settings = case_settings(&case);
+    let mut chain = txt2img_graph(&settings, 0, 1);
+    chain["3"] = json!({"class_type": "KSamplerAdvanced", "inputs": {"add_noise": "enable", "noise_seed": 72, "steps": 6, "cfg": 7.0,
+        "sampler_name": "dpmpp_2m", "scheduler": "karras", "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0],
+        "latent_image": ["5", 0], "start_at_step": 0, "end_at_step": 3, "return_with_leftover_noise": "enable"}});
+    chain["21"] = json!({"class_type": "KSamplerAdvanced", "inputs": {"add_noise": "disable", "noise_seed": 172, "steps": 6, "cfg": 5.0,
+        "sampler_name": "euler_ancestral", "scheduler": "karras", "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0],
+        "latent_image": ["3", 0], "start_at_step": 3, "end_at_step": 10000, "return_with_leftover_noise": "disable"}});
+    chain["8"]["inputs"]["samples"] = json!(["21", 0]);
+    let entry = run_graph(&http, addr, &chain).await;
+    assert_outputs_are_the_case(&http, addr, &entry, "9", &case).await;
+    let jobs: Value = http.get(server.url("/api/v1/generate?limit=1")).send().await.unwrap().json().await.unwrap();
+    let stage = &jobs["jobs"][0]["request"]["stages"][0];
+    assert_eq!(
+        (&stage["seed"], &stage["sampler"], &stage["sampling_range"]["start_at_step"]),
+        (&json!(172), &json!("euler_a"), &json!(3)),
+        "{stage}"
+    );
+    // A stage with other prompts than the first sampler's is named.
+    chain["21"]["inputs"]["positive"] = json!(["7", 0]);
+    let refusal = refused(&http, addr, &chain).await;
+    assert!(refusal["node_errors"]["21"].is_object(), "{refusal}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -161,6 +161,23 @@ pub fn comfy_prompt(settings: &GenerationSettings, model_name: &str) -> Option<V
         ),
     }
     let mut samples = json!(["3", 0]);
+    // A KSamplerAdvanced chain: each stage over the LATENT of the one before.
+    for (i, stage) in settings.stages.iter().enumerate() {
+        let own = GenerationSettings { sampler: stage.sampler, schedule: stage.schedule, ..settings.clone() };
+        let (sampler, scheduler) = (stage.sampler.comfyui_name()?, super::infotext::effective_schedule(&own).comfyui_name()?);
+        let range = &stage.sampling_range;
+        let id = (40 + i).to_string();
+        add(
+            &id,
+            "KSamplerAdvanced",
+            json!({"add_noise": enable(range.add_noise), "noise_seed": stage.seed, "steps": stage.steps,
+                   "cfg": stage.cfg_scale, "sampler_name": sampler, "scheduler": scheduler, "model": model,
+                   "positive": positive, "negative": negative, "latent_image": samples,
+                   "start_at_step": range.start_at_step, "end_at_step": range.end_at_step,
+                   "return_with_leftover_noise": enable(range.return_with_leftover_noise)}),
+        );
+        samples = json!([id, 0]);
+    }
     if let Some(h) = settings.hires.filter(|_| comfy_hires) {
         let (width, height) = h.target_size(settings.width, settings.height);
         let method = h.upscaler.comfyui_method().unwrap_or("bilinear");
@@ -281,6 +298,22 @@ mod tests {
         let compiled = graph::compile(&graph::parse(&g).unwrap(), &specs).unwrap();
         let again = compiled.outputs[0].request.resolve(|| 0).unwrap();
         assert_eq!((again.sampling_range, again.seed, again.steps), (s.sampling_range, s.seed, s.steps));
+    }
+
+    #[test]
+    fn a_chain_is_written_as_ksampler_advanced_nodes_and_reads_back() {
+        use crate::api::comfy::{graph, nodes};
+        let s = settings(json!({"prompt": "x", "width": 64, "height": 64, "steps": 6, "compat": "comfyui", "sampler": "euler",
+                                "sampling_range": {"end_at_step": 3, "return_with_leftover_noise": true},
+                                "stages": [{"sampling_range": {"start_at_step": 3, "add_noise": false}, "seed": 9, "cfg_scale": 5.0,
+                                            "sampler": "euler_a", "schedule": "karras"}]}));
+        let g = comfy_prompt(&s, "m").unwrap();
+        assert_eq!((&g["40"]["class_type"], &g["40"]["inputs"]["latent_image"]), (&json!("KSamplerAdvanced"), &json!(["3", 0])));
+        assert_eq!((&g["40"]["inputs"]["sampler_name"], &g["8"]["inputs"]["samples"]), (&json!("euler_ancestral"), &json!(["40", 0])));
+        let specs = nodes::specs(&nodes::Lists { checkpoints: vec!["m".into()], ..Default::default() });
+        let compiled = graph::compile(&graph::parse(&g).unwrap(), &specs).unwrap();
+        let again = compiled.outputs[0].request.resolve(|| 0).unwrap();
+        assert_eq!((again.stages, again.sampling_range), (s.stages, s.sampling_range));
     }
 
     #[test]

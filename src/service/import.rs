@@ -173,6 +173,19 @@ fn from_comfy(json: &Value, lists: &nodes::Lists) -> Result<ImportedSettings, Ve
         }
         errors
     })?;
+    // What the graph says that the form has no field for.
+    let form_lacks = [
+        ("a KSamplerAdvanced window", settings.sampling_range.is_some()),
+        ("a KSamplerAdvanced chain", !settings.stages.is_empty()),
+        ("combined prompts", !settings.combined_prompts.is_empty()),
+        ("conditioning nodes", settings.conditioning.is_some()),
+        ("a LatentFromBatch", settings.batch_index.is_some()),
+    ];
+    for (what, present) in form_lacks {
+        if present {
+            notes.push(format!("the graph has {what}, which the form has no field for; send the graph to the ComfyUI API to run it whole"));
+        }
+    }
     Ok(ImportedSettings { source: ImportSource::ComfyUi, settings, notes })
 }
 

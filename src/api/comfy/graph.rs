@@ -14,7 +14,8 @@ use serde_json::{json, Map, Value};
 
 use super::nodes::{sampler_named, scheduler_named, InputKind, NodeSpec};
 use crate::api::conditioning::{Area, Conditioning, ConditioningEntry, TextExpr, MAX_CONDITIONING_ENTRIES, MAX_CONDITIONING_TEXTS};
-use crate::api::{GenerateRequest, Hires, HiresRequest, LoraRef, SamplingRangeRequest, Upscaler};
+use crate::api::stages::MAX_STAGES;
+use crate::api::{GenerateRequest, Hires, HiresRequest, LoraRef, SamplingRangeRequest, StageRequest, Upscaler};
 
 /// Most nodes in a graph (ComfyUI's large shared workflows have a few hundred).
 pub const MAX_NODES: usize = 5_000;
@@ -791,6 +792,40 @@ fn compile_output(nodes: &BTreeMap<String, Node>, output: &str) -> Result<Output
     if let Some(pass) = &second_pass {
         (sampler_id, sampler) = (pass.first_id.clone(), &nodes[&pass.first_id]);
     }
+    // ComfyUI's KSamplerAdvanced chain: each later node over the LATENT of the one before.
+    let mut later: Vec<(String, &Node)> = Vec::new();
+    while second_pass.is_none() {
+        let (before_id, before, _) = source(nodes, sampler, "latent_image");
+        if !matches!(before.class.as_str(), "KSampler" | "KSamplerAdvanced") {
+            break;
+        }
+        if sampler.class != "KSamplerAdvanced" || before.class != "KSamplerAdvanced" {
+            return Err(unsupported(
+                &sampler_id,
+                &sampler.class,
+                "a sampler over another sampler's latents, but in a KSamplerAdvanced chain",
+            ));
+        }
+        for input in ["model", "positive", "negative"] {
+            if node_input_link(before, input) != node_input_link(sampler, input) {
+                return Err(unsupported(
+                    &sampler_id,
+                    &sampler.class,
+                    &format!("a chain stage with another {input} than the first sampler's"),
+                ));
+            }
+        }
+        if later.len() == MAX_STAGES {
+            return Err(unsupported(
+                &sampler_id,
+                &sampler.class,
+                &format!("a chain of more than {} KSamplerAdvanced nodes", MAX_STAGES + 1),
+            ));
+        }
+        later.push((sampler_id, sampler));
+        (sampler_id, sampler) = (before_id, before);
+    }
+    later.reverse();
     let advanced = sampler.class == "KSamplerAdvanced";
     if sampler.class != "KSampler" && !advanced {
         return Err(unsupported(&sampler_id, &sampler.class, "a VAEDecode of latents that are not a KSampler's"));
@@ -968,17 +1003,27 @@ fn compile_output(nodes: &BTreeMap<String, Node>, output: &str) -> Result<Output
     request.seed = u64::try_from(int_of(sampler, if advanced { "noise_seed" } else { "seed" })).ok();
     request.steps = u32::try_from(int_of(sampler, "steps")).ok();
     if advanced {
-        let range = SamplingRangeRequest {
-            start_at_step: u32::try_from(int_of(sampler, "start_at_step")).ok(),
-            end_at_step: u32::try_from(int_of(sampler, "end_at_step")).ok(),
-            add_noise: Some(text_of(sampler, "add_noise") == "enable"),
-            return_with_leftover_noise: Some(text_of(sampler, "return_with_leftover_noise") == "enable"),
-        };
-        // The node at its defaults is a KSampler.
+        let range = window_of(sampler);
+        // The node at its defaults is a KSampler (unless a chain follows it).
         let whole = range.start_at_step == Some(0)
             && range.add_noise == Some(true)
             && range.end_at_step.zip(request.steps).is_some_and(|(end, steps)| end >= steps);
-        request.sampling_range = (!whole).then_some(range);
+        request.sampling_range = (!whole || !later.is_empty()).then_some(range);
+    }
+    if !later.is_empty() {
+        request.stages = Some(
+            later
+                .iter()
+                .map(|(_, node)| StageRequest {
+                    sampling_range: window_of(node),
+                    seed: u64::try_from(int_of(node, "noise_seed")).ok(),
+                    steps: u32::try_from(int_of(node, "steps")).ok(),
+                    cfg_scale: Some(float_of(node, "cfg") as f32),
+                    sampler: Some(easel_sampler_name(&text_of(node, "sampler_name"))),
+                    schedule: Some(easel_schedule_name(&text_of(node, "scheduler"))),
+                })
+                .collect(),
+        );
     }
     if let Some(pass) = &second_pass {
         if request.width.zip(request.height).is_none() {
@@ -991,8 +1036,8 @@ fn compile_output(nodes: &BTreeMap<String, Node>, output: &str) -> Result<Output
         request.hires = Some(pass.hires(request.width.unwrap_or(0), request.height.unwrap_or(0), request.seed, request.steps)?);
     }
     request.cfg_scale = Some(float_of(sampler, "cfg") as f32);
-    request.sampler = sampler_named(&sampler_name).map(|s| s.name().to_string()).or(Some(sampler_name));
-    request.schedule = scheduler_named(&scheduler).map(|s| s.name().to_string()).or(Some(scheduler));
+    request.sampler = Some(easel_sampler_name(&sampler_name));
+    request.schedule = Some(easel_schedule_name(&scheduler));
     request.model = Some(checkpoint);
     request.loras = (!loras.is_empty()).then_some(loras);
     request.vae = vae;
@@ -1015,11 +1060,33 @@ fn compile_output(nodes: &BTreeMap<String, Node>, output: &str) -> Result<Output
     order.extend(walk.ops);
     order.extend(chain);
     order.push(sampler_id.clone());
+    order.extend(later.iter().map(|(id, _)| id.clone()));
     if let Some(pass) = &second_pass {
         order.extend([pass.upscale_id.clone(), pass.second_id.clone()]);
     }
     order.extend([decode_id, output.to_string()]);
     Ok(Output { node: output.to_string(), request, derived, chain: order, sampler_node: sampler_id })
+}
+
+/// A KSamplerAdvanced node's window in the request's words.
+fn window_of(node: &Node) -> SamplingRangeRequest {
+    SamplingRangeRequest {
+        start_at_step: u32::try_from(int_of(node, "start_at_step")).ok(),
+        end_at_step: u32::try_from(int_of(node, "end_at_step")).ok(),
+        add_noise: Some(text_of(node, "add_noise") == "enable"),
+        return_with_leftover_noise: Some(text_of(node, "return_with_leftover_noise") == "enable"),
+    }
+}
+
+/// Easel's name for a ComfyUI sampler name (the name itself when Easel has none: the request
+/// then refuses it by name).
+fn easel_sampler_name(name: &str) -> String {
+    sampler_named(name).map_or_else(|| name.to_string(), |s| s.name().to_string())
+}
+
+/// Easel's name for a ComfyUI scheduler name (as [`easel_sampler_name`]).
+fn easel_schedule_name(name: &str) -> String {
+    scheduler_named(name).map_or_else(|| name.to_string(), |s| s.name().to_string())
 }
 
 /// Validates the graph and translates every valid output; refuses it when nothing can run.

@@ -7,11 +7,13 @@
 //! its 8-bit pixels (truncated). Image-to-image runs too, over the VAE encoder's latents (the
 //! posterior's mean): A1111's (the last `int(strength · steps) + 1` sigmas of the schedule, or
 //! `sample_img2img`'s timesteps) and ComfyUI's (a KSampler at denoise below 1: the tail of a
-//! longer schedule; a KSamplerAdvanced window; a latent noise mask, `KSamplerX0Inpaint`).
-//! A1111's inpainting ([`super::a1111_inpaint`] prepares the picture, mask and overlay; here the
-//! latents are blended with the init latents after every call, before every call for its
-//! timestep samplers, and once more at the end). Outpainting and the picture-space hires fix run
-//! in the diffusers mode only so far.
+//! longer schedule; a KSamplerAdvanced window, and a chain of them; a latent noise mask,
+//! `KSamplerX0Inpaint`). A1111's inpainting ([`super::a1111_inpaint`] prepares the picture, mask
+//! and overlay; here the latents are blended with the init latents after every call, before every
+//! call for its timestep samplers, and once more at the end). An inpainting (9-channel) model gets
+//! the tool's mask and masked-picture channels ([`super::concat_conditioning`]). The hires fix:
+//! ComfyUI's two-pass graph, A1111's `sample_hr_pass` (a latent upscaler, or its Lanczos picture
+//! upscaler, [`super::a1111_upscale`]). Outpainting runs in the diffusers mode only so far.
 
 use std::time::Instant;
 

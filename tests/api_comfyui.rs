@@ -263,9 +263,30 @@ async fn a_ksampler_advanced_graph_runs_its_window_as_comfyui_does() {
         (&json!(172), &json!("euler_a"), &json!(3)),
         "{stage}"
     );
-    // A stage with other prompts than the first sampler's is named.
-    chain["21"]["inputs"]["positive"] = json!(["7", 0]);
-    let refusal = refused(&http, addr, &chain).await;
+    // A prompt switch: the second sampler with its own positive CLIPTextEncode.
+    let case = fixture("comfyui_chain_prompt_switch_euler_normal_s74");
+    let settings = case_settings(&case);
+    let stage = &settings["stages"][0];
+    let mut switch = chain.clone();
+    switch["3"]["inputs"].as_object_mut().unwrap().extend(
+        json!({"noise_seed": 74, "cfg": 7.0, "sampler_name": "euler", "scheduler": "normal", "end_at_step": 3})
+            .as_object()
+            .unwrap()
+            .clone(),
+    );
+    switch["21"]["inputs"].as_object_mut().unwrap().extend(
+        json!({"noise_seed": 74, "cfg": 7.0, "sampler_name": "euler", "scheduler": "normal", "positive": ["22", 0]})
+            .as_object()
+            .unwrap()
+            .clone(),
+    );
+    switch["22"] = json!({"class_type": "CLIPTextEncode", "inputs": {"text": stage["prompt"], "clip": ["4", 1]}});
+    let entry = run_graph(&http, addr, &switch).await;
+    assert_outputs_are_the_case(&http, addr, &entry, "9", &case).await;
+    // A stage's side built from more than one prompt is named.
+    switch["23"] = json!({"class_type": "ConditioningCombine", "inputs": {"conditioning_1": ["22", 0], "conditioning_2": ["6", 0]}});
+    switch["21"]["inputs"]["positive"] = json!(["23", 0]);
+    let refusal = refused(&http, addr, &switch).await;
     assert!(refusal["node_errors"]["21"].is_object(), "{refusal}");
 }
 

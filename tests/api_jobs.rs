@@ -304,6 +304,12 @@ async fn bad_requests_get_the_right_4xx_with_field_messages() {
         (json!({"prompt": "a", "stages": [{"sampling_range": {"start_at_step": 4}}]}), 422, "stages"),
         (json!({"prompt": "a", "stages": {"seed": 1}}), 422, "stages"),
         (
+            json!({"prompt": "a", "compat": "comfyui", "prompt_syntax": "comfyui", "combined_prompts": ["b"], "sampling_range": {"end_at_step": 4},
+                   "stages": [{"sampling_range": {"start_at_step": 4}, "prompt": "c"}]}),
+            422,
+            "stages[0].prompt",
+        ),
+        (
             json!({"prompt": "a", "compat": "comfyui", "steps": 8, "sampling_range": {"end_at_step": 4}, "stages": [{"sampling_range": {"start_at_step": 9}}]}),
             422,
             "stages[0].sampling_range.start_at_step",

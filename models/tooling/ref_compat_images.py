@@ -248,8 +248,9 @@ class Settings:
     # return_with_leftover_noise); None for a KSampler.
     sampling_range: dict | None = None
     # ComfyUI's chain: more KSamplerAdvanced nodes after the first, each over the LATENT the one before returned,
-    # in Easel's request vocabulary ({"sampling_range", "seed", "steps", "cfg_scale", "sampler", "schedule"}; absent
-    # ones are the request's). Request key stages.
+    # in Easel's request vocabulary ({"sampling_range", "seed", "steps", "cfg_scale", "sampler", "schedule", "prompt",
+    # "negative_prompt"}; absent ones are the request's; a stage's prompts are its own CLIPTextEncode nodes). Request
+    # key stages.
     stages: tuple = ()
     # ComfyUI image-to-image: the size of the case's init.png when it differs from width x height; the
     # graph then scales it with ImageScale (lanczos, no crop) before VAEEncode. Not a request key.
@@ -685,6 +686,14 @@ CASES = [
                   sampling_range={"start_at_step": 0, "end_at_step": 4, "add_noise": True,
                                   "return_with_leftover_noise": False},
                   stages=({"sampling_range": {"start_at_step": 2}, "seed": 173, "steps": 8},))),
+    Case("comfyui_chain_prompt_switch_euler_normal_s74", "ComfyUI's chain as a prompt switch: euler / normal over "
+         "steps 0-3 of 6 with the leftover noise, then steps 3-end with another positive prompt (its own "
+         "CLIPTextEncode) and the same negative, no fresh noise",
+         Settings(seed=74, batch_size=1, compat="comfyui", sampler="euler", schedule="normal",
+                  sampling_range={"start_at_step": 0, "end_at_step": 3, "add_noise": True,
+                                  "return_with_leftover_noise": True},
+                  stages=({"sampling_range": {"start_at_step": 3, "add_noise": False},
+                           "prompt": "a lighthouse on a cliff at night, (oil painting:1.1)"},))),
 ]
 
 SCHEMA = {
@@ -1572,6 +1581,7 @@ class ComfyUI:
             nxt = replace(s, stages=(), seed=stage.get("seed", s.seed), steps=stage.get("steps", s.steps),
                           cfg_scale=stage.get("cfg_scale", s.cfg_scale), sampler=stage.get("sampler", s.sampler),
                           schedule=stage.get("schedule", s.schedule), strength=None,
+                          prompt=stage.get("prompt", s.prompt), negative_prompt=stage.get("negative_prompt", s.negative_prompt),
                           sampling_range={**defaults, **stage["sampling_range"]})
             out = self.run(nxt, start_latent=latent)
             stages_tools.append(out["tool"])

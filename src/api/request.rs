@@ -756,7 +756,17 @@ impl GenerateRequest {
             return Vec::new();
         }
         let Some((sampler, schedule)) = sampling else { return Vec::new() };
-        let defaults = StageDefaults { seed, steps, cfg_scale, sampler, schedule, max_steps: MAX_STEPS, max_cfg_scale: MAX_CFG_SCALE };
+        let defaults = StageDefaults {
+            seed,
+            steps,
+            cfg_scale,
+            sampler,
+            schedule,
+            max_steps: MAX_STEPS,
+            max_cfg_scale: MAX_CFG_SCALE,
+            max_prompt_chars: MAX_PROMPT_CHARS,
+            plain_prompts: self.combined_prompts.as_ref().is_none_or(Vec::is_empty) && self.conditioning.is_none(),
+        };
         list.iter().enumerate().filter_map(|(i, stage)| stage.resolve(i, &defaults, errors)).collect()
     }
 

@@ -1,8 +1,8 @@
 //! Owns the later samplers of a ComfyUI `KSamplerAdvanced` chain as a request names them
 //! (`stages`): after the request's own window (`sampling_range`), each stage runs over the
 //! latents the one before left (with their leftover noise when it kept it), with its own seed,
-//! steps, CFG, sampler, schedule and window, and the same model and prompts. The compat comfyui
-//! mode runs the chain as ComfyUI runs the nodes one after the other.
+//! steps, CFG, sampler, schedule, window and prompts (the request's by default), and the same
+//! model. The compat comfyui mode runs the chain as ComfyUI runs the nodes one after the other.
 
 use serde::{Deserialize, Serialize};
 
@@ -30,10 +30,15 @@ pub struct StageRequest {
     pub sampler: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
+    /// The stage's own positive prompt (a prompt switch mid-way; the request's by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub negative_prompt: Option<String>,
 }
 
 /// A stage as it runs (and is recorded with the images).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Stage {
     pub seed: u64,
     pub steps: u32,
@@ -41,6 +46,11 @@ pub struct Stage {
     pub sampler: Sampler,
     pub schedule: Schedule,
     pub sampling_range: SamplingRange,
+    /// The stage's own prompts (`None`: the request's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub negative_prompt: Option<String>,
 }
 
 /// What a stage falls back on: the request's own resolved values.
@@ -52,6 +62,10 @@ pub struct StageDefaults {
     pub schedule: Schedule,
     pub max_steps: u32,
     pub max_cfg_scale: f32,
+    pub max_prompt_chars: usize,
+    /// Whether the request's prompts are plain text (no combined prompts or conditioning lists),
+    /// which a stage's own prompts may replace.
+    pub plain_prompts: bool,
 }
 
 impl StageRequest {
@@ -89,6 +103,17 @@ impl StageRequest {
                 None
             }),
         };
+        for (name, text) in [("prompt", &self.prompt), ("negative_prompt", &self.negative_prompt)] {
+            let Some(text) = text else { continue };
+            if !defaults.plain_prompts {
+                errors.push(FieldError::new(
+                    &field(name),
+                    "a stage's own prompts replace plain prompts; the request has combined_prompts or conditioning",
+                ));
+            } else if text.chars().count() > defaults.max_prompt_chars {
+                errors.push(FieldError::new(&field(name), format!("{name} is longer than {} characters", defaults.max_prompt_chars)));
+            }
+        }
         let mut window_errors = Vec::new();
         let sampling_range = self.sampling_range.resolve(steps, &mut window_errors);
         errors.extend(window_errors.into_iter().map(|e| FieldError { field: field(&e.field), ..e }));
@@ -99,6 +124,8 @@ impl StageRequest {
             sampler: sampler?,
             schedule: schedule?,
             sampling_range: sampling_range?,
+            prompt: self.prompt.clone(),
+            negative_prompt: self.negative_prompt.clone(),
         };
         (errors.len() == before).then_some(stage)
     }
@@ -117,6 +144,8 @@ mod tests {
             schedule: Schedule::Default,
             max_steps: 150,
             max_cfg_scale: 30.0,
+            max_prompt_chars: 100,
+            plain_prompts: true,
         }
     }
 

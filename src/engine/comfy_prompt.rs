@@ -166,13 +166,23 @@ pub fn comfy_prompt(settings: &GenerationSettings, model_name: &str) -> Option<V
         let own = GenerationSettings { sampler: stage.sampler, schedule: stage.schedule, ..settings.clone() };
         let (sampler, scheduler) = (stage.sampler.comfyui_name()?, super::infotext::effective_schedule(&own).comfyui_name()?);
         let range = &stage.sampling_range;
-        let id = (40 + i).to_string();
+        let id = (60 + i).to_string();
+        // A stage's own prompts: their CLIPTextEncode nodes.
+        let mut own = |text: &Option<String>, id: usize, side: &Value| match text {
+            Some(text) => {
+                add(&id.to_string(), "CLIPTextEncode", json!({"text": text, "clip": clip}));
+                json!([id.to_string(), 0])
+            }
+            None => side.clone(),
+        };
+        let (stage_positive, stage_negative) =
+            (own(&stage.prompt, 70 + 2 * i, &positive), own(&stage.negative_prompt, 71 + 2 * i, &negative));
         add(
             &id,
             "KSamplerAdvanced",
             json!({"add_noise": enable(range.add_noise), "noise_seed": stage.seed, "steps": stage.steps,
                    "cfg": stage.cfg_scale, "sampler_name": sampler, "scheduler": scheduler, "model": model,
-                   "positive": positive, "negative": negative, "latent_image": samples,
+                   "positive": stage_positive, "negative": stage_negative, "latent_image": samples,
                    "start_at_step": range.start_at_step, "end_at_step": range.end_at_step,
                    "return_with_leftover_noise": enable(range.return_with_leftover_noise)}),
         );
@@ -306,10 +316,11 @@ mod tests {
         let s = settings(json!({"prompt": "x", "width": 64, "height": 64, "steps": 6, "compat": "comfyui", "sampler": "euler",
                                 "sampling_range": {"end_at_step": 3, "return_with_leftover_noise": true},
                                 "stages": [{"sampling_range": {"start_at_step": 3, "add_noise": false}, "seed": 9, "cfg_scale": 5.0,
-                                            "sampler": "euler_a", "schedule": "karras"}]}));
+                                            "sampler": "euler_a", "schedule": "karras", "prompt": "y"}]}));
         let g = comfy_prompt(&s, "m").unwrap();
-        assert_eq!((&g["40"]["class_type"], &g["40"]["inputs"]["latent_image"]), (&json!("KSamplerAdvanced"), &json!(["3", 0])));
-        assert_eq!((&g["40"]["inputs"]["sampler_name"], &g["8"]["inputs"]["samples"]), (&json!("euler_ancestral"), &json!(["40", 0])));
+        assert_eq!((&g["60"]["class_type"], &g["60"]["inputs"]["latent_image"]), (&json!("KSamplerAdvanced"), &json!(["3", 0])));
+        assert_eq!((&g["60"]["inputs"]["sampler_name"], &g["8"]["inputs"]["samples"]), (&json!("euler_ancestral"), &json!(["60", 0])));
+        assert_eq!((&g["70"]["inputs"]["text"], &g["60"]["inputs"]["negative"]), (&json!("y"), &json!(["7", 0])));
         let specs = nodes::specs(&nodes::Lists { checkpoints: vec!["m".into()], ..Default::default() });
         let compiled = graph::compile(&graph::parse(&g).unwrap(), &specs).unwrap();
         let again = compiled.outputs[0].request.resolve(|| 0).unwrap();

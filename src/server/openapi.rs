@@ -231,7 +231,7 @@ pub fn document() -> Value {
                         "description": "the VAE over large pictures in overlapping tiles, as diffusers' enable_tiling() (memory of one 512x512 tile whatever the size; the picture differs slightly from a whole decode): auto tiles above 512x512 in compat diffusers and never in a1111 and comfyui (their tools decode whole); on tiles whenever the picture is larger than a tile; off never" },
                     "sampling_range": { "$ref": "#/components/schemas/SamplingRange" },
                     "stages": { "type": "array", "maxItems": crate::api::stages::MAX_STAGES, "items": { "$ref": "#/components/schemas/Stage" },
-                        "description": "compat comfyui, with sampling_range: the later KSamplerAdvanced nodes of a chain, each run over the latents the one before left (with their leftover noise when it kept it); no mask" },
+                        "description": "compat comfyui, with sampling_range: the later KSamplerAdvanced nodes of a chain, each run over the latents the one before left (with their leftover noise when it kept it), the same model, its own prompts if given; no mask" },
                     "masked_content": { "type": "string", "enum": crate::api::image_modes::MaskedContent::ALL.map(crate::api::image_modes::MaskedContent::name), "default": "original",
                         "description": "with mask: what the masked part of the init image holds when it is encoded; grey (compat comfyui only) is ComfyUI's VAEEncodeForInpaint: mid grey under the mask rounded to 0 or 1; fill, latent_noise and latent_nothing (compat a1111 only) are A1111's: the kept part blurred into the hole, then for the latent ones noise (each image's seed's first draw) or zeros under the latent mask" },
                     "inpaint_area": { "type": "string", "enum": crate::api::image_modes::InpaintArea::ALL.map(crate::api::image_modes::InpaintArea::name), "default": "whole",
@@ -301,7 +301,10 @@ pub fn document() -> Value {
                     "steps": { "type": "integer", "minimum": 1, "maximum": crate::api::request::MAX_STEPS, "description": "the steps of the schedule the window cuts" },
                     "cfg_scale": { "type": "number", "minimum": 0, "maximum": crate::api::request::MAX_CFG_SCALE },
                     "sampler": { "type": "string", "description": "a sampler compat comfyui runs (GET /api/v1/samplers)" },
-                    "schedule": { "type": "string", "description": "a compat comfyui schedule" }
+                    "schedule": { "type": "string", "description": "a compat comfyui schedule" },
+                    "prompt": { "type": "string", "maxLength": crate::api::request::MAX_PROMPT_CHARS,
+                        "description": "the stage's own positive prompt (a prompt switch; not with combined_prompts or conditioning)" },
+                    "negative_prompt": { "type": "string", "maxLength": crate::api::request::MAX_PROMPT_CHARS }
                 }
             },
             "Outpaint": { "type": "object", "additionalProperties": false,

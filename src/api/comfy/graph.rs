@@ -806,7 +806,7 @@ fn compile_output(nodes: &BTreeMap<String, Node>, output: &str) -> Result<Output
                 "a sampler over another sampler's latents, but in a KSamplerAdvanced chain",
             ));
         }
-        for input in ["model", "positive", "negative"] {
+        for input in ["model"] {
             if node_input_link(before, input) != node_input_link(sampler, input) {
                 return Err(unsupported(
                     &sampler_id,
@@ -1010,20 +1010,49 @@ fn compile_output(nodes: &BTreeMap<String, Node>, output: &str) -> Result<Output
             && range.end_at_step.zip(request.steps).is_some_and(|(end, steps)| end >= steps);
         request.sampling_range = (!whole || !later.is_empty()).then_some(range);
     }
+    // A stage's own prompt on a side: one CLIPTextEncode through the first sampler's CLIP.
+    let mut stage_texts: Vec<String> = Vec::new();
+    let mut stage_prompt = |node_id: &str, node: &Node, side: &str| -> Result<Option<String>, ChainError> {
+        if node_input_link(node, side) == node_input_link(sampler, side) {
+            return Ok(None);
+        }
+        let mut own = ConditioningWalk::new(nodes);
+        let list = own.list(node, side)?;
+        let Some(text) = plain_texts(&list).filter(|t| t.len() == 1).and_then(|t| t.into_iter().next()) else {
+            return Err(unsupported(
+                node_id,
+                &node.class,
+                &format!("a chain stage whose {side} conditioning is more than one CLIPTextEncode"),
+            ));
+        };
+        for (text_id, text_node) in &own.texts {
+            let mut path = Path::default();
+            let (id, from, slot) = source(nodes, text_node, "clip");
+            follow(nodes, &id, from, slot, &mut path)?;
+            if path.nodes != clip.nodes {
+                return Err(unsupported(text_id, &text_node.class, "a chain stage's prompt through another CLIP than the first sampler's"));
+            }
+            if !stage_texts.contains(text_id) {
+                stage_texts.push(text_id.clone());
+            }
+        }
+        Ok(Some(text))
+    };
     if !later.is_empty() {
-        request.stages = Some(
-            later
-                .iter()
-                .map(|(_, node)| StageRequest {
-                    sampling_range: window_of(node),
-                    seed: u64::try_from(int_of(node, "noise_seed")).ok(),
-                    steps: u32::try_from(int_of(node, "steps")).ok(),
-                    cfg_scale: Some(float_of(node, "cfg") as f32),
-                    sampler: Some(easel_sampler_name(&text_of(node, "sampler_name"))),
-                    schedule: Some(easel_schedule_name(&text_of(node, "scheduler"))),
-                })
-                .collect(),
-        );
+        let mut stages = Vec::with_capacity(later.len());
+        for (id, node) in &later {
+            stages.push(StageRequest {
+                sampling_range: window_of(node),
+                seed: u64::try_from(int_of(node, "noise_seed")).ok(),
+                steps: u32::try_from(int_of(node, "steps")).ok(),
+                cfg_scale: Some(float_of(node, "cfg") as f32),
+                sampler: Some(easel_sampler_name(&text_of(node, "sampler_name"))),
+                schedule: Some(easel_schedule_name(&text_of(node, "scheduler"))),
+                prompt: stage_prompt(id, node, "positive")?,
+                negative_prompt: stage_prompt(id, node, "negative")?,
+            });
+        }
+        request.stages = Some(stages);
     }
     if let Some(pass) = &second_pass {
         if request.width.zip(request.height).is_none() {
@@ -1057,6 +1086,7 @@ fn compile_output(nodes: &BTreeMap<String, Node>, output: &str) -> Result<Output
     for (id, _) in &prompts {
         order.push(id.clone());
     }
+    order.extend(stage_texts);
     order.extend(walk.ops);
     order.extend(chain);
     order.push(sampler_id.clone());

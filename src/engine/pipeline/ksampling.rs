@@ -339,6 +339,8 @@ fn comfyui_chain(
             .ok_or_else(|| EngineError::InvalidRequest(format!("sampler {} does not run in compat comfyui", stage.sampler)))?;
         let sigmas = schedules::sigmas(schedule, sampler, stage.schedule, stage.steps as usize).map_err(EngineError::InvalidRequest)?;
         let stage_settings = GenerationSettings {
+            prompt: stage.prompt.clone().unwrap_or_else(|| settings.prompt.clone()),
+            negative_prompt: stage.negative_prompt.clone().unwrap_or_else(|| settings.negative_prompt.clone()),
             seed: stage.seed,
             steps: stage.steps,
             cfg_scale: stage.cfg_scale,

@@ -803,17 +803,11 @@ fn compile_output(nodes: &BTreeMap<String, Node>, output: &str) -> Result<Output
             return Err(unsupported(
                 &sampler_id,
                 &sampler.class,
-                "a sampler over another sampler's latents, but in a KSamplerAdvanced chain",
+                "a sampler over another sampler's latents other than in a KSamplerAdvanced chain",
             ));
         }
-        for input in ["model"] {
-            if node_input_link(before, input) != node_input_link(sampler, input) {
-                return Err(unsupported(
-                    &sampler_id,
-                    &sampler.class,
-                    &format!("a chain stage with another {input} than the first sampler's"),
-                ));
-            }
+        if node_input_link(before, "model") != node_input_link(sampler, "model") {
+            return Err(unsupported(&sampler_id, &sampler.class, "a chain stage with another model than the first sampler's"));
         }
         if later.len() == MAX_STAGES {
             return Err(unsupported(

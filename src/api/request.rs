@@ -141,7 +141,7 @@ pub struct GenerateRequest {
     pub sampling_range: Option<SamplingRangeRequest>,
     /// The later `KSamplerAdvanced` nodes of a ComfyUI chain (compat comfyui, after
     /// `sampling_range`): each runs over the latents the one before left, with its own window and
-    /// (default: the request's) seed, steps, CFG, sampler and schedule.
+    /// (default: the request's) seed, steps, CFG, sampler, schedule and prompts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stages: Option<Vec<StageRequest>>,
     /// A [`MaskedContent`] name: what the masked part of the init image holds when it is encoded

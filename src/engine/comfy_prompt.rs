@@ -3,8 +3,9 @@
 //!
 //! Text-to-image and image-to-image are written as ComfyUI's default graph (loader, LoRA loaders,
 //! CLIP skip, two prompts, an empty or encoded latent, KSampler, decoder, SaveImage), the comfyui
-//! mode's inpainting with `SetLatentNoiseMask` or `VAEEncodeForInpaint` and its hires fix as the
-//! two-pass graph (`LatentUpscale` between two KSamplers); the other modes' hires fix and
+//! mode's inpainting with `SetLatentNoiseMask` or `VAEEncodeForInpaint`, its KSamplerAdvanced
+//! window and chain, and its hires fix as the two-pass graph (`LatentUpscale` between two
+//! KSamplers); the other modes' hires fix and
 //! inpainting, outpainting, and samplers or schedules ComfyUI lacks, get no graph. The picture
 //! is ComfyUI's own for images made in the comfyui mode; in the other modes the settings are the
 //! same but ComfyUI's noise differs.
@@ -15,7 +16,7 @@ use crate::api::conditioning::{ConditioningEntry, TextExpr};
 use crate::api::image_modes::MaskedContent;
 use crate::api::networks::extra_network_tags;
 use crate::api::request::GenerationSettings;
-use crate::api::{Compat, PromptSyntax};
+use crate::api::{Compat, PromptSyntax, Stage};
 
 /// The graph for `settings` on `model_name`, or `None` where ComfyUI's basic nodes cannot say it.
 pub fn comfy_prompt(settings: &GenerationSettings, model_name: &str) -> Option<Value> {
@@ -141,17 +142,20 @@ pub fn comfy_prompt(settings: &GenerationSettings, model_name: &str) -> Option<V
             }
         }
     };
-    let enable = |on: bool| if on { "enable" } else { "disable" };
-    match &settings.sampling_range {
-        Some(range) => add(
-            "3",
-            "KSamplerAdvanced",
-            json!({"add_noise": enable(range.add_noise), "noise_seed": settings.seed, "steps": settings.steps,
-                   "cfg": settings.cfg_scale, "sampler_name": sampler, "scheduler": scheduler, "model": model,
-                   "positive": positive, "negative": negative, "latent_image": latent,
-                   "start_at_step": range.start_at_step, "end_at_step": range.end_at_step,
-                   "return_with_leftover_noise": enable(range.return_with_leftover_noise)}),
-        ),
+    match settings.sampling_range {
+        Some(sampling_range) => {
+            let first = Stage {
+                seed: settings.seed,
+                steps: settings.steps,
+                cfg_scale: settings.cfg_scale,
+                sampler: settings.sampler,
+                schedule: settings.schedule,
+                sampling_range,
+                prompt: None,
+                negative_prompt: None,
+            };
+            add("3", "KSamplerAdvanced", advanced_inputs(&first, (sampler, scheduler), [&model, &positive, &negative, &latent]))
+        }
         None => add(
             "3",
             "KSampler",
@@ -164,28 +168,19 @@ pub fn comfy_prompt(settings: &GenerationSettings, model_name: &str) -> Option<V
     // A KSamplerAdvanced chain: each stage over the LATENT of the one before.
     for (i, stage) in settings.stages.iter().enumerate() {
         let own = GenerationSettings { sampler: stage.sampler, schedule: stage.schedule, ..settings.clone() };
-        let (sampler, scheduler) = (stage.sampler.comfyui_name()?, super::infotext::effective_schedule(&own).comfyui_name()?);
-        let range = &stage.sampling_range;
+        let names = (stage.sampler.comfyui_name()?, super::infotext::effective_schedule(&own).comfyui_name()?);
         let id = (60 + i).to_string();
         // A stage's own prompts: their CLIPTextEncode nodes.
-        let mut own = |text: &Option<String>, id: usize, side: &Value| match text {
+        let mut prompt_node = |text: &Option<String>, id: usize, side: &Value| match text {
             Some(text) => {
                 add(&id.to_string(), "CLIPTextEncode", json!({"text": text, "clip": clip}));
                 json!([id.to_string(), 0])
             }
             None => side.clone(),
         };
-        let (stage_positive, stage_negative) =
-            (own(&stage.prompt, 70 + 2 * i, &positive), own(&stage.negative_prompt, 71 + 2 * i, &negative));
-        add(
-            &id,
-            "KSamplerAdvanced",
-            json!({"add_noise": enable(range.add_noise), "noise_seed": stage.seed, "steps": stage.steps,
-                   "cfg": stage.cfg_scale, "sampler_name": sampler, "scheduler": scheduler, "model": model,
-                   "positive": stage_positive, "negative": stage_negative, "latent_image": samples,
-                   "start_at_step": range.start_at_step, "end_at_step": range.end_at_step,
-                   "return_with_leftover_noise": enable(range.return_with_leftover_noise)}),
-        );
+        let stage_positive = prompt_node(&stage.prompt, 70 + 2 * i, &positive);
+        let stage_negative = prompt_node(&stage.negative_prompt, 71 + 2 * i, &negative);
+        add(&id, "KSamplerAdvanced", advanced_inputs(stage, names, [&model, &stage_positive, &stage_negative, &samples]));
         samples = json!([id, 0]);
     }
     if let Some(h) = settings.hires.filter(|_| comfy_hires) {
@@ -208,6 +203,18 @@ pub fn comfy_prompt(settings: &GenerationSettings, model_name: &str) -> Option<V
     add("8", "VAEDecode", json!({"samples": samples, "vae": vae}));
     add("9", "SaveImage", json!({"filename_prefix": "Easel", "images": ["8", 0]}));
     Some(Value::Object(graph))
+}
+
+/// A `KSamplerAdvanced` node's inputs for one sampler of a chain (the request's own window is
+/// its first): its settings, its sampler and scheduler names, and the model, positive,
+/// negative and latent links.
+fn advanced_inputs(stage: &Stage, (sampler, scheduler): (&str, &str), [model, positive, negative, latent]: [&Value; 4]) -> Value {
+    let enable = |on: bool| if on { "enable" } else { "disable" };
+    let range = &stage.sampling_range;
+    json!({"add_noise": enable(range.add_noise), "noise_seed": stage.seed, "steps": stage.steps, "cfg": stage.cfg_scale,
+           "sampler_name": sampler, "scheduler": scheduler, "model": model, "positive": positive, "negative": negative,
+           "latent_image": latent, "start_at_step": range.start_at_step, "end_at_step": range.end_at_step,
+           "return_with_leftover_noise": enable(range.return_with_leftover_noise)})
 }
 
 /// Writes a conditioning list as nodes numbered from `next_id` (its expressions, their areas,

@@ -15,40 +15,34 @@ use crate::engine::EngineError;
 
 /// `resize_image(0, picture, width, height, "Lanczos")` of an RGB picture of `size`.
 pub fn lanczos_upscaler(rgb: &[u8], size: (u32, u32), target: (u32, u32)) -> Vec<u8> {
-    let mut picture = rgb.to_vec();
-    let mut current = size;
-    let mut resize_to = |picture: &mut Vec<u8>, to: (u32, u32)| {
-        *picture = resize_lanczos(picture, 3, current.0 as usize, current.1 as usize, to.0 as usize, to.1 as usize);
-        current = to;
+    let resize = |picture: &[u8], (w, h): (u32, u32), (tw, th): (u32, u32)| {
+        resize_lanczos(picture, 3, w as usize, h as usize, tw as usize, th as usize)
     };
+    let mut picture = rgb.to_vec();
+    let mut at = size;
     // `scale = max(w / im.width, h / im.height)` in Python floats; the upscaler only above 1.
     let scale = (f64::from(target.0) / f64::from(size.0)).max(f64::from(target.1) / f64::from(size.1));
     if scale > 1.0 {
         // `Upscaler.upscale`: the destination `int((side * scale) // 8 * 8)`, then up to three
-        // rounds of `UpscalerLanczos.do_upscale`, each to `(int(width * scale), int(height * scale))`.
+        // rounds of `UpscalerLanczos.do_upscale`, each to `(int(width * scale), int(height * scale))`,
+        // until the picture covers the destination (a round that keeps the size ends them).
         let dest = |side: u32| ((f64::from(side) * scale / 8.0).floor() * 8.0) as u32;
         let dest = (dest(size.0), dest(size.1));
-        let mut at = size;
-        for round in 0..3 {
-            if at.0 >= dest.0 && at.1 >= dest.1 && (round > 0 || scale != 1.0) {
-                break;
-            }
+        for _ in 0..3 {
             let to = ((f64::from(at.0) * scale) as u32, (f64::from(at.1) * scale) as u32);
-            resize_to(&mut picture, to);
-            if to == at {
+            if (at.0 >= dest.0 && at.1 >= dest.1) || to == at {
                 break;
             }
+            picture = resize(&picture, at, to);
             at = to;
         }
         if at != dest {
-            resize_to(&mut picture, dest);
+            picture = resize(&picture, at, dest);
             at = dest;
         }
-        if at != target {
-            resize_to(&mut picture, target);
-        }
-    } else if size != target {
-        resize_to(&mut picture, target);
+    }
+    if at != target {
+        picture = resize(&picture, at, target);
     }
     picture
 }

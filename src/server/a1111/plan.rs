@@ -148,12 +148,11 @@ fn check_common(c: &CommonParams, choice: &SamplerChoice, errors: &mut Vec<Field
     }
 }
 
-/// The Easel mode for this call: A1111's own (noise, samplers, schedules, pixels) for
-/// text-to-image and image-to-image, diffusers' for the hires fix and inpainting, which the
-/// a1111 mode does not run yet; a sampler that runs in neither is refused.
-fn choose_compat(choice: &SamplerChoice, a1111_possible: bool, what: &str, errors: &mut Vec<FieldError>) -> Compat {
+/// The Easel mode for this call: A1111's own (noise, samplers, schedules, pixels), or diffusers'
+/// for a sampler only that mode has; a sampler that runs in neither is refused.
+fn choose_compat(choice: &SamplerChoice, errors: &mut Vec<FieldError>) -> Compat {
     let Some(sampler) = choice.sampler.easel else { return Compat::Diffusers };
-    if a1111_possible && sampler.runs_in(Compat::A1111) {
+    if sampler.runs_in(Compat::A1111) {
         Compat::A1111
     } else if sampler.runs_in(Compat::Diffusers) {
         Compat::Diffusers
@@ -162,9 +161,9 @@ fn choose_compat(choice: &SamplerChoice, a1111_possible: bool, what: &str, error
             errors,
             "sampler_name",
             format!(
-                "{} runs in Easel only for text-to-image and image-to-image so far; for {what} use one of {}",
+                "{} does not run in Easel yet; use one of {}",
                 choice.sampler.name,
-                Sampler::ALL.iter().filter(|s| s.runs_in(Compat::Diffusers)).map(|s| s.a1111_name()).collect::<Vec<_>>().join(", ")
+                Sampler::ALL.iter().filter(|s| s.runs_in(Compat::A1111)).map(|s| s.a1111_name()).collect::<Vec<_>>().join(", ")
             ),
         );
         Compat::Diffusers
@@ -359,9 +358,9 @@ pub fn plan_txt2img(req: &Txt2ImgRequest, opts: &EffectiveOptions, mut random: i
     let choice = resolve_sampler(c.sampler_name.as_deref(), c.sampler_index.as_deref(), c.scheduler.as_deref());
     check_common(c, &choice, &mut errors);
     let hires = req.enable_hr.unwrap_or(false).then(|| plan_hires(req, &choice, &mut errors));
-    // A1111's own maths for the hires fix with every upscaler the door takes (its latent modes,
-    // Lanczos and None).
-    let compat = choose_compat(&choice, true, "the hires fix", &mut errors);
+    // A1111's own maths, the hires fix included with every upscaler the door takes (its latent
+    // modes, Lanczos and None).
+    let compat = choose_compat(&choice, &mut errors);
     let mut base = base_request(c, opts, compat, &choice, &mut random, &mut errors);
     let (extra, denoising_strength) = match hires {
         Some((hires, extra, strength)) => {
@@ -400,7 +399,7 @@ pub fn plan_img2img(
     let choice = resolve_sampler(c.sampler_name.as_deref(), c.sampler_index.as_deref(), c.scheduler.as_deref());
     check_common(c, &choice, &mut errors);
     // A1111's own maths for image-to-image and inpainting.
-    let compat = choose_compat(&choice, true, "inpainting", &mut errors);
+    let compat = choose_compat(&choice, &mut errors);
     let mut base = base_request(c, opts, compat, &choice, &mut random, &mut errors);
     let (w, h) = (c.width.unwrap_or(512), c.height.unwrap_or(512));
     let (iw, ih) = (i64::from(uploads.init_size.0), i64::from(uploads.init_size.1));
